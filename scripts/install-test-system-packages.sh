@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Install the Debian packages our integration tests need:
+#   slapd + ldap-utils  -> tests/servers/slapd.py
+#   postgresql          -> tests/servers/postgres.py
+#   chromium            -> browser tests
+# Idempotent: does nothing (no apt at all) when everything is already installed.
+# Never starts system services; the tests run their own private servers.
+set -euo pipefail
+
+PACKAGES=(slapd ldap-utils postgresql chromium)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    if ! dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed$'; then
+        missing+=("$pkg")
+    fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "install-test-system-packages: all present (${PACKAGES[*]})"
+    exit 0
+fi
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo)
+    else
+        echo "install-test-system-packages: need root (or sudo) to install: ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+
+echo "install-test-system-packages: installing ${missing[*]}"
+
+# Keep maintainer scripts from starting daemons (invoke-rc.d honours exit 101).
+# Only add a policy-rc.d if none exists, and remove only the one we added.
+POLICY=/usr/sbin/policy-rc.d
+if [ ! -e "$POLICY" ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY" >/dev/null
+    "${SUDO[@]}" chmod 755 "$POLICY"
+    trap '"${SUDO[@]}" rm -f "$POLICY"' EXIT
+fi
+
+# slapd: skip its own database setup entirely (no prompts, no system DIT);
+# tests write their own slapd.conf.
+printf '%s\n' \
+    'slapd slapd/no_configuration boolean true' \
+    | "${SUDO[@]}" debconf-set-selections
+
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    --no-install-recommends "${missing[@]}"

@@ -1,0 +1,26 @@
+"""LakeHub: a self-hosted data science platform.
+
+The SDK::
+
+    import lakehub
+    client = lakehub.connect()                  # inside a notebook server
+    client = lakehub.connect(url, token)        # anywhere else
+    creds = client.lake.credentials()
+    s3 = creds.boto3_client()
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lakehub.client import Client
+
+__all__ = ["connect"]
+__version__ = "0.1.0"
+
+
+def connect(url: str | None = None, token: str | None = None, **kwargs: Any) -> Client:
+    from lakehub.client import connect as _connect
+
+    return _connect(url, token, **kwargs)

@@ -1,0 +1,228 @@
+"""The ``lakehub`` command line. Errors are one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import httpx
+
+from lakehub.config import Settings, SettingsError, load_settings
+
+DATA_DIR = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="The hub's data directory [default: ./lakehub-data, or LAKEHUB_DATA_DIR]",
+)  # fmt: skip
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def settings_or_fail(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as err:
+        fail(str(err), 2)
+
+
+@click.group()
+def main() -> None:
+    """LakeHub: a data lake, notebooks and compute in one install."""
+
+
+@main.command()
+@DATA_DIR
+@click.option("--port", type=int, default=None, help="Front door port [default: 8000]")
+@click.option("--detach", is_flag=True, help="Return once every component is healthy")
+def up(data_dir: Path | None, port: int | None, detach: bool) -> None:
+    """Start the hub (foreground unless --detach)."""
+    from lakehub.up import UpError, serve
+    from lakehub.up import detach as run_detached
+
+    settings = settings_or_fail(data_dir=data_dir, port=port)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    say = lambda m: click.echo(m, err=m.startswith(("warning", "error")))  # noqa: E731
+    try:
+        code = run_detached(settings, say) if detach else serve(settings, say)
+    except UpError as err:
+        fail(str(err))
+    sys.exit(code)
+
+
+@main.command()
+@DATA_DIR
+def down(data_dir: Path | None) -> None:
+    """Stop the hub and everything it started."""
+    from lakehub.up import UpError
+    from lakehub.up import down as stop
+
+    settings = settings_or_fail(data_dir=data_dir)
+    try:
+        stopped = stop(settings)
+    except UpError as err:
+        fail(str(err))
+    click.echo("LakeHub stopped" if stopped else f"no hub is running on {settings.data_dir}")
+
+
+@main.command()
+@DATA_DIR
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output")
+def status(data_dir: Path | None, as_json: bool) -> None:
+    """Show each component, its health, URL and log file."""
+    from lakehub.runtime import load_runtime
+    from lakehub.supervisor import probe
+    from lakehub.up import lock_is_free
+
+    settings = settings_or_fail(data_dir=data_dir)
+    rt = load_runtime(settings)
+    running = rt is not None and not lock_is_free(settings)
+    comps = {}
+    if rt is not None and running:
+        for name, c in rt.components.items():
+            comps[name] = {"healthy": probe(c["health_url"]), "url": c["url"], "log": c["log"],
+                           "pid": c["pid"], "restarts": c["restarts"]}  # fmt: skip
+    report = {
+        "data_dir": str(settings.data_dir),
+        "running": running,
+        "state": rt.state if rt and running else "stopped",
+        "url": rt.front_url if rt and running else None,
+        "components": comps,
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(f"LakeHub on {settings.data_dir}: {report['state']}"
+                   + (f" at {report['url']}" if report["url"] else ""))  # fmt: skip
+        for name, c in comps.items():
+            mark = "healthy" if c["healthy"] else "DOWN"
+            click.echo(f"  {name:<6} {mark:<8} {c['url']:<40} {c['log']}")
+    if not running or not all(c["healthy"] for c in comps.values()):
+        sys.exit(1)
+
+
+def _api(settings: Settings, method: str, path: str, **kw: Any) -> Any:
+    """Call the running hub's API as the local administrator."""
+    from lakehub.runtime import load_runtime, tokens
+
+    rt = load_runtime(settings)
+    if rt is None or rt.state != "ready":
+        fail(f"no running hub on {settings.data_dir}: start it with 'lakehub up'")
+    try:
+        token = tokens(settings).service
+    except PermissionError:
+        fail("only the account that runs the hub may manage it")
+    try:
+        resp = httpx.request(method, f"{rt.api_url}/api{path}", timeout=60,
+                             headers={"Authorization": f"token {token}"}, **kw)  # fmt: skip
+    except httpx.TransportError:
+        fail(f"the hub's API at {rt.api_url} is not answering")
+    if resp.status_code >= 400:
+        try:
+            detail = resp.json().get("detail", resp.text)
+        except ValueError:
+            detail = resp.text
+        if isinstance(detail, list):  # validation errors
+            detail = "; ".join(d.get("msg", str(d)) for d in detail)
+        fail(str(detail))
+    return resp.json() if resp.content else None
+
+
+@main.group()
+def user() -> None:
+    """Manage users (local administrator only)."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="Make the user an administrator")
+@DATA_DIR
+def user_add(name: str, admin: bool, data_dir: Path | None) -> None:
+    """Create a user and print a generated password once."""
+    out = _api(settings_or_fail(data_dir=data_dir), "POST", "/users",
+               json={"name": name, "admin": admin})  # fmt: skip
+    click.echo(f"created {out['name']}{' (admin)' if out['admin'] else ''}")
+    click.echo(f"password: {out['password']}  (shown once)")
+
+
+@user.command("list")
+@DATA_DIR
+def user_list(data_dir: Path | None) -> None:
+    """List users with their status."""
+    for u in _api(settings_or_fail(data_dir=data_dir), "GET", "/users"):
+        click.echo(f"{u['name']:<24} {u['status']:<8} {'admin' if u['admin'] else ''}")
+
+
+@user.command("approve")
+@click.argument("name")
+@DATA_DIR
+def user_approve(name: str, data_dir: Path | None) -> None:
+    """Approve a pending sign-up."""
+    click.echo(_api(settings_or_fail(data_dir=data_dir), "POST", f"/users/{name}/approve")["detail"])
+
+
+@user.command("remove")
+@click.argument("name")
+@DATA_DIR
+def user_remove(name: str, data_dir: Path | None) -> None:
+    """Delete a user, their lake identity and their servers (their data stays)."""
+    _api(settings_or_fail(data_dir=data_dir), "DELETE", f"/users/{name}")
+    click.echo(f"removed {name}")
+
+
+@user.command("token")
+@click.argument("name")
+@click.option("--expires-in", type=int, default=None, help="Seconds until the token expires")
+@DATA_DIR
+def user_token(name: str, expires_in: int | None, data_dir: Path | None) -> None:
+    """Print a new API token for a user."""
+    out = _api(settings_or_fail(data_dir=data_dir), "POST", f"/users/{name}/tokens",
+               json={"note": "lakehub user token", "expires_in": expires_in})  # fmt: skip
+    click.echo(out["token"])
+
+
+@main.group()
+def group() -> None:
+    """Manage groups (local administrator only)."""
+
+
+@group.command("list")
+@DATA_DIR
+def group_list(data_dir: Path | None) -> None:
+    for name, members in _api(settings_or_fail(data_dir=data_dir), "GET", "/groups").items():
+        click.echo(f"{name:<24} {', '.join(members)}")
+
+
+@group.command("create")
+@click.argument("name")
+@DATA_DIR
+def group_create(name: str, data_dir: Path | None) -> None:
+    click.echo(_api(settings_or_fail(data_dir=data_dir), "POST", "/groups",
+                    json={"name": name})["detail"])  # fmt: skip
+
+
+@group.command("add")
+@click.argument("group_name")
+@click.argument("name")
+@DATA_DIR
+def group_add(group_name: str, name: str, data_dir: Path | None) -> None:
+    click.echo(_api(settings_or_fail(data_dir=data_dir), "PUT",
+                    f"/groups/{group_name}/members/{name}")["detail"])  # fmt: skip
+
+
+@group.command("remove")
+@click.argument("group_name")
+@click.argument("name")
+@DATA_DIR
+def group_remove(group_name: str, name: str, data_dir: Path | None) -> None:
+    _api(settings_or_fail(data_dir=data_dir), "DELETE", f"/groups/{group_name}/members/{name}")
+    click.echo(f"removed {name} from {group_name}")
+
+
+if __name__ == "__main__":
+    main()

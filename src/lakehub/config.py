@@ -1,0 +1,174 @@
+"""Settings: one validated model, read from a TOML file and ``LAKEHUB_*`` environment variables.
+
+Precedence, highest first: explicit overrides (command-line options), environment variables,
+``<data_dir>/lakehub.toml`` (or the file named by ``LAKEHUB_CONFIG``), defaults. Nothing here runs
+at import time: callers build settings with :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+USERNAME_RE = re.compile(r"^[a-z][a-z0-9]{1,31}$")
+# Names that would collide with system buckets or future shared spaces.
+RESERVED_NAMES = frozenset({"lakehub", "root", "system", "space", "shared", "public", "hub"})
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message is meant for a person."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LAKEHUB_", extra="forbid")
+
+    data_dir: Path = Field(default=Path("lakehub-data"), description="All state lives here.")
+    host: str = Field(default="127.0.0.1", description="Address of the front door.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port of the front door.")
+    lake_port: int = Field(
+        default=8333, ge=0, le=65535, description="S3 port of the embedded lake; 0 picks one."
+    )
+    db_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite in data_dir.")
+    admin_user: str = "admin"
+    admin_password: SecretStr | None = None
+    auth: Literal["local", "ldap", "oauth"] = "local"
+    # LDAP (jupyterhub-ldapauthenticator)
+    ldap_url: str | None = Field(default=None, description="ldap://host:port")
+    ldap_bind_dn_template: list[str] = []
+    ldap_tls: Literal["insecure", "before_bind", "on_connect"] = "before_bind"
+    ldap_admin_users: list[str] = []
+    # OAuth / OIDC (oauthenticator's GenericOAuthenticator)
+    oauth_client_id: str | None = None
+    oauth_client_secret: SecretStr | None = None
+    oauth_authorize_url: str | None = None
+    oauth_token_url: str | None = None
+    oauth_userdata_url: str | None = None
+    oauth_username_claim: str = "preferred_username"
+    oauth_admin_users: list[str] = []
+    notebook_python: str = Field(
+        default="/usr/bin/python3", description="Interpreter for notebook environments."
+    )
+    isolate_users: bool | None = Field(
+        default=None, description="Run servers as per-user unix accounts; default: when root."
+    )
+
+    @field_validator("admin_user")
+    @classmethod
+    def _valid_admin(cls, v: str) -> str:
+        check_username(v)
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml = _config_file()
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    # Derived locations -------------------------------------------------------------------
+    @property
+    def state_dir(self) -> Path:
+        return self.data_dir / "state"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def homes_dir(self) -> Path:
+        return self.data_dir / "homes"
+
+    @property
+    def envs_dir(self) -> Path:
+        return self.data_dir / "envs"
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.state_dir / 'lakehub.sqlite'}"
+
+    @property
+    def isolated(self) -> bool:
+        if self.isolate_users is None:
+            return os.geteuid() == 0
+        return self.isolate_users
+
+
+def check_username(name: str) -> str:
+    """Usernames double as bucket prefixes and unix account suffixes: keep them plain."""
+    if not USERNAME_RE.match(name):
+        raise SettingsError(
+            f"invalid user name {name!r}: use 2-32 lowercase letters and digits, "
+            "starting with a letter"
+        )
+    if name in RESERVED_NAMES:
+        raise SettingsError(f"user name {name!r} is reserved")
+    return name
+
+
+_config_override: Path | None = None
+
+
+def _config_file() -> Path | None:
+    if _config_override is not None:
+        return _config_override
+    explicit = os.environ.get("LAKEHUB_CONFIG")
+    if explicit:
+        return Path(explicit)
+    return None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings; raises :class:`SettingsError` with a readable message."""
+    global _config_override
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    data_dir = Path(
+        overrides.get("data_dir") or os.environ.get("LAKEHUB_DATA_DIR") or "lakehub-data"
+    )
+    candidate = _config_file() or data_dir / "lakehub.toml"
+    if os.environ.get("LAKEHUB_CONFIG") and not candidate.exists():
+        raise SettingsError(f"settings file {candidate} does not exist")
+    _config_override = candidate if candidate.exists() else None
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+            for e in err.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None
+    except ValueError as err:  # e.g. a malformed TOML file
+        raise SettingsError(f"invalid settings file {candidate}: {err}") from None
+    finally:
+        _config_override = None
+    settings.data_dir = settings.data_dir.resolve()
+    if settings.auth == "ldap" and not (settings.ldap_url and settings.ldap_bind_dn_template):
+        raise SettingsError("auth = 'ldap' needs ldap_url and ldap_bind_dn_template")
+    if settings.auth == "oauth" and not (
+        settings.oauth_client_id and settings.oauth_authorize_url and settings.oauth_token_url
+    ):
+        raise SettingsError(
+            "auth = 'oauth' needs oauth_client_id, oauth_authorize_url and oauth_token_url"
+        )
+    return settings

@@ -1,0 +1,85 @@
+"""The control plane's app factory: ``uvicorn --factory lakehub.hub.app:create_app``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from lakehub.config import load_settings
+from lakehub.hub import auth
+from lakehub.hub.db import Database
+from lakehub.hub.jhub import HubAPIError, JupyterHubAPI
+from lakehub.hub.routers import api, portal
+from lakehub.hub.state import AppState
+from lakehub.lake.base import LakeUnavailable
+from lakehub.lake.seaweedfs import SeaweedFS
+from lakehub.runtime import load_runtime, tokens
+from lakehub.users import Directory, UserError
+from lakehub.vault import Vault
+
+log = logging.getLogger("lakehub.api")
+
+
+def build_state() -> AppState:
+    settings = load_settings()
+    runtime = load_runtime(settings)
+    if runtime is None:
+        raise RuntimeError(f"no running hub in {settings.data_dir}: start it with 'lakehub up'")
+    tok = tokens(settings)
+    vault = Vault(settings.state_dir)
+    db = Database(settings.database_url)
+    lake = SeaweedFS(settings.state_dir, settings.run_dir, runtime.ports, tok.lake_key,
+                     tok.lake_secret)  # fmt: skip
+    state = AppState(
+        settings=settings, runtime=runtime, tokens=tok, vault=vault, db=db,
+        directory=Directory(db, vault, lake), hub=JupyterHubAPI(runtime.hub_api_url, tok.service),
+    )  # fmt: skip
+    state.hub_auth = auth.make_hub_auth(state)
+    return state
+
+
+def create_app() -> FastAPI:
+    state = build_state()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await state.hub.aclose()
+        state.db.engine.dispose()
+
+    app = FastAPI(
+        title="LakeHub API",
+        version="0.1.0",
+        root_path=state.prefix.rstrip("/"),
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.lh = state
+    app.include_router(auth.router)
+    app.include_router(api.router)
+    app.include_router(portal.router)
+
+    @app.exception_handler(UserError)
+    async def _user_error(request: Request, err: UserError) -> Response:
+        return JSONResponse({"detail": str(err)}, status_code=err.status)
+
+    @app.exception_handler(LakeUnavailable)
+    async def _lake_down(request: Request, err: LakeUnavailable) -> Response:
+        return JSONResponse({"detail": str(err)}, status_code=503)
+
+    @app.exception_handler(HubAPIError)
+    async def _hub_down(request: Request, err: HubAPIError) -> Response:
+        return JSONResponse({"detail": str(err)}, status_code=503)
+
+    @app.exception_handler(auth.LoginRequired)
+    async def _login(request: Request, err: auth.LoginRequired) -> Response:
+        if request.method != "GET":
+            return RedirectResponse(state.prefix, 303)
+        return auth.login_redirect(request)
+
+    return app

@@ -1,0 +1,63 @@
+"""A small client for JupyterHub's REST API, used with the control plane's service token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class HubAPIError(RuntimeError):
+    pass
+
+
+class JupyterHubAPI:
+    def __init__(self, api_url: str, token: str) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=api_url.rstrip("/") + "/",
+            headers={"Authorization": f"token {token}"},
+            timeout=30,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            resp = await self._client.request(method, path, **kw)
+        except httpx.TransportError as err:
+            raise HubAPIError(f"JupyterHub is not answering ({err.__class__.__name__})") from err
+        return resp
+
+    async def user(self, name: str) -> dict[str, Any] | None:
+        resp = await self._call("GET", f"users/{name}")
+        if resp.status_code == 404:
+            return None
+        resp.raise_for_status()
+        data: dict[str, Any] = resp.json()
+        return data
+
+    async def ensure_user(self, name: str, admin: bool) -> None:
+        model = await self.user(name)
+        if model is None:
+            resp = await self._call("POST", f"users/{name}")
+            if resp.status_code not in (201, 409):
+                raise HubAPIError(f"JupyterHub refused to create {name}: {resp.text}")
+        if model is None or bool(model.get("admin")) != admin:
+            resp = await self._call("PATCH", f"users/{name}", json={"admin": admin})
+            resp.raise_for_status()
+
+    async def delete_user(self, name: str) -> None:
+        resp = await self._call("DELETE", f"users/{name}")
+        if resp.status_code not in (204, 404):
+            raise HubAPIError(f"JupyterHub refused to delete {name}: {resp.text}")
+
+    async def new_token(self, name: str, note: str, expires_in: int | None) -> str:
+        body: dict[str, Any] = {"note": note}
+        if expires_in:
+            body["expires_in"] = expires_in
+        resp = await self._call("POST", f"users/{name}/tokens", json=body)
+        if resp.status_code != 201:
+            raise HubAPIError(f"JupyterHub refused a token for {name}: {resp.text}")
+        token: str = resp.json()["token"]
+        return token

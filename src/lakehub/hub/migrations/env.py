@@ -1,0 +1,17 @@
+from alembic import context
+
+from lakehub.hub.db import Base, make_engine
+
+config = context.config
+url = config.get_main_option("sqlalchemy.url")
+assert url
+engine = make_engine(url)
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+engine.dispose()

@@ -1,0 +1,130 @@
+"""The web portal: server-rendered pages behind JupyterHub's OAuth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from lakehub.hub.auth import Principal, browser_user
+from lakehub.hub.routers.api import State
+from lakehub.users import UserError
+
+router = APIRouter(include_in_schema=False)
+Browser = Annotated[Principal, Depends(browser_user)]
+_templates: Jinja2Templates | None = None
+
+
+def templates() -> Jinja2Templates:
+    global _templates
+    if _templates is None:
+        _templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
+    return _templates
+
+
+def page(request: Request, name: str, **ctx: Any) -> HTMLResponse:
+    state = request.app.state.lh
+    resp = templates().TemplateResponse(request, name, {"prefix": state.prefix, **ctx})
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def back(state: Any, path: str, msg: str = "", error: str = "") -> RedirectResponse:
+    from urllib.parse import urlencode
+
+    query = urlencode({k: v for k, v in (("msg", msg), ("error", error)) if v})
+    return RedirectResponse(state.prefix + path + (f"?{query}" if query else ""), 303)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request, who: Browser, state: State, msg: str = "",
+               error: str = "") -> Response:  # fmt: skip
+    if who.local:
+        return RedirectResponse(state.prefix + "admin", 303)
+    creds = await state.run(state.directory.credentials, who.name)
+    model = await state.hub.user(who.name) or {}
+    server = (model.get("servers") or {}).get("")
+    return page(request, "home.html", who=who, creds=creds, server=server, msg=msg, error=error)
+
+
+@router.post("/rotate")
+async def rotate(who: Browser, state: State) -> Response:
+    await state.run(state.directory.rotate, who.name, who.name)
+    return back(state, "", msg="New lake key issued; the old one no longer works. "
+                "Restart your server to pick it up.")  # fmt: skip
+
+
+@router.get("/admin", response_class=HTMLResponse)
+async def admin(request: Request, who: Browser, state: State, msg: str = "",
+                error: str = "") -> Response:  # fmt: skip
+    if not who.admin:
+        return page(request, "error.html", who=who, error="Administrators only.")
+    users = await state.run(state.directory.list_users)
+    groups = await state.run(state.directory.groups)
+    events = await state.run(state.directory.events, 50)
+    return page(request, "admin.html", who=who, users=users, groups=groups, events=events,
+                msg=msg, error=error)  # fmt: skip
+
+
+@router.post("/admin/users")
+async def admin_users(
+    who: Browser, state: State, action: Annotated[str, Form()],
+    name: Annotated[str, Form()], group: Annotated[str, Form()] = "",
+) -> Response:  # fmt: skip
+    if not who.admin:
+        return back(state, "", error="Administrators only.")
+    d = state.directory
+    try:
+        if action == "create":
+            user, password = await state.run(lambda: d.create(name, actor=who.name))
+            await state.hub.ensure_user(user.name, user.admin)
+            return back(state, "admin", msg=f"Created {name}. Password (shown once): {password}")
+        if action == "approve":
+            await state.run(d.approve, name, who.name)
+        elif action in ("make-admin", "drop-admin"):
+            if name == who.name:
+                raise UserError("you cannot change your own admin rights")
+            await state.run(d.set_admin, name, action == "make-admin", who.name)
+            await state.hub.ensure_user(name, action == "make-admin")
+        elif action == "delete":
+            if name == who.name:
+                raise UserError("you cannot delete yourself")
+            await state.run(d.delete, name, who.name)
+            await state.hub.delete_user(name)
+        elif action == "create-group":
+            await state.run(d.create_group, name, who.name)
+        elif action == "add-member":
+            await state.run(d.add_member, group, name, who.name)
+        elif action == "remove-member":
+            await state.run(d.remove_member, group, name, who.name)
+        else:
+            raise UserError(f"unknown action {action!r}")
+    except UserError as err:
+        return back(state, "admin", error=str(err))
+    return back(state, "admin", msg=f"{action.replace('-', ' ')}: {name} done")
+
+
+@router.get("/signup", response_class=HTMLResponse)
+async def signup_form(request: Request, state: State) -> Response:
+    return page(request, "signup.html", who=None, auth=state.settings.auth)
+
+
+@router.post("/signup", response_class=HTMLResponse)
+async def signup(
+    request: Request, state: State, name: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+) -> Response:  # fmt: skip
+    if state.settings.auth != "local":
+        return page(request, "signup.html", who=None, auth=state.settings.auth)
+    try:
+        await state.run(
+            lambda: state.directory.create(name, actor=name, password=password, status="pending")
+        )
+    except UserError as err:
+        resp = page(request, "signup.html", who=None, auth="local", error=str(err), name=name)
+        resp.status_code = err.status if err.status != 404 else 400
+        return resp
+    return page(request, "signup.html", who=None, auth="local", done=True, name=name)

@@ -1,0 +1,1 @@
+"""The data lake: an S3 endpoint with one identity per user (see :mod:`lakehub.lake.base`)."""

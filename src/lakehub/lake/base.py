@@ -1,0 +1,99 @@
+"""The lake contract.
+
+A lake is an S3 endpoint plus an administrator able to manage identities and buckets. Rules:
+
+- every user identity carries bucket *patterns* (``alice-*``); it may act on matching buckets
+  only, never on anything else, and never with unscoped actions;
+- :meth:`Lake.set_identities` takes the complete set of user identities and returns only once
+  the lake enforces it: new keys work, removed keys are refused;
+- no method logs a secret.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+ACTIONS = ("Admin", "Read", "Write", "List", "Tagging")
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    access_key: str
+    secret_key: str
+    buckets: tuple[str, ...]  # bucket names or prefix patterns ending in '*'
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"Identity(name={self.name!r}, access_key={self.access_key!r}, buckets={self.buckets!r})"
+
+
+class LakeUnavailable(RuntimeError):
+    pass
+
+
+def s3_client(endpoint_url: str, access_key: str, secret_key: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name="us-east-1",
+        config=Config(signature_version="s3v4", retries={"max_attempts": 2, "mode": "standard"}),
+    )
+
+
+class Lake(ABC):
+    endpoint_url: str
+
+    @abstractmethod
+    def admin(self) -> Any:
+        """A boto3 S3 client with the lake administrator's rights."""
+
+    @abstractmethod
+    def set_identities(self, identities: list[Identity]) -> None:
+        """Make exactly these user identities valid; effective when this returns."""
+
+    def ensure_bucket(self, name: str) -> None:
+        client = self.admin()
+        try:
+            client.head_bucket(Bucket=name)
+        except ClientError as err:
+            if err.response["Error"]["Code"] not in ("404", "NoSuchBucket", "NotFound"):
+                raise
+            client.create_bucket(Bucket=name)
+        except EndpointConnectionError as err:
+            raise LakeUnavailable(f"the lake at {self.endpoint_url} is not answering") from err
+
+    def wait_effective(
+        self, added: list[Identity], removed: list[str], timeout: float = 10.0
+    ) -> None:
+        """Poll until every added key is accepted and every removed key refused."""
+        deadline = time.monotonic() + timeout
+        pending_add = list(added)
+        pending_rm = list(removed)
+        while pending_add or pending_rm:
+            pending_add = [i for i in pending_add if not self._accepts(i.access_key, i.secret_key)]
+            pending_rm = [k for k in pending_rm if self._accepts(k, "x-refused-probe")]
+            if not (pending_add or pending_rm):
+                return
+            if time.monotonic() > deadline:
+                raise LakeUnavailable("the lake did not apply the new identities in time")
+            time.sleep(0.02)
+
+    def _accepts(self, key: str, secret: str) -> bool:
+        """True if the lake recognises the access key (a wrong secret still proves it exists)."""
+        try:
+            s3_client(self.endpoint_url, key, secret).list_buckets()
+            return True
+        except ClientError as err:
+            code = err.response["Error"]["Code"]
+            return code not in ("InvalidAccessKeyId", "AccessDenied", "403")
+        except EndpointConnectionError as err:
+            raise LakeUnavailable(f"the lake at {self.endpoint_url} is not answering") from err

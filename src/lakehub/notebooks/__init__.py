@@ -1,0 +1,1 @@
+"""Notebooks: JupyterHub configuration, the spawner, the authenticator, environments."""

@@ -1,0 +1,95 @@
+"""The one-machine spawner: JupyterLab from a LakeHub environment, with the user's lake keys.
+
+As root, each user's server runs under a unix account of its own (``lh-<name>``) whose home is
+mode 0700, so users cannot read each other's files or signal each other's processes. Without
+root, every server runs under the hub's account: users are *not* isolated from each other, and
+the hub says so when it starts.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
+from traitlets import Bool, Unicode
+
+
+def unix_name(name: str) -> str:
+    return f"lh-{name}"
+
+
+class LakeHubSpawner(LocalProcessSpawner):
+    isolated = Bool(False, config=True, help="Run each server as the user's own unix account")
+    homes_dir = Unicode(config=True, help="Parent of the users' home directories")
+    env_dir = Unicode(config=True, help="The notebook environment to run")
+    api_url = Unicode(config=True, help="The LakeHub control plane, reached directly")
+    api_token = Unicode(config=True, help="The control plane's service token")
+    hub_id = Unicode(config=True, help="Marks this hub's processes (for the orphan sweep)")
+
+    @property
+    def home(self) -> str:
+        return str(Path(self.homes_dir) / self.user.name)
+
+    def _ensure_account(self) -> None:
+        home = Path(self.home)
+        if not self.isolated:
+            home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return
+        account = unix_name(self.user.name)
+        try:
+            pw = pwd.getpwnam(account)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/bash",
+                 "--user-group", "--comment", f"LakeHub user {self.user.name}", account],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            pw = pwd.getpwnam(account)
+        home.mkdir(parents=True, exist_ok=True)
+        os.chown(home, pw.pw_uid, pw.pw_gid)
+        os.chmod(home, 0o700)
+
+    def make_preexec_fn(self, name: str) -> Callable[[], None]:
+        if self.isolated:
+            return set_user_setuid(unix_name(name))  # type: ignore[no-any-return]
+        home = self.home
+
+        def preexec() -> None:
+            os.chdir(home)
+
+        return preexec
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        env["USER"] = unix_name(self.user.name) if self.isolated else self.user.name
+        env["HOME"] = self.home
+        env["SHELL"] = "/bin/bash"
+        return env
+
+    def get_env(self) -> dict[str, str]:
+        env: dict[str, str] = super().get_env()
+        env.update(getattr(self, "_lake_env", {}))
+        env["PATH"] = f"{self.env_dir}/bin:/usr/local/bin:/usr/bin:/bin"
+        env["LAKEHUB_HUB_ID"] = self.hub_id
+        env.pop("VIRTUAL_ENV", None)
+        env.pop("PYTHONPATH", None)
+        return env
+
+    async def start(self) -> Any:
+        self.cmd = [f"{self.env_dir}/bin/jupyterhub-singleuser"]
+        async with httpx.AsyncClient(timeout=30) as client:
+            resp = await client.get(
+                f"{self.api_url}/api/internal/spawn-env/{self.user.name}",
+                headers={"Authorization": f"token {self.api_token}"},
+            )
+        if resp.status_code != 200:
+            raise RuntimeError(f"LakeHub could not prepare {self.user.name}'s lake access: "
+                               f"{resp.status_code} {resp.text[:200]}")  # fmt: skip
+        self._lake_env = resp.json()
+        self._ensure_account()
+        return await super().start()

@@ -1,0 +1,102 @@
+"""What a running hub publishes about itself: ports, component state, the files its tools read.
+
+``run/runtime.json`` is written by the supervisor and read by ``lakehub status``, ``down`` and the
+components themselves (they find it through ``LAKEHUB_DATA_DIR``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lakehub.config import Settings
+from lakehub.vault import read_or_create, write_private
+
+PORT_NAMES = (
+    "hub", "proxy_api", "api", "s3", "s3_grpc", "master", "master_grpc", "volume",
+    "volume_grpc", "filer", "filer_grpc", "lake_admin", "lake_admin_grpc",
+)  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+@dataclass
+class Runtime:
+    front_url: str
+    ports: dict[str, int]
+    supervisor_pid: int = 0
+    state: str = "starting"  # starting | ready | stopping | failed
+    reason: str = ""
+    components: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['api']}"
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['s3']}"
+
+    @property
+    def hub_api_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['hub']}/hub/api"
+
+    def save(self, settings: Settings) -> None:
+        write_private(runtime_file(settings), json.dumps(asdict(self), indent=2).encode())
+
+
+def runtime_file(settings: Settings) -> Path:
+    return settings.run_dir / "runtime.json"
+
+
+def load_runtime(settings: Settings) -> Runtime | None:
+    try:
+        data = json.loads(runtime_file(settings).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return Runtime(**data)
+
+
+def allocate(settings: Settings) -> Runtime:
+    ports = {name: free_port() for name in PORT_NAMES}
+    if settings.lake_port:
+        ports["s3"] = settings.lake_port
+    return Runtime(front_url=f"http://{settings.host}:{settings.port}", ports=ports)
+
+
+@dataclass(frozen=True)
+class Tokens:
+    service: str  # the control plane's JupyterHub service token; also the local admin's key
+    proxy: str
+    lake_key: str
+    lake_secret: str
+    cookie: str
+
+
+def tokens(settings: Settings) -> Tokens:
+    st = settings.state_dir
+    return Tokens(
+        service=read_or_create(st / "service.token"),
+        proxy=read_or_create(st / "proxy.token"),
+        lake_key="lakehub-" + read_or_create(st / "lake-admin.key", os.urandom(8).hex().encode()),
+        lake_secret=read_or_create(st / "lake-admin.secret"),
+        cookie=read_or_create(st / "cookie.secret"),
+    )

@@ -1,0 +1,144 @@
+"""Starts, watches, restarts and stops component processes.
+
+Each component runs in its own session (process group) with its output in ``logs/<name>.log``.
+One that exits unexpectedly is restarted after a backoff that doubles up to a minute and resets
+once it has stayed up; every event goes to the supervisor log. Stopping sends SIGTERM to each
+group, then SIGKILL after a grace period, so nothing outlives the hub.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("lakehub.supervisor")
+
+BACKOFF_START = 1.0
+BACKOFF_MAX = 60.0
+STABLE_AFTER = 30.0
+
+
+@dataclass
+class Component:
+    name: str
+    argv: list[str]
+    log_file: Path
+    url: str
+    health_url: str  # healthy when this answers with any HTTP status below 500
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    pid_file: Path | None = None
+    # runtime
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    next_start: float = 0.0
+    backoff: float = BACKOFF_START
+
+    def healthy(self, timeout: float = 1.0) -> bool:
+        return probe(self.health_url, timeout)
+
+
+def probe(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback)
+            return int(resp.status) < 500
+    except urllib.error.HTTPError as err:
+        return err.code < 500
+    except (OSError, ValueError):
+        return False
+
+
+class Supervisor:
+    def __init__(self, components: list[Component], on_change: Callable[[], None]) -> None:
+        self.components = components
+        self._on_change = on_change
+        self._stopping = threading.Event()
+
+    def start_all(self) -> None:
+        for c in self.components:
+            self._start(c)
+        self._on_change()
+
+    def _start(self, c: Component) -> None:
+        c.log_file.parent.mkdir(parents=True, exist_ok=True)
+        out = open(c.log_file, "ab")  # noqa: SIM115 (handed to the child)
+        env = {**os.environ, **c.env}
+        try:
+            c.proc = subprocess.Popen(
+                c.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, cwd=c.cwd, start_new_session=True,
+            )  # fmt: skip
+        finally:
+            out.close()
+        c.started_at = time.monotonic()
+        if c.pid_file:
+            c.pid_file.write_text(str(c.proc.pid))
+        log.info("started %s (pid %d)", c.name, c.proc.pid)
+
+    def watch(self, until: Callable[[], bool] | None = None, interval: float = 0.2) -> None:
+        """Restart dead components until stopped (or ``until()`` is true)."""
+        while not self._stopping.is_set() and not (until and until()):
+            now = time.monotonic()
+            changed = False
+            for c in self.components:
+                if c.proc is None:
+                    if now >= c.next_start:
+                        self._start(c)
+                        c.restarts += 1
+                        changed = True
+                    continue
+                code = c.proc.poll()
+                if code is None:
+                    if now - c.started_at > STABLE_AFTER:
+                        c.backoff = BACKOFF_START
+                    continue
+                c.proc = None
+                c.next_start = now + c.backoff
+                log.warning(
+                    "%s exited with code %s; restarting in %.0f s (see %s)",
+                    c.name, code, c.backoff, c.log_file,
+                )  # fmt: skip
+                c.backoff = min(c.backoff * 2, BACKOFF_MAX)
+                changed = True
+            if changed:
+                self._on_change()
+            self._stopping.wait(interval)
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    def stop_all(self, grace: float = 10.0) -> None:
+        self._stopping.set()
+        for c in reversed(self.components):
+            if c.proc is not None and c.proc.poll() is None:
+                _signal_group(c.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for c in reversed(self.components):
+            if c.proc is None:
+                continue
+            try:
+                c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0f s; killing it", c.name, grace)
+            # whatever is left in the group (children included) goes now
+            _signal_group(c.proc.pid, signal.SIGKILL)
+            c.proc.wait()
+            log.info("stopped %s", c.name)
+            c.proc = None
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

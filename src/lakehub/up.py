@@ -1,0 +1,281 @@
+"""``lakehub up`` and ``down``: bootstrap the data directory, run every component, stop them all.
+
+Order of a start: take the data directory's lock, check ports and binaries, migrate the
+metadata, create the first admin, build the default notebook environment (first start only),
+write the lake's identities, start the lake, proxy, JupyterHub and the control plane together,
+wait until all answer, give every user their bucket, then watch.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from lakehub.config import Settings
+from lakehub.hub.db import Database, upgrade
+from lakehub.lake.base import LakeUnavailable
+from lakehub.lake.seaweedfs import SeaweedFS, weed_binary
+from lakehub.notebooks.environments import ensure_environment
+from lakehub.runtime import Runtime, allocate, load_runtime, port_in_use, runtime_file, tokens
+from lakehub.supervisor import Component, Supervisor
+from lakehub.users import Directory, UserError, home_bucket
+from lakehub.vault import Vault
+
+log = logging.getLogger("lakehub.up")
+READY_TIMEOUT = 90.0
+
+
+class UpError(RuntimeError):
+    """A start that cannot proceed; the message is one line for a person."""
+
+
+def _bin(name: str) -> str:
+    local = Path(sys.executable).parent / name
+    found = str(local) if local.exists() else shutil.which(name)
+    if not found:
+        raise UpError(f"'{name}' is missing: install LakeHub with its 'hub' extra")
+    return found
+
+
+def take_lock(settings: Settings) -> IO[str]:
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(settings.run_dir / "lock", "a+")  # noqa: SIM115 (held for the hub's lifetime)
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        rt = load_runtime(settings)
+        pid = f" (pid {rt.supervisor_pid})" if rt else ""
+        raise UpError(f"a hub is already running on {settings.data_dir}{pid}") from None
+    return fh
+
+
+def lock_is_free(settings: Settings) -> bool:
+    try:
+        take_lock(settings).close()
+    except UpError:
+        return False
+    return True
+
+
+def _dirs(settings: Settings) -> None:
+    for path, mode in (
+        (settings.data_dir, 0o711), (settings.state_dir, 0o700), (settings.run_dir, 0o700),
+        (settings.log_dir, 0o700), (settings.homes_dir, 0o711),
+    ):  # fmt: skip
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, mode)
+
+
+def bootstrap(settings: Settings, say: Callable[[str], None]) -> None:
+    """Idempotent preparation; prints the first admin's password once, never logs it."""
+    for port, what in ((settings.port, "front door"), (settings.lake_port, "lake")):
+        if port and port_in_use(settings.host if what == "front door" else "127.0.0.1", port):
+            raise UpError(f"port {port} for the {what} is already in use")
+    weed_binary()
+    for name in ("jupyterhub", "configurable-http-proxy"):
+        _bin(name)
+    _dirs(settings)
+    upgrade(settings.database_url)
+    if settings.auth == "local":
+        db = Database(settings.database_url)
+        directory = Directory(db, Vault(settings.state_dir), lake=None)  # type: ignore[arg-type]
+        try:
+            given = settings.admin_password.get_secret_value() if settings.admin_password else None
+            _, password = directory.create(
+                settings.admin_user, actor="lakehub up", admin=True, password=given,
+                provision=False,
+            )  # fmt: skip
+            if password:
+                say(f"first administrator: {settings.admin_user}  password: {password}"
+                    "  (shown once; change it in the portal)")  # fmt: skip
+        except UserError as err:
+            if err.status != 409:
+                raise UpError(str(err)) from None
+        finally:
+            db.engine.dispose()
+    try:
+        ensure_environment(settings.envs_dir, "default", settings.notebook_python, say=say)
+    except RuntimeError as err:
+        raise UpError(f"cannot build the notebook environment: {err}") from None
+    if not settings.isolated:
+        say("warning: not running as root, so every notebook server runs under this account: "
+            "users are NOT isolated from each other")  # fmt: skip
+
+
+def components(settings: Settings, rt: Runtime, lake: SeaweedFS) -> list[Component]:
+    tok = tokens(settings)
+    p = rt.ports
+    logs = settings.log_dir
+    base_env = {
+        "LAKEHUB_DATA_DIR": str(settings.data_dir),
+        "LAKEHUB_HOST": settings.host,
+        "LAKEHUB_PORT": str(settings.port),
+        "LAKEHUB_LAKE_PORT": str(p["s3"]),
+    }
+    weed_argv, weed_env = lake.command()
+    hub_config = Path(__file__).parent / "notebooks" / "jupyterhub_config.py"
+    return [
+        Component(
+            "lake", weed_argv, logs / "lake.log", rt.s3_url, rt.s3_url + "/",
+            env=weed_env, cwd=lake.dir, pid_file=lake.pid_file,
+        ),
+        Component(
+            "proxy",
+            [_bin("configurable-http-proxy"), "--ip", settings.host, "--port", str(settings.port),
+             "--api-ip", "127.0.0.1", "--api-port", str(p["proxy_api"]),
+             "--default-target", f"http://127.0.0.1:{p['hub']}",
+             "--error-target", f"http://127.0.0.1:{p['hub']}/hub/error"],
+            logs / "proxy.log", rt.front_url, f"http://127.0.0.1:{p['proxy_api']}/api/routes",
+            env={"CONFIGPROXY_AUTH_TOKEN": tok.proxy},
+        ),
+        Component(
+            "hub", [_bin("jupyterhub"), "-f", str(hub_config)], logs / "hub.log",
+            rt.front_url + "/hub/", f"http://127.0.0.1:{p['hub']}/hub/health",
+            env=base_env, cwd=settings.state_dir,
+        ),
+        Component(
+            "api",
+            [sys.executable, "-m", "uvicorn", "--factory", "lakehub.hub.app:create_app",
+             "--host", "127.0.0.1", "--port", str(p["api"]), "--no-access-log"],
+            logs / "api.log", rt.front_url + "/services/lakehub/",
+            f"http://127.0.0.1:{p['api']}/api/health", env=base_env,
+        ),
+    ]  # fmt: skip
+
+
+def _hub_processes(settings: Settings) -> list[int]:
+    """Processes started for this hub (notebook servers, kernels) that might outlive it."""
+    marker = f"LAKEHUB_HUB_ID={settings.data_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def sweep_orphans(settings: Settings) -> None:
+    for pid in _hub_processes(settings):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            log.warning("killed leftover notebook process %d", pid)
+        except ProcessLookupError:
+            pass
+
+
+def serve(settings: Settings, say: Callable[[str], None]) -> int:
+    """Run the hub in this process until SIGTERM/SIGINT. Returns the exit code."""
+    lock = take_lock(settings)
+    bootstrap(settings, say)
+    rt = allocate(settings)
+    rt.supervisor_pid = os.getpid()
+    rt.save(settings)
+    tok = tokens(settings)
+    db = Database(settings.database_url)
+    lake = SeaweedFS(settings.state_dir, settings.run_dir, rt.ports, tok.lake_key, tok.lake_secret)
+    directory = Directory(db, Vault(settings.state_dir), lake)
+    lake.prepare(directory.identities())
+    comps = components(settings, rt, lake)
+
+    def publish() -> None:
+        rt.components = {
+            c.name: {"pid": c.proc.pid if c.proc else None, "url": c.url, "log": str(c.log_file),
+                     "health_url": c.health_url, "restarts": c.restarts}
+            for c in comps
+        }  # fmt: skip
+        rt.save(settings)
+
+    sup = Supervisor(comps, publish)
+    stop = lambda *_: sup.request_stop()  # noqa: E731
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = 0
+    try:
+        sup.start_all()
+        deadline = time.monotonic() + READY_TIMEOUT
+        sup.watch(until=lambda: all(c.healthy(0.5) for c in comps) or time.monotonic() > deadline)
+        sick = [c.name for c in comps if not c.healthy()]
+        if sup._stopping.is_set():
+            return 0
+        if sick:
+            rt.state, rt.reason = "failed", f"not healthy in time: {', '.join(sick)} (see logs)"
+            rt.save(settings)
+            say(f"error: {rt.reason}")
+            return 1
+        try:
+            for ident in directory.identities():
+                lake.ensure_bucket(home_bucket(ident.name))
+        except LakeUnavailable as err:
+            say(f"warning: {err}")
+        rt.state = "ready"
+        rt.save(settings)
+        say(f"LakeHub is up: {rt.front_url}  (data in {settings.data_dir}; Ctrl-C stops it)")
+        sup.watch()
+    finally:
+        rt.state = "stopping"
+        rt.save(settings)
+        sup.stop_all()
+        sweep_orphans(settings)
+        db.engine.dispose()
+        runtime_file(settings).unlink(missing_ok=True)
+        lock.close()
+        say("LakeHub stopped")
+    return code
+
+
+def detach(settings: Settings, say: Callable[[str], None], timeout: float = 300.0) -> int:
+    """Start the hub in the background; return once it is ready, or fail with the reason."""
+    if not lock_is_free(settings):
+        take_lock(settings)  # raises the clear message
+    bootstrap(settings, say)
+    log_file = settings.log_dir / "supervisor.log"
+    env = {**os.environ, "LAKEHUB_DATA_DIR": str(settings.data_dir),
+           "LAKEHUB_PORT": str(settings.port), "LAKEHUB_HOST": settings.host}  # fmt: skip
+    with open(log_file, "ab") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "lakehub.cli", "up", "--data-dir", str(settings.data_dir)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rt = load_runtime(settings)
+        if rt and rt.supervisor_pid == child.pid and rt.state == "ready":
+            say(f"LakeHub is up: {rt.front_url}  (lakehub down --data-dir {settings.data_dir})")
+            return 0
+        if child.poll() is not None:
+            tail = log_file.read_text(errors="replace").strip().splitlines()[-1:]
+            raise UpError(f"the hub did not start: {' '.join(tail) or 'see ' + str(log_file)}")
+        time.sleep(0.1)
+    child.terminate()
+    raise UpError(f"the hub was not ready after {timeout:.0f} s; see {settings.log_dir}")
+
+
+def down(settings: Settings, timeout: float = 60.0) -> bool:
+    """Stop the hub on this data directory; False if none was running."""
+    rt = load_runtime(settings)
+    if lock_is_free(settings):
+        runtime_file(settings).unlink(missing_ok=True)
+        return False
+    assert rt is not None
+    os.kill(rt.supervisor_pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if lock_is_free(settings):
+            return True
+        time.sleep(0.1)
+    raise UpError(f"the hub (pid {rt.supervisor_pid}) did not stop in {timeout:.0f} s")
