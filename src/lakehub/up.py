@@ -76,15 +76,31 @@ def _dirs(settings: Settings) -> None:
         os.chmod(path, mode)
 
 
+def _check_traversable(path: Path) -> None:
+    """Per-user accounts must be able to walk down to their homes and the environments."""
+    for parent in path.resolve().parents:
+        if parent.exists() and not parent.stat().st_mode & 0o001:
+            raise UpError(
+                f"user accounts cannot reach {path}: {parent} is not traversable by others "
+                f"(mode {parent.stat().st_mode & 0o777:o}); choose another --data-dir"
+            )
+
+
 def bootstrap(settings: Settings, say: Callable[[str], None]) -> None:
     """Idempotent preparation; prints the first admin's password once, never logs it."""
     for port, what in ((settings.port, "front door"), (settings.lake_port, "lake")):
         if port and port_in_use(settings.host if what == "front door" else "127.0.0.1", port):
             raise UpError(f"port {port} for the {what} is already in use")
-    weed_binary()
+    try:
+        weed_binary(settings.lake_binary)
+    except FileNotFoundError as err:
+        raise UpError(str(err)) from None
     for name in ("jupyterhub", "configurable-http-proxy"):
         _bin(name)
+    if settings.isolated:
+        _check_traversable(settings.data_dir)
     _dirs(settings)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     upgrade(settings.database_url)
     if settings.auth == "local":
         db = Database(settings.database_url)
@@ -186,7 +202,8 @@ def serve(settings: Settings, say: Callable[[str], None]) -> int:
     rt.save(settings)
     tok = tokens(settings)
     db = Database(settings.database_url)
-    lake = SeaweedFS(settings.state_dir, settings.run_dir, rt.ports, tok.lake_key, tok.lake_secret)
+    lake = SeaweedFS(settings.state_dir, settings.run_dir, rt.ports, tok.lake_key, tok.lake_secret,
+                     settings.lake_binary)  # fmt: skip
     directory = Directory(db, Vault(settings.state_dir), lake)
     lake.prepare(directory.identities())
     comps = components(settings, rt, lake)

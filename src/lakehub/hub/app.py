@@ -33,7 +33,7 @@ def build_state() -> AppState:
     vault = Vault(settings.state_dir)
     db = Database(settings.database_url)
     lake = SeaweedFS(settings.state_dir, settings.run_dir, runtime.ports, tok.lake_key,
-                     tok.lake_secret)  # fmt: skip
+                     tok.lake_secret, settings.lake_binary)  # fmt: skip
     state = AppState(
         settings=settings, runtime=runtime, tokens=tok, vault=vault, db=db,
         directory=Directory(db, vault, lake), hub=JupyterHubAPI(runtime.hub_api_url, tok.service),

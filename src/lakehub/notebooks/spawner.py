@@ -28,8 +28,8 @@ class LakeHubSpawner(LocalProcessSpawner):
     isolated = Bool(False, config=True, help="Run each server as the user's own unix account")
     homes_dir = Unicode(config=True, help="Parent of the users' home directories")
     env_dir = Unicode(config=True, help="The notebook environment to run")
-    api_url = Unicode(config=True, help="The LakeHub control plane, reached directly")
-    api_token = Unicode(config=True, help="The control plane's service token")
+    lakehub_api_url = Unicode(config=True, help="The LakeHub control plane, reached directly")
+    lakehub_token = Unicode(config=True, help="The control plane's service token")
     hub_id = Unicode(config=True, help="Marks this hub's processes (for the orphan sweep)")
 
     @property
@@ -84,8 +84,8 @@ class LakeHubSpawner(LocalProcessSpawner):
         self.cmd = [f"{self.env_dir}/bin/jupyterhub-singleuser"]
         async with httpx.AsyncClient(timeout=30) as client:
             resp = await client.get(
-                f"{self.api_url}/api/internal/spawn-env/{self.user.name}",
-                headers={"Authorization": f"token {self.api_token}"},
+                f"{self.lakehub_api_url}/api/internal/spawn-env/{self.user.name}",
+                headers={"Authorization": f"token {self.lakehub_token}"},
             )
         if resp.status_code != 200:
             raise RuntimeError(f"LakeHub could not prepare {self.user.name}'s lake access: "

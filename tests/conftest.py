@@ -1,0 +1,177 @@
+"""A real hub on loopback for the whole session, driven through the CLI, HTTP, the SDK and boto3."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+LAKEHUB = [sys.executable, "-m", "lakehub.cli"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Hub:
+    data_dir: Path
+    port: int
+    admin_password: str
+    env: dict[str, str]
+    passwords: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api(self) -> str:
+        return f"{self.url}/services/lakehub/api"
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        argv = [*LAKEHUB, *args]
+        if args and args[0] not in ("up",) and "--data-dir" not in args:
+            argv += ["--data-dir", str(self.data_dir)]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"lakehub {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+    def status(self) -> dict[str, Any]:
+        out = self.cli("status", "--json", check=False).stdout
+        data: dict[str, Any] = json.loads(out)
+        return data
+
+    def runtime(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.data_dir / "run" / "runtime.json").read_text())
+        return data
+
+    def add_user(self, name: str, admin: bool = False) -> str:
+        """Create a user through the CLI; returns the password it printed."""
+        args = ["user", "add", name] + (["--admin"] if admin else [])
+        out = self.cli(*args).stdout
+        password = re.search(r"password: (\S+)", out)
+        assert password, out
+        self.passwords[name] = password.group(1)
+        return password.group(1)
+
+    def token(self, name: str) -> str:
+        if name not in self.tokens:
+            self.tokens[name] = self.cli("user", "token", name).stdout.strip()
+        return self.tokens[name]
+
+    def http(self, name: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"token {self.token(name)}"} if name else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def browser_login(self, name: str, password: str | None = None) -> httpx.Client:
+        """A cookie session as a browser would have after logging in on the hub's page."""
+        c = httpx.Client(base_url=self.url, follow_redirects=True, timeout=60)
+        c.get("/hub/login")
+        r = c.post("/hub/login", data={"username": name, "password": password or self.passwords[name],
+                                        "_xsrf": c.cookies.get("_xsrf", "")})
+        assert r.status_code == 200, r.text[:500]
+        return c
+
+    def wait(self, predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}")
+
+
+def s3_for(creds: dict[str, str]) -> Any:
+    return boto3.client(
+        "s3", endpoint_url=creds["endpoint_url"], aws_access_key_id=creds["access_key_id"],
+        aws_secret_access_key=creds["secret_access_key"], region_name="us-east-1",
+        config=Config(signature_version="s3v4", retries={"max_attempts": 1}),
+    )
+
+
+def hub_dir() -> Path:
+    """A data directory outside pytest's private temp tree, which user accounts cannot enter."""
+    path = Path(tempfile.mkdtemp(prefix="lakehub-test-", dir="/tmp"))
+    path.chmod(0o711)
+    return path
+
+
+def start_hub(tmp: Path | None = None, **settings: str) -> Hub:
+    tmp = tmp or hub_dir()
+    port = free_port()
+    password = secrets.token_urlsafe(12)
+    env = {
+        **os.environ,
+        "LAKEHUB_LAKE_PORT": "0",
+        "LAKEHUB_ADMIN_PASSWORD": password,
+        **{f"LAKEHUB_{k.upper()}": v for k, v in settings.items()},
+    }
+    hub = Hub(tmp / "data", port, password, env)
+    proc = hub.cli("up", "--data-dir", str(hub.data_dir), "--port", str(port), "--detach",
+                   check=False, timeout=600)
+    if proc.returncode != 0:
+        logs = "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+            for p in sorted((hub.data_dir / "logs").glob("*.log"))
+        ) if (hub.data_dir / "logs").exists() else ""
+        raise AssertionError(f"lakehub up failed: {proc.stderr}\n{logs}")
+    hub.passwords["admin"] = password
+    return hub
+
+
+def stop_hub(hub: Hub) -> None:
+    hub.cli("down", check=False, timeout=120)
+    if hub.data_dir.parent.name.startswith("lakehub-test-"):
+        shutil.rmtree(hub.data_dir.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    h = start_hub()
+    yield h
+    stop_hub(h)
+
+
+_counter = iter(range(1, 10_000))
+
+
+@pytest.fixture
+def new_user(hub: Hub) -> Any:
+    """Make a fresh active user; returns its name."""
+
+    def make(prefix: str = "u", admin: bool = False) -> str:
+        name = f"{prefix}{next(_counter)}{secrets.token_hex(2)}"
+        hub.add_user(name, admin=admin)
+        return name
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

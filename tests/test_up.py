@@ -1,0 +1,185 @@
+"""`lakehub up | status | down`: components, health, restarts, clean errors, no orphans."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import Hub, free_port, hub_dir, start_hub, stop_hub
+
+
+def test_status_reports_every_component(hub: Hub) -> None:
+    status = hub.status()
+    assert status["running"] and status["state"] == "ready"
+    assert set(status["components"]) == {"lake", "proxy", "hub", "api"}
+    for name, comp in status["components"].items():
+        assert comp["healthy"] is True, name
+        assert Path(comp["log"]).exists(), name
+    assert status["url"] == hub.url
+    text = hub.cli("status").stdout
+    assert "healthy" in text and "api" in text
+
+
+def test_front_door_serves_login_portal_and_api_docs(hub: Hub) -> None:
+    with httpx.Client(base_url=hub.url, timeout=30) as c:
+        assert c.get("/hub/login").status_code == 200
+        assert c.get("/services/lakehub/api/health").json() == {"status": "ok"}
+        spec = c.get("/services/lakehub/openapi.json").json()
+        assert "/api/lake/credentials" in spec["paths"]
+        assert c.get("/services/lakehub/docs").status_code == 200
+        # the portal asks a browser to log in through the hub
+        r = c.get("/services/lakehub/", follow_redirects=False)
+        assert r.status_code == 302 and "/hub/api/oauth2/authorize" in r.headers["location"]
+
+
+def test_everything_listens_on_loopback_only(hub: Hub) -> None:
+    pids = {c["pid"] for c in hub.runtime()["components"].values()}
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:] + \
+        Path("/proc/net/tcp6").read_text().splitlines()[1:]
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    listening = [ln.split() for ln in lines if ln.split()[3] == "0A" and ln.split()[9] in inodes]
+    assert listening, "no listening sockets found"
+    for row in listening:
+        addr = row[1].split(":")[0]
+        assert addr in ("0100007F", "00000000000000000000000001000000"), f"not loopback: {row[1]}"
+
+
+def test_lake_needs_credentials(hub: Hub) -> None:
+    s3 = hub.runtime()["ports"]["s3"]
+    r = httpx.get(f"http://127.0.0.1:{s3}/admin-home/")
+    assert r.status_code == 403  # anonymous access is refused
+
+
+def test_dead_component_is_restarted_and_logged(hub: Hub) -> None:
+    before = hub.runtime()["components"]["api"]
+    os.killpg(before["pid"], signal.SIGKILL)
+    def restarted() -> bool:
+        comp = hub.status()["components"]["api"]
+        return comp["restarts"] >= before["restarts"] + 1 and comp["healthy"]
+    hub.wait(restarted, timeout=30, what="the api to come back")
+    log = (hub.data_dir / "logs" / "supervisor.log").read_text()
+    assert "api exited with code" in log and "restarting in" in log
+
+
+def test_second_up_on_same_data_dir_is_refused(hub: Hub) -> None:
+    proc = hub.cli("up", "--data-dir", str(hub.data_dir), "--port", str(free_port()), check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().startswith("error: a hub is already running on")
+    assert "Traceback" not in proc.stderr
+    assert hub.status()["state"] == "ready"
+
+
+def test_port_in_use_is_refused(hub: Hub, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = hub.cli("up", "--data-dir", str(tmp_path / "d"), "--port", str(port), check=False)
+    assert proc.returncode != 0
+    assert f"port {port} for the front door is already in use" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lakehub.cli", *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_missing_binary_and_bad_settings_are_one_line(hub: Hub, tmp_path: Path) -> None:
+    env = {**hub.env, "LAKEHUB_LAKE_BINARY": "/nonexistent/weed"}
+    proc = run(env, "up", "--data-dir", str(tmp_path / "d"), "--port", str(free_port()))
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == "error: the SeaweedFS binary /nonexistent/weed is missing"
+    proc = run({**hub.env, "LAKEHUB_PORT": "eighty"}, "status", "--data-dir", str(tmp_path))
+    assert proc.returncode == 2 and "port" in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "lakehub.toml").write_text("auth = 'kerberos'\n")
+    proc = run(hub.env, "status", "--data-dir", str(tmp_path))
+    assert proc.returncode == 2 and "auth" in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "lakehub.toml").write_text("port = [\n")
+    proc = run(hub.env, "status", "--data-dir", str(tmp_path))
+    assert proc.returncode == 2 and "lakehub.toml" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _descendants_alive(pids: list[int]) -> list[int]:
+    return [p for p in pids if Path(f"/proc/{p}").exists()
+            and "zombie" not in Path(f"/proc/{p}/status").read_text().lower()]
+
+
+def test_down_stops_everything_including_notebooks() -> None:
+    h = start_hub()
+    try:
+        h.add_user("carol")
+        with h.http("carol") as c:
+            assert c.post("/hub/api/users/carol/server").status_code in (201, 202)
+            h.wait(lambda: (c.get("/hub/api/users/carol").json()["servers"].get("", {})
+                            .get("ready")), timeout=90, what="carol's server")
+        rt = h.runtime()
+        pids = [c["pid"] for c in rt["components"].values()] + [rt["supervisor_pid"]]
+        marker = f"LAKEHUB_HUB_ID={h.data_dir}".encode()
+        def tagged() -> list[int]:
+            out = []
+            for e in Path("/proc").iterdir():
+                if e.name.isdigit():
+                    try:
+                        if marker in (e / "environ").read_bytes().split(b"\0"):
+                            out.append(int(e.name))
+                    except OSError:
+                        pass
+            return out
+        assert tagged(), "the notebook server should carry the hub's marker"
+    finally:
+        proc = h.cli("down", check=False)
+    assert proc.returncode == 0 and "stopped" in proc.stdout
+    deadline = time.monotonic() + 10
+    while (_descendants_alive(pids) or tagged()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _descendants_alive(pids) == []
+    assert tagged() == []
+    assert h.cli("status", check=False).returncode != 0
+    assert "no hub is running" in h.cli("down").stdout
+    stop_hub(h)
+
+
+def test_sigterm_stops_a_foreground_hub() -> None:
+    tmp_path = hub_dir()
+    port = free_port()
+    env = {**os.environ, "LAKEHUB_LAKE_PORT": "0", "LAKEHUB_ADMIN_PASSWORD": "foreground-pass"}
+    proc = subprocess.Popen([sys.executable, "-m", "lakehub.cli", "up", "--data-dir",
+                             str(tmp_path / "d"), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:
+        lines.append(line)
+        if "LakeHub is up" in line or time.monotonic() > deadline:
+            break
+    assert any("LakeHub is up" in ln for ln in lines), "".join(lines)
+    assert not any("foreground-pass" in ln for ln in lines)
+    rt = json.loads((tmp_path / "d" / "run" / "runtime.json").read_text())
+    pids = [c["pid"] for c in rt["components"].values()]
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode == 0
+    time.sleep(0.2)
+    assert _descendants_alive(pids) == []
+    assert not (tmp_path / "d" / "run" / "runtime.json").exists()
+    shutil.rmtree(tmp_path)
