@@ -49,7 +49,8 @@ class Runtime:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['api']}"
+        """The control plane reached directly (not through the proxy), with its prefix."""
+        return f"http://127.0.0.1:{self.ports['api']}/services/lakehub"
 
     @property
     def s3_url(self) -> str:

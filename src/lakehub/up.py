@@ -88,6 +88,7 @@ def _check_traversable(path: Path) -> None:
 
 def bootstrap(settings: Settings, say: Callable[[str], None]) -> None:
     """Idempotent preparation; prints the first admin's password once, never logs it."""
+    os.umask(0o077)  # everything the hub writes is private unless made otherwise
     for port, what in ((settings.port, "front door"), (settings.lake_port, "lake")):
         if port and port_in_use(settings.host if what == "front door" else "127.0.0.1", port):
             raise UpError(f"port {port} for the {what} is already in use")
@@ -164,7 +165,7 @@ def components(settings: Settings, rt: Runtime, lake: SeaweedFS) -> list[Compone
             [sys.executable, "-m", "uvicorn", "--factory", "lakehub.hub.app:create_app",
              "--host", "127.0.0.1", "--port", str(p["api"]), "--no-access-log"],
             logs / "api.log", rt.front_url + "/services/lakehub/",
-            f"http://127.0.0.1:{p['api']}/api/health", env=base_env,
+            rt.api_url + "/api/health", env=base_env,
         ),
     ]  # fmt: skip
 

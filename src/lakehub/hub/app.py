@@ -51,18 +51,18 @@ def create_app() -> FastAPI:
         await state.hub.aclose()
         state.db.engine.dispose()
 
+    # The proxy forwards paths unchanged, so every route lives under the service prefix.
+    base = state.prefix.rstrip("/")
     app = FastAPI(
         title="LakeHub API",
         version="0.1.0",
-        root_path=state.prefix.rstrip("/"),
-        docs_url="/docs",
-        openapi_url="/openapi.json",
+        docs_url=f"{base}/docs",
+        openapi_url=f"{base}/openapi.json",
         lifespan=lifespan,
     )
     app.state.lh = state
-    app.include_router(auth.router)
-    app.include_router(api.router)
-    app.include_router(portal.router)
+    for router in (auth.router, api.router, portal.router):
+        app.include_router(router, prefix=base)
 
     @app.exception_handler(UserError)
     async def _user_error(request: Request, err: UserError) -> Response:

@@ -33,7 +33,8 @@ class JupyterHubAPI:
         resp = await self._call("GET", f"users/{name}")
         if resp.status_code == 404:
             return None
-        resp.raise_for_status()
+        if resp.status_code != 200:
+            raise HubAPIError(f"JupyterHub refused to show {name}: {resp.text}")
         data: dict[str, Any] = resp.json()
         return data
 
@@ -45,7 +46,8 @@ class JupyterHubAPI:
                 raise HubAPIError(f"JupyterHub refused to create {name}: {resp.text}")
         if model is None or bool(model.get("admin")) != admin:
             resp = await self._call("PATCH", f"users/{name}", json={"admin": admin})
-            resp.raise_for_status()
+            if resp.status_code != 200:
+                raise HubAPIError(f"JupyterHub refused to update {name}: {resp.text}")
 
     async def delete_user(self, name: str) -> None:
         resp = await self._call("DELETE", f"users/{name}")

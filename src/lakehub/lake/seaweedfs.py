@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -79,46 +80,44 @@ class SeaweedFS(Lake):
 
     def set_identities(self, identities: list[Identity]) -> None:
         before = self._read_keys()
-        self._write(identities)
-        pid = int(self.pid_file.read_text())
-        os.kill(pid, signal.SIGHUP)
-        now = {i.access_key for i in identities}
-        added = [i for i in identities if i.access_key not in before]
-        removed = [k for k in before if k not in now]
+        wanted = {i.name: i for i in identities}
+        # weed merges a reloaded file into what it knows and never forgets an identity that
+        # disappeared from it; a removed user is therefore overwritten once with a tombstone:
+        # a random key nobody knows and no actions.
+        tombstones = [
+            Identity(name, "LHX" + secrets.token_hex(9).upper(), secrets.token_urlsafe(30), ())
+            for name in before if name not in wanted
+        ]  # fmt: skip
+        self._write(identities, tuple(tombstones))
+        os.kill(int(self.pid_file.read_text()), signal.SIGHUP)
+        added = [i for i in identities if before.get(i.name) != i.access_key]
+        removed = [
+            key for name, key in before.items()
+            if name not in wanted or wanted[name].access_key != key
+        ]  # fmt: skip
         self.wait_effective(added, removed)
 
-    def _read_keys(self) -> set[str]:
+    def _read_keys(self) -> dict[str, str]:
+        """User name -> access key, as last written (tombstones and the admin left out)."""
         try:
             data = json.loads(self.config_file.read_text())
         except FileNotFoundError:
-            return set()
+            return {}
         return {
-            c["accessKey"]
+            ident["name"]: ident["credentials"][0]["accessKey"]
             for ident in data["identities"]
-            if ident["name"] != self._admin.name
-            for c in ident["credentials"]
+            if ident["name"] != self._admin.name and ident["actions"]
         }
 
-    def _write(self, identities: list[Identity]) -> None:
-        entries = [
-            {
-                "name": self._admin.name,
-                "credentials": [
-                    {"accessKey": self._admin.access_key, "secretKey": self._admin.secret_key}
-                ],
-                "actions": list(ACTIONS),
-            }
-        ]
+    def _write(self, identities: list[Identity], tombstones: tuple[Identity, ...] = ()) -> None:
+        def entry(ident: Identity, actions: list[str]) -> dict[str, Any]:
+            creds = [{"accessKey": ident.access_key, "secretKey": ident.secret_key}]
+            return {"name": ident.name, "credentials": creds, "actions": actions}
+
+        entries = [entry(self._admin, list(ACTIONS))]
         for ident in identities:
             if not ident.buckets:
                 raise ValueError(f"identity {ident.name} has no bucket scope")
-            entries.append(
-                {
-                    "name": ident.name,
-                    "credentials": [
-                        {"accessKey": ident.access_key, "secretKey": ident.secret_key}
-                    ],
-                    "actions": [f"{a}:{b}" for b in ident.buckets for a in ACTIONS],
-                }
-            )
+            entries.append(entry(ident, [f"{a}:{b}" for b in ident.buckets for a in ACTIONS]))
+        entries += [entry(dead, []) for dead in tombstones]
         write_private(self.config_file, json.dumps({"identities": entries}, indent=1).encode())

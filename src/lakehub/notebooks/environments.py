@@ -73,6 +73,7 @@ def ensure_environment(
     say(f"building notebook environment {name!r} (once per change of its spec)...")
     uv = uv_binary()
     shutil.rmtree(target, ignore_errors=True)
+    old_umask = os.umask(0o022)  # environments are read by every user's account
     try:
         _run([uv, "venv", "-q", "--python", python, str(target)])
         _run([uv, "pip", "install", "-q", "--python", str(target / "bin" / "python"),
@@ -80,6 +81,8 @@ def ensure_environment(
     except BuildError:
         shutil.rmtree(target, ignore_errors=True)
         raise
+    finally:
+        os.umask(old_umask)
     tmp = envs_dir / f".{name}.link"
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(target.name)

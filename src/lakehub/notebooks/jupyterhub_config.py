@@ -40,12 +40,9 @@ c.JupyterHub.services = [
     }
 ]
 c.JupyterHub.load_roles = [
-    {
-        "name": "lakehub-service",
-        "services": ["lakehub"],
-        "scopes": ["admin:users", "admin:servers", "tokens", "list:users", "read:users",
-                   "read:servers", "read:roles:users"],
-    },
+    # the control plane manages users, servers and tokens, and grants admin rights,
+    # which JupyterHub allows only to admins
+    {"name": "admin", "services": ["lakehub"]},
     {"name": "user", "scopes": ["self", "access:services!service=lakehub"]},
 ]
 

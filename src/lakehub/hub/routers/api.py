@@ -253,5 +253,5 @@ async def spawn_env(name: str, who: LocalAdmin, state: State, response: Response
         "S3_ENDPOINT_URL": creds.endpoint_url,
         "AWS_DEFAULT_REGION": "us-east-1",
         "LAKEHUB_BUCKET": creds.bucket,
-        "LAKEHUB_API_URL": state.runtime.api_url + state.prefix.rstrip("/"),
+        "LAKEHUB_API_URL": state.runtime.api_url,
     }

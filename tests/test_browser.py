@@ -1,0 +1,219 @@
+"""The product as a person sees it: headless Chromium logs in, uses the portal, starts JupyterLab.
+
+Screenshots land in ``test-artifacts/browser/``. Uses Debian's Chromium (no Playwright downloads).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import Hub
+
+sync_api = pytest.importorskip("playwright.sync_api")
+Browser = sync_api.Browser
+Page = sync_api.Page
+expect = sync_api.expect
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+PAGE_TIMEOUT_MS = 30_000  # any single page load, click or expectation
+LAB_TIMEOUT_MS = 90_000  # spawning a server and loading JupyterLab
+PORTAL = "/services/lakehub/"
+
+expect.set_options(timeout=PAGE_TIMEOUT_MS)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing: run scripts/install-test-system-packages.sh")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def shots(artifacts: Path) -> Path:
+    path = artifacts / "browser"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def new_page(browser: Browser, hub: Hub) -> Iterator[Any]:
+    """A factory of pages, each in its own fresh context (own cookies); all closed afterwards."""
+    contexts = []
+
+    def make() -> Page:
+        ctx = browser.new_context(base_url=hub.url, viewport={"width": 1280, "height": 900})
+        ctx.set_default_timeout(PAGE_TIMEOUT_MS)
+        ctx.set_default_navigation_timeout(PAGE_TIMEOUT_MS)
+        contexts.append(ctx)
+        return ctx.new_page()
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+def screenshot(page: Page, path: Path) -> Path:
+    page.screenshot(path=str(path), full_page=True)
+    assert path.is_file() and path.stat().st_size > 0, path
+    return path
+
+
+def log_in(page: Page, name: str, password: str) -> None:
+    """Fill JupyterHub's login form (the page must already show it) and submit."""
+    page.fill("#username_input", name)
+    page.fill("#password_input", password)
+    with page.expect_navigation():
+        page.click("#login_submit")
+
+
+def log_in_from_front_door(page: Page, hub: Hub, name: str, password: str | None = None) -> None:
+    page.goto(hub.url)
+    expect(page).to_have_url(re.compile(r"/hub/login"))
+    log_in(page, name, password or hub.passwords[name])
+
+
+def expect_portal(page: Page, name: str) -> None:
+    expect(page).to_have_url(re.compile(re.escape(PORTAL) + r"(\?.*)?$"))
+    expect(page.locator("h1")).to_have_text(f"Welcome, {name}")
+
+
+def submit(page: Page, button: str) -> int:
+    """Click a form's submit button; the HTTP status of the page it leads to."""
+    with page.expect_navigation() as nav:
+        page.get_by_role("button", name=button).click()
+    response = nav.value
+    return response.status if response else 0
+
+
+def stop_server(hub: Hub, name: str) -> None:
+    """Best effort: don't leave a notebook server running after the test."""
+    try:
+        with hub.http(name) as c:
+            c.delete(f"/hub/api/users/{name}/server")
+    except (httpx.HTTPError, AssertionError):
+        pass
+
+
+def test_login_portal_and_jupyterlab(hub: Hub, new_user: Any, new_page: Any, shots: Path) -> None:
+    name = new_user("web")
+    page = new_page()
+
+    # the front door sends a stranger to JupyterHub's login page
+    page.goto(hub.url)
+    expect(page).to_have_url(re.compile(r"/hub/login"))
+    expect(page.locator("#signup-link")).to_be_visible()
+    screenshot(page, shots / "01-login-page.png")
+
+    # logging in lands on the LakeHub portal
+    log_in(page, name, hub.passwords[name])
+    expect_portal(page, name)
+    conn = page.locator("#data-connection")
+    expect(conn.locator("#bucket")).to_have_text(f"{name}-home")
+    expect(conn.locator("#endpoint")).to_have_text(re.compile(r"^https?://"))
+    expect(conn.locator("#access-key")).to_have_text(re.compile(r"\S{8,}"))
+    expect(conn.locator("#secret-key")).to_be_hidden()  # tucked away in <details>
+    expect(conn.locator("#rotate")).to_be_visible()
+    expect(page.locator("#server #start-server")).to_be_visible()
+    screenshot(page, shots / "02-portal-no-server.png")
+
+    try:
+        # starting the server ends in JupyterLab
+        page.click("#start-server")
+        page.wait_for_url(re.compile(rf"/user/{name}/lab"), timeout=LAB_TIMEOUT_MS)
+        page.locator("#jp-main-dock-panel").wait_for(state="visible", timeout=LAB_TIMEOUT_MS)
+        page.locator(".jp-Launcher").first.wait_for(state="visible", timeout=LAB_TIMEOUT_MS)
+        screenshot(page, shots / "03-jupyterlab.png")
+
+        # back on the portal, the server is offered for opening
+        page.goto(PORTAL)
+        expect_portal(page, name)
+        expect(page.locator("#server #open-server")).to_be_visible()
+        expect(page.locator("#server #start-server")).to_have_count(0)
+        screenshot(page, shots / "04-portal-server-running.png")
+    finally:
+        stop_server(hub, name)
+
+
+def test_wrong_password_shows_error(hub: Hub, new_user: Any, new_page: Any, shots: Path) -> None:
+    name = new_user("web")
+    page = new_page()
+    log_in_from_front_door(page, hub, name, "not-" + hub.passwords[name])
+    expect(page).to_have_url(re.compile(r"/hub/login"))
+    expect(page.locator(".login_error")).to_contain_text("Invalid username or password")
+    expect(page.locator("#login_submit")).to_be_visible()
+    screenshot(page, shots / "05-login-wrong-password.png")
+
+
+def test_signup_approval_then_login(hub: Hub, new_page: Any, shots: Path) -> None:
+    name = f"s{secrets.token_hex(4)}"
+    password = secrets.token_urlsafe(12)
+    page = new_page()
+
+    # request an account from the login page
+    page.goto("/hub/login")
+    page.click("#signup-link")
+    expect(page).to_have_url(re.compile(re.escape(PORTAL) + "signup"))
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", password)
+    screenshot(page, shots / "06-signup-form.png")
+    assert submit(page, "Request account") == 200, page.content()[:500]
+    expect(page.locator("[role=status]")).to_contain_text("administrator must approve")
+    screenshot(page, shots / "07-signup-done.png")
+
+    # not yet: the login page says why
+    page.goto("/hub/login")
+    log_in(page, name, password)
+    expect(page.locator(".login_error")).to_contain_text("waiting for an administrator's approval")
+    screenshot(page, shots / "08-login-pending.png")
+
+    # the admin approves, in a browser of their own
+    admin = new_page()
+    log_in_from_front_door(admin, hub, "admin", hub.passwords["admin"])
+    expect_portal(admin, "admin")
+    admin.goto(PORTAL + "admin")
+    row = admin.locator(f'tr[data-user="{name}"]')
+    expect(row).to_contain_text("pending")
+    screenshot(admin, shots / "09-admin-pending-user.png")
+    with admin.expect_navigation():
+        row.get_by_role("button", name="Approve").click()
+    expect(admin.locator("[role=status]")).to_contain_text(f"approve: {name} done")
+    expect(row).to_contain_text("active")
+    expect(row.get_by_role("button", name="Approve")).to_have_count(0)
+    screenshot(admin, shots / "10-admin-approved.png")
+
+    # now the person gets in and lands on the portal
+    page.goto("/hub/login")
+    log_in(page, name, password)
+    expect_portal(page, name)
+    expect(page.locator("#bucket")).to_have_text(f"{name}-home")
+    screenshot(page, shots / "11-portal-after-approval.png")
+
+
+def test_signup_with_taken_name_shows_error(hub: Hub, new_user: Any, new_page: Any,
+                                            shots: Path) -> None:  # fmt: skip
+    taken = new_user("web")
+    page = new_page()
+    page.goto(PORTAL + "signup")
+    page.fill("input[name=name]", taken)
+    page.fill("input[name=password]", secrets.token_urlsafe(12))
+    assert submit(page, "Request account") == 409, page.content()[:500]
+    expect(page.locator("[role=alert]")).to_contain_text("already exists")
+    expect(page.locator("input[name=name]")).to_have_value(taken)  # the form is offered again
+    screenshot(page, shots / "12-signup-name-taken.png")

@@ -1,0 +1,117 @@
+"""Per-user lake identities: isolation enforced by the lake itself, rotation, secrets at rest."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from botocore.exceptions import ClientError
+
+import lakehub
+from conftest import Hub, s3_for
+
+
+def creds_of(hub: Hub, name: str) -> dict[str, str]:
+    with hub.http(name) as c:
+        r = c.get("/services/lakehub/api/lake/credentials")
+        assert r.status_code == 200, r.text
+        assert r.headers["cache-control"] == "no-store"
+        return r.json()
+
+
+def denied(call, *args, **kwargs) -> str:
+    with pytest.raises(ClientError) as info:
+        call(*args, **kwargs)
+    code = info.value.response["Error"]["Code"]
+    assert code in ("AccessDenied", "403"), code
+    return code
+
+
+def test_sdk_credentials_work_with_boto3_pandas_pyarrow(hub: Hub, new_user) -> None:
+    name = new_user()
+    client = lakehub.connect(hub.url, hub.token(name))
+    creds = client.lake.credentials()
+    assert creds.bucket == f"{name}-home"
+    assert creds.secret_access_key not in repr(creds)
+    s3 = creds.boto3_client()
+    s3.put_object(Bucket=creds.bucket, Key="hello.txt", Body=b"hi")
+    assert s3.get_object(Bucket=creds.bucket, Key="hello.txt")["Body"].read() == b"hi"
+    df = pd.DataFrame({"x": range(100), "y": [str(i) for i in range(100)]})
+    url = f"s3://{creds.bucket}/tables/t.parquet"
+    df.to_parquet(url, storage_options=creds.storage_options())
+    back = pd.read_parquet(url, storage_options=creds.storage_options())
+    assert back.equals(df)
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+    fs = pafs.S3FileSystem(access_key=creds.access_key_id, secret_key=creds.secret_access_key,
+                           endpoint_override=creds.endpoint_url, scheme="http", region="us-east-1")
+    assert pq.read_table(f"{creds.bucket}/tables/t.parquet", filesystem=fs).num_rows == 100
+
+
+def test_user_b_cannot_touch_user_a_bucket(hub: Hub, new_user) -> None:
+    a, b = new_user("a"), new_user("b")
+    sa, sb = s3_for(creds_of(hub, a)), s3_for(creds_of(hub, b))
+    bucket = f"{a}-home"
+    sa.put_object(Bucket=bucket, Key="secret.csv", Body=b"a,b\n1,2\n")
+    assert [x["Name"] for x in sb.list_buckets()["Buckets"]] == [f"{b}-home"]
+    denied(sb.list_objects_v2, Bucket=bucket)
+    denied(sb.get_object, Bucket=bucket, Key="secret.csv")
+    denied(sb.head_object, Bucket=bucket, Key="secret.csv")
+    denied(sb.put_object, Bucket=bucket, Key="planted.txt", Body=b"x")
+    denied(sb.delete_object, Bucket=bucket, Key="secret.csv")
+    denied(sb.delete_bucket, Bucket=bucket)
+    denied(sb.create_bucket, Bucket=f"{a}-stolen")
+    # nothing changed for A
+    keys = [o["Key"] for o in sa.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["secret.csv"]
+    # B may create buckets under B's own prefix
+    sb.create_bucket(Bucket=f"{b}-scratch")
+    # B's token only ever returns B's own credentials
+    assert creds_of(hub, b)["bucket"] == f"{b}-home"
+
+
+def test_rotation_kills_the_old_key_at_once(hub: Hub, new_user) -> None:
+    name = new_user()
+    old = creds_of(hub, name)
+    s3_for(old).put_object(Bucket=old["bucket"], Key="k", Body=b"v")
+    with hub.http(name) as c:
+        r = c.post("/services/lakehub/api/lake/credentials/rotate")
+        assert r.status_code == 200
+        new = r.json()
+    assert new["access_key_id"] != old["access_key_id"]
+    with pytest.raises(ClientError) as info:
+        s3_for(old).get_object(Bucket=old["bucket"], Key="k")
+    assert info.value.response["Error"]["Code"] in ("InvalidAccessKeyId", "AccessDenied", "403")
+    assert s3_for(new).get_object(Bucket=new["bucket"], Key="k")["Body"].read() == b"v"
+    events = hub.http("admin").get("/services/lakehub/api/events").json()
+    assert any(e["action"] == "lake.rotate" and e["target"] == name for e in events)
+
+
+def test_secrets_are_encrypted_at_rest_and_not_logged(hub: Hub, new_user) -> None:
+    name = new_user()
+    creds = creds_of(hub, name)
+    secret = creds["secret_access_key"].encode()
+    password = hub.passwords[name].encode()
+    db = (hub.data_dir / "state" / "lakehub.sqlite")
+    blobs = [db.read_bytes()] + [p.read_bytes() for p in db.parent.glob("lakehub.sqlite-*")]
+    assert not any(secret in b for b in blobs), "lake secret stored in clear"
+    assert not any(password in b for b in blobs), "password stored in clear"
+    for log in (hub.data_dir / "logs").glob("*.log"):
+        text = log.read_bytes()
+        assert secret not in text, log
+        assert password not in text, log
+        assert hub.admin_password.encode() not in text, log
+    # state files that must hold secrets are private to the hub's account
+    for f in (hub.data_dir / "state").iterdir():
+        if f.is_file():
+            assert f.stat().st_mode & 0o077 == 0, f
+    assert (hub.data_dir / "state").stat().st_mode & 0o777 == 0o700
+
+
+def test_local_admin_has_no_lake_identity(hub: Hub) -> None:
+    import httpx
+    token = (hub.data_dir / "state" / "service.token").read_text().strip()
+    r = httpx.get(f"{hub.api}/lake/credentials", headers={"Authorization": f"token {token}"})
+    assert r.status_code == 400
