@@ -13,13 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from conftest import Hub
-
-sync_api = pytest.importorskip("playwright.sync_api")
-Browser = sync_api.Browser
-Page = sync_api.Page
-expect = sync_api.expect
 
 pytestmark = pytest.mark.browser
 
@@ -39,7 +35,7 @@ expect.set_options(timeout=PAGE_TIMEOUT_MS)
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} missing: run scripts/install-test-system-packages.sh")
-    with sync_api.sync_playwright() as pw:
+    with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
         yield b
         b.close()

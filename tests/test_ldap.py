@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -61,7 +62,20 @@ def omar_token(ldap_hub: Hub) -> str:
         page = c.get("/services/lakehub/")
         assert "Welcome, omar" in page.text
         assert '<code id="bucket">omar-home</code>' in page.text
-    return ldap_hub.token("omar")
+    return _token(ldap_hub, "omar")
+
+
+def _token(hub: Hub, name: str) -> str:
+    """``hub.token(name)``, with the control plane's and JupyterHub's logs if it fails."""
+    try:
+        return hub.token(name)
+    except AssertionError as err:
+        time.sleep(1)  # let the components finish writing
+        logs = "\n".join(
+            f"--- {log}:\n" + (hub.data_dir / "logs" / log).read_text(errors="replace")[-4000:]
+            for log in ("api.log", "hub.log")
+        )
+        raise AssertionError(f"{err}\n{logs}") from None
 
 
 def _login_post(hub: Hub, name: str, password: str) -> httpx.Response:
@@ -84,7 +98,7 @@ def test_ldap_user_logs_in_and_lands_on_portal(ldap_hub: Hub, lina_portal: httpx
 
 def test_ldap_user_lake_credentials_work(ldap_hub: Hub, lina_portal: httpx.Response,
                                          omar_token: str) -> None:
-    token = ldap_hub.token("lina")
+    token = _token(ldap_hub, "lina")
     r = httpx.get(f"{ldap_hub.url}/services/lakehub/api/lake/credentials",
                   headers={"Authorization": f"token {token}"}, timeout=60)
     assert r.status_code == 200, r.text
@@ -145,12 +159,12 @@ def test_ldap_admin_users_are_admins(ldap_hub: Hub, lina_portal: httpx.Response,
         return data
 
     assert me(omar_token) == {"name": "omar", "admin": True, "groups": []}
-    assert me(ldap_hub.token("lina")) == {"name": "lina", "admin": False, "groups": []}
+    assert me(_token(ldap_hub, "lina")) == {"name": "lina", "admin": False, "groups": []}
     # and the admin-only API follows suit
     assert httpx.get(f"{ldap_hub.api}/users", timeout=60,
                      headers={"Authorization": f"token {omar_token}"}).status_code == 200
     assert httpx.get(f"{ldap_hub.api}/users", timeout=60,
-                     headers={"Authorization": f"token {ldap_hub.token('lina')}"}
+                     headers={"Authorization": f"token {_token(ldap_hub, 'lina')}"}
                      ).status_code == 403
 
 

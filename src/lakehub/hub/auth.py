@@ -12,7 +12,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse
@@ -110,15 +110,12 @@ async def require_local_admin(request: Request) -> Principal:
 async def browser_user(request: Request) -> Principal:
     who = await principal(request, browser=True)
     origin = request.headers.get("origin")
-    if request.method == "POST" and origin and origin.rstrip("/") != _own_origin(request):
+    # The proxy keeps the browser's Host header, so a same-site post has Origin's host equal to it.
+    if request.method == "POST" and origin and urlsplit(origin).netloc != request.headers.get(
+        "host"
+    ):
         raise HTTPException(403, "cross-site form posts are refused")
     return who
-
-
-def _own_origin(request: Request) -> str:
-    host = request.headers.get("x-forwarded-host") or request.headers.get("host", "")
-    proto = request.headers.get("x-forwarded-proto", "http")
-    return f"{proto}://{host}"
 
 
 def login_redirect(request: Request) -> RedirectResponse:

@@ -25,9 +25,9 @@ def templates() -> Jinja2Templates:
     return _templates
 
 
-def page(request: Request, name: str, **ctx: Any) -> HTMLResponse:
+def page(request: Request, template: str, **ctx: Any) -> HTMLResponse:
     state = request.app.state.lh
-    resp = templates().TemplateResponse(request, name, {"prefix": state.prefix, **ctx})
+    resp = templates().TemplateResponse(request, template, {"prefix": state.prefix, **ctx})
     resp.headers["Cache-Control"] = "no-store"
     return resp
 

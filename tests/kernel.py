@@ -1,0 +1,82 @@
+"""Run code in a real Jupyter kernel through a single-user server's REST and websocket APIs."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import httpx
+import websocket
+
+
+def start_server(hub_url: str, name: str, token: str, timeout: float = 90) -> float:
+    """Ask JupyterHub for ``name``'s server and wait until it answers; returns seconds taken."""
+    headers = {"Authorization": f"token {token}"}
+    t0 = time.monotonic()
+    with httpx.Client(base_url=hub_url, headers=headers, timeout=60) as c:
+        r = c.post(f"/hub/api/users/{name}/server")
+        assert r.status_code in (201, 202, 400), r.text  # 400: already running
+        deadline = t0 + timeout
+        while time.monotonic() < deadline:
+            model = c.get(f"/hub/api/users/{name}").json()
+            server = model["servers"].get("")
+            if server and server.get("ready"):
+                if c.get(f"/user/{name}/api/status").status_code == 200:
+                    return time.monotonic() - t0
+            time.sleep(0.1)
+    raise AssertionError(f"{name}'s server did not become ready in {timeout} s")
+
+
+def stop_server(hub_url: str, name: str, token: str) -> None:
+    with httpx.Client(base_url=hub_url, headers={"Authorization": f"token {token}"},
+                      timeout=60) as c:
+        c.delete(f"/hub/api/users/{name}/server")
+        for _ in range(300):
+            if not c.get(f"/hub/api/users/{name}").json()["servers"]:
+                return
+            time.sleep(0.1)
+
+
+class Kernel:
+    def __init__(self, hub_url: str, name: str, token: str) -> None:
+        self.base = f"{hub_url}/user/{name}/api"
+        self.headers = {"Authorization": f"token {token}"}
+        r = httpx.post(f"{self.base}/kernels", headers=self.headers, json={"name": "python3"},
+                       timeout=60)
+        assert r.status_code == 201, r.text
+        self.id = r.json()["id"]
+        ws_url = self.base.replace("http://", "ws://") + f"/kernels/{self.id}/channels"
+        self.ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"],
+                                              timeout=60)
+
+    def run(self, code: str, timeout: float = 120) -> tuple[str, str | None]:
+        """Execute ``code``; returns (stdout, error text or None)."""
+        msg_id = uuid.uuid4().hex
+        self.ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
+                       "msg_type": "execute_request", "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell",
+            "content": {"code": code, "silent": False, "store_history": False,
+                        "user_expressions": {}, "allow_stdin": False},
+        }))
+        out: list[str] = []
+        error: str | None = None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg: dict[str, Any] = json.loads(self.ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind == "stream":
+                out.append(msg["content"]["text"])
+            elif kind == "error":
+                error = f"{msg['content']['ename']}: {msg['content']['evalue']}"
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                return "".join(out), error
+        raise AssertionError("kernel did not finish in time")
+
+    def close(self) -> None:
+        self.ws.close()
+        httpx.delete(f"{self.base}/kernels/{self.id}", headers=self.headers, timeout=30)

@@ -1,0 +1,97 @@
+"""Notebook servers: lake access with no configuration, the SDK, per-user accounts, isolation."""
+
+from __future__ import annotations
+
+import os
+import pwd
+
+import httpx
+import pytest
+
+from conftest import Hub
+from kernel import Kernel, start_server, stop_server
+
+ROOT = os.geteuid() == 0
+
+
+@pytest.fixture
+def running(hub: Hub, new_user):
+    """A user with a running server; stopped afterwards."""
+    started: list[str] = []
+
+    def make(prefix: str = "nb") -> str:
+        name = new_user(prefix)
+        start_server(hub.url, name, hub.token(name))
+        started.append(name)
+        return name
+
+    yield make
+    for name in started:
+        stop_server(hub.url, name, hub.token(name))
+
+
+def test_kernel_reads_and_writes_the_lake_with_no_arguments(hub: Hub, running) -> None:
+    name = running()
+    k = Kernel(hub.url, name, hub.token(name))
+    try:
+        out, err = k.run(
+            "import os, boto3, pandas as pd, pyarrow.parquet as pq, s3fs, lakehub\n"
+            f"b = '{name}-home'\n"
+            "s3 = boto3.client('s3')\n"
+            "s3.put_object(Bucket=b, Key='notes/hello.txt', Body=b'from the notebook')\n"
+            "print(s3.get_object(Bucket=b, Key='notes/hello.txt')['Body'].read().decode())\n"
+            "pd.DataFrame({'x': [1, 2, 3]}).to_parquet(f's3://{b}/t.parquet')\n"
+            "print(int(pd.read_parquet(f's3://{b}/t.parquet').x.sum()))\n"
+            "print(pq.read_table(f'{b}/t.parquet', filesystem=s3fs.S3FileSystem()).num_rows)\n"
+            "c = lakehub.connect().lake.credentials()\n"
+            "print(c.access_key_id == os.environ['AWS_ACCESS_KEY_ID'], c.bucket)\n"
+            "print(os.environ['S3_ENDPOINT_URL'] == os.environ['AWS_ENDPOINT_URL'])\n"
+        )
+    finally:
+        k.close()
+    assert err is None, err
+    assert out.splitlines() == ["from the notebook", "6", "3", f"True {name}-home", "True"], out
+
+
+def test_servers_run_as_their_own_accounts(hub: Hub, running) -> None:
+    if not ROOT:
+        pytest.skip("per-user accounts need root; without it the hub warns that users share one")
+    a, b = running("a"), running("b")
+    ka, kb = Kernel(hub.url, a, hub.token(a)), Kernel(hub.url, b, hub.token(b))
+    try:
+        out, err = ka.run("import os; open('private.txt','w').write('mine'); "
+                          "print(os.getuid(), os.getcwd())")
+        assert err is None, err
+        uid, cwd = out.split()
+        assert int(uid) == pwd.getpwnam(f"lh-{a}").pw_uid != 0
+        assert cwd == str(hub.data_dir / "homes" / a)
+        out, err = kb.run(f"print(open({cwd + '/private.txt'!r}).read())")
+        assert err is not None and err.startswith("PermissionError"), (out, err)
+        out, err = kb.run(f"import os; print(os.listdir({cwd!r}))")
+        assert err is not None and err.startswith("PermissionError"), (out, err)
+        # B cannot signal A's processes
+        out, err = kb.run("import os, signal, subprocess\n"
+                          f"pids = subprocess.run(['pgrep', '-u', 'lh-{a}'], capture_output=True,"
+                          " text=True).stdout.split()\n"
+                          "print(len(pids))\n"
+                          "os.kill(int(pids[0]), signal.SIGTERM)\n")
+        assert err is not None and err.startswith("PermissionError"), (out, err)
+    finally:
+        ka.close()
+        kb.close()
+
+
+def test_other_users_cannot_reach_a_server(hub: Hub, running, new_user) -> None:
+    a = running("a")
+    b = new_user("b")
+    with httpx.Client(base_url=hub.url, timeout=30,
+                      headers={"Authorization": f"token {hub.token(b)}"}) as c:
+        assert c.get(f"/user/{a}/api/status").status_code == 403
+        assert c.get(f"/user/{a}/api/contents").status_code == 403
+        # JupyterHub answers 404 for users one may not see, so as not to reveal them
+        assert c.post(f"/hub/api/users/{a}/server").status_code == 404
+        assert c.delete(f"/hub/api/users/{a}/server").status_code == 404
+    # and A's server still answers A
+    with httpx.Client(base_url=hub.url, timeout=30,
+                      headers={"Authorization": f"token {hub.token(a)}"}) as c:
+        assert c.get(f"/user/{a}/api/status").status_code == 200
