@@ -50,7 +50,9 @@ class Hub:
     def api(self) -> str:
         return f"{self.url}/services/lakehub/api"
 
-    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         argv = [*LAKEHUB, *args]
         if args and args[0] not in ("up",) and "--data-dir" not in args:
             argv += ["--data-dir", str(self.data_dir)]
@@ -90,8 +92,14 @@ class Hub:
         """A cookie session as a browser would have after logging in on the hub's page."""
         c = httpx.Client(base_url=self.url, follow_redirects=True, timeout=60)
         c.get("/hub/login")
-        r = c.post("/hub/login", data={"username": name, "password": password or self.passwords[name],
-                                        "_xsrf": c.cookies.get("_xsrf", "")})
+        r = c.post(
+            "/hub/login",
+            data={
+                "username": name,
+                "password": password or self.passwords[name],
+                "_xsrf": c.cookies.get("_xsrf", ""),
+            },
+        )
         assert r.status_code == 200, r.text[:500]
         return c
 
@@ -107,8 +115,11 @@ class Hub:
 
 def s3_for(creds: dict[str, str]) -> Any:
     return boto3.client(
-        "s3", endpoint_url=creds["endpoint_url"], aws_access_key_id=creds["access_key_id"],
-        aws_secret_access_key=creds["secret_access_key"], region_name="us-east-1",
+        "s3",
+        endpoint_url=creds["endpoint_url"],
+        aws_access_key_id=creds["access_key_id"],
+        aws_secret_access_key=creds["secret_access_key"],
+        region_name="us-east-1",
         config=Config(signature_version="s3v4", retries={"max_attempts": 1}),
     )
 
@@ -131,13 +142,25 @@ def start_hub(tmp: Path | None = None, **settings: str) -> Hub:
         **{f"LAKEHUB_{k.upper()}": v for k, v in settings.items()},
     }
     hub = Hub(tmp / "data", port, password, env)
-    proc = hub.cli("up", "--data-dir", str(hub.data_dir), "--port", str(port), "--detach",
-                   check=False, timeout=600)
+    proc = hub.cli(
+        "up",
+        "--data-dir",
+        str(hub.data_dir),
+        "--port",
+        str(port),
+        "--detach",
+        check=False,
+        timeout=600,
+    )
     if proc.returncode != 0:
-        logs = "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-            for p in sorted((hub.data_dir / "logs").glob("*.log"))
-        ) if (hub.data_dir / "logs").exists() else ""
+        logs = (
+            "\n".join(
+                f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+                for p in sorted((hub.data_dir / "logs").glob("*.log"))
+            )
+            if (hub.data_dir / "logs").exists()
+            else ""
+        )
         raise AssertionError(f"lakehub up failed: {proc.stderr}\n{logs}")
     hub.passwords["admin"] = password
     return hub

@@ -22,16 +22,17 @@ def start_server(hub_url: str, name: str, token: str, timeout: float = 90) -> fl
         while time.monotonic() < deadline:
             model = c.get(f"/hub/api/users/{name}").json()
             server = model["servers"].get("")
-            if server and server.get("ready"):
-                if c.get(f"/user/{name}/api/status").status_code == 200:
-                    return time.monotonic() - t0
+            ready = server and server.get("ready")
+            if ready and c.get(f"/user/{name}/api/status").status_code == 200:
+                return time.monotonic() - t0
             time.sleep(0.1)
     raise AssertionError(f"{name}'s server did not become ready in {timeout} s")
 
 
 def stop_server(hub_url: str, name: str, token: str) -> None:
-    with httpx.Client(base_url=hub_url, headers={"Authorization": f"token {token}"},
-                      timeout=60) as c:
+    with httpx.Client(
+        base_url=hub_url, headers={"Authorization": f"token {token}"}, timeout=60
+    ) as c:
         c.delete(f"/hub/api/users/{name}/server")
         for _ in range(300):
             if not c.get(f"/hub/api/users/{name}").json()["servers"]:
@@ -43,24 +44,42 @@ class Kernel:
     def __init__(self, hub_url: str, name: str, token: str) -> None:
         self.base = f"{hub_url}/user/{name}/api"
         self.headers = {"Authorization": f"token {token}"}
-        r = httpx.post(f"{self.base}/kernels", headers=self.headers, json={"name": "python3"},
-                       timeout=60)
+        r = httpx.post(
+            f"{self.base}/kernels", headers=self.headers, json={"name": "python3"}, timeout=60
+        )
         assert r.status_code == 201, r.text
         self.id = r.json()["id"]
         ws_url = self.base.replace("http://", "ws://") + f"/kernels/{self.id}/channels"
-        self.ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"],
-                                              timeout=60)
+        self.ws = websocket.create_connection(
+            ws_url, header=[f"Authorization: token {token}"], timeout=60
+        )
 
     def run(self, code: str, timeout: float = 120) -> tuple[str, str | None]:
         """Execute ``code``; returns (stdout, error text or None)."""
         msg_id = uuid.uuid4().hex
-        self.ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
-                       "msg_type": "execute_request", "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell",
-            "content": {"code": code, "silent": False, "store_history": False,
-                        "user_expressions": {}, "allow_stdin": False},
-        }))
+        self.ws.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "username": "test",
+                        "session": uuid.uuid4().hex,
+                        "msg_type": "execute_request",
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": False,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                    },
+                }
+            )
+        )
         out: list[str] = []
         error: str | None = None
         deadline = time.monotonic() + timeout

@@ -10,8 +10,10 @@ from conftest import Hub
 def login_post(hub: Hub, name: str, password: str) -> httpx.Response:
     c = httpx.Client(base_url=hub.url, follow_redirects=True, timeout=60)
     c.get("/hub/login")
-    return c.post("/hub/login", data={"username": name, "password": password,
-                                      "_xsrf": c.cookies.get("_xsrf", "")})
+    return c.post(
+        "/hub/login",
+        data={"username": name, "password": password, "_xsrf": c.cookies.get("_xsrf", "")},
+    )
 
 
 def test_first_admin_lands_on_portal(hub: Hub) -> None:
@@ -57,7 +59,9 @@ def test_cli_user_add_and_token(hub: Hub) -> None:
     dup = hub.cli("user", "add", "frank", check=False)
     assert dup.returncode == 1 and dup.stderr.strip() == "error: user 'frank' already exists"
     bad = hub.cli("user", "add", "Not-Valid", check=False)
-    assert bad.returncode == 1 and "invalid user name" in bad.stderr and "Traceback" not in bad.stderr
+    assert (
+        bad.returncode == 1 and "invalid user name" in bad.stderr and "Traceback" not in bad.stderr
+    )
     missing = hub.cli("user", "token", "ghost", check=False)
     assert missing.returncode == 1 and "no user named 'ghost'" in missing.stderr
     with hub.http("frank") as c:
@@ -81,9 +85,12 @@ def test_non_admins_cannot_administer(hub: Hub, new_user) -> None:
     name = new_user()
     with hub.http(name) as c:
         for method, path, body in [
-            ("GET", "/users", None), ("POST", "/users", {"name": "mallory"}),
-            ("POST", "/users/admin/approve", None), ("DELETE", "/users/admin", None),
-            ("GET", "/events", None), ("POST", "/groups", {"name": "evil"}),
+            ("GET", "/users", None),
+            ("POST", "/users", {"name": "mallory"}),
+            ("POST", "/users/admin/approve", None),
+            ("DELETE", "/users/admin", None),
+            ("GET", "/events", None),
+            ("POST", "/groups", {"name": "evil"}),
             ("PATCH", f"/users/{name}", {"admin": True}),
         ]:
             r = c.request(method, f"/services/lakehub/api{path}", json=body)
@@ -99,7 +106,7 @@ def test_groups_and_admin_rights(hub: Hub, new_user) -> None:
     a, b = new_user(), new_user()
     hub.cli("group", "create", "analysts")
     hub.cli("group", "add", "analysts", a)
-    assert f"analysts" in hub.cli("group", "list").stdout
+    assert "analysts" in hub.cli("group", "list").stdout
     with hub.http(a) as c:
         assert c.get("/services/lakehub/api/me").json()["groups"] == ["analysts"]
     hub.cli("group", "remove", "analysts", a)
@@ -121,7 +128,10 @@ def test_portal_admin_actions(hub: Hub) -> None:
     assert "Password (shown once)" in r.text
     r = c.post("/services/lakehub/admin/users", data={"action": "create", "name": "gina"})
     assert "already exists" in r.text
-    r = c.post("/services/lakehub/admin/users", data={"action": "delete", "name": "gina"},
-               headers={"Origin": "http://evil.example"})
+    r = c.post(
+        "/services/lakehub/admin/users",
+        data={"action": "delete", "name": "gina"},
+        headers={"Origin": "http://evil.example"},
+    )
     assert r.status_code == 403
     assert "gina" in hub.cli("user", "list").stdout

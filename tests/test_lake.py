@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
 import pandas as pd
 import pytest
 from botocore.exceptions import ClientError
@@ -45,8 +42,14 @@ def test_sdk_credentials_work_with_boto3_pandas_pyarrow(hub: Hub, new_user) -> N
     assert back.equals(df)
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
-    fs = pafs.S3FileSystem(access_key=creds.access_key_id, secret_key=creds.secret_access_key,
-                           endpoint_override=creds.endpoint_url, scheme="http", region="us-east-1")
+
+    fs = pafs.S3FileSystem(
+        access_key=creds.access_key_id,
+        secret_key=creds.secret_access_key,
+        endpoint_override=creds.endpoint_url,
+        scheme="http",
+        region="us-east-1",
+    )
     assert pq.read_table(f"{creds.bucket}/tables/t.parquet", filesystem=fs).num_rows == 100
 
 
@@ -94,7 +97,7 @@ def test_secrets_are_encrypted_at_rest_and_not_logged(hub: Hub, new_user) -> Non
     creds = creds_of(hub, name)
     secret = creds["secret_access_key"].encode()
     password = hub.passwords[name].encode()
-    db = (hub.data_dir / "state" / "lakehub.sqlite")
+    db = hub.data_dir / "state" / "lakehub.sqlite"
     blobs = [db.read_bytes()] + [p.read_bytes() for p in db.parent.glob("lakehub.sqlite-*")]
     assert not any(secret in b for b in blobs), "lake secret stored in clear"
     assert not any(password in b for b in blobs), "password stored in clear"
@@ -112,6 +115,7 @@ def test_secrets_are_encrypted_at_rest_and_not_logged(hub: Hub, new_user) -> Non
 
 def test_local_admin_has_no_lake_identity(hub: Hub) -> None:
     import httpx
+
     token = (hub.data_dir / "state" / "service.token").read_text().strip()
     r = httpx.get(f"{hub.api}/lake/credentials", headers={"Authorization": f"token {token}"})
     assert r.status_code == 400

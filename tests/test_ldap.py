@@ -6,7 +6,6 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import closing
-from pathlib import Path
 
 import httpx
 import pytest
@@ -81,8 +80,10 @@ def _token(hub: Hub, name: str) -> str:
 def _login_post(hub: Hub, name: str, password: str) -> httpx.Response:
     with httpx.Client(base_url=hub.url, follow_redirects=False, timeout=60) as c:
         c.get("/hub/login")
-        return c.post("/hub/login", data={"username": name, "password": password,
-                                           "_xsrf": c.cookies.get("_xsrf", "")})
+        return c.post(
+            "/hub/login",
+            data={"username": name, "password": password, "_xsrf": c.cookies.get("_xsrf", "")},
+        )
 
 
 def test_ldap_user_logs_in_and_lands_on_portal(ldap_hub: Hub, lina_portal: httpx.Response) -> None:
@@ -96,11 +97,15 @@ def test_ldap_user_logs_in_and_lands_on_portal(ldap_hub: Hub, lina_portal: httpx
     assert 'href="/services/lakehub/admin"' not in r.text
 
 
-def test_ldap_user_lake_credentials_work(ldap_hub: Hub, lina_portal: httpx.Response,
-                                         omar_token: str) -> None:
+def test_ldap_user_lake_credentials_work(
+    ldap_hub: Hub, lina_portal: httpx.Response, omar_token: str
+) -> None:
     token = _token(ldap_hub, "lina")
-    r = httpx.get(f"{ldap_hub.url}/services/lakehub/api/lake/credentials",
-                  headers={"Authorization": f"token {token}"}, timeout=60)
+    r = httpx.get(
+        f"{ldap_hub.url}/services/lakehub/api/lake/credentials",
+        headers={"Authorization": f"token {token}"},
+        timeout=60,
+    )
     assert r.status_code == 200, r.text
     assert r.headers["cache-control"] == "no-store"
     creds = r.json()
@@ -113,15 +118,20 @@ def test_ldap_user_lake_credentials_work(ldap_hub: Hub, lina_portal: httpx.Respo
     assert s3.get_object(Bucket="lina-home", Key="hello.txt")["Body"].read() == b"from ldap"
 
     # omar has logged in (omar_token), so his bucket exists; lina's keys are refused there
-    for call in (lambda: s3.put_object(Bucket="omar-home", Key="x", Body=b"x"),
-                 lambda: s3.list_objects_v2(Bucket="omar-home")):
+    for call in (
+        lambda: s3.put_object(Bucket="omar-home", Key="x", Body=b"x"),
+        lambda: s3.list_objects_v2(Bucket="omar-home"),
+    ):
         with pytest.raises(ClientError) as err:
             call()
         assert err.value.response["Error"]["Code"] == "AccessDenied"
 
     # and omar's own keys do work on his bucket
-    r = httpx.get(f"{ldap_hub.url}/services/lakehub/api/lake/credentials",
-                  headers={"Authorization": f"token {omar_token}"}, timeout=60)
+    r = httpx.get(
+        f"{ldap_hub.url}/services/lakehub/api/lake/credentials",
+        headers={"Authorization": f"token {omar_token}"},
+        timeout=60,
+    )
     assert r.status_code == 200, r.text
     assert r.json()["bucket"] == "omar-home"
     omar_s3 = s3_for(r.json())
@@ -131,11 +141,15 @@ def test_ldap_user_lake_credentials_work(ldap_hub: Hub, lina_portal: httpx.Respo
     assert err.value.response["Error"]["Code"] == "AccessDenied"
 
 
-@pytest.mark.parametrize(("name", "password"), [
-    ("lina", "not-linas-password"),
-    ("lina", ""),
-    ("nobody", "whatever-password"),
-], ids=["wrong-password", "empty-password", "unknown-user"])
+@pytest.mark.parametrize(
+    ("name", "password"),
+    [
+        ("lina", "not-linas-password"),
+        ("lina", ""),
+        ("nobody", "whatever-password"),
+    ],
+    ids=["wrong-password", "empty-password", "unknown-user"],
+)
 def test_bad_ldap_logins_are_refused(ldap_hub: Hub, name: str, password: str) -> None:
     r = _login_post(ldap_hub, name, password)
     assert r.status_code == 403, (r.status_code, r.headers.get("location"), r.text[:300])
@@ -149,23 +163,44 @@ def test_unknown_ldap_user_gets_no_lakehub_account(ldap_hub: Hub) -> None:
     assert out.returncode != 0 and "nobody" in out.stderr
 
 
-def test_ldap_admin_users_are_admins(ldap_hub: Hub, lina_portal: httpx.Response,
-                                     omar_token: str) -> None:
-    def me(token: str) -> dict[str, object]:
-        r = httpx.get(f"{ldap_hub.api}/me", headers={"Authorization": f"token {token}"},
-                      timeout=60)
-        assert r.status_code == 200, r.text
-        data: dict[str, object] = r.json()
-        return data
+def _me(hub: Hub, token: str) -> dict[str, object]:
+    r = httpx.get(f"{hub.api}/me", headers={"Authorization": f"token {token}"}, timeout=60)
+    assert r.status_code == 200, r.text
+    data: dict[str, object] = r.json()
+    return data
 
-    assert me(omar_token) == {"name": "omar", "admin": True, "groups": []}
-    assert me(_token(ldap_hub, "lina")) == {"name": "lina", "admin": False, "groups": []}
-    # and the admin-only API follows suit
-    assert httpx.get(f"{ldap_hub.api}/users", timeout=60,
-                     headers={"Authorization": f"token {omar_token}"}).status_code == 200
-    assert httpx.get(f"{ldap_hub.api}/users", timeout=60,
-                     headers={"Authorization": f"token {_token(ldap_hub, 'lina')}"}
-                     ).status_code == 403
+
+def test_ldap_admin_users_are_admins_in_the_api(ldap_hub: Hub, lina_portal: httpx.Response,
+                                                omar_token: str) -> None:
+    assert _me(ldap_hub, _token(ldap_hub, "lina")) == {"name": "lina", "admin": False,
+                                                        "groups": []}
+    lina = {"Authorization": f"token {_token(ldap_hub, 'lina')}"}
+    assert httpx.get(f"{ldap_hub.api}/users", headers=lina, timeout=60).status_code == 403
+    assert _me(ldap_hub, omar_token) == {"name": "omar", "admin": True, "groups": []}
+    omar = {"Authorization": f"token {omar_token}"}
+    r = httpx.get(f"{ldap_hub.api}/users", headers=omar, timeout=60)
+    assert r.status_code == 200, r.text
+    assert {u["name"]: u["admin"] for u in r.json()} == {"lina": False, "omar": True}
+
+
+def test_ldap_admin_sees_the_admin_page(ldap_hub: Hub, omar_token: str) -> None:
+    with closing(ldap_hub.browser_login("omar")) as c:
+        assert c.get("/hub/api/user").json()["admin"] is True  # JupyterHub applied admin_users
+        home = c.get("/services/lakehub/")
+        assert 'href="/services/lakehub/admin"' in home.text
+        page = c.get("/services/lakehub/admin")
+        assert page.status_code == 200
+        assert "Administrators only." not in page.text
+
+
+def test_minting_a_token_keeps_jupyterhub_admin(ldap_hub: Hub, omar_token: str) -> None:
+    """The local admin's `lakehub user token omar` must not demote omar in JupyterHub."""
+    fresh = ldap_hub.cli("user", "token", "omar").stdout.strip()
+    r = httpx.get(f"{ldap_hub.url}/hub/api/user", headers={"Authorization": f"token {fresh}"},
+                  timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["name"] == "omar"
+    assert r.json()["admin"] is True, "minting a token revoked omar's JupyterHub admin role"
 
 
 def test_signup_points_to_the_directory(ldap_hub: Hub) -> None:
@@ -173,16 +208,17 @@ def test_signup_points_to_the_directory(ldap_hub: Hub) -> None:
         page = c.get("/services/lakehub/signup")
         assert page.status_code == 200
         assert "LDAP" in page.text and "<form" not in page.text
-        r = c.post("/services/lakehub/api/signup",
-                   json={"name": "newbie", "password": "newbie-password"})
+        r = c.post(
+            "/services/lakehub/api/signup", json={"name": "newbie", "password": "newbie-password"}
+        )
         assert r.status_code == 400, r.text
         assert "ldap" in r.json()["detail"]
         # nothing was created
         assert ldap_hub.cli("user", "token", "newbie", check=False).returncode != 0
 
 
-def test_hub_dir_has_no_local_admin(ldap_hub: Hub) -> None:
-    """With LDAP there is no built-in 'admin' account with the bootstrap password."""
+def test_no_builtin_admin_account_with_ldap(ldap_hub: Hub) -> None:
+    """With LDAP there is no local 'admin' account with the bootstrap password."""
     r = _login_post(ldap_hub, "admin", ldap_hub.admin_password)
     assert r.status_code == 403
-    assert Path(ldap_hub.data_dir / "state").is_dir()
+    assert ldap_hub.cli("user", "token", "admin", check=False).returncode != 0

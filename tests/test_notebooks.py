@@ -59,8 +59,9 @@ def test_servers_run_as_their_own_accounts(hub: Hub, running) -> None:
     a, b = running("a"), running("b")
     ka, kb = Kernel(hub.url, a, hub.token(a)), Kernel(hub.url, b, hub.token(b))
     try:
-        out, err = ka.run("import os; open('private.txt','w').write('mine'); "
-                          "print(os.getuid(), os.getcwd())")
+        out, err = ka.run(
+            "import os; open('private.txt','w').write('mine'); print(os.getuid(), os.getcwd())"
+        )
         assert err is None, err
         uid, cwd = out.split()
         assert int(uid) == pwd.getpwnam(f"lh-{a}").pw_uid != 0
@@ -70,11 +71,13 @@ def test_servers_run_as_their_own_accounts(hub: Hub, running) -> None:
         out, err = kb.run(f"import os; print(os.listdir({cwd!r}))")
         assert err is not None and err.startswith("PermissionError"), (out, err)
         # B cannot signal A's processes
-        out, err = kb.run("import os, signal, subprocess\n"
-                          f"pids = subprocess.run(['pgrep', '-u', 'lh-{a}'], capture_output=True,"
-                          " text=True).stdout.split()\n"
-                          "print(len(pids))\n"
-                          "os.kill(int(pids[0]), signal.SIGTERM)\n")
+        out, err = kb.run(
+            "import os, signal, subprocess\n"
+            f"pids = subprocess.run(['pgrep', '-u', 'lh-{a}'], capture_output=True,"
+            " text=True).stdout.split()\n"
+            "print(len(pids))\n"
+            "os.kill(int(pids[0]), signal.SIGTERM)\n"
+        )
         assert err is not None and err.startswith("PermissionError"), (out, err)
     finally:
         ka.close()
@@ -84,14 +87,16 @@ def test_servers_run_as_their_own_accounts(hub: Hub, running) -> None:
 def test_other_users_cannot_reach_a_server(hub: Hub, running, new_user) -> None:
     a = running("a")
     b = new_user("b")
-    with httpx.Client(base_url=hub.url, timeout=30,
-                      headers={"Authorization": f"token {hub.token(b)}"}) as c:
+    with httpx.Client(
+        base_url=hub.url, timeout=30, headers={"Authorization": f"token {hub.token(b)}"}
+    ) as c:
         assert c.get(f"/user/{a}/api/status").status_code == 403
         assert c.get(f"/user/{a}/api/contents").status_code == 403
         # JupyterHub answers 404 for users one may not see, so as not to reveal them
         assert c.post(f"/hub/api/users/{a}/server").status_code == 404
         assert c.delete(f"/hub/api/users/{a}/server").status_code == 404
     # and A's server still answers A
-    with httpx.Client(base_url=hub.url, timeout=30,
-                      headers={"Authorization": f"token {hub.token(a)}"}) as c:
+    with httpx.Client(
+        base_url=hub.url, timeout=30, headers={"Authorization": f"token {hub.token(a)}"}
+    ) as c:
         assert c.get(f"/user/{a}/api/status").status_code == 200

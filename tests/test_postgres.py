@@ -118,8 +118,14 @@ def test_admin_and_user_log_in_with_passwords_from_postgres(pg_hub: PgHub) -> No
         assert "Welcome, pgu" in c.get("/services/lakehub/").text
     with httpx.Client(base_url=hub.url, timeout=60) as c:
         c.get("/hub/login")
-        r = c.post("/hub/login", data={"username": "pgu", "password": "wrong-password",
-                                        "_xsrf": c.cookies.get("_xsrf", "")})
+        r = c.post(
+            "/hub/login",
+            data={
+                "username": "pgu",
+                "password": "wrong-password",
+                "_xsrf": c.cookies.get("_xsrf", ""),
+            },
+        )
         assert r.status_code == 403
 
 
@@ -141,6 +147,8 @@ def test_data_outlives_the_hub(pg_hub: PgHub, engine: sa.Engine) -> None:
     assert users["pgu"] == (False, "active")
     assert users["admin"] == (True, "active")
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() \
+        assert (
+            conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
             == head_revision()
+        )
         assert conn.execute(sa.text("SELECT count(*) FROM lake_keys")).scalar_one() >= 2

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from conftest import Hub, free_port, hub_dir, start_hub, stop_hub
 
@@ -44,8 +43,10 @@ def test_front_door_serves_login_portal_and_api_docs(hub: Hub) -> None:
 
 def test_everything_listens_on_loopback_only(hub: Hub) -> None:
     pids = {c["pid"] for c in hub.runtime()["components"].values()}
-    lines = Path("/proc/net/tcp").read_text().splitlines()[1:] + \
-        Path("/proc/net/tcp6").read_text().splitlines()[1:]
+    lines = (
+        Path("/proc/net/tcp").read_text().splitlines()[1:]
+        + Path("/proc/net/tcp6").read_text().splitlines()[1:]
+    )
     inodes = set()
     for pid in pids:
         for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -71,9 +72,11 @@ def test_lake_needs_credentials(hub: Hub) -> None:
 def test_dead_component_is_restarted_and_logged(hub: Hub) -> None:
     before = hub.runtime()["components"]["api"]
     os.killpg(before["pid"], signal.SIGKILL)
+
     def restarted() -> bool:
         comp = hub.status()["components"]["api"]
         return comp["restarts"] >= before["restarts"] + 1 and comp["healthy"]
+
     hub.wait(restarted, timeout=30, what="the api to come back")
     log = (hub.data_dir / "logs" / "supervisor.log").read_text()
     assert "api exited with code" in log and "restarting in" in log
@@ -99,8 +102,13 @@ def test_port_in_use_is_refused(hub: Hub, tmp_path: Path) -> None:
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lakehub.cli", *args],
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "lakehub.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_missing_binary_and_bad_settings_are_one_line(hub: Hub, tmp_path: Path) -> None:
@@ -119,8 +127,12 @@ def test_missing_binary_and_bad_settings_are_one_line(hub: Hub, tmp_path: Path) 
 
 
 def _descendants_alive(pids: list[int]) -> list[int]:
-    return [p for p in pids if Path(f"/proc/{p}").exists()
-            and "zombie" not in Path(f"/proc/{p}/status").read_text().lower()]
+    return [
+        p
+        for p in pids
+        if Path(f"/proc/{p}").exists()
+        and "zombie" not in Path(f"/proc/{p}/status").read_text().lower()
+    ]
 
 
 def test_down_stops_everything_including_notebooks() -> None:
@@ -129,11 +141,15 @@ def test_down_stops_everything_including_notebooks() -> None:
         h.add_user("carol")
         with h.http("carol") as c:
             assert c.post("/hub/api/users/carol/server").status_code in (201, 202)
-            h.wait(lambda: (c.get("/hub/api/users/carol").json()["servers"].get("", {})
-                            .get("ready")), timeout=90, what="carol's server")
+            h.wait(
+                lambda: c.get("/hub/api/users/carol").json()["servers"].get("", {}).get("ready"),
+                timeout=90,
+                what="carol's server",
+            )
         rt = h.runtime()
         pids = [c["pid"] for c in rt["components"].values()] + [rt["supervisor_pid"]]
         marker = f"LAKEHUB_HUB_ID={h.data_dir}".encode()
+
         def tagged() -> list[int]:
             out = []
             for e in Path("/proc").iterdir():
@@ -144,6 +160,7 @@ def test_down_stops_everything_including_notebooks() -> None:
                     except OSError:
                         pass
             return out
+
         assert tagged(), "the notebook server should carry the hub's marker"
     finally:
         proc = h.cli("down", check=False)
@@ -162,9 +179,22 @@ def test_sigterm_stops_a_foreground_hub() -> None:
     tmp_path = hub_dir()
     port = free_port()
     env = {**os.environ, "LAKEHUB_LAKE_PORT": "0", "LAKEHUB_ADMIN_PASSWORD": "foreground-pass"}
-    proc = subprocess.Popen([sys.executable, "-m", "lakehub.cli", "up", "--data-dir",
-                             str(tmp_path / "d"), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lakehub.cli",
+            "up",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
     assert proc.stdout is not None
     lines = []
     deadline = time.monotonic() + 300

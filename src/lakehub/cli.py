@@ -163,7 +163,9 @@ def user_list(data_dir: Path | None) -> None:
 @DATA_DIR
 def user_approve(name: str, data_dir: Path | None) -> None:
     """Approve a pending sign-up."""
-    click.echo(_api(settings_or_fail(data_dir=data_dir), "POST", f"/users/{name}/approve")["detail"])
+    click.echo(
+        _api(settings_or_fail(data_dir=data_dir), "POST", f"/users/{name}/approve")["detail"]
+    )
 
 
 @user.command("remove")

@@ -8,6 +8,7 @@ group, then SIGKILL after a grace period, so nothing outlives the hub.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -138,7 +139,5 @@ class Supervisor:
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

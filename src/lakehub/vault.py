@@ -44,4 +44,3 @@ class Vault:
             return self._fernet.decrypt(token.encode()).decode()
         except InvalidToken:
             raise ValueError("secret cannot be decrypted with this hub's key") from None
-

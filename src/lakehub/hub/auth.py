@@ -111,8 +111,10 @@ async def browser_user(request: Request) -> Principal:
     who = await principal(request, browser=True)
     origin = request.headers.get("origin")
     # The proxy keeps the browser's Host header, so a same-site post has Origin's host equal to it.
-    if request.method == "POST" and origin and urlsplit(origin).netloc != request.headers.get(
-        "host"
+    if (
+        request.method == "POST"
+        and origin
+        and urlsplit(origin).netloc != request.headers.get("host")
     ):
         raise HTTPException(403, "cross-site form posts are refused")
     return who

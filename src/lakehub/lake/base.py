@@ -31,7 +31,7 @@ class Identity:
     buckets: tuple[str, ...]  # bucket names or prefix patterns ending in '*'
 
     def __repr__(self) -> str:  # never show the secret
-        return f"Identity(name={self.name!r}, access_key={self.access_key!r}, buckets={self.buckets!r})"
+        return f"Identity({self.name!r}, {self.access_key!r}, buckets={self.buckets!r})"
 
 
 class LakeUnavailable(RuntimeError):

@@ -69,7 +69,7 @@ def ensure_environment(
     if not Path(python).exists():
         raise BuildError(f"notebook interpreter {python} is missing (setting notebook_python)")
     envs_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(envs_dir, 0o755)
+    os.chmod(envs_dir, 0o755)  # noqa: S103 (every user account runs these environments)
     say(f"building notebook environment {name!r} (once per change of its spec)...")
     uv = uv_binary()
     shutil.rmtree(target, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""The REST API (JSON). Programs authenticate with JupyterHub tokens; see :mod:`lakehub.hub.auth`."""
+"""The REST API (JSON). Programs send JupyterHub tokens; see :mod:`lakehub.hub.auth`."""
 
 from __future__ import annotations
 
@@ -58,7 +58,9 @@ class UserOut(BaseModel):
 class NewUser(BaseModel):
     name: str
     admin: bool = False
-    password: str | None = Field(default=None, description="Generated (and returned once) if absent")
+    password: str | None = Field(
+        default=None, description="Generated (and returned once) if absent"
+    )
 
 
 class CreatedUser(UserOut):
