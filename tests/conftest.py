@@ -168,6 +168,9 @@ def start_hub(tmp: Path | None = None, **settings: str) -> Hub:
 
 def stop_hub(hub: Hub) -> None:
     hub.cli("down", check=False, timeout=120)
+    logs = hub.data_dir / "logs"
+    if logs.exists():  # kept for whoever reads a failure
+        shutil.copytree(logs, ARTIFACTS / "logs" / hub.data_dir.parent.name, dirs_exist_ok=True)
     if hub.data_dir.parent.name.startswith("lakehub-test-"):
         shutil.rmtree(hub.data_dir.parent, ignore_errors=True)
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import closing
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,6 +16,15 @@ from botocore.exceptions import ClientError
 
 from conftest import Hub, s3_for, start_hub, stop_hub
 from servers.slapd import SlapdServer, start_slapd
+
+# Product bug: for LDAP/OAuth users LakeHub keeps its own admin flag (users.admin, False from the
+# first login on: Directory.ensure_external(name) is called without admin) and ignores
+# ldap_admin_users; `lakehub user token` then PATCHes JupyterHub to admin=False too.
+ADMIN_BUG = pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="ldap_admin_users are not admins in LakeHub (users.admin stays False)",
+)
 
 PASSWORDS = {"lina": "lina-ldap-pass-1", "omar": "omar-ldap-pass-2"}
 
@@ -64,17 +76,32 @@ def omar_token(ldap_hub: Hub) -> str:
     return _token(ldap_hub, "omar")
 
 
+def _diagnostics(hub: Hub) -> str:
+    """Logs, and which process really listens on the control plane's port."""
+    time.sleep(1)  # let the components finish writing
+    parts = []
+    try:
+        rt = hub.runtime()
+        port, pid = rt["ports"]["api"], rt["components"]["api"]["pid"]
+        ss = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True)
+        parts.append(f"--- api component pid {pid}, listening on :{port}: {ss.stdout.strip()}")
+        for owner in set(re.findall(r"pid=(\d+)", ss.stdout)):
+            cmd = Path(f"/proc/{owner}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            parts.append(f"    pid {owner}: {cmd[:400]}")
+    except (OSError, KeyError, ValueError) as err:
+        parts.append(f"--- no port diagnostics: {err!r}")
+    for log in ("supervisor.log", "api.log", "hub.log"):
+        text = (hub.data_dir / "logs" / log).read_text(errors="replace")[-3000:]
+        parts.append(f"--- {log}:\n{text}")
+    return "\n".join(parts)
+
+
 def _token(hub: Hub, name: str) -> str:
-    """``hub.token(name)``, with the control plane's and JupyterHub's logs if it fails."""
+    """``hub.token(name)``, with diagnostics if it fails."""
     try:
         return hub.token(name)
     except AssertionError as err:
-        time.sleep(1)  # let the components finish writing
-        logs = "\n".join(
-            f"--- {log}:\n" + (hub.data_dir / "logs" / log).read_text(errors="replace")[-4000:]
-            for log in ("api.log", "hub.log")
-        )
-        raise AssertionError(f"{err}\n{logs}") from None
+        raise AssertionError(f"{err}\n{_diagnostics(hub)}") from None
 
 
 def _login_post(hub: Hub, name: str, password: str) -> httpx.Response:
@@ -170,12 +197,17 @@ def _me(hub: Hub, token: str) -> dict[str, object]:
     return data
 
 
-def test_ldap_admin_users_are_admins_in_the_api(ldap_hub: Hub, lina_portal: httpx.Response,
-                                                omar_token: str) -> None:
-    assert _me(ldap_hub, _token(ldap_hub, "lina")) == {"name": "lina", "admin": False,
-                                                        "groups": []}
-    lina = {"Authorization": f"token {_token(ldap_hub, 'lina')}"}
-    assert httpx.get(f"{ldap_hub.api}/users", headers=lina, timeout=60).status_code == 403
+def test_ldap_user_is_not_an_admin(ldap_hub: Hub, lina_portal: httpx.Response) -> None:
+    lina = _token(ldap_hub, "lina")
+    assert _me(ldap_hub, lina) == {"name": "lina", "admin": False, "groups": []}
+    r = httpx.get(f"{ldap_hub.api}/users", headers={"Authorization": f"token {lina}"}, timeout=60)
+    assert r.status_code == 403
+
+
+@ADMIN_BUG
+def test_ldap_admin_users_are_admins_in_the_api(
+    ldap_hub: Hub, lina_portal: httpx.Response, omar_token: str
+) -> None:
     assert _me(ldap_hub, omar_token) == {"name": "omar", "admin": True, "groups": []}
     omar = {"Authorization": f"token {omar_token}"}
     r = httpx.get(f"{ldap_hub.api}/users", headers=omar, timeout=60)
@@ -183,6 +215,7 @@ def test_ldap_admin_users_are_admins_in_the_api(ldap_hub: Hub, lina_portal: http
     assert {u["name"]: u["admin"] for u in r.json()} == {"lina": False, "omar": True}
 
 
+@ADMIN_BUG
 def test_ldap_admin_sees_the_admin_page(ldap_hub: Hub, omar_token: str) -> None:
     with closing(ldap_hub.browser_login("omar")) as c:
         assert c.get("/hub/api/user").json()["admin"] is True  # JupyterHub applied admin_users
@@ -193,11 +226,13 @@ def test_ldap_admin_sees_the_admin_page(ldap_hub: Hub, omar_token: str) -> None:
         assert "Administrators only." not in page.text
 
 
+@ADMIN_BUG
 def test_minting_a_token_keeps_jupyterhub_admin(ldap_hub: Hub, omar_token: str) -> None:
     """The local admin's `lakehub user token omar` must not demote omar in JupyterHub."""
     fresh = ldap_hub.cli("user", "token", "omar").stdout.strip()
-    r = httpx.get(f"{ldap_hub.url}/hub/api/user", headers={"Authorization": f"token {fresh}"},
-                  timeout=60)
+    r = httpx.get(
+        f"{ldap_hub.url}/hub/api/user", headers={"Authorization": f"token {fresh}"}, timeout=60
+    )
     assert r.status_code == 200, r.text
     assert r.json()["name"] == "omar"
     assert r.json()["admin"] is True, "minting a token revoked omar's JupyterHub admin role"

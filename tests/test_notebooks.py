@@ -100,3 +100,24 @@ def test_other_users_cannot_reach_a_server(hub: Hub, running, new_user) -> None:
         base_url=hub.url, timeout=30, headers={"Authorization": f"token {hub.token(a)}"}
     ) as c:
         assert c.get(f"/user/{a}/api/status").status_code == 200
+
+
+def test_servers_inherit_no_hub_secrets(hub: Hub, running) -> None:
+    name = running()
+    k = Kernel(hub.url, name, hub.token(name))
+    try:
+        # the kernel's own environment and the server's initial one (/proc/PPID/environ)
+        out, err = k.run(
+            "import os\n"
+            "env = open(f'/proc/{os.getppid()}/environ', 'rb').read().decode(errors='replace')\n"
+            "print(env.replace('\\0', '\\n'))\n"
+            "print('\\n'.join(f'{k}={v}' for k, v in os.environ.items()))\n"
+        )
+    finally:
+        k.close()
+    assert err is None, err
+    service_token = (hub.data_dir / "state" / "service.token").read_text().strip()
+    assert hub.admin_password not in out
+    assert service_token not in out
+    assert "LAKEHUB_ADMIN_PASSWORD" not in out
+    assert "AWS_SECRET_ACCESS_KEY=" in out  # the user's own key is meant to be there

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     notebook_python: str = Field(
         default="/usr/bin/python3", description="Interpreter for notebook environments."
     )
+    warm_start: bool = Field(
+        default=True, description="Fork notebook servers from a pre-imported warm starter."
+    )
     isolate_users: bool | None = Field(
         default=None, description="Run servers as per-user unix accounts; default: when root."
     )

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -34,8 +35,9 @@ class Component:
     argv: list[str]
     log_file: Path
     url: str
-    health_url: str  # healthy when this answers with any HTTP status below 500
+    health_url: str  # healthy when it answers with an HTTP status below 500 (or unix: connects)
     env: dict[str, str] = field(default_factory=dict)
+    inherit_env: bool = True  # False: the child sees only ``env``
     cwd: Path | None = None
     pid_file: Path | None = None
     # runtime
@@ -50,6 +52,14 @@ class Component:
 
 
 def probe(url: str, timeout: float = 1.0) -> bool:
+    if url.startswith("unix:"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            try:
+                s.connect(url[5:])
+            except OSError:
+                return False
+            return True
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback)
             return int(resp.status) < 500
@@ -73,7 +83,7 @@ class Supervisor:
     def _start(self, c: Component) -> None:
         c.log_file.parent.mkdir(parents=True, exist_ok=True)
         out = open(c.log_file, "ab")  # noqa: SIM115 (handed to the child)
-        env = {**os.environ, **c.env}
+        env = {**os.environ, **c.env} if c.inherit_env else dict(c.env)
         try:
             c.proc = subprocess.Popen(
                 c.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -141,7 +141,7 @@ def components(settings: Settings, rt: Runtime, lake: SeaweedFS) -> list[Compone
     }
     weed_argv, weed_env = lake.command()
     hub_config = Path(__file__).parent / "notebooks" / "jupyterhub_config.py"
-    return [
+    comps = [
         Component(
             "lake", weed_argv, logs / "lake.log", rt.s3_url, rt.s3_url + "/",
             env=weed_env, cwd=lake.dir, pid_file=lake.pid_file,
@@ -168,6 +168,20 @@ def components(settings: Settings, rt: Runtime, lake: SeaweedFS) -> list[Compone
             rt.api_url + "/api/health", env=base_env,
         ),
     ]  # fmt: skip
+    if settings.warm_start:
+        env_python = settings.envs_dir / "default" / "bin" / "python"
+        sock = settings.run_dir / "warm.sock"
+        comps.append(
+            Component(
+                "warm", [str(env_python), "-m", "lakehub.notebooks.warm", str(sock)],
+                logs / "notebooks.log", f"unix:{sock}", f"unix:{sock}", inherit_env=False,
+                # nothing of the hub's environment may reach a user's process
+                env={"PATH": f"{env_python.parent}:/usr/local/bin:/usr/bin:/bin",
+                     "LANG": os.environ.get("LANG", "C.UTF-8"),
+                     "LAKEHUB_HUB_ID": str(settings.data_dir)},
+            )
+        )  # fmt: skip
+    return comps
 
 
 def _hub_processes(settings: Settings) -> list[int]:

@@ -51,7 +51,8 @@ def uv_binary() -> str:
 def spec_hash(python: str, packages: tuple[str, ...]) -> str:
     h = hashlib.sha256("\n".join((python, *packages)).encode())
     sdk = Path(lakehub.__file__).parent
-    for path in sorted(sdk.glob("*.py")):  # the SDK modules a notebook imports
+    # the modules a notebook environment runs: the SDK and the warm starter
+    for path in [*sorted(sdk.glob("*.py")), sdk / "notebooks" / "warm.py"]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:12]

@@ -84,6 +84,7 @@ c.LakeHubSpawner.env_dir = str(settings.envs_dir / "default")
 c.LakeHubSpawner.lakehub_api_url = runtime.api_url
 c.LakeHubSpawner.lakehub_token = tok.service
 c.LakeHubSpawner.hub_id = str(settings.data_dir)
+c.LakeHubSpawner.warm_socket = str(settings.run_dir / "warm.sock") if settings.warm_start else ""
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60

@@ -8,6 +8,7 @@ the hub says so when it starts.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import subprocess
@@ -17,7 +18,10 @@ from typing import Any
 
 import httpx
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
+from jupyterhub.utils import random_port
 from traitlets import Bool, Unicode
+
+from lakehub.notebooks import warm
 
 
 def unix_name(name: str) -> str:
@@ -31,6 +35,7 @@ class LakeHubSpawner(LocalProcessSpawner):
     lakehub_api_url = Unicode(config=True, help="The LakeHub control plane, reached directly")
     lakehub_token = Unicode(config=True, help="The control plane's service token")
     hub_id = Unicode(config=True, help="Marks this hub's processes (for the orphan sweep)")
+    warm_socket = Unicode("", config=True, help="The warm starter's socket; empty: plain Popen")
 
     @property
     def home(self) -> str:
@@ -92,4 +97,25 @@ class LakeHubSpawner(LocalProcessSpawner):
                                f"{resp.status_code} {resp.text[:200]}")  # fmt: skip
         self._lake_env = resp.json()
         self._ensure_account()
-        return await super().start()
+        if not (self.warm_socket and os.path.exists(self.warm_socket)):
+            return await super().start()
+        return await self._warm_start()
+
+    async def _warm_start(self) -> Any:
+        """Fork the server from the warm starter (see :mod:`lakehub.notebooks.warm`)."""
+        if self.port == 0:  # type: ignore[has-type]
+            self.port = random_port()
+        env = self.get_env()
+        argv = [*self.cmd, *self.get_args()]
+        if self.isolated:
+            pw = pwd.getpwnam(unix_name(self.user.name))
+            uid, gid = pw.pw_uid, pw.pw_gid
+            groups = os.getgrouplist(pw.pw_name, gid)
+        else:
+            uid, gid, groups = os.getuid(), os.getgid(), os.getgroups()
+        request = {"argv": argv, "env": env, "cwd": self.home, "uid": uid, "gid": gid,
+                   "groups": groups}  # fmt: skip
+        self.log.info("Spawning %s warm as uid %d", self.user.name, uid)
+        self.pid = await asyncio.to_thread(warm.spawn, self.warm_socket, request)
+        self.proc = None
+        return (self.ip or "127.0.0.1", self.port)
