@@ -110,7 +110,7 @@ def test_servers_inherit_no_hub_secrets(hub: Hub, running) -> None:
         out, err = k.run(
             "import os\n"
             "try:\n"
-            "    env = open(f'/proc/{os.getppid()}/environ', 'rb').read().decode('utf8', 'replace')\n"
+            "    env = open(f'/proc/{os.getppid()}/environ', 'rb').read().decode('utf8')\n"
             "except PermissionError:\n"
             "    env = 'unreadable'  # a process that changed account is not dumpable\n"
             "print(env.replace('\\0', '\\n'))\n"
