@@ -115,6 +115,23 @@ def proc_start_wall(pid: int) -> float | None:
     return btime + ticks / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_process(marker: str) -> dict[int, float]:
+    """pid -> user + system CPU seconds used so far by each live marked process (with its
+    reaped children)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid, _ in leftovers(marker):
+        stat = _read(Path(f"/proc/{pid}/stat")).decode(errors="replace")
+        if stat:
+            f = stat.rsplit(")", 1)[1].split()
+            out[pid] = sum(int(x) for x in f[11:15]) / tick  # utime stime cutime cstime
+    return out
+
+
+def cpu_seconds(marker: str) -> float:
+    return sum(cpu_by_process(marker).values())
+
+
 def reap(marker: str, wait: float = 10.0) -> list[str]:
     """Wait (bounded) for marked processes to go; SIGKILL and report whatever is still there."""
     deadline = time.monotonic() + wait

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import secrets
 import shutil
 import subprocess
@@ -104,6 +105,7 @@ class LakeHub:
             "--port",
             str(self.port),
         ]
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         wall0 = time.time()
         t0 = time.perf_counter()
         proc = subprocess.Popen(
@@ -116,9 +118,18 @@ class LakeHub:
             proc.kill()
             code = None
         elapsed = time.perf_counter() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        per_pid = B.cpu_by_process(self.marker)
+        cli_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+        cpu = sum(per_pid.values()) + cli_cpu
         out.close()
         sampler.finish()
-        result: dict[str, Any] = {"seconds": elapsed, "exit": code, "wall_start": wall0}
+        result: dict[str, Any] = {
+            "seconds": elapsed,
+            "exit": code,
+            "wall_start": wall0,
+            "cpu_seconds": cpu,
+        }
         rt = self.runtime()
         forked = B.proc_start_wall(rt["supervisor_pid"]) if rt else None
         checks = {}
@@ -135,6 +146,14 @@ class LakeHub:
                 + (self.out_dir / f"up-{label}.out").read_text(errors="replace")[-2000:]
             )
         result["breakdown"] = self.breakdown(wall0, sampler)
+        names = {c["pid"]: n for n, c in (rt or {}).get("components", {}).items()}
+        if rt:
+            names[rt["supervisor_pid"]] = "supervisor (2nd bootstrap)"
+        by_proc = {"lakehub up CLI (1st bootstrap)": cli_cpu}
+        for pid, secs in per_pid.items():
+            key = names.get(pid, "other")
+            by_proc[key] = by_proc.get(key, 0.0) + secs
+        result["cpu_by_process"] = by_proc
         if forked:
             result["breakdown"]["supervisor forked (CLI bootstrap done)"] = forked - wall0
         return result
@@ -375,6 +394,8 @@ class Anchor:
                     break
                 time.sleep(POLL)
             elapsed = time.perf_counter() - t0
+            per_pid = B.cpu_by_process(self.marker)
+            cpu = sum(per_pid.values())
         finally:
             B.kill_groups(procs.values())
         left = B.reap(self.marker)
@@ -386,6 +407,8 @@ class Anchor:
         return {
             "seconds": elapsed if ok else None,
             "ok": ok,
+            "cpu_seconds": cpu,
+            "cpu_by_process": {n: per_pid[pr.pid] for n, pr in procs.items() if pr.pid in per_pid},
             "health_codes": codes,
             "breakdown": b,
             "leftovers": left,
@@ -429,6 +452,20 @@ def breakdown_table(lake_runs: list[dict[str, Any]], anchor_runs: list[dict[str,
         ]
     )
     return B.table(["median seconds after launch", "LakeHub", "anchor"], rows)
+
+
+def cpu_table(lake_runs: list[dict[str, Any]], anchor_runs: list[dict[str, Any]]) -> str:
+    keys: list[str] = []
+    for r in lake_runs + anchor_runs:
+        for k in r.get("cpu_by_process", {}):
+            if k not in keys:
+                keys.append(k)
+    rows = []
+    for k in keys:
+        a = [r["cpu_by_process"][k] for r in lake_runs if k in r.get("cpu_by_process", {})]
+        b = [r["cpu_by_process"][k] for r in anchor_runs if k in r.get("cpu_by_process", {})]
+        rows.append([k, B.fmt(B.summary(a)["median"]), B.fmt(B.summary(b)["median"])])
+    return B.table(["median CPU seconds until ready, by process", "LakeHub", "anchor"], rows)
 
 
 def main() -> int:
@@ -500,6 +537,22 @@ def main() -> int:
             B.stats_rows("lakehub up --detach", lh, "anchor: bare components, parallel", an, cols),
         )
     )
+    print()
+    print("CPU seconds used by all started processes until ready (less sensitive to machine load)")
+    print(
+        B.table(
+            ["", "n", *cols],
+            B.stats_rows(
+                "lakehub up --detach",
+                [r["cpu_seconds"] for r in lake_runs if r["ok"]],
+                "anchor: bare components, parallel",
+                [a["cpu_seconds"] for a in anchor_runs if a["ok"]],
+                cols,
+            ),
+        )
+    )
+    print()
+    print(cpu_table(lake_runs, anchor_runs))
     print()
     print(
         f"first start (builds environment): {B.fmt(first['seconds'])} s;"

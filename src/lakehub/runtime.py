@@ -22,12 +22,6 @@ PORT_NAMES = (
 )  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def port_in_use(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -77,7 +71,15 @@ def load_runtime(settings: Settings) -> Runtime | None:
 
 
 def allocate(settings: Settings) -> Runtime:
-    ports = {name: free_port() for name in PORT_NAMES}
+    # hold every socket until all are chosen, so no two components get the same port
+    held = []
+    for _ in PORT_NAMES:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        held.append(s)
+    ports = {name: int(s.getsockname()[1]) for name, s in zip(PORT_NAMES, held, strict=True)}
+    for s in held:
+        s.close()
     if settings.lake_port:
         ports["s3"] = settings.lake_port
     return Runtime(front_url=f"http://{settings.host}:{settings.port}", ports=ports)

@@ -38,8 +38,16 @@ class AppState:
     def directory_admin_flag(self, name: str) -> bool:
         with self.db.session() as s:
             user = s.scalar(select(User).where(User.name == name))
-            if user is not None:
-                return user.admin and user.status == "active"
-        if self.settings.auth != "local":
-            self.directory.ensure_external(name)
-        return False
+            known = None if user is None else (user.admin, user.status)
+        if self.settings.auth == "local":
+            return known == (True, "active")
+        # LDAP/OAuth users exist here from their first request; listed admins stay admins
+        listed = name in (
+            self.settings.ldap_admin_users
+            if self.settings.auth == "ldap"
+            else self.settings.oauth_admin_users
+        )
+        if known is None or (listed and not known[0]):
+            self.directory.ensure_external(name, admin=True if listed else None)
+            return listed
+        return known == (True, "active")
