@@ -34,7 +34,7 @@ def test_front_door_serves_login_portal_and_api_docs(hub: Hub) -> None:
         assert c.get("/hub/login").status_code == 200
         assert c.get("/services/lakehub/api/health").json() == {"status": "ok"}
         spec = c.get("/services/lakehub/openapi.json").json()
-        assert "/api/lake/credentials" in spec["paths"]
+        assert "/services/lakehub/api/lake/credentials" in spec["paths"]
         assert c.get("/services/lakehub/docs").status_code == 200
         # the portal asks a browser to log in through the hub
         r = c.get("/services/lakehub/", follow_redirects=False)
