@@ -420,12 +420,12 @@ def main() -> int:
             for u in users:
                 if not accounts_before[u] and _account_exists(f"lh-{u}"):
                     subprocess.run(["userdel", f"lh-{u}"], capture_output=True, timeout=30)
-
-    attach_log_timings(lake, lake_spawns)
-    if plain is not None:
-        attach_log_timings(plain, plain_spawns)
-    if not args.keep:
-        shutil.rmtree(root, ignore_errors=True)
+        # the logs are read once everything has stopped; then the directory goes
+        attach_log_timings(lake, lake_spawns)
+        if plain is not None:
+            attach_log_timings(plain, plain_spawns)
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
 
     def secs(spawns: list[dict[str, Any]], kind: str | None = None) -> list[float]:
         return [s["seconds"] for s in spawns if s["ok"] and (kind is None or s["kind"] == kind)]
