@@ -47,7 +47,10 @@ def up(data_dir: Path | None, port: int | None, detach: bool) -> None:
 
     settings = settings_or_fail(data_dir=data_dir, port=port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    say = lambda m: click.echo(m, err=m.startswith(("warning", "error")))  # noqa: E731
+
+    def say(message: str, secret: bool = False) -> None:
+        click.echo(message, err=message.startswith(("warning", "error")))
+
     try:
         code = run_detached(settings, say) if detach else serve(settings, say)
     except UpError as err:

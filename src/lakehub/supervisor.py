@@ -38,6 +38,7 @@ class Component:
     health_url: str  # healthy when it answers with an HTTP status below 500 (or unix: connects)
     env: dict[str, str] = field(default_factory=dict)
     inherit_env: bool = True  # False: the child sees only ``env``
+    nice: int = 0
     cwd: Path | None = None
     pid_file: Path | None = None
     # runtime
@@ -52,11 +53,15 @@ class Component:
 
 
 def probe(url: str, timeout: float = 1.0) -> bool:
-    if url.startswith("unix:"):
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+    """HTTP: any status below 500; ``unix:PATH`` and ``tcp:HOST:PORT``: accepts a connection."""
+    if url.startswith(("unix:", "tcp:")):
+        unix = url.startswith("unix:")
+        family = socket.AF_UNIX if unix else socket.AF_INET
+        host, _, port = url[4:].rpartition(":")
+        with socket.socket(family, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
             try:
-                s.connect(url[5:])
+                s.connect(url[5:] if unix else (host, int(port)))
             except OSError:
                 return False
             return True
@@ -75,9 +80,11 @@ class Supervisor:
         self._on_change = on_change
         self._stopping = threading.Event()
 
-    def start_all(self) -> None:
+    def start_all(self, names: tuple[str, ...] = ()) -> None:
+        """Start the named components (all by default) that are not running yet."""
         for c in self.components:
-            self._start(c)
+            if c.proc is None and (not names or c.name in names):
+                self._start(c)
         self._on_change()
 
     def _start(self, c: Component) -> None:
@@ -88,6 +95,7 @@ class Supervisor:
             c.proc = subprocess.Popen(
                 c.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, cwd=c.cwd, start_new_session=True,
+                preexec_fn=(lambda: os.nice(c.nice)) if c.nice else None,
             )  # fmt: skip
         finally:
             out.close()
@@ -124,6 +132,10 @@ class Supervisor:
             if changed:
                 self._on_change()
             self._stopping.wait(interval)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     def request_stop(self) -> None:
         self._stopping.set()

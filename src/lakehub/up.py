@@ -11,27 +11,28 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import select
 import shutil
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from lakehub.config import Settings
-from lakehub.hub.db import Database, upgrade
 from lakehub.lake.base import LakeUnavailable
 from lakehub.lake.seaweedfs import SeaweedFS, weed_binary
 from lakehub.notebooks.environments import ensure_environment
 from lakehub.runtime import Runtime, allocate, load_runtime, port_in_use, runtime_file, tokens
 from lakehub.supervisor import Component, Supervisor
-from lakehub.users import Directory, UserError, home_bucket
 from lakehub.vault import Vault
 
 log = logging.getLogger("lakehub.up")
 READY_TIMEOUT = 90.0
+
+
+class Say(Protocol):
+    def __call__(self, message: str, secret: bool = False) -> None: ...
 
 
 class UpError(RuntimeError):
@@ -86,8 +87,8 @@ def _check_traversable(path: Path) -> None:
             )
 
 
-def bootstrap(settings: Settings, say: Callable[[str], None]) -> None:
-    """Idempotent preparation; prints the first admin's password once, never logs it."""
+def preflight(settings: Settings) -> None:
+    """The cheap checks and the data directory's layout: fail fast, in one line."""
     os.umask(0o077)  # everything the hub writes is private unless made otherwise
     for port, what in ((settings.port, "front door"), (settings.lake_port, "lake")):
         if port and port_in_use(settings.host if what == "front door" else "127.0.0.1", port):
@@ -101,6 +102,16 @@ def bootstrap(settings: Settings, say: Callable[[str], None]) -> None:
     if settings.isolated:
         _check_traversable(settings.data_dir)
     _dirs(settings)
+
+
+def prepare(settings: Settings, say: Say) -> None:
+    """Migrate metadata, create the first admin, build the notebook environment (idempotent).
+
+    The first admin's password goes to ``say(..., secret=True)``: shown once, never logged.
+    """
+    from lakehub.hub.db import Database, upgrade
+    from lakehub.users import Directory, UserError
+
     logging.getLogger("alembic").setLevel(logging.WARNING)
     upgrade(settings.database_url)
     if settings.auth == "local":
@@ -114,7 +125,7 @@ def bootstrap(settings: Settings, say: Callable[[str], None]) -> None:
             )  # fmt: skip
             if password:
                 say(f"first administrator: {settings.admin_user}  password: {password}"
-                    "  (shown once; change it in the portal)")  # fmt: skip
+                    "  (shown once; change it in the portal)", secret=True)  # fmt: skip
         except UserError as err:
             if err.status != 409:
                 raise UpError(str(err)) from None
@@ -152,7 +163,7 @@ def components(settings: Settings, rt: Runtime, lake: SeaweedFS) -> list[Compone
              "--api-ip", "127.0.0.1", "--api-port", str(p["proxy_api"]),
              "--default-target", f"http://127.0.0.1:{p['hub']}",
              "--error-target", f"http://127.0.0.1:{p['hub']}/hub/error"],
-            logs / "proxy.log", rt.front_url, f"http://127.0.0.1:{p['proxy_api']}/api/routes",
+            logs / "proxy.log", rt.front_url, f"tcp:127.0.0.1:{p['proxy_api']}",
             env={"CONFIGPROXY_AUTH_TOKEN": tok.proxy},
         ),
         Component(
@@ -175,6 +186,7 @@ def components(settings: Settings, rt: Runtime, lake: SeaweedFS) -> list[Compone
             Component(
                 "warm", [str(env_python), "-m", "lakehub.notebooks.warm", str(sock)],
                 logs / "notebooks.log", f"unix:{sock}", f"unix:{sock}", inherit_env=False,
+                nice=10,  # its imports must not slow the hub's start on a small machine
                 # nothing of the hub's environment may reach a user's process
                 env={"PATH": f"{env_python.parent}:/usr/local/bin:/usr/bin:/bin",
                      "LANG": os.environ.get("LANG", "C.UTF-8"),
@@ -208,19 +220,21 @@ def sweep_orphans(settings: Settings) -> None:
             pass
 
 
-def serve(settings: Settings, say: Callable[[str], None]) -> int:
-    """Run the hub in this process until SIGTERM/SIGINT. Returns the exit code."""
-    lock = take_lock(settings)
-    bootstrap(settings, say)
+def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
+    """Run the hub in this process until SIGTERM/SIGINT. Returns the exit code.
+
+    JupyterHub, the slowest to start, goes first; the rest of the preparation runs meanwhile.
+    """
+    if lock is None:
+        lock = take_lock(settings)
+        preflight(settings)
     rt = allocate(settings)
     rt.supervisor_pid = os.getpid()
     rt.save(settings)
     tok = tokens(settings)
-    db = Database(settings.database_url)
+    vault = Vault(settings.state_dir)  # every key exists before any component reads it
     lake = SeaweedFS(settings.state_dir, settings.run_dir, rt.ports, tok.lake_key, tok.lake_secret,
                      settings.lake_binary)  # fmt: skip
-    directory = Directory(db, Vault(settings.state_dir), lake)
-    lake.prepare(directory.identities())
     comps = components(settings, rt, lake)
 
     def publish() -> None:
@@ -235,66 +249,127 @@ def serve(settings: Settings, say: Callable[[str], None]) -> int:
     stop = lambda *_: sup.request_stop()  # noqa: E731
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    code = 0
+    db = None
     try:
+        # JupyterHub is the slowest to start and waits for the control plane: both go first
+        sup.start_all(("hub", "proxy", "api"))
+        prepare(settings, say)
+        from lakehub.hub.db import Database
+        from lakehub.users import Directory, home_bucket
+
+        db = Database(settings.database_url)
+        directory = Directory(db, vault, lake)
+        lake.prepare(directory.identities())
         sup.start_all()
         deadline = time.monotonic() + READY_TIMEOUT
-        sup.watch(until=lambda: all(c.healthy(0.5) for c in comps) or time.monotonic() > deadline)
-        sick = [c.name for c in comps if not c.healthy()]
-        if sup._stopping.is_set():
+        sup.watch(
+            until=lambda: all(c.healthy(0.5) for c in comps) or time.monotonic() > deadline,
+            interval=0.05,
+        )
+        if sup.stopping:
             return 0
+        sick = [c.name for c in comps if not c.healthy()]
         if sick:
             rt.state, rt.reason = "failed", f"not healthy in time: {', '.join(sick)} (see logs)"
             rt.save(settings)
             say(f"error: {rt.reason}")
             return 1
-        try:
+        rt.state = "ready"
+        rt.save(settings)
+        say(f"LakeHub is up: {rt.front_url}  (data in {settings.data_dir})")
+        try:  # users made while the lake was down (the first admin) get their bucket now
             for ident in directory.identities():
                 lake.ensure_bucket(home_bucket(ident.name))
         except LakeUnavailable as err:
             say(f"warning: {err}")
-        rt.state = "ready"
-        rt.save(settings)
-        say(f"LakeHub is up: {rt.front_url}  (data in {settings.data_dir}; Ctrl-C stops it)")
         sup.watch()
     finally:
         rt.state = "stopping"
         rt.save(settings)
         sup.stop_all()
         sweep_orphans(settings)
-        db.engine.dispose()
+        if db is not None:
+            db.engine.dispose()
         runtime_file(settings).unlink(missing_ok=True)
         lock.close()
         say("LakeHub stopped")
-    return code
+    return 0
 
 
-def detach(settings: Settings, say: Callable[[str], None], timeout: float = 300.0) -> int:
-    """Start the hub in the background; return once it is ready, or fail with the reason."""
-    if not lock_is_free(settings):
-        take_lock(settings)  # raises the clear message
-    bootstrap(settings, say)
+def detach(settings: Settings, say: Say, timeout: float = 300.0) -> int:
+    """Start the hub in the background; return once it is ready, or fail with the reason.
+
+    The hub is this process, forked after the preflight checks; until it is ready, what it says
+    comes back through a pipe and is printed here (the first admin's password included, which
+    never goes to a log: if this command is gone, it is kept in ``state/first-admin-password``).
+    """
+    lock = take_lock(settings)
+    preflight(settings)
     log_file = settings.log_dir / "supervisor.log"
-    env = {**os.environ, "LAKEHUB_DATA_DIR": str(settings.data_dir),
-           "LAKEHUB_PORT": str(settings.port), "LAKEHUB_HOST": settings.host}  # fmt: skip
-    with open(log_file, "ab") as out:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "lakehub.cli", "up", "--data-dir", str(settings.data_dir)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            start_new_session=True,
-        )  # fmt: skip
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the hub: its own session, output to the supervisor log
+        os.close(read_end)
+        os.setsid()
+        with open(os.devnull, "rb") as null, open(log_file, "ab") as out:
+            os.dup2(null.fileno(), 0)
+            os.dup2(out.fileno(), 1)
+            os.dup2(out.fileno(), 2)
+        code = 1
+        try:
+            code = serve(settings, _relay(write_end, settings), lock=lock)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write_end)
+    lock.close()  # the hub holds the lock now
+    pending = b""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rt = load_runtime(settings)
-        if rt and rt.supervisor_pid == child.pid and rt.state == "ready":
-            say(f"LakeHub is up: {rt.front_url}  (lakehub down --data-dir {settings.data_dir})")
-            return 0
-        if child.poll() is not None:
-            tail = log_file.read_text(errors="replace").strip().splitlines()[-1:]
-            raise UpError(f"the hub did not start: {' '.join(tail) or 'see ' + str(log_file)}")
-        time.sleep(0.1)
-    child.terminate()
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([read_end], [], [], 0.1)
+            chunk = os.read(read_end, 4096) if ready else b""
+            pending += chunk
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                say(line.decode(errors="replace"))
+                if line.startswith(b"LakeHub is up"):
+                    return 0
+            if (ready and not chunk) or os.waitpid(pid, os.WNOHANG) != (0, 0):
+                tail = log_file.read_text(errors="replace").strip().splitlines()[-1:]
+                raise UpError(f"the hub did not start: {' '.join(tail) or 'see ' + str(log_file)}")
+    finally:
+        os.close(read_end)
+    os.kill(pid, signal.SIGTERM)
     raise UpError(f"the hub was not ready after {timeout:.0f} s; see {settings.log_dir}")
+
+
+def _relay(fd: int, settings: Settings) -> Say:
+    """``say`` for a detached hub: to the waiting command while it listens, else to the log."""
+    pipe: IO[str] | None = os.fdopen(fd, "w", buffering=1)
+
+    def say(message: str, secret: bool = False) -> None:
+        nonlocal pipe
+        if pipe is not None:
+            try:
+                pipe.write(message + "\n")
+                if message.startswith("LakeHub is up"):
+                    pipe.close()
+                    pipe = None
+                return
+            except OSError:
+                pipe = None
+        if secret:  # nobody is listening: keep it for the operator, out of the logs
+            from lakehub.vault import write_private
+
+            write_private(settings.state_dir / "first-admin-password", message.encode())
+            message = f"first administrator's password saved in {settings.state_dir}"
+        print(message, flush=True)
+
+    return say
 
 
 def down(settings: Settings, timeout: float = 60.0) -> bool:

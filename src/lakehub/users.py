@@ -92,6 +92,10 @@ class Directory:
             raise UserError(f"no user named {name!r}", 404)
         return user
 
+    def exists(self, name: str) -> bool:
+        with self.db.session() as s:
+            return s.scalar(select(User.id).where(User.name == name)) is not None
+
     def list_users(self) -> list[User]:
         with self.db.session() as s:
             return list(s.scalars(select(User).order_by(User.name)))
@@ -108,6 +112,8 @@ class Directory:
             check_username(name)
         except SettingsError as err:
             raise UserError(str(err)) from None
+        if self.exists(name):
+            raise UserError(f"user {name!r} already exists", 409)
         generated = None
         if password is None and status == "active":
             password = generated = new_password()

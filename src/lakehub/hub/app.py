@@ -38,7 +38,6 @@ def build_state() -> AppState:
         settings=settings, runtime=runtime, tokens=tok, vault=vault, db=db,
         directory=Directory(db, vault, lake), hub=JupyterHubAPI(runtime.hub_api_url, tok.service),
     )  # fmt: skip
-    state.hub_auth = auth.make_hub_auth(state)
     return state
 
 

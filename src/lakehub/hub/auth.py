@@ -16,7 +16,6 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse
-from jupyterhub.services.auth import HubOAuth
 
 from lakehub.hub.state import AppState
 
@@ -36,7 +35,11 @@ class LoginRequired(Exception):
     """Raised for browsers without a session: the app turns it into a redirect to the hub."""
 
 
-def make_hub_auth(state: AppState) -> HubOAuth:
+def make_hub_auth(state: AppState) -> Any:
+    # jupyterhub's client pulls in its whole ORM (a second and a half of imports): do that at
+    # the first login, not while the hub is starting
+    from jupyterhub.services.auth import HubOAuth
+
     return HubOAuth(
         api_token=state.tokens.service,
         api_url=state.runtime.hub_api_url,

@@ -29,7 +29,16 @@ class AppState:
     directory: Directory
     hub: JupyterHubAPI
     prefix: str = "/services/lakehub/"
-    hub_auth: Any = field(default=None)
+    _hub_auth: Any = field(default=None)
+
+    @property
+    def hub_auth(self) -> Any:
+        """JupyterHub's OAuth client for this service, made on first use."""
+        if self._hub_auth is None:
+            from lakehub.hub.auth import make_hub_auth
+
+            self._hub_auth = make_hub_auth(self)
+        return self._hub_auth
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking work (database, lake, bcrypt) off the event loop."""

@@ -16,10 +16,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError, EndpointConnectionError
-
 ACTIONS = ("Admin", "Read", "Write", "List", "Tagging")
 
 
@@ -39,6 +35,9 @@ class LakeUnavailable(RuntimeError):
 
 
 def s3_client(endpoint_url: str, access_key: str, secret_key: str) -> Any:
+    import boto3  # imported when first needed: it costs a third of a second
+    from botocore.config import Config
+
     return boto3.client(
         "s3",
         endpoint_url=endpoint_url,
@@ -61,6 +60,8 @@ class Lake(ABC):
         """Make exactly these user identities valid; effective when this returns."""
 
     def ensure_bucket(self, name: str) -> None:
+        from botocore.exceptions import ClientError, EndpointConnectionError
+
         client = self.admin()
         try:
             client.head_bucket(Bucket=name)
@@ -89,6 +90,8 @@ class Lake(ABC):
 
     def _accepts(self, key: str, secret: str) -> bool:
         """True if the lake recognises the access key (a wrong secret still proves it exists)."""
+        from botocore.exceptions import ClientError, EndpointConnectionError
+
         try:
             s3_client(self.endpoint_url, key, secret).list_buckets()
             return True
