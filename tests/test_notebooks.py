@@ -124,3 +124,17 @@ def test_servers_inherit_no_hub_secrets(hub: Hub, running) -> None:
     assert service_token not in out
     assert "LAKEHUB_ADMIN_PASSWORD" not in out
     assert "AWS_SECRET_ACCESS_KEY=" in out  # the user's own key is meant to be there
+
+
+def test_removing_a_user_removes_their_account_but_keeps_their_files(hub: Hub, new_user) -> None:
+    if not ROOT:
+        pytest.skip("per-user accounts need root")
+    name = new_user("gone")
+    start_server(hub.url, name, hub.token(name))
+    assert pwd.getpwnam(f"lh-{name}")
+    hub.cli("user", "remove", name)
+    with pytest.raises(KeyError):
+        pwd.getpwnam(f"lh-{name}")
+    assert (hub.data_dir / "homes" / name).is_dir()
+    with httpx.Client(base_url=hub.url, timeout=30) as c:
+        assert c.get(f"/user/{name}/api/status").status_code != 200

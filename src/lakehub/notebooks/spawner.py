@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,7 @@ from jupyterhub.utils import random_port
 from traitlets import Bool, Unicode
 
 from lakehub.notebooks import warm
-
-
-def unix_name(name: str) -> str:
-    return f"lh-{name}"
+from lakehub.notebooks.accounts import ensure_account, unix_name
 
 
 class LakeHubSpawner(LocalProcessSpawner):
@@ -42,23 +38,10 @@ class LakeHubSpawner(LocalProcessSpawner):
         return str(Path(self.homes_dir) / self.user.name)
 
     def _ensure_account(self) -> None:
-        home = Path(self.home)
-        if not self.isolated:
-            home.mkdir(mode=0o700, parents=True, exist_ok=True)
-            return
-        account = unix_name(self.user.name)
-        try:
-            pw = pwd.getpwnam(account)
-        except KeyError:
-            subprocess.run(
-                ["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/bash",
-                 "--user-group", "--comment", f"LakeHub user {self.user.name}", account],
-                check=True, capture_output=True,
-            )  # fmt: skip
-            pw = pwd.getpwnam(account)
-        home.mkdir(parents=True, exist_ok=True)
-        os.chown(home, pw.pw_uid, pw.pw_gid)
-        os.chmod(home, 0o700)
+        if self.isolated:
+            ensure_account(self.user.name, Path(self.home))
+        else:
+            Path(self.home).mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def make_preexec_fn(self, name: str) -> Callable[[], None]:
         if self.isolated:
@@ -118,4 +101,23 @@ class LakeHubSpawner(LocalProcessSpawner):
         self.log.info("Spawning %s warm as uid %d", self.user.name, uid)
         self.pid = await asyncio.to_thread(warm.spawn, self.warm_socket, request)
         self.proc = None
-        return (self.ip or "127.0.0.1", self.port)
+        ip = self.ip or "127.0.0.1"
+        await self._until_listening(ip, self.port)
+        return (ip, self.port)
+
+    async def _until_listening(self, ip: str, port: int) -> None:
+        """Return once the server accepts connections (or has died, or time is up).
+
+        JupyterHub then finds it up at its first check instead of after a backoff sleep.
+        """
+        deadline = asyncio.get_running_loop().time() + self.start_timeout
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                _, writer = await asyncio.open_connection(ip, port)
+            except OSError:
+                if await self.poll() is not None:
+                    return  # it died; JupyterHub reports that
+                await asyncio.sleep(0.01)
+                continue
+            writer.close()
+            return

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from lakehub.hub.auth import Principal, require_admin, require_local_admin, require_user
 from lakehub.hub.state import AppState
+from lakehub.notebooks.accounts import remove_account
 from lakehub.users import Credentials
 
 router = APIRouter(prefix="/api")
@@ -181,9 +182,16 @@ async def patch_user(name: str, body: UserPatch, who: Admin, state: State) -> di
 async def delete_user(name: str, who: Admin, state: State) -> Response:
     if name == who.name:
         raise HTTPException(400, "you cannot delete yourself")
-    await state.run(state.directory.delete, name, who.name)
-    await state.hub.delete_user(name)
+    await remove_user(state, name, who.name)
     return Response(status_code=204)
+
+
+async def remove_user(state: AppState, name: str, actor: str) -> None:
+    """The user's record, lake identity, servers and unix account go; their data stays."""
+    await state.run(state.directory.delete, name, actor)
+    await state.hub.delete_user(name)
+    if state.settings.isolated:
+        await state.run(remove_account, name)
 
 
 @router.post("/users/{name}/tokens", status_code=201, tags=["users"])

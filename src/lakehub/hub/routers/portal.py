@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from lakehub.hub.auth import Principal, browser_user
-from lakehub.hub.routers.api import State
+from lakehub.hub.routers.api import State, remove_user
 from lakehub.users import UserError
 
 router = APIRouter(include_in_schema=False)
@@ -92,8 +92,7 @@ async def admin_users(
         elif action == "delete":
             if name == who.name:
                 raise UserError("you cannot delete yourself")
-            await state.run(d.delete, name, who.name)
-            await state.hub.delete_user(name)
+            await remove_user(state, name, who.name)
         elif action == "create-group":
             await state.run(d.create_group, name, who.name)
         elif action == "add-member":
