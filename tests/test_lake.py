@@ -119,3 +119,31 @@ def test_local_admin_has_no_lake_identity(hub: Hub) -> None:
     token = (hub.data_dir / "state" / "service.token").read_text().strip()
     r = httpx.get(f"{hub.api}/lake/credentials", headers={"Authorization": f"token {token}"})
     assert r.status_code == 400
+
+
+def test_internal_lake_ports_refuse_everyone_else(hub: Hub, new_user) -> None:
+    """Past the S3 gateway nothing is open: not the filer, not the volumes, not gRPC."""
+    import socket
+    import ssl
+
+    import httpx
+
+    name = new_user()
+    creds = creds_of(hub, name)
+    s3_for(creds).put_object(Bucket=creds["bucket"], Key="private.txt", Body=b"mine")
+    ports = hub.runtime()["ports"]
+    filer = f"http://127.0.0.1:{ports['filer']}"
+    assert httpx.get(f"{filer}/buckets/{creds['bucket']}/private.txt").status_code == 401
+    assert httpx.get(f"{filer}/buckets/{creds['bucket']}/").status_code == 401
+    assert httpx.get(f"http://127.0.0.1:{ports['volume']}/1,01637037d6").status_code == 401
+    for port in ("filer_grpc", "master_grpc", "volume_grpc", "s3_grpc"):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with (
+            socket.create_connection(("127.0.0.1", ports[port]), timeout=5) as raw,
+            pytest.raises((ssl.SSLError, ConnectionResetError)),
+            ctx.wrap_socket(raw) as tls,  # no client certificate
+        ):
+            tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            assert tls.recv(1) == b"", "TLS without a client certificate was accepted"

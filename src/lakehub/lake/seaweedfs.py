@@ -4,6 +4,11 @@ Auth is always on: identities live in an ``-s3.config`` file (mode 0600) that we
 SIGHUP. Every unsafe default of ``weed mini`` is closed on every start (FACTS.md): loopback only,
 no WebDAV/Iceberg/Lance/admin UI, no telemetry, and all flags passed each time so the
 ``mini.options`` file can never replay an old configuration.
+
+The internal ports (master, volume, filer and their gRPC twins) are not left open to the other
+accounts on the machine either, notebook servers included: a ``security.toml`` in weed's working
+directory makes the filer and volume servers demand signed JWTs for every read and write, and
+every gRPC port demand a client certificate from the lake's own CA (mutual TLS).
 """
 
 from __future__ import annotations
@@ -71,9 +76,24 @@ class SeaweedFS(Lake):
         return argv, env
 
     def prepare(self, identities: list[Identity]) -> None:
-        """Write the identity file before the first start."""
+        """Write the identity file and the internal security settings before a start."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self._write(identities)
+        self._write_security()
+
+    def _write_security(self) -> None:
+        tls = self.dir.parent / "lake-tls"
+        if not (tls / "lake.key").exists():
+            _make_tls(tls)
+        lines = []
+        for section in ("signing", "signing.read", "filer_signing", "filer_signing.read"):
+            lines += [f"[jwt.{section}]", f'key = "{secrets.token_hex(32)}"',
+                      "expires_after_seconds = 60", ""]  # fmt: skip
+        lines += ["[grpc]", f'ca = "{tls / "ca.crt"}"', ""]
+        for role in ("master", "volume", "filer", "s3", "admin", "worker", "client"):
+            lines += [f"[grpc.{role}]", f'cert = "{tls / "lake.crt"}"',
+                      f'key = "{tls / "lake.key"}"', ""]  # fmt: skip
+        write_private(self.dir / "security.toml", "\n".join(lines).encode())
 
     def admin(self) -> Any:
         return s3_client(self.endpoint_url, self._admin.access_key, self._admin.secret_key)
@@ -121,3 +141,48 @@ class SeaweedFS(Lake):
             entries.append(entry(ident, [f"{a}:{b}" for b in ident.buckets for a in ACTIONS]))
         entries += [entry(dead, []) for dead in tombstones]
         write_private(self.config_file, json.dumps({"identities": entries}, indent=1).encode())
+
+
+def _make_tls(folder: Path) -> None:
+    """A private CA and one certificate for the lake's processes, server and client alike."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "LakeHub lake CA")])
+
+    def build(subject: x509.Name, public: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name)
+            .public_key(public).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+        )  # fmt: skip
+
+    ca = (
+        build(ca_name, ca_key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert = (
+        build(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lake")]), key.public_key())
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        ), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+        ), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    pem = serialization.Encoding.PEM
+    write_private(folder / "ca.crt", ca.public_bytes(pem))
+    write_private(folder / "lake.crt", cert.public_bytes(pem))
+    write_private(folder / "lake.key", key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ))  # fmt: skip
