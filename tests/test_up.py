@@ -213,3 +213,32 @@ def test_sigterm_stops_a_foreground_hub() -> None:
     assert _descendants_alive(pids) == []
     assert not (tmp_path / "d" / "run" / "runtime.json").exists()
     shutil.rmtree(tmp_path)
+
+
+def test_down_cleans_up_after_a_killed_supervisor() -> None:
+    h = start_hub()
+    rt = h.runtime()
+    pids = [c["pid"] for c in rt["components"].values()]
+    os.kill(rt["supervisor_pid"], signal.SIGKILL)
+    time.sleep(0.5)
+    assert _descendants_alive(pids), "the components outlive their supervisor until cleaned"
+    out = h.cli("down")
+    assert "no hub is running" in out.stdout
+    deadline = time.monotonic() + 10
+    while _descendants_alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _descendants_alive(pids) == []
+    # and the data directory starts again on the same port
+    proc = h.cli(
+        "up",
+        "--data-dir",
+        str(h.data_dir),
+        "--port",
+        str(h.port),
+        "--detach",
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert h.status()["state"] == "ready"
+    stop_hub(h)

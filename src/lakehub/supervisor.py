@@ -75,9 +75,14 @@ def probe(url: str, timeout: float = 1.0) -> bool:
 
 
 class Supervisor:
-    def __init__(self, components: list[Component], on_change: Callable[[], None]) -> None:
+    def __init__(
+        self, components: list[Component], on_change: Callable[[], None],
+        marker: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        """``marker``: environment given to every component, to find its processes later."""
         self.components = components
         self._on_change = on_change
+        self._marker = marker or {}
         self._stopping = threading.Event()
 
     def start_all(self, names: tuple[str, ...] = ()) -> None:
@@ -90,7 +95,7 @@ class Supervisor:
     def _start(self, c: Component) -> None:
         c.log_file.parent.mkdir(parents=True, exist_ok=True)
         out = open(c.log_file, "ab")  # noqa: SIM115 (handed to the child)
-        env = {**os.environ, **c.env} if c.inherit_env else dict(c.env)
+        env = {**(os.environ if c.inherit_env else {}), **c.env, **self._marker}
         try:
             c.proc = subprocess.Popen(
                 c.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -95,8 +95,13 @@ def _check_traversable(path: Path) -> None:
 
 
 def preflight(settings: Settings) -> None:
-    """The cheap checks and the data directory's layout: fail fast, in one line."""
+    """The cheap checks and the data directory's layout: fail fast, in one line.
+
+    Called with the data directory's lock held: whatever still runs for it was left by a hub
+    that died, and goes first (it might hold the ports).
+    """
     os.umask(0o077)  # everything the hub writes is private unless made otherwise
+    sweep_orphans(settings)
     for port, what in ((settings.port, "front door"), (settings.lake_port, "lake")):
         if port and port_in_use(settings.host if what == "front door" else "127.0.0.1", port):
             raise UpError(f"port {port} for the {what} is already in use")
@@ -196,16 +201,22 @@ def components(settings: Settings, rt: Runtime, lake: SeaweedFS) -> list[Compone
                 nice=10,  # its imports must not slow the hub's start on a small machine
                 # nothing of the hub's environment may reach a user's process
                 env={"PATH": f"{env_python.parent}:/usr/local/bin:/usr/bin:/bin",
-                     "LANG": os.environ.get("LANG", "C.UTF-8"),
-                     "LAKEHUB_HUB_ID": str(settings.data_dir)},
+                     "LANG": os.environ.get("LANG", "C.UTF-8")},
             )
         )  # fmt: skip
     return comps
 
 
+MARKER = "LAKEHUB_HUB_ID"  # in the environment of every process started for a hub
+
+
+def _marker(settings: Settings) -> dict[str, str]:
+    return {MARKER: str(settings.data_dir)}
+
+
 def _hub_processes(settings: Settings) -> list[int]:
-    """Processes started for this hub (notebook servers, kernels) that might outlive it."""
-    marker = f"LAKEHUB_HUB_ID={settings.data_dir}".encode()
+    """Processes started for this hub (components, notebook servers, kernels)."""
+    marker = f"{MARKER}={settings.data_dir}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -252,7 +263,7 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
         }  # fmt: skip
         rt.save(settings)
 
-    sup = Supervisor(comps, publish)
+    sup = Supervisor(comps, publish, marker=_marker(settings))
     stop = lambda *_: sup.request_stop()  # noqa: E731
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -380,9 +391,13 @@ def _relay(fd: int, settings: Settings) -> Say:
 
 
 def down(settings: Settings, timeout: float = 60.0) -> bool:
-    """Stop the hub on this data directory; False if none was running."""
+    """Stop the hub on this data directory; False if none was running.
+
+    If its supervisor died without cleaning up, what it left behind is stopped all the same.
+    """
     rt = load_runtime(settings)
     if lock_is_free(settings):
+        sweep_orphans(settings)
         runtime_file(settings).unlink(missing_ok=True)
         return False
     assert rt is not None
