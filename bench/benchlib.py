@@ -44,16 +44,12 @@ def http_status(
 ) -> int | None:
     """The HTTP status ``url`` answers with (redirects not followed), or None if no answer.
 
-    ``unix:<path>`` URLs answer 200 when the socket accepts a connection.
+    ``unix:<path>`` and ``tcp:<host>:<port>`` URLs answer 200 when they accept a connection.
     """
-    if url.startswith("unix:"):
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            try:
-                s.connect(url[5:])
-            except OSError:
-                return None
-            return 200
+    if url.startswith(("unix:", "tcp:")):
+        from lakehub.supervisor import probe
+
+        return 200 if probe(url, timeout) else None
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args: Any, **kwargs: Any) -> None:

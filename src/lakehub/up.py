@@ -188,7 +188,7 @@ def components(settings: Settings, rt: Runtime, lake: SeaweedFS) -> list[Compone
             [sys.executable, "-m", "uvicorn", "--factory", "lakehub.hub.app:create_app",
              "--host", "127.0.0.1", "--port", str(p["api"]), "--no-access-log"],
             logs / "api.log", rt.front_url + "/services/lakehub/",
-            rt.api_url + "/api/health", env=base_env,
+            rt.api_url + "/api/health", env=base_env, nice=5,  # JupyterHub's start comes first
         ),
     ]  # fmt: skip
     if settings.warm_start:

@@ -8,6 +8,8 @@ administrator (the CLI).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from lakehub.hub.state import AppState
 TOKEN_COOKIE = "lakehub-token"
 STATE_COOKIE = "lakehub-oauth-state"
 LOCAL_ADMIN = "local-admin"
+CLIENT_ID = "service-lakehub"  # JupyterHub's OAuth client id for the service named lakehub
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ def make_hub_auth(state: AppState) -> Any:
         api_url=state.runtime.hub_api_url,
         hub_prefix="/hub/",
         base_url=state.prefix,
-        oauth_client_id="service-lakehub",
+        oauth_client_id=CLIENT_ID,
         oauth_redirect_uri=state.prefix + "oauth_callback",
         cache_max_age=30,
         access_scopes={"access:services!service=lakehub"},
@@ -124,20 +127,26 @@ async def browser_user(request: Request) -> Principal:
 
 
 def login_redirect(request: Request) -> RedirectResponse:
+    """Send a browser to JupyterHub's OAuth (PKCE, S256).
+
+    Built without JupyterHub's client on purpose: JupyterHub itself asks this page while it
+    starts, and loading that client would hold its start up by more than a second.
+    """
     state: AppState = request.app.state.lh
-    auth = state.hub_auth
-    verifier, challenge, method = auth.generate_pkce_code_challenge()
+    verifier = secrets.token_urlsafe(32)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
     nonce = secrets.token_urlsafe(16)
     next_url = request.url.path
     params = {
-        "client_id": auth.oauth_client_id,
-        "redirect_uri": auth.oauth_redirect_uri,
+        "client_id": CLIENT_ID,
+        "redirect_uri": state.prefix + "oauth_callback",
         "response_type": "code",
         "state": nonce,
         "code_challenge": challenge,
-        "code_challenge_method": method,
+        "code_challenge_method": "S256",
     }
-    resp = RedirectResponse(f"{auth.oauth_authorization_url}?{urlencode(params)}", 302)
+    resp = RedirectResponse(f"/hub/api/oauth2/authorize?{urlencode(params)}", 302)
     resp.set_cookie(
         STATE_COOKIE, state.vault.encrypt(f"{nonce} {verifier} {next_url}"),
         max_age=600, httponly=True, samesite="lax", path=state.prefix,
