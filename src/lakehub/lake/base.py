@@ -2,10 +2,11 @@
 
 A lake is an S3 endpoint plus an administrator able to manage identities and buckets. Rules:
 
-- every user identity carries bucket *patterns* (``alice-*``); it may act on matching buckets
-  only, never on anything else, and never with unscoped actions;
+- every user identity carries the bucket *patterns* it owns (``alice-*``: full rights) and the
+  shared buckets it was granted (``read``: get and list; ``write``: also put and delete
+  objects, never the bucket itself); it may act on nothing else, never with unscoped actions;
 - :meth:`Lake.set_identities` takes the complete set of user identities and returns only once
-  the lake enforces it: new keys work, removed keys are refused;
+  the lake enforces all of it: new keys and grants work, removed keys and grants are refused;
 - no method logs a secret.
 """
 
@@ -16,7 +17,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-ACTIONS = ("Admin", "Read", "Write", "List", "Tagging")
+ACCESS_LEVELS = ("read", "write")
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,11 @@ class Identity:
     name: str
     access_key: str
     secret_key: str
-    buckets: tuple[str, ...]  # bucket names or prefix patterns ending in '*'
+    buckets: tuple[str, ...]  # owned: bucket names or prefix patterns ending in '*'
+    shared: tuple[tuple[str, str], ...] = ()  # (bucket, "read" | "write") granted to it
 
     def __repr__(self) -> str:  # never show the secret
-        return f"Identity({self.name!r}, {self.access_key!r}, buckets={self.buckets!r})"
+        return f"Identity({self.name!r}, {self.access_key!r}, {self.buckets!r}, {self.shared!r})"
 
 
 class LakeUnavailable(RuntimeError):
@@ -72,18 +74,10 @@ class Lake(ABC):
         except EndpointConnectionError as err:
             raise LakeUnavailable(f"the lake at {self.endpoint_url} is not answering") from err
 
-    def wait_effective(
-        self, added: list[Identity], removed: list[str], timeout: float = 10.0
-    ) -> None:
-        """Poll until every added key is accepted and every removed key refused."""
+    def wait_key(self, key: str, present: bool, timeout: float = 10.0) -> None:
+        """Poll until the lake knows ``key`` (or no longer does)."""
         deadline = time.monotonic() + timeout
-        pending_add = list(added)
-        pending_rm = list(removed)
-        while pending_add or pending_rm:
-            pending_add = [i for i in pending_add if not self._accepts(i.access_key, i.secret_key)]
-            pending_rm = [k for k in pending_rm if self._accepts(k, "x-refused-probe")]
-            if not (pending_add or pending_rm):
-                return
+        while self._accepts(key, "x-refused-probe") != present:
             if time.monotonic() > deadline:
                 raise LakeUnavailable("the lake did not apply the new identities in time")
             time.sleep(0.02)

@@ -20,9 +20,13 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from lakehub.lake.base import ACTIONS, Identity, Lake, s3_client
+from lakehub.lake.base import Identity, Lake, s3_client
 from lakehub.runtime import find_binary
 from lakehub.vault import write_private
+
+OWNER_ACTIONS = ("Admin", "Read", "Write", "List", "Tagging")
+GRANT_ACTIONS = {"read": ("Read", "List"), "write": ("Read", "Write", "List", "Tagging")}
+GENERATION = "lakehub-generation"  # an identity with no rights whose key changes at every write
 
 
 def weed_binary(configured: str | None = None) -> str:
@@ -95,48 +99,49 @@ class SeaweedFS(Lake):
         return s3_client(self.endpoint_url, self._admin.access_key, self._admin.secret_key)
 
     def set_identities(self, identities: list[Identity]) -> None:
-        before = self._read_keys()
-        wanted = {i.name: i for i in identities}
+        before = self._user_names()
+        wanted = {i.name for i in identities}
         # weed merges a reloaded file into what it knows and never forgets an identity that
         # disappeared from it; a removed user is therefore overwritten once with a tombstone:
         # a random key nobody knows and no actions.
-        tombstones = [
-            Identity(name, "LHX" + secrets.token_hex(9).upper(), secrets.token_urlsafe(30), ())
-            for name in before if name not in wanted
-        ]  # fmt: skip
-        self._write(identities, tuple(tombstones))
+        tombstones = [_unknowable(name) for name in before if name not in wanted]
+        # weed applies a reloaded file as a whole: once this write's generation key is known,
+        # every other change in the file is in force too
+        generation = _unknowable(GENERATION)
+        self._write(identities, (*tombstones, generation))
         os.kill(int(self.pid_file.read_text()), signal.SIGHUP)
-        added = [i for i in identities if before.get(i.name) != i.access_key]
-        removed = [
-            key for name, key in before.items()
-            if name not in wanted or wanted[name].access_key != key
-        ]  # fmt: skip
-        self.wait_effective(added, removed)
+        self.wait_key(generation.access_key, present=True)
 
-    def _read_keys(self) -> dict[str, str]:
-        """User name -> access key, as last written (tombstones and the admin left out)."""
+    def _user_names(self) -> set[str]:
+        """The users of the last write (the admin, tombstones and generation left out)."""
         try:
             data = json.loads(self.config_file.read_text())
         except FileNotFoundError:
-            return {}
+            return set()
         return {
-            ident["name"]: ident["credentials"][0]["accessKey"]
+            ident["name"]
             for ident in data["identities"]
-            if ident["name"] != self._admin.name and ident["actions"]
+            if ident["name"] not in (self._admin.name, GENERATION) and ident["actions"]
         }
 
-    def _write(self, identities: list[Identity], tombstones: tuple[Identity, ...] = ()) -> None:
+    def _write(self, identities: list[Identity], powerless: tuple[Identity, ...] = ()) -> None:
         def entry(ident: Identity, actions: list[str]) -> dict[str, Any]:
             creds = [{"accessKey": ident.access_key, "secretKey": ident.secret_key}]
             return {"name": ident.name, "credentials": creds, "actions": actions}
 
-        entries = [entry(self._admin, list(ACTIONS))]
+        entries = [entry(self._admin, list(OWNER_ACTIONS))]
         for ident in identities:
             if not ident.buckets:
                 raise ValueError(f"identity {ident.name} has no bucket scope")
-            entries.append(entry(ident, [f"{a}:{b}" for b in ident.buckets for a in ACTIONS]))
-        entries += [entry(dead, []) for dead in tombstones]
+            actions = [f"{a}:{b}" for b in ident.buckets for a in OWNER_ACTIONS]
+            actions += [f"{a}:{b}" for b, level in ident.shared for a in GRANT_ACTIONS[level]]
+            entries.append(entry(ident, actions))
+        entries += [entry(nobody, []) for nobody in powerless]
         write_private(self.config_file, json.dumps({"identities": entries}, indent=1).encode())
+
+
+def _unknowable(name: str) -> Identity:
+    return Identity(name, "LHX" + secrets.token_hex(9).upper(), secrets.token_urlsafe(30), ())
 
 
 def _make_tls(folder: Path) -> None:
