@@ -229,5 +229,62 @@ def group_remove(group_name: str, name: str, data_dir: Path | None) -> None:
     click.echo(f"removed {name} from {group_name}")
 
 
+@main.group()
+def space() -> None:
+    """Manage shared spaces and their grants (local administrator only)."""
+
+
+@space.command("list")
+@DATA_DIR
+def space_list(data_dir: Path | None) -> None:
+    for sp in _api(settings_or_fail(data_dir=data_dir), "GET", "/spaces"):
+        grants = ", ".join(f"{g['kind']} {g['name']}: {g['access']}" for g in sp["grants"])
+        click.echo(f"{sp['name']:<20} {sp['bucket']:<26} owner {sp['owner']:<12} {grants}")
+
+
+@space.command("create")
+@click.argument("name")
+@click.option("--owner", required=True, help="The user who owns the space")
+@DATA_DIR
+def space_create(name: str, owner: str, data_dir: Path | None) -> None:
+    """Create a shared space (bucket space-NAME) owned by a user."""
+    out = _api(settings_or_fail(data_dir=data_dir), "POST", "/spaces",
+               json={"name": name, "owner": owner})  # fmt: skip
+    click.echo(f"created space {out['name']} (bucket {out['bucket']}, owner {out['owner']})")
+
+
+def _grantee(user: str | None, group: str | None) -> dict[str, str]:
+    if (user is None) == (group is None):
+        fail("name exactly one of --user or --group", 2)
+    return {"user": user} if user else {"group": group}  # type: ignore[dict-item]
+
+
+@space.command("grant")
+@click.argument("name")
+@click.option("--user", default=None)
+@click.option("--group", default=None)
+@click.option("--access", type=click.Choice(["read", "write"]), required=True)
+@DATA_DIR
+def space_grant(
+    name: str, user: str | None, group: str | None, access: str, data_dir: Path | None
+) -> None:
+    """Give a user or a group read or write access to a space."""
+    _api(settings_or_fail(data_dir=data_dir), "PUT", f"/spaces/{name}/grants",
+         json={**_grantee(user, group), "access": access})  # fmt: skip
+    click.echo(f"{user or group} may now {access} space {name}")
+
+
+@space.command("revoke")
+@click.argument("name")
+@click.option("--user", default=None)
+@click.option("--group", default=None)
+@DATA_DIR
+def space_revoke(name: str, user: str | None, group: str | None, data_dir: Path | None) -> None:
+    """Take a user's or a group's access to a space away."""
+    _api(settings_or_fail(data_dir=data_dir), "DELETE", f"/spaces/{name}/grants",
+         params=_grantee(user, group))  # fmt: skip
+    click.echo(f"{user or group} no longer has access to space {name}")
+
+
 if __name__ == "__main__":
     main()

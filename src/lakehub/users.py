@@ -17,7 +17,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lakehub.config import SettingsError, check_username
-from lakehub.hub.db import Database, Event, Group, GroupMember, LakeKey, User, utcnow
+from lakehub.hub.db import (
+    Database,
+    Event,
+    Grant,
+    Group,
+    GroupMember,
+    LakeKey,
+    Space,
+    User,
+    utcnow,
+)  # fmt: skip
 from lakehub.lake.base import Identity, Lake
 from lakehub.vault import Vault
 
@@ -73,6 +83,34 @@ def check_password(db: Database, name: str, password: str) -> User | str:
         return user
 
 
+def space_bucket(name: str) -> str:
+    return f"space-{name}"
+
+
+def shared_access(s: Session) -> dict[str, dict[str, str]]:
+    """user -> {space bucket: "read" | "write"}: owners write, grants to users and to groups."""
+    out: dict[str, dict[str, str]] = {}
+
+    def give(user: str, space: str, access: str) -> None:
+        mine = out.setdefault(user, {})
+        if mine.get(space_bucket(space)) != "write":
+            mine[space_bucket(space)] = access
+
+    for space, owner in s.execute(
+        select(Space.name, User.name).join(User, User.id == Space.owner_id)
+    ):
+        give(owner, space, "write")
+    direct = select(Space.name, User.name, Grant.access).join(Grant, Grant.space_id == Space.id)
+    for space, user, access in s.execute(direct.join(User, User.id == Grant.user_id)):
+        give(user, space, access)
+    via_group = direct.join(GroupMember, GroupMember.group_id == Grant.group_id).join(
+        User, User.id == GroupMember.user_id
+    )
+    for space, user, access in s.execute(via_group):
+        give(user, space, access)
+    return out
+
+
 def _new_key() -> tuple[str, str]:
     alphabet = string.ascii_uppercase + string.digits
     return "LH" + "".join(secrets.choice(alphabet) for _ in range(18)), secrets.token_urlsafe(30)
@@ -126,7 +164,9 @@ class Directory:
                 approved_by=actor if status == "active" else None,
             )  # fmt: skip
             s.add(user)
-            self._event(s, actor, "user.create" if status == "active" else "user.signup", name)
+            self.record_event(
+                s, actor, "user.create" if status == "active" else "user.signup", name
+            )
         if status == "active":
             if provision:
                 self.provision(name)
@@ -140,7 +180,7 @@ class Directory:
             user = s.scalar(select(User).where(User.name == name))
             if user is None:
                 s.add(User(name=name, admin=bool(admin), status="active", approved_by="auth"))
-                self._event(s, "auth", "user.create", name, "first login")
+                self.record_event(s, "auth", "user.create", name, "first login")
             elif admin is not None:
                 user.admin = admin
         self.provision(name)
@@ -152,23 +192,30 @@ class Directory:
                 return
             user.status = "active"
             user.approved_by = actor
-            self._event(s, actor, "user.approve", name)
+            self.record_event(s, actor, "user.approve", name)
         self.provision(name)
 
     def set_admin(self, name: str, admin: bool, actor: str) -> None:
         with self.db.session() as s:
             self.get(s, name).admin = admin
-            self._event(s, actor, "user.admin" if admin else "user.unadmin", name)
+            self.record_event(s, actor, "user.admin" if admin else "user.unadmin", name)
 
     def set_password(self, name: str, password: str, actor: str) -> None:
         with self.db.session() as s:
             self.get(s, name).password_hash = hash_password(password)
-            self._event(s, actor, "user.password", name)
+            self.record_event(s, actor, "user.password", name)
 
     def delete(self, name: str, actor: str) -> None:
         with self.db.session() as s:
-            s.delete(self.get(s, name))
-            self._event(s, actor, "user.delete", name)
+            user = self.get(s, name)
+            owned = s.scalars(select(Space.name).where(Space.owner_id == user.id)).all()
+            if owned:
+                raise UserError(
+                    f"{name} owns the spaces {', '.join(owned)}: give them to someone else first",
+                    409,
+                )
+            s.delete(user)
+            self.record_event(s, actor, "user.delete", name)
         self.sync_lake()
 
     # lake keys -----------------------------------------------------------------------------
@@ -213,7 +260,7 @@ class Directory:
                     k.revoked_at = utcnow()
             key, secret = _new_key()
             s.add(LakeKey(user=user, access_key=key, secret_enc=self.vault.encrypt(secret)))
-            self._event(s, actor, "lake.rotate", name)
+            self.record_event(s, actor, "lake.rotate", name)
         self.sync_lake()
         return self.credentials(name)
 
@@ -224,8 +271,16 @@ class Directory:
                 .join(LakeKey)
                 .where(User.status == "active", LakeKey.revoked_at.is_(None))
             ).all()
+            shared = shared_access(s)
         return [
-            Identity(name, key, self.vault.decrypt(enc), (f"{name}-*",)) for name, key, enc in rows
+            Identity(
+                name,
+                key,
+                self.vault.decrypt(enc),
+                (f"{name}-*",),
+                tuple(sorted(shared.get(name, {}).items())),
+            )  # fmt: skip
+            for name, key, enc in rows
         ]
 
     def sync_lake(self) -> None:
@@ -253,12 +308,13 @@ class Directory:
             if s.scalar(select(Group).where(Group.name == name)):
                 raise UserError(f"group {name!r} already exists", 409)
             s.add(Group(name=name))
-            self._event(s, actor, "group.create", name)
+            self.record_event(s, actor, "group.create", name)
 
     def delete_group(self, name: str, actor: str) -> None:
         with self.db.session() as s:
             s.delete(self._group(s, name))
-            self._event(s, actor, "group.delete", name)
+            self.record_event(s, actor, "group.delete", name)
+        self.sync_lake()
 
     def add_member(self, group: str, name: str, actor: str) -> None:
         with self.db.session() as s:
@@ -268,7 +324,8 @@ class Directory:
             )
             if not exists:
                 s.add(GroupMember(group_id=g.id, user_id=u.id))
-                self._event(s, actor, "group.add", group, name)
+                self.record_event(s, actor, "group.add", group, name)
+        self.sync_lake()  # the group's grants follow its members
 
     def remove_member(self, group: str, name: str, actor: str) -> None:
         with self.db.session() as s:
@@ -278,7 +335,8 @@ class Directory:
             )
             if row is not None:
                 s.delete(row)
-                self._event(s, actor, "group.remove", group, name)
+                self.record_event(s, actor, "group.remove", group, name)
+        self.sync_lake()
 
     def _group(self, s: Session, name: str) -> Group:
         g = s.scalar(select(Group).where(Group.name == name))
@@ -292,5 +350,5 @@ class Directory:
             return list(s.scalars(select(Event).order_by(Event.id.desc()).limit(limit)))
 
     @staticmethod
-    def _event(s: Session, actor: str, action: str, target: str, detail: str = "") -> None:
+    def record_event(s: Session, actor: str, action: str, target: str, detail: str = "") -> None:
         s.add(Event(actor=actor, action=action, target=target, detail=detail))

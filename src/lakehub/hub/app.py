@@ -13,11 +13,12 @@ from lakehub.config import load_settings
 from lakehub.hub import auth
 from lakehub.hub.db import Database
 from lakehub.hub.jhub import HubAPIError, JupyterHubAPI
-from lakehub.hub.routers import api, portal
+from lakehub.hub.routers import api, portal, spaces
 from lakehub.hub.state import AppState
 from lakehub.lake.base import LakeUnavailable
 from lakehub.lake.seaweedfs import SeaweedFS
 from lakehub.runtime import load_runtime, tokens
+from lakehub.spaces import Spaces
 from lakehub.users import Directory, UserError
 from lakehub.vault import Vault
 
@@ -34,9 +35,10 @@ def build_state() -> AppState:
     db = Database(settings.database_url)
     lake = SeaweedFS(settings.state_dir, settings.run_dir, runtime.ports, tok.lake_key,
                      tok.lake_secret, settings.lake_binary)  # fmt: skip
+    directory = Directory(db, vault, lake)
     state = AppState(
-        settings=settings, runtime=runtime, tokens=tok, vault=vault, db=db,
-        directory=Directory(db, vault, lake), hub=JupyterHubAPI(runtime.hub_api_url, tok.service),
+        settings=settings, runtime=runtime, tokens=tok, vault=vault, db=db, directory=directory,
+        hub=JupyterHubAPI(runtime.hub_api_url, tok.service), spaces=Spaces(directory),
     )  # fmt: skip
     return state
 
@@ -60,7 +62,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.state.lh = state
-    for router in (auth.router, api.router, portal.router):
+    for router in (auth.router, api.router, spaces.router, portal.router):
         app.include_router(router, prefix=base)
 
     @app.exception_handler(UserError)

@@ -66,6 +66,30 @@ class GroupMember(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
 
 
+class Space(Base):
+    """A shared bucket (``space-<name>``) whose readers and writers its owner chooses."""
+
+    __tablename__ = "spaces"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Grant(Base):
+    """``read`` or ``write`` on a space, to one user or to every member of a group."""
+
+    __tablename__ = "grants"
+    __table_args__ = (UniqueConstraint("space_id", "user_id", "group_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    access: Mapped[str] = mapped_column(String(8))  # read | write
+    granted_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Event(Base):
     """Who did what, when: the audit trail admins read."""
 
@@ -96,7 +120,7 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-HEAD = "0001"  # the newest migration; tests check it against Alembic's own view
+HEAD = "0002"  # the newest migration; tests check it against Alembic's own view
 
 
 def at_head(url: str) -> bool:

@@ -13,6 +13,7 @@ from lakehub.config import Settings
 from lakehub.hub.db import Database, User
 from lakehub.hub.jhub import JupyterHubAPI
 from lakehub.runtime import Runtime, Tokens
+from lakehub.spaces import Spaces
 from lakehub.users import Directory
 from lakehub.vault import Vault
 
@@ -28,6 +29,7 @@ class AppState:
     db: Database
     directory: Directory
     hub: JupyterHubAPI
+    spaces: Spaces
     prefix: str = "/services/lakehub/"
     _hub_auth: Any = field(default=None)
 

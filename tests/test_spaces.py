@@ -1,0 +1,163 @@
+"""Shared spaces: grants enforced by the lake itself, before and after grant and revoke."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import Hub, s3_for
+
+
+def creds_of(hub: Hub, name: str) -> dict[str, str]:
+    with hub.http(name) as c:
+        r = c.get("/services/lakehub/api/lake/credentials")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+def can(s3: Any, bucket: str) -> dict[str, bool]:
+    """What these keys may do on ``bucket``, tried for real: list, get, put, delete."""
+    out = {}
+    probes = {
+        "list": lambda: s3.list_objects_v2(Bucket=bucket),
+        "get": lambda: s3.get_object(Bucket=bucket, Key="seed.txt")["Body"].read(),
+        "put": lambda: s3.put_object(Bucket=bucket, Key=f"w-{secrets.token_hex(3)}", Body=b"x"),
+        "delete": lambda: s3.delete_object(Bucket=bucket, Key="does-not-matter"),
+    }
+    for action, call in probes.items():
+        try:
+            call()
+            out[action] = True
+        except ClientError as err:
+            assert err.response["Error"]["Code"] in ("AccessDenied", "403"), err.response
+            out[action] = False
+    return out
+
+
+NONE = {"list": False, "get": False, "put": False, "delete": False}
+READ = {"list": True, "get": True, "put": False, "delete": False}
+WRITE = {"list": True, "get": True, "put": True, "delete": True}
+
+
+@pytest.fixture
+def team(hub: Hub, new_user):
+    owner, reader, writer, grouped, outsider = (
+        new_user(p) for p in ("own", "rd", "wr", "gp", "out")
+    )
+    space = f"proj{secrets.token_hex(3)}"
+    group = f"grp{secrets.token_hex(3)}"
+    hub.cli("space", "create", space, "--owner", owner)
+    hub.cli("group", "create", group)
+    hub.cli("group", "add", group, grouped)
+    s3 = {n: s3_for(creds_of(hub, n)) for n in (owner, reader, writer, grouped, outsider)}
+    s3[owner].put_object(Bucket=f"space-{space}", Key="seed.txt", Body=b"seed")
+    return {
+        "space": space,
+        "bucket": f"space-{space}",
+        "group": group,
+        "s3": s3,
+        "owner": owner,
+        "reader": reader,
+        "writer": writer,
+        "grouped": grouped,
+        "outsider": outsider,
+    }
+
+
+def test_grant_matrix_before_grant_after_grant_after_revoke(hub: Hub, team) -> None:
+    bucket, s3, space = team["bucket"], team["s3"], team["space"]
+    others = ("reader", "writer", "grouped", "outsider")
+    # before any grant: only the owner
+    assert can(s3[team["owner"]], bucket) == WRITE
+    for who in others:
+        assert can(s3[team[who]], bucket) == NONE, who
+    # grants take effect when the command returns
+    hub.cli("space", "grant", space, "--user", team["reader"], "--access", "read")
+    hub.cli("space", "grant", space, "--user", team["writer"], "--access", "write")
+    hub.cli("space", "grant", space, "--group", team["group"], "--access", "read")
+    expected = {"reader": READ, "writer": WRITE, "grouped": READ, "outsider": NONE}
+    for who, rights in expected.items():
+        assert can(s3[team[who]], bucket) == rights, who
+    # nobody but the owner got rights on the bucket itself
+    with pytest.raises(ClientError):
+        s3[team["writer"]].delete_bucket(Bucket=bucket)
+    # a group grant follows membership
+    hub.cli("group", "remove", team["group"], team["grouped"])
+    assert can(s3[team["grouped"]], bucket) == NONE
+    hub.cli("group", "add", team["group"], team["grouped"])
+    assert can(s3[team["grouped"]], bucket) == READ
+    # revokes take effect when the command returns, and revoke cleanly
+    hub.cli("space", "revoke", space, "--user", team["writer"])
+    hub.cli("space", "revoke", space, "--group", team["group"])
+    hub.cli("space", "grant", space, "--user", team["reader"], "--access", "write")
+    expected = {"reader": WRITE, "writer": NONE, "grouped": NONE, "outsider": NONE}
+    for who, rights in expected.items():
+        assert can(s3[team[who]], bucket) == rights, who
+    # the seed is intact, and every change was recorded
+    assert s3[team["owner"]].get_object(Bucket=bucket, Key="seed.txt")["Body"].read() == b"seed"
+    events = hub.http("admin").get("/services/lakehub/api/events?limit=200").json()
+    mine = [(e["action"], e["detail"]) for e in events if e["target"] == space]
+    assert ("space.grant", f"read to user {team['reader']}") in mine
+    assert ("space.revoke", f"from user {team['writer']}") in mine
+    assert ("space.revoke", f"from group {team['group']}") in mine
+
+
+def test_only_owner_or_admin_manage_a_space(hub: Hub, team) -> None:
+    space = team["space"]
+    with hub.http(team["reader"]) as c:
+        r = c.put(
+            f"/services/lakehub/api/spaces/{space}/grants",
+            json={"user": team["outsider"], "access": "write"},
+        )
+        assert r.status_code == 403 and "owner or an administrator" in r.json()["detail"]
+        assert c.delete(f"/services/lakehub/api/spaces/{space}").status_code == 403
+        # a space one has no access to is invisible
+        assert c.get(f"/services/lakehub/api/spaces/{space}").status_code == 404
+        assert all(sp["name"] != space for sp in c.get("/services/lakehub/api/spaces").json())
+    assert can(team["s3"][team["outsider"]], team["bucket"]) == NONE
+    with hub.http(team["owner"]) as c:
+        r = c.put(
+            f"/services/lakehub/api/spaces/{space}/grants",
+            json={"user": team["outsider"], "access": "read"},
+        )
+        assert r.status_code == 200, r.text
+        assert {"kind": "user", "name": team["outsider"], "access": "read"} in r.json()["grants"]
+        bad = c.put(
+            f"/services/lakehub/api/spaces/{space}/grants",
+            json={"user": team["outsider"], "access": "admin"},
+        )
+        assert bad.status_code == 422
+        both = c.put(
+            f"/services/lakehub/api/spaces/{space}/grants",
+            json={"user": team["outsider"], "group": team["group"], "access": "read"},
+        )
+        assert both.status_code == 400
+    assert can(team["s3"][team["outsider"]], team["bucket"]) == READ
+    with hub.http(team["outsider"]) as c:
+        listed = {sp["name"]: sp["access"] for sp in c.get("/services/lakehub/api/spaces").json()}
+        assert listed[space] == "read"
+
+
+def test_users_create_their_own_spaces_and_bad_names_are_refused(hub: Hub, new_user) -> None:
+    name = new_user()
+    space = f"mine{secrets.token_hex(3)}"
+    with hub.http(name) as c:
+        r = c.post("/services/lakehub/api/spaces", json={"name": space})
+        assert r.status_code == 201, r.text
+        assert r.json()["owner"] == name and r.json()["access"] == "owner"
+        assert c.post("/services/lakehub/api/spaces", json={"name": space}).status_code == 409
+        for bad in ("../etc", "UPPER", "a", "space-x"):
+            r = c.post("/services/lakehub/api/spaces", json={"name": bad})
+            assert r.status_code == 400, bad
+        r = c.post("/services/lakehub/api/spaces", json={"name": "forother", "owner": "admin"})
+        assert r.status_code == 403
+    s3 = s3_for(creds_of(hub, name))
+    s3.put_object(Bucket=f"space-{space}", Key="a.txt", Body=b"a")
+    # its owner cannot be deleted while the space is theirs
+    proc = hub.cli("user", "remove", name, check=False)
+    assert proc.returncode == 1 and "owns the spaces" in proc.stderr
+    out = hub.cli("space", "grant", space, "--access", "read", check=False)
+    assert out.returncode == 2 and "exactly one of --user or --group" in out.stderr
