@@ -161,3 +161,11 @@ def test_users_create_their_own_spaces_and_bad_names_are_refused(hub: Hub, new_u
     assert proc.returncode == 1 and "owns the spaces" in proc.stderr
     out = hub.cli("space", "grant", space, "--access", "read", check=False)
     assert out.returncode == 2 and "exactly one of --user or --group" in out.stderr
+
+
+def test_portal_lists_the_spaces_one_can_use(hub: Hub, team) -> None:
+    hub.cli("space", "grant", team["space"], "--user", team["reader"], "--access", "read")
+    page = hub.browser_login(team["reader"]).get("/services/lakehub/").text
+    assert f'data-space="{team["space"]}"' in page and team["bucket"] in page
+    page = hub.browser_login(team["outsider"]).get("/services/lakehub/").text
+    assert team["space"] not in page

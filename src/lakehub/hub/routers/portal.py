@@ -47,7 +47,9 @@ async def home(request: Request, who: Browser, state: State, msg: str = "",
     creds = await state.run(state.directory.credentials, who.name)
     model = await state.hub.user(who.name) or {}
     server = (model.get("servers") or {}).get("")
-    return page(request, "home.html", who=who, creds=creds, server=server, msg=msg, error=error)
+    spaces = await state.run(state.spaces.visible, who.name, False)
+    return page(request, "home.html", who=who, creds=creds, server=server, spaces=spaces,
+                msg=msg, error=error)  # fmt: skip
 
 
 @router.post("/rotate")
