@@ -12,6 +12,7 @@ import click
 import httpx
 
 from lakehub.config import Settings, SettingsError, load_settings
+from lakehub.lake_cli import lake
 
 DATA_DIR = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -285,6 +286,8 @@ def space_revoke(name: str, user: str | None, group: str | None, data_dir: Path 
          params=_grantee(user, group))  # fmt: skip
     click.echo(f"{user or group} no longer has access to space {name}")
 
+
+main.add_command(lake)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,184 @@
+"""``lakehub lake ls | cp | rm | mb``: the lake from a shell, as a user.
+
+Credentials come from the notebook server's environment (``AWS_*``) or, anywhere else, from the
+hub with ``--hub URL --token TOKEN`` (or ``LAKEHUB_API_URL`` / ``LAKEHUB_TOKEN``). Large
+transfers are multipart (boto3's transfer manager) with a progress bar.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+PROGRESS_FROM = 8 * 1024 * 1024  # bytes: smaller transfers need no bar
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def split(url: str) -> tuple[str, str]:
+    if not url.startswith("s3://"):
+        fail(f"{url!r} is not an s3://bucket/key address")
+    bucket, _, key = url[5:].partition("/")
+    if not bucket:
+        fail(f"{url!r} names no bucket")
+    return bucket, key
+
+
+def client(hub: str | None, token: str | None) -> Any:
+    if not (hub or token) and os.environ.get("AWS_ACCESS_KEY_ID"):
+        import boto3
+
+        return boto3.client("s3")
+    from lakehub.client import LakeHubError, connect
+
+    try:
+        with connect(hub, token) as c:
+            return c.lake.credentials().boto3_client()
+    except LakeHubError as err:
+        fail(err.detail)
+
+
+REASONS = {
+    "AccessDenied": "access denied", "403": "access denied", "NoSuchKey": "no such object",
+    "404": "not found", "NoSuchBucket": "no such bucket", "BucketAlreadyExists": "bucket exists",
+    "BucketAlreadyOwnedByYou": "bucket exists",
+}  # fmt: skip
+
+
+@contextmanager
+def lake_errors(what: str) -> Iterator[None]:
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (ClientError, S3UploadFailedError) as err:
+        # uploads wrap the lake's answer in S3UploadFailedError
+        inner = err if isinstance(err, ClientError) else err.__context__
+        if not isinstance(inner, ClientError):
+            fail(f"{what}: {err}")
+        code = inner.response["Error"]["Code"]
+        fail(f"{REASONS.get(code, code)}: {what}")
+    except BotoCoreError as err:
+        fail(f"{what}: {err}")
+
+
+HUB = click.option("--hub", default=None, help="The hub's URL [default: from the environment]")
+TOKEN = click.option("--token", default=None, help="Your API token [default: LAKEHUB_TOKEN]")
+
+
+@click.group()
+def lake() -> None:
+    """Use the lake as yourself: list, copy, remove, make buckets."""
+
+
+@lake.command("ls")
+@click.argument("url", required=False)
+@HUB
+@TOKEN
+def ls(url: str | None, hub: str | None, token: str | None) -> None:
+    """List your buckets, or the objects and folders under s3://BUCKET/PREFIX."""
+    s3 = client(hub, token)
+    if not url:
+        with lake_errors("listing buckets"):
+            for b in s3.list_buckets()["Buckets"]:
+                click.echo(b["Name"])
+        return
+    bucket, prefix = split(url)
+    with lake_errors(url):
+        pages = s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix, Delimiter="/"
+        )
+        for page in pages:
+            for p in page.get("CommonPrefixes", []):
+                click.echo(f"{'DIR':>12}  s3://{bucket}/{p['Prefix']}")
+            for o in page.get("Contents", []):
+                click.echo(f"{o['Size']:>12}  s3://{bucket}/{o['Key']}")
+
+
+@lake.command("cp")
+@click.argument("src")
+@click.argument("dst")
+@HUB
+@TOKEN
+def cp(src: str, dst: str, hub: str | None, token: str | None) -> None:
+    """Copy a file to or from the lake (one side is s3://...)."""
+    if src.startswith("s3://") == dst.startswith("s3://"):
+        fail("exactly one of SRC and DST must be an s3:// address")
+    s3 = client(hub, token)
+    if dst.startswith("s3://"):
+        path = Path(src)
+        if not path.is_file():
+            fail(f"{src} is not a file")
+        bucket, key = split(dst)
+        if not key or key.endswith("/"):
+            key += path.name
+        with lake_errors(f"s3://{bucket}/{key}"), _progress(path.stat().st_size, src) as tick:
+            s3.upload_file(str(path), bucket, key, Callback=tick)
+        click.echo(f"uploaded {src} to s3://{bucket}/{key}")
+    else:
+        bucket, key = split(src)
+        target = Path(dst)
+        if target.is_dir():
+            target = target / Path(key).name
+        with lake_errors(src):
+            size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+            with _progress(size, src) as tick:
+                s3.download_file(bucket, key, str(target), Callback=tick)
+        click.echo(f"downloaded {src} to {target}")
+
+
+@contextmanager
+def _progress(size: int, label: str) -> Iterator[Any]:
+    if size < PROGRESS_FROM:
+        yield lambda n: None
+        return
+    with click.progressbar(length=size, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+@lake.command("rm")
+@click.argument("url")
+@click.option("--recursive", is_flag=True, help="Everything under the prefix")
+@click.option("--yes", is_flag=True, help="Do not ask before a recursive delete")
+@HUB
+@TOKEN
+def rm(url: str, recursive: bool, yes: bool, hub: str | None, token: str | None) -> None:
+    """Remove an object, or with --recursive everything under a prefix."""
+    bucket, key = split(url)
+    s3 = client(hub, token)
+    with lake_errors(url):
+        if not recursive:
+            s3.head_object(Bucket=bucket, Key=key)  # a clear error for a missing object
+            s3.delete_object(Bucket=bucket, Key=key)
+            click.echo(f"removed {url}")
+            return
+        keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=key) for o in page.get("Contents", [])]  # fmt: skip
+        if keys and not yes:
+            click.confirm(f"remove {len(keys)} objects under {url}?", abort=True, err=True)
+        for start in range(0, len(keys), 1000):
+            chunk = [{"Key": k} for k in keys[start : start + 1000]]
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk})
+        click.echo(f"removed {len(keys)} objects under {url}")
+
+
+@lake.command("mb")
+@click.argument("url")
+@HUB
+@TOKEN
+def mb(url: str, hub: str | None, token: str | None) -> None:
+    """Make a bucket (yours are named YOURNAME-...)."""
+    bucket, _ = split(url)
+    with lake_errors(url):
+        client(hub, token).create_bucket(Bucket=bucket)
+    click.echo(f"made s3://{bucket}")
