@@ -121,15 +121,15 @@ class Settings(BaseSettings):
         return self.isolate_users
 
 
-def check_username(name: str) -> str:
-    """Usernames double as bucket prefixes and unix account suffixes: keep them plain."""
+def check_username(name: str, kind: str = "user") -> str:
+    """User (and group, space) names double as bucket names and unix accounts: keep them plain."""
     if not USERNAME_RE.match(name):
         raise SettingsError(
-            f"invalid user name {name!r}: use 2-32 lowercase letters and digits, "
+            f"invalid {kind} name {name!r}: use 2-32 lowercase letters and digits, "
             "starting with a letter"
         )
     if name in RESERVED_NAMES:
-        raise SettingsError(f"user name {name!r} is reserved")
+        raise SettingsError(f"{kind} name {name!r} is reserved")
     return name
 
 

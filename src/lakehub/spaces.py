@@ -13,10 +13,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lakehub.config import SettingsError, check_username
 from lakehub.hub.db import Grant, Group, Space, User
 from lakehub.lake.base import ACCESS_LEVELS
-from lakehub.users import Directory, UserError, shared_access, space_bucket
+from lakehub.users import Directory, UserError, shared_access, space_bucket, valid_name
 
 
 @dataclass(frozen=True)
@@ -35,10 +34,7 @@ class Spaces:
         self.db = directory.db
 
     def create(self, name: str, owner: str, actor: str) -> SpaceView:
-        try:
-            check_username(name)
-        except SettingsError as err:
-            raise UserError(str(err).replace("user name", "space name")) from None
+        valid_name(name, "space")
         with self.db.session() as s:
             if s.scalar(select(Space).where(Space.name == name)):
                 raise UserError(f"space {name!r} already exists", 409)

@@ -83,6 +83,13 @@ def check_password(db: Database, name: str, password: str) -> User | str:
         return user
 
 
+def valid_name(name: str, kind: str = "user") -> str:
+    try:
+        return check_username(name, kind)
+    except SettingsError as err:
+        raise UserError(str(err)) from None
+
+
 def space_bucket(name: str) -> str:
     return f"space-{name}"
 
@@ -146,10 +153,7 @@ class Directory:
 
         With ``provision=False`` the lake key is only recorded (the lake is not running yet).
         """
-        try:
-            check_username(name)
-        except SettingsError as err:
-            raise UserError(str(err)) from None
+        valid_name(name)
         if self.exists(name):
             raise UserError(f"user {name!r} already exists", 409)
         generated = None
@@ -300,10 +304,7 @@ class Directory:
             return {g: sorted(m) for g, m in sorted(out.items())}
 
     def create_group(self, name: str, actor: str) -> None:
-        try:
-            check_username(name)
-        except SettingsError as err:
-            raise UserError(str(err).replace("user name", "group name")) from None
+        valid_name(name, "group")
         with self.db.session() as s:
             if s.scalar(select(Group).where(Group.name == name)):
                 raise UserError(f"group {name!r} already exists", 409)
