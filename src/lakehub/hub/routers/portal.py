@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -11,6 +12,8 @@ from fastapi.templating import Jinja2Templates
 
 from lakehub.hub.auth import Principal, browser_user
 from lakehub.hub.routers.api import State, remove_user
+from lakehub.lake import browse as browse_area
+from lakehub.lake.base import s3_client
 from lakehub.users import UserError
 
 router = APIRouter(include_in_schema=False)
@@ -33,10 +36,9 @@ def page(request: Request, template: str, **ctx: Any) -> HTMLResponse:
 
 
 def back(state: Any, path: str, msg: str = "", error: str = "") -> RedirectResponse:
-    from urllib.parse import urlencode
-
     query = urlencode({k: v for k, v in (("msg", msg), ("error", error)) if v})
-    return RedirectResponse(state.prefix + path + (f"?{query}" if query else ""), 303)
+    joiner = "&" if "?" in path else "?"
+    return RedirectResponse(state.prefix + path + (joiner + query if query else ""), 303)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -129,3 +131,66 @@ async def signup(
         resp.status_code = err.status if err.status != 404 else 400
         return resp
     return page(request, "signup.html", who=None, auth="local", done=True, name=name)
+
+
+# browsing the lake, with the user's own keys -------------------------------------------------
+async def _user_s3(state: Any, who: Principal) -> Any:
+    creds = await state.run(state.directory.credentials, who.name)
+    return s3_client(creds.endpoint_url, creds.access_key_id, creds.secret_access_key)
+
+
+def _lake_error(err: Exception) -> tuple[int, str]:
+    """The lake's refusal as an HTTP status and a sentence."""
+    code = getattr(err, "response", {}).get("Error", {}).get("Code", "")
+    denied, missing = (403, "You may not read this."), (404, "No such object.")
+    reasons = {"AccessDenied": denied, "403": denied, "NoSuchKey": missing, "404": missing,
+               "NoSuchBucket": (404, "No such bucket.")}  # fmt: skip
+    return reasons.get(code, (502, str(err)))
+
+
+@router.get("/browse", response_class=HTMLResponse)
+async def browse_buckets(request: Request, who: Browser, state: State) -> Response:
+    s3 = await _user_s3(state, who)
+    buckets = await state.run(lambda: [b["Name"] for b in s3.list_buckets()["Buckets"]])
+    spaces = await state.run(state.spaces.visible, who.name, False)
+    names = sorted(set(buckets) | {sp.bucket for sp in spaces})
+    return page(request, "browse.html", who=who, buckets=names, listing=None)
+
+
+@router.get("/browse/{bucket}", response_class=HTMLResponse)
+async def browse(request: Request, bucket: str, who: Browser, state: State, prefix: str = "",
+                 key: str = "", msg: str = "", error: str = "") -> Response:  # fmt: skip
+    from botocore.exceptions import ClientError
+
+    s3 = await _user_s3(state, who)
+    try:
+        if key:
+            meta = await state.run(browse_area.head, s3, bucket, key)
+            shown = await state.run(browse_area.preview, s3, bucket, key, meta["size"])
+            url = browse_area.download_url(s3, bucket, key)
+            return page(request, "object.html", who=who, bucket=bucket, key=key, meta=meta,
+                        preview=shown, download=url, msg=msg)  # fmt: skip
+        listing = await state.run(browse_area.listing, s3, bucket, prefix)
+    except ClientError as err:
+        status, reason = _lake_error(err)
+        resp = page(request, "browse.html", who=who, buckets=[], listing=None, error=reason)
+        resp.status_code = status
+        return resp
+    return page(request, "browse.html", who=who, buckets=None, listing=listing, msg=msg,
+                error=error)  # fmt: skip
+
+
+@router.post("/browse/{bucket}/delete")
+async def browse_delete(
+    bucket: str, who: Browser, state: State, key: Annotated[str, Form()]
+) -> Response:
+    from botocore.exceptions import ClientError
+
+    s3 = await _user_s3(state, who)
+    parent = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+    try:
+        await state.run(lambda: s3.delete_object(Bucket=bucket, Key=key))
+    except ClientError as err:
+        return back(state, f"browse/{bucket}?" + urlencode({"prefix": parent}),
+                    error=_lake_error(err)[1])  # fmt: skip
+    return back(state, f"browse/{bucket}?" + urlencode({"prefix": parent}), msg=f"deleted {key}")

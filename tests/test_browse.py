@@ -1,0 +1,62 @@
+"""Browsing the lake in the portal with the user's own rights: list, preview, download, delete."""
+
+from __future__ import annotations
+
+import io
+
+import httpx
+import pandas as pd
+
+from conftest import Hub, s3_for
+from test_spaces import creds_of
+
+
+def test_browse_preview_download_and_delete(hub: Hub, new_user) -> None:
+    name = new_user()
+    bucket = f"{name}-home"
+    s3 = s3_for(creds_of(hub, name))
+    s3.put_object(Bucket=bucket, Key="docs/readme.txt", Body=b"hello <b>lake</b>")
+    s3.put_object(Bucket=bucket, Key="docs/table.csv", Body=b"city,n\nOslo,3\nLima,5\n")
+    s3.put_object(Bucket=bucket, Key="docs/conf.json", Body=b'{"a": [1, 2]}')
+    buf = io.BytesIO()
+    pd.DataFrame({"x": range(50), "y": [f"v{i}" for i in range(50)]}).to_parquet(buf)
+    s3.put_object(Bucket=bucket, Key="docs/t.parquet", Body=buf.getvalue())
+    s3.put_object(Bucket=bucket, Key="docs/broken.parquet", Body=b"not parquet at all")
+    c = hub.browser_login(name)
+    base = "/services/lakehub/browse"
+    assert bucket in c.get(base).text
+    root = c.get(f"{base}/{bucket}").text
+    assert "docs/" in root
+    listing = c.get(f"{base}/{bucket}", params={"prefix": "docs/"}).text
+    for f in ("readme.txt", "table.csv", "conf.json", "t.parquet"):
+        assert f'data-key="docs/{f}"' in listing
+    page = c.get(f"{base}/{bucket}", params={"key": "docs/readme.txt"}).text
+    assert "hello &lt;b&gt;lake&lt;/b&gt;" in page  # shown, escaped
+    page = c.get(f"{base}/{bucket}", params={"key": "docs/table.csv"}).text
+    assert "<th>city</th>" in page and "<td>Lima</td>" in page
+    page = c.get(f"{base}/{bucket}", params={"key": "docs/t.parquet"}).text
+    assert "50 rows; first 20 shown" in page and "<td>v19</td>" in page
+    page = c.get(f"{base}/{bucket}", params={"key": "docs/broken.parquet"}).text
+    assert "cannot read this Parquet file" in page
+    # the download link is a presigned URL that goes straight to the lake
+    link = page.split('id="download" href="')[1].split('"')[0].replace("&amp;", "&")
+    assert httpx.get(link).content == b"not parquet at all"
+    r = c.post(f"{base}/{bucket}/delete", data={"key": "docs/broken.parquet"})
+    assert "deleted docs/broken.parquet" in r.text
+    assert "broken.parquet" not in c.get(f"{base}/{bucket}", params={"prefix": "docs/"}).text
+
+
+def test_browsing_is_limited_to_ones_own_rights(hub: Hub, new_user) -> None:
+    a, b = new_user("a"), new_user("b")
+    s3_for(creds_of(hub, a)).put_object(Bucket=f"{a}-home", Key="secret.txt", Body=b"A's")
+    c = hub.browser_login(b)
+    base = "/services/lakehub/browse"
+    assert f"{a}-home" not in c.get(base).text
+    r = c.get(f"{base}/{a}-home")
+    assert r.status_code == 403 and "You may not read this." in r.text
+    r = c.get(f"{base}/{a}-home", params={"key": "secret.txt"})
+    assert r.status_code == 403 and "A&#39;s" not in r.text and "A's" not in r.text
+    r = c.post(f"{base}/{a}-home/delete", data={"key": "secret.txt"})
+    assert "You may not read this." in r.text
+    got = s3_for(creds_of(hub, a)).get_object(Bucket=f"{a}-home", Key="secret.txt")
+    assert got["Body"].read() == b"A's"
