@@ -315,3 +315,16 @@ def other_load_note() -> str:
         if entry.name.isdigit() and any(x in _read(entry / "cmdline") for x in names):
             n += 1
     return f"{n} weed/jupyterhub/proxy/uvicorn/pytest processes not started by this run"
+
+
+def print_footer(started: float, info: dict[str, Any], problems: list[str], label: str) -> float:
+    """The closing lines of every benchmark: what went wrong, how long, under what load.
+
+    Returns the benchmark's total seconds."""
+    total = time.perf_counter() - started
+    print(f"{label}: {len(problems)}" + "".join(f"\n  {p}" for p in problems))
+    print(
+        f"total benchmark time: {total:.0f} s; load average at start "
+        f"{', '.join(f'{x:.2f}' for x in info['loadavg_start'])} ({info['other_load']})"
+    )
+    return total

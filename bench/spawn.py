@@ -487,12 +487,7 @@ def main() -> int:
         f"plain {B.fmt(stops[1]['median'])} s"
     )
     print()
-    total = time.perf_counter() - started
-    print(f"problems: {len(problems)}" + "".join(f"\n  {p}" for p in problems))
-    print(
-        f"total benchmark time: {total:.0f} s; load average at start "
-        f"{', '.join(f'{x:.2f}' for x in info['loadavg_start'])} ({info['other_load']})"
-    )
+    total = B.print_footer(started, info, problems, "problems")
     results.update(
         lakehub=lake_spawns,
         plain=plain_spawns,

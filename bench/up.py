@@ -568,12 +568,7 @@ def main() -> int:
     print()
     print(breakdown_table(lake_runs, anchor_runs))
     print()
-    total = time.perf_counter() - started
-    print(f"leftover processes: {len(problems)}" + "".join(f"\n  {p}" for p in problems))
-    print(
-        f"total benchmark time: {total:.0f} s; load average at start "
-        f"{', '.join(f'{x:.2f}' for x in info['loadavg_start'])} ({info['other_load']})"
-    )
+    total = B.print_footer(started, info, problems, "leftover processes")
     results.update(
         lakehub=lake_runs,
         anchor=anchor_runs,

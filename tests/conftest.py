@@ -124,6 +124,14 @@ def s3_for(creds: dict[str, str]) -> Any:
     )
 
 
+def creds_of(hub: Hub, name: str) -> dict[str, str]:
+    with hub.http(name) as c:
+        r = c.get("/services/lakehub/api/lake/credentials")
+        assert r.status_code == 200, r.text
+        assert r.headers["cache-control"] == "no-store"
+        return r.json()
+
+
 def hub_dir() -> Path:
     """A data directory outside pytest's private temp tree, which user accounts cannot enter."""
     path = Path(tempfile.mkdtemp(prefix="lakehub-test-", dir="/tmp"))

@@ -7,8 +7,7 @@ import io
 import httpx
 import pandas as pd
 
-from conftest import Hub, s3_for
-from test_spaces import creds_of
+from conftest import Hub, creds_of, s3_for
 
 
 def test_browse_preview_download_and_delete(hub: Hub, new_user) -> None:

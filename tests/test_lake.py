@@ -7,15 +7,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 import lakehub
-from conftest import Hub, s3_for
-
-
-def creds_of(hub: Hub, name: str) -> dict[str, str]:
-    with hub.http(name) as c:
-        r = c.get("/services/lakehub/api/lake/credentials")
-        assert r.status_code == 200, r.text
-        assert r.headers["cache-control"] == "no-store"
-        return r.json()
+from conftest import Hub, creds_of, s3_for
 
 
 def denied(call, *args, **kwargs) -> str:

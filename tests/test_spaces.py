@@ -8,14 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import Hub, s3_for
-
-
-def creds_of(hub: Hub, name: str) -> dict[str, str]:
-    with hub.http(name) as c:
-        r = c.get("/services/lakehub/api/lake/credentials")
-        assert r.status_code == 200, r.text
-        return r.json()
+from conftest import Hub, creds_of, s3_for
 
 
 def can(s3: Any, bucket: str) -> dict[str, bool]:
