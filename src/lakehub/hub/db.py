@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, create_engine, event
+from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -102,6 +102,63 @@ class Event(Base):
     detail: Mapped[str] = mapped_column(String(1024), default="")
 
 
+class Dataset(Base):
+    """A catalogued lake path: where it is, what it holds (inferred), and what people say of it."""
+
+    __tablename__ = "datasets"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    bucket: Mapped[str] = mapped_column(String(63), index=True)
+    prefix: Mapped[str] = mapped_column(String(1024))
+    format: Mapped[str] = mapped_column(String(16))  # parquet | csv | jsonl | zarr | raw
+    partitioning: Mapped[str] = mapped_column(String(256), default="")  # "year,month,day"
+    description: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[str] = mapped_column(String(1024), default="")  # ",a,b," for LIKE search
+    lineage: Mapped[str] = mapped_column(Text, default="")
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    schema_json: Mapped[str] = mapped_column(Text, default="[]")  # [{"name", "type"}, ...]
+    partitions_json: Mapped[str] = mapped_column(Text, default="{}")  # {"year": ["2024"]}
+    row_count: Mapped[int | None] = mapped_column(BigInteger)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    file_count: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Connection(Base):
+    """An external S3-compatible endpoint a user registered; the secret is vault-encrypted."""
+
+    __tablename__ = "connections"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    endpoint_url: Mapped[str] = mapped_column(String(512))
+    region: Mapped[str] = mapped_column(String(64), default="us-east-1")
+    access_key: Mapped[str] = mapped_column(String(256))
+    secret_enc: Mapped[str] = mapped_column(String(2048))
+    bucket: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Quota(Base):
+    """Limits for a user's own buckets (kind ``user``) or a space (kind ``space``)."""
+
+    __tablename__ = "quotas"
+    __table_args__ = (UniqueConstraint("kind", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # user | space
+    name: Mapped[str] = mapped_column(String(64))
+    max_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    max_objects: Mapped[int | None] = mapped_column(BigInteger)
+    used_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    used_objects: Mapped[int] = mapped_column(BigInteger, default=0)
+    measured_at: Mapped[datetime | None] = mapped_column()
+    blocked: Mapped[bool] = mapped_column(default=False)
+    set_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 def make_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
@@ -120,7 +177,7 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-HEAD = "0002"  # the newest migration; tests check it against Alembic's own view
+HEAD = "0003"  # the newest migration; tests check it against Alembic's own view
 
 
 def at_head(url: str) -> bool:
