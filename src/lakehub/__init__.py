@@ -7,6 +7,7 @@ The SDK::
     client = lakehub.connect(url, token)        # anywhere else
     creds = client.lake.credentials()
     s3 = creds.boto3_client()
+    sales = lakehub.datasets.get("sales")       # the dataset catalog: see lakehub.datasets
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lakehub.client import Client
 
-__all__ = ["connect"]
+__all__ = ["connect", "datasets"]
+_SUBMODULES = ("datasets",)
 __version__ = "0.1.0"
 
 
@@ -24,3 +26,12 @@ def connect(url: str | None = None, token: str | None = None, **kwargs: Any) -> 
     from lakehub.client import connect as _connect
 
     return _connect(url, token, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    """``lakehub.datasets`` and friends load on first use, keeping ``import lakehub`` instant."""
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"lakehub.{name}")
+    raise AttributeError(f"module 'lakehub' has no attribute {name!r}")

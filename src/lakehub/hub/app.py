@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from lakehub.catalog import Catalog
 from lakehub.config import load_settings
 from lakehub.hub import auth
 from lakehub.hub.db import Database
 from lakehub.hub.jhub import HubAPIError, JupyterHubAPI
-from lakehub.hub.routers import api, portal, spaces
+from lakehub.hub.routers import api, datasets, portal, spaces
 from lakehub.hub.state import AppState
 from lakehub.lake.base import LakeUnavailable
 from lakehub.lake.seaweedfs import SeaweedFS
@@ -39,6 +40,7 @@ def build_state() -> AppState:
     state = AppState(
         settings=settings, runtime=runtime, tokens=tok, vault=vault, db=db, directory=directory,
         hub=JupyterHubAPI(runtime.hub_api_url, tok.service), spaces=Spaces(directory),
+        catalog=Catalog(directory),
     )  # fmt: skip
     return state
 
@@ -62,7 +64,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.state.lh = state
-    for router in (auth.router, api.router, spaces.router, portal.router):
+    for router in (auth.router, api.router, spaces.router, datasets.router, portal.router):
         app.include_router(router, prefix=base)
 
     @app.exception_handler(UserError)

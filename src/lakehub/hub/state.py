@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from sqlalchemy import select
 
+from lakehub.catalog import Catalog
 from lakehub.config import Settings
 from lakehub.hub.db import Database, User
 from lakehub.hub.jhub import JupyterHubAPI
@@ -30,6 +31,7 @@ class AppState:
     directory: Directory
     hub: JupyterHubAPI
     spaces: Spaces
+    catalog: Catalog
     prefix: str = "/services/lakehub/"
     _hub_auth: Any = field(default=None)
 

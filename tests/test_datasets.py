@@ -1,0 +1,243 @@
+"""The dataset catalog: register and infer, find, preview, load in one line, and who sees what."""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+
+import lakehub
+from conftest import Hub, creds_of, s3_for
+from lakehub.client import LakeHubError
+
+API = "/services/lakehub/api/datasets"
+
+
+def sales_frame(rows: int = 600) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    return pd.DataFrame({
+        "year": np.repeat([2023, 2024, 2025], rows // 3),
+        "month": np.tile(np.arange(1, 4), rows // 3),
+        "region": rng.choice(["north", "south", "east"], rows),
+        "amount": rng.integers(1, 1000, rows).astype("int64"),
+    })  # fmt: skip
+
+
+def uniq(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(3)}"
+
+
+def test_create_infer_and_load_every_way(hub: Hub, new_user) -> None:
+    alice = new_user("al")
+    client = lakehub.connect(hub.url, hub.token(alice))
+    df = sales_frame()
+    name = uniq("sales")
+    ds = lakehub.datasets.create(
+        name, df, partition_by=["year", "month"], client=client,
+        description="Daily sales by region", tags=["Finance", "daily"],
+    )  # fmt: skip
+    assert ds.path == f"s3://{alice}-home/datasets/{name}/"
+    assert ds.row_count == len(df)
+    assert ds.partitioning == ["year", "month"]
+    assert ds.info["partitions"] == {"year": ["2023", "2024", "2025"], "month": ["1", "2", "3"]}
+    assert {"region", "amount", "year", "month"} <= {c["name"] for c in ds.schema}
+    assert ds.info["file_count"] == 9 and ds.info["size_bytes"] > 0
+    assert ds.info["tags"] == ["daily", "finance"] and ds.info["owner"] == alice
+
+    again = lakehub.datasets.get(name, client=client)
+    want = df[df.year == 2024].amount.sum()
+    got = again.to_pandas(columns=["amount", "year"], filter=[("year", "=", 2024)])
+    assert list(got.columns) == ["amount", "year"] and got.amount.sum() == want
+    assert again.to_arrow(columns=["region"]).column_names == ["region"]
+    assert int(again.to_polars()["amount"].sum()) == df.amount.sum()
+    lazy = again.to_polars(lazy=True).filter(pl.col("year") == 2025)
+    assert int(lazy.collect()["amount"].sum()) == df[df.year == 2025].amount.sum()
+    dask_df = again.to_dask(columns=["amount"], filter=[("year", "in", [2023, 2025])])
+    assert dask_df.npartitions == 6  # partition pruning: only the files of 2023 and 2025
+    assert int(dask_df.amount.sum().compute()) == df[df.year != 2024].amount.sum()
+    query = f'select region, sum(amount) as total from "{name}" group by region'  # noqa: S608
+    by_region = again.sql(query)
+    expected = df.groupby("region").amount.sum()
+    assert dict(zip(by_region.region, by_region.total, strict=True)) == expected.to_dict()
+    assert again.sql("select count(*) as n from data where month = 2").n[0] == (df.month == 2).sum()
+    assert len(again.head(5)) == 5
+
+    # a name is taken once; a second create writes nothing
+    with pytest.raises(LakeHubError) as err:
+        lakehub.datasets.create(name, df, client=client, path=f"s3://{alice}-home/other/")
+    assert err.value.status == 409
+    s3 = s3_for(creds_of(hub, alice))
+    assert s3.list_objects_v2(Bucket=f"{alice}-home", Prefix="other/").get("KeyCount", 0) == 0
+
+
+def test_register_csv_jsonl_raw_and_search(hub: Hub, new_user) -> None:
+    bob = new_user("bo")
+    s3 = s3_for(creds_of(hub, bob))
+    bucket = f"{bob}-home"
+    for day in ("2024-01-01", "2024-01-02"):
+        body = "sensor,value\n" + "".join(f"s{i},{i * 0.5}\n" for i in range(100))
+        s3.put_object(Bucket=bucket, Key=f"csv/day={day}/part.csv", Body=body.encode())
+    lines = "".join(json.dumps({"user": f"u{i}", "clicks": i}) + "\n" for i in range(42))
+    s3.put_object(Bucket=bucket, Key="events/2024.jsonl", Body=lines.encode())
+    s3.put_object(Bucket=bucket, Key="events/_SUCCESS", Body=b"")  # marker files are skipped
+    s3.put_object(Bucket=bucket, Key="wav/a.wav", Body=b"RIFF" + b"\0" * 1000)
+    with hub.http(bob) as c:
+        body = {"name": uniq("readings"), "path": f"s3://{bucket}/csv", "format": "csv",
+                "tags": ["iot"], "description": "Sensor readings"}  # fmt: skip
+        r = c.post(API, json=body)
+        assert r.status_code == 201, r.text
+        csv = r.json()
+        assert csv["partitioning"] == ["day"] and csv["row_count"] == 200
+        assert csv["partitions"] == {"day": ["2024-01-01", "2024-01-02"]}
+        assert [c["name"] for c in csv["schema"]] == ["sensor", "value", "day"]
+        r = c.post(
+            API, json={"name": uniq("clicks"), "path": f"{bucket}/events/", "format": "jsonl"}
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["row_count"] == 42 and r.json()["file_count"] == 1
+        r = c.post(
+            API, json={"name": uniq("sounds"), "path": f"s3://{bucket}/wav/", "format": "raw"}
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["size_bytes"] == 1004 and r.json()["row_count"] is None
+        found = c.get(API, params={"q": "sensor readings"}).json()
+        assert [d["name"] for d in found] == [csv["name"]]
+        assert [d["name"] for d in c.get(API, params={"tag": "iot"}).json()] == [csv["name"]]
+        assert [d["name"] for d in c.get(API, params={"column": "clicks"}).json()] != []
+        preview = c.get(f"{API}/{csv['name']}/preview", params={"limit": 3}).json()
+        assert preview["columns"] == ["sensor", "value", "day"] and len(preview["rows"]) == 3
+        r = c.patch(f"{API}/{csv['name']}", json={"lineage": "from the plant's loggers"})
+        assert r.json()["lineage"] == "from the plant's loggers"
+        # new files: refresh sees the new partition
+        s3.put_object(Bucket=bucket, Key="csv/day=2024-01-03/part.csv", Body=b"sensor,value\nz,1\n")
+        r = c.post(f"{API}/{csv['name']}/refresh")
+        assert r.json()["row_count"] == 201 and len(r.json()["partitions"]["day"]) == 3
+
+
+def test_zarr_store_is_described(hub: Hub, new_user) -> None:
+    zarr = pytest.importorskip("zarr")
+    carol = new_user("ca")
+    creds = creds_of(hub, carol)
+    opts = {"key": creds["access_key_id"], "secret": creds["secret_access_key"],
+            "client_kwargs": {"endpoint_url": creds["endpoint_url"]}}  # fmt: skip
+    arr = zarr.create_array(f"s3://{carol}-home/arrays/temps", shape=(1000, 16), chunks=(100, 16),
+                            dtype="float32", storage_options=opts)  # fmt: skip
+    arr[:] = np.ones((1000, 16), dtype="float32")
+    with hub.http(carol) as c:
+        r = c.post(API, json={"name": uniq("temps"), "path": f"s3://{carol}-home/arrays/temps",
+                              "format": "zarr"})  # fmt: skip
+        assert r.status_code == 201, r.text
+        assert r.json()["row_count"] == 1000
+        assert r.json()["schema"] == [{"name": "(root)", "type": "float32[1000, 16]"}]
+        r = c.post(API, json={"name": uniq("nozarr"), "path": f"s3://{carol}-home/nothing-here",
+                              "format": "zarr"})  # fmt: skip
+        assert r.status_code == 400
+
+
+def test_who_sees_a_dataset_follows_who_reads_its_space(hub: Hub, new_user) -> None:
+    owner, reader, outsider = new_user("ow"), new_user("rd"), new_user("ou")
+    space = f"cat{secrets.token_hex(3)}"
+    hub.cli("space", "create", space, "--owner", owner)
+    client = lakehub.connect(hub.url, hub.token(owner))
+    name = uniq("shared")
+    lakehub.datasets.create(name, sales_frame(30), client=client, path=f"s3://space-{space}/sales")
+    private = uniq("private")
+    lakehub.datasets.create(private, sales_frame(30), client=client)
+
+    def sees(user: str, ds: str) -> bool:
+        with hub.http(user) as c:
+            listed = ds in [d["name"] for d in c.get(API).json()]
+            got = c.get(f"{API}/{ds}").status_code
+            preview = c.get(f"{API}/{ds}/preview").status_code
+        assert (got == 200) == listed == (preview == 200), (user, ds, listed, got, preview)
+        return listed
+
+    assert not sees(reader, name) and not sees(outsider, name) and not sees(reader, private)
+    with hub.http(owner) as c:
+        r = c.put(
+            f"/services/lakehub/api/spaces/{space}/grants", json={"user": reader, "access": "read"}
+        )
+        assert r.status_code == 200, r.text
+    assert sees(reader, name) and not sees(outsider, name) and not sees(reader, private)
+    reader_ds = lakehub.datasets.get(name, client=lakehub.connect(hub.url, hub.token(reader)))
+    assert len(reader_ds.to_pandas()) == 30  # the reader's own keys read it from the lake
+    with hub.http(reader) as c:  # reading is not changing
+        assert c.patch(f"{API}/{name}", json={"description": "mine now"}).status_code == 403
+        assert c.delete(f"{API}/{name}").status_code == 403
+        r = c.post(
+            API,
+            json={"name": uniq("grab"), "path": f"s3://space-{space}/sales", "format": "parquet"},
+        )
+        assert r.status_code == 403 and "cannot publish" in r.json()["detail"]
+    with hub.http(owner) as c:
+        assert (
+            c.delete(
+                f"/services/lakehub/api/spaces/{space}/grants", params={"user": reader}
+            ).status_code
+            == 204
+        )
+    assert not sees(reader, name)
+    with hub.http(outsider) as c:  # unknown and invisible look the same
+        assert c.get(f"{API}/{name}").json()["detail"] == c.get(f"{API}/nosuchdataset").json()[
+            "detail"
+        ].replace("nosuchdataset", name)
+
+
+def test_bad_input_is_refused_and_leaves_nothing(hub: Hub, new_user) -> None:
+    dave, erin = new_user("dv"), new_user("er")
+    s3 = s3_for(creds_of(hub, dave))
+    bucket = f"{dave}-home"
+    good = io.BytesIO()
+    sales_frame(30).to_parquet(good)
+    for i in range(3):
+        s3.put_object(Bucket=bucket, Key=f"mixed/part-{i}.parquet", Body=good.getvalue())
+    s3.put_object(Bucket=bucket, Key="mixed/part-9.parquet", Body=b"PAR1 but not really")
+    cases = [
+        ({"path": f"s3://{bucket}/../{erin}-home", "format": "parquet"}, 400, "'..'"),
+        ({"path": "s3://Bad_Bucket/x", "format": "parquet"}, 400, "invalid bucket"),
+        ({"path": "http://example.com/x", "format": "parquet"}, 400, "not a lake path"),
+        ({"path": f"s3://{bucket}/mixed", "format": "xls"}, 400, "unknown format"),
+        ({"path": f"s3://{bucket}/mixed", "format": "parquet"}, 400, "part-9.parquet"),
+        ({"path": f"s3://{bucket}/empty/", "format": "parquet"}, 400, "nothing found"),
+        ({"path": f"s3://{erin}-home/", "format": "parquet"}, 403, "cannot publish"),
+        (
+            {"path": f"s3://{bucket}/mixed", "format": "parquet", "tags": ["no spaces"]},
+            400,
+            "invalid tag",
+        ),
+        (
+            {"path": f"s3://{bucket}/mixed", "format": "parquet", "partitioning": ["a/b"]},
+            400,
+            "partition key",
+        ),
+    ]
+    with hub.http(dave) as c:
+        for body, status, words in cases:
+            name = uniq("bad")
+            r = c.post(API, json={"name": name, **body})
+            assert r.status_code == status and words in r.json()["detail"], (body, r.text)
+            assert c.get(f"{API}/{name}").status_code == 404  # nothing half-registered
+        assert (
+            c.post(
+                API, json={"name": "Bad Name", "path": f"s3://{bucket}/mixed", "format": "raw"}
+            ).status_code
+            == 400
+        )
+        s3.delete_object(Bucket=bucket, Key="mixed/part-9.parquet")
+        name = uniq("fixed")
+        assert (
+            c.post(
+                API, json={"name": name, "path": f"s3://{bucket}/mixed", "format": "parquet"}
+            ).status_code
+            == 201
+        )
+        r = c.post(API, json={"name": name, "path": f"s3://{bucket}/mixed", "format": "parquet"})
+        assert r.status_code == 409
+        assert c.get(f"{API}/{name}").json()["row_count"] == 90  # the first registration stands
+        assert c.delete(f"{API}/{name}").status_code == 204
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="mixed/")["KeyCount"] == 3  # data stays
