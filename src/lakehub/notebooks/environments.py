@@ -23,6 +23,8 @@ DEFAULT_PACKAGES = (
     "ipykernel",
     "pandas",
     "pyarrow",
+    "duckdb",
+    "polars",
     "s3fs==2026.9.0",
     "boto3==1.43.117",
     "httpx",
