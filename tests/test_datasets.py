@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import secrets
+import sys
 
 import numpy as np
 import pandas as pd
@@ -241,3 +242,56 @@ def test_bad_input_is_refused_and_leaves_nothing(hub: Hub, new_user) -> None:
         assert c.get(f"{API}/{name}").json()["row_count"] == 90  # the first registration stands
         assert c.delete(f"{API}/{name}").status_code == 204
     assert s3.list_objects_v2(Bucket=bucket, Prefix="mixed/")["KeyCount"] == 3  # data stays
+
+
+LIMIT = 640 * 1024 * 1024
+
+
+def test_bigger_than_memory_is_registered_previewed_and_aggregated(hub: Hub, new_user) -> None:
+    """1.5 GiB of Parquet, read by a process that may use 640 MiB in all, Python included."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lakehub.tables import s3_filesystem
+    from memlimit import run_limited
+
+    owner = new_user("big")
+    creds = creds_of(hub, owner)
+    fs = s3_filesystem(creds["endpoint_url"], creds["access_key_id"], creds["secret_access_key"])
+    rng = np.random.default_rng(11)
+    rows, files, total, count = 4 * 1024 * 1024, 24, 0.0, 0  # 24 x 64 MiB
+    for i in range(files):
+        x = rng.random(rows)
+        y = rng.integers(0, 1 << 62, rows)
+        total, count = total + float(x.sum()), count + rows
+        table = pa.table({"x": x, "y": y})
+        with fs.open_output_stream(f"{owner}-home/big/part={i % 4}/f{i}.parquet") as out:
+            pq.write_table(table, out, row_group_size=512 * 1024, compression="none")
+    name = uniq("big")
+    with hub.http(owner) as c:
+        r = c.post(API, json={"name": name, "path": f"s3://{owner}-home/big", "format": "parquet"})
+        assert r.status_code == 201, r.text
+        info = r.json()
+        assert info["row_count"] == count and info["size_bytes"] > 2 * LIMIT
+        assert info["partitions"] == {"part": ["0", "1", "2", "3"]}
+        preview = c.get(f"{API}/{name}/preview", params={"limit": 5}).json()
+        assert preview["columns"] == ["x", "y", "part"] and len(preview["rows"]) == 5
+    code = (
+        "import sys, lakehub\n"
+        "d = lakehub.datasets.get(sys.argv[3], client=lakehub.connect(sys.argv[1], sys.argv[2]))\n"
+        "print(len(d.head(5)))\n"
+        "r = d.sql('select part, count(*) as n, sum(x) as s, max(y) from data group by part')\n"
+        "print(int(r.n.sum()), repr(float(r.s.sum())), len(r))\n"
+    )
+    proc, stats = run_limited(
+        [sys.executable, "-c", code, hub.url, hub.token(owner), name],
+        LIMIT, timeout=300, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0 and stats["oom_kills"] == 0, (proc.stderr[-2000:], stats)
+    lines = proc.stdout.splitlines()  # DuckDB may draw its progress bar in between
+    head, line = lines[0], lines[-1]
+    n, s, p = line.split()
+    assert head == "5" and int(n) == count and int(p) == 4
+    assert abs(float(s) - total) < 1e-6 * total
+    assert stats["peak"] <= LIMIT < info["size_bytes"] / 2
+    print(f"peak {stats['peak'] >> 20} MiB of {LIMIT >> 20} MiB for {info['size_bytes'] >> 20} MiB")

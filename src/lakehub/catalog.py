@@ -298,7 +298,7 @@ class Catalog:
         try:
             data = tables.open_dataset(self._fs_for(viewer), view.bucket, view.prefix,
                                        view.format, view.partitioning)  # fmt: skip
-            head = data.head(limit)
+            head = tables.head(data, limit)
         except tables.TableError as err:
             raise UserError(
                 str(err), 403 if str(err).startswith("access denied") else 400

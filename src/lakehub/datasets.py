@@ -133,7 +133,7 @@ class Dataset:
             con.close()
 
     def head(self, n: int = 10) -> Any:
-        return self.arrow_dataset().head(n).to_pandas()
+        return tables.head(self.arrow_dataset(), n).to_pandas()
 
     def refresh(self) -> Dataset:
         """Look at the files again (new partitions, more rows) and return the new description."""

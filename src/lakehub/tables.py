@@ -121,7 +121,10 @@ def arrow_format(fmt: str) -> Any:
     import pyarrow.dataset as ds
 
     if fmt == "parquet":
-        return ds.ParquetFileFormat()
+        # no pre-buffering of whole files: a scan then holds a few row groups, not a few files,
+        # which is what keeps a DuckDB aggregate over data larger than memory inside its budget
+        options = ds.ParquetFragmentScanOptions(pre_buffer=False)
+        return ds.ParquetFileFormat(default_fragment_scan_options=options)
     if fmt == "csv":
         return ds.CsvFileFormat()
     if fmt == "jsonl":
@@ -148,6 +151,14 @@ def open_dataset(fs: Any, bucket: str, prefix: str, fmt: str, partitioning: list
         raise TableError(s3_reason(err, f"s3://{base}/")) from None
     except Exception as err:  # pyarrow: ArrowInvalid and friends, for a file that is not fmt
         raise TableError(f"cannot read s3://{base}/ as {fmt}: {str(err).splitlines()[0]}") from None
+
+
+def head(data: Any, n: int, columns: list[str] | None = None) -> Any:
+    """The first ``n`` rows, reading one file and one batch at a time (the default scanner reads
+    several whole files ahead, hundreds of MiB for a first glance)."""
+    scanner = data.scanner(columns=columns, batch_size=max(n, 1024), batch_readahead=1,
+                           fragment_readahead=1)  # fmt: skip
+    return scanner.head(n)
 
 
 def to_filter(filters: Any) -> Any:
