@@ -295,3 +295,33 @@ def test_bigger_than_memory_is_registered_previewed_and_aggregated(hub: Hub, new
     assert abs(float(s) - total) < 1e-6 * total
     assert stats["peak"] <= LIMIT < info["size_bytes"] / 2
     print(f"peak {stats['peak'] >> 20} MiB of {LIMIT >> 20} MiB for {info['size_bytes'] >> 20} MiB")
+
+
+def test_portal_search_describe_register_and_forget(hub: Hub, new_user) -> None:
+    fay, gus = new_user("fa"), new_user("gu")
+    s3 = s3_for(creds_of(hub, fay))
+    buf = io.BytesIO()
+    sales_frame(30).drop(columns="year").to_parquet(buf)
+    s3.put_object(Bucket=f"{fay}-home", Key="web/year=2024/a.parquet", Body=buf.getvalue())
+    name = uniq("web")
+    c = hub.browser_login(fay)
+    base = "/services/lakehub/datasets"
+    r = c.post(base, data={"name": name, "path": f"s3://{fay}-home/web", "format": "parquet",
+                           "tags": "web, kpi", "description": "Shop <b>sales</b>"})  # fmt: skip
+    assert r.status_code == 200 and f"registered {name}" in r.text, (r.url, r.history)
+    assert "Shop &lt;b&gt;sales&lt;/b&gt;" in r.text and 'id="rows">30<' in r.text
+    assert "<th>region</th>" in r.text  # the preview's header
+    assert "Partition year" in r.text
+    listing = c.get(base, params={"tag": "kpi"}).text
+    assert f'data-name="{name}"' in listing
+    r = c.post(base, data={"name": uniq("nope"), "path": f"s3://{gus}-home/", "format": "parquet"})
+    assert "cannot publish" in r.text
+    other = hub.browser_login(gus)
+    assert f'data-name="{name}"' not in other.get(base).text
+    assert other.get(f"{base}/{name}").status_code == 404
+    other.post(f"{base}/{name}/delete")
+    assert c.get(f"{base}/{name}").status_code == 200  # still there
+    r = c.post(f"{base}/{name}/delete")
+    assert "removed from the catalog" in r.text
+    assert c.get(f"{base}/{name}").status_code == 404
+    assert s3.head_object(Bucket=f"{fay}-home", Key="web/year=2024/a.parquet")["ContentLength"] > 0
