@@ -255,13 +255,16 @@ async def spawn_env(name: str, who: LocalAdmin, state: State, response: Response
     else:
         await state.run(state.directory.provision, name)
     creds = await state.run(state.directory.credentials, name)
+    from lakehub.hub.routers.connections import notebook_env  # imports this module
+
     _no_store(response)
+    # the lake's endpoint and region are the AWS config file's [default] profile, not
+    # AWS_ENDPOINT_URL / AWS_DEFAULT_REGION, which would override every named profile
     return {
         "AWS_ACCESS_KEY_ID": creds.access_key_id,
         "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
-        "AWS_ENDPOINT_URL": creds.endpoint_url,
         "S3_ENDPOINT_URL": creds.endpoint_url,
-        "AWS_DEFAULT_REGION": "us-east-1",
         "LAKEHUB_BUCKET": creds.bucket,
         "LAKEHUB_API_URL": state.runtime.api_url,
+        **await state.run(notebook_env, state, name),
     }
