@@ -308,12 +308,14 @@ def test_notebook_profiles_reach_the_endpoint_and_the_default_the_lake(
             "print(sorted(x['Name'] for x in lake.list_buckets()['Buckets']))\n"
             f"lake.put_object(Bucket='{a}-home', Key='k.txt', Body=b'lake')\n"
             f"print(s3fs.S3FileSystem().cat('{a}-home/k.txt').decode())\n"
+            f"pd.DataFrame({{'x': [1, 2]}}).to_parquet('s3://{a}-home/t.parquet')\n"  # pyarrow's S3
+            f"print(int(pd.read_parquet('s3://{a}-home/t.parquet').x.sum()))\n"
             "print(os.environ['AWS_CONFIG_FILE'])\n"
         )
         assert err is None, err
         lines = out.splitlines()
-        assert lines[:5] == ["city,n", "Lima,5", "8", f"['{a}-home']", "lake"], out
-        config = Path(lines[5])
+        assert lines[:6] == ["city,n", "Lima,5", "8", f"['{a}-home']", "lake", "3"], out
+        config = Path(lines[6])
         text = config.read_text()
         assert "[profile ext]" in text and external.secret not in text and external.key not in text
         if ROOT:  # readable by the user's account only

@@ -6,10 +6,12 @@ no secret: a profile's keys come from ``credential_process``, which asks the con
 the server's own token each time a new session needs them. The hub rewrites the file whenever
 the user's connections change, so new ones work in running servers without a restart.
 
-The lake's endpoint and region live in ``[default]`` rather than in ``AWS_ENDPOINT_URL`` /
-``AWS_DEFAULT_REGION``: botocore lets those variables override every profile, which would send
-a named profile's keys to the lake. The lake's keys stay in ``AWS_ACCESS_KEY_ID`` /
-``AWS_SECRET_ACCESS_KEY``, which botocore ignores when a profile is named explicitly.
+The lake's keys are in ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``, which botocore ignores
+when a profile is named explicitly. Its region is ``[default]``'s, not ``AWS_DEFAULT_REGION``,
+which would override every profile's. Its endpoint is also in ``AWS_ENDPOINT_URL`` (pyarrow reads
+only that), which botocore would let override every profile's too: each profile written here
+carries a ``lakehub_connection`` key, and :mod:`lakehub._profile_endpoints` makes such profiles
+keep their own endpoint.
 
 Files live in ``<data_dir>/aws/<user>.config``: the folder belongs to the hub (mode 0711, so
 nobody can plant links in it), each file is readable by its user's account only (0640, group
@@ -28,6 +30,7 @@ from typing import Protocol
 
 from lakehub.notebooks.accounts import unix_name
 
+MARKER = "lakehub_connection"  # what lakehub._profile_endpoints looks for
 HEADER = "# Written by LakeHub; rewritten when your connections change: do not edit.\n"
 
 
@@ -45,7 +48,8 @@ def render(lake_endpoint: str, profiles: Iterable[Profile], python: str) -> str:
     for p in profiles:
         command = shlex.join([python, "-m", "lakehub.credential_process", p.name])
         lines += [f"[profile {p.name}]", f"endpoint_url = {p.endpoint_url}",
-                  f"region = {p.region}", f"credential_process = {command}", ""]  # fmt: skip
+                  f"region = {p.region}", f"credential_process = {command}",
+                  f"{MARKER} = {p.name}", ""]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -189,6 +189,9 @@ async def delete_user(name: str, who: Admin, state: State) -> Response:
 async def remove_user(state: AppState, name: str, actor: str) -> None:
     """The user's record, lake identity, servers and unix account go; their data stays."""
     await state.run(state.directory.delete, name, actor)
+    from lakehub.hub.routers.connections import profiles  # imports this module
+
+    profiles(state).remove(name)
     await state.hub.delete_user(name)
     if state.settings.isolated:
         await state.run(remove_account, name)
@@ -258,11 +261,12 @@ async def spawn_env(name: str, who: LocalAdmin, state: State, response: Response
     from lakehub.hub.routers.connections import notebook_env  # imports this module
 
     _no_store(response)
-    # the lake's endpoint and region are the AWS config file's [default] profile, not
-    # AWS_ENDPOINT_URL / AWS_DEFAULT_REGION, which would override every named profile
+    # the region is the AWS config file's [default] (AWS_DEFAULT_REGION would override every
+    # named profile's); see lakehub.notebooks.aws_profiles
     return {
         "AWS_ACCESS_KEY_ID": creds.access_key_id,
         "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
+        "AWS_ENDPOINT_URL": creds.endpoint_url,
         "S3_ENDPOINT_URL": creds.endpoint_url,
         "LAKEHUB_BUCKET": creds.bucket,
         "LAKEHUB_API_URL": state.runtime.api_url,
