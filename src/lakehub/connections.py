@@ -145,9 +145,9 @@ class Connections:
         region: str = "", bucket: str = "", verify_first: bool = True, actor: str | None = None,
     ) -> ConnectionView:  # fmt: skip
         endpoint_url = check_endpoint(endpoint_url)
-        region, access_key, bucket = (region or "us-east-1").strip(), access_key.strip(), bucket
-        check_fields(name, region, access_key, secret, bucket.strip())
-        bucket = bucket.strip()
+        region, bucket = region.strip() or "us-east-1", bucket.strip()
+        access_key = access_key.strip()
+        check_fields(name, region, access_key, secret, bucket)
         with self.db.session() as s:
             self._owner(s, owner)
             if self._find(s, owner, name) is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,6 +24,7 @@ from lakehub.users import UserError
 
 router = APIRouter(prefix="/api/connections", tags=["connections"])
 pages = APIRouter(prefix="/connections", include_in_schema=False)
+log = logging.getLogger("lakehub.api")
 
 
 def profiles(state: AppState) -> AwsProfiles:
@@ -35,7 +37,10 @@ def area(state: AppState) -> Connections:
     files = profiles(state)
 
     def refresh(owner: str) -> None:
-        files.write(owner, conns.owned_by(owner))
+        try:
+            files.write(owner, conns.owned_by(owner))
+        except OSError as err:  # the change stands; the next spawn writes the file again
+            log.warning("cannot write %s's AWS config file: %s", owner, err)
 
     conns = Connections(state.directory, refresh)
     return conns
