@@ -12,6 +12,7 @@ import click
 import httpx
 
 from lakehub.config import Settings, SettingsError, load_settings
+from lakehub.connection_cli import connection
 from lakehub.lake_cli import lake
 
 DATA_DIR = click.option(
@@ -288,6 +289,7 @@ def space_revoke(name: str, user: str | None, group: str | None, data_dir: Path 
 
 
 main.add_command(lake)
+main.add_command(connection)
 
 if __name__ == "__main__":
     main()

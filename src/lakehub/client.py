@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -46,7 +47,60 @@ class LakeCredentials:
     def storage_options(self) -> dict[str, Any]:
         """For pandas/s3fs: ``pd.read_parquet(url, storage_options=creds.storage_options())``."""
         return {"key": self.access_key_id, "secret": self.secret_access_key,
-                "client_kwargs": {"endpoint_url": self.endpoint_url}}  # fmt: skip
+                "client_kwargs": {"endpoint_url": self.endpoint_url,
+                                  "region_name": self.region}}  # fmt: skip
+
+    def filesystem(self) -> Any:
+        """An fsspec filesystem (s3fs) with these credentials."""
+        import s3fs
+
+        return s3fs.S3FileSystem(**self.storage_options())
+
+
+@dataclass(frozen=True, repr=False)
+class ConnectionCredentials(LakeCredentials):
+    """An external S3 connection's endpoint and keys (``bucket`` may be empty)."""
+
+    name: str = ""
+
+    def __repr__(self) -> str:
+        return (f"ConnectionCredentials(name={self.name!r}, endpoint_url={self.endpoint_url!r}, "
+                f"access_key_id={self.access_key_id!r}, bucket={self.bucket!r})")  # fmt: skip
+
+
+class Connections:
+    """Your external S3 connections: ``client.connections.get("archive").boto3_client()``."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(self) -> list[dict[str, Any]]:
+        """Name, endpoint, region, bucket and access key of each (never the secret)."""
+        data: list[dict[str, Any]] = self._client.request("GET", "/api/connections")
+        return data
+
+    def get(self, name: str) -> ConnectionCredentials:
+        data = self._client.request("GET", f"/api/connections/{quote(name, safe='')}/credentials")
+        return ConnectionCredentials(
+            endpoint_url=data["endpoint_url"], access_key_id=data["access_key_id"],
+            secret_access_key=data["secret_access_key"], bucket=data["bucket"],
+            region=data["region"], name=data["name"],
+        )  # fmt: skip
+
+    def create(
+        self, name: str, endpoint_url: str, access_key_id: str, secret_access_key: str, *,
+        region: str = "", bucket: str = "", verify: bool = True,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Register a connection; the endpoint must accept the keys unless ``verify=False``."""
+        data: dict[str, Any] = self._client.request("POST", "/api/connections", json={
+            "name": name, "endpoint_url": endpoint_url, "access_key_id": access_key_id,
+            "secret_access_key": secret_access_key, "region": region, "bucket": bucket,
+            "verify": verify,
+        })  # fmt: skip
+        return data
+
+    def delete(self, name: str) -> None:
+        self._client.request("DELETE", f"/api/connections/{quote(name, safe='')}")
 
 
 class Lake:
@@ -73,6 +127,7 @@ class Client:
             base_url=self.url, timeout=timeout, headers={"Authorization": f"token {token}"}
         )
         self.lake = Lake(self)
+        self.connections = Connections(self)
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
         try:

@@ -14,7 +14,7 @@ from lakehub.config import load_settings
 from lakehub.hub import auth
 from lakehub.hub.db import Database
 from lakehub.hub.jhub import HubAPIError, JupyterHubAPI
-from lakehub.hub.routers import api, catalog_pages, datasets, portal, spaces
+from lakehub.hub.routers import api, catalog_pages, connections, datasets, portal, spaces
 from lakehub.hub.state import AppState
 from lakehub.lake.base import LakeUnavailable
 from lakehub.lake.seaweedfs import SeaweedFS
@@ -64,8 +64,8 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.state.lh = state
-    routers = (auth.router, api.router, spaces.router, datasets.router, portal.router,
-               catalog_pages.router)  # fmt: skip
+    routers = (auth.router, api.router, spaces.router, datasets.router, connections.router,
+               connections.pages, portal.router, catalog_pages.router)  # fmt: skip
     for router in routers:
         app.include_router(router, prefix=base)
 

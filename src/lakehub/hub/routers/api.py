@@ -189,6 +189,9 @@ async def delete_user(name: str, who: Admin, state: State) -> Response:
 async def remove_user(state: AppState, name: str, actor: str) -> None:
     """The user's record, lake identity, servers and unix account go; their data stays."""
     await state.run(state.directory.delete, name, actor)
+    from lakehub.hub.routers.connections import profiles  # imports this module
+
+    profiles(state).remove(name)
     await state.hub.delete_user(name)
     if state.settings.isolated:
         await state.run(remove_account, name)
@@ -255,13 +258,17 @@ async def spawn_env(name: str, who: LocalAdmin, state: State, response: Response
     else:
         await state.run(state.directory.provision, name)
     creds = await state.run(state.directory.credentials, name)
+    from lakehub.hub.routers.connections import notebook_env  # imports this module
+
     _no_store(response)
+    # the region is the AWS config file's [default] (AWS_DEFAULT_REGION would override every
+    # named profile's); see lakehub.notebooks.aws_profiles
     return {
         "AWS_ACCESS_KEY_ID": creds.access_key_id,
         "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
         "AWS_ENDPOINT_URL": creds.endpoint_url,
         "S3_ENDPOINT_URL": creds.endpoint_url,
-        "AWS_DEFAULT_REGION": "us-east-1",
         "LAKEHUB_BUCKET": creds.bucket,
         "LAKEHUB_API_URL": state.runtime.api_url,
+        **await state.run(notebook_env, state, name),
     }
