@@ -13,10 +13,11 @@ from lakehub.config import load_settings
 from lakehub.hub import auth
 from lakehub.hub.db import Database
 from lakehub.hub.jhub import HubAPIError, JupyterHubAPI
-from lakehub.hub.routers import api, portal, spaces
+from lakehub.hub.routers import api, portal, quotas, spaces
 from lakehub.hub.state import AppState
 from lakehub.lake.base import LakeUnavailable
 from lakehub.lake.seaweedfs import SeaweedFS
+from lakehub.quotas import Quotas
 from lakehub.runtime import load_runtime, tokens
 from lakehub.spaces import Spaces
 from lakehub.users import Directory, UserError
@@ -39,6 +40,7 @@ def build_state() -> AppState:
     state = AppState(
         settings=settings, runtime=runtime, tokens=tok, vault=vault, db=db, directory=directory,
         hub=JupyterHubAPI(runtime.hub_api_url, tok.service), spaces=Spaces(directory),
+        quotas=Quotas(directory),
     )  # fmt: skip
     return state
 
@@ -48,7 +50,9 @@ def create_app() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.quotas.start()
         yield
+        await state.run(state.quotas.stop)
         await state.hub.aclose()
         state.db.engine.dispose()
 
@@ -62,7 +66,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.state.lh = state
-    for router in (auth.router, api.router, spaces.router, portal.router):
+    for router in (auth.router, api.router, spaces.router, quotas.router, portal.router):
         app.include_router(router, prefix=base)
 
     @app.exception_handler(UserError)

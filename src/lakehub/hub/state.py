@@ -12,6 +12,7 @@ from sqlalchemy import select
 from lakehub.config import Settings
 from lakehub.hub.db import Database, User
 from lakehub.hub.jhub import JupyterHubAPI
+from lakehub.quotas import Quotas
 from lakehub.runtime import Runtime, Tokens
 from lakehub.spaces import Spaces
 from lakehub.users import Directory
@@ -30,6 +31,7 @@ class AppState:
     directory: Directory
     hub: JupyterHubAPI
     spaces: Spaces
+    quotas: Quotas
     prefix: str = "/services/lakehub/"
     _hub_auth: Any = field(default=None)
 
