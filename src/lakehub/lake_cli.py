@@ -59,9 +59,10 @@ REASONS = {
 WRITE_REFUSALS = ("AccessDenied", "403", "InternalError", "500")  # a read-only bucket gives 500
 
 
-def quota_refusal(bucket: str, hub: str | None, token: str | None) -> str | None:
-    """The hub's sentence if a quota blocks writes to ``bucket``, else None."""
+def quota_refusal(bucket: str, size: int, hub: str | None, token: str | None) -> str | None:
+    """Why a quota refused writing ``size`` bytes to ``bucket`` (the hub knows), else None."""
     from lakehub.client import LakeHubError, connect
+    from lakehub.sizes import human
 
     try:
         with connect(hub, token) as c:
@@ -72,15 +73,23 @@ def quota_refusal(bucket: str, hub: str | None, token: str | None) -> str | None
         mine = bucket == f"space-{q['name']}" if q["kind"] == "space" else bucket.startswith(
             f"{q['name']}-"
         )  # fmt: skip
-        if mine and q["blocked"]:
+        if not mine:
+            continue
+        if q["blocked"]:
             return str(q["message"])
+        # a multipart upload's parts count while it runs: its abort may have lifted the block
+        if (q["max_bytes"] is not None and q["used_bytes"] + size > q["max_bytes"]) or (
+            q["max_objects"] is not None and q["used_objects"] + 1 > q["max_objects"]
+        ):
+            return (f"quota exceeded for {q['kind']} {q['name']}: {q['usage']}, and this adds "
+                    f"{human(size)}; delete something or ask an admin")  # fmt: skip
     return None
 
 
 @contextmanager
-def lake_errors(what: str, writing: tuple[str, str | None, str | None] | None = None
+def lake_errors(what: str, writing: tuple[str, int, str | None, str | None] | None = None
                 ) -> Iterator[None]:  # fmt: skip
-    """One-line errors; ``writing`` = (bucket, hub, token) when writing, to explain quotas."""
+    """One-line errors; ``writing`` = (bucket, size, hub, token) when writing, for quotas."""
     from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -163,8 +172,9 @@ def cp(src: str, dst: str, max_bandwidth: str | None, hub: str | None, token: st
         bucket, key = split(dst)
         if not key or key.endswith("/"):
             key += path.name
-        with lake_errors(f"s3://{bucket}/{key}", (bucket, hub, token)), _progress(
-            path.stat().st_size, src
+        size = path.stat().st_size
+        with lake_errors(f"s3://{bucket}/{key}", (bucket, size, hub, token)), _progress(
+            size, src
         ) as tick:  # a failed multipart upload is aborted by the transfer manager
             s3.upload_file(str(path), bucket, key, Callback=tick, Config=config)
         click.echo(f"uploaded {src} to s3://{bucket}/{key}")
@@ -222,6 +232,6 @@ def rm(url: str, recursive: bool, yes: bool, hub: str | None, token: str | None)
 def mb(url: str, hub: str | None, token: str | None) -> None:
     """Make a bucket (yours are named YOURNAME-...)."""
     bucket, _ = split(url)
-    with lake_errors(url, (bucket, hub, token)):
+    with lake_errors(url, (bucket, 0, hub, token)):
         client(hub, token).create_bucket(Bucket=bucket)
     click.echo(f"made s3://{bucket}")

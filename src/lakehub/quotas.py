@@ -158,33 +158,34 @@ class Quotas:
 
     # enforcing -----------------------------------------------------------------------------
     def enforce(self) -> None:
-        """One pass: measure every quota, record usage, make the lake refuse writes where over."""
+        """One pass: measure every quota, make the lake refuse writes where usage reached a
+        limit, then record usage and blocks (so a block read from here is already in force)."""
         with self._pass:
             with self.db.session() as s:
-                targets = s.execute(select(Quota.kind, Quota.name)).all()
+                limits = {(q.kind, q.name): (q.max_bytes, q.max_objects)
+                          for q in s.scalars(select(Quota))}  # fmt: skip
             measured = {}
-            if targets:
+            if limits:
                 s3 = self.directory.lake.admin()
                 buckets = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
-                for kind, name in targets:
+                for kind, name in limits:
                     mine = [b for b in buckets if covers(kind, name, b)]
                     measured[(kind, name)] = _usage(s3, mine)
-            blocked = set()
+            blocked = {key for key, used in measured.items() if over(*used, *limits[key])}
+            self.directory.lake.set_read_only({pattern(*key) for key in blocked})
             with self.db.session() as s:
                 for row in s.scalars(select(Quota)):
-                    if (row.kind, row.name) in measured:
-                        row.used_bytes, row.used_objects = measured[(row.kind, row.name)]
-                        row.measured_at = utcnow()
-                    now = over(row.used_bytes, row.used_objects, row.max_bytes, row.max_objects)
-                    if now != row.blocked:
-                        row.blocked = now
+                    key = (row.kind, row.name)
+                    if key not in measured:  # set meanwhile: its own pass follows
+                        continue
+                    row.used_bytes, row.used_objects = measured[key]
+                    row.measured_at = utcnow()
+                    if (key in blocked) != row.blocked:
+                        row.blocked = key in blocked
                         self.directory.record_event(
-                            s, "lakehub", "quota.block" if now else "quota.unblock",
+                            s, "lakehub", "quota.block" if row.blocked else "quota.unblock",
                             f"{row.kind} {row.name}", QuotaView.of(row).usage(),
                         )  # fmt: skip
-                    if now:
-                        blocked.add(pattern(row.kind, row.name))
-            self.directory.lake.set_read_only(blocked)
 
     # the loop ------------------------------------------------------------------------------
     def start(self) -> None:
