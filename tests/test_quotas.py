@@ -56,8 +56,16 @@ def lake(hub: Hub, name: str, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def bystander(hub: Hub) -> str:
+    """A user with no quota, who tries to see and change those of others."""
+    name = f"by{secrets.token_hex(3)}"
+    hub.add_user(name)
+    return name
+
+
 def test_user_quota_counts_all_own_buckets_blocks_and_delete_reopens(
-    hub: Hub, new_user
+    hub: Hub, new_user, bystander: str
 ) -> None:
     name = new_user("q")
     s3 = s3_for(creds_of(hub, name))
@@ -82,8 +90,7 @@ def test_user_quota_counts_all_own_buckets_blocks_and_delete_reopens(
     refused(lambda: s3.put_object(Bucket=home, Key="a.bin", Body=b"overwrite"))
     # nothing stored is damaged, and another user is not affected
     assert s3.get_object(Bucket=home, Key="a.bin")["Body"].read() == first
-    other = new_user("q")
-    s3_for(creds_of(hub, other)).put_object(Bucket=f"{other}-home", Key="x", Body=b"x")
+    s3_for(creds_of(hub, bystander)).put_object(Bucket=f"{bystander}-home", Key="x", Body=b"x")
     # the owner sees it on the portal, the admin on the admin page
     page = hub.browser_login(name).get("/services/lakehub/").text
     assert f'data-quota="user-{name}"' in page and "1.2 MiB of 1.0 MiB" in page
@@ -143,13 +150,16 @@ def test_objects_quota(hub: Hub, new_user) -> None:
     s3.put_object(Bucket=f"{name}-home", Key="o3", Body=b"o")
 
 
-def test_space_quota_applies_to_a_grantee(hub: Hub, new_user, tmp_path: Path) -> None:
-    owner, writer, outsider = new_user("so"), new_user("sw"), new_user("sx")
+def test_space_quota_applies_to_a_grantee(
+    hub: Hub, new_user, bystander: str, tmp_path: Path
+) -> None:
+    owner, writer, outsider = new_user("so"), new_user("sw"), bystander
     space = f"quo{secrets.token_hex(3)}"
     bucket = f"space-{space}"
     with hub.http(owner) as c:
         assert c.post(f"{API}/spaces", json={"name": space}).status_code == 201
-    hub.cli("space", "grant", space, "--user", writer, "--access", "write")
+        r = c.put(f"{API}/spaces/{space}/grants", json={"user": writer, "access": "write"})
+        assert r.status_code == 200, r.text
     set_quota(hub, "space", space, max_bytes=512 * KiB)
     s3 = s3_for(creds_of(hub, writer))
     s3.put_object(Bucket=bucket, Key="big.bin", Body=os.urandom(600 * KiB))
@@ -174,8 +184,10 @@ def test_space_quota_applies_to_a_grantee(hub: Hub, new_user, tmp_path: Path) ->
     s3.put_object(Bucket=bucket, Key="more", Body=b"m")
 
 
-def test_only_admins_set_quotas_and_bad_input_is_explained(hub: Hub, new_user) -> None:
-    alice, bob = new_user("qa"), new_user("qb")
+def test_only_admins_set_quotas_and_bad_input_is_explained(
+    hub: Hub, new_user, bystander: str
+) -> None:
+    alice, bob = new_user("qa"), bystander
     set_quota(hub, "user", alice, max_bytes=10 * MiB, max_objects=100)
     with hub.http(bob) as c:
         r = c.put(f"{API}/quotas/user/{bob}", json={"max_bytes": 10**12})
@@ -208,12 +220,8 @@ def test_only_admins_set_quotas_and_bad_input_is_explained(hub: Hub, new_user) -
          "error: no user named 'nosuchuser'"),
         (("quota", "set", "user", alice, "--bytes", "10XB"), 2,
          "error: invalid size '10XB': use a number with an optional unit like 10MiB"),
-        (("quota", "set", "user", alice, "--objects", "many"), 2,
-         "error: invalid number of objects 'many'"),
-        (("quota", "set", "user", alice), 2, "error: give --bytes, --objects or both"),
         (("quota", "set", "bucket", alice, "--bytes", "1"), 1,
          "error: kind must be one of user, space, not 'bucket'"),
-        (("quota", "rm", "user", bob), 1, f"error: no quota on user {bob}"),
     ]  # fmt: skip
     for args, code, message in cases:
         out = hub.cli(*args, check=False)

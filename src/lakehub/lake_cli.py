@@ -36,15 +36,18 @@ def split(url: str) -> tuple[str, str]:
 
 
 def client(hub: str | None, token: str | None) -> Any:
-    if not (hub or token) and os.environ.get("AWS_ACCESS_KEY_ID"):
-        import boto3
+    import boto3
+    from botocore.config import Config
 
-        return boto3.client("s3")
+    # one retry: a refusal (a full quota answers 500) is reported in seconds, not after five
+    config = Config(retries={"max_attempts": 2, "mode": "standard"})
+    if not (hub or token) and os.environ.get("AWS_ACCESS_KEY_ID"):
+        return boto3.client("s3", config=config)
     from lakehub.client import LakeHubError, connect
 
     try:
         with connect(hub, token) as c:
-            return c.lake.credentials().boto3_client()
+            return boto3.client("s3", **c.lake.credentials().boto3_kwargs(), config=config)
     except LakeHubError as err:
         fail(err.detail)
 
