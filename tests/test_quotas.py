@@ -97,6 +97,8 @@ def test_user_quota_counts_all_own_buckets_blocks_and_delete_reopens(
     assert "writes refused" in page
     page = hub.browser_login("admin").get("/services/lakehub/admin").text
     assert f'data-quota="user-{name}"' in page
+    page = hub.browser_login(bystander).get("/services/lakehub/").text
+    assert "Welcome" in page and name not in page and 'id="quota"' not in page
     # deleting brings usage under the limit and writes work again
     s3.delete_object(Bucket=data, Key="c.bin")
     q = wait_blocked(hub, "user", name, False)
@@ -117,7 +119,7 @@ def test_multipart_upload_crossing_the_limit_fails_cleanly(
     s3.put_object(Bucket=f"{name}-home", Key="kept.bin", Body=kept)
     set_quota(hub, "user", name, max_bytes=10 * MiB)
     big = tmp_path / "big.bin"
-    big.write_bytes(os.urandom(40 * MiB))  # five 8 MiB parts, sent one at a time at 8 MiB/s
+    big.write_bytes(os.urandom(48 * MiB))  # six 8 MiB parts, sent one at a time at 8 MiB/s
     out = lake(hub, name, "cp", "--max-bandwidth", "8MiB", str(big), f"s3://{name}-home/")
     assert out.returncode == 1, out.stdout
     errors = [line for line in out.stderr.splitlines() if "error:" in line]

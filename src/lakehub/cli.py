@@ -325,7 +325,10 @@ def quota_set(
 @DATA_DIR
 def quota_ls(data_dir: Path | None) -> None:
     """List quotas with their usage."""
-    for q in _api(settings_or_fail(data_dir=data_dir), "GET", "/quotas"):
+    quotas = _api(settings_or_fail(data_dir=data_dir), "GET", "/quotas")
+    if not quotas:
+        click.echo("no quotas")
+    for q in quotas:
         state = "BLOCKED" if q["blocked"] else "ok"
         click.echo(f"{q['kind']:<6} {q['name']:<20} {state:<8} {q['usage']}")
 

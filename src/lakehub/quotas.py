@@ -193,7 +193,7 @@ class Quotas:
         self._thread = threading.Thread(target=self._run, name="lakehub-quotas", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 30) -> None:
+    def stop(self, timeout: float = 10) -> None:
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -204,14 +204,16 @@ class Quotas:
         self._wake.set()
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             try:
                 self.enforce()
-                self._last_error = ""
-            except Exception as err:  # the lake may be restarting: say so once, try again
-                if str(err) != self._last_error:
-                    log.warning("quota pass failed: %s", err)
-                self._last_error = str(err)
+                failures, self._last_error = 0, ""
+            except Exception as err:  # the lake may be starting or restarting: try again
+                failures += 1
+                if failures >= 5 and str(err) != self._last_error:  # say so once it lasts
+                    log.warning("quota pass failed %d times in a row: %s", failures, err)
+                    self._last_error = str(err)
             self._wake.wait(self.interval)
             self._wake.clear()
 

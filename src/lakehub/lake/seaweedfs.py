@@ -24,6 +24,7 @@ import os
 import secrets
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from lakehub.vault import write_private
 
 OWNER_ACTIONS = ("Admin", "Read", "Write", "List", "Tagging")
 GRANT_ACTIONS = {"read": ("Read", "List"), "write": ("Read", "Write", "List", "Tagging")}
+REREAD = 60.0  # seconds: how often the read-only rules are read back from the filer
 BUCKETS = "/buckets/"  # where weed's S3 gateway keeps buckets in the filer
 GENERATION = "lakehub-generation"  # an identity with no rights whose key changes at every write
 
@@ -64,6 +66,7 @@ class SeaweedFS(Lake):
         self.endpoint_url = f"http://127.0.0.1:{ports['s3']}"
         self._admin = Identity("lakehub-admin", admin_key, admin_secret, ())
         self._read_only: set[str] | None = None  # what the filer holds, once read or written
+        self._read_at = 0.0
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         p = self.ports
@@ -123,7 +126,7 @@ class SeaweedFS(Lake):
 
     def set_read_only(self, buckets: set[str]) -> None:
         wanted = {_location(b) for b in buckets}
-        if self._read_only is None:
+        if self._read_only is None or time.monotonic() - self._read_at > REREAD:
             self._read_only = self._filer_read_only()
         commands = [f"fs.configure -locationPrefix={loc} -readOnly=true -apply"
                     for loc in sorted(wanted - self._read_only)]  # fmt: skip
@@ -139,6 +142,7 @@ class SeaweedFS(Lake):
 
     def _filer_read_only(self) -> set[str]:
         """The bucket locations the filer's path rules make read-only now."""
+        self._read_at = time.monotonic()
         out = self.shell("fs.configure")
         try:
             conf = json.loads(out[out.index("{") : out.rindex("}") + 1])
