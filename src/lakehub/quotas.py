@@ -22,11 +22,13 @@ from typing import Any
 from sqlalchemy import select
 
 from lakehub.hub.db import Quota, Space, utcnow
+from lakehub.lake.base import LakeUnavailable
 from lakehub.sizes import human
 from lakehub.users import Directory, UserError, shared_access, space_bucket
 
 KINDS = ("user", "space")
 INTERVAL = 1.0  # seconds between two measuring passes
+LARGEST = 2**63 - 1  # what the database holds
 log = logging.getLogger("lakehub.quotas")
 
 
@@ -102,8 +104,8 @@ class Quotas:
         """Create or replace a quota; it is measured and enforced when this returns."""
         self._check_kind(kind)
         for label, value in (("max_bytes", max_bytes), ("max_objects", max_objects)):
-            if value is not None and (isinstance(value, bool) or value < 0):
-                raise UserError(f"{label} must be a number of 0 or more, not {value!r}")
+            if value is not None and (isinstance(value, bool) or not 0 <= value <= LARGEST):
+                raise UserError(f"{label} must be a number from 0 to {LARGEST}, not {value!r}")
         if max_bytes is None and max_objects is None:
             raise UserError("give max_bytes, max_objects or both")
         limits = ", ".join(
@@ -123,7 +125,7 @@ class Quotas:
             row.max_bytes, row.max_objects = max_bytes, max_objects
             row.set_by, row.updated_at = actor, utcnow()
             self.directory.record_event(s, actor, "quota.set", f"{kind} {name}", limits)
-        self.enforce()
+        self._enforce_now()
         return self.get(kind, name)
 
     def remove(self, kind: str, name: str, actor: str) -> None:
@@ -135,7 +137,18 @@ class Quotas:
                 raise UserError(f"no quota on {kind} {name}", 404)
             s.delete(row)
             self.directory.record_event(s, actor, "quota.remove", f"{kind} {name}")
-        self.enforce()
+        self._enforce_now()
+
+    def _enforce_now(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.enforce()
+        except (BotoCoreError, ClientError, LakeUnavailable) as err:
+            raise LakeUnavailable(
+                f"the change is recorded but the lake is not answering ({err}); it applies as "
+                "soon as the lake is back"
+            ) from err
 
     # reading -------------------------------------------------------------------------------
     def get(self, kind: str, name: str) -> QuotaView:
