@@ -288,6 +288,62 @@ def space_revoke(name: str, user: str | None, group: str | None, data_dir: Path 
     click.echo(f"{user or group} no longer has access to space {name}")
 
 
+@main.group()
+def quota() -> None:
+    """Limit the bytes and objects of a user's own buckets or of a space (local administrator)."""
+
+
+QUOTA_KIND = click.argument("kind", metavar="user|space")
+
+
+@quota.command("set")
+@QUOTA_KIND
+@click.argument("name")
+@click.option("--bytes", "size", default=None, help="Largest total size, e.g. 10GiB, 500MB")
+@click.option("--objects", default=None, help="Most objects, e.g. 100000")
+@DATA_DIR
+def quota_set(
+    kind: str, name: str, size: str | None, objects: str | None, data_dir: Path | None
+) -> None:
+    """Set (or replace) the quota of user NAME (buckets NAME-*) or of space NAME."""
+    from lakehub.sizes import parse_size
+
+    if size is None and objects is None:
+        fail("give --bytes, --objects or both", 2)
+    try:
+        max_bytes = None if size is None else parse_size(size)
+    except ValueError as err:
+        fail(str(err), 2)
+    if objects is not None and not objects.lstrip("-").isdigit():
+        fail(f"invalid number of objects {objects!r}", 2)
+    out = _api(settings_or_fail(data_dir=data_dir), "PUT", f"/quotas/{kind}/{name}", json={
+        "max_bytes": max_bytes, "max_objects": None if objects is None else int(objects)
+    })  # fmt: skip
+    click.echo(f"quota set on {kind} {name}: {out['usage']}")
+
+
+@quota.command("ls")
+@DATA_DIR
+def quota_ls(data_dir: Path | None) -> None:
+    """List quotas with their usage."""
+    quotas = _api(settings_or_fail(data_dir=data_dir), "GET", "/quotas")
+    if not quotas:
+        click.echo("no quotas")
+    for q in quotas:
+        state = "BLOCKED" if q["blocked"] else "ok"
+        click.echo(f"{q['kind']:<6} {q['name']:<20} {state:<8} {q['usage']}")
+
+
+@quota.command("rm")
+@QUOTA_KIND
+@click.argument("name")
+@DATA_DIR
+def quota_rm(kind: str, name: str, data_dir: Path | None) -> None:
+    """Remove a quota (writes are allowed again at once)."""
+    _api(settings_or_fail(data_dir=data_dir), "DELETE", f"/quotas/{kind}/{name}")
+    click.echo(f"removed the quota on {kind} {name}")
+
+
 main.add_command(lake)
 main.add_command(connection)
 

@@ -2,7 +2,9 @@
 
 Credentials come from the notebook server's environment (``AWS_*``) or, anywhere else, from the
 hub with ``--hub URL --token TOKEN`` (or ``LAKEHUB_API_URL`` / ``LAKEHUB_TOKEN``). Large
-transfers are multipart (boto3's transfer manager) with a progress bar.
+transfers are multipart (boto3's transfer manager) with a progress bar. A write the lake refuses
+because of a quota is reported as such (the hub is asked which quota), and a multipart upload that
+fails is aborted, so nothing is left half-written.
 """
 
 from __future__ import annotations
@@ -34,15 +36,18 @@ def split(url: str) -> tuple[str, str]:
 
 
 def client(hub: str | None, token: str | None) -> Any:
-    if not (hub or token) and os.environ.get("AWS_ACCESS_KEY_ID"):
-        import boto3
+    import boto3
+    from botocore.config import Config
 
-        return boto3.client("s3")
+    # one retry: a refusal (a full quota answers 500) is reported in seconds, not after five
+    config = Config(retries={"max_attempts": 2, "mode": "standard"})
+    if not (hub or token) and os.environ.get("AWS_ACCESS_KEY_ID"):
+        return boto3.client("s3", config=config)
     from lakehub.client import LakeHubError, connect
 
     try:
         with connect(hub, token) as c:
-            return c.lake.credentials().boto3_client()
+            return boto3.client("s3", **c.lake.credentials().boto3_kwargs(), config=config)
     except LakeHubError as err:
         fail(err.detail)
 
@@ -54,8 +59,40 @@ REASONS = {
 }  # fmt: skip
 
 
+WRITE_REFUSALS = ("AccessDenied", "403", "InternalError", "500")  # a read-only bucket gives 500
+
+
+def quota_refusal(bucket: str, size: int, hub: str | None, token: str | None) -> str | None:
+    """Why a quota refused writing ``size`` bytes to ``bucket`` (the hub knows), else None."""
+    from lakehub.client import LakeHubError, connect
+    from lakehub.sizes import human
+
+    try:
+        with connect(hub, token) as c:
+            quotas = c.request("GET", "/api/quotas")
+    except LakeHubError:
+        return None
+    for q in quotas:
+        mine = bucket == f"space-{q['name']}" if q["kind"] == "space" else bucket.startswith(
+            f"{q['name']}-"
+        )  # fmt: skip
+        if not mine:
+            continue
+        if q["blocked"]:
+            return str(q["message"])
+        # a multipart upload's parts count while it runs: its abort may have lifted the block
+        if (q["max_bytes"] is not None and q["used_bytes"] + size > q["max_bytes"]) or (
+            q["max_objects"] is not None and q["used_objects"] + 1 > q["max_objects"]
+        ):
+            return (f"quota exceeded for {q['kind']} {q['name']}: {q['usage']}, and this adds "
+                    f"{human(size)}; delete something or ask an admin")  # fmt: skip
+    return None
+
+
 @contextmanager
-def lake_errors(what: str) -> Iterator[None]:
+def lake_errors(what: str, writing: tuple[str, int, str | None, str | None] | None = None
+                ) -> Iterator[None]:  # fmt: skip
+    """One-line errors; ``writing`` = (bucket, size, hub, token) when writing, for quotas."""
     from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -67,6 +104,10 @@ def lake_errors(what: str) -> Iterator[None]:
         if not isinstance(inner, ClientError):
             fail(f"{what}: {err}")
         code = inner.response["Error"]["Code"]
+        if writing and code in WRITE_REFUSALS:
+            quota = quota_refusal(*writing)
+            if quota:
+                fail(quota)
         fail(f"{REASONS.get(code, code)}: {what}")
     except BotoCoreError as err:
         fail(f"{what}: {err}")
@@ -108,12 +149,24 @@ def ls(url: str | None, hub: str | None, token: str | None) -> None:
 @lake.command("cp")
 @click.argument("src")
 @click.argument("dst")
+@click.option("--max-bandwidth", default=None,
+              help="Cap the transfer rate, e.g. 20MiB (per second; one part at a time)")
 @HUB
 @TOKEN
-def cp(src: str, dst: str, hub: str | None, token: str | None) -> None:
+def cp(src: str, dst: str, max_bandwidth: str | None, hub: str | None, token: str | None) -> None:
     """Copy a file to or from the lake (one side is s3://...)."""
+    from boto3.s3.transfer import TransferConfig
+
+    from lakehub.sizes import parse_size
+
     if src.startswith("s3://") == dst.startswith("s3://"):
         fail("exactly one of SRC and DST must be an s3:// address")
+    config = TransferConfig()
+    if max_bandwidth:
+        try:
+            config = TransferConfig(max_bandwidth=parse_size(max_bandwidth), max_concurrency=1)
+        except ValueError as err:
+            fail(str(err))
     s3 = client(hub, token)
     if dst.startswith("s3://"):
         path = Path(src)
@@ -122,8 +175,11 @@ def cp(src: str, dst: str, hub: str | None, token: str | None) -> None:
         bucket, key = split(dst)
         if not key or key.endswith("/"):
             key += path.name
-        with lake_errors(f"s3://{bucket}/{key}"), _progress(path.stat().st_size, src) as tick:
-            s3.upload_file(str(path), bucket, key, Callback=tick)
+        size = path.stat().st_size
+        with lake_errors(f"s3://{bucket}/{key}", (bucket, size, hub, token)), _progress(
+            size, src
+        ) as tick:  # a failed multipart upload is aborted by the transfer manager
+            s3.upload_file(str(path), bucket, key, Callback=tick, Config=config)
         click.echo(f"uploaded {src} to s3://{bucket}/{key}")
     else:
         bucket, key = split(src)
@@ -133,7 +189,7 @@ def cp(src: str, dst: str, hub: str | None, token: str | None) -> None:
         with lake_errors(src):
             size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
             with _progress(size, src) as tick:
-                s3.download_file(bucket, key, str(target), Callback=tick)
+                s3.download_file(bucket, key, str(target), Callback=tick, Config=config)
         click.echo(f"downloaded {src} to {target}")
 
 
@@ -179,6 +235,6 @@ def rm(url: str, recursive: bool, yes: bool, hub: str | None, token: str | None)
 def mb(url: str, hub: str | None, token: str | None) -> None:
     """Make a bucket (yours are named YOURNAME-...)."""
     bucket, _ = split(url)
-    with lake_errors(url):
+    with lake_errors(url, (bucket, 0, hub, token)):
         client(hub, token).create_bucket(Bucket=bucket)
     click.echo(f"made s3://{bucket}")

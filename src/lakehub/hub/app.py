@@ -14,10 +14,19 @@ from lakehub.config import load_settings
 from lakehub.hub import auth
 from lakehub.hub.db import Database
 from lakehub.hub.jhub import HubAPIError, JupyterHubAPI
-from lakehub.hub.routers import api, catalog_pages, connections, datasets, portal, spaces
+from lakehub.hub.routers import (
+    api,
+    catalog_pages,
+    connections,
+    datasets,
+    portal,
+    quotas,
+    spaces,
+)  # fmt: skip
 from lakehub.hub.state import AppState
 from lakehub.lake.base import LakeUnavailable
 from lakehub.lake.seaweedfs import SeaweedFS
+from lakehub.quotas import Quotas
 from lakehub.runtime import load_runtime, tokens
 from lakehub.spaces import Spaces
 from lakehub.users import Directory, UserError
@@ -41,6 +50,7 @@ def build_state() -> AppState:
         settings=settings, runtime=runtime, tokens=tok, vault=vault, db=db, directory=directory,
         hub=JupyterHubAPI(runtime.hub_api_url, tok.service), spaces=Spaces(directory),
         catalog=Catalog(directory),
+        quotas=Quotas(directory),
     )  # fmt: skip
     return state
 
@@ -50,7 +60,9 @@ def create_app() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.quotas.start()
         yield
+        await state.run(state.quotas.stop)
         await state.hub.aclose()
         state.db.engine.dispose()
 
@@ -64,8 +76,10 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.state.lh = state
-    routers = (auth.router, api.router, spaces.router, datasets.router, connections.router,
-               connections.pages, portal.router, catalog_pages.router)  # fmt: skip
+    routers = (
+        auth.router, api.router, spaces.router, quotas.router, datasets.router,
+        connections.router, connections.pages, portal.router, catalog_pages.router,
+    )  # fmt: skip
     for router in routers:
         app.include_router(router, prefix=base)
 

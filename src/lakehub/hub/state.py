@@ -13,6 +13,7 @@ from lakehub.catalog import Catalog
 from lakehub.config import Settings
 from lakehub.hub.db import Database, User
 from lakehub.hub.jhub import JupyterHubAPI
+from lakehub.quotas import Quotas
 from lakehub.runtime import Runtime, Tokens
 from lakehub.spaces import Spaces
 from lakehub.users import Directory
@@ -32,6 +33,7 @@ class AppState:
     hub: JupyterHubAPI
     spaces: Spaces
     catalog: Catalog
+    quotas: Quotas
     prefix: str = "/services/lakehub/"
     _hub_auth: Any = field(default=None)
 

@@ -7,6 +7,9 @@ A lake is an S3 endpoint plus an administrator able to manage identities and buc
   objects, never the bucket itself); it may act on nothing else, never with unscoped actions;
 - :meth:`Lake.set_identities` takes the complete set of user identities and returns only once
   the lake enforces all of it: new keys and grants work, removed keys and grants are refused;
+- :meth:`Lake.set_read_only` takes the complete set of buckets (or ``prefix*`` patterns) in
+  which new writes must be refused, effective when it returns; reads and deletes keep working
+  there, so whoever is over a quota can delete their way back under it;
 - no method logs a secret.
 """
 
@@ -60,6 +63,11 @@ class Lake(ABC):
     @abstractmethod
     def set_identities(self, identities: list[Identity]) -> None:
         """Make exactly these user identities valid; effective when this returns."""
+
+    def set_read_only(self, buckets: set[str]) -> None:
+        """Refuse new objects, parts and buckets in exactly these buckets (``alice-*``: every
+        bucket whose name starts with ``alice-``, present and future); effective when it returns."""
+        raise NotImplementedError(f"{type(self).__name__} cannot make buckets read-only")
 
     def ensure_bucket(self, name: str) -> None:
         from botocore.exceptions import ClientError, EndpointConnectionError

@@ -5,6 +5,12 @@ SIGHUP. Every unsafe default of ``weed mini`` is closed on every start (FACTS.md
 no WebDAV/Iceberg/Lance/admin UI, no telemetry, and all flags passed each time so the
 ``mini.options`` file can never replay an old configuration.
 
+Read-only buckets (quotas) are filer path rules, ``fs.configure -locationPrefix=/buckets/alice-
+-readOnly=true``, set through ``weed shell``: the filer then refuses to place new data under that
+prefix (PUT, UploadPart, CompleteMultipartUpload, CopyObject and CreateBucket answer 500
+InternalError) while GET, LIST, DELETE and AbortMultipartUpload keep working. The prefix is a plain
+string, so ``alice-`` covers every bucket of alice's, including those made later.
+
 The internal ports (master, volume, filer and their gRPC twins) are not left open to the other
 accounts on the machine either, notebook servers included: a ``security.toml`` in weed's working
 directory makes the filer and volume servers demand signed JWTs for every read and write, and
@@ -17,15 +23,19 @@ import json
 import os
 import secrets
 import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
-from lakehub.lake.base import Identity, Lake, s3_client
+from lakehub.lake.base import Identity, Lake, LakeUnavailable, s3_client
 from lakehub.runtime import find_binary
 from lakehub.vault import write_private
 
 OWNER_ACTIONS = ("Admin", "Read", "Write", "List", "Tagging")
 GRANT_ACTIONS = {"read": ("Read", "List"), "write": ("Read", "Write", "List", "Tagging")}
+REREAD = 60.0  # seconds: how often the read-only rules are read back from the filer
+BUCKETS = "/buckets/"  # where weed's S3 gateway keeps buckets in the filer
 GENERATION = "lakehub-generation"  # an identity with no rights whose key changes at every write
 
 
@@ -55,6 +65,8 @@ class SeaweedFS(Lake):
         self.ports = ports
         self.endpoint_url = f"http://127.0.0.1:{ports['s3']}"
         self._admin = Identity("lakehub-admin", admin_key, admin_secret, ())
+        self._read_only: set[str] | None = None  # what the filer holds, once read or written
+        self._read_at = 0.0
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         p = self.ports
@@ -112,6 +124,51 @@ class SeaweedFS(Lake):
         os.kill(int(self.pid_file.read_text()), signal.SIGHUP)
         self.wait_key(generation.access_key, present=True)
 
+    def set_read_only(self, buckets: set[str]) -> None:
+        wanted = {_location(b) for b in buckets}
+        if self._read_only is None or time.monotonic() - self._read_at > REREAD:
+            self._read_only = self._filer_read_only()
+        commands = [f"fs.configure -locationPrefix={loc} -readOnly=true -apply"
+                    for loc in sorted(wanted - self._read_only)]  # fmt: skip
+        commands += [f"fs.configure -locationPrefix={loc} -delete -apply"
+                     for loc in sorted(self._read_only - wanted)]  # fmt: skip
+        if not commands:
+            return
+        self._read_only = None  # unknown until the shell has answered
+        self.shell(*commands)
+        self._read_only = self._filer_read_only()
+        if self._read_only != wanted:
+            raise LakeUnavailable("the lake did not apply the read-only buckets")
+
+    def _filer_read_only(self) -> set[str]:
+        """The bucket locations the filer's path rules make read-only now."""
+        self._read_at = time.monotonic()
+        out = self.shell("fs.configure")
+        try:
+            conf = json.loads(out[out.index("{") : out.rindex("}") + 1])
+        except ValueError as err:
+            raise LakeUnavailable(f"unexpected answer from the lake's shell: {out[:200]}") from err
+        return {
+            loc["locationPrefix"]
+            for loc in conf.get("locations") or []
+            if loc.get("readOnly") and loc["locationPrefix"].startswith(BUCKETS)
+        }
+
+    def shell(self, *commands: str, timeout: float = 60) -> str:
+        """Run ``weed shell`` commands against this lake (mutual TLS from ``security.toml``)."""
+        master = f"127.0.0.1:{self.ports['master']}.{self.ports['master_grpc']}"
+        try:
+            proc = subprocess.run(
+                [weed_binary(self.binary), "shell", f"-master={master}"], cwd=self.dir,
+                input="\n".join(commands) + "\n", capture_output=True, text=True,
+                timeout=timeout,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired as err:
+            raise LakeUnavailable("the lake's shell did not answer in time") from err
+        if proc.returncode != 0:
+            raise LakeUnavailable(f"the lake's shell failed: {proc.stderr.strip()[-300:]}")
+        return proc.stdout
+
     def _user_names(self) -> set[str]:
         """The users of the last write (the admin, tombstones and generation left out)."""
         try:
@@ -138,6 +195,13 @@ class SeaweedFS(Lake):
             entries.append(entry(ident, actions))
         entries += [entry(nobody, []) for nobody in powerless]
         write_private(self.config_file, json.dumps({"identities": entries}, indent=1).encode())
+
+
+def _location(bucket: str) -> str:
+    """The filer path prefix of a bucket (``b``) or of every bucket named ``b...`` (``b*``)."""
+    if bucket.endswith("*"):
+        return BUCKETS + bucket[:-1]
+    return BUCKETS + bucket + "/"
 
 
 def _unknowable(name: str) -> Identity:

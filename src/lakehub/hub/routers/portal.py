@@ -50,8 +50,9 @@ async def home(request: Request, who: Browser, state: State, msg: str = "",
     model = await state.hub.user(who.name) or {}
     server = (model.get("servers") or {}).get("")
     spaces = await state.run(state.spaces.visible, who.name, False)
+    quotas = await state.run(state.quotas.visible, who.name, False)
     return page(request, "home.html", who=who, creds=creds, server=server, spaces=spaces,
-                msg=msg, error=error)  # fmt: skip
+                quotas=quotas, msg=msg, error=error)  # fmt: skip
 
 
 @router.post("/rotate")
@@ -69,8 +70,9 @@ async def admin(request: Request, who: Browser, state: State, msg: str = "",
     users = await state.run(state.directory.list_users)
     groups = await state.run(state.directory.groups)
     events = await state.run(state.directory.events, 50)
+    quotas = await state.run(state.quotas.visible, who.name, True)
     return page(request, "admin.html", who=who, users=users, groups=groups, events=events,
-                msg=msg, error=error)  # fmt: skip
+                quotas=quotas, msg=msg, error=error)  # fmt: skip
 
 
 @router.post("/admin/users")
@@ -190,6 +192,7 @@ async def browse_delete(
     parent = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
     try:
         await state.run(lambda: s3.delete_object(Bucket=bucket, Key=key))
+        state.quotas.poke()  # a quota it brought back under is lifted at once
     except ClientError as err:
         return back(state, f"browse/{bucket}?" + urlencode({"prefix": parent}),
                     error=_lake_error(err)[1])  # fmt: skip
