@@ -13,7 +13,7 @@ from lakehub.config import load_settings
 from lakehub.hub import auth
 from lakehub.hub.db import Database
 from lakehub.hub.jhub import HubAPIError, JupyterHubAPI
-from lakehub.hub.routers import api, portal, spaces
+from lakehub.hub.routers import api, portal, spaces, uploads
 from lakehub.hub.state import AppState
 from lakehub.lake.base import LakeUnavailable
 from lakehub.lake.seaweedfs import SeaweedFS
@@ -62,7 +62,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.state.lh = state
-    for router in (auth.router, api.router, spaces.router, portal.router):
+    for router in (auth.router, api.router, spaces.router, portal.router, uploads.router):
         app.include_router(router, prefix=base)
 
     @app.exception_handler(UserError)
