@@ -43,7 +43,8 @@ def test_only_the_owner_shares_and_errors_are_one_line(hub: Hub, new_user) -> No
     space = f"sh{secrets.token_hex(3)}"
     with hub.http(owner) as c:
         assert c.post("/services/lakehub/api/spaces", json={"name": space}).status_code == 201
-    lake(hub, owner, "share", space, other, "read")
+    s3_for(creds_of(hub, owner)).put_object(Bucket=f"space-{space}", Key="seed.txt", Body=b"s")
+    assert lake(hub, owner, "share", space, other, "read").returncode == 0
     s3o = s3_for(creds_of(hub, other))
     cases = [
         # a reader cannot widen its own access, nor take the owner's

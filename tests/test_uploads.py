@@ -98,6 +98,9 @@ def test_bad_names_are_refused(hub: Hub, new_user) -> None:
     for key, why in BAD_NAMES:
         r = c.post(uploads(f"{name}-home"), json={"key": key, "size": 1})
         assert r.status_code == 400 and why in r.json()["detail"], (key, r.text)
+    r = c.post(f"{uploads(f'{name}-home')}/some-id/parts/1", params={"key": "../x"},
+               content=b"x", headers={"content-type": "application/octet-stream"})  # fmt: skip
+    assert r.status_code == 400 and "'..' are not allowed" in r.json()["detail"]
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=f"{name}-home")["Contents"]] == [
         "escape.txt"
     ]

@@ -78,6 +78,7 @@ def start(s3: Any, bucket: str, key: str, content_type: str = "", overwrite: boo
 
 def put_part(s3: Any, bucket: str, key: str, upload_id: str, number: int, data: bytes) -> str:
     """Store part ``number`` (1-based); its ETag, which :func:`complete` needs."""
+    check_key(key)
     if not 1 <= number <= MAX_PARTS:
         raise UploadError(f"part numbers run from 1 to {MAX_PARTS}")
     etag: str = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
@@ -87,6 +88,7 @@ def put_part(s3: Any, bucket: str, key: str, upload_id: str, number: int, data: 
 
 def complete(s3: Any, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]) -> int:
     """Join the parts into the object; its size."""
+    check_key(key)
     if not parts:
         raise UploadError("an upload needs at least one part")
     numbers = [n for n, _ in parts]
@@ -102,4 +104,5 @@ def complete(s3: Any, bucket: str, key: str, upload_id: str, parts: list[tuple[i
 
 def abort(s3: Any, bucket: str, key: str, upload_id: str) -> None:
     """Drop the upload and the parts stored so far."""
+    check_key(key)
     s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
