@@ -228,7 +228,9 @@ def main() -> int:
         a, b = get(sides[0]), get(sides[1])
         print(f"\n{title}")
         print(B.table(["", "n", *cols], B.stats_rows(sides[0].label, a, sides[1].label, b, cols)))
-        summary[title] = {"lakehub": B.summary(a), "anchor": B.summary(b),
+        paired = B.summary([B.ratio(x, y) for x, y in zip(a, b, strict=True)])["median"]
+        print(f"median of the per-round ratios (same round, same load): {B.fmt(paired, 'x')}")
+        summary[title] = {"lakehub": B.summary(a), "anchor": B.summary(b), "ratio_paired": paired,
                           "ratio_median": B.ratio(B.summary(a)["median"], B.summary(b)["median"])}
     print("\nratio > 1: LakeHub's path is faster than the anchor's; < 1: slower.")
     print("load average during the rounds: "
