@@ -116,3 +116,29 @@ def test_refused_upload_shows_why(hub: Hub, new_user: Any, new_page: Any, shots:
     screenshot(page, shots / "23-upload-refused.png")
     got = s3_for(creds_of(hub, owner)).get_object(Bucket=f"space-{space}", Key="data.txt")
     assert got["Body"].read() == b"v1"
+
+
+def test_a_part_lost_on_the_way_is_sent_again(hub: Hub, new_user: Any, new_page: Any,
+                                              tmp_path: Path) -> None:  # fmt: skip
+    name = new_user("web")
+    data = tmp_path / "flaky.bin"
+    data.write_bytes(os.urandom(9 * MIB))
+    page = new_page()
+    open_bucket(page, hub, name, f"{name}-home")
+    tries: list[str] = []
+
+    def flaky(route: Route) -> None:
+        tries.append(route.request.url)
+        if len(tries) == 1:
+            route.abort("connectionreset")  # the first try of part 2 never arrives
+        else:
+            route.continue_()
+
+    page.route(lambda url: "/parts/2?" in url, flaky)
+    page.set_input_files("#upload-files", str(data))
+    page.click("#upload-start")
+    state = page.locator('#uploads li[data-name="flaky.bin"] .state')
+    expect(state).to_have_text(f"uploaded ({9 * MIB} bytes)")
+    assert len(tries) == 2
+    got = s3_for(creds_of(hub, name)).get_object(Bucket=f"{name}-home", Key="flaky.bin")
+    assert got["Body"].read() == data.read_bytes()
