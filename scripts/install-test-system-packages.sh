@@ -3,11 +3,12 @@
 #   slapd + ldap-utils  -> tests/servers/slapd.py
 #   postgresql          -> tests/servers/postgres.py
 #   chromium            -> browser tests
+#   awscli + s3cmd      -> tests/test_s3_clients.py (third-party S3 clients)
 # Idempotent: does nothing (no apt at all) when everything is already installed.
 # Never starts system services; the tests run their own private servers.
 set -euo pipefail
 
-PACKAGES=(slapd ldap-utils postgresql chromium)
+PACKAGES=(slapd ldap-utils postgresql chromium awscli s3cmd)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -1,4 +1,4 @@
-"""``lakehub lake ls | cp | rm | mb``: the lake from a shell, as a user.
+"""``lakehub lake ls | cp | rm | mb | share | unshare``: the lake from a shell, as a user.
 
 Credentials come from the notebook server's environment (``AWS_*``) or, anywhere else, from the
 hub with ``--hub URL --token TOKEN`` (or ``LAKEHUB_API_URL`` / ``LAKEHUB_TOKEN``). Large
@@ -10,6 +10,7 @@ fails is aborted, so nothing is left half-written.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from typing import Any, NoReturn
 import click
 
 PROGRESS_FROM = 8 * 1024 * 1024  # bytes: smaller transfers need no bar
+NAME = re.compile(r"^[a-z][a-z0-9]{1,31}$")  # users, groups and spaces (the hub's own rule)
 
 
 def fail(message: str) -> NoReturn:
@@ -33,6 +35,17 @@ def split(url: str) -> tuple[str, str]:
     if not bucket:
         fail(f"{url!r} names no bucket")
     return bucket, key
+
+
+def api(hub: str | None, token: str | None, method: str, path: str, **kw: Any) -> Any:
+    """Call the hub's API as yourself; any refusal ends the command with its one-line reason."""
+    from lakehub.client import LakeHubError, connect
+
+    try:
+        with connect(hub, token) as c:
+            return c.request(method, path, **kw)
+    except LakeHubError as err:
+        fail(err.detail)
 
 
 def client(hub: str | None, token: str | None) -> Any:
@@ -119,7 +132,7 @@ TOKEN = click.option("--token", default=None, help="Your API token [default: LAK
 
 @click.group()
 def lake() -> None:
-    """Use the lake as yourself: list, copy, remove, make buckets."""
+    """Use the lake as yourself: list, copy, remove, make buckets, share your spaces."""
 
 
 @lake.command("ls")
@@ -238,3 +251,43 @@ def mb(url: str, hub: str | None, token: str | None) -> None:
     with lake_errors(url, (bucket, 0, hub, token)):
         client(hub, token).create_bucket(Bucket=bucket)
     click.echo(f"made s3://{bucket}")
+
+
+def _space(name: str) -> str:
+    if not NAME.match(name):
+        fail(f"{name!r} is not a space name (2-32 lowercase letters and digits)")
+    return name
+
+
+def _grantee(who: str) -> dict[str, str]:
+    """``alice`` is a user, ``@team`` a group."""
+    kind, name = ("group", who[1:]) if who.startswith("@") else ("user", who)
+    if not NAME.match(name):
+        fail(f"{who!r} names no user (NAME) or group (@NAME)")
+    return {kind: name}
+
+
+@lake.command("share")
+@click.argument("space")
+@click.argument("grantee", metavar="USER|@GROUP")
+@click.argument("access", metavar="read|write")
+@HUB
+@TOKEN
+def share(space: str, grantee: str, access: str, hub: str | None, token: str | None) -> None:
+    """Let a user, or a group (@NAME), read or write a space you own."""
+    if access not in ("read", "write"):
+        fail(f"access must be read or write, not {access!r}")
+    body = {**_grantee(grantee), "access": access}
+    api(hub, token, "PUT", f"/api/spaces/{_space(space)}/grants", json=body)
+    click.echo(f"{grantee} may now {access} space {space} (s3://space-{space})")
+
+
+@lake.command("unshare")
+@click.argument("space")
+@click.argument("grantee", metavar="USER|@GROUP")
+@HUB
+@TOKEN
+def unshare(space: str, grantee: str, hub: str | None, token: str | None) -> None:
+    """Take a user's, or a group's (@NAME), access to a space you own away."""
+    api(hub, token, "DELETE", f"/api/spaces/{_space(space)}/grants", params=_grantee(grantee))
+    click.echo(f"{grantee} no longer has access to space {space}")

@@ -22,6 +22,7 @@ from lakehub.hub.routers import (
     portal,
     quotas,
     spaces,
+    uploads,
 )  # fmt: skip
 from lakehub.hub.state import AppState
 from lakehub.lake.base import LakeUnavailable
@@ -79,6 +80,7 @@ def create_app() -> FastAPI:
     routers = (
         auth.router, api.router, spaces.router, quotas.router, datasets.router,
         connections.router, connections.pages, portal.router, catalog_pages.router,
+        uploads.router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, prefix=base)

@@ -1,0 +1,251 @@
+"""Benchmark: the data path, a user's keys against the lake administrator's, on one SeaweedFS.
+
+LakeHub: a hub from ``lakehub up --detach``, a user from ``lakehub user add``, and that user's
+own lake credentials from ``GET /api/lake/credentials`` (with the user's API token): the
+bucket-scoped identity every notebook gets. Objects go to the user's bucket ``NAME-bench``.
+
+Anchor, same run: the same ``weed`` process with the lake administrator's key (from the hub's
+state directory, ``runtime.tokens()``), in a bucket ``bench-raw``: raw SeaweedFS, no scoping.
+
+Each round measures, for both sides, in alternating order:
+  * small objects: N PUTs of 4 KiB from a pool of T threads, one boto3 client each (PUT/s);
+  * large object: upload and download of one file with boto3's transfer manager (MB/s).
+
+    .venv/bin/python bench/lake.py [--rounds 5] [--objects 2000] [--large-mib 512] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as B  # noqa: E402
+
+MB = 1_000_000
+MIB = 1024 * 1024
+SMALL = 4096
+RAW_BUCKET = "bench-raw"
+
+
+def s3_client(creds: dict[str, str]) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3", endpoint_url=creds["endpoint_url"], aws_access_key_id=creds["access_key_id"],
+        aws_secret_access_key=creds["secret_access_key"], region_name="us-east-1",
+        config=Config(signature_version="s3v4", max_pool_connections=16,
+                      retries={"max_attempts": 1}),
+    )  # fmt: skip
+
+
+class Hub:
+    """One LakeHub for the whole run, in a private temporary directory."""
+
+    def __init__(self, root: Path, marker: str) -> None:
+        self.data = root / "data"
+        self.port = B.free_port()
+        self.env = {**os.environ, "LAKEHUB_LAKE_PORT": "0", "BENCH_MARK": marker,
+                    "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12)}  # fmt: skip
+        self.env.pop("LAKEHUB_DATA_DIR", None)
+        self.marker = marker
+
+    def cli(self, *args: str, timeout: float = 120) -> str:
+        argv = [str(B.VENV_BIN / "lakehub"), *args, "--data-dir", str(self.data)]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"lakehub {' '.join(args)}: {proc.stderr.strip()[-2000:]}")
+        return proc.stdout
+
+    def up(self) -> None:
+        self.cli("up", "--detach", "--port", str(self.port), timeout=900)
+
+    def down(self) -> list[str]:
+        try:
+            self.cli("down")
+            problems = []
+        except RuntimeError as err:
+            problems = [str(err)]
+        return problems + B.reap(self.marker)
+
+    def user_credentials(self, name: str) -> dict[str, str]:
+        self.cli("user", "add", name)
+        token = self.cli("user", "token", name).strip()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/services/lakehub/api/lake/credentials",
+            headers={"Authorization": f"token {token}"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 (loopback)
+            data: dict[str, str] = json.loads(resp.read())
+        return data
+
+    def admin_credentials(self) -> dict[str, str]:
+        from lakehub.config import load_settings
+        from lakehub.runtime import load_runtime, tokens
+
+        settings = load_settings(data_dir=self.data)
+        rt, tok = load_runtime(settings), tokens(settings)
+        assert rt is not None
+        return {"endpoint_url": rt.s3_url, "access_key_id": tok.lake_key,
+                "secret_access_key": tok.lake_secret}  # fmt: skip
+
+
+class Side:
+    """One set of keys and a bucket: T clients for small objects, one for the large file."""
+
+    def __init__(self, label: str, creds: dict[str, str], bucket: str, threads: int) -> None:
+        self.label, self.bucket = label, bucket
+        self.clients = [s3_client(creds) for _ in range(threads)]
+        self.small: list[float] = []
+        self.upload: list[float] = []
+        self.download: list[float] = []
+
+    def small_puts(self, n: int, round_no: int) -> float:
+        body = os.urandom(SMALL)
+        t = len(self.clients)
+        keys = [f"small/r{round_no}/{i:06d}" for i in range(n)]
+
+        def work(i: int) -> None:
+            s3 = self.clients[i]
+            for key in keys[i::t]:
+                s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(t) as pool:
+            list(pool.map(work, range(t)))
+        rate = n / (time.perf_counter() - t0)
+        self.small.append(rate)
+        s3 = self.clients[0]  # not timed: keep the bucket the same size for every round
+        for start in range(0, n, 1000):
+            objs = [{"Key": k} for k in keys[start : start + 1000]]
+            s3.delete_objects(Bucket=self.bucket, Delete={"Objects": objs, "Quiet": True})
+        return rate
+
+    def large(self, path: Path, back: Path, check: bool) -> tuple[float, float]:
+        s3, size = self.clients[0], path.stat().st_size
+        t0 = time.perf_counter()
+        s3.upload_file(str(path), self.bucket, "large.bin")
+        up = size / MB / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        s3.download_file(self.bucket, "large.bin", str(back))
+        down = size / MB / (time.perf_counter() - t0)
+        if back.stat().st_size != size or (check and digest(back) != digest(path)):
+            raise RuntimeError(f"{self.label}: the downloaded file differs from the uploaded one")
+        back.unlink()
+        self.upload.append(up)
+        self.download.append(down)
+        return up, down
+
+
+def digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(8 * MIB):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--objects", type=int, default=2000, help="4 KiB PUTs per round and side")
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--large-mib", type=int, default=512)
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+    B.install_sigterm()
+    started = time.perf_counter()
+    info = B.host_info()
+    info["other_load"] = B.other_load_note()
+    root = Path(tempfile.mkdtemp(prefix="lakehub-bench-lake-", dir="/tmp"))
+    root.chmod(0o711)
+    marker = str(root)
+    hub = Hub(root, marker)
+    problems: list[str] = []
+    loads: list[tuple[float, float, float]] = []
+    sides: list[Side] = []
+    try:
+        print(f"lake data path benchmark: {args.rounds} rounds, data in {root}", flush=True)
+        hub.up()
+        name = f"bench{secrets.token_hex(3)}"
+        user, admin = hub.user_credentials(name), hub.admin_credentials()
+        if user["endpoint_url"] != admin["endpoint_url"]:
+            raise RuntimeError(f"two endpoints: {user['endpoint_url']} {admin['endpoint_url']}")
+        lh = Side("LakeHub: user's keys", user, f"{name}-bench", args.threads)
+        raw = Side("anchor: raw SeaweedFS, admin key", admin, RAW_BUCKET, args.threads)
+        sides = [lh, raw]
+        for side in sides:
+            side.clients[0].create_bucket(Bucket=side.bucket)
+        big, back = root / "large.bin", root / "large.back"
+        with big.open("wb") as f:
+            for _ in range(args.large_mib):
+                f.write(os.urandom(MIB))
+        for side in sides:  # warm-up, not counted: connections, first volume of each bucket
+            side.small_puts(200, -1)
+            side.small, side.upload, side.download = [], [], []
+        for r in range(args.rounds):
+            order = sides if r % 2 == 0 else sides[::-1]
+            loads.append(os.getloadavg())
+            line: dict[str, str] = {}
+            for side in order:
+                line[side.label] = f"{side.small_puts(args.objects, r):7.0f} PUT/s"
+            for side in order:
+                up, down = side.large(big, back, check=r == 0)
+                line[side.label] += f"  up {up:6.1f} MB/s  down {down:6.1f} MB/s"
+            print(f"  round {r + 1}/{args.rounds} (load {loads[-1][0]:.2f}): "
+                  + " | ".join(f"{k.split(':')[0]} {v}" for k, v in line.items()), flush=True)
+    finally:
+        problems += hub.down() if (hub.data / "run" / "runtime.json").exists() else []
+        problems += B.reap(marker, wait=5)
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+    cols = ["median", "min", "max"]
+    metrics: list[tuple[str, Callable[[Side], list[float]]]] = [
+        (f"small objects: PUT/s ({SMALL // 1024} KiB, {args.objects} per round, "
+         f"{args.threads} threads, one boto3 client each)", lambda s: s.small),
+        (f"large object upload: MB/s ({args.large_mib} MiB, boto3 transfer manager)",
+         lambda s: s.upload),
+        (f"large object download: MB/s ({args.large_mib} MiB, boto3 transfer manager)",
+         lambda s: s.download),
+    ]  # fmt: skip
+    summary = {}
+    for title, get in metrics:
+        a, b = get(sides[0]), get(sides[1])
+        print(f"\n{title}")
+        print(B.table(["", "n", *cols], B.stats_rows(sides[0].label, a, sides[1].label, b, cols)))
+        paired = B.summary([B.ratio(x, y) for x, y in zip(a, b, strict=True)])["median"]
+        print(f"median of the per-round ratios (same round, same load): {B.fmt(paired, 'x')}")
+        summary[title] = {"lakehub": B.summary(a), "anchor": B.summary(b), "ratio_paired": paired,
+                          "ratio_median": B.ratio(B.summary(a)["median"], B.summary(b)["median"])}
+    print("\nratio > 1: LakeHub's path is faster than the anchor's; < 1: slower.")
+    print("load average during the rounds: "
+          + ", ".join(f"{x[0]:.2f}" for x in loads))  # fmt: skip
+    print()
+    total = B.print_footer(started, info, problems, "leftover processes")
+    path = B.write_results("lake", {
+        "benchmark": "lake", "host": info, "args": vars(args), "loadavg_rounds": loads,
+        "samples": {s.label: {"small_put_per_s": s.small, "upload_mb_s": s.upload,
+                              "download_mb_s": s.download} for s in sides},
+        "summary": summary, "problems": problems, "total_seconds": total,
+    })  # fmt: skip
+    print(f"results: {path}")
+    return 0 if sides and sides[0].small and not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
