@@ -150,7 +150,7 @@ def write_big(fs: Any, bucket: str, gib: float) -> tuple[int, int]:
                       "y": rng.integers(0, 1 << 40, rows_per_file),
                       "k": rng.integers(0, 100, rows_per_file).astype("int32")})  # fmt: skip
         with fs.open_output_stream(f"{bucket}/big/part={i % 8}/f{i:04d}.parquet") as out:
-            pq.write_table(t, out, row_group_size=1 << 20, compression="none")
+            pq.write_table(t, out, row_group_size=1 << 20, compression="none", use_dictionary=False)
 
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(one, range(files)))

@@ -56,7 +56,7 @@ def test_only_the_owner_shares_and_errors_are_one_line(hub: Hub, new_user) -> No
         ((owner, "share", space, "@", "read"), "names no user (NAME) or group (@NAME)"),
         ((owner, "share", "../x", other, "read"), "is not a space name"),
         ((owner, "unshare", space, owner), f"no grant on {space} for {owner}"),
-        ((new_user("str"), "share", space, other, "write"), f"only {space}'s owner"),
+        ((new_user("str"), "share", space, other, "write"), f"no space named '{space}'"),
     ]
     for (who, *args), message in cases:
         out = lake(hub, who, *args)

@@ -100,16 +100,21 @@ def test_grant_matrix_before_grant_after_grant_after_revoke(hub: Hub, team) -> N
 
 def test_only_owner_or_admin_manage_a_space(hub: Hub, team) -> None:
     space = team["space"]
-    with hub.http(team["reader"]) as c:
+    hub.cli("space", "grant", space, "--user", team["reader"], "--access", "read")
+    with hub.http(team["reader"]) as c:  # a grantee sees the space but may not manage it
         r = c.put(
             f"/services/lakehub/api/spaces/{space}/grants",
             json={"user": team["outsider"], "access": "write"},
         )
         assert r.status_code == 403 and "owner or an administrator" in r.json()["detail"]
         assert c.delete(f"/services/lakehub/api/spaces/{space}").status_code == 403
-        # a space one has no access to is invisible
+    with hub.http(team["outsider"]) as c:  # a space one has no access to is invisible
         assert c.get(f"/services/lakehub/api/spaces/{space}").status_code == 404
         assert all(sp["name"] != space for sp in c.get("/services/lakehub/api/spaces").json())
+        r = c.put(f"/services/lakehub/api/spaces/{space}/grants",
+                  json={"user": team["outsider"], "access": "write"})  # fmt: skip
+        assert r.status_code == 404 and r.json()["detail"] == f"no space named {space!r}"
+        assert c.delete(f"/services/lakehub/api/spaces/{space}").status_code == 404
     assert can(team["s3"][team["outsider"]], team["bucket"]) == NONE
     with hub.http(team["owner"]) as c:
         r = c.put(

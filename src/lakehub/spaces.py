@@ -127,6 +127,8 @@ class Spaces:
             raise UserError(f"no space named {space!r}", 404)
         owner = s.scalar(select(User.name).where(User.id == sp.owner_id))
         if not admin and owner != actor:
+            if space_bucket(space) not in shared_access(s).get(actor, {}):
+                raise UserError(f"no space named {space!r}", 404)  # others do not learn it exists
             raise UserError(f"only {space}'s owner or an administrator may change it", 403)
         return sp
 
