@@ -102,6 +102,11 @@ def test_bad_names_reserved_names_and_oversized_values_are_clear_400s(
         assert hidden not in r.text
     with hub.http(a) as c:
         assert [x["name"] for x in c.get(API).json()] == ["FITS"]  # nothing refused was kept
+        for i in range(7):  # 8 x 32 KiB: the most one user's values may hold in all
+            assert c.put(f"{API}/FITS{i}", json={"value": "y" * 32 * 1024}).status_code == 200
+        r = c.put(f"{API}/ONE_MORE", json={"value": "z"})
+        assert r.status_code == 400 and "would exceed 256 KiB in all" in r.json()["detail"]
+        assert c.put(f"{API}/FITS0", json={"value": "shorter"}).status_code == 200  # replacing
     with hub.admin_http() as c:  # the local administrator has no server to give them to
         r = c.get("/env")
         assert r.status_code == 400 and "local administrator" in r.json()["detail"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lakehub.hub.db import EnvVar, User, utcnow
@@ -85,6 +86,13 @@ class EnvVars:
         """Create or replace ``name`` (its value and whether it is secret)."""
         check_name(name)
         plain = check_value(name, value)
+        try:
+            return self._set(owner, name, plain, bool(secret), actor or owner)
+        except IntegrityError:  # the same name created at the same moment by another request
+            raise UserError(f"{name} was changed by another request at the same time; "
+                            "try again", 409) from None  # fmt: skip
+
+    def _set(self, owner: str, name: str, plain: str, secret: bool, actor: str) -> EnvVarView:
         with self.db.session() as s:
             user = self._owner(s, owner)
             rows = list(s.scalars(select(EnvVar).where(EnvVar.owner_id == user.id)))
@@ -102,10 +110,10 @@ class EnvVars:
                 row = EnvVar(owner_id=user.id, name=name)
                 s.add(row)
             row.value_enc = self.vault.encrypt(plain)
-            row.secret = bool(secret)
+            row.secret = secret
             row.updated_at = utcnow()
             s.flush()
-            self.directory.record_event(s, actor or owner, "env.set", f"{owner}/{name}",
+            self.directory.record_event(s, actor, "env.set", f"{owner}/{name}",
                                         "secret" if secret else "")  # fmt: skip
             return self._view(row)
 
