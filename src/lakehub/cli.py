@@ -13,6 +13,7 @@ import httpx
 
 from lakehub.config import Settings, SettingsError, load_settings
 from lakehub.connection_cli import connection
+from lakehub.env_cli import env
 from lakehub.lake_cli import lake
 
 DATA_DIR = click.option(
@@ -346,6 +347,7 @@ def quota_rm(kind: str, name: str, data_dir: Path | None) -> None:
 
 main.add_command(lake)
 main.add_command(connection)
+main.add_command(env)
 
 if __name__ == "__main__":
     main()

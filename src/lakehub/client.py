@@ -103,6 +103,28 @@ class Connections:
         self._client.request("DELETE", f"/api/connections/{quote(name, safe='')}")
 
 
+class Env:
+    """Environment variables for your notebook servers (applied at a server's next start)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(self) -> list[dict[str, Any]]:
+        """Name, ``secret`` and value of each; a secret variable's value is None."""
+        data: list[dict[str, Any]] = self._client.request("GET", "/api/env")
+        return data
+
+    def set(self, name: str, value: str, secret: bool = False) -> dict[str, Any]:
+        """Create or replace ``name``; a secret value is never shown again."""
+        data: dict[str, Any] = self._client.request(
+            "PUT", f"/api/env/{quote(name, safe='')}", json={"value": value, "secret": secret}
+        )
+        return data
+
+    def delete(self, name: str) -> None:
+        self._client.request("DELETE", f"/api/env/{quote(name, safe='')}")
+
+
 class Lake:
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -128,6 +150,7 @@ class Client:
         )
         self.lake = Lake(self)
         self.connections = Connections(self)
+        self.env = Env(self)
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
         try:

@@ -19,6 +19,7 @@ from lakehub.hub.routers import (
     catalog_pages,
     connections,
     datasets,
+    envvars,
     portal,
     quotas,
     spaces,
@@ -80,7 +81,7 @@ def create_app() -> FastAPI:
     routers = (
         auth.router, api.router, spaces.router, quotas.router, datasets.router,
         connections.router, connections.pages, portal.router, catalog_pages.router,
-        uploads.router,
+        uploads.router, envvars.router, envvars.pages,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, prefix=base)

@@ -159,6 +159,20 @@ class Quota(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class EnvVar(Base):
+    """An environment variable for a user's notebook servers; the value is vault-encrypted."""
+
+    __tablename__ = "env_vars"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    value_enc: Mapped[str] = mapped_column(Text)
+    secret: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 def make_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
@@ -177,7 +191,7 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-HEAD = "0003"  # the newest migration; tests check it against Alembic's own view
+HEAD = "0004"  # the newest migration; tests check it against Alembic's own view
 
 
 def at_head(url: str) -> bool:

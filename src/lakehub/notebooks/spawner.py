@@ -61,7 +61,10 @@ class LakeHubSpawner(LocalProcessSpawner):
 
     def get_env(self) -> dict[str, str]:
         env: dict[str, str] = super().get_env()
-        env.update(getattr(self, "_lake_env", {}))
+        # JupyterHub's own variables stay as it set them, whatever the control plane sent
+        own = ("JUPYTERHUB_", "JPY_")
+        env.update({k: v for k, v in getattr(self, "_lake_env", {}).items()
+                    if not (k in env and k.startswith(own))})  # fmt: skip
         env["PATH"] = f"{self.env_dir}/bin:/usr/local/bin:/usr/bin:/bin"
         env["LAKEHUB_HUB_ID"] = self.hub_id
         env.pop("VIRTUAL_ENV", None)

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
+from lakehub.envvars import EnvVars
 from lakehub.hub.auth import Principal, require_admin, require_local_admin, require_user
 from lakehub.hub.state import AppState
 from lakehub.notebooks.accounts import remove_account
@@ -260,10 +261,13 @@ async def spawn_env(name: str, who: LocalAdmin, state: State, response: Response
     creds = await state.run(state.directory.credentials, name)
     from lakehub.hub.routers.connections import notebook_env  # imports this module
 
+    own = await state.run(EnvVars(state.directory).environment, name)
     _no_store(response)
+    # the user's own variables first: LakeHub's win over any of the same name
     # the region is the AWS config file's [default] (AWS_DEFAULT_REGION would override every
     # named profile's); see lakehub.notebooks.aws_profiles
     return {
+        **own,
         "AWS_ACCESS_KEY_ID": creds.access_key_id,
         "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
         "AWS_ENDPOINT_URL": creds.endpoint_url,
