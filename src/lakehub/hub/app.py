@@ -19,6 +19,7 @@ from lakehub.hub.routers import (
     catalog_pages,
     connections,
     datasets,
+    notebooks,
     portal,
     quotas,
     spaces,
@@ -62,6 +63,7 @@ def create_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.quotas.start()
+        notebooks.metrics_token(state.settings.state_dir)  # there for Prometheus from the start
         yield
         await state.run(state.quotas.stop)
         await state.hub.aclose()
@@ -80,7 +82,7 @@ def create_app() -> FastAPI:
     routers = (
         auth.router, api.router, spaces.router, quotas.router, datasets.router,
         connections.router, connections.pages, portal.router, catalog_pages.router,
-        uploads.router,
+        uploads.router, notebooks.router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, prefix=base)

@@ -63,3 +63,11 @@ class JupyterHubAPI:
             raise HubAPIError(f"JupyterHub refused a token for {name}: {resp.text}")
         token: str = resp.json()["token"]
         return token
+
+    async def metrics(self) -> str:
+        """JupyterHub's own Prometheus page (``/hub/metrics``; our token has ``read:metrics``)."""
+        url = str(self._client.base_url).removesuffix("api/") + "metrics"
+        resp = await self._call("GET", url)
+        if resp.status_code != 200:
+            raise HubAPIError(f"JupyterHub refused its metrics: {resp.status_code}")
+        return resp.text
