@@ -74,6 +74,24 @@ def test_metrics_need_an_administrator_or_the_metrics_token(chub: Hub) -> None:
     metrics(chub, (chub.data_dir / "state" / "metrics.token").read_text().strip())
 
 
+def test_a_failed_spawn_is_counted(chub: Hub) -> None:
+    """A JupyterHub account LakeHub does not know cannot get lake keys, so its spawn fails."""
+    token = (chub.data_dir / "state" / "metrics.token").read_text().strip()
+    failures = "lakehub_spawn_failures_total{reason=,status=error}"
+    before = metrics(chub, token)
+    service = (chub.data_dir / "state" / "service.token").read_text().strip()
+    with httpx.Client(base_url=f"{chub.url}/hub/api", timeout=60,
+                      headers={"Authorization": f"token {service}"}) as c:  # fmt: skip
+        assert c.post("/users/stranger").status_code == 201
+        r = c.post("/users/stranger/server")
+        assert r.status_code >= 400, r.text
+        chub.wait(lambda: not c.get("/users/stranger").json()["servers"], what="spawn to end")
+    after = metrics(chub, token)
+    assert after[failures] == before[failures] + 1
+    assert spawns(after) == spawns(before)
+    assert after["lakehub_running_servers{}"] == before["lakehub_running_servers{}"]
+
+
 def test_idle_server_is_culled_after_warning_and_counted(chub: Hub) -> None:
     token = (chub.data_dir / "state" / "metrics.token").read_text().strip()
     idle, busy = "idler", "worker"

@@ -7,7 +7,7 @@ turns those into a few ``lakehub_*`` metrics with stable names:
 - ``lakehub_spawn_duration_seconds`` histogram, labels ``status`` (success, failure, error) and
   ``reason`` (JupyterHub's, e.g. ``already-pending``)
 - ``lakehub_spawn_failures_total`` counter: spawns that did not succeed (status failure or error)
-- ``lakehub_running_servers`` gauge
+- ``lakehub_running_servers`` gauge: servers ready now (from JupyterHub's user list)
 - ``lakehub_culls_total`` counter: servers stopped for being idle
 """
 
@@ -22,13 +22,13 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 HUB_SPAWN = "jupyterhub_server_spawn_duration_seconds"
-HUB_RUNNING = "jupyterhub_running_servers"
 SPAWN = "lakehub_spawn_duration_seconds"
 
 
 class NotebookMetrics(Collector):
-    def __init__(self, hub_text: str, culls: int) -> None:
+    def __init__(self, hub_text: str, running: int, culls: int) -> None:
         self.hub_text = hub_text
+        self.running = running
         self.culls = culls
 
     def collect(self) -> Iterator[Metric]:
@@ -49,17 +49,17 @@ class NotebookMetrics(Collector):
                 failed[key] = failed.get(key, 0.0) + s.value
         for (status, reason), value in sorted(failed.items()):
             failures.add_metric([status, reason], value)
-        running = hub[HUB_RUNNING].samples[0].value if HUB_RUNNING in hub else 0.0
         yield spawn
         yield failures
         yield GaugeMetricFamily("lakehub_running_servers", "Notebook servers running",
-                                value=running)  # fmt: skip
+                                value=self.running)  # fmt: skip
         yield CounterMetricFamily("lakehub_culls", "Notebook servers stopped for being idle",
                                   value=self.culls)  # fmt: skip
 
 
-def render(hub_text: str, culls: int) -> bytes:
-    """The metrics page for JupyterHub's ``/hub/metrics`` text and the number of culls."""
+def render(hub_text: str, running: int, culls: int) -> bytes:
+    """The metrics page for JupyterHub's ``/hub/metrics`` text, the number of servers ready and
+    the number of culls."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NotebookMetrics(hub_text, culls))
+    registry.register(NotebookMetrics(hub_text, running, culls))
     return generate_latest(registry)

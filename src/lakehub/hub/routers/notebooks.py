@@ -53,5 +53,6 @@ async def prometheus(request: Request, state: State) -> Response:
         who = await principal(request)
         if not who.admin:
             raise HTTPException(403, "administrators and the metrics token only")
-    body = metrics.render(await state.hub.metrics(), culling.cull_count(state.settings.run_dir))
+    hub_text, running = await state.hub.metrics(), await state.hub.ready_servers()
+    body = metrics.render(hub_text, running, culling.cull_count(state.settings.run_dir))
     return Response(body, media_type=metrics.CONTENT_TYPE, headers={"Cache-Control": "no-store"})
