@@ -61,6 +61,7 @@ def _record_and_decide(*, inactive: timedelta, inactive_limit: int, server: dict
 
 
 def main() -> None:
+    os.nice(10)  # a background check: JupyterHub, the proxy and the servers come first
     from jupyterhub_idle_culler import IdleCuller
 
     # no config file from the working directory: everything comes from the command line
