@@ -48,10 +48,10 @@ def idle_info(server: dict[str, Any] | None, timeout: int) -> dict[str, Any] | N
     return {"last_activity": last, "idle_timeout": timeout, "cull_at": cull_at}
 
 
-def _record_and_decide(*, inactive: timedelta, inactive_limit: int, server: dict[str, Any],
-                       **kwargs: Any) -> bool:  # fmt: skip
+def _record_and_decide(*, inactive: timedelta | None, inactive_limit: int,
+                       server: dict[str, Any], **kwargs: Any) -> bool:  # fmt: skip
     """The culler's decision (the upstream rule); a server it will stop is written down."""
-    if inactive.total_seconds() < inactive_limit:
+    if inactive is None or inactive.total_seconds() < inactive_limit:
         return False
     run_dir = Path(os.environ["LAKEHUB_DATA_DIR"]) / "run"
     line = f"{int(time.time())} {server.get('url', '')} {int(inactive.total_seconds())}\n"
