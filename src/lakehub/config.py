@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     isolate_users: bool | None = Field(
         default=None, description="Run servers as per-user unix accounts; default: when root."
     )
+    cull_idle_timeout: int = Field(
+        default=3600, ge=0, description="Stop a notebook server idle this many seconds; 0: never."
+    )
+    cull_check_interval: int = Field(
+        default=0, ge=0, description="Seconds between idle checks; 0: a tenth of the timeout "
+        "(at least 1 s, at most 300 s)."
+    )
 
     @field_validator("admin_user")
     @classmethod
@@ -113,6 +120,13 @@ class Settings(BaseSettings):
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.state_dir / 'lakehub.sqlite'}"
+
+    @property
+    def cull_every(self) -> int:
+        """Seconds between the idle culler's checks (0 when culling is off)."""
+        if not self.cull_idle_timeout:
+            return 0
+        return self.cull_check_interval or min(300, max(1, self.cull_idle_timeout // 10))
 
     @property
     def isolated(self) -> bool:
@@ -175,5 +189,10 @@ def load_settings(**overrides: Any) -> Settings:
     ):
         raise SettingsError(
             "auth = 'oauth' needs oauth_client_id, oauth_authorize_url and oauth_token_url"
+        )
+    if settings.cull_idle_timeout and settings.cull_check_interval > settings.cull_idle_timeout:
+        raise SettingsError(
+            f"cull_check_interval ({settings.cull_check_interval} s) must not exceed "
+            f"cull_idle_timeout ({settings.cull_idle_timeout} s)"
         )
     return settings

@@ -20,6 +20,7 @@ from lakehub.hub.routers import (
     connections,
     datasets,
     envvars,
+    notebooks,
     portal,
     quotas,
     spaces,
@@ -63,6 +64,7 @@ def create_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.quotas.start()
+        notebooks.metrics_token(state.settings.state_dir)  # there for Prometheus from the start
         yield
         await state.run(state.quotas.stop)
         await state.hub.aclose()
@@ -81,7 +83,7 @@ def create_app() -> FastAPI:
     routers = (
         auth.router, api.router, spaces.router, quotas.router, datasets.router,
         connections.router, connections.pages, portal.router, catalog_pages.router,
-        uploads.router, envvars.router, envvars.pages,
+        uploads.router, envvars.router, envvars.pages, notebooks.router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, prefix=base)

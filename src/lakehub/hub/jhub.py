@@ -63,3 +63,30 @@ class JupyterHubAPI:
             raise HubAPIError(f"JupyterHub refused a token for {name}: {resp.text}")
         token: str = resp.json()["token"]
         return token
+
+    async def metrics(self) -> str:
+        """JupyterHub's own Prometheus page (``/hub/metrics``; our token has ``read:metrics``)."""
+        url = str(self._client.base_url).removesuffix("api/") + "metrics"
+        resp = await self._call("GET", url)
+        if resp.status_code != 200:
+            raise HubAPIError(f"JupyterHub refused its metrics: {resp.status_code}")
+        return resp.text
+
+    async def ready_servers(self) -> int:
+        """Servers ready now, counted from the user list (JupyterHub's own running-servers gauge
+        drops below zero after a failed spawn: its stop path decrements it unconditionally)."""
+        count, offset = 0, 0
+        while True:
+            resp = await self._call(
+                "GET", "users", params={"state": "ready", "offset": offset, "limit": 200},
+                headers={"Accept": "application/jupyterhub-pagination+json"},
+            )  # fmt: skip
+            if resp.status_code != 200:
+                raise HubAPIError(f"JupyterHub refused the user list: {resp.status_code}")
+            page = resp.json()
+            for user in page["items"]:
+                count += sum(1 for s in (user.get("servers") or {}).values() if s.get("ready"))
+            following = (page.get("_pagination") or {}).get("next")
+            if not following:
+                return count
+            offset = following["offset"]

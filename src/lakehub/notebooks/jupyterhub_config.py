@@ -1,5 +1,6 @@
 # JupyterHub configuration generated from LakeHub settings; run as `jupyterhub -f <this file>`
 # by the supervisor, with LAKEHUB_DATA_DIR (and any LAKEHUB_* settings) in the environment.
+import sys
 from pathlib import Path
 
 from lakehub.config import load_settings
@@ -45,6 +46,22 @@ c.JupyterHub.load_roles = [
     {"name": "admin", "services": ["lakehub"]},
     {"name": "user", "scopes": ["self", "access:services!service=lakehub"]},
 ]
+if settings.cull_idle_timeout:  # stops idle servers; users and their files stay
+    c.JupyterHub.services.append({
+        "name": "idle-culler",
+        "command": [sys.executable, "-m", "lakehub.notebooks.culling",
+                    f"--timeout={settings.cull_idle_timeout}",
+                    f"--cull-every={settings.cull_every}"],
+        # the hub id lets `lakehub down` sweep it like every other process of this hub
+        "environment": {"LAKEHUB_DATA_DIR": str(settings.data_dir),
+                        "LAKEHUB_HUB_ID": str(settings.data_dir)},
+        "display": False,
+    })  # fmt: skip
+    c.JupyterHub.load_roles.append({
+        "name": "idle-culler",
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        "services": ["idle-culler"],
+    })  # fmt: skip
 
 # Identity
 if settings.auth == "local":

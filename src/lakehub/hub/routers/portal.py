@@ -14,6 +14,7 @@ from lakehub.hub.auth import Principal, browser_user
 from lakehub.hub.routers.api import State, remove_user
 from lakehub.lake import browse as browse_area
 from lakehub.lake.base import s3_client
+from lakehub.notebooks.culling import idle_info
 from lakehub.users import UserError
 
 router = APIRouter(include_in_schema=False)
@@ -51,8 +52,9 @@ async def home(request: Request, who: Browser, state: State, msg: str = "",
     server = (model.get("servers") or {}).get("")
     spaces = await state.run(state.spaces.visible, who.name, False)
     quotas = await state.run(state.quotas.visible, who.name, False)
-    return page(request, "home.html", who=who, creds=creds, server=server, spaces=spaces,
-                quotas=quotas, msg=msg, error=error)  # fmt: skip
+    idle = idle_info(server, state.settings.cull_idle_timeout)
+    return page(request, "home.html", who=who, creds=creds, server=server, idle=idle,
+                spaces=spaces, quotas=quotas, msg=msg, error=error)  # fmt: skip
 
 
 @router.post("/rotate")

@@ -1,0 +1,190 @@
+"""Idle culling (on by default), the timeout shown before it happens, and notebook metrics.
+
+A hub of its own with a 20 s timeout checked every 2 s, so a cull happens within the test.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import Hub, start_hub, stop_hub
+from kernel import start_server, stop_server
+from lakehub.config import SettingsError, load_settings
+
+TIMEOUT = 20
+
+
+@pytest.fixture(scope="module")
+def chub() -> Iterator[Hub]:
+    h = start_hub(cull_idle_timeout=str(TIMEOUT), cull_check_interval="2")
+    yield h
+    stop_hub(h)
+
+
+def metrics(hub: Hub, token: str) -> dict[str, float]:
+    """The metrics page as {sample name{labels}: value}."""
+    r = httpx.get(f"{hub.url}/services/lakehub/metrics",
+                  headers={"Authorization": f"Bearer {token}"}, timeout=30)  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain")
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(r.text):
+        for s in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}"] = s.value
+    return out
+
+
+def spawns(m: dict[str, float]) -> float:
+    return m["lakehub_spawn_duration_seconds_count{reason=,status=success}"]
+
+
+def server_of(hub: Hub, name: str) -> dict | None:
+    with hub.http(name) as c:
+        return c.get(f"/hub/api/users/{name}").json()["servers"].get("")
+
+
+def test_settings_are_checked(tmp_path: Path) -> None:
+    s = load_settings(data_dir=str(tmp_path))
+    assert (s.cull_idle_timeout, s.cull_every) == (3600, 300)  # on by default
+    assert load_settings(data_dir=str(tmp_path), cull_idle_timeout=0).cull_every == 0
+    with pytest.raises(SettingsError, match="cull_idle_timeout: Input should be greater"):
+        load_settings(data_dir=str(tmp_path), cull_idle_timeout=-5)
+    with pytest.raises(SettingsError, match=r"cull_check_interval \(90 s\) must not exceed"):
+        load_settings(data_dir=str(tmp_path), cull_idle_timeout=60, cull_check_interval=90)
+
+
+def test_metrics_need_an_administrator_or_the_metrics_token(chub: Hub) -> None:
+    chub.quick_user("mallory")
+    url = f"{chub.url}/services/lakehub/metrics"
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers={"Authorization": "Bearer not-a-token"}).status_code == 401
+    user = httpx.get(url, headers={"Authorization": f"token {chub.tokens['mallory']}"})
+    assert user.status_code == 403, user.text
+    chub.quick_user("boss", admin=True)
+    metrics(chub, chub.tokens["boss"])
+    metrics(chub, (chub.data_dir / "state" / "metrics.token").read_text().strip())
+
+
+def test_a_failed_spawn_is_counted(chub: Hub) -> None:
+    """A JupyterHub account LakeHub does not know cannot get lake keys, so its spawn fails."""
+    token = (chub.data_dir / "state" / "metrics.token").read_text().strip()
+    failures = "lakehub_spawn_failures_total{reason=,status=error}"
+    before = metrics(chub, token)
+    service = (chub.data_dir / "state" / "service.token").read_text().strip()
+    with httpx.Client(base_url=f"{chub.url}/hub/api", timeout=60,
+                      headers={"Authorization": f"token {service}"}) as c:  # fmt: skip
+        assert c.post("/users/stranger").status_code == 201
+        r = c.post("/users/stranger/server")
+        assert r.status_code >= 400, r.text
+        chub.wait(lambda: not c.get("/users/stranger").json()["servers"], what="spawn to end")
+    after = metrics(chub, token)
+    assert after[failures] == before[failures] + 1
+    assert spawns(after) == spawns(before)
+    assert after["lakehub_running_servers{}"] == before["lakehub_running_servers{}"]
+
+
+def test_idle_server_is_culled_after_warning_and_counted(chub: Hub) -> None:
+    token = (chub.data_dir / "state" / "metrics.token").read_text().strip()
+    idle, busy = "idler", "worker"
+    chub.quick_user(idle)
+    chub.quick_user(busy)
+    m0 = metrics(chub, token)
+
+    start_server(chub.url, idle, chub.tokens[idle])
+    m1 = metrics(chub, token)
+    assert spawns(m1) == spawns(m0) + 1
+    assert m1["lakehub_running_servers{}"] == 1
+    assert m1["lakehub_spawn_duration_seconds_sum{reason=,status=success}"] > 0
+    # a file the user keeps
+    with chub.http(idle) as c:
+        r = c.put(f"/user/{idle}/api/contents/keep.txt",
+                  json={"type": "file", "format": "text", "content": "still here"})  # fmt: skip
+        assert r.status_code in (200, 201), r.text
+
+    start_server(chub.url, busy, chub.tokens[busy])
+    assert metrics(chub, token)["lakehub_running_servers{}"] == 2
+
+    # the other user stays active (what a server reports for its user), which must not matter
+    stop = threading.Event()
+
+    def keep_busy() -> None:
+        with chub.http(busy) as c:
+            while not stop.is_set():
+                now = datetime.now(UTC).isoformat()
+                c.post(f"/hub/api/users/{busy}/activity",
+                       json={"last_activity": now, "servers": {"": {"last_activity": now}}})
+                stop.wait(2)
+
+    worker = threading.Thread(target=keep_busy, daemon=True)
+    worker.start()
+    try:
+        # before the cull: the API and the portal say when it will happen
+        with chub.http(idle) as c:
+            before = c.get("/services/lakehub/api/me/server").json()
+        assert before["running"] and before["idle_timeout"] == TIMEOUT, before
+        last = datetime.fromisoformat(before["last_activity"])
+        assert datetime.fromisoformat(before["cull_at"]) == last + timedelta(seconds=TIMEOUT)
+        page = chub.browser_login(idle).get("/services/lakehub/").text
+        with chub.http(idle) as c:
+            after = c.get("/services/lakehub/api/me/server").json()
+        shown = re.search(r"Stops at (\d\d:\d\d) UTC if idle", page)
+        assert shown, page
+        times = {datetime.fromisoformat(x["cull_at"]).strftime("%H:%M") for x in (before, after)}
+        assert shown.group(1) in times
+
+        chub.wait(lambda: server_of(chub, idle) is None, timeout=TIMEOUT + 40,
+                  what="the idle server to be culled")  # fmt: skip
+        assert server_of(chub, busy) is not None, "an active user's server was culled"
+    finally:
+        stop.set()
+        worker.join()
+
+    m2 = metrics(chub, token)
+    assert m2["lakehub_culls_total{}"] == m0["lakehub_culls_total{}"] + 1
+    assert m2["lakehub_running_servers{}"] == 1
+    assert (chub.data_dir / "homes" / idle / "keep.txt").read_text() == "still here"
+    with chub.http(idle) as c:
+        assert c.get("/services/lakehub/api/me/server").json()["running"] is False
+    assert "Stops at" not in chub.browser_login(idle).get("/services/lakehub/").text
+
+    stop_server(chub.url, busy, chub.tokens[busy])
+    m3 = metrics(chub, token)
+    assert m3["lakehub_running_servers{}"] == 0
+    assert m3["lakehub_culls_total{}"] == m2["lakehub_culls_total{}"]  # a stop is not a cull
+
+
+@pytest.mark.browser
+def test_portal_shows_the_cull_time_in_a_browser(chub: Hub, artifacts: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("/usr/bin/chromium missing: run scripts/install-test-system-packages.sh")
+    name = "viewer"
+    chub.quick_user(name)
+    start_server(chub.url, name, chub.tokens[name])
+    try:
+        with sync_playwright() as pw:
+            args = ["--headless", "--no-sandbox", "--disable-gpu"]
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+            page = browser.new_page()
+            page.goto(f"{chub.url}/hub/login?next=/services/lakehub/")
+            page.fill("#username_input", name)
+            page.fill("#password_input", chub.passwords[name])
+            page.click("#login_submit")
+            expect(page.locator("#cull-at")).to_contain_text(
+                re.compile(r"Stops at \d\d:\d\d UTC if idle"), timeout=15_000
+            )
+            (artifacts / "browser").mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(artifacts / "browser" / "culling-home.png"), full_page=True)
+            browser.close()
+    finally:
+        stop_server(chub.url, name, chub.tokens[name])
