@@ -132,10 +132,11 @@ class Catalog:
 
     # who may do what ---------------------------------------------------------------------
     @staticmethod
-    def _access(s: Session, bucket: str, viewer: str) -> str | None:
+    def _access(bucket: str, viewer: str, shared: dict[str, str]) -> str | None:
+        """``viewer``'s access to ``bucket``; ``shared`` is their entry of ``shared_access``."""
         if bucket.startswith(f"{viewer}-"):
             return "write"
-        return shared_access(s).get(viewer, {}).get(bucket)
+        return shared.get(bucket)
 
     def _fs_for(self, name: str) -> Any:
         c = self.directory.credentials(name)
@@ -143,14 +144,15 @@ class Catalog:
 
     def _row(self, s: Session, name: str, viewer: str, admin: bool, write: bool = False) -> Dataset:
         row = s.scalar(select(Dataset).where(Dataset.name == name))
-        access = self._access(s, row.bucket, viewer) if row else None
+        shared = shared_access(s).get(viewer, {})
+        access = self._access(row.bucket, viewer, shared) if row else None
         if row is None or (access is None and not admin):
             raise UserError(f"no dataset {name!r}", 404)
         if write and access != "write" and not admin:
             raise UserError(f"you may read dataset {name!r} but not change it", 403)
         return row
 
-    def _view(self, s: Session, row: Dataset, viewer: str, admin: bool) -> DatasetView:
+    def _view(self, s: Session, row: Dataset, access: str | None, admin: bool) -> DatasetView:
         owner = s.get(User, row.owner_id).name if row.owner_id else None  # type: ignore[union-attr]
         return DatasetView(
             name=row.name, bucket=row.bucket, prefix=row.prefix, format=row.format,
@@ -160,7 +162,7 @@ class Catalog:
             partitions=json.loads(row.partitions_json), row_count=row.row_count,
             size_bytes=row.size_bytes, file_count=row.file_count, created_at=row.created_at,
             updated_at=row.updated_at,
-            access=self._access(s, row.bucket, viewer) or ("admin" if admin else "read"),
+            access=access or ("admin" if admin else "read"),
         )  # fmt: skip
 
     # operations ----------------------------------------------------------------------------
@@ -183,7 +185,7 @@ class Catalog:
         with self.db.session() as s:
             if s.scalar(select(Dataset.id).where(Dataset.name == name)):
                 raise UserError(f"dataset {name!r} already exists", 409)
-            if self._access(s, bucket, actor) != "write":
+            if self._access(bucket, actor, shared_access(s).get(actor, {})) != "write":
                 raise UserError(f"you cannot publish into bucket {bucket!r}: register datasets "
                                 "in your own buckets or in spaces you may write", 403)  # fmt: skip
         found = self._infer(actor, bucket, prefix, fmt, partitioning)
@@ -264,7 +266,9 @@ class Catalog:
 
     def get(self, name: str, viewer: str, admin: bool) -> DatasetView:
         with self.db.session() as s:
-            return self._view(s, self._row(s, name, viewer, admin), viewer, admin)
+            row = self._row(s, name, viewer, admin)
+            access = self._access(row.bucket, viewer, shared_access(s).get(viewer, {}))
+            return self._view(s, row, access, admin)
 
     def search(self, viewer: str, admin: bool, q: str = "", tag: str = "",
                column: str = "") -> list[DatasetView]:  # fmt: skip
@@ -275,7 +279,8 @@ class Catalog:
             rows = s.scalars(select(Dataset).order_by(Dataset.name)).all()
             out = []
             for row in rows:
-                if not (admin or row.bucket.startswith(f"{viewer}-") or row.bucket in shared):
+                access = self._access(row.bucket, viewer, shared)
+                if access is None and not admin:
                     continue
                 columns = [c["name"].lower() for c in json.loads(row.schema_json)]
                 columns += row.partitioning.lower().split(",")
@@ -286,7 +291,7 @@ class Catalog:
                 hay = " ".join((row.name, row.description.lower(), row.tags, *columns))
                 if q and not all(word in hay for word in q.split()):
                     continue
-                out.append(self._view(s, row, viewer, admin))
+                out.append(self._view(s, row, access, admin))
             return out
 
     def preview(self, name: str, viewer: str, admin: bool, limit: int = 20) -> dict[str, Any]:

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
+from lakehub.lake_cli import HUB, TOKEN, fail
+
 SECRET_ENV = "LAKEHUB_CONNECTION_SECRET"
-
-
-def fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
 
 
 def _client(hub: str | None, token: str | None) -> Any:
@@ -41,10 +38,6 @@ def _call(fn: Any, *args: Any, **kw: Any) -> Any:
         if isinstance(detail, str) and detail.startswith("[{"):  # validation errors
             detail = "invalid request"
         fail(" ".join(str(detail).split()))
-
-
-HUB = click.option("--hub", default=None, help="The hub's URL [default: from the environment]")
-TOKEN = click.option("--token", default=None, help="Your API token [default: LAKEHUB_TOKEN]")
 
 
 @click.group()
