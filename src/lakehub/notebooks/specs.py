@@ -1,0 +1,88 @@
+"""What a notebook server is made of: an environment spec and a size. Plain data, no I/O.
+
+The same two shapes drive the one-machine spawner (uv virtual environments, cgroups) and the
+Kubernetes mapping (container images, KubeSpawner profiles).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
+_PYTHON = re.compile(r"3\.\d{1,2}")
+# a requirement as pip reads it, without URLs, paths or options (nothing that reaches the network
+# or the file system on its own)
+_REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?"
+                          r"\s*((==|>=|<=|~=|!=|<|>)\s*[A-Za-z0-9.*+!_-]+\s*,?\s*)*")  # fmt: skip
+
+
+class SpecError(ValueError):
+    pass
+
+
+def valid_env_name(name: str) -> str:
+    if not _NAME.fullmatch(name or ""):
+        raise SpecError(f"invalid environment name {name!r}: 2-32 of a-z, 0-9 and '-', "
+                        "starting with a letter")  # fmt: skip
+    return name
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """A named environment: a Python version and the packages on top of the kernel and SDK."""
+
+    name: str
+    description: str
+    python: str  # "3.11"
+    packages: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        valid_env_name(self.name)
+        if not _PYTHON.fullmatch(self.python):
+            raise SpecError(f"invalid Python version {self.python!r}: use a version like 3.11")
+        for req in self.packages:
+            if not _REQUIREMENT.fullmatch(req):
+                raise SpecError(f"invalid package {req!r}: use a name with optional version "
+                                "constraints, like 'pandas>=2.2'")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Size:
+    """CPU (cores, may be fractional) and memory (bytes) a server may use, kernels included."""
+
+    name: str
+    cpus: float
+    memory: int
+    description: str = field(default="")
+
+    def __post_init__(self) -> None:
+        valid_env_name(self.name)
+        if not 0 < self.cpus <= 1024:
+            raise SpecError(f"size {self.name!r}: cpus must be above 0")
+        if self.memory < 256 * 2**20:
+            raise SpecError(f"size {self.name!r}: memory must be at least 256 MiB "
+                            "(a server and one kernel use about 150 MiB)")  # fmt: skip
+
+
+# every environment also gets ipykernel, pip and the LakeHub SDK (boto3, httpx)
+KERNEL_PACKAGES = ("ipykernel", "pip")
+
+BUILTIN_ENVIRONMENTS = (
+    EnvironmentSpec("datascience", "pandas, polars, pyarrow, scikit-learn, DuckDB, matplotlib "
+                    "and s3fs: the everyday data stack", "3.11",
+                    ("pandas", "polars", "pyarrow", "scikit-learn", "duckdb", "matplotlib",
+                     "s3fs==2026.9.0")),
+    EnvironmentSpec("minimal", "Python, a kernel and the LakeHub SDK only", "3.11"),
+    EnvironmentSpec("dask", "Dask, distributed and the dask-gateway client, with pandas and "
+                    "pyarrow", "3.11",
+                    ("dask[dataframe]", "distributed", "dask-gateway", "pyarrow", "s3fs==2026.9.0")),
+    EnvironmentSpec("spark", "PySpark (Java is on the machine), with pandas and pyarrow", "3.11",
+                    ("pyspark", "pandas", "pyarrow")),
+)  # fmt: skip
+
+DEFAULT_SIZES = (
+    Size("small", 1, 2 * 2**30, "1 CPU, 2 GiB"),
+    Size("medium", 2, 4 * 2**30, "2 CPUs, 4 GiB"),
+    Size("large", 4, 8 * 2**30, "4 CPUs, 8 GiB"),
+)
