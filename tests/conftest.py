@@ -119,6 +119,21 @@ class Hub:
         assert r.status_code == 200, r.text[:500]
         return c
 
+    def wait_environments(self, *names: str, timeout: float = 900) -> dict[str, Any]:
+        """Wait until each named notebook environment has a usable build (the control plane
+        builds them in the background); fails at once on a failed build."""
+        with self.admin_http() as c:
+
+            def ready() -> dict[str, Any] | None:
+                envs = {e["name"]: e for e in c.get("/environments").json()}
+                for name in names:
+                    if envs[name]["status"] == "failed" and not envs[name]["usable"]:
+                        log = c.get(f"/environments/{name}/log").text[-3000:]
+                        raise AssertionError(f"environment {name} failed to build:\n{log}")
+                return envs if all(envs[n]["usable"] for n in names) else None
+
+            return self.wait(ready, timeout, f"environments {names}")  # type: ignore[no-any-return]
+
     def wait(self, predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -163,6 +178,9 @@ def start_hub(tmp: Path | None = None, **settings: str) -> Hub:
         **os.environ,
         "LAKEHUB_LAKE_PORT": "0",
         "LAKEHUB_ADMIN_PASSWORD": password,
+        # environments build from the package cache the test install filled: no test reaches
+        # a package index
+        "UV_OFFLINE": "1",
         **{f"LAKEHUB_{k.upper()}": v for k, v in settings.items()},
     }
     hub = Hub(tmp / "data", port, password, env)
@@ -187,6 +205,7 @@ def start_hub(tmp: Path | None = None, **settings: str) -> Hub:
         )
         raise AssertionError(f"lakehub up failed: {proc.stderr}\n{logs}")
     hub.passwords["admin"] = password
+    hub.wait_environments("datascience")  # servers start with it unless told otherwise
     return hub
 
 

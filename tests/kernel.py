@@ -41,8 +41,8 @@ def stop_server(hub_url: str, name: str, token: str) -> None:
 
 
 class Kernel:
-    def __init__(self, hub_url: str, name: str, token: str) -> None:
-        self.base = f"{hub_url}/user/{name}/api"
+    def __init__(self, hub_url: str, name: str, token: str, server: str = "") -> None:
+        self.base = f"{hub_url}/user/{name}/{server + '/' if server else ''}api"
         self.headers = {"Authorization": f"token {token}"}
         r = httpx.post(
             f"{self.base}/kernels", headers=self.headers, json={"name": "python3"}, timeout=60

@@ -96,7 +96,8 @@ def test_non_admins_cannot_administer(hub: Hub, new_user) -> None:
             r = c.request(method, f"/services/lakehub/api{path}", json=body)
             assert r.status_code == 403, (method, path, r.text)
         # only the hub itself may ask for spawn environments, and tokens only for yourself
-        assert c.get(f"/services/lakehub/api/internal/spawn-env/{name}").status_code == 403
+        plan = c.post(f"/services/lakehub/api/internal/spawn-plan/{name}", json={})
+        assert plan.status_code == 403
         assert c.post("/services/lakehub/api/users/admin/tokens", json={}).status_code == 403
         assert c.get("/services/lakehub/api/me").json()["admin"] is False
     assert "mallory" not in hub.cli("user", "list").stdout

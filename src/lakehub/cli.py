@@ -15,6 +15,7 @@ from lakehub.config import Settings, SettingsError, load_settings
 from lakehub.connection_cli import connection
 from lakehub.env_cli import env
 from lakehub.lake_cli import lake
+from lakehub.notebook_cli import COMMANDS
 
 DATA_DIR = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -348,6 +349,8 @@ def quota_rm(kind: str, name: str, data_dir: Path | None) -> None:
 main.add_command(lake)
 main.add_command(connection)
 main.add_command(env)
+for _command in COMMANDS:
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -125,6 +126,46 @@ class Env:
         self._client.request("DELETE", f"/api/env/{quote(name, safe='')}")
 
 
+class Servers:
+    """Your notebook servers: several, each with an environment and a size."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def options(self) -> dict[str, Any]:
+        """The environments and sizes you may pick, your defaults, quotas and idle timeout."""
+        data: dict[str, Any] = self._client.request("GET", "/api/notebooks/options")
+        return data
+
+    def list(self) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = self._client.request("GET", "/api/servers")
+        return data
+
+    def start(self, name: str = "default", environment: str | None = None,
+              size: str | None = None, env: dict[str, str] | None = None,
+              secret_env: dict[str, str] | None = None,
+              wait: float = 120) -> dict[str, Any]:  # fmt: skip
+        """Start a server and wait (up to ``wait`` seconds) until it is ready.
+
+        ``env`` and ``secret_env`` are saved as your variables first (secret ones encrypted and
+        never shown again); they reach every server you start from now on."""
+        given: dict[str, Any] = {k: {"value": v, "secret": False} for k, v in (env or {}).items()}
+        given.update({k: {"value": v, "secret": True} for k, v in (secret_env or {}).items()})
+        body = {"name": name, "environment": environment, "size": size, "env": given}
+        server: dict[str, Any] = self._client.request("POST", "/api/servers", json=body)
+        deadline = time.monotonic() + wait
+        while not server["ready"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+            mine = {s["name"]: s for s in self.list()}
+            if name not in mine:
+                raise LakeHubError(502, f"server {name!r} stopped while starting")
+            server = mine[name]
+        return server
+
+    def stop(self, name: str = "default") -> None:
+        self._client.request("DELETE", f"/api/servers/{quote(name, safe='')}")
+
+
 class Lake:
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -151,6 +192,7 @@ class Client:
         self.lake = Lake(self)
         self.connections = Connections(self)
         self.env = Env(self)
+        self.servers = Servers(self)
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
         try:

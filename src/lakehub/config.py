@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     cull_idle_timeout: int = Field(
         default=3600, ge=0, description="Stop a notebook server idle this many seconds; 0: never."
     )
+    notebook_max_servers: int = Field(
+        default=3, ge=1, description="Servers a user may run at once, unless a user policy says "
+        "otherwise."
+    )
     cull_check_interval: int = Field(
         default=0, ge=0, description="Seconds between idle checks; 0: a tenth of the timeout "
         "(at least 1 s, at most 300 s)."

@@ -23,12 +23,15 @@ from lakehub.hub.routers import (
     notebooks,
     portal,
     quotas,
+    servers,
     spaces,
     uploads,
 )  # fmt: skip
 from lakehub.hub.state import AppState
 from lakehub.lake.base import LakeUnavailable
 from lakehub.lake.seaweedfs import SeaweedFS
+from lakehub.notebooks.policy import Policies
+from lakehub.notebooks.registry import Environments
 from lakehub.quotas import Quotas
 from lakehub.runtime import load_runtime, tokens
 from lakehub.spaces import Spaces
@@ -49,11 +52,14 @@ def build_state() -> AppState:
     lake = SeaweedFS(settings.state_dir, settings.run_dir, runtime.ports, tok.lake_key,
                      tok.lake_secret, settings.lake_binary)  # fmt: skip
     directory = Directory(db, vault, lake)
+    environments = Environments(db, settings.envs_dir, settings.notebook_python)
     state = AppState(
         settings=settings, runtime=runtime, tokens=tok, vault=vault, db=db, directory=directory,
         hub=JupyterHubAPI(runtime.hub_api_url, tok.service), spaces=Spaces(directory),
         catalog=Catalog(directory),
-        quotas=Quotas(directory),
+        quotas=Quotas(directory), environments=environments,
+        policies=Policies(directory, environments, settings.cull_idle_timeout,
+                          settings.notebook_max_servers),
     )  # fmt: skip
     return state
 
@@ -64,9 +70,12 @@ def create_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.quotas.start()
+        await state.run(state.environments.sync_builtins)
+        state.environments.start()
         notebooks.metrics_token(state.settings.state_dir)  # there for Prometheus from the start
         yield
         await state.run(state.quotas.stop)
+        await state.run(state.environments.stop)
         await state.hub.aclose()
         state.db.engine.dispose()
 
@@ -84,6 +93,7 @@ def create_app() -> FastAPI:
         auth.router, api.router, spaces.router, quotas.router, datasets.router,
         connections.router, connections.pages, portal.router, catalog_pages.router,
         uploads.router, envvars.router, envvars.pages, notebooks.router,
+        servers.router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, prefix=base)
@@ -98,7 +108,7 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(HubAPIError)
     async def _hub_down(request: Request, err: HubAPIError) -> Response:
-        return JSONResponse({"detail": str(err)}, status_code=503)
+        return JSONResponse({"detail": str(err)}, status_code=err.status)
 
     @app.exception_handler(auth.LoginRequired)
     async def _login(request: Request, err: auth.LoginRequired) -> Response:

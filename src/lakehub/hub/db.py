@@ -8,7 +8,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -173,6 +182,58 @@ class EnvVar(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Environment(Base):
+    """A notebook environment's spec and build state (see ``lakehub.notebooks.registry``)."""
+
+    __tablename__ = "environments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    python: Mapped[str] = mapped_column(String(8))
+    packages: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of requirements
+    builtin: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|building|ready|...
+    progress: Mapped[str] = mapped_column(String(200), default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    built_hash: Mapped[str | None] = mapped_column(String(16))  # the build servers use
+    contents: Mapped[str] = mapped_column(Text, default="[]")  # JSON ["name==version", ...]
+    built_at: Mapped[datetime | None] = mapped_column()
+    updated_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Size(Base):
+    """A notebook server size: CPU cores and memory bytes, kernels included."""
+
+    __tablename__ = "sizes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), unique=True)
+    cpus: Mapped[float] = mapped_column(Float)
+    memory: Mapped[int] = mapped_column(BigInteger)
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class NotebookPolicy(Base):
+    """Per-group choices and limits (kind ``group``) or a user's own quotas (kind ``user``).
+
+    A null field means "not set here"; see ``lakehub.notebooks.policy`` for how they combine."""
+
+    __tablename__ = "notebook_policies"
+    __table_args__ = (UniqueConstraint("kind", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # user | group
+    name: Mapped[str] = mapped_column(String(64))
+    environments: Mapped[str | None] = mapped_column(Text)  # JSON list: allowed choices
+    sizes: Mapped[str | None] = mapped_column(Text)
+    default_environment: Mapped[str | None] = mapped_column(String(32))
+    default_size: Mapped[str | None] = mapped_column(String(32))
+    max_servers: Mapped[int | None] = mapped_column()
+    max_memory: Mapped[int | None] = mapped_column(BigInteger)
+    cull_timeout: Mapped[int | None] = mapped_column()
+    updated_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 def make_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
@@ -191,7 +252,7 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-HEAD = "0004"  # the newest migration; tests check it against Alembic's own view
+HEAD = "0005"  # the newest migration; tests check it against Alembic's own view
 
 
 def at_head(url: str) -> bool:

@@ -8,7 +8,9 @@ import httpx
 
 
 class HubAPIError(RuntimeError):
-    pass
+    def __init__(self, message: str, status: int = 503) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class JupyterHubAPI:
@@ -72,21 +74,52 @@ class JupyterHubAPI:
             raise HubAPIError(f"JupyterHub refused its metrics: {resp.status_code}")
         return resp.text
 
-    async def ready_servers(self) -> int:
-        """Servers ready now, counted from the user list (JupyterHub's own running-servers gauge
-        drops below zero after a failed spawn: its stop path decrements it unconditionally)."""
-        count, offset = 0, 0
+    async def _users(self, state: str) -> list[dict[str, Any]]:
+        """Every user with a server in ``state`` (ready | active), page by page."""
+        users, offset = [], 0
         while True:
             resp = await self._call(
-                "GET", "users", params={"state": "ready", "offset": offset, "limit": 200},
+                "GET", "users", params={"state": state, "offset": offset, "limit": 200},
                 headers={"Accept": "application/jupyterhub-pagination+json"},
             )  # fmt: skip
             if resp.status_code != 200:
                 raise HubAPIError(f"JupyterHub refused the user list: {resp.status_code}")
             page = resp.json()
-            for user in page["items"]:
-                count += sum(1 for s in (user.get("servers") or {}).values() if s.get("ready"))
+            users.extend(page["items"])
             following = (page.get("_pagination") or {}).get("next")
             if not following:
-                return count
+                return users
             offset = following["offset"]
+
+    async def ready_servers(self) -> int:
+        """Servers ready now, counted from the user list (JupyterHub's own running-servers gauge
+        drops below zero after a failed spawn: its stop path decrements it unconditionally)."""
+        users = await self._users("ready")
+        return sum(1 for u in users for s in (u.get("servers") or {}).values() if s.get("ready"))
+
+    async def active_servers(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """user -> server name -> its options, for every server running or starting."""
+        return {u["name"]: {name: s.get("user_options") or {}
+                            for name, s in (u.get("servers") or {}).items()}
+                for u in await self._users("active")}  # fmt: skip
+
+    async def start_server(self, user: str, server: str, options: dict[str, Any]) -> bool:
+        """Start a server; True if it is ready, False if it is still starting."""
+        path = f"users/{user}/servers/{server}" if server else f"users/{user}/server"
+        resp = await self._call("POST", path, json=options)
+        if resp.status_code in (201, 202):
+            return resp.status_code == 201
+        raise HubAPIError(_message(resp), resp.status_code)
+
+    async def stop_server(self, user: str, server: str) -> None:
+        path = f"users/{user}/servers/{server}" if server else f"users/{user}/server"
+        resp = await self._call("DELETE", path)
+        if resp.status_code not in (202, 204):
+            raise HubAPIError(_message(resp), resp.status_code)
+
+
+def _message(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("message") or resp.text)
+    except ValueError:
+        return resp.text[:300]

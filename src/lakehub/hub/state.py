@@ -13,6 +13,8 @@ from lakehub.catalog import Catalog
 from lakehub.config import Settings
 from lakehub.hub.db import Database, User
 from lakehub.hub.jhub import JupyterHubAPI
+from lakehub.notebooks.policy import Policies
+from lakehub.notebooks.registry import Environments
 from lakehub.quotas import Quotas
 from lakehub.runtime import Runtime, Tokens
 from lakehub.spaces import Spaces
@@ -34,6 +36,8 @@ class AppState:
     spaces: Spaces
     catalog: Catalog
     quotas: Quotas
+    environments: Environments
+    policies: Policies
     prefix: str = "/services/lakehub/"
     _hub_auth: Any = field(default=None)
 

@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from lakehub.notebooks import records
+
 CULLS_FILE = "culls.log"
 
 
@@ -50,10 +52,13 @@ def idle_info(server: dict[str, Any] | None, timeout: int) -> dict[str, Any] | N
 
 def _record_and_decide(*, inactive: timedelta | None, inactive_limit: int,
                        server: dict[str, Any], **kwargs: Any) -> bool:  # fmt: skip
-    """The culler's decision (the upstream rule); a server it will stop is written down."""
-    if inactive is None or inactive.total_seconds() < inactive_limit:
-        return False
+    """The culler's decision: the upstream rule with the server's own idle timeout (chosen by
+    its user's policy when it started; 0: never). A server it will stop is written down."""
     run_dir = Path(os.environ["LAKEHUB_DATA_DIR"]) / "run"
+    limit = records.read(run_dir, *records.from_url(server.get("url") or "")).get(
+        "cull_timeout", inactive_limit)  # fmt: skip
+    if inactive is None or not limit or inactive.total_seconds() < limit:
+        return False
     line = f"{int(time.time())} {server.get('url', '')} {int(inactive.total_seconds())}\n"
     with culls_file(run_dir).open("a") as f:
         f.write(line)

@@ -1,13 +1,28 @@
-"""Notebook environments: isolated virtual environments built with uv from a package spec.
+"""Notebook environments: virtual environments built with uv from a spec.
 
-An environment lives in ``envs/<name>-<hash>`` and ``envs/<name>`` is a symlink to the current
-build, swapped atomically, so a failed build leaves the previous one usable. It is built from
-``notebook_python`` (the system interpreter by default) so that per-user accounts can run it.
+Two kinds, built the same way:
+- the *server* environment (``envs/default``): JupyterLab and JupyterHub's single-user server,
+  built by ``lakehub up``; every notebook server runs from it, forked by the warm starter;
+- *named* environments (``minimal``, ``datascience``... see ``specs.py``): what kernels,
+  terminals and ``pip`` run. Each carries ipykernel, pip, the LakeHub SDK and a kernel spec named
+  ``python3`` that the server finds first through ``JUPYTER_PATH``. They are built in the
+  background by the control plane (``registry.py``).
+
+A build lives in ``envs/<name>-<hash>`` and ``envs/<name>`` is a symlink to the current one,
+swapped atomically, so a failed build leaves the previous one usable. Builds use an interpreter
+of the system (``/usr/bin/python3.X``) so that per-user accounts can run them.
+
+``pip install --user`` must work and persist per user and environment: pip refuses ``--user`` in
+a virtual environment that hides the system's site-packages, so named environments are made with
+``--system-site-packages`` and a ``usercustomize`` module drops the system's directories from
+``sys.path`` again once the user's own (``PYTHONUSERBASE``, set per environment by the spawner)
+is in place. Imports resolve user site, then the environment, and nothing of the system.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -17,18 +32,14 @@ from pathlib import Path
 import lakehub
 from lakehub.runtime import find_binary
 
-DEFAULT_PACKAGES = (
+DEFAULT_PACKAGES = (  # the server environment
     "jupyterhub==6.1.1",
     "jupyterlab>=4.6,<5",
     "ipykernel",
-    "pandas",
-    "pyarrow",
-    "duckdb",
-    "polars",
-    "s3fs==2026.9.0",
     "boto3==1.43.117",
     "httpx",
 )
+BUILD_TIMEOUT = 1800  # seconds for one uv step
 
 
 class BuildError(RuntimeError):
@@ -50,6 +61,7 @@ def uv_binary() -> str:
 
 
 def spec_hash(python: str, packages: tuple[str, ...]) -> str:
+    """The build's identity: interpreter, packages and the SDK's own source."""
     h = hashlib.sha256("\n".join((python, *packages)).encode())
     sdk = Path(lakehub.__file__).parent
     # the modules a notebook environment runs: the SDK and the warm starter
@@ -93,8 +105,122 @@ def ensure_environment(
     return link
 
 
-def _run(argv: list[str]) -> None:
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+def _run(argv: list[str], log: Path | None = None) -> str:
+    """Run a build step; its output goes to ``log`` (appended) when given."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False,
+                              timeout=BUILD_TIMEOUT)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"{' '.join(argv[:3])} took over {BUILD_TIMEOUT} s") from None
+    if log is not None:
+        with log.open("a") as f:
+            f.write(f"$ {' '.join(argv)}\n{proc.stdout}{proc.stderr}")
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         raise BuildError(f"{' '.join(argv[:3])} failed: " + " | ".join(tail))
+    return proc.stdout
+
+
+def interpreter_for(version: str, default: str) -> str:
+    """A system interpreter for Python ``version`` ("3.11"): ``default`` if it is that version,
+    else ``/usr/bin/python<version>``."""
+    if Path(default).exists():
+        proc = subprocess.run([default, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        if proc.stdout.strip() == version:
+            return default
+    candidate = f"/usr/bin/python{version}"
+    if Path(candidate).exists():
+        return candidate
+    raise BuildError(f"Python {version} is not installed on this machine "
+                     f"(notebook_python is {default})")  # fmt: skip
+
+
+USERCUSTOMIZE = """\
+# Written by LakeHub: keep the system's site-packages out of this environment (see
+# lakehub.notebooks.environments). The user's own site-packages stay first.
+import site as _site
+import sys as _sys
+
+_system = tuple(_site.getsitepackages([_sys.base_prefix]))
+_sys.path[:] = [p for p in _sys.path if not p.startswith(_system)]
+"""
+
+
+def build_named(
+    envs_dir: Path, name: str, python: str, packages: tuple[str, ...],
+    log: Path, progress: Callable[[str], None],
+) -> tuple[str, list[str]]:  # fmt: skip
+    """Build a named environment (kernel, pip, SDK, ``packages``) from interpreter ``python``;
+    make it current. Returns the build's hash and its contents (``name==version`` lines)."""
+    from lakehub.notebooks.specs import KERNEL_PACKAGES
+
+    digest = spec_hash(python, packages)
+    target = envs_dir / f"{name}-{digest}"
+    envs_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(envs_dir, 0o755)  # noqa: S103 (every user account runs these environments)
+    uv = uv_binary()
+    shutil.rmtree(target, ignore_errors=True)
+    env_python = str(target / "bin" / "python")
+    old_umask = os.umask(0o022)
+    try:
+        progress("1/4 creating the virtual environment")
+        _run([uv, "venv", "--system-site-packages", "--python", python, str(target)], log)
+        progress(f"2/4 installing {len(packages)} packages, the kernel and the SDK")
+        install = [uv, "pip", "install", "--python", env_python, *packages, *KERNEL_PACKAGES,
+                   str(project_root())]  # fmt: skip
+        try:  # from the package cache alone when it has everything (no index round trips)
+            _run([*install, "--offline"], log)
+        except BuildError:
+            _run(install, log)
+        progress("3/4 installing the kernel")
+        _install_kernel(target, name)
+        progress("4/4 recording what is inside")
+        frozen = _run([uv, "pip", "freeze", "--python", env_python], log)
+        contents = [line for line in frozen.splitlines() if "==" in line]
+        _run([env_python, "-c", "import ipykernel, lakehub"], log)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    finally:
+        os.umask(old_umask)
+    tmp = envs_dir / f".{name}.link"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target.name)
+    os.replace(tmp, envs_dir / name)
+    return digest, contents
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Write a file of its own: uv hard-links installed files to its cache, so writing through an
+    existing name would change that file in the cache and in every environment."""
+    path.unlink(missing_ok=True)
+    path.write_text(text)
+
+
+def _install_kernel(target: Path, name: str) -> None:
+    site = next((target / "lib").glob("python3*/site-packages"))
+    _write_new(site / "usercustomize.py", USERCUSTOMIZE)
+    kernel_dir = target / "share" / "jupyter" / "kernels" / "python3"
+    kernel_dir.mkdir(parents=True, exist_ok=True)
+    spec = {
+        # the launcher gives the kernel the server's memory limit as an rlimit (MemoryError)
+        "argv": [str(target / "bin" / "python"), "-m", "lakehub.kernel", "-f",
+                 "{connection_file}"],
+        "display_name": f"Python 3 ({name})",
+        "language": "python",
+        "metadata": {"debugger": True},
+    }  # fmt: skip
+    _write_new(kernel_dir / "kernel.json", json.dumps(spec, indent=1))
+
+
+def remove_old_builds(envs_dir: Path, name: str, keep: int = 2) -> None:
+    """Delete all but the ``keep`` newest builds of ``name`` (running servers may still use the
+    previous one); never the current one."""
+    current = (envs_dir / name).resolve()
+    builds = sorted((p for p in envs_dir.glob(f"{name}-*") if not p.is_symlink() and
+                     p.name[len(name) + 1:].isalnum() and len(p.name) == len(name) + 13),
+                    key=lambda p: p.stat().st_mtime, reverse=True)  # fmt: skip
+    for old in builds[keep:]:
+        if old != current:
+            shutil.rmtree(old, ignore_errors=True)

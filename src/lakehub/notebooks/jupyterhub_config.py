@@ -102,6 +102,10 @@ c.LakeHubSpawner.lakehub_api_url = runtime.api_url
 c.LakeHubSpawner.lakehub_token = tok.service
 c.LakeHubSpawner.hub_id = str(settings.data_dir)
 c.LakeHubSpawner.warm_socket = str(settings.run_dir / "warm.sock") if settings.warm_start else ""
+c.LakeHubSpawner.run_dir = str(settings.run_dir)
+# several servers per user; how many is a LakeHub quota (checked by the control plane)
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = 0
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60

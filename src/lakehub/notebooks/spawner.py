@@ -1,4 +1,11 @@
-"""The one-machine spawner: JupyterLab from a LakeHub environment, with the user's lake keys.
+"""The one-machine spawner: JupyterLab with a chosen environment and size, the user's lake keys.
+
+Every start asks the control plane for a *plan* (``/api/internal/spawn-plan``): it checks the
+chosen environment and size against the user's policies and quotas and answers with the
+environment's build, the size, the idle timeout and the variables to inject, or with a message
+that says why not, which the hub shows. The server itself always runs from the server
+environment (``envs/default``); the chosen environment gives the kernel (``JUPYTER_PATH``),
+terminals and ``pip`` (``PATH``), and a per-environment ``PYTHONUSERBASE`` under the home.
 
 As root, each user's server runs under a unix account of its own (``lh-<name>``) whose home is
 mode 0700, so users cannot read each other's files or signal each other's processes. Without
@@ -9,6 +16,7 @@ the hub says so when it starts.
 from __future__ import annotations
 
 import asyncio
+import html
 import os
 import pwd
 from collections.abc import Callable
@@ -18,10 +26,18 @@ from typing import Any
 import httpx
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from jupyterhub.utils import random_port
-from traitlets import Bool, Unicode
+from traitlets import Bool, Unicode, default
 
-from lakehub.notebooks import warm
+from lakehub.notebooks import records, warm
 from lakehub.notebooks.accounts import ensure_account, unix_name
+
+
+class SpawnRefused(RuntimeError):
+    """A start the control plane refused; JupyterHub shows ``jupyterhub_message`` as is."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.jupyterhub_message = message
 
 
 class LakeHubSpawner(LocalProcessSpawner):
@@ -32,6 +48,39 @@ class LakeHubSpawner(LocalProcessSpawner):
     lakehub_token = Unicode(config=True, help="The control plane's service token")
     hub_id = Unicode(config=True, help="Marks this hub's processes (for the orphan sweep)")
     warm_socket = Unicode("", config=True, help="The warm starter's socket; empty: plain Popen")
+    run_dir = Unicode(config=True, help="Where each server's record is kept")
+
+    @default("options_form")
+    def _form_default(self) -> Callable[[Any], Any]:
+        return render_form
+
+    async def _control(self, method: str, path: str, body: Any) -> Any:
+        async with httpx.AsyncClient(timeout=30) as client:
+            resp = await client.request(
+                method, f"{self.lakehub_api_url}/api/internal/{path}/{self.user.name}", json=body,
+                headers={"Authorization": f"token {self.lakehub_token}"},
+            )  # fmt: skip
+        if 400 <= resp.status_code < 500:
+            try:
+                detail = str(resp.json().get("detail"))
+            except ValueError:
+                detail = resp.text[:300]
+            raise SpawnRefused(detail)
+        if resp.status_code >= 300:
+            raise RuntimeError(f"LakeHub could not prepare {self.user.name}'s server: "
+                               f"{resp.status_code} {resp.text[:200]}")  # fmt: skip
+        return resp.json() if resp.content else None
+
+    async def options_from_form(self, form: dict[str, list[str]]) -> dict[str, Any]:
+        """The form's choices; variables typed into it are saved as the user's own (secret ones
+        encrypted) through the control plane, so no value is kept in JupyterHub's database."""
+        names, values = form.get("var_name", []), form.get("var_value", [])
+        kinds = form.get("var_kind", [])
+        given = {n.strip(): {"value": v, "secret": k == "secret"}
+                 for n, v, k in zip(names, values, kinds, strict=False) if n.strip()}  # fmt: skip
+        if given:
+            await self._control("POST", "env", given)
+        return {k: form[k][0] for k in ("environment", "size") if form.get(k, [""])[0]}
 
     @property
     def home(self) -> str:
@@ -65,7 +114,7 @@ class LakeHubSpawner(LocalProcessSpawner):
         own = ("JUPYTERHUB_", "JPY_")
         env.update({k: v for k, v in getattr(self, "_lake_env", {}).items()
                     if not (k in env and k.startswith(own))})  # fmt: skip
-        env["PATH"] = f"{self.env_dir}/bin:/usr/local/bin:/usr/bin:/bin"
+        env.update(getattr(self, "_plan_env", {}))
         env["LAKEHUB_HUB_ID"] = self.hub_id
         env.pop("VIRTUAL_ENV", None)
         env.pop("PYTHONPATH", None)
@@ -73,19 +122,33 @@ class LakeHubSpawner(LocalProcessSpawner):
 
     async def start(self) -> Any:
         self.cmd = [f"{self.env_dir}/bin/jupyterhub-singleuser"]
-        async with httpx.AsyncClient(timeout=30) as client:
-            resp = await client.get(
-                f"{self.lakehub_api_url}/api/internal/spawn-env/{self.user.name}",
-                headers={"Authorization": f"token {self.lakehub_token}"},
-            )
-        if resp.status_code != 200:
-            raise RuntimeError(f"LakeHub could not prepare {self.user.name}'s lake access: "
-                               f"{resp.status_code} {resp.text[:200]}")  # fmt: skip
-        self._lake_env = resp.json()
+        options = dict(self.user_options or {})
+        plan = await self._control("POST", "spawn-plan", {"server": self.name, "options": options})
+        self._lake_env = plan["env"]
+        chosen, size = plan["environment"], plan["size"]
+        user_base = f"{self.home}/.local/lakehub/{chosen}"  # pip install --user, per environment
+        self._plan_env = {
+            "PATH": f"{user_base}/bin:{plan['path']}/bin:{self.env_dir}/bin:"
+                    "/usr/local/bin:/usr/bin:/bin",
+            "JUPYTER_PATH": f"{plan['path']}/share/jupyter",  # the environment's kernel spec
+            "PYTHONUSERBASE": user_base,
+            "LAKEHUB_ENVIRONMENT": chosen,
+            "LAKEHUB_SIZE": size["name"],
+            "LAKEHUB_MEMORY_LIMIT": str(size["memory"]),
+            "MEM_LIMIT": str(size["memory"]),  # as jupyter-resource-usage reads them
+            "CPU_LIMIT": str(size["cpus"]),
+        }  # fmt: skip
+        record = {"environment": chosen, "size": size["name"], "cpus": size["cpus"],
+                  "memory": size["memory"], "cull_timeout": plan["cull_timeout"]}  # fmt: skip
+        records.write(Path(self.run_dir), self.user.name, self.name, record)
         self._ensure_account()
         if not (self.warm_socket and os.path.exists(self.warm_socket)):
             return await super().start()
         return await self._warm_start()
+
+    async def stop(self, now: bool = False) -> None:
+        await super().stop(now=now)
+        records.remove(Path(self.run_dir), self.user.name, self.name)
 
     async def _warm_start(self) -> Any:
         """Fork the server from the warm starter (see :mod:`lakehub.notebooks.warm`)."""
@@ -124,3 +187,54 @@ class LakeHubSpawner(LocalProcessSpawner):
                 continue
             writer.close()
             return
+
+
+async def render_form(spawner: LakeHubSpawner) -> str:
+    """The spawn form: the environments and sizes this user may pick, variables to add."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        resp = await client.get(
+            f"{spawner.lakehub_api_url}/api/internal/spawn-options/{spawner.user.name}",
+            headers={"Authorization": f"token {spawner.lakehub_token}"},
+        )  # fmt: skip
+    resp.raise_for_status()
+    opts = resp.json()
+    chosen = (spawner.user_options or {})
+    env_default = chosen.get("environment") or opts["default_environment"]
+    size_default = chosen.get("size") or opts["default_size"]
+    e = html.escape
+    rows = []
+    for env in opts["environments"]:
+        usable = env["usable"]
+        progress = f": {env['progress']}" if env["progress"] else ""
+        state = "" if usable else f" ({env['status']}{progress})"
+        picked = " checked" if env["name"] == env_default and usable else ""
+        rows.append(
+            f'<label class="lh-env"><input type="radio" name="environment" '
+            f'value="{e(env["name"])}"{picked}{"" if usable else " disabled"}> '
+            f"<b>{e(env['name'])}</b>{e(state)}: {e(env['description'])}"
+            f"<br><small>{e(', '.join(env['highlights']))}</small></label><br>"
+        )
+    sizes = "".join(
+        f'<option value="{e(z["name"])}"{" selected" if z["name"] == size_default else ""}>'
+        f'{e(z["name"])}: {e(z["description"] or "")}</option>' for z in opts["sizes"]
+    )
+    timeout = opts["idle_timeout"]
+    idle = (f"Idle servers stop after {timeout // 60} min; your files stay."
+            if timeout else "Idle servers are never stopped.")
+    var_row = ('<div class="lh-var"><input name="var_name" placeholder="NAME"> '
+               '<input name="var_value" placeholder="value" type="password" autocomplete="off"> '
+               '<select name="var_kind"><option value="secret">secret</option>'
+               '<option value="plain">plain</option></select></div>')
+    return f"""
+<div id="lakehub-spawn-form">
+<h3>Environment</h3>
+{''.join(rows)}
+<h3>Size</h3>
+<select name="size" id="lh-size" class="form-control">{sizes}</select>
+<p><small>Memory and CPU are limits for the whole server, kernels included.
+{e(idle)}</small></p>
+<h3>Variables</h3>
+<p><small>Saved as your variables for all your servers (see Variables in LakeHub); secret values
+are encrypted and never shown again.</small></p>
+{var_row * 2}
+</div>"""

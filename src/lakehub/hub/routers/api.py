@@ -251,9 +251,8 @@ async def events(who: Admin, state: State, limit: int = 100) -> list[EventOut]:
             for e in rows]  # fmt: skip
 
 
-@router.get("/internal/spawn-env/{name}", include_in_schema=False)
-async def spawn_env(name: str, who: LocalAdmin, state: State, response: Response) -> dict[str, str]:
-    """What the spawner injects into a user's server. Only the hub itself may ask."""
+async def spawn_env(state: AppState, name: str) -> dict[str, str]:
+    """What a user's server gets in its environment from the control plane."""
     if state.settings.auth != "local":
         await state.run(state.directory.ensure_external, name)
     else:
@@ -262,7 +261,6 @@ async def spawn_env(name: str, who: LocalAdmin, state: State, response: Response
     from lakehub.hub.routers.connections import notebook_env  # imports this module
 
     own = await state.run(EnvVars(state.directory).environment, name)
-    _no_store(response)
     # the user's own variables first: LakeHub's win over any of the same name
     # the region is the AWS config file's [default] (AWS_DEFAULT_REGION would override every
     # named profile's); see lakehub.notebooks.aws_profiles

@@ -1,0 +1,210 @@
+"""Named environments, sizes, spawn options, policies and quotas, through the API, SDK and CLI."""
+
+from __future__ import annotations
+
+import base64
+import io
+import zipfile
+
+import httpx
+import pytest
+
+import lakehub
+from conftest import Hub
+from kernel import Kernel
+from lakehub.client import Client, LakeHubError
+
+# what each built-in must run, beyond the SDK and boto3
+PROBES = {
+    "minimal": "import json",
+    "datascience": "import pandas, polars, pyarrow, sklearn, duckdb, matplotlib",
+    "dask": "import dask.dataframe, distributed, dask_gateway",
+    "spark": "import pyspark",
+}
+
+
+def sdk(hub: Hub, name: str) -> Client:
+    return lakehub.connect(hub.url, hub.token(name))
+
+
+def test_each_builtin_environment_starts_a_server_with_its_own_kernel(hub: Hub, new_user) -> None:
+    envs = hub.wait_environments(*PROBES)
+    assert any(c.startswith("pandas==") for c in envs["datascience"]["contents"])
+    assert any(h.startswith("scikit-learn ") for h in envs["datascience"]["highlights"])
+    name = new_user("envs")
+    bucket = f"{name}-home"
+    with sdk(hub, name) as c:
+        c.lake.credentials().boto3_client().put_object(Bucket=bucket, Key="in.txt", Body=b"lake")
+        for env, probe in PROBES.items():
+            server = c.servers.start(env, environment=env, size="small")
+            assert (server["environment"], server["size"], server["ready"]) == (env, "small", True)
+            k = Kernel(hub.url, name, hub.token(name), server=env)
+            try:
+                out, err = k.run(
+                    f"{probe}\nimport os, sys, boto3, lakehub\n"
+                    f"print(sys.executable.split('/')[-3].rsplit('-', 1)[0])\n"
+                    "print(os.environ['LAKEHUB_ENVIRONMENT'], os.environ['LAKEHUB_SIZE'])\n"
+                    f"print(boto3.client('s3').get_object(Bucket='{bucket}', Key='in.txt')"
+                    "['Body'].read().decode())\n",
+                    timeout=180,
+                )
+            finally:
+                k.close()
+            assert err is None, (env, err)
+            assert out.split() == [env, env, "small", "lake"], out
+            c.servers.stop(env)
+        hub.wait(lambda: not c.servers.list(), 60, "servers to stop")
+
+
+def _wheel(module: str, version: str = "0.1") -> bytes:
+    """A tiny pure-Python wheel, made here so no test reaches a package index."""
+    buf = io.BytesIO()
+    dist = f"{module}-{version}.dist-info"
+    files = {
+        f"{module}.py": f"WHERE = __file__\nVERSION = {version!r}\n",
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {module}\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    with zipfile.ZipFile(buf, "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+        z.writestr(f"{dist}/RECORD", "".join(f"{p},,\n" for p in [*files, f"{dist}/RECORD"]))
+    return buf.getvalue()
+
+
+def test_pip_install_user_persists_per_user_and_environment(hub: Hub, new_user) -> None:
+    hub.wait_environments("minimal", "datascience")
+    name = new_user("pip")
+    wheel = base64.b64encode(_wheel("lhtiny")).decode()
+    with sdk(hub, name) as c:
+        c.servers.start(environment="minimal")
+        k = Kernel(hub.url, name, hub.token(name))
+        try:
+            out, err = k.run(
+                "import base64, subprocess, sys\n"
+                f"open('lhtiny-0.1-py3-none-any.whl', 'wb').write(base64.b64decode('{wheel}'))\n"
+                "p = subprocess.run([sys.executable, '-m', 'pip', 'install', '--user',"
+                " '--no-index', '--disable-pip-version-check', 'lhtiny-0.1-py3-none-any.whl'],"
+                " capture_output=True, text=True)\n"
+                "print(p.returncode, p.stderr[-500:])\n"
+            )
+        finally:
+            k.close()
+        assert err is None and out.startswith("0 "), (out, err)
+        c.servers.stop()
+        hub.wait(lambda: not c.servers.list(), 60, "the server to stop")
+        # a new server of the same environment has it, from the user's home
+        c.servers.start(environment="minimal")
+        k = Kernel(hub.url, name, hub.token(name))
+        try:
+            out, err = k.run("import lhtiny; print(lhtiny.WHERE)")
+        finally:
+            k.close()
+        assert err is None, err
+        assert out.strip() == str(hub.data_dir / "homes" / name / ".local" / "lakehub" /
+                                  "minimal" / "lib" / "python3.11" / "site-packages" / "lhtiny.py")
+        c.servers.stop()
+        hub.wait(lambda: not c.servers.list(), 60, "the server to stop")
+        # another environment does not see it
+        c.servers.start(environment="datascience")
+        k = Kernel(hub.url, name, hub.token(name))
+        try:
+            out, err = k.run("import lhtiny")
+        finally:
+            k.close()
+        assert err is not None and err.startswith("ModuleNotFoundError"), (out, err)
+        c.servers.stop()
+
+
+def test_group_choices_and_quotas_refuse_spawns_clearly(hub: Hub, new_user) -> None:
+    hub.wait_environments("minimal")
+    a, b, outsider = new_user("qa"), new_user("qb"), new_user("qo")
+    group = f"team{a[-6:]}"
+    hub.cli("group", "create", group)
+    for member in (a, b):
+        hub.cli("group", "add", group, member)
+    hub.cli("policy", "set", "--group", group, "--environments", "minimal", "--sizes", "small",
+            "--default-environment", "minimal", "--max-memory", "3GiB", "--idle-timeout", "120")
+    hub.cli("policy", "set", "--user", a, "--max-servers", "1")
+    with sdk(hub, a) as ca, sdk(hub, b) as cb, sdk(hub, outsider) as co:
+        opts = ca.servers.options()
+        assert [e["name"] for e in opts["environments"]] == ["minimal"]
+        assert [z["name"] for z in opts["sizes"]] == ["small"]
+        assert (opts["default_environment"], opts["max_servers"], opts["idle_timeout"]) == (
+            "minimal", 1, 120)
+        # someone outside the group keeps every choice
+        every = {e["name"] for e in co.servers.options()["environments"]}
+        assert {"datascience", "minimal"} <= every
+        with pytest.raises(LakeHubError) as refused:
+            ca.servers.start(environment="datascience")
+        assert refused.value.status == 403 and "not one you may use" in refused.value.detail
+        with pytest.raises(LakeHubError) as refused:
+            ca.servers.start(size="large")
+        assert refused.value.status == 403 and "size 'large'" in refused.value.detail
+        first = ca.servers.start()  # the group's defaults
+        assert (first["environment"], first["size"], first["idle_timeout"]) == (
+            "minimal", "small", 120)
+        with pytest.raises(LakeHubError) as refused:
+            ca.servers.start("second")
+        assert refused.value.status == 403
+        assert "at most 1 server(s)" in refused.value.detail and "default" in refused.value.detail
+        # the group's memory: 2 GiB in use of 3 GiB, so B's small server (2 GiB) is refused
+        with pytest.raises(LakeHubError) as refused:
+            cb.servers.start()
+        assert refused.value.status == 403 and f"group {group!r}" in refused.value.detail
+        assert "3.0 GiB" in refused.value.detail
+        # the hub's own REST API goes through the same rules: the spawn fails with the reason
+        with httpx.Client(base_url=hub.url, timeout=60,
+                          headers={"Authorization": f"token {hub.token(b)}"}) as h:
+            r = h.post(f"/hub/api/users/{b}/servers/direct", json={"size": "small"})
+            assert r.status_code >= 400 and "memory quota" in r.text, r.text
+            r = h.post(f"/hub/api/users/{b}/servers/odd", json={"env": {"X": "1"}})
+            assert r.status_code >= 400 and "unknown server option" in r.text, r.text
+        ca.servers.stop()
+        hub.wait(lambda: not ca.servers.list(), 60, "the server to stop")
+        assert cb.servers.start()["ready"]  # room again
+        cb.servers.stop()
+    hub.cli("policy", "rm", "--group", group)
+    hub.cli("policy", "rm", "--user", a)
+
+
+def test_only_administrators_change_environments_sizes_and_policies(hub: Hub, new_user) -> None:
+    name = new_user("nadm")
+    with hub.http(name) as c:
+        api = "/services/lakehub/api"
+        assert c.put(f"{api}/environments/mine", json={"packages": ["six"]}).status_code == 403
+        assert c.post(f"{api}/environments/minimal/build").status_code == 403
+        assert c.get(f"{api}/environments/minimal/log").status_code == 403
+        assert c.delete(f"{api}/environments/minimal").status_code == 403
+        assert c.put(f"{api}/sizes/huge", json={"cpus": 64, "memory": 2**40}).status_code == 403
+        assert c.get(f"{api}/notebook-policies").status_code == 403
+        r = c.put(f"{api}/notebook-policies/user/{name}", json={"max_servers": 50})
+        assert r.status_code == 403
+        # and nobody stops a server that is not theirs: the API only knows one's own
+        assert c.delete(f"{api}/servers/default").status_code == 404
+
+
+def test_admin_adds_an_environment_and_a_failed_build_keeps_the_previous(hub: Hub) -> None:
+    env = "extra-six"
+    r = hub.cli("environment", "set", env, "--description", "six on top", "-p", "six")
+    assert "queued" in r.stdout or "building" in r.stdout
+    envs = hub.wait_environments(env, timeout=300)
+    assert envs[env]["usable"] and any(c.startswith("six==") for c in envs[env]["contents"])
+    # a spec that cannot be built: the build fails, the previous build stays in use
+    hub.cli("environment", "set", env, "-p", "six", "-p", "no-such-package-lakehub-test==9.9")
+    with hub.admin_http() as c:
+        failed = hub.wait(lambda: (e := c.get(f"/environments/{env}").json())["status"] == "failed"
+                          and e, 300, "the build to fail")
+        assert failed["usable"] and "no-such-package-lakehub-test" in failed["error"]
+        assert "no-such-package-lakehub-test" in c.get(f"/environments/{env}/log").text
+        # bad specs are refused before any build
+        for bad in ({"packages": ["git+https://example.invalid/x"]}, {"python": "2.7"},
+                    {"packages": ["-e ."]}):
+            r = c.put(f"/environments/{env}", json=bad)
+            assert r.status_code == 400, (bad, r.text)
+        assert c.put("/environments/Bad_Name", json={}).status_code == 400
+        assert c.delete("/environments/datascience").status_code == 409  # built in
+        assert c.delete(f"/environments/{env}").status_code == 204
+    r = hub.cli("environment", "show", env, check=False)
+    assert r.returncode != 0 and "no environment named" in r.stderr and "Traceback" not in r.stderr
