@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from conftest import Hub
+from kernel import Kernel
 
 pytestmark = pytest.mark.browser
 
@@ -132,23 +133,64 @@ def test_login_portal_and_jupyterlab(hub: Hub, new_user: Any, new_page: Any, sho
     expect(conn.locator("#access-key")).to_have_text(re.compile(r"\S{8,}"))
     expect(conn.locator("#secret-key")).to_be_hidden()  # tucked away in <details>
     expect(conn.locator("#rotate")).to_be_visible()
-    expect(page.locator("#server #start-server")).to_be_visible()
+    expect(page.locator("#servers #start-server")).to_be_visible()
     screenshot(page, shots / "02-portal-no-server.png")
 
+    secret = f"form-secret-{secrets.token_hex(8)}"
     try:
-        # starting the server ends in JupyterLab
+        # the spawn form: environments with what is inside, sizes, variables
         page.click("#start-server")
+        form = page.locator("#lakehub-spawn-form")
+        expect(form).to_be_visible()
+        expect(page.locator("input[name=environment][value=datascience]")).to_be_checked()
+        expect(form).to_contain_text("pandas ")  # with its version
+        expect(form).to_contain_text("Idle servers stop after")
+        page.check("input[name=environment][value=minimal]")
+        page.select_option("#lh-size", "small")
+        page.locator("input[name=var_name]").first.fill("FORM_SECRET")
+        page.locator("input[name=var_value]").first.fill(secret)
+        screenshot(page, shots / "03-spawn-form.png")
+        # starting the server ends in JupyterLab
+        page.click("#spawn_form [type=submit]")
         page.wait_for_url(re.compile(rf"/user/{name}/lab"), timeout=LAB_TIMEOUT_MS)
         page.locator("#jp-main-dock-panel").wait_for(state="visible", timeout=LAB_TIMEOUT_MS)
         page.locator(".jp-Launcher").first.wait_for(state="visible", timeout=LAB_TIMEOUT_MS)
-        screenshot(page, shots / "03-jupyterlab.png")
+        screenshot(page, shots / "03b-jupyterlab.png")
+
+        # the secret reached the kernel, from the chosen environment, and is in clear nowhere
+        k = Kernel(hub.url, name, hub.token(name))
+        try:
+            out, err = k.run("import os; print(os.environ['LAKEHUB_ENVIRONMENT'],"
+                             " os.environ['FORM_SECRET'] == " + repr(secret) + ")")
+        finally:
+            k.close()
+        assert (err, out.split()) == (None, ["minimal", "True"])
+        with hub.http(name) as c:
+            listed = c.get("/services/lakehub/api/env").json()
+            assert {"name": "FORM_SECRET", "secret": True, "value": None}.items() <= next(
+                v for v in listed if v["name"] == "FORM_SECRET").items()
+            for path in ("/services/lakehub/api/env", "/services/lakehub/api/servers",
+                         f"/hub/api/users/{name}"):
+                assert secret not in c.get(path).text
+        for f in [*(hub.data_dir / "state").rglob("*"), *(hub.data_dir / "logs").rglob("*")]:
+            if f.is_file():
+                assert secret.encode() not in f.read_bytes(), f
 
         # back on the portal, the server is offered for opening
         page.goto(PORTAL)
         expect_portal(page, name)
-        expect(page.locator("#server #open-server")).to_be_visible()
-        expect(page.locator("#server #start-server")).to_have_count(0)
+        row = page.locator("#servers [data-server=default]")
+        expect(row).to_contain_text("minimal")
+        expect(row).to_contain_text("small")
+        expect(page.locator("#servers #open-server")).to_be_visible()
+        expect(page.locator("#servers #start-server")).to_have_count(0)
         screenshot(page, shots / "04-portal-server-running.png")
+
+        # the environments page shows what each environment has
+        page.goto(PORTAL + "environments")
+        expect(page.locator("[data-environment=datascience]")).to_contain_text("scikit-learn")
+        expect(page.locator("[data-size=small]")).to_be_visible()
+        screenshot(page, shots / "04b-environments.png")
     finally:
         stop_server(hub, name)
 

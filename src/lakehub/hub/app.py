@@ -20,6 +20,7 @@ from lakehub.hub.routers import (
     connections,
     datasets,
     envvars,
+    notebook_pages,
     notebooks,
     portal,
     quotas,
@@ -93,7 +94,7 @@ def create_app() -> FastAPI:
         auth.router, api.router, spaces.router, quotas.router, datasets.router,
         connections.router, connections.pages, portal.router, catalog_pages.router,
         uploads.router, envvars.router, envvars.pages, notebooks.router,
-        servers.router,
+        servers.router, notebook_pages.pages,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, prefix=base)

@@ -71,8 +71,9 @@ class Environments:
 
     # specs ---------------------------------------------------------------------------------
     def sync_builtins(self) -> None:
-        """Add missing built-ins; refresh those no administrator changed; requeue builds that
-        a stopped control plane left unfinished."""
+        """At start: add missing built-ins; refresh those no administrator changed; queue again
+        builds a stopped control plane left unfinished, and builds whose SDK is older than this
+        LakeHub's (the build hash covers it)."""
         with self.db.session() as s:
             rows = {r.name: r for r in s.scalars(select(Row))}
             for spec in BUILTIN_ENVIRONMENTS:
@@ -82,8 +83,15 @@ class Environments:
                 elif row.updated_by == CODE and _spec(row) != spec:
                     _update(row, spec, CODE)
             for row in rows.values():
-                if row.status == "building":
+                if row.status == "building" or (row.status == "ready" and self._stale(row)):
                     row.status = "queued"
+
+    def _stale(self, row: Row) -> bool:
+        try:
+            python = build.interpreter_for(row.python, self.notebook_python)
+        except build.BuildError:
+            return False  # its next build says why
+        return row.built_hash != build.spec_hash(python, tuple(json.loads(row.packages)))
 
     def all(self) -> list[EnvView]:
         with self.db.session() as s:

@@ -203,7 +203,7 @@ async def render_form(spawner: LakeHubSpawner) -> str:
     size_default = chosen.get("size") or opts["default_size"]
     e = html.escape
     rows = []
-    for env in opts["environments"]:
+    for env in sorted(opts["environments"], key=lambda x: (x["name"] != env_default, x["name"])):
         usable = env["usable"]
         progress = f": {env['progress']}" if env["progress"] else ""
         state = "" if usable else f" ({env['status']}{progress})"

@@ -14,7 +14,6 @@ from lakehub.hub.auth import Principal, browser_user
 from lakehub.hub.routers.api import State, remove_user
 from lakehub.lake import browse as browse_area
 from lakehub.lake.base import s3_client
-from lakehub.notebooks.culling import idle_info
 from lakehub.users import UserError
 
 router = APIRouter(include_in_schema=False)
@@ -48,13 +47,13 @@ async def home(request: Request, who: Browser, state: State, msg: str = "",
     if who.local:
         return RedirectResponse(state.prefix + "admin", 303)
     creds = await state.run(state.directory.credentials, who.name)
-    model = await state.hub.user(who.name) or {}
-    server = (model.get("servers") or {}).get("")
+    from lakehub.hub.routers.servers import servers_of  # imports this module
+
+    servers = await servers_of(state, who.name)
     spaces = await state.run(state.spaces.visible, who.name, False)
     quotas = await state.run(state.quotas.visible, who.name, False)
-    idle = idle_info(server, state.settings.cull_idle_timeout)
-    return page(request, "home.html", who=who, creds=creds, server=server, idle=idle,
-                spaces=spaces, quotas=quotas, msg=msg, error=error)  # fmt: skip
+    return page(request, "home.html", who=who, creds=creds, servers=servers, spaces=spaces,
+                quotas=quotas, msg=msg, error=error)  # fmt: skip
 
 
 @router.post("/rotate")

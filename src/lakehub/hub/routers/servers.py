@@ -142,7 +142,7 @@ class ServerOut(BaseModel):
     cull_at: datetime | None
 
 
-async def _servers(state: AppState, user: str) -> list[ServerOut]:
+async def servers_of(state: AppState, user: str) -> list[ServerOut]:
     model = await state.hub.user(user) or {}
     out = []
     for name, s in sorted((model.get("servers") or {}).items()):
@@ -164,7 +164,7 @@ async def _servers(state: AppState, user: str) -> list[ServerOut]:
 @router.get("/servers")
 async def list_servers(who: User, state: State) -> list[ServerOut]:
     """Your servers, running or starting."""
-    return await _servers(state, _person(who))
+    return await servers_of(state, _person(who))
 
 
 @router.post("/servers", status_code=201)
@@ -180,7 +180,7 @@ async def start_server(body: ServerIn, who: User, state: State, response: Respon
     ready = await state.hub.start_server(user, server, options)
     if not ready:
         response.status_code = 202
-    mine = {s.name: s for s in await _servers(state, user)}
+    mine = {s.name: s for s in await servers_of(state, user)}
     if (server or DEFAULT) not in mine:
         raise HTTPException(502, f"server {body.name!r} stopped while starting; see the hub log")
     return mine[server or DEFAULT]
