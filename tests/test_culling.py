@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -188,3 +189,31 @@ def test_portal_shows_the_cull_time_in_a_browser(chub: Hub, artifacts: Path) -> 
             browser.close()
     finally:
         stop_server(chub.url, name, chub.tokens[name])
+
+
+def test_group_idle_timeouts(chub: Hub) -> None:
+    """A group's timeout replaces the hub's for its members: shorter, or 0 for never."""
+    patient, hasty = "patient1", "hasty1"
+    for user, group, timeout in ((patient, "nevercull", "0"), (hasty, "quickcull", "6")):
+        chub.quick_user(user)
+        chub.cli("group", "create", group)
+        chub.cli("group", "add", group, user)
+        chub.cli("policy", "set", "--group", group, "--idle-timeout", timeout)
+    start_server(chub.url, patient, chub.tokens[patient])
+    start_server(chub.url, hasty, chub.tokens[hasty])
+    try:
+        with chub.http(hasty) as c:
+            mine = c.get("/services/lakehub/api/servers").json()
+        assert [(s["name"], s["idle_timeout"]) for s in mine] == [("default", 6)]
+        with chub.http(patient) as c:
+            mine = c.get("/services/lakehub/api/servers").json()
+            assert [(s["idle_timeout"], s["cull_at"]) for s in mine] == [(0, None)]
+            assert c.get("/services/lakehub/api/me/server").json()["idle_timeout"] == 0
+        t0 = time.monotonic()
+        chub.wait(lambda: server_of(chub, hasty) is None, 30, "the hasty server to be culled")
+        assert time.monotonic() - t0 < TIMEOUT  # sooner than the hub's own timeout
+        time.sleep(max(0.0, TIMEOUT + 5 - (time.monotonic() - t0)))
+        assert server_of(chub, patient) is not None  # past the hub's timeout, still running
+    finally:
+        stop_server(chub.url, patient, chub.tokens[patient])
+        stop_server(chub.url, hasty, chub.tokens[hasty])

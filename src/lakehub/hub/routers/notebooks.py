@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from lakehub.hub.auth import principal
 from lakehub.hub.routers.api import State, User
-from lakehub.notebooks import culling, metrics
+from lakehub.notebooks import culling, metrics, records
 from lakehub.vault import read_or_create
 
 router = APIRouter()
@@ -33,7 +33,8 @@ class ServerOut(BaseModel):
 
 @router.get("/api/me/server", tags=["notebooks"])
 async def my_server(who: User, state: State) -> ServerOut:
-    timeout = state.settings.cull_idle_timeout
+    record = records.read(state.settings.run_dir, who.name, "") if not who.local else {}
+    timeout = int(record.get("cull_timeout", state.settings.cull_idle_timeout))
     model = await state.hub.user(who.name) if not who.local else None
     server = ((model or {}).get("servers") or {}).get("")
     idle = culling.idle_info(server, timeout)
