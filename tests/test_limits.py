@@ -1,7 +1,8 @@
-"""Server limits on real cgroups (root only)."""
+"""Server limits on real cgroups (root only), and the kernel launcher's memory guard."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from lakehub.kernel import HEADROOM, limit_from_env, memory_rlimit
 from lakehub.notebooks.limits import Cgroups, CgroupV1, CgroupV2, NoLimits, _mounts, detect, join
 
 MiB, GiB = 2**20, 2**30
@@ -203,3 +205,71 @@ def test_without_root_limits_are_a_no_op_with_a_reason() -> None:
     assert enforced == "False" and "not root" in reason, reason
     print(reason)
 
+
+# -- the kernel launcher's guard (no root needed) -----------------------------------------
+
+
+def test_guard_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    assert memory_rlimit(0) is None
+    assert memory_rlimit(2 * GiB) == 2 * GiB + HEADROOM == 3 * GiB
+    assert limit_from_env({}) == 0
+    assert limit_from_env({"LAKEHUB_MEMORY_LIMIT": str(2 * GiB)}) == 2 * GiB
+    assert limit_from_env({"LAKEHUB_MEMORY_LIMIT": "2GiB"}) == 0
+    assert "ignoring LAKEHUB_MEMORY_LIMIT='2GiB'" in capsys.readouterr().err
+
+
+STACK = """
+import resource
+print(resource.getrlimit(resource.RLIMIT_DATA)[0])
+import duckdb, numpy as np, pandas as pd, polars as pl, pyarrow as pa
+df = pd.DataFrame({"k": np.arange(200_000) % 7, "v": np.random.rand(200_000)})
+t = pa.Table.from_pandas(df)
+assert pl.from_arrow(t).group_by("k").agg(pl.col("v").sum()).height == 7
+assert duckdb.sql("select count(distinct k) from t").fetchall() == [(7,)]
+print("ok")
+"""
+
+
+def test_kernel_launcher_turns_an_oversized_allocation_into_a_memory_error(
+    tmp_path: Path,
+) -> None:
+    jupyter_client = pytest.importorskip("jupyter_client")
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = tmp_path / "kernels" / "limited"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "lakehub.kernel", "-f", "{connection_file}"],
+        "display_name": "limited", "language": "python",
+        "env": {"LAKEHUB_MEMORY_LIMIT": str(2 * GiB)},
+    }))  # fmt: skip
+    km = jupyter_client.KernelManager(
+        kernel_name="limited", kernel_spec_manager=KernelSpecManager(kernel_dirs=[spec.parent])
+    )
+    km.start_kernel(cwd=str(tmp_path))
+    kc = km.client()
+    try:
+        kc.start_channels()
+        kc.wait_for_ready(timeout=30)
+
+        def run(code: str) -> tuple[dict[str, str], str]:
+            out: list[str] = []
+            reply = kc.execute_interactive(code, timeout=60, output_hook=lambda msg: out.append(
+                msg["content"].get("text", "") if msg["msg_type"] == "stream" else ""))
+            return reply["content"], "".join(out)  # fmt: skip
+
+        # the everyday data stack works under the guard of the smallest size
+        reply, out = run(STACK)
+        assert reply["status"] == "ok", reply
+        assert out.split()[:2] == [str(3 * GiB), "ok"]
+
+        reply, _ = run("big = bytearray(3 * 2**30)")
+        assert reply["status"] == "error"
+        assert reply["ename"] == "MemoryError"
+        assert "2.0 GiB" in reply["evalue"] and "larger size" in reply["evalue"]
+
+        reply, out = run("print(6 * 7)")  # the same kernel, still alive
+        assert reply["status"] == "ok" and out.split()[-1] == "42"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
