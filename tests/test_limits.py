@@ -12,6 +12,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -253,10 +254,15 @@ def test_kernel_launcher_turns_an_oversized_allocation_into_a_memory_error(
         kc.wait_for_ready(timeout=30)
 
         def run(code: str) -> tuple[dict[str, str], str]:
+            """Execute a cell; returns the reply's content and the cell's printed output."""
             out: list[str] = []
-            reply = kc.execute_interactive(code, timeout=60, output_hook=lambda msg: out.append(
-                msg["content"].get("text", "") if msg["msg_type"] == "stream" else ""))
-            return reply["content"], "".join(out)  # fmt: skip
+
+            def hook(msg: dict[str, Any]) -> None:
+                if msg["msg_type"] == "stream":
+                    out.append(msg["content"]["text"])
+
+            reply = kc.execute_interactive(code, timeout=60, output_hook=hook)
+            return reply["content"], "".join(out)
 
         # the everyday data stack works under the guard of the smallest size
         reply, out = run(STACK)
