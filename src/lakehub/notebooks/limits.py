@@ -9,7 +9,8 @@ The contract (what the spawner calls)::
     limits.oom_kills(key), limits.memory_used(key)
     limits.release(key)                    # kill what is left, remove the group(s)
 
-``key`` names one server (``alice``, ``alice--gpu2``: letters, digits, ``.``, ``_``, ``-``).
+``key`` names one server (``alice``, ``alice--gpu2``: up to 128 letters, digits, ``.``,
+``_``, ``-``; a key that is also a control file's name, like v1's ``tasks``, is a ValueError).
 A server's processes, kernels included, share its group, so its size holds for all of them
 together: memory over the limit is reclaimed and then the kernel OOM-kills the biggest
 process in the group (usually a kernel; the server survives and Jupyter restarts the kernel).
@@ -29,8 +30,9 @@ Decisions:
   "not root"). :func:`detect` probes by creating the parent, so a reason is never a guess.
 - Swap cannot dodge the limit: v1 sets ``memory.memsw.limit_in_bytes`` to the same value
   (``memory.swappiness`` 0 when swap is not accounted), v2 sets ``memory.swap.max`` to 0.
-- CPU: a CFS quota of ``cpus`` periods of 100 ms (``cpu.cfs_quota_us`` / ``cpu.max``): a hard
-  ceiling, not a share, so a server gets no more than its size even on an idle machine.
+- CPU: a CFS quota of ``cpus`` x 100 ms per 100 ms period (``cpu.cfs_quota_us`` /
+  ``cpu.max``): a ceiling, not a share, so a server gets no more than its size even on an
+  idle machine.
 - ``prepare`` on an existing key releases it first: whatever a previous start left behind is
   killed and the OOM counter starts again at 0 (a fresh group is the only way to reset it).
 - ``release`` kills with ``cgroup.kill`` (v2) or SIGKILL per process (v1; each pid is pinned
