@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import zipfile
+from pathlib import Path
 
 import httpx
 import pytest
+from websocket import WebSocketTimeoutException
 
 import lakehub
 from conftest import Hub
@@ -208,3 +211,47 @@ def test_admin_adds_an_environment_and_a_failed_build_keeps_the_previous(hub: Hu
         assert c.delete(f"/environments/{env}").status_code == 204
     r = hub.cli("environment", "show", env, check=False)
     assert r.returncode != 0 and "no environment named" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_size_limits_memory_and_cpu_and_says_why(hub: Hub, new_user) -> None:
+    if not Path("/sys/fs/cgroup/memory").is_dir() or os.geteuid() != 0:
+        pytest.skip("limits need root and cgroup memory/cpu controllers")
+    hub.wait_environments("minimal")
+    with hub.admin_http() as c:
+        r = c.put("/sizes/tiny", json={"cpus": 0.5, "memory": 768 * 2**20, "description": "t"})
+        assert r.status_code == 200, r.text
+    name = new_user("lim")
+    with sdk(hub, name) as c:
+        server = c.servers.start(environment="minimal", size="tiny")
+        assert server["limits"] == "enforced" and server["memory_kills"] == 0
+        k = Kernel(hub.url, name, hub.token(name))
+        try:
+            # one allocation that can never fit: a MemoryError that says why, kernel alive
+            out, err = k.run("x = bytearray(2 * 1024**3)")
+            assert err is not None and err.startswith("MemoryError"), (out, err)
+            assert "(size tiny) has 768 MiB" in err and "larger size" in err, err
+            # half a CPU, however busy the kernel is
+            out, err = k.run(
+                "import time\nt, w = time.process_time(), time.monotonic()\n"
+                "while time.monotonic() - w < 1.5: pass\n"
+                "print(round((time.process_time() - t) / (time.monotonic() - w), 2))"
+            )
+            assert err is None and float(out) < 0.75, (out, err)
+            # growing past the size, step by step (pages written, so resident): the kernel is
+            # stopped by the group's limit before its own guard, the server stays
+            k.ws.settimeout(20)
+            with pytest.raises((AssertionError, WebSocketTimeoutException)):
+                out, err = k.run("x = []\nfor i in range(40): x.append(b'1' * (50 * 2**20))",
+                                 timeout=20)
+                raise ValueError(f"the cell ended: {out!r} {err!r}")
+        finally:
+            k.ws.close()
+        mine = hub.wait(lambda: (s := c.servers.list()[0])["memory_kills"] >= 1 and s, 30,
+                        "the kill to be counted")
+        assert mine["ready"] and mine["memory_used"] is not None
+        page = hub.browser_login(name).get("/services/lakehub/").text
+        assert "memory limit (tiny) stopped" in page
+        c.servers.stop()
+        hub.wait(lambda: not c.servers.list(), 60, "the server to stop")
+    with hub.admin_http() as c:
+        assert c.delete("/sizes/tiny").status_code == 204

@@ -97,8 +97,11 @@ def apply_memory_limit(limit: int) -> int | None:
 
 def explain_memory_errors(shell: Any, limit: int) -> None:
     """Make a cell's ``MemoryError`` say what happened and what to do."""
-    message = (f"the kernel refused an allocation that cannot fit: this notebook server has "
-               f"{limit / 2**30:.1f} GiB of memory for everything it runs. Free memory (del "
+    size = os.environ.get("LAKEHUB_SIZE")
+    amount = f"{limit / 2**30:.1f} GiB" if limit >= 2**30 else f"{limit // 2**20} MiB"
+    message = (f"the kernel refused an allocation that cannot fit: this notebook server "
+               f"{f'(size {size}) ' if size else ''}has {amount} of memory for everything it "
+               "runs. Free memory (del "
                "large objects, shut down other kernels), work on less data at a time, or start "
                "the server with a larger size.")  # fmt: skip
 

@@ -204,6 +204,17 @@ class CgroupV2(Cgroups):
         _write(group / "cpu.max", f"{quota_us} {PERIOD_US}")
 
 
+def root_name_for(hub_id: str) -> str:
+    """The parent group of one hub's servers (``hub_id``: its data directory)."""
+    import hashlib
+
+    return "lakehub-" + hashlib.sha256(hub_id.encode()).hexdigest()[:10]
+
+
+def server_key(user: str, server: str) -> str:
+    return f"{user}--{server or 'default'}"
+
+
 def detect(root_name: str = "lakehub") -> Limits:
     """The limits this machine can enforce for servers grouped under ``root_name``."""
     _check_name(root_name)

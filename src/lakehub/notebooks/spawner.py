@@ -28,7 +28,7 @@ from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from jupyterhub.utils import random_port
 from traitlets import Bool, Unicode, default
 
-from lakehub.notebooks import records, warm
+from lakehub.notebooks import limits, records, warm
 from lakehub.notebooks.accounts import ensure_account, unix_name
 
 
@@ -92,12 +92,31 @@ class LakeHubSpawner(LocalProcessSpawner):
         else:
             Path(self.home).mkdir(mode=0o700, parents=True, exist_ok=True)
 
+    _limits: limits.Limits | None = None  # one per hub process: detect() probes the machine
+
+    def limits(self) -> limits.Limits:
+        cls = type(self)
+        if cls._limits is None:
+            cls._limits = limits.detect(limits.root_name_for(self.hub_id))
+            if not cls._limits.enforced:
+                self.log.warning("Notebook servers get NO memory or CPU limits: %s",
+                                 cls._limits.reason)  # fmt: skip
+        return cls._limits
+
     def make_preexec_fn(self, name: str) -> Callable[[], None]:
+        cgroups = list(getattr(self, "_cgroups", []))
         if self.isolated:
-            return set_user_setuid(unix_name(name))  # type: ignore[no-any-return]
+            setuid = set_user_setuid(unix_name(name))
+
+            def preexec_isolated() -> None:
+                limits.join(cgroups)
+                setuid()
+
+            return preexec_isolated
         home = self.home
 
         def preexec() -> None:
+            limits.join(cgroups)
             os.chdir(home)
 
         return preexec
@@ -138,8 +157,13 @@ class LakeHubSpawner(LocalProcessSpawner):
             "MEM_LIMIT": str(size["memory"]),  # as jupyter-resource-usage reads them
             "CPU_LIMIT": str(size["cpus"]),
         }  # fmt: skip
+        enforcer = self.limits()
+        self._cgroups = await asyncio.to_thread(
+            enforcer.prepare, limits.server_key(self.user.name, self.name), size["cpus"],
+            size["memory"])  # fmt: skip
         record = {"environment": chosen, "size": size["name"], "cpus": size["cpus"],
-                  "memory": size["memory"], "cull_timeout": plan["cull_timeout"]}  # fmt: skip
+                  "memory": size["memory"], "cull_timeout": plan["cull_timeout"],
+                  "limits": enforcer.reason or "enforced"}  # fmt: skip
         records.write(Path(self.run_dir), self.user.name, self.name, record)
         self._ensure_account()
         if not (self.warm_socket and os.path.exists(self.warm_socket)):
@@ -148,6 +172,12 @@ class LakeHubSpawner(LocalProcessSpawner):
 
     async def stop(self, now: bool = False) -> None:
         await super().stop(now=now)
+        # kernels and anything else the server left behind go with its group
+        try:
+            await asyncio.to_thread(self.limits().release,
+                                    limits.server_key(self.user.name, self.name))  # fmt: skip
+        except (OSError, TimeoutError) as err:
+            self.log.warning("Could not remove %s's limits group: %s", self._log_name, err)
         records.remove(Path(self.run_dir), self.user.name, self.name)
 
     async def _warm_start(self) -> Any:
@@ -163,7 +193,7 @@ class LakeHubSpawner(LocalProcessSpawner):
         else:
             uid, gid, groups = os.getuid(), os.getgid(), os.getgroups()
         request = {"argv": argv, "env": env, "cwd": self.home, "uid": uid, "gid": gid,
-                   "groups": groups}  # fmt: skip
+                   "groups": groups, "cgroups": self._cgroups}  # fmt: skip
         self.log.info("Spawning %s warm as uid %d", self.user.name, uid)
         self.pid = await asyncio.to_thread(warm.spawn, self.warm_socket, request)
         self.proc = None

@@ -9,7 +9,8 @@ the environment for that one server, over a unix socket only the hub's account c
 Only the standard library and the environment's Jupyter packages may be imported here.
 
 Protocol: one JSON line per connection,
-``{"argv": [...], "env": {...}, "cwd": "...", "uid": N, "gid": N, "groups": [...]}``,
+``{"argv": [...], "env": {...}, "cwd": "...", "uid": N, "gid": N, "groups": [...],
+"cgroups": [cgroup.procs files to join, before anything else]}``,
 answered by ``{"pid": N}`` or ``{"error": "..."}``.
 """
 
@@ -52,6 +53,9 @@ def preload() -> dict[str, str]:
 def _child(request: dict[str, Any], import_env: dict[str, str]) -> None:
     """In the forked child: become the user, then run the server. Never returns."""
     try:
+        from lakehub.notebooks.limits import join  # the standard library only
+
+        join(list(request.get("cgroups", [])))  # the server's limits hold from here on
         os.setsid()
         gid, uid = int(request["gid"]), int(request["uid"])
         if os.geteuid() == 0 and uid != 0:

@@ -19,7 +19,7 @@ from lakehub.envvars import EnvVars
 from lakehub.hub.auth import Principal
 from lakehub.hub.routers.api import Admin, LocalAdmin, State, User, spawn_env
 from lakehub.hub.state import AppState
-from lakehub.notebooks import culling, records
+from lakehub.notebooks import culling, limits, records
 from lakehub.notebooks.policy import Choices, PolicyView
 from lakehub.notebooks.registry import EnvView
 from lakehub.users import valid_name
@@ -140,6 +140,21 @@ class ServerOut(BaseModel):
     last_activity: datetime | None
     idle_timeout: int
     cull_at: datetime | None
+    limits: str = Field(description="'enforced', or why memory and CPU limits are not")
+    memory_kills: int = Field(description="processes (usually kernels) stopped for going over "
+                              "the size's memory since the server started")  # fmt: skip
+    memory_used: int | None = Field(description="bytes the server uses now, kernels included")
+
+
+_enforcers: dict[str, limits.Limits] = {}
+
+
+def enforcer(state: AppState) -> limits.Limits:
+    """This hub's limits, as the spawner sees them (read-only use here)."""
+    hub_id = str(state.settings.data_dir)
+    if hub_id not in _enforcers:
+        _enforcers[hub_id] = limits.detect(limits.root_name_for(hub_id))
+    return _enforcers[hub_id]
 
 
 async def servers_of(state: AppState, user: str) -> list[ServerOut]:
@@ -150,13 +165,17 @@ async def servers_of(state: AppState, user: str) -> list[ServerOut]:
         timeout = int(record.get("cull_timeout", state.settings.cull_idle_timeout))
         idle = culling.idle_info(s, timeout) or {}
         opts = s.get("user_options") or {}
+        key = limits.server_key(user, name)
+        cg = enforcer(state)
         out.append(ServerOut(
             name=name or DEFAULT, ready=bool(s.get("ready")), pending=s.get("pending"),
             url=s.get("url") or "", started=s.get("started"),
             environment=record.get("environment") or opts.get("environment"),
             size=record.get("size") or opts.get("size"),
             last_activity=idle.get("last_activity"), idle_timeout=timeout,
-            cull_at=idle.get("cull_at"),
+            cull_at=idle.get("cull_at"), limits=record.get("limits", ""),
+            memory_kills=await state.run(cg.oom_kills, key),
+            memory_used=await state.run(cg.memory_used, key),
         ))  # fmt: skip
     return out
 
