@@ -76,7 +76,8 @@ BUILTIN_ENVIRONMENTS = (
     EnvironmentSpec("minimal", "Python, a kernel and the LakeHub SDK only", "3.11"),
     EnvironmentSpec("dask", "Dask, distributed and the dask-gateway client, with pandas and "
                     "pyarrow", "3.11",
-                    ("dask[dataframe]", "distributed", "dask-gateway", "pyarrow", "s3fs==2026.9.0")),
+                    ("dask[dataframe]", "distributed", "dask-gateway", "pyarrow",
+                     "s3fs==2026.9.0")),
     EnvironmentSpec("spark", "PySpark (Java is on the machine), with pandas and pyarrow", "3.11",
                     ("pyspark", "pandas", "pyarrow")),
 )  # fmt: skip
