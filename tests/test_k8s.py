@@ -11,7 +11,7 @@ import json
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,10 @@ SIZES = {size.name: size for size in DEFAULT_SIZES}
 
 
 @pytest.fixture
-def spawn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[[dict[str, Any]], Any]]:
-    """``spawn(user_options)``: a KubeSpawner with the rendered profile list after JupyterHub's
-    step before ``start``, ``load_user_options()``; returns it and its pod manifest."""
+def spawn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, Any]], Any]:
+    """``spawn(user_options)``: a KubeSpawner given the rendered profile list and the options,
+    after ``load_user_options()`` (the first thing its ``start`` does, before any API call);
+    returns it and the pod manifest it would create."""
     import kubernetes_asyncio.config.kube_config as kube_config
     from kubespawner import KubeSpawner
 
@@ -64,7 +63,7 @@ def spawn(
 
         return asyncio.run(go())
 
-    yield run
+    return run
 
 
 @pytest.mark.parametrize("env", [s.name for s in BUILTIN_ENVIRONMENTS])
