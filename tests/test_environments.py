@@ -13,7 +13,7 @@ import pytest
 from websocket import WebSocketTimeoutException
 
 import lakehub
-from conftest import Hub
+from conftest import Hub, start_hub, stop_hub
 from kernel import Kernel
 from lakehub.client import Client, LakeHubError
 
@@ -255,3 +255,42 @@ def test_a_size_limits_memory_and_cpu_and_says_why(hub: Hub, new_user) -> None:
         hub.wait(lambda: not c.servers.list(), 60, "the server to stop")
     with hub.admin_http() as c:
         assert c.delete("/sizes/tiny").status_code == 204
+
+
+def test_home_and_user_packages_survive_a_hub_restart() -> None:
+    h = start_hub()
+    try:
+        h.wait_environments("minimal")
+        h.quick_user("keeper")
+        wheel = base64.b64encode(_wheel("lhkeep")).decode()
+        with sdk(h, "keeper") as c:
+            c.servers.start(environment="minimal")
+            k = Kernel(h.url, "keeper", h.token("keeper"))
+            try:
+                out, err = k.run(
+                    "import base64, subprocess, sys\n"
+                    "open('notes.txt', 'w').write('kept')\n"
+                    "open('lhkeep-0.1-py3-none-any.whl', 'wb')"
+                    f".write(base64.b64decode('{wheel}'))\n"
+                    "print(subprocess.run([sys.executable, '-m', 'pip', 'install', '--user', '-q',"
+                    " '--no-index', 'lhkeep-0.1-py3-none-any.whl']).returncode)\n"
+                )
+            finally:
+                k.close()
+            assert (err, out.strip()) == (None, "0")
+        h.cli("down", "--data-dir", str(h.data_dir))
+        r = h.cli("up", "--data-dir", str(h.data_dir), "--port", str(h.port), "--detach",
+                  timeout=600)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        with sdk(h, "keeper") as c:
+            assert c.servers.list() == []  # servers do not outlive the hub; files do
+            c.servers.start(environment="minimal")
+            k = Kernel(h.url, "keeper", h.token("keeper"))
+            try:
+                out, err = k.run("import lhkeep; print(open('notes.txt').read())")
+            finally:
+                k.close()
+            assert (err, out.strip()) == (None, "kept")
+            c.servers.stop()
+    finally:
+        stop_hub(h)

@@ -24,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -40,6 +42,7 @@ DEFAULT_PACKAGES = (  # the server environment
     "httpx",
 )
 BUILD_TIMEOUT = 1800  # seconds for one uv step
+BUILD_ID = re.compile(r"[0-9a-f]{12}(-[0-9a-f]{3})?")  # a spec hash, and a rebuild's suffix
 
 
 class BuildError(RuntimeError):
@@ -152,15 +155,20 @@ def build_named(
     log: Path, progress: Callable[[str], None],
 ) -> tuple[str, list[str]]:  # fmt: skip
     """Build a named environment (kernel, pip, SDK, ``packages``) from interpreter ``python``;
-    make it current. Returns the build's hash and its contents (``name==version`` lines)."""
+    make it current. Returns the build's id (the spec hash, plus a suffix when that build exists
+    already) and its contents (``name==version`` lines).
+
+    A build never touches another: a rebuild of the same spec goes to a directory of its own, so
+    servers running the current build keep it, whether the rebuild succeeds or fails."""
     from lakehub.notebooks.specs import KERNEL_PACKAGES
 
-    digest = spec_hash(python, packages)
-    target = envs_dir / f"{name}-{digest}"
+    digest = build_id = spec_hash(python, packages)
+    while (envs_dir / f"{name}-{build_id}").exists():
+        build_id = f"{digest}-{secrets.token_hex(2)[:3]}"
+    target = envs_dir / f"{name}-{build_id}"
     envs_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(envs_dir, 0o755)  # noqa: S103 (every user account runs these environments)
     uv = uv_binary()
-    shutil.rmtree(target, ignore_errors=True)
     env_python = str(target / "bin" / "python")
     old_umask = os.umask(0o022)
     try:
@@ -188,7 +196,7 @@ def build_named(
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(target.name)
     os.replace(tmp, envs_dir / name)
-    return digest, contents
+    return build_id, contents
 
 
 def _write_new(path: Path, text: str) -> None:
@@ -219,7 +227,7 @@ def remove_old_builds(envs_dir: Path, name: str, keep: int = 2) -> None:
     previous one); never the current one."""
     current = (envs_dir / name).resolve()
     builds = sorted((p for p in envs_dir.glob(f"{name}-*") if not p.is_symlink() and
-                     p.name[len(name) + 1:].isalnum() and len(p.name) == len(name) + 13),
+                     BUILD_ID.fullmatch(p.name[len(name) + 1:])),
                     key=lambda p: p.stat().st_mtime, reverse=True)  # fmt: skip
     for old in builds[keep:]:
         if old != current:

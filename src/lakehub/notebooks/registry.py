@@ -91,7 +91,8 @@ class Environments:
             python = build.interpreter_for(row.python, self.notebook_python)
         except build.BuildError:
             return False  # its next build says why
-        return row.built_hash != build.spec_hash(python, tuple(json.loads(row.packages)))
+        built = (row.built_hash or "")[:12]
+        return built != build.spec_hash(python, tuple(json.loads(row.packages)))
 
     def all(self) -> list[EnvView]:
         with self.db.session() as s:

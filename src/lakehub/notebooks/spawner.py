@@ -54,6 +54,13 @@ class LakeHubSpawner(LocalProcessSpawner):
     def _form_default(self) -> Callable[[Any], Any]:
         return render_form
 
+    @default("apply_user_options")
+    def _apply_default(self) -> Callable[[Any, Any], None]:
+        def checked_at_start(spawner: Any, options: Any) -> None:
+            """Options are checked by the control plane in ``start`` (see the module)."""
+
+        return checked_at_start
+
     async def _control(self, method: str, path: str, body: Any) -> Any:
         async with httpx.AsyncClient(timeout=30) as client:
             resp = await client.request(
@@ -94,7 +101,7 @@ class LakeHubSpawner(LocalProcessSpawner):
 
     _limits: limits.Limits | None = None  # one per hub process: detect() probes the machine
 
-    def limits(self) -> limits.Limits:
+    def enforcer(self) -> limits.Limits:
         cls = type(self)
         if cls._limits is None:
             cls._limits = limits.detect(limits.root_name_for(self.hub_id))
@@ -157,7 +164,7 @@ class LakeHubSpawner(LocalProcessSpawner):
             "MEM_LIMIT": str(size["memory"]),  # as jupyter-resource-usage reads them
             "CPU_LIMIT": str(size["cpus"]),
         }  # fmt: skip
-        enforcer = self.limits()
+        enforcer = self.enforcer()
         self._cgroups = await asyncio.to_thread(
             enforcer.prepare, limits.server_key(self.user.name, self.name), size["cpus"],
             size["memory"])  # fmt: skip
@@ -174,7 +181,7 @@ class LakeHubSpawner(LocalProcessSpawner):
         await super().stop(now=now)
         # kernels and anything else the server left behind go with its group
         try:
-            await asyncio.to_thread(self.limits().release,
+            await asyncio.to_thread(self.enforcer().release,
                                     limits.server_key(self.user.name, self.name))  # fmt: skip
         except (OSError, TimeoutError) as err:
             self.log.warning("Could not remove %s's limits group: %s", self._log_name, err)
