@@ -483,7 +483,8 @@ def main() -> int:
         env_dir = (lake.data / "envs" / "default").resolve()
         builds = {e: str((lake.data / "envs" / e).resolve()) for e in envs}
         results["builds"] = builds
-        plain = PlainHub(root, marker, env_dir, builds, envs[0])
+        default_env = "datascience" if "datascience" in envs else envs[0]  # LakeHub's default
+        plain = PlainHub(root, marker, env_dir, builds, default_env)
         results["plain_up_seconds"] = plain.start()
         print(f"  plain jupyterhub up: {results['plain_up_seconds']:.1f} s", flush=True)
         for u in users:
