@@ -7,11 +7,12 @@ package cache holds everything ``datascience`` needs. Each LakeHub run then send
 ``POST /services/lakehub/api/environments/datascience/build`` with the service token (the request
 ``lakehub environment build datascience`` sends) and polls ``GET .../environments/datascience``
 every 0.2 s until its status is ``ready`` with a new ``built_at``: what an administrator sees.
-The spec does not change, so the build has the same hash every time; ``build_named`` deletes
-``envs/datascience-<hash>`` first and makes it again (venv, install, kernel spec, freeze, import
-check), so every run is a full build. The benchmark checks that: a file it puts into the build
-directory before each run must be gone after it, and the build's log must show the
-``uv pip install``.
+The spec does not change, so the build has the same hash every time; ``build_named`` then builds
+into a directory of its own (``envs/datascience-<hash>-<suffix>``; the running build stays for
+servers using it) and makes it from nothing (venv, install, kernel spec, freeze, import check),
+so every run is a full build. The benchmark checks that: after each run ``envs/datascience``
+points at a new directory without the file it put into the previous one, and the build's log
+shows the ``uv pip install``.
 
 Anchor, by hand: ``uv venv --system-site-packages --python PY DIR`` then
 ``uv pip install --offline --python DIR/bin/python <the spec's packages> ipykernel pip <SDK>``
@@ -133,9 +134,9 @@ class LakeHub:
     def rebuild(self) -> dict[str, Any]:
         """Ask for a rebuild and wait until it is ready; the times at which each step showed."""
         before = self.env_model()
-        # the build directory keeps its name (same hash) and may get its old inode back, so
-        # a file of our own shows whether it was deleted and made again
-        sentinel = self.build_dir() / ".bench-sentinel"
+        # a file of our own in the current build must not be in the next one
+        old_dir = self.build_dir()
+        sentinel = old_dir / ".bench-sentinel"
         sentinel.write_text("removed by a full rebuild\n")
         r: dict[str, Any] = {"ok": False, "steps": {}}
         t0 = time.perf_counter()
@@ -163,7 +164,9 @@ class LakeHub:
         else:
             r["error"] = f"not ready after {BUILD_TIMEOUT:.0f} s"
             return r
-        r["rebuilt"] = not sentinel.exists() and (self.build_dir() / "bin" / "python").exists()
+        new_dir = self.build_dir()
+        r["rebuilt"] = (new_dir != old_dir and not (new_dir / sentinel.name).exists()
+                        and (new_dir / "bin" / "python").exists())  # fmt: skip
         log = (self.data / "envs" / f"{ENV}.log").read_text(errors="replace")
         r["log_installs"] = len(re.findall(r"^\$ \S+ pip install ", log, re.M))
         r["online"] = r["log_installs"] > 1  # the --offline attempt failed, went to the index
