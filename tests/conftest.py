@@ -170,7 +170,10 @@ def hub_dir() -> Path:
     return path
 
 
-def start_hub(tmp: Path | None = None, **settings: str) -> Hub:
+def start_hub(tmp: Path | None = None, wait_for: tuple[str, ...] = ("datascience",),
+              **settings: str) -> Hub:  # fmt: skip
+    """A hub of its own; ``wait_for``: environments to wait for (servers start with
+    ``datascience`` unless told otherwise; a hub that starts none needs none)."""
     tmp = tmp or hub_dir()
     port = free_port()
     password = secrets.token_urlsafe(12)
@@ -205,7 +208,8 @@ def start_hub(tmp: Path | None = None, **settings: str) -> Hub:
         )
         raise AssertionError(f"lakehub up failed: {proc.stderr}\n{logs}")
     hub.passwords["admin"] = password
-    hub.wait_environments("datascience")  # servers start with it unless told otherwise
+    if wait_for:
+        hub.wait_environments(*wait_for)
     return hub
 
 

@@ -258,9 +258,8 @@ def test_a_size_limits_memory_and_cpu_and_says_why(hub: Hub, new_user) -> None:
 
 
 def test_home_and_user_packages_survive_a_hub_restart() -> None:
-    h = start_hub()
+    h = start_hub(wait_for=("minimal",))
     try:
-        h.wait_environments("minimal")
         h.quick_user("keeper")
         wheel = base64.b64encode(_wheel("lhkeep")).decode()
         with sdk(h, "keeper") as c:

@@ -33,6 +33,7 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlapdServer]:
 @pytest.fixture(scope="module")
 def ldap_hub(slapd: SlapdServer) -> Iterator[Hub]:
     hub = start_hub(
+        wait_for=(),  # no server is started here
         auth="ldap",
         ldap_url=slapd.url,
         ldap_bind_dn_template=json.dumps([f"uid={{username}},{slapd.people_dn}"]),

@@ -60,7 +60,7 @@ class PgHub:
 
 @pytest.fixture(scope="module")
 def pg_hub(postgres: PostgresServer) -> Iterator[PgHub]:
-    h = PgHub(start_hub(db_url=postgres.url))
+    h = PgHub(start_hub(wait_for=(), db_url=postgres.url))
     try:
         yield h
     finally:

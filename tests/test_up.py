@@ -216,7 +216,7 @@ def test_sigterm_stops_a_foreground_hub() -> None:
 
 
 def test_down_cleans_up_after_a_killed_supervisor() -> None:
-    h = start_hub()
+    h = start_hub(wait_for=())
     rt = h.runtime()
     pids = [c["pid"] for c in rt["components"].values()]
     os.kill(rt["supervisor_pid"], signal.SIGKILL)
