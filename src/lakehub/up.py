@@ -295,6 +295,9 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
         rt.state = "ready"
         rt.save(settings)
         say(f"LakeHub is up: {rt.front_url}  (data in {settings.data_dir})")
+        if not (settings.envs_dir / "datascience").exists():
+            say("notebook environments are being built in the background (a few minutes the "
+                "first time): see 'lakehub environment ls'")  # fmt: skip
         try:  # users made while the lake was down (the first admin) get their bucket now
             for ident in directory.identities():
                 lake.ensure_bucket(home_bucket(ident.name))
