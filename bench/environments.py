@@ -372,7 +372,7 @@ def main() -> int:
         )
     )
     print(
-        "(starting -> 1/4: the interpreter check and deleting the previous build of the same hash;"
+        "(starting -> 1/4: the interpreter check and hashing the spec with the SDK source;"
         "\n 3/4: kernel spec; 4/4 -> ready: uv pip freeze, an import check, recording the build)"
     )
     print("anchor: median seconds per step (into a fresh directory; removing it is not timed)")
