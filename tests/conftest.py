@@ -170,6 +170,26 @@ def hub_dir() -> Path:
     return path
 
 
+_SHARED_ENVS: list[Path] = []
+
+
+def shared_environments() -> Path:
+    """One environments directory for every test hub: a finished build of a spec is reused by
+    the next hub instead of being built again (the ``environments_dir`` setting)."""
+    if not _SHARED_ENVS:
+        path = Path(tempfile.mkdtemp(prefix="lakehub-test-envs-", dir="/tmp"))
+        path.chmod(0o755)  # every user account runs these environments
+        _SHARED_ENVS.append(path)
+    return _SHARED_ENVS[0]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_shared_environments() -> Iterator[None]:
+    yield
+    for path in _SHARED_ENVS:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def start_hub(tmp: Path | None = None, wait_for: tuple[str, ...] = ("datascience",),
               **settings: str) -> Hub:  # fmt: skip
     """A hub of its own; ``wait_for``: environments to wait for (servers start with
@@ -184,6 +204,7 @@ def start_hub(tmp: Path | None = None, wait_for: tuple[str, ...] = ("datascience
         # environments build from the package cache the test install filled: no test reaches
         # a package index
         "UV_OFFLINE": "1",
+        "LAKEHUB_ENVIRONMENTS_DIR": str(shared_environments()),
         **{f"LAKEHUB_{k.upper()}": v for k, v in settings.items()},
     }
     hub = Hub(tmp / "data", port, password, env)

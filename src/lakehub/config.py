@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     cull_idle_timeout: int = Field(
         default=3600, ge=0, description="Stop a notebook server idle this many seconds; 0: never."
     )
+    environments_dir: Path | None = Field(
+        default=None,
+        description="Where notebook environments are built (default: DATA_DIR/envs). Hubs on "
+        "one machine may share one: a finished build of the same spec is reused, not rebuilt.",
+    )
     notebook_max_servers: int = Field(
         default=3, ge=1, description="Servers a user may run at once, unless a user policy says "
         "otherwise."
@@ -119,7 +124,7 @@ class Settings(BaseSettings):
 
     @property
     def envs_dir(self) -> Path:
-        return self.data_dir / "envs"
+        return self.environments_dir or self.data_dir / "envs"
 
     @property
     def database_url(self) -> str:

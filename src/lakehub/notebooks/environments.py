@@ -192,11 +192,33 @@ def build_named(
         raise
     finally:
         os.umask(old_umask)
+    _write_new(target / DONE, json.dumps(contents))  # a finished build, which others may reuse
+    _point(envs_dir, name, target)
+    return build_id, contents
+
+
+DONE = ".lakehub-build.json"  # in a finished build: its contents
+
+
+def reuse(envs_dir: Path, name: str, python: str,
+          packages: tuple[str, ...]) -> tuple[str, list[str]] | None:  # fmt: skip
+    """A finished build of exactly this spec (and SDK), made it current; None if there is none."""
+    build_id = spec_hash(python, packages)
+    target = envs_dir / f"{name}-{build_id}"
+    try:
+        contents = json.loads((target / DONE).read_text())
+    except (OSError, ValueError):
+        return None
+    _point(envs_dir, name, target)
+    return build_id, contents
+
+
+def _point(envs_dir: Path, name: str, target: Path) -> None:
+    """Make ``envs/<name>`` point at ``target``, atomically."""
     tmp = envs_dir / f".{name}.link"
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(target.name)
     os.replace(tmp, envs_dir / name)
-    return build_id, contents
 
 
 def _write_new(path: Path, text: str) -> None:

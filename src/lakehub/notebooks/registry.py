@@ -2,10 +2,12 @@
 
 Specs live in the metadata database; builds live under ``envs/`` (see ``environments.py``).
 Administrators add or change specs; each change queues a build that one background thread runs,
-one build at a time, logging to ``envs/<name>.log``. A server may use an environment as soon as
-one build of it succeeded: a later failed or running build leaves that one in use. Built-ins
-(``specs.BUILTIN_ENVIRONMENTS``) follow the code until an administrator changes them, and cannot
-be removed.
+one build at a time, logging to ``envs/<name>.log``; a finished build of exactly the same spec
+and SDK already in ``envs/`` (another hub's, with a shared ``environments_dir``, or a lost
+database's) is reused, unless an administrator asked for a rebuild. A server may use an
+environment as soon as one build of it succeeded: a later failed or running build leaves that
+one in use. Built-ins (``specs.BUILTIN_ENVIRONMENTS``) follow the code until an administrator
+changes them, and cannot be removed.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class Environments:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._forced: set[str] = set()  # asked to build again: no reuse of a finished build
 
     # specs ---------------------------------------------------------------------------------
     def sync_builtins(self) -> None:
@@ -129,6 +132,7 @@ class Environments:
             row = self._get(s, name)
             if row.status != "building":
                 row.status, row.progress, row.error = "queued", "", ""
+        self._forced.add(name)
         self._wake.set()
         return self.get(name)
 
@@ -198,9 +202,16 @@ class Environments:
         self.envs_dir.mkdir(parents=True, exist_ok=True)
         logfile = self.log_file(spec.name)
         logfile.write_text(f"# build of {spec.name} at {utcnow().isoformat()}Z\n")
+        forced = spec.name in self._forced
+        self._forced.discard(spec.name)
         try:
             python = build.interpreter_for(spec.python, self.notebook_python)
-            digest, contents = build.build_named(
+            reused = None if forced else build.reuse(self.envs_dir, spec.name, python,
+                                                     spec.packages)  # fmt: skip
+            if reused is not None:
+                with logfile.open("a") as f:
+                    f.write("a finished build of this spec exists: reused\n")
+            digest, contents = reused or build.build_named(
                 self.envs_dir, spec.name, python, spec.packages, logfile,
                 self._progress(spec.name),
             )  # fmt: skip
