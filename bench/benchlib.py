@@ -159,6 +159,18 @@ def kill_groups(procs: Iterable[subprocess.Popen[bytes]], grace: float = 10.0) -
             p.wait(timeout=5)
 
 
+def lakehub(data: Path, env: dict[str, str], *args: str,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """Run ``lakehub ARGS --data-dir DATA``; a failure raises with the end of its stderr."""
+    proc = subprocess.run(
+        [str(VENV_BIN / "lakehub"), *args, "--data-dir", str(data)],
+        capture_output=True, text=True, env=env, timeout=timeout,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"lakehub {' '.join(args)}: {proc.stderr.strip()[-1500:]}")
+    return proc
+
+
 def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -204,16 +204,7 @@ class LakeHub(Hub):
         self.tokens = {}
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [str(B.VENV_BIN / "lakehub"), *args, "--data-dir", str(self.data)],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=timeout,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"lakehub {' '.join(args)}: {proc.stderr.strip()[-1500:]}")
-        return proc
+        return B.lakehub(self.data, self.env, *args, timeout=timeout)
 
     def start(self) -> float:
         t0 = time.perf_counter()
