@@ -1,0 +1,1 @@
+"""Compute on demand: per-user Dask (dask-gateway) and Spark standalone clusters."""

@@ -1,0 +1,65 @@
+"""The contract every compute engine keeps (Dask through dask-gateway, Spark standalone, ...).
+
+Rules:
+- A cluster belongs to one user and is only ever listed, reached or stopped for that user (an
+  administrator may list and stop anyone's, through the control plane).
+- Its processes run as the owner's unix account when the hub runs as root, and reach the lake
+  with the owner's own credentials: a cluster can read nothing its owner cannot.
+- ``start`` checks the request against the owner's limits and raises ``ComputeError`` with a
+  sentence a person understands (status 4xx) instead of starting something smaller or larger.
+- Engines never import the web layer; the control plane's router calls them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+
+class ComputeError(RuntimeError):
+    """A refused or failed request; ``status`` is the HTTP status the API answers with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ClusterRequest:
+    workers: int = 2
+    cores: float = 1.0  # per worker
+    memory: int = 2 << 30  # bytes per worker
+    idle_timeout: float | None = None  # seconds; None: the owner's policy
+    server: str | None = None  # stop with this notebook server (Spark's profile behaviour)
+
+
+@dataclass
+class Cluster:
+    kind: str  # "dask" | "spark"
+    name: str  # unique within its kind
+    owner: str
+    status: str  # "starting" | "running" | "stopping" | "stopped" | "failed"
+    workers: int
+    cores: float
+    memory: int
+    address: str = ""  # what a client connects to (scheduler or master URL)
+    dashboard_url: str = ""  # reached through the hub's front door, for the owner only
+    started: float = 0.0  # epoch seconds
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Engine(Protocol):
+    kind: str
+
+    def start(self, owner: str, request: ClusterRequest) -> Cluster: ...
+
+    def list(self, owner: str | None = None) -> list[Cluster]:
+        """The owner's clusters; everyone's with ``owner=None`` (administrators only)."""
+        ...
+
+    def stop(self, owner: str, name: str) -> None:
+        """Stop one of the owner's clusters; ``ComputeError(404)`` if it is not theirs."""
+        ...
