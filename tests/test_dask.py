@@ -21,7 +21,6 @@ from conftest import Hub
 from kernel import Kernel
 from lakehub.client import Client, LakeHubError
 
-
 # the functions below travel to the workers by value (the cluster has no copy of this file):
 # distributed pickles by reference when it can, so they are sent wrapped in a lambda
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -54,7 +53,7 @@ def _slow(i: int) -> int:
 
 
 def _gateway_pid(hub: Hub) -> int:
-    return int(hub.runtime()["components"]["gateway"]["pid"])
+    return int(hub.runtime()["components"]["gateway"]["pid"] or 0)  # 0: being restarted
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +82,8 @@ def test_a_cluster_runs_as_its_owner_on_their_data_and_nobody_else_reaches_it(
                 uid = pwd.getpwnam(f"lh-{alice}").pw_uid
                 assert set(client.run(os.getuid).values()) == {uid}
                 assert client.run_on_scheduler(os.getuid) == uid
-            assert client.submit(lambda b: _sum_and_write(b), a_bucket).result(timeout=60) == sum(range(1000))
+            total = client.submit(lambda b: _sum_and_write(b), a_bucket).result(timeout=60)
+            assert total == sum(range(1000))
             out = a.lake.credentials().boto3_client().get_object(
                 Bucket=a_bucket, Key="out/total.parquet")["Body"].read()  # fmt: skip
             assert pq.read_table(io.BytesIO(out)).column("total").to_pylist() == [499500]
@@ -100,10 +100,10 @@ def test_a_cluster_runs_as_its_owner_on_their_data_and_nobody_else_reaches_it(
             from dask_gateway import Gateway
             from dask_gateway.auth import JupyterHubAuth
 
-            with Gateway(f"{hub.url}/services/dask-gateway",
-                         auth=JupyterHubAuth(api_token=hub.token(bob))) as theirs:  # fmt: skip
-                with pytest.raises(Exception, match="not found|404|403"):
-                    theirs.connect(name)
+            auth = JupyterHubAuth(api_token=hub.token(bob))
+            with (Gateway(f"{hub.url}/services/dask-gateway", auth=auth) as theirs,
+                  pytest.raises(Exception, match="not found|404|403")):  # fmt: skip
+                theirs.connect(name)
 
             # a worker killed in the middle of a job: the job still completes
             futures = client.map(lambda i: _slow(i), range(12))
@@ -116,7 +116,8 @@ def test_a_cluster_runs_as_its_owner_on_their_data_and_nobody_else_reaches_it(
             bob_client = lakehub.compute.dask(workers=1, client=b)
             try:
                 with pytest.raises(Exception, match="Forbidden|AccessDenied|403|denied"):
-                    bob_client.submit(lambda b, k: _read(b, k), a_bucket, "in/data.parquet").result(timeout=60)
+                    bob_client.submit(lambda b: _read(b, "in/data.parquet"),
+                                      a_bucket).result(timeout=60)  # fmt: skip
             finally:
                 bob_client.cluster.shutdown()
                 bob_client.close()
@@ -131,22 +132,21 @@ def test_limits_are_checked_before_a_cluster_starts(dask_ready: Hub, new_user) -
     name = new_user("dkl")
     admin = hub.admin_http()
     admin.put(f"/notebook-policies/user/{name}",
-              json={"max_memory": 1 << 30}).raise_for_status()  # fmt: skip
+              json={"max_memory": 1536 << 20}).raise_for_status()  # fmt: skip
     with sdk(hub, name) as c:
         with pytest.raises(LakeHubError) as quota:
             lakehub.compute.dask(workers=1, memory="2 GiB", client=c)
         assert quota.value.status == 403
-        assert "memory quota of 1.0 GiB" in quota.value.detail
+        assert "memory quota of 1.5 GiB" in quota.value.detail
         with pytest.raises(LakeHubError) as cores:
             lakehub.compute.dask(workers=1, cores=64, memory="512 MiB", client=c)
         assert cores.value.status in (400, 422) and "worker_cores" in cores.value.detail
         assert lakehub.compute.clusters(client=c) == []
-        # what fits: 512 MiB workers under a 1 GiB quota, so at most 2 of them
+        # what fits: a 512 MiB scheduler and 512 MiB workers under 1.5 GiB: at most 2 workers
         client = lakehub.compute.dask(workers=1, memory="512 MiB", client=c)
         try:
-            client.cluster.scale(5)
-            time.sleep(1)
-            assert len(client.cluster.scheduler_info["workers"]) <= 2
+            with pytest.warns(Warning, match="exceed resource limit of 2 workers"):
+                client.cluster.scale(5)
         finally:
             client.cluster.shutdown()
             client.close()
@@ -163,17 +163,17 @@ def test_clusters_survive_a_gateway_restart_and_idle_ones_are_reclaimed(
         client.close()
         old = _gateway_pid(hub)
         os.kill(old, signal.SIGKILL)
-        hub.wait(lambda: _gateway_pid(hub) != old and hub.status()["components"]["gateway"]
+        hub.wait(lambda: _gateway_pid(hub) not in (0, old) and hub.status()["components"]["gateway"]
                  ["healthy"], 60, "the gateway to come back")  # fmt: skip
         listed = lakehub.compute.clusters(client=c)
         assert [(x["name"], x["status"]) for x in listed] == [(cluster, "running")]
         from dask_gateway import Gateway
         from dask_gateway.auth import JupyterHubAuth
 
-        with Gateway(f"{hub.url}/services/dask-gateway",
-                     auth=JupyterHubAuth(api_token=hub.token(name))) as gw:  # fmt: skip
-            with gw.connect(cluster).get_client(set_as_default=False) as back:
-                assert back.submit(sum, [1, 2, 3]).result(timeout=60) == 6
+        auth = JupyterHubAuth(api_token=hub.token(name))
+        with (Gateway(f"{hub.url}/services/dask-gateway", auth=auth) as gw,
+              gw.connect(cluster).get_client(set_as_default=False) as back):  # fmt: skip
+            assert back.submit(sum, [1, 2, 3]).result(timeout=60) == 6
         # nobody uses it now: gone after its idle timeout
         hub.wait(lambda: lakehub.compute.clusters(client=c) == [], 60, "the idle cluster to stop")
 

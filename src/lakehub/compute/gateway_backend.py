@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from dask_gateway_server.auth import JupyterHubAuthenticator, unauthorized
 from dask_gateway_server.backends.local import LocalBackend, UnsafeLocalBackend
 from dask_gateway_server.models import User
@@ -33,6 +34,10 @@ from traitlets import HasTraits, Unicode
 from lakehub.notebooks.accounts import ensure_account, unix_name
 
 ENV_TTL = 60.0
+REFUSALS: dict[int, type[web.HTTPException]] = {
+    400: web.HTTPBadRequest, 403: web.HTTPForbidden, 404: web.HTTPNotFound, 409: web.HTTPConflict,
+    422: web.HTTPUnprocessableEntity, 503: web.HTTPServiceUnavailable,
+}
 
 
 class _Planned(HasTraits):
@@ -49,10 +54,9 @@ class _Planned(HasTraits):
             method, self.lakehub_api_url + path, json=body, headers=headers
         ) as resp:
             data = await resp.json(content_type=None)
-            if resp.status >= 400:
-                from dask_gateway_server.utils import PublicException
-
-                raise PublicException(str(data.get("detail", data)))
+            if resp.status >= 400:  # the caller gets the control plane's status and sentence
+                refusal = REFUSALS.get(resp.status, web.HTTPBadGateway)
+                raise refusal(reason=" ".join(str(data.get("detail", data)).split()))
             return data
 
     async def process_cluster_options(self, user: User, request: Any) -> Any:
@@ -66,6 +70,7 @@ class _Planned(HasTraits):
             "kind": "dask", "worker_cores": config.worker_cores,
             "worker_memory": config.worker_memory, "running": running,
             "idle_timeout": options.get("idle_timeout") or None,
+            "head_cores": config.scheduler_cores, "head_memory": config.scheduler_memory,
         })  # fmt: skip
         for key in ("cluster_max_workers", "cluster_max_cores", "cluster_max_memory",
                     "idle_timeout"):  # fmt: skip

@@ -72,4 +72,6 @@ c.Backend.cluster_options = Options(
     Integer("idle_timeout", default=0, min=0, label="Idle timeout (s; 0: the hub's)"),
     handler=_options,
 )  # fmt: skip
+c.ClusterConfig.scheduler_cores = 1
+c.ClusterConfig.scheduler_memory = 512 * 2**20  # counted in the owner's quota with the workers
 c.ClusterConfig.idle_timeout = float(settings.compute_idle_timeout)

@@ -100,6 +100,7 @@ def create_app() -> FastAPI:
         connections.router, connections.pages, portal.router, catalog_pages.router,
         uploads.router, envvars.router, envvars.pages, notebooks.router,
         servers.router, notebook_pages.pages, compute.router,
+        compute.pages,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, prefix=base)

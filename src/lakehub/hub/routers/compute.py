@@ -17,11 +17,13 @@ from pydantic import BaseModel, Field
 from lakehub.compute.base import Cluster, ClusterRequest, ComputeError, Engine
 from lakehub.compute.plan import Running, plan
 from lakehub.hub.routers.api import LocalAdmin, State, User
+from lakehub.hub.routers.portal import Browser, back
 from lakehub.hub.routers.servers import _person, active_servers
 from lakehub.hub.state import AppState
 from lakehub.sizes import parse_size
 
 router = APIRouter(prefix="/api", tags=["compute"])
+pages = APIRouter(include_in_schema=False)
 
 
 class ClusterIn(BaseModel):
@@ -46,12 +48,24 @@ async def _call(state: AppState, fn: Any, *args: Any) -> Any:
         raise HTTPException(err.status, str(err)) from None
 
 
+async def clusters_of(state: AppState, owner: str) -> tuple[list[Cluster], list[str]]:
+    """The owner's clusters of every kind, and why an engine could not answer (if one could not)."""
+    found: list[Cluster] = []
+    errors: list[str] = []
+    for kind, engine in state.compute.items():
+        try:
+            found += await state.run(engine.list, owner)
+        except ComputeError as err:
+            errors.append(f"{kind}: {err}")
+    return found, errors
+
+
 @router.get("/compute")
 async def list_clusters(who: User, state: State) -> list[dict[str, Any]]:
     """Your clusters of every kind, with their dashboards."""
-    found: list[Cluster] = []
-    for engine in state.compute.values():
-        found += await _call(state, engine.list, _person(who))
+    found, errors = await clusters_of(state, _person(who))
+    if errors:
+        raise HTTPException(503, "; ".join(errors))
     return [c.as_dict() for c in found]
 
 
@@ -78,12 +92,23 @@ async def stop_cluster(kind: str, name: str, who: User, state: State) -> Respons
     return Response(status_code=204)
 
 
+@pages.post("/compute/{kind}/{name}/stop")
+async def stop_from_portal(kind: str, name: str, who: Browser, state: State) -> Response:
+    try:
+        await stop_cluster(kind, name, who, state)
+    except HTTPException as err:
+        return back(state, "", error=str(err.detail))
+    return back(state, "", msg=f"Stopping {kind} cluster {name[:12]}.")
+
+
 # engines -------------------------------------------------------------------------------------
 class PlanIn(BaseModel):
     kind: str
     worker_cores: float
     worker_memory: int
     idle_timeout: float | None = None
+    head_cores: float = 0  # the scheduler's (or master's)
+    head_memory: int = 0
     running: list[dict[str, Any]] = Field(default_factory=list)  # the engine's own clusters
 
 
@@ -111,7 +136,8 @@ async def compute_plan(name: str, body: PlanIn, who: LocalAdmin, state: State,
         raise HTTPException(409, "the 'dask' environment is not built yet (see 'lakehub "
                                  "environment ls'); try again in a moment")  # fmt: skip
     fn = partial(plan, state.settings, state.policies, name, admin, body.kind, body.worker_cores,
-                 body.worker_memory, running, body.idle_timeout)  # fmt: skip
+                 body.worker_memory, running, body.idle_timeout, body.head_cores,
+                 body.head_memory)  # fmt: skip
     response.headers["Cache-Control"] = "no-store"
     result: dict[str, Any] = (await _call(state, fn)).as_dict()
     return result
