@@ -93,7 +93,11 @@ class _Planned(HasTraits):
     def get_env(self, cluster: Any) -> dict[str, str]:
         env: dict[str, str] = super().get_env(cluster)  # type: ignore[misc]
         _, owner = self.__dict__.get("_env_cache", {}).get(cluster.username, (0, {}))
-        return {**env, **owner}
+        # dask-gateway's own idle check compares the scheduler's wall-clock transition times
+        # with its event loop's monotonic clock, so it never fires with current distributed:
+        # distributed's own check (one clock) stops an idle scheduler instead
+        idle = f"{float(cluster.config.idle_timeout or 0):g}s"
+        return {**env, **owner, "DASK_DISTRIBUTED__SCHEDULER__IDLE_TIMEOUT": idle}
 
     async def do_start_cluster(self, cluster: Any) -> Any:
         await self._fetch_owner_env(cluster.username)
