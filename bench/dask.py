@@ -739,10 +739,17 @@ def workload(client: Any, url: str, storage_options: dict[str, Any]) -> dict[str
 
 
 def warm(client: Any) -> None:
-    """Import what the workload uses on every worker (not timed)."""
+    """Import what the workload uses on every worker and on the scheduler (not timed).
+
+    The scheduler unpickles the tasks, so it imports dask.dataframe, pandas and s3fs when the
+    first Parquet graph arrives. Without bytecode that compiles for tens of seconds on a busy
+    machine, and in the scheduler's event loop it can miss dask-gateway's heartbeat (30 s) and
+    have the cluster stopped. So the scheduler imports in a thread of its own, and the
+    benchmark waits (bounded) until it is done."""
 
     def imports() -> bool:
         import dask.dataframe  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
         import s3fs  # noqa: F401
         import scipy.sparse  # noqa: F401
         import sklearn.cluster  # noqa: F401
@@ -750,7 +757,26 @@ def warm(client: Any) -> None:
 
         return True
 
+    def in_thread() -> bool:
+        import sys
+        import threading
+
+        def work() -> None:
+            imports()
+            sys.bench_warm = True  # type: ignore[attr-defined]
+
+        threading.Thread(target=work, daemon=True).start()
+        return True
+
+    def done() -> bool:
+        import sys
+
+        return bool(getattr(sys, "bench_warm", False))
+
+    client.run_on_scheduler(in_thread)
     client.run(imports)
+    if not B.wait_until(lambda: client.run_on_scheduler(done), 600, 1.0):
+        raise RuntimeError("the scheduler did not finish its imports in 600 s")
 
 
 # ------------------------------------------------------------------------------ main
