@@ -82,6 +82,8 @@ def test_a_cluster_runs_as_its_owner_on_their_data_and_nobody_else_reaches_it(
                 uid = pwd.getpwnam(f"lh-{alice}").pw_uid
                 assert set(client.run(os.getuid).values()) == {uid}
                 assert client.run_on_scheduler(os.getuid) == uid
+                # at a notebook's priority, not at the (niced) gateway's
+                assert set(client.run(lambda: os.getpriority(os.PRIO_PROCESS, 0)).values()) == {0}
             total = client.submit(lambda b: _sum_and_write(b), a_bucket).result(timeout=60)
             assert total == sum(range(1000))
             out = a.lake.credentials().boto3_client().get_object(
