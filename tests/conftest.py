@@ -200,6 +200,8 @@ def start_hub(tmp: Path | None = None, wait_for: tuple[str, ...] = ("datascience
     env = {
         **os.environ,
         "LAKEHUB_LAKE_PORT": "0",
+        "LAKEHUB_FORWARD_PORT": "0",  # the receivers' defaults (24224, 9880) are one per machine
+        "LAKEHUB_INGEST_HTTP_PORT": "0",
         "LAKEHUB_ADMIN_PASSWORD": password,
         # environments build from the package cache the test install filled: no test reaches
         # a package index

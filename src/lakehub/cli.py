@@ -16,6 +16,7 @@ from lakehub.connection_cli import connection
 from lakehub.env_cli import env
 from lakehub.lake_cli import lake
 from lakehub.notebook_cli import COMMANDS
+from lakehub.stream_cli import COMMANDS as STREAM_COMMANDS
 
 DATA_DIR = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -349,7 +350,7 @@ def quota_rm(kind: str, name: str, data_dir: Path | None) -> None:
 main.add_command(lake)
 main.add_command(connection)
 main.add_command(env)
-for _command in COMMANDS:
+for _command in (*COMMANDS, *STREAM_COMMANDS):
     main.add_command(_command)
 
 if __name__ == "__main__":

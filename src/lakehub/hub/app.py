@@ -26,6 +26,7 @@ from lakehub.hub.routers import (
     quotas,
     servers,
     spaces,
+    streams,
     uploads,
 )  # fmt: skip
 from lakehub.hub.state import AppState
@@ -94,7 +95,7 @@ def create_app() -> FastAPI:
         auth.router, api.router, spaces.router, quotas.router, datasets.router,
         connections.router, connections.pages, portal.router, catalog_pages.router,
         uploads.router, envvars.router, envvars.pages, notebooks.router,
-        servers.router, notebook_pages.pages,
+        servers.router, notebook_pages.pages, streams.router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, prefix=base)
