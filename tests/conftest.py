@@ -252,6 +252,16 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     stop_hub(h)
 
 
+@pytest.fixture(scope="session")
+def ingest_hub() -> Iterator[Hub]:
+    """A hub for the ingestion, streams and arrays tests: short batches, a small buffer bound,
+    no notebook environments to wait for."""
+    h = start_hub(wait_for=(), ingest_batch_seconds="0.2",
+                  ingest_buffer_max_bytes=str(4 * 2**20))  # fmt: skip
+    yield h
+    stop_hub(h)
+
+
 _counter = iter(range(1, 10_000))
 
 

@@ -1,15 +1,23 @@
-"""A tiny Fluentd Forward client for tests: raw sockets, every mode, the shared-key handshake."""
+"""Helpers of the ingestion tests: a tiny Forward client (raw sockets, every mode, the
+shared-key handshake) and the steps every test takes (a user, a stream and its source)."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
 import os
+import secrets
 import socket
 import time
 from typing import Any
 
 import msgpack
+
+import lakehub
+from conftest import Hub
+from lakehub import datasets
+
+API = "/services/lakehub/api"
 
 
 class Forward:
@@ -83,3 +91,43 @@ def packed(tag: str, records: list[dict[str, Any]], chunk: str | None = None,
         data = gzip.compress(data)
         opt["compressed"] = "gzip"
     return msgpack.packb([tag, data, opt], use_bin_type=True)
+
+
+def port(hub: Hub, name: str = "forward") -> int:
+    return int(hub.runtime()["ports"][name])
+
+
+def user(hub: Hub, prefix: str = "u") -> str:
+    name = f"{prefix}{secrets.token_hex(3)}"
+    hub.quick_user(name)
+    return name
+
+
+def setup(hub: Hub, who: str, stream: str, tags: list[str], kind: str = "records",
+          **source: Any) -> dict[str, Any]:  # fmt: skip
+    with hub.http(who) as c:
+        r = c.post(f"{API}/streams", json={"name": stream, "tags": tags, "kind": kind})
+        assert r.status_code == 201, r.text
+        r = c.post(f"{API}/sources", json={"name": f"{stream}-src", "tags": tags, **source})
+        assert r.status_code == 201, r.text
+        out: dict[str, Any] = r.json()
+        return out
+
+
+def moved(hub: Hub, who: str, stream: str, n: int, timeout: float = 60) -> dict[str, Any]:
+    with hub.http(who) as c:
+        def done() -> dict[str, Any] | None:
+            info: dict[str, Any] = c.get(f"{API}/streams/{stream}").json()
+            return info if info["moved_records"] >= n else None
+
+        info: dict[str, Any] = hub.wait(done, timeout, f"{n} records of {stream} in the lake")
+        return info
+
+
+def rows(hub: Hub, who: str, name: str) -> Any:
+    client = lakehub.connect(hub.url, hub.token(who))
+    return datasets.get(name, client=client).to_pandas()
+
+
+def ingest_log(hub: Hub) -> str:
+    return (hub.data_dir / "logs" / "ingest.log").read_text(errors="replace")

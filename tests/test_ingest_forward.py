@@ -2,70 +2,32 @@
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import msgpack
 import pytest
-from conftest import Hub, creds_of, s3_for, start_hub, stop_hub
 from fluent import sender
-from ingest_client import Forward, forward, message, packed
 
-import lakehub
-from lakehub import datasets
-
-API = "/services/lakehub/api"
-
-
-@pytest.fixture(scope="module")
-def ih() -> Iterator[Hub]:
-    hub = start_hub(wait_for=(), ingest_batch_seconds="0.2",
-                    ingest_buffer_max_bytes=str(4 * 2**20))  # fmt: skip
-    yield hub
-    stop_hub(hub)
-
-
-def port(hub: Hub, name: str = "forward") -> int:
-    return int(hub.runtime()["ports"][name])
+from conftest import Hub, creds_of, s3_for
+from ingest_client import (
+    API,
+    Forward,
+    forward,
+    ingest_log,
+    message,
+    moved,
+    packed,
+    port,
+    rows,
+    setup,
+    user,
+)
 
 
-def user(hub: Hub, prefix: str = "u") -> str:
-    name = f"{prefix}{secrets.token_hex(3)}"
-    hub.quick_user(name)
-    return name
-
-
-def setup(hub: Hub, who: str, stream: str, tags: list[str], kind: str = "records",
-          **source: Any) -> dict[str, Any]:  # fmt: skip
-    with hub.http(who) as c:
-        r = c.post(f"{API}/streams", json={"name": stream, "tags": tags, "kind": kind})
-        assert r.status_code == 201, r.text
-        r = c.post(f"{API}/sources", json={"name": f"{stream}-src", "tags": tags, **source})
-        assert r.status_code == 201, r.text
-        out: dict[str, Any] = r.json()
-        return out
-
-
-def moved(hub: Hub, who: str, stream: str, n: int, timeout: float = 60) -> dict[str, Any]:
-    with hub.http(who) as c:
-        def done() -> dict[str, Any] | None:
-            info: dict[str, Any] = c.get(f"{API}/streams/{stream}").json()
-            return info if info["moved_records"] >= n else None
-
-        info: dict[str, Any] = hub.wait(done, timeout, f"{n} records of {stream} in the lake")
-        return info
-
-
-def rows(hub: Hub, who: str, name: str) -> Any:
-    client = lakehub.connect(hub.url, hub.token(who))
-    return datasets.get(name, client=client).to_pandas()
-
-
-def ingest_log(hub: Hub) -> str:
-    return (hub.data_dir / "logs" / "ingest.log").read_text(errors="replace")
+@pytest.fixture
+def ih(ingest_hub: Hub) -> Hub:
+    return ingest_hub
 
 
 def test_fluent_logger_records_land_in_a_catalogued_dataset(ih: Hub) -> None:

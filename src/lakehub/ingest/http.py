@@ -114,8 +114,11 @@ def check(fmt: Fmt, body: bytes) -> int:
 def _objects(body: bytes) -> Any:
     u = msgpack.Unpacker(raw=False, strict_map_key=False)
     u.feed(body)
-    yield from u
-    if u.tell() != len(body):
+    end = 0
+    for obj in u:
+        end = u.tell()
+        yield obj
+    if end != len(body):
         raise ValueError("truncated msgpack")
 
 
