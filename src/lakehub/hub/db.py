@@ -238,6 +238,9 @@ class IngestSource(Base):
     """Who may push data in (Forward or HTTP): its tags, its secrets, its limits."""
 
     __tablename__ = "ingest_sources"
+    # ids are never reused: the log names sources and streams by id (and a reused source id
+    # would take another's chunk ids for retries)
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -254,6 +257,9 @@ class IngestStream(Base):
     """Where routed data lands: a record dataset (Parquet) or a raw byte stream, with counters."""
 
     __tablename__ = "ingest_streams"
+    # ids are never reused: the log names sources and streams by id (and a reused source id
+    # would take another's chunk ids for retries)
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

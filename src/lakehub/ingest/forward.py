@@ -83,6 +83,8 @@ class Connection:
             self.intake.error(None, str(err))
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as err:
             log.info("%s: connection lost: %s", self.peer, err)
+        except Exception:  # a bug must not pass silently: close this connection, log why
+            log.exception("%s: closing after an unexpected error", self.peer)
         finally:
             self.ack_ready.set()
             self.acks.append((_done(), b""))  # the acker's end mark

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["owner_id"], ["users.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_ingest_sources_owner_id", "ingest_sources", ["owner_id"])
     op.create_index("ix_ingest_sources_token_hash", "ingest_sources", ["token_hash"])
@@ -55,6 +56,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["owner_id"], ["users.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_ingest_streams_owner_id", "ingest_streams", ["owner_id"])
     op.create_table(
