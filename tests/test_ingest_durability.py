@@ -27,26 +27,33 @@ def component_pid(hub: Hub, name: str) -> int | None:
     return int(pid) if pid else None
 
 
-def send_until_acked(hub: Hub, key: str, tag: str, chunk: str, body: bytes,
-                     deadline: float) -> int:  # fmt: skip
-    """Send one chunk until it is acknowledged, reconnecting through restarts; returns tries."""
-    tries = 0
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        tries += 1
-        try:
-            fw = Forward(port(hub), key=key, timeout=5)
+class Sender:
+    """One Forward connection, opened again whenever the receiver went away."""
+
+    def __init__(self, hub: Hub, key: str) -> None:
+        self.hub, self.key = hub, key
+        self.fw: Forward | None = None
+
+    def send_until_acked(self, chunk: str, body: bytes, deadline: float) -> int:
+        """Send one chunk until it is acknowledged; returns how many times it was sent."""
+        tries = 0
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            tries += 1
             try:
-                fw.send_raw(body)
-                ack = fw.read()
-            finally:
-                fw.close()
-            assert ack == {"ack": chunk}, ack
-            return tries
-        except (OSError, IndexError) as err:  # refused, reset, closed: the receiver restarts
-            last = err
-            time.sleep(0.1)
-    raise AssertionError(f"chunk {chunk} was never acknowledged: {last!r}")
+                if self.fw is None:
+                    self.fw = Forward(port(self.hub), key=self.key, timeout=5)
+                self.fw.send_raw(body)
+                ack = self.fw.read()
+                assert ack == {"ack": chunk}, ack
+                return tries
+            except (OSError, IndexError) as err:  # refused, reset, closed: the receiver restarts
+                last = err
+                if self.fw is not None:
+                    self.fw.close()
+                    self.fw = None
+                time.sleep(0.1)
+        raise AssertionError(f"chunk {chunk} was never acknowledged: {last!r}")
 
 
 def serving(hub: Hub) -> bool:
@@ -60,7 +67,7 @@ def serving(hub: Hub) -> bool:
 def test_kill_9_at_random_moments_loses_and_duplicates_nothing(ih: Hub) -> None:
     a = user(ih, "ck")
     key = setup(ih, a, "crash", ["crash.*"])["key"]
-    chunks, per_chunk, kills = 300, 10, 3
+    chunks, per_chunk, kills = 600, 10, 3
     done = threading.Event()
     killed: list[int] = []
 
@@ -82,15 +89,16 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(ih: Hub) -> None:
 
     thread = threading.Thread(target=killer)
     thread.start()
+    sender = Sender(ih, key)
     retried = 0
     try:
         for c in range(chunks):
             records = [{"id": c * per_chunk + i, "chunk": c} for i in range(per_chunk)]
             body = packed("crash.x", records, chunk=f"chunk-{c}")
             deadline = time.monotonic() + 90  # a restart takes a backoff and a start
-            retried += send_until_acked(ih, key, "crash.x", f"chunk-{c}", body, deadline) - 1
+            retried += sender.send_until_acked(f"chunk-{c}", body, deadline) - 1
             if len(killed) < kills:
-                time.sleep(0.02)  # keep the traffic going while the killer does its work
+                time.sleep(0.01)  # keep the traffic going while the killer does its work
     finally:
         done.set()
         thread.join(120)

@@ -94,7 +94,7 @@ arr = arrays.open("big", mode="r", client=lakehub.connect(sys.argv[1], sys.argv[
 x = arr.to_dask()
 x[:1000].sum().compute(scheduler="synchronous")  # warm: imports, clients, the event loop
 vmdata = int(next(l for l in open("/proc/self/status") if l.startswith("VmData")).split()[1]) * 1024
-limit = vmdata + 96 * 2**20
+limit = vmdata + 64 * 2**20
 resource.setrlimit(resource.RLIMIT_DATA, (limit, resource.getrlimit(resource.RLIMIT_DATA)[1]))
 total = float(x.sum(dtype="float64").compute(scheduler="synchronous"))
 try:
@@ -107,11 +107,12 @@ print(json.dumps({"total": total, "whole": whole, "limit": limit, "vmdata": vmda
 
 
 def test_a_reduction_over_an_array_larger_than_the_memory_limit(ih: Hub) -> None:
-    """The array (192 MiB) is twice what the process may still allocate (96 MiB above what it
-    already uses, RLIMIT_DATA): loading it whole fails, the chunked reduction completes."""
+    """The array (128 MiB) is twice what the process may still allocate (64 MiB above what it
+    already uses, RLIMIT_DATA): loading it whole fails, the chunked reduction completes. (The
+    issue's runs over 3 GiB arrays take minutes: they belong in a benchmark, not here.)"""
     a = user(ih, "oc")
     client = lakehub.connect(ih.url, ih.token(a))
-    rows = 24 * 2**20 // 4  # 6 Mi rows of 4 float64: 192 MiB
+    rows = 16 * 2**20 // 4  # 4 Mi rows of 4 float64: 128 MiB
     arr = arrays.create("big", shape=(rows, 4), dtype="float64", chunks=(2**18, 4),
                         client=client)  # fmt: skip
     block = np.ones((2**18, 4))

@@ -26,7 +26,9 @@ from lakehub.hub.routers import (
     quotas,
     servers,
     spaces,
+    stream_pages,
     streams,
+    tasks,
     uploads,
 )  # fmt: skip
 from lakehub.hub.state import AppState
@@ -95,7 +97,8 @@ def create_app() -> FastAPI:
         auth.router, api.router, spaces.router, quotas.router, datasets.router,
         connections.router, connections.pages, portal.router, catalog_pages.router,
         uploads.router, envvars.router, envvars.pages, notebooks.router,
-        servers.router, notebook_pages.pages, streams.router,
+        servers.router, notebook_pages.pages, streams.router, stream_pages.router,
+        tasks.router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, prefix=base)

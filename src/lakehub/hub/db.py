@@ -272,6 +272,8 @@ class IngestStream(Base):
     received_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     received_entries: Mapped[int] = mapped_column(BigInteger, default=0)
     last_event_at: Mapped[float | None] = mapped_column(Float)  # unix seconds
+    rate_bytes: Mapped[float] = mapped_column(Float, default=0.0)  # per second, recent
+    rate_entries: Mapped[float] = mapped_column(Float, default=0.0)
     moved_records: Mapped[int] = mapped_column(BigInteger, default=0)
     moved_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     moved_until: Mapped[float | None] = mapped_column(Float)  # receive time of the last moved

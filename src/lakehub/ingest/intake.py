@@ -58,6 +58,8 @@ class Intake:
         self._stats: dict[int, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0])
         self._errors: dict[int, str] = {}
         self._lock = threading.Lock()
+        self._flushed = time.monotonic()
+        self._active: set[int] = set()
         self.reload()
 
     # the registry ----------------------------------------------------------------------------
@@ -161,17 +163,27 @@ class Intake:
                 self._errors[stream.id] = message
 
     def flush_stats(self) -> None:
+        """Add the counters since the last flush to the database, with the rates they make."""
+        now = time.monotonic()
         with self._lock:
             stats, self._stats = self._stats, defaultdict(lambda: [0, 0, 0.0, 0])
             errors, self._errors = self._errors, {}
-        if not stats:
+        span, self._flushed = max(1e-3, now - self._flushed), now
+        idle = [sid for sid in self._active if sid not in stats]
+        self._active = set(stats)
+        if not stats and not idle:
             return
         with self.directory.db.session() as s:
+            if idle:
+                s.execute(update(IngestStream).where(IngestStream.id.in_(idle))
+                          .values(rate_bytes=0.0, rate_entries=0.0))  # fmt: skip
             for sid, (nbytes, entries, last, errs) in stats.items():
                 values: dict[str, Any] = {
                     "received_bytes": IngestStream.received_bytes + int(nbytes),
                     "received_entries": IngestStream.received_entries + int(entries),
                     "errors": IngestStream.errors + int(errs),
+                    "rate_bytes": nbytes / span,
+                    "rate_entries": entries / span,
                 }
                 if last:
                     values["last_event_at"] = last

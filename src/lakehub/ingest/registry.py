@@ -79,6 +79,8 @@ class StreamView:
     received_bytes: int
     received_entries: int
     last_event_at: float | None
+    rate_bytes: float
+    rate_entries: float
     moved_records: int
     moved_bytes: int
     moved_until: float | None
@@ -215,7 +217,8 @@ class Registry:
         return StreamView(
             row.name, owner.name if owner else "?", row.kind,
             f"s3://{row.bucket}/{row.prefix}/", json.loads(row.tags), row.dataset,
-            row.received_bytes, row.received_entries, row.last_event_at, row.moved_records,
+            row.received_bytes, row.received_entries, row.last_event_at, row.rate_bytes,
+            row.rate_entries, row.moved_records,
             row.moved_bytes, row.moved_until, row.errors, row.last_error, row.created_at, access,
         )  # fmt: skip
 

@@ -65,6 +65,8 @@ class StreamOut(BaseModel):
     received_bytes: int
     received_entries: int
     last_event_at: float | None
+    rate_bytes: float
+    rate_entries: float
     moved_records: int
     moved_bytes: int
     moved_until: float | None

@@ -47,6 +47,8 @@ def upgrade() -> None:
         sa.Column("received_bytes", sa.BigInteger(), nullable=False),
         sa.Column("received_entries", sa.BigInteger(), nullable=False),
         sa.Column("last_event_at", sa.Float(), nullable=True),
+        sa.Column("rate_bytes", sa.Float(), nullable=False),
+        sa.Column("rate_entries", sa.Float(), nullable=False),
         sa.Column("moved_records", sa.BigInteger(), nullable=False),
         sa.Column("moved_bytes", sa.BigInteger(), nullable=False),
         sa.Column("moved_until", sa.Float(), nullable=True),
