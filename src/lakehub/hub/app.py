@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from lakehub.catalog import Catalog
+from lakehub.compute.dask_gateway import DaskEngine
 from lakehub.config import load_settings
 from lakehub.hub import auth
 from lakehub.hub.db import Database
@@ -17,6 +18,7 @@ from lakehub.hub.jhub import HubAPIError, JupyterHubAPI
 from lakehub.hub.routers import (
     api,
     catalog_pages,
+    compute,
     connections,
     datasets,
     envvars,
@@ -65,6 +67,7 @@ def build_state() -> AppState:
         policies=Policies(directory, environments, settings.cull_idle_timeout,
                           settings.notebook_max_servers),
     )  # fmt: skip
+    state.compute["dask"] = DaskEngine(runtime, tok.service)
     return state
 
 
@@ -81,6 +84,8 @@ def create_app() -> FastAPI:
         await state.run(state.quotas.stop)
         await state.run(state.environments.stop)
         await state.hub.aclose()
+        for engine in state.compute.values():
+            await state.run(getattr(engine, "close", lambda: None))
         state.db.engine.dispose()
 
     # The proxy forwards paths unchanged, so every route lives under the service prefix.
@@ -97,8 +102,8 @@ def create_app() -> FastAPI:
         auth.router, api.router, spaces.router, quotas.router, datasets.router,
         connections.router, connections.pages, portal.router, catalog_pages.router,
         uploads.router, envvars.router, envvars.pages, notebooks.router,
-        servers.router, notebook_pages.pages, streams.router, stream_pages.router,
-        tasks.router,
+        servers.router, notebook_pages.pages, compute.router,
+        compute.pages, streams.router, stream_pages.router, tasks.router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, prefix=base)
