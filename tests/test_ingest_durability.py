@@ -67,7 +67,7 @@ def serving(hub: Hub) -> bool:
 def test_kill_9_at_random_moments_loses_and_duplicates_nothing(ih: Hub) -> None:
     a = user(ih, "ck")
     key = setup(ih, a, "crash", ["crash.*"])["key"]
-    chunks, per_chunk, kills = 600, 10, 3
+    chunks, per_chunk, kills = 400, 10, 3
     done = threading.Event()
     killed: list[int] = []
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import msgpack
 
-from lakehub.ingest.base import Entry, Fmt, LogFull
+from lakehub.ingest.base import Entry, Fmt, LogFull, Refused
 
 log = logging.getLogger("lakehub.ingest.log")
 
@@ -75,6 +75,7 @@ class LogWriter:
         self.moved: tuple[int, int] = (0, 0)
         self.on_durable: list[threading.Event] = []
         self._thread: threading.Thread | None = None
+        self.broken = ""
 
     # lifecycle ---------------------------------------------------------------------------
     def open(self, moved: tuple[int, int]) -> None:
@@ -148,6 +149,8 @@ class LogWriter:
     def append(self, entry: Entry) -> Future[bool]:
         """Queue an entry; the future resolves to True once it is durable (False: a retried
         chunk that was already stored). Raises :class:`LogFull` when the bound is reached."""
+        if self.broken:
+            raise Refused(self.broken, 503)
         with self._lock:
             key = (entry.source_id, entry.chunk)
             if entry.chunk:
@@ -181,6 +184,12 @@ class LogWriter:
                 self._write(batch)
             except BaseException as err:  # a full or failing disk: nothing was acknowledged
                 log.error("cannot write the ingestion log: %s", err)
+                try:  # what a failed write left would hide what later writes add
+                    os.ftruncate(self._fd, self.size)
+                except OSError as cut:
+                    log.critical("cannot cut the log back after a failed write: %s; no more "
+                                 "data is accepted until a restart", cut)  # fmt: skip
+                    self.broken = f"the ingestion log cannot be written: {err}"
                 for _, fut in batch:
                     fut.set_exception(err)
                 with self._lock:

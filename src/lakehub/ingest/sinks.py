@@ -16,8 +16,8 @@ import gzip
 import io
 import json
 import logging
-from collections import defaultdict
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 import msgpack
@@ -25,53 +25,65 @@ import msgpack
 from lakehub.ingest.base import Batch, Entry, Fmt, Sink, parse_event_time
 
 log = logging.getLogger("lakehub.ingest.sinks")
-Pair = tuple[float, str, dict[str, Any]]  # event time, tag, record
 
 
 def _ext(code: int, data: bytes) -> Any:
     return msgpack.ExtType(code, data)
 
 
-def decode(e: Entry) -> list[tuple[float, dict[str, Any]]]:
-    """The (event time, record) pairs of one entry; raises ValueError if it cannot."""
+def decode(e: Entry) -> tuple[list[float], list[dict[str, Any]]]:
+    """The event times and records of one entry; raises ValueError if it cannot."""
     try:
         if e.fmt in (Fmt.MSGPACK_ENTRIES, Fmt.GZIP_ENTRIES, Fmt.MSGPACK_ARRAY):
             data = gzip.decompress(e.data) if e.fmt == Fmt.GZIP_ENTRIES else e.data
             u = msgpack.Unpacker(raw=False, ext_hook=_ext, strict_map_key=False,
-                                 unicode_errors="replace")  # fmt: skip
+                                 unicode_errors="replace", max_buffer_size=len(data) + 1)
             u.feed(data)
             items = next(u) if e.fmt == Fmt.MSGPACK_ARRAY else list(u)
-            out = []
-            for item in items:
-                t, rec = item
-                if not isinstance(rec, dict):
-                    raise ValueError("a record is not a map")
-                out.append((parse_event_time(t), rec))
-            return out
+            if not items:
+                return [], []
+            pairs = zip(*items, strict=True)  # every entry a [time, record] pair
+            times, maps = pairs
+            return _times(times), _maps(maps)
         if e.fmt == Fmt.MSGPACK_RECORDS:
             u = msgpack.Unpacker(raw=False, ext_hook=_ext, strict_map_key=False)
             u.feed(e.data)
-            out = []
+            out_t: list[float] = []
+            out_r: list[Any] = []
             for obj in u:
                 if isinstance(obj, dict):
-                    out.append((e.received_at, obj))
+                    out_t.append(e.received_at)
+                    out_r.append(obj)
                 else:
                     t, rec = obj
-                    t = t[0] if isinstance(t, list) else t
-                    out.append((parse_event_time(t), rec))
-            return out
+                    out_t.append(parse_event_time(t[0] if isinstance(t, list) else t))
+                    out_r.append(rec)
+            return out_t, _maps(out_r)
         if e.fmt == Fmt.JSON:
             doc = json.loads(e.data)
-            return [(e.received_at, d) for d in (doc if isinstance(doc, list) else [doc])]
-        if e.fmt == Fmt.NDJSON:
+            recs = doc if isinstance(doc, list) else [doc]
+        elif e.fmt == Fmt.NDJSON:
             lines = [ln for ln in e.data.split(b"\n") if ln.strip()]
-            return [(e.received_at, d) for d in json.loads(b"[" + b",".join(lines) + b"]")]
-        if e.fmt == Fmt.CSV:
-            rows = csv.DictReader(io.StringIO(e.data.decode("utf-8")))
-            return [(e.received_at, dict(r)) for r in rows]
+            recs = json.loads(b"[" + b",".join(lines) + b"]")
+        elif e.fmt == Fmt.CSV:
+            recs = [dict(r) for r in csv.DictReader(io.StringIO(e.data.decode("utf-8")))]
+        else:
+            raise ValueError(f"{e.fmt.name} entries do not hold records")
+        return [e.received_at] * len(recs), _maps(recs)
     except (ValueError, TypeError, KeyError, EOFError, OSError, StopIteration) as err:
         raise ValueError(f"{e.fmt.name}: {err}") from None
-    raise ValueError(f"{e.fmt.name} entries do not hold records")
+
+
+def _times(times: Any) -> list[float]:
+    if set(map(type, times)) <= {int, float}:
+        return list(times)
+    return [parse_event_time(t) for t in times]
+
+
+def _maps(recs: Any) -> list[dict[str, Any]]:
+    if set(map(type, recs)) != {dict}:
+        raise ValueError("a record is not a map")
+    return list(recs)
 
 
 def _column(values: list[Any]) -> Any:
@@ -85,22 +97,24 @@ def _column(values: list[Any]) -> Any:
         return pa.array(text, pa.string())
 
 
-def table(pairs: list[tuple[float, str, dict[str, Any]]]) -> Any:
+def table(times: list[float], tags: list[str], recs: list[dict[str, Any]]) -> Any:
+    """One Arrow table: ``_time`` (UTC), ``_tag``, then every field seen, in first-seen order."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    names: dict[str, None] = {}
-    for _, _, rec in pairs:
-        for k in rec:
-            names.setdefault(str(k), None)
+    micros = pc.cast(pc.floor(pc.multiply(pa.array(times, pa.float64()), 1e6)), pa.int64())
     cols: dict[str, Any] = {
-        "_time": pa.array([int(t * 1e6) for t, _, _ in pairs], pa.timestamp("us", tz="UTC")),
-        "_tag": pa.array([tag for _, tag, _ in pairs], pa.string()),
+        "_time": micros.cast(pa.timestamp("us", tz="UTC")),
+        "_tag": pa.array(tags, pa.string()).dictionary_encode(),
     }
-    for name in names:
-        if name in cols:
-            continue
-        cols[name] = _column([rec.get(name) for _, _, rec in pairs])
+    for name in dict.fromkeys(chain.from_iterable(recs)):
+        if str(name) not in cols:
+            cols[str(name)] = _column([r.get(name) for r in recs])
     return pa.table(cols)
+
+
+class LakeWriteError(RuntimeError):
+    """The lake refused or did not answer: the batch is tried again later."""
 
 
 class S3Writer:
@@ -110,7 +124,10 @@ class S3Writer:
         self.client = client
 
     def put(self, bucket: str, key: str, body: bytes) -> None:
-        self.client.put_object(Bucket=bucket, Key=key, Body=body)
+        try:
+            self.client.put_object(Bucket=bucket, Key=key, Body=body)
+        except Exception as err:
+            raise LakeWriteError(f"s3://{bucket}/{key}: {err}") from err
 
 
 class RecordSink(Sink):
@@ -119,29 +136,45 @@ class RecordSink(Sink):
 
     def write(self, batch: Batch) -> tuple[int, int]:
         import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         st = batch.stream
-        days: dict[tuple[int, int, int], list[Pair]] = defaultdict(list)
+        times: list[float] = []
+        tags: list[str] = []
+        recs: list[dict[str, Any]] = []
         rejected = []
+        decoded: list[Entry] = []
         for e in batch.entries:
             try:
-                pairs = decode(e)
+                t, r = decode(e)
             except ValueError as err:
                 rejected.append((e, str(err)))
                 continue
-            for t, rec in pairs:
-                d = datetime.fromtimestamp(t, UTC)
-                days[(d.year, d.month, d.day)].append((t, e.tag, rec))
+            times += t
+            recs += r
+            tags += [e.tag] * len(r)
+            decoded.append(e)
         records = nbytes = 0
-        for (y, m, day), rows in sorted(days.items()):
-            out = pa.BufferOutputStream()
-            pq.write_table(table(rows), out, compression="zstd")
-            body = out.getvalue().to_pybytes()
-            key = f"{st.prefix}/year={y}/month={m}/day={day}/part-{batch.key}.parquet"
-            self.s3.put(st.bucket, key.lstrip("/"), body)
-            records += len(rows)
-            nbytes += len(body)
+        if recs:
+            try:
+                whole = table(times, tags, recs)
+            except Exception as err:  # records no table takes: keep them as they came
+                rejected += [(e, f"no table: {err}") for e in decoded]
+                recs = []
+        if recs:
+            days = pc.divide(pc.cast(whole["_time"], pa.int64()), 86_400_000_000)
+            for day in sorted(pc.unique(days).to_pylist()):
+                part = whole if pc.min(days).as_py() == pc.max(days).as_py() else \
+                    whole.filter(pc.equal(days, day))  # fmt: skip
+                d = datetime.fromtimestamp(day * 86400, UTC)
+                out = pa.BufferOutputStream()
+                pq.write_table(part, out, compression="zstd")
+                body = out.getvalue().to_pybytes()
+                key = f"{st.prefix}/year={d.year}/month={d.month}/day={d.day}/part-{batch.key}"
+                self.s3.put(st.bucket, f"{key}.parquet".lstrip("/"), body)
+                records += part.num_rows
+                nbytes += len(body)
         for i, (e, why) in enumerate(rejected):
             log.warning("stream %s: entry kept under _rejected/ (%s)", st.name, why)
             self.s3.put(st.bucket, f"{st.prefix}/_rejected/part-{batch.key}-{i}.bin".lstrip("/"),
@@ -171,7 +204,7 @@ class RawSink(Sink):
                 parts.append(e.data)
                 continue
             try:  # records sent to a raw stream: their "data"/"message" field, else JSON lines
-                for _, rec in decode(e):
+                for rec in decode(e)[1]:
                     value = rec.get("data", rec.get("message"))
                     if isinstance(value, bytes):
                         parts.append(value)
