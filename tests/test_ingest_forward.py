@@ -160,3 +160,19 @@ def test_a_source_cannot_write_into_another_users_stream(ih: Hub) -> None:
         s3_for(creds_of(ih, a)).list_objects_v2(Bucket=f"{b}-home", Prefix="streams/")
     with ih.http(b) as c:
         assert c.get(f"{API}/streams/bstream").json()["received_entries"] == 0
+
+
+def test_a_large_chunk_arriving_in_small_pieces_is_read_whole(ih: Hub) -> None:
+    a = user(ih, "pc")
+    src = setup(ih, a, "pieces", ["pieces.*"])
+    fw = Forward(port(ih), key=src["key"])
+    big = packed("pieces.x", [{"n": i, "pad": "p" * 150} for i in range(2000)], chunk="big-1")
+    arr = forward("pieces.y", [{"n": 2000 + i} for i in range(500)], chunk="big-2")
+    data = big + arr
+    for i in range(0, len(data), 7001):  # many reads, split anywhere, even inside a header
+        fw.send_raw(data[i : i + 7001])
+        time.sleep(0.002)
+    assert [fw.read(), fw.read()] == [{"ack": "big-1"}, {"ack": "big-2"}]
+    fw.close()
+    moved(ih, a, "pieces", 2500)
+    assert sorted(rows(ih, a, "pieces")["n"]) == list(range(2500))

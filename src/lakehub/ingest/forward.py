@@ -60,6 +60,7 @@ class Connection:
         self.unpacker = msgpack.Unpacker(raw=True, max_buffer_size=MAX_UNAUTHENTICATED + READ)
         self.buf = bytearray()
         self.base = 0  # stream offset of buf[0]
+        self.start = 0  # stream offset where the message being read began
         self.acks: deque[tuple[asyncio.Future[bool], bytes]] = deque()
         self.ack_ready = asyncio.Event()
         self.streams: dict[str, tuple[Source, Stream]] = {}
@@ -73,7 +74,7 @@ class Connection:
             while True:
                 data = await self.reader.read(READ)
                 if not data:
-                    if len(self.buf) - (self.unpacker.tell() - self.base) > 0:
+                    if len(self.buf) - (self.start - self.base) > 0:
                         log.warning("%s: connection closed in the middle of a message; the "
                                     "unfinished message was not accepted", self.peer)  # fmt: skip
                     break
@@ -144,7 +145,8 @@ class Connection:
         except msgpack.BufferFull:
             raise Refused(f"message larger than {limit} bytes") from None
         while True:
-            start = self.unpacker.tell()
+            # the unpacker resumes a message across reads: where it began is ours to remember
+            start = self.start
             try:
                 self.unpacker.skip()
             except msgpack.OutOfData:
@@ -153,10 +155,10 @@ class Connection:
                 break
             except (ValueError, msgpack.UnpackValueError, msgpack.ExtraData) as err:
                 raise Refused(f"malformed msgpack: {err}") from None
-            end = self.unpacker.tell()
+            end = self.start = self.unpacker.tell()
             msg = bytes(self.buf[start - self.base : end - self.base])
             await self._message(msg)
-        consumed = self.unpacker.tell() - self.base
+        consumed = self.start - self.base
         if consumed > 1 << 20 or consumed == len(self.buf):
             del self.buf[:consumed]
             self.base += consumed
