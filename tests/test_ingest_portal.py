@@ -111,3 +111,21 @@ def test_a_task_outlives_the_process_that_submitted_it(ih: Hub) -> None:
     with pytest.raises(lakehub.client.LakeHubError) as err:
         tasks.get(good, client=other)
     assert err.value.status == 404
+
+
+def test_the_cli_manages_streams_and_sources(ih: Hub) -> None:
+    a = user(ih, "cli")
+    out = ih.cli("stream", "create", "clistream", "--owner", a, "--tag", "cli.*").stdout
+    assert f"s3://{a}-home/streams/clistream/" in out
+    out = ih.cli("source", "add", "clisrc", "--owner", a, "--tag", "cli.*").stdout
+    token = out.split("token: ")[1].split()[0]
+    assert "shared key: " in out and "(shown once)" in out
+    r = httpx.post(f"http://127.0.0.1:{port(ih, 'ingest_http')}/cli.x", json={"via": "cli"},
+                   headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    moved(ih, a, "clistream", 1)
+    listed = ih.cli("stream", "list").stdout
+    assert "clistream" in listed and "records=1" in listed
+    refused = ih.cli("stream", "create", "clistream", "--owner", a, "--tag", "x.*", check=False)
+    assert refused.returncode == 1 and "already exists" in refused.stderr
+    assert "ingest" in ih.status()["components"]

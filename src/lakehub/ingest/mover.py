@@ -60,6 +60,8 @@ class Mover:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        import pyarrow.parquet  # noqa: F401 (loaded before the first batch waits on it)
+
         while not self._stop.is_set():
             try:
                 moved = self.step()
