@@ -67,7 +67,7 @@ def build_state() -> AppState:
         policies=Policies(directory, environments, settings.cull_idle_timeout,
                           settings.notebook_max_servers),
     )  # fmt: skip
-    state.compute["dask"] = DaskEngine(runtime, tok.service)
+    state.compute["dask"] = DaskEngine(runtime, tok.service, settings.compute_bind)
     return state
 
 
