@@ -22,8 +22,11 @@ API = "/services/lakehub/api"
 
 class Forward:
     def __init__(self, port: int, key: str | None = None, hostname: bytes = b"test-client",
-                 timeout: float = 10.0) -> None:  # fmt: skip
+                 timeout: float = 10.0, tls: Any = None) -> None:  # fmt: skip
+        """``tls``: an ``ssl.SSLContext`` to speak TLS with."""
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="localhost")
         self.unpacker = msgpack.Unpacker(raw=False)
         self.pong: Any = None
         if key is not None:
