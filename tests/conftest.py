@@ -229,6 +229,8 @@ def start_hub(tmp: Path | None = None, wait_for: tuple[str, ...] = ("datascience
     env = {
         **os.environ,
         "LAKEHUB_LAKE_PORT": "0",
+        "LAKEHUB_FORWARD_PORT": "0",  # the receivers' defaults (24224, 9880) are one per machine
+        "LAKEHUB_INGEST_HTTP_PORT": "0",
         "LAKEHUB_ADMIN_PASSWORD": password,
         # environments build from the package cache the test install filled: no test reaches
         # a package index
@@ -275,6 +277,16 @@ def stop_hub(hub: Hub) -> None:
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     h = start_hub()
+    yield h
+    stop_hub(h)
+
+
+@pytest.fixture(scope="session")
+def ingest_hub() -> Iterator[Hub]:
+    """A hub for the ingestion, streams and arrays tests: short batches, a small buffer bound,
+    no notebook environments to wait for."""
+    h = start_hub(wait_for=(), ingest_batch_seconds="0.2",
+                  ingest_buffer_max_bytes=str(4 * 2**20))  # fmt: skip
     yield h
     stop_hub(h)
 

@@ -8,6 +8,8 @@ The SDK::
     creds = client.lake.credentials()
     s3 = creds.boto3_client()
     sales = lakehub.datasets.get("sales")       # the dataset catalog: see lakehub.datasets
+    f = lakehub.streams.open("audio")           # ingested streams: see lakehub.streams
+    a = lakehub.arrays.open("big")              # out-of-core arrays: see lakehub.arrays
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lakehub.client import Client
 
-__all__ = ["connect", "datasets"]
-_SUBMODULES = ("datasets",)
+__all__ = ["arrays", "connect", "datasets", "streams"]
+_SUBMODULES = ("datasets", "streams", "arrays")
 __version__ = "0.1.0"
 
 

@@ -17,6 +17,7 @@ from lakehub.connection_cli import connection
 from lakehub.env_cli import env
 from lakehub.lake_cli import lake
 from lakehub.notebook_cli import COMMANDS
+from lakehub.stream_cli import COMMANDS as STREAM_COMMANDS
 
 DATA_DIR = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -351,7 +352,7 @@ main.add_command(lake)
 main.add_command(connection)
 main.add_command(env)
 main.add_command(compute)
-for _command in COMMANDS:
+for _command in (*COMMANDS, *STREAM_COMMANDS):
     main.add_command(_command)
 
 if __name__ == "__main__":

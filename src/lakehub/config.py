@@ -99,6 +99,37 @@ class Settings(BaseSettings):
         "(at least 1 s, at most 300 s)."
     )
 
+    ingest: bool = Field(default=True, description="Run the Forward and HTTP receivers.")
+    ingest_host: str = Field(
+        default="127.0.0.1", description="Address the receivers listen on (0.0.0.0: every one)."
+    )
+    forward_port: int = Field(
+        default=24224, ge=0, le=65535, description="Fluentd Forward port; 0 picks a free one."
+    )
+    ingest_http_port: int = Field(
+        default=9880, ge=0, le=65535, description="HTTP receiver port; 0 picks a free one."
+    )
+    forward_tls_cert: Path | None = Field(
+        default=None, description="PEM certificate (with forward_tls_key): Forward over TLS."
+    )
+    forward_tls_key: Path | None = Field(default=None, description="PEM private key for TLS.")
+    ingest_buffer_max_bytes: int = Field(
+        default=2 * 2**30, ge=1 << 20, description="Bytes the local log may hold that have not "
+        "reached the lake yet; beyond it the receivers refuse new data (Forward: no ack, HTTP 503)."
+    )
+    ingest_segment_bytes: int = Field(
+        default=64 * 2**20, ge=1 << 16, description="Size at which the local log starts a new "
+        "segment file."
+    )
+    ingest_dedupe_seconds: int = Field(
+        default=3600, ge=0, description="How long a Forward chunk id is remembered, so a "
+        "client's retry of an acknowledged chunk is stored once."
+    )
+    ingest_batch_seconds: float = Field(
+        default=1.0, gt=0, description="Most seconds the writer waits to fill a batch for the "
+        "lake (a batch is one Parquet file or raw object per stream and day)."
+    )
+
     @field_validator("admin_user")
     @classmethod
     def _valid_admin(cls, v: str) -> str:
@@ -140,6 +171,10 @@ class Settings(BaseSettings):
     @property
     def envs_dir(self) -> Path:
         return self.environments_dir or self.data_dir / "envs"
+
+    @property
+    def ingest_dir(self) -> Path:
+        return self.data_dir / "ingest"
 
     @property
     def database_url(self) -> str:

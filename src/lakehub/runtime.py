@@ -22,6 +22,7 @@ from lakehub.vault import read_or_create, write_private
 PORT_NAMES = (
     "hub", "proxy_api", "api", "s3", "s3_grpc", "master", "master_grpc", "volume",
     "volume_grpc", "filer", "filer_grpc", "lake_admin", "lake_admin_grpc", "gateway", "gateway_tcp",
+    "forward", "ingest_http",
 )  # fmt: skip
 
 
@@ -102,6 +103,10 @@ def allocate(settings: Settings) -> Runtime:
         s.close()
     if settings.lake_port:
         ports["s3"] = settings.lake_port
+    if settings.forward_port:
+        ports["forward"] = settings.forward_port
+    if settings.ingest_http_port:
+        ports["ingest_http"] = settings.ingest_http_port
     return Runtime(front_url=f"http://{settings.host}:{settings.port}", ports=ports)
 
 

@@ -103,8 +103,13 @@ def preflight(settings: Settings) -> None:
     """
     os.umask(0o077)  # everything the hub writes is private unless made otherwise
     sweep_orphans(settings)
-    for port, what in ((settings.port, "front door"), (settings.lake_port, "lake")):
-        if port and port_in_use(settings.host if what == "front door" else "127.0.0.1", port):
+    checks = [(settings.port, "front door", settings.host),
+              (settings.lake_port, "lake", "127.0.0.1")]  # fmt: skip
+    if settings.ingest:
+        checks += [(settings.forward_port, "Forward receiver", settings.ingest_host),
+                   (settings.ingest_http_port, "HTTP receiver", settings.ingest_host)]  # fmt: skip
+    for port, what, host in checks:
+        if port and port_in_use(host, port):
             raise UpError(f"port {port} for the {what} is already in use")
     try:
         weed_binary(settings.lake_binary)
@@ -198,6 +203,15 @@ def components(settings: Settings, rt: Runtime, lake: SeaweedFS) -> list[Compone
         logs / "gateway.log", f"{rt.front_url}/services/dask-gateway/",
         f"{gateway_url(rt)}/api/health", env=base_env, cwd=settings.state_dir, nice=5,
     ))  # fmt: skip
+    if settings.ingest:
+        comps.append(
+            Component(
+                "ingest", [sys.executable, "-m", "lakehub.ingest"], logs / "ingest.log",
+                f"http://{settings.ingest_host}:{p['ingest_http']}",
+                f"http://{_probe_host(settings.ingest_host)}:{p['ingest_http']}/health",
+                env=base_env,
+            )
+        )  # fmt: skip
     if settings.warm_start:
         env_python = settings.envs_dir / "default" / "bin" / "python"
         sock = settings.run_dir / "warm.sock"
@@ -212,6 +226,10 @@ def components(settings: Settings, rt: Runtime, lake: SeaweedFS) -> list[Compone
             )
         )  # fmt: skip
     return comps
+
+
+def _probe_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
 MARKER = "LAKEHUB_HUB_ID"  # in the environment of every process started for a hub

@@ -62,3 +62,11 @@ def dask(workers: int = 2, cores: int = 1, memory: str | int = "2 GiB",
     if workers:
         dask_client.wait_for_workers(1, timeout=wait)
     return dask_client
+
+
+def submit(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn(*args, **kwargs)`` in the background; the hub records its state, so the notebook
+    may close (see :mod:`lakehub.compute.tasks`: ``tasks.get(id).result()``)."""
+    from lakehub.compute.tasks import submit as _submit
+
+    return _submit(fn, *args, **kwargs)

@@ -28,6 +28,9 @@ from lakehub.hub.routers import (
     quotas,
     servers,
     spaces,
+    stream_pages,
+    streams,
+    tasks,
     uploads,
 )  # fmt: skip
 from lakehub.hub.state import AppState
@@ -100,7 +103,7 @@ def create_app() -> FastAPI:
         connections.router, connections.pages, portal.router, catalog_pages.router,
         uploads.router, envvars.router, envvars.pages, notebooks.router,
         servers.router, notebook_pages.pages, compute.router,
-        compute.pages,
+        compute.pages, streams.router, stream_pages.router, tasks.router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, prefix=base)

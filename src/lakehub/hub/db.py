@@ -234,6 +234,79 @@ class NotebookPolicy(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class IngestSource(Base):
+    """Who may push data in (Forward or HTTP): its tags, its secrets, its limits."""
+
+    __tablename__ = "ingest_sources"
+    # ids are never reused: the log names sources and streams by id (and a reused source id
+    # would take another's chunk ids for retries)
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    tags: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of glob patterns
+    shared_key_enc: Mapped[str | None] = mapped_column(Text)  # vault-encrypted; None: no handshake
+    token_hash: Mapped[str] = mapped_column(String(64), index=True)  # sha256 hex of the token
+    max_bytes_per_s: Mapped[int | None] = mapped_column(BigInteger)
+    max_message_bytes: Mapped[int] = mapped_column(BigInteger)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IngestStream(Base):
+    """Where routed data lands: a record dataset (Parquet) or a raw byte stream, with counters."""
+
+    __tablename__ = "ingest_streams"
+    # ids are never reused: the log names sources and streams by id (and a reused source id
+    # would take another's chunk ids for retries)
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # records | raw
+    bucket: Mapped[str] = mapped_column(String(63))
+    prefix: Mapped[str] = mapped_column(String(1024))
+    tags: Mapped[str] = mapped_column(Text, default="[]")  # JSON list: routing glob patterns
+    position: Mapped[int] = mapped_column(default=100)  # lower routes first
+    dataset: Mapped[str | None] = mapped_column(String(64))  # catalog name (records)
+    received_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    received_entries: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_event_at: Mapped[float | None] = mapped_column(Float)  # unix seconds
+    rate_bytes: Mapped[float] = mapped_column(Float, default=0.0)  # per second, recent
+    rate_entries: Mapped[float] = mapped_column(Float, default=0.0)
+    moved_records: Mapped[int] = mapped_column(BigInteger, default=0)
+    moved_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    moved_until: Mapped[float | None] = mapped_column(Float)  # receive time of the last moved
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IngestCheckpoint(Base):
+    """How far the local log has reached the lake (one row)."""
+
+    __tablename__ = "ingest_checkpoint"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    segment: Mapped[int] = mapped_column(BigInteger, default=0)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Task(Base):
+    """A background task a user submitted: its state survives the notebook that started it."""
+
+    __tablename__ = "tasks"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
+    error: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[str] = mapped_column(String(1024), default="")  # s3:// of the pickled result
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
 def make_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
@@ -252,7 +325,7 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-HEAD = "0005"  # the newest migration; tests check it against Alembic's own view
+HEAD = "0006"  # the newest migration; tests check it against Alembic's own view
 
 
 def at_head(url: str) -> bool:

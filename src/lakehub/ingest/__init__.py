@@ -1,0 +1,1 @@
+"""Ingestion: Fluentd Forward and HTTP receivers, a durable local log, and sinks into the lake."""

@@ -1,0 +1,3 @@
+from lakehub.ingest.server import main
+
+main()

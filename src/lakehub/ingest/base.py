@@ -1,0 +1,125 @@
+"""The ingestion contracts: what a receiver hands the log, what the log promises, what a sink does.
+
+Rules every receiver keeps:
+
+- it acknowledges (a Forward ``ack``, an HTTP 2xx) only after :meth:`LogWriter.append` resolved,
+  which means the entry is fsynced in the local log;
+- it refuses with :class:`Refused` (a one-line reason, logged; Forward closes the connection
+  without an ack, HTTP answers ``status``) and never drops data it has acknowledged;
+- it checks the source's tag patterns, size and rate limits before appending, and the cheap
+  shape of the payload; what needs decoding record by record is the writer's job.
+
+Rules every sink keeps (see :mod:`lakehub.ingest.sinks`): writing the same batch again (after a
+crash, before the checkpoint moved) replaces the objects it wrote the first time, under the same
+keys, so every entry reaches the lake exactly once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+
+class Refused(Exception):
+    """Data not accepted; ``status`` is the HTTP status that says why."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Fmt(IntEnum):
+    """How an entry's payload is encoded in the log."""
+
+    MSGPACK_ENTRIES = 1  # concatenated msgpack [time, record] (Message mode, PackedForward)
+    MSGPACK_ARRAY = 2  # one msgpack array of [time, record] (Forward mode)
+    GZIP_ENTRIES = 3  # gzip of MSGPACK_ENTRIES (CompressedPackedForward)
+    JSON = 4  # one JSON object or an array of objects
+    NDJSON = 5
+    CSV = 6  # with a header line
+    MSGPACK_RECORDS = 7  # concatenated msgpack maps, [time, map] or [[time, meta], map]
+    RAW = 8  # bytes appended to a raw stream as they are
+
+
+@dataclass(frozen=True)
+class Source:
+    id: int
+    name: str
+    owner: str
+    tags: tuple[str, ...]
+    shared_key: str | None  # plain, in memory only
+    token_hash: str
+    max_bytes_per_s: int | None
+    max_message_bytes: int
+
+    def allows(self, tag: str) -> bool:
+        return any(fnmatch.fnmatchcase(tag, p) for p in self.tags)
+
+    def __repr__(self) -> str:  # never show the shared key
+        return f"Source({self.name!r}, owner={self.owner!r}, tags={self.tags!r})"
+
+
+@dataclass(frozen=True)
+class Stream:
+    id: int
+    name: str
+    owner: str
+    kind: str  # records | raw
+    bucket: str
+    prefix: str
+    tags: tuple[str, ...]
+    writers: frozenset[str] = field(default_factory=frozenset)  # users who may write to it
+
+    def matches(self, tag: str) -> bool:
+        return any(fnmatch.fnmatchcase(tag, p) for p in self.tags)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One unit in the log: a chunk, a message or a request body, for one stream."""
+
+    stream_id: int
+    source_id: int
+    fmt: Fmt
+    received_at: float
+    tag: str
+    data: bytes
+    chunk: str = ""  # the client's chunk id; with source_id the key that deduplicates retries
+
+
+@dataclass
+class Batch:
+    """Entries of one stream read from the log, ready for its sink."""
+
+    stream: Stream
+    key: str  # ``<segment>-<offset>`` of the first entry of the batch: same batch, same key
+    entries: list[Entry]
+
+
+class Sink(ABC):
+    """Writes a stream's batch into the lake; returns (records, bytes) written."""
+
+    @abstractmethod
+    def write(self, batch: Batch) -> tuple[int, int]: ...
+
+
+class LogFull(Refused):
+    def __init__(self, held: int, limit: int) -> None:
+        super().__init__(
+            f"the ingestion buffer is full ({held} of {limit} bytes not yet in the lake): "
+            "the lake is not keeping up or is down; retry later", 503,
+        )  # fmt: skip
+
+
+def parse_event_time(value: Any) -> float:
+    """A Forward event time: an integer, a float, or msgpack ext 0 (EventTime) seconds.nanos."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    code = getattr(value, "code", None)
+    data = getattr(value, "data", b"")
+    if code == 0 and len(data) == 8:
+        return int.from_bytes(data[:4], "big") + int.from_bytes(data[4:], "big") / 1e9
+    raise ValueError(f"not an event time: {type(value).__name__}")

@@ -1,0 +1,144 @@
+"""Durability: acknowledged data survives kill -9 of the receiver exactly once; a lake that stops
+answering fills the local buffer up to its bound, then the receivers refuse, losing nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+from conftest import Hub
+from ingest_client import API, Forward, moved, packed, port, rows, setup, user
+
+
+@pytest.fixture
+def ih(ingest_hub: Hub) -> Hub:
+    return ingest_hub
+
+
+def component_pid(hub: Hub, name: str) -> int | None:
+    pid = hub.runtime()["components"][name]["pid"]
+    return int(pid) if pid else None
+
+
+class Sender:
+    """One Forward connection, opened again whenever the receiver went away."""
+
+    def __init__(self, hub: Hub, key: str) -> None:
+        self.hub, self.key = hub, key
+        self.fw: Forward | None = None
+
+    def send_until_acked(self, chunk: str, body: bytes, deadline: float) -> int:
+        """Send one chunk until it is acknowledged; returns how many times it was sent."""
+        tries = 0
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            tries += 1
+            try:
+                if self.fw is None:
+                    self.fw = Forward(port(self.hub), key=self.key, timeout=5)
+                self.fw.send_raw(body)
+                ack = self.fw.read()
+                assert ack == {"ack": chunk}, ack
+                return tries
+            except (OSError, IndexError) as err:  # refused, reset, closed: the receiver restarts
+                last = err
+                if self.fw is not None:
+                    self.fw.close()
+                    self.fw = None
+                time.sleep(0.1)
+        raise AssertionError(f"chunk {chunk} was never acknowledged: {last!r}")
+
+
+def serving(hub: Hub) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port(hub, 'ingest_http')}/health",
+                         timeout=2).status_code == 200  # fmt: skip
+    except httpx.HTTPError:
+        return False
+
+
+def test_kill_9_at_random_moments_loses_and_duplicates_nothing(ih: Hub) -> None:
+    a = user(ih, "ck")
+    key = setup(ih, a, "crash", ["crash.*"])["key"]
+    chunks, per_chunk, kills = 400, 10, 3
+    done = threading.Event()
+    killed: list[int] = []
+
+    def killer() -> None:  # kills a receiver that is serving, at a random moment of the traffic
+        rng = random.Random(6)
+        while len(killed) < kills and not done.is_set():
+            ih.wait(lambda: serving(ih) or done.is_set(), 90, "the receiver to serve again")
+            time.sleep(rng.uniform(0.1, 0.8))
+            pid = component_pid(ih, "ingest")
+            if pid is None or done.is_set():
+                continue
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            killed.append(pid)
+            ih.wait(lambda old=pid: component_pid(ih, "ingest") not in (None, old), 90,
+                    "the receiver to be restarted")  # fmt: skip
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    sender = Sender(ih, key)
+    retried = 0
+    try:
+        for c in range(chunks):
+            records = [{"id": c * per_chunk + i, "chunk": c} for i in range(per_chunk)]
+            body = packed("crash.x", records, chunk=f"chunk-{c}")
+            deadline = time.monotonic() + 90  # a restart takes a backoff and a start
+            retried += sender.send_until_acked(f"chunk-{c}", body, deadline) - 1
+            if len(killed) < kills:
+                time.sleep(0.01)  # keep the traffic going while the killer does its work
+    finally:
+        done.set()
+        thread.join(120)
+    assert len(killed) == kills, f"only {len(killed)} kills happened while sending"
+    info = moved(ih, a, "crash", chunks * per_chunk, timeout=90)
+    ids = rows(ih, a, "crash")["id"]
+    assert len(ids) == chunks * per_chunk, f"{len(ids)} rows, {ids.duplicated().sum()} duplicated"
+    assert set(ids) == set(range(chunks * per_chunk))
+    assert info["moved_records"] == chunks * per_chunk
+    assert retried >= kills  # some chunks were sent again: each was stored once all the same
+
+
+def test_a_stopped_lake_fills_the_buffer_then_refuses_and_loses_nothing(ih: Hub) -> None:
+    a = user(ih, "ld")
+    tok = setup(ih, a, "lakedown", ["ld.*"])["token"]
+    url = f"http://127.0.0.1:{port(ih, 'ingest_http')}/ld.x"
+    headers = {"Authorization": f"Bearer {tok}", "Content-Type": "application/x-ndjson"}
+    body = b"".join(json.dumps({"n": i, "pad": "x" * 900}).encode() + b"\n" for i in range(60))
+    lake = component_pid(ih, "lake")
+    assert lake
+    accepted = 0
+    refusal = None
+    os.kill(lake, signal.SIGSTOP)
+    try:
+        with httpx.Client(timeout=30) as c:
+            for _ in range(200):  # 4 MiB of buffer: at most ~75 of these fit
+                r = c.post(url, content=body, headers=headers)
+                if r.status_code == 503:
+                    refusal = r
+                    break
+                assert r.status_code == 200, r.text
+                accepted += 1
+    finally:
+        os.kill(lake, signal.SIGCONT)
+    assert refusal is not None, "the receiver kept accepting with the lake stopped"
+    assert "buffer is full" in refusal.json()["detail"] and refusal.headers["retry-after"]
+    assert accepted > 10
+    moved(ih, a, "lakedown", accepted * 60, timeout=120)
+    assert len(rows(ih, a, "lakedown")) == accepted * 60
+    r = httpx.post(url, content=body, headers=headers, timeout=30)  # room again
+    assert r.status_code == 200, r.text
+    with ih.http(a) as c:
+        assert c.get(f"{API}/streams/lakedown").json()["errors"] >= 1

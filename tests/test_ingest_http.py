@@ -1,0 +1,118 @@
+"""Ingestion over HTTP: the bodies fluentd and fluent-bit http outputs send, tokens, refusals."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import httpx
+import msgpack
+import pytest
+
+from conftest import Hub
+from ingest_client import API, moved, port, rows, setup, user
+
+
+@pytest.fixture
+def ih(ingest_hub: Hub) -> Hub:
+    return ingest_hub
+
+
+def post(hub: Hub, tag: str, token: str, content: bytes, ctype: str,
+         **headers: str) -> httpx.Response:  # fmt: skip
+    return httpx.post(f"http://127.0.0.1:{port(hub, 'ingest_http')}/{tag}", content=content,
+                      headers={"Authorization": f"Bearer {token}", "Content-Type": ctype,
+                               **headers}, timeout=30)  # fmt: skip
+
+
+def test_every_body_format_lands_as_records(ih: Hub) -> None:
+    a = user(ih, "hf")
+    src = setup(ih, a, "hformats", ["h.*"])
+    tok = src["token"]
+    ok = [
+        post(ih, "h.json", tok, json.dumps({"f": "json", "n": 1}).encode(), "application/json"),
+        # fluent-bit's json format: an array of records with a "date" key
+        post(ih, "h.jsonarray", tok, json.dumps([{"f": "array", "n": 2, "date": 1.5},
+             {"f": "array", "n": 3, "date": 2.5}]).encode(), "application/json"),
+        # fluentd out_http (json, json_array false) and fluent-bit json_lines: NDJSON
+        post(ih, "h.ndjson", tok, b'{"f": "ndjson", "n": 4}\n\n{"f": "ndjson", "n": 5}\n',
+             "application/x-ndjson"),
+        post(ih, "h.csv", tok, b"f,n\ncsv,6\ncsv,7\n", "text/csv; charset=utf-8"),
+        post(ih, "h.msgpack", tok, msgpack.packb({"f": "msgpack", "n": 8})
+             + msgpack.packb([1700000000, {"f": "msgpack", "n": 9}]), "application/msgpack"),
+    ]  # fmt: skip
+    assert [r.status_code for r in ok] == [200] * 5, [r.text for r in ok]
+    assert [r.json()["records"] for r in ok] == [1, 2, 2, 2, 2]
+    # Basic auth with the token as password (fluent-bit's http_user / http_passwd)
+    basic = base64.b64encode(f"any:{tok}".encode()).decode()
+    r = httpx.post(f"http://127.0.0.1:{port(ih, 'ingest_http')}/h.basic",
+                   json={"f": "basic", "n": 10}, headers={"Authorization": f"Basic {basic}"})
+    assert r.status_code == 200, r.text
+    moved(ih, a, "hformats", 10)
+    df = rows(ih, a, "hformats")
+    assert df.groupby("f").size().to_dict() == {
+        "json": 1, "array": 2, "ndjson": 2, "csv": 2, "msgpack": 2, "basic": 1}
+    assert sorted(str(n) for n in df["n"]) == sorted(str(n) for n in range(1, 11))
+
+
+def test_bad_requests_get_a_clear_refusal_and_nothing_accepted_is_lost(ih: Hub) -> None:
+    a = user(ih, "hb")
+    src = setup(ih, a, "hbad", ["hb.*"], max_message_bytes=4096)
+    tok = src["token"]
+    assert post(ih, "hb.x", tok, b'{"n": 0}', "application/json").status_code == 200
+    cases: list[tuple[Any, int, str]] = [
+        (post(ih, "hb.x", tok, b'{"n": ', "application/json"), 400, "invalid JSON"),
+        (post(ih, "hb.x", tok, b'{"n": 1}\n{oops}\n', "application/x-ndjson"), 400, "line 2"),
+        (post(ih, "hb.x", tok, b"[1, 2]", "application/json"), 400, "objects"),
+        (post(ih, "hb.x", tok, b"\x93\x01", "application/msgpack"), 400, "msgpack"),
+        (post(ih, "hb.x", tok, b"x" * 5000, "application/x-ndjson"), 413, "larger"),
+        (post(ih, "hb.x", tok, b"\x00\x01", "application/octet-stream"), 415, "takes records"),
+        (post(ih, "hb.x", "lhs_wrong", b'{"n": 1}', "application/json"), 401, "token"),
+        (post(ih, "nothere.x", tok, b'{"n": 1}', "application/json"), 403, "may not send"),
+    ]
+    for resp, status, words in cases:
+        assert resp.status_code == status, (resp.status_code, resp.text)
+        assert words in resp.json()["detail"], resp.text
+    assert post(ih, "hb.x", tok, b'{"n": 9}', "application/json").status_code == 200
+    moved(ih, a, "hbad", 2)
+    assert sorted(rows(ih, a, "hbad")["n"]) == [0, 9]
+    with ih.http(a) as c:
+        info = c.get(f"{API}/streams/hbad").json()
+    assert info["errors"] >= 5 and info["last_error"]
+
+
+def test_a_retried_request_with_the_same_chunk_id_counts_once(ih: Hub) -> None:
+    a = user(ih, "hr")
+    tok = setup(ih, a, "hretry", ["hr.*"])["token"]
+    answers = [post(ih, "hr.x", tok, b'{"n": 1}\n{"n": 2}\n', "application/x-ndjson",
+                    **{"X-Chunk-Id": "req-1"}).json() for _ in range(3)]  # fmt: skip
+    assert [x["duplicate"] for x in answers] == [False, True, True]
+    moved(ih, a, "hretry", 2)
+    assert len(rows(ih, a, "hretry")) == 2
+
+
+def test_raw_streams_keep_bytes_in_order(ih: Hub) -> None:
+    a = user(ih, "hw")
+    tok = setup(ih, a, "hraw", ["raw.*"], kind="raw")["token"]
+    parts = [bytes([i]) * (1000 + i) for i in range(5)]
+    for p in parts:
+        assert post(ih, "raw.frames", tok, p, "application/octet-stream").status_code == 200
+    moved(ih, a, "hraw", 5)
+    import lakehub
+    from lakehub import streams
+
+    client = lakehub.connect(ih.url, ih.token(a))
+    with streams.open("hraw", client=client) as f:
+        assert f.read() == b"".join(parts)
+        f.seek(1000)
+        assert f.read(3) == b"\x01\x01\x01"
+        assert f.seek(0, 2) == sum(map(len, parts))
+
+
+def test_rate_limits_answer_429(ih: Hub) -> None:
+    a = user(ih, "hl")
+    tok = setup(ih, a, "hlimited", ["hl.*"], max_bytes_per_s=2048)["token"]
+    body = json.dumps([{"pad": "x" * 200} for _ in range(8)]).encode()
+    codes = [post(ih, "hl.x", tok, body, "application/json").status_code for _ in range(4)]
+    assert codes[0] == 200 and 429 in codes, codes
