@@ -10,6 +10,7 @@ import anyio.to_thread
 from sqlalchemy import select
 
 from lakehub.catalog import Catalog
+from lakehub.compute.base import Engine
 from lakehub.config import Settings
 from lakehub.hub.db import Database, User
 from lakehub.hub.jhub import JupyterHubAPI
@@ -38,6 +39,7 @@ class AppState:
     quotas: Quotas
     environments: Environments
     policies: Policies
+    compute: dict[str, Engine] = field(default_factory=dict)  # kind -> engine
     prefix: str = "/services/lakehub/"
     _hub_auth: Any = field(default=None)
 

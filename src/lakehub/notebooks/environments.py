@@ -177,6 +177,10 @@ def build_named(
         progress(f"2/4 installing {len(packages)} packages, the kernel and the SDK")
         install = [uv, "pip", "install", "--python", env_python, *packages, *KERNEL_PACKAGES,
                    str(project_root())]  # fmt: skip
+        pinned = overrides(packages)
+        if pinned:
+            _write_new(target / "overrides.txt", "\n".join(pinned) + "\n")
+            install += ["--override", str(target / "overrides.txt")]
         try:  # from the package cache alone when it has everything (no index round trips)
             _run([*install, "--offline"], log)
         except BuildError:
@@ -195,6 +199,17 @@ def build_named(
     _write_new(target / DONE, json.dumps(contents))  # a finished build, which others may reuse
     _point(envs_dir, name, target)
     return build_id, contents
+
+
+def overrides(packages: tuple[str, ...]) -> list[str]:
+    """For packages installed only for the jars they carry (``JAR_CARRIERS``): the spec's own
+    requirement of what they pin, which replaces their pin (``uv pip install --override``)."""
+    from lakehub.notebooks.specs import JAR_CARRIERS
+
+    names = {re.split(r"[\[=<>!~ ]", p, maxsplit=1)[0].lower().replace("_", "-"): p
+             for p in packages}  # fmt: skip
+    return [names.get(pinned, pinned) for carrier, pinned in JAR_CARRIERS.items()
+            if carrier in names]  # fmt: skip
 
 
 DONE = ".lakehub-build.json"  # in a finished build: its contents

@@ -78,9 +78,16 @@ BUILTIN_ENVIRONMENTS = (
                     "pyarrow", "3.11",
                     ("dask[dataframe]", "distributed", "dask-gateway", "pyarrow",
                      "s3fs==2026.9.0")),
-    EnvironmentSpec("spark", "PySpark (Java is on the machine), with pandas and pyarrow", "3.11",
-                    ("pyspark", "pandas", "pyarrow")),
+    EnvironmentSpec("spark", "PySpark (Java is on the machine) with s3a for the lake, pandas and "
+                    "pyarrow; a Spark cluster of your own starts with the server", "3.11",
+                    ("pyspark>=4", "pandas", "pyarrow", "sagemaker_pyspark==1.4.5")),
 )  # fmt: skip
+
+# Packages installed for the jars they carry: their own pin of pyspark is overridden by the
+# spec's (see lakehub.notebooks.environments.overrides)
+JAR_CARRIERS = {"sagemaker-pyspark": "pyspark"}
+# environments whose servers get a cluster of their own, started and stopped with the server
+CLUSTER_ENVIRONMENTS = {"spark": "spark"}
 
 DEFAULT_SIZES = (
     Size("small", 1, 2 * 2**30, "1 CPU, 2 GiB"),
