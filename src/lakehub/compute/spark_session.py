@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 LAKE_JARS = ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")
 # hadoop-aws 3.3 reads these as plain numbers (Hadoop 3.5's defaults say "60s")
-_S3A_NUMBERS = {
+S3A_NUMBERS = {
     "fs.s3a.threads.keepalivetime": "60",
     "fs.s3a.connection.establish.timeout": "30000",
     "fs.s3a.connection.timeout": "200000",
@@ -50,7 +50,7 @@ def lake_conf(endpoint: str, key: str, secret: str, region: str = "us-east-1") -
             "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         "fs.s3a.impl": s3a, "fs.s3.impl": s3a,
         "fs.s3a.impl.disable.cache": "true", "fs.s3.impl.disable.cache": "true",
-        **_S3A_NUMBERS,
+        **S3A_NUMBERS,
     }  # fmt: skip
     return {f"spark.hadoop.{k}": v for k, v in conf.items()}
 
@@ -94,16 +94,17 @@ def start_jvm(jars: list[str], conf: dict[str, str]) -> None:
 
 
 def connect_info(hub: Client, workers: int, cores: float, memory: str | int,
-                 name: str | None, idle_timeout: float | None) -> dict[str, Any]:  # fmt: skip
+                 name: str | None, idle_timeout: float | None,
+                 timeout: float = 180) -> dict[str, Any]:  # fmt: skip
     """Reuse a running cluster of yours (``name``, else one of this shape) or start one; then
     its connection details (the secret included: owner only)."""
+    from lakehub.client import LakeHubError
+
     mine = [c for c in hub.request("GET", "/api/compute") if c["kind"] == "spark"
-            and c["status"] == "running"]  # fmt: skip
+            and c["status"] in ("starting", "running")]  # fmt: skip
     if name is not None:
         found = [c for c in mine if c["name"] == name]
         if not found:
-            from lakehub.client import LakeHubError
-
             raise LakeHubError(404, f"you have no running Spark cluster named {name!r}")
     else:
         from lakehub.sizes import parse_size
@@ -115,7 +116,18 @@ def connect_info(hub: Client, workers: int, cores: float, memory: str | int,
         found = [hub.request("POST", "/api/compute/spark", json={
             "workers": workers, "cores": cores, "memory": memory, "idle_timeout": idle_timeout,
         })]  # fmt: skip
-    info: dict[str, Any] = hub.request("GET", f"/api/compute/spark/{found[0]['name']}/connect")
+    name = found[0]["name"]
+    deadline = time.monotonic() + timeout
+    while found[0]["status"] != "running":  # it starts in the background
+        if found[0]["status"] == "failed":
+            why = found[0]["detail"].get("reason", "see the hub log")
+            raise LakeHubError(500, f"Spark cluster {name} failed to start: {why}")
+        if time.monotonic() > deadline:
+            raise LakeHubError(504, f"Spark cluster {name} did not start in {timeout:.0f} s")
+        time.sleep(0.1)
+        found = [c for c in hub.request("GET", "/api/compute") if c["name"] == name] or [
+            {"status": "failed", "detail": {"reason": "it was stopped"}}]
+    info: dict[str, Any] = hub.request("GET", f"/api/compute/spark/{name}/connect")
     return info
 
 

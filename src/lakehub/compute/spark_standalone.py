@@ -108,9 +108,12 @@ class SparkEngine:
 
     # the contract -----------------------------------------------------------------------------
     def start(self, owner: str, request: ClusterRequest) -> Cluster:
+        """Checked and recorded now; started in the background (status ``starting``, then
+        ``running`` once its master leads, or ``failed`` with a ``reason``)."""
         rec = self._prepare(owner, request)
-        self._run(rec)
-        return self._cluster(self._record(owner, rec["name"]))
+        threading.Thread(target=self._run, args=(rec,), name=f"spark-{rec['name']}",
+                         daemon=True).start()  # fmt: skip
+        return self._cluster(rec)
 
     def _prepare(self, owner: str, request: ClusterRequest) -> dict[str, Any]:
         """Check the request and write the cluster's record (status ``starting``)."""
@@ -144,10 +147,11 @@ class SparkEngine:
     def _run(self, rec: dict[str, Any]) -> None:
         try:
             self._launch(rec)
-        except BaseException:
+        except Exception as err:
+            log.warning("Spark cluster %s of %s did not start: %s", rec["name"], rec["owner"], err)
             self._kill(rec)
-            self._drop(rec)
-            raise
+            rec["status"], rec["reason"] = "failed", str(err)
+            self._save(rec, only_existing=True)
 
     def list(self, owner: str | None = None) -> Clusters:
         return [self._cluster(r) for r in self._records() if owner in (None, r["owner"])]
@@ -175,7 +179,7 @@ class SparkEngine:
         from lakehub.compute.plan import Running  # type: ignore[import-not-found,unused-ignore]
 
         return [Running(r["owner"], "spark", r["name"], r["workers"] * r["memory"])
-                for r in self._records()]  # fmt: skip
+                for r in self._records() if r["status"] in ("starting", "running")]  # fmt: skip
 
     def start_for_server(self, owner: str, request: ClusterRequest) -> dict[str, str]:
         """A cluster that lives with notebook server ``request.server``: checked and recorded
@@ -183,14 +187,8 @@ class SparkEngine:
         for that server's environment only)."""
         self.stop_for_server(owner, request.server or "")
         rec = self._prepare(owner, request)
-
-        def run() -> None:
-            try:
-                self._run(rec)
-            except Exception as err:
-                log.warning("Spark cluster %s of %s did not start: %s", rec["name"], owner, err)
-
-        threading.Thread(target=run, name=f"spark-{rec['name']}", daemon=True).start()
+        threading.Thread(target=self._run, args=(rec,), name=f"spark-{rec['name']}",
+                         daemon=True).start()  # fmt: skip
         return {
             "SPARK_MASTER_URL": self._master_url(rec), "LAKEHUB_SPARK_CLUSTER": rec["name"],
             "LAKEHUB_SPARK_SECRET": rec["secret"], "LAKEHUB_SPARK_CORES": str(self._cores(rec)),
@@ -283,7 +281,7 @@ class SparkEngine:
              "--properties-file", str(props)],
             env, work, logs / f"{rec['name']}-master.log", user)  # fmt: skip
         rec["pids"] = [master]
-        self._save(rec)
+        self._save(rec, only_existing=True)
         deadline = time.monotonic() + START_TIMEOUT
         # workers go once the master listens: a worker that finds no master retries much later
         self._until(lambda: _listening(rec["host"], rec["master_port"]), deadline, rec, "listen")
@@ -296,22 +294,23 @@ class SparkEngine:
                  "--work-dir", str(work / f"worker-{i}"), "--properties-file", str(props),
                  self._master_url(rec)],
                 env, work, logs / f"{rec['name']}-worker-{i}.log", user))  # fmt: skip
-        self._save(rec)
+        self._save(rec, only_existing=True)
 
-        def registered() -> bool:
+        def leads() -> bool:  # before, it ignores drivers (which retry 20 s later)
             state = _master_json(rec["host"], rec["ui_port"])
-            return bool(state and state.get("status") == "ALIVE"
-                        and state.get("aliveworkers", 0) >= rec["workers"])  # fmt: skip
+            return bool(state and state.get("status") == "ALIVE")
 
-        self._until(registered, deadline, rec, "register its workers")
+        self._until(leads, deadline, rec, "elect its master")
         rec["status"], rec["last_busy"] = "running", time.time()
-        self._save(rec)
+        self._save(rec, only_existing=True)
 
     def _until(self, ready: Callable[[], bool], deadline: float, rec: dict[str, Any],
                what: str) -> None:  # fmt: skip
         while time.monotonic() < deadline:
             if ready():
                 return
+            if not self._path(rec["owner"], rec["name"]).exists():
+                raise ComputeError("the Spark cluster was stopped while starting", 409)
             if not all(_alive(p) for p in rec["pids"]):
                 raise ComputeError(f"the Spark cluster stopped while starting (could not {what});"
                                    f" see logs/spark/{rec['name']}-*.log", 500)  # fmt: skip

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import lakehub
+from lakehub.notebooks.specs import overrides
 from lakehub.runtime import find_binary
 
 DEFAULT_PACKAGES = (  # the server environment
@@ -68,8 +69,10 @@ def spec_hash(python: str, packages: tuple[str, ...]) -> str:
     h = hashlib.sha256("\n".join((python, *packages)).encode())
     sdk = Path(lakehub.__file__).parent
     # the modules a notebook environment runs: the SDK and the warm starter
-    for path in [*sorted(sdk.glob("*.py")), sdk / "notebooks" / "warm.py"]:
-        h.update(path.name.encode())
+    # (the compute SDK too: kernels call lakehub.compute)
+    for path in [*sorted(sdk.glob("*.py")), sdk / "compute" / "__init__.py",
+                 sdk / "compute" / "spark_session.py", sdk / "notebooks" / "warm.py"]:  # fmt: skip
+        h.update(str(path.relative_to(sdk)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:12]
 
@@ -199,17 +202,6 @@ def build_named(
     _write_new(target / DONE, json.dumps(contents))  # a finished build, which others may reuse
     _point(envs_dir, name, target)
     return build_id, contents
-
-
-def overrides(packages: tuple[str, ...]) -> list[str]:
-    """For packages installed only for the jars they carry (``JAR_CARRIERS``): the spec's own
-    requirement of what they pin, which replaces their pin (``uv pip install --override``)."""
-    from lakehub.notebooks.specs import JAR_CARRIERS
-
-    names = {re.split(r"[\[=<>!~ ]", p, maxsplit=1)[0].lower().replace("_", "-"): p
-             for p in packages}  # fmt: skip
-    return [names.get(pinned, pinned) for carrier, pinned in JAR_CARRIERS.items()
-            if carrier in names]  # fmt: skip
 
 
 DONE = ".lakehub-build.json"  # in a finished build: its contents
