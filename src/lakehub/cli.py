@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 import click
 import httpx
 
+from lakehub.compute_cli import compute
 from lakehub.config import Settings, SettingsError, load_settings
 from lakehub.connection_cli import connection
 from lakehub.env_cli import env
@@ -349,6 +350,7 @@ def quota_rm(kind: str, name: str, data_dir: Path | None) -> None:
 main.add_command(lake)
 main.add_command(connection)
 main.add_command(env)
+main.add_command(compute)
 for _command in COMMANDS:
     main.add_command(_command)
 

@@ -186,6 +186,7 @@ class Lake:
 class Client:
     def __init__(self, url: str, token: str, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
+        self.token = token
         self._http = httpx.Client(
             base_url=self.url, timeout=timeout, headers={"Authorization": f"token {token}"}
         )

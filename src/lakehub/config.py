@@ -79,6 +79,21 @@ class Settings(BaseSettings):
         default=3, ge=1, description="Servers a user may run at once, unless a user policy says "
         "otherwise."
     )
+    compute_max_workers: int = Field(default=8, ge=1, description="Workers per cluster.")
+    compute_max_worker_cores: float = Field(default=4, gt=0, description="Cores per worker.")
+    compute_max_worker_memory: int = Field(
+        default=8 << 30, gt=0, description="Bytes of memory per worker."
+    )
+    compute_max_clusters: int = Field(
+        default=2, ge=1, description="Clusters (Dask and Spark together) a user may run at once."
+    )
+    compute_idle_timeout: int = Field(
+        default=1800, ge=60, description="Seconds after which an idle cluster is stopped."
+    )
+    compute_bind: str = Field(
+        default="127.0.0.1", description="Address the clusters' scheduler ports listen on; "
+        "workers on other hosts need one they can reach."
+    )
     cull_check_interval: int = Field(
         default=0, ge=0, description="Seconds between idle checks; 0: a tenth of the timeout "
         "(at least 1 s, at most 300 s)."

@@ -20,7 +20,7 @@ from lakehub.vault import read_or_create, write_private
 
 PORT_NAMES = (
     "hub", "proxy_api", "api", "s3", "s3_grpc", "master", "master_grpc", "volume",
-    "volume_grpc", "filer", "filer_grpc", "lake_admin", "lake_admin_grpc",
+    "volume_grpc", "filer", "filer_grpc", "lake_admin", "lake_admin_grpc", "gateway", "gateway_tcp",
 )  # fmt: skip
 
 
@@ -100,6 +100,7 @@ class Tokens:
     lake_key: str
     lake_secret: str
     cookie: str
+    gateway: str  # dask-gateway's JupyterHub service token
 
 
 def tokens(settings: Settings) -> Tokens:
@@ -110,4 +111,5 @@ def tokens(settings: Settings) -> Tokens:
         lake_key="lakehub-" + read_or_create(st / "lake-admin.key", os.urandom(8).hex().encode()),
         lake_secret=read_or_create(st / "lake-admin.secret"),
         cookie=read_or_create(st / "cookie.secret"),
+        gateway=read_or_create(st / "gateway.token"),
     )

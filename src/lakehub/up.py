@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import IO, Protocol
 
+from lakehub.compute.dask_gateway import gateway_url
 from lakehub.config import Settings
 from lakehub.lake.base import LakeUnavailable
 from lakehub.lake.seaweedfs import SeaweedFS, weed_binary
@@ -191,6 +192,12 @@ def components(settings: Settings, rt: Runtime, lake: SeaweedFS) -> list[Compone
             rt.api_url + "/api/health", env=base_env, nice=5,  # JupyterHub's start comes first
         ),
     ]  # fmt: skip
+    comps.append(Component(
+        "gateway", [_bin("dask-gateway-server"), "-f",
+                    str(Path(__file__).parent / "compute" / "gateway_config.py")],
+        logs / "gateway.log", f"{rt.front_url}/services/dask-gateway/",
+        f"{gateway_url(rt)}/api/health", env=base_env, cwd=settings.state_dir, nice=5,
+    ))  # fmt: skip
     if settings.warm_start:
         env_python = settings.envs_dir / "default" / "bin" / "python"
         sock = settings.run_dir / "warm.sock"

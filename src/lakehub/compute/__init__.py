@@ -1,20 +1,69 @@
-"""Compute on demand: your own Spark (and Dask) clusters.
+"""Compute on demand: your own Dask and Spark clusters.
 
 In a notebook (or anywhere, after ``lakehub.connect(url, token)``)::
 
     import lakehub.compute
-    spark = lakehub.compute.spark(workers=2)         # a SparkSession on your own cluster
-    spark.read.parquet("s3a://<you>-home/data/")      # the lake, with your keys
+    client = lakehub.compute.dask(workers=4)       # a connected distributed.Client
+    spark = lakehub.compute.spark(workers=2)        # a SparkSession on your own cluster
+    spark.read.parquet("s3a://<you>-home/data/")     # the lake, with your keys
+    lakehub.compute.clusters()                       # your clusters, with dashboard links
+    lakehub.compute.stop("dask", name)
 
-Nothing heavy is imported until a function is called.
+Clusters run as you and reach the lake with your credentials; their caps come from your quotas
+(see docs/howto-compute.md). Nothing heavy is imported until a function is called.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     from lakehub.client import Client
+
+
+def _client(client: Client | None) -> Client:
+    from lakehub.client import connect
+
+    return client if client is not None else connect()
+
+
+def clusters(client: Client | None = None) -> list[dict[str, Any]]:
+    """Your clusters of every kind: kind, name, status, workers, dashboard_url..."""
+    data: list[dict[str, Any]] = _client(client).request("GET", "/api/compute")
+    return data
+
+
+def stop(kind: str, name: str, client: Client | None = None) -> None:
+    _client(client).request("DELETE", f"/api/compute/{quote(kind)}/{quote(name, safe='')}")
+
+
+def dask(workers: int = 2, cores: int = 1, memory: str | int = "2 GiB",
+         idle_timeout: float | None = None, client: Client | None = None,
+         wait: float = 60) -> Any:  # fmt: skip
+    """Start a Dask cluster of your own and return a ``distributed.Client`` connected to it.
+
+    ``cores`` and ``memory`` are per worker. The cluster stops when idle for your hub's idle
+    timeout (or ``idle_timeout`` seconds, if shorter), or with ``client.cluster.shutdown()``."""
+    from dask_gateway import Gateway
+    from dask_gateway.auth import JupyterHubAuth
+
+    hub = _client(client)
+    started = hub.request("POST", "/api/compute/dask", json={
+        "workers": workers, "cores": cores, "memory": memory, "idle_timeout": idle_timeout,
+    })  # fmt: skip
+    # in a notebook the gateway is reached directly; elsewhere through the hub's front door
+    front = hub.url.removesuffix("/services/lakehub") + "/services/dask-gateway"
+    address = os.environ.get("DASK_GATEWAY__ADDRESS") or front
+    proxy, _, name = started["address"].rpartition("/")
+    gateway = Gateway(address=address, proxy_address=proxy,
+                      auth=JupyterHubAuth(api_token=hub.token))  # fmt: skip
+    cluster = gateway.connect(name)
+    dask_client = cluster.get_client(set_as_default=True)
+    if workers:
+        dask_client.wait_for_workers(1, timeout=wait)
+    return dask_client
 
 
 def spark(workers: int = 2, cores: float = 1, memory: str | int = "2g", name: str | None = None,
@@ -26,7 +75,7 @@ def spark(workers: int = 2, cores: float = 1, memory: str | int = "2g", name: st
     Reuses your running cluster named ``name``, else one of this shape, else starts one
     (``cores`` and ``memory`` per worker). In a notebook server started with the ``spark``
     environment, its own cluster is used. Extra keyword arguments are Spark settings:
-    ``spark(**{"spark.sql.shuffle.partitions": "8"})``."""
+    ``spark(**{"spark.sql.shuffle.partitions": "8"})``. See docs/howto-spark.md."""
     from lakehub.compute.spark_session import session
 
     return session(workers, cores, memory, name, idle_timeout, client, app_name, conf)

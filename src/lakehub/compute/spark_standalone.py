@@ -30,15 +30,19 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lakehub.compute.base import Cluster, ClusterRequest, ComputeError
 from lakehub.config import Settings
+
+if TYPE_CHECKING:
+    from lakehub.compute.plan import Running
 
 log = logging.getLogger("lakehub.compute.spark")
 MARKER = "LAKEHUB_HUB_ID"
 DEFAULT_IDLE = 1800.0
 START_TIMEOUT = 120.0
+HEAD_MEMORY = 512 << 20  # the master's heap (each worker's daemon is counted with the worker)
 # the jars that give Spark ``s3a://`` (inside sagemaker_pyspark; see docs/howto-spark.md)
 LAKE_JARS = ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")
 
@@ -48,6 +52,7 @@ Ids = tuple[int, int, list[int]]  # uid, gid, groups of the owner's account
 Names = list[str]
 Records = list[dict[str, Any]]
 Clusters = list[Cluster]
+Runnings = list["Running"]
 
 
 def free_port(host: str) -> int:
@@ -174,11 +179,11 @@ class SparkEngine:
             "ui_url": f"http://{rec['host']}:{rec['ui_port']}",
         }  # fmt: skip
 
-    def running(self) -> Clusters:
+    def running(self) -> Runnings:
         """Every cluster as the planner counts it (owner, kind, name, most memory)."""
-        from lakehub.compute.plan import Running  # type: ignore[import-not-found,unused-ignore]
+        from lakehub.compute.plan import Running
 
-        return [Running(r["owner"], "spark", r["name"], r["workers"] * r["memory"])
+        return [Running(r["owner"], "spark", r["name"], HEAD_MEMORY + r["workers"] * r["memory"])
                 for r in self._records() if r["status"] in ("starting", "running")]  # fmt: skip
 
     def start_for_server(self, owner: str, request: ClusterRequest) -> dict[str, str]:
@@ -363,7 +368,7 @@ class SparkEngine:
         env = {
             "PATH": f"{env_dir / 'bin'}:/usr/local/bin:/usr/bin:/bin",
             "SPARK_HOME": rec["spark_home"], "SPARK_LOCAL_IP": rec["host"],
-            "SPARK_DAEMON_MEMORY": "512m", "SPARK_NO_DAEMONIZE": "1",
+            "SPARK_DAEMON_MEMORY": f"{HEAD_MEMORY >> 20}m", "SPARK_NO_DAEMONIZE": "1",
             "PYSPARK_PYTHON": str(env_dir / "bin" / "python"),
             "HOME": str(self.settings.homes_dir / owner),
             "USER": f"lh-{owner}" if user else os.environ.get("USER", owner),

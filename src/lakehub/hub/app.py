@@ -10,8 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from lakehub.catalog import Catalog
-from lakehub.compute.base import Cluster, ClusterRequest
-from lakehub.compute.spark_standalone import SparkEngine
+from lakehub.compute.dask_gateway import DaskEngine
 from lakehub.config import load_settings
 from lakehub.hub import auth
 from lakehub.hub.db import Database
@@ -66,27 +65,9 @@ def build_state() -> AppState:
         policies=Policies(directory, environments, settings.cull_idle_timeout,
                           settings.notebook_max_servers),
     )  # fmt: skip
-    state.compute["spark"] = spark_engine(state)
+    state.compute["dask"] = DaskEngine(runtime, tok.service)
+    state.compute["spark"] = spark.make_engine(state)
     return state
-
-
-def spark_engine(state: AppState) -> SparkEngine:
-    """Spark standalone clusters from the ``spark`` environment's pyspark."""
-    directory, environments = state.directory, state.environments
-
-    def lake_env(owner: str) -> dict[str, str]:
-        creds = directory.credentials(owner)
-        return {"AWS_ACCESS_KEY_ID": creds.access_key_id,
-                "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
-                "AWS_ENDPOINT_URL": creds.endpoint_url, "LAKEHUB_BUCKET": creds.bucket}
-
-    def check(owner: str, request: ClusterRequest, running: list[Cluster]) -> None:
-        return None
-
-    ui = f"{state.runtime.front_url}{state.prefix}compute/spark"
-    return SparkEngine(state.settings, lake_env, check,
-                       spark_env=lambda: environments.path("spark"),
-                       ui_proxy=lambda owner, name: f"{ui}/{name}/ui")  # fmt: skip
 
 
 def create_app() -> FastAPI:
@@ -122,7 +103,8 @@ def create_app() -> FastAPI:
         auth.router, api.router, spaces.router, quotas.router, datasets.router,
         connections.router, connections.pages, portal.router, catalog_pages.router,
         uploads.router, envvars.router, envvars.pages, notebooks.router,
-        servers.router, notebook_pages.pages, compute.router, spark.router,
+        servers.router, notebook_pages.pages, compute.router,
+        compute.pages, spark.router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, prefix=base)

@@ -38,13 +38,20 @@ c.JupyterHub.services = [
         "oauth_redirect_uri": "/services/lakehub/oauth_callback",
         "oauth_no_confirm": True,
         "display": False,
-    }
+    },
+    {  # Dask clusters; JupyterHub tokens authenticate there (see lakehub.compute)
+        "name": "dask-gateway",
+        "url": f"http://127.0.0.1:{p['gateway']}",
+        "api_token": tok.gateway,
+        "display": False,
+    },
 ]
 c.JupyterHub.load_roles = [
     # the control plane manages users, servers and tokens, and grants admin rights,
     # which JupyterHub allows only to admins
     {"name": "admin", "services": ["lakehub"]},
-    {"name": "user", "scopes": ["self", "access:services!service=lakehub"]},
+    {"name": "user", "scopes": ["self", "access:services!service=lakehub",
+                                "access:services!service=dask-gateway"]},
 ]
 if settings.cull_idle_timeout:  # stops idle servers; users and their files stay
     c.JupyterHub.services.append({
@@ -113,4 +120,5 @@ c.Spawner.server_token_scopes = [
     "users:activity!user",
     "access:servers!server",
     "access:services!service=lakehub",
+    "access:services!service=dask-gateway",
 ]

@@ -178,6 +178,9 @@ class Policies:
         own = next((v for v in views if v.kind == "user"), None)
         return own, sorted((v for v in views if v.kind == "group"), key=lambda v: v.name)
 
+    def group_policies(self, user: str) -> list[PolicyView]:
+        return self._policies_of(user)[1]
+
     def choices(self, user: str, admin: bool) -> Choices:
         own, groups = self._policies_of(user)
         all_envs = [e.name for e in self.environments.all()]

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
+from lakehub.compute.dask_gateway import notebook_env as dask_notebook_env
 from lakehub.envvars import EnvVars
 from lakehub.hub.auth import Principal, require_admin, require_local_admin, require_user
 from lakehub.hub.state import AppState
@@ -272,5 +273,6 @@ async def spawn_env(state: AppState, name: str) -> dict[str, str]:
         "S3_ENDPOINT_URL": creds.endpoint_url,
         "LAKEHUB_BUCKET": creds.bucket,
         "LAKEHUB_API_URL": state.runtime.api_url,
+        **dask_notebook_env(state.runtime),
         **await state.run(notebook_env, state, name),
     }

@@ -1,19 +1,29 @@
-"""Per-user compute clusters: ``/api/compute`` (list, start, stop) over every engine."""
+"""Per-user compute clusters: ``/api/compute`` for users, ``/api/internal/compute-*`` for engines.
+
+Each engine (``AppState.compute``: ``dask``, ``spark``) keeps the contract of
+:mod:`lakehub.compute.base`; every start, from the API, the SDK or a notebook's own
+``dask_gateway.Gateway()``, is planned here against the owner's limits
+(:mod:`lakehub.compute.plan`).
+"""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 
 from lakehub.compute.base import Cluster, ClusterRequest, ComputeError, Engine
-from lakehub.hub.routers.api import State, User
-from lakehub.hub.routers.servers import _person
+from lakehub.compute.plan import Running, plan
+from lakehub.hub.routers.api import LocalAdmin, State, User
+from lakehub.hub.routers.portal import Browser, back
+from lakehub.hub.routers.servers import _person, active_servers
 from lakehub.hub.state import AppState
 from lakehub.sizes import parse_size
 
 router = APIRouter(prefix="/api", tags=["compute"])
+pages = APIRouter(include_in_schema=False)
 
 
 class ClusterIn(BaseModel):
@@ -38,11 +48,24 @@ async def _call(state: AppState, fn: Any, *args: Any) -> Any:
         raise HTTPException(err.status, str(err)) from None
 
 
+async def clusters_of(state: AppState, owner: str) -> tuple[list[Cluster], list[str]]:
+    """The owner's clusters of every kind, and why an engine could not answer (if one could not)."""
+    found: list[Cluster] = []
+    errors: list[str] = []
+    for kind, engine in state.compute.items():
+        try:
+            found += await state.run(engine.list, owner)
+        except ComputeError as err:
+            errors.append(f"{kind}: {err}")
+    return found, errors
+
+
 @router.get("/compute")
 async def list_clusters(who: User, state: State) -> list[dict[str, Any]]:
-    found: list[Cluster] = []
-    for engine in state.compute.values():
-        found += await _call(state, engine.list, _person(who))
+    """Your clusters of every kind, with their dashboards."""
+    found, errors = await clusters_of(state, _person(who))
+    if errors:
+        raise HTTPException(503, "; ".join(errors))
     return [c.as_dict() for c in found]
 
 
@@ -67,3 +90,68 @@ async def stop_cluster(kind: str, name: str, who: User, state: State) -> Respons
         raise HTTPException(404, f"you have no {kind} cluster named {name!r}")
     await _call(state, engine.stop, who.name, name)
     return Response(status_code=204)
+
+
+@pages.post("/compute/{kind}/{name}/stop")
+async def stop_from_portal(kind: str, name: str, who: Browser, state: State) -> Response:
+    try:
+        await stop_cluster(kind, name, who, state)
+    except HTTPException as err:
+        return back(state, "", error=str(err.detail))
+    return back(state, "", msg=f"Stopping {kind} cluster {name[:12]}.")
+
+
+# engines -------------------------------------------------------------------------------------
+class PlanIn(BaseModel):
+    kind: str
+    worker_cores: float
+    worker_memory: int
+    idle_timeout: float | None = None
+    head_cores: float = 0  # the scheduler's (or master's)
+    head_memory: int = 0
+    running: list[dict[str, Any]] = Field(default_factory=list)  # the engine's own clusters
+
+
+async def running_everywhere(state: AppState, kind: str,
+                             reported: list[dict[str, Any]]) -> list[Running]:  # fmt: skip
+    """Every server and cluster of the hub, with the most memory each may use."""
+    memory = {z.name: z.memory for z in await state.run(state.policies.sizes)}
+    found = [Running(user, "server", name or "default", memory.get(str(opts.get("size")), 0))
+             for user, servers in (await active_servers(state)).items()
+             for name, opts in servers.items()]  # fmt: skip
+    found += [Running(r["owner"], kind, r["name"], int(r.get("memory") or 0)) for r in reported]
+    for other, engine in state.compute.items():
+        if other != kind and hasattr(engine, "running"):
+            found += await state.run(engine.running)
+    return found
+
+
+@router.post("/internal/compute-plan/{name}", include_in_schema=False)
+async def compute_plan(name: str, body: PlanIn, who: LocalAdmin, state: State,
+                       response: Response) -> dict[str, Any]:  # fmt: skip
+    """The caps of a new cluster, or a 4xx that says why not. Engines only."""
+    admin = await state.run(state.directory_admin_flag, name)
+    running = await running_everywhere(state, body.kind, body.running)
+    if body.kind == "dask" and await state.run(state.environments.path, "dask") is None:
+        raise HTTPException(409, "the 'dask' environment is not built yet (see 'lakehub "
+                                 "environment ls'); try again in a moment")  # fmt: skip
+    fn = partial(plan, state.settings, state.policies, name, admin, body.kind, body.worker_cores,
+                 body.worker_memory, running, body.idle_timeout, body.head_cores,
+                 body.head_memory)  # fmt: skip
+    response.headers["Cache-Control"] = "no-store"
+    result: dict[str, Any] = (await _call(state, fn)).as_dict()
+    return result
+
+
+@router.get("/internal/compute-env/{name}", include_in_schema=False)
+async def compute_env(name: str, who: LocalAdmin, state: State,
+                      response: Response) -> dict[str, str]:  # fmt: skip
+    """The owner's lake credentials for a cluster's processes. Engines only."""
+    creds = await state.run(state.directory.credentials, name)
+    response.headers["Cache-Control"] = "no-store"
+    return {
+        "AWS_ACCESS_KEY_ID": creds.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
+        "AWS_ENDPOINT_URL": creds.endpoint_url,
+        "LAKEHUB_BUCKET": creds.bucket,
+    }

@@ -50,10 +50,14 @@ async def home(request: Request, who: Browser, state: State, msg: str = "",
     from lakehub.hub.routers.servers import servers_of  # imports this module
 
     servers = await servers_of(state, who.name)
+    from lakehub.hub.routers.compute import clusters_of  # imports this module
+
+    clusters, compute_errors = await clusters_of(state, who.name)
     spaces = await state.run(state.spaces.visible, who.name, False)
     quotas = await state.run(state.quotas.visible, who.name, False)
     return page(request, "home.html", who=who, creds=creds, servers=servers, spaces=spaces,
-                quotas=quotas, msg=msg, error=error)  # fmt: skip
+                quotas=quotas, clusters=clusters, compute_errors=compute_errors, msg=msg,
+                error=error)  # fmt: skip
 
 
 @router.post("/rotate")

@@ -1,0 +1,65 @@
+"""``lakehub compute ls|start|stop``: your own clusters, as you (``--hub``/``--token`` or the
+notebook's environment), like ``lakehub server``."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from lakehub.connection_cli import HUB, TOKEN, _call, _client
+
+
+@click.group()
+def compute() -> None:
+    """Your Dask and Spark clusters: list, start, stop."""
+
+
+@compute.command("ls")
+@HUB
+@TOKEN
+def compute_ls(hub: str | None, token: str | None) -> None:
+    """Your clusters, with their dashboards."""
+    from lakehub.compute import clusters
+
+    with _client(hub, token) as c:
+        found = _call(clusters, client=c)
+    if not found:
+        click.echo("no clusters running")
+    for x in found:
+        age = f"{(time.time() - x['started']) / 60:.0f} min" if x["started"] else "-"
+        click.echo(f"{x['kind']:<6} {x['name']:<34} {x['status']:<9} {age:>7}  "
+                   f"{x['dashboard_url'] or '-'}")  # fmt: skip
+
+
+@compute.command("start")
+@click.argument("kind", type=click.Choice(["dask", "spark"]))
+@click.option("--workers", "-n", default=2, show_default=True, type=click.IntRange(0, 1000))
+@click.option("--cores", default=1.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="Per worker")  # fmt: skip
+@click.option("--memory", default="2 GiB", show_default=True, help="Per worker")
+@HUB
+@TOKEN
+def compute_start(kind: str, workers: int, cores: float, memory: str, hub: str | None,
+                  token: str | None) -> None:  # fmt: skip
+    """Start a cluster of KIND; connect to it from Python with its name."""
+    with _client(hub, token) as c:
+        x = _call(c.request, "POST", f"/api/compute/{kind}",
+                  json={"workers": workers, "cores": cores, "memory": memory})  # fmt: skip
+    click.echo(f"{x['kind']} cluster {x['name']} {x['status']}: {x['address']}")
+    if x["dashboard_url"]:
+        click.echo(f"dashboard: {x['dashboard_url']}")
+
+
+@compute.command("stop")
+@click.argument("kind", type=click.Choice(["dask", "spark"]))
+@click.argument("name")
+@HUB
+@TOKEN
+def compute_stop(kind: str, name: str, hub: str | None, token: str | None) -> None:
+    """Stop one of your clusters."""
+    from lakehub.compute import stop
+
+    with _client(hub, token) as c:
+        _call(stop, kind, name, client=c)
+    click.echo(f"stopping {kind} cluster {name}")

@@ -1,0 +1,206 @@
+"""Per-user Dask clusters through the hub's dask-gateway: the SDK, the API, a notebook, limits."""
+
+from __future__ import annotations
+
+import io
+import os
+import pwd
+import signal
+import sys
+import time
+
+import cloudpickle
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import lakehub
+import lakehub.compute
+from conftest import Hub
+from kernel import Kernel
+from lakehub.client import Client, LakeHubError
+
+# the functions below travel to the workers by value (the cluster has no copy of this file):
+# distributed pickles by reference when it can, so they are sent wrapped in a lambda
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def sdk(hub: Hub, name: str) -> Client:
+    return lakehub.connect(hub.url, hub.token(name))
+
+
+def _sum_and_write(bucket: str) -> int:
+    """Runs on a worker, with the credentials the cluster got (none are passed here)."""
+    import pandas as pd
+
+    df = pd.read_parquet(f"s3://{bucket}/in/data.parquet")
+    total = int(df["x"].sum())
+    pd.DataFrame({"total": [total]}).to_parquet(f"s3://{bucket}/out/total.parquet")
+    return total
+
+
+def _read(bucket: str, key: str) -> bytes:
+    import boto3
+
+    body: bytes = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body
+
+
+def _slow(i: int) -> int:
+    time.sleep(0.5)
+    return i * i
+
+
+def _gateway_pid(hub: Hub) -> int:
+    return int(hub.runtime()["components"]["gateway"]["pid"] or 0)  # 0: being restarted
+
+
+@pytest.fixture(scope="module")
+def dask_ready(hub: Hub) -> Hub:
+    hub.wait_environments("dask")
+    return hub
+
+
+def test_a_cluster_runs_as_its_owner_on_their_data_and_nobody_else_reaches_it(
+    dask_ready: Hub, new_user
+) -> None:
+    hub = dask_ready
+    alice, bob = new_user("dka"), new_user("dkb")
+    a_bucket = f"{alice}-home"
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"x": list(range(1000))}), buf)
+    with sdk(hub, alice) as a, sdk(hub, bob) as b:
+        a.lake.credentials().boto3_client().put_object(
+            Bucket=a_bucket, Key="in/data.parquet", Body=buf.getvalue()
+        )
+        client = lakehub.compute.dask(workers=2, client=a)
+        try:
+            client.wait_for_workers(2, timeout=60)
+            name = client.cluster.name
+            if os.geteuid() == 0:  # scheduler and workers run as alice's account
+                uid = pwd.getpwnam(f"lh-{alice}").pw_uid
+                assert set(client.run(os.getuid).values()) == {uid}
+                assert client.run_on_scheduler(os.getuid) == uid
+            total = client.submit(lambda b: _sum_and_write(b), a_bucket).result(timeout=60)
+            assert total == sum(range(1000))
+            out = a.lake.credentials().boto3_client().get_object(
+                Bucket=a_bucket, Key="out/total.parquet")["Body"].read()  # fmt: skip
+            assert pq.read_table(io.BytesIO(out)).column("total").to_pylist() == [499500]
+
+            # listed for alice, with a dashboard only she is sent to; not for bob
+            mine = lakehub.compute.clusters(client=a)
+            assert [(c["kind"], c["name"], c["status"]) for c in mine] == [
+                ("dask", name, "running")]  # fmt: skip
+            assert mine[0]["dashboard_url"].endswith(f"/clusters/{name}/status")
+            assert lakehub.compute.clusters(client=b) == []
+            with pytest.raises(LakeHubError) as refused:
+                lakehub.compute.stop("dask", name, client=b)
+            assert refused.value.status == 404
+            from dask_gateway import Gateway
+            from dask_gateway.auth import JupyterHubAuth
+
+            auth = JupyterHubAuth(api_token=hub.token(bob))
+            with (Gateway(f"{hub.url}/services/dask-gateway", auth=auth) as theirs,
+                  pytest.raises(Exception, match="not found|404|403")):  # fmt: skip
+                theirs.connect(name)
+
+            # a worker killed in the middle of a job: the job still completes
+            futures = client.map(lambda i: _slow(i), range(12))
+            time.sleep(1.0)
+            victim = next(iter(client.run(os.getpid).values()))
+            os.kill(victim, signal.SIGKILL)
+            assert sum(client.gather(futures)) == sum(i * i for i in range(12))
+
+            # bob's own cluster cannot read alice's bucket
+            bob_client = lakehub.compute.dask(workers=1, client=b)
+            try:
+                with pytest.raises(Exception, match="Forbidden|AccessDenied|403|denied"):
+                    bob_client.submit(lambda b: _read(b, "in/data.parquet"),
+                                      a_bucket).result(timeout=60)  # fmt: skip
+            finally:
+                bob_client.cluster.shutdown()
+                bob_client.close()
+        finally:
+            client.close()
+        lakehub.compute.stop("dask", name, client=a)
+        hub.wait(lambda: lakehub.compute.clusters(client=a) == [], 30, "the cluster to stop")
+
+
+def test_limits_are_checked_before_a_cluster_starts(dask_ready: Hub, new_user) -> None:
+    hub = dask_ready
+    name = new_user("dkl")
+    admin = hub.admin_http()
+    admin.put(f"/notebook-policies/user/{name}",
+              json={"max_memory": 1536 << 20}).raise_for_status()  # fmt: skip
+    with sdk(hub, name) as c:
+        with pytest.raises(LakeHubError) as quota:
+            lakehub.compute.dask(workers=1, memory="2 GiB", client=c)
+        assert quota.value.status == 403
+        assert "memory quota of 1.5 GiB" in quota.value.detail
+        with pytest.raises(LakeHubError) as cores:
+            lakehub.compute.dask(workers=1, cores=64, memory="512 MiB", client=c)
+        assert cores.value.status in (400, 422) and "worker_cores" in cores.value.detail
+        assert lakehub.compute.clusters(client=c) == []
+        # what fits: a 512 MiB scheduler and 512 MiB workers under 1.5 GiB: at most 2 workers
+        client = lakehub.compute.dask(workers=1, memory="512 MiB", client=c)
+        try:
+            with pytest.warns(Warning, match="exceed resource limit of 2 workers"):
+                client.cluster.scale(5)
+        finally:
+            client.cluster.shutdown()
+            client.close()
+
+
+def test_clusters_survive_a_gateway_restart_and_idle_ones_are_reclaimed(
+    dask_ready: Hub, new_user
+) -> None:
+    hub = dask_ready
+    name = new_user("dkr")
+    with sdk(hub, name) as c:
+        client = lakehub.compute.dask(workers=1, idle_timeout=10, client=c)
+        cluster = client.cluster.name
+        client.close()
+        old = _gateway_pid(hub)
+        os.kill(old, signal.SIGKILL)
+        hub.wait(lambda: _gateway_pid(hub) not in (0, old) and hub.status()["components"]["gateway"]
+                 ["healthy"], 60, "the gateway to come back")  # fmt: skip
+        listed = lakehub.compute.clusters(client=c)
+        assert [(x["name"], x["status"]) for x in listed] == [(cluster, "running")]
+        from dask_gateway import Gateway
+        from dask_gateway.auth import JupyterHubAuth
+
+        auth = JupyterHubAuth(api_token=hub.token(name))
+        with (Gateway(f"{hub.url}/services/dask-gateway", auth=auth) as gw,
+              gw.connect(cluster).get_client(set_as_default=False) as back):  # fmt: skip
+            assert back.submit(sum, [1, 2, 3]).result(timeout=60) == 6
+        # nobody uses it now: gone after its idle timeout
+        hub.wait(lambda: lakehub.compute.clusters(client=c) == [], 60, "the idle cluster to stop")
+
+
+def test_a_notebook_in_the_dask_environment_is_wired_to_the_gateway(
+    dask_ready: Hub, new_user
+) -> None:
+    hub = dask_ready
+    name = new_user("dkn")
+    with sdk(hub, name) as c:
+        c.servers.start("dk", environment="dask")
+        k = Kernel(hub.url, name, hub.token(name), server="dk")
+        try:
+            out, err = k.run(
+                "import lakehub.compute, os\n"
+                "client = lakehub.compute.dask(workers=1)\n"
+                "print(client.submit(lambda: 41 + 1).result())\n"
+                "from dask_gateway import Gateway\n"
+                "print(len(Gateway().list_clusters()))\n"
+                "client.cluster.shutdown()\n",
+                timeout=180,
+            )
+        finally:
+            k.close()
+        assert err is None, err
+        assert out.split() == ["42", "1"], out
+        c.servers.stop("dk")
+    with httpx.Client() as h:  # the gateway is not open to anonymous callers
+        resp = h.get(f"{hub.url}/services/dask-gateway/api/v1/clusters/")
+        assert resp.status_code in (401, 403)
