@@ -126,6 +126,13 @@ def test_another_user_gets_neither_the_secret_nor_the_cluster(
         r = c.get(f"{API}/compute/spark/{name}/connect")
         assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
         secret = r.json()["secret"]
+        # the Spark UI through the front door, for its owner only
+        ui = alice["cluster"]["dashboard_url"]
+        assert ui.endswith(f"/services/lakehub/compute/spark/{name}/ui/")
+        r = c.get(ui)
+        assert r.status_code == 200 and "Spark Master at spark://" in r.text, r.text[:500]
+    with spark_hub.http("bob") as c:
+        assert c.get(ui).status_code == 404
     # a driver without the secret that finds the master's address is refused at once (it
     # would retry for a minute: its first refusal is enough)
     intruder = subprocess.Popen(

@@ -14,7 +14,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from lakehub.compute.spark_session import LAKE_JARS, S3A_NUMBERS
+from lakehub.compute.spark_procs import LAKE_JARS
+from lakehub.compute.spark_session import S3A_NUMBERS
 
 JARS_DIR = "/opt/env/lib/python3.11/site-packages/sagemaker_pyspark/jars"  # in the env image
 TEMPLATE_PATH = "/etc/lakehub/spark-executor-template.json"

@@ -23,16 +23,25 @@ import math
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lakehub.compute.base import Cluster, ClusterRequest, ComputeError
+from lakehub.compute.spark_procs import (
+    Ids,
+    alive,
+    free_port,
+    lake_jars,
+    listening,
+    master_json,
+    private_dir,
+    pyspark_home,
+    write_private,
+)
 from lakehub.config import Settings
 
 if TYPE_CHECKING:
@@ -42,53 +51,15 @@ log = logging.getLogger("lakehub.compute.spark")
 MARKER = "LAKEHUB_HUB_ID"
 DEFAULT_IDLE = 1800.0
 START_TIMEOUT = 120.0
+START_GRACE = 60.0  # seconds a new cluster has for its first application, whatever its timeout
 HEAD_MEMORY = 512 << 20  # the master's heap (each worker's daemon is counted with the worker)
-# the jars that give Spark ``s3a://`` (inside sagemaker_pyspark; see docs/howto-spark.md)
-LAKE_JARS = ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")
 
 Check = Callable[[str, ClusterRequest, list[Cluster]], Any]
 # the class below has a ``list`` method: these keep the builtin usable in its annotations
-Ids = tuple[int, int, list[int]]  # uid, gid, groups of the owner's account
 Names = list[str]
 Records = list[dict[str, Any]]
 Clusters = list[Cluster]
 Runnings = list["Running"]
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def pyspark_home(env: Path) -> Path:
-    found = sorted(env.glob("lib/python3*/site-packages/pyspark/bin/spark-class"))
-    if not found:
-        raise ComputeError(f"the spark environment at {env} has no pyspark", 503)
-    return found[0].parent.parent
-
-
-def lake_jars(site_packages: Path) -> list[str]:
-    """The s3a jars installed in ``site_packages`` (empty when sagemaker_pyspark is not)."""
-    jars = [site_packages / "sagemaker_pyspark" / "jars" / j for j in LAKE_JARS]
-    return [str(j) for j in jars if j.exists()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def _master_json(host: str, ui_port: int, timeout: float = 2.0) -> dict[str, Any] | None:
-    try:
-        with urllib.request.urlopen(f"http://{host}:{ui_port}/json/", timeout=timeout) as r:  # noqa: S310
-            data: dict[str, Any] = json.load(r)
-            return data
-    except (OSError, ValueError):
-        return None
 
 
 class SparkEngine:
@@ -233,21 +204,24 @@ class SparkEngine:
         for rec in self._records():
             if rec["status"] not in ("running", "starting"):
                 continue
-            if not _alive(rec["pids"][0] if rec["pids"] else 0):
+            if not alive(rec["pids"][0] if rec["pids"] else 0):
                 if rec["status"] == "running":
                     rec["status"], rec["reason"] = "failed", "its master stopped"
                     self._kill(rec)
                     self._save(rec, only_existing=True)
                 continue
-            state = _master_json(rec["host"], rec["ui_port"])
+            state = master_json(rec["host"], rec["ui_port"])
             now = time.time()
             if state is None:
                 continue
+            # until its first application, a new cluster gets at least START_GRACE seconds
+            limit = rec["idle_timeout"] if rec.get("had_app") else max(rec["idle_timeout"],
+                                                                        START_GRACE)
             if state.get("activeapps"):
-                rec["last_busy"] = now
+                rec["last_busy"], rec["had_app"] = now, True
                 self._save(rec, only_existing=True)
             elif (rec["status"] == "running" and rec.get("server") is None
-                  and now - rec["last_busy"] > rec["idle_timeout"]):  # fmt: skip
+                  and now - rec["last_busy"] > limit):  # fmt: skip
                 log.info("stopping idle Spark cluster %s of %s", rec["name"], rec["owner"])
                 self._kill(rec)
                 self._drop(rec)
@@ -266,9 +240,9 @@ class SparkEngine:
         owner, home = rec["owner"], Path(rec["spark_home"])
         work = self.settings.homes_dir / owner / ".lakehub" / "spark" / rec["name"]
         user = self._account(owner)
-        self._private_dir(work, user)
+        private_dir(work, user)
         props = work / "spark.conf"
-        self._write_private(props, user, {
+        write_private(props, user, {
             "spark.authenticate": "true", "spark.authenticate.secret": rec["secret"],
             "spark.network.crypto.enabled": "true", "spark.master.rest.enabled": "false",
             "spark.ui.reverseProxy": "true" if self.ui_proxy else "false",
@@ -289,7 +263,7 @@ class SparkEngine:
         self._save(rec, only_existing=True)
         deadline = time.monotonic() + START_TIMEOUT
         # workers go once the master listens: a worker that finds no master retries much later
-        self._until(lambda: _listening(rec["host"], rec["master_port"]), deadline, rec, "listen")
+        self._until(lambda: listening(rec["host"], rec["master_port"]), deadline, rec, "listen")
         env.update(self.lake_env(owner))  # executors inherit it: Python code reaches the lake
         for i in range(rec["workers"]):
             rec["pids"].append(self._spawn(
@@ -302,7 +276,7 @@ class SparkEngine:
         self._save(rec, only_existing=True)
 
         def leads() -> bool:  # before, it ignores drivers (which retry 20 s later)
-            state = _master_json(rec["host"], rec["ui_port"])
+            state = master_json(rec["host"], rec["ui_port"])
             return bool(state and state.get("status") == "ALIVE")
 
         self._until(leads, deadline, rec, "elect its master")
@@ -316,7 +290,7 @@ class SparkEngine:
                 return
             if not self._path(rec["owner"], rec["name"]).exists():
                 raise ComputeError("the Spark cluster was stopped while starting", 409)
-            if not all(_alive(p) for p in rec["pids"]):
+            if not all(alive(p) for p in rec["pids"]):
                 raise ComputeError(f"the Spark cluster stopped while starting (could not {what});"
                                    f" see logs/spark/{rec['name']}-*.log", 500)  # fmt: skip
             time.sleep(0.05)
@@ -339,11 +313,11 @@ class SparkEngine:
         pids = list(reversed(rec.get("pids") or ()))
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in pids:
-                if _alive(pid) and self._ours(pid):
+                if alive(pid) and self._ours(pid):
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(pid, sig)
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            while time.monotonic() < deadline and any(alive(p) for p in pids):
                 for pid in pids:
                     child = self._children.get(pid)
                     if child is not None:
@@ -387,24 +361,6 @@ class SparkEngine:
 
         pw = ensure_account(owner, home)
         return pw.pw_uid, pw.pw_gid, os.getgrouplist(pw.pw_name, pw.pw_gid)
-
-    @staticmethod
-    def _private_dir(work: Path, user: Ids | None) -> None:
-        """``<home>/.lakehub/spark/<name>``, each level private to the owner."""
-        for path in (work.parent.parent, work.parent, work):
-            path.mkdir(mode=0o700, exist_ok=True)
-            if user is not None:
-                os.chown(path, user[0], user[1])
-
-    @staticmethod
-    def _write_private(path: Path, user: Ids | None,
-                       props: dict[str, str]) -> None:  # fmt: skip
-        path.unlink(missing_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write("".join(f"{k} {v}\n" for k, v in props.items()))
-        if user is not None:
-            os.chown(path, user[0], user[1])
 
     # records ----------------------------------------------------------------------------------
     def _path(self, owner: str, name: str) -> Path:
@@ -455,7 +411,7 @@ class SparkEngine:
     def _cluster(self, rec: dict[str, Any]) -> Cluster:
         detail: dict[str, Any] = {k: rec[k] for k in ("server", "idle_timeout", "host")
                                   if k in rec}  # fmt: skip
-        alive = sum(_alive(p) for p in rec["pids"][1:])
+        alive = sum(alive(p) for p in rec["pids"][1:])
         detail["workers_alive"] = alive
         if rec.get("reason"):
             detail["reason"] = rec["reason"]
@@ -469,11 +425,3 @@ class SparkEngine:
             address=self._master_url(rec), dashboard_url=dashboard, started=rec["started"],
             detail=detail,
         )  # fmt: skip
-
-
-def _listening(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False

@@ -70,8 +70,9 @@ def spec_hash(python: str, packages: tuple[str, ...]) -> str:
     sdk = Path(lakehub.__file__).parent
     # the modules a notebook environment runs: the SDK and the warm starter
     # (the compute SDK too: kernels call lakehub.compute)
-    for path in [*sorted(sdk.glob("*.py")), sdk / "compute" / "__init__.py",
-                 sdk / "compute" / "spark_session.py", sdk / "notebooks" / "warm.py"]:  # fmt: skip
+    compute = [sdk / "compute" / f"{m}.py" for m in ("__init__", "base", "spark_session",
+                                                    "spark_procs")]  # fmt: skip
+    for path in [*sorted(sdk.glob("*.py")), *compute, sdk / "notebooks" / "warm.py"]:
         h.update(str(path.relative_to(sdk)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:12]
