@@ -198,6 +198,20 @@ def test_a_worker_killed_mid_job_is_survived(spark_hub: Hub, alice: dict[str, An
     assert "1 of 2 workers stopped" in cluster["detail"]["reason"]
 
 
+def test_clusters_outlive_a_restart_of_the_control_plane(
+    spark_hub: Hub, alice: dict[str, Any]
+) -> None:  # fmt: skip
+    api = spark_hub.runtime()["components"]["api"]
+    os.kill(api["pid"], signal.SIGKILL)  # the supervisor starts it again
+    spark_hub.wait(lambda: spark_hub.runtime()["components"]["api"]["pid"] != api["pid"], 60,
+                   "the control plane to restart")  # fmt: skip
+    spark_hub.wait(lambda: httpx.get(api["health_url"]).status_code == 200, 90,
+                   "the control plane to answer")  # fmt: skip
+    (cluster,) = alice["client"].request("GET", "/api/compute")
+    assert (cluster["name"], cluster["status"]) == (alice["cluster"]["name"], "running")
+    assert alice["session"].range(100).count() == 100  # the session never noticed
+
+
 def test_an_idle_cluster_is_reclaimed_with_its_processes(
     spark_hub: Hub, alice: dict[str, Any]
 ) -> None:  # fmt: skip

@@ -184,7 +184,11 @@ class SparkEngine:
         return stopped
 
     def open(self) -> None:
-        """Start the reaper (idle and dead clusters)."""
+        """Forget clusters whose master is gone (a hub that was stopped took them along), adopt
+        the others, start the reaper (idle and dead clusters)."""
+        for rec in self._records():
+            if rec["status"] != "failed" and not self._master_alive(rec):
+                self._drop(rec)
         if self._reaper is None:
             self._stop.clear()
             self._reaper = threading.Thread(target=self._reap_loop, name="spark-reaper",
@@ -204,7 +208,7 @@ class SparkEngine:
         for rec in self._records():
             if rec["status"] not in ("running", "starting"):
                 continue
-            if not alive(rec["pids"][0] if rec["pids"] else 0):
+            if not self._master_alive(rec):
                 if rec["status"] == "running":
                     rec["status"], rec["reason"] = "failed", "its master stopped"
                     self._kill(rec)
@@ -328,6 +332,9 @@ class SparkEngine:
             if child is not None:
                 child.wait(timeout=5)
 
+    def _master_alive(self, rec: dict[str, Any]) -> bool:
+        return bool(rec["pids"]) and alive(rec["pids"][0]) and self._ours(rec["pids"][0])
+
     def _ours(self, pid: int) -> bool:
         """A pid of this hub (its marker in the environment): never signal a recycled pid."""
         try:
@@ -411,12 +418,12 @@ class SparkEngine:
     def _cluster(self, rec: dict[str, Any]) -> Cluster:
         detail: dict[str, Any] = {k: rec[k] for k in ("server", "idle_timeout", "host")
                                   if k in rec}  # fmt: skip
-        alive = sum(alive(p) for p in rec["pids"][1:])
-        detail["workers_alive"] = alive
+        up = sum(alive(p) for p in rec["pids"][1:])
+        detail["workers_alive"] = up
         if rec.get("reason"):
             detail["reason"] = rec["reason"]
-        elif rec["status"] == "running" and alive < rec["workers"]:
-            detail["reason"] = (f"{rec['workers'] - alive} of {rec['workers']} workers stopped; "
+        elif rec["status"] == "running" and up < rec["workers"]:
+            detail["reason"] = (f"{rec['workers'] - up} of {rec['workers']} workers stopped; "
                                 "running jobs continue on the others")  # fmt: skip
         dashboard = self.ui_proxy(rec["owner"], rec["name"]) + "/" if self.ui_proxy else ""
         return Cluster(
