@@ -170,24 +170,43 @@ def hub_dir() -> Path:
     return path
 
 
-_SHARED_ENVS: list[Path] = []
+SHARED_ENVS = "LAKEHUB_TEST_ENVIRONMENTS"  # set by the main pytest process, seen by its workers
+_OWNS_ENVS = pytest.StashKey[Path]()
 
 
 def shared_environments() -> Path:
-    """One environments directory for every test hub: a finished build of a spec is reused by
-    the next hub instead of being built again (the ``environments_dir`` setting)."""
-    if not _SHARED_ENVS:
+    """One environments directory for every test hub of the run (workers included): a finished
+    build of a spec is reused by the next hub instead of being built again (the
+    ``environments_dir`` setting; hubs building the same spec at once take turns)."""
+    return Path(os.environ[SHARED_ENVS])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if SHARED_ENVS not in os.environ:  # the main process (or a run without workers)
         path = Path(tempfile.mkdtemp(prefix="lakehub-test-envs-", dir="/tmp"))
         path.chmod(0o755)  # every user account runs these environments
-        _SHARED_ENVS.append(path)
-    return _SHARED_ENVS[0]
+        os.environ[SHARED_ENVS] = str(path)
+        config.stash[_OWNS_ENVS] = path
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _remove_shared_environments() -> Iterator[None]:
-    yield
-    for path in _SHARED_ENVS:
+def pytest_unconfigure(config: pytest.Config) -> None:
+    path = config.stash.get(_OWNS_ENVS, None)
+    if path is not None:
         shutil.rmtree(path, ignore_errors=True)
+        os.environ.pop(SHARED_ENVS, None)
+
+
+# Modules that run long go first, so parallel workers finish together (the rest follow in order).
+SLOW_FIRST = ("test_environments", "test_dask", "test_spark", "test_browser", "test_up",
+              "test_culling", "test_scale_out", "test_limits", "test_browser_upload")  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = Path(str(item.fspath)).stem
+        return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: tests keep their order within a module
 
 
 def start_hub(tmp: Path | None = None, wait_for: tuple[str, ...] = ("datascience",),

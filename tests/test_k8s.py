@@ -203,3 +203,33 @@ def test_sizes_fit_kubespawner_units() -> None:
         "mem_limit": 300 * 2**20 + 1,
         "mem_guarantee": (300 * 2**20 + 1) // 4,
     }
+
+
+def test_dask_gateway_kubernetes_config_maps_the_hubs_rules() -> None:
+    """The rendered config loads into dask-gateway's own Kubernetes classes and gives each
+    user's pods their own lake Secret and the hub's caps."""
+    from dask_gateway_server.backends.kubernetes.backend import KubeClusterConfig
+    from dask_gateway_server.models import User
+    from traitlets.config import Config
+
+    from lakehub.compute.k8s import Limits, render
+
+    image = "registry.example.org/lakehub/lakehub-env-dask:abc123"
+    text = render(image, "http://hub:8081/hub/api",
+                  limits=Limits(max_workers=6, max_worker_cores=2, max_worker_memory=4 << 30))
+    c = Config()
+    exec(compile(text, "extraConfig", "exec"), {"c": c})  # noqa: S102 (our own rendering)
+    cfg = KubeClusterConfig(config=c)
+    assert cfg.image == image
+    assert (cfg.scheduler_cmd, cfg.worker_cmd) == (["dask", "scheduler"], ["dask", "worker"])
+    assert cfg.cluster_max_workers == 6
+    assert c.DaskGateway.backend_class.endswith("KubeBackend")
+    options = c.Backend.cluster_options
+    chosen = options.parse_options({"worker_cores": 2, "worker_memory": 1.5})
+    conf = options.get_configuration(chosen, User("ada"))
+    assert conf["worker_memory"] == conf["worker_memory_limit"] == int(1.5 * 2**30)
+    assert conf["worker_extra_container_config"] == {
+        "envFrom": [{"secretRef": {"name": "lakehub-lake-ada"}}]}  # fmt: skip
+    assert KubeClusterConfig(config=c, **conf).worker_cores_limit == 2
+    with pytest.raises(ValueError, match="worker_cores"):
+        options.parse_options({"worker_cores": 3})  # above the hub's cap

@@ -27,14 +27,20 @@ def scheduler_python(settings: Settings) -> Path:
     return settings.envs_dir / "dask" / "bin" / "python"
 
 
-def notebook_env(runtime: Runtime) -> dict[str, str]:
+def notebook_env(runtime: Runtime, bind: str) -> dict[str, str]:
     """What a notebook server needs for ``dask_gateway.Gateway()`` to find the gateway."""
     return {
         "DASK_GATEWAY__ADDRESS": gateway_url(runtime),
         "DASK_GATEWAY__PUBLIC_ADDRESS": f"{runtime.front_url}/services/{GATEWAY_SERVICE}",
-        "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://127.0.0.1:{runtime.ports['gateway_tcp']}",
+        "DASK_GATEWAY__PROXY_ADDRESS": proxy_address(runtime, bind),
         "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
     }
+
+
+def proxy_address(runtime: Runtime, bind: str) -> str:
+    """Where schedulers are reached (by clients and workers): ``compute_bind``'s port."""
+    host = "127.0.0.1" if bind in ("0.0.0.0", "") else bind
+    return f"gateway://{host}:{runtime.ports['gateway_tcp']}"
 
 
 def gateway_url(runtime: Runtime) -> str:
@@ -44,8 +50,10 @@ def gateway_url(runtime: Runtime) -> str:
 class DaskEngine:
     kind = KIND
 
-    def __init__(self, runtime: Runtime, service_token: str, timeout: float = 30.0) -> None:
+    def __init__(self, runtime: Runtime, service_token: str, bind: str = "127.0.0.1",
+                 timeout: float = 30.0) -> None:  # fmt: skip
         self.runtime = runtime
+        self.proxy_address = proxy_address(runtime, bind)
         self._http = httpx.Client(
             base_url=gateway_url(runtime) + "/api/v1", timeout=timeout,
             headers={"Authorization": f"lakehub {service_token}"},
@@ -104,7 +112,7 @@ class DaskEngine:
             kind=KIND, name=model["name"], owner=owner, status=model["status"].lower(),
             workers=workers, cores=float(opts.get("worker_cores", 0)),
             memory=int(float(opts.get("worker_memory", 0)) * 2**30),
-            address=f"gateway://127.0.0.1:{self.runtime.ports['gateway_tcp']}/{model['name']}",
+            address=f"{self.proxy_address}/{model['name']}",
             dashboard_url=f"{public}{route}" if route else "",
             started=float(model.get("start_time") or 0) / 1000,
         )  # fmt: skip

@@ -45,7 +45,13 @@ class _Planned(HasTraits):
 
     lakehub_api_url = Unicode(config=True, help="The control plane, with its prefix.")
     lakehub_token = Unicode(config=True, help="The control plane's service token.")
+    compute_bind = Unicode("127.0.0.1", config=True,
+                           help="Where schedulers and workers listen (workers may be elsewhere).")
     _env_cache: dict[str, tuple[float, dict[str, str]]]
+
+    @property
+    def default_host(self) -> str:
+        return str(self.compute_bind)
 
     async def _lakehub(self, method: str, path: str, body: Any = None) -> Any:
         headers = {"Authorization": f"token {self.lakehub_token}"}

@@ -37,6 +37,7 @@ c.DaskGateway.backend_class = f"lakehub.compute.gateway_backend.{backend}"
 b = getattr(c, backend)
 b.lakehub_api_url = runtime.api_url
 b.lakehub_token = tok.service
+b.compute_bind = settings.compute_bind
 # clusters outlive a restart of the gateway: their records are in its database
 b.db_url = f"sqlite:///{state / 'gateway.sqlite'}"
 b.db_encrypt_keys = [read_or_create(state / "db.key", Fernet.generate_key())]

@@ -65,7 +65,7 @@ def build_state() -> AppState:
         policies=Policies(directory, environments, settings.cull_idle_timeout,
                           settings.notebook_max_servers),
     )  # fmt: skip
-    state.compute["dask"] = DaskEngine(runtime, tok.service)
+    state.compute["dask"] = DaskEngine(runtime, tok.service, settings.compute_bind)
     state.compute["spark"] = spark.make_engine(state)
     return state
 

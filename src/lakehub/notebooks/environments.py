@@ -21,6 +21,8 @@ is in place. Imports resolve user site, then the environment, and nothing of the
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -28,7 +30,8 @@ import re
 import secrets
 import shutil
 import subprocess
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import lakehub
@@ -250,6 +253,26 @@ def _install_kernel(target: Path, name: str) -> None:
         "metadata": {"debugger": True},
     }  # fmt: skip
     _write_new(kernel_dir / "kernel.json", json.dumps(spec, indent=1))
+
+
+@contextlib.contextmanager
+def building(envs_dir: Path, name: str,
+             cancelled: Callable[[], bool] = lambda: False) -> Iterator[None]:  # fmt: skip
+    """Held while one hub checks for and makes a build of ``name``: hubs sharing ``envs_dir``
+    then build a spec once, and the others reuse it, instead of racing to build it twice."""
+    with open(envs_dir / f".{name}.lock", "a") as fh:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if cancelled():
+                    raise RuntimeError("stopped while another hub was building it") from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def remove_old_builds(envs_dir: Path, name: str, keep: int = 2) -> None:

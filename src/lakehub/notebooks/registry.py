@@ -206,22 +206,23 @@ class Environments:
         self._forced.discard(spec.name)
         try:
             python = build.interpreter_for(spec.python, self.notebook_python)
-            reused = None if forced else build.reuse(self.envs_dir, spec.name, python,
-                                                     spec.packages)  # fmt: skip
-            if reused is not None:
-                with logfile.open("a") as f:
-                    f.write("a finished build of this spec exists: reused\n")
-            digest, contents = reused or build.build_named(
-                self.envs_dir, spec.name, python, spec.packages, logfile,
-                self._progress(spec.name),
-            )  # fmt: skip
+            with build.building(self.envs_dir, spec.name, self._stop.is_set):
+                reused = None if forced else build.reuse(self.envs_dir, spec.name, python,
+                                                         spec.packages)  # fmt: skip
+                if reused is not None:
+                    with logfile.open("a") as f:
+                        f.write("a finished build of this spec exists: reused\n")
+                digest, contents = reused or build.build_named(
+                    self.envs_dir, spec.name, python, spec.packages, logfile,
+                    self._progress(spec.name),
+                )  # fmt: skip
+                build.remove_old_builds(self.envs_dir, spec.name)
         except Exception as err:  # noqa: BLE001 (a failed build is recorded, never raised)
             log.warning("building environment %s failed: %s", spec.name, err)
             with logfile.open("a") as f:
                 f.write(f"\nFAILED: {err}\n")
             self._finish(spec, status="failed", error=str(err)[-2000:])
             return True
-        build.remove_old_builds(self.envs_dir, spec.name)
         self._finish(spec, status="ready", digest=digest, contents=contents)
         log.info("environment %s ready (%s)", spec.name, digest)
         return True

@@ -273,6 +273,6 @@ async def spawn_env(state: AppState, name: str) -> dict[str, str]:
         "S3_ENDPOINT_URL": creds.endpoint_url,
         "LAKEHUB_BUCKET": creds.bucket,
         "LAKEHUB_API_URL": state.runtime.api_url,
-        **dask_notebook_env(state.runtime),
+        **dask_notebook_env(state.runtime, state.settings.compute_bind),
         **await state.run(notebook_env, state, name),
     }

@@ -1,0 +1,113 @@
+"""Workers on other hosts: a network namespace plays the host, joined to a user's cluster.
+
+The hub's clusters listen for workers on ``compute_bind``: here the host end of a veth pair
+whose other end is inside the namespace, so the worker reaches the hub only over that link.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import distributed
+import pytest
+
+import lakehub
+import lakehub.compute
+from conftest import Hub, shared_environments, start_hub, stop_hub
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("ip"), reason="network namespaces need root and `ip`"
+)
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def other_host() -> Iterator[tuple[str, str, str]]:
+    """(namespace, the hub's address on the link, the namespace's address)."""
+    ns = f"lhw{secrets.token_hex(3)}"
+    octet = 16 + secrets.randbelow(200)
+    here, there = f"10.231.{octet}.1", f"10.231.{octet}.2"
+    ip("netns", "add", ns)
+    try:
+        ip("link", "add", f"{ns}a", "type", "veth", "peer", "name", f"{ns}b")
+        ip("link", "set", f"{ns}b", "netns", ns)
+        ip("addr", "add", f"{here}/30", "dev", f"{ns}a")
+        ip("link", "set", f"{ns}a", "up")
+        ip("-n", ns, "addr", "add", f"{there}/30", "dev", f"{ns}b")
+        ip("-n", ns, "link", "set", f"{ns}b", "up")
+        ip("-n", ns, "link", "set", "lo", "up")
+        yield ns, here, there
+    finally:
+        subprocess.run(["ip", "link", "del", f"{ns}a"], capture_output=True, timeout=30)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def linked_hub(other_host: tuple[str, str, str]) -> Iterator[Hub]:
+    _, here, _ = other_host
+    hub = start_hub(wait_for=("dask",), compute_bind=here)
+    yield hub
+    stop_hub(hub)
+
+
+def test_a_dask_worker_on_another_host_joins_a_users_cluster(
+    linked_hub: Hub, other_host: tuple[str, str, str], tmp_path: Path
+) -> None:
+    hub = linked_hub
+    ns, here, there = other_host
+    hub.quick_user("farway")
+    with lakehub.connect(hub.url, hub.token("farway")) as c:
+        client = lakehub.compute.dask(workers=1, client=c)
+        cluster = client.cluster
+        proc = None
+        try:
+            # what the worker's host needs: the cluster's address and its TLS credentials
+            (tmp_path / "dask.crt").write_text(cluster.security.tls_cert)
+            (tmp_path / "dask.pem").write_text(cluster.security.tls_key)
+            tmp_path.chmod(0o755)
+            dask = shared_environments() / "dask" / "bin" / "dask"
+            # the scheduler listens on the hub's compute_bind address, which the worker reaches
+            scheduler = client.scheduler_info()["address"]
+            assert scheduler.startswith(f"tls://{here}:"), scheduler
+            with open(tmp_path / "worker.log", "wb") as log:
+                proc = subprocess.Popen(
+                    ["ip", "netns", "exec", ns, str(dask), "worker",
+                     scheduler,
+                     "--tls-ca-file", str(tmp_path / "dask.crt"),
+                     "--tls-cert", str(tmp_path / "dask.crt"),
+                     "--tls-key", str(tmp_path / "dask.pem"),
+                     "--listen-address", f"tls://{there}:0", "--name", "far-away",
+                     "--nthreads", "1", "--no-nanny"],
+                    stdout=log, stderr=subprocess.STDOUT,
+                    env={"PATH": f"{dask.parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+                         "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True"},
+                )  # fmt: skip
+            deadline = time.monotonic() + 60
+            while not any(w.get("name") == "far-away"
+                          for w in client.scheduler_info()["workers"].values()):  # fmt: skip
+                log_text = (tmp_path / "worker.log").read_text()
+                assert time.monotonic() < deadline, log_text[-3000:]
+                assert proc.poll() is None, log_text[:3000]
+                time.sleep(0.3)
+            far = next(addr for addr, w in client.scheduler_info()["workers"].items()
+                       if w.get("name") == "far-away")  # fmt: skip
+            assert far.startswith(f"tls://{there}:")
+            squares = client.map(lambda i: i * i, range(20), workers=[far], pure=False)
+            done, _ = distributed.wait(squares, timeout=120)
+            assert sum(f.result() for f in done) == sum(i * i for i in range(20))
+            assert set(client.who_has(squares).values()) == {(far,)}
+        finally:
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=30)
+            cluster.shutdown()
+            client.close()
