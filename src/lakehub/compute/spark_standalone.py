@@ -51,7 +51,7 @@ log = logging.getLogger("lakehub.compute.spark")
 MARKER = "LAKEHUB_HUB_ID"
 DEFAULT_IDLE = 1800.0
 START_TIMEOUT = 120.0
-START_GRACE = 60.0  # seconds a new cluster has for its first application, whatever its timeout
+START_GRACE = 300.0  # seconds a new cluster has for its first application, whatever its timeout
 HEAD_MEMORY = 512 << 20  # the master's heap (each worker's daemon is counted with the worker)
 
 Check = Callable[[str, ClusterRequest, list[Cluster]], Any]
