@@ -26,11 +26,21 @@ LAKEHUB = [sys.executable, "-m", "lakehub.cli"]
 
 
 def free_port() -> int:
+    """A free port below the ephemeral range, like the hub's own (see lakehub.runtime)."""
+    import random
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    from lakehub.runtime import PORT_RANGE
+
+    for _ in range(1000):
+        port = random.randrange(*PORT_RANGE)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port")
 
 
 @dataclass

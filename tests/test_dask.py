@@ -82,6 +82,8 @@ def test_a_cluster_runs_as_its_owner_on_their_data_and_nobody_else_reaches_it(
                 uid = pwd.getpwnam(f"lh-{alice}").pw_uid
                 assert set(client.run(os.getuid).values()) == {uid}
                 assert client.run_on_scheduler(os.getuid) == uid
+                # at a notebook's priority, not at the (niced) gateway's
+                assert set(client.run(lambda: os.getpriority(os.PRIO_PROCESS, 0)).values()) == {0}
             total = client.submit(lambda b: _sum_and_write(b), a_bucket).result(timeout=60)
             assert total == sum(range(1000))
             out = a.lake.credentials().boto3_client().get_object(
@@ -161,6 +163,7 @@ def test_clusters_survive_a_gateway_restart_and_idle_ones_are_reclaimed(
         client = lakehub.compute.dask(workers=1, idle_timeout=30, client=c)
         cluster = client.cluster.name
         client.close()
+        client.cluster.close()  # this process lets go; the cluster runs on
         old = _gateway_pid(hub)
         os.kill(old, signal.SIGKILL)
         hub.wait(lambda: _gateway_pid(hub) not in (0, old) and hub.status()["components"]["gateway"]
@@ -180,9 +183,10 @@ def test_clusters_survive_a_gateway_restart_and_idle_ones_are_reclaimed(
         auth = JupyterHubAuth(api_token=hub.token(name))
         proxy = listed[0]["address"].rpartition("/")[0]
         with (Gateway(f"{hub.url}/services/dask-gateway", proxy, auth=auth) as gw,
-              gw.connect(cluster).get_client(set_as_default=False) as back):  # fmt: skip
+              gw.connect(cluster) as again,
+              again.get_client(set_as_default=False) as back):  # fmt: skip
             assert back.submit(sum, [1, 2, 3]).result(timeout=60) == 6
-        # nobody uses it now: gone after its idle timeout
+        # no computation and no client connected: gone after its idle timeout
         hub.wait(lambda: lakehub.compute.clusters(client=c) == [], 90, "the idle cluster to stop")
 
 

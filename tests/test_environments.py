@@ -21,7 +21,7 @@ from lakehub.client import Client, LakeHubError
 PROBES = {
     "minimal": "import json",
     "datascience": "import pandas, polars, pyarrow, sklearn, duckdb, matplotlib",
-    "dask": "import dask.dataframe, distributed, dask_gateway",
+    "dask": "import dask.dataframe, distributed, dask_gateway, sklearn",
     "spark": "import pyspark",
 }
 

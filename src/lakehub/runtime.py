@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import socket
 import sys
@@ -78,12 +79,23 @@ def load_runtime(settings: Settings) -> Runtime | None:
     return Runtime(**data)
 
 
+# Components get ports below the kernel's ephemeral range (32768-60999 on Linux): between
+# choosing a port and a component binding it, an outgoing connection could otherwise take it
+# as its local port. Also, SeaweedFS derives some gRPC ports as port + 10000.
+PORT_RANGE = (20000, 32700)
+
+
 def allocate(settings: Settings) -> Runtime:
     # hold every socket until all are chosen, so no two components get the same port
-    held = []
-    for _ in PORT_NAMES:
+    held: list[socket.socket] = []
+    rng = random.SystemRandom()
+    while len(held) < len(PORT_NAMES):
         s = socket.socket()
-        s.bind(("127.0.0.1", 0))
+        try:
+            s.bind(("127.0.0.1", rng.randrange(*PORT_RANGE)))
+        except OSError:  # taken: try another
+            s.close()
+            continue
         held.append(s)
     ports = {name: int(s.getsockname()[1]) for name, s in zip(PORT_NAMES, held, strict=True)}
     for s in held:

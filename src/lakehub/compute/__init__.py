@@ -46,7 +46,7 @@ def dask(workers: int = 2, cores: int = 1, memory: str | int = "2 GiB",
 
     ``cores`` and ``memory`` are per worker. The cluster stops when idle for your hub's idle
     timeout (or ``idle_timeout`` seconds, if shorter), or with ``client.cluster.shutdown()``."""
-    from dask_gateway import Gateway
+    from dask_gateway import GatewayCluster
     from dask_gateway.auth import JupyterHubAuth
 
     hub = _client(client)
@@ -57,9 +57,9 @@ def dask(workers: int = 2, cores: int = 1, memory: str | int = "2 GiB",
     front = hub.url.removesuffix("/services/lakehub") + "/services/dask-gateway"
     address = os.environ.get("DASK_GATEWAY__ADDRESS") or front
     proxy, _, name = started["address"].rpartition("/")
-    gateway = Gateway(address=address, proxy_address=proxy,
-                      auth=JupyterHubAuth(api_token=hub.token))  # fmt: skip
-    cluster = gateway.connect(name)
+    # the cluster object owns its connection to the gateway (closed with the cluster object)
+    cluster = GatewayCluster.from_name(name, address=address, proxy_address=proxy,
+                                       auth=JupyterHubAuth(api_token=hub.token))  # fmt: skip
     dask_client = cluster.get_client(set_as_default=True)
     if workers:
         dask_client.wait_for_workers(1, timeout=wait)

@@ -8,6 +8,8 @@ service token and ``X-LakeHub-User``; notebooks talk to it directly with their J
 
 from __future__ import annotations
 
+import logging
+import threading
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from lakehub.compute.base import Cluster, ClusterRequest, ComputeError
 from lakehub.config import Settings
 from lakehub.runtime import Runtime
 
+log = logging.getLogger("lakehub.compute")
 GATEWAY_SERVICE = "dask-gateway"
 KIND = "dask"
 
@@ -84,16 +87,24 @@ class DaskEngine:
         options = {"worker_cores": int(request.cores), "worker_memory": request.memory / 2**30,
                    "idle_timeout": int(request.idle_timeout or 0)}  # fmt: skip
         name = self._call(owner, "POST", "/clusters/", {"cluster_options": options})["name"]
-        for _ in range(3):  # the gateway holds each call up to 20 s until it is running
-            model = self._call(owner, "GET", f"/clusters/{name}?wait=1")
-            if model["status"] != "PENDING":
-                break
-        if model["status"] != "RUNNING":
-            raise ComputeError(f"cluster {name} did not start ({model['status'].lower()}); "
-                               "see the gateway's log", 502)  # fmt: skip
-        if request.workers:
-            self._call(owner, "POST", f"/clusters/{name}/scale", {"count": request.workers})
-        return self._cluster(owner, model, workers=request.workers)
+        if request.workers:  # a cluster scales once it runs: this call does not wait for that
+            threading.Thread(target=self._scale_when_running, args=(owner, name, request.workers),
+                             name=f"scale-{name[:8]}", daemon=True).start()  # fmt: skip
+        return self._cluster(owner, self._call(owner, "GET", f"/clusters/{name}"),
+                             workers=request.workers)  # fmt: skip
+
+    def _scale_when_running(self, owner: str, name: str, workers: int) -> None:
+        try:
+            for _ in range(6):  # the gateway holds each call up to 20 s until it runs
+                status = self._call(owner, "GET", f"/clusters/{name}?wait=1")["status"]
+                if status != "PENDING":
+                    break
+            if status == "RUNNING":
+                self._call(owner, "POST", f"/clusters/{name}/scale", {"count": workers})
+            else:
+                log.warning("cluster %s of %s did not start (%s)", name, owner, status.lower())
+        except ComputeError as err:
+            log.warning("could not scale cluster %s of %s: %s", name, owner, err)
 
     def list(self, owner: str | None = None) -> list[Cluster]:
         if owner is None:

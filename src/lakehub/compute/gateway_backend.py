@@ -12,12 +12,15 @@
   (``paths.extend(path)``), so it chowns every character of the certificate's path, ``/`` among
   them, to the cluster's user. Ours builds the directory itself and chowns exactly the three
   paths it made. (Upstream fix: ``paths.append(path)``.)
+- ``lakehub up`` starts the gateway niced (its start must not slow the hub's), and processes
+  inherit that: a cluster's scheduler and workers get back the priority of the user's notebooks.
 - :class:`HubOrServiceAuthenticator` takes JupyterHub tokens, and lets the control plane act for
   a user with the hub's service token plus ``X-LakeHub-User``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import time
@@ -93,7 +96,11 @@ class _Planned(HasTraits):
     def get_env(self, cluster: Any) -> dict[str, str]:
         env: dict[str, str] = super().get_env(cluster)  # type: ignore[misc]
         _, owner = self.__dict__.get("_env_cache", {}).get(cluster.username, (0, {}))
-        return {**env, **owner}
+        # dask-gateway's own idle check compares the scheduler's wall-clock transition times
+        # with its event loop's monotonic clock, so it never fires with current distributed:
+        # distributed's own check (one clock) stops an idle scheduler instead
+        idle = f"{float(cluster.config.idle_timeout or 0):g}s"
+        return {**env, **owner, "DASK_DISTRIBUTED__SCHEDULER__IDLE_TIMEOUT": idle}
 
     async def do_start_cluster(self, cluster: Any) -> Any:
         await self._fetch_owner_env(cluster.username)
@@ -106,8 +113,24 @@ class _Planned(HasTraits):
             yield state
 
 
+def _unnice() -> None:
+    """In a cluster's process, before it runs anything: the priority of a notebook (0) instead
+    of the gateway's. Lowering it takes root (or an RLIMIT_NICE), else it stays as it is."""
+    with contextlib.suppress(PermissionError):
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+
+
 class SharedAccountBackend(_Planned, UnsafeLocalBackend):
     """Not root: every cluster runs under the hub's own account (no isolation between users)."""
+
+    def make_preexec_fn(self, cluster: Any) -> Any:
+        inner = super().make_preexec_fn(cluster)
+
+        def preexec() -> None:
+            _unnice()
+            inner()
+
+        return preexec
 
 
 class UserLocalBackend(_Planned, LocalBackend):
@@ -127,6 +150,7 @@ class UserLocalBackend(_Planned, LocalBackend):
         workdir = cluster.state["workdir"]
 
         def preexec() -> None:
+            _unnice()  # while still root
             os.setgid(pw.pw_gid)
             os.setgroups([pw.pw_gid])
             os.setuid(pw.pw_uid)

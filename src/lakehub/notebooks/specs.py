@@ -74,9 +74,9 @@ BUILTIN_ENVIRONMENTS = (
                     ("pandas", "polars", "pyarrow", "scikit-learn", "duckdb", "matplotlib",
                      "s3fs==2026.9.0")),
     EnvironmentSpec("minimal", "Python, a kernel and the LakeHub SDK only", "3.11"),
-    EnvironmentSpec("dask", "Dask, distributed and the dask-gateway client, with pandas and "
-                    "pyarrow", "3.11",
-                    ("dask[dataframe]", "distributed", "dask-gateway", "pyarrow",
+    EnvironmentSpec("dask", "Dask, distributed and the dask-gateway client, with pandas, "
+                    "pyarrow and scikit-learn", "3.11",
+                    ("dask[dataframe]", "distributed", "dask-gateway", "pyarrow", "scikit-learn",
                      "s3fs==2026.9.0")),
     EnvironmentSpec("spark", "PySpark (Java is on the machine) with s3a for the lake, pandas and "
                     "pyarrow; a Spark cluster of your own starts with the server", "3.11",
