@@ -28,6 +28,7 @@ from lakehub.hub.routers import (
     quotas,
     servers,
     spaces,
+    spark,
     stream_pages,
     streams,
     tasks,
@@ -68,6 +69,7 @@ def build_state() -> AppState:
                           settings.notebook_max_servers),
     )  # fmt: skip
     state.compute["dask"] = DaskEngine(runtime, tok.service, settings.compute_bind)
+    state.compute["spark"] = spark.make_engine(state)
     return state
 
 
@@ -79,6 +81,8 @@ def create_app() -> FastAPI:
         state.quotas.start()
         await state.run(state.environments.sync_builtins)
         state.environments.start()
+        for engine in state.compute.values():
+            await state.run(getattr(engine, "open", lambda: None))
         notebooks.metrics_token(state.settings.state_dir)  # there for Prometheus from the start
         yield
         await state.run(state.quotas.stop)
@@ -103,7 +107,7 @@ def create_app() -> FastAPI:
         connections.router, connections.pages, portal.router, catalog_pages.router,
         uploads.router, envvars.router, envvars.pages, notebooks.router,
         servers.router, notebook_pages.pages, compute.router,
-        compute.pages, streams.router, stream_pages.router, tasks.router,
+        compute.pages, spark.router, streams.router, stream_pages.router, tasks.router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, prefix=base)

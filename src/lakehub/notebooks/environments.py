@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import lakehub
+from lakehub.notebooks.specs import overrides
 from lakehub.runtime import find_binary
 
 DEFAULT_PACKAGES = (  # the server environment
@@ -71,8 +72,11 @@ def spec_hash(python: str, packages: tuple[str, ...]) -> str:
     h = hashlib.sha256("\n".join((python, *packages)).encode())
     sdk = Path(lakehub.__file__).parent
     # the modules a notebook environment runs: the SDK and the warm starter
-    for path in [*sorted(sdk.glob("*.py")), sdk / "notebooks" / "warm.py"]:
-        h.update(path.name.encode())
+    # (the compute SDK too: kernels call lakehub.compute)
+    compute = [sdk / "compute" / f"{m}.py" for m in ("__init__", "base", "spark_session",
+                                                    "spark_procs")]  # fmt: skip
+    for path in [*sorted(sdk.glob("*.py")), *compute, sdk / "notebooks" / "warm.py"]:
+        h.update(str(path.relative_to(sdk)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:12]
 
@@ -180,6 +184,10 @@ def build_named(
         progress(f"2/4 installing {len(packages)} packages, the kernel and the SDK")
         install = [uv, "pip", "install", "--python", env_python, *packages, *KERNEL_PACKAGES,
                    str(project_root())]  # fmt: skip
+        pinned = overrides(packages)
+        if pinned:
+            _write_new(target / "overrides.txt", "\n".join(pinned) + "\n")
+            install += ["--override", str(target / "overrides.txt")]
         try:  # from the package cache alone when it has everything (no index round trips)
             _run([*install, "--offline"], log)
         except BuildError:

@@ -31,6 +31,7 @@ from lakehub.notebooks.specs import (
     KERNEL_PACKAGES,
     EnvironmentSpec,
     Size,
+    overrides,
 )
 
 # what serves a notebook in the pod: the hub's own major version, as on one machine
@@ -92,6 +93,12 @@ def dockerfile(spec: EnvironmentSpec, sdk_requirement: str = "lakehub") -> str:
     packages = (*spec.packages, *KERNEL_PACKAGES, *SERVER_PACKAGES, sdk)
     about = " ".join(spec.description.split())  # one comment line, whatever the text
     install = " \\\n".join(f"        {shlex.quote(p)}" for p in packages)
+    pinned = overrides(spec.packages)  # packages installed for their jars only
+    override = ""
+    if pinned:
+        override = (f" && printf '%s\\n' {' '.join(shlex.quote(p) for p in pinned)} "
+                    "> /tmp/overrides.txt \\\n")
+        install += " \\\n        --override /tmp/overrides.txt"
     return f"""\
 # LakeHub notebook environment {spec.name!r}: {about}
 # Rendered by lakehub.notebooks.k8s; the image tag is a hash of this text.
@@ -99,7 +106,7 @@ FROM python:{spec.python}-slim
 {apt}RUN pip install --no-cache-dir --root-user-action=ignore uv=={UV_VERSION} \\
  && useradd --create-home --uid {UID} --gid {GID} --shell /bin/bash {USER}
 {copy}RUN uv venv --python /usr/local/bin/python {ENV_DIR} \\
- && uv pip install --no-cache --python {ENV_DIR}/bin/python \\
+{override} && uv pip install --no-cache --python {ENV_DIR}/bin/python \\
 {install}
 ENV PATH={ENV_DIR}/bin:$PATH \\
     VIRTUAL_ENV={ENV_DIR} \\

@@ -30,6 +30,7 @@ from traitlets import Bool, Unicode, default
 
 from lakehub.notebooks import limits, records, warm
 from lakehub.notebooks.accounts import ensure_account, unix_name
+from lakehub.notebooks.specs import CLUSTER_ENVIRONMENTS
 
 
 class SpawnRefused(RuntimeError):
@@ -164,6 +165,9 @@ class LakeHubSpawner(LocalProcessSpawner):
             "MEM_LIMIT": str(size["memory"]),  # as jupyter-resource-usage reads them
             "CPU_LIMIT": str(size["cpus"]),
         }  # fmt: skip
+        if CLUSTER_ENVIRONMENTS.get(chosen) == "spark":  # a cluster of its own, stopped with it
+            self._plan_env.update(await self._control("POST", "spark-server",
+                                                      {"server": self.name}))  # fmt: skip
         enforcer = self.enforcer()
         self._cgroups = await asyncio.to_thread(
             enforcer.prepare, limits.server_key(self.user.name, self.name), size["cpus"],
@@ -179,6 +183,10 @@ class LakeHubSpawner(LocalProcessSpawner):
 
     async def stop(self, now: bool = False) -> None:
         await super().stop(now=now)
+        try:  # the clusters started with the server go with it
+            await self._control("POST", "server-stopped", {"server": self.name})
+        except (SpawnRefused, RuntimeError, httpx.HTTPError) as err:
+            self.log.warning("Could not stop the clusters of %s: %s", self._log_name, err)
         # kernels and anything else the server left behind go with its group
         try:
             await asyncio.to_thread(self.enforcer().release,

@@ -78,9 +78,26 @@ BUILTIN_ENVIRONMENTS = (
                     "pyarrow and scikit-learn", "3.11",
                     ("dask[dataframe]", "distributed", "dask-gateway", "pyarrow", "scikit-learn",
                      "s3fs==2026.9.0")),
-    EnvironmentSpec("spark", "PySpark (Java is on the machine), with pandas and pyarrow", "3.11",
-                    ("pyspark", "pandas", "pyarrow")),
+    EnvironmentSpec("spark", "PySpark (Java is on the machine) with s3a for the lake, pandas and "
+                    "pyarrow; a Spark cluster of your own starts with the server", "3.11",
+                    ("pyspark>=4", "pandas", "pyarrow", "sagemaker_pyspark==1.4.5")),
 )  # fmt: skip
+
+# Packages installed for the jars they carry: their own pin of pyspark is overridden by the
+# spec's (see overrides below)
+JAR_CARRIERS = {"sagemaker-pyspark": "pyspark"}
+# environments whose servers get a cluster of their own, started and stopped with the server
+CLUSTER_ENVIRONMENTS = {"spark": "spark"}
+
+
+def overrides(packages: tuple[str, ...]) -> list[str]:
+    """For packages installed only for the jars they carry (``JAR_CARRIERS``): the spec's own
+    requirement of what they pin, which replaces their pin (``uv pip install --override``)."""
+    names = {re.split(r"[\[=<>!~ ]", p, maxsplit=1)[0].lower().replace("_", "-"): p
+             for p in packages}  # fmt: skip
+    return [names.get(pinned, pinned) for carrier, pinned in JAR_CARRIERS.items()
+            if carrier in names]  # fmt: skip
+
 
 DEFAULT_SIZES = (
     Size("small", 1, 2 * 2**30, "1 CPU, 2 GiB"),

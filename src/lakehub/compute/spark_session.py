@@ -1,0 +1,204 @@
+"""``lakehub.compute.spark()``: a SparkSession on your own standalone cluster, lake included.
+
+The driver's JVM starts while the control plane starts the cluster (both take seconds). The
+cluster's secret never reaches a command line: the JVM is launched without it and the session's
+configuration is set through the gateway. ``s3a://`` and ``s3://`` paths reach the lake with your
+own keys (the filesystem cache is off, so keys never cross sessions).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from lakehub.compute.spark_procs import LAKE_JARS
+
+if TYPE_CHECKING:
+    from lakehub.client import Client
+
+# hadoop-aws 3.3 reads these as plain numbers (Hadoop 3.5's defaults say "60s")
+S3A_NUMBERS = {
+    "fs.s3a.threads.keepalivetime": "60",
+    "fs.s3a.connection.establish.timeout": "30000",
+    "fs.s3a.connection.timeout": "200000",
+    "fs.s3a.multipart.purge.age": "86400",
+}
+
+
+def local_jars() -> list[str]:
+    """The s3a jars beside this interpreter's pyspark (from the sagemaker_pyspark package)."""
+    spec = importlib.util.find_spec("sagemaker_pyspark")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    base = Path(next(iter(spec.submodule_search_locations))) / "jars"
+    return [str(base / j) for j in LAKE_JARS if (base / j).exists()]
+
+
+def lake_conf(endpoint: str, key: str, secret: str, region: str = "us-east-1") -> dict[str, str]:
+    """Spark settings for ``s3a://`` (and ``s3://``) with one user's keys."""
+    s3a = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+    conf = {
+        "fs.s3a.endpoint": endpoint, "fs.s3a.access.key": key, "fs.s3a.secret.key": secret,
+        "fs.s3a.endpoint.region": region, "fs.s3a.path.style.access": "true",
+        "fs.s3a.connection.ssl.enabled": str(endpoint.startswith("https")).lower(),
+        "fs.s3a.aws.credentials.provider":
+            "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        "fs.s3a.impl": s3a, "fs.s3.impl": s3a,
+        "fs.s3a.impl.disable.cache": "true", "fs.s3.impl.disable.cache": "true",
+        **S3A_NUMBERS,
+    }  # fmt: skip
+    return {f"spark.hadoop.{k}": v for k, v in conf.items()}
+
+
+def _local_address(master: str) -> str:
+    """The address of this machine facing the master (where executors call the driver)."""
+    url = urlparse(master)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((url.hostname or "127.0.0.1", url.port or 7077))
+        return str(s.getsockname()[0])
+
+
+def _wait_for_master(master: str, timeout: float = 120) -> None:
+    url = urlparse(master)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((url.hostname or "", url.port or 7077), timeout=1):
+                return
+        except OSError as err:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Spark master {master} does not answer: {err}; see "
+                                   "lakehub.compute.clusters()") from None  # fmt: skip
+            time.sleep(0.2)
+
+
+def start_jvm(jars: list[str], conf: dict[str, str]) -> None:
+    """Launch the driver's JVM (once per process) with the lake jars and no secret."""
+    from pyspark import SparkConf, SparkContext
+
+    if SparkContext._gateway is not None:
+        return
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the driver's UI binds here
+    launch = SparkConf(loadDefaults=False)
+    if jars:
+        launch.set("spark.driver.extraClassPath", ":".join(jars))
+    for key in ("spark.driver.memory", "spark.driver.extraJavaOptions"):
+        if key in conf:
+            launch.set(key, conf[key])
+    SparkContext._ensure_initialized(conf=launch)
+
+
+def connect_info(hub: Client, workers: int, cores: float, memory: str | int,
+                 name: str | None, idle_timeout: float | None,
+                 timeout: float = 180) -> dict[str, Any]:  # fmt: skip
+    """Reuse a running cluster of yours (``name``, else one of this shape) or start one; then
+    its connection details (the secret included: owner only)."""
+    from lakehub.client import LakeHubError
+
+    mine = [c for c in hub.request("GET", "/api/compute") if c["kind"] == "spark"
+            and c["status"] in ("starting", "running")]  # fmt: skip
+    if name is not None:
+        found = [c for c in mine if c["name"] == name]
+        if not found:
+            raise LakeHubError(404, f"you have no running Spark cluster named {name!r}")
+    else:
+        from lakehub.sizes import parse_size
+
+        size = memory if isinstance(memory, int) else parse_size(memory)
+        found = [c for c in mine if (c["workers"], c["cores"], c["memory"]) == (
+            workers, cores, size) and not c["detail"].get("server")]  # fmt: skip
+    if not found:
+        found = [hub.request("POST", "/api/compute/spark", json={
+            "workers": workers, "cores": cores, "memory": memory, "idle_timeout": idle_timeout,
+        })]  # fmt: skip
+    name = found[0]["name"]
+    deadline = time.monotonic() + timeout
+    while found[0]["status"] != "running":  # it starts in the background
+        if found[0]["status"] == "failed":
+            why = found[0]["detail"].get("reason", "see the hub log")
+            raise LakeHubError(500, f"Spark cluster {name} failed to start: {why}")
+        if time.monotonic() > deadline:
+            raise LakeHubError(504, f"Spark cluster {name} did not start in {timeout:.0f} s")
+        time.sleep(0.1)
+        found = [c for c in hub.request("GET", "/api/compute") if c["name"] == name] or [
+            {"status": "failed", "detail": {"reason": "it was stopped"}}]
+    info: dict[str, Any] = hub.request("GET", f"/api/compute/spark/{name}/connect")
+    return info
+
+
+def session(workers: int = 2, cores: float = 1, memory: str | int = "2g",
+            name: str | None = None, idle_timeout: float | None = None,
+            client: Client | None = None, app_name: str | None = None,
+            conf: dict[str, Any] | None = None) -> Any:  # fmt: skip
+    from pyspark.sql import SparkSession
+
+    conf = {k: str(v) for k, v in (conf or {}).items()}
+    env = os.environ
+    result: dict[str, Any] = {}
+    if name is None and env.get("SPARK_MASTER_URL") and env.get("LAKEHUB_SPARK_SECRET"):
+        # a notebook server with its own cluster: everything is in its environment
+        info: dict[str, Any] = {
+                "master": env["SPARK_MASTER_URL"], "secret": env["LAKEHUB_SPARK_SECRET"],
+                "name": env.get("LAKEHUB_SPARK_CLUSTER", ""),
+                "python": env.get("PYSPARK_PYTHON", ""), "jars": local_jars(),
+                "cores": int(env.get("LAKEHUB_SPARK_CORES", "1")),
+                "memory_mb": int(env.get("LAKEHUB_SPARK_MEMORY_MB", "1024"))}  # fmt: skip
+        creds = {"endpoint": env.get("AWS_ENDPOINT_URL", ""),
+                 "key": env.get("AWS_ACCESS_KEY_ID", ""),
+                 "secret": env.get("AWS_SECRET_ACCESS_KEY", "")}  # fmt: skip
+        start_jvm(info["jars"], conf)
+        _wait_for_master(info["master"])  # it starts with the server, in the background
+    else:
+        from lakehub.client import connect
+
+        hub = client if client is not None else connect()
+
+        def ask() -> None:
+            try:
+                result["info"] = connect_info(hub, workers, cores, memory, name, idle_timeout)
+                c = hub.lake.credentials()
+                result["creds"] = {"endpoint": c.endpoint_url, "key": c.access_key_id,
+                                   "secret": c.secret_access_key}  # fmt: skip
+            except BaseException as err:  # re-raised in the caller's thread
+                result["error"] = err
+
+        asking = threading.Thread(target=ask, name="lakehub-spark-start", daemon=True)
+        asking.start()
+        start_jvm(local_jars(), conf)  # meanwhile: the driver's JVM
+        asking.join()
+        if "error" in result:
+            raise result["error"]
+        info, creds = result["info"], result["creds"]
+    return _build(SparkSession, info, creds, app_name, conf)
+
+
+def _build(spark_session: Any, info: dict[str, Any], creds: dict[str, str],
+           app_name: str | None, conf: dict[str, str]) -> Any:  # fmt: skip
+    from pyspark import SparkContext
+
+    active = SparkContext._active_spark_context
+    if active is not None and active.master != info["master"]:
+        active.stop()  # one SparkContext per process: the new cluster replaces the old one
+    here = _local_address(info["master"])
+    settings = {
+        "spark.authenticate": "true", "spark.authenticate.secret": info["secret"],
+        "spark.network.crypto.enabled": "true",
+        "spark.driver.host": here, "spark.driver.bindAddress": here,
+        "spark.executor.cores": str(info["cores"]),
+        "spark.executor.memory": f"{max(512, int(info['memory_mb'] * 0.8))}m",
+        **({"spark.executor.extraClassPath": ":".join(info["jars"])} if info["jars"] else {}),
+        **({"spark.pyspark.python": info["python"]} if info.get("python") else {}),
+        **lake_conf(creds["endpoint"], creds["key"], creds["secret"]),
+        **conf,
+    }  # fmt: skip
+    builder = spark_session.builder.master(info["master"]).appName(
+        app_name or f"lakehub-{info.get('name') or 'spark'}")
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
