@@ -94,6 +94,17 @@ def ensure_environment(
         raise BuildError(f"notebook interpreter {python} is missing (setting notebook_python)")
     envs_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(envs_dir, 0o755)  # noqa: S103 (every user account runs these environments)
+    with building(envs_dir, name):  # hubs sharing envs_dir: the first builds, the others wait
+        if link.resolve() == target and (target / "bin" / "jupyterhub-singleuser").exists():
+            return link
+        return _build_server_environment(envs_dir, name, python, packages, say)
+
+
+def _build_server_environment(
+    envs_dir: Path, name: str, python: str, packages: tuple[str, ...], say: Callable[[str], None]
+) -> Path:
+    link = envs_dir / name
+    target = envs_dir / f"{name}-{spec_hash(python, packages)}"
     say(f"building notebook environment {name!r} (once per change of its spec)...")
     uv = uv_binary()
     shutil.rmtree(target, ignore_errors=True)
