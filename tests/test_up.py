@@ -20,7 +20,7 @@ from conftest import Hub, free_port, hub_dir, start_hub, stop_hub
 def test_status_reports_every_component(hub: Hub) -> None:
     status = hub.status()
     assert status["running"] and status["state"] == "ready"
-    assert set(status["components"]) == {"lake", "proxy", "hub", "api", "warm"}
+    assert set(status["components"]) == {"lake", "proxy", "hub", "api", "warm", "gateway", "ingest"}
     for name, comp in status["components"].items():
         assert comp["healthy"] is True, name
         assert Path(comp["log"]).exists(), name
