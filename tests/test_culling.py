@@ -66,9 +66,10 @@ def test_settings_are_checked(tmp_path: Path) -> None:
 def test_metrics_need_an_administrator_or_the_metrics_token(chub: Hub) -> None:
     chub.quick_user("mallory")
     url = f"{chub.url}/services/lakehub/metrics"
-    assert httpx.get(url).status_code == 401
-    assert httpx.get(url, headers={"Authorization": "Bearer not-a-token"}).status_code == 401
-    user = httpx.get(url, headers={"Authorization": f"token {chub.tokens['mallory']}"})
+    assert httpx.get(url, timeout=30).status_code == 401
+    bad = httpx.get(url, headers={"Authorization": "Bearer not-a-token"}, timeout=30)
+    assert bad.status_code == 401
+    user = httpx.get(url, headers={"Authorization": f"token {chub.tokens['mallory']}"}, timeout=30)
     assert user.status_code == 403, user.text
     chub.quick_user("boss", admin=True)
     metrics(chub, chub.tokens["boss"])
