@@ -107,7 +107,7 @@ def test_cpu_quota_holds_a_busy_loop_to_half_a_core(limits: Cgroups) -> None:
     assert busy.returncode == 0, busy.stderr
     cores = float(busy.stdout)
     print(f"busy loop in a 0.5-CPU group: {cores:.2f} cores")
-    assert 0.1 < cores < 0.75
+    assert 0 < cores < 0.75  # a ceiling: on a busy machine the loop may get even less
 
 
 def test_release_kills_live_processes_and_removes_the_groups(limits: Cgroups) -> None:
