@@ -13,7 +13,10 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from lakehub.compute.plan import Running
 
 
 class ComputeError(RuntimeError):
@@ -51,6 +54,9 @@ class Cluster:
         return asdict(self)
 
 
+Runnings = list["Running"]  # the Engine protocol's ``list`` method hides the builtin there
+
+
 class Engine(Protocol):
     kind: str
 
@@ -62,4 +68,9 @@ class Engine(Protocol):
 
     def stop(self, owner: str, name: str) -> None:
         """Stop one of the owner's clusters; ``ComputeError(404)`` if it is not theirs."""
+        ...
+
+    def running(self) -> Runnings:
+        """Every cluster of every owner as the planner counts it, so that a quota covers all
+        engines; ``[]`` from an engine that reports its own with each plan request."""
         ...

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from lakehub.compute.base import Cluster, ClusterRequest, ComputeError
+from lakehub.compute.base import Cluster, ClusterRequest, ComputeError, Runnings
 from lakehub.config import Settings
 from lakehub.runtime import Runtime
 
@@ -65,6 +65,9 @@ class DaskEngine:
 
     def close(self) -> None:
         self._http.close()
+
+    def running(self) -> Runnings:
+        return []  # the gateway sends its clusters with each plan request
 
     def _call(self, owner: str, method: str, path: str, body: Any = None) -> Any:
         try:

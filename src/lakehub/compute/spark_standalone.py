@@ -28,9 +28,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lakehub.compute.base import Cluster, ClusterRequest, ComputeError
+from lakehub.compute.base import Cluster, ClusterRequest, ComputeError, Runnings
 from lakehub.compute.spark_procs import (
     Ids,
     alive,
@@ -44,9 +44,6 @@ from lakehub.compute.spark_procs import (
 )
 from lakehub.config import Settings
 
-if TYPE_CHECKING:
-    from lakehub.compute.plan import Running
-
 log = logging.getLogger("lakehub.compute.spark")
 MARKER = "LAKEHUB_HUB_ID"
 DEFAULT_IDLE = 1800.0
@@ -59,7 +56,6 @@ Check = Callable[[str, ClusterRequest, list[Cluster]], Any]
 Names = list[str]
 Records = list[dict[str, Any]]
 Clusters = list[Cluster]
-Runnings = list["Running"]
 
 
 class SparkEngine:

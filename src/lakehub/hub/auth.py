@@ -34,6 +34,13 @@ class Principal:
     local: bool = False  # the local administrator, not a hub user
 
 
+def person(who: Principal, what: str) -> str:
+    """The user a request acts for: the local administrator has no ``what`` of its own."""
+    if who.local:
+        raise HTTPException(400, f"the local administrator has no {what}; use a user token")
+    return who.name
+
+
 class LoginRequired(Exception):
     """Raised for browsers without a session: the app turns it into a redirect to the hub."""
 

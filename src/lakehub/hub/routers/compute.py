@@ -16,9 +16,10 @@ from pydantic import BaseModel, Field
 
 from lakehub.compute.base import Cluster, ClusterRequest, ComputeError, Engine
 from lakehub.compute.plan import Running, plan
+from lakehub.hub.auth import person
 from lakehub.hub.routers.api import LocalAdmin, State, User
 from lakehub.hub.routers.portal import Browser, back
-from lakehub.hub.routers.servers import _person, active_servers
+from lakehub.hub.routers.servers import active_servers
 from lakehub.hub.state import AppState
 from lakehub.sizes import parse_size
 
@@ -63,7 +64,7 @@ async def clusters_of(state: AppState, owner: str) -> tuple[list[Cluster], list[
 @router.get("/compute")
 async def list_clusters(who: User, state: State) -> list[dict[str, Any]]:
     """Your clusters of every kind, with their dashboards."""
-    found, errors = await clusters_of(state, _person(who))
+    found, errors = await clusters_of(state, person(who, "clusters"))
     if errors:
         raise HTTPException(503, "; ".join(errors))
     return [c.as_dict() for c in found]
@@ -78,14 +79,14 @@ async def start_cluster(kind: str, body: ClusterIn, who: User, state: State) -> 
         raise HTTPException(400, f"memory: {err}") from None
     request = ClusterRequest(workers=body.workers, cores=body.cores, memory=memory,
                              idle_timeout=body.idle_timeout)  # fmt: skip
-    cluster: Cluster = await _call(state, engine.start, _person(who), request)
+    cluster: Cluster = await _call(state, engine.start, person(who, "clusters"), request)
     return cluster.as_dict()
 
 
 @router.delete("/compute/{kind}/{name}", status_code=204)
 async def stop_cluster(kind: str, name: str, who: User, state: State) -> Response:
     engine = _engine(state, kind)
-    mine = {c.name for c in await _call(state, engine.list, _person(who))}
+    mine = {c.name for c in await _call(state, engine.list, person(who, "clusters"))}
     if name not in mine:
         raise HTTPException(404, f"you have no {kind} cluster named {name!r}")
     await _call(state, engine.stop, who.name, name)
@@ -121,7 +122,7 @@ async def running_everywhere(state: AppState, kind: str,
              for name, opts in servers.items()]  # fmt: skip
     found += [Running(r["owner"], kind, r["name"], int(r.get("memory") or 0)) for r in reported]
     for other, engine in state.compute.items():
-        if other != kind and hasattr(engine, "running"):
+        if other != kind:
             found += await state.run(engine.running)
     return found
 

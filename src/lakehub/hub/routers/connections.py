@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, HTTPException, Request, Response
+from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from lakehub.connections import Connections, ConnectionView
-from lakehub.hub.auth import Principal
+from lakehub.hub.auth import Principal, person
 from lakehub.hub.routers.api import State, User
 from lakehub.hub.routers.portal import Browser, _lake_error, back, page
 from lakehub.hub.state import AppState
@@ -84,23 +84,17 @@ class ConnectionCredentials(ConnectionOut):
     secret_access_key: str
 
 
-def _person(who: Principal) -> str:
-    if who.local:
-        raise HTTPException(400, "the local administrator has no connections; use a user token")
-    return who.name
-
-
 @router.get("")
 async def list_connections(who: User, state: State) -> list[ConnectionOut]:
     """Your connections, without their secrets."""
-    rows = await state.run(area(state).owned_by, _person(who))
+    rows = await state.run(area(state).owned_by, person(who, "connections"))
     return [ConnectionOut.of(v) for v in rows]
 
 
 @router.post("", status_code=201)
 async def create_connection(body: NewConnection, who: User, state: State) -> ConnectionOut:
     """Register an S3-compatible endpoint; the credentials are tried first unless verify=false."""
-    owner = _person(who)
+    owner = person(who, "connections")
     view = await state.run(lambda: area(state).create(
         owner, body.name, body.endpoint_url, body.access_key_id, body.secret_access_key,
         region=body.region, bucket=body.bucket, verify_first=body.verify,
@@ -110,7 +104,7 @@ async def create_connection(body: NewConnection, who: User, state: State) -> Con
 
 @router.get("/{name}")
 async def get_connection(name: str, who: User, state: State) -> ConnectionOut:
-    return ConnectionOut.of(await state.run(area(state).get, _person(who), name))
+    return ConnectionOut.of(await state.run(area(state).get, person(who, "connections"), name))
 
 
 @router.get("/{name}/credentials")
@@ -118,14 +112,14 @@ async def connection_credentials(
     name: str, who: User, state: State, response: Response
 ) -> ConnectionCredentials:
     """The connection with its secret: for its owner only."""
-    c = await state.run(area(state).credentials, _person(who), name)
+    c = await state.run(area(state).credentials, person(who, "connections"), name)
     response.headers["Cache-Control"] = "no-store"
     return ConnectionCredentials(**ConnectionOut.of(c).model_dump(), secret_access_key=c.secret)
 
 
 @router.delete("/{name}", status_code=204)
 async def delete_connection(name: str, who: User, state: State) -> Response:
-    await state.run(area(state).delete, _person(who), name)
+    await state.run(area(state).delete, person(who, "connections"), name)
     return Response(status_code=204)
 
 
@@ -133,7 +127,7 @@ async def delete_connection(name: str, who: User, state: State) -> Response:
 @pages.get("", response_class=HTMLResponse)
 async def connections_page(request: Request, who: Browser, state: State, msg: str = "",
                            error: str = "") -> Response:  # fmt: skip
-    rows = await state.run(area(state).owned_by, _person(who))
+    rows = await state.run(area(state).owned_by, person(who, "connections"))
     return page(request, "connections.html", who=who, connections=rows, msg=msg, error=error)
 
 
@@ -144,9 +138,10 @@ async def connections_add(
     secret_access_key: Annotated[str, Form()] = "", region: Annotated[str, Form()] = "",
     bucket: Annotated[str, Form()] = "", verify: Annotated[str, Form()] = "",
 ) -> Response:  # fmt: skip
+    owner = person(who, "connections")
     try:
         await state.run(lambda: area(state).create(
-            _person(who), name, endpoint_url, access_key_id, secret_access_key, region=region,
+            owner, name, endpoint_url, access_key_id, secret_access_key, region=region,
             bucket=bucket, verify_first=bool(verify),
         ))  # fmt: skip
     except UserError as err:
@@ -163,7 +158,7 @@ async def connections_add(
 @pages.post("/{name}/delete")
 async def connections_delete(name: str, who: Browser, state: State) -> Response:
     try:
-        await state.run(area(state).delete, _person(who), name)
+        await state.run(area(state).delete, person(who, "connections"), name)
     except UserError as err:
         return back(state, "connections", error=str(err))
     return back(state, "connections", msg=f"Connection {name} deleted.")
@@ -194,7 +189,7 @@ async def connection_buckets(request: Request, name: str, who: Browser, state: S
 
     conn = area(state)
     try:
-        view = await state.run(conn.get, _person(who), name)
+        view = await state.run(conn.get, person(who, "connections"), name)
         s3 = await state.run(conn.client, who.name, name)
     except UserError as err:
         return _failure(request, who, err, name)
@@ -216,7 +211,7 @@ async def connection_browse(request: Request, name: str, bucket: str, who: Brows
 
     root = _root(request, name)
     try:
-        s3: Any = await state.run(area(state).client, _person(who), name)
+        s3: Any = await state.run(area(state).client, person(who, "connections"), name)
     except UserError as err:
         return _failure(request, who, err, name)
     try:

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from lakehub.envvars import EnvVars, EnvVarView
-from lakehub.hub.auth import Principal
+from lakehub.hub.auth import person
 from lakehub.hub.routers.api import State, User
 from lakehub.hub.routers.portal import Browser, back, page
 from lakehub.hub.state import AppState
@@ -43,17 +43,10 @@ class EnvVarOut(BaseModel):
                    updated_at=v.updated_at)  # fmt: skip
 
 
-def _person(who: Principal) -> str:
-    if who.local:
-        raise HTTPException(400, "the local administrator has no notebook server and no "
-                                 "environment variables; use a user token")  # fmt: skip
-    return who.name
-
-
 @router.get("")
 async def list_env(who: User, state: State, response: Response) -> list[EnvVarOut]:
     """Your variables; secret ones without their value."""
-    rows = await state.run(area(state).owned_by, _person(who))
+    rows = await state.run(area(state).owned_by, person(who, "environment variables"))
     response.headers["Cache-Control"] = "no-store"
     return [EnvVarOut.of(v) for v in rows]
 
@@ -61,7 +54,7 @@ async def list_env(who: User, state: State, response: Response) -> list[EnvVarOu
 @router.put("/{name}")
 async def set_env(name: str, body: EnvVarIn, who: User, state: State) -> EnvVarOut:
     """Create or replace a variable; it reaches your servers at their next start."""
-    owner = _person(who)
+    owner = person(who, "environment variables")
     if not isinstance(body.secret, bool):
         raise HTTPException(400, "secret must be true or false")
     view = await state.run(lambda: area(state).set(owner, name, body.value, secret=body.secret))
@@ -70,7 +63,7 @@ async def set_env(name: str, body: EnvVarIn, who: User, state: State) -> EnvVarO
 
 @router.delete("/{name}", status_code=204)
 async def delete_env(name: str, who: User, state: State) -> Response:
-    await state.run(area(state).delete, _person(who), name)
+    await state.run(area(state).delete, person(who, "environment variables"), name)
     return Response(status_code=204)
 
 
@@ -78,7 +71,7 @@ async def delete_env(name: str, who: User, state: State) -> Response:
 @pages.get("", response_class=HTMLResponse)
 async def env_page(request: Request, who: Browser, state: State, msg: str = "",
                    error: str = "") -> Response:  # fmt: skip
-    rows = await state.run(area(state).owned_by, _person(who))
+    rows = await state.run(area(state).owned_by, person(who, "environment variables"))
     return page(request, "env.html", who=who, variables=rows, msg=msg, error=error)
 
 
@@ -87,8 +80,9 @@ async def env_add(
     request: Request, who: Browser, state: State, name: Annotated[str, Form()] = "",
     value: Annotated[str, Form()] = "", secret: Annotated[str, Form()] = "",
 ) -> Response:  # fmt: skip
+    owner = person(who, "environment variables")
     try:
-        await state.run(lambda: area(state).set(_person(who), name.strip(), value,
+        await state.run(lambda: area(state).set(owner, name.strip(), value,
                                                 secret=bool(secret)))  # fmt: skip
     except UserError as err:
         rows = await state.run(area(state).owned_by, who.name)
@@ -102,7 +96,7 @@ async def env_add(
 @pages.post("/{name}/delete")
 async def env_delete(name: str, who: Browser, state: State) -> Response:
     try:
-        await state.run(area(state).delete, _person(who), name)
+        await state.run(area(state).delete, person(who, "environment variables"), name)
     except UserError as err:
         return back(state, "env", error=str(err))
     return back(state, "env", msg=f"Variable {name} deleted.")

@@ -16,7 +16,7 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 
 from lakehub.envvars import EnvVars
-from lakehub.hub.auth import Principal
+from lakehub.hub.auth import Principal, person
 from lakehub.hub.routers.api import Admin, LocalAdmin, State, User, spawn_env
 from lakehub.hub.state import AppState
 from lakehub.notebooks import culling, limits, records
@@ -26,13 +26,6 @@ from lakehub.users import valid_name
 
 router = APIRouter(prefix="/api", tags=["notebooks"])
 DEFAULT = "default"  # how the API names a user's unnamed server
-
-
-def _person(who: Principal) -> str:
-    if who.local:
-        raise HTTPException(400, "the local administrator has no notebook servers; use a user "
-                                 "token")  # fmt: skip
-    return who.name
 
 
 def _server_name(name: str) -> str:
@@ -183,13 +176,13 @@ async def servers_of(state: AppState, user: str) -> list[ServerOut]:
 @router.get("/servers")
 async def list_servers(who: User, state: State) -> list[ServerOut]:
     """Your servers, running or starting."""
-    return await servers_of(state, _person(who))
+    return await servers_of(state, person(who, "notebook servers"))
 
 
 @router.post("/servers", status_code=201)
 async def start_server(body: ServerIn, who: User, state: State, response: Response) -> ServerOut:
     """Start one of your servers; 201 when it is ready, 202 while it is still starting."""
-    user, server = _person(who), _server_name(body.name)
+    user, server = person(who, "notebook servers"), _server_name(body.name)
     options = {k: v for k, v in (("environment", body.environment), ("size", body.size)) if v}
     active = await active_servers(state)
     if server in active.get(user, {}):
@@ -207,7 +200,7 @@ async def start_server(body: ServerIn, who: User, state: State, response: Respon
 
 @router.delete("/servers/{name}", status_code=204)
 async def stop_server(name: str, who: User, state: State) -> Response:
-    user, server = _person(who), _server_name(name)
+    user, server = person(who, "notebook servers"), _server_name(name)
     if server not in (await state.hub.active_servers()).get(user, {}):
         raise HTTPException(404, f"you have no server named {name!r} running")
     await state.hub.stop_server(user, server)

@@ -14,9 +14,8 @@ from pydantic import BaseModel
 from lakehub.compute.base import Cluster, ClusterRequest, ComputeError
 from lakehub.compute.plan import ComputePlan, plan
 from lakehub.compute.spark_standalone import HEAD_MEMORY, SparkEngine
-from lakehub.hub.auth import Principal, browser_user
+from lakehub.hub.auth import Principal, browser_user, person
 from lakehub.hub.routers.api import LocalAdmin, State, User
-from lakehub.hub.routers.servers import _person
 from lakehub.hub.state import AppState
 
 router = APIRouter(tags=["compute"])
@@ -74,7 +73,7 @@ async def _call(state: AppState, fn: Any, *args: Any) -> Any:
 @router.get("/api/compute/spark/{name}/connect")
 async def connect(name: str, who: User, state: State, response: Response) -> dict[str, Any]:
     """Master URL, secret, executors' Python and jars of one of your clusters. Yours only."""
-    info: dict[str, Any] = await _call(state, engine(state).connect, _person(who), name)
+    info: dict[str, Any] = await _call(state, engine(state).connect, person(who, "clusters"), name)
     response.headers["Cache-Control"] = "no-store"
     return info
 
