@@ -91,7 +91,7 @@ def test_a_dask_worker_on_another_host_joins_a_users_cluster(
                     env={"PATH": f"{dask.parent}:/usr/bin:/bin", "HOME": str(tmp_path),
                          "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True"},
                 )  # fmt: skip
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 180  # a worker's start takes a minute on a busy host
             while not any(w.get("name") == "far-away"
                           for w in client.scheduler_info()["workers"].values()):  # fmt: skip
                 log_text = (tmp_path / "worker.log").read_text()
