@@ -176,3 +176,23 @@ def test_a_large_chunk_arriving_in_small_pieces_is_read_whole(ih: Hub) -> None:
     fw.close()
     moved(ih, a, "pieces", 2500)
     assert sorted(rows(ih, a, "pieces")["n"]) == list(range(2500))
+
+
+def test_a_source_over_its_rate_is_slowed_down_and_loses_nothing(ih: Hub) -> None:
+    """Forward has no refusal to give: acks come later instead, so a client sends no faster
+    than its source's rate (TCP backpressure), and every acknowledged chunk is stored."""
+    a = user(ih, "fr")
+    src = setup(ih, a, "fwlimited", ["fl.*"], max_bytes_per_s=4096)
+    fw = Forward(port(ih), key=src["key"])
+    chunks = [packed("fl.x", [{"pad": "x" * 900, "n": c * 4 + i} for i in range(4)],
+                     chunk=f"r{c}") for c in range(5)]  # fmt: skip
+    assert all(len(c) > 3600 for c in chunks)  # five chunks, ~18 KiB in all, at 4 KiB/s
+    t0 = time.monotonic()
+    for c, raw in enumerate(chunks):
+        fw.send_raw(raw)
+        assert fw.read() == {"ack": f"r{c}"}
+    took = time.monotonic() - t0
+    fw.close()
+    assert took >= 2.5, f"~18 KiB went through a 4 KiB/s source in {took:.1f} s"
+    moved(ih, a, "fwlimited", 20)
+    assert sorted(rows(ih, a, "fwlimited")["n"]) == list(range(20))
