@@ -299,16 +299,19 @@ def stop_hub(hub: Hub) -> None:
 
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    """The session's hub (one per test worker). Ingestion batches are short and its buffer
-    bound small, for the ingestion, streams and arrays tests."""
-    h = start_hub(ingest_batch_seconds="0.2", ingest_buffer_max_bytes=str(4 * 2**20))
+    h = start_hub()
     yield h
     stop_hub(h)
 
 
 @pytest.fixture(scope="session")
-def ingest_hub(hub: Hub) -> Hub:
-    return hub
+def ingest_hub() -> Iterator[Hub]:
+    """A hub for the ingestion, streams and arrays tests: short batches, a small buffer bound,
+    no notebook environments to wait for (and its own lake: these tests make many buckets)."""
+    h = start_hub(wait_for=(), ingest_batch_seconds="0.2",
+                  ingest_buffer_max_bytes=str(4 * 2**20))  # fmt: skip
+    yield h
+    stop_hub(h)
 
 
 _counter = iter(range(1, 10_000))
