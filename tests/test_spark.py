@@ -252,9 +252,11 @@ def test_a_spark_notebook_gets_its_own_cluster_that_stops_with_it(
     (cluster,) = client.request("GET", "/api/compute")
     assert cluster["detail"]["server"] == ""
     k = Kernel(spark_hub.url, "bob", spark_hub.token("bob"))
-    k.ws.settimeout(240)  # spark() prints nothing while the JVM and the cluster start
+    # spark() prints nothing while the JVM and the cluster start: minutes on a busy machine,
+    # in a server held to its size's CPU quota
+    k.ws.settimeout(480)
     out, err = k.run(NOTEBOOK.replace("BOB", creds["bucket"]).replace(
-        "ALICE", alice["creds"]["bucket"]), timeout=240)  # fmt: skip
+        "ALICE", alice["creds"]["bucket"]), timeout=480)  # fmt: skip
     assert err is None, err
     assert f"master {cluster['address']}" in out, out
     assert "own 300" in out and "denied" in out and "LEAK" not in out, out
