@@ -208,7 +208,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 # Modules that run long go first, so parallel workers finish together (the rest follow in order).
 SLOW_FIRST = ("test_environments", "test_dask", "test_spark", "test_browser", "test_up",
-              "test_culling", "test_scale_out", "test_limits", "test_browser_upload")  # fmt: skip
+              "test_culling", "test_scale_out", "test_limits", "test_browser_upload",
+              "test_out_of_core")  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -144,8 +144,8 @@ print(json.dumps({"total": total, "whole": whole, "limit": limit, "vmdata": vmda
 
 def test_a_reduction_over_an_array_larger_than_the_memory_limit(ih: Hub) -> None:
     """The array (128 MiB) is twice what the process may still allocate (64 MiB above what it
-    already uses, RLIMIT_DATA): loading it whole fails, the chunked reduction completes. (The
-    issue's runs over 3 GiB arrays take minutes: they belong in a benchmark, not here.)"""
+    already uses, RLIMIT_DATA): loading it whole fails, the chunked reduction completes. (At
+    full size, 3 GiB under a 1 GiB cgroup limit: test_out_of_core.)"""
     a = user(ih, "oc")
     client = lakehub.connect(ih.url, ih.token(a))
     rows = 16 * 2**20 // 4  # 4 Mi rows of 4 float64: 128 MiB
