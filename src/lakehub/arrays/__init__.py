@@ -145,7 +145,9 @@ def from_stream(stream: str, name: str, dtype: Any, frame: tuple[int, ...] = (),
         block = max(row, block_bytes // row * row)
         while data := f.read(block):
             usable = len(data) // row * row
-            arr.append(np.frombuffer(data[:usable], dtype=dt).reshape(-1, *frame))
+            if usable:
+                rows = np.frombuffer(data, dtype=dt, count=usable // dt.itemsize)  # no copy
+                arr.append(rows.reshape(-1, *frame))
             if usable < len(data):
                 break
     return arr
