@@ -2,9 +2,10 @@
 
 One hub from ``lakehub up --detach``, one user, one array of ``--gib`` GiB (float64, 8 columns,
 chunks of 2^19 rows = 32 MiB, Zarr's default codecs) written with ``lakehub.arrays.append``
-into the user's bucket. Each run is a fresh Python process (imports done before the clock
-starts) that computes the per-column sum, mean and max in one ``dask.compute`` (Dask's
-threaded scheduler with its defaults), checked against their closed forms:
+into the user's bucket. Each run is a fresh Python process (imports, s3fs included, done
+before the clock starts) that computes the per-column sum, mean and max in one
+``dask.compute`` (Dask's threaded scheduler with its defaults), checked against their closed
+forms:
 
 * LakeHub: ``lakehub.arrays.open(name, mode="r").to_dask()`` (the catalogue and the
   credentials are asked for inside the timed part);
@@ -41,7 +42,7 @@ CGROUP = Path("/sys/fs/cgroup/memory")
 
 CHILD = r"""
 import json, os, resource, sys, time
-import dask, dask.array as da, numpy as np, zarr
+import dask, dask.array as da, numpy as np, s3fs, zarr, zarr.storage
 import lakehub
 from lakehub import arrays
 side, name, path = sys.argv[1:4]
@@ -54,11 +55,15 @@ else:
             "client_kwargs": {"endpoint_url": os.environ["BENCH_ENDPOINT"],
                               "region_name": "us-east-1"}}
     x = da.from_zarr(zarr.open_array(path, mode="r", storage_options=opts))
+opened = time.perf_counter() - t0
+cpu0 = resource.getrusage(resource.RUSAGE_SELF)
 sums, means, maxes = dask.compute(x.sum(axis=0), x.mean(axis=0), x.max(axis=0))
 seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "nbytes": x.nbytes, "sums": sums.tolist(),
-                  "means": means.tolist(), "maxes": maxes.tolist(),
-                  "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"seconds": seconds, "open_seconds": opened, "nbytes": x.nbytes,
+                  "compute_cpu": cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime,
+                  "sums": sums.tolist(), "means": means.tolist(), "maxes": maxes.tolist(),
+                  "maxrss": cpu1.ru_maxrss * 1024}))
 """
 
 
@@ -170,7 +175,9 @@ def main() -> int:
     rows = chunks * ROWS_PER_CHUNK
     want = expected(rows)
     limit = int(args.limit_gib * 2**30)
-    res: dict[str, list[float]] = {"lakehub": [], "anchor": [], "ratio": [], "load": []}
+    res: dict[str, list[float]] = {k: [] for k in ("lakehub", "anchor", "ratio", "load",
+                                                   "lakehub_open", "anchor_open",
+                                                   "lakehub_cpu", "anchor_cpu")}  # fmt: skip
     peaks: dict[str, list[int]] = {"lakehub": [], "anchor": []}
     wrote = stored = 0.0
     try:
@@ -201,6 +208,8 @@ def main() -> int:
                         problems.append(f"run {r + 1} {side}: {k} {out[k]} != {want[k]}")
                 got[side] = out["nbytes"] / out["seconds"] / 1e9
                 res[side].append(got[side])
+                res[f"{side}_open"].append(out["open_seconds"])
+                res[f"{side}_cpu"].append(out["compute_cpu"])
                 peaks[side].append(peak if peak is not None else out["maxrss"])
             res["ratio"].append(got["lakehub"] / got["anchor"])
             res["load"].append(os.getloadavg()[0])
@@ -229,6 +238,13 @@ def main() -> int:
     print(f"median of the per-round ratios: {B.fmt(B.summary(res['ratio'])['median'], 'x')} "
           f"(goal >= 0.9x); load average per round: "
           f"{', '.join(f'{x:.1f}' for x in res['load'])}")  # fmt: skip
+    print()
+    print("inside the timed part, medians: seconds to open (the hub's answers for LakeHub, the "
+          "array's metadata for both) and CPU seconds of the reduction (less sensitive to load)")
+    print(B.table(["", "open s", "reduction CPU s"], [
+        [label, B.fmt(B.summary(res[f"{side}_open"])["median"]),
+         B.fmt(B.summary(res[f"{side}_cpu"])["median"], digits=1)]
+        for label, side in (("LakeHub", "lakehub"), ("anchor", "anchor"))]))  # fmt: skip
     kind = "cgroup peak" if limit and os.geteuid() == 0 and CGROUP.exists() else "peak RSS"
     print(f"memory ({kind}), largest of the runs: LakeHub "
           f"{max(peaks['lakehub'], default=0) / 2**20:.0f} MiB, anchor "
