@@ -101,6 +101,8 @@ def test_arrays_append_slice_and_reduce_with_dask(ih: Hub) -> None:
     whole = np.concatenate(blocks)
     again = arrays.open("vib", client=client)
     assert again.shape == (5000, 3) and again.dtype == np.float32
+    (codec,) = again.zarr.compressors  # numbers: Blosc LZ4 with byte shuffling
+    assert (codec.cname.value, codec.shuffle.value, codec.typesize) == ("lz4", "shuffle", 4)
     assert np.array_equal(again[2400:2600], whole[2400:2600])
     assert np.allclose(again.to_dask().sum(axis=0).compute(), whole.sum(axis=0), rtol=1e-4)
     with pytest.raises(ValueError):
