@@ -1,11 +1,11 @@
 """Benchmark: out-of-core reduction throughput, lakehub.arrays against plain Zarr + Dask.
 
 One hub from ``lakehub up --detach``, one user, one array of ``--gib`` GiB (float64, 8 columns,
-chunks of 2^19 rows = 32 MiB, Zarr's default codecs) written with ``lakehub.arrays.append``
-into the user's bucket. Each run is a fresh Python process (imports, s3fs included, done
-before the clock starts) that computes the per-column sum, mean and max in one
-``dask.compute`` (Dask's threaded scheduler with its defaults), checked against their closed
-forms:
+chunks of 2^19 rows = 32 MiB, LakeHub's default codec, or Zarr's with ``--zarr-codec``)
+written with ``lakehub.arrays.append`` into the user's bucket. Each run is a fresh Python
+process (imports, s3fs included, done before the clock starts) that computes the per-column
+sum, mean and max in one ``dask.compute`` (Dask's threaded scheduler with its defaults),
+checked against their closed forms:
 
 * LakeHub: ``lakehub.arrays.open(name, mode="r").to_dask()`` (the catalogue and the
   credentials are asked for inside the timed part);
@@ -134,7 +134,8 @@ class Hub:
         return f"http://127.0.0.1:{self.port}", self.cli("user", "token", name).strip()
 
 
-def write_array(url: str, token: str, name: str, chunks: int) -> tuple[str, float, int]:
+def write_array(url: str, token: str, name: str, chunks: int,
+                compressors: Any = None) -> tuple[str, float, int]:  # fmt: skip
     """The array, chunk by chunk; returns its path, the seconds it took and the bytes stored."""
     import numpy as np
 
@@ -143,7 +144,7 @@ def write_array(url: str, token: str, name: str, chunks: int) -> tuple[str, floa
 
     client = lakehub.connect(url, token)
     arr = arrays.create(name, shape=(0, COLS), dtype="float64", chunks=(ROWS_PER_CHUNK, COLS),
-                        client=client)  # fmt: skip
+                        compressors=compressors, client=client)  # fmt: skip
     cols = np.arange(1, COLS + 1, dtype=np.float64)
     t0 = time.perf_counter()
     for k in range(chunks):
@@ -160,6 +161,8 @@ def main() -> int:
     ap.add_argument("--gib", type=float, default=3.0, help="the array's size in memory")
     ap.add_argument("--limit-gib", type=float, default=1.0,
                     help="memory limit of each run (root, cgroup v1); 0: none")  # fmt: skip
+    ap.add_argument("--zarr-codec", action="store_true",
+                    help="write the array with Zarr's default codec (zstd), not LakeHub's")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     B.install_sigterm()
@@ -185,11 +188,13 @@ def main() -> int:
               f"GiB ({chunks} chunks of 32 MiB), memory limit "
               f"{args.limit_gib:g} GiB, data in {root}", flush=True)  # fmt: skip
         url, token = hub.prepare()
-        path, wrote, stored_bytes = write_array(url, token, "benchbig", chunks)
+        path, wrote, stored_bytes = write_array(url, token, "benchbig", chunks,
+                                                "auto" if args.zarr_codec else None)
         stored = stored_bytes
         print(f"  written with lakehub.arrays.append in {wrote:.1f} s "
               f"({rows * COLS * 8 / wrote / 1e6:.0f} MB/s), {stored_bytes / 2**20:.0f} MiB "
-              f"stored", flush=True)  # fmt: skip
+              f"stored ({'Zarr' if args.zarr_codec else 'LakeHub'}'s default codec)",
+              flush=True)  # fmt: skip
         import lakehub
 
         creds = lakehub.connect(url, token).lake.credentials()
