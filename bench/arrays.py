@@ -3,9 +3,9 @@
 One hub from ``lakehub up --detach``, one user, one array of ``--gib`` GiB (float64, 8 columns,
 chunks of 2^19 rows = 32 MiB, LakeHub's default codec, or Zarr's with ``--zarr-codec``)
 written with ``lakehub.arrays.append`` into the user's bucket. Each run is a fresh Python
-process (imports, s3fs included, done before the clock starts) that computes the per-column
-sum, mean and max in one ``dask.compute`` (Dask's threaded scheduler with its defaults),
-checked against their closed forms:
+process (imports, s3fs's and httpx's lazy ones included, done before the clock starts) that
+computes the per-column sum, mean and max in one ``dask.compute`` (Dask's threaded scheduler
+with its defaults), checked against their closed forms:
 
 * LakeHub: ``lakehub.arrays.open(name, mode="r").to_dask()`` (the catalogue and the
   credentials are asked for inside the timed part);
@@ -42,8 +42,8 @@ CGROUP = Path("/sys/fs/cgroup/memory")
 
 CHILD = r"""
 import json, os, resource, sys, time
-import dask, dask.array as da, numpy as np, s3fs, zarr, zarr.storage
-import lakehub
+import dask, dask.array as da, httpcore, numpy as np, s3fs, zarr, zarr.storage
+import lakehub, lakehub.client, lakehub.datasets
 from lakehub import arrays
 side, name, path = sys.argv[1:4]
 t0 = time.perf_counter()
