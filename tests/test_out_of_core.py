@@ -4,8 +4,8 @@ child process held to 1 GiB of memory (a cgroup: the kernel kills it if it goes 
 The data is written the fastest honest way: the WAV as a raw stream's objects
 (``<stream path>/part-<segment>-<offset>.bin``, what the ingestion mover writes, in key order),
 uploaded straight to the lake with the user's own keys; the array with ``arrays.append``,
-two chunks at a time (its values, whole numbers in a ramp, compress some 25x with the arrays'
-default Blosc LZ4 and byte shuffling: the lake holds about 120 MiB of it, the reduction
+two chunks at a time (its values, whole numbers in a ramp, compress some 35x with the arrays'
+default Blosc LZ4 and byte shuffling: the lake holds about 90 MiB of it, the reduction
 decompresses all 3 GiB). The ingestion path itself is covered by test_streams_arrays and the
 ingestion tests. The sizes, times and memory peaks are written to
 ``test-artifacts/out_of_core.json``.
