@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -28,6 +31,22 @@ PROBES = {
 
 def sdk(hub: Hub, name: str) -> Client:
     return lakehub.connect(hub.url, hub.token(name))
+
+
+def test_every_sdk_module_a_kernel_loads_is_part_of_the_build_identity() -> None:
+    """Environments carry a copy of the SDK: a change to any module the SDK loads (arrays and
+    compute included) must give a new build."""
+    from lakehub.notebooks.environments import sdk_sources
+
+    code = ("import json, sys, lakehub, lakehub.compute\n"
+            "for m in lakehub._SUBMODULES: getattr(lakehub, m)\n"
+            "print(json.dumps([m.__file__ for n, m in sys.modules.items()"
+            " if n == 'lakehub' or n.startswith('lakehub.')]))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout  # fmt: skip
+    loaded = {Path(p).resolve() for p in json.loads(out)}
+    assert "arrays" in {p.parent.name for p in loaded}
+    assert loaded <= {p.resolve() for p in sdk_sources()}
 
 
 def test_each_builtin_environment_starts_a_server_with_its_own_kernel(hub: Hub, new_user) -> None:

@@ -67,15 +67,21 @@ def uv_binary() -> str:
     return found
 
 
+def sdk_sources() -> list[Path]:
+    """The modules a notebook environment runs: the SDK (its arrays and compute parts too:
+    kernels call lakehub.arrays and lakehub.compute) and the warm starter."""
+    sdk = Path(lakehub.__file__).parent
+    compute = [sdk / "compute" / f"{m}.py" for m in ("__init__", "base", "spark_session",
+                                                    "spark_procs")]  # fmt: skip
+    return [*sorted(sdk.glob("*.py")), *sorted((sdk / "arrays").glob("*.py")), *compute,
+            sdk / "notebooks" / "warm.py"]  # fmt: skip
+
+
 def spec_hash(python: str, packages: tuple[str, ...]) -> str:
     """The build's identity: interpreter, packages and the SDK's own source."""
     h = hashlib.sha256("\n".join((python, *packages)).encode())
     sdk = Path(lakehub.__file__).parent
-    # the modules a notebook environment runs: the SDK and the warm starter
-    # (the compute SDK too: kernels call lakehub.compute)
-    compute = [sdk / "compute" / f"{m}.py" for m in ("__init__", "base", "spark_session",
-                                                    "spark_procs")]  # fmt: skip
-    for path in [*sorted(sdk.glob("*.py")), *compute, sdk / "notebooks" / "warm.py"]:
+    for path in sdk_sources():
         h.update(str(path.relative_to(sdk)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:12]
