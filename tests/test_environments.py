@@ -23,8 +23,12 @@ from lakehub.client import Client, LakeHubError
 # what each built-in must run, beyond the SDK and boto3
 PROBES = {
     "minimal": "import json",
-    "datascience": "import pandas, polars, pyarrow, sklearn, duckdb, matplotlib",
-    "dask": "import dask.dataframe, distributed, dask_gateway, sklearn",
+    # an out-of-core array written from one environment and reduced with Dask from the other
+    "datascience": "import pandas, polars, pyarrow, sklearn, duckdb, matplotlib, lakehub.arrays\n"
+    "a = lakehub.arrays.create('probe', shape=(0, 2), dtype='float64', chunks=(4, 2))\n"
+    "a.append([[1, 2], [3, 4], [5, 6]])\nassert a[1:].sum() == 18, a[:]",
+    "dask": "import dask.dataframe, distributed, dask_gateway, sklearn, lakehub.arrays\n"
+    "assert lakehub.arrays.open('probe').to_dask().sum().compute() == 21",
     "spark": "import pyspark",
 }
 
@@ -64,6 +68,9 @@ def test_each_builtin_environment_starts_a_server_with_its_own_kernel(hub: Hub, 
             try:
                 out, err = k.run(
                     f"{probe}\nimport os, sys, boto3, lakehub\n"
+                    # compiled when built: a user's account cannot write __pycache__ there
+                    "from importlib.util import cache_from_source as pyc\n"
+                    "assert all(os.path.exists(pyc(m.__file__)) for m in (boto3, lakehub))\n"
                     f"print(sys.executable.split('/')[-3].rsplit('-', 1)[0])\n"
                     "print(os.environ['LAKEHUB_ENVIRONMENT'], os.environ['LAKEHUB_SIZE'])\n"
                     f"print(boto3.client('s3').get_object(Bucket='{bucket}', Key='in.txt')"
