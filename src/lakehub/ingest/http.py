@@ -13,7 +13,6 @@ fsynced: 200; a refusal is a 4xx/503 with ``{"detail": ...}`` and a log line.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from typing import Any
 
@@ -23,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lakehub.ingest.base import Fmt, Refused, Source
+from lakehub.ingest.base import Fmt, Refused, Source, json_loads
 from lakehub.ingest.intake import Intake
 
 log = logging.getLogger("lakehub.ingest.http")
@@ -69,7 +68,7 @@ def check(fmt: Fmt, body: bytes) -> int:
         raise Refused("empty body")
     if fmt == Fmt.JSON:
         try:
-            doc = json.loads(body)
+            doc = json_loads(body)
         except ValueError as err:
             raise Refused(f"invalid JSON: {err}") from None
         docs = doc if isinstance(doc, list) else [doc]
@@ -79,11 +78,11 @@ def check(fmt: Fmt, body: bytes) -> int:
     if fmt == Fmt.NDJSON:
         lines = [ln for ln in body.split(b"\n") if ln.strip()]
         try:
-            docs = json.loads(b"[" + b",".join(lines) + b"]")
+            docs = json_loads(b"[" + b",".join(lines) + b"]")
         except ValueError:
             for i, ln in enumerate(lines, 1):
                 try:
-                    json.loads(ln)
+                    json_loads(ln)
                 except ValueError as err:
                     raise Refused(f"invalid JSON on line {i}: {err}") from None
             raise Refused("invalid NDJSON") from None

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgpack
 
-from lakehub.ingest.base import Batch, Entry, Fmt, Sink, parse_event_time
+from lakehub.ingest.base import Batch, Entry, Fmt, Sink, json_loads, parse_event_time
 
 log = logging.getLogger("lakehub.ingest.sinks")
 
@@ -60,11 +60,11 @@ def decode(e: Entry) -> tuple[list[float], list[dict[str, Any]]]:
                     out_r.append(rec)
             return out_t, _maps(out_r)
         if e.fmt == Fmt.JSON:
-            doc = json.loads(e.data)
+            doc = json_loads(e.data)
             recs = doc if isinstance(doc, list) else [doc]
         elif e.fmt == Fmt.NDJSON:
             lines = [ln for ln in e.data.split(b"\n") if ln.strip()]
-            recs = json.loads(b"[" + b",".join(lines) + b"]")
+            recs = json_loads(b"[" + b",".join(lines) + b"]")
         elif e.fmt == Fmt.CSV:
             recs = [dict(r) for r in csv.DictReader(io.StringIO(e.data.decode("utf-8")))]
         else:
