@@ -26,9 +26,10 @@ from typing import Any
 class Refused(Exception):
     """Data not accepted; ``status`` is the HTTP status that says why."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, retry_after: int = 1) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after  # seconds, for a 429 or 503
 
 
 class Fmt(IntEnum):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 from typing import Any
 
 import msgpack
@@ -145,14 +146,16 @@ def app(intake: Intake) -> Starlette:
             wait = intake.throttle(source, len(body))
             if wait:
                 raise Refused(f"source {source.name!r} is over its rate of "
-                              f"{source.max_bytes_per_s} bytes/s", 429)  # fmt: skip
+                              f"{source.max_bytes_per_s} bytes/s: retry in {math.ceil(wait)} s",
+                              429, retry_after=math.ceil(wait))  # fmt: skip
             chunk = request.headers.get("x-chunk-id") or request.headers.get("idempotency-key")
             fresh = await intake.submit(source, stream, fmt, tag, body, (chunk or "")[:200])
         except Refused as err:
             where = request.client.host if request.client else "?"
             log.warning("%s POST /%s refused (%d): %s", where, tag, err.status, err)
             intake.error(stream, str(err))
-            headers = {"Retry-After": "1"} if err.status in (429, 503) else None
+            headers = ({"Retry-After": str(err.retry_after)} if err.status in (429, 503)
+                       else None)  # fmt: skip
             return JSONResponse({"detail": str(err)}, err.status, headers=headers)
         return JSONResponse({"stream": stream.name, "bytes": len(body), "records": records,
                              "duplicate": not fresh})  # fmt: skip
