@@ -98,6 +98,9 @@ class Batch:
     stream: Stream
     key: str  # ``<segment>-<offset>`` of the first entry of the batch: same batch, same key
     entries: list[Entry]
+    # records: the stream's settled schema before the batch (JSON, None if none yet); a sink
+    # that moves it on puts the new one here, and the writer commits it with the checkpoint
+    schema: str | None = None
 
 
 class Sink(ABC):

@@ -3,9 +3,10 @@
 A batch starts where the checkpoint is and ends at the last entry boundary within
 ``MAX_BATCH`` bytes or at the durable end of the segment, so after a crash the same start gives
 the same keys and a batch that is at least as long: the sinks overwrite what they wrote, and
-every entry lands exactly once. The checkpoint and the streams' counters change in one database
-transaction after every sink of the batch succeeded. While the lake fails, the batch is
-retried (backoff up to ``MAX_BACKOFF``) and the log grows up to its bound.
+every entry lands exactly once. The checkpoint, the streams' counters and their settled schemas
+change in one database transaction after every sink of the batch succeeded, so a batch written
+again after a crash is conformed to the same schema as the first time. While the lake fails,
+the batch is retried (backoff up to ``MAX_BACKOFF``) and the log grows up to its bound.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from lakehub.hub.db import Dataset, IngestCheckpoint, IngestStream, utcnow
 from lakehub.ingest.base import Batch, Entry, Sink
 from lakehub.ingest.intake import Intake
 from lakehub.ingest.log import LogWriter, scan, seg_name
+from lakehub.ingest.schema import catalog_columns, loads
 from lakehub.ingest.sinks import PartlyRejected
 
 log = logging.getLogger("lakehub.ingest.mover")
@@ -86,7 +88,7 @@ class Mover:
         end = self.log.durable_end(seg)
         if off >= end:
             if seg < self.log.segment:  # sealed and fully moved: on to the next one
-                self._commit(seg + 1, 0, {}, {})
+                self._commit(seg + 1, 0, {}, {}, {})
                 return True
             return False
         if end - off < MAX_BATCH and seg == self.log.segment:
@@ -111,6 +113,8 @@ class Mover:
             by_stream[e.stream_id].append(e)
         counts: dict[int, tuple[int, int, float]] = {}
         errors: dict[int, str] = {}
+        settled = self._schemas(list(by_stream))
+        schemas: dict[int, str | None] = {}
         for sid, group in by_stream.items():
             stream = self.intake.streams.get(sid)
             if stream is None:
@@ -119,8 +123,9 @@ class Mover:
             if stream is None:  # deleted since: what it received has nowhere to go
                 log.warning("stream %d is gone: %d entries of it skipped", sid, len(group))
                 continue
+            batch = Batch(stream, key, group, settled.get(sid))
             try:
-                records, nbytes = self.sinks[stream.kind].write(Batch(stream, key, group))
+                records, nbytes = self.sinks[stream.kind].write(batch)
             except PartlyRejected as err:
                 records, nbytes = err.records, err.nbytes
                 errors[sid] = str(err)
@@ -128,11 +133,20 @@ class Mover:
                 self._error(sid, f"cannot write to s3://{stream.bucket}/{stream.prefix}: {err}")
                 raise
             counts[sid] = (records, nbytes, max(e.received_at for e in group))
-        self._commit(seg, new_off, counts, errors)
+            if batch.schema != settled.get(sid):
+                schemas[sid] = batch.schema
+        self._commit(seg, new_off, counts, errors, schemas)
         return True
 
+    def _schemas(self, sids: list[int]) -> dict[int, str | None]:
+        """The streams' settled schemas, as last committed."""
+        with self.db.session() as s:
+            rows = s.execute(select(IngestStream.id, IngestStream.schema_json)
+                             .where(IngestStream.id.in_(sids))).all()  # fmt: skip
+        return {sid: doc for sid, doc in rows}
+
     def _commit(self, seg: int, off: int, counts: dict[int, tuple[int, int, float]],
-                errors: dict[int, str]) -> None:  # fmt: skip
+                errors: dict[int, str], schemas: dict[int, str | None]) -> None:  # fmt: skip
         with self.db.session() as s:
             row = s.get(IngestCheckpoint, 1)
             if row is None:
@@ -148,12 +162,17 @@ class Mover:
                 if sid in errors:
                     values["errors"] = IngestStream.errors + 1
                     values["last_error"] = errors[sid][:1000]
+                if sid in schemas:
+                    values["schema_json"] = schemas[sid]
                 s.execute(update(IngestStream).where(IngestStream.id == sid).values(**values))
                 name = s.scalar(select(IngestStream.dataset).where(IngestStream.id == sid))
                 if name:
+                    columns = {"schema_json": catalog_columns(loads(schemas[sid]))} \
+                        if sid in schemas else {}  # fmt: skip
                     s.execute(update(Dataset).where(Dataset.name == name).values(
                         row_count=Dataset.row_count + records, size_bytes=Dataset.size_bytes
                         + nbytes, file_count=Dataset.file_count + 1, updated_at=utcnow(),
+                        **columns,
                     ))  # fmt: skip
         self.log.set_moved(seg, off)
 
