@@ -115,12 +115,6 @@ class Hub:
         raise RuntimeError("the dask environment was not built in time")
 
 
-CLUSTER_IMPORTS = (
-    "import distributed.cli.dask_scheduler, distributed.cli.dask_worker, "
-    "dask_gateway.scheduler_preload"
-)
-
-
 def bytecode_state(env_dir: Path) -> dict[str, int]:
     """How many of the cluster packages' modules have bytecode in the environment, as built."""
     site = next((env_dir / "lib").glob("python3*/site-packages"))
@@ -130,23 +124,6 @@ def bytecode_state(env_dir: Path) -> dict[str, int]:
         cached = sum(1 for f in sources
                      if list((f.parent / "__pycache__").glob(f"{f.stem}.*.pyc")))  # fmt: skip
         out[f"{pkg}: modules"], out[f"{pkg}: with bytecode"] = len(sources), cached
-    return out
-
-
-def import_times(env_dir: Path, prefix: Path, rounds: int) -> dict[str, list[float]]:
-    """Seconds for a fresh interpreter of the environment to import what a scheduler and a
-    worker import: with the bytecode as built (none written, like a cluster's account) and
-    with all of it compiled (into a private cache prefix; the environment is not changed)."""
-    python = str(env_dir / "bin" / "python")
-    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(prefix)}
-    subprocess.run([python, "-c", CLUSTER_IMPORTS], env=env, timeout=600, check=True)  # fills it
-    out: dict[str, list[float]] = {"as built": [], "compiled": []}
-    for _ in range(rounds):
-        for label, extra in (("as built", {}), ("compiled", env)):
-            t0 = time.perf_counter()
-            subprocess.run([python, "-B", "-c", CLUSTER_IMPORTS], env=extra or None,
-                           timeout=600, check=True)  # fmt: skip
-            out[label].append(time.perf_counter() - t0)
     return out
 
 
@@ -830,7 +807,6 @@ def main() -> int:
     loads: list[tuple[float, float, float]] = []
     versions: dict[str, Any] = {}
     bytecode: dict[str, int] = {}
-    imports: dict[str, list[float]] = {}
     data_bytes = 0
     try:
         print(f"dask benchmark: {args.runs} runs, {args.rows} rows, data in {root}", flush=True)
@@ -938,13 +914,6 @@ def main() -> int:
             with contextlib.suppress(Exception):
                 stop_lakehub(lh, sdk)
 
-        # --------------------------------------------------------------- 3. bytecode
-        print("\nimport time of a cluster process's modules, bytecode as built vs compiled",
-              flush=True)  # fmt: skip
-        try:
-            imports = import_times(env_dir, root / "pycache", 3)
-        except (OSError, subprocess.SubprocessError) as err:
-            problems.append(f"import times: {err!r}")
     finally:
         if raw is not None:
             raw.stop()
@@ -1026,13 +995,7 @@ def main() -> int:
                         problems.append(f"inertia for k={k} differs between runs or sides: "
                                         f"{res['inertia'][k]} vs {ia[k]}")  # fmt: skip
                         break
-    if imports:
-        a, b = (B.summary(imports[k])["median"] for k in ("as built", "compiled"))
-        print(
-            f"\nimport of {CLUSTER_IMPORTS[7:]} in a fresh interpreter of the dask environment "
-            f"(median of {len(imports['compiled'])}): {B.fmt(a, ' s')} with the bytecode as "
-            f"built, {B.fmt(b, ' s')} with all of it compiled ({B.fmt(B.ratio(a, b), 'x')})"
-        )
+    if bytecode:
         print(f"bytecode as built: {', '.join(f'{k} {v}' for k, v in bytecode.items())}")
     if NOISE["gateway_del"]:
         print(
@@ -1045,7 +1008,7 @@ def main() -> int:
     path = B.write_results("dask", {
         "benchmark": "dask", "host": info, "args": vars(args), "versions": versions,
         "loadavg_runs": loads, "first_result_seconds": first, "bytecode_as_built": bytecode,
-        "import_seconds": imports, "first_result_steps": steps,
+        "first_result_steps": steps,
         "phases": phases, "workload": work, "data_bytes": data_bytes,
         "workload_setup": {"parts": PARTS, "n_features": N_FEATURES, "ks": KS,
                            "iterations": ITERATIONS, "sample_per_part": SAMPLE, "seed": SEED},
