@@ -114,6 +114,17 @@ class LogFull(Refused):
         )  # fmt: skip
 
 
+class StreamFull(Refused):
+    """A stream whose batches cannot be written holds its share of the buffer on local disk."""
+
+    def __init__(self, stream: str, parked: int, limit: int, why: str) -> None:
+        super().__init__(
+            f"stream {stream!r} cannot be written to the lake and {parked} bytes of it wait on "
+            f"local disk, the most one stream may hold ({limit}); retry later"
+            + (f". The lake writer said: {why}" if why else ""), 503,
+        )  # fmt: skip
+
+
 def parse_event_time(value: Any) -> float:
     """A Forward event time: an integer, a float, or msgpack ext 0 (EventTime) seconds.nanos."""
     if isinstance(value, int | float) and not isinstance(value, bool):
