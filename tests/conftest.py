@@ -215,7 +215,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 # ./dev test passes --no-loadscope-reorder, or xdist would order modules by their test counts.
 SLOW_FIRST = ("test_spark", "test_dask", "test_scale_out", "test_spark_scaleout",
               "test_environments", "test_browser", "test_up", "test_culling",
-              "test_ingest_durability", "test_limits", "test_browser_upload")  # fmt: skip
+              "test_out_of_core", "test_ingest_durability", "test_limits",
+              "test_browser_upload")  # fmt: skip
 
 
 @pytest.hookimpl(wrapper=True)

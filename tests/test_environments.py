@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -20,14 +23,34 @@ from lakehub.client import Client, LakeHubError
 # what each built-in must run, beyond the SDK and boto3
 PROBES = {
     "minimal": "import json",
-    "datascience": "import pandas, polars, pyarrow, sklearn, duckdb, matplotlib",
-    "dask": "import dask.dataframe, distributed, dask_gateway, sklearn",
+    # an out-of-core array written from one environment and reduced with Dask from the other
+    "datascience": "import pandas, polars, pyarrow, sklearn, duckdb, matplotlib, lakehub.arrays\n"
+    "a = lakehub.arrays.create('probe', shape=(0, 2), dtype='float64', chunks=(4, 2))\n"
+    "a.append([[1, 2], [3, 4], [5, 6]])\nassert a[1:].sum() == 18, a[:]",
+    "dask": "import dask.dataframe, distributed, dask_gateway, sklearn, lakehub.arrays\n"
+    "assert lakehub.arrays.open('probe').to_dask().sum().compute() == 21",
     "spark": "import pyspark",
 }
 
 
 def sdk(hub: Hub, name: str) -> Client:
     return lakehub.connect(hub.url, hub.token(name))
+
+
+def test_every_sdk_module_a_kernel_loads_is_part_of_the_build_identity() -> None:
+    """Environments carry a copy of the SDK: a change to any module the SDK loads (arrays and
+    compute included) must give a new build."""
+    from lakehub.notebooks.environments import sdk_sources
+
+    code = ("import json, sys, lakehub, lakehub.compute\n"
+            "for m in lakehub._SUBMODULES: getattr(lakehub, m)\n"
+            "print(json.dumps([m.__file__ for n, m in sys.modules.items()"
+            " if n == 'lakehub' or n.startswith('lakehub.')]))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout  # fmt: skip
+    loaded = {Path(p).resolve() for p in json.loads(out)}
+    assert "arrays" in {p.parent.name for p in loaded}
+    assert loaded <= {p.resolve() for p in sdk_sources()}
 
 
 def test_each_builtin_environment_starts_a_server_with_its_own_kernel(hub: Hub, new_user) -> None:
@@ -45,6 +68,9 @@ def test_each_builtin_environment_starts_a_server_with_its_own_kernel(hub: Hub, 
             try:
                 out, err = k.run(
                     f"{probe}\nimport os, sys, boto3, lakehub\n"
+                    # compiled when built: a user's account cannot write __pycache__ there
+                    "from importlib.util import cache_from_source as pyc\n"
+                    "assert all(os.path.exists(pyc(m.__file__)) for m in (boto3, lakehub))\n"
                     f"print(sys.executable.split('/')[-3].rsplit('-', 1)[0])\n"
                     "print(os.environ['LAKEHUB_ENVIRONMENT'], os.environ['LAKEHUB_SIZE'])\n"
                     f"print(boto3.client('s3').get_object(Bucket='{bucket}', Key='in.txt')"

@@ -196,3 +196,22 @@ def test_a_source_over_its_rate_is_slowed_down_and_loses_nothing(ih: Hub) -> Non
     assert took >= 2.5, f"~18 KiB went through a 4 KiB/s source in {took:.1f} s"
     moved(ih, a, "fwlimited", 20)
     assert sorted(rows(ih, a, "fwlimited")["n"]) == list(range(20))
+
+
+def test_a_chunk_far_over_the_rate_passes_and_its_debt_holds_back_the_next(ih: Hub) -> None:
+    a = user(ih, "fd")
+    src = setup(ih, a, "fwdebt", ["fd.*"], max_bytes_per_s=1024)
+    fw = Forward(port(ih), key=src["key"], timeout=30)
+    big = packed("fd.x", [{"pad": "x" * 1000, "n": i} for i in range(8)], chunk="big")
+    assert len(big) > 8000  # some 7 s of debt past the first second's burst
+    t0 = time.monotonic()
+    fw.send_raw(big)
+    assert fw.read() == {"ack": "big"}
+    first = time.monotonic() - t0
+    fw.send_raw(packed("fd.x", [{"n": 8}], chunk="small"))
+    assert fw.read() == {"ack": "small"}
+    took = time.monotonic() - t0
+    fw.close()
+    assert first < 3, f"the source owed nothing, yet its first chunk waited {first:.1f} s"
+    assert took >= 6, f"{len(big)} bytes, then more, went through a 1 KiB/s source in {took:.1f} s"
+    moved(ih, a, "fwdebt", 9)

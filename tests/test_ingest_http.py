@@ -116,3 +116,14 @@ def test_rate_limits_answer_429(ih: Hub) -> None:
     body = json.dumps([{"pad": "x" * 200} for _ in range(8)]).encode()
     codes = [post(ih, "hl.x", tok, body, "application/json").status_code for _ in range(4)]
     assert codes[0] == 200 and 429 in codes, codes
+
+
+def test_a_body_over_a_seconds_rate_passes_once_and_its_debt_holds_back_the_next(ih: Hub) -> None:
+    a = user(ih, "hd")
+    tok = setup(ih, a, "hdebt", ["hd.*"], max_bytes_per_s=1024)["token"]
+    big = json.dumps([{"pad": "x" * 1000, "n": i} for i in range(4)]).encode()  # ~4 s of rate
+    assert post(ih, "hd.x", tok, big, "application/json").status_code == 200
+    r = post(ih, "hd.x", tok, b'{"n": 9}', "application/json")
+    assert r.status_code == 429 and "retry in" in r.json()["detail"], r.text
+    assert 2 <= int(r.headers["retry-after"]) <= 4, r.headers
+    moved(ih, a, "hdebt", 4)

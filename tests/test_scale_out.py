@@ -6,9 +6,6 @@ whose other end is inside the namespace, so the worker reaches the hub only over
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,36 +16,18 @@ import pytest
 
 import lakehub
 import lakehub.compute
+import netns
 from conftest import Hub, shared_environments, start_hub, stop_hub
-
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("ip"), reason="network namespaces need root and `ip`"
-)
-
-
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
 
 
 @pytest.fixture(scope="module")
 def other_host() -> Iterator[tuple[str, str, str]]:
     """(namespace, the hub's address on the link, the namespace's address)."""
-    ns = f"lhw{secrets.token_hex(3)}"
-    octet = 16 + secrets.randbelow(200)
-    here, there = f"10.231.{octet}.1", f"10.231.{octet}.2"
-    ip("netns", "add", ns)
-    try:
-        ip("link", "add", f"{ns}a", "type", "veth", "peer", "name", f"{ns}b")
-        ip("link", "set", f"{ns}b", "netns", ns)
-        ip("addr", "add", f"{here}/30", "dev", f"{ns}a")
-        ip("link", "set", f"{ns}a", "up")
-        ip("-n", ns, "addr", "add", f"{there}/30", "dev", f"{ns}b")
-        ip("-n", ns, "link", "set", f"{ns}b", "up")
-        ip("-n", ns, "link", "set", "lo", "up")
-        yield ns, here, there
-    finally:
-        subprocess.run(["ip", "link", "del", f"{ns}a"], capture_output=True, timeout=30)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+    why = netns.unusable()
+    if why:
+        pytest.skip(why)
+    with netns.other_host("10.231") as host:
+        yield host
 
 
 @pytest.fixture(scope="module")

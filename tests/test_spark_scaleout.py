@@ -5,7 +5,6 @@ veth address, and computes. The namespace is always removed."""
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import netns
 from lakehub.compute.base import ClusterRequest
 from lakehub.compute.spark_session import _build, local_jars, start_jvm
 from lakehub.compute.spark_standalone import SparkEngine, pyspark_home
@@ -24,47 +24,14 @@ from lakehub.config import load_settings
 VENV = Path(sys.prefix)  # this venv has pyspark and the s3a jars, as the spark environment
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
-
-
-def _netns_usable() -> str:
-    if os.geteuid() != 0:
-        return "needs root to create a network namespace"
-    if shutil.which("ip") is None:
-        return "the 'ip' command (iproute2) is missing"
-    probe = f"lhprobe{secrets.token_hex(2)}"
-    try:
-        _ip("netns", "add", probe)
-    except (subprocess.CalledProcessError, OSError) as err:
-        return f"'ip netns' does not work here: {err}"
-    _ip("netns", "delete", probe)
-    return ""
-
-
 @pytest.fixture
 def other_host() -> Iterator[tuple[str, str, str]]:
-    """(namespace, host address, namespace address) on a /30 of 10.213.0.0/16."""
-    why = _netns_usable()
+    """(namespace, host address, namespace address)."""
+    why = netns.unusable()
     if why:
         pytest.skip(why)
-    tag = secrets.token_hex(2)
-    ns, host_if, ns_if = f"lhspark{tag}", f"lhs{tag}a", f"lhs{tag}b"
-    net, octet = int(tag[:2], 16), int(tag[2:], 16) % 64 * 4
-    host_ip, ns_ip = f"10.213.{net}.{octet + 1}", f"10.213.{net}.{octet + 2}"
-    try:
-        _ip("netns", "add", ns)
-        _ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
-        _ip("link", "set", ns_if, "netns", ns)
-        _ip("addr", "add", f"{host_ip}/30", "dev", host_if)
-        _ip("link", "set", host_if, "up")
-        _ip("-n", ns, "addr", "add", f"{ns_ip}/30", "dev", ns_if)
-        _ip("-n", ns, "link", "set", ns_if, "up")
-        _ip("-n", ns, "link", "set", "lo", "up")
-        yield ns, host_ip, ns_ip
-    finally:
-        subprocess.run(["ip", "link", "delete", host_if], capture_output=True, timeout=30)
-        subprocess.run(["ip", "netns", "delete", ns], capture_output=True, timeout=30)
+    with netns.other_host("10.213") as host:
+        yield host
 
 
 def test_a_worker_in_another_network_namespace_joins_and_computes(

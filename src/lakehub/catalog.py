@@ -67,7 +67,7 @@ class DatasetView:
 def infer(fs: Any, bucket: str, prefix: str, fmt: str, partitioning: list[str] | None) -> Inferred:
     """Look at the files under a path: schema, partitions, rows (from Parquet footers), size."""
     base = f"{bucket}/{prefix}".rstrip("/")
-    files = tables.list_files(fs, bucket, prefix)
+    files, meta = tables.listing(fs, bucket, prefix)
     if not files:
         raise tables.TableError(f"nothing found under s3://{base}/ (or no access to it)")
     out = Inferred(size_bytes=sum(f.size or 0 for f in files), file_count=len(files))
@@ -78,7 +78,8 @@ def infer(fs: Any, bucket: str, prefix: str, fmt: str, partitioning: list[str] |
     keys = partitioning if partitioning is not None else tables.hive_keys(files, base)
     out.partitioning = keys
     out.partitions = tables.partition_values(files, base, keys)
-    data = tables.open_dataset(fs, bucket, prefix, fmt, keys, files)
+    stored = tables.stored_schema(fs, meta) if fmt == "parquet" else None
+    data = tables.open_dataset(fs, bucket, prefix, fmt, keys, files, stored)
     out.schema = [{"name": f.name, "type": str(f.type)} for f in data.schema]
     if fmt == "parquet" or out.size_bytes <= COUNT_TEXT_ROWS_UP_TO:
         try:

@@ -104,7 +104,7 @@ class Dataset:
         c = self._client.lake.credentials()
         reader = _FileReader((c.endpoint_url, c.access_key_id, c.secret_access_key),
                              self.info["bucket"], self.info["prefix"], self.format,
-                             self.partitioning, columns, expr)  # fmt: skip
+                             self.partitioning, columns, expr, data.schema)  # fmt: skip
         meta = data.schema.empty_table().select(columns or data.schema.names).to_pandas()
         return dd.from_map(reader, paths, meta=meta, enforce_metadata=False)
 
@@ -146,14 +146,16 @@ class _FileReader:
     """Reads one file of a dataset on a Dask worker (picklable: keys, not clients)."""
 
     def __init__(self, keys: tuple[str, str, str], bucket: str, prefix: str, fmt: str,
-                 partitioning: builtins.list[str], columns: Any, expr: Any) -> None:  # fmt: skip
+                 partitioning: builtins.list[str], columns: Any, expr: Any,
+                 schema: Any) -> None:  # fmt: skip
         self.keys, self.bucket, self.prefix, self.fmt = keys, bucket, prefix, fmt
         self.partitioning, self.columns, self.expr = partitioning, columns, expr
+        self.schema = schema  # the whole dataset's: a file lacking a field reads it as null
 
     def __call__(self, path: str) -> Any:
         fs = tables.s3_filesystem(*self.keys)
         data = tables.open_dataset(fs, self.bucket, self.prefix, self.fmt, self.partitioning,
-                                   [_Info(path)])  # fmt: skip
+                                   [_Info(path)], self.schema)  # fmt: skip
         return data.to_table(columns=self.columns, filter=self.expr).to_pandas()
 
 

@@ -11,6 +11,12 @@
 
 ``open`` lists the stream's objects once (``refresh()`` looks again) and fetches byte ranges
 when read, a few blocks cached, so a stream far larger than memory can be read or seeked in.
+Reading in order fetches the next blocks ahead, in the background, while the current one is used.
+A stream larger than memory is read in pieces (``scipy.io.wavfile.read`` loads it whole):
+
+    with lakehub.streams.open("audio") as f, wave.open(f) as w:
+        while frames := w.readframes(1 << 20):
+            x = np.frombuffer(frames, "<i2")
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import bisect
 import builtins
 import io
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from lakehub.client import LakeHubError
@@ -28,7 +35,8 @@ if TYPE_CHECKING:
     from lakehub.datasets import Dataset
 
 BLOCK = 8 * 2**20
-CACHED_BLOCKS = 4
+CACHED_BLOCKS = 4  # blocks held at most, those being fetched ahead included
+READ_AHEAD = 2  # blocks fetched ahead while a stream is read in order
 
 
 def _client(client: Client | None) -> Client:
@@ -104,7 +112,9 @@ class StreamFile(io.RawIOBase):
         self.starts: builtins.list[int] = []
         self.size = 0
         self.pos = 0
-        self._blocks: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._blocks: OrderedDict[tuple[int, int], Future[bytes]] = OrderedDict()
+        self._next: tuple[int, int] | None = None  # the block that would continue in order
+        self._pool: ThreadPoolExecutor | None = None
         self.refresh()
 
     def refresh(self) -> None:
@@ -115,13 +125,14 @@ class StreamFile(io.RawIOBase):
         for page in pages:
             for obj in page.get("Contents", []):
                 rest = obj["Key"][len(self.prefix):]
-                if "/" in rest or not rest.startswith("part-"):
+                if "/" in rest or not rest.startswith("part-") or not obj["Size"]:
                     continue
                 keys.append(obj["Key"])
                 starts.append(size)
                 size += int(obj["Size"])
         self.keys, self.starts, self.size = keys, starts, size
         self._blocks.clear()
+        self._next = (0, 0) if keys else None  # reading from the start counts as in order
 
     def readable(self) -> bool:
         return True
@@ -133,25 +144,73 @@ class StreamFile(io.RawIOBase):
         return self.pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence not in (io.SEEK_SET, io.SEEK_CUR, io.SEEK_END):
+            raise ValueError(f"invalid whence ({whence})")
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
         if base + offset < 0:
             raise OSError("negative seek position")
         self.pos = base + offset
         return self.pos
 
-    def _block(self, i: int, b: int) -> bytes:
-        key = (i, b)
-        if key in self._blocks:
-            self._blocks.move_to_end(key)
-            return self._blocks[key]
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        self._blocks.clear()
+        super().close()
+
+    def _get(self, key: tuple[int, int]) -> bytes:
+        i, b = key
         start = b * BLOCK
         resp = self.s3.get_object(Bucket=self.bucket, Key=self.keys[i],
                                   Range=f"bytes={start}-{start + BLOCK - 1}")  # fmt: skip
         data: bytes = resp["Body"].read()
-        self._blocks[key] = data
-        while len(self._blocks) > CACHED_BLOCKS:
-            self._blocks.popitem(last=False)
         return data
+
+    def _after(self, key: tuple[int, int]) -> tuple[int, int] | None:
+        i, b = key
+        end = self.starts[i + 1] if i + 1 < len(self.keys) else self.size
+        if self.starts[i] + (b + 1) * BLOCK < end:
+            return i, b + 1
+        return (i + 1, 0) if i + 1 < len(self.keys) else None
+
+    def _fetch(self, key: tuple[int, int], ahead: bool = False) -> None:
+        """Start fetching ``key`` (in the background when ``ahead``) unless it is held."""
+        if key in self._blocks:
+            return
+        fut: Future[bytes]
+        if ahead:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="stream")
+            fut = self._pool.submit(self._get, key)
+        else:
+            fut = Future()
+            try:
+                fut.set_result(self._get(key))
+            except Exception as err:
+                fut.set_exception(err)
+        self._blocks[key] = fut
+        while len(self._blocks) > CACHED_BLOCKS:
+            self._blocks.popitem(last=False)[1].cancel()
+
+    def _block(self, i: int, b: int) -> bytes:
+        key = (i, b)
+        in_order, self._next = key == self._next, self._after(key)
+        self._fetch(key)
+        self._blocks.move_to_end(key)
+        if in_order:  # read in order: fetch the next blocks meanwhile
+            nxt = self._next
+            for _ in range(READ_AHEAD):
+                if nxt is None:
+                    break
+                self._fetch(nxt, ahead=True)
+                nxt = self._after(nxt)
+        fut = self._blocks[key]
+        try:
+            return fut.result()
+        except BaseException:
+            self._blocks.pop(key, None)  # asked again, it is fetched again
+            raise
 
     def readinto(self, buf: Any) -> int:
         view = memoryview(buf).cast("B")
@@ -159,7 +218,7 @@ class StreamFile(io.RawIOBase):
         while done < len(view) and self.pos < self.size:
             i = bisect.bisect_right(self.starts, self.pos) - 1
             inner = self.pos - self.starts[i]
-            block = self._block(i, inner // BLOCK)
+            block = memoryview(self._block(i, inner // BLOCK))
             piece = block[inner % BLOCK : inner % BLOCK + len(view) - done]
             if not piece:
                 break

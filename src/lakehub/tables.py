@@ -2,6 +2,11 @@
 
 Everything reads through pyarrow's own S3 client with the caller's keys, so the lake decides
 what can be read, and pyarrow prunes partitions and columns before any byte is fetched.
+
+A Parquet path holding ``_common_metadata`` (a footer with no rows: the schema of the whole
+path) is read with that schema: every field any file has, with one type each, files lacking a
+field reading it as null and older files cast to a field's newer type. Record streams keep one
+up to date (see :mod:`lakehub.ingest.schema`); without one, the first file's schema is taken.
 Imports are lazy: the SDK must load in a notebook environment in milliseconds.
 """
 
@@ -15,6 +20,7 @@ FORMATS = ("parquet", "csv", "jsonl", "zarr", "raw")
 TABULAR = ("parquet", "csv", "jsonl")
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PART_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+SCHEMA_FILE = "_common_metadata"
 
 
 class TableError(ValueError):
@@ -59,6 +65,11 @@ def s3_filesystem(
 
 def list_files(fs: Any, bucket: str, prefix: str) -> list[Any]:
     """Every data file under the prefix (pyarrow FileInfo), skipping ``_*`` and ``.*`` names."""
+    return listing(fs, bucket, prefix)[0]
+
+
+def listing(fs: Any, bucket: str, prefix: str) -> tuple[list[Any], Any]:
+    """The data files under the prefix, and the prefix's :data:`SCHEMA_FILE` (None if none)."""
     from pyarrow import fs as pafs
 
     base = f"{bucket}/{prefix}".rstrip("/")
@@ -69,10 +80,25 @@ def list_files(fs: Any, bucket: str, prefix: str) -> list[Any]:
     if not infos:  # perhaps the path is one file
         one = fs.get_file_info(base)
         infos = [one] if one.type == pafs.FileType.File else []
+    meta = next((i for i in infos if i.path == f"{base}/{SCHEMA_FILE}"), None)
     return sorted(
         (i for i in infos if i.type == pafs.FileType.File and not _hidden(i.path, base)),
         key=lambda i: i.path,
-    )
+    ), meta
+
+
+def stored_schema(fs: Any, meta: Any) -> Any:
+    """The schema in a :data:`SCHEMA_FILE` (a FileInfo from :func:`listing`), or None."""
+    if meta is None:
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_schema(meta.path, filesystem=fs)
+    except OSError as err:
+        raise TableError(s3_reason(err, f"s3://{meta.path}")) from None
+    except Exception:  # not a Parquet footer: the path's own files decide, as without one
+        return None
 
 
 def _hidden(path: str, base: str) -> bool:
@@ -133,24 +159,41 @@ def arrow_format(fmt: str) -> Any:
 
 
 def open_dataset(fs: Any, bucket: str, prefix: str, fmt: str, partitioning: list[str],
-                 files: list[Any] | None = None) -> Any:  # fmt: skip
-    """A pyarrow Dataset over the path; ``partitioning`` names its hive folders, in order."""
+                 files: list[Any] | None = None, schema: Any = None) -> Any:  # fmt: skip
+    """A pyarrow Dataset over the path; ``partitioning`` names its hive folders, in order.
+
+    ``schema``: the path's stored schema (:func:`stored_schema`) when ``files`` are given;
+    without ``files`` the path is listed and its stored schema read here.
+    """
     import pyarrow.dataset as ds
 
     base = f"{bucket}/{prefix}".rstrip("/")
-    paths = [f.path for f in (files if files is not None else list_files(fs, bucket, prefix))]
+    if files is None:
+        files, meta = listing(fs, bucket, prefix)
+        schema = stored_schema(fs, meta) if fmt == "parquet" else None
+    paths = [f.path for f in files]
     if not paths:
         raise TableError(f"no {fmt} files under s3://{base}/")
     part = ds.partitioning(flavor="hive") if partitioning else None
     try:
-        return ds.dataset(
-            paths, filesystem=fs, format=arrow_format(fmt), partitioning=part,
-            partition_base_dir=base,
-        )  # fmt: skip
+        args = {"filesystem": fs, "format": arrow_format(fmt), "partitioning": part,
+                "partition_base_dir": base}  # fmt: skip
+        data = ds.dataset(paths, **args)  # the first file's schema, and the partition keys'
+        return data if schema is None else ds.dataset(
+            paths, schema=with_extras(schema, data.schema), **args)  # fmt: skip
     except OSError as err:
         raise TableError(s3_reason(err, f"s3://{base}/")) from None
     except Exception as err:  # pyarrow: ArrowInvalid and friends, for a file that is not fmt
         raise TableError(f"cannot read s3://{base}/ as {fmt}: {str(err).splitlines()[0]}") from None
+
+
+def with_extras(stored: Any, found: Any) -> Any:
+    """The stored schema, then the fields only ``found`` has (partition keys, or fields of files
+    written without the stored schema knowing them)."""
+    import pyarrow as pa
+
+    names = set(stored.names)
+    return pa.schema([*stored, *(f for f in found if f.name not in names)])
 
 
 def head(data: Any, n: int, columns: list[str] | None = None) -> Any:

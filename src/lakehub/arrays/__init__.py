@@ -21,7 +21,7 @@ from lakehub.client import LakeHubError
 if TYPE_CHECKING:
     from lakehub.client import Client
 
-__all__ = ["Array", "create", "from_stream", "open"]
+__all__ = ["Array", "create", "default_compressors", "from_stream", "open"]
 
 
 def _client(client: Client | None) -> Client:
@@ -87,10 +87,23 @@ class Array:
         return da.from_zarr(self.zarr)
 
 
+def default_compressors(dtype: Any) -> Any:
+    """Numbers: Blosc with LZ4 and byte shuffling (Zarr v2's default, a core codec of v3 too),
+    which decodes two to three times as fast as Zarr v3's default zstd and compresses numeric
+    data as well or better; anything else: Zarr's own default."""
+    import numpy as np
+    from zarr.codecs import BloscCodec
+
+    return (BloscCodec(cname="lz4", clevel=5),) if np.dtype(dtype).kind in "biufc" else "auto"
+
+
 def create(name: str, shape: tuple[int, ...] | list[int], dtype: Any, chunks: Any = None, *,
-           path: str | None = None, description: str = "",
+           compressors: Any = None, path: str | None = None, description: str = "",
            client: Client | None = None) -> Array:  # fmt: skip
-    """A new array (zeros), catalogued under ``name``; ``shape[0]`` may be 0 to ``append`` to."""
+    """A new array (zeros), catalogued under ``name``; ``shape[0]`` may be 0 to ``append`` to.
+
+    ``compressors``: as Zarr takes them (``"auto"``: Zarr's default); unset, numbers get
+    :func:`default_compressors`."""
     import zarr
 
     from lakehub import datasets
@@ -105,7 +118,8 @@ def create(name: str, shape: tuple[int, ...] | list[int], dtype: Any, chunks: An
     path = (path or f"s3://{c.lake.credentials().bucket}/arrays/{name}").rstrip("/")
     z = zarr.create_array(_store(c, path), shape=tuple(shape), dtype=dtype,
                           chunks=tuple(chunks) if chunks else "auto", fill_value=0,
-                          overwrite=False)  # fmt: skip
+                          compressors=default_compressors(dtype) if compressors is None
+                          else compressors, overwrite=False)  # fmt: skip
     datasets.register(name, path, "zarr", description=description or "array",
                       tags=["array"], client=c)  # fmt: skip
     return Array(name, path, z)
@@ -145,7 +159,9 @@ def from_stream(stream: str, name: str, dtype: Any, frame: tuple[int, ...] = (),
         block = max(row, block_bytes // row * row)
         while data := f.read(block):
             usable = len(data) // row * row
-            arr.append(np.frombuffer(data[:usable], dtype=dt).reshape(-1, *frame))
+            if usable:
+                rows = np.frombuffer(data, dtype=dt, count=usable // dt.itemsize)  # no copy
+                arr.append(rows.reshape(-1, *frame))
             if usable < len(data):
                 break
     return arr

@@ -279,6 +279,8 @@ class IngestStream(Base):
     moved_until: Mapped[float | None] = mapped_column(Float)  # receive time of the last moved
     errors: Mapped[int] = mapped_column(BigInteger, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
+    # records: the settled type of every field, as the lake writer keeps it (ingest/schema.py)
+    schema_json: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -326,7 +328,7 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-HEAD = "0006"  # the newest migration; tests check it against Alembic's own view
+HEAD = "0007"  # the newest migration; tests check it against Alembic's own view
 
 
 def at_head(url: str) -> bool:

@@ -210,9 +210,8 @@ class Connection:
         source, stream = self._route(tag_s)
         if not isinstance(data, bytes):
             raise Refused("entries must be bytes")
-        wait = self.intake.throttle(source, len(data))
-        if wait:
-            await asyncio.sleep(min(wait, 5.0))
+        while wait := self.intake.throttle(source, len(data)):  # acks later: TCP backpressure
+            await asyncio.sleep(wait)
         try:
             chunk_id = chunk.decode("ascii", "replace")
             fut = self.intake.submit(source, stream, fmt, tag_s, data, chunk_id)

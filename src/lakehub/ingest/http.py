@@ -13,8 +13,8 @@ fsynced: 200; a refusal is a 4xx/503 with ``{"detail": ...}`` and a log line.
 from __future__ import annotations
 
 import base64
-import json
 import logging
+import math
 from typing import Any
 
 import msgpack
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lakehub.ingest.base import Fmt, Refused, Source
+from lakehub.ingest.base import Fmt, Refused, Source, json_loads
 from lakehub.ingest.intake import Intake
 
 log = logging.getLogger("lakehub.ingest.http")
@@ -69,7 +69,7 @@ def check(fmt: Fmt, body: bytes) -> int:
         raise Refused("empty body")
     if fmt == Fmt.JSON:
         try:
-            doc = json.loads(body)
+            doc = json_loads(body)
         except ValueError as err:
             raise Refused(f"invalid JSON: {err}") from None
         docs = doc if isinstance(doc, list) else [doc]
@@ -79,11 +79,11 @@ def check(fmt: Fmt, body: bytes) -> int:
     if fmt == Fmt.NDJSON:
         lines = [ln for ln in body.split(b"\n") if ln.strip()]
         try:
-            docs = json.loads(b"[" + b",".join(lines) + b"]")
+            docs = json_loads(b"[" + b",".join(lines) + b"]")
         except ValueError:
             for i, ln in enumerate(lines, 1):
                 try:
-                    json.loads(ln)
+                    json_loads(ln)
                 except ValueError as err:
                     raise Refused(f"invalid JSON on line {i}: {err}") from None
             raise Refused("invalid NDJSON") from None
@@ -146,14 +146,16 @@ def app(intake: Intake) -> Starlette:
             wait = intake.throttle(source, len(body))
             if wait:
                 raise Refused(f"source {source.name!r} is over its rate of "
-                              f"{source.max_bytes_per_s} bytes/s", 429)  # fmt: skip
+                              f"{source.max_bytes_per_s} bytes/s: retry in {math.ceil(wait)} s",
+                              429, retry_after=math.ceil(wait))  # fmt: skip
             chunk = request.headers.get("x-chunk-id") or request.headers.get("idempotency-key")
             fresh = await intake.submit(source, stream, fmt, tag, body, (chunk or "")[:200])
         except Refused as err:
             where = request.client.host if request.client else "?"
             log.warning("%s POST /%s refused (%d): %s", where, tag, err.status, err)
             intake.error(stream, str(err))
-            headers = {"Retry-After": "1"} if err.status in (429, 503) else None
+            headers = ({"Retry-After": str(err.retry_after)} if err.status in (429, 503)
+                       else None)  # fmt: skip
             return JSONResponse({"detail": str(err)}, err.status, headers=headers)
         return JSONResponse({"stream": stream.name, "bytes": len(body), "records": records,
                              "duplicate": not fresh})  # fmt: skip

@@ -30,7 +30,9 @@ STATS_EVERY = 1.0
 
 
 class Bucket:
-    """A token bucket in bytes per second (bursts of one second)."""
+    """A token bucket in bytes per second (bursts of one second). A message is taken whole while
+    the bucket is not in debt, so one larger than a second's worth still passes, and the debt it
+    leaves holds back what follows: over time the rate holds, whatever the message sizes."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
@@ -38,12 +40,15 @@ class Bucket:
         self.at = time.monotonic()
 
     def take(self, n: int) -> float:
-        """Take ``n`` bytes; returns how long the caller should wait first (0: none)."""
+        """Take ``n`` bytes if the bucket is not in debt and return 0; otherwise take nothing and
+        return the seconds until it is out of debt."""
         now = time.monotonic()
         self.level = min(self.rate, self.level + (now - self.at) * self.rate)
         self.at = now
+        if self.level < 0:
+            return -self.level / self.rate
         self.level -= n
-        return 0.0 if self.level >= 0 else -self.level / self.rate
+        return 0.0
 
 
 class Intake:
@@ -140,6 +145,8 @@ class Intake:
 
     # accepting data ----------------------------------------------------------------------------
     def throttle(self, source: Source, n: int) -> float:
+        """0 when ``n`` bytes of ``source`` may go now (they are counted against its rate);
+        otherwise the seconds to wait before asking again (nothing counted)."""
         if not source.max_bytes_per_s:
             return 0.0
         bucket = self._buckets.get(source.id)

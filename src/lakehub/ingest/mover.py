@@ -3,11 +3,13 @@
 A batch starts where the checkpoint is and ends at the last entry boundary within
 ``MAX_BATCH`` bytes or at the durable end of the segment, so after a crash the same start gives
 the same keys and a batch that is at least as long: the sinks overwrite what they wrote, and
-every entry lands exactly once. The checkpoint and the streams' counters change in one database
-transaction after every sink of the batch succeeded or parked its part. While the lake does not
-answer, the batch is retried (backoff up to ``MAX_BACKOFF``) and the log grows up to its bound.
-When the lake answers but one stream's sink fails, that stream's part is parked on local disk
-and the others go on (see ``park.py``).
+every entry lands exactly once. The checkpoint, the streams' counters and their settled schemas
+change in one database transaction after every sink of the batch succeeded or parked its part,
+so a batch written again after a crash is conformed to the same schema as the first time. While
+the lake does not answer, the batch is retried (backoff up to ``MAX_BACKOFF``) and the log grows
+up to its bound. When the lake answers but one stream's sink fails, that stream's part is parked
+on local disk and the others go on (see ``park.py``); its parked batches are conformed to its
+settled schema when they land, in order, and commit it the same way (see ``retry.py``).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from lakehub.hub.db import IngestCheckpoint, utcnow
-from lakehub.ingest.base import Batch, Entry, Sink
-from lakehub.ingest.counters import Counts, add_moved, stream_error
+from lakehub.ingest.base import Batch, Entry, Sink, Stream
+from lakehub.ingest.counters import Counts, Schemas, add_moved, settled_schemas, stream_error
 from lakehub.ingest.intake import Intake
 from lakehub.ingest.log import LogWriter, scan, seg_name
 from lakehub.ingest.park import Park
@@ -98,7 +100,7 @@ class Mover:
         end = self.log.durable_end(seg)
         if off >= end:
             if seg < self.log.segment:  # sealed and fully moved: on to the next one
-                self._commit(seg + 1, 0, {}, {}, {})
+                self._commit(seg + 1, 0, {}, {}, {}, {})
                 return True
             return False
         if end - off < MAX_BATCH and seg == self.log.segment:
@@ -127,16 +129,24 @@ class Mover:
         errors: dict[int, str] = {}
         parked: dict[int, tuple[list[Entry], str]] = {}
         answers: bool | None = None  # the lake's answer to a probe, once a sink failed
+        streams: dict[int, Stream] = {}
         for sid, group in by_stream.items():
             stream = self.intake.stream(sid)
             if stream is None:  # deleted since: what it received has nowhere to go
                 log.warning("stream %d is gone: %d entries of it skipped", sid, len(group))
-                continue
-            if self.park.has(sid):  # behind its parked batches, to keep its order
+            elif self.park.has(sid):  # behind its parked batches, to keep its order
                 parked[sid] = (group, "")
-                continue
+            else:
+                streams[sid] = stream
+        # read once these streams have nothing parked: the parked writer commits a stream's
+        # schema before its last parked batch goes, and only this thread parks batches
+        settled = settled_schemas(self.db, list(streams))
+        schemas: Schemas = {}
+        for sid, stream in streams.items():
+            group = by_stream[sid]
+            batch = Batch(stream, key, group, settled.get(sid))
             try:
-                records, nbytes = self.sinks[stream.kind].write(Batch(stream, key, group))
+                records, nbytes = self.sinks[stream.kind].write(batch)
             except PartlyRejected as err:
                 records, nbytes = err.records, err.nbytes
                 errors[sid] = str(err)
@@ -150,12 +160,14 @@ class Mover:
                 if not answers:
                     raise
                 log.warning("stream %s: %s; its entries wait on local disk", stream.name, why)
-                parked[sid] = (group, why)
+                parked[sid] = (group, why)  # conformed again when it lands (same schema before)
                 continue
             counts[sid] = (records, nbytes, max(e.received_at for e in group))
+            if batch.schema != settled.get(sid):
+                schemas[sid] = batch.schema
         for sid, (group, why) in parked.items():  # durable before the checkpoint passes them
             self.park.put(sid, key, group, why)
-        self._commit(seg, new_off, counts, errors, left)
+        self._commit(seg, new_off, counts, errors, schemas, left)
         return True
 
     def _answers(self) -> bool:
@@ -171,12 +183,12 @@ class Mover:
         return True
 
     def _commit(self, seg: int, off: int, counts: Counts, errors: dict[int, str],
-                left: dict[int, int]) -> None:  # fmt: skip
+                schemas: Schemas, left: dict[int, int]) -> None:  # fmt: skip
         with self.db.session() as s:
             row = s.get(IngestCheckpoint, 1)
             if row is None:
                 row = IngestCheckpoint(id=1)
                 s.add(row)
             row.segment, row.offset, row.updated_at = seg, off, utcnow()
-            add_moved(s, counts, errors)
+            add_moved(s, counts, errors, schemas)
         self.log.set_moved(seg, off, left)

@@ -2,7 +2,11 @@
 
 Each stream's oldest parked batch is tried when its backoff is over; one that lands is counted
 with the stream's checkpoint in one transaction, its file goes, and the next follows at once. A
-thread of its own: a stream whose writes fail slowly never holds up the lake writer.
+record stream's batch is conformed to the stream's settled schema as committed then (the lake
+writer leaves a stream alone while it has parked batches, so that is the schema after every
+batch before it), and the schema it moves on to is committed in the same transaction: written
+again after a crash, it gives the same files. A thread of its own: a stream whose writes fail
+slowly never holds up the lake writer.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from sqlalchemy import delete, select
 
 from lakehub.hub.db import IngestCheckpoint, utcnow
 from lakehub.ingest.base import Batch, Sink, Stream
-from lakehub.ingest.counters import add_moved, stream_error
+from lakehub.ingest.counters import add_moved, settled_schemas, stream_error
 from lakehub.ingest.intake import Intake
 from lakehub.ingest.park import Park, Parked, key_pos
 from lakehub.ingest.sinks import PartlyRejected
@@ -77,7 +81,9 @@ class ParkedWriter:
         error = ""
         try:
             entries = self.park.read(p)
-            records, nbytes = self.sinks[stream.kind].write(Batch(stream, p.key, entries))
+            before = settled_schemas(self.db, [stream.id]).get(stream.id)
+            batch = Batch(stream, p.key, entries, before)
+            records, nbytes = self.sinks[stream.kind].write(batch)
         except PartlyRejected as err:
             records, nbytes, error = err.records, err.nbytes, str(err)
         except Exception as err:
@@ -87,7 +93,8 @@ class ParkedWriter:
                         stream.name, wait, why)  # fmt: skip
             stream_error(self.db, stream.id, why)
             return False
-        with self.db.session() as s:  # the counters and the stream's checkpoint, together
+        schemas = {stream.id: batch.schema} if batch.schema != before else {}
+        with self.db.session() as s:  # counters, schema and the stream's checkpoint, together
             row = s.get(IngestCheckpoint, -stream.id)
             if row is None:
                 row = IngestCheckpoint(id=-stream.id)
@@ -95,7 +102,7 @@ class ParkedWriter:
             (row.segment, row.offset), row.updated_at = key_pos(p.key), utcnow()
             until = max(e.received_at for e in entries)
             add_moved(s, {stream.id: (records, nbytes, until)},
-                      {stream.id: error} if error else {})  # fmt: skip
+                      {stream.id: error} if error else {}, schemas)  # fmt: skip
         self.park.landed(p)
         log.info("stream %s: parked batch %s reached the lake", stream.name, p.key)
         return True

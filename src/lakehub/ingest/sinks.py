@@ -2,7 +2,10 @@
 
 Records become Parquet under ``<prefix>/year=Y/month=M/day=D/part-<batch key>.parquet``, with
 ``_time`` (the event time, UTC) and ``_tag`` beside the record's own fields. A field whose
-values do not share one type in a batch is stored as JSON text. Raw streams get one object
+values do not share one type in a batch is stored as JSON text; across batches, every batch is
+conformed to the stream's settled schema (:mod:`lakehub.ingest.schema`), which is published as
+``<prefix>/_common_metadata`` (a Parquet footer) before any file that needs it, so readers see
+every field with one type (:func:`lakehub.tables.open_dataset`). Raw streams get one object
 ``<prefix>/part-<batch key>.bin`` per batch: reading the objects in key order gives the bytes
 in the order they were acknowledged. An entry that cannot be decoded (it was acknowledged on a
 cheap check) is kept as it came under ``<prefix>/_rejected/`` and counted as an error: never
@@ -22,7 +25,9 @@ from typing import Any
 
 import msgpack
 
-from lakehub.ingest.base import Batch, Entry, Fmt, Sink, parse_event_time
+from lakehub.ingest import schema
+from lakehub.ingest.base import Batch, Entry, Fmt, Sink, json_loads, parse_event_time
+from lakehub.tables import SCHEMA_FILE
 
 log = logging.getLogger("lakehub.ingest.sinks")
 
@@ -60,11 +65,11 @@ def decode(e: Entry) -> tuple[list[float], list[dict[str, Any]]]:
                     out_r.append(rec)
             return out_t, _maps(out_r)
         if e.fmt == Fmt.JSON:
-            doc = json.loads(e.data)
+            doc = json_loads(e.data)
             recs = doc if isinstance(doc, list) else [doc]
         elif e.fmt == Fmt.NDJSON:
             lines = [ln for ln in e.data.split(b"\n") if ln.strip()]
-            recs = json.loads(b"[" + b",".join(lines) + b"]")
+            recs = json_loads(b"[" + b",".join(lines) + b"]")
         elif e.fmt == Fmt.CSV:
             recs = [dict(r) for r in csv.DictReader(io.StringIO(e.data.decode("utf-8")))]
         else:
@@ -92,9 +97,7 @@ def _column(values: list[Any]) -> Any:
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-        text = [None if v is None else v if isinstance(v, str) else json.dumps(v, default=repr)
-                for v in values]  # fmt: skip
-        return pa.array(text, pa.string())
+        return schema.text(values)
 
 
 def table(times: list[float], tags: list[str], recs: list[dict[str, Any]]) -> Any:
@@ -170,10 +173,18 @@ class RecordSink(Sink):
         records = nbytes = 0
         if recs:
             try:
-                whole = table(times, tags, recs)
+                before = schema.loads(batch.schema)
+                whole, settled = schema.conform(table(times, tags, recs), before)
             except Exception as err:  # records no table takes: keep them as they came
                 rejected += [(e, f"no table: {err}") for e in decoded]
                 recs = []
+        if recs and schema.dumps(settled) != batch.schema:
+            # readers learn of a new field or type before any file holds it
+            out = pa.BufferOutputStream()
+            pq.write_metadata(schema.file_schema(settled), out)
+            self.s3.put(st.bucket, f"{st.prefix}/{SCHEMA_FILE}".lstrip("/"),
+                        out.getvalue().to_pybytes())  # fmt: skip
+            batch.schema = schema.dumps(settled)
         if recs:
             days = pc.divide(pc.cast(whole["_time"], pa.int64()), 86_400_000_000)
             for day in sorted(pc.unique(days).to_pylist()):

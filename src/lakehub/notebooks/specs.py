@@ -69,15 +69,15 @@ class Size:
 KERNEL_PACKAGES = ("ipykernel", "pip")
 
 BUILTIN_ENVIRONMENTS = (
-    EnvironmentSpec("datascience", "pandas, polars, pyarrow, scikit-learn, DuckDB, matplotlib "
-                    "and s3fs: the everyday data stack", "3.11",
+    EnvironmentSpec("datascience", "pandas, polars, pyarrow, scikit-learn, DuckDB, matplotlib, "
+                    "s3fs and Zarr: the everyday data stack", "3.11",
                     ("pandas", "polars", "pyarrow", "scikit-learn", "duckdb", "matplotlib",
-                     "s3fs==2026.9.0")),
+                     "s3fs==2026.9.0", "zarr>=3.0")),
     EnvironmentSpec("minimal", "Python, a kernel and the LakeHub SDK only", "3.11"),
     EnvironmentSpec("dask", "Dask, distributed and the dask-gateway client, with pandas, "
-                    "pyarrow and scikit-learn", "3.11",
+                    "pyarrow, scikit-learn and Zarr", "3.11",
                     ("dask[dataframe]", "distributed", "dask-gateway", "pyarrow", "scikit-learn",
-                     "s3fs==2026.9.0")),
+                     "s3fs==2026.9.0", "zarr>=3.0")),
     EnvironmentSpec("spark", "PySpark (Java is on the machine) with s3a for the lake, pandas and "
                     "pyarrow; a Spark cluster of your own starts with the server", "3.11",
                     ("pyspark>=4", "pandas", "pyarrow", "sagemaker_pyspark==1.4.5")),
