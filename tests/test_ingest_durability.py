@@ -17,6 +17,7 @@ import pytest
 import lakehub
 from conftest import Hub
 from ingest_client import API, Forward, moved, packed, port, rows, setup, user
+from lakehub import datasets
 
 
 @pytest.fixture
@@ -150,9 +151,19 @@ def test_a_stream_its_owner_cannot_write_waits_on_disk_and_stops_nobody_else(ih:
     a, b = user(ih, "pa"), user(ih, "pb")
     tok_a = setup(ih, a, "brokenraw", ["br.*"], kind="raw")["token"]
     tok_b = setup(ih, b, "healthy", ["ok.*"])["token"]
+    tok_r = setup(ih, a, "brokenrec", ["bq.*"])["token"]  # A's record stream, parked as well
     bucket = f"{a}-home"
-    ih.cli("quota", "set", "user", a, "--objects", "0")  # the lake refuses every write of A's
     base = f"http://127.0.0.1:{port(ih, 'ingest_http')}"
+
+    def post_r(c: httpx.Client, recs: list[dict[str, object]]) -> None:
+        r = c.post(f"{base}/bq.x", content="\n".join(map(json.dumps, recs)).encode(), headers={
+            "Authorization": f"Bearer {tok_r}", "Content-Type": "application/x-ndjson"})
+        assert r.status_code == 200, r.text
+
+    with httpx.Client(timeout=30) as c:  # settled while the lake takes A's writes: code is int
+        post_r(c, [{"i": 0, "code": 200}])
+    moved(ih, a, "brokenrec", 1)
+    ih.cli("quota", "set", "user", a, "--objects", "0")  # the lake refuses every write of A's
     sent_a: list[bytes] = []
     sent_b = 0
 
@@ -183,9 +194,13 @@ def test_a_stream_its_owner_cannot_write_waits_on_disk_and_stops_nobody_else(ih:
         assert bucket in detail or not why, detail
 
     with httpx.Client(timeout=30) as c:
-        for _ in range(10):
+        for n in range(10):
             assert post_a(c).status_code == 200
             post_b(c)
+            if n == 3:  # fields and types that first come in batches that are parked
+                post_r(c, [{"i": 1, "code": "E-1", "late": "x"}])
+            elif n == 7:
+                post_r(c, [{"i": 2, "code": 5, "later": 1.5}])
         moved(ih, b, "healthy", sent_b * 10, timeout=60)  # B's last entry follows A's last
         with ih.http(a) as api:
             info = api.get(f"{API}/streams/brokenraw").json()
@@ -212,11 +227,16 @@ def test_a_stream_its_owner_cannot_write_waits_on_disk_and_stops_nobody_else(ih:
         ih.wait(lambda: serving(ih), 90, "the receiver to serve again")
         refused_a(c, why=False)
         post_b(c)
+        post_r(c, [{"i": 3, "code": 6, "late": "y"}])
         moved(ih, b, "healthy", sent_b * 10, timeout=60)
+        with ih.http(a) as api:
+            assert api.get(f"{API}/streams/brokenrec").json()["moved_records"] == 1
 
         ih.cli("quota", "rm", "user", a)  # repaired: A's parked batches land, in order
         info = moved(ih, a, "brokenraw", len(sent_a), timeout=120)
         assert post_a(c).status_code == 200  # and new data goes behind them
+        moved(ih, a, "brokenrec", 4, timeout=60)
+        post_r(c, [{"i": 4, "code": 7, "after": True}])  # written at once, on the landed schema
     info = moved(ih, a, "brokenraw", len(sent_a), timeout=60)
     time.sleep(2)  # nothing is written (or counted) twice
     with ih.http(a) as api:
@@ -227,3 +247,12 @@ def test_a_stream_its_owner_cannot_write_waits_on_disk_and_stops_nobody_else(ih:
         assert f.read() == b"".join(sent_a)
     ids = rows(ih, b, "healthy")["n"]
     assert sorted(ids) == list(range(sent_b * 10))
+    # the parked record batches were conformed to the settled schema and committed theirs
+    moved(ih, a, "brokenrec", 5, timeout=60)
+    ds = datasets.get("brokenrec", client=client)
+    types = {col["name"]: col["type"] for col in ds.schema}  # as the catalog has them
+    assert {"late", "later", "after"} <= set(types), types
+    assert types["code"] == "string" and types["later"] == "double", types
+    df = ds.to_pandas().sort_values("i")
+    assert list(df["code"]) == ["200", "E-1", "5", "6", "7"]  # int, then text: all text
+    assert [v if isinstance(v, str) else None for v in df["late"]] == [None, "x", None, "y", None]
