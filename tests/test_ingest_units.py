@@ -1,5 +1,6 @@
 """The log and the sinks on their own (no hub): recovery after a torn write, retries recognised
-after a restart, every body format decoded, undecodable entries kept aside."""
+after a restart, every body format decoded, undecodable entries kept aside, parked batches kept
+(and counted against the bound) across a restart."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pyarrow.fs import LocalFileSystem
 
 from lakehub.ingest.base import Batch, Entry, Fmt, LogFull, Stream
 from lakehub.ingest.log import LogWriter, scan, seg_name
+from lakehub.ingest.park import Park
 from lakehub.ingest.schema import conform, dumps, loads
 from lakehub.ingest.sinks import PartlyRejected, RecordSink, table
 from lakehub.tables import open_dataset
@@ -99,6 +101,34 @@ def test_every_format_becomes_rows_and_bad_entries_go_aside() -> None:
     assert {r["_tag"] for r in rows} == {"t.x", "t.gz", "t.fw", "t.nd", "t.js", "t.csv", "t.mp"}
     assert all(k.startswith("streams/s/year=") for k in lake.objects
                if k not in bad and k != "streams/s/_common_metadata")  # fmt: skip
+
+
+def test_parked_batches_count_against_the_bound_and_survive_a_restart(tmp_path: Path) -> None:
+    log = LogWriter(tmp_path, 1 << 20, 1 << 30)
+    log.open((0, 0))
+    park = Park(tmp_path / "parked", log)
+    park.open((0, 0), {})
+    first, second, other = [entry(3, stream=5)], [entry(2, stream=5)], [entry(1, stream=6)]
+    park.put(5, "000000000001-000000000000", first, "NoSuchBucket")
+    park.put(5, "000000000001-000000000100", second, "")
+    park.put(6, "000000000001-000000000200", other, "AccessDenied")
+    sizes = [p.stat().st_size for p in (tmp_path / "parked").glob("*.log")]
+    assert len(sizes) == 3 and log.held() == sum(sizes)
+    assert log.parked(5) == (sum(sizes) - log.parked(6)[0], "NoSuchBucket")
+    assert park.due() == []  # the first try waits for the backoff
+    log.close()
+    # after a crash: stream 5's first batch had landed, stream 6's was never committed
+    again = LogWriter(tmp_path, 1 << 20, 1 << 30)
+    again.open((1, 150))
+    park = Park(tmp_path / "parked", again)
+    park.open((1, 150), {5: (1, 0)})
+    due = park.due()
+    assert [(sid, p.key) for sid, p in due] == [(5, "000000000001-000000000100")]
+    assert park.read(due[0][1]) == second and not park.has(6)
+    assert again.held() == again.parked(5)[0] == due[0][1].size
+    park.landed(due[0][1])
+    assert again.held() == 0 and not list((tmp_path / "parked").glob("*"))
+    again.close()
 
 
 def test_batches_whose_types_drift_read_as_one_table_and_lose_nothing(tmp_path: Path) -> None:

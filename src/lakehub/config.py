@@ -116,6 +116,7 @@ class Settings(BaseSettings):
     ingest_buffer_max_bytes: int = Field(
         default=2 * 2**30, ge=1 << 20, description="Bytes the local log may hold that have not "
         "reached the lake yet; beyond it the receivers refuse new data (Forward: no ack, HTTP 503)."
+        " Includes what is parked for streams that cannot be written, each of which may hold half."
     )
     ingest_segment_bytes: int = Field(
         default=64 * 2**20, ge=1 << 16, description="Size at which the local log starts a new "

@@ -285,7 +285,8 @@ class IngestStream(Base):
 
 
 class IngestCheckpoint(Base):
-    """How far the local log has reached the lake (one row)."""
+    """How far the local log has reached the lake (row 1), and how far each stream's parked
+    batches have (row ``-<stream id>``: the key of its last landed parked batch)."""
 
     __tablename__ = "ingest_checkpoint"
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -118,6 +118,17 @@ class LogFull(Refused):
         )  # fmt: skip
 
 
+class StreamFull(Refused):
+    """A stream whose batches cannot be written holds its share of the buffer on local disk."""
+
+    def __init__(self, stream: str, parked: int, limit: int, why: str) -> None:
+        super().__init__(
+            f"stream {stream!r} cannot be written to the lake and {parked} bytes of it wait on "
+            f"local disk, the most one stream may hold ({limit}); retry later"
+            + (f". The lake writer said: {why}" if why else ""), 503,
+        )  # fmt: skip
+
+
 def json_loads(text: bytes) -> Any:
     """A JSON text parsed with orjson (three times the standard parser's speed here), or with the
     standard parser when orjson refuses what JSON readers accept (NaN, integers beyond 64 bits).

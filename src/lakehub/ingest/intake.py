@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import update
 
 from lakehub.hub.db import IngestStream
-from lakehub.ingest.base import Entry, Fmt, Refused, Source, Stream
+from lakehub.ingest.base import Entry, Fmt, Refused, Source, Stream, StreamFull
 from lakehub.ingest.log import LogWriter
 from lakehub.ingest.registry import load, token_hash
 from lakehub.users import Directory
@@ -86,6 +86,12 @@ class Intake:
             return True
         return False
 
+    def stream(self, sid: int) -> Stream | None:
+        """The stream with id ``sid``; None if it is gone (deleted)."""
+        if sid not in self.streams:
+            self.maybe_reload(miss=True)
+        return self.streams.get(sid)
+
     def by_token(self, token: str) -> Source:
         found = self._by_token.get(token_hash(token))
         if found is None and self.maybe_reload(miss=True):
@@ -150,10 +156,16 @@ class Intake:
 
     def submit(self, source: Source, stream: Stream, fmt: Fmt, tag: str, data: bytes,
                chunk: str = "") -> asyncio.Future[bool]:  # fmt: skip
-        """Append to the log; the awaitable resolves once durable. Raises :class:`Refused`."""
+        """Append to the log; the awaitable resolves once durable. Raises :class:`Refused`
+        (:class:`StreamFull` once a stream whose sink fails holds half of the buffer)."""
         if len(data) > source.max_message_bytes:
             raise Refused(f"message of {len(data)} bytes is larger than source "
                           f"{source.name!r} allows ({source.max_message_bytes})", 413)  # fmt: skip
+        parked, why = self.log.parked(stream.id)
+        if parked:  # its sink fails: it may hold half of the buffer, the rest is the others'
+            held = parked + self.log.in_log(stream.id)
+            if held + len(data) > self.log.max_held // 2:
+                raise StreamFull(stream.name, held, self.log.max_held // 2, why)
         now = time.time()
         fut = self.log.append(Entry(stream.id, source.id, fmt, now, tag, data, chunk))
         with self._lock:

@@ -9,6 +9,9 @@ After a crash the newest segment is scanned and cut at the first torn or corrupt
 that was torn was never acknowledged). Chunk ids of every entry still on disk, and of segments
 deleted within ``dedupe_seconds`` (kept in ``ids-<n>.msgpack``), are remembered, so a client's
 retry of a chunk that was already stored is acknowledged without storing it twice.
+
+The bound (``max_held``) counts the log not yet moved and what is parked for streams whose sink
+failed (see ``park.py``: ``set_parked``).
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ class LogWriter:
         self.on_durable: list[threading.Event] = []
         self._thread: threading.Thread | None = None
         self.broken = ""
+        self._parked: dict[int, tuple[int, str]] = {}  # stream -> (bytes parked, why)
+        self._in_log: dict[int, int] = {}  # stream -> bytes of its entries not moved yet
 
     # lifecycle ---------------------------------------------------------------------------
     def open(self, moved: tuple[int, int]) -> None:
@@ -87,6 +92,8 @@ class LogWriter:
             keys = []
             end = 0
             for pos, entry in scan(self.dir / seg_name(n), verify=(n == segs[-1])):
+                if (n, end) >= moved:
+                    self._count(entry.stream_id, len(entry.data))
                 end = pos
                 if entry.chunk:
                     keys.append((entry.source_id, entry.chunk, entry.received_at))
@@ -136,7 +143,7 @@ class LogWriter:
     def held(self) -> int:
         """Bytes on disk (and queued) that have not reached the lake."""
         seg, off = self.moved
-        total = self._queued_bytes
+        total = self._queued_bytes + sum(n for n, _ in list(self._parked.values()))
         for n, size in self._sizes.items():
             if n == self.segment:
                 size = self.size
@@ -166,10 +173,34 @@ class LogWriter:
             fut: Future[bool] = Future()
             self._queue.append((entry, fut))
             self._queued_bytes += len(entry.data)
+            self._count(entry.stream_id, len(entry.data))
             if entry.chunk:
                 self._pending[key] = fut
             self._lock.notify()
             return fut
+
+    def set_parked(self, stream: int, nbytes: int, why: str = "") -> None:
+        """What is parked for ``stream`` (0: nothing), counted against the bound."""
+        with self._lock:
+            if nbytes:
+                self._parked[stream] = (nbytes, why)
+            else:
+                self._parked.pop(stream, None)
+
+    def parked(self, stream: int) -> tuple[int, str]:
+        """Bytes parked for ``stream`` and why its sink failed."""
+        return self._parked.get(stream, (0, ""))
+
+    def in_log(self, stream: int) -> int:
+        """Bytes of ``stream``'s entries in the log (or queued) that were not moved yet."""
+        return self._in_log.get(stream, 0)
+
+    def _count(self, stream: int, nbytes: int) -> None:
+        left = self._in_log.get(stream, 0) + nbytes
+        if left > 0:
+            self._in_log[stream] = left
+        else:
+            self._in_log.pop(stream, None)
 
     # the writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
@@ -196,6 +227,7 @@ class LogWriter:
                     for e, _ in batch:
                         self._pending.pop((e.source_id, e.chunk), None)
                         self._queued_bytes -= len(e.data)
+                        self._count(e.stream_id, -len(e.data))
                 time.sleep(0.5)
 
     def _write(self, batch: list[tuple[Entry, Future[bool]]]) -> None:
@@ -248,10 +280,14 @@ class LogWriter:
                 return self.size
         return _size(self.dir / seg_name(segment))
 
-    def set_moved(self, segment: int, offset: int) -> None:
-        """Everything before (segment, offset) is in the lake: sealed segments behind it go,
-        their chunk ids kept for the dedupe window."""
-        self.moved = (segment, offset)
+    def set_moved(self, segment: int, offset: int, left: dict[int, int] | None = None) -> None:
+        """Everything before (segment, offset) is in the lake (or parked): sealed segments behind
+        it go, their chunk ids kept for the dedupe window. ``left``: bytes of each stream's
+        entries that were moved."""
+        with self._lock:
+            self.moved = (segment, offset)
+            for stream, nbytes in (left or {}).items():
+                self._count(stream, -nbytes)
         now = time.time()
         for n in self.segments():
             if n >= segment or n == self.segment:

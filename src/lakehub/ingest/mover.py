@@ -4,9 +4,12 @@ A batch starts where the checkpoint is and ends at the last entry boundary withi
 ``MAX_BATCH`` bytes or at the durable end of the segment, so after a crash the same start gives
 the same keys and a batch that is at least as long: the sinks overwrite what they wrote, and
 every entry lands exactly once. The checkpoint, the streams' counters and their settled schemas
-change in one database transaction after every sink of the batch succeeded, so a batch written
-again after a crash is conformed to the same schema as the first time. While the lake fails,
-the batch is retried (backoff up to ``MAX_BACKOFF``) and the log grows up to its bound.
+change in one database transaction after every sink of the batch succeeded or parked its part,
+so a batch written again after a crash is conformed to the same schema as the first time. While
+the lake does not answer, the batch is retried (backoff up to ``MAX_BACKOFF``) and the log grows
+up to its bound. When the lake answers but one stream's sink fails, that stream's part is parked
+on local disk and the others go on (see ``park.py``); its parked batches are conformed to its
+settled schema when they land, in order, and commit it the same way (see ``retry.py``).
 """
 
 from __future__ import annotations
@@ -15,15 +18,16 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
-from sqlalchemy import select, update
-
-from lakehub.hub.db import Dataset, IngestCheckpoint, IngestStream, utcnow
-from lakehub.ingest.base import Batch, Entry, Sink
+from lakehub.hub.db import IngestCheckpoint, utcnow
+from lakehub.ingest.base import Batch, Entry, Sink, Stream
+from lakehub.ingest.counters import Counts, Schemas, add_moved, settled_schemas, stream_error
 from lakehub.ingest.intake import Intake
 from lakehub.ingest.log import LogWriter, scan, seg_name
-from lakehub.ingest.schema import catalog_columns, loads
-from lakehub.ingest.sinks import PartlyRejected
+from lakehub.ingest.park import Park
+from lakehub.ingest.retry import ParkedWriter
+from lakehub.ingest.sinks import LakeWriteError, PartlyRejected
 
 log = logging.getLogger("lakehub.ingest.mover")
 MAX_BATCH = 32 * 2**20
@@ -41,12 +45,18 @@ def checkpoint(db: object) -> tuple[int, int]:
 
 class Mover:
     def __init__(self, intake: Intake, logw: LogWriter, sinks: dict[str, Sink],
-                 batch_seconds: float = 1.0) -> None:  # fmt: skip
+                 batch_seconds: float = 1.0, probe: Callable[[], object] | None = None,
+                 ) -> None:  # fmt: skip
+        """``probe`` raises unless the lake answers: a sink that fails while it answers fails
+        for its stream only (without a probe every failure is taken for the lake's)."""
         self.intake = intake
         self.log = logw
         self.db = intake.directory.db
         self.sinks = sinks
         self.batch_seconds = batch_seconds
+        self.probe = probe
+        self.park = Park(logw.dir / "parked", logw)
+        self.parked = ParkedWriter(self.park, intake, sinks)
         self.wake = threading.Event()
         logw.on_durable.append(self.wake)
         self._stop = threading.Event()
@@ -54,12 +64,14 @@ class Mover:
         self.backoff = 0.5
 
     def start(self) -> None:
+        self.parked.start()
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         self.wake.set()
         self._thread.join(timeout)
+        self.parked.stop(timeout)
 
     def _run(self) -> None:
         import pyarrow.parquet  # noqa: F401 (loaded before the first batch waits on it)
@@ -88,7 +100,7 @@ class Mover:
         end = self.log.durable_end(seg)
         if off >= end:
             if seg < self.log.segment:  # sealed and fully moved: on to the next one
-                self._commit(seg + 1, 0, {}, {}, {})
+                self._commit(seg + 1, 0, {}, {}, {}, {})
                 return True
             return False
         if end - off < MAX_BATCH and seg == self.log.segment:
@@ -109,20 +121,29 @@ class Mover:
             raise RuntimeError(f"{seg_name(seg)} at {off}: unreadable entry before the durable end")
         key = f"{seg:012d}-{off:012d}"
         by_stream: dict[int, list[Entry]] = defaultdict(list)
+        left: dict[int, int] = defaultdict(int)
         for e in entries:
             by_stream[e.stream_id].append(e)
-        counts: dict[int, tuple[int, int, float]] = {}
+            left[e.stream_id] += len(e.data)
+        counts: Counts = {}
         errors: dict[int, str] = {}
-        settled = self._schemas(list(by_stream))
-        schemas: dict[int, str | None] = {}
+        parked: dict[int, tuple[list[Entry], str]] = {}
+        answers: bool | None = None  # the lake's answer to a probe, once a sink failed
+        streams: dict[int, Stream] = {}
         for sid, group in by_stream.items():
-            stream = self.intake.streams.get(sid)
-            if stream is None:
-                self.intake.maybe_reload(miss=True)
-                stream = self.intake.streams.get(sid)
+            stream = self.intake.stream(sid)
             if stream is None:  # deleted since: what it received has nowhere to go
                 log.warning("stream %d is gone: %d entries of it skipped", sid, len(group))
-                continue
+            elif self.park.has(sid):  # behind its parked batches, to keep its order
+                parked[sid] = (group, "")
+            else:
+                streams[sid] = stream
+        # read once these streams have nothing parked: the parked writer commits a stream's
+        # schema before its last parked batch goes, and only this thread parks batches
+        settled = settled_schemas(self.db, list(streams))
+        schemas: Schemas = {}
+        for sid, stream in streams.items():
+            group = by_stream[sid]
             batch = Batch(stream, key, group, settled.get(sid))
             try:
                 records, nbytes = self.sinks[stream.kind].write(batch)
@@ -130,56 +151,44 @@ class Mover:
                 records, nbytes = err.records, err.nbytes
                 errors[sid] = str(err)
             except Exception as err:
-                self._error(sid, f"cannot write to s3://{stream.bucket}/{stream.prefix}: {err}")
-                raise
+                why = f"cannot write to s3://{stream.bucket}/{stream.prefix}: {err}"
+                stream_error(self.db, sid, why)
+                if isinstance(err, LakeWriteError) and err.unreachable:
+                    raise  # the lake is down for everyone: retry the batch
+                if answers is None:
+                    answers = self._answers()
+                if not answers:
+                    raise
+                log.warning("stream %s: %s; its entries wait on local disk", stream.name, why)
+                parked[sid] = (group, why)  # conformed again when it lands (same schema before)
+                continue
             counts[sid] = (records, nbytes, max(e.received_at for e in group))
             if batch.schema != settled.get(sid):
                 schemas[sid] = batch.schema
-        self._commit(seg, new_off, counts, errors, schemas)
+        for sid, (group, why) in parked.items():  # durable before the checkpoint passes them
+            self.park.put(sid, key, group, why)
+        self._commit(seg, new_off, counts, errors, schemas, left)
         return True
 
-    def _schemas(self, sids: list[int]) -> dict[int, str | None]:
-        """The streams' settled schemas, as last committed."""
-        with self.db.session() as s:
-            rows = s.execute(select(IngestStream.id, IngestStream.schema_json)
-                             .where(IngestStream.id.in_(sids))).all()  # fmt: skip
-        return {sid: doc for sid, doc in rows}
+    def _answers(self) -> bool:
+        """Whether the lake answers a probe: a sink's failure (a refusal, not a timeout) is then
+        its stream's alone."""
+        if self.probe is None:
+            return False
+        try:
+            self.probe()
+        except Exception as why:
+            log.warning("the lake does not answer: %s", why)
+            return False
+        return True
 
-    def _commit(self, seg: int, off: int, counts: dict[int, tuple[int, int, float]],
-                errors: dict[int, str], schemas: dict[int, str | None]) -> None:  # fmt: skip
+    def _commit(self, seg: int, off: int, counts: Counts, errors: dict[int, str],
+                schemas: Schemas, left: dict[int, int]) -> None:  # fmt: skip
         with self.db.session() as s:
             row = s.get(IngestCheckpoint, 1)
             if row is None:
                 row = IngestCheckpoint(id=1)
                 s.add(row)
             row.segment, row.offset, row.updated_at = seg, off, utcnow()
-            for sid, (records, nbytes, until) in counts.items():
-                values: dict[str, object] = {
-                    "moved_records": IngestStream.moved_records + records,
-                    "moved_bytes": IngestStream.moved_bytes + nbytes,
-                    "moved_until": until,
-                }
-                if sid in errors:
-                    values["errors"] = IngestStream.errors + 1
-                    values["last_error"] = errors[sid][:1000]
-                if sid in schemas:
-                    values["schema_json"] = schemas[sid]
-                s.execute(update(IngestStream).where(IngestStream.id == sid).values(**values))
-                name = s.scalar(select(IngestStream.dataset).where(IngestStream.id == sid))
-                if name:
-                    columns = {"schema_json": catalog_columns(loads(schemas[sid]))} \
-                        if sid in schemas else {}  # fmt: skip
-                    s.execute(update(Dataset).where(Dataset.name == name).values(
-                        row_count=Dataset.row_count + records, size_bytes=Dataset.size_bytes
-                        + nbytes, file_count=Dataset.file_count + 1, updated_at=utcnow(),
-                        **columns,
-                    ))  # fmt: skip
-        self.log.set_moved(seg, off)
-
-    def _error(self, sid: int, message: str) -> None:
-        try:
-            with self.db.session() as s:
-                s.execute(update(IngestStream).where(IngestStream.id == sid).values(
-                    errors=IngestStream.errors + 1, last_error=message[:1000]))  # fmt: skip
-        except Exception as err:
-            log.warning("cannot record a stream's error: %s", err)
+            add_moved(s, counts, errors, schemas)
+        self.log.set_moved(seg, off, left)

@@ -56,7 +56,7 @@ async def run(settings: Settings) -> None:
     intake = Intake(directory, logw)
     s3 = S3Writer(lake.admin())
     mover = Mover(intake, logw, {"records": RecordSink(s3), "raw": RawSink(s3)},
-                  settings.ingest_batch_seconds)  # fmt: skip
+                  settings.ingest_batch_seconds, probe=s3.probe)  # fmt: skip
     mover.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

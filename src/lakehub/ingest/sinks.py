@@ -117,7 +117,12 @@ def table(times: list[float], tags: list[str], recs: list[dict[str, Any]]) -> An
 
 
 class LakeWriteError(RuntimeError):
-    """The lake refused or did not answer: the batch is tried again later."""
+    """The lake refused or did not answer: the batch is tried again later. ``unreachable``: no
+    answer at all (the lake is down for every stream), rather than a refusal of this write."""
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 class S3Writer:
@@ -130,7 +135,14 @@ class S3Writer:
         try:
             self.client.put_object(Bucket=bucket, Key=key, Body=body)
         except Exception as err:
-            raise LakeWriteError(f"s3://{bucket}/{key}: {err}") from err
+            from botocore.exceptions import ClientError
+
+            raise LakeWriteError(f"s3://{bucket}/{key}: {err}",
+                                 unreachable=not isinstance(err, ClientError)) from err  # fmt: skip
+
+    def probe(self) -> None:
+        """Raises unless the lake answers (a failed write then concerns its bucket only)."""
+        self.client.list_buckets()
 
 
 class RecordSink(Sink):
