@@ -4,9 +4,11 @@ LakeHub: a hub from ``lakehub up --detach`` (receivers on free ports), a user, a
 and a source with a shared key. Clients send PackedForward chunks of ``--chunk`` records of
 about 200 bytes each (``chunk`` option set: every chunk waits for its ack, ``--window`` chunks
 in flight per connection, ``--conns`` connections in processes of their own), and HTTP NDJSON
-bodies of the same records (``--conns`` clients). A run lasts ``--seconds``; the rate counts
-acknowledged records only. Lag: from the last ack until the stream's counters say every
-record is in the lake (Parquet written), polled every 50 ms through the API.
+bodies of the same records (``--conns`` client processes, each with ``--window`` requests in
+flight on connections of their own: as many in flight as Forward has). A run lasts
+``--seconds``; the rate counts acknowledged records only. Lag: from the last ack until the
+stream's counters say every record is in the lake (Parquet written), polled every 50 ms through
+the API.
 
 Anchor, same run, same client: a plain single-threaded Forward receiver written here (one
 ``selectors`` loop, the entries appended to a file and fsynced for every chunk, then the ack).
@@ -27,6 +29,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -114,17 +117,31 @@ def run_forward(port: int, key: str | None,
     return count / (last - t0), last, count
 
 
-def http_client(url: str, token: str, body: bytes, n: int, seconds: float, out: Any) -> None:
+def http_client(url: str, token: str, body: bytes, n: int, seconds: float, window: int,
+                out: Any) -> None:  # fmt: skip
+    """``window`` requests in flight (HTTP/1.1 has no pipelining: one connection each)."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
-    acked = 0
     end = time.monotonic() + seconds
-    with httpx.Client(timeout=60) as c:
-        while time.monotonic() < end:
-            r = c.post(url, content=body, headers=headers)
-            if r.status_code != 200:
-                raise RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
-            acked += n
-    out.put((acked, time.monotonic()))
+    acked = [0] * window
+    errors: list[str] = []
+
+    def send(i: int) -> None:
+        with httpx.Client(timeout=60) as c:
+            while time.monotonic() < end and not errors:
+                r = c.post(url, content=body, headers=headers)
+                if r.status_code != 200:
+                    errors.append(f"HTTP {r.status_code}: {r.text[:200]}")
+                    return
+                acked[i] += n
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(window)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(errors[0])
+    out.put((sum(acked), time.monotonic()))
 
 
 def run_http(url: str, token: str, args: argparse.Namespace) -> tuple[float, float, int]:
@@ -132,7 +149,8 @@ def run_http(url: str, token: str, args: argparse.Namespace) -> tuple[float, flo
     out = ctx.Queue()
     body = ndjson(args.chunk)
     procs = [ctx.Process(target=http_client, args=(url, token, body, args.chunk, args.seconds,
-                                                   out)) for _ in range(args.conns)]  # fmt: skip
+                                                   args.window, out))
+             for _ in range(args.conns)]  # fmt: skip
     t0 = time.monotonic()
     for p in procs:
         p.start()
