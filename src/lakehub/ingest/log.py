@@ -57,6 +57,15 @@ def seg_name(n: int) -> str:
     return f"seg-{n:012d}.log"
 
 
+def fsync_dir(path: Path) -> None:
+    """Make the names in a folder durable (a created, renamed or removed file)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class LogWriter:
     def __init__(self, folder: Path, segment_bytes: int, max_held: int,
                  dedupe_seconds: int = 3600) -> None:  # fmt: skip
@@ -120,7 +129,7 @@ class LogWriter:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.fsync(self._fd)  # whatever survived in the page cache is on disk from now on
         self.size = os.fstat(self._fd).st_size
-        self._fsync_dir()
+        fsync_dir(self.dir)
         self._seg_keys.setdefault(self.segment, [])
         self._sizes = {n: _size(self.dir / seg_name(n)) for n in self.segments()}
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
@@ -258,19 +267,12 @@ class LogWriter:
         self.segment += 1
         self._fd = os.open(self.dir / seg_name(self.segment),
                            os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # fmt: skip
-        self._fsync_dir()
+        fsync_dir(self.dir)
         with self._lock:
             self._sizes[self.segment - 1] = self.size
             self._sizes[self.segment] = 0
             self.size = 0
             self._seg_keys[self.segment] = []
-
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     # the mover's side ----------------------------------------------------------------------
     def durable_end(self, segment: int) -> int:

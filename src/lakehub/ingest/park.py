@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakehub.ingest.base import Entry
-from lakehub.ingest.log import LogWriter, encode, scan
+from lakehub.ingest.log import LogWriter, encode, fsync_dir, scan
 
 log = logging.getLogger("lakehub.ingest.park")
 FIRST_BACKOFF = 1.0
@@ -74,7 +74,7 @@ class Park:
                 path.unlink()
             else:
                 self._files.setdefault(sid, []).append(Parked(sid, key, path, path.stat().st_size))
-        self._fsync_dir()
+        fsync_dir(self.dir)
         for sid, files in self._files.items():
             log.info("stream %d: %d batches parked on local disk", sid, len(files))
             self._due[sid] = 0.0
@@ -98,7 +98,7 @@ class Park:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        self._fsync_dir()
+        fsync_dir(self.dir)
         with self._lock:
             files = [p for p in self._files.get(stream, []) if p.key != key]
             self._files[stream] = [*files, Parked(stream, key, path, len(data))]
@@ -136,7 +136,7 @@ class Park:
     def landed(self, p: Parked) -> None:
         """``p`` reached the lake and is counted: its file goes; the next is tried at once."""
         p.path.unlink(missing_ok=True)
-        self._fsync_dir()
+        fsync_dir(self.dir)
         with self._lock:
             files = [q for q in self._files.get(p.stream, []) if q.key != p.key]
             self._backoff.pop(p.stream, None)
@@ -155,7 +155,7 @@ class Park:
             self._account(stream)
         for p in files:
             p.path.unlink(missing_ok=True)
-        self._fsync_dir()
+        fsync_dir(self.dir)
         return len(files)
 
     def _forget(self, stream: int) -> None:
@@ -167,10 +167,3 @@ class Park:
     def _account(self, stream: int) -> None:
         size = sum(p.size for p in self._files.get(stream, []))
         self.log.set_parked(stream, size, self._why.get(stream, ""))
-
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
