@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,26 +113,6 @@ def run_child(side: str, name: str, path: str, env: dict[str, str], limit: int,
                     time.sleep(0.1)
 
 
-class Hub:
-    def __init__(self, root: Path, marker: str) -> None:
-        self.data = root / "data"
-        self.port = B.free_port()
-        self.env = {**os.environ, "LAKEHUB_LAKE_PORT": "0", "LAKEHUB_FORWARD_PORT": "0",
-                    "LAKEHUB_INGEST_HTTP_PORT": "0", "BENCH_MARK": marker,
-                    "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12)}  # fmt: skip
-        self.env.pop("LAKEHUB_DATA_DIR", None)
-
-    def cli(self, *args: str, timeout: float = 120) -> str:
-        return B.lakehub(self.data, self.env, *args, timeout=timeout).stdout
-
-    def prepare(self) -> tuple[str, str]:
-        """Up, with one user; returns the hub's URL and the user's API token."""
-        self.cli("up", "--detach", "--port", str(self.port), timeout=900)
-        name = f"bench{secrets.token_hex(3)}"
-        self.cli("user", "add", name)
-        return f"http://127.0.0.1:{self.port}", self.cli("user", "token", name).strip()
-
-
 def write_array(url: str, token: str, name: str, chunks: int,
                 compressors: Any = None) -> tuple[str, float, int]:  # fmt: skip
     """The array, chunk by chunk; returns its path, the seconds it took and the bytes stored."""
@@ -172,7 +151,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="lakehub-bench-arrays-", dir="/tmp"))
     root.chmod(0o711)
     marker = str(root)
-    hub = Hub(root, marker)
+    hub = B.DetachedHub(root, marker)
     problems: list[str] = []
     chunks = max(1, round(args.gib * 2**30 / (ROWS_PER_CHUNK * COLS * 8)))
     rows = chunks * ROWS_PER_CHUNK
@@ -187,7 +166,7 @@ def main() -> int:
         print(f"arrays benchmark: {args.runs} runs per side over {rows * COLS * 8 / 2**30:.2f} "
               f"GiB ({chunks} chunks of 32 MiB), memory limit "
               f"{args.limit_gib:g} GiB, data in {root}", flush=True)  # fmt: skip
-        url, token = hub.prepare()
+        url, token = hub.up_with_user()
         path, wrote, stored_bytes = write_array(url, token, "benchbig", chunks,
                                                 "auto" if args.zarr_codec else None)
         stored = stored_bytes
@@ -222,13 +201,7 @@ def main() -> int:
                   f"{got['lakehub']:.3f} GB/s | anchor {got['anchor']:.3f} GB/s | ratio "
                   f"{res['ratio'][-1]:.2f}x", flush=True)  # fmt: skip
     finally:
-        try:
-            hub.cli("down")
-        except RuntimeError as err:
-            problems.append(str(err))
-        problems += B.reap(marker, wait=5)
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+        problems += hub.down(args.keep)
     cols = ["median", "min", "max"]
     print()
     print("out-of-core reduction (per-column sum, mean, max in one dask.compute): GB/s")

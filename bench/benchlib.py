@@ -14,6 +14,8 @@ import math
 import os
 import platform
 import re
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -169,6 +171,43 @@ def lakehub(data: Path, env: dict[str, str], *args: str,
     if proc.returncode != 0:
         raise RuntimeError(f"lakehub {' '.join(args)}: {proc.stderr.strip()[-1500:]}")
     return proc
+
+
+class DetachedHub:
+    """A hub of the benchmark's own (``lakehub up --detach`` in ``root/data``, every port free),
+    and one regular user."""
+
+    def __init__(self, root: Path, marker: str) -> None:
+        self.root, self.marker = root, marker
+        self.data = root / "data"
+        self.port = free_port()
+        self.env = {**os.environ, "LAKEHUB_LAKE_PORT": "0", "LAKEHUB_FORWARD_PORT": "0",
+                    "LAKEHUB_INGEST_HTTP_PORT": "0", "BENCH_MARK": marker,
+                    "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12)}  # fmt: skip
+        self.env.pop("LAKEHUB_DATA_DIR", None)
+
+    def cli(self, *args: str, timeout: float = 120) -> str:
+        return lakehub(self.data, self.env, *args, timeout=timeout).stdout
+
+    def up_with_user(self) -> tuple[str, str]:
+        """Up, with one user; the hub's URL and the user's API token."""
+        self.cli("up", "--detach", "--port", str(self.port), timeout=900)
+        name = f"bench{secrets.token_hex(3)}"
+        self.cli("user", "add", name)
+        return f"http://127.0.0.1:{self.port}", self.cli("user", "token", name).strip()
+
+    def down(self, keep: bool) -> list[str]:
+        """Down, every process of the run reaped, the folder removed unless ``keep``; what went
+        wrong on the way."""
+        problems = []
+        try:
+            self.cli("down")
+        except RuntimeError as err:
+            problems.append(str(err))
+        problems += reap(self.marker, wait=5)
+        if not keep:
+            shutil.rmtree(self.root, ignore_errors=True)
+        return problems
 
 
 def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:

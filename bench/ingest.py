@@ -25,7 +25,6 @@ import multiprocessing as mp
 import os
 import secrets
 import selectors
-import shutil
 import socket
 import sys
 import tempfile
@@ -194,28 +193,14 @@ def anchor_server(sock: socket.socket, path: str) -> None:
 
 
 # --------------------------------------------------------------------------- LakeHub
-class Hub:
-    def __init__(self, root: Path, marker: str) -> None:
-        self.data = root / "data"
-        self.port = B.free_port()
-        self.env = {**os.environ, "LAKEHUB_LAKE_PORT": "0", "LAKEHUB_FORWARD_PORT": "0",
-                    "LAKEHUB_INGEST_HTTP_PORT": "0", "BENCH_MARK": marker,
-                    "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12)}  # fmt: skip
-        self.env.pop("LAKEHUB_DATA_DIR", None)
-
-    def cli(self, *args: str, timeout: float = 120) -> str:
-        return B.lakehub(self.data, self.env, *args, timeout=timeout).stdout
-
+class Hub(B.DetachedHub):
     def runtime(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.data / "run" / "runtime.json").read_text())
         return data
 
     def prepare(self) -> tuple[httpx.Client, dict[str, Any]]:
-        self.cli("up", "--detach", "--port", str(self.port), timeout=900)
-        name = f"bench{secrets.token_hex(3)}"
-        self.cli("user", "add", name)
-        token = self.cli("user", "token", name).strip()
-        c = httpx.Client(base_url=f"http://127.0.0.1:{self.port}{API}", timeout=60,
+        url, token = self.up_with_user()
+        c = httpx.Client(base_url=f"{url}{API}", timeout=60,
                          headers={"Authorization": f"token {token}"})  # fmt: skip
         for stream, tag in (("benchfw", "bench.fw"), ("benchhttp", "bench.http")):
             c.post("/streams", json={"name": stream, "tags": [tag]}).raise_for_status()
@@ -286,13 +271,7 @@ def main() -> int:
     finally:
         if anchor is not None:
             anchor.kill()
-        try:
-            hub.cli("down")
-        except RuntimeError as err:
-            problems.append(str(err))
-        problems += B.reap(marker, wait=5)
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+        problems += hub.down(args.keep)
     cols = ["median", "min", "max"]
     print()
     print("PackedForward, acknowledged and fsynced: records/s")
