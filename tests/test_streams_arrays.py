@@ -63,8 +63,9 @@ def test_a_raw_stream_reads_alike_in_order_and_at_random_across_objects(
     monkeypatch.setattr(streams, "BLOCK", 1000)
     a = user(ih, "rr")
     client = lakehub.connect(ih.url, ih.token(a))
-    streams.create("pieces", tags=["pieces.*"], kind="raw", client=client)
-    bucket, _, prefix = streams.get("pieces", client)["path"][5:].partition("/")
+    name = f"pieces{a}"  # stream names are the hub's, and other modules share this hub
+    streams.create(name, tags=[f"{name}.*"], kind="raw", client=client)
+    bucket, _, prefix = streams.get(name, client)["path"][5:].partition("/")
     s3 = client.lake.credentials().boto3_client()
     rng = np.random.default_rng(3)
     data = rng.integers(0, 256, 20_000, dtype=np.uint8).tobytes()
@@ -72,7 +73,7 @@ def test_a_raw_stream_reads_alike_in_order_and_at_random_across_objects(
     for i, (start, end) in enumerate(zip(cuts, cuts[1:], strict=False)):
         s3.put_object(Bucket=bucket, Key=f"{prefix}/part-{i:04d}.bin", Body=data[start:end])
     s3.put_object(Bucket=bucket, Key=f"{prefix}/_rejected/part-0001.bin", Body=b"not ours")
-    with streams.open("pieces", client=client) as f:
+    with streams.open(name, client=client) as f:
         raw = f.raw
         assert raw.size == len(data) and len(raw.keys) == len(cuts) - 2  # the empty one skipped
         assert f.read(5000) == data[:5000] and f.read() == data[5000:]
