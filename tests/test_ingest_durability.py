@@ -18,6 +18,7 @@ import lakehub
 from conftest import Hub
 from ingest_client import API, Forward, moved, packed, port, rows, setup, user
 from lakehub import datasets
+from lakehub.ingest.intake import STATS_EVERY
 
 
 @pytest.fixture
@@ -112,6 +113,14 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(ih: Hub) -> None:
     assert set(ids) == set(range(chunks * per_chunk))
     assert info["moved_records"] == chunks * per_chunk
     assert retried >= kills  # some chunks were sent again: each was stored once all the same
+    # the counters are taken from the durable log: every chunk counted once, kills or not
+    with ih.http(a) as c:
+        def received() -> int:
+            return int(c.get(f"{API}/streams/crash").json()["received_entries"])
+
+        ih.wait(lambda: received() >= chunks, 30, f"{chunks} entries counted ({received()})")
+        time.sleep(2 * STATS_EVERY)  # a count beyond would show by now
+        assert received() == chunks
 
 
 def test_a_stopped_lake_fills_the_buffer_then_refuses_and_loses_nothing(ih: Hub) -> None:

@@ -188,3 +188,31 @@ def test_conforming_keeps_every_value(batches: list[list[Any]], field: str,
     got = [v for t in files for v in (t[field].cast(want).to_pylist() if field in t.column_names
                                       else [None] * t.num_rows)]  # fmt: skip
     assert got == values
+
+
+def test_counts_come_from_the_durable_log_and_are_taken_again_after_a_crash(
+        tmp_path: Path) -> None:  # fmt: skip
+    log = LogWriter(tmp_path, 2048, 1 << 30)  # small segments: counting crosses them
+    log.open((0, 0))
+    for i in range(30):
+        assert log.append(entry(3, f"a{i}", stream=1 + i % 2)).result(10) is True
+    assert log.append(entry(3, "a0", stream=1)).result(10) is False  # a retry: not counted
+    counts, at = log.take_counts()
+    assert {sid: c[1] for sid, c in counts.items()} == {1: 15, 2: 15}
+    for i in range(30, 40):
+        log.append(entry(3, f"a{i}", stream=1)).result(10)
+    untaken, _ = log.take_counts()  # taken, never committed: the process dies here
+    assert untaken[1][1] == 10
+    log.close()
+    again = LogWriter(tmp_path, 2048, 1 << 30)
+    again.open((0, 0), at)  # counted up to ``at`` before the crash: the rest is counted again
+    recount, _ = again.take_counts()
+    assert {sid: c[1] for sid, c in recount.items()} == {1: 10}
+    again.append(entry(1, "b", stream=2)).result(10)
+    more, _ = again.take_counts()
+    assert {sid: c[1] for sid, c in more.items()} == {2: 1}
+    again.close()
+    fresh = LogWriter(tmp_path, 2048, 1 << 30)
+    fresh.open((0, 0), None)  # no position recorded (an older hub): nothing counted twice
+    assert fresh.take_counts()[0] == {}
+    fresh.close()

@@ -353,3 +353,4 @@ class Directory:
     @staticmethod
     def record_event(s: Session, actor: str, action: str, target: str, detail: str = "") -> None:
         s.add(Event(actor=actor, action=action, target=target, detail=detail))
+        s.info["changed"] = True  # the database's ``on_change`` hooks run once it commits

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -35,6 +36,7 @@ from lakehub.hub.routers import (
     uploads,
 )  # fmt: skip
 from lakehub.hub.state import AppState
+from lakehub.ingest import registry as ingest_registry
 from lakehub.lake.base import LakeUnavailable
 from lakehub.lake.seaweedfs import SeaweedFS
 from lakehub.notebooks.policy import Policies
@@ -56,6 +58,8 @@ def build_state() -> AppState:
     tok = tokens(settings)
     vault = Vault(settings.state_dir)
     db = Database(settings.database_url)
+    # the receivers take a revoked grant, a deleted source or user into account at once
+    db.on_change.append(partial(ingest_registry.mark_changed, settings.ingest_dir))
     lake = SeaweedFS(settings.state_dir, settings.run_dir, runtime.ports, tok.lake_key,
                      tok.lake_secret, settings.lake_binary)  # fmt: skip
     directory = Directory(db, vault, lake)

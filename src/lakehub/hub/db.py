@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -285,8 +285,9 @@ class IngestStream(Base):
 
 
 class IngestCheckpoint(Base):
-    """How far the local log has reached the lake (row 1), and how far each stream's parked
-    batches have (row ``-<stream id>``: the key of its last landed parked batch)."""
+    """How far the local log has reached the lake (row 1), how far each stream's parked
+    batches have (row ``-<stream id>``: the key of its last landed parked batch), and how far
+    the log was counted into the streams' "received" counters (row 0)."""
 
     __tablename__ = "ingest_checkpoint"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -361,8 +362,15 @@ class Database:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # called after a transaction that recorded an audited change has committed (see
+        # ``Directory.record_event``): other processes learn of it before the caller answers
+        self.on_change: list[Callable[[], None]] = []
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions() as s, s.begin():
-            yield s
+        with self._sessions() as s:
+            with s.begin():
+                yield s
+            if s.info.pop("changed", False):
+                for hook in self.on_change:
+                    hook()

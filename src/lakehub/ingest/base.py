@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+DEFAULT_MAX_MESSAGE = 16 * 2**20  # a source's largest message, also once inflated
+
 
 class Refused(Exception):
     """Data not accepted; ``status`` is the HTTP status that says why."""
@@ -77,6 +79,14 @@ class Stream:
     def matches(self, tag: str) -> bool:
         return any(fnmatch.fnmatchcase(tag, p) for p in self.tags)
 
+    def revoked(self) -> str:
+        """Why its owner may no longer write where it lives ('' if they may). The lake writer
+        acts with the lake's administrator key, so it holds the owner's grants itself."""
+        if self.owner in self.writers:
+            return ""
+        return (f"{self.owner} may no longer write s3://{self.bucket}/: what this stream "
+                "received waits on local disk until the grant is back or the stream is deleted")
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -119,14 +129,44 @@ class LogFull(Refused):
 
 
 class StreamFull(Refused):
-    """A stream whose batches cannot be written holds its share of the buffer on local disk."""
+    """Streams whose batches cannot be written hold their owner's share of the buffer on disk."""
 
-    def __init__(self, stream: str, parked: int, limit: int, why: str) -> None:
+    def __init__(self, stream: str, owner: str, parked: int, limit: int, why: str) -> None:
         super().__init__(
-            f"stream {stream!r} cannot be written to the lake and {parked} bytes of it wait on "
-            f"local disk, the most one stream may hold ({limit}); retry later"
+            f"stream {stream!r} cannot be written to the lake: {parked} bytes of {owner}'s "
+            f"streams wait on local disk, the most one user's streams may hold ({limit}); "
+            "retry later"
             + (f". The lake writer said: {why}" if why else ""), 503,
         )  # fmt: skip
+
+
+def gunzip(data: bytes, limit: int) -> bytes:
+    """``data`` (one or more concatenated gzip members, as fluentd writes them) decompressed,
+    never holding more than ``limit`` bytes of output: raises :class:`Refused` (413) beyond
+    ``limit``, ValueError when the data is not gzip or is cut short."""
+    import zlib
+
+    out: list[bytes] = []
+    total = 0
+    while data:
+        if data[:2] != b"\x1f\x8b" and out:  # zero padding may follow the last member
+            if data.strip(b"\0"):
+                raise ValueError("data after the last gzip member")
+            break
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            part = d.decompress(data, limit - total + 1)
+        except zlib.error as err:
+            raise ValueError(f"not gzip: {err}") from None
+        total += len(part)
+        if total > limit:
+            raise Refused(f"compressed entries inflate to more than {limit} bytes, the most "
+                          "this source may send in one message", 413)  # fmt: skip
+        out.append(part)
+        if not d.eof:
+            raise ValueError("gzip data cut short")
+        data = d.unused_data
+    return b"".join(out)
 
 
 def json_loads(text: bytes) -> Any:

@@ -29,13 +29,17 @@ from typing import Any
 
 import msgpack
 
-from lakehub.ingest.base import Fmt, Refused, Source, Stream
+from lakehub.ingest.base import Fmt, Refused, Source, Stream, gunzip
 from lakehub.ingest.intake import Intake
 
 log = logging.getLogger("lakehub.ingest.forward")
 HELO_AFTER = 0.25
 HANDSHAKE_TIMEOUT = 10.0
+IDLE_TIMEOUT = 300.0  # a connection silent this long between messages is closed
+STALLED_TIMEOUT = 20.0  # a message that gets no byte for this long is dropped with its connection
 MAX_UNAUTHENTICATED = 64 * 2**20
+MAX_TAGLESS = 1024  # bytes of a message from an unknown sender before its tag must be read
+MAX_UNKNOWN = 128  # connections whose sender is not known yet (no handshake, no message)
 READ = 256 * 1024
 ARRAY = frozenset([*range(0x90, 0xA0), 0xDC, 0xDD])
 MAP = frozenset([*range(0x80, 0x90), 0xDE, 0xDF])
@@ -64,6 +68,8 @@ class Connection:
         self.acks: deque[tuple[asyncio.Future[bool], bytes]] = deque()
         self.ack_ready = asyncio.Event()
         self.streams: dict[str, tuple[Source, Stream]] = {}
+        self.generation = intake.generation  # of the registry these routes were read from
+        self.routed = False  # a message of this connection was routed
 
     async def run(self) -> None:
         acker = asyncio.create_task(self._send_acks())
@@ -72,7 +78,7 @@ class Connection:
             if first:
                 await self._consume(first)
             while True:
-                data = await self.reader.read(READ)
+                data = await self._read()
                 if not data:
                     if len(self.buf) - (self.start - self.base) > 0:
                         log.warning("%s: connection closed in the middle of a message; the "
@@ -94,6 +100,22 @@ class Connection:
             except (TimeoutError, ConnectionError):
                 acker.cancel()
             self.writer.close()
+
+    async def _read(self) -> bytes:
+        """The next bytes; closes a connection idle between messages, stalled in the middle of
+        one, or silent before its sender is known."""
+        partial = len(self.buf) - (self.start - self.base) > 0
+        wait = STALLED_TIMEOUT if partial else IDLE_TIMEOUT if self.known else HANDSHAKE_TIMEOUT
+        try:
+            return await asyncio.wait_for(self.reader.read(READ), wait)
+        except TimeoutError:
+            raise Refused(f"no data for {wait:.0f} s" + (" in the middle of a message; the "
+                          "unfinished message was not accepted" if partial else ""))from None
+
+    @property
+    def known(self) -> bool:
+        """Whether the sender is known: it authenticated, or a message of it was routed."""
+        return self.source is not None or self.routed
 
     # handshake ---------------------------------------------------------------------------
     async def _handshake_or_data(self) -> bytes:
@@ -137,6 +159,27 @@ class Connection:
         return b""
 
     # messages ----------------------------------------------------------------------------
+    def _limit(self) -> int:
+        """The most bytes the message being read may hold: its source's limit; without a
+        handshake, that of the keyless source its tag belongs to, read from its first bytes."""
+        if self.source is not None:
+            return self.source.max_message_bytes
+        head = bytes(self.buf[self.start - self.base : self.start - self.base + MAX_TAGLESS])
+        u = msgpack.Unpacker(raw=True, max_buffer_size=MAX_TAGLESS)
+        u.feed(head)
+        try:
+            u.read_array_header()
+            tag = u.unpack()
+        except msgpack.OutOfData:
+            if len(head) >= MAX_TAGLESS:
+                raise Refused(f"no tag in the first {MAX_TAGLESS} bytes of a message") from None
+            return MAX_TAGLESS
+        except (ValueError, msgpack.UnpackValueError, msgpack.ExtraData) as err:
+            raise Refused(f"malformed message: {err}") from None
+        if not isinstance(tag, bytes):
+            raise Refused(f"the tag must be a string, not {type(tag).__name__}")
+        return self.intake.open_source(tag.decode("utf-8", "replace")).max_message_bytes
+
     async def _consume(self, data: bytes) -> None:
         self.buf += data
         limit = self.source.max_message_bytes if self.source else MAX_UNAUTHENTICATED
@@ -150,7 +193,10 @@ class Connection:
             try:
                 self.unpacker.skip()
             except msgpack.OutOfData:
-                if len(self.buf) - (start - self.base) > limit + 1024:
+                pending = len(self.buf) - (start - self.base)
+                if pending and self.source is None:
+                    limit = self._limit()
+                if pending > limit + 1024:
                     raise Refused(f"message larger than {limit} bytes") from None
                 break
             except (ValueError, msgpack.UnpackValueError, msgpack.ExtraData) as err:
@@ -200,16 +246,20 @@ class Connection:
             raise Refused(f"malformed message: {err}") from None
         if not isinstance(option, dict):
             raise Refused("the option must be a map")
-        if option.get(b"compressed") == b"gzip":
-            if fmt != Fmt.MSGPACK_ENTRIES:
-                raise Refused("only PackedForward entries may be compressed")
-            fmt = Fmt.GZIP_ENTRIES
         chunk = option.get(b"chunk", b"")
         if not isinstance(chunk, bytes) or len(chunk) > 200:
             raise Refused("the chunk option must be a string of at most 200 bytes")
         source, stream = self._route(tag_s)
         if not isinstance(data, bytes):
             raise Refused("entries must be bytes")
+        if option.get(b"compressed") == b"gzip":
+            if fmt != Fmt.MSGPACK_ENTRIES:
+                raise Refused("only PackedForward entries may be compressed")
+            fmt = Fmt.GZIP_ENTRIES
+            try:  # inflated within the source's limit, or refused before any ack
+                gunzip(data, source.max_message_bytes)
+            except ValueError as err:
+                raise Refused(f"compressed entries: {err}") from None
         while wait := self.intake.throttle(source, len(data)):  # acks later: TCP backpressure
             await asyncio.sleep(wait)
         try:
@@ -223,11 +273,16 @@ class Connection:
             self.ack_ready.set()
 
     def _route(self, tag: str) -> tuple[Source, Stream]:
+        self.intake.fresh()  # a deleted source or a revoked grant holds from the next message
+        if self.generation != self.intake.generation:
+            self.streams.clear()
+            self.generation = self.intake.generation
         hit = self.streams.get(tag)
         if hit is not None:
             return hit
         source = self.source or self.intake.open_source(tag)
         stream = self.intake.route(source, tag)
+        self.routed = True
         if len(self.streams) < 1000:
             self.streams[tag] = (source, stream)
         return source, stream
@@ -259,8 +314,21 @@ def _done() -> asyncio.Future[bool]:
 
 async def serve(intake: Intake, host: str, port: int,
                 tls: ssl.SSLContext | None = None) -> asyncio.Server:  # fmt: skip
+    unknown: set[Connection] = set()  # connections whose sender is not known yet
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await Connection(intake, reader, writer).run()
+        unknown.difference_update([c for c in unknown if c.known])
+        if len(unknown) >= MAX_UNKNOWN:
+            log.warning("refused a connection: %d connections have not said who sends",
+                        len(unknown))  # fmt: skip
+            writer.close()
+            return
+        conn = Connection(intake, reader, writer)
+        unknown.add(conn)
+        try:
+            await conn.run()
+        finally:
+            unknown.discard(conn)
 
     return await asyncio.start_server(handle, host, port, ssl=tls, limit=READ * 4,
                                       reuse_address=True)  # fmt: skip

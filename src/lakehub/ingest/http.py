@@ -6,8 +6,10 @@ password (fluent-bit's ``http_user``/``http_passwd``). Bodies by ``Content-Type`
 object or an array of objects), NDJSON (``application/x-ndjson``, ``application/jsonl``), CSV
 with a header line (``text/csv``), msgpack (``application/msgpack``: maps, ``[time, map]`` or
 ``[[time, meta], map]``) and, for raw streams, anything as bytes. ``X-Chunk-Id`` or
-``Idempotency-Key`` makes a retried request count once. The answer comes after the body is
-fsynced: 200; a refusal is a 4xx/503 with ``{"detail": ...}`` and a log line.
+``Idempotency-Key`` makes a retried request count once. ``Content-Encoding: gzip`` bodies are
+inflated up to the source's message limit (a larger one is refused with 413, never half read).
+The answer comes after the body is fsynced: 200; a refusal is a 4xx/503 with
+``{"detail": ...}`` and a log line.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lakehub.ingest.base import Fmt, Refused, Source, json_loads
+from lakehub.ingest.base import Fmt, Refused, Source, gunzip, json_loads
 from lakehub.ingest.intake import Intake
 
 log = logging.getLogger("lakehub.ingest.http")
@@ -136,6 +138,15 @@ def app(intake: Intake) -> Starlette:
             ctype = ctype.split(";")[0].strip().lower()
             fmt = FORMATS.get(ctype, Fmt.RAW)
             body = await _body(request, source)
+            encoding = request.headers.get("content-encoding", "identity").strip().lower()
+            if encoding in ("gzip", "x-gzip"):  # inflated within the source's limit, or refused
+                try:
+                    body = gunzip(body, source.max_message_bytes)
+                except ValueError as err:
+                    raise Refused(f"Content-Encoding gzip: {err}") from None
+            elif encoding != "identity":
+                raise Refused(f"Content-Encoding {encoding!r} is not taken: send gzip or "
+                              "nothing", 415)  # fmt: skip
             if stream.kind == "raw":
                 fmt, records = Fmt.RAW, 0
             elif fmt == Fmt.RAW:

@@ -90,10 +90,15 @@ class LogWriter:
         self.broken = ""
         self._parked: dict[int, tuple[int, str]] = {}  # stream -> (bytes parked, why)
         self._in_log: dict[int, int] = {}  # stream -> bytes of its entries not moved yet
+        # what became durable since the streams' counters last took it: stream -> [bytes,
+        # entries, newest received_at], and the log position it reaches (see ``take_counts``)
+        self._counts: dict[int, list[float]] = {}
+        self._counted: tuple[int, int] = (0, 0)
 
     # lifecycle ---------------------------------------------------------------------------
-    def open(self, moved: tuple[int, int]) -> None:
-        """Recover what is on disk, then start the writer thread."""
+    def open(self, moved: tuple[int, int], counted: tuple[int, int] | None = None) -> None:
+        """Recover what is on disk, then start the writer thread. ``counted``: the position
+        the streams' counters were taken up to (None: everything on disk was counted)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self.moved = moved
         segs = self.segments()
@@ -103,6 +108,8 @@ class LogWriter:
             for pos, entry in scan(self.dir / seg_name(n), verify=(n == segs[-1])):
                 if (n, end) >= moved:
                     self._count(entry.stream_id, len(entry.data))
+                if counted is not None and (n, end) >= counted:
+                    self._tally(entry)
                 end = pos
                 if entry.chunk:
                     keys.append((entry.source_id, entry.chunk, entry.received_at))
@@ -129,6 +136,7 @@ class LogWriter:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.fsync(self._fd)  # whatever survived in the page cache is on disk from now on
         self.size = os.fstat(self._fd).st_size
+        self._counted = (self.segment, self.size)
         fsync_dir(self.dir)
         self._seg_keys.setdefault(self.segment, [])
         self._sizes = {n: _size(self.dir / seg_name(n)) for n in self.segments()}
@@ -200,6 +208,10 @@ class LogWriter:
         """Bytes parked for ``stream`` and why its sink failed."""
         return self._parked.get(stream, (0, ""))
 
+    def parked_streams(self) -> list[int]:
+        """The streams with something parked."""
+        return list(self._parked)
+
     def in_log(self, stream: int) -> int:
         """Bytes of ``stream``'s entries in the log (or queued) that were not moved yet."""
         return self._in_log.get(stream, 0)
@@ -239,6 +251,29 @@ class LogWriter:
                         self._count(e.stream_id, -len(e.data))
                 time.sleep(0.5)
 
+    def _tally(self, e: Entry) -> None:
+        c = self._counts.setdefault(e.stream_id, [0, 0, 0.0])
+        c[0] += len(e.data)
+        c[1] += 1
+        c[2] = max(c[2], e.received_at)
+
+    def take_counts(self) -> tuple[dict[int, list[float]], tuple[int, int]]:
+        """What became durable since the last call, by stream ([bytes, entries, newest
+        received_at]), and the log position it reaches: the caller commits both together and
+        gives the counts back if it cannot, so the counters count every entry once, even after
+        ``kill -9`` (recovery counts again from the position last committed)."""
+        with self._lock:
+            counts, self._counts = self._counts, {}
+            return counts, self._counted
+
+    def give_back(self, counts: dict[int, list[float]]) -> None:
+        with self._lock:
+            for sid, (nbytes, entries, last) in counts.items():
+                c = self._counts.setdefault(sid, [0, 0, 0.0])
+                c[0] += nbytes
+                c[1] += entries
+                c[2] = max(c[2], last)
+
     def _write(self, batch: list[tuple[Entry, Future[bool]]]) -> None:
         if self.size >= self.segment_bytes:
             self._roll()
@@ -257,6 +292,8 @@ class LogWriter:
                     self._durable[key] = now
                     self._pending.pop(key, None)
                     self._seg_keys[self.segment].append((e.source_id, e.chunk, now))
+                self._tally(e)
+            self._counted = (self.segment, self.size)
         for _, fut in batch:
             fut.set_result(True)
         for ev in self.on_durable:

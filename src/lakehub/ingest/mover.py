@@ -136,6 +136,9 @@ class Mover:
                 log.warning("stream %d is gone: %d entries of it skipped", sid, len(group))
             elif self.park.has(sid):  # behind its parked batches, to keep its order
                 parked[sid] = (group, "")
+            elif why := stream.revoked():  # kept until the grant is back or the stream deleted
+                stream_error(self.db, sid, why)
+                parked[sid] = (group, why)
             else:
                 streams[sid] = stream
         # read once these streams have nothing parked: the parked writer commits a stream's

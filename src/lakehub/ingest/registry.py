@@ -11,23 +11,39 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lakehub.hub.db import Dataset, IngestSource, IngestStream, User
-from lakehub.ingest.base import Source, Stream
+from lakehub.ingest.base import DEFAULT_MAX_MESSAGE, Source, Stream
 from lakehub.users import Directory, UserError, home_bucket, shared_access
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_.*?\[\]!-]{1,200}$")
 KINDS = ("records", "raw")
-DEFAULT_MAX_MESSAGE = 16 * 2**20
+
+
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+CHANGED = "registry.changed"
+
+
+def mark_changed(ingest_dir: Path) -> None:
+    """Tell the receivers that sources, streams, users or grants changed: they read the
+    registry again before they take the next message (see :meth:`Intake.fresh`). Atomic, with
+    a new value each time, so no change is ever missed."""
+    ingest_dir.mkdir(parents=True, exist_ok=True)
+    tmp = ingest_dir / f".{CHANGED}.{os.getpid()}.{threading.get_ident()}"
+    tmp.write_bytes(os.urandom(16))
+    os.replace(tmp, ingest_dir / CHANGED)
 
 
 def token_hash(token: str) -> str:
@@ -47,6 +63,102 @@ def _check_tags(tags: list[str]) -> str:
         if not TAG_RE.match(t):
             raise UserError(f"invalid tag pattern {t!r}: letters, digits, . _ - and globs")
     return json.dumps(tags)
+
+
+def _check_path(path: str | None, owner: str, name: str) -> tuple[str, str]:
+    """(bucket, prefix) of a stream's path, refused unless every object under it can be
+    written: a valid bucket name, a prefix of plain segments (no ``.``/``..``, no control
+    characters, no backslash), at most 512 bytes."""
+    where = path if path is not None else f"s3://{home_bucket(owner)}/streams/{name}"
+    if not where.startswith("s3://"):
+        raise UserError(f"path must be s3://bucket/prefix, not {path!r}")
+    bucket, _, prefix = where[5:].partition("/")
+    if not BUCKET_RE.match(bucket):
+        raise UserError(f"invalid bucket {bucket!r} in path: 3 to 63 lowercase letters, digits "
+                        "and -, starting and ending with a letter or digit")  # fmt: skip
+    prefix = prefix.strip("/")
+    segments = prefix.split("/") if prefix else []
+    bad = [seg for seg in segments if seg in ("", ".", "..")
+           or any(ord(ch) < 32 or ord(ch) == 127 or ch == "\\" for ch in seg)]  # fmt: skip
+    if bad or len(prefix.encode("utf-8", "replace")) > 512:
+        raise UserError(f"invalid prefix in path {path!r}: plain segments separated by '/', no "
+                        "'.' or '..', no control characters or backslashes, at most 512 bytes")
+    try:
+        prefix.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError("the path must be valid Unicode") from None
+    return bucket, prefix
+
+
+def overlap(p: str, q: str) -> bool:
+    """Whether some tag matches both glob patterns (``*``, ``?``, ``[...]``, ``[!...]``)."""
+    a, b = _glob_tokens(p), _glob_tokens(q)
+    seen: set[tuple[int, int]] = set()
+    todo = [(0, 0)]
+    while todo:  # the pairs of positions a common tag can reach in both patterns
+        i, j = todo.pop()
+        if (i, j) in seen:
+            continue
+        seen.add((i, j))
+        if i == len(a) and j == len(b):
+            return True
+        ta = a[i] if i < len(a) else None
+        tb = b[j] if j < len(b) else None
+        if ta == "*":
+            todo.append((i + 1, j))
+        if tb == "*":
+            todo.append((i, j + 1))
+        if ta is None or tb is None:
+            continue
+        ca = (True, frozenset()) if ta == "*" else ta
+        cb = (True, frozenset()) if tb == "*" else tb
+        if _meet(ca, cb):  # both take one more common character
+            todo.append((i if ta == "*" else i + 1, j if tb == "*" else j + 1))
+    return False
+
+
+def _glob_tokens(p: str) -> list[Any]:
+    """``*``, or a character class ``(negated, chars)``; ``?`` is the negated empty class."""
+    out: list[Any] = []
+    i = 0
+    while i < len(p):
+        ch = p[i]
+        if ch == "*":
+            if not out or out[-1] != "*":
+                out.append("*")
+        elif ch == "?":
+            out.append((True, frozenset()))
+        elif ch == "[" and "]" in p[i + 2 :]:
+            end = p.index("]", i + 2)
+            body = p[i + 1 : end]
+            neg = body.startswith("!")
+            body = body[1:] if neg else body
+            chars = set()
+            k = 0
+            while k < len(body):  # ranges a-z
+                if k + 2 < len(body) and body[k + 1] == "-":
+                    chars |= {chr(c) for c in range(ord(body[k]), ord(body[k + 2]) + 1)}
+                    k += 3
+                else:
+                    chars.add(body[k])
+                    k += 1
+            out.append((neg, frozenset(chars)))
+            i = end
+        else:
+            out.append((False, frozenset(ch)))
+        i += 1
+    return out
+
+
+def _meet(a: tuple[bool, frozenset[str]], b: tuple[bool, frozenset[str]]) -> bool:
+    (na, sa), (nb, sb) = a, b
+    if na and nb:
+        return True  # both exclude finitely many characters
+    if na:
+        return bool(sb - sa)
+    if nb:
+        return bool(sa - sb)
+    return bool(sa & sb)
 
 
 def can_write(s: Session, user: str, bucket: str) -> bool:
@@ -118,6 +230,8 @@ class Registry:
             if s.scalar(select(IngestSource.id).where(IngestSource.name == name)):
                 raise UserError(f"source {name!r} already exists", 409)
             user = self.directory.get(s, owner)
+            if not shared_key:  # keyless traffic is claimed by its tags: one claimant each
+                self._check_unclaimed(s, user.id, tags)
             s.add(IngestSource(
                 name=name, owner_id=user.id, tags=tag_text, token_hash=token_hash(token),
                 shared_key_enc=self.directory.vault.encrypt(key) if key else None,
@@ -125,6 +239,21 @@ class Registry:
             ))  # fmt: skip
             self.directory.record_event(s, actor, "source.create", name, f"owner {owner}")
         return self.source(name, owner, False), token, key
+
+    @staticmethod
+    def _check_unclaimed(s: Session, owner_id: int, tags: list[str]) -> None:
+        """A source without a shared key takes any connection sending its tags, so no tag may
+        be taken by keyless sources of two users: the second claim is refused."""
+        others = s.scalars(select(IngestSource).where(IngestSource.shared_key_enc.is_(None),
+                                                      IngestSource.owner_id != owner_id))
+        for other in others:
+            for theirs in json.loads(other.tags):
+                for mine in tags:
+                    if overlap(mine, theirs):
+                        raise UserError(
+                            f"tag pattern {mine!r} overlaps {theirs!r}, taken by another "
+                            "user's source without a shared key: use a shared key, or "
+                            "patterns no one else claims", 409)  # fmt: skip
 
     def _source_row(self, s: Session, name: str, viewer: str, admin: bool) -> IngestSource:
         row = s.scalar(select(IngestSource).where(IngestSource.name == name))
@@ -164,10 +293,7 @@ class Registry:
         tag_text = _check_tags(tags)
         if kind not in KINDS:
             raise UserError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        bucket, _, prefix = (path or f"s3://{home_bucket(owner)}/streams/{name}")[5:].partition("/")
-        if not (path or "s3://").startswith("s3://") or not bucket:
-            raise UserError(f"path must be s3://bucket/prefix, not {path!r}")
-        prefix = prefix.strip("/")
+        bucket, prefix = _check_path(path, owner, name)
         with self.db.session() as s:
             user = self.directory.get(s, owner)
             for table, what in ((IngestStream, "stream"), (Dataset, "dataset")):

@@ -80,6 +80,8 @@ class ParkedWriter:
     def _land(self, stream: Stream, p: Parked) -> bool:
         error = ""
         try:
+            if why := stream.revoked():
+                raise PermissionError(why)
             entries = self.park.read(p)
             before = settled_schemas(self.db, [stream.id]).get(stream.id)
             batch = Batch(stream, p.key, entries, before)

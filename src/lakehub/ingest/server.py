@@ -19,10 +19,12 @@ import uvicorn
 from lakehub.config import Settings, load_settings
 from lakehub.hub.db import Database
 from lakehub.ingest import forward
+from lakehub.ingest.base import Sink
 from lakehub.ingest.http import app as http_app
-from lakehub.ingest.intake import STATS_EVERY, Intake
+from lakehub.ingest.intake import STATS_EVERY, Intake, counted
 from lakehub.ingest.log import LogWriter
 from lakehub.ingest.mover import Mover, checkpoint
+from lakehub.ingest.registry import CHANGED
 from lakehub.ingest.sinks import RawSink, RecordSink, S3Writer
 from lakehub.lake.seaweedfs import SeaweedFS
 from lakehub.runtime import load_runtime, tokens
@@ -52,10 +54,13 @@ async def run(settings: Settings) -> None:
     directory = Directory(db, Vault(settings.state_dir), lake)
     logw = LogWriter(settings.ingest_dir / "log", settings.ingest_segment_bytes,
                      settings.ingest_buffer_max_bytes, settings.ingest_dedupe_seconds)
-    logw.open(checkpoint(db))
-    intake = Intake(directory, logw)
+    logw.open(checkpoint(db), counted(db))
+    intake = Intake(directory, logw, settings.ingest_dir / CHANGED)
+    intake.flush_stats()  # before any data: a kill -9 from now on is counted again from here
     s3 = S3Writer(lake.admin())
-    mover = Mover(intake, logw, {"records": RecordSink(s3), "raw": RawSink(s3)},
+    sinks: dict[str, Sink] = {"records": RecordSink(s3, intake.message_limit),
+             "raw": RawSink(s3, intake.message_limit)}  # fmt: skip
+    mover = Mover(intake, logw, sinks,
                   settings.ingest_batch_seconds, probe=s3.probe)  # fmt: skip
     mover.start()
     stop = asyncio.Event()

@@ -15,10 +15,10 @@ dropped, never blocking the rest.
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
@@ -26,7 +26,17 @@ from typing import Any
 import msgpack
 
 from lakehub.ingest import schema
-from lakehub.ingest.base import Batch, Entry, Fmt, Sink, json_loads, parse_event_time
+from lakehub.ingest.base import (
+    DEFAULT_MAX_MESSAGE,
+    Batch,
+    Entry,
+    Fmt,
+    Refused,
+    Sink,
+    gunzip,
+    json_loads,
+    parse_event_time,
+)
 from lakehub.tables import SCHEMA_FILE
 
 log = logging.getLogger("lakehub.ingest.sinks")
@@ -36,11 +46,12 @@ def _ext(code: int, data: bytes) -> Any:
     return msgpack.ExtType(code, data)
 
 
-def decode(e: Entry) -> tuple[list[float], list[dict[str, Any]]]:
-    """The event times and records of one entry; raises ValueError if it cannot."""
+def decode(e: Entry, limit: int = DEFAULT_MAX_MESSAGE) -> tuple[list[float], list[dict[str, Any]]]:
+    """The event times and records of one entry; raises ValueError if it cannot, or if its
+    compressed entries inflate beyond ``limit`` bytes (its source's message limit)."""
     try:
         if e.fmt in (Fmt.MSGPACK_ENTRIES, Fmt.GZIP_ENTRIES, Fmt.MSGPACK_ARRAY):
-            data = gzip.decompress(e.data) if e.fmt == Fmt.GZIP_ENTRIES else e.data
+            data = gunzip(e.data, limit) if e.fmt == Fmt.GZIP_ENTRIES else e.data
             u = msgpack.Unpacker(raw=False, ext_hook=_ext, strict_map_key=False,
                                  unicode_errors="replace", max_buffer_size=len(data) + 1)
             u.feed(data)
@@ -75,7 +86,7 @@ def decode(e: Entry) -> tuple[list[float], list[dict[str, Any]]]:
         else:
             raise ValueError(f"{e.fmt.name} entries do not hold records")
         return [e.received_at] * len(recs), _maps(recs)
-    except (ValueError, TypeError, KeyError, EOFError, OSError, StopIteration) as err:
+    except (ValueError, TypeError, KeyError, EOFError, OSError, StopIteration, Refused) as err:
         raise ValueError(f"{e.fmt.name}: {err}") from None
 
 
@@ -145,9 +156,14 @@ class S3Writer:
         self.client.list_buckets()
 
 
-class RecordSink(Sink):
-    def __init__(self, s3: S3Writer) -> None:
+class LakeSink(Sink):
+    def __init__(self, s3: S3Writer, limit: Callable[[int], int] | None = None) -> None:
+        """``limit(source_id)``: how far that source's compressed entries may inflate."""
         self.s3 = s3
+        self.limit = limit or (lambda _source_id: DEFAULT_MAX_MESSAGE)
+
+
+class RecordSink(LakeSink):
 
     def write(self, batch: Batch) -> tuple[int, int]:
         import pyarrow as pa
@@ -162,7 +178,7 @@ class RecordSink(Sink):
         decoded: list[Entry] = []
         for e in batch.entries:
             try:
-                t, r = decode(e)
+                t, r = decode(e, self.limit(e.source_id))
             except ValueError as err:
                 rejected.append((e, str(err)))
                 continue
@@ -216,9 +232,7 @@ class PartlyRejected(Exception):
         self.records, self.nbytes = records, nbytes
 
 
-class RawSink(Sink):
-    def __init__(self, s3: S3Writer) -> None:
-        self.s3 = s3
+class RawSink(LakeSink):
 
     def write(self, batch: Batch) -> tuple[int, int]:
         parts = []
@@ -227,7 +241,7 @@ class RawSink(Sink):
                 parts.append(e.data)
                 continue
             try:  # records sent to a raw stream: their "data"/"message" field, else JSON lines
-                for rec in decode(e)[1]:
+                for rec in decode(e, self.limit(e.source_id))[1]:
                     value = rec.get("data", rec.get("message"))
                     if isinstance(value, bytes):
                         parts.append(value)
