@@ -7,13 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lakehub.catalog import Catalog
 from lakehub.compute.dask_gateway import DaskEngine
 from lakehub.config import load_settings
-from lakehub.hub import auth
+from lakehub.hub import auth, guards
 from lakehub.hub.db import Database
 from lakehub.hub.jhub import HubAPIError, JupyterHubAPI
 from lakehub.hub.routers import (
@@ -35,6 +37,7 @@ from lakehub.hub.routers import (
     tasks,
     uploads,
 )  # fmt: skip
+from lakehub.hub.schema import ERRORS
 from lakehub.hub.state import AppState
 from lakehub.ingest import registry as ingest_registry
 from lakehub.lake.base import LakeUnavailable
@@ -104,6 +107,7 @@ def create_app() -> FastAPI:
         docs_url=f"{base}/docs",
         openapi_url=f"{base}/openapi.json",
         lifespan=lifespan,
+        dependencies=[Depends(guards.no_lone_surrogates)],
     )
     app.state.lh = state
     routers = (
@@ -114,7 +118,10 @@ def create_app() -> FastAPI:
         compute.pages, spark.router, streams.router, stream_pages.router, tasks.router,
     )  # fmt: skip
     for router in routers:
-        app.include_router(router, prefix=base)
+        app.include_router(router, prefix=base, responses=ERRORS)
+    app.add_exception_handler(RequestValidationError, guards.validation_error)
+    app.add_exception_handler(StarletteHTTPException, guards.http_error)
+    app.add_middleware(guards.NoSniff)
 
     @app.exception_handler(UserError)
     async def _user_error(request: Request, err: UserError) -> Response:

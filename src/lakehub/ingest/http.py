@@ -74,6 +74,8 @@ def check(fmt: Fmt, body: bytes) -> int:
             doc = json_loads(body)
         except ValueError as err:
             raise Refused(f"invalid JSON: {err}") from None
+        except RecursionError:  # the standard parser, after orjson refused more than 1024 levels
+            raise Refused("JSON nested too deeply") from None
         docs = doc if isinstance(doc, list) else [doc]
         if not all(type(d) is dict for d in docs):
             raise Refused("JSON bodies are an object or an array of objects")
@@ -82,12 +84,14 @@ def check(fmt: Fmt, body: bytes) -> int:
         lines = [ln for ln in body.split(b"\n") if ln.strip()]
         try:
             docs = json_loads(b"[" + b",".join(lines) + b"]")
-        except ValueError:
+        except (ValueError, RecursionError):
             for i, ln in enumerate(lines, 1):
                 try:
                     json_loads(ln)
                 except ValueError as err:
                     raise Refused(f"invalid JSON on line {i}: {err}") from None
+                except RecursionError:
+                    raise Refused(f"JSON on line {i} nested too deeply") from None
             raise Refused("invalid NDJSON") from None
         if not all(type(d) is dict for d in docs):
             raise Refused("each NDJSON line must be an object")

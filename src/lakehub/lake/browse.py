@@ -11,12 +11,14 @@ import io
 import json
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 MAX_ENTRIES = 1000
 PREVIEW_BYTES = 64 * 1024
 PARQUET_PREVIEW_MAX = 64 * 1024 * 1024
 TEXT = (".txt", ".md", ".log", ".py", ".yaml", ".yml", ".toml", ".ini", ".sql", ".xml", ".html")
 IMAGES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
+ACTIVE = (".html", ".htm", ".xhtml", ".shtml", ".xml", ".xsl", ".js", ".mjs")  # run in a browser
 
 
 @dataclass
@@ -111,7 +113,14 @@ def _parquet(s3: Any, bucket: str, key: str, size: int) -> Preview:
 
 
 def download_url(s3: Any, bucket: str, key: str, seconds: int = 300) -> str:
-    url: str = s3.generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds
-    )
+    """A presigned GET whose answer the lake marks ``attachment`` (a browser saves it rather than
+    showing it on the lake's origin, which is same-site with the portal); active types (HTML,
+    XML, JavaScript) are also sent as ``application/octet-stream``. SVG keeps its type, for the
+    portal's ``<img>`` preview, where its scripts do not run."""
+    name = key.rsplit("/", 1)[-1] or "download"
+    params = {"Bucket": bucket, "Key": key,
+              "ResponseContentDisposition": f"attachment; filename*=UTF-8''{quote(name)}"}
+    if key.lower().endswith(ACTIVE):
+        params["ResponseContentType"] = "application/octet-stream"
+    url: str = s3.generate_presigned_url("get_object", Params=params, ExpiresIn=seconds)
     return url

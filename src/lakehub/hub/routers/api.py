@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -11,6 +10,7 @@ from pydantic import BaseModel, Field
 from lakehub.compute.dask_gateway import notebook_env as dask_notebook_env
 from lakehub.envvars import EnvVars
 from lakehub.hub.auth import Principal, require_admin, require_local_admin, require_user
+from lakehub.hub.schema import MAX_EXPIRY, Instant
 from lakehub.hub.state import AppState
 from lakehub.notebooks.accounts import remove_account
 from lakehub.users import Credentials
@@ -41,7 +41,7 @@ class LakeCredentials(BaseModel):
     secret_access_key: str
     bucket: str
     region: str = "us-east-1"
-    created_at: datetime
+    created_at: Instant
 
     @classmethod
     def of(cls, c: Credentials) -> LakeCredentials:
@@ -55,7 +55,7 @@ class UserOut(BaseModel):
     name: str
     admin: bool
     status: str
-    created_at: datetime
+    created_at: Instant
 
 
 class NewUser(BaseModel):
@@ -82,7 +82,8 @@ class UserPatch(BaseModel):
 
 class TokenRequest(BaseModel):
     note: str = "lakehub"
-    expires_in: int | None = Field(default=None, ge=60, description="Seconds; none = no expiry")
+    expires_in: int | None = Field(default=None, ge=60, le=MAX_EXPIRY,
+                                   description="Seconds (at most 10 years); none = no expiry")
 
 
 class NewGroup(BaseModel):
@@ -90,7 +91,7 @@ class NewGroup(BaseModel):
 
 
 class EventOut(BaseModel):
-    at: datetime
+    at: Instant
     actor: str
     action: str
     target: str

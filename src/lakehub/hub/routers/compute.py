@@ -20,15 +20,16 @@ from lakehub.hub.auth import person
 from lakehub.hub.routers.api import LocalAdmin, State, User
 from lakehub.hub.routers.portal import Browser, back
 from lakehub.hub.routers.servers import active_servers
+from lakehub.hub.schema import UPSTREAM
 from lakehub.hub.state import AppState
 from lakehub.sizes import parse_size
 
-router = APIRouter(prefix="/api", tags=["compute"])
+router = APIRouter(prefix="/api", tags=["compute"], responses=UPSTREAM)
 pages = APIRouter(include_in_schema=False)
 
 
 class ClusterIn(BaseModel):
-    workers: int = Field(2, ge=0)
+    workers: int = Field(2, ge=0, le=10_000)
     cores: float = Field(1, gt=0)
     memory: str | int = "2 GiB"  # per worker: bytes, or "4 GiB"
     idle_timeout: float | None = Field(None, gt=0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -16,6 +15,7 @@ from lakehub.connections import Connections, ConnectionView
 from lakehub.hub.auth import Principal, person
 from lakehub.hub.routers.api import State, User
 from lakehub.hub.routers.portal import Browser, _lake_error, back, page
+from lakehub.hub.schema import Instant
 from lakehub.hub.state import AppState
 from lakehub.lake import browse as browse_area
 from lakehub.notebooks.accounts import ensure_account
@@ -72,7 +72,7 @@ class ConnectionOut(BaseModel):
     region: str
     bucket: str
     access_key_id: str
-    created_at: datetime
+    created_at: Instant
 
     @classmethod
     def of(cls, v: ConnectionView) -> ConnectionOut:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
@@ -10,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from lakehub.catalog import DatasetView
 from lakehub.hub.routers.api import State, User
+from lakehub.hub.schema import Instant
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
 
@@ -48,8 +48,8 @@ class DatasetOut(BaseModel):
     row_count: int | None
     size_bytes: int
     file_count: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: Instant
+    updated_at: Instant
     access: str
 
     model_config = {"populate_by_name": True}

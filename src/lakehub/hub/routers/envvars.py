@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request, Response
@@ -13,6 +12,7 @@ from lakehub.envvars import EnvVars, EnvVarView
 from lakehub.hub.auth import person
 from lakehub.hub.routers.api import State, User
 from lakehub.hub.routers.portal import Browser, back, page
+from lakehub.hub.schema import Instant
 from lakehub.hub.state import AppState
 from lakehub.users import UserError
 
@@ -34,8 +34,8 @@ class EnvVarOut(BaseModel):
     name: str
     secret: bool
     value: str | None = Field(description="null for a secret variable: its value is never shown")
-    created_at: datetime
-    updated_at: datetime
+    created_at: Instant
+    updated_at: Instant
 
     @classmethod
     def of(cls, v: EnvVarView) -> EnvVarOut:

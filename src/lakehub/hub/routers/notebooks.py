@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -11,6 +10,7 @@ from pydantic import BaseModel
 
 from lakehub.hub.auth import principal
 from lakehub.hub.routers.api import State, User
+from lakehub.hub.schema import Instant
 from lakehub.notebooks import culling, metrics, records
 from lakehub.vault import read_or_create
 
@@ -25,10 +25,10 @@ def metrics_token(state_dir: Path) -> str:
 class ServerOut(BaseModel):
     running: bool
     ready: bool = False
-    started: datetime | None = None
-    last_activity: datetime | None = None
+    started: Instant | None = None
+    last_activity: Instant | None = None
     idle_timeout: int  # seconds; 0: never stopped for being idle
-    cull_at: datetime | None = None  # stopped at (or soon after) this time if it stays idle
+    cull_at: Instant | None = None  # stopped at (or soon after) this time if it stays idle
 
 
 @router.get("/api/me/server", tags=["notebooks"])

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from lakehub.hub.routers.api import Admin, State, User
+from lakehub.hub.schema import Instant
 from lakehub.quotas import QuotaView
 
 router = APIRouter(prefix="/api/quotas", tags=["quotas"])
@@ -25,12 +24,12 @@ class QuotaOut(BaseModel):
     max_objects: int | None
     used_bytes: int
     used_objects: int
-    measured_at: datetime | None
+    measured_at: Instant | None
     blocked: bool = Field(description="True while the lake refuses new writes")
     usage: str = Field(description="What is used of each limit, for people")
     message: str = Field(description="The quota-exceeded sentence while blocked")
     set_by: str
-    updated_at: datetime
+    updated_at: Instant
 
     @classmethod
     def of(cls, q: QuotaView) -> QuotaOut:

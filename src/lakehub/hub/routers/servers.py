@@ -8,7 +8,6 @@ API, the hub's form or the hub's own REST API), so every rule is checked in one 
 
 from __future__ import annotations
 
-from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -18,6 +17,7 @@ from pydantic import BaseModel, Field
 from lakehub.envvars import EnvVars
 from lakehub.hub.auth import Principal, person
 from lakehub.hub.routers.api import Admin, LocalAdmin, State, User, spawn_env
+from lakehub.hub.schema import Instant
 from lakehub.hub.state import AppState
 from lakehub.notebooks import culling, limits, records
 from lakehub.notebooks.policy import Choices, PolicyView
@@ -56,9 +56,9 @@ class EnvironmentOut(BaseModel):
     usable: bool
     contents: list[str] = Field(description="name==version of everything inside its build")
     highlights: list[str] = Field(description="the spec's packages with their built versions")
-    built_at: datetime | None
+    built_at: Instant | None
     updated_by: str
-    updated_at: datetime
+    updated_at: Instant
 
     @classmethod
     def of(cls, v: EnvView) -> EnvironmentOut:
@@ -129,10 +129,10 @@ class ServerOut(BaseModel):
     url: str
     environment: str | None
     size: str | None
-    started: datetime | None
-    last_activity: datetime | None
+    started: Instant | None
+    last_activity: Instant | None
     idle_timeout: int
-    cull_at: datetime | None
+    cull_at: Instant | None
     limits: str = Field(description="'enforced', or why memory and CPU limits are not")
     memory_kills: int = Field(description="processes (usually kernels) stopped for going over "
                               "the size's memory since the server started")  # fmt: skip

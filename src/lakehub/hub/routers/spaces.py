@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 
 from lakehub.hub.routers.api import State, User
+from lakehub.hub.schema import Instant
 from lakehub.spaces import SpaceView
 
 router = APIRouter(prefix="/api/spaces", tags=["spaces"])
@@ -35,7 +35,7 @@ class SpaceOut(BaseModel):
     name: str
     bucket: str
     owner: str
-    created_at: datetime
+    created_at: Instant
     access: str = Field(description="Yours: owner, write, read, or admin")
     grants: list[GrantOut]
 

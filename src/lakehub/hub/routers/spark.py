@@ -16,9 +16,10 @@ from lakehub.compute.plan import ComputePlan, plan
 from lakehub.compute.spark_standalone import HEAD_MEMORY, SparkEngine
 from lakehub.hub.auth import Principal, browser_user, person
 from lakehub.hub.routers.api import LocalAdmin, State, User
+from lakehub.hub.schema import UPSTREAM
 from lakehub.hub.state import AppState
 
-router = APIRouter(tags=["compute"])
+router = APIRouter(tags=["compute"], responses=UPSTREAM)
 Browser = Annotated[Principal, Depends(browser_user)]
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 
 from lakehub.hub.routers.api import State, User
+from lakehub.hub.schema import INT32, INT64, Instant
 from lakehub.ingest.registry import Registry, SourceView, StreamView
 
 router = APIRouter(prefix="/api", tags=["ingestion"])
@@ -22,7 +22,7 @@ class NewSource(BaseModel):
         default=True, description="Forward clients must authenticate with a shared key "
         "(false: clients without one may send these tags)",
     )
-    max_bytes_per_s: int | None = Field(default=None, ge=1024)
+    max_bytes_per_s: int | None = Field(default=None, ge=1024, le=INT64)
     max_message_bytes: int = Field(default=16 * 2**20, ge=1024, le=1 << 30)
 
 
@@ -33,7 +33,7 @@ class SourceOut(BaseModel):
     shared_key: bool
     max_bytes_per_s: int | None
     max_message_bytes: int
-    created_at: datetime
+    created_at: Instant
 
     @classmethod
     def of(cls, v: SourceView) -> SourceOut:
@@ -52,7 +52,8 @@ class NewStream(BaseModel):
     path: str | None = Field(default=None, description="s3://bucket/prefix; default: "
                              "s3://<owner>-home/streams/<name>")  # fmt: skip
     owner: str | None = Field(default=None, description="administrators only; default: you")
-    position: int = Field(default=100, description="lower is tried first when patterns overlap")
+    position: int = Field(default=100, ge=-INT32, le=INT32,
+                          description="lower is tried first when patterns overlap")
 
 
 class StreamOut(BaseModel):
@@ -73,7 +74,7 @@ class StreamOut(BaseModel):
     lag_seconds: float
     errors: int
     last_error: str
-    created_at: datetime
+    created_at: Instant
     access: str
 
     @classmethod

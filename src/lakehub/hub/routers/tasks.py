@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from lakehub.compute.task_records import TaskRecords, TaskView
 from lakehub.hub.routers.api import State, User
+from lakehub.hub.schema import Instant
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 
@@ -30,9 +29,9 @@ class TaskOut(BaseModel):
     state: str
     error: str
     result: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Instant
+    started_at: Instant | None
+    finished_at: Instant | None
 
     @classmethod
     def of(cls, v: TaskView) -> TaskOut:

@@ -1,0 +1,99 @@
+"""Odd input gets a readable 4xx, never a 500, and loses nothing already accepted: lone
+surrogates in JSON text, integers beyond the database's, a token living 2^70 s, JSON nested
+100,000 deep to the HTTP receiver."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import Hub
+from ingest_client import API, port, setup
+
+LONE = "\ud800"  # a lone surrogate: json.dumps spells it "\\ud800", valid JSON, not Unicode
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.fixture(scope="module")
+def owner(hub: Hub) -> dict[str, Any]:
+    """A user with one of everything the odd requests aim at."""
+    name = f"odd{secrets.token_hex(3)}"
+    hub.quick_user(name)
+    src = setup(hub, name, "oddkeep", ["odd.*"])
+    with hub.http(name) as c:
+        assert c.put(f"{API}/env/KEEP", json={"value": "v1"}).status_code == 200
+        r = c.post(f"{API}/connections", json={
+            "name": "keep", "endpoint_url": "http://127.0.0.1:9", "access_key_id": "AK",
+            "secret_access_key": "SK", "verify": False})  # fmt: skip
+        assert r.status_code == 201, r.text
+        assert c.post(f"{API}/tasks", json={"name": "keep"}).status_code == 201
+    return {"name": name, "token": src["token"]}
+
+
+def snapshot(hub: Hub, name: str) -> dict[str, Any]:
+    with hub.http(name) as c:
+        got = {p: c.get(f"{API}/{p}") for p in ("env", "connections", "streams", "tasks",
+                                                 "datasets/oddkeep")}  # fmt: skip
+    assert all(r.status_code == 200 for r in got.values()), {p: r.text for p, r in got.items()}
+    j = {p: r.json() for p, r in got.items()}
+    return {
+        "env": [(v["name"], v["value"]) for v in j["env"]],
+        "connections": [(x["name"], x["access_key_id"]) for x in j["connections"]],
+        "streams": [(s["name"], s["tags"]) for s in j["streams"]],
+        "tasks": sorted(t["name"] for t in j["tasks"]),
+        "dataset": (j["datasets/oddkeep"]["description"], j["datasets/oddkeep"]["tags"]),
+    }
+
+
+ODD: list[tuple[str, str, dict[str, Any], str]] = [  # method, path, body, the field named
+    ("PUT", "env/ODD", {"value": LONE}, "value"),
+    ("PUT", "env/KEEP", {"value": LONE, "secret": True}, "value"),
+    ("PUT", "env/KEEP", {"value": "v2", LONE: 1}, "\\ud800"),
+    ("PATCH", "datasets/oddkeep", {"description": LONE}, "description"),
+    ("PATCH", "datasets/oddkeep", {"tags": ["a", LONE]}, "tags"),
+    ("POST", "tasks", {"name": LONE}, "name"),
+    ("POST", "connections", {"name": "c2", "endpoint_url": "http://127.0.0.1:9",
+                             "access_key_id": "AK", "secret_access_key": LONE, "verify": False},
+     "secret_access_key"),
+    ("POST", "streams", {"name": "odd2", "tags": ["o2.*"], "position": 2**63}, "position"),
+    ("POST", "streams", {"name": "odd2", "tags": ["o2.*"], "position": -(2**63)}, "position"),
+    ("POST", "sources", {"name": "odd2", "tags": ["o2.*"], "max_bytes_per_s": 2**64},
+     "max_bytes_per_s"),
+    ("POST", "users/{me}/tokens", {"expires_in": 2**70}, "expires_in"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field"), ODD,
+                         ids=[f"{m} {p} {f}" for m, p, _, f in ODD])  # fmt: skip
+def test_odd_json_gets_a_422_naming_the_field(hub: Hub, owner: dict[str, Any], method: str,
+                                              path: str, body: dict[str, Any],
+                                              field: str) -> None:  # fmt: skip
+    before = snapshot(hub, owner["name"])
+    with hub.http(owner["name"]) as c:
+        r = c.request(method, f"{API}/{path.format(me=owner['name'])}", content=json.dumps(body),
+                      headers={"Content-Type": "application/json"})  # fmt: skip
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert field in str([e["loc"] for e in detail]), detail
+    assert all(e["msg"] and "input" not in e for e in detail), detail  # nothing echoed back
+    assert snapshot(hub, owner["name"]) == before
+
+
+@pytest.mark.parametrize("ctype", ["application/json", "application/x-ndjson"])
+def test_deeply_nested_json_to_the_receiver_is_refused(hub: Hub, owner: dict[str, Any],
+                                                        ctype: str) -> None:  # fmt: skip
+    def post(body: bytes) -> httpx.Response:
+        return httpx.post(f"http://127.0.0.1:{port(hub, 'ingest_http')}/odd.deep", content=body,
+                          headers={"Authorization": f"Bearer {owner['token']}",
+                                   "Content-Type": ctype}, timeout=30)  # fmt: skip
+
+    assert post(b'{"n": 1}').status_code == 200
+    r = post(b'{"n": 2}\n' + DEEP if ctype.endswith("ndjson") else DEEP)
+    assert r.status_code == 400, r.text
+    assert "nested too deeply" in r.json()["detail"]
+    r = post(b'{"n": 3}')  # the receiver goes on taking records
+    assert r.status_code == 200 and r.json()["records"] == 1, r.text
