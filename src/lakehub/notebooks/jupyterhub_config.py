@@ -1,10 +1,12 @@
 # JupyterHub configuration generated from LakeHub settings; run as `jupyterhub -f <this file>`
 # by the supervisor, with LAKEHUB_DATA_DIR (and any LAKEHUB_* settings) in the environment.
+import os
 import sys
 from pathlib import Path
 
 from lakehub.config import load_settings
 from lakehub.notebooks.authenticator import LakeHubAuthenticator
+from lakehub.notebooks.roles import ADMIN_SCOPES, CONTROL_SCOPES
 from lakehub.notebooks.spawner import LakeHubSpawner
 from lakehub.runtime import load_runtime, tokens
 
@@ -47,9 +49,14 @@ c.JupyterHub.services = [
     },
 ]
 c.JupyterHub.load_roles = [
-    # the control plane manages users, servers and tokens, and grants admin rights,
-    # which JupyterHub allows only to admins
-    {"name": "admin", "services": ["lakehub"]},
+    # Administrators manage users without the power to become them (docs/security.md): no
+    # tokens, no access to or start of others' servers, no sharing, no auth state, no proxy
+    # routes. They see users, groups and servers, and may stop a server.
+    {"name": "admin", "scopes": ADMIN_SCOPES, "services": ["lakehub"]},
+    # The control plane (its token is the hub account's, i.e. the local administrator's) is in
+    # the admin role because JupyterHub lets only admins grant admin rights; it alone creates,
+    # updates and removes hub users, mints their tokens and starts their servers.
+    {"name": "lakehub-control", "services": ["lakehub"], "scopes": CONTROL_SCOPES},
     {"name": "user", "scopes": ["self", "access:services!service=lakehub",
                                 "access:services!service=dask-gateway"]},
 ]
@@ -60,8 +67,10 @@ if settings.cull_idle_timeout:  # stops idle servers; users and their files stay
                     f"--timeout={settings.cull_idle_timeout}",
                     f"--cull-every={settings.cull_every}"],
         # the hub id lets `lakehub down` sweep it like every other process of this hub
+        # the hub's pid: the culler dies with this process (a restarted hub starts its own)
         "environment": {"LAKEHUB_DATA_DIR": str(settings.data_dir),
-                        "LAKEHUB_HUB_ID": str(settings.data_dir)},
+                        "LAKEHUB_HUB_ID": str(settings.data_dir),
+                        "LAKEHUB_HUB_PID": str(os.getpid())},
         "display": False,
     })  # fmt: skip
     c.JupyterHub.load_roles.append({
