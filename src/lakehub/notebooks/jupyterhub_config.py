@@ -6,7 +6,7 @@ from pathlib import Path
 
 from lakehub.config import load_settings
 from lakehub.notebooks.authenticator import LakeHubAuthenticator
-from lakehub.notebooks.roles import ADMIN_SCOPES, CONTROL_SCOPES
+from lakehub.notebooks.roles import ADMIN_GROUP, ADMIN_ROLE, ADMIN_SCOPES, CONTROL_SCOPES
 from lakehub.notebooks.spawner import LakeHubSpawner
 from lakehub.runtime import load_runtime, tokens
 
@@ -48,15 +48,15 @@ c.JupyterHub.services = [
         "display": False,
     },
 ]
+ADMINS = {"local": [settings.admin_user], "ldap": settings.ldap_admin_users,
+          "oauth": settings.oauth_admin_users}[settings.auth]  # fmt: skip
 c.JupyterHub.load_roles = [
-    # Administrators manage users without the power to become them (docs/security.md): no
-    # tokens, no access to or start of others' servers, no sharing, no auth state, no proxy
-    # routes. They see users, groups and servers, and may stop a server.
-    {"name": "admin", "scopes": ADMIN_SCOPES, "services": ["lakehub"]},
-    # The control plane (its token is the hub account's, i.e. the local administrator's) is in
-    # the admin role because JupyterHub lets only admins grant admin rights; it alone creates,
-    # updates and removes hub users, mints their tokens and starts their servers.
-    {"name": "lakehub-control", "services": ["lakehub"], "scopes": CONTROL_SCOPES},
+    # JupyterHub's own admin role can do anything (mint any user's token, open their server),
+    # and its scopes cannot be changed: nobody holds it. Administrators manage users without
+    # the power to become them (lakehub.notebooks.roles).
+    {"name": "admin", "users": [], "services": []},
+    {"name": ADMIN_ROLE, "scopes": ADMIN_SCOPES, "users": ADMINS, "groups": [ADMIN_GROUP]},
+    {"name": "lakehub-control", "scopes": CONTROL_SCOPES, "services": ["lakehub"]},
     {"name": "user", "scopes": ["self", "access:services!service=lakehub",
                                 "access:services!service=dask-gateway"]},
 ]
@@ -83,7 +83,6 @@ if settings.cull_idle_timeout:  # stops idle servers; users and their files stay
 if settings.auth == "local":
     c.JupyterHub.authenticator_class = LakeHubAuthenticator
     c.LakeHubAuthenticator.db_url = settings.database_url
-    c.Authenticator.admin_users = {settings.admin_user}
 elif settings.auth == "ldap":
     from urllib.parse import urlparse
 
@@ -94,7 +93,6 @@ elif settings.auth == "ldap":
     c.LDAPAuthenticator.tls_strategy = settings.ldap_tls
     c.LDAPAuthenticator.bind_dn_template = settings.ldap_bind_dn_template
     c.Authenticator.allow_all = True
-    c.Authenticator.admin_users = set(settings.ldap_admin_users)
 else:
     c.JupyterHub.authenticator_class = "oauthenticator.generic.GenericOAuthenticator"
     c.GenericOAuthenticator.client_id = settings.oauth_client_id
@@ -107,7 +105,6 @@ else:
     c.GenericOAuthenticator.oauth_callback_url = f"{runtime.front_url}/hub/oauth_callback"
     c.GenericOAuthenticator.scope = ["openid", "profile"]
     c.Authenticator.allow_all = True
-    c.Authenticator.admin_users = set(settings.oauth_admin_users)
 
 # Notebooks
 c.JupyterHub.spawner_class = LakeHubSpawner
