@@ -99,7 +99,7 @@ def _cullers(hub: Hub) -> list[int]:
 
 def test_killed_jupyterhub_leaves_no_culler_behind(hub: Hub) -> None:
     """The culler is JupyterHub's child: it goes with it, and the restarted hub starts one."""
-    before = hub.wait(_cullers, timeout=30, what="the idle culler")
+    before = hub.wait(lambda: _cullers(hub), timeout=30, what="the idle culler")
     assert len(before) == 1, before
     restarts = hub.status()["components"]["hub"]["restarts"]
     os.kill(int((hub.data_dir / "run" / "jupyterhub.pid").read_text()), signal.SIGKILL)
