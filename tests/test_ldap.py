@@ -176,7 +176,8 @@ def test_ldap_admin_users_are_admins_in_the_api(
 
 def test_ldap_admin_sees_the_admin_page(ldap_hub: Hub, omar_token: str) -> None:
     with closing(ldap_hub.browser_login("omar")) as c:
-        assert c.get("/hub/api/user").json()["admin"] is True  # JupyterHub applied admin_users
+        # a listed administrator holds LakeHub's administrator role (never JupyterHub's admin)
+        assert "lakehub-admin" in c.get("/hub/api/user").json()["roles"]
         home = c.get("/services/lakehub/")
         assert 'href="/services/lakehub/admin"' in home.text
         page = c.get("/services/lakehub/admin")

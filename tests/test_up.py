@@ -82,6 +82,38 @@ def test_dead_component_is_restarted_and_logged(hub: Hub) -> None:
     assert "api exited with code" in log and "restarting in" in log
 
 
+def _cullers(hub: Hub) -> list[int]:
+    """This hub's idle culler processes."""
+    marker = f"LAKEHUB_HUB_ID={hub.data_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (entry.name.isdigit() and b"lakehub.notebooks.culling" in
+                    (entry / "cmdline").read_bytes() and
+                    marker in (entry / "environ").read_bytes().split(b"\0")):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_killed_jupyterhub_leaves_no_culler_behind(hub: Hub) -> None:
+    """The culler is JupyterHub's child: it goes with it, and the restarted hub starts one."""
+    before = hub.wait(lambda: _cullers(hub), timeout=30, what="the idle culler")
+    assert len(before) == 1, before
+    restarts = hub.status()["components"]["hub"]["restarts"]
+    os.kill(int((hub.data_dir / "run" / "jupyterhub.pid").read_text()), signal.SIGKILL)
+
+    def new_culler() -> list[int] | None:
+        comp = hub.status()["components"]["hub"]
+        fresh = [p for p in _cullers(hub) if p not in before]
+        return fresh if comp["restarts"] > restarts and comp["healthy"] and fresh else None
+
+    fresh = hub.wait(new_culler, timeout=90, what="the hub back, with its culler")
+    time.sleep(1)
+    assert _cullers(hub) == fresh and len(fresh) == 1  # the old one went with its hub
+
+
 def test_second_up_on_same_data_dir_is_refused(hub: Hub) -> None:
     proc = hub.cli("up", "--data-dir", str(hub.data_dir), "--port", str(free_port()), check=False)
     assert proc.returncode != 0

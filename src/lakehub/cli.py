@@ -186,6 +186,19 @@ def user_remove(name: str, data_dir: Path | None) -> None:
     click.echo(f"removed {name}")
 
 
+@user.command("password")
+@click.argument("name")
+@DATA_DIR
+def user_password(name: str, data_dir: Path | None) -> None:
+    """Give a user a new generated password, printed once (it is in the audit trail)."""
+    import secrets
+
+    password = secrets.token_urlsafe(12)
+    _api(settings_or_fail(data_dir=data_dir), "PATCH", f"/users/{name}",
+         json={"password": password})  # fmt: skip
+    click.echo(f"password: {password}  (shown once)")
+
+
 @user.command("token")
 @click.argument("name")
 @click.option("--expires-in", type=int, default=None, help="Seconds until the token expires")

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         default="127.0.0.1", description="Address the clusters' scheduler ports listen on; "
         "workers on other hosts need one they can reach."
     )
+    signup_per_address: int = Field(
+        default=5, ge=1, description="Sign-up requests one client address may make a minute."
+    )
+    signup_per_minute: int = Field(
+        default=30, ge=1, description="Sign-up requests everyone together may make a minute."
+    )
     cull_check_interval: int = Field(
         default=0, ge=0, description="Seconds between idle checks; 0: a tenth of the timeout "
         "(at least 1 s, at most 300 s)."

@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 
+from lakehub.notebooks.roles import ADMIN_GROUP
+
 
 class HubAPIError(RuntimeError):
     def __init__(self, message: str, status: int = 503) -> None:
@@ -41,13 +43,16 @@ class JupyterHubAPI:
         return data
 
     async def ensure_user(self, name: str, admin: bool) -> None:
+        """The hub user exists; an administrator is in the administrators' group (never
+        JupyterHub's admin: see lakehub.notebooks.roles)."""
         model = await self.user(name)
         if model is None:
             resp = await self._call("POST", f"users/{name}")
             if resp.status_code not in (201, 409):
                 raise HubAPIError(f"JupyterHub refused to create {name}: {resp.text}")
-        if model is None or bool(model.get("admin")) != admin:
-            resp = await self._call("PATCH", f"users/{name}", json={"admin": admin})
+        if (ADMIN_GROUP in ((model or {}).get("groups") or [])) != admin:
+            method, path = ("POST" if admin else "DELETE"), f"groups/{ADMIN_GROUP}/users"
+            resp = await self._call(method, path, json={"users": [name]})
             if resp.status_code != 200:
                 raise HubAPIError(f"JupyterHub refused to update {name}: {resp.text}")
 

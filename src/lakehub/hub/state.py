@@ -14,6 +14,7 @@ from lakehub.compute.base import Engine
 from lakehub.config import Settings
 from lakehub.hub.db import Database, User
 from lakehub.hub.jhub import JupyterHubAPI
+from lakehub.hub.signup_limit import SignupLimit
 from lakehub.notebooks.policy import Policies
 from lakehub.notebooks.registry import Environments
 from lakehub.quotas import Quotas
@@ -42,6 +43,14 @@ class AppState:
     compute: dict[str, Engine] = field(default_factory=dict)  # kind -> engine
     prefix: str = "/services/lakehub/"
     _hub_auth: Any = field(default=None)
+    _signup_limit: SignupLimit | None = field(default=None)
+
+    @property
+    def signup_limit(self) -> SignupLimit:
+        if self._signup_limit is None:
+            s = self.settings
+            self._signup_limit = SignupLimit(s.signup_per_address, s.signup_per_minute)
+        return self._signup_limit
 
     @property
     def hub_auth(self) -> Any:

@@ -45,7 +45,8 @@ class LakeHubAuthenticator(Authenticator):
             handler._lakehub_reason = result
             self.log.info("login refused for %r: %s", name[:32], result)
             return None
-        return {"name": result.name, "admin": result.admin}
+        # never JupyterHub's all-powerful admin: administrators get lakehub.notebooks.roles'
+        return {"name": result.name, "admin": False}
 
     async def check_allowed(self, username: str, authentication: Any = None) -> bool:
         return True  # authenticate() only returns approved, active accounts

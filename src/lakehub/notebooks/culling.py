@@ -2,14 +2,18 @@
 
 JupyterHub starts ``python -m lakehub.notebooks.culling --timeout=S --cull-every=S`` with a token
 that may list users, read their activity and servers, and stop servers (see
-``jupyterhub_config.py``). It is the upstream culler unchanged, except that its decision hook
-also appends one line per culled server to ``run/culls.log``, which the metrics count. Culling
-stops a server only: the user, their home and their files stay.
+``jupyterhub_config.py``); the culler dies with that JupyterHub (:func:`die_with_hub`). It is the
+upstream culler unchanged, except that its decision hook also appends one line per culled server
+to ``run/culls.log``, which the metrics count. Culling stops a server only: the user, their home
+and their files stay.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +22,7 @@ from typing import Any
 from lakehub.notebooks import records
 
 CULLS_FILE = "culls.log"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def culls_file(run_dir: Path) -> Path:
@@ -65,7 +70,21 @@ def _record_and_decide(*, inactive: timedelta | None, inactive_limit: int,
     return True
 
 
+def die_with_hub() -> None:
+    """Ask Linux to kill this process when JupyterHub (its parent) dies, however it dies; exit
+    now if it is already gone. Otherwise a killed hub would leave this culler running beside the
+    one its restart starts."""
+    hub_pid = int(os.environ.get("LAKEHUB_HUB_PID") or 0)
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if hub_pid and os.getppid() != hub_pid:  # the hub died before the line above
+        sys.exit("idle culler: JupyterHub is gone; exiting")
+
+
 def main() -> None:
+    die_with_hub()
     os.nice(10)  # a background check: JupyterHub, the proxy and the servers come first
     from jupyterhub_idle_culler import IdleCuller
 

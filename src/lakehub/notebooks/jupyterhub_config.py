@@ -1,10 +1,12 @@
 # JupyterHub configuration generated from LakeHub settings; run as `jupyterhub -f <this file>`
 # by the supervisor, with LAKEHUB_DATA_DIR (and any LAKEHUB_* settings) in the environment.
+import os
 import sys
 from pathlib import Path
 
 from lakehub.config import load_settings
 from lakehub.notebooks.authenticator import LakeHubAuthenticator
+from lakehub.notebooks.roles import ADMIN_GROUP, ADMIN_ROLE, ADMIN_SCOPES, CONTROL_SCOPES
 from lakehub.notebooks.spawner import LakeHubSpawner
 from lakehub.runtime import load_runtime, tokens
 
@@ -46,10 +48,15 @@ c.JupyterHub.services = [
         "display": False,
     },
 ]
+ADMINS = {"local": [settings.admin_user], "ldap": settings.ldap_admin_users,
+          "oauth": settings.oauth_admin_users}[settings.auth]  # fmt: skip
 c.JupyterHub.load_roles = [
-    # the control plane manages users, servers and tokens, and grants admin rights,
-    # which JupyterHub allows only to admins
-    {"name": "admin", "services": ["lakehub"]},
+    # JupyterHub's own admin role can do anything (mint any user's token, open their server),
+    # and its scopes cannot be changed: nobody holds it. Administrators manage users without
+    # the power to become them (lakehub.notebooks.roles).
+    {"name": "admin", "users": [], "services": []},
+    {"name": ADMIN_ROLE, "scopes": ADMIN_SCOPES, "users": ADMINS, "groups": [ADMIN_GROUP]},
+    {"name": "lakehub-control", "scopes": CONTROL_SCOPES, "services": ["lakehub"]},
     {"name": "user", "scopes": ["self", "access:services!service=lakehub",
                                 "access:services!service=dask-gateway"]},
 ]
@@ -60,8 +67,10 @@ if settings.cull_idle_timeout:  # stops idle servers; users and their files stay
                     f"--timeout={settings.cull_idle_timeout}",
                     f"--cull-every={settings.cull_every}"],
         # the hub id lets `lakehub down` sweep it like every other process of this hub
+        # the hub's pid: the culler dies with this process (a restarted hub starts its own)
         "environment": {"LAKEHUB_DATA_DIR": str(settings.data_dir),
-                        "LAKEHUB_HUB_ID": str(settings.data_dir)},
+                        "LAKEHUB_HUB_ID": str(settings.data_dir),
+                        "LAKEHUB_HUB_PID": str(os.getpid())},
         "display": False,
     })  # fmt: skip
     c.JupyterHub.load_roles.append({
@@ -74,7 +83,6 @@ if settings.cull_idle_timeout:  # stops idle servers; users and their files stay
 if settings.auth == "local":
     c.JupyterHub.authenticator_class = LakeHubAuthenticator
     c.LakeHubAuthenticator.db_url = settings.database_url
-    c.Authenticator.admin_users = {settings.admin_user}
 elif settings.auth == "ldap":
     from urllib.parse import urlparse
 
@@ -85,7 +93,6 @@ elif settings.auth == "ldap":
     c.LDAPAuthenticator.tls_strategy = settings.ldap_tls
     c.LDAPAuthenticator.bind_dn_template = settings.ldap_bind_dn_template
     c.Authenticator.allow_all = True
-    c.Authenticator.admin_users = set(settings.ldap_admin_users)
 else:
     c.JupyterHub.authenticator_class = "oauthenticator.generic.GenericOAuthenticator"
     c.GenericOAuthenticator.client_id = settings.oauth_client_id
@@ -98,7 +105,6 @@ else:
     c.GenericOAuthenticator.oauth_callback_url = f"{runtime.front_url}/hub/oauth_callback"
     c.GenericOAuthenticator.scope = ["openid", "profile"]
     c.Authenticator.allow_all = True
-    c.Authenticator.admin_users = set(settings.oauth_admin_users)
 
 # Notebooks
 c.JupyterHub.spawner_class = LakeHubSpawner

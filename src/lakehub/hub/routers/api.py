@@ -11,6 +11,7 @@ from lakehub.compute.dask_gateway import notebook_env as dask_notebook_env
 from lakehub.envvars import EnvVars
 from lakehub.hub.auth import Principal, require_admin, require_local_admin, require_user
 from lakehub.hub.schema import MAX_EXPIRY, Instant
+from lakehub.hub.signup_limit import client_address
 from lakehub.hub.state import AppState
 from lakehub.notebooks.accounts import remove_account
 from lakehub.users import Credentials
@@ -133,10 +134,13 @@ async def rotate(who: User, state: State, response: Response) -> LakeCredentials
 
 
 @router.post("/signup", status_code=201, tags=["users"])
-async def signup(body: SignUp, state: State) -> dict[str, str]:
-    """Ask for an account; an administrator approves it."""
+async def signup(body: SignUp, state: State, request: Request) -> dict[str, str]:
+    """Ask for an account; an administrator approves it. A few a minute per address (429)."""
     if state.settings.auth != "local":
         raise HTTPException(400, f"sign-up is handled by the {state.settings.auth} provider")
+    refused = state.signup_limit.check(client_address(request))
+    if refused:
+        raise HTTPException(429, refused)
     await state.run(
         lambda: state.directory.create(body.name, actor=body.name, password=body.password,
                                        status="pending")
@@ -177,6 +181,11 @@ async def patch_user(name: str, body: UserPatch, who: Admin, state: State) -> di
         await state.run(state.directory.set_admin, name, body.admin, who.name)
         await state.hub.ensure_user(name, body.admin)
     if body.password is not None:
+        # a password someone else knows lets them log in as you: an administrator may set only
+        # their own; another's is reset by the local administrator (`lakehub user password`)
+        if not (who.local or who.name == name):
+            raise HTTPException(403, "you may only change your own password; the hub's "
+                                "operator resets others' with 'lakehub user password NAME'")
         await state.run(state.directory.set_password, name, body.password, who.name)
     return {"detail": f"{name} updated"}
 

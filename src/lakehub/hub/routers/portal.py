@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from lakehub.hub.auth import Principal, browser_user
 from lakehub.hub.routers.api import State, remove_user
+from lakehub.hub.signup_limit import client_address
 from lakehub.lake import browse as browse_area
 from lakehub.lake.base import s3_client
 from lakehub.users import UserError
@@ -129,6 +130,11 @@ async def signup(
 ) -> Response:  # fmt: skip
     if state.settings.auth != "local":
         return page(request, "signup.html", who=None, auth=state.settings.auth)
+    refused = state.signup_limit.check(client_address(request))
+    if refused:  # the form comes back as typed, but for the password
+        resp = page(request, "signup.html", who=None, auth="local", error=refused, name=name)
+        resp.status_code = 429
+        return resp
     try:
         await state.run(
             lambda: state.directory.create(name, actor=name, password=password, status="pending")
