@@ -73,10 +73,9 @@ def down(data_dir: Path | None) -> None:
 
     settings = settings_or_fail(data_dir=data_dir)
     try:
-        stopped = stop(settings)
+        click.echo(stop(settings))
     except UpError as err:
         fail(str(err))
-    click.echo("LakeHub stopped" if stopped else f"no hub is running on {settings.data_dir}")
 
 
 @main.command()

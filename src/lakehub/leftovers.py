@@ -57,7 +57,8 @@ def _gone(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return True
-    return stat.rpartition(")")[2].split()[0] in ("Z", "X", "x")
+    fields = stat.rpartition(")")[2].split()
+    return not fields or fields[0] in ("Z", "X", "x")
 
 
 def _signal(pids: list[int], sig: int) -> None:

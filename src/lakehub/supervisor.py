@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import http.client
 import logging
 import os
 import signal
@@ -80,7 +81,7 @@ def probe(url: str, timeout: float = 1.0) -> bool:
             return int(resp.status) < 500
     except urllib.error.HTTPError as err:
         return err.code < 500
-    except (OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):  # refused, reset, cut short
         return False
 
 

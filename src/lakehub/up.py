@@ -411,8 +411,8 @@ def _relay(fd: int, settings: Settings) -> Say:
     return say
 
 
-def down(settings: Settings, timeout: float = 60.0) -> bool:
-    """Stop the hub on this data directory; False if none was running.
+def down(settings: Settings, timeout: float = 60.0) -> str:
+    """Stop the hub on this data directory; returns what happened, in one line.
 
     If its supervisor died, what it left behind is stopped all the same (under the lock, so no
     new hub starts meanwhile), and this returns once it is gone.
@@ -424,16 +424,18 @@ def down(settings: Settings, timeout: float = 60.0) -> bool:
         lock = None
     if lock is not None:
         try:
-            sweep_orphans(settings)
+            count = sweep_orphans(settings)
             runtime_file(settings).unlink(missing_ok=True)
         finally:
             lock.close()
-        return False
+        if count:
+            return f"stopped {count} processes left by a hub whose supervisor had died"
+        return f"no hub is running on {settings.data_dir}"
     assert rt is not None
     os.kill(rt.supervisor_pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if lock_is_free(settings):
-            return True
+            return "LakeHub stopped"
         time.sleep(0.1)
     raise UpError(f"the hub (pid {rt.supervisor_pid}) did not stop in {timeout:.0f} s")
