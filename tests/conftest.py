@@ -72,8 +72,9 @@ class Hub:
         return proc
 
     def status(self) -> dict[str, Any]:
-        out = self.cli("status", "--json", check=False).stdout
-        data: dict[str, Any] = json.loads(out)
+        proc = self.cli("status", "--json", check=False)
+        assert proc.stdout, f"lakehub status printed nothing: {proc.stderr}"
+        data: dict[str, Any] = json.loads(proc.stdout)
         return data
 
     def runtime(self) -> dict[str, Any]:

@@ -167,6 +167,20 @@ def _descendants_alive(pids: list[int]) -> list[int]:
     ]
 
 
+def tagged(data_dir: Path) -> list[int]:
+    """Live processes carrying the hub's marker (zombies have no environment left to read)."""
+    marker = f"LAKEHUB_HUB_ID={data_dir}".encode()
+    out = []
+    for e in Path("/proc").iterdir():
+        if e.name.isdigit():
+            try:
+                if marker in (e / "environ").read_bytes().split(b"\0"):
+                    out.append(int(e.name))
+            except OSError:
+                pass
+    return out
+
+
 def test_down_stops_everything_including_notebooks() -> None:
     h = start_hub()
     try:
@@ -180,28 +194,15 @@ def test_down_stops_everything_including_notebooks() -> None:
             )
         rt = h.runtime()
         pids = [c["pid"] for c in rt["components"].values()] + [rt["supervisor_pid"]]
-        marker = f"LAKEHUB_HUB_ID={h.data_dir}".encode()
-
-        def tagged() -> list[int]:
-            out = []
-            for e in Path("/proc").iterdir():
-                if e.name.isdigit():
-                    try:
-                        if marker in (e / "environ").read_bytes().split(b"\0"):
-                            out.append(int(e.name))
-                    except OSError:
-                        pass
-            return out
-
-        assert tagged(), "the notebook server should carry the hub's marker"
+        assert tagged(h.data_dir), "the notebook server should carry the hub's marker"
     finally:
         proc = h.cli("down", check=False)
     assert proc.returncode == 0 and "stopped" in proc.stdout
     deadline = time.monotonic() + 10
-    while (_descendants_alive(pids) or tagged()) and time.monotonic() < deadline:
+    while (_descendants_alive(pids) or tagged(h.data_dir)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _descendants_alive(pids) == []
-    assert tagged() == []
+    assert tagged(h.data_dir) == []
     assert h.cli("status", check=False).returncode != 0
     assert "no hub is running" in h.cli("down").stdout
     stop_hub(h)
@@ -247,30 +248,76 @@ def test_sigterm_stops_a_foreground_hub() -> None:
     shutil.rmtree(tmp_path)
 
 
-def test_down_cleans_up_after_a_killed_supervisor() -> None:
-    h = start_hub(wait_for=())
-    rt = h.runtime()
-    pids = [c["pid"] for c in rt["components"].values()]
-    os.kill(rt["supervisor_pid"], signal.SIGKILL)
-    time.sleep(0.5)
-    assert _descendants_alive(pids), "the components outlive their supervisor until cleaned"
-    out = h.cli("down")
-    assert "no hub is running" in out.stdout
-    deadline = time.monotonic() + 10
-    while _descendants_alive(pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _descendants_alive(pids) == []
-    # and the data directory starts again on the same port
-    proc = h.cli(
-        "up",
-        "--data-dir",
-        str(h.data_dir),
-        "--port",
-        str(h.port),
-        "--detach",
-        check=False,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert h.status()["state"] == "ready"
-    stop_hub(h)
+# A process of the hub that outlived it: it holds the front door's port and ignores SIGTERM.
+HOLD_PORT = """
+import signal, socket, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+print("listening", flush=True)
+time.sleep(300)
+"""
+
+
+def _leftover(h: Hub) -> subprocess.Popen[bytes]:
+    env = {**h.env, "LAKEHUB_HUB_ID": str(h.data_dir)}
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_PORT, str(h.port)], env=env,
+                            stdout=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == b"listening\n"
+    return proc
+
+
+def test_a_killed_supervisor_takes_its_hub_along_and_up_starts_at_once() -> None:
+    h = start_hub()
+    try:
+        h.quick_user("dave")
+        with h.http("dave") as c:
+            assert c.post("/hub/api/users/dave/server").status_code in (201, 202)
+            h.wait(
+                lambda: c.get("/hub/api/users/dave").json()["servers"].get("", {}).get("ready"),
+                timeout=90,
+                what="dave's server",
+            )
+        rt = h.runtime()
+        pids = [c["pid"] for c in rt["components"].values()]
+        before = tagged(h.data_dir)
+        assert len(before) > len(pids), "a notebook server runs beside the components"
+        os.kill(rt["supervisor_pid"], signal.SIGKILL)
+        # the components, the notebook server and all the hub started go with the supervisor
+        deadline = time.monotonic() + 30
+        while tagged(h.data_dir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = {p: Path(f"/proc/{p}/cmdline").read_bytes()[:100] for p in tagged(h.data_dir)}
+        assert left == {}, "processes outlived their supervisor"
+        assert _descendants_alive(pids) == []
+        status = h.status()
+        assert status["state"] == "stopped" and not status["running"]
+        assert status["leftovers"] == []
+
+        # what escaped the hub's end is reported, not hidden behind "stopped"...
+        holder = _leftover(h)
+        status = h.status()
+        assert status["state"] == "degraded" and not status["running"]
+        assert status["leftovers"] == [holder.pid]
+        assert status["reason"].startswith("supervisor not running, 1 leftover processes")
+        text = h.cli("status", check=False)
+        assert text.returncode == 1 and ": degraded: supervisor not running" in text.stdout
+        # ...'lakehub down' stops it...
+        out = h.cli("down").stdout
+        assert "stopped 1 processes left by a hub whose supervisor had died" in out
+        assert holder.wait(timeout=5) == -signal.SIGKILL
+        # ...and so does the next 'lakehub up', which waits for the port and starts at once
+        holder = _leftover(h)
+        proc = h.cli("up", "--data-dir", str(h.data_dir), "--port", str(h.port), "--detach",
+                     check=False, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert holder.wait(timeout=5) == -signal.SIGKILL
+        status = h.status()
+        assert status["state"] == "ready"
+        assert all(c["healthy"] for c in status["components"].values()), status
+        with httpx.Client(base_url=h.url, timeout=30) as c:
+            assert c.get("/hub/login").status_code == 200
+    finally:
+        stop_hub(h)

@@ -73,17 +73,21 @@ def down(data_dir: Path | None) -> None:
 
     settings = settings_or_fail(data_dir=data_dir)
     try:
-        stopped = stop(settings)
+        click.echo(stop(settings))
     except UpError as err:
         fail(str(err))
-    click.echo("LakeHub stopped" if stopped else f"no hub is running on {settings.data_dir}")
 
 
 @main.command()
 @DATA_DIR
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output")
 def status(data_dir: Path | None, as_json: bool) -> None:
-    """Show each component, its health, URL and log file."""
+    """Show each component, its health, URL and log file.
+
+    A hub whose supervisor died while some of its processes still run is "degraded", not
+    "stopped": those processes are listed, and 'lakehub down' or 'lakehub up' stops them.
+    """
+    from lakehub.leftovers import hub_processes
     from lakehub.runtime import load_runtime
     from lakehub.supervisor import probe
     from lakehub.up import lock_is_free
@@ -96,18 +100,30 @@ def status(data_dir: Path | None, as_json: bool) -> None:
         for name, c in rt.components.items():
             comps[name] = {"healthy": probe(c["health_url"]), "url": c["url"], "log": c["log"],
                            "pid": c["pid"], "restarts": c["restarts"]}  # fmt: skip
+    left = [] if running else hub_processes(settings.data_dir)
+    state, reason = (rt.state, rt.reason) if rt and running else ("stopped", "")
+    if left:
+        state = "degraded"
+        reason = f"supervisor not running, {len(left)} leftover processes"
+        if rt is not None and probe(rt.front_url + "/hub/login"):
+            reason += f" (the front door at {rt.front_url} still answers)"
     report = {
         "data_dir": str(settings.data_dir),
         "running": running,
-        "state": rt.state if rt and running else "stopped",
+        "state": state,
+        "reason": reason,
         "url": rt.front_url if rt and running else None,
         "components": comps,
+        "leftovers": left,
     }
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
-        click.echo(f"LakeHub on {settings.data_dir}: {report['state']}"
+        click.echo(f"LakeHub on {settings.data_dir}: {state}"
+                   + (f": {reason}" if reason else "")
                    + (f" at {report['url']}" if report["url"] else ""))  # fmt: skip
+        if left:
+            click.echo("  'lakehub down' stops them; 'lakehub up' stops them and starts the hub")
         for name, c in comps.items():
             mark = "healthy" if c["healthy"] else "DOWN"
             click.echo(f"  {name:<6} {mark:<8} {c['url']:<40} {c['log']}")

@@ -4,11 +4,21 @@ Each component runs in its own session (process group) with its output in ``logs
 One that exits unexpectedly is restarted after a backoff that doubles up to a minute and resets
 once it has stayed up; every event goes to the supervisor log. Stopping sends SIGTERM to each
 group, then SIGKILL after a grace period, so nothing outlives the hub.
+
+A component dies with its supervisor: it is started with the parent-death signal set to SIGTERM
+(``PR_SET_PDEATHSIG``), so a supervisor killed with ``kill -9`` takes its components along, and
+each stops what it started as on any SIGTERM (JupyterHub its notebook servers and services, for
+``cleanup_servers`` is set). The kernel sends that signal when the *thread* that started the
+child ends, so components are started only from the main thread, which lives as long as the
+supervisor. What a component leaves behind is the reaper's (see :mod:`lakehub.leftovers`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
+import http.client
 import logging
 import os
 import signal
@@ -21,6 +31,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("lakehub.supervisor")
 
@@ -70,7 +81,7 @@ def probe(url: str, timeout: float = 1.0) -> bool:
             return int(resp.status) < 500
     except urllib.error.HTTPError as err:
         return err.code < 500
-    except (OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):  # refused, reset, cut short
         return False
 
 
@@ -93,6 +104,8 @@ class Supervisor:
         self._on_change()
 
     def _start(self, c: Component) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("components are started from the main thread (see the module)")
         c.log_file.parent.mkdir(parents=True, exist_ok=True)
         out = open(c.log_file, "ab")  # noqa: SIM115 (handed to the child)
         env = {**(os.environ if c.inherit_env else {}), **c.env, **self._marker}
@@ -100,7 +113,7 @@ class Supervisor:
             c.proc = subprocess.Popen(
                 c.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, cwd=c.cwd, start_new_session=True,
-                preexec_fn=(lambda: os.nice(c.nice)) if c.nice else None,
+                preexec_fn=_child_setup(os.getpid(), c.nice),
             )  # fmt: skip
         finally:
             out.close()
@@ -163,6 +176,33 @@ class Supervisor:
             c.proc.wait()
             log.info("stopped %s", c.name)
             c.proc = None
+
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+@functools.cache
+def _prctl() -> Any:
+    fn = ctypes.CDLL(None, use_errno=True).prctl
+    fn.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def _child_setup(parent: int, nice: int) -> Callable[[], None]:
+    """What a component's process does between fork and exec: get SIGTERM when ``parent`` dies,
+    then lower its priority by ``nice``. Looked up here, in the parent, so the child only calls."""
+    prctl = _prctl()
+
+    def setup() -> None:
+        if prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:  # the supervisor died before the signal was set
+            os._exit(1)
+        if nice:
+            os.nice(nice)
+
+    return setup
 
 
 def _signal_group(pgid: int, sig: int) -> None:

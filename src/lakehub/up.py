@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import IO, Protocol
 
+from lakehub import leftovers
 from lakehub.compute.dask_gateway import gateway_url
 from lakehub.config import Settings
 from lakehub.lake.base import LakeUnavailable
@@ -99,17 +100,17 @@ def preflight(settings: Settings) -> None:
     """The cheap checks and the data directory's layout: fail fast, in one line.
 
     Called with the data directory's lock held: whatever still runs for it was left by a hub
-    that died, and goes first (it might hold the ports).
+    that died, and goes first; it might hold the ports, so this waits until it is gone.
     """
     os.umask(0o077)  # everything the hub writes is private unless made otherwise
-    sweep_orphans(settings)
+    swept = sweep_orphans(settings)
     checks = [(settings.port, "front door", settings.host),
               (settings.lake_port, "lake", "127.0.0.1")]  # fmt: skip
     if settings.ingest:
         checks += [(settings.forward_port, "Forward receiver", settings.ingest_host),
                    (settings.ingest_http_port, "HTTP receiver", settings.ingest_host)]  # fmt: skip
     for port, what, host in checks:
-        if port and port_in_use(host, port):
+        if port and not _wait_free(host, port, 5.0 if swept else 0.0):
             raise UpError(f"port {port} for the {what} is already in use")
     try:
         weed_binary(settings.lake_binary)
@@ -232,35 +233,25 @@ def _probe_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
-MARKER = "LAKEHUB_HUB_ID"  # in the environment of every process started for a hub
+def sweep_orphans(settings: Settings) -> int:
+    """Stop what a hub that died left on this data directory (the caller holds its lock); returns
+    how many went, once they are all gone. Fails if some would not stop."""
+    count, stuck = leftovers.stop(settings.data_dir)
+    if count:
+        log.warning("stopped %d processes left by a previous hub", count)
+    if stuck:
+        raise UpError(f"processes left by a previous hub on {settings.data_dir} would not stop "
+                      f"(pids {' '.join(map(str, stuck))}); stop them and try again")  # fmt: skip
+    return count
 
 
-def _marker(settings: Settings) -> dict[str, str]:
-    return {MARKER: str(settings.data_dir)}
-
-
-def _hub_processes(settings: Settings) -> list[int]:
-    """Processes started for this hub (components, notebook servers, kernels)."""
-    marker = f"{MARKER}={settings.data_dir}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-def sweep_orphans(settings: Settings) -> None:
-    for pid in _hub_processes(settings):
-        try:
-            os.kill(pid, signal.SIGKILL)
-            log.warning("killed leftover notebook process %d", pid)
-        except ProcessLookupError:
-            pass
+def _wait_free(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while port_in_use(host, port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
@@ -274,6 +265,8 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
     rt = allocate(settings)
     rt.supervisor_pid = os.getpid()
     rt.save(settings)
+    # kept open until this process ends, however it ends: then the reaper stops what is left
+    _reaper_pipe = leftovers.start_reaper(settings.data_dir, settings.log_dir / "supervisor.log")
     tok = tokens(settings)
     vault = Vault(settings.state_dir)  # every key exists before any component reads it
     lake = SeaweedFS(settings.state_dir, settings.run_dir, rt.ports, tok.lake_key, tok.lake_secret,
@@ -288,7 +281,7 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
         }  # fmt: skip
         rt.save(settings)
 
-    sup = Supervisor(comps, publish, marker=_marker(settings))
+    sup = Supervisor(comps, publish, marker=leftovers.marker(settings.data_dir))
     stop = lambda *_: sup.request_stop()  # noqa: E731
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -333,7 +326,7 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
         rt.state = "stopping"
         rt.save(settings)
         sup.stop_all()
-        sweep_orphans(settings)
+        leftovers.stop(settings.data_dir)  # notebook servers, clusters, builds; the reaper
         if db is not None:
             db.engine.dispose()
         runtime_file(settings).unlink(missing_ok=True)
@@ -418,21 +411,31 @@ def _relay(fd: int, settings: Settings) -> Say:
     return say
 
 
-def down(settings: Settings, timeout: float = 60.0) -> bool:
-    """Stop the hub on this data directory; False if none was running.
+def down(settings: Settings, timeout: float = 60.0) -> str:
+    """Stop the hub on this data directory; returns what happened, in one line.
 
-    If its supervisor died without cleaning up, what it left behind is stopped all the same.
+    If its supervisor died, what it left behind is stopped all the same (under the lock, so no
+    new hub starts meanwhile), and this returns once it is gone.
     """
     rt = load_runtime(settings)
-    if lock_is_free(settings):
-        sweep_orphans(settings)
-        runtime_file(settings).unlink(missing_ok=True)
-        return False
+    try:
+        lock = take_lock(settings)
+    except UpError:
+        lock = None
+    if lock is not None:
+        try:
+            count = sweep_orphans(settings)
+            runtime_file(settings).unlink(missing_ok=True)
+        finally:
+            lock.close()
+        if count:
+            return f"stopped {count} processes left by a hub whose supervisor had died"
+        return f"no hub is running on {settings.data_dir}"
     assert rt is not None
     os.kill(rt.supervisor_pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if lock_is_free(settings):
-            return True
+            return "LakeHub stopped"
         time.sleep(0.1)
     raise UpError(f"the hub (pid {rt.supervisor_pid}) did not stop in {timeout:.0f} s")
