@@ -2,18 +2,18 @@
 
 Upstream dask-gateway routes ``<prefix>/clusters/<name>/`` from its proxy straight to the
 scheduler's dashboard, for anyone who asks. LakeHub's backend adds no such route (only the
-scheduler's TLS route), so these paths reach the gateway's own web app, and :func:`dashboard`
-answers them before any byte of the dashboard is sent:
+scheduler's TLS route), so these paths reach the gateway's own web app, and
+:meth:`Dashboards.dashboard` answers them before any byte of the dashboard is sent:
 
 - The caller must be the cluster's owner. Nobody else: not other users, not administrators
   (they manage users, they do not become them). Another's cluster, or none, answers 404, as the
   gateway's API does.
 - Programs send a JupyterHub token (``Authorization: jupyterhub <token>``, what dask-gateway's
-  client sends). Browsers go through JupyterHub's OAuth once (PKCE, no confirmation page) and
-  then carry an HTTP-only session cookie; without one, a page request is sent to log in and
-  anything else gets 401. No secret ever travels in a URL (the OAuth code is single-use and
-  bound to a state cookie). A cookie-borne websocket or non-GET request must come from the
-  hub's own origin.
+  client sends; ``token`` and ``Bearer`` are taken too). Browsers go through JupyterHub's OAuth
+  once (PKCE, no confirmation page) and then carry an HTTP-only session cookie; without one, a
+  page request is sent to log in and anything else gets 401. No secret ever travels in a URL
+  (the OAuth code is single-use and bound to a state cookie). A cookie-borne websocket or
+  non-GET request must come from the hub's own origin (403).
 - Sessions live in the gateway's memory, their token checked again with JupyterHub every
   ``RECHECK`` seconds (a revoked token ends the session); a gateway restart sends browsers
   through the (silent) OAuth round again.
@@ -97,8 +97,13 @@ class Dashboards:
 
     async def _caller(self, request: web.Request) -> str:
         """The caller's user name; raises 401, or a redirect to the login for a page."""
-        if request.headers.get("Authorization"):
-            return str((await self.auth.authenticate(request)).name)
+        header = request.headers.get("Authorization", "")
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() not in ("jupyterhub", "token", "bearer") or not token.strip():
+                raise web.HTTPUnauthorized(text="send 'Authorization: jupyterhub <token>'",
+                                           headers={"WWW-Authenticate": "jupyterhub"})  # fmt: skip
+            return str((await self.auth.user_for_token(token.strip())).name)
         name = await self._session_user(request)
         if name is None:
             if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
@@ -180,6 +185,9 @@ class Dashboards:
             if _is_websocket(request):
                 return await self._relay_websocket(request, url)
             return await self._relay(request, url, headers)
+        except aiohttp.WSServerHandshakeError as err:
+            raise web.HTTPBadGateway(text=f"cluster {name}'s dashboard refused the websocket "
+                                          f"({err.status})") from None  # fmt: skip
         except (TimeoutError, aiohttp.ClientConnectionError) as err:
             raise web.HTTPBadGateway(text=f"cluster {name}'s dashboard is not answering: {err}"
                                      ) from None  # fmt: skip
