@@ -51,8 +51,10 @@ class Dashboards:
     """The routes, the browser sessions and the relay; ``auth`` is the gateway's authenticator
     (it turns a JupyterHub token into a user, or raises 401)."""
 
-    def __init__(self, auth: Any, prefix: str, hub_api_url: str, client_secret: str) -> None:
+    def __init__(self, auth: Any, prefix: str, public_url: str, hub_api_url: str,
+                 client_secret: str) -> None:  # fmt: skip
         self.auth = auth
+        self.public_host = urlsplit(public_url).netloc  # the hub's front door, host:port
         self.prefix = prefix.rstrip("/")  # the gateway's public path, e.g. /services/dask-gateway
         self.hub_api_url = hub_api_url.rstrip("/")
         self.client_id = f"service-{prefix.rstrip('/').rpartition('/')[2]}"
@@ -112,10 +114,16 @@ class Dashboards:
                 text="log in: a JupyterHub token ('Authorization: jupyterhub <token>') or a "
                      "browser session of the cluster's owner", headers={"WWW-Authenticate":
                                                                        "jupyterhub"})  # fmt: skip
+        # dask-gateway's proxy does not pass the browser's Host on as Host: a page of the hub
+        # has the hub's public address for its Origin (or a Host a proxy forwarded)
         origin = request.headers.get("Origin")
-        same_site = origin is None or urlsplit(origin).netloc == request.headers.get("Host")
-        if (request.method != "GET" or _is_websocket(request)) and not same_site:
-            raise web.HTTPForbidden(text="cross-site requests to a dashboard are refused")
+        forwarded = ",".join(request.headers.getall("X-Forwarded-Host", []))
+        hosts = {self.public_host, request.headers.get("Host", "")} | {
+            h.strip() for h in forwarded.split(",")}  # fmt: skip
+        if (request.method != "GET" or _is_websocket(request)) and origin is not None and (
+                urlsplit(origin).netloc not in hosts - {""}):  # fmt: skip
+            raise web.HTTPForbidden(text=f"cross-site requests to a dashboard are refused "
+                                         f"(from {origin})")  # fmt: skip
         return name
 
     def _login(self, request: web.Request) -> web.HTTPFound:

@@ -199,10 +199,11 @@ class HubOrServiceAuthenticator(JupyterHubAuthenticator):
 
     lakehub_token = Unicode(config=True, help="The control plane's service token.")
     public_prefix = Unicode(config=True, help="The gateway's path behind the hub's front door.")
+    public_url = Unicode(config=True, help="The hub's front door (dashboards' pages' origin).")
 
     async def setup(self, app: web.Application) -> None:
         await super().setup(app)
-        Dashboards(self, self.public_prefix, self.jupyterhub_api_url,
+        Dashboards(self, self.public_prefix, self.public_url, self.jupyterhub_api_url,
                    self.jupyterhub_api_token).install(app)  # fmt: skip
 
     async def user_for_token(self, token: str) -> User:

@@ -33,6 +33,7 @@ c.HubOrServiceAuthenticator.jupyterhub_api_token = tok.gateway
 c.HubOrServiceAuthenticator.jupyterhub_service_name = GATEWAY_SERVICE
 c.HubOrServiceAuthenticator.lakehub_token = tok.service
 c.HubOrServiceAuthenticator.public_prefix = c.Proxy.prefix  # dashboards' logins come back there
+c.HubOrServiceAuthenticator.public_url = runtime.front_url
 
 backend = "UserLocalBackend" if settings.isolated else "SharedAccountBackend"
 c.DaskGateway.backend_class = f"lakehub.compute.gateway_backend.{backend}"
