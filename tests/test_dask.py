@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import pwd
+import secrets
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
 
+import aiohttp
 import cloudpickle
 import httpx
 import pyarrow as pa
@@ -218,3 +223,126 @@ def test_a_notebook_in_the_dask_environment_is_wired_to_the_gateway(
     with httpx.Client() as h:  # the gateway is not open to anonymous callers
         resp = h.get(f"{hub.url}/services/dask-gateway/api/v1/clusters/")
         assert resp.status_code in (401, 403)
+
+
+@pytest.fixture(scope="module")
+def dashboard(dask_ready: Hub) -> Iterator[tuple[str, str]]:
+    """A running cluster of a fresh user; yields (its owner, its dashboard's path)."""
+    hub = dask_ready
+    owner = f"dd{secrets.token_hex(3)}"
+    hub.quick_user(owner)
+    with sdk(hub, owner) as c:
+        client = lakehub.compute.dask(workers=0, client=c)
+        try:
+            (url,) = [x["dashboard_url"] for x in lakehub.compute.clusters(client=c)]
+            yield owner, urlsplit(url).path  # /services/dask-gateway/clusters/<name>/status
+        finally:
+            client.cluster.shutdown()
+            client.close()
+
+
+def _pages(path: str) -> list[str]:
+    return [path, path.rpartition("/")[0] + "/info/main/logs.html"]
+
+
+def _cookie_header(browser: httpx.Client) -> str:
+    """What a browser sends to the gateway's paths (a websocket client has no cookie jar)."""
+    return "; ".join(f"{c.name}={c.value}" for c in browser.cookies.jar
+                     if "/services/dask-gateway/".startswith(c.path))  # fmt: skip
+
+
+def _websocket(url: str, cookie: str | None = None, origin: str | None = None) -> str:
+    """Open a dashboard's bokeh websocket; returns its first message, or the refusal's status."""
+
+    async def go() -> str:
+        headers = {"Cookie": cookie} if cookie else {}
+        if origin:
+            headers["Origin"] = origin
+        async with aiohttp.ClientSession() as s:
+            try:
+                async with s.ws_connect(url, headers=headers) as ws:
+                    msg = await ws.receive(timeout=30)
+                    return f"message {str(msg.data)[:200]}"
+            except aiohttp.WSServerHandshakeError as err:
+                return f"refused {err.status}"
+
+    return asyncio.run(go())
+
+
+def test_a_dashboard_is_not_shown_without_credentials(
+    dask_ready: Hub, dashboard: tuple[str, str]
+) -> None:
+    hub, (_, path) = dask_ready, dashboard
+    with httpx.Client(base_url=hub.url, timeout=60) as anon:
+        for page in _pages(path):
+            r = anon.get(page)
+            assert r.status_code == 401, (page, r.status_code, r.text[:200])
+            assert "bokeh" not in r.text.lower()
+            r = anon.get(page, headers={"Authorization": "nonsense"})
+            assert r.status_code == 401 and "jupyterhub <token>" in r.text
+            # a browser is sent to log in, and ends on the hub's login page, not the dashboard
+            r = anon.get(page, headers={"Accept": "text/html"})
+            assert r.status_code == 302, (page, r.status_code)
+            assert r.headers["location"].startswith("/hub/api/oauth2/authorize?")
+            r = anon.get(page, headers={"Accept": "text/html"}, follow_redirects=True)
+            assert urlsplit(str(r.url)).path == "/hub/login" and "bokeh" not in r.text.lower()
+    ws = f"ws://127.0.0.1:{hub.port}{path}/ws"
+    assert _websocket(ws) == "refused 401"
+
+
+def test_a_dashboard_is_refused_to_other_users_and_to_admins(
+    dask_ready: Hub, dashboard: tuple[str, str]
+) -> None:
+    hub, (_, path) = dask_ready, dashboard
+    other, admin = f"ddo{secrets.token_hex(3)}", f"ddx{secrets.token_hex(3)}"
+    hub.quick_user(other)
+    hub.quick_user(admin, admin=True)
+    for name in (other, admin):
+        with httpx.Client(base_url=hub.url, timeout=60) as h:
+            for page in _pages(path):
+                r = h.get(page, headers={"Authorization": f"jupyterhub {hub.token(name)}"})
+                assert r.status_code == 404, (name, page, r.status_code, r.text[:200])
+                assert "bokeh" not in r.text.lower()
+        browser = hub.browser_login(name)
+        try:
+            for page in _pages(path):
+                r = browser.get(page, headers={"Accept": "text/html"})
+                assert r.status_code == 404, (name, page, r.status_code, r.text[:200])
+                assert "you have no cluster named" in r.text
+            cookies = _cookie_header(browser)
+        finally:
+            browser.close()
+        assert _websocket(f"ws://127.0.0.1:{hub.port}{path}/ws", cookies) == "refused 404"
+
+
+def test_a_dashboard_is_shown_to_its_owner_in_a_browser_and_to_their_token(
+    dask_ready: Hub, dashboard: tuple[str, str]
+) -> None:
+    hub, (owner, path) = dask_ready, dashboard
+    with httpx.Client(base_url=hub.url, timeout=60) as h:
+        for page in _pages(path):
+            r = h.get(page, headers={"Authorization": f"jupyterhub {hub.token(owner)}"})
+            assert r.status_code == 200, (page, r.status_code, r.text[:200])
+            assert "set-cookie" not in r.headers
+    browser = hub.browser_login(owner)
+    try:
+        # the link clicked in the portal: a silent OAuth round, then the dashboard itself (the
+        # `dask` environment has no bokeh, so the scheduler's status page says it needs it)
+        r = browser.get(path, headers={"Accept": "text/html"})
+        assert r.status_code == 200 and "Dask" in r.text, r.text[:300]
+        assert [urlsplit(str(step.url)).path for step in r.history] == [
+            path, "/hub/api/oauth2/authorize", "/services/dask-gateway/oauth_callback"]
+        assert all("token" not in str(step.url) for step in [*r.history, r])
+        logs = browser.get(_pages(path)[1])
+        assert logs.status_code == 200 and "logs" in logs.text.lower(), logs.text[:300]
+        # the page's websocket passes for the owner's session from the hub's own origin (and
+        # reaches the scheduler, which without bokeh has none: 502), not from another site
+        ws, cookies = f"ws://127.0.0.1:{hub.port}{path}/ws", _cookie_header(browser)
+        assert _websocket(ws, cookies, origin=hub.url) == "refused 502"
+        assert _websocket(ws, cookies, origin="http://elsewhere.example") == "refused 403"
+        # the session cookie is the gateway's own, confined to its path
+        session = [c for c in browser.cookies.jar if c.name == "lakehub-dask-session"]
+        assert [(c.path, c.has_nonstandard_attr("HttpOnly")) for c in session] == [
+            ("/services/dask-gateway/", True)]
+    finally:
+        browser.close()

@@ -16,6 +16,9 @@
   inherit that: a cluster's scheduler and workers get back the priority of the user's notebooks.
 - :class:`HubOrServiceAuthenticator` takes JupyterHub tokens, and lets the control plane act for
   a user with the hub's service token plus ``X-LakeHub-User``.
+- The proxy gets no route to a scheduler's dashboard (upstream adds one, open to anyone): those
+  paths reach the gateway's web app, which shows a dashboard to its owner only
+  (:mod:`lakehub.compute.dashboards`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import hmac
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -34,6 +38,7 @@ from dask_gateway_server.backends.local import LocalBackend, UnsafeLocalBackend
 from dask_gateway_server.models import User
 from traitlets import HasTraits, Unicode
 
+from lakehub.compute.dashboards import Dashboards
 from lakehub.notebooks.accounts import ensure_account, unix_name
 
 ENV_TTL = 60.0
@@ -101,6 +106,13 @@ class _Planned(HasTraits):
         # distributed's own check (one clock) stops an idle scheduler instead
         idle = f"{float(cluster.config.idle_timeout or 0):g}s"
         return {**env, **owner, "DASK_DISTRIBUTED__SCHEDULER__IDLE_TIMEOUT": idle}
+
+    async def _check_cluster_proxied(self, cluster: Any) -> None:
+        """Upstream's, less the route from the proxy to the dashboard (see the module's doc)."""
+        if not cluster.added_to_proxies:
+            await self.proxy.add_route(kind="SNI", sni=cluster.name,  # type: ignore[attr-defined]
+                                       target=cluster.scheduler_address)  # fmt: skip
+            cluster.added_to_proxies = True
 
     async def do_start_cluster(self, cluster: Any) -> Any:
         await self._fetch_owner_env(cluster.username)
@@ -186,6 +198,19 @@ class HubOrServiceAuthenticator(JupyterHubAuthenticator):
     """JupyterHub tokens; or the control plane's token with ``X-LakeHub-User: <name>``."""
 
     lakehub_token = Unicode(config=True, help="The control plane's service token.")
+    public_prefix = Unicode(config=True, help="The gateway's path behind the hub's front door.")
+    public_url = Unicode(config=True, help="The hub's front door (dashboards' pages' origin).")
+
+    async def setup(self, app: web.Application) -> None:
+        await super().setup(app)
+        Dashboards(self, self.public_prefix, self.public_url, self.jupyterhub_api_url,
+                   self.jupyterhub_api_token).install(app)  # fmt: skip
+
+    async def user_for_token(self, token: str) -> User:
+        """The hub's user behind a token; 401 when none, or it lacks access to the gateway."""
+        user: User = await self.authenticate(
+            SimpleNamespace(headers={"Authorization": f"jupyterhub {token}"}))
+        return user
 
     async def authenticate_and_handle(self, request: Any, handler: Any) -> Any:
         """The control plane's calls never use, nor get, the cookie that caches a user."""

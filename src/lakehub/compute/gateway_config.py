@@ -20,7 +20,8 @@ state = settings.state_dir / "dask-gateway"
 state.mkdir(mode=0o700, exist_ok=True)
 
 # The proxy (HTTP API + dashboards, and the schedulers' TLS port) on loopback; the hub's front
-# door forwards /services/dask-gateway/ to it.
+# door forwards /services/dask-gateway/ to it. Dashboards go through the gateway's web app, which
+# shows each to its owner only (lakehub.compute.dashboards).
 c.Proxy.address = f"127.0.0.1:{p['gateway']}"
 c.Proxy.tcp_address = f"{settings.compute_bind}:{p['gateway_tcp']}"
 c.Proxy.prefix = f"/services/{GATEWAY_SERVICE}"
@@ -31,6 +32,8 @@ c.HubOrServiceAuthenticator.jupyterhub_api_url = runtime.hub_api_url
 c.HubOrServiceAuthenticator.jupyterhub_api_token = tok.gateway
 c.HubOrServiceAuthenticator.jupyterhub_service_name = GATEWAY_SERVICE
 c.HubOrServiceAuthenticator.lakehub_token = tok.service
+c.HubOrServiceAuthenticator.public_prefix = c.Proxy.prefix  # dashboards' logins come back there
+c.HubOrServiceAuthenticator.public_url = runtime.front_url
 
 backend = "UserLocalBackend" if settings.isolated else "SharedAccountBackend"
 c.DaskGateway.backend_class = f"lakehub.compute.gateway_backend.{backend}"

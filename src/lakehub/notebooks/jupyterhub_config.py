@@ -41,10 +41,13 @@ c.JupyterHub.services = [
         "oauth_no_confirm": True,
         "display": False,
     },
-    {  # Dask clusters; JupyterHub tokens authenticate there (see lakehub.compute)
+    {  # Dask clusters; JupyterHub tokens authenticate there, and browsers log in to
+        # dashboards through OAuth (see lakehub.compute.dashboards)
         "name": "dask-gateway",
         "url": f"http://127.0.0.1:{p['gateway']}",
         "api_token": tok.gateway,
+        "oauth_redirect_uri": "/services/dask-gateway/oauth_callback",
+        "oauth_no_confirm": True,
         "display": False,
     },
 ]
