@@ -185,15 +185,17 @@ def test_ldap_admin_sees_the_admin_page(ldap_hub: Hub, omar_token: str) -> None:
         assert "Administrators only." not in page.text
 
 
-def test_minting_a_token_keeps_jupyterhub_admin(ldap_hub: Hub, omar_token: str) -> None:
-    """The local admin's `lakehub user token omar` must not demote omar in JupyterHub."""
+def test_minting_a_token_keeps_the_administrator_role(ldap_hub: Hub, omar_token: str) -> None:
+    """The local admin's `lakehub user token omar` must not demote omar in JupyterHub (where an
+    administrator holds LakeHub's role, never JupyterHub's all-powerful admin)."""
     fresh = ldap_hub.cli("user", "token", "omar").stdout.strip()
     r = httpx.get(
         f"{ldap_hub.url}/hub/api/user", headers={"Authorization": f"token {fresh}"}, timeout=60
     )
     assert r.status_code == 200, r.text
     assert r.json()["name"] == "omar"
-    assert r.json()["admin"] is True, "minting a token revoked omar's JupyterHub admin role"
+    assert "lakehub-admin" in r.json()["roles"], "minting a token revoked omar's admin role"
+    assert r.json()["admin"] is False
 
 
 def test_signup_points_to_the_directory(ldap_hub: Hub) -> None:
