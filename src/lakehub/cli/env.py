@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from lakehub.connection_cli import HUB, TOKEN, _call, _client, fail
+from lakehub.cli._common import HUB, TOKEN, call, fail, hub_client
 
 
 def _read_value(name: str) -> str:
@@ -46,8 +46,8 @@ def set_(name: str, secret: bool, value: str | None, hub: str | None, token: str
              "leave out --value and type it at the prompt or pipe it in")  # fmt: skip
     if value is None:
         value = _read_value(name)
-    with _client(hub, token) as c:
-        _call(c.env.set, name, value, secret=secret)
+    with hub_client(hub, token) as c:
+        call(c.env.set, name, value, secret=secret)
     click.echo(f"set {name}" + (" (secret)" if secret else ""))
 
 
@@ -56,8 +56,8 @@ def set_(name: str, secret: bool, value: str | None, hub: str | None, token: str
 @TOKEN
 def ls(hub: str | None, token: str | None) -> None:
     """List your variables; secret values show as (secret)."""
-    with _client(hub, token) as c:
-        rows = _call(c.env.list)
+    with hub_client(hub, token) as c:
+        rows = call(c.env.list)
     for r in rows:
         click.echo(f"{r['name']}=" + ("(secret)" if r["secret"] else r["value"]))
 
@@ -68,6 +68,6 @@ def ls(hub: str | None, token: str | None) -> None:
 @TOKEN
 def rm(name: str, hub: str | None, token: str | None) -> None:
     """Delete NAME (running servers keep it until they restart)."""
-    with _client(hub, token) as c:
-        _call(c.env.delete, name)
+    with hub_client(hub, token) as c:
+        call(c.env.delete, name)
     click.echo(f"removed {name}")

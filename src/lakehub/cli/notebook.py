@@ -14,24 +14,7 @@ from typing import Any
 
 import click
 
-from lakehub.connection_cli import HUB, TOKEN, _call, _client
-
-DATA_DIR = click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="The hub's data directory [default: ./lakehub-data, or LAKEHUB_DATA_DIR]",
-)  # fmt: skip
-
-
-def _admin(data_dir: Path | None, method: str, path: str, **kw: Any) -> Any:
-    from lakehub.cli import _api, settings_or_fail
-
-    return _api(settings_or_fail(data_dir=data_dir), method, path, **kw)
-
-
-def _fail(message: str) -> None:
-    from lakehub.cli import fail
-
-    fail(message, 2)
+from lakehub.cli._common import DATA_DIR, HUB, TOKEN, as_admin, call, echo_json, fail, hub_client
 
 
 def _size(text: str) -> int:
@@ -40,8 +23,7 @@ def _size(text: str) -> int:
     try:
         return parse_size(text)
     except ValueError as err:
-        _fail(str(err))
-        raise
+        fail(str(err), 2)
 
 
 def _human(n: int | None) -> str:
@@ -61,8 +43,8 @@ def server() -> None:
 @TOKEN
 def server_ls(hub: str | None, token: str | None) -> None:
     """Your servers, and when each stops if it stays idle."""
-    with _client(hub, token) as c:
-        servers = _call(c.servers.list)
+    with hub_client(hub, token) as c:
+        servers = call(c.servers.list)
     if not servers:
         click.echo("no servers running")
     for s in servers:
@@ -81,8 +63,8 @@ def server_ls(hub: str | None, token: str | None) -> None:
 def server_start(name: str, environment: str | None, size: str | None, hub: str | None,
                  token: str | None) -> None:  # fmt: skip
     """Start server NAME ('default' is your unnamed one) and wait until it is ready."""
-    with _client(hub, token) as c:
-        s = _call(c.servers.start, name, environment=environment, size=size)
+    with hub_client(hub, token) as c:
+        s = call(c.servers.start, name, environment=environment, size=size)
         url = c.url.removesuffix("/services/lakehub") + s["url"]
     click.echo(f"server {s['name']} ready: {s['environment']}, {s['size']}, at {url}")
 
@@ -93,8 +75,8 @@ def server_start(name: str, environment: str | None, size: str | None, hub: str 
 @TOKEN
 def server_stop(name: str, hub: str | None, token: str | None) -> None:
     """Stop server NAME; your files stay."""
-    with _client(hub, token) as c:
-        _call(c.servers.stop, name)
+    with hub_client(hub, token) as c:
+        call(c.servers.stop, name)
     click.echo(f"stopping server {name}")
 
 
@@ -103,8 +85,8 @@ def server_stop(name: str, hub: str | None, token: str | None) -> None:
 @TOKEN
 def server_options(hub: str | None, token: str | None) -> None:
     """The environments and sizes you may pick, and your quotas."""
-    with _client(hub, token) as c:
-        o = _call(c.servers.options)
+    with hub_client(hub, token) as c:
+        o = call(c.servers.options)
     for e in o["environments"]:
         mark = "*" if e["name"] == o["default_environment"] else " "
         state = "ready" if e["usable"] else e["status"]
@@ -125,7 +107,7 @@ def environment() -> None:
 @environment.command("ls")
 @DATA_DIR
 def environment_ls(data_dir: Path | None) -> None:
-    for e in _admin(data_dir, "GET", "/environments"):
+    for e in as_admin(data_dir, "GET", "/environments"):
         state = e["status"] + (f" ({e['progress']})" if e["progress"] else "")
         usable = "usable" if e["usable"] else "not usable yet"
         click.echo(f"{e['name']:<14} {state:<40} {usable:<15} {e['description']}")
@@ -136,8 +118,8 @@ def environment_ls(data_dir: Path | None) -> None:
 @DATA_DIR
 def environment_show(name: str, data_dir: Path | None) -> None:
     """The spec, the build's state and everything inside it, with versions."""
-    e = _admin(data_dir, "GET", f"/environments/{name}")
-    click.echo(json.dumps(e, indent=2, default=str))
+    e = as_admin(data_dir, "GET", f"/environments/{name}")
+    echo_json(e)
 
 
 @environment.command("set")
@@ -152,7 +134,7 @@ def environment_set(name: str, description: str | None, python: str | None,
     """Add environment NAME or change its spec; it is built in the background."""
     body = {"description": description, "python": python,
             "packages": list(packages) if packages else None}  # fmt: skip
-    e = _admin(data_dir, "PUT", f"/environments/{name}", json=body)
+    e = as_admin(data_dir, "PUT", f"/environments/{name}", json=body)
     click.echo(f"environment {name}: {e['status']} (see 'lakehub environment log {name}')")
 
 
@@ -161,7 +143,7 @@ def environment_set(name: str, description: str | None, python: str | None,
 @DATA_DIR
 def environment_build(name: str, data_dir: Path | None) -> None:
     """Build NAME again from its spec."""
-    e = _admin(data_dir, "POST", f"/environments/{name}/build")
+    e = as_admin(data_dir, "POST", f"/environments/{name}/build")
     click.echo(f"environment {name}: {e['status']}")
 
 
@@ -170,14 +152,14 @@ def environment_build(name: str, data_dir: Path | None) -> None:
 @DATA_DIR
 def environment_log(name: str, data_dir: Path | None) -> None:
     """The log of NAME's latest build."""
-    click.echo(_admin(data_dir, "GET", f"/environments/{name}/log"), nl=False)
+    click.echo(as_admin(data_dir, "GET", f"/environments/{name}/log"), nl=False)
 
 
 @environment.command("rm")
 @click.argument("name")
 @DATA_DIR
 def environment_rm(name: str, data_dir: Path | None) -> None:
-    _admin(data_dir, "DELETE", f"/environments/{name}")
+    as_admin(data_dir, "DELETE", f"/environments/{name}")
     click.echo(f"removed environment {name} (running servers keep their build)")
 
 
@@ -190,7 +172,7 @@ def size() -> None:
 @size.command("ls")
 @DATA_DIR
 def size_ls(data_dir: Path | None) -> None:
-    for z in _admin(data_dir, "GET", "/sizes"):
+    for z in as_admin(data_dir, "GET", "/sizes"):
         click.echo(f"{z['name']:<12} {z['cpus']:g} CPU  {_human(z['memory']):<10} "
                    f"{z['description']}")  # fmt: skip
 
@@ -204,7 +186,7 @@ def size_ls(data_dir: Path | None) -> None:
 def size_set(name: str, cpus: float, memory: str, description: str,
              data_dir: Path | None) -> None:  # fmt: skip
     body = {"cpus": cpus, "memory": _size(memory), "description": description}
-    _admin(data_dir, "PUT", f"/sizes/{name}", json=body)
+    as_admin(data_dir, "PUT", f"/sizes/{name}", json=body)
     click.echo(f"size {name}: {cpus:g} CPU, {memory}")
 
 
@@ -212,7 +194,7 @@ def size_set(name: str, cpus: float, memory: str, description: str,
 @click.argument("name")
 @DATA_DIR
 def size_rm(name: str, data_dir: Path | None) -> None:
-    _admin(data_dir, "DELETE", f"/sizes/{name}")
+    as_admin(data_dir, "DELETE", f"/sizes/{name}")
     click.echo(f"removed size {name}")
 
 
@@ -224,7 +206,7 @@ def policy() -> None:
 
 def _who(user: str | None, group: str | None) -> str:
     if bool(user) == bool(group):
-        _fail("give --group NAME or --user NAME")
+        fail("give --group NAME or --user NAME", 2)
     return f"user/{user}" if user else f"group/{group}"
 
 
@@ -262,15 +244,15 @@ def policy_set(group: str | None, user: str | None, environments: str | None,
     if max_memory is not None:
         body["max_memory"] = _size(max_memory)
     if not body:
-        _fail("nothing to set: see --help")
-    _admin(data_dir, "PUT", f"/notebook-policies/{who}", json=body)
+        fail("nothing to set: see --help", 2)
+    as_admin(data_dir, "PUT", f"/notebook-policies/{who}", json=body)
     click.echo(f"policy of {who.replace('/', ' ')} set")
 
 
 @policy.command("ls")
 @DATA_DIR
 def policy_ls(data_dir: Path | None) -> None:
-    rows = _admin(data_dir, "GET", "/notebook-policies")
+    rows = as_admin(data_dir, "GET", "/notebook-policies")
     if not rows:
         click.echo("no policies: everyone may use every environment and size")
     for p in rows:
@@ -284,7 +266,7 @@ def policy_ls(data_dir: Path | None) -> None:
 @DATA_DIR
 def policy_rm(group: str | None, user: str | None, data_dir: Path | None) -> None:
     who = _who(user, group)
-    _admin(data_dir, "DELETE", f"/notebook-policies/{who}")
+    as_admin(data_dir, "DELETE", f"/notebook-policies/{who}")
     click.echo(f"removed the policy of {who.replace('/', ' ')}")
 
 

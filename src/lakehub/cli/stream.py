@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import click
 
-DATA_DIR = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-                        default=None, help="The hub's data directory")  # fmt: skip
+from lakehub.cli._common import as_admin, data_dir_option, echo_json
 
-
-def _admin(data_dir: Path | None, method: str, path: str, **kw: Any) -> Any:
-    from lakehub.cli import _api, settings_or_fail
-
-    return _api(settings_or_fail(data_dir=data_dir), method, path, **kw)
+DATA_DIR = data_dir_option("The hub's data directory")
 
 
 @click.group()
@@ -33,7 +26,7 @@ def stream() -> None:
 def stream_create(name: str, owner: str, tags: tuple[str, ...], kind: str, path: str | None,
                   data_dir: Path | None) -> None:  # fmt: skip
     body = {"name": name, "owner": owner, "tags": list(tags), "kind": kind, "path": path}
-    out = _admin(data_dir, "POST", "/streams", json=body)
+    out = as_admin(data_dir, "POST", "/streams", json=body)
     click.echo(f"stream {out['name']} ({out['kind']}) at {out['path']} takes {', '.join(tags)}")
 
 
@@ -41,9 +34,9 @@ def stream_create(name: str, owner: str, tags: tuple[str, ...], kind: str, path:
 @click.option("--json", "as_json", is_flag=True)
 @DATA_DIR
 def stream_list(as_json: bool, data_dir: Path | None) -> None:
-    out = _admin(data_dir, "GET", "/streams")
+    out = as_admin(data_dir, "GET", "/streams")
     if as_json:
-        click.echo(json.dumps(out, indent=2))
+        echo_json(out)
         return
     for s in out:
         click.echo(f"{s['name']:<20} {s['kind']:<8} {s['owner']:<12} records={s['moved_records']}"
@@ -54,7 +47,7 @@ def stream_list(as_json: bool, data_dir: Path | None) -> None:
 @click.argument("name")
 @DATA_DIR
 def stream_rm(name: str, data_dir: Path | None) -> None:
-    _admin(data_dir, "DELETE", f"/streams/{name}")
+    as_admin(data_dir, "DELETE", f"/streams/{name}")
     click.echo(f"stream {name} removed (its data stays in the lake)")
 
 
@@ -76,7 +69,7 @@ def source_add(name: str, owner: str, tags: tuple[str, ...], no_shared_key: bool
                data_dir: Path | None) -> None:  # fmt: skip
     body = {"name": name, "owner": owner, "tags": list(tags), "shared_key": not no_shared_key,
             "max_bytes_per_s": max_bytes_per_s, "max_message_bytes": max_message_bytes}
-    out = _admin(data_dir, "POST", "/sources", json=body)
+    out = as_admin(data_dir, "POST", "/sources", json=body)
     click.echo(f"source {name} for {owner}: token: {out['token']}")
     if out["key"]:
         click.echo(f"shared key: {out['key']}")
@@ -86,7 +79,7 @@ def source_add(name: str, owner: str, tags: tuple[str, ...], no_shared_key: bool
 @source.command("list")
 @DATA_DIR
 def source_list(data_dir: Path | None) -> None:
-    for s in _admin(data_dir, "GET", "/sources"):
+    for s in as_admin(data_dir, "GET", "/sources"):
         key = "shared key" if s["shared_key"] else "no key"
         click.echo(f"{s['name']:<20} {s['owner']:<12} {key:<10} {', '.join(s['tags'])}")
 
@@ -95,7 +88,7 @@ def source_list(data_dir: Path | None) -> None:
 @click.argument("name")
 @DATA_DIR
 def source_rm(name: str, data_dir: Path | None) -> None:
-    _admin(data_dir, "DELETE", f"/sources/{name}")
+    as_admin(data_dir, "DELETE", f"/sources/{name}")
     click.echo(f"source {name} removed")
 
 

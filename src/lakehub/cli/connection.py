@@ -10,34 +10,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 import click
 
-from lakehub.lake_cli import HUB, TOKEN, fail
+from lakehub.cli._common import HUB, TOKEN, call, fail, hub_client
 
 SECRET_ENV = "LAKEHUB_CONNECTION_SECRET"
-
-
-def _client(hub: str | None, token: str | None) -> Any:
-    from lakehub.client import LakeHubError, connect
-
-    try:
-        return connect(hub, token)
-    except LakeHubError as err:
-        fail(err.detail)
-
-
-def _call(fn: Any, *args: Any, **kw: Any) -> Any:
-    from lakehub.client import LakeHubError
-
-    try:
-        return fn(*args, **kw)
-    except LakeHubError as err:
-        detail = err.detail
-        if isinstance(detail, str) and detail.startswith("[{"):  # validation errors
-            detail = "invalid request"
-        fail(" ".join(str(detail).split()))
 
 
 @click.group()
@@ -64,8 +42,8 @@ def add(
         if not sys.stdin.isatty():
             fail(f"no secret key: set {SECRET_ENV} or run in a terminal to be asked for it")
         secret = click.prompt("secret access key", hide_input=True, err=True)
-    with _client(hub, token) as c:
-        out = _call(c.connections.create, name, endpoint, access_key, secret, region=region,
+    with hub_client(hub, token) as c:
+        out = call(c.connections.create, name, endpoint, access_key, secret, region=region,
                     bucket=bucket, verify=not no_verify)  # fmt: skip
     checked = "not checked" if no_verify else "credentials checked"
     click.echo(f"added connection {out['name']} -> {out['endpoint_url']} ({checked})")
@@ -76,8 +54,8 @@ def add(
 @TOKEN
 def ls(hub: str | None, token: str | None) -> None:
     """List your connections (never their secrets)."""
-    with _client(hub, token) as c:
-        rows = _call(c.connections.list)
+    with hub_client(hub, token) as c:
+        rows = call(c.connections.list)
     for r in rows:
         click.echo(f"{r['name']:<20} {r['endpoint_url']:<40} {r['region']:<12} "
                    f"{r['bucket'] or '-':<20} {r['access_key_id']}")  # fmt: skip
@@ -89,6 +67,6 @@ def ls(hub: str | None, token: str | None) -> None:
 @TOKEN
 def rm(name: str, hub: str | None, token: str | None) -> None:
     """Forget a connection (the data at the endpoint stays)."""
-    with _client(hub, token) as c:
-        _call(c.connections.delete, name)
+    with hub_client(hub, token) as c:
+        call(c.connections.delete, name)
     click.echo(f"removed connection {name}")

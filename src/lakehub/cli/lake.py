@@ -15,17 +15,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
+from lakehub.cli._common import HUB, TOKEN, fail
+
 PROGRESS_FROM = 8 * 1024 * 1024  # bytes: smaller transfers need no bar
 NAME = re.compile(r"^[a-z][a-z0-9]{1,31}$")  # users, groups and spaces (the hub's own rule)
-
-
-def fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
 
 
 def split(url: str) -> tuple[str, str]:
@@ -124,10 +121,6 @@ def lake_errors(what: str, writing: tuple[str, int, str | None, str | None] | No
         fail(f"{REASONS.get(code, code)}: {what}")
     except BotoCoreError as err:
         fail(f"{what}: {err}")
-
-
-HUB = click.option("--hub", default=None, help="The hub's URL [default: from the environment]")
-TOKEN = click.option("--token", default=None, help="Your API token [default: LAKEHUB_TOKEN]")
 
 
 @click.group()

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from lakehub.connection_cli import HUB, TOKEN, _call, _client
+from lakehub.cli._common import HUB, TOKEN, call, hub_client
 
 
 @click.group()
@@ -22,8 +22,8 @@ def compute_ls(hub: str | None, token: str | None) -> None:
     """Your clusters, with their dashboards."""
     from lakehub.compute import clusters
 
-    with _client(hub, token) as c:
-        found = _call(clusters, client=c)
+    with hub_client(hub, token) as c:
+        found = call(clusters, client=c)
     if not found:
         click.echo("no clusters running")
     for x in found:
@@ -43,8 +43,8 @@ def compute_ls(hub: str | None, token: str | None) -> None:
 def compute_start(kind: str, workers: int, cores: float, memory: str, hub: str | None,
                   token: str | None) -> None:  # fmt: skip
     """Start a cluster of KIND; connect to it from Python with its name."""
-    with _client(hub, token) as c:
-        x = _call(c.request, "POST", f"/api/compute/{kind}",
+    with hub_client(hub, token) as c:
+        x = call(c.request, "POST", f"/api/compute/{kind}",
                   json={"workers": workers, "cores": cores, "memory": memory})  # fmt: skip
     click.echo(f"{x['kind']} cluster {x['name']} {x['status']}: {x['address']}")
     if x["dashboard_url"]:
@@ -60,6 +60,6 @@ def compute_stop(kind: str, name: str, hub: str | None, token: str | None) -> No
     """Stop one of your clusters."""
     from lakehub.compute import stop
 
-    with _client(hub, token) as c:
-        _call(stop, kind, name, client=c)
+    with hub_client(hub, token) as c:
+        call(stop, kind, name, client=c)
     click.echo(f"stopping {kind} cluster {name}")

@@ -1,40 +1,21 @@
-"""The ``lakehub`` command line. Errors are one line on stderr and a non-zero exit."""
+"""The ``lakehub`` command group: ``up``, ``down``, ``status`` and the administrator's ``user``,
+``group``, ``space`` and ``quota``; the other groups come from their own modules."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
 
 import click
-import httpx
 
-from lakehub.compute_cli import compute
-from lakehub.config import Settings, SettingsError, load_settings
-from lakehub.connection_cli import connection
-from lakehub.env_cli import env
-from lakehub.lake_cli import lake
-from lakehub.notebook_cli import COMMANDS
-from lakehub.stream_cli import COMMANDS as STREAM_COMMANDS
-
-DATA_DIR = click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="The hub's data directory [default: ./lakehub-data, or LAKEHUB_DATA_DIR]",
-)  # fmt: skip
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def settings_or_fail(**overrides: Any) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except SettingsError as err:
-        fail(str(err), 2)
+from lakehub.cli._common import DATA_DIR, as_admin, echo_json, fail, settings_or_fail
+from lakehub.cli.compute import compute
+from lakehub.cli.connection import connection
+from lakehub.cli.env import env
+from lakehub.cli.lake import lake
+from lakehub.cli.notebook import COMMANDS
+from lakehub.cli.stream import COMMANDS as STREAM_COMMANDS
 
 
 @click.group()
@@ -117,7 +98,7 @@ def status(data_dir: Path | None, as_json: bool) -> None:
         "leftovers": left,
     }
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        echo_json(report)
     else:
         click.echo(f"LakeHub on {settings.data_dir}: {state}"
                    + (f": {reason}" if reason else "")
@@ -131,33 +112,6 @@ def status(data_dir: Path | None, as_json: bool) -> None:
         sys.exit(1)
 
 
-def _api(settings: Settings, method: str, path: str, **kw: Any) -> Any:
-    """Call the running hub's API as the local administrator."""
-    from lakehub.runtime import load_runtime, tokens
-
-    rt = load_runtime(settings)
-    if rt is None or rt.state != "ready":
-        fail(f"no running hub on {settings.data_dir}: start it with 'lakehub up'")
-    try:
-        token = tokens(settings).service
-    except PermissionError:
-        fail("only the account that runs the hub may manage it")
-    try:
-        resp = httpx.request(method, f"{rt.api_url}/api{path}", timeout=60,
-                             headers={"Authorization": f"token {token}"}, **kw)  # fmt: skip
-    except httpx.TransportError:
-        fail(f"the hub's API at {rt.api_url} is not answering")
-    if resp.status_code >= 400:
-        try:
-            detail = resp.json().get("detail", resp.text)
-        except ValueError:
-            detail = resp.text
-        if isinstance(detail, list):  # validation errors
-            detail = "; ".join(d.get("msg", str(d)) for d in detail)
-        fail(str(detail))
-    return resp.json() if resp.content else None
-
-
 @main.group()
 def user() -> None:
     """Manage users (local administrator only)."""
@@ -169,8 +123,7 @@ def user() -> None:
 @DATA_DIR
 def user_add(name: str, admin: bool, data_dir: Path | None) -> None:
     """Create a user and print a generated password once."""
-    out = _api(settings_or_fail(data_dir=data_dir), "POST", "/users",
-               json={"name": name, "admin": admin})  # fmt: skip
+    out = as_admin(data_dir, "POST", "/users", json={"name": name, "admin": admin})
     click.echo(f"created {out['name']}{' (admin)' if out['admin'] else ''}")
     click.echo(f"password: {out['password']}  (shown once)")
 
@@ -179,7 +132,7 @@ def user_add(name: str, admin: bool, data_dir: Path | None) -> None:
 @DATA_DIR
 def user_list(data_dir: Path | None) -> None:
     """List users with their status."""
-    for u in _api(settings_or_fail(data_dir=data_dir), "GET", "/users"):
+    for u in as_admin(data_dir, "GET", "/users"):
         click.echo(f"{u['name']:<24} {u['status']:<8} {'admin' if u['admin'] else ''}")
 
 
@@ -188,9 +141,7 @@ def user_list(data_dir: Path | None) -> None:
 @DATA_DIR
 def user_approve(name: str, data_dir: Path | None) -> None:
     """Approve a pending sign-up."""
-    click.echo(
-        _api(settings_or_fail(data_dir=data_dir), "POST", f"/users/{name}/approve")["detail"]
-    )
+    click.echo(as_admin(data_dir, "POST", f"/users/{name}/approve")["detail"])
 
 
 @user.command("remove")
@@ -198,7 +149,7 @@ def user_approve(name: str, data_dir: Path | None) -> None:
 @DATA_DIR
 def user_remove(name: str, data_dir: Path | None) -> None:
     """Delete a user, their lake identity and their servers (their data stays)."""
-    _api(settings_or_fail(data_dir=data_dir), "DELETE", f"/users/{name}")
+    as_admin(data_dir, "DELETE", f"/users/{name}")
     click.echo(f"removed {name}")
 
 
@@ -210,8 +161,7 @@ def user_password(name: str, data_dir: Path | None) -> None:
     import secrets
 
     password = secrets.token_urlsafe(12)
-    _api(settings_or_fail(data_dir=data_dir), "PATCH", f"/users/{name}",
-         json={"password": password})  # fmt: skip
+    as_admin(data_dir, "PATCH", f"/users/{name}", json={"password": password})
     click.echo(f"password: {password}  (shown once)")
 
 
@@ -221,8 +171,8 @@ def user_password(name: str, data_dir: Path | None) -> None:
 @DATA_DIR
 def user_token(name: str, expires_in: int | None, data_dir: Path | None) -> None:
     """Print a new API token for a user."""
-    out = _api(settings_or_fail(data_dir=data_dir), "POST", f"/users/{name}/tokens",
-               json={"note": "lakehub user token", "expires_in": expires_in})  # fmt: skip
+    out = as_admin(data_dir, "POST", f"/users/{name}/tokens",
+                   json={"note": "lakehub user token", "expires_in": expires_in})  # fmt: skip
     click.echo(out["token"])
 
 
@@ -234,7 +184,7 @@ def group() -> None:
 @group.command("list")
 @DATA_DIR
 def group_list(data_dir: Path | None) -> None:
-    for name, members in _api(settings_or_fail(data_dir=data_dir), "GET", "/groups").items():
+    for name, members in as_admin(data_dir, "GET", "/groups").items():
         click.echo(f"{name:<24} {', '.join(members)}")
 
 
@@ -242,8 +192,7 @@ def group_list(data_dir: Path | None) -> None:
 @click.argument("name")
 @DATA_DIR
 def group_create(name: str, data_dir: Path | None) -> None:
-    click.echo(_api(settings_or_fail(data_dir=data_dir), "POST", "/groups",
-                    json={"name": name})["detail"])  # fmt: skip
+    click.echo(as_admin(data_dir, "POST", "/groups", json={"name": name})["detail"])
 
 
 @group.command("add")
@@ -251,8 +200,7 @@ def group_create(name: str, data_dir: Path | None) -> None:
 @click.argument("name")
 @DATA_DIR
 def group_add(group_name: str, name: str, data_dir: Path | None) -> None:
-    click.echo(_api(settings_or_fail(data_dir=data_dir), "PUT",
-                    f"/groups/{group_name}/members/{name}")["detail"])  # fmt: skip
+    click.echo(as_admin(data_dir, "PUT", f"/groups/{group_name}/members/{name}")["detail"])
 
 
 @group.command("remove")
@@ -260,7 +208,7 @@ def group_add(group_name: str, name: str, data_dir: Path | None) -> None:
 @click.argument("name")
 @DATA_DIR
 def group_remove(group_name: str, name: str, data_dir: Path | None) -> None:
-    _api(settings_or_fail(data_dir=data_dir), "DELETE", f"/groups/{group_name}/members/{name}")
+    as_admin(data_dir, "DELETE", f"/groups/{group_name}/members/{name}")
     click.echo(f"removed {name} from {group_name}")
 
 
@@ -272,7 +220,7 @@ def space() -> None:
 @space.command("list")
 @DATA_DIR
 def space_list(data_dir: Path | None) -> None:
-    for sp in _api(settings_or_fail(data_dir=data_dir), "GET", "/spaces"):
+    for sp in as_admin(data_dir, "GET", "/spaces"):
         grants = ", ".join(f"{g['kind']} {g['name']}: {g['access']}" for g in sp["grants"])
         click.echo(f"{sp['name']:<20} {sp['bucket']:<26} owner {sp['owner']:<12} {grants}")
 
@@ -283,8 +231,7 @@ def space_list(data_dir: Path | None) -> None:
 @DATA_DIR
 def space_create(name: str, owner: str, data_dir: Path | None) -> None:
     """Create a shared space (bucket space-NAME) owned by a user."""
-    out = _api(settings_or_fail(data_dir=data_dir), "POST", "/spaces",
-               json={"name": name, "owner": owner})  # fmt: skip
+    out = as_admin(data_dir, "POST", "/spaces", json={"name": name, "owner": owner})
     click.echo(f"created space {out['name']} (bucket {out['bucket']}, owner {out['owner']})")
 
 
@@ -304,8 +251,8 @@ def space_grant(
     name: str, user: str | None, group: str | None, access: str, data_dir: Path | None
 ) -> None:
     """Give a user or a group read or write access to a space."""
-    _api(settings_or_fail(data_dir=data_dir), "PUT", f"/spaces/{name}/grants",
-         json={**_grantee(user, group), "access": access})  # fmt: skip
+    as_admin(data_dir, "PUT", f"/spaces/{name}/grants",
+             json={**_grantee(user, group), "access": access})  # fmt: skip
     click.echo(f"{user or group} may now {access} space {name}")
 
 
@@ -316,8 +263,7 @@ def space_grant(
 @DATA_DIR
 def space_revoke(name: str, user: str | None, group: str | None, data_dir: Path | None) -> None:
     """Take a user's or a group's access to a space away."""
-    _api(settings_or_fail(data_dir=data_dir), "DELETE", f"/spaces/{name}/grants",
-         params=_grantee(user, group))  # fmt: skip
+    as_admin(data_dir, "DELETE", f"/spaces/{name}/grants", params=_grantee(user, group))
     click.echo(f"{user or group} no longer has access to space {name}")
 
 
@@ -349,7 +295,7 @@ def quota_set(
         fail(str(err), 2)
     if objects is not None and not objects.lstrip("-").isdigit():
         fail(f"invalid number of objects {objects!r}", 2)
-    out = _api(settings_or_fail(data_dir=data_dir), "PUT", f"/quotas/{kind}/{name}", json={
+    out = as_admin(data_dir, "PUT", f"/quotas/{kind}/{name}", json={
         "max_bytes": max_bytes, "max_objects": None if objects is None else int(objects)
     })  # fmt: skip
     click.echo(f"quota set on {kind} {name}: {out['usage']}")
@@ -359,7 +305,7 @@ def quota_set(
 @DATA_DIR
 def quota_ls(data_dir: Path | None) -> None:
     """List quotas with their usage."""
-    quotas = _api(settings_or_fail(data_dir=data_dir), "GET", "/quotas")
+    quotas = as_admin(data_dir, "GET", "/quotas")
     if not quotas:
         click.echo("no quotas")
     for q in quotas:
@@ -373,7 +319,7 @@ def quota_ls(data_dir: Path | None) -> None:
 @DATA_DIR
 def quota_rm(kind: str, name: str, data_dir: Path | None) -> None:
     """Remove a quota (writes are allowed again at once)."""
-    _api(settings_or_fail(data_dir=data_dir), "DELETE", f"/quotas/{kind}/{name}")
+    as_admin(data_dir, "DELETE", f"/quotas/{kind}/{name}")
     click.echo(f"removed the quota on {kind} {name}")
 
 
@@ -383,6 +329,3 @@ main.add_command(env)
 main.add_command(compute)
 for _command in (*COMMANDS, *STREAM_COMMANDS):
     main.add_command(_command)
-
-if __name__ == "__main__":
-    main()
