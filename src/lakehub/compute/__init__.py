@@ -10,7 +10,7 @@ In a notebook (or anywhere, after ``lakehub.connect(url, token)``)::
     lakehub.compute.stop("dask", name)
 
 Clusters run as you and reach the lake with your credentials; their caps come from your quotas
-(see docs/howto-compute.md). Nothing heavy is imported until a function is called.
+(see docs/howto/compute.md). Nothing heavy is imported until a function is called.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def spark(workers: int = 2, cores: float = 1, memory: str | int = "2g", name: st
     Reuses your running cluster named ``name``, else one of this shape, else starts one
     (``cores`` and ``memory`` per worker). In a notebook server started with the ``spark``
     environment, its own cluster is used. Extra keyword arguments are Spark settings:
-    ``spark(**{"spark.sql.shuffle.partitions": "8"})``. See docs/howto-spark.md."""
+    ``spark(**{"spark.sql.shuffle.partitions": "8"})``. See docs/howto/spark.md."""
     from lakehub.compute.spark_session import session
 
     return session(workers, cores, memory, name, idle_timeout, client, app_name, conf)

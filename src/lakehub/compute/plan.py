@@ -1,6 +1,6 @@
 """Whether one user may start one more cluster, and with which caps.
 
-Rules (documented in docs/howto-compute.md):
+Rules (documented in docs/howto/compute.md):
 - Per worker: at most ``compute_max_worker_cores`` cores and ``compute_max_worker_memory``; per
   cluster at most ``compute_max_workers`` workers; per user at most ``compute_max_clusters``
   clusters of all kinds at once.

@@ -3,7 +3,7 @@ notebook's pod (client mode). Plain data, no I/O: what ``spark-submit --master k
 ``SparkSession.builder``) takes, and the executors' pod template.
 
 ``python -m lakehub.compute.spark_k8s alice --image registry/lakehub-env-spark:TAG`` prints both
-as JSON. See docs/howto-spark.md.
+as JSON. See docs/howto/spark.md.
 """
 
 from __future__ import annotations

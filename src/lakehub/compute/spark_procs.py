@@ -12,7 +12,7 @@ from typing import Any
 
 from lakehub.compute.base import ComputeError
 
-# the jars that give Spark ``s3a://`` (inside sagemaker_pyspark; see docs/howto-spark.md)
+# the jars that give Spark ``s3a://`` (inside sagemaker_pyspark; see docs/howto/spark.md)
 LAKE_JARS = ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")
 Ids = tuple[int, int, list[int]]  # uid, gid, groups of the owner's account
 

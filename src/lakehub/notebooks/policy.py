@@ -1,6 +1,6 @@
 """Who may start what: sizes, per-group choices and quotas, and the plan for one spawn.
 
-Rules (each documented in docs/howto-notebook-environments.md):
+Rules (each documented in docs/howto/notebook-environments.md):
 - Allowed environments (and sizes): a user policy's list if set; else the union of the lists
   of the user's groups that set one; else all. Administrators may use all.
 - Defaults: the user policy's, else the first group's (by name) that sets one, else
