@@ -71,12 +71,16 @@ def expected(rows: int) -> dict[str, list[float]]:
     base = q * M * (M - 1) // 2 + r * (r - 1) // 2
     top = M - 1 if q else r - 1
     sums = [float(base * (j + 1)) for j in range(COLS)]
-    return {"sums": sums, "means": [s / rows for s in sums],
-            "maxes": [float(top * (j + 1)) for j in range(COLS)]}  # fmt: skip
+    return {
+        "sums": sums,
+        "means": [s / rows for s in sums],
+        "maxes": [float(top * (j + 1)) for j in range(COLS)],
+    }
 
 
-def run_child(side: str, name: str, path: str, env: dict[str, str], limit: int,
-              timeout: float = 1800) -> tuple[dict[str, Any], int | None]:  # fmt: skip
+def run_child(
+    side: str, name: str, path: str, env: dict[str, str], limit: int, timeout: float = 1800
+) -> tuple[dict[str, Any], int | None]:
     """One run in a fresh process, in a memory group of its own when ``limit`` (bytes) and the
     cgroup v1 controller allow; returns its answer and the group's peak (None without one)."""
     argv = [sys.executable, "-c", CHILD, side, name, path]
@@ -95,13 +99,16 @@ def run_child(side: str, name: str, path: str, env: dict[str, str], limit: int,
             def enter() -> None:
                 procs.write_text(str(os.getpid()))
 
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout,
-                              preexec_fn=enter)  # noqa: PLW1509  # fmt: skip
+        proc = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=timeout, preexec_fn=enter
+        )  # noqa: PLW1509
         peak = int((group / "memory.max_usage_in_bytes").read_text()) if group else None
         if proc.returncode != 0:
             oom = (group / "memory.oom_control").read_text() if group else ""
-            raise RuntimeError(f"{side} run failed ({proc.returncode}) {oom.split()[-2:]}: "
-                               f"{proc.stderr.strip()[-1500:]}")  # fmt: skip
+            raise RuntimeError(
+                f"{side} run failed ({proc.returncode}) {oom.split()[-2:]}: "
+                f"{proc.stderr.strip()[-1500:]}"
+            )
         return json.loads(proc.stdout.strip().splitlines()[-1]), peak
     finally:
         if group is not None:
@@ -113,8 +120,9 @@ def run_child(side: str, name: str, path: str, env: dict[str, str], limit: int,
                     time.sleep(0.1)
 
 
-def write_array(url: str, token: str, name: str, chunks: int,
-                compressors: Any = None) -> tuple[str, float, int]:  # fmt: skip
+def write_array(
+    url: str, token: str, name: str, chunks: int, compressors: Any = None
+) -> tuple[str, float, int]:
     """The array, chunk by chunk; returns its path, the seconds it took and the bytes stored."""
     import numpy as np
 
@@ -122,8 +130,14 @@ def write_array(url: str, token: str, name: str, chunks: int,
     from lakehub import arrays
 
     client = lakehub.connect(url, token)
-    arr = arrays.create(name, shape=(0, COLS), dtype="float64", chunks=(ROWS_PER_CHUNK, COLS),
-                        compressors=compressors, client=client)  # fmt: skip
+    arr = arrays.create(
+        name,
+        shape=(0, COLS),
+        dtype="float64",
+        chunks=(ROWS_PER_CHUNK, COLS),
+        compressors=compressors,
+        client=client,
+    )
     cols = np.arange(1, COLS + 1, dtype=np.float64)
     t0 = time.perf_counter()
     for k in range(chunks):
@@ -138,10 +152,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--gib", type=float, default=3.0, help="the array's size in memory")
-    ap.add_argument("--limit-gib", type=float, default=1.0,
-                    help="memory limit of each run (root, cgroup v1); 0: none")  # fmt: skip
-    ap.add_argument("--zarr-codec", action="store_true",
-                    help="write the array with Zarr's default codec (zstd), not LakeHub's")
+    ap.add_argument(
+        "--limit-gib",
+        type=float,
+        default=1.0,
+        help="memory limit of each run (root, cgroup v1); 0: none",
+    )
+    ap.add_argument(
+        "--zarr-codec",
+        action="store_true",
+        help="write the array with Zarr's default codec (zstd), not LakeHub's",
+    )
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     B.install_sigterm()
@@ -157,29 +178,51 @@ def main() -> int:
     rows = chunks * ROWS_PER_CHUNK
     want = expected(rows)
     limit = int(args.limit_gib * 2**30)
-    res: dict[str, list[float]] = {k: [] for k in ("lakehub", "anchor", "ratio", "load",
-                                                   "lakehub_open", "anchor_open",
-                                                   "lakehub_cpu", "anchor_cpu")}  # fmt: skip
+    res: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "lakehub",
+            "anchor",
+            "ratio",
+            "load",
+            "lakehub_open",
+            "anchor_open",
+            "lakehub_cpu",
+            "anchor_cpu",
+        )
+    }
     peaks: dict[str, list[int]] = {"lakehub": [], "anchor": []}
     wrote = stored = 0.0
     try:
-        print(f"arrays benchmark: {args.runs} runs per side over {rows * COLS * 8 / 2**30:.2f} "
-              f"GiB ({chunks} chunks of 32 MiB), memory limit "
-              f"{args.limit_gib:g} GiB, data in {root}", flush=True)  # fmt: skip
+        print(
+            f"arrays benchmark: {args.runs} runs per side over {rows * COLS * 8 / 2**30:.2f} "
+            f"GiB ({chunks} chunks of 32 MiB), memory limit "
+            f"{args.limit_gib:g} GiB, data in {root}",
+            flush=True,
+        )
         url, token = hub.up_with_user()
-        path, wrote, stored_bytes = write_array(url, token, "benchbig", chunks,
-                                                "auto" if args.zarr_codec else None)
+        path, wrote, stored_bytes = write_array(
+            url, token, "benchbig", chunks, "auto" if args.zarr_codec else None
+        )
         stored = stored_bytes
-        print(f"  written with lakehub.arrays.append in {wrote:.1f} s "
-              f"({rows * COLS * 8 / wrote / 1e6:.0f} MB/s), {stored_bytes / 2**20:.0f} MiB "
-              f"stored ({'Zarr' if args.zarr_codec else 'LakeHub'}'s default codec)",
-              flush=True)  # fmt: skip
+        print(
+            f"  written with lakehub.arrays.append in {wrote:.1f} s "
+            f"({rows * COLS * 8 / wrote / 1e6:.0f} MB/s), {stored_bytes / 2**20:.0f} MiB "
+            f"stored ({'Zarr' if args.zarr_codec else 'LakeHub'}'s default codec)",
+            flush=True,
+        )
         import lakehub
 
         creds = lakehub.connect(url, token).lake.credentials()
-        env = {**os.environ, "BENCH_MARK": marker, "BENCH_URL": url, "BENCH_TOKEN": token,
-               "BENCH_ENDPOINT": creds.endpoint_url, "BENCH_KEY": creds.access_key_id,
-               "BENCH_SECRET": creds.secret_access_key}  # fmt: skip
+        env = {
+            **os.environ,
+            "BENCH_MARK": marker,
+            "BENCH_URL": url,
+            "BENCH_TOKEN": token,
+            "BENCH_ENDPOINT": creds.endpoint_url,
+            "BENCH_KEY": creds.access_key_id,
+            "BENCH_SECRET": creds.secret_access_key,
+        }
         for side in ("lakehub", "anchor"):  # warm-up, not counted
             run_child(side, "benchbig", path, env, limit)
         for r in range(args.runs):
@@ -197,41 +240,78 @@ def main() -> int:
                 peaks[side].append(peak if peak is not None else out["maxrss"])
             res["ratio"].append(got["lakehub"] / got["anchor"])
             res["load"].append(os.getloadavg()[0])
-            print(f"  run {r + 1}/{args.runs} (load {res['load'][-1]:.2f}): LakeHub "
-                  f"{got['lakehub']:.3f} GB/s | anchor {got['anchor']:.3f} GB/s | ratio "
-                  f"{res['ratio'][-1]:.2f}x", flush=True)  # fmt: skip
+            print(
+                f"  run {r + 1}/{args.runs} (load {res['load'][-1]:.2f}): LakeHub "
+                f"{got['lakehub']:.3f} GB/s | anchor {got['anchor']:.3f} GB/s | ratio "
+                f"{res['ratio'][-1]:.2f}x",
+                flush=True,
+            )
     finally:
         problems += hub.down(args.keep)
     cols = ["median", "min", "max"]
     print()
     print("out-of-core reduction (per-column sum, mean, max in one dask.compute): GB/s")
     sl, sa = B.summary(res["lakehub"]), B.summary(res["anchor"])
-    print(B.table(["", "n", *cols], [
-        ["LakeHub: lakehub.arrays .to_dask()", str(sl["n"]),
-         *(B.fmt(sl[c], digits=3) for c in cols)],
-        ["anchor: zarr.open_array + da.from_zarr", str(sa["n"]),
-         *(B.fmt(sa[c], digits=3) for c in cols)],
-        ["ratio LakeHub/anchor", "", *(B.fmt(B.ratio(sl[c], sa[c]), "x") for c in cols)],
-    ]))  # fmt: skip
-    print(f"median of the per-round ratios: {B.fmt(B.summary(res['ratio'])['median'], 'x')} "
-          f"(goal >= 0.9x); load average per round: "
-          f"{', '.join(f'{x:.1f}' for x in res['load'])}")  # fmt: skip
+    print(
+        B.table(
+            ["", "n", *cols],
+            [
+                [
+                    "LakeHub: lakehub.arrays .to_dask()",
+                    str(sl["n"]),
+                    *(B.fmt(sl[c], digits=3) for c in cols),
+                ],
+                [
+                    "anchor: zarr.open_array + da.from_zarr",
+                    str(sa["n"]),
+                    *(B.fmt(sa[c], digits=3) for c in cols),
+                ],
+                ["ratio LakeHub/anchor", "", *(B.fmt(B.ratio(sl[c], sa[c]), "x") for c in cols)],
+            ],
+        )
+    )
+    print(
+        f"median of the per-round ratios: {B.fmt(B.summary(res['ratio'])['median'], 'x')} "
+        f"(goal >= 0.9x); load average per round: "
+        f"{', '.join(f'{x:.1f}' for x in res['load'])}"
+    )
     print()
-    print("inside the timed part, medians: seconds to open (the hub's answers for LakeHub, the "
-          "array's metadata for both) and CPU seconds of the reduction (less sensitive to load)")
-    print(B.table(["", "open s", "reduction CPU s"], [
-        [label, B.fmt(B.summary(res[f"{side}_open"])["median"]),
-         B.fmt(B.summary(res[f"{side}_cpu"])["median"], digits=1)]
-        for label, side in (("LakeHub", "lakehub"), ("anchor", "anchor"))]))  # fmt: skip
+    print(
+        "inside the timed part, medians: seconds to open (the hub's answers for LakeHub, the "
+        "array's metadata for both) and CPU seconds of the reduction (less sensitive to load)"
+    )
+    print(
+        B.table(
+            ["", "open s", "reduction CPU s"],
+            [
+                [
+                    label,
+                    B.fmt(B.summary(res[f"{side}_open"])["median"]),
+                    B.fmt(B.summary(res[f"{side}_cpu"])["median"], digits=1),
+                ]
+                for label, side in (("LakeHub", "lakehub"), ("anchor", "anchor"))
+            ],
+        )
+    )
     kind = "cgroup peak" if limit and os.geteuid() == 0 and CGROUP.exists() else "peak RSS"
-    print(f"memory ({kind}), largest of the runs: LakeHub "
-          f"{max(peaks['lakehub'], default=0) / 2**20:.0f} MiB, anchor "
-          f"{max(peaks['anchor'], default=0) / 2**20:.0f} MiB")  # fmt: skip
+    print(
+        f"memory ({kind}), largest of the runs: LakeHub "
+        f"{max(peaks['lakehub'], default=0) / 2**20:.0f} MiB, anchor "
+        f"{max(peaks['anchor'], default=0) / 2**20:.0f} MiB"
+    )
     info["args"] = vars(args)
     total = B.print_footer(started, info, problems, "problems")
-    B.write_results("arrays", {"host": info, "results": res, "peaks": peaks,
-                               "write_seconds": wrote, "stored_bytes": stored,
-                               "total_seconds": total})  # fmt: skip
+    B.write_results(
+        "arrays",
+        {
+            "host": info,
+            "results": res,
+            "peaks": peaks,
+            "write_seconds": wrote,
+            "stored_bytes": stored,
+            "total_seconds": total,
+        },
+    )
     return 1 if problems else 0
 
 

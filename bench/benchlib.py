@@ -161,13 +161,17 @@ def kill_groups(procs: Iterable[subprocess.Popen[bytes]], grace: float = 10.0) -
             p.wait(timeout=5)
 
 
-def lakehub(data: Path, env: dict[str, str], *args: str,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def lakehub(
+    data: Path, env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run ``lakehub ARGS --data-dir DATA``; a failure raises with the end of its stderr."""
     proc = subprocess.run(
         [str(VENV_BIN / "lakehub"), *args, "--data-dir", str(data)],
-        capture_output=True, text=True, env=env, timeout=timeout,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"lakehub {' '.join(args)}: {proc.stderr.strip()[-1500:]}")
     return proc
@@ -181,9 +185,14 @@ class DetachedHub:
         self.root, self.marker = root, marker
         self.data = root / "data"
         self.port = free_port()
-        self.env = {**os.environ, "LAKEHUB_LAKE_PORT": "0", "LAKEHUB_FORWARD_PORT": "0",
-                    "LAKEHUB_INGEST_HTTP_PORT": "0", "BENCH_MARK": marker,
-                    "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12)}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "LAKEHUB_LAKE_PORT": "0",
+            "LAKEHUB_FORWARD_PORT": "0",
+            "LAKEHUB_INGEST_HTTP_PORT": "0",
+            "BENCH_MARK": marker,
+            "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12),
+        }
         self.env.pop("LAKEHUB_DATA_DIR", None)
 
     def cli(self, *args: str, timeout: float = 120) -> str:

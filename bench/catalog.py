@@ -82,8 +82,12 @@ class Hub:
         self.data = root / "data"
         self.port = B.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "LAKEHUB_LAKE_PORT": "0", "BENCH_MARK": marker,
-                    "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12)}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "LAKEHUB_LAKE_PORT": "0",
+            "BENCH_MARK": marker,
+            "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12),
+        }
         self.env.pop("LAKEHUB_DATA_DIR", None)
 
     def cli(self, *args: str, timeout: float = 120) -> str:
@@ -103,8 +107,12 @@ class Hub:
 
     def close(self) -> None:
         if (self.data / "run" / "runtime.json").exists():
-            subprocess.run([str(B.VENV_BIN / "lakehub"), "down", "--data-dir", str(self.data)],
-                           capture_output=True, env=self.env, timeout=120)  # fmt: skip
+            subprocess.run(
+                [str(B.VENV_BIN / "lakehub"), "down", "--data-dir", str(self.data)],
+                capture_output=True,
+                env=self.env,
+                timeout=120,
+            )
 
 
 def s3fs_of(creds: dict[str, str]) -> Any:
@@ -125,8 +133,13 @@ def write_many(fs: Any, bucket: str, files: int) -> int:
     def one(i: int) -> None:
         y, m, d = days[i]
         rng = np.random.default_rng(i)
-        t = pa.table({"id": np.arange(rows) + i * rows, "v": rng.random(rows),
-                      "tag": rng.choice(["a", "b", "c"], rows)})  # fmt: skip
+        t = pa.table(
+            {
+                "id": np.arange(rows) + i * rows,
+                "v": rng.random(rows),
+                "tag": rng.choice(["a", "b", "c"], rows),
+            }
+        )
         with fs.open_output_stream(f"{bucket}/many/year={y}/month={m}/day={d}/p.parquet") as out:
             pq.write_table(t, out)
 
@@ -146,9 +159,13 @@ def write_big(fs: Any, bucket: str, gib: float) -> tuple[int, int]:
 
     def one(i: int) -> None:
         rng = np.random.default_rng(1000 + i)
-        t = pa.table({"x": rng.random(rows_per_file),
-                      "y": rng.integers(0, 1 << 40, rows_per_file),
-                      "k": rng.integers(0, 100, rows_per_file).astype("int32")})  # fmt: skip
+        t = pa.table(
+            {
+                "x": rng.random(rows_per_file),
+                "y": rng.integers(0, 1 << 40, rows_per_file),
+                "k": rng.integers(0, 100, rows_per_file).astype("int32"),
+            }
+        )
         with fs.open_output_stream(f"{bucket}/big/part={i % 8}/f{i:04d}.parquet") as out:
             pq.write_table(t, out, row_group_size=1 << 20, compression="none", use_dictionary=False)
 
@@ -167,10 +184,18 @@ def infer_by_hand(creds: dict[str, str], bucket: str) -> float:
 
     t = time.perf_counter()
     fs = s3fs_of(creds)
-    files = [f for f in fs.get_file_info(pafs.FileSelector(f"{bucket}/many", recursive=True))
-             if f.type == pafs.FileType.File]  # fmt: skip
-    data = ds.dataset([f.path for f in files], filesystem=fs, format="parquet",
-                      partitioning="hive", partition_base_dir=f"{bucket}/many")  # fmt: skip
+    files = [
+        f
+        for f in fs.get_file_info(pafs.FileSelector(f"{bucket}/many", recursive=True))
+        if f.type == pafs.FileType.File
+    ]
+    data = ds.dataset(
+        [f.path for f in files],
+        filesystem=fs,
+        format="parquet",
+        partitioning="hive",
+        partition_base_dir=f"{bucket}/many",
+    )
     data.count_rows()
     {tuple(p.split("=")[0] for p in f.path.split("/")[2:-1]) for f in files}
     return time.perf_counter() - t
@@ -180,8 +205,10 @@ def run_query(label: str, hub: Hub, token: str, creds: dict[str, str]) -> dict[s
     code = PROGRAMS[label] + TAIL
     proc = subprocess.run(
         [sys.executable, "-c", code, hub.url, token, "big", QUERY, json.dumps(creds)],
-        capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if proc.returncode != 0:
         return {"ok": False, "error": proc.stderr.strip()[-800:]}
     out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -208,10 +235,15 @@ def main() -> int:
         token, creds = hub.start("bench")
         bucket = creds["bucket"]
         fs = s3fs_of(creds)
-        api = httpx.Client(base_url=f"{hub.url}/services/lakehub/api", timeout=1800,
-                           headers={"Authorization": f"token {token}"})  # fmt: skip
-        print(f"catalog benchmark: {args.files} small files, {args.gib} GiB big, {args.runs} runs",
-              flush=True)  # fmt: skip
+        api = httpx.Client(
+            base_url=f"{hub.url}/services/lakehub/api",
+            timeout=1800,
+            headers={"Authorization": f"token {token}"},
+        )
+        print(
+            f"catalog benchmark: {args.files} small files, {args.gib} GiB big, {args.runs} runs",
+            flush=True,
+        )
         t = time.perf_counter()
         rows = write_many(fs, bucket, args.files)
         print(f"  wrote {args.files} files ({rows} rows) in {time.perf_counter() - t:.1f} s")
@@ -220,8 +252,10 @@ def main() -> int:
         for i in range(args.runs):
             by_hand.append(infer_by_hand(creds, bucket))
             t = time.perf_counter()
-            r = api.post("/datasets", json={"name": f"many{i}", "path": f"s3://{bucket}/many",
-                                            "format": "parquet"})  # fmt: skip
+            r = api.post(
+                "/datasets",
+                json={"name": f"many{i}", "path": f"s3://{bucket}/many", "format": "parquet"},
+            )
             reg.append(time.perf_counter() - t)
             if r.status_code != 201 or r.json()["row_count"] != rows:
                 problems.append(f"register many{i}: {r.status_code} {r.text[:300]}")
@@ -248,8 +282,11 @@ def main() -> int:
                 if not out["ok"] or out["n"] != big_rows:
                     problems.append(f"{label} round {i}: {out.get('error') or out}")
                 samples[label].append(out)
-                print(f"  round {i + 1} {label}: {out.get('seconds', float('nan')):.2f} s, "
-                      f"peak RSS {out.get('peak_rss_mib', '?')} MiB", flush=True)  # fmt: skip
+                print(
+                    f"  round {i + 1} {label}: {out.get('seconds', float('nan')):.2f} s, "
+                    f"peak RSS {out.get('peak_rss_mib', '?')} MiB",
+                    flush=True,
+                )
         secs = {k: [s["seconds"] for s in v if s.get("ok")] for k, v in samples.items()}
         rss = {k: [s["peak_rss_mib"] for s in v if s.get("ok")] for k, v in samples.items()}
         print()
@@ -262,27 +299,46 @@ def main() -> int:
         print(B.table(["", *cols], rows_out))
         med = {k: B.summary(v)["median"] if v else float("nan") for k, v in secs.items()}
         reg_ratio = B.ratio(B.summary(reg)["median"], B.summary(by_hand)["median"])
-        print(f"ratio LakeHub/anchor (medians): {reg_ratio:.2f}; register of the big dataset "
-              f"({big_bytes / 2**30:.2f} GiB): {big_register:.2f} s")  # fmt: skip
+        print(
+            f"ratio LakeHub/anchor (medians): {reg_ratio:.2f}; register of the big dataset "
+            f"({big_bytes / 2**30:.2f} GiB): {big_register:.2f} s"
+        )
         print()
         print(f"SQL over {big_bytes / 2**30:.2f} GiB of Parquet ({big_rows} rows): {QUERY}")
         table_rows = []
         for label, xs in secs.items():
             s = B.summary(xs) if xs else {}
             peak = max(rss[label]) if rss[label] else float("nan")
-            table_rows.append([label, B.fmt(s.get("median")), B.fmt(s.get("min")),
-                               B.fmt(s.get("max")), f"{peak:.0f}",
-                               f"{big_bytes / 2**20 / s['median']:.0f}" if s else "-"])  # fmt: skip
+            table_rows.append(
+                [
+                    label,
+                    B.fmt(s.get("median")),
+                    B.fmt(s.get("min")),
+                    B.fmt(s.get("max")),
+                    f"{peak:.0f}",
+                    f"{big_bytes / 2**20 / s['median']:.0f}" if s else "-",
+                ]
+            )
         print(B.table(["", "median s", "min", "max", "peak RSS MiB", "MiB/s"], table_rows))
         lake = med["LakeHub .sql"]
         direct, hand = med["DuckDB + fsspec (s3fs)"], med["pyarrow dataset + DuckDB, by hand"]
-        print(f"ratio LakeHub/DuckDB direct (fsspec): {B.ratio(lake, direct):.2f}; "
-              f"LakeHub/by hand: {B.ratio(lake, hand):.2f}")  # fmt: skip
+        print(
+            f"ratio LakeHub/DuckDB direct (fsspec): {B.ratio(lake, direct):.2f}; "
+            f"LakeHub/by hand: {B.ratio(lake, hand):.2f}"
+        )
         verdict = "met" if B.ratio(lake, direct) <= GOAL_SQL else "NOT met"
         print(f"goal: .sql <= {GOAL_SQL}x DuckDB reading the same files directly: {verdict}")
-        results.update({"register": reg, "register_anchor": by_hand, "big_register": big_register,
-                        "big_bytes": big_bytes, "big_rows": big_rows, "sql": samples,
-                        "query": QUERY})  # fmt: skip
+        results.update(
+            {
+                "register": reg,
+                "register_anchor": by_hand,
+                "big_register": big_register,
+                "big_bytes": big_bytes,
+                "big_rows": big_rows,
+                "sql": samples,
+                "query": QUERY,
+            }
+        )
     finally:
         hub.close()
         leftovers = B.reap(str(root))

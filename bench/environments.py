@@ -156,8 +156,11 @@ class LakeHub:
             r["error"] = f"not ready after {BUILD_TIMEOUT:.0f} s"
             return r
         new_dir = self.build_dir()
-        r["rebuilt"] = (new_dir != old_dir and not (new_dir / sentinel.name).exists()
-                        and (new_dir / "bin" / "python").exists())  # fmt: skip
+        r["rebuilt"] = (
+            new_dir != old_dir
+            and not (new_dir / sentinel.name).exists()
+            and (new_dir / "bin" / "python").exists()
+        )
         log = (self.data / "envs" / f"{ENV}.log").read_text(errors="replace")
         r["log_installs"] = len(re.findall(r"^\$ \S+ pip install ", log, re.M))
         r["online"] = r["log_installs"] > 1  # the --offline attempt failed, went to the index

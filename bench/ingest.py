@@ -43,10 +43,16 @@ API = "/services/lakehub/api"
 
 
 def record(i: int) -> dict[str, Any]:
-    return {"host": f"web-{i % 16:02d}", "level": "info", "status": 200, "bytes": 5000 + i % 997,
-            "path": f"/api/v1/items/{i % 100000}", "ua": "Mozilla/5.0 (X11; Linux x86_64) bench",
-            "msg": f"GET /api/v1/items/{i % 100000} HTTP/1.1 200 {5000 + i % 997} 0.0{i % 90:02d}",
-            "trace": f"{i:016x}"}  # fmt: skip
+    return {
+        "host": f"web-{i % 16:02d}",
+        "level": "info",
+        "status": 200,
+        "bytes": 5000 + i % 997,
+        "path": f"/api/v1/items/{i % 100000}",
+        "ua": "Mozilla/5.0 (X11; Linux x86_64) bench",
+        "msg": f"GET /api/v1/items/{i % 100000} HTTP/1.1 200 {5000 + i % 997} 0.0{i % 90:02d}",
+        "trace": f"{i:016x}",
+    }
 
 
 def packed_entries(n: int) -> bytes:
@@ -74,8 +80,9 @@ def _connect(port: int, key: str | None) -> socket.socket:
     return s
 
 
-def forward_client(port: int, key: str | None, chunk: int, window: int, seconds: float,
-                   name: str, out: Any) -> None:  # fmt: skip
+def forward_client(
+    port: int, key: str | None, chunk: int, window: int, seconds: float, name: str, out: Any
+) -> None:
     entries = packed_entries(chunk)
     s = _connect(port, key)
     u = msgpack.Unpacker(raw=False)
@@ -83,8 +90,9 @@ def forward_client(port: int, key: str | None, chunk: int, window: int, seconds:
     end = time.monotonic() + seconds
     while True:
         while sent - acked < window and time.monotonic() < end:
-            s.sendall(msgpack.packb(["bench.fw", entries, {"chunk": f"{name}-{sent}",
-                                                           "size": chunk}]))  # fmt: skip
+            s.sendall(
+                msgpack.packb(["bench.fw", entries, {"chunk": f"{name}-{sent}", "size": chunk}])
+            )
             sent += 1
         if acked == sent:
             break
@@ -97,15 +105,18 @@ def forward_client(port: int, key: str | None, chunk: int, window: int, seconds:
     s.close()
 
 
-def run_forward(port: int, key: str | None,
-                args: argparse.Namespace) -> tuple[float, float, int]:  # fmt: skip
+def run_forward(port: int, key: str | None, args: argparse.Namespace) -> tuple[float, float, int]:
     """Records acknowledged over ``conns`` processes: (records/s, time of the last ack, count)."""
     ctx = mp.get_context("fork")
     out = ctx.Queue()
     tag = secrets.token_hex(3)
-    procs = [ctx.Process(target=forward_client, args=(port, key, args.chunk, args.window,
-                                                      args.seconds, f"{tag}-{i}", out))
-             for i in range(args.conns)]  # fmt: skip
+    procs = [
+        ctx.Process(
+            target=forward_client,
+            args=(port, key, args.chunk, args.window, args.seconds, f"{tag}-{i}", out),
+        )
+        for i in range(args.conns)
+    ]
     t0 = time.monotonic()
     for p in procs:
         p.start()
@@ -116,8 +127,9 @@ def run_forward(port: int, key: str | None,
     return count / (last - t0), last, count
 
 
-def http_client(url: str, token: str, body: bytes, n: int, seconds: float, window: int,
-                out: Any) -> None:  # fmt: skip
+def http_client(
+    url: str, token: str, body: bytes, n: int, seconds: float, window: int, out: Any
+) -> None:
     """``window`` requests in flight (HTTP/1.1 has no pipelining: one connection each)."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
     end = time.monotonic() + seconds
@@ -147,9 +159,12 @@ def run_http(url: str, token: str, args: argparse.Namespace) -> tuple[float, flo
     ctx = mp.get_context("fork")
     out = ctx.Queue()
     body = ndjson(args.chunk)
-    procs = [ctx.Process(target=http_client, args=(url, token, body, args.chunk, args.seconds,
-                                                   args.window, out))
-             for _ in range(args.conns)]  # fmt: skip
+    procs = [
+        ctx.Process(
+            target=http_client, args=(url, token, body, args.chunk, args.seconds, args.window, out)
+        )
+        for _ in range(args.conns)
+    ]
     t0 = time.monotonic()
     for p in procs:
         p.start()
@@ -200,12 +215,15 @@ class Hub(B.DetachedHub):
 
     def prepare(self) -> tuple[httpx.Client, dict[str, Any]]:
         url, token = self.up_with_user()
-        c = httpx.Client(base_url=f"{url}{API}", timeout=60,
-                         headers={"Authorization": f"token {token}"})  # fmt: skip
+        c = httpx.Client(
+            base_url=f"{url}{API}", timeout=60, headers={"Authorization": f"token {token}"}
+        )
         for stream, tag in (("benchfw", "bench.fw"), ("benchhttp", "bench.http")):
             c.post("/streams", json={"name": stream, "tags": [tag]}).raise_for_status()
-        r = c.post("/sources", json={"name": "benchsrc", "tags": ["bench.*"],
-                                     "max_message_bytes": 64 * 2**20})  # fmt: skip
+        r = c.post(
+            "/sources",
+            json={"name": "benchsrc", "tags": ["bench.*"], "max_message_bytes": 64 * 2**20},
+        )
         r.raise_for_status()
         return c, r.json()
 
@@ -236,20 +254,25 @@ def main() -> int:
     marker = str(root)
     hub = Hub(root, marker)
     problems: list[str] = []
-    res: dict[str, list[float]] = {k: [] for k in ("lh_fw", "anchor_fw", "lh_http", "lag_fw",
-                                                   "lag_http")}  # fmt: skip
+    res: dict[str, list[float]] = {
+        k: [] for k in ("lh_fw", "anchor_fw", "lh_http", "lag_fw", "lag_http")
+    }
     record_bytes = len(packed_entries(1000)) / 1000
     anchor = None
     try:
-        print(f"ingestion benchmark: {args.runs} runs of {args.seconds:.0f} s, {args.conns} "
-              f"connections, {args.chunk} records of {record_bytes:.0f} bytes per chunk, "
-              f"data in {root}", flush=True)  # fmt: skip
+        print(
+            f"ingestion benchmark: {args.runs} runs of {args.seconds:.0f} s, {args.conns} "
+            f"connections, {args.chunk} records of {record_bytes:.0f} bytes per chunk, "
+            f"data in {root}",
+            flush=True,
+        )
         c, src = hub.prepare()
         rt = hub.runtime()
         fw_port, http_url = rt["ports"]["forward"], f"http://127.0.0.1:{rt['ports']['ingest_http']}"
         lsock = socket.create_server(("127.0.0.1", 0))
         anchor = mp.get_context("fork").Process(
-            target=anchor_server, args=(lsock, str(root / "anchor.log")), daemon=True)
+            target=anchor_server, args=(lsock, str(root / "anchor.log")), daemon=True
+        )
         anchor.start()
         anchor_port = lsock.getsockname()[1]
         totals = {"benchfw": 0, "benchhttp": 0}
@@ -264,10 +287,12 @@ def main() -> int:
             res["lh_http"].append(h_rate)
             totals["benchhttp"] += h_count
             res["lag_http"].append(hub.lag(c, "benchhttp", totals["benchhttp"], h_last))
-            print(f"  run {r + 1}/{args.runs} (load {os.getloadavg()[0]:.2f}): Forward "
-                  f"{rate:9.0f} rec/s (lag {res['lag_fw'][-1]:.1f} s) | anchor {a_rate:9.0f} "
-                  f"rec/s | HTTP NDJSON {h_rate:9.0f} rec/s (lag {res['lag_http'][-1]:.1f} s)",
-                  flush=True)  # fmt: skip
+            print(
+                f"  run {r + 1}/{args.runs} (load {os.getloadavg()[0]:.2f}): Forward "
+                f"{rate:9.0f} rec/s (lag {res['lag_fw'][-1]:.1f} s) | anchor {a_rate:9.0f} "
+                f"rec/s | HTTP NDJSON {h_rate:9.0f} rec/s (lag {res['lag_http'][-1]:.1f} s)",
+                flush=True,
+            )
     finally:
         if anchor is not None:
             anchor.kill()
@@ -275,24 +300,52 @@ def main() -> int:
     cols = ["median", "min", "max"]
     print()
     print("PackedForward, acknowledged and fsynced: records/s")
-    print(B.table(["", "n", *cols], B.stats_rows("LakeHub Forward", res["lh_fw"],
-                                                 "anchor: plain receiver, fsync per chunk",
-                                                 res["anchor_fw"], cols)))  # fmt: skip
+    print(
+        B.table(
+            ["", "n", *cols],
+            B.stats_rows(
+                "LakeHub Forward",
+                res["lh_fw"],
+                "anchor: plain receiver, fsync per chunk",
+                res["anchor_fw"],
+                cols,
+            ),
+        )
+    )
     print()
     print("HTTP NDJSON, acknowledged and fsynced: records/s (beside the same anchor)")
-    print(B.table(["", "n", *cols], B.stats_rows("LakeHub HTTP NDJSON", res["lh_http"],
-                                                 "anchor: plain receiver, fsync per chunk",
-                                                 res["anchor_fw"], cols)))  # fmt: skip
+    print(
+        B.table(
+            ["", "n", *cols],
+            B.stats_rows(
+                "LakeHub HTTP NDJSON",
+                res["lh_http"],
+                "anchor: plain receiver, fsync per chunk",
+                res["anchor_fw"],
+                cols,
+            ),
+        )
+    )
     print()
     print("lag from the last ack until every record is in the lake (Parquet written): seconds")
-    print(B.table(["", "n", *cols], [
-        [label, str(len(res[key])), *(B.fmt(B.summary(res[key])[k]) for k in cols)]
-        for label, key in (("after a Forward run", "lag_fw"), ("after an HTTP run", "lag_http"))
-    ]))  # fmt: skip
+    print(
+        B.table(
+            ["", "n", *cols],
+            [
+                [label, str(len(res[key])), *(B.fmt(B.summary(res[key])[k]) for k in cols)]
+                for label, key in (
+                    ("after a Forward run", "lag_fw"),
+                    ("after an HTTP run", "lag_http"),
+                )
+            ],
+        )
+    )
     info["args"] = vars(args)
     total = B.print_footer(started, info, problems, "problems")
-    B.write_results("ingest", {"host": info, "results": res, "record_bytes": record_bytes,
-                               "total_seconds": total})  # fmt: skip
+    B.write_results(
+        "ingest",
+        {"host": info, "results": res, "record_bytes": record_bytes, "total_seconds": total},
+    )
     return 1 if problems else 0
 
 

@@ -46,11 +46,15 @@ def s3_client(creds: dict[str, str]) -> Any:
     from botocore.config import Config
 
     return boto3.client(
-        "s3", endpoint_url=creds["endpoint_url"], aws_access_key_id=creds["access_key_id"],
-        aws_secret_access_key=creds["secret_access_key"], region_name="us-east-1",
-        config=Config(signature_version="s3v4", max_pool_connections=16,
-                      retries={"max_attempts": 1}),
-    )  # fmt: skip
+        "s3",
+        endpoint_url=creds["endpoint_url"],
+        aws_access_key_id=creds["access_key_id"],
+        aws_secret_access_key=creds["secret_access_key"],
+        region_name="us-east-1",
+        config=Config(
+            signature_version="s3v4", max_pool_connections=16, retries={"max_attempts": 1}
+        ),
+    )
 
 
 class Hub:
@@ -59,8 +63,12 @@ class Hub:
     def __init__(self, root: Path, marker: str) -> None:
         self.data = root / "data"
         self.port = B.free_port()
-        self.env = {**os.environ, "LAKEHUB_LAKE_PORT": "0", "BENCH_MARK": marker,
-                    "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12)}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "LAKEHUB_LAKE_PORT": "0",
+            "BENCH_MARK": marker,
+            "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12),
+        }
         self.env.pop("LAKEHUB_DATA_DIR", None)
         self.marker = marker
 
@@ -100,8 +108,11 @@ class Hub:
         settings = load_settings(data_dir=self.data)
         rt, tok = load_runtime(settings), tokens(settings)
         assert rt is not None
-        return {"endpoint_url": rt.s3_url, "access_key_id": tok.lake_key,
-                "secret_access_key": tok.lake_secret}  # fmt: skip
+        return {
+            "endpoint_url": rt.s3_url,
+            "access_key_id": tok.lake_key,
+            "secret_access_key": tok.lake_secret,
+        }
 
 
 class Side:
@@ -206,8 +217,11 @@ def main() -> int:
             for side in order:
                 up, down = side.large(big, back, check=r == 0)
                 line[side.label] += f"  up {up:6.1f} MB/s  down {down:6.1f} MB/s"
-            print(f"  round {r + 1}/{args.rounds} (load {loads[-1][0]:.2f}): "
-                  + " | ".join(f"{k.split(':')[0]} {v}" for k, v in line.items()), flush=True)
+            print(
+                f"  round {r + 1}/{args.rounds} (load {loads[-1][0]:.2f}): "
+                + " | ".join(f"{k.split(':')[0]} {v}" for k, v in line.items()),
+                flush=True,
+            )
     finally:
         problems += hub.down() if (hub.data / "run" / "runtime.json").exists() else []
         problems += B.reap(marker, wait=5)
@@ -216,13 +230,20 @@ def main() -> int:
 
     cols = ["median", "min", "max"]
     metrics: list[tuple[str, Callable[[Side], list[float]]]] = [
-        (f"small objects: PUT/s ({SMALL // 1024} KiB, {args.objects} per round, "
-         f"{args.threads} threads, one boto3 client each)", lambda s: s.small),
-        (f"large object upload: MB/s ({args.large_mib} MiB, boto3 transfer manager)",
-         lambda s: s.upload),
-        (f"large object download: MB/s ({args.large_mib} MiB, boto3 transfer manager)",
-         lambda s: s.download),
-    ]  # fmt: skip
+        (
+            f"small objects: PUT/s ({SMALL // 1024} KiB, {args.objects} per round, "
+            f"{args.threads} threads, one boto3 client each)",
+            lambda s: s.small,
+        ),
+        (
+            f"large object upload: MB/s ({args.large_mib} MiB, boto3 transfer manager)",
+            lambda s: s.upload,
+        ),
+        (
+            f"large object download: MB/s ({args.large_mib} MiB, boto3 transfer manager)",
+            lambda s: s.download,
+        ),
+    ]
     summary = {}
     for title, get in metrics:
         a, b = get(sides[0]), get(sides[1])
@@ -230,19 +251,36 @@ def main() -> int:
         print(B.table(["", "n", *cols], B.stats_rows(sides[0].label, a, sides[1].label, b, cols)))
         paired = B.summary([B.ratio(x, y) for x, y in zip(a, b, strict=True)])["median"]
         print(f"median of the per-round ratios (same round, same load): {B.fmt(paired, 'x')}")
-        summary[title] = {"lakehub": B.summary(a), "anchor": B.summary(b), "ratio_paired": paired,
-                          "ratio_median": B.ratio(B.summary(a)["median"], B.summary(b)["median"])}
+        summary[title] = {
+            "lakehub": B.summary(a),
+            "anchor": B.summary(b),
+            "ratio_paired": paired,
+            "ratio_median": B.ratio(B.summary(a)["median"], B.summary(b)["median"]),
+        }
     print("\nratio > 1: LakeHub's path is faster than the anchor's; < 1: slower.")
-    print("load average during the rounds: "
-          + ", ".join(f"{x[0]:.2f}" for x in loads))  # fmt: skip
+    print("load average during the rounds: " + ", ".join(f"{x[0]:.2f}" for x in loads))
     print()
     total = B.print_footer(started, info, problems, "leftover processes")
-    path = B.write_results("lake", {
-        "benchmark": "lake", "host": info, "args": vars(args), "loadavg_rounds": loads,
-        "samples": {s.label: {"small_put_per_s": s.small, "upload_mb_s": s.upload,
-                              "download_mb_s": s.download} for s in sides},
-        "summary": summary, "problems": problems, "total_seconds": total,
-    })  # fmt: skip
+    path = B.write_results(
+        "lake",
+        {
+            "benchmark": "lake",
+            "host": info,
+            "args": vars(args),
+            "loadavg_rounds": loads,
+            "samples": {
+                s.label: {
+                    "small_put_per_s": s.small,
+                    "upload_mb_s": s.upload,
+                    "download_mb_s": s.download,
+                }
+                for s in sides
+            },
+            "summary": summary,
+            "problems": problems,
+            "total_seconds": total,
+        },
+    )
     print(f"results: {path}")
     return 0 if sides and sides[0].small and not problems else 1
 

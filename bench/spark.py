@@ -117,30 +117,53 @@ def kdd_table(rows: int, seed: int = 7) -> Any:
     services = np.array([f"svc{i}" for i in range(66)] + ["http", "smtp", "ftp_data", "private"])
     labels = np.array(["normal", "smurf", "neptune", "back", "satan", "ipsweep", "portsweep"])
     y = rng.choice(len(labels), rows, p=[0.2, 0.4, 0.3, 0.03, 0.03, 0.02, 0.02])
-    proto = np.where(y == 1, "icmp", rng.choice(["tcp", "udp", "icmp"], rows, p=[.8, .15, .05]))
+    proto = np.where(y == 1, "icmp", rng.choice(["tcp", "udp", "icmp"], rows, p=[0.8, 0.15, 0.05]))
     cols: dict[str, Any] = {
         "duration": rng.exponential(30, rows).astype("int32") * (y == 0),
         "protocol_type": proto,
         "service": services[np.where(y == 2, 69, rng.integers(0, len(services), rows))],
-        "flag": rng.choice(["SF", "S0", "REJ", "RSTR", "SH", "RSTO", "S1", "S2", "S3", "OTH",
-                            "RSTOS0"], rows),
+        "flag": rng.choice(
+            ["SF", "S0", "REJ", "RSTR", "SH", "RSTO", "S1", "S2", "S3", "OTH", "RSTOS0"], rows
+        ),
         "src_bytes": (rng.lognormal(6, 2, rows) * np.where(y == 1, 4, 1)).astype("int64"),
         "dst_bytes": (rng.lognormal(7, 2, rows) * (y == 0)).astype("int64"),
-    }  # fmt: skip
+    }
     for name in ("land", "logged_in", "is_host_login", "is_guest_login"):
         cols[name] = (rng.random(rows) < np.where(y == 0, 0.7, 0.05)).astype("int8")
-    for name in ("wrong_fragment", "urgent", "hot", "num_failed_logins", "num_compromised",
-                 "root_shell", "su_attempted", "num_root", "num_file_creations", "num_shells",
-                 "num_access_files", "num_outbound_cmds"):  # fmt: skip
+    for name in (
+        "wrong_fragment",
+        "urgent",
+        "hot",
+        "num_failed_logins",
+        "num_compromised",
+        "root_shell",
+        "su_attempted",
+        "num_root",
+        "num_file_creations",
+        "num_shells",
+        "num_access_files",
+        "num_outbound_cmds",
+    ):
         cols[name] = rng.poisson(0.1, rows).astype("int16")
     for name in ("count", "srv_count", "dst_host_count", "dst_host_srv_count"):
         cols[name] = (rng.integers(0, 512, rows) * np.where(y > 0, 1, 0.1)).astype("int32")
-    for name in ("serror_rate", "srv_serror_rate", "rerror_rate", "srv_rerror_rate",
-                 "same_srv_rate", "diff_srv_rate", "srv_diff_host_rate",
-                 "dst_host_same_srv_rate", "dst_host_diff_srv_rate",
-                 "dst_host_same_src_port_rate", "dst_host_srv_diff_host_rate",
-                 "dst_host_serror_rate", "dst_host_srv_serror_rate", "dst_host_rerror_rate",
-                 "dst_host_srv_rerror_rate"):  # fmt: skip
+    for name in (
+        "serror_rate",
+        "srv_serror_rate",
+        "rerror_rate",
+        "srv_rerror_rate",
+        "same_srv_rate",
+        "diff_srv_rate",
+        "srv_diff_host_rate",
+        "dst_host_same_srv_rate",
+        "dst_host_diff_srv_rate",
+        "dst_host_same_src_port_rate",
+        "dst_host_srv_diff_host_rate",
+        "dst_host_serror_rate",
+        "dst_host_srv_serror_rate",
+        "dst_host_rerror_rate",
+        "dst_host_srv_rerror_rate",
+    ):
         base = np.where(y == 2, 0.9, 0.1)
         cols[name] = np.clip(base + rng.normal(0, 0.1, rows), 0, 1).astype("float32")
     cols["label"] = labels[y]
@@ -150,8 +173,9 @@ def kdd_table(rows: int, seed: int = 7) -> Any:
 
 def timed(argv: list[str], env: dict[str, str], timeout: float = 600) -> tuple[float, str]:
     t0 = time.time()
-    proc = subprocess.run([*argv[:3], str(t0), *argv[3:]], capture_output=True, text=True,
-                          env=env, timeout=timeout)  # fmt: skip
+    proc = subprocess.run(
+        [*argv[:3], str(t0), *argv[3:]], capture_output=True, text=True, env=env, timeout=timeout
+    )
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT")), None)
     if line is None:
         raise RuntimeError(f"no result: {proc.stderr[-1500:]}")
@@ -172,8 +196,12 @@ def main() -> None:
     root.chmod(0o711)
     data = root / "data"
     port = B.free_port()
-    env = {**os.environ, "LAKEHUB_LAKE_PORT": "0", "BENCH_MARK": str(root),
-           "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12)}  # fmt: skip
+    env = {
+        **os.environ,
+        "LAKEHUB_LAKE_PORT": "0",
+        "BENCH_MARK": str(root),
+        "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12),
+    }
     env.pop("LAKEHUB_DATA_DIR", None)
     problems: list[str] = []
     results: dict[str, Any] = {"host": info}
@@ -181,16 +209,27 @@ def main() -> None:
         B.lakehub(data, env, "up", "--port", str(port), "--detach", timeout=900)
         front = f"http://127.0.0.1:{port}"
         token_file = data / "state" / "service.token"
-        admin = httpx.Client(base_url=f"{front}/services/lakehub/api", timeout=60,
-                             headers={"Authorization": f"token {token_file.read_text().strip()}"})
-        ready = B.wait_until(lambda: any(e["name"] == "spark" and e["usable"]
-                                         for e in admin.get("/environments").json()), 1800, 1)
+        admin = httpx.Client(
+            base_url=f"{front}/services/lakehub/api",
+            timeout=60,
+            headers={"Authorization": f"token {token_file.read_text().strip()}"},
+        )
+        ready = B.wait_until(
+            lambda: any(
+                e["name"] == "spark" and e["usable"] for e in admin.get("/environments").json()
+            ),
+            1800,
+            1,
+        )
         if not ready:
             raise RuntimeError("the spark environment was not built")
         admin.post("/users", json={"name": "bench"}).raise_for_status()
         token = admin.post("/users/bench/tokens", json={"note": "bench"}).json()["token"]
-        user = httpx.Client(base_url=f"{front}/services/lakehub/api", timeout=60,
-                            headers={"Authorization": f"token {token}"})  # fmt: skip
+        user = httpx.Client(
+            base_url=f"{front}/services/lakehub/api",
+            timeout=60,
+            headers={"Authorization": f"token {token}"},
+        )
         py = sys.executable
 
         def stop_all() -> None:
@@ -210,9 +249,18 @@ def main() -> None:
                 out.append(took)
                 print(f"  first result run {i + 1} {side}: {took:.2f} s", flush=True)
         print("\nRequest to first result (s), workers=1")
-        print(B.table(["", "n", "median", "min", "max"], B.stats_rows(
-            "LakeHub lakehub.compute.spark()", lake_t, "bare spark-class + session", bare_t,
-            ["median", "min", "max"])))  # fmt: skip
+        print(
+            B.table(
+                ["", "n", "median", "min", "max"],
+                B.stats_rows(
+                    "LakeHub lakehub.compute.spark()",
+                    lake_t,
+                    "bare spark-class + session",
+                    bare_t,
+                    ["median", "min", "max"],
+                ),
+            )
+        )
         results["first_result"] = {"lakehub": lake_t, "anchor": bare_t}
 
         # the decision tree ---------------------------------------------------------------
@@ -221,9 +269,13 @@ def main() -> None:
         creds = user.get("/lake/credentials").json()
         import boto3
 
-        s3 = boto3.client("s3", endpoint_url=creds["endpoint_url"], region_name="us-east-1",
-                          aws_access_key_id=creds["access_key_id"],
-                          aws_secret_access_key=creds["secret_access_key"])  # fmt: skip
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=creds["endpoint_url"],
+            region_name="us-east-1",
+            aws_access_key_id=creds["access_key_id"],
+            aws_secret_access_key=creds["secret_access_key"],
+        )
         table = kdd_table(args.rows)
         local = root / "kdd"
         local.mkdir()
@@ -233,16 +285,20 @@ def main() -> None:
             buf = io.BytesIO()
             pq.write_table(table.slice(p * step, step), buf)
             (local / f"part-{p}.parquet").write_bytes(buf.getvalue())
-            s3.put_object(Bucket=creds["bucket"], Key=f"kdd/part-{p}.parquet",
-                          Body=buf.getvalue())  # fmt: skip
+            s3.put_object(Bucket=creds["bucket"], Key=f"kdd/part-{p}.parquet", Body=buf.getvalue())
         size = sum(f.stat().st_size for f in local.iterdir())
-        print(f"\nKDD-like table: {args.rows:,} rows x {table.num_columns} columns, "
-              f"{size / 2**20:.0f} MiB of Parquet in {parts} files")  # fmt: skip
+        print(
+            f"\nKDD-like table: {args.rows:,} rows x {table.num_columns} columns, "
+            f"{size / 2**20:.0f} MiB of Parquet in {parts} files"
+        )
         tree: dict[str, list[float]] = {"lakehub": [], "anchor": []}
         for i in range(args.runs):
             for side in ("lakehub", "anchor") if i % 2 == 0 else ("anchor", "lakehub"):
-                argv = [py, "-c", TREE, side, f"s3a://{creds['bucket']}/kdd/", front, token] \
-                    if side == "lakehub" else [py, "-c", TREE, side, str(local)]
+                argv = (
+                    [py, "-c", TREE, side, f"s3a://{creds['bucket']}/kdd/", front, token]
+                    if side == "lakehub"
+                    else [py, "-c", TREE, side, str(local)]
+                )
                 proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800)
                 line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT")), "")
                 if not line:
@@ -252,14 +308,25 @@ def main() -> None:
 
                 got = json.loads(line.split(" ", 1)[1])
                 tree[side].append(got["rows"] / got["seconds"])
-                print(f"  tree run {i + 1} {side}: {got['seconds']:.1f} s, "
-                      f"{got['rows'] / got['seconds']:,.0f} rows/s, depth {got['depth']}",
-                      flush=True)  # fmt: skip
+                print(
+                    f"  tree run {i + 1} {side}: {got['seconds']:.1f} s, "
+                    f"{got['rows'] / got['seconds']:,.0f} rows/s, depth {got['depth']}",
+                    flush=True,
+                )
         stop_all()
         print("\nDecision tree, read + fit (rows/s; higher is better)")
-        print(B.table(["", "n", "median", "min", "max"], B.stats_rows(
-            "LakeHub cluster, s3a from the lake", tree["lakehub"],
-            "local[2], local files", tree["anchor"], ["median", "min", "max"])))  # fmt: skip
+        print(
+            B.table(
+                ["", "n", "median", "min", "max"],
+                B.stats_rows(
+                    "LakeHub cluster, s3a from the lake",
+                    tree["lakehub"],
+                    "local[2], local files",
+                    tree["anchor"],
+                    ["median", "min", "max"],
+                ),
+            )
+        )
         results["tree_rows_per_s"] = tree
         results["rows"] = args.rows
     finally:

@@ -93,8 +93,9 @@ class Hub:
     def admin_http(self) -> httpx.Client:
         """The local administrator over HTTP: what the CLI does, without a process per call."""
         token = (self.data_dir / "state" / "service.token").read_text().strip()
-        return httpx.Client(base_url=self.api, headers={"Authorization": f"token {token}"},
-                            timeout=60)  # fmt: skip
+        return httpx.Client(
+            base_url=self.api, headers={"Authorization": f"token {token}"}, timeout=60
+        )
 
     def quick_user(self, name: str, admin: bool = False) -> None:
         """Create an active user through the API (``add_user`` goes through the CLI)."""
@@ -214,10 +215,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 # Modules that run long go first, so parallel workers finish together (the rest follow in order).
 # ./dev test passes --no-loadscope-reorder, or xdist would order modules by their test counts.
-SLOW_FIRST = ("test_spark", "test_dask", "test_scale_out", "test_spark_scaleout",
-              "test_environments", "test_browser", "test_up", "test_culling",
-              "test_out_of_core", "test_ingest_durability", "test_limits",
-              "test_browser_upload")  # fmt: skip
+SLOW_FIRST = (
+    "test_spark",
+    "test_dask",
+    "test_scale_out",
+    "test_spark_scaleout",
+    "test_environments",
+    "test_browser",
+    "test_up",
+    "test_culling",
+    "test_out_of_core",
+    "test_ingest_durability",
+    "test_limits",
+    "test_browser_upload",
+)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -242,8 +253,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)  # stable: tests keep their order within a module
 
 
-def start_hub(tmp: Path | None = None, wait_for: tuple[str, ...] = ("datascience",),
-              **settings: str) -> Hub:  # fmt: skip
+def start_hub(
+    tmp: Path | None = None, wait_for: tuple[str, ...] = ("datascience",), **settings: str
+) -> Hub:
     """A hub of its own; ``wait_for``: environments to wait for (servers start with
     ``datascience`` unless told otherwise; a hub that starts none needs none)."""
     tmp = tmp or hub_dir()
@@ -310,8 +322,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 def ingest_hub() -> Iterator[Hub]:
     """A hub for the ingestion, streams and arrays tests: short batches, a small buffer bound,
     no notebook environments to wait for (and its own lake: these tests make many buckets)."""
-    h = start_hub(wait_for=(), ingest_batch_seconds="0.2",
-                  ingest_buffer_max_bytes=str(4 * 2**20))  # fmt: skip
+    h = start_hub(wait_for=(), ingest_batch_seconds="0.2", ingest_buffer_max_bytes=str(4 * 2**20))
     yield h
     stop_hub(h)
 

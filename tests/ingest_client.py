@@ -21,8 +21,14 @@ API = "/services/lakehub/api"
 
 
 class Forward:
-    def __init__(self, port: int, key: str | None = None, hostname: bytes = b"test-client",
-                 timeout: float = 10.0, tls: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        port: int,
+        key: str | None = None,
+        hostname: bytes = b"test-client",
+        timeout: float = 10.0,
+        tls: Any = None,
+    ) -> None:
         """``tls``: an ``ssl.SSLContext`` to speak TLS with."""
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         if tls is not None:
@@ -84,8 +90,9 @@ def forward(tag: str, records: list[dict[str, Any]], chunk: str | None = None) -
     return msgpack.packb([tag, [[int(time.time()), r] for r in records], *opt])
 
 
-def packed(tag: str, records: list[dict[str, Any]], chunk: str | None = None,
-           compressed: bool = False) -> bytes:  # fmt: skip
+def packed(
+    tag: str, records: list[dict[str, Any]], chunk: str | None = None, compressed: bool = False
+) -> bytes:
     data = entries(records)
     opt: dict[str, Any] = {"size": len(records)}
     if chunk:
@@ -106,8 +113,9 @@ def user(hub: Hub, prefix: str = "u") -> str:
     return name
 
 
-def setup(hub: Hub, who: str, stream: str, tags: list[str], kind: str = "records",
-          **source: Any) -> dict[str, Any]:  # fmt: skip
+def setup(
+    hub: Hub, who: str, stream: str, tags: list[str], kind: str = "records", **source: Any
+) -> dict[str, Any]:
     with hub.http(who) as c:
         r = c.post(f"{API}/streams", json={"name": stream, "tags": tags, "kind": kind})
         assert r.status_code == 201, r.text
@@ -119,6 +127,7 @@ def setup(hub: Hub, who: str, stream: str, tags: list[str], kind: str = "records
 
 def moved(hub: Hub, who: str, stream: str, n: int, timeout: float = 60) -> dict[str, Any]:
     with hub.http(who) as c:
+
         def done() -> dict[str, Any] | None:
             info: dict[str, Any] = c.get(f"{API}/streams/{stream}").json()
             return info if info["moved_records"] >= n else None

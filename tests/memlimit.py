@@ -33,9 +33,7 @@ def run_limited(
             (group / "cgroup.procs").write_text(str(os.getpid()))
 
         proc = subprocess.run(argv, preexec_fn=enter, timeout=timeout, **kw)  # noqa: PLW1509
-        oom = dict(
-            line.split() for line in (group / "memory.oom_control").read_text().splitlines()
-        )
+        oom = dict(line.split() for line in (group / "memory.oom_control").read_text().splitlines())
         stats = {
             "peak": int((group / "memory.max_usage_in_bytes").read_text()),
             "oom_kills": int(oom.get("oom_kill", 0)),

@@ -87,15 +87,18 @@ def test_admin_still_manages_users(hub: Hub, new_user) -> None:
 
 def _from(hub: Hub, address: str) -> httpx.Client:
     """A client whose connections come from ``address`` (a loopback address of its own)."""
-    return httpx.Client(base_url=hub.url, timeout=60,
-                        transport=httpx.HTTPTransport(local_address=address))  # fmt: skip
+    return httpx.Client(
+        base_url=hub.url, timeout=60, transport=httpx.HTTPTransport(local_address=address)
+    )
 
 
 def test_signup_burst_from_one_address_is_refused(hub: Hub) -> None:
     names = [f"burst{secrets.token_hex(3)}" for _ in range(8)]
     with _from(hub, "127.0.0.2") as c:
-        codes = [c.post("/services/lakehub/api/signup",
-                        json={"name": n, "password": "burst-password"}) for n in names]  # fmt: skip
+        codes = [
+            c.post("/services/lakehub/api/signup", json={"name": n, "password": "burst-password"})
+            for n in names
+        ]
         assert [r.status_code for r in codes] == [201] * 5 + [429] * 3
         assert "too many sign-up requests from your address (5 a minute)" in codes[-1].text
         # the form says so too, and keeps what was typed (but the password)
@@ -105,8 +108,10 @@ def test_signup_burst_from_one_address_is_refused(hub: Hub) -> None:
     listed = hub.cli("user", "list").stdout
     assert [n for n in names if n in listed] == names[:5] and "formname" not in listed
     with _from(hub, "127.0.0.3") as c:  # another address is not held back by this one
-        r = c.post("/services/lakehub/api/signup",
-                   json={"name": f"other{secrets.token_hex(3)}", "password": "other-password"})
+        r = c.post(
+            "/services/lakehub/api/signup",
+            json={"name": f"other{secrets.token_hex(3)}", "password": "other-password"},
+        )
         assert r.status_code == 201, r.text
 
 

@@ -160,17 +160,23 @@ def test_login_portal_and_jupyterlab(hub: Hub, new_user: Any, new_page: Any, sho
         # the secret reached the kernel, from the chosen environment, and is in clear nowhere
         k = Kernel(hub.url, name, hub.token(name))
         try:
-            out, err = k.run("import os; print(os.environ['LAKEHUB_ENVIRONMENT'],"
-                             " os.environ['FORM_SECRET'] == " + repr(secret) + ")")
+            out, err = k.run(
+                "import os; print(os.environ['LAKEHUB_ENVIRONMENT'],"
+                " os.environ['FORM_SECRET'] == " + repr(secret) + ")"
+            )
         finally:
             k.close()
         assert (err, out.split()) == (None, ["minimal", "True"])
         with hub.http(name) as c:
             listed = c.get("/services/lakehub/api/env").json()
             assert {"name": "FORM_SECRET", "secret": True, "value": None}.items() <= next(
-                v for v in listed if v["name"] == "FORM_SECRET").items()
-            for path in ("/services/lakehub/api/env", "/services/lakehub/api/servers",
-                         f"/hub/api/users/{name}"):
+                v for v in listed if v["name"] == "FORM_SECRET"
+            ).items()
+            for path in (
+                "/services/lakehub/api/env",
+                "/services/lakehub/api/servers",
+                f"/hub/api/users/{name}",
+            ):
                 assert secret not in c.get(path).text
         for f in [*(hub.data_dir / "state").rglob("*"), *(hub.data_dir / "logs").rglob("*")]:
             if f.is_file():
@@ -250,8 +256,9 @@ def test_signup_approval_then_login(hub: Hub, new_page: Any, shots: Path) -> Non
     screenshot(page, shots / "11-portal-after-approval.png")
 
 
-def test_signup_with_taken_name_shows_error(hub: Hub, new_user: Any, new_page: Any,
-                                            shots: Path) -> None:  # fmt: skip
+def test_signup_with_taken_name_shows_error(
+    hub: Hub, new_user: Any, new_page: Any, shots: Path
+) -> None:
     taken = new_user("web")
     page = new_page()
     page.goto(PORTAL + "signup")

@@ -39,8 +39,9 @@ def open_bucket(page: Page, hub: Hub, name: str, bucket: str) -> None:
     expect(page.locator("#upload-files")).to_be_attached()
 
 
-def test_upload_large_file_with_progress(hub: Hub, new_user: Any, new_page: Any, shots: Path,
-                                         tmp_path: Path) -> None:  # fmt: skip
+def test_upload_large_file_with_progress(
+    hub: Hub, new_user: Any, new_page: Any, shots: Path, tmp_path: Path
+) -> None:
     name = new_user("web")
     big, small = tmp_path / "big.bin", tmp_path / "notes.txt"
     big.write_bytes(os.urandom(20 * MIB))
@@ -67,8 +68,9 @@ def test_upload_large_file_with_progress(hub: Hub, new_user: Any, new_page: Any,
     assert s3.get_object(Bucket=f"{name}-home", Key="big.bin")["Body"].read() == big.read_bytes()
 
 
-def test_cancel_aborts_the_multipart_upload(hub: Hub, new_user: Any, new_page: Any, shots: Path,
-                                            tmp_path: Path) -> None:  # fmt: skip
+def test_cancel_aborts_the_multipart_upload(
+    hub: Hub, new_user: Any, new_page: Any, shots: Path, tmp_path: Path
+) -> None:
     name = new_user("web")
     big = tmp_path / "cancel-me.bin"
     big.write_bytes(os.urandom(20 * MIB))
@@ -92,14 +94,18 @@ def test_cancel_aborts_the_multipart_upload(hub: Hub, new_user: Any, new_page: A
     screenshot(page, shots / "21-upload-in-flight.png")
     row.get_by_role("button", name="Cancel").click()
     expect(row.locator(".state")).to_have_text("cancelled")
-    hub.wait(lambda: not s3.list_multipart_uploads(Bucket=f"{name}-home").get("Uploads"), 30,
-             "the multipart upload to be aborted")  # fmt: skip
+    hub.wait(
+        lambda: not s3.list_multipart_uploads(Bucket=f"{name}-home").get("Uploads"),
+        30,
+        "the multipart upload to be aborted",
+    )
     assert "Contents" not in s3.list_objects_v2(Bucket=f"{name}-home")
     screenshot(page, shots / "22-upload-cancelled.png")
 
 
-def test_refused_upload_shows_why(hub: Hub, new_user: Any, new_page: Any, shots: Path,
-                                  tmp_path: Path) -> None:  # fmt: skip
+def test_refused_upload_shows_why(
+    hub: Hub, new_user: Any, new_page: Any, shots: Path, tmp_path: Path
+) -> None:
     owner, reader = new_user("own"), new_user("web")
     space = f"ro{secrets.token_hex(3)}"
     hub.cli("space", "create", space, "--owner", owner)
@@ -123,8 +129,9 @@ def test_refused_upload_shows_why(hub: Hub, new_user: Any, new_page: Any, shots:
     assert got["Body"].read() == b"v1"
 
 
-def test_a_part_lost_on_the_way_is_sent_again(hub: Hub, new_user: Any, new_page: Any,
-                                              tmp_path: Path) -> None:  # fmt: skip
+def test_a_part_lost_on_the_way_is_sent_again(
+    hub: Hub, new_user: Any, new_page: Any, tmp_path: Path
+) -> None:
     name = new_user("web")
     data = tmp_path / "flaky.bin"
     data.write_bytes(os.urandom(9 * MIB))

@@ -57,26 +57,57 @@ def _ports(n: int) -> list[int]:
 def external(tmp_path_factory: pytest.TempPathFactory) -> Iterator[External]:
     folder = tmp_path_factory.mktemp("external-s3")
     key, secret = "EXT" + secrets.token_hex(8).upper(), "ext-" + secrets.token_urlsafe(30)
-    (folder / "s3.json").write_text(json.dumps({"identities": [{
-        "name": "owner", "credentials": [{"accessKey": key, "secretKey": secret}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }]}))  # fmt: skip
+    (folder / "s3.json").write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "owner",
+                        "credentials": [{"accessKey": key, "secretKey": secret}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
     master, mg, volume, vg, filer, fg, s3, s3g, admin, ag = _ports(10)
     weed = str(Path(sys.executable).parent / "weed")
     argv = [
-        weed, "mini", f"-dir={folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-master.port={master}", f"-master.port.grpc={mg}", f"-volume.port={volume}",
-        f"-volume.port.grpc={vg}", f"-filer.port={filer}", f"-filer.port.grpc={fg}",
-        f"-s3.port={s3}", f"-s3.port.grpc={s3g}", f"-admin.port={admin}",
-        f"-admin.port.grpc={ag}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false",
-        "-admin.ui=false", "-master.telemetry=false", "-metricsPort=0",
-        f"-s3.config={folder / 's3.json'}", "-volume.max=0", "-master.volumeSizeLimitMB=64",
-    ]  # fmt: skip
+        weed,
+        "mini",
+        f"-dir={folder / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-master.port={master}",
+        f"-master.port.grpc={mg}",
+        f"-volume.port={volume}",
+        f"-volume.port.grpc={vg}",
+        f"-filer.port={filer}",
+        f"-filer.port.grpc={fg}",
+        f"-s3.port={s3}",
+        f"-s3.port.grpc={s3g}",
+        f"-admin.port={admin}",
+        f"-admin.port.grpc={ag}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-webdav=false",
+        "-admin.ui=false",
+        "-master.telemetry=false",
+        "-metricsPort=0",
+        f"-s3.config={folder / 's3.json'}",
+        "-volume.max=0",
+        "-master.volumeSizeLimitMB=64",
+    ]
     (folder / "data").mkdir()
     log = open(folder / "weed.log", "wb")  # noqa: SIM115 (open while the process runs)
-    proc = subprocess.Popen(argv, cwd=folder, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"},
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        argv,
+        cwd=folder,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"},
+        start_new_session=True,
+    )
     ext = External(f"http://127.0.0.1:{s3}", key, secret)
     try:
         client = s3_client(ext.url, key, secret)
@@ -103,14 +134,23 @@ def external(tmp_path_factory: pytest.TempPathFactory) -> Iterator[External]:
 
 def s3_client(url: str, key: str, secret: str) -> Any:
     return boto3.client(
-        "s3", endpoint_url=url, aws_access_key_id=key, aws_secret_access_key=secret,
-        region_name="us-east-1", config=Config(retries={"max_attempts": 1}),
-    )  # fmt: skip
+        "s3",
+        endpoint_url=url,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}),
+    )
 
 
 def body(ext: External, name: str, **kw: Any) -> dict[str, Any]:
-    return {"name": name, "endpoint_url": ext.url, "access_key_id": ext.key,
-            "secret_access_key": ext.secret, **kw}  # fmt: skip
+    return {
+        "name": name,
+        "endpoint_url": ext.url,
+        "access_key_id": ext.key,
+        "secret_access_key": ext.secret,
+        **kw,
+    }
 
 
 def add(hub: Hub, user: str, ext: External, name: str = "ext", **kw: Any) -> httpx.Response:
@@ -156,9 +196,10 @@ def test_create_list_and_read_back_through_the_api(hub: Hub, new_user, external)
         events = c.get("/services/lakehub/api/events").json()
     mine = [e for e in events if e["target"].startswith(f"{a}/")]
     assert {(e["action"], e["target"]) for e in mine} >= {
-        ("connection.create", f"{a}/ext"), ("connection.delete", f"{a}/ext"),
+        ("connection.create", f"{a}/ext"),
+        ("connection.delete", f"{a}/ext"),
         ("connection.create", f"{a}/sdk"),
-    }  # fmt: skip
+    }
     assert all(external.secret not in json.dumps(e) for e in events)
 
 
@@ -167,8 +208,10 @@ def test_bad_input_and_refused_credentials_are_clear_400s(hub: Hub, new_user, ex
     wrong = External(external.url, external.key, "wrong-" + secrets.token_urlsafe(20))
     r = add(hub, a, wrong)
     assert r.status_code == 400, r.text
-    assert r.json()["detail"] == (f"cannot use {external.url}: the secret key does not match the "
-                                  "access key; nothing was saved")  # fmt: skip
+    assert r.json()["detail"] == (
+        f"cannot use {external.url}: the secret key does not match the "
+        "access key; nothing was saved"
+    )
     r = add(hub, a, External(external.url, "NOSUCHKEY", external.secret))
     assert r.status_code == 400 and "does not know this access key" in r.json()["detail"]
     r = add(hub, a, external, bucket="no-such-bucket")
@@ -189,8 +232,10 @@ def test_bad_input_and_refused_credentials_are_clear_400s(hub: Hub, new_user, ex
         r = add(hub, a, external, name=name)
         assert r.status_code == 400 and message in r.json()["detail"], r.text
     with hub.http(a) as c:
-        r = c.post(API, json={"name": "nosecret", "endpoint_url": external.url,
-                              "access_key_id": external.key})  # fmt: skip
+        r = c.post(
+            API,
+            json={"name": "nosecret", "endpoint_url": external.url, "access_key_id": external.key},
+        )
         assert r.status_code == 400 and "secret key is missing" in r.json()["detail"]
         assert c.get(API).json() == []  # nothing refused was kept
     # without the check, unverified keys are accepted (for endpoints not reachable from the hub)
@@ -203,8 +248,11 @@ def test_other_users_cannot_see_read_delete_or_browse(hub: Hub, new_user, extern
     assert add(hub, b, external, name="mine").status_code == 201  # names are per user
     with hub.http(b) as c:
         assert [x["name"] for x in c.get(API).json()] == ["mine"]
-        for method, path in (("GET", f"{API}/ext"), ("GET", f"{API}/ext/credentials"),
-                             ("DELETE", f"{API}/ext")):  # fmt: skip
+        for method, path in (
+            ("GET", f"{API}/ext"),
+            ("GET", f"{API}/ext/credentials"),
+            ("DELETE", f"{API}/ext"),
+        ):
             r = c.request(method, path)
             assert r.status_code == 404 and r.json()["detail"] == "no connection named 'ext'"
             assert external.secret not in r.text
@@ -227,9 +275,14 @@ def cli(hub: Hub, user: str, *args: str, secret: str | None = None) -> subproces
     env |= {"LAKEHUB_API_URL": hub.url, "LAKEHUB_TOKEN": hub.token(user)}
     if secret is not None:
         env["LAKEHUB_CONNECTION_SECRET"] = secret
-    return subprocess.run([sys.executable, "-m", "lakehub.cli", "connection", *args],
-                          capture_output=True, text=True, env=env, timeout=120,
-                          stdin=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "lakehub.cli", "connection", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_cli_add_ls_rm(hub: Hub, new_user, external) -> None:
@@ -260,13 +313,21 @@ def test_portal_lists_adds_browses_and_deletes(hub: Hub, new_user, external) -> 
     page = c.get(PORTAL)
     assert page.status_code == 200 and 'id="none"' in page.text
     assert f'<a href="{PORTAL}">Connections</a>' in page.text  # the nav link
-    form = {"name": "web", "endpoint_url": external.url, "access_key_id": external.key,
-            "secret_access_key": "wrong-" + external.secret, "verify": "1"}  # fmt: skip
+    form = {
+        "name": "web",
+        "endpoint_url": external.url,
+        "access_key_id": external.key,
+        "secret_access_key": "wrong-" + external.secret,
+        "verify": "1",
+    }
     r = c.post(PORTAL, data=form)
     assert r.status_code == 400 and "the secret key does not match" in r.text
     assert external.secret not in r.text and 'value="web"' in r.text  # the form is kept
-    r = c.post(PORTAL, data=form | {"secret_access_key": external.secret},
-               headers={"Origin": "http://evil.example"})  # fmt: skip
+    r = c.post(
+        PORTAL,
+        data=form | {"secret_access_key": external.secret},
+        headers={"Origin": "http://evil.example"},
+    )
     assert r.status_code == 403
     r = c.post(PORTAL, data=form | {"secret_access_key": external.secret})
     assert r.status_code == 200 and "Connection web added." in r.text
@@ -347,8 +408,9 @@ def test_the_secret_is_in_no_log_no_listing_and_not_in_the_database(
     needle = external.secret.encode()
     db = sorted((hub.data_dir / "state").glob("lakehub.sqlite*"))
     assert db and all(needle not in p.read_bytes() for p in db), db
-    found = [p for p in (hub.data_dir / "logs").rglob("*") if p.is_file()
-             and needle in p.read_bytes()]  # fmt: skip
+    found = [
+        p for p in (hub.data_dir / "logs").rglob("*") if p.is_file() and needle in p.read_bytes()
+    ]
     assert found == []
     profiles = list((hub.data_dir / "aws").glob("*.config"))
     assert profiles and all(needle not in p.read_bytes() for p in profiles)

@@ -32,8 +32,11 @@ def chub() -> Iterator[Hub]:
 
 def metrics(hub: Hub, token: str) -> dict[str, float]:
     """The metrics page as {sample name{labels}: value}."""
-    r = httpx.get(f"{hub.url}/services/lakehub/metrics",
-                  headers={"Authorization": f"Bearer {token}"}, timeout=30)  # fmt: skip
+    r = httpx.get(
+        f"{hub.url}/services/lakehub/metrics",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/plain")
     out: dict[str, float] = {}
@@ -82,8 +85,9 @@ def test_a_failed_spawn_is_counted(chub: Hub) -> None:
     failures = "lakehub_spawn_failures_total{reason=,status=error}"
     before = metrics(chub, token)
     service = (chub.data_dir / "state" / "service.token").read_text().strip()
-    with httpx.Client(base_url=f"{chub.url}/hub/api", timeout=60,
-                      headers={"Authorization": f"token {service}"}) as c:  # fmt: skip
+    with httpx.Client(
+        base_url=f"{chub.url}/hub/api", timeout=60, headers={"Authorization": f"token {service}"}
+    ) as c:
         assert c.post("/users/stranger").status_code == 201
         r = c.post("/users/stranger/server")
         assert r.status_code >= 400, r.text
@@ -108,8 +112,10 @@ def test_idle_server_is_culled_after_warning_and_counted(chub: Hub) -> None:
     assert m1["lakehub_spawn_duration_seconds_sum{reason=,status=success}"] > 0
     # a file the user keeps
     with chub.http(idle) as c:
-        r = c.put(f"/user/{idle}/api/contents/keep.txt",
-                  json={"type": "file", "format": "text", "content": "still here"})  # fmt: skip
+        r = c.put(
+            f"/user/{idle}/api/contents/keep.txt",
+            json={"type": "file", "format": "text", "content": "still here"},
+        )
         assert r.status_code in (200, 201), r.text
 
     start_server(chub.url, busy, chub.tokens[busy])
@@ -122,8 +128,10 @@ def test_idle_server_is_culled_after_warning_and_counted(chub: Hub) -> None:
         with chub.http(busy) as c:
             while not stop.is_set():
                 now = datetime.now(UTC).isoformat()
-                c.post(f"/hub/api/users/{busy}/activity",
-                       json={"last_activity": now, "servers": {"": {"last_activity": now}}})
+                c.post(
+                    f"/hub/api/users/{busy}/activity",
+                    json={"last_activity": now, "servers": {"": {"last_activity": now}}},
+                )
                 stop.wait(2)
 
     worker = threading.Thread(target=keep_busy, daemon=True)
@@ -143,8 +151,11 @@ def test_idle_server_is_culled_after_warning_and_counted(chub: Hub) -> None:
         times = {datetime.fromisoformat(x["cull_at"]).strftime("%H:%M") for x in (before, after)}
         assert shown.group(1) in times
 
-        chub.wait(lambda: server_of(chub, idle) is None, timeout=TIMEOUT + 40,
-                  what="the idle server to be culled")  # fmt: skip
+        chub.wait(
+            lambda: server_of(chub, idle) is None,
+            timeout=TIMEOUT + 40,
+            what="the idle server to be culled",
+        )
         assert server_of(chub, busy) is not None, "an active user's server was culled"
     finally:
         stop.set()

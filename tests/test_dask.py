@@ -91,14 +91,19 @@ def test_a_cluster_runs_as_its_owner_on_their_data_and_nobody_else_reaches_it(
                 assert set(client.run(lambda: os.getpriority(os.PRIO_PROCESS, 0)).values()) == {0}
             total = client.submit(lambda b: _sum_and_write(b), a_bucket).result(timeout=60)
             assert total == sum(range(1000))
-            out = a.lake.credentials().boto3_client().get_object(
-                Bucket=a_bucket, Key="out/total.parquet")["Body"].read()  # fmt: skip
+            out = (
+                a.lake.credentials()
+                .boto3_client()
+                .get_object(Bucket=a_bucket, Key="out/total.parquet")["Body"]
+                .read()
+            )
             assert pq.read_table(io.BytesIO(out)).column("total").to_pylist() == [499500]
 
             # listed for alice, with a dashboard only she is sent to; not for bob
             mine = lakehub.compute.clusters(client=a)
             assert [(c["kind"], c["name"], c["status"]) for c in mine] == [
-                ("dask", name, "running")]  # fmt: skip
+                ("dask", name, "running")
+            ]
             assert mine[0]["dashboard_url"].endswith(f"/clusters/{name}/status")
             assert lakehub.compute.clusters(client=b) == []
             with pytest.raises(LakeHubError) as refused:
@@ -108,8 +113,10 @@ def test_a_cluster_runs_as_its_owner_on_their_data_and_nobody_else_reaches_it(
             from dask_gateway.auth import JupyterHubAuth
 
             auth = JupyterHubAuth(api_token=hub.token(bob))
-            with (Gateway(f"{hub.url}/services/dask-gateway", auth=auth) as theirs,
-                  pytest.raises(Exception, match="not found|404|403")):  # fmt: skip
+            with (
+                Gateway(f"{hub.url}/services/dask-gateway", auth=auth) as theirs,
+                pytest.raises(Exception, match="not found|404|403"),
+            ):
                 theirs.connect(name)
 
             # a worker killed in the middle of a job: the job still completes
@@ -123,8 +130,9 @@ def test_a_cluster_runs_as_its_owner_on_their_data_and_nobody_else_reaches_it(
             bob_client = lakehub.compute.dask(workers=1, client=b)
             try:
                 with pytest.raises(Exception, match="Forbidden|AccessDenied|403|denied"):
-                    bob_client.submit(lambda b: _read(b, "in/data.parquet"),
-                                      a_bucket).result(timeout=60)  # fmt: skip
+                    bob_client.submit(lambda b: _read(b, "in/data.parquet"), a_bucket).result(
+                        timeout=60
+                    )
             finally:
                 bob_client.cluster.shutdown()
                 bob_client.close()
@@ -138,8 +146,7 @@ def test_limits_are_checked_before_a_cluster_starts(dask_ready: Hub, new_user) -
     hub = dask_ready
     name = new_user("dkl")
     admin = hub.admin_http()
-    admin.put(f"/notebook-policies/user/{name}",
-              json={"max_memory": 1536 << 20}).raise_for_status()  # fmt: skip
+    admin.put(f"/notebook-policies/user/{name}", json={"max_memory": 1536 << 20}).raise_for_status()
     with sdk(hub, name) as c:
         with pytest.raises(LakeHubError) as quota:
             lakehub.compute.dask(workers=1, memory="2 GiB", client=c)
@@ -173,8 +180,14 @@ def test_clusters_survive_a_gateway_restart_and_idle_ones_are_reclaimed(
         client.cluster.close()  # this process lets go; the cluster runs on
         old = _gateway_pid(hub)
         os.kill(old, signal.SIGKILL)
-        hub.wait(lambda: _gateway_pid(hub) not in (0, old) and hub.status()["components"]["gateway"]
-                 ["healthy"], 60, "the gateway to come back")  # fmt: skip
+        hub.wait(
+            lambda: (
+                _gateway_pid(hub) not in (0, old)
+                and hub.status()["components"]["gateway"]["healthy"]
+            ),
+            60,
+            "the gateway to come back",
+        )
 
         def listed_again() -> list[dict] | None:  # type: ignore[type-arg]
             try:  # its proxy answers a moment before it has its routes again
@@ -189,9 +202,11 @@ def test_clusters_survive_a_gateway_restart_and_idle_ones_are_reclaimed(
 
         auth = JupyterHubAuth(api_token=hub.token(name))
         proxy = listed[0]["address"].rpartition("/")[0]
-        with (Gateway(f"{hub.url}/services/dask-gateway", proxy, auth=auth) as gw,
-              gw.connect(cluster) as again,
-              again.get_client(set_as_default=False) as back):  # fmt: skip
+        with (
+            Gateway(f"{hub.url}/services/dask-gateway", proxy, auth=auth) as gw,
+            gw.connect(cluster) as again,
+            again.get_client(set_as_default=False) as back,
+        ):
             assert back.submit(sum, [1, 2, 3]).result(timeout=60) == 6
         # no computation and no client connected: gone after its idle timeout
         hub.wait(lambda: lakehub.compute.clusters(client=c) == [], 150, "the idle cluster to stop")
@@ -247,8 +262,11 @@ def _pages(path: str) -> list[str]:
 
 def _cookie_header(browser: httpx.Client) -> str:
     """What a browser sends to the gateway's paths (a websocket client has no cookie jar)."""
-    return "; ".join(f"{c.name}={c.value}" for c in browser.cookies.jar
-                     if "/services/dask-gateway/".startswith(c.path))  # fmt: skip
+    return "; ".join(
+        f"{c.name}={c.value}"
+        for c in browser.cookies.jar
+        if "/services/dask-gateway/".startswith(c.path)
+    )
 
 
 def _websocket(url: str, cookie: str | None = None, origin: str | None = None) -> str:
@@ -331,7 +349,10 @@ def test_a_dashboard_is_shown_to_its_owner_in_a_browser_and_to_their_token(
         r = browser.get(path, headers={"Accept": "text/html"})
         assert r.status_code == 200 and "Dask" in r.text, r.text[:300]
         assert [urlsplit(str(step.url)).path for step in r.history] == [
-            path, "/hub/api/oauth2/authorize", "/services/dask-gateway/oauth_callback"]
+            path,
+            "/hub/api/oauth2/authorize",
+            "/services/dask-gateway/oauth_callback",
+        ]
         assert all("token" not in str(step.url) for step in [*r.history, r])
         logs = browser.get(_pages(path)[1])
         assert logs.status_code == 200 and "logs" in logs.text.lower(), logs.text[:300]
@@ -343,6 +364,7 @@ def test_a_dashboard_is_shown_to_its_owner_in_a_browser_and_to_their_token(
         # the session cookie is the gateway's own, confined to its path
         session = [c for c in browser.cookies.jar if c.name == "lakehub-dask-session"]
         assert [(c.path, c.has_nonstandard_attr("HttpOnly")) for c in session] == [
-            ("/services/dask-gateway/", True)]
+            ("/services/dask-gateway/", True)
+        ]
     finally:
         browser.close()

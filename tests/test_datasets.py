@@ -21,12 +21,14 @@ API = "/services/lakehub/api/datasets"
 
 def sales_frame(rows: int = 600) -> pd.DataFrame:
     rng = np.random.default_rng(7)
-    return pd.DataFrame({
-        "year": np.repeat([2023, 2024, 2025], rows // 3),
-        "month": np.tile(np.arange(1, 4), rows // 3),
-        "region": rng.choice(["north", "south", "east"], rows),
-        "amount": rng.integers(1, 1000, rows).astype("int64"),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "year": np.repeat([2023, 2024, 2025], rows // 3),
+            "month": np.tile(np.arange(1, 4), rows // 3),
+            "region": rng.choice(["north", "south", "east"], rows),
+            "amount": rng.integers(1, 1000, rows).astype("int64"),
+        }
+    )
 
 
 def uniq(prefix: str) -> str:
@@ -39,9 +41,13 @@ def test_create_infer_and_load_every_way(hub: Hub, new_user) -> None:
     df = sales_frame()
     name = uniq("sales")
     ds = lakehub.datasets.create(
-        name, df, partition_by=["year", "month"], client=client,
-        description="Daily sales by region", tags=["Finance", "daily"],
-    )  # fmt: skip
+        name,
+        df,
+        partition_by=["year", "month"],
+        client=client,
+        description="Daily sales by region",
+        tags=["Finance", "daily"],
+    )
     assert ds.path == f"s3://{alice}-home/datasets/{name}/"
     assert ds.row_count == len(df)
     assert ds.partitioning == ["year", "month"]
@@ -88,8 +94,13 @@ def test_register_csv_jsonl_raw_and_search(hub: Hub, new_user) -> None:
     s3.put_object(Bucket=bucket, Key="events/_SUCCESS", Body=b"")  # marker files are skipped
     s3.put_object(Bucket=bucket, Key="wav/a.wav", Body=b"RIFF" + b"\0" * 1000)
     with hub.http(bob) as c:
-        body = {"name": uniq("readings"), "path": f"s3://{bucket}/csv", "format": "csv",
-                "tags": ["iot"], "description": "Sensor readings"}  # fmt: skip
+        body = {
+            "name": uniq("readings"),
+            "path": f"s3://{bucket}/csv",
+            "format": "csv",
+            "tags": ["iot"],
+            "description": "Sensor readings",
+        }
         r = c.post(API, json=body)
         assert r.status_code == 201, r.text
         csv = r.json()
@@ -124,19 +135,39 @@ def test_zarr_store_is_described(hub: Hub, new_user) -> None:
     zarr = pytest.importorskip("zarr")
     carol = new_user("ca")
     creds = creds_of(hub, carol)
-    opts = {"key": creds["access_key_id"], "secret": creds["secret_access_key"],
-            "client_kwargs": {"endpoint_url": creds["endpoint_url"]}}  # fmt: skip
-    arr = zarr.create_array(f"s3://{carol}-home/arrays/temps", shape=(1000, 16), chunks=(100, 16),
-                            dtype="float32", storage_options=opts)  # fmt: skip
+    opts = {
+        "key": creds["access_key_id"],
+        "secret": creds["secret_access_key"],
+        "client_kwargs": {"endpoint_url": creds["endpoint_url"]},
+    }
+    arr = zarr.create_array(
+        f"s3://{carol}-home/arrays/temps",
+        shape=(1000, 16),
+        chunks=(100, 16),
+        dtype="float32",
+        storage_options=opts,
+    )
     arr[:] = np.ones((1000, 16), dtype="float32")
     with hub.http(carol) as c:
-        r = c.post(API, json={"name": uniq("temps"), "path": f"s3://{carol}-home/arrays/temps",
-                              "format": "zarr"})  # fmt: skip
+        r = c.post(
+            API,
+            json={
+                "name": uniq("temps"),
+                "path": f"s3://{carol}-home/arrays/temps",
+                "format": "zarr",
+            },
+        )
         assert r.status_code == 201, r.text
         assert r.json()["row_count"] == 1000
         assert r.json()["schema"] == [{"name": "(root)", "type": "float32[1000, 16]"}]
-        r = c.post(API, json={"name": uniq("nozarr"), "path": f"s3://{carol}-home/nothing-here",
-                              "format": "zarr"})  # fmt: skip
+        r = c.post(
+            API,
+            json={
+                "name": uniq("nozarr"),
+                "path": f"s3://{carol}-home/nothing-here",
+                "format": "zarr",
+            },
+        )
         assert r.status_code == 400
 
 
@@ -285,8 +316,11 @@ def test_bigger_than_memory_is_registered_previewed_and_aggregated(hub: Hub, new
     )
     proc, stats = run_limited(
         [sys.executable, "-c", code, hub.url, hub.token(owner), name],
-        LIMIT, timeout=300, capture_output=True, text=True,
-    )  # fmt: skip
+        LIMIT,
+        timeout=300,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0 and stats["oom_kills"] == 0, (proc.stderr[-2000:], stats)
     lines = proc.stdout.splitlines()  # DuckDB may draw its progress bar in between
     head, line = lines[0], lines[-1]
@@ -306,8 +340,16 @@ def test_portal_search_describe_register_and_forget(hub: Hub, new_user) -> None:
     name = uniq("web")
     c = hub.browser_login(fay)
     base = "/services/lakehub/datasets"
-    r = c.post(base, data={"name": name, "path": f"s3://{fay}-home/web", "format": "parquet",
-                           "tags": "web, kpi", "description": "Shop <b>sales</b>"})  # fmt: skip
+    r = c.post(
+        base,
+        data={
+            "name": name,
+            "path": f"s3://{fay}-home/web",
+            "format": "parquet",
+            "tags": "web, kpi",
+            "description": "Shop <b>sales</b>",
+        },
+    )
     assert r.status_code == 200 and f"registered {name}" in r.text, (r.url, r.history)
     assert "Shop &lt;b&gt;sales&lt;/b&gt;" in r.text and 'id="rows">30<' in r.text
     assert "<th>region</th>" in r.text  # the preview's header

@@ -50,7 +50,10 @@ def test_every_command_is_in_the_reference() -> None:
 
 @pytest.mark.parametrize("page", sorted(DOCS.rglob("*.md")), ids=lambda p: str(p.relative_to(DOCS)))
 def test_links_between_pages_lead_somewhere(page: Path) -> None:
-    broken = [target for target, _ in LINK.findall(page.read_text())
-              if not target.startswith(("http://", "https://", "mailto:"))
-              and not (page.parent / target).exists()]  # fmt: skip
+    broken = [
+        target
+        for target, _ in LINK.findall(page.read_text())
+        if not target.startswith(("http://", "https://", "mailto:"))
+        and not (page.parent / target).exists()
+    ]
     assert not broken, f"{page.relative_to(DOCS)} links to missing {broken}"

@@ -42,12 +42,15 @@ def test_every_sdk_module_a_kernel_loads_is_part_of_the_build_identity() -> None
     compute included) must give a new build."""
     from lakehub.notebooks.environments import sdk_sources
 
-    code = ("import json, sys, lakehub, lakehub.compute\n"
-            "for m in lakehub._SUBMODULES: getattr(lakehub, m)\n"
-            "print(json.dumps([m.__file__ for n, m in sys.modules.items()"
-            " if n == 'lakehub' or n.startswith('lakehub.')]))")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=60).stdout  # fmt: skip
+    code = (
+        "import json, sys, lakehub, lakehub.compute\n"
+        "for m in lakehub._SUBMODULES: getattr(lakehub, m)\n"
+        "print(json.dumps([m.__file__ for n, m in sys.modules.items()"
+        " if n == 'lakehub' or n.startswith('lakehub.')]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
     loaded = {Path(p).resolve() for p in json.loads(out)}
     assert "arrays" in {p.parent.name for p in loaded}
     assert loaded <= {p.resolve() for p in sdk_sources()}
@@ -131,8 +134,18 @@ def test_pip_install_user_persists_per_user_and_environment(hub: Hub, new_user) 
         finally:
             k.close()
         assert err is None, err
-        assert out.strip() == str(hub.data_dir / "homes" / name / ".local" / "lakehub" /
-                                  "minimal" / "lib" / "python3.11" / "site-packages" / "lhtiny.py")
+        assert out.strip() == str(
+            hub.data_dir
+            / "homes"
+            / name
+            / ".local"
+            / "lakehub"
+            / "minimal"
+            / "lib"
+            / "python3.11"
+            / "site-packages"
+            / "lhtiny.py"
+        )
         c.servers.stop()
         hub.wait(lambda: not c.servers.list(), 60, "the server to stop")
         # another environment does not see it
@@ -153,15 +166,32 @@ def test_group_choices_and_quotas_refuse_spawns_clearly(hub: Hub, new_user) -> N
     hub.cli("group", "create", group)
     for member in (a, b):
         hub.cli("group", "add", group, member)
-    hub.cli("policy", "set", "--group", group, "--environments", "minimal", "--sizes", "small",
-            "--default-environment", "minimal", "--max-memory", "3GiB", "--idle-timeout", "120")
+    hub.cli(
+        "policy",
+        "set",
+        "--group",
+        group,
+        "--environments",
+        "minimal",
+        "--sizes",
+        "small",
+        "--default-environment",
+        "minimal",
+        "--max-memory",
+        "3GiB",
+        "--idle-timeout",
+        "120",
+    )
     hub.cli("policy", "set", "--user", a, "--max-servers", "1")
     with sdk(hub, a) as ca, sdk(hub, b) as cb, sdk(hub, outsider) as co:
         opts = ca.servers.options()
         assert [e["name"] for e in opts["environments"]] == ["minimal"]
         assert [z["name"] for z in opts["sizes"]] == ["small"]
         assert (opts["default_environment"], opts["max_servers"], opts["idle_timeout"]) == (
-            "minimal", 1, 120)
+            "minimal",
+            1,
+            120,
+        )
         # someone outside the group keeps every choice
         every = {e["name"] for e in co.servers.options()["environments"]}
         assert {"datascience", "minimal"} <= every
@@ -173,7 +203,10 @@ def test_group_choices_and_quotas_refuse_spawns_clearly(hub: Hub, new_user) -> N
         assert refused.value.status == 403 and "size 'large'" in refused.value.detail
         first = ca.servers.start()  # the group's defaults
         assert (first["environment"], first["size"], first["idle_timeout"]) == (
-            "minimal", "small", 120)
+            "minimal",
+            "small",
+            120,
+        )
         with pytest.raises(LakeHubError) as refused:
             ca.servers.start("second")
         assert refused.value.status == 403
@@ -184,8 +217,9 @@ def test_group_choices_and_quotas_refuse_spawns_clearly(hub: Hub, new_user) -> N
         assert refused.value.status == 403 and f"group {group!r}" in refused.value.detail
         assert "3.0 GiB" in refused.value.detail
         # the hub's own REST API goes through the same rules: the spawn fails with the reason
-        with httpx.Client(base_url=hub.url, timeout=60,
-                          headers={"Authorization": f"token {hub.token(b)}"}) as h:
+        with httpx.Client(
+            base_url=hub.url, timeout=60, headers={"Authorization": f"token {hub.token(b)}"}
+        ) as h:
             r = h.post(f"/hub/api/users/{b}/servers/direct", json={"size": "small"})
             assert r.status_code >= 400 and "memory quota" in r.text, r.text
             r = h.post(f"/hub/api/users/{b}/servers/odd", json={"env": {"X": "1"}})
@@ -223,13 +257,19 @@ def test_admin_adds_an_environment_and_a_failed_build_keeps_the_previous(hub: Hu
     # a spec that cannot be built: the build fails, the previous build stays in use
     hub.cli("environment", "set", env, "-p", "six", "-p", "no-such-package-lakehub-test==9.9")
     with hub.admin_http() as c:
-        failed = hub.wait(lambda: (e := c.get(f"/environments/{env}").json())["status"] == "failed"
-                          and e, 300, "the build to fail")
+        failed = hub.wait(
+            lambda: (e := c.get(f"/environments/{env}").json())["status"] == "failed" and e,
+            300,
+            "the build to fail",
+        )
         assert failed["usable"] and "no-such-package-lakehub-test" in failed["error"]
         assert "no-such-package-lakehub-test" in c.get(f"/environments/{env}/log").text
         # bad specs are refused before any build
-        for bad in ({"packages": ["git+https://example.invalid/x"]}, {"python": "2.7"},
-                    {"packages": ["-e ."]}):
+        for bad in (
+            {"packages": ["git+https://example.invalid/x"]},
+            {"python": "2.7"},
+            {"packages": ["-e ."]},
+        ):
             r = c.put(f"/environments/{env}", json=bad)
             assert r.status_code == 400, (bad, r.text)
         assert c.put("/environments/Bad_Name", json={}).status_code == 400
@@ -267,13 +307,17 @@ def test_a_size_limits_memory_and_cpu_and_says_why(hub: Hub, new_user) -> None:
             # stopped by the group's limit before its own guard, the server stays
             k.ws.settimeout(20)
             with pytest.raises((AssertionError, WebSocketTimeoutException)):
-                out, err = k.run("x = []\nfor i in range(40): x.append(b'1' * (50 * 2**20))",
-                                 timeout=20)
+                out, err = k.run(
+                    "x = []\nfor i in range(40): x.append(b'1' * (50 * 2**20))", timeout=20
+                )
                 raise ValueError(f"the cell ended: {out!r} {err!r}")
         finally:
             k.ws.close()
-        mine = hub.wait(lambda: (s := c.servers.list()[0])["memory_kills"] >= 1 and s, 30,
-                        "the kill to be counted")
+        mine = hub.wait(
+            lambda: (s := c.servers.list()[0])["memory_kills"] >= 1 and s,
+            30,
+            "the kill to be counted",
+        )
         assert mine["ready"] and mine["memory_used"] is not None
         page = hub.browser_login(name).get("/services/lakehub/").text
         assert "memory limit (tiny) stopped" in page
@@ -304,8 +348,9 @@ def test_home_and_user_packages_survive_a_hub_restart() -> None:
                 k.close()
             assert (err, out.strip()) == (None, "0")
         h.cli("down", "--data-dir", str(h.data_dir))
-        r = h.cli("up", "--data-dir", str(h.data_dir), "--port", str(h.port), "--detach",
-                  timeout=600)  # fmt: skip
+        r = h.cli(
+            "up", "--data-dir", str(h.data_dir), "--port", str(h.port), "--detach", timeout=600
+        )
         assert r.returncode == 0, r.stderr
         with sdk(h, "keeper") as c:
             assert c.servers.list() == []  # servers do not outlive the hub; files do

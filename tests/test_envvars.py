@@ -36,8 +36,9 @@ def test_set_list_replace_and_delete_through_the_api_and_sdk(hub: Hub, new_user)
         listed = c.get(API)
         assert listed.status_code == 200 and listed.headers["cache-control"] == "no-store"
         assert [(x["name"], x["secret"], x["value"]) for x in listed.json()] == [
-            ("API_KEY", True, None), ("REGION_NAME", False, "eu-north"),
-        ]  # fmt: skip
+            ("API_KEY", True, None),
+            ("REGION_NAME", False, "eu-north"),
+        ]
         assert hidden not in listed.text
         # replacing keeps one row; a secret turned plain needs a new value, so nothing leaks
         assert c.put(f"{API}/REGION_NAME", json={"value": "eu-west"}).status_code == 200
@@ -62,14 +63,15 @@ def test_set_list_replace_and_delete_through_the_api_and_sdk(hub: Hub, new_user)
     with hub.http("admin") as c:
         events = c.get("/services/lakehub/api/events").json()
     mine = {(e["action"], e["target"]) for e in events if e["target"].startswith(f"{a}/")}
-    assert {("env.set", f"{a}/API_KEY"), ("env.delete", f"{a}/REGION_NAME"),
-            ("env.set", f"{a}/TOKEN2")} <= mine  # fmt: skip
+    assert {
+        ("env.set", f"{a}/API_KEY"),
+        ("env.delete", f"{a}/REGION_NAME"),
+        ("env.set", f"{a}/TOKEN2"),
+    } <= mine
     assert all(hidden not in json.dumps(e) for e in events)
 
 
-def test_bad_names_reserved_names_and_oversized_values_are_clear_400s(
-    hub: Hub, new_user
-) -> None:
+def test_bad_names_reserved_names_and_oversized_values_are_clear_400s(hub: Hub, new_user) -> None:
     a = new_user("a")
     hidden = "sv-" + secrets.token_urlsafe(16)
     cases = {
@@ -92,10 +94,12 @@ def test_bad_names_reserved_names_and_oversized_values_are_clear_400s(
     assert r.status_code == 400 and r.json()["detail"] == "the value of BIG is longer than 32 KiB"
     assert len(r.text) < 200
     assert put(hub, a, "FITS", "x" * (32 * 1024)).status_code == 200
-    for body, message in (({"secret": True}, "missing or not a string"),
-                          ({"value": 12, "secret": True}, "missing or not a string"),
-                          ({"value": hidden, "secret": "yes"}, "secret must be true or false"),
-                          ({"value": "a\x00b"}, "NUL character")):  # fmt: skip
+    for body, message in (
+        ({"secret": True}, "missing or not a string"),
+        ({"value": 12, "secret": True}, "missing or not a string"),
+        ({"value": hidden, "secret": "yes"}, "secret must be true or false"),
+        ({"value": "a\x00b"}, "NUL character"),
+    ):
         with hub.http(a) as c:
             r = c.put(f"{API}/OK_NAME", json=body)
         assert r.status_code == 400 and message in r.json()["detail"], r.text
@@ -138,9 +142,14 @@ def test_other_users_and_admins_cannot_list_read_or_delete(hub: Hub, new_user) -
 def cli(hub: Hub, user: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LAKEHUB_"))}
     env |= {"LAKEHUB_API_URL": hub.url, "LAKEHUB_TOKEN": hub.token(user)}
-    return subprocess.run([sys.executable, "-m", "lakehub.cli", "env", *args],
-                          capture_output=True, text=True, env=env, timeout=120,
-                          input=stdin if stdin is not None else "")  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "lakehub.cli", "env", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        input=stdin if stdin is not None else "",
+    )
 
 
 def test_cli_set_ls_rm(hub: Hub, new_user) -> None:
@@ -158,7 +167,8 @@ def test_cli_set_ls_rm(hub: Hub, new_user) -> None:
     assert out.returncode == 0 and out.stdout == "HIDDEN=(secret)\nPLAIN=hello world\n"
     out = cli(hub, a, "set", "AWS_PROFILE", "--value", "x")
     assert out.returncode == 1 and out.stderr == (
-        "error: AWS_PROFILE is set by LakeHub itself and cannot be changed\n")  # fmt: skip
+        "error: AWS_PROFILE is set by LakeHub itself and cannot be changed\n"
+    )
     out = cli(hub, b, "rm", "HIDDEN")
     assert out.returncode == 1 and out.stderr == "error: no variable named 'HIDDEN'\n"
     assert cli(hub, a, "rm", "PLAIN").stdout == "removed PLAIN\n"
@@ -177,8 +187,11 @@ def test_portal_lists_masks_adds_and_deletes(hub: Hub, new_user) -> None:
     r = c.post(PORTAL, data={"name": "PATH", "value": hidden, "secret": "1"})
     assert r.status_code == 400 and "set by LakeHub itself" in r.text and hidden not in r.text
     assert 'value="PATH"' in r.text  # the name is kept, the value never sent back
-    r = c.post(PORTAL, data={"name": "DB_PASSWORD", "value": hidden, "secret": "1"},
-               headers={"Origin": "http://evil.example"})  # fmt: skip
+    r = c.post(
+        PORTAL,
+        data={"name": "DB_PASSWORD", "value": hidden, "secret": "1"},
+        headers={"Origin": "http://evil.example"},
+    )
     assert r.status_code == 403
     r = c.post(PORTAL, data={"name": "DB_PASSWORD", "value": hidden, "secret": "1"})
     assert r.status_code == 200 and "Variable DB_PASSWORD saved." in r.text
@@ -220,6 +233,7 @@ def test_a_secret_reaches_the_kernel_and_appears_in_clear_nowhere(hub: Hub, new_
     assert portal.status_code == 200 and "MY_SECRET" in portal.text and hidden not in portal.text
     db = sorted((hub.data_dir / "state").glob("lakehub.sqlite*"))
     assert db and all(needle not in p.read_bytes() for p in db), db
-    found = [p for p in (hub.data_dir / "logs").rglob("*") if p.is_file()
-             and needle in p.read_bytes()]  # fmt: skip
+    found = [
+        p for p in (hub.data_dir / "logs").rglob("*") if p.is_file() and needle in p.read_bytes()
+    ]
     assert found == []

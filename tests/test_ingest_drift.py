@@ -20,10 +20,12 @@ def ih(ingest_hub: Hub) -> Hub:
 
 
 def send(hub: Hub, token: str, recs: list[dict[str, object]]) -> None:
-    r = httpx.post(f"http://127.0.0.1:{port(hub, 'ingest_http')}/d.x",
-                   content="\n".join(map(json.dumps, recs)).encode(),
-                   headers={"Authorization": f"Bearer {token}",
-                            "Content-Type": "application/x-ndjson"}, timeout=30)  # fmt: skip
+    r = httpx.post(
+        f"http://127.0.0.1:{port(hub, 'ingest_http')}/d.x",
+        content="\n".join(map(json.dumps, recs)).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},
+        timeout=30,
+    )
     assert r.status_code == 200, r.text
 
 
@@ -31,11 +33,13 @@ def test_types_that_drift_across_batches_keep_every_value(ih: Hub) -> None:
     a = user(ih, "dr")
     tok = setup(ih, a, "drift", ["d.*"])["token"]
     batches = [
-        [{"i": 1, "code": 200, "amount": 10, "meta": {"a": 1}}, {"i": 2, "code": 404,
-                                                                 "amount": 20, "meta": None}],
+        [
+            {"i": 1, "code": 200, "amount": 10, "meta": {"a": 1}},
+            {"i": 2, "code": 404, "amount": 20, "meta": None},
+        ],
         [{"i": 3, "code": "E-17", "amount": 2.5, "host": "web1", "meta": {"b": "x"}}],
         [{"i": 4, "code": 500, "amount": 7, "host": None, "meta": "plain"}],
-    ]  # fmt: skip
+    ]
     done = 0
     for recs in batches:  # one batch each: the writer moves one before the next is sent
         send(ih, tok, recs)
@@ -48,11 +52,17 @@ def test_types_that_drift_across_batches_keep_every_value(ih: Hub) -> None:
     assert str(df["amount"].dtype) == "float64"
     assert [h if isinstance(h, str) else None for h in df["host"]] == [None, None, "web1", None]
     assert [m if m is None else dict(m) for m in df["meta"]] == [
-        {"a": 1, "b": None}, None, {"a": None, "b": "x"}, None]  # fmt: skip
+        {"a": 1, "b": None},
+        None,
+        {"a": None, "b": "x"},
+        None,
+    ]
     # an object field has no cast from text: a later string is kept beside it
     assert [m if isinstance(m, str) else None for m in df["meta__text"]] == [None] * 3 + ["plain"]
-    out = ds.sql("select count(*) n, sum(amount) total, count(host) hosts, max(code) top "
-                 "from drift where year >= 2024")  # fmt: skip
+    out = ds.sql(
+        "select count(*) n, sum(amount) total, count(host) hosts, max(code) top "
+        "from drift where year >= 2024"
+    )
     assert out.to_dict("records") == [{"n": 4, "total": 39.5, "hosts": 1, "top": "E-17"}]
     names = [c["name"] for c in ds.schema]  # the catalog knows every field, with its type
     assert {"code", "amount", "host", "meta__text", "year"} <= set(names)

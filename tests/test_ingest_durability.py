@@ -62,8 +62,10 @@ class Sender:
 
 def serving(hub: Hub) -> bool:
     try:
-        return httpx.get(f"http://127.0.0.1:{port(hub, 'ingest_http')}/health",
-                         timeout=2).status_code == 200  # fmt: skip
+        return (
+            httpx.get(f"http://127.0.0.1:{port(hub, 'ingest_http')}/health", timeout=2).status_code
+            == 200
+        )
     except httpx.HTTPError:
         return False
 
@@ -88,8 +90,11 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(ih: Hub) -> None:
             except ProcessLookupError:
                 continue
             killed.append(pid)
-            ih.wait(lambda old=pid: component_pid(ih, "ingest") not in (None, old), 90,
-                    "the receiver to be restarted")  # fmt: skip
+            ih.wait(
+                lambda old=pid: component_pid(ih, "ingest") not in (None, old),
+                90,
+                "the receiver to be restarted",
+            )
 
     thread = threading.Thread(target=killer)
     thread.start()
@@ -115,6 +120,7 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(ih: Hub) -> None:
     assert retried >= kills  # some chunks were sent again: each was stored once all the same
     # the counters are taken from the durable log: every chunk counted once, kills or not
     with ih.http(a) as c:
+
         def received() -> int:
             return int(c.get(f"{API}/streams/crash").json()["received_entries"])
 
@@ -153,8 +159,11 @@ def test_a_stopped_lake_fills_the_buffer_then_refuses_and_loses_nothing(ih: Hub)
     r = httpx.post(url, content=body, headers=headers, timeout=30)  # room again
     assert r.status_code == 200, r.text
     with ih.http(a) as c:  # the refusal is counted within a second (the lake may move faster)
-        ih.wait(lambda: c.get(f"{API}/streams/lakedown").json()["errors"] >= 1, 10,
-                "the refusal counted as an error of the stream")  # fmt: skip
+        ih.wait(
+            lambda: c.get(f"{API}/streams/lakedown").json()["errors"] >= 1,
+            10,
+            "the refusal counted as an error of the stream",
+        )
 
 
 def test_a_stream_its_owner_cannot_write_waits_on_disk_and_stops_nobody_else(ih: Hub) -> None:
@@ -166,8 +175,11 @@ def test_a_stream_its_owner_cannot_write_waits_on_disk_and_stops_nobody_else(ih:
     base = f"http://127.0.0.1:{port(ih, 'ingest_http')}"
 
     def post_r(c: httpx.Client, recs: list[dict[str, object]]) -> None:
-        r = c.post(f"{base}/bq.x", content="\n".join(map(json.dumps, recs)).encode(), headers={
-            "Authorization": f"Bearer {tok_r}", "Content-Type": "application/x-ndjson"})
+        r = c.post(
+            f"{base}/bq.x",
+            content="\n".join(map(json.dumps, recs)).encode(),
+            headers={"Authorization": f"Bearer {tok_r}", "Content-Type": "application/x-ndjson"},
+        )
         assert r.status_code == 200, r.text
 
     with httpx.Client(timeout=30) as c:  # settled while the lake takes A's writes: code is int
@@ -179,8 +191,14 @@ def test_a_stream_its_owner_cannot_write_waits_on_disk_and_stops_nobody_else(ih:
 
     def post_a(c: httpx.Client, size: int = 1000) -> httpx.Response:
         body = f"{len(sent_a):06d}".encode() + b"." * (size - 7) + b"\n"
-        r = c.post(f"{base}/br.x", content=body, headers={
-            "Authorization": f"Bearer {tok_a}", "Content-Type": "application/octet-stream"})
+        r = c.post(
+            f"{base}/br.x",
+            content=body,
+            headers={
+                "Authorization": f"Bearer {tok_a}",
+                "Content-Type": "application/octet-stream",
+            },
+        )
         if r.status_code == 200:
             sent_a.append(body)
         return r

@@ -61,9 +61,10 @@ def test_every_forward_mode_is_acknowledged_after_the_handshake(ih: Hub) -> None
         "c1": message("mode.message", {"m": "message", "n": 0}, chunk="c1"),
         "c2": forward("mode.forward", [{"m": "forward", "n": i} for i in range(3)], chunk="c2"),
         "c3": packed("mode.packed", [{"m": "packed", "n": i} for i in range(4)], chunk="c3"),
-        "c4": packed("mode.gzip", [{"m": "gzip", "n": i} for i in range(5)], chunk="c4",
-                     compressed=True),
-    }  # fmt: skip
+        "c4": packed(
+            "mode.gzip", [{"m": "gzip", "n": i} for i in range(5)], chunk="c4", compressed=True
+        ),
+    }
     fw.send_raw(b"".join(sent.values()))  # pipelined: acks come back in order
     assert [fw.read() for _ in sent] == [{"ack": c} for c in sent]
     fw.close()
@@ -86,12 +87,22 @@ def test_a_retried_chunk_is_stored_once(ih: Hub) -> None:
     assert len(rows(ih, a, "retried")) == 10
 
 
-@pytest.mark.parametrize("case", ["truncated", "not-an-array", "tag-not-string",
-                                  "entries-wrong-type", "option-not-map", "oversized"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "truncated",
+        "not-an-array",
+        "tag-not-string",
+        "entries-wrong-type",
+        "option-not-map",
+        "oversized",
+    ],
+)
 def test_malformed_input_closes_that_connection_only(ih: Hub, case: str) -> None:
     a = user(ih, "bad")
-    src = setup(ih, a, f"bad-{case}", [f"bad{case.replace('-', '')}.*"],
-                max_message_bytes=64 * 1024)  # fmt: skip
+    src = setup(
+        ih, a, f"bad-{case}", [f"bad{case.replace('-', '')}.*"], max_message_bytes=64 * 1024
+    )
     tag = f"bad{case.replace('-', '')}.x"
     good = Forward(port(ih), key=src["key"])
     good.send_raw(packed(tag, [{"n": 0}], chunk="before"))
@@ -147,8 +158,11 @@ def test_a_source_cannot_write_into_another_users_stream(ih: Hub) -> None:
     fw = Forward(port(ih), key=key)
     fw.send_raw(packed("shared.tag.x", [{"n": 1}], chunk="x"))
     assert fw.closed()
-    r = httpx.post(f"http://127.0.0.1:{port(ih, 'ingest_http')}/shared.tag.x",
-                   json={"n": 1}, headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    r = httpx.post(
+        f"http://127.0.0.1:{port(ih, 'ingest_http')}/shared.tag.x",
+        json={"n": 1},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert r.status_code == 404 and "routes tag" in r.json()["detail"]
     # nor can a even see b's stream, or read it from the lake
     with ih.http(a) as c:
@@ -184,8 +198,10 @@ def test_a_source_over_its_rate_is_slowed_down_and_loses_nothing(ih: Hub) -> Non
     a = user(ih, "fr")
     src = setup(ih, a, "fwlimited", ["fl.*"], max_bytes_per_s=4096)
     fw = Forward(port(ih), key=src["key"])
-    chunks = [packed("fl.x", [{"pad": "x" * 900, "n": c * 4 + i} for i in range(4)],
-                     chunk=f"r{c}") for c in range(5)]  # fmt: skip
+    chunks = [
+        packed("fl.x", [{"pad": "x" * 900, "n": c * 4 + i} for i in range(4)], chunk=f"r{c}")
+        for c in range(5)
+    ]
     assert all(len(c) > 3600 for c in chunks)  # five chunks, ~18 KiB in all, at 4 KiB/s
     t0 = time.monotonic()
     for c, raw in enumerate(chunks):

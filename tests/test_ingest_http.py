@@ -19,11 +19,15 @@ def ih(ingest_hub: Hub) -> Hub:
     return ingest_hub
 
 
-def post(hub: Hub, tag: str, token: str, content: bytes, ctype: str,
-         **headers: str) -> httpx.Response:  # fmt: skip
-    return httpx.post(f"http://127.0.0.1:{port(hub, 'ingest_http')}/{tag}", content=content,
-                      headers={"Authorization": f"Bearer {token}", "Content-Type": ctype,
-                               **headers}, timeout=30)  # fmt: skip
+def post(
+    hub: Hub, tag: str, token: str, content: bytes, ctype: str, **headers: str
+) -> httpx.Response:
+    return httpx.post(
+        f"http://127.0.0.1:{port(hub, 'ingest_http')}/{tag}",
+        content=content,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": ctype, **headers},
+        timeout=30,
+    )
 
 
 def test_every_body_format_lands_as_records(ih: Hub) -> None:
@@ -33,26 +37,53 @@ def test_every_body_format_lands_as_records(ih: Hub) -> None:
     ok = [
         post(ih, "h.json", tok, json.dumps({"f": "json", "n": 1}).encode(), "application/json"),
         # fluent-bit's json format: an array of records with a "date" key
-        post(ih, "h.jsonarray", tok, json.dumps([{"f": "array", "n": 2, "date": 1.5},
-             {"f": "array", "n": 3, "date": 2.5}]).encode(), "application/json"),
+        post(
+            ih,
+            "h.jsonarray",
+            tok,
+            json.dumps(
+                [{"f": "array", "n": 2, "date": 1.5}, {"f": "array", "n": 3, "date": 2.5}]
+            ).encode(),
+            "application/json",
+        ),
         # fluentd out_http (json, json_array false) and fluent-bit json_lines: NDJSON
-        post(ih, "h.ndjson", tok, b'{"f": "ndjson", "n": 4}\n\n{"f": "ndjson", "n": 5}\n',
-             "application/x-ndjson"),
+        post(
+            ih,
+            "h.ndjson",
+            tok,
+            b'{"f": "ndjson", "n": 4}\n\n{"f": "ndjson", "n": 5}\n',
+            "application/x-ndjson",
+        ),
         post(ih, "h.csv", tok, b"f,n\ncsv,6\ncsv,7\n", "text/csv; charset=utf-8"),
-        post(ih, "h.msgpack", tok, msgpack.packb({"f": "msgpack", "n": 8})
-             + msgpack.packb([1700000000, {"f": "msgpack", "n": 9}]), "application/msgpack"),
-    ]  # fmt: skip
+        post(
+            ih,
+            "h.msgpack",
+            tok,
+            msgpack.packb({"f": "msgpack", "n": 8})
+            + msgpack.packb([1700000000, {"f": "msgpack", "n": 9}]),
+            "application/msgpack",
+        ),
+    ]
     assert [r.status_code for r in ok] == [200] * 5, [r.text for r in ok]
     assert [r.json()["records"] for r in ok] == [1, 2, 2, 2, 2]
     # Basic auth with the token as password (fluent-bit's http_user / http_passwd)
     basic = base64.b64encode(f"any:{tok}".encode()).decode()
-    r = httpx.post(f"http://127.0.0.1:{port(ih, 'ingest_http')}/h.basic",
-                   json={"f": "basic", "n": 10}, headers={"Authorization": f"Basic {basic}"})
+    r = httpx.post(
+        f"http://127.0.0.1:{port(ih, 'ingest_http')}/h.basic",
+        json={"f": "basic", "n": 10},
+        headers={"Authorization": f"Basic {basic}"},
+    )
     assert r.status_code == 200, r.text
     moved(ih, a, "hformats", 10)
     df = rows(ih, a, "hformats")
     assert df.groupby("f").size().to_dict() == {
-        "json": 1, "array": 2, "ndjson": 2, "csv": 2, "msgpack": 2, "basic": 1}
+        "json": 1,
+        "array": 2,
+        "ndjson": 2,
+        "csv": 2,
+        "msgpack": 2,
+        "basic": 1,
+    }
     assert sorted(str(n) for n in df["n"]) == sorted(str(n) for n in range(1, 11))
 
 
@@ -78,16 +109,28 @@ def test_bad_requests_get_a_clear_refusal_and_nothing_accepted_is_lost(ih: Hub) 
     moved(ih, a, "hbad", 2)
     assert sorted(rows(ih, a, "hbad")["n"]) == [0, 9]
     with ih.http(a) as c:  # the six refusals that named the stream, counted within a second
-        info = ih.wait(lambda: (i := c.get(f"{API}/streams/hbad").json())["errors"] >= 6 and i,
-                       10, "six errors counted")  # fmt: skip
+        info = ih.wait(
+            lambda: (i := c.get(f"{API}/streams/hbad").json())["errors"] >= 6 and i,
+            10,
+            "six errors counted",
+        )
     assert info["errors"] == 6 and info["last_error"]
 
 
 def test_a_retried_request_with_the_same_chunk_id_counts_once(ih: Hub) -> None:
     a = user(ih, "hr")
     tok = setup(ih, a, "hretry", ["hr.*"])["token"]
-    answers = [post(ih, "hr.x", tok, b'{"n": 1}\n{"n": 2}\n', "application/x-ndjson",
-                    **{"X-Chunk-Id": "req-1"}).json() for _ in range(3)]  # fmt: skip
+    answers = [
+        post(
+            ih,
+            "hr.x",
+            tok,
+            b'{"n": 1}\n{"n": 2}\n',
+            "application/x-ndjson",
+            **{"X-Chunk-Id": "req-1"},
+        ).json()
+        for _ in range(3)
+    ]
     assert [x["duplicate"] for x in answers] == [False, True, True]
     moved(ih, a, "hretry", 2)
     assert len(rows(ih, a, "hretry")) == 2

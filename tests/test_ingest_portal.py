@@ -30,28 +30,47 @@ def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} missing: run scripts/install-test-system-packages.sh")
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, timeout=60_000,
-                               args=["--headless", "--no-sandbox", "--disable-gpu"])
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            timeout=60_000,
+            args=["--headless", "--no-sandbox", "--disable-gpu"],
+        )
         yield b
         b.close()
 
 
 @pytest.mark.browser
-def test_the_streams_page_shows_counters_errors_and_a_preview(ih: Hub, browser: Browser,
-                                                              artifacts: Path) -> None:
+def test_the_streams_page_shows_counters_errors_and_a_preview(
+    ih: Hub, browser: Browser, artifacts: Path
+) -> None:
     a = user(ih, "pp")
     tok = setup(ih, a, "plantlogs", ["plant.*"])["token"]
     url = f"http://127.0.0.1:{port(ih, 'ingest_http')}"
     auth = {"Authorization": f"Bearer {tok}"}
     lines = b"".join(b'{"machine": "press-%d", "temp": %d}\n' % (i, 60 + i) for i in range(12))
-    r = httpx.post(f"{url}/plant.line1", content=lines, headers={
-        **auth, "Content-Type": "application/x-ndjson"})  # fmt: skip
+    r = httpx.post(
+        f"{url}/plant.line1",
+        content=lines,
+        headers={**auth, "Content-Type": "application/x-ndjson"},
+    )
     assert r.status_code == 200, r.text
-    assert httpx.post(f"{url}/plant.line1", content=b"{bad", headers={
-        **auth, "Content-Type": "application/json"}).status_code == 400  # fmt: skip
+    assert (
+        httpx.post(
+            f"{url}/plant.line1",
+            content=b"{bad",
+            headers={**auth, "Content-Type": "application/json"},
+        ).status_code
+        == 400
+    )
     moved(ih, a, "plantlogs", 12)
-    ih.wait(lambda: lakehub.streams.get("plantlogs", client=lakehub.connect(
-        ih.url, ih.token(a)))["errors"] >= 1, 10, "the refusal to be counted")  # fmt: skip
+    ih.wait(
+        lambda: (
+            lakehub.streams.get("plantlogs", client=lakehub.connect(ih.url, ih.token(a)))["errors"]
+            >= 1
+        ),
+        10,
+        "the refusal to be counted",
+    )
     ctx = browser.new_context(base_url=ih.url, viewport={"width": 1280, "height": 900})
     page = ctx.new_page()
     page.goto("/hub/login")
@@ -93,8 +112,12 @@ print(tasks.submit(slow_sum, 1000, pause=1.0, client=c).id,
 
 def test_a_task_outlives_the_process_that_submitted_it(ih: Hub) -> None:
     a = user(ih, "tk")
-    out = subprocess.run([sys.executable, "-c", SUBMIT, ih.url, ih.token(a)],
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", SUBMIT, ih.url, ih.token(a)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     good, bad = out.stdout.split()  # the submitting process has exited by now
     client = lakehub.connect(ih.url, ih.token(a))
@@ -120,8 +143,11 @@ def test_the_cli_manages_streams_and_sources(ih: Hub) -> None:
     out = ih.cli("source", "add", "clisrc", "--owner", a, "--tag", "cli.*").stdout
     token = out.split("token: ")[1].split()[0]
     assert "shared key: " in out and "(shown once)" in out
-    r = httpx.post(f"http://127.0.0.1:{port(ih, 'ingest_http')}/cli.x", json={"via": "cli"},
-                   headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    r = httpx.post(
+        f"http://127.0.0.1:{port(ih, 'ingest_http')}/cli.x",
+        json={"via": "cli"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert r.status_code == 200, r.text
     moved(ih, a, "clistream", 1)
     listed = ih.cli("stream", "list").stdout

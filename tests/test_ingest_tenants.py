@@ -22,11 +22,15 @@ def ih(ingest_hub: Hub) -> Hub:
     return ingest_hub
 
 
-def post(hub: Hub, tag: str, token: str, body: bytes, ctype: str = "application/json",
-         **headers: str) -> httpx.Response:  # fmt: skip
-    return httpx.post(f"http://127.0.0.1:{port(hub, 'ingest_http')}/{tag}", content=body,
-                      headers={"Authorization": f"Bearer {token}", "Content-Type": ctype,
-                               **headers}, timeout=60)  # fmt: skip
+def post(
+    hub: Hub, tag: str, token: str, body: bytes, ctype: str = "application/json", **headers: str
+) -> httpx.Response:
+    return httpx.post(
+        f"http://127.0.0.1:{port(hub, 'ingest_http')}/{tag}",
+        content=body,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": ctype, **headers},
+        timeout=60,
+    )
 
 
 def acked(fw: Forward, chunk: str) -> bool:
@@ -57,9 +61,15 @@ def test_a_write_grant_never_moves_another_users_records(ih: Hub) -> None:
         assert c.post(f"{API}/spaces", json={"name": space}).status_code == 201
         r = c.put(f"{API}/spaces/{space}/grants", json={"user": a, "access": "write"})
         assert r.status_code == 200, r.text
-        r = c.post(f"{API}/streams", json={"name": f"hijack-{tag}", "tags": [f"{tag}.*"],
-                                          "path": f"s3://space-{space}/hijack",
-                                          "position": -1000})  # fmt: skip
+        r = c.post(
+            f"{API}/streams",
+            json={
+                "name": f"hijack-{tag}",
+                "tags": [f"{tag}.*"],
+                "path": f"s3://space-{space}/hijack",
+                "position": -1000,
+            },
+        )
         assert r.status_code == 201, r.text
     r = post(ih, f"{tag}.http", src["token"], json.dumps({"n": 1}).encode())
     assert r.status_code == 200 and r.json()["stream"] == f"own-{tag}", r.text
@@ -83,16 +93,31 @@ def test_a_decompression_bomb_is_refused_before_any_ack_and_others_go_on(ih: Hub
     assert len(bomb) < 1 << 20
     before = peak_rss(ih, reset=True)
     fw = Forward(port(ih), key=src["key"])
-    fw.send_raw(msgpack.packb([f"{tag}.fwd", bomb, {"compressed": "gzip", "chunk": "bomb"}],
-                              use_bin_type=True))  # fmt: skip
+    fw.send_raw(
+        msgpack.packb(
+            [f"{tag}.fwd", bomb, {"compressed": "gzip", "chunk": "bomb"}], use_bin_type=True
+        )
+    )
     assert not acked(fw, "bomb")  # refused and closed, never acknowledged
     fw.close()
-    r = post(ih, f"{tag}.http", src["token"], bomb, "application/x-ndjson",
-             **{"Content-Encoding": "gzip"})  # fmt: skip
+    r = post(
+        ih,
+        f"{tag}.http",
+        src["token"],
+        bomb,
+        "application/x-ndjson",
+        **{"Content-Encoding": "gzip"},
+    )
     assert r.status_code == 413 and "inflate" in r.json()["detail"], r.text
     # well-formed compressed data of the same source still lands, over both receivers
-    r = post(ih, f"{tag}.http", src["token"], gzip.compress(b'{"n": 1}\n{"n": 2}\n'),
-             "application/x-ndjson", **{"Content-Encoding": "gzip"})  # fmt: skip
+    r = post(
+        ih,
+        f"{tag}.http",
+        src["token"],
+        gzip.compress(b'{"n": 1}\n{"n": 2}\n'),
+        "application/x-ndjson",
+        **{"Content-Encoding": "gzip"},
+    )
     assert r.status_code == 200 and r.json()["records"] == 2, r.text
     fw = Forward(port(ih), key=src["key"])
     fw.send_raw(packed(f"{tag}.fwd", [{"n": 3}], chunk="ok", compressed=True))
@@ -110,11 +135,15 @@ def test_revocations_hold_for_ingestion_as_soon_as_the_api_answers(ih: Hub) -> N
     space = f"rsp{secrets.token_hex(3)}"
     with ih.http(b) as c:
         assert c.post(f"{API}/spaces", json={"name": space}).status_code == 201
-        assert c.put(f"{API}/spaces/{space}/grants",
-                     json={"user": a, "access": "write"}).status_code == 200  # fmt: skip
+        assert (
+            c.put(f"{API}/spaces/{space}/grants", json={"user": a, "access": "write"}).status_code
+            == 200
+        )
     with ih.http(a) as c:  # A's stream lives in B's space, by B's grant
-        r = c.post(f"{API}/streams", json={"name": f"in-{tag}", "tags": [f"{tag}.sp"],
-                                          "path": f"s3://space-{space}/in"})  # fmt: skip
+        r = c.post(
+            f"{API}/streams",
+            json={"name": f"in-{tag}", "tags": [f"{tag}.sp"], "path": f"s3://space-{space}/in"},
+        )
         assert r.status_code == 201, r.text
     src = setup(ih, a, f"home-{tag}", [f"{tag}.*"])
     fw = Forward(port(ih), key=src["key"])  # authenticated before the source goes
@@ -137,8 +166,10 @@ def test_revocations_hold_for_ingestion_as_soon_as_the_api_answers(ih: Hub) -> N
     # what was acknowledged before the revocation waits on local disk unless it landed already,
     # and lands once the grant is back: nothing acknowledged is lost
     with ih.http(b) as c:
-        assert c.put(f"{API}/spaces/{space}/grants",
-                     json={"user": a, "access": "write"}).status_code == 200  # fmt: skip
+        assert (
+            c.put(f"{API}/spaces/{space}/grants", json={"user": a, "access": "write"}).status_code
+            == 200
+        )
     moved(ih, a, f"in-{tag}", 1)
     assert list(rows(ih, a, f"in-{tag}")["n"]) == [1]
     # removing a user stops every source of theirs
@@ -150,21 +181,26 @@ def test_revocations_hold_for_ingestion_as_soon_as_the_api_answers(ih: Hub) -> N
     assert post(ih, f"{tag}g.x", src2["token"], b'{"n": 2}').status_code == 401
 
 
-@pytest.mark.parametrize("path, words", [
-    ("s3://{u}-home/../x", "invalid prefix"),
-    ("s3://{u}-home/a/./b", "invalid prefix"),
-    ("s3://{u}-home/a\x00b", "invalid prefix"),
-    ("s3://{u}-home/a\\b", "invalid prefix"),
-    ("s3://Bad_Bucket/x", "invalid bucket"),
-    ("s3://a/x", "invalid bucket"),
-    ("s3://{u}-home" + "/x" * 300, "invalid prefix"),
-    ("https://{u}-home/x", "s3://bucket/prefix"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "path, words",
+    [
+        ("s3://{u}-home/../x", "invalid prefix"),
+        ("s3://{u}-home/a/./b", "invalid prefix"),
+        ("s3://{u}-home/a\x00b", "invalid prefix"),
+        ("s3://{u}-home/a\\b", "invalid prefix"),
+        ("s3://Bad_Bucket/x", "invalid bucket"),
+        ("s3://a/x", "invalid bucket"),
+        ("s3://{u}-home" + "/x" * 300, "invalid prefix"),
+        ("https://{u}-home/x", "s3://bucket/prefix"),
+    ],
+)
 def test_stream_paths_are_checked_when_made(ih: Hub, path: str, words: str) -> None:
     u = user(ih, "tp")
     with ih.http(u) as c:
-        r = c.post(f"{API}/streams", json={"name": f"p{secrets.token_hex(3)}", "tags": ["p.*"],
-                                          "path": path.format(u=u)})  # fmt: skip
+        r = c.post(
+            f"{API}/streams",
+            json={"name": f"p{secrets.token_hex(3)}", "tags": ["p.*"], "path": path.format(u=u)},
+        )
         assert r.status_code == 400 and words in r.json()["detail"], r.text
         assert c.get(f"{API}/streams").json() == []
 
@@ -175,15 +211,19 @@ def test_keyless_tags_have_one_owner(ih: Hub) -> None:
     setup(ih, a, f"open-{tag}", [f"{tag}.*"], shared_key=False)
     with ih.http(b) as c:
         for pattern in ("*", f"{tag}.x", f"{tag[:2]}*", f"{tag}.[a-z]*"):
-            r = c.post(f"{API}/sources", json={"name": f"s{secrets.token_hex(3)}",
-                                              "tags": [pattern], "shared_key": False})
+            r = c.post(
+                f"{API}/sources",
+                json={"name": f"s{secrets.token_hex(3)}", "tags": [pattern], "shared_key": False},
+            )
             assert r.status_code == 409 and "overlaps" in r.json()["detail"], (pattern, r.text)
         # with a shared key the same patterns are B's to use: the key says who sends
         r = c.post(f"{API}/sources", json={"name": f"s{secrets.token_hex(3)}", "tags": ["*"]})
         assert r.status_code == 201, r.text
     with ih.http(a) as c:  # A's own keyless sources may overlap each other
-        r = c.post(f"{API}/sources", json={"name": f"s{secrets.token_hex(3)}",
-                                          "tags": [f"{tag}.more"], "shared_key": False})
+        r = c.post(
+            f"{API}/sources",
+            json={"name": f"s{secrets.token_hex(3)}", "tags": [f"{tag}.more"], "shared_key": False},
+        )
         assert r.status_code == 201, r.text
 
 
@@ -212,8 +252,9 @@ def test_connections_that_do_not_say_who_they_are_do_not_hold_memory(ih: Hub) ->
     assert partial(head, 8 * 2**20)
     # a message with no tag in its first KiB, or with a tag no one takes, is refused at once
     assert partial(b"\x92\xdb" + (2**30).to_bytes(4, "big"), 4 * 2**20)
-    assert partial(b"\x92" + msgpack.packb("nobody.takes.this") + b"\xc6" + (2**20).to_bytes(
-        4, "big"), 2**20)
+    assert partial(
+        b"\x92" + msgpack.packb("nobody.takes.this") + b"\xc6" + (2**20).to_bytes(4, "big"), 2**20
+    )
     assert time.monotonic() - started < 30
     # a message that stalls half way is dropped with its connection after a bounded wait
     with socket.create_connection(("127.0.0.1", port(ih)), timeout=60) as s:

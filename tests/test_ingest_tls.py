@@ -31,17 +31,26 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
-            .sign(key, hashes.SHA256()))  # fmt: skip
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+        .sign(key, hashes.SHA256())
+    )
     cert_file, key_file = folder / "cert.pem", folder / "key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))  # fmt: skip
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_file, key_file
 
 
@@ -61,11 +70,13 @@ def intake(tmp_path: Path) -> tuple[Intake, str]:
 
 
 def test_forward_over_tls_is_acknowledged_after_the_handshake(
-        intake: tuple[Intake, str], tmp_path: Path) -> None:  # fmt: skip
+    intake: tuple[Intake, str], tmp_path: Path
+) -> None:
     receiver, shared_key = intake
     cert, key = self_signed(tmp_path)
-    server_ctx = tls_context(Settings(data_dir=tmp_path, forward_tls_cert=cert,
-                                      forward_tls_key=key))  # fmt: skip
+    server_ctx = tls_context(
+        Settings(data_dir=tmp_path, forward_tls_cert=cert, forward_tls_key=key)
+    )
     assert server_ctx is not None
     loop = asyncio.new_event_loop()
     server = loop.run_until_complete(forward.serve(receiver, "127.0.0.1", 0, server_ctx))

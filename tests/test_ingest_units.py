@@ -31,7 +31,8 @@ def entry(n: int, chunk: str = "", stream: int = 1) -> Entry:
 
 
 def test_a_torn_tail_is_cut_and_stored_chunks_are_recognised_after_a_restart(
-        tmp_path: Path) -> None:  # fmt: skip
+    tmp_path: Path,
+) -> None:
     log = LogWriter(tmp_path, 1 << 20, 1 << 30)
     log.open((0, 0))
     assert log.append(entry(3, "a")).result(10) is True
@@ -84,10 +85,16 @@ def test_every_format_becomes_rows_and_bad_entries_go_aside() -> None:
         Entry(1, 7, Fmt.NDJSON, now, "t.nd", b'{"n": 6}\n{"n": 7, "extra": [1, 2]}\n'),
         Entry(1, 7, Fmt.JSON, now, "t.js", b'[{"n": 8}]'),
         Entry(1, 7, Fmt.CSV, now, "t.csv", b"n,word\n9,nine\n"),
-        Entry(1, 7, Fmt.MSGPACK_RECORDS, now, "t.mp",
-              msgpack.packb({"n": 10}) + msgpack.packb([[1700000000, {}], {"n": 11}])),
+        Entry(
+            1,
+            7,
+            Fmt.MSGPACK_RECORDS,
+            now,
+            "t.mp",
+            msgpack.packb({"n": 10}) + msgpack.packb([[1700000000, {}], {"n": 11}]),
+        ),
         Entry(1, 7, Fmt.MSGPACK_ENTRIES, now, "t.bad", msgpack.packb([1, "not a map"])),
-    ]  # fmt: skip
+    ]
     lake = Lake()
     stream = Stream(1, "s", "o", "records", "b", "streams/s", ("t.*",))
     with pytest.raises(PartlyRejected) as err:
@@ -99,8 +106,11 @@ def test_every_format_becomes_rows_and_bad_entries_go_aside() -> None:
     rows: list[dict[str, Any]] = [r for t in tables for r in t.to_pylist()]
     assert sorted(str(r["n"]) for r in rows) == sorted(map(str, [0, 1, 0, 5, 6, 7, 8, 9, 10, 11]))
     assert {r["_tag"] for r in rows} == {"t.x", "t.gz", "t.fw", "t.nd", "t.js", "t.csv", "t.mp"}
-    assert all(k.startswith("streams/s/year=") for k in lake.objects
-               if k not in bad and k != "streams/s/_common_metadata")  # fmt: skip
+    assert all(
+        k.startswith("streams/s/year=")
+        for k in lake.objects
+        if k not in bad and k != "streams/s/_common_metadata"
+    )
 
 
 def test_parked_batches_count_against_the_bound_and_survive_a_restart(tmp_path: Path) -> None:
@@ -152,8 +162,9 @@ def test_batches_whose_types_drift_read_as_one_table_and_lose_nothing(tmp_path: 
     for key, body in lake.objects.items():
         (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / key).write_bytes(body)
-    data = open_dataset(LocalFileSystem(), str(tmp_path), "streams/s", "parquet",
-                        ["year", "month", "day"])  # fmt: skip
+    data = open_dataset(
+        LocalFileSystem(), str(tmp_path), "streams/s", "parquet", ["year", "month", "day"]
+    )
     got = data.to_table().sort_by("_time").to_pydict()
     assert got["n"] == ["1", "x", "7"]  # int, then text: all text, nothing lost
     assert got["f"] == [1.0, 2.5, 3.0] and str(data.schema.field("f").type) == "double"
@@ -165,33 +176,43 @@ def test_batches_whose_types_drift_read_as_one_table_and_lose_nothing(tmp_path: 
     assert duckdb.sql("select sum(f), count(new), max(n) from data").fetchall() == [(6.5, 1, "x")]
 
 
-@pytest.mark.parametrize(("batches", "field", "values"), [
-    ([[2**60], [1.5]], "v", ["1152921504606846976", "1.5"]),  # floats would round it: text
-    ([[1.5], [2**60]], "v", ["1.5", "1152921504606846976"]),
-    ([[1], [2**64]], "v", ["1", "18446744073709551616"]),
-    ([[1], [2**63]], "v", ["1", "9223372036854775808"]),
-    ([[[1, 2]], [[2.5]]], "v", [[1.0, 2.0], [2.5]]),
-    ([[b"\x00\xff"], ["text"]], "v__text", [None, "text"]),
-    ([[True], [{"k": 1}]], "v", ["true", '{"k": 1}']),
-])  # fmt: skip
-def test_conforming_keeps_every_value(batches: list[list[Any]], field: str,
-                                      values: list[Any]) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("batches", "field", "values"),
+    [
+        ([[2**60], [1.5]], "v", ["1152921504606846976", "1.5"]),  # floats would round it: text
+        ([[1.5], [2**60]], "v", ["1.5", "1152921504606846976"]),
+        ([[1], [2**64]], "v", ["1", "18446744073709551616"]),
+        ([[1], [2**63]], "v", ["1", "9223372036854775808"]),
+        ([[[1, 2]], [[2.5]]], "v", [[1.0, 2.0], [2.5]]),
+        ([[b"\x00\xff"], ["text"]], "v__text", [None, "text"]),
+        ([[True], [{"k": 1}]], "v", ["true", '{"k": 1}']),
+    ],
+)
+def test_conforming_keeps_every_value(
+    batches: list[list[Any]], field: str, values: list[Any]
+) -> None:
     settled, t0 = None, 1_700_000_000.0
     files = []
     for values_in in batches:
-        t, settled = conform(table([t0] * len(values_in), ["t.x"] * len(values_in),
-                                   [{"v": v} for v in values_in]), settled)  # fmt: skip
+        t, settled = conform(
+            table([t0] * len(values_in), ["t.x"] * len(values_in), [{"v": v} for v in values_in]),
+            settled,
+        )
         assert loads(dumps(settled)).equals(settled, check_metadata=True)
         files.append(t)
     assert settled is not None
     want = settled.field(field).type  # each file read as a reader given the schema reads it
-    got = [v for t in files for v in (t[field].cast(want).to_pylist() if field in t.column_names
-                                      else [None] * t.num_rows)]  # fmt: skip
+    got = [
+        v
+        for t in files
+        for v in (
+            t[field].cast(want).to_pylist() if field in t.column_names else [None] * t.num_rows
+        )
+    ]
     assert got == values
 
 
-def test_counts_come_from_the_durable_log_and_are_taken_again_after_a_crash(
-        tmp_path: Path) -> None:  # fmt: skip
+def test_counts_come_from_the_durable_log_and_are_taken_again_after_a_crash(tmp_path: Path) -> None:
     log = LogWriter(tmp_path, 2048, 1 << 30)  # small segments: counting crosses them
     log.open((0, 0))
     for i in range(30):

@@ -108,9 +108,13 @@ def test_kubespawner_refuses_unknown_choices(spawn: Any) -> None:
 
 def test_profile_list_defaults_and_guarantee() -> None:
     profiles = k8s.profile_list(
-        BUILTIN_ENVIRONMENTS, DEFAULT_SIZES, REGISTRY,
-        default_env="spark", default_size="large", guarantee=1,
-    )  # fmt: skip
+        BUILTIN_ENVIRONMENTS,
+        DEFAULT_SIZES,
+        REGISTRY,
+        default_env="spark",
+        default_size="large",
+        guarantee=1,
+    )
     assert [p["slug"] for p in profiles if p["default"]] == ["spark"]
     choices = profiles[0]["profile_options"]["size"]["choices"]
     assert [name for name, c in choices.items() if c["default"]] == ["large"]
@@ -187,9 +191,11 @@ def test_cli_writes_dockerfiles_and_profiles(tmp_path: Path) -> None:
                 assert tag == TAGS[spec.name]
                 assert text == k8s.dockerfile(spec)
     assert profiles == k8s.profile_list(
-        BUILTIN_ENVIRONMENTS, DEFAULT_SIZES, REGISTRY,
+        BUILTIN_ENVIRONMENTS,
+        DEFAULT_SIZES,
+        REGISTRY,
         sdk_requirement=f"{wheel.name}#sha256={sha}",
-    )  # fmt: skip
+    )
 
 
 def test_sizes_fit_kubespawner_units() -> None:
@@ -215,8 +221,11 @@ def test_dask_gateway_kubernetes_config_maps_the_hubs_rules() -> None:
     from lakehub.compute.k8s import Limits, render
 
     image = "registry.example.org/lakehub/lakehub-env-dask:abc123"
-    text = render(image, "http://hub:8081/hub/api",
-                  limits=Limits(max_workers=6, max_worker_cores=2, max_worker_memory=4 << 30))
+    text = render(
+        image,
+        "http://hub:8081/hub/api",
+        limits=Limits(max_workers=6, max_worker_cores=2, max_worker_memory=4 << 30),
+    )
     c = Config()
     exec(compile(text, "extraConfig", "exec"), {"c": c})  # noqa: S102 (our own rendering)
     cfg = KubeClusterConfig(config=c)
@@ -229,7 +238,8 @@ def test_dask_gateway_kubernetes_config_maps_the_hubs_rules() -> None:
     conf = options.get_configuration(chosen, User("ada"))
     assert conf["worker_memory"] == conf["worker_memory_limit"] == int(1.5 * 2**30)
     assert conf["worker_extra_container_config"] == {
-        "envFrom": [{"secretRef": {"name": "lakehub-lake-ada"}}]}  # fmt: skip
+        "envFrom": [{"secretRef": {"name": "lakehub-lake-ada"}}]
+    }
     assert KubeClusterConfig(config=c, **conf).worker_cores_limit == 2
     with pytest.raises(ValueError, match="worker_cores"):
         options.parse_options({"worker_cores": 3})  # above the hub's cap

@@ -13,8 +13,13 @@ from conftest import Hub
 def lake(hub: Hub, name: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LAKEHUB_"))}
     env |= {"LAKEHUB_API_URL": hub.url, "LAKEHUB_TOKEN": hub.token(name)}
-    return subprocess.run([sys.executable, "-m", "lakehub.cli", "lake", *args],
-                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "lakehub.cli", "lake", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_copy_a_large_file_up_and_down_list_and_remove(hub: Hub, new_user, tmp_path: Path) -> None:

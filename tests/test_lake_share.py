@@ -34,8 +34,10 @@ def test_share_and_unshare_with_users_and_groups(hub: Hub, new_user) -> None:
     assert out.stdout.strip() == f"{writer} no longer has access to space {space}"
     assert lake(hub, owner, "unshare", space, f"@{group}").returncode == 0
     assert can(s3w, bucket) == NONE and can(s3m, bucket) == NONE
-    assert s3_for(creds_of(hub, owner)).get_object(Bucket=bucket, Key="seed.txt")["Body"].read() \
-        == b"seed"  # fmt: skip
+    assert (
+        s3_for(creds_of(hub, owner)).get_object(Bucket=bucket, Key="seed.txt")["Body"].read()
+        == b"seed"
+    )
 
 
 def test_only_the_owner_shares_and_errors_are_one_line(hub: Hub, new_user) -> None:

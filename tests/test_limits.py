@@ -58,8 +58,13 @@ def limits(make_limits: Callable[[str], Cgroups]) -> Cgroups:
 
 def run_in(procs: list[str], code: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """Run Python ``code`` in a child that joins the groups before it execs."""
-    return subprocess.run([sys.executable, "-c", code], preexec_fn=lambda: join(procs),
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        preexec_fn=lambda: join(procs),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def start_in(procs: list[str], *argv: str) -> subprocess.Popen[bytes]:
@@ -76,9 +81,12 @@ def test_memory_hog_is_oom_killed_and_its_parent_survives(limits: Cgroups) -> No
     procs = limits.prepare("alice", 1, 300 * MiB)
     assert limits.oom_kills("alice") == 0
     # a small parent inside the group (like a server) starts a hog (like a kernel)
-    parent = run_in(procs, f"import subprocess, sys\n"
-                           f"r = subprocess.run([sys.executable, '-c', {HOG!r}])\n"
-                           f"print('child', r.returncode)")  # fmt: skip
+    parent = run_in(
+        procs,
+        f"import subprocess, sys\n"
+        f"r = subprocess.run([sys.executable, '-c', {HOG!r}])\n"
+        f"print('child', r.returncode)",
+    )
     assert parent.returncode == 0, parent.stderr
     assert parent.stdout.split() == ["child", str(-signal.SIGKILL)]
     assert limits.oom_kills("alice") >= 1
@@ -88,8 +96,9 @@ def test_memory_hog_is_oom_killed_and_its_parent_survives(limits: Cgroups) -> No
 
 def test_process_outside_the_group_is_unaffected(limits: Cgroups) -> None:
     limits.prepare("alice", 1, 300 * MiB)
-    outside = subprocess.run([sys.executable, "-c", HOG], capture_output=True, text=True,
-                             timeout=30)  # fmt: skip
+    outside = subprocess.run(
+        [sys.executable, "-c", HOG], capture_output=True, text=True, timeout=30
+    )
     assert outside.returncode == 0 and "survived" in outside.stdout, outside.stderr
     assert limits.oom_kills("alice") == 0
 
@@ -194,13 +203,23 @@ def test_without_root_limits_are_a_no_op_with_a_reason() -> None:
         assert not limits.enforced and "not root" in limits.reason
         return
     # as nobody, with the system Python (the test venv may live in root's home)
-    code = ("from lakehub.notebooks.limits import detect, join\n"
-            "l = detect('lakehub-test-nobody')\n"
-            "assert l.prepare('alice', 1, 2**30) == []; join([])\n"
-            "print(l.enforced, l.reason)")  # fmt: skip
-    run = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True,
-                         env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}, cwd="/",
-                         user=65534, group=65534, extra_groups=[], timeout=30)  # fmt: skip
+    code = (
+        "from lakehub.notebooks.limits import detect, join\n"
+        "l = detect('lakehub-test-nobody')\n"
+        "assert l.prepare('alice', 1, 2**30) == []; join([])\n"
+        "print(l.enforced, l.reason)"
+    )
+    run = subprocess.run(
+        ["/usr/bin/python3", "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
+        cwd="/",
+        user=65534,
+        group=65534,
+        extra_groups=[],
+        timeout=30,
+    )
     assert run.returncode == 0, run.stderr
     enforced, reason = run.stdout.split(" ", 1)
     assert enforced == "False" and "not root" in reason, reason
@@ -239,11 +258,16 @@ def test_kernel_launcher_turns_an_oversized_allocation_into_a_memory_error(
 
     spec = tmp_path / "kernels" / "limited"
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "lakehub.kernel", "-f", "{connection_file}"],
-        "display_name": "limited", "language": "python",
-        "env": {"LAKEHUB_MEMORY_LIMIT": str(2 * GiB)},
-    }))  # fmt: skip
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "lakehub.kernel", "-f", "{connection_file}"],
+                "display_name": "limited",
+                "language": "python",
+                "env": {"LAKEHUB_MEMORY_LIMIT": str(2 * GiB)},
+            }
+        )
+    )
     km = jupyter_client.KernelManager(
         kernel_name="limited", kernel_spec_manager=KernelSpecManager(kernel_dirs=[spec.parent])
     )

@@ -26,9 +26,16 @@ def owner(hub: Hub) -> dict[str, Any]:
     src = setup(hub, name, "oddkeep", ["odd.*"])
     with hub.http(name) as c:
         assert c.put(f"{API}/env/KEEP", json={"value": "v1"}).status_code == 200
-        r = c.post(f"{API}/connections", json={
-            "name": "keep", "endpoint_url": "http://127.0.0.1:9", "access_key_id": "AK",
-            "secret_access_key": "SK", "verify": False})  # fmt: skip
+        r = c.post(
+            f"{API}/connections",
+            json={
+                "name": "keep",
+                "endpoint_url": "http://127.0.0.1:9",
+                "access_key_id": "AK",
+                "secret_access_key": "SK",
+                "verify": False,
+            },
+        )
         assert r.status_code == 201, r.text
         assert c.post(f"{API}/tasks", json={"name": "keep"}).status_code == 201
     return {"name": name, "token": src["token"]}
@@ -36,8 +43,10 @@ def owner(hub: Hub) -> dict[str, Any]:
 
 def snapshot(hub: Hub, name: str) -> dict[str, Any]:
     with hub.http(name) as c:
-        got = {p: c.get(f"{API}/{p}") for p in ("env", "connections", "streams", "tasks",
-                                                 "datasets/oddkeep")}  # fmt: skip
+        got = {
+            p: c.get(f"{API}/{p}")
+            for p in ("env", "connections", "streams", "tasks", "datasets/oddkeep")
+        }
     assert all(r.status_code == 200 for r in got.values()), {p: r.text for p, r in got.items()}
     j = {p: r.json() for p, r in got.items()}
     return {
@@ -56,26 +65,44 @@ ODD: list[tuple[str, str, dict[str, Any], str]] = [  # method, path, body, the f
     ("PATCH", "datasets/oddkeep", {"description": LONE}, "description"),
     ("PATCH", "datasets/oddkeep", {"tags": ["a", LONE]}, "tags"),
     ("POST", "tasks", {"name": LONE}, "name"),
-    ("POST", "connections", {"name": "c2", "endpoint_url": "http://127.0.0.1:9",
-                             "access_key_id": "AK", "secret_access_key": LONE, "verify": False},
-     "secret_access_key"),
+    (
+        "POST",
+        "connections",
+        {
+            "name": "c2",
+            "endpoint_url": "http://127.0.0.1:9",
+            "access_key_id": "AK",
+            "secret_access_key": LONE,
+            "verify": False,
+        },
+        "secret_access_key",
+    ),
     ("POST", "streams", {"name": "odd2", "tags": ["o2.*"], "position": 2**63}, "position"),
     ("POST", "streams", {"name": "odd2", "tags": ["o2.*"], "position": -(2**63)}, "position"),
-    ("POST", "sources", {"name": "odd2", "tags": ["o2.*"], "max_bytes_per_s": 2**64},
-     "max_bytes_per_s"),
+    (
+        "POST",
+        "sources",
+        {"name": "odd2", "tags": ["o2.*"], "max_bytes_per_s": 2**64},
+        "max_bytes_per_s",
+    ),
     ("POST", "users/{me}/tokens", {"expires_in": 2**70}, "expires_in"),
-]  # fmt: skip
+]
 
 
-@pytest.mark.parametrize(("method", "path", "body", "field"), ODD,
-                         ids=[f"{m} {p} {f}" for m, p, _, f in ODD])  # fmt: skip
-def test_odd_json_gets_a_422_naming_the_field(hub: Hub, owner: dict[str, Any], method: str,
-                                              path: str, body: dict[str, Any],
-                                              field: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"), ODD, ids=[f"{m} {p} {f}" for m, p, _, f in ODD]
+)
+def test_odd_json_gets_a_422_naming_the_field(
+    hub: Hub, owner: dict[str, Any], method: str, path: str, body: dict[str, Any], field: str
+) -> None:
     before = snapshot(hub, owner["name"])
     with hub.http(owner["name"]) as c:
-        r = c.request(method, f"{API}/{path.format(me=owner['name'])}", content=json.dumps(body),
-                      headers={"Content-Type": "application/json"})  # fmt: skip
+        r = c.request(
+            method,
+            f"{API}/{path.format(me=owner['name'])}",
+            content=json.dumps(body),
+            headers={"Content-Type": "application/json"},
+        )
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
     assert field in str([e["loc"] for e in detail]), detail
@@ -84,12 +111,16 @@ def test_odd_json_gets_a_422_naming_the_field(hub: Hub, owner: dict[str, Any], m
 
 
 @pytest.mark.parametrize("ctype", ["application/json", "application/x-ndjson"])
-def test_deeply_nested_json_to_the_receiver_is_refused(hub: Hub, owner: dict[str, Any],
-                                                        ctype: str) -> None:  # fmt: skip
+def test_deeply_nested_json_to_the_receiver_is_refused(
+    hub: Hub, owner: dict[str, Any], ctype: str
+) -> None:
     def post(body: bytes) -> httpx.Response:
-        return httpx.post(f"http://127.0.0.1:{port(hub, 'ingest_http')}/odd.deep", content=body,
-                          headers={"Authorization": f"Bearer {owner['token']}",
-                                   "Content-Type": ctype}, timeout=30)  # fmt: skip
+        return httpx.post(
+            f"http://127.0.0.1:{port(hub, 'ingest_http')}/odd.deep",
+            content=body,
+            headers={"Authorization": f"Bearer {owner['token']}", "Content-Type": ctype},
+            timeout=30,
+        )
 
     assert post(b'{"n": 1}').status_code == 200
     r = post(b'{"n": 2}\n' + DEEP if ctype.endswith("ndjson") else DEEP)

@@ -22,11 +22,20 @@ schemathesis = pytest.importorskip("schemathesis")
 checks = schemathesis.checks
 
 PREFIX = "/services/lakehub/api"
-SKIPPED = [("POST", "/signup"), ("POST", "/servers"), ("POST", "/compute/{kind}"),
-           ("POST", "/connections")]  # fmt: skip
-CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
-          checks.content_type_conformance, checks.response_schema_conformance,
-          checks.response_headers_conformance, checks.allow_header_conformance]  # fmt: skip
+SKIPPED = [
+    ("POST", "/signup"),
+    ("POST", "/servers"),
+    ("POST", "/compute/{kind}"),
+    ("POST", "/connections"),
+]
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+    checks.response_headers_conformance,
+    checks.allow_header_conformance,
+]
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +57,13 @@ def test_answers_match_the_document(hub: Hub, fuzz_user: str) -> None:
         operations += 1
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=3, deadline=None, database=None, phases=[Phase.generate],
-                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @settings(
+            max_examples=3,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         def fuzz(case: Any) -> None:
             case.call_and_validate(headers=headers, checks=CHECKS, timeout=30)
 

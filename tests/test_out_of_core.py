@@ -45,8 +45,9 @@ def oh() -> Iterator[Hub]:
 
 def limited(argv: list[str], timeout: float = 600) -> tuple[dict[str, Any], dict[str, int]]:
     """Run a child script under the memory limit; its last line of output is JSON."""
-    proc, mem = run_limited([sys.executable, "-c", *argv], LIMIT, timeout,
-                            capture_output=True, text=True)  # fmt: skip
+    proc, mem = run_limited(
+        [sys.executable, "-c", *argv], LIMIT, timeout, capture_output=True, text=True
+    )
     assert mem["oom_kills"] == 0, (mem, proc.stderr[-3000:])
     assert proc.returncode == 0, (mem, proc.stderr[-3000:])
     assert mem["peak"] < LIMIT, mem
@@ -79,9 +80,14 @@ class Wav:
         self.frames = (nbytes - 44) // 4
         self.nbytes, self.piece = 44 + 4 * self.frames, piece
         data = 4 * self.frames
-        self.header = (b"RIFF" + struct.pack("<I", 36 + data) + b"WAVEfmt "
-                       + struct.pack("<IHHIIHH", 16, 1, 1, RATE, 4 * RATE, 4, 32)
-                       + b"data" + struct.pack("<I", data))  # fmt: skip
+        self.header = (
+            b"RIFF"
+            + struct.pack("<I", 36 + data)
+            + b"WAVEfmt "
+            + struct.pack("<IHHIIHH", 16, 1, 1, RATE, 4 * RATE, 4, 32)
+            + b"data"
+            + struct.pack("<I", data)
+        )
         self.late_start = self.frames * 7 // 8
         span = piece // 4 + 2  # frames a piece touches, at most
         t = np.arange(RATE + span) / RATE
@@ -120,8 +126,14 @@ def write_raw_stream(client: lakehub.Client, name: str, wav: Wav) -> float:
     with ThreadPoolExecutor(2) as pool:
         pending: list[Any] = []
         for i, body in wav.pieces():
-            pending.append(pool.submit(s3.put_object, Bucket=bucket, Body=body,
-                                       Key=f"{prefix}/part-{0:012d}-{i:012d}.bin"))  # fmt: skip
+            pending.append(
+                pool.submit(
+                    s3.put_object,
+                    Bucket=bucket,
+                    Body=body,
+                    Key=f"{prefix}/part-{0:012d}-{i:012d}.bin",
+                )
+            )
             while len(pending) > 2:  # bounded: at most three pieces in memory
                 pending.pop(0).result()
         for p in pending:
@@ -169,8 +181,16 @@ def test_an_fft_over_a_3_gib_wav_stream_under_a_1_gib_limit(oh: Hub, artifacts: 
     wav = Wav(3 * GIB + 44, piece=64 * 2**20 + 6)  # 48 objects; frames cut across them
     wrote = write_raw_stream(client, "tape", wav)
     out, mem = limited([WELCH, oh.url, oh.token(a), "tape"])
-    note(artifacts, "wav", {"gib": wav.nbytes / GIB, "write_s": wrote, "read_s": out["seconds"],
-                            "peak_mib": mem["peak"] / 2**20})  # fmt: skip
+    note(
+        artifacts,
+        "wav",
+        {
+            "gib": wav.nbytes / GIB,
+            "write_s": wrote,
+            "read_s": out["seconds"],
+            "peak_mib": mem["peak"] / 2**20,
+        },
+    )
     assert (out["rate"], out["frames"], out["read"]) == (RATE, wav.frames, wav.frames)
     assert out["sum"] == wav.sum  # every sample read once
     assert out["segments"] == wav.frames // 8192
@@ -215,8 +235,9 @@ print(json.dumps({"shape": list(arr.shape), "nbytes": x.nbytes, "sums": sums.tol
 def test_a_reduction_over_a_3_gib_array_under_a_1_gib_limit(oh: Hub, artifacts: Path) -> None:
     a = user(oh, "oa")
     client = lakehub.connect(oh.url, oh.token(a))
-    arr = arrays.create("big3", shape=(0, COLS), dtype="float64", chunks=(ROWS_PER_CHUNK, COLS),
-                        client=client)  # fmt: skip
+    arr = arrays.create(
+        "big3", shape=(0, COLS), dtype="float64", chunks=(ROWS_PER_CHUNK, COLS), client=client
+    )
     t0 = time.perf_counter()
     for k in range(0, CHUNKS, 2):  # two chunks a call: Zarr compresses them side by side
         arr.append(block(k * ROWS_PER_CHUNK, 2 * ROWS_PER_CHUNK))
@@ -225,9 +246,17 @@ def test_a_reduction_over_a_3_gib_array_under_a_1_gib_limit(oh: Hub, artifacts: 
     assert arr.shape == (rows, COLS)
     out, mem = limited([REDUCE, oh.url, oh.token(a), "big3"])
     stored = client.lake.credentials().filesystem().du(arr.path, total=True)
-    note(artifacts, "array", {"gib": out["nbytes"] / GIB, "stored_mib": stored / 2**20,
-                              "write_s": wrote, "read_s": out["seconds"],
-                              "peak_mib": mem["peak"] / 2**20})  # fmt: skip
+    note(
+        artifacts,
+        "array",
+        {
+            "gib": out["nbytes"] / GIB,
+            "stored_mib": stored / 2**20,
+            "write_s": wrote,
+            "read_s": out["seconds"],
+            "peak_mib": mem["peak"] / 2**20,
+        },
+    )
     assert out["nbytes"] >= 3 * GIB
     sums, maxes = expected(rows)
     assert out["sums"] == sums

@@ -75,8 +75,7 @@ def users_in(engine: sa.Engine) -> dict[str, tuple[bool, str]]:
 
 def test_schema_is_migrated_to_head_in_postgres(pg_hub: PgHub, engine: sa.Engine) -> None:
     tables = set(sa.inspect(engine).get_table_names())
-    assert {"users", "lake_keys", "groups", "group_members", "events",
-            "alembic_version"} <= tables  # fmt: skip
+    assert {"users", "lake_keys", "groups", "group_members", "events", "alembic_version"} <= tables
     with engine.connect() as conn:
         versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
     assert versions == [head_revision()]
@@ -89,13 +88,19 @@ def test_add_user_goes_to_postgres(pg_hub: PgHub, engine: sa.Engine) -> None:
     hub.add_user("pgu")
     assert users_in(engine)["pgu"] == (False, "active")
     with engine.connect() as conn:
-        keys = conn.execute(sa.text(
-            "SELECT k.access_key FROM lake_keys k JOIN users u ON u.id = k.user_id "
-            "WHERE u.name = 'pgu' AND k.revoked_at IS NULL"
-        )).scalars().all()  # fmt: skip
-        created = conn.execute(sa.text(
-            "SELECT count(*) FROM events WHERE action = 'user.create' AND target = 'pgu'"
-        )).scalar_one()  # fmt: skip
+        keys = (
+            conn.execute(
+                sa.text(
+                    "SELECT k.access_key FROM lake_keys k JOIN users u ON u.id = k.user_id "
+                    "WHERE u.name = 'pgu' AND k.revoked_at IS NULL"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        created = conn.execute(
+            sa.text("SELECT count(*) FROM events WHERE action = 'user.create' AND target = 'pgu'")
+        ).scalar_one()
     assert len(keys) == 1
     assert created == 1
     # the key recorded in PostgreSQL is the one the user gets, and it works on the lake

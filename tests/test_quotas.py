@@ -52,8 +52,13 @@ def refused(call: Any) -> str:
 def lake(hub: Hub, name: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LAKEHUB_"))}
     env |= {"LAKEHUB_API_URL": hub.url, "LAKEHUB_TOKEN": hub.token(name)}
-    return subprocess.run([sys.executable, "-m", "lakehub.cli", "lake", *args],
-                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "lakehub.cli", "lake", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +85,7 @@ def test_user_quota_counts_all_own_buckets_blocks_and_delete_reopens(
     q = wait_blocked(hub, "user", name, True)
     assert q["used_bytes"] == 1200 * KiB and q["used_objects"] == 3
     assert q["message"] == (
-        f"quota exceeded for user {name}: 1.2 MiB of 1.0 MiB used; "
-        "delete something or ask an admin"
+        f"quota exceeded for user {name}: 1.2 MiB of 1.0 MiB used; delete something or ask an admin"
     )
     # every write is refused, in every bucket of the user's, new buckets included
     assert refused(lambda: s3.put_object(Bucket=home, Key="d.bin", Body=b"d")) == "InternalError"
@@ -199,10 +203,20 @@ def test_only_admins_set_quotas_and_bad_input_is_explained(
     mine = quota_of(hub, "user", alice, viewer=alice)
     assert mine is not None and mine["max_objects"] == 100
     bad = [
-        ("user", alice, {"max_bytes": -1}, 400,
-         f"max_bytes must be a number from 0 to {2**63 - 1}, not -1"),
-        ("user", alice, {"max_objects": 2**64}, 400,
-         f"max_objects must be a number from 0 to {2**63 - 1}, not {2**64}"),
+        (
+            "user",
+            alice,
+            {"max_bytes": -1},
+            400,
+            f"max_bytes must be a number from 0 to {2**63 - 1}, not -1",
+        ),
+        (
+            "user",
+            alice,
+            {"max_objects": 2**64},
+            400,
+            f"max_objects must be a number from 0 to {2**63 - 1}, not {2**64}",
+        ),
         ("user", alice, {}, 400, "give max_bytes, max_objects or both"),
         ("user", "nosuchuser", {"max_bytes": 1}, 404, "no user named 'nosuchuser'"),
         ("space", "nosuchspace", {"max_bytes": 1}, 404, "no space named 'nosuchspace'"),
@@ -219,13 +233,22 @@ def test_only_admins_set_quotas_and_bad_input_is_explained(
     # the limits did not change
     assert quota_of(hub, "user", alice)["max_bytes"] == 10 * MiB  # type: ignore[index]
     cases = [
-        (("quota", "set", "user", "nosuchuser", "--bytes", "1MiB"), 1,
-         "error: no user named 'nosuchuser'"),
-        (("quota", "set", "user", alice, "--bytes", "10XB"), 2,
-         "error: invalid size '10XB': use a number with an optional unit like 10MiB"),
-        (("quota", "set", "bucket", alice, "--bytes", "1"), 1,
-         "error: kind must be one of user, space, not 'bucket'"),
-    ]  # fmt: skip
+        (
+            ("quota", "set", "user", "nosuchuser", "--bytes", "1MiB"),
+            1,
+            "error: no user named 'nosuchuser'",
+        ),
+        (
+            ("quota", "set", "user", alice, "--bytes", "10XB"),
+            2,
+            "error: invalid size '10XB': use a number with an optional unit like 10MiB",
+        ),
+        (
+            ("quota", "set", "bucket", alice, "--bytes", "1"),
+            1,
+            "error: kind must be one of user, space, not 'bucket'",
+        ),
+    ]
     for args, code, message in cases:
         out = hub.cli(*args, check=False)
         assert (out.returncode, out.stderr.strip()) == (code, message), args

@@ -154,8 +154,9 @@ def test_another_users_buckets_are_refused(hub: Hub, user: Any, tmp_path: Path) 
     assert {b["Name"] for b in s3a.list_buckets()["Buckets"]} == {f"{a}-home"}
 
 
-def test_space_grant_lets_awscli_write_and_revoke_stops_it(hub: Hub, user: Any,
-                                                           tmp_path: Path) -> None:  # fmt: skip
+def test_space_grant_lets_awscli_write_and_revoke_stops_it(
+    hub: Hub, user: Any, tmp_path: Path
+) -> None:
     owner, _ = user("own")
     grantee, c = user("gr")
     space = f"cli{secrets.token_hex(3)}"

@@ -59,26 +59,49 @@ def test_a_dask_worker_on_another_host_joins_a_users_cluster(
             assert scheduler.startswith(f"tls://{here}:"), scheduler
             with open(tmp_path / "worker.log", "wb") as log:
                 proc = subprocess.Popen(
-                    ["ip", "netns", "exec", ns, str(dask), "worker",
-                     scheduler,
-                     "--tls-ca-file", str(tmp_path / "dask.crt"),
-                     "--tls-cert", str(tmp_path / "dask.crt"),
-                     "--tls-key", str(tmp_path / "dask.pem"),
-                     "--listen-address", f"tls://{there}:0", "--name", "far-away",
-                     "--nthreads", "1", "--no-nanny"],
-                    stdout=log, stderr=subprocess.STDOUT,
-                    env={"PATH": f"{dask.parent}:/usr/bin:/bin", "HOME": str(tmp_path),
-                         "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True"},
-                )  # fmt: skip
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        ns,
+                        str(dask),
+                        "worker",
+                        scheduler,
+                        "--tls-ca-file",
+                        str(tmp_path / "dask.crt"),
+                        "--tls-cert",
+                        str(tmp_path / "dask.crt"),
+                        "--tls-key",
+                        str(tmp_path / "dask.pem"),
+                        "--listen-address",
+                        f"tls://{there}:0",
+                        "--name",
+                        "far-away",
+                        "--nthreads",
+                        "1",
+                        "--no-nanny",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={
+                        "PATH": f"{dask.parent}:/usr/bin:/bin",
+                        "HOME": str(tmp_path),
+                        "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
+                    },
+                )
             deadline = time.monotonic() + 180  # a worker's start takes a minute on a busy host
-            while not any(w.get("name") == "far-away"
-                          for w in client.scheduler_info()["workers"].values()):  # fmt: skip
+            while not any(
+                w.get("name") == "far-away" for w in client.scheduler_info()["workers"].values()
+            ):
                 log_text = (tmp_path / "worker.log").read_text()
                 assert time.monotonic() < deadline, log_text[-3000:]
                 assert proc.poll() is None, log_text[:3000]
                 time.sleep(0.3)
-            far = next(addr for addr, w in client.scheduler_info()["workers"].items()
-                       if w.get("name") == "far-away")  # fmt: skip
+            far = next(
+                addr
+                for addr, w in client.scheduler_info()["workers"].items()
+                if w.get("name") == "far-away"
+            )
             assert far.startswith(f"tls://{there}:")
             squares = client.map(lambda i: i * i, range(20), workers=[far], pure=False)
             done, _ = distributed.wait(squares, timeout=120)  # all computed...

@@ -111,8 +111,10 @@ def test_only_owner_or_admin_manage_a_space(hub: Hub, team) -> None:
     with hub.http(team["outsider"]) as c:  # a space one has no access to is invisible
         assert c.get(f"/services/lakehub/api/spaces/{space}").status_code == 404
         assert all(sp["name"] != space for sp in c.get("/services/lakehub/api/spaces").json())
-        r = c.put(f"/services/lakehub/api/spaces/{space}/grants",
-                  json={"user": team["outsider"], "access": "write"})  # fmt: skip
+        r = c.put(
+            f"/services/lakehub/api/spaces/{space}/grants",
+            json={"user": team["outsider"], "access": "write"},
+        )
         assert r.status_code == 404 and r.json()["detail"] == f"no space named {space!r}"
         assert c.delete(f"/services/lakehub/api/spaces/{space}").status_code == 404
     assert can(team["s3"][team["outsider"]], team["bucket"]) == NONE

@@ -50,18 +50,26 @@ def _put_parquet(s3: Any, bucket: str, key: str, table: pa.Table) -> None:
 
 
 def _read_parquet_prefix(s3: Any, bucket: str, prefix: str) -> pa.Table:
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
-            if o["Key"].endswith(".parquet")]  # fmt: skip
+    keys = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+        if o["Key"].endswith(".parquet")
+    ]
     assert keys, f"nothing written under {prefix}"
     return pa.concat_tables(
-        [pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=k)["Body"].read()))
-         for k in keys])  # fmt: skip
+        [
+            pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=k)["Body"].read()))
+            for k in keys
+        ]
+    )
 
 
-SALES = pa.table({
-    "region": ["north", "south", "north", "east", "south", "north"] * 50,
-    "amount": [10.0, 20.0, 30.0, 5.0, 15.0, 1.0] * 50,
-})  # fmt: skip
+SALES = pa.table(
+    {
+        "region": ["north", "south", "north", "east", "south", "north"] * 50,
+        "amount": [10.0, 20.0, 30.0, 5.0, 15.0, 1.0] * 50,
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,18 +87,16 @@ def alice(spark_hub: Hub) -> Iterator[dict[str, Any]]:
     _put_parquet(s3_for(creds), creds["bucket"], "sales/part-0.parquet", SALES)
     client = lakehub.connect(spark_hub.url, spark_hub.token("alice"))
     t0 = time.monotonic()
-    session = lakehub.compute.spark(workers=2, cores=1, memory="1g", idle_timeout=20,
-                                    client=client)  # fmt: skip
+    session = lakehub.compute.spark(workers=2, cores=1, memory="1g", idle_timeout=20, client=client)
     took = time.monotonic() - t0
     (cluster,) = client.request("GET", "/api/compute")
-    yield {"session": session, "client": client, "creds": creds, "cluster": cluster,
-           "took": took}  # fmt: skip
+    yield {"session": session, "client": client, "creds": creds, "cluster": cluster, "took": took}
     session.stop()
 
 
 def test_a_job_reads_the_users_parquet_and_writes_a_result_back(
     spark_hub: Hub, alice: dict[str, Any]
-) -> None:  # fmt: skip
+) -> None:
     spark, bucket = alice["session"], alice["creds"]["bucket"]
     cluster = alice["cluster"]
     assert cluster["kind"] == "spark" and cluster["status"] == "running"
@@ -100,7 +106,10 @@ def test_a_job_reads_the_users_parquet_and_writes_a_result_back(
     totals.write.mode("overwrite").parquet(f"s3a://{bucket}/totals/")
     result = _read_parquet_prefix(s3_for(alice["creds"]), bucket, "totals/").to_pydict()
     assert dict(zip(result["region"], result["total"], strict=True)) == {
-        "north": 2050.0, "south": 1750.0, "east": 250.0}
+        "north": 2050.0,
+        "south": 1750.0,
+        "east": 250.0,
+    }
     # s3:// paths reach the lake the same way
     assert spark.read.parquet(f"s3://{bucket}/totals/").count() == 3
     # no secret on any command line (everyone can read them): the cluster's, the lake's
@@ -118,13 +127,14 @@ def test_a_job_reads_the_users_parquet_and_writes_a_result_back(
     owner = Path(f"/proc/{rec['pids'][1]}").stat().st_uid
     import pwd
 
-    assert pwd.getpwuid(owner).pw_name == ("lh-alice" if os.geteuid() == 0 else
-                                           pwd.getpwuid(os.geteuid()).pw_name)  # fmt: skip
+    assert pwd.getpwuid(owner).pw_name == (
+        "lh-alice" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    )
 
 
 def test_another_user_gets_neither_the_secret_nor_the_cluster(
     spark_hub: Hub, alice: dict[str, Any]
-) -> None:  # fmt: skip
+) -> None:
     spark_hub.quick_user("bob")
     name = alice["cluster"]["name"]
     with spark_hub.http("bob") as c:
@@ -147,9 +157,11 @@ def test_another_user_gets_neither_the_secret_nor_the_cluster(
     # would retry for a minute: its first refusal is enough)
     intruder = subprocess.Popen(
         [sys.executable, "-c", INTRUDER, alice["cluster"]["address"]],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
-    )  # fmt: skip
+    )
     seen: list[str] = []
     refused = threading.Event()
 
@@ -210,11 +222,14 @@ def test_a_worker_killed_mid_job_is_survived(spark_hub: Hub, alice: dict[str, An
 
 def test_clusters_outlive_a_restart_of_the_control_plane(
     spark_hub: Hub, alice: dict[str, Any]
-) -> None:  # fmt: skip
+) -> None:
     api = spark_hub.runtime()["components"]["api"]
     os.kill(api["pid"], signal.SIGKILL)  # the supervisor starts it again
-    spark_hub.wait(lambda: spark_hub.runtime()["components"]["api"]["pid"] != api["pid"], 60,
-                   "the control plane to restart")  # fmt: skip
+    spark_hub.wait(
+        lambda: spark_hub.runtime()["components"]["api"]["pid"] != api["pid"],
+        60,
+        "the control plane to restart",
+    )
 
     def answers() -> bool:
         try:
@@ -230,19 +245,22 @@ def test_clusters_outlive_a_restart_of_the_control_plane(
 
 def test_an_idle_cluster_is_reclaimed_with_its_processes(
     spark_hub: Hub, alice: dict[str, Any]
-) -> None:  # fmt: skip
+) -> None:
     name = alice["cluster"]["name"]
     pids = _record(spark_hub, "alice", name)["pids"]
     assert _alive(pids[0])
     alice["session"].stop()  # no application: idle from now on (timeout 20 s)
-    spark_hub.wait(lambda: not alice["client"].request("GET", "/api/compute"), 90,
-                   "the idle cluster to be reclaimed")  # fmt: skip
+    spark_hub.wait(
+        lambda: not alice["client"].request("GET", "/api/compute"),
+        90,
+        "the idle cluster to be reclaimed",
+    )
     spark_hub.wait(lambda: not any(_alive(p) for p in pids), 30, "its processes to end")
 
 
 def test_a_spark_notebook_gets_its_own_cluster_that_stops_with_it(
     spark_hub: Hub, alice: dict[str, Any]
-) -> None:  # fmt: skip
+) -> None:
     """bob's notebook in the spark environment: SPARK_MASTER_URL and the secret are in its
     environment, his own data is readable through his cluster and alice's is not."""
     creds = creds_of(spark_hub, "bob")
@@ -255,8 +273,10 @@ def test_a_spark_notebook_gets_its_own_cluster_that_stops_with_it(
     # spark() prints nothing while the JVM and the cluster start: minutes on a busy machine,
     # in a server held to its size's CPU quota
     k.ws.settimeout(480)
-    out, err = k.run(NOTEBOOK.replace("BOB", creds["bucket"]).replace(
-        "ALICE", alice["creds"]["bucket"]), timeout=480)  # fmt: skip
+    out, err = k.run(
+        NOTEBOOK.replace("BOB", creds["bucket"]).replace("ALICE", alice["creds"]["bucket"]),
+        timeout=480,
+    )
     assert err is None, err
     assert f"master {cluster['address']}" in out, out
     assert "own 300" in out and "denied" in out and "LEAK" not in out, out

@@ -22,19 +22,29 @@ def _spark_kubernetes_keys() -> str:
 
 
 def test_a_users_settings_are_spark_settings_and_carry_no_secret() -> None:
-    conf = submit_conf("alice", "registry.example.org/lakehub-env-spark:abc", workers=3,
-                       cores=1.5, memory_mb=4096, lake_endpoint="http://lake:8333",
-                       driver_host="jupyter-alice.lakehub.svc")  # fmt: skip
+    conf = submit_conf(
+        "alice",
+        "registry.example.org/lakehub-env-spark:abc",
+        workers=3,
+        cores=1.5,
+        memory_mb=4096,
+        lake_endpoint="http://lake:8333",
+        driver_host="jupyter-alice.lakehub.svc",
+    )
     assert conf["spark.master"] == "k8s://https://kubernetes.default.svc"
     assert conf["spark.executor.instances"] == "3"
     assert (conf["spark.executor.cores"], conf["spark.kubernetes.executor.request.cores"]) == (
-        "2", "1.5")
+        "2",
+        "1.5",
+    )
     # heap plus overhead is the worker's memory
-    heap, overhead = (int(conf[k].rstrip("m")) for k in (
-        "spark.executor.memory", "spark.executor.memoryOverhead"))  # fmt: skip
+    heap, overhead = (
+        int(conf[k].rstrip("m")) for k in ("spark.executor.memory", "spark.executor.memoryOverhead")
+    )
     assert heap + overhead == 4096
     assert conf["spark.kubernetes.executor.secretKeyRef.AWS_SECRET_ACCESS_KEY"] == (
-        f"{lake_secret_name('alice')}:secret_access_key")
+        f"{lake_secret_name('alice')}:secret_access_key"
+    )
     assert not any(k.endswith((".secret", "secret.key", "access.key")) for k in conf)
     # every Kubernetes setting is one Spark's backend knows (prefixes for the per-key ones)
     known = _spark_kubernetes_keys()
@@ -55,9 +65,21 @@ def test_the_executor_pod_template_runs_as_the_user_without_privileges() -> None
 
 
 def test_the_command_line_renders_both() -> None:
-    out = subprocess.run([sys.executable, "-m", "lakehub.compute.spark_k8s", "bob", "--image",
-                          "img:1", "--workers", "1"], capture_output=True, text=True,
-                         check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lakehub.compute.spark_k8s",
+            "bob",
+            "--image",
+            "img:1",
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     data = json.loads(out)
     assert data["conf"]["spark.kubernetes.container.image"] == "img:1"
     assert data["pod_template"]["metadata"]["labels"]["lakehub/owner"] == "bob"

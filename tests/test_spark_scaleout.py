@@ -36,12 +36,13 @@ def other_host() -> Iterator[tuple[str, str, str]]:
 
 def test_a_worker_in_another_network_namespace_joins_and_computes(
     other_host: tuple[str, str, str],
-) -> None:  # fmt: skip
+) -> None:
     ns, host_ip, ns_ip = other_host
     tmp = Path(tempfile.mkdtemp(prefix="lakehub-test-scaleout-", dir="/tmp"))
     settings = load_settings(data_dir=str(tmp / "data"), isolate_users=False)
-    engine = SparkEngine(settings, lambda owner: {}, lambda *a: None, spark_env=lambda: VENV,
-                         host=host_ip)  # fmt: skip
+    engine = SparkEngine(
+        settings, lambda owner: {}, lambda *a: None, spark_env=lambda: VENV, host=host_ip
+    )
     remote: subprocess.Popen[bytes] | None = None
     session = None
     try:
@@ -54,27 +55,57 @@ def test_a_worker_in_another_network_namespace_joins_and_computes(
         assert info["master"] == f"spark://{host_ip}:{info['master'].rsplit(':', 1)[1]}"
         props = settings.homes_dir / "carol" / ".lakehub" / "spark" / cluster.name / "spark.conf"
         home = pyspark_home(VENV)
-        env = {**os.environ, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": ns_ip,
-               "SPARK_NO_DAEMONIZE": "1", "LAKEHUB_HUB_ID": str(settings.data_dir)}  # fmt: skip
+        env = {
+            **os.environ,
+            "SPARK_HOME": str(home),
+            "SPARK_LOCAL_IP": ns_ip,
+            "SPARK_NO_DAEMONIZE": "1",
+            "LAKEHUB_HUB_ID": str(settings.data_dir),
+        }
         remote = subprocess.Popen(
-            ["ip", "netns", "exec", ns, str(home / "bin" / "spark-class"),
-             "org.apache.spark.deploy.worker.Worker", "--host", ns_ip, "--cores", "1",
-             "--memory", "1g", "--work-dir", str(tmp / "remote-work"),
-             "--properties-file", str(props), info["master"]],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                str(home / "bin" / "spark-class"),
+                "org.apache.spark.deploy.worker.Worker",
+                "--host",
+                ns_ip,
+                "--cores",
+                "1",
+                "--memory",
+                "1g",
+                "--work-dir",
+                str(tmp / "remote-work"),
+                "--properties-file",
+                str(props),
+                info["master"],
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
         start_jvm(local_jars(), {})
         from pyspark.sql import SparkSession
 
-        session = _build(SparkSession, info, {"endpoint": "", "key": "", "secret": ""}, "scaleout",
-                         {"spark.executor.memory": "700m"})  # fmt: skip
+        session = _build(
+            SparkSession,
+            info,
+            {"endpoint": "", "key": "", "secret": ""},
+            "scaleout",
+            {"spark.executor.memory": "700m"},
+        )
         sc = session.sparkContext
         where: set[str] = set()  # the addresses tasks ran at (each worker's SPARK_LOCAL_IP)
         deadline = time.monotonic() + 180
         while not {ns_ip, host_ip} <= where and time.monotonic() < deadline:
-            where |= set(sc.parallelize(range(16), 16).map(
-                lambda _: os.environ.get("SPARK_LOCAL_IP", "")).collect())  # fmt: skip
+            where |= set(
+                sc.parallelize(range(16), 16)
+                .map(lambda _: os.environ.get("SPARK_LOCAL_IP", ""))
+                .collect()
+            )
             time.sleep(0.5)
         assert {ns_ip, host_ip} <= where, where
         assert sc.parallelize(range(1000), 8).sum() == 499500

@@ -27,9 +27,11 @@ def push_raw(hub: Hub, token: str, tag: str, data: bytes, pieces: int) -> None:
     step = -(-len(data) // pieces)
     with httpx.Client(timeout=30) as c:
         for i in range(0, len(data), step):
-            r = c.post(f"http://127.0.0.1:{port(hub, 'ingest_http')}/{tag}",
-                       content=data[i : i + step],
-                       headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+            r = c.post(
+                f"http://127.0.0.1:{port(hub, 'ingest_http')}/{tag}",
+                content=data[i : i + step],
+                headers={"Authorization": f"Bearer {token}"},
+            )
             assert r.status_code == 200, r.text
 
 
@@ -120,8 +122,16 @@ def test_an_array_fills_from_a_raw_stream(ih: Hub) -> None:
     push_raw(ih, tok, "frames.x", b"HDR!" + frames.tobytes(), pieces=5)
     moved(ih, a, "frames", 5)
     client = lakehub.connect(ih.url, ih.token(a))
-    arr = arrays.from_stream("frames", "framesarr", "int16", (2,), skip=4, client=client,
-                             rows_per_chunk=4096, block_bytes=10_000)  # fmt: skip
+    arr = arrays.from_stream(
+        "frames",
+        "framesarr",
+        "int16",
+        (2,),
+        skip=4,
+        client=client,
+        rows_per_chunk=4096,
+        block_bytes=10_000,
+    )
     assert np.array_equal(arr[:], frames)
 
 
@@ -152,14 +162,17 @@ def test_a_reduction_over_an_array_larger_than_the_memory_limit(ih: Hub) -> None
     a = user(ih, "oc")
     client = lakehub.connect(ih.url, ih.token(a))
     rows = 16 * 2**20 // 4  # 4 Mi rows of 4 float64: 128 MiB
-    arr = arrays.create("big", shape=(rows, 4), dtype="float64", chunks=(2**18, 4),
-                        client=client)  # fmt: skip
+    arr = arrays.create("big", shape=(rows, 4), dtype="float64", chunks=(2**18, 4), client=client)
     block = np.ones((2**18, 4))
     for start in range(0, rows, 2**18):
         arr[start : start + 2**18] = block * (start // 2**18)
     expected = sum(4 * 2**18 * float(i) for i in range(rows // 2**18))
-    proc = subprocess.run([sys.executable, "-c", CHILD, ih.url, ih.token(a)],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, ih.url, ih.token(a)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["whole"] == "MemoryError", out

@@ -88,9 +88,11 @@ def _cullers(hub: Hub) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if (entry.name.isdigit() and b"lakehub.notebooks.culling" in
-                    (entry / "cmdline").read_bytes() and
-                    marker in (entry / "environ").read_bytes().split(b"\0")):
+            if (
+                entry.name.isdigit()
+                and b"lakehub.notebooks.culling" in (entry / "cmdline").read_bytes()
+                and marker in (entry / "environ").read_bytes().split(b"\0")
+            ):
                 found.append(int(entry.name))
         except OSError:
             continue
@@ -263,8 +265,12 @@ time.sleep(300)
 
 def _leftover(h: Hub) -> subprocess.Popen[bytes]:
     env = {**h.env, "LAKEHUB_HUB_ID": str(h.data_dir)}
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_PORT, str(h.port)], env=env,
-                            stdout=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_PORT, str(h.port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
     assert proc.stdout is not None and proc.stdout.readline() == b"listening\n"
     return proc
 
@@ -310,8 +316,16 @@ def test_a_killed_supervisor_takes_its_hub_along_and_up_starts_at_once() -> None
         assert holder.wait(timeout=5) == -signal.SIGKILL
         # ...and so does the next 'lakehub up', which waits for the port and starts at once
         holder = _leftover(h)
-        proc = h.cli("up", "--data-dir", str(h.data_dir), "--port", str(h.port), "--detach",
-                     check=False, timeout=300)  # fmt: skip
+        proc = h.cli(
+            "up",
+            "--data-dir",
+            str(h.data_dir),
+            "--port",
+            str(h.port),
+            "--detach",
+            check=False,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr
         assert holder.wait(timeout=5) == -signal.SIGKILL
         status = h.status()

@@ -24,9 +24,12 @@ def send(c: httpx.Client, bucket: str, key: str, data: bytes, **extra: Any) -> h
     upload_id, size = r.json()["upload_id"], r.json()["part_size"]
     parts = []
     for n, offset in enumerate(range(0, max(len(data), 1), size), start=1):
-        r = c.post(f"{uploads(bucket)}/{upload_id}/parts/{n}", params={"key": key},
-                   content=data[offset:offset + size],
-                   headers={"content-type": "application/octet-stream"})  # fmt: skip
+        r = c.post(
+            f"{uploads(bucket)}/{upload_id}/parts/{n}",
+            params={"key": key},
+            content=data[offset : offset + size],
+            headers={"content-type": "application/octet-stream"},
+        )
         if r.status_code != 200:
             return r
         parts.append({"number": n, "etag": r.json()["etag"]})
@@ -98,8 +101,12 @@ def test_bad_names_are_refused(hub: Hub, new_user) -> None:
     for key, why in BAD_NAMES:
         r = c.post(uploads(f"{name}-home"), json={"key": key, "size": 1})
         assert r.status_code == 400 and why in r.json()["detail"], (key, r.text)
-    r = c.post(f"{uploads(f'{name}-home')}/some-id/parts/1", params={"key": "../x"},
-               content=b"x", headers={"content-type": "application/octet-stream"})  # fmt: skip
+    r = c.post(
+        f"{uploads(f'{name}-home')}/some-id/parts/1",
+        params={"key": "../x"},
+        content=b"x",
+        headers={"content-type": "application/octet-stream"},
+    )
     assert r.status_code == 400 and "'..' are not allowed" in r.json()["detail"]
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=f"{name}-home")["Contents"]] == [
         "escape.txt"
@@ -120,12 +127,20 @@ def test_another_users_bucket_is_refused_and_untouched(hub: Hub, new_user) -> No
     ca = hub.browser_login(a)
     upload_id = ca.post(uploads(f"{a}-home"), json={"key": "a.bin", "size": 5}).json()["upload_id"]
     base = f"{uploads(f'{a}-home')}/{upload_id}"
-    r = cb.post(f"{base}/parts/1", params={"key": "a.bin"}, content=b"evil",
-                headers={"content-type": "application/octet-stream"})  # fmt: skip
+    r = cb.post(
+        f"{base}/parts/1",
+        params={"key": "a.bin"},
+        content=b"evil",
+        headers={"content-type": "application/octet-stream"},
+    )
     assert r.status_code == 403
     assert cb.post(f"{base}/abort", json={"key": "a.bin"}).status_code == 403
-    r = ca.post(f"{base}/parts/1", params={"key": "a.bin"}, content=b"A's 5",
-                headers={"content-type": "application/octet-stream"})  # fmt: skip
+    r = ca.post(
+        f"{base}/parts/1",
+        params={"key": "a.bin"},
+        content=b"A's 5",
+        headers={"content-type": "application/octet-stream"},
+    )
     parts = [{"number": 1, "etag": r.json()["etag"]}]
     assert cb.post(f"{base}/complete", json={"key": "a.bin", "parts": parts}).status_code == 403
     assert ca.post(f"{base}/complete", json={"key": "a.bin", "parts": parts}).status_code == 200
@@ -145,8 +160,11 @@ def test_space_grants_decide_and_requests_are_guarded(hub: Hub, new_user) -> Non
     hub.cli("space", "grant", space, "--user", reader, "--access", "write")
     assert send(c, f"space-{space}", "r.txt", b"r").status_code == 200
     # another site's page cannot drive the upload, nor a plain form, nor a huge file
-    r = c.post(uploads(f"space-{space}"), json={"key": "x", "size": 1},
-               headers={"origin": "http://evil.example"})  # fmt: skip
+    r = c.post(
+        uploads(f"space-{space}"),
+        json={"key": "x", "size": 1},
+        headers={"origin": "http://evil.example"},
+    )
     assert r.status_code == 403 and "cross-site" in r.json()["detail"]
     r = c.post(uploads(f"space-{space}"), data={"key": "x", "size": "1"})
     assert r.status_code == 415
@@ -156,6 +174,8 @@ def test_space_grants_decide_and_requests_are_guarded(hub: Hub, new_user) -> Non
     anon = httpx.Client(base_url=hub.url, timeout=30)
     r = anon.post(uploads(f"space-{space}"), json={"key": "x", "size": 1})
     assert r.status_code in (302, 303, 401)
-    keys = [o["Key"] for o in s3_for(creds_of(hub, owner)).list_objects_v2(
-        Bucket=f"space-{space}")["Contents"]]  # fmt: skip
+    keys = [
+        o["Key"]
+        for o in s3_for(creds_of(hub, owner)).list_objects_v2(Bucket=f"space-{space}")["Contents"]
+    ]
     assert keys == ["r.txt"]

@@ -85,8 +85,9 @@ def infer(fs: Any, bucket: str, prefix: str, fmt: str, partitioning: list[str] |
         try:
             out.row_count = int(data.count_rows())  # Parquet: footers only, every file checked
         except Exception as err:
-            raise tables.TableError(f"cannot read s3://{base}/ as {fmt}: "
-                                    f"{str(err).splitlines()[0][:300]}") from None  # fmt: skip
+            raise tables.TableError(
+                f"cannot read s3://{base}/ as {fmt}: {str(err).splitlines()[0][:300]}"
+            ) from None
     return out
 
 
@@ -156,24 +157,43 @@ class Catalog:
     def _view(self, s: Session, row: Dataset, access: str | None, admin: bool) -> DatasetView:
         owner = s.get(User, row.owner_id).name if row.owner_id else None  # type: ignore[union-attr]
         return DatasetView(
-            name=row.name, bucket=row.bucket, prefix=row.prefix, format=row.format,
+            name=row.name,
+            bucket=row.bucket,
+            prefix=row.prefix,
+            format=row.format,
             partitioning=[p for p in row.partitioning.split(",") if p],
-            description=row.description, tags=[t for t in row.tags.split(",") if t],
-            lineage=row.lineage, owner=owner, schema=json.loads(row.schema_json),
-            partitions=json.loads(row.partitions_json), row_count=row.row_count,
-            size_bytes=row.size_bytes, file_count=row.file_count, created_at=row.created_at,
+            description=row.description,
+            tags=[t for t in row.tags.split(",") if t],
+            lineage=row.lineage,
+            owner=owner,
+            schema=json.loads(row.schema_json),
+            partitions=json.loads(row.partitions_json),
+            row_count=row.row_count,
+            size_bytes=row.size_bytes,
+            file_count=row.file_count,
+            created_at=row.created_at,
             updated_at=row.updated_at,
             access=access or ("admin" if admin else "read"),
-        )  # fmt: skip
+        )
 
     # operations ----------------------------------------------------------------------------
     def register(
-        self, name: str, path: str, fmt: str, actor: str, *, partitioning: list[str] | None = None,
-        description: str = "", tags: list[str] | None = None, lineage: str = "",
-    ) -> DatasetView:  # fmt: skip
+        self,
+        name: str,
+        path: str,
+        fmt: str,
+        actor: str,
+        *,
+        partitioning: list[str] | None = None,
+        description: str = "",
+        tags: list[str] | None = None,
+        lineage: str = "",
+    ) -> DatasetView:
         if not NAME_RE.match(name):
-            raise UserError(f"invalid dataset name {name!r}: lowercase letters, digits, _ and -, "
-                            "starting with a letter, at most 63")  # fmt: skip
+            raise UserError(
+                f"invalid dataset name {name!r}: lowercase letters, digits, _ and -, "
+                "starting with a letter, at most 63"
+            )
         try:
             bucket, prefix = tables.split_path(path)
             tables.check_format(fmt)
@@ -187,18 +207,29 @@ class Catalog:
             if s.scalar(select(Dataset.id).where(Dataset.name == name)):
                 raise UserError(f"dataset {name!r} already exists", 409)
             if self._access(bucket, actor, shared_access(s).get(actor, {})) != "write":
-                raise UserError(f"you cannot publish into bucket {bucket!r}: register datasets "
-                                "in your own buckets or in spaces you may write", 403)  # fmt: skip
+                raise UserError(
+                    f"you cannot publish into bucket {bucket!r}: register datasets "
+                    "in your own buckets or in spaces you may write",
+                    403,
+                )
         found = self._infer(actor, bucket, prefix, fmt, partitioning)
         try:
             with self.db.session() as s:
                 owner = self.directory.get(s, actor)
-                s.add(Dataset(
-                    name=name, bucket=bucket, prefix=prefix, format=fmt,
-                    partitioning=",".join(found.partitioning), description=description,
-                    tags=tag_text, lineage=lineage, owner_id=owner.id,
-                    **self._columns(found),
-                ))  # fmt: skip
+                s.add(
+                    Dataset(
+                        name=name,
+                        bucket=bucket,
+                        prefix=prefix,
+                        format=fmt,
+                        partitioning=",".join(found.partitioning),
+                        description=description,
+                        tags=tag_text,
+                        lineage=lineage,
+                        owner_id=owner.id,
+                        **self._columns(found),
+                    )
+                )
                 self.directory.record_event(
                     s, actor, "dataset.register", name, f"s3://{bucket}/{prefix}"
                 )
@@ -206,8 +237,9 @@ class Catalog:
             raise UserError(f"dataset {name!r} already exists", 409) from None
         return self.get(name, actor, False)
 
-    def _infer(self, actor: str, bucket: str, prefix: str, fmt: str,
-               partitioning: list[str] | None) -> Inferred:  # fmt: skip
+    def _infer(
+        self, actor: str, bucket: str, prefix: str, fmt: str, partitioning: list[str] | None
+    ) -> Inferred:
         try:
             return infer(self._fs_for(actor), bucket, prefix, fmt, partitioning)
         except tables.TableError as err:
@@ -244,9 +276,15 @@ class Catalog:
         return self.get(name, actor, admin)
 
     def update(
-        self, name: str, actor: str, admin: bool, *, description: str | None = None,
-        tags: list[str] | None = None, lineage: str | None = None,
-    ) -> DatasetView:  # fmt: skip
+        self,
+        name: str,
+        actor: str,
+        admin: bool,
+        *,
+        description: str | None = None,
+        tags: list[str] | None = None,
+        lineage: str | None = None,
+    ) -> DatasetView:
         with self.db.session() as s:
             row = self._row(s, name, actor, admin, write=True)
             if description is not None:
@@ -271,8 +309,9 @@ class Catalog:
             access = self._access(row.bucket, viewer, shared_access(s).get(viewer, {}))
             return self._view(s, row, access, admin)
 
-    def search(self, viewer: str, admin: bool, q: str = "", tag: str = "",
-               column: str = "") -> list[DatasetView]:  # fmt: skip
+    def search(
+        self, viewer: str, admin: bool, q: str = "", tag: str = "", column: str = ""
+    ) -> list[DatasetView]:
         """Visible datasets whose name, description, tags or columns match ``q``."""
         q, tag, column = q.strip().lower(), tag.strip().lower(), column.strip().lower()
         with self.db.session() as s:
@@ -302,8 +341,9 @@ class Catalog:
             return {"columns": [], "rows": [], "note": f"no row preview for {view.format} data"}
         limit = max(1, min(limit, PREVIEW_MAX))
         try:
-            data = tables.open_dataset(self._fs_for(viewer), view.bucket, view.prefix,
-                                       view.format, view.partitioning)  # fmt: skip
+            data = tables.open_dataset(
+                self._fs_for(viewer), view.bucket, view.prefix, view.format, view.partitioning
+            )
             head = tables.head(data, limit)
         except tables.TableError as err:
             raise UserError(

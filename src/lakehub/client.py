@@ -29,8 +29,10 @@ class LakeCredentials:
     region: str = "us-east-1"
 
     def __repr__(self) -> str:
-        return (f"LakeCredentials(endpoint_url={self.endpoint_url!r}, "
-                f"access_key_id={self.access_key_id!r}, bucket={self.bucket!r})")  # fmt: skip
+        return (
+            f"LakeCredentials(endpoint_url={self.endpoint_url!r}, "
+            f"access_key_id={self.access_key_id!r}, bucket={self.bucket!r})"
+        )
 
     def boto3_kwargs(self) -> dict[str, str]:
         return {
@@ -47,9 +49,11 @@ class LakeCredentials:
 
     def storage_options(self) -> dict[str, Any]:
         """For pandas/s3fs: ``pd.read_parquet(url, storage_options=creds.storage_options())``."""
-        return {"key": self.access_key_id, "secret": self.secret_access_key,
-                "client_kwargs": {"endpoint_url": self.endpoint_url,
-                                  "region_name": self.region}}  # fmt: skip
+        return {
+            "key": self.access_key_id,
+            "secret": self.secret_access_key,
+            "client_kwargs": {"endpoint_url": self.endpoint_url, "region_name": self.region},
+        }
 
     def filesystem(self) -> Any:
         """An fsspec filesystem (s3fs) with these credentials."""
@@ -65,8 +69,10 @@ class ConnectionCredentials(LakeCredentials):
     name: str = ""
 
     def __repr__(self) -> str:
-        return (f"ConnectionCredentials(name={self.name!r}, endpoint_url={self.endpoint_url!r}, "
-                f"access_key_id={self.access_key_id!r}, bucket={self.bucket!r})")  # fmt: skip
+        return (
+            f"ConnectionCredentials(name={self.name!r}, endpoint_url={self.endpoint_url!r}, "
+            f"access_key_id={self.access_key_id!r}, bucket={self.bucket!r})"
+        )
 
 
 class Connections:
@@ -83,21 +89,39 @@ class Connections:
     def get(self, name: str) -> ConnectionCredentials:
         data = self._client.request("GET", f"/api/connections/{quote(name, safe='')}/credentials")
         return ConnectionCredentials(
-            endpoint_url=data["endpoint_url"], access_key_id=data["access_key_id"],
-            secret_access_key=data["secret_access_key"], bucket=data["bucket"],
-            region=data["region"], name=data["name"],
-        )  # fmt: skip
+            endpoint_url=data["endpoint_url"],
+            access_key_id=data["access_key_id"],
+            secret_access_key=data["secret_access_key"],
+            bucket=data["bucket"],
+            region=data["region"],
+            name=data["name"],
+        )
 
     def create(
-        self, name: str, endpoint_url: str, access_key_id: str, secret_access_key: str, *,
-        region: str = "", bucket: str = "", verify: bool = True,
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        name: str,
+        endpoint_url: str,
+        access_key_id: str,
+        secret_access_key: str,
+        *,
+        region: str = "",
+        bucket: str = "",
+        verify: bool = True,
+    ) -> dict[str, Any]:
         """Register a connection; the endpoint must accept the keys unless ``verify=False``."""
-        data: dict[str, Any] = self._client.request("POST", "/api/connections", json={
-            "name": name, "endpoint_url": endpoint_url, "access_key_id": access_key_id,
-            "secret_access_key": secret_access_key, "region": region, "bucket": bucket,
-            "verify": verify,
-        })  # fmt: skip
+        data: dict[str, Any] = self._client.request(
+            "POST",
+            "/api/connections",
+            json={
+                "name": name,
+                "endpoint_url": endpoint_url,
+                "access_key_id": access_key_id,
+                "secret_access_key": secret_access_key,
+                "region": region,
+                "bucket": bucket,
+                "verify": verify,
+            },
+        )
         return data
 
     def delete(self, name: str) -> None:
@@ -141,10 +165,15 @@ class Servers:
         data: list[dict[str, Any]] = self._client.request("GET", "/api/servers")
         return data
 
-    def start(self, name: str = "default", environment: str | None = None,
-              size: str | None = None, env: dict[str, str] | None = None,
-              secret_env: dict[str, str] | None = None,
-              wait: float = 120) -> dict[str, Any]:  # fmt: skip
+    def start(
+        self,
+        name: str = "default",
+        environment: str | None = None,
+        size: str | None = None,
+        env: dict[str, str] | None = None,
+        secret_env: dict[str, str] | None = None,
+        wait: float = 120,
+    ) -> dict[str, Any]:
         """Start a server and wait (up to ``wait`` seconds) until it is ready.
 
         ``env`` and ``secret_env`` are saved as your variables first (secret ones encrypted and
@@ -173,10 +202,12 @@ class Lake:
     def credentials(self) -> LakeCredentials:
         data = self._client.request("GET", "/api/lake/credentials")
         return LakeCredentials(
-            endpoint_url=data["endpoint_url"], access_key_id=data["access_key_id"],
-            secret_access_key=data["secret_access_key"], bucket=data["bucket"],
+            endpoint_url=data["endpoint_url"],
+            access_key_id=data["access_key_id"],
+            secret_access_key=data["secret_access_key"],
+            bucket=data["bucket"],
             region=data.get("region", "us-east-1"),
-        )  # fmt: skip
+        )
 
     def rotate(self) -> LakeCredentials:
         self._client.request("POST", "/api/lake/credentials/rotate")

@@ -76,8 +76,9 @@ class Settings(BaseSettings):
         "one machine may share one: a finished build of the same spec is reused, not rebuilt.",
     )
     notebook_max_servers: int = Field(
-        default=3, ge=1, description="Servers a user may run at once, unless a user policy says "
-        "otherwise."
+        default=3,
+        ge=1,
+        description="Servers a user may run at once, unless a user policy says otherwise.",
     )
     compute_max_workers: int = Field(default=8, ge=1, description="Workers per cluster.")
     compute_max_worker_cores: float = Field(default=4, gt=0, description="Cores per worker.")
@@ -91,8 +92,9 @@ class Settings(BaseSettings):
         default=1800, ge=60, description="Seconds after which an idle cluster is stopped."
     )
     compute_bind: str = Field(
-        default="127.0.0.1", description="Address the clusters' scheduler ports listen on; "
-        "workers on other hosts need one they can reach."
+        default="127.0.0.1",
+        description="Address the clusters' scheduler ports listen on; "
+        "workers on other hosts need one they can reach.",
     )
     signup_per_address: int = Field(
         default=5, ge=1, description="Sign-up requests one client address may make a minute."
@@ -101,8 +103,10 @@ class Settings(BaseSettings):
         default=30, ge=1, description="Sign-up requests everyone together may make a minute."
     )
     cull_check_interval: int = Field(
-        default=0, ge=0, description="Seconds between idle checks; 0: a tenth of the timeout "
-        "(at least 1 s, at most 300 s)."
+        default=0,
+        ge=0,
+        description="Seconds between idle checks; 0: a tenth of the timeout "
+        "(at least 1 s, at most 300 s).",
     )
 
     ingest: bool = Field(default=True, description="Run the Forward and HTTP receivers.")
@@ -120,21 +124,28 @@ class Settings(BaseSettings):
     )
     forward_tls_key: Path | None = Field(default=None, description="PEM private key for TLS.")
     ingest_buffer_max_bytes: int = Field(
-        default=2 * 2**30, ge=1 << 20, description="Bytes the local log may hold that have not "
+        default=2 * 2**30,
+        ge=1 << 20,
+        description="Bytes the local log may hold that have not "
         "reached the lake yet; beyond it the receivers refuse new data (Forward: no ack, HTTP 503)."
-        " Includes what is parked for streams that cannot be written, each of which may hold half."
+        " Includes what is parked for streams that cannot be written, each of which may hold half.",
     )
     ingest_segment_bytes: int = Field(
-        default=64 * 2**20, ge=1 << 16, description="Size at which the local log starts a new "
-        "segment file."
+        default=64 * 2**20,
+        ge=1 << 16,
+        description="Size at which the local log starts a new segment file.",
     )
     ingest_dedupe_seconds: int = Field(
-        default=3600, ge=0, description="How long a Forward chunk id is remembered, so a "
-        "client's retry of an acknowledged chunk is stored once."
+        default=3600,
+        ge=0,
+        description="How long a Forward chunk id is remembered, so a "
+        "client's retry of an acknowledged chunk is stored once.",
     )
     ingest_batch_seconds: float = Field(
-        default=1.0, gt=0, description="Most seconds the writer waits to fill a batch for the "
-        "lake (a batch is one Parquet file or raw object per stream and day)."
+        default=1.0,
+        gt=0,
+        description="Most seconds the writer waits to fill a batch for the "
+        "lake (a batch is one Parquet file or raw object per stream and day).",
     )
 
     @field_validator("admin_user")

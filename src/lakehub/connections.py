@@ -91,11 +91,18 @@ def s3_client(endpoint_url: str, region: str, access_key: str, secret: str) -> A
     from botocore.config import Config
 
     return boto3.client(
-        "s3", endpoint_url=endpoint_url, region_name=region, aws_access_key_id=access_key,
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=access_key,
         aws_secret_access_key=secret,
-        config=Config(signature_version="s3v4", connect_timeout=VERIFY_TIMEOUT,
-                      read_timeout=VERIFY_TIMEOUT, retries={"max_attempts": 1}),
-    )  # fmt: skip
+        config=Config(
+            signature_version="s3v4",
+            connect_timeout=VERIFY_TIMEOUT,
+            read_timeout=VERIFY_TIMEOUT,
+            retries={"max_attempts": 1},
+        ),
+    )
 
 
 REFUSED = {
@@ -141,9 +148,18 @@ class Connections:
         self.on_change = on_change
 
     def create(
-        self, owner: str, name: str, endpoint_url: str, access_key: str, secret: str, *,
-        region: str = "", bucket: str = "", verify_first: bool = True, actor: str | None = None,
-    ) -> ConnectionView:  # fmt: skip
+        self,
+        owner: str,
+        name: str,
+        endpoint_url: str,
+        access_key: str,
+        secret: str,
+        *,
+        region: str = "",
+        bucket: str = "",
+        verify_first: bool = True,
+        actor: str | None = None,
+    ) -> ConnectionView:
         endpoint_url = check_endpoint(endpoint_url)
         region, bucket = region.strip() or "us-east-1", bucket.strip()
         access_key = access_key.strip()
@@ -159,22 +175,31 @@ class Connections:
                 user = self._owner(s, owner)
                 if self._find(s, owner, name) is not None:
                     raise UserError(f"you already have a connection named {name!r}", 409)
-                s.add(Connection(
-                    owner_id=user.id, name=name, endpoint_url=endpoint_url, region=region,
-                    access_key=access_key, secret_enc=self.vault.encrypt(secret), bucket=bucket,
-                ))  # fmt: skip
+                s.add(
+                    Connection(
+                        owner_id=user.id,
+                        name=name,
+                        endpoint_url=endpoint_url,
+                        region=region,
+                        access_key=access_key,
+                        secret_enc=self.vault.encrypt(secret),
+                        bucket=bucket,
+                    )
+                )
                 detail = endpoint_url + (f" bucket {bucket}" if bucket else "")
                 detail += "" if verify_first else " (not verified)"
-                self.directory.record_event(s, actor or owner, "connection.create",
-                                            f"{owner}/{name}", detail)  # fmt: skip
+                self.directory.record_event(
+                    s, actor or owner, "connection.create", f"{owner}/{name}", detail
+                )
             self._changed(owner)
         return self.get(owner, name)
 
     def owned_by(self, owner: str) -> list[ConnectionView]:
         with self.db.session() as s:
             user = self._owner(s, owner)
-            rows = s.scalars(select(Connection).where(Connection.owner_id == user.id)
-                             .order_by(Connection.name))  # fmt: skip
+            rows = s.scalars(
+                select(Connection).where(Connection.owner_id == user.id).order_by(Connection.name)
+            )
             return [_view(c) for c in rows]
 
     def get(self, owner: str, name: str) -> ConnectionView:
@@ -187,8 +212,9 @@ class Connections:
             c = self._one(s, owner, name)
             v = _view(c)
             secret = self.vault.decrypt(c.secret_enc)
-        return ConnectionSecret(v.name, v.endpoint_url, v.region, v.access_key, v.bucket,
-                                v.created_at, secret)  # fmt: skip
+        return ConnectionSecret(
+            v.name, v.endpoint_url, v.region, v.access_key, v.bucket, v.created_at, secret
+        )
 
     def client(self, owner: str, name: str) -> Any:
         """A boto3 S3 client with the connection's credentials."""
@@ -199,8 +225,9 @@ class Connections:
         with self._lock:
             with self.db.session() as s:
                 s.delete(self._one(s, owner, name))
-                self.directory.record_event(s, actor or owner, "connection.delete",
-                                            f"{owner}/{name}")  # fmt: skip
+                self.directory.record_event(
+                    s, actor or owner, "connection.delete", f"{owner}/{name}"
+                )
             self._changed(owner)
 
     # helpers -------------------------------------------------------------------------------
@@ -216,9 +243,10 @@ class Connections:
 
     def _find(self, s: Session, owner: str, name: str) -> Connection | None:
         return s.scalar(
-            select(Connection).join(User, User.id == Connection.owner_id)
+            select(Connection)
+            .join(User, User.id == Connection.owner_id)
             .where(User.name == owner, Connection.name == name)
-        )  # fmt: skip
+        )
 
     def _one(self, s: Session, owner: str, name: str) -> Connection:
         c = self._find(s, owner, name)

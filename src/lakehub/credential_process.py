@@ -26,8 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     except LakeHubError as err:
         print(f"lakehub: connection {args[0]!r}: {err.detail}", file=sys.stderr)
         return 1
-    print(json.dumps({"Version": 1, "AccessKeyId": data["access_key_id"],
-                      "SecretAccessKey": data["secret_access_key"]}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "Version": 1,
+                "AccessKeyId": data["access_key_id"],
+                "SecretAccessKey": data["secret_access_key"],
+            }
+        )
+    )
     return 0
 
 

@@ -41,8 +41,10 @@ def _need(module: str, extra: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ImportError(f"{extra} needs the '{module.split('.')[0]}' package in this "
-                          "environment: pip install " + module.split(".")[0]) from None  # fmt: skip
+        raise ImportError(
+            f"{extra} needs the '{module.split('.')[0]}' package in this "
+            "environment: pip install " + module.split(".")[0]
+        ) from None
 
 
 class Dataset:
@@ -60,8 +62,10 @@ class Dataset:
         self._fs: Any = None
 
     def __repr__(self) -> str:
-        return (f"Dataset({self.name!r}, {self.path}, {self.format}, rows={self.row_count}, "
-                f"partitioning={self.partitioning})")  # fmt: skip
+        return (
+            f"Dataset({self.name!r}, {self.path}, {self.format}, rows={self.row_count}, "
+            f"partitioning={self.partitioning})"
+        )
 
     @property
     def filesystem(self) -> Any:
@@ -73,8 +77,13 @@ class Dataset:
 
     def arrow_dataset(self) -> Any:
         """The pyarrow Dataset: lazy, partition-aware, for scanners of your own."""
-        return tables.open_dataset(self.filesystem, self.info["bucket"], self.info["prefix"],
-                                   self.format, self.partitioning)  # fmt: skip
+        return tables.open_dataset(
+            self.filesystem,
+            self.info["bucket"],
+            self.info["prefix"],
+            self.format,
+            self.partitioning,
+        )
 
     def to_arrow(self, columns: builtins.list[str] | None = None, filter: Any = None) -> Any:
         """A pyarrow Table of the chosen columns and rows; ``filter`` is a pyarrow expression
@@ -84,8 +93,9 @@ class Dataset:
     def to_pandas(self, columns: builtins.list[str] | None = None, filter: Any = None) -> Any:
         return self.to_arrow(columns, filter).to_pandas()
 
-    def to_polars(self, columns: builtins.list[str] | None = None, filter: Any = None,
-                  lazy: bool = False) -> Any:  # fmt: skip
+    def to_polars(
+        self, columns: builtins.list[str] | None = None, filter: Any = None, lazy: bool = False
+    ) -> Any:
         """A polars DataFrame, or with ``lazy=True`` a LazyFrame that pushes work into the scan."""
         pl = _need("polars", "to_polars()")
         if lazy:
@@ -102,9 +112,16 @@ class Dataset:
         if not paths:
             raise LakeHubError(0, f"no files of {self.name!r} match {filter!r}")
         c = self._client.lake.credentials()
-        reader = _FileReader((c.endpoint_url, c.access_key_id, c.secret_access_key),
-                             self.info["bucket"], self.info["prefix"], self.format,
-                             self.partitioning, columns, expr, data.schema)  # fmt: skip
+        reader = _FileReader(
+            (c.endpoint_url, c.access_key_id, c.secret_access_key),
+            self.info["bucket"],
+            self.info["prefix"],
+            self.format,
+            self.partitioning,
+            columns,
+            expr,
+            data.schema,
+        )
         meta = data.schema.empty_table().select(columns or data.schema.names).to_pandas()
         return dd.from_map(reader, paths, meta=meta, enforce_metadata=False)
 
@@ -145,17 +162,26 @@ class Dataset:
 class _FileReader:
     """Reads one file of a dataset on a Dask worker (picklable: keys, not clients)."""
 
-    def __init__(self, keys: tuple[str, str, str], bucket: str, prefix: str, fmt: str,
-                 partitioning: builtins.list[str], columns: Any, expr: Any,
-                 schema: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        keys: tuple[str, str, str],
+        bucket: str,
+        prefix: str,
+        fmt: str,
+        partitioning: builtins.list[str],
+        columns: Any,
+        expr: Any,
+        schema: Any,
+    ) -> None:
         self.keys, self.bucket, self.prefix, self.fmt = keys, bucket, prefix, fmt
         self.partitioning, self.columns, self.expr = partitioning, columns, expr
         self.schema = schema  # the whole dataset's: a file lacking a field reads it as null
 
     def __call__(self, path: str) -> Any:
         fs = tables.s3_filesystem(*self.keys)
-        data = tables.open_dataset(fs, self.bucket, self.prefix, self.fmt, self.partitioning,
-                                   [_Info(path)], self.schema)  # fmt: skip
+        data = tables.open_dataset(
+            fs, self.bucket, self.prefix, self.fmt, self.partitioning, [_Info(path)], self.schema
+        )
         return data.to_table(columns=self.columns, filter=self.expr).to_pandas()
 
 
@@ -182,23 +208,42 @@ def list(client: Client | None = None) -> builtins.list[Dataset]:  # noqa: A001
     return search(client=client)
 
 
-def register(name: str, path: str, format: str = "parquet", *,
-             partitioning: builtins.list[str] | None = None, description: str = "",
-             tags: builtins.list[str] | tuple[str, ...] = (), lineage: str = "",
-             client: Client | None = None) -> Dataset:  # fmt: skip
+def register(
+    name: str,
+    path: str,
+    format: str = "parquet",
+    *,
+    partitioning: builtins.list[str] | None = None,
+    description: str = "",
+    tags: builtins.list[str] | tuple[str, ...] = (),
+    lineage: str = "",
+    client: Client | None = None,
+) -> Dataset:
     """Catalogue files already in the lake; LakeHub infers schema, partitions, rows and size."""
     c = _client(client)
     body = {
-        "name": name, "path": path, "format": format, "partitioning": partitioning,
-        "description": description, "tags": builtins.list(tags), "lineage": lineage,
-    }  # fmt: skip
+        "name": name,
+        "path": path,
+        "format": format,
+        "partitioning": partitioning,
+        "description": description,
+        "tags": builtins.list(tags),
+        "lineage": lineage,
+    }
     return Dataset(c, c.request("POST", "/api/datasets", json=body))
 
 
-def create(name: str, data: Any, partition_by: builtins.list[str] | None = None, *,
-           path: str | None = None, description: str = "",
-           tags: builtins.list[str] | tuple[str, ...] = (), lineage: str = "",
-           client: Client | None = None) -> Dataset:  # fmt: skip
+def create(
+    name: str,
+    data: Any,
+    partition_by: builtins.list[str] | None = None,
+    *,
+    path: str | None = None,
+    description: str = "",
+    tags: builtins.list[str] | tuple[str, ...] = (),
+    lineage: str = "",
+    client: Client | None = None,
+) -> Dataset:
     """Write a dataframe (pandas, polars or pyarrow) as hive-partitioned Parquet and register it.
 
     The default place is ``s3://<you>-home/datasets/<name>/``. Nothing is overwritten: a taken
@@ -227,12 +272,25 @@ def create(name: str, data: Any, partition_by: builtins.list[str] | None = None,
     base = f"{bucket}/{prefix}"
     try:
         pads.write_dataset(
-            table, base, filesystem=fs, format="parquet", partitioning=partition_by or None,
+            table,
+            base,
+            filesystem=fs,
+            format="parquet",
+            partitioning=partition_by or None,
             partitioning_flavor="hive" if partition_by else None,
-            basename_template="part-{i}.parquet", existing_data_behavior="overwrite_or_ignore",
-        )  # fmt: skip
-        return register(name, f"s3://{base}", "parquet", partitioning=partition_by or [],
-                        description=description, tags=tags, lineage=lineage, client=c)  # fmt: skip
+            basename_template="part-{i}.parquet",
+            existing_data_behavior="overwrite_or_ignore",
+        )
+        return register(
+            name,
+            f"s3://{base}",
+            "parquet",
+            partitioning=partition_by or [],
+            description=description,
+            tags=tags,
+            lineage=lineage,
+            client=c,
+        )
     except BaseException:
         fs.delete_dir_contents(base, missing_dir_ok=True)
         raise

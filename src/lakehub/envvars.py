@@ -26,10 +26,20 @@ MAX_VALUE = 32 * 1024  # bytes (UTF-8), per value
 MAX_TOTAL = 256 * 1024  # bytes, all of a user's values: an environment must fit in exec()
 MAX_VARS = 100
 RESERVED_PREFIXES = ("AWS_", "LAKEHUB_", "JUPYTERHUB_", "JPY_", "LD_", "PYTHON")
-RESERVED_NAMES = frozenset({
-    "S3_ENDPOINT_URL", "PATH", "HOME", "USER", "SHELL", "VIRTUAL_ENV",
-    "MEM_LIMIT", "MEM_GUARANTEE", "CPU_LIMIT", "CPU_GUARANTEE",
-})  # fmt: skip
+RESERVED_NAMES = frozenset(
+    {
+        "S3_ENDPOINT_URL",
+        "PATH",
+        "HOME",
+        "USER",
+        "SHELL",
+        "VIRTUAL_ENV",
+        "MEM_LIMIT",
+        "MEM_GUARANTEE",
+        "CPU_LIMIT",
+        "CPU_GUARANTEE",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -54,8 +64,9 @@ def check_name(name: str) -> str:
     if len(name) > MAX_NAME:
         raise UserError(f"variable names have at most {MAX_NAME} characters")
     if not NAME_RE.match(name):
-        raise UserError(f"invalid variable name {name!r}: letters, digits and '_', "
-                        "not starting with a digit")  # fmt: skip
+        raise UserError(
+            f"invalid variable name {name!r}: letters, digits and '_', not starting with a digit"
+        )
     upper = name.upper()
     if upper in RESERVED_NAMES or upper.startswith(RESERVED_PREFIXES):
         raise UserError(f"{name} is set by LakeHub itself and cannot be changed")
@@ -66,8 +77,9 @@ def check_value(name: str, value: object) -> str:
     if not isinstance(value, str):
         raise UserError(f"the value of {name} is missing or not a string")
     if "\x00" in value:
-        raise UserError(f"the value of {name} contains a NUL character, which no environment "
-                        "can hold")  # fmt: skip
+        raise UserError(
+            f"the value of {name} contains a NUL character, which no environment can hold"
+        )
     if len(value.encode()) > MAX_VALUE:
         raise UserError(f"the value of {name} is longer than {MAX_VALUE // 1024} KiB")
     return value
@@ -81,16 +93,24 @@ class EnvVars:
         self.db = directory.db
         self.vault = directory.vault
 
-    def set(self, owner: str, name: str, value: object, *, secret: bool = False,
-            actor: str | None = None) -> EnvVarView:  # fmt: skip
+    def set(
+        self,
+        owner: str,
+        name: str,
+        value: object,
+        *,
+        secret: bool = False,
+        actor: str | None = None,
+    ) -> EnvVarView:
         """Create or replace ``name`` (its value and whether it is secret)."""
         check_name(name)
         plain = check_value(name, value)
         try:
             return self._set(owner, name, plain, bool(secret), actor or owner)
         except IntegrityError:  # the same name created at the same moment by another request
-            raise UserError(f"{name} was changed by another request at the same time; "
-                            "try again", 409) from None  # fmt: skip
+            raise UserError(
+                f"{name} was changed by another request at the same time; try again", 409
+            ) from None
 
     def _set(self, owner: str, name: str, plain: str, secret: bool, actor: str) -> EnvVarView:
         with self.db.session() as s:
@@ -104,8 +124,10 @@ class EnvVars:
                 len(self.vault.decrypt(r.value_enc).encode()) for r in others
             )
             if total > MAX_TOTAL:
-                raise UserError(f"your variables' values would exceed {MAX_TOTAL // 1024} KiB "
-                                "in all; delete or shorten some first")  # fmt: skip
+                raise UserError(
+                    f"your variables' values would exceed {MAX_TOTAL // 1024} KiB "
+                    "in all; delete or shorten some first"
+                )
             if row is None:
                 row = EnvVar(owner_id=user.id, name=name)
                 s.add(row)
@@ -113,22 +135,21 @@ class EnvVars:
             row.secret = secret
             row.updated_at = utcnow()
             s.flush()
-            self.directory.record_event(s, actor, "env.set", f"{owner}/{name}",
-                                        "secret" if secret else "")  # fmt: skip
+            self.directory.record_event(
+                s, actor, "env.set", f"{owner}/{name}", "secret" if secret else ""
+            )
             return self._view(row)
 
     def owned_by(self, owner: str) -> list[EnvVarView]:
         with self.db.session() as s:
             user = self._owner(s, owner)
-            rows = s.scalars(select(EnvVar).where(EnvVar.owner_id == user.id)
-                             .order_by(EnvVar.name))  # fmt: skip
+            rows = s.scalars(select(EnvVar).where(EnvVar.owner_id == user.id).order_by(EnvVar.name))
             return [self._view(r) for r in rows]
 
     def delete(self, owner: str, name: str, actor: str | None = None) -> None:
         with self.db.session() as s:
             user = self._owner(s, owner)
-            row = s.scalar(select(EnvVar).where(EnvVar.owner_id == user.id,
-                                                EnvVar.name == name))  # fmt: skip
+            row = s.scalar(select(EnvVar).where(EnvVar.owner_id == user.id, EnvVar.name == name))
             if row is None:
                 raise UserError(f"no variable named {name!r}", 404)
             s.delete(row)

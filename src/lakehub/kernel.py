@@ -73,8 +73,10 @@ def limit_from_env(environ: Mapping[str, str] = os.environ) -> int:
     try:
         return max(0, int(environ.get(ENV) or 0))
     except ValueError:
-        print(f"lakehub.kernel: ignoring {ENV}={environ[ENV]!r} (not a number of bytes)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"lakehub.kernel: ignoring {ENV}={environ[ENV]!r} (not a number of bytes)",
+            file=sys.stderr,
+        )
         return 0
 
 
@@ -99,14 +101,17 @@ def explain_memory_errors(shell: Any, limit: int) -> None:
     """Make a cell's ``MemoryError`` say what happened and what to do."""
     size = os.environ.get("LAKEHUB_SIZE")
     amount = f"{limit / 2**30:.1f} GiB" if limit >= 2**30 else f"{limit // 2**20} MiB"
-    message = (f"the kernel refused an allocation that cannot fit: this notebook server "
-               f"{f'(size {size}) ' if size else ''}has {amount} of memory for everything it "
-               "runs. Free memory (del "
-               "large objects, shut down other kernels), work on less data at a time, or start "
-               "the server with a larger size.")  # fmt: skip
+    message = (
+        f"the kernel refused an allocation that cannot fit: this notebook server "
+        f"{f'(size {size}) ' if size else ''}has {amount} of memory for everything it "
+        "runs. Free memory (del "
+        "large objects, shut down other kernels), work on less data at a time, or start "
+        "the server with a larger size."
+    )
 
-    def handler(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None
-                ) -> None:  # fmt: skip
+    def handler(
+        shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None
+    ) -> None:
         if not value.args:
             value.args = (message,)
         elif message not in getattr(value, "__notes__", ()):

@@ -100,8 +100,11 @@ def reap(data_dir: str) -> None:
     while os.read(0, 4096):  # nothing is ever written: this returns b"" once the writer is gone
         pass
     count, stuck = stop(data_dir)
-    print(f"reaper: the supervisor is gone; stopped {count} processes it left"
-          + (f"; these would not stop: {stuck}" if stuck else ""), flush=True)  # fmt: skip
+    print(
+        f"reaper: the supervisor is gone; stopped {count} processes it left"
+        + (f"; these would not stop: {stuck}" if stuck else ""),
+        flush=True,
+    )
 
 
 def start_reaper(data_dir: Path, log_file: Path) -> int:
@@ -110,10 +113,13 @@ def start_reaper(data_dir: Path, log_file: Path) -> int:
     read_end, write_end = os.pipe()
     with open(log_file, "ab") as out:
         subprocess.Popen(
-            [sys.executable, "-m", "lakehub.leftovers", str(data_dir)], stdin=read_end,
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **marker(data_dir)},
+            [sys.executable, "-m", "lakehub.leftovers", str(data_dir)],
+            stdin=read_end,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **marker(data_dir)},
             start_new_session=True,  # a signal to the supervisor's group does not reach it
-        )  # fmt: skip
+        )
     os.close(read_end)
     return write_end
 

@@ -47,8 +47,18 @@ class QuotaView:
 
     @classmethod
     def of(cls, q: Quota) -> QuotaView:
-        return cls(q.kind, q.name, q.max_bytes, q.max_objects, q.used_bytes, q.used_objects,
-                   q.measured_at, q.blocked, q.set_by, q.updated_at)  # fmt: skip
+        return cls(
+            q.kind,
+            q.name,
+            q.max_bytes,
+            q.max_objects,
+            q.used_bytes,
+            q.used_objects,
+            q.measured_at,
+            q.blocked,
+            q.set_by,
+            q.updated_at,
+        )
 
     def usage(self) -> str:
         """``1.2 MiB of 1.0 MiB used, 3 of 1000 objects``."""
@@ -62,8 +72,10 @@ class QuotaView:
     def message(self) -> str:
         if not self.blocked:
             return ""
-        return (f"quota exceeded for {self.kind} {self.name}: {self.usage()}; "
-                "delete something or ask an admin")  # fmt: skip
+        return (
+            f"quota exceeded for {self.kind} {self.name}: {self.usage()}; "
+            "delete something or ask an admin"
+        )
 
     def covers(self, bucket: str) -> bool:
         return covers(self.kind, self.name, bucket)
@@ -74,8 +86,9 @@ def covers(kind: str, name: str, bucket: str) -> bool:
     return bucket == space_bucket(name) if kind == "space" else bucket.startswith(f"{name}-")
 
 
-def over(used_bytes: int, used_objects: int, max_bytes: int | None,
-         max_objects: int | None) -> bool:  # fmt: skip
+def over(
+    used_bytes: int, used_objects: int, max_bytes: int | None, max_objects: int | None
+) -> bool:
     """Usage has reached a limit: no more writes."""
     return (max_bytes is not None and used_bytes >= max_bytes) or (
         max_objects is not None and used_objects >= max_objects
@@ -99,8 +112,9 @@ class Quotas:
         self._last_error = ""
 
     # admin changes -------------------------------------------------------------------------
-    def set(self, kind: str, name: str, max_bytes: int | None, max_objects: int | None,
-            actor: str) -> QuotaView:  # fmt: skip
+    def set(
+        self, kind: str, name: str, max_bytes: int | None, max_objects: int | None, actor: str
+    ) -> QuotaView:
         """Create or replace a quota; it is measured and enforced when this returns."""
         self._check_kind(kind)
         for label, value in (("max_bytes", max_bytes), ("max_objects", max_objects)):
@@ -109,10 +123,13 @@ class Quotas:
         if max_bytes is None and max_objects is None:
             raise UserError("give max_bytes, max_objects or both")
         limits = ", ".join(
-            f"{label} {shown}" for label, value, shown in (
-                ("bytes", max_bytes, human(max_bytes or 0)), ("objects", max_objects, max_objects)
-            ) if value is not None
-        )  # fmt: skip
+            f"{label} {shown}"
+            for label, value, shown in (
+                ("bytes", max_bytes, human(max_bytes or 0)),
+                ("objects", max_objects, max_objects),
+            )
+            if value is not None
+        )
         with self.db.session() as s:
             if kind == "user":
                 self.directory.get(s, name)  # 404 for an unknown user
@@ -161,13 +178,18 @@ class Quotas:
     def visible(self, viewer: str, admin: bool) -> list[QuotaView]:
         """Every quota for an admin; else the viewer's own and those of spaces they can use."""
         with self.db.session() as s:
-            rows = [QuotaView.of(q) for q in s.scalars(select(Quota).order_by(Quota.kind,
-                                                                                Quota.name))]
+            rows = [
+                QuotaView.of(q) for q in s.scalars(select(Quota).order_by(Quota.kind, Quota.name))
+            ]
             if admin:
                 return rows
             spaces = set(shared_access(s).get(viewer, {}))
-        return [q for q in rows if (q.kind, q.name) == ("user", viewer)
-                or (q.kind == "space" and space_bucket(q.name) in spaces)]  # fmt: skip
+        return [
+            q
+            for q in rows
+            if (q.kind, q.name) == ("user", viewer)
+            or (q.kind == "space" and space_bucket(q.name) in spaces)
+        ]
 
     # enforcing -----------------------------------------------------------------------------
     def enforce(self) -> None:
@@ -175,8 +197,9 @@ class Quotas:
         limit, then record usage and blocks (so a block read from here is already in force)."""
         with self._pass:
             with self.db.session() as s:
-                limits = {(q.kind, q.name): (q.max_bytes, q.max_objects)
-                          for q in s.scalars(select(Quota))}  # fmt: skip
+                limits = {
+                    (q.kind, q.name): (q.max_bytes, q.max_objects) for q in s.scalars(select(Quota))
+                }
             measured = {}
             if limits:
                 s3 = self.directory.lake.admin()
@@ -196,9 +219,12 @@ class Quotas:
                     if (key in blocked) != row.blocked:
                         row.blocked = key in blocked
                         self.directory.record_event(
-                            s, "lakehub", "quota.block" if row.blocked else "quota.unblock",
-                            f"{row.kind} {row.name}", QuotaView.of(row).usage(),
-                        )  # fmt: skip
+                            s,
+                            "lakehub",
+                            "quota.block" if row.blocked else "quota.unblock",
+                            f"{row.kind} {row.name}",
+                            QuotaView.of(row).usage(),
+                        )
 
     # the loop ------------------------------------------------------------------------------
     def start(self) -> None:

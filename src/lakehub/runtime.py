@@ -20,10 +20,24 @@ from lakehub.config import Settings
 from lakehub.vault import read_or_create, write_private
 
 PORT_NAMES = (
-    "hub", "proxy_api", "api", "s3", "s3_grpc", "master", "master_grpc", "volume",
-    "volume_grpc", "filer", "filer_grpc", "lake_admin", "lake_admin_grpc", "gateway", "gateway_tcp",
-    "forward", "ingest_http",
-)  # fmt: skip
+    "hub",
+    "proxy_api",
+    "api",
+    "s3",
+    "s3_grpc",
+    "master",
+    "master_grpc",
+    "volume",
+    "volume_grpc",
+    "filer",
+    "filer_grpc",
+    "lake_admin",
+    "lake_admin_grpc",
+    "gateway",
+    "gateway_tcp",
+    "forward",
+    "ingest_http",
+)
 
 
 def find_binary(name: str) -> str | None:

@@ -48,9 +48,15 @@ class Spaces:
         return self.get(name, owner, admin=False)
 
     def grant(
-        self, space: str, access: str, actor: str, admin: bool, *, user: str | None = None,
+        self,
+        space: str,
+        access: str,
+        actor: str,
+        admin: bool,
+        *,
+        user: str | None = None,
         group: str | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if access not in ACCESS_LEVELS:
             raise UserError(f"access must be one of {', '.join(ACCESS_LEVELS)}, not {access!r}")
         if (user is None) == (group is None):
@@ -58,14 +64,23 @@ class Spaces:
         with self.db.session() as s:
             sp = self._manageable(s, space, actor, admin)
             user_id, group_id = self._grantee(s, user, group)
-            row = s.scalar(select(Grant).where(
-                Grant.space_id == sp.id, Grant.user_id.is_(None) if user_id is None
-                else Grant.user_id == user_id,
-                Grant.group_id.is_(None) if group_id is None else Grant.group_id == group_id,
-            ))  # fmt: skip
+            row = s.scalar(
+                select(Grant).where(
+                    Grant.space_id == sp.id,
+                    Grant.user_id.is_(None) if user_id is None else Grant.user_id == user_id,
+                    Grant.group_id.is_(None) if group_id is None else Grant.group_id == group_id,
+                )
+            )
             if row is None:
-                s.add(Grant(space_id=sp.id, user_id=user_id, group_id=group_id, access=access,
-                            granted_by=actor))  # fmt: skip
+                s.add(
+                    Grant(
+                        space_id=sp.id,
+                        user_id=user_id,
+                        group_id=group_id,
+                        access=access,
+                        granted_by=actor,
+                    )
+                )
             else:
                 row.access, row.granted_by = access, actor
             who = f"user {user}" if user else f"group {group}"
@@ -73,18 +88,25 @@ class Spaces:
         self.directory.sync_lake()
 
     def revoke(
-        self, space: str, actor: str, admin: bool, *, user: str | None = None,
+        self,
+        space: str,
+        actor: str,
+        admin: bool,
+        *,
+        user: str | None = None,
         group: str | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if (user is None) == (group is None):
             raise UserError("revoke from exactly one user or one group")
         with self.db.session() as s:
             sp = self._manageable(s, space, actor, admin)
             user_id, group_id = self._grantee(s, user, group)
-            rows = s.scalars(select(Grant).where(
-                Grant.space_id == sp.id,
-                Grant.user_id == user_id if user_id else Grant.group_id == group_id,
-            )).all()  # fmt: skip
+            rows = s.scalars(
+                select(Grant).where(
+                    Grant.space_id == sp.id,
+                    Grant.user_id == user_id if user_id else Grant.group_id == group_id,
+                )
+            ).all()
             if not rows:
                 raise UserError(f"no grant on {space} for {user or group}", 404)
             for row in rows:
@@ -116,8 +138,16 @@ class Spaces:
                 access = "owner" if owner == viewer else mine.get(space_bucket(sp.name), "")
                 if not access and not admin:
                     continue
-                out.append(SpaceView(sp.name, space_bucket(sp.name), owner, sp.created_at,
-                                     access or "admin", self._grants(s, sp.id)))  # fmt: skip
+                out.append(
+                    SpaceView(
+                        sp.name,
+                        space_bucket(sp.name),
+                        owner,
+                        sp.created_at,
+                        access or "admin",
+                        self._grants(s, sp.id),
+                    )
+                )
             return out
 
     # helpers -------------------------------------------------------------------------------
@@ -144,10 +174,16 @@ class Spaces:
 
     @staticmethod
     def _grants(s: Session, space_id: int) -> tuple[tuple[str, str, str], ...]:
-        users = s.execute(select(User.name, Grant.access).join(Grant, Grant.user_id == User.id)
-                          .where(Grant.space_id == space_id)).all()  # fmt: skip
-        groups = s.execute(select(Group.name, Grant.access).join(Grant, Grant.group_id == Group.id)
-                           .where(Grant.space_id == space_id)).all()  # fmt: skip
+        users = s.execute(
+            select(User.name, Grant.access)
+            .join(Grant, Grant.user_id == User.id)
+            .where(Grant.space_id == space_id)
+        ).all()
+        groups = s.execute(
+            select(Group.name, Grant.access)
+            .join(Grant, Grant.group_id == Group.id)
+            .where(Grant.space_id == space_id)
+        ).all()
         return tuple(
             sorted([("user", n, a) for n, a in users] + [("group", n, a) for n, a in groups])
         )

@@ -45,9 +45,15 @@ def _client(client: Client | None) -> Client:
     return default(client)
 
 
-def create(name: str, tags: builtins.list[str], kind: str = "records", *,
-           path: str | None = None, position: int = 100,
-           client: Client | None = None) -> dict[str, Any]:  # fmt: skip
+def create(
+    name: str,
+    tags: builtins.list[str],
+    kind: str = "records",
+    *,
+    path: str | None = None,
+    position: int = 100,
+    client: Client | None = None,
+) -> dict[str, Any]:
     """A stream in your lake (``path`` may name a space you may write)."""
     body = {"name": name, "kind": kind, "tags": tags, "path": path, "position": position}
     data: dict[str, Any] = _client(client).request("POST", "/api/streams", json=body)
@@ -69,12 +75,23 @@ def delete(name: str, client: Client | None = None) -> None:
     _client(client).request("DELETE", f"/api/streams/{name}")
 
 
-def add_source(name: str, tags: builtins.list[str], *, shared_key: bool = True,
-               max_bytes_per_s: int | None = None, max_message_bytes: int = 16 * 2**20,
-               client: Client | None = None) -> dict[str, Any]:  # fmt: skip
+def add_source(
+    name: str,
+    tags: builtins.list[str],
+    *,
+    shared_key: bool = True,
+    max_bytes_per_s: int | None = None,
+    max_message_bytes: int = 16 * 2**20,
+    client: Client | None = None,
+) -> dict[str, Any]:
     """Register a sender; the answer carries its token and shared key, shown this once."""
-    body = {"name": name, "tags": tags, "shared_key": shared_key,
-            "max_bytes_per_s": max_bytes_per_s, "max_message_bytes": max_message_bytes}
+    body = {
+        "name": name,
+        "tags": tags,
+        "shared_key": shared_key,
+        "max_bytes_per_s": max_bytes_per_s,
+        "max_message_bytes": max_message_bytes,
+    }
     data: dict[str, Any] = _client(client).request("POST", "/api/sources", json=body)
     return data
 
@@ -98,8 +115,9 @@ def open(name: str, client: Client | None = None) -> io.BufferedReader:  # noqa:
     if info["kind"] != "raw":
         raise LakeHubError(400, f"stream {name!r} holds records: use streams.records({name!r})")
     bucket, _, prefix = info["path"][5:].partition("/")
-    return io.BufferedReader(StreamFile(c.lake.credentials().boto3_client(), bucket, prefix,
-                                        name), buffer_size=1 << 20)  # fmt: skip
+    return io.BufferedReader(
+        StreamFile(c.lake.credentials().boto3_client(), bucket, prefix, name), buffer_size=1 << 20
+    )
 
 
 class StreamFile(io.RawIOBase):
@@ -120,11 +138,12 @@ class StreamFile(io.RawIOBase):
     def refresh(self) -> None:
         """Look for objects appended since opening."""
         keys, starts, size = [], [], 0
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
-                                                                  Prefix=self.prefix)
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix
+        )
         for page in pages:
             for obj in page.get("Contents", []):
-                rest = obj["Key"][len(self.prefix):]
+                rest = obj["Key"][len(self.prefix) :]
                 if "/" in rest or not rest.startswith("part-") or not obj["Size"]:
                     continue
                 keys.append(obj["Key"])
@@ -162,8 +181,9 @@ class StreamFile(io.RawIOBase):
     def _get(self, key: tuple[int, int]) -> bytes:
         i, b = key
         start = b * BLOCK
-        resp = self.s3.get_object(Bucket=self.bucket, Key=self.keys[i],
-                                  Range=f"bytes={start}-{start + BLOCK - 1}")  # fmt: skip
+        resp = self.s3.get_object(
+            Bucket=self.bucket, Key=self.keys[i], Range=f"bytes={start}-{start + BLOCK - 1}"
+        )
         data: bytes = resp["Body"].read()
         return data
 

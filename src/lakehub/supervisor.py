@@ -87,9 +87,11 @@ def probe(url: str, timeout: float = 1.0) -> bool:
 
 class Supervisor:
     def __init__(
-        self, components: list[Component], on_change: Callable[[], None],
+        self,
+        components: list[Component],
+        on_change: Callable[[], None],
         marker: dict[str, str] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """``marker``: environment given to every component, to find its processes later."""
         self.components = components
         self._on_change = on_change
@@ -111,10 +113,15 @@ class Supervisor:
         env = {**(os.environ if c.inherit_env else {}), **c.env, **self._marker}
         try:
             c.proc = subprocess.Popen(
-                c.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd=c.cwd, start_new_session=True,
+                c.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=c.cwd,
+                start_new_session=True,
                 preexec_fn=_child_setup(os.getpid(), c.nice),
-            )  # fmt: skip
+            )
         finally:
             out.close()
         c.started_at = time.monotonic()
@@ -143,8 +150,11 @@ class Supervisor:
                 c.next_start = now + c.backoff
                 log.warning(
                     "%s exited with code %s; restarting in %.0f s (see %s)",
-                    c.name, code, c.backoff, c.log_file,
-                )  # fmt: skip
+                    c.name,
+                    code,
+                    c.backoff,
+                    c.log_file,
+                )
                 c.backoff = min(c.backoff * 2, BACKOFF_MAX)
                 changed = True
             if changed:

@@ -57,10 +57,14 @@ def s3_filesystem(
 
     url = urlsplit(endpoint_url)
     return fs.S3FileSystem(
-        access_key=access_key, secret_key=secret_key, region=region,
-        endpoint_override=url.netloc, scheme=url.scheme or "http",
-        connect_timeout=10, request_timeout=60,
-    )  # fmt: skip
+        access_key=access_key,
+        secret_key=secret_key,
+        region=region,
+        endpoint_override=url.netloc,
+        scheme=url.scheme or "http",
+        connect_timeout=10,
+        request_timeout=60,
+    )
 
 
 def list_files(fs: Any, bucket: str, prefix: str) -> list[Any]:
@@ -158,8 +162,15 @@ def arrow_format(fmt: str) -> Any:
     raise TableError(f"{fmt} data is not a table: open it with its own library")
 
 
-def open_dataset(fs: Any, bucket: str, prefix: str, fmt: str, partitioning: list[str],
-                 files: list[Any] | None = None, schema: Any = None) -> Any:  # fmt: skip
+def open_dataset(
+    fs: Any,
+    bucket: str,
+    prefix: str,
+    fmt: str,
+    partitioning: list[str],
+    files: list[Any] | None = None,
+    schema: Any = None,
+) -> Any:
     """A pyarrow Dataset over the path; ``partitioning`` names its hive folders, in order.
 
     ``schema``: the path's stored schema (:func:`stored_schema`) when ``files`` are given;
@@ -176,11 +187,18 @@ def open_dataset(fs: Any, bucket: str, prefix: str, fmt: str, partitioning: list
         raise TableError(f"no {fmt} files under s3://{base}/")
     part = ds.partitioning(flavor="hive") if partitioning else None
     try:
-        args = {"filesystem": fs, "format": arrow_format(fmt), "partitioning": part,
-                "partition_base_dir": base}  # fmt: skip
+        args = {
+            "filesystem": fs,
+            "format": arrow_format(fmt),
+            "partitioning": part,
+            "partition_base_dir": base,
+        }
         data = ds.dataset(paths, **args)  # the first file's schema, and the partition keys'
-        return data if schema is None else ds.dataset(
-            paths, schema=with_extras(schema, data.schema), **args)  # fmt: skip
+        return (
+            data
+            if schema is None
+            else ds.dataset(paths, schema=with_extras(schema, data.schema), **args)
+        )
     except OSError as err:
         raise TableError(s3_reason(err, f"s3://{base}/")) from None
     except Exception as err:  # pyarrow: ArrowInvalid and friends, for a file that is not fmt
@@ -199,8 +217,9 @@ def with_extras(stored: Any, found: Any) -> Any:
 def head(data: Any, n: int, columns: list[str] | None = None) -> Any:
     """The first ``n`` rows, reading one file and one batch at a time (the default scanner reads
     several whole files ahead, hundreds of MiB for a first glance)."""
-    scanner = data.scanner(columns=columns, batch_size=max(n, 1024), batch_readahead=1,
-                           fragment_readahead=1)  # fmt: skip
+    scanner = data.scanner(
+        columns=columns, batch_size=max(n, 1024), batch_readahead=1, fragment_readahead=1
+    )
     return scanner.head(n)
 
 

@@ -33,7 +33,7 @@ from lakehub.runtime import (
     port_in_use,
     runtime_file,
     tokens,
-)  # fmt: skip
+)
 from lakehub.supervisor import Component, Supervisor
 from lakehub.vault import Vault
 
@@ -79,9 +79,12 @@ def lock_is_free(settings: Settings) -> bool:
 
 def _dirs(settings: Settings) -> None:
     for path, mode in (
-        (settings.data_dir, 0o711), (settings.state_dir, 0o700), (settings.run_dir, 0o700),
-        (settings.log_dir, 0o700), (settings.homes_dir, 0o711),
-    ):  # fmt: skip
+        (settings.data_dir, 0o711),
+        (settings.state_dir, 0o700),
+        (settings.run_dir, 0o700),
+        (settings.log_dir, 0o700),
+        (settings.homes_dir, 0o711),
+    ):
         path.mkdir(parents=True, exist_ok=True)
         os.chmod(path, mode)
 
@@ -104,11 +107,15 @@ def preflight(settings: Settings) -> None:
     """
     os.umask(0o077)  # everything the hub writes is private unless made otherwise
     swept = sweep_orphans(settings)
-    checks = [(settings.port, "front door", settings.host),
-              (settings.lake_port, "lake", "127.0.0.1")]  # fmt: skip
+    checks = [
+        (settings.port, "front door", settings.host),
+        (settings.lake_port, "lake", "127.0.0.1"),
+    ]
     if settings.ingest:
-        checks += [(settings.forward_port, "Forward receiver", settings.ingest_host),
-                   (settings.ingest_http_port, "HTTP receiver", settings.ingest_host)]  # fmt: skip
+        checks += [
+            (settings.forward_port, "Forward receiver", settings.ingest_host),
+            (settings.ingest_http_port, "HTTP receiver", settings.ingest_host),
+        ]
     for port, what, host in checks:
         if port and not _wait_free(host, port, 5.0 if swept else 0.0):
             raise UpError(f"port {port} for the {what} is already in use")
@@ -139,12 +146,18 @@ def prepare(settings: Settings, say: Say) -> None:
         try:
             given = settings.admin_password.get_secret_value() if settings.admin_password else None
             _, password = directory.create(
-                settings.admin_user, actor="lakehub up", admin=True, password=given,
+                settings.admin_user,
+                actor="lakehub up",
+                admin=True,
+                password=given,
                 provision=False,
-            )  # fmt: skip
+            )
             if password:
-                say(f"first administrator: {settings.admin_user}  password: {password}"
-                    "  (shown once; change it in the portal)", secret=True)  # fmt: skip
+                say(
+                    f"first administrator: {settings.admin_user}  password: {password}"
+                    "  (shown once; change it in the portal)",
+                    secret=True,
+                )
         except UserError as err:
             if err.status != 409:
                 raise UpError(str(err)) from None
@@ -155,8 +168,10 @@ def prepare(settings: Settings, say: Say) -> None:
     except RuntimeError as err:
         raise UpError(f"cannot build the notebook environment: {err}") from None
     if not settings.isolated:
-        say("warning: not running as root, so every notebook server runs under this account: "
-            "users are NOT isolated from each other")  # fmt: skip
+        say(
+            "warning: not running as root, so every notebook server runs under this account: "
+            "users are NOT isolated from each other"
+        )
 
 
 def components(settings: Settings, rt: Runtime, lake: SeaweedFS) -> list[Component]:
@@ -173,59 +188,113 @@ def components(settings: Settings, rt: Runtime, lake: SeaweedFS) -> list[Compone
     hub_config = Path(__file__).parent / "notebooks" / "jupyterhub_config.py"
     comps = [
         Component(
-            "lake", weed_argv, logs / "lake.log", rt.s3_url, rt.s3_url + "/",
-            env=weed_env, cwd=lake.dir, pid_file=lake.pid_file,
+            "lake",
+            weed_argv,
+            logs / "lake.log",
+            rt.s3_url,
+            rt.s3_url + "/",
+            env=weed_env,
+            cwd=lake.dir,
+            pid_file=lake.pid_file,
         ),
         Component(
             "proxy",
-            [_bin("configurable-http-proxy"), "--ip", settings.host, "--port", str(settings.port),
-             "--api-ip", "127.0.0.1", "--api-port", str(p["proxy_api"]),
-             "--default-target", f"http://127.0.0.1:{p['hub']}",
-             "--error-target", f"http://127.0.0.1:{p['hub']}/hub/error"],
-            logs / "proxy.log", rt.front_url, f"tcp:127.0.0.1:{p['proxy_api']}",
+            [
+                _bin("configurable-http-proxy"),
+                "--ip",
+                settings.host,
+                "--port",
+                str(settings.port),
+                "--api-ip",
+                "127.0.0.1",
+                "--api-port",
+                str(p["proxy_api"]),
+                "--default-target",
+                f"http://127.0.0.1:{p['hub']}",
+                "--error-target",
+                f"http://127.0.0.1:{p['hub']}/hub/error",
+            ],
+            logs / "proxy.log",
+            rt.front_url,
+            f"tcp:127.0.0.1:{p['proxy_api']}",
             env={"CONFIGPROXY_AUTH_TOKEN": tok.proxy},
         ),
         Component(
-            "hub", [_bin("jupyterhub"), "-f", str(hub_config)], logs / "hub.log",
-            rt.front_url + "/hub/", f"http://127.0.0.1:{p['hub']}/hub/health",
-            env=base_env, cwd=settings.state_dir,
+            "hub",
+            [_bin("jupyterhub"), "-f", str(hub_config)],
+            logs / "hub.log",
+            rt.front_url + "/hub/",
+            f"http://127.0.0.1:{p['hub']}/hub/health",
+            env=base_env,
+            cwd=settings.state_dir,
         ),
         Component(
             "api",
-            [sys.executable, "-m", "uvicorn", "--factory", "lakehub.hub.app:create_app",
-             "--host", "127.0.0.1", "--port", str(p["api"]), "--no-access-log"],
-            logs / "api.log", rt.front_url + "/services/lakehub/",
-            rt.api_url + "/api/health", env=base_env, nice=5,  # JupyterHub's start comes first
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "lakehub.hub.app:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(p["api"]),
+                "--no-access-log",
+            ],
+            logs / "api.log",
+            rt.front_url + "/services/lakehub/",
+            rt.api_url + "/api/health",
+            env=base_env,
+            nice=5,  # JupyterHub's start comes first
         ),
-    ]  # fmt: skip
-    comps.append(Component(
-        "gateway", [_bin("dask-gateway-server"), "-f",
-                    str(Path(__file__).parent / "compute" / "gateway_config.py")],
-        logs / "gateway.log", f"{rt.front_url}/services/dask-gateway/",
-        f"{gateway_url(rt)}/api/health", env=base_env, cwd=settings.state_dir, nice=5,
-    ))  # fmt: skip
+    ]
+    comps.append(
+        Component(
+            "gateway",
+            [
+                _bin("dask-gateway-server"),
+                "-f",
+                str(Path(__file__).parent / "compute" / "gateway_config.py"),
+            ],
+            logs / "gateway.log",
+            f"{rt.front_url}/services/dask-gateway/",
+            f"{gateway_url(rt)}/api/health",
+            env=base_env,
+            cwd=settings.state_dir,
+            nice=5,
+        )
+    )
     if settings.ingest:
         comps.append(
             Component(
-                "ingest", [sys.executable, "-m", "lakehub.ingest"], logs / "ingest.log",
+                "ingest",
+                [sys.executable, "-m", "lakehub.ingest"],
+                logs / "ingest.log",
                 f"http://{settings.ingest_host}:{p['ingest_http']}",
                 f"http://{_probe_host(settings.ingest_host)}:{p['ingest_http']}/health",
                 env=base_env,
             )
-        )  # fmt: skip
+        )
     if settings.warm_start:
         env_python = settings.envs_dir / "default" / "bin" / "python"
         sock = settings.run_dir / "warm.sock"
         comps.append(
             Component(
-                "warm", [str(env_python), "-m", "lakehub.notebooks.warm", str(sock)],
-                logs / "notebooks.log", f"unix:{sock}", f"unix:{sock}", inherit_env=False,
+                "warm",
+                [str(env_python), "-m", "lakehub.notebooks.warm", str(sock)],
+                logs / "notebooks.log",
+                f"unix:{sock}",
+                f"unix:{sock}",
+                inherit_env=False,
                 nice=10,  # its imports must not slow the hub's start on a small machine
                 # nothing of the hub's environment may reach a user's process
-                env={"PATH": f"{env_python.parent}:/usr/local/bin:/usr/bin:/bin",
-                     "LANG": os.environ.get("LANG", "C.UTF-8")},
+                env={
+                    "PATH": f"{env_python.parent}:/usr/local/bin:/usr/bin:/bin",
+                    "LANG": os.environ.get("LANG", "C.UTF-8"),
+                },
             )
-        )  # fmt: skip
+        )
     return comps
 
 
@@ -240,8 +309,10 @@ def sweep_orphans(settings: Settings) -> int:
     if count:
         log.warning("stopped %d processes left by a previous hub", count)
     if stuck:
-        raise UpError(f"processes left by a previous hub on {settings.data_dir} would not stop "
-                      f"(pids {' '.join(map(str, stuck))}); stop them and try again")  # fmt: skip
+        raise UpError(
+            f"processes left by a previous hub on {settings.data_dir} would not stop "
+            f"(pids {' '.join(map(str, stuck))}); stop them and try again"
+        )
     return count
 
 
@@ -269,16 +340,27 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
     _reaper_pipe = leftovers.start_reaper(settings.data_dir, settings.log_dir / "supervisor.log")
     tok = tokens(settings)
     vault = Vault(settings.state_dir)  # every key exists before any component reads it
-    lake = SeaweedFS(settings.state_dir, settings.run_dir, rt.ports, tok.lake_key, tok.lake_secret,
-                     settings.lake_binary)  # fmt: skip
+    lake = SeaweedFS(
+        settings.state_dir,
+        settings.run_dir,
+        rt.ports,
+        tok.lake_key,
+        tok.lake_secret,
+        settings.lake_binary,
+    )
     comps = components(settings, rt, lake)
 
     def publish() -> None:
         rt.components = {
-            c.name: {"pid": c.proc.pid if c.proc else None, "url": c.url, "log": str(c.log_file),
-                     "health_url": c.health_url, "restarts": c.restarts}
+            c.name: {
+                "pid": c.proc.pid if c.proc else None,
+                "url": c.url,
+                "log": str(c.log_file),
+                "health_url": c.health_url,
+                "restarts": c.restarts,
+            }
             for c in comps
-        }  # fmt: skip
+        }
         rt.save(settings)
 
     sup = Supervisor(comps, publish, marker=leftovers.marker(settings.data_dir))
@@ -314,8 +396,10 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
         rt.save(settings)
         say(f"LakeHub is up: {rt.front_url}  (data in {settings.data_dir})")
         if not (settings.envs_dir / "datascience").exists():
-            say("notebook environments are being built in the background (a few minutes the "
-                "first time): see 'lakehub environment ls'")  # fmt: skip
+            say(
+                "notebook environments are being built in the background (a few minutes the "
+                "first time): see 'lakehub environment ls'"
+            )
         try:  # users made while the lake was down (the first admin) get their bucket now
             for ident in directory.identities():
                 lake.ensure_bucket(home_bucket(ident.name))

@@ -27,7 +27,7 @@ from lakehub.hub.db import (
     Space,
     User,
     utcnow,
-)  # fmt: skip
+)
 from lakehub.lake.base import Identity, Lake
 from lakehub.vault import Vault
 
@@ -146,9 +146,15 @@ class Directory:
             return list(s.scalars(select(User).order_by(User.name)))
 
     def create(
-        self, name: str, *, actor: str, admin: bool = False, password: str | None = None,
-        status: str = "active", provision: bool = True,
-    ) -> tuple[User, str | None]:  # fmt: skip
+        self,
+        name: str,
+        *,
+        actor: str,
+        admin: bool = False,
+        password: str | None = None,
+        status: str = "active",
+        provision: bool = True,
+    ) -> tuple[User, str | None]:
         """Create a user; returns the generated password (shown once) if none was given.
 
         With ``provision=False`` the lake key is only recorded (the lake is not running yet).
@@ -163,10 +169,12 @@ class Directory:
             if s.scalar(select(User).where(User.name == name)) is not None:
                 raise UserError(f"user {name!r} already exists", 409)
             user = User(
-                name=name, admin=admin, status=status,
+                name=name,
+                admin=admin,
+                status=status,
                 password_hash=hash_password(password) if password else None,
                 approved_by=actor if status == "active" else None,
-            )  # fmt: skip
+            )
             s.add(user)
             self.record_event(
                 s, actor, "user.create" if status == "active" else "user.signup", name
@@ -283,7 +291,7 @@ class Directory:
                 self.vault.decrypt(enc),
                 (f"{name}-*",),
                 tuple(sorted(shared.get(name, {}).items())),
-            )  # fmt: skip
+            )
             for name, key, enc in rows
         ]
 
@@ -296,9 +304,10 @@ class Directory:
         with self.db.session() as s:
             out: dict[str, list[str]] = {g.name: [] for g in s.scalars(select(Group))}
             rows = s.execute(
-                select(Group.name, User.name).join(GroupMember, GroupMember.group_id == Group.id)
+                select(Group.name, User.name)
+                .join(GroupMember, GroupMember.group_id == Group.id)
                 .join(User, User.id == GroupMember.user_id)
-            ).all()  # fmt: skip
+            ).all()
             for group, user in rows:
                 out[group].append(user)
             return {g: sorted(m) for g, m in sorted(out.items())}

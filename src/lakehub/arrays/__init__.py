@@ -34,8 +34,9 @@ def _store(client: Client, path: str, read_only: bool = False) -> Any:
     import zarr.storage
 
     creds = client.lake.credentials()
-    return zarr.storage.FsspecStore.from_url(path, storage_options={
-        **creds.storage_options(), "asynchronous": True}, read_only=read_only)  # fmt: skip
+    return zarr.storage.FsspecStore.from_url(
+        path, storage_options={**creds.storage_options(), "asynchronous": True}, read_only=read_only
+    )
 
 
 class Array:
@@ -97,9 +98,17 @@ def default_compressors(dtype: Any) -> Any:
     return (BloscCodec(cname="lz4", clevel=5),) if np.dtype(dtype).kind in "biufc" else "auto"
 
 
-def create(name: str, shape: tuple[int, ...] | list[int], dtype: Any, chunks: Any = None, *,
-           compressors: Any = None, path: str | None = None, description: str = "",
-           client: Client | None = None) -> Array:  # fmt: skip
+def create(
+    name: str,
+    shape: tuple[int, ...] | list[int],
+    dtype: Any,
+    chunks: Any = None,
+    *,
+    compressors: Any = None,
+    path: str | None = None,
+    description: str = "",
+    client: Client | None = None,
+) -> Array:
     """A new array (zeros), catalogued under ``name``; ``shape[0]`` may be 0 to ``append`` to.
 
     ``compressors``: as Zarr takes them (``"auto"``: Zarr's default); unset, numbers get
@@ -116,12 +125,18 @@ def create(name: str, shape: tuple[int, ...] | list[int], dtype: Any, chunks: An
         if err.status != 404:
             raise
     path = (path or f"s3://{c.lake.credentials().bucket}/arrays/{name}").rstrip("/")
-    z = zarr.create_array(_store(c, path), shape=tuple(shape), dtype=dtype,
-                          chunks=tuple(chunks) if chunks else "auto", fill_value=0,
-                          compressors=default_compressors(dtype) if compressors is None
-                          else compressors, overwrite=False)  # fmt: skip
-    datasets.register(name, path, "zarr", description=description or "array",
-                      tags=["array"], client=c)  # fmt: skip
+    z = zarr.create_array(
+        _store(c, path),
+        shape=tuple(shape),
+        dtype=dtype,
+        chunks=tuple(chunks) if chunks else "auto",
+        fill_value=0,
+        compressors=default_compressors(dtype) if compressors is None else compressors,
+        overwrite=False,
+    )
+    datasets.register(
+        name, path, "zarr", description=description or "array", tags=["array"], client=c
+    )
     return Array(name, path, z)
 
 
@@ -140,9 +155,17 @@ def open(name: str, mode: str = "r+", client: Client | None = None) -> Array:  #
     return Array(name, path, z)
 
 
-def from_stream(stream: str, name: str, dtype: Any, frame: tuple[int, ...] = (), *,
-                skip: int = 0, rows_per_chunk: int = 1 << 20, client: Client | None = None,
-                block_bytes: int = 64 * 2**20) -> Array:  # fmt: skip
+def from_stream(
+    stream: str,
+    name: str,
+    dtype: Any,
+    frame: tuple[int, ...] = (),
+    *,
+    skip: int = 0,
+    rows_per_chunk: int = 1 << 20,
+    client: Client | None = None,
+    block_bytes: int = 64 * 2**20,
+) -> Array:
     """Fill a new array from a raw stream of fixed-size frames (``skip``: header bytes), block
     by block, so the stream may be larger than memory."""
     import numpy as np
@@ -152,8 +175,14 @@ def from_stream(stream: str, name: str, dtype: Any, frame: tuple[int, ...] = (),
     c = _client(client)
     dt = np.dtype(dtype)
     row = dt.itemsize * int(np.prod(frame or (1,)))
-    arr = create(name, (0, *frame), dt, (rows_per_chunk, *frame), client=c,
-                 description=f"frames of stream {stream}")  # fmt: skip
+    arr = create(
+        name,
+        (0, *frame),
+        dt,
+        (rows_per_chunk, *frame),
+        client=c,
+        description=f"frames of stream {stream}",
+    )
     with streams.open(stream, client=c) as f:
         f.seek(skip)
         block = max(row, block_bytes // row * row)

@@ -23,8 +23,9 @@ DATA_DIR_HELP = "The hub's data directory [default: ./lakehub-data, or LAKEHUB_D
 
 def data_dir_option(help: str = DATA_DIR_HELP) -> Any:
     """The ``--data-dir`` option of the administrator's commands."""
-    return click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-                        default=None, help=help)  # fmt: skip
+    return click.option(
+        "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=help
+    )
 
 
 DATA_DIR = data_dir_option()
@@ -62,8 +63,13 @@ def api(settings: Settings, method: str, path: str, **kw: Any) -> Any:
     except PermissionError:
         fail("only the account that runs the hub may manage it")
     try:
-        resp = httpx.request(method, f"{rt.api_url}/api{path}", timeout=60,
-                             headers={"Authorization": f"token {token}"}, **kw)  # fmt: skip
+        resp = httpx.request(
+            method,
+            f"{rt.api_url}/api{path}",
+            timeout=60,
+            headers={"Authorization": f"token {token}"},
+            **kw,
+        )
     except httpx.TransportError:
         fail(f"the hub's API at {rt.api_url} is not answering")
     if resp.status_code >= 400:

@@ -79,8 +79,13 @@ def status(data_dir: Path | None, as_json: bool) -> None:
     comps = {}
     if rt is not None and running:
         for name, c in rt.components.items():
-            comps[name] = {"healthy": probe(c["health_url"]), "url": c["url"], "log": c["log"],
-                           "pid": c["pid"], "restarts": c["restarts"]}  # fmt: skip
+            comps[name] = {
+                "healthy": probe(c["health_url"]),
+                "url": c["url"],
+                "log": c["log"],
+                "pid": c["pid"],
+                "restarts": c["restarts"],
+            }
     left = [] if running else hub_processes(settings.data_dir)
     state, reason = (rt.state, rt.reason) if rt and running else ("stopped", "")
     if left:
@@ -100,9 +105,11 @@ def status(data_dir: Path | None, as_json: bool) -> None:
     if as_json:
         echo_json(report)
     else:
-        click.echo(f"LakeHub on {settings.data_dir}: {state}"
-                   + (f": {reason}" if reason else "")
-                   + (f" at {report['url']}" if report["url"] else ""))  # fmt: skip
+        click.echo(
+            f"LakeHub on {settings.data_dir}: {state}"
+            + (f": {reason}" if reason else "")
+            + (f" at {report['url']}" if report["url"] else "")
+        )
         if left:
             click.echo("  'lakehub down' stops them; 'lakehub up' stops them and starts the hub")
         for name, c in comps.items():
@@ -171,8 +178,12 @@ def user_password(name: str, data_dir: Path | None) -> None:
 @DATA_DIR
 def user_token(name: str, expires_in: int | None, data_dir: Path | None) -> None:
     """Print a new API token for a user."""
-    out = as_admin(data_dir, "POST", f"/users/{name}/tokens",
-                   json={"note": "lakehub user token", "expires_in": expires_in})  # fmt: skip
+    out = as_admin(
+        data_dir,
+        "POST",
+        f"/users/{name}/tokens",
+        json={"note": "lakehub user token", "expires_in": expires_in},
+    )
     click.echo(out["token"])
 
 
@@ -251,8 +262,9 @@ def space_grant(
     name: str, user: str | None, group: str | None, access: str, data_dir: Path | None
 ) -> None:
     """Give a user or a group read or write access to a space."""
-    as_admin(data_dir, "PUT", f"/spaces/{name}/grants",
-             json={**_grantee(user, group), "access": access})  # fmt: skip
+    as_admin(
+        data_dir, "PUT", f"/spaces/{name}/grants", json={**_grantee(user, group), "access": access}
+    )
     click.echo(f"{user or group} may now {access} space {name}")
 
 
@@ -295,9 +307,12 @@ def quota_set(
         fail(str(err), 2)
     if objects is not None and not objects.lstrip("-").isdigit():
         fail(f"invalid number of objects {objects!r}", 2)
-    out = as_admin(data_dir, "PUT", f"/quotas/{kind}/{name}", json={
-        "max_bytes": max_bytes, "max_objects": None if objects is None else int(objects)
-    })  # fmt: skip
+    out = as_admin(
+        data_dir,
+        "PUT",
+        f"/quotas/{kind}/{name}",
+        json={"max_bytes": max_bytes, "max_objects": None if objects is None else int(objects)},
+    )
     click.echo(f"quota set on {kind} {name}: {out['usage']}")
 
 

@@ -28,24 +28,35 @@ def compute_ls(hub: str | None, token: str | None) -> None:
         click.echo("no clusters running")
     for x in found:
         age = f"{(time.time() - x['started']) / 60:.0f} min" if x["started"] else "-"
-        click.echo(f"{x['kind']:<6} {x['name']:<34} {x['status']:<9} {age:>7}  "
-                   f"{x['dashboard_url'] or '-'}")  # fmt: skip
+        click.echo(
+            f"{x['kind']:<6} {x['name']:<34} {x['status']:<9} {age:>7}  {x['dashboard_url'] or '-'}"
+        )
 
 
 @compute.command("start")
 @click.argument("kind", type=click.Choice(["dask", "spark"]))
 @click.option("--workers", "-n", default=2, show_default=True, type=click.IntRange(0, 1000))
-@click.option("--cores", default=1.0, show_default=True, type=click.FloatRange(0, min_open=True),
-              help="Per worker")  # fmt: skip
+@click.option(
+    "--cores",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Per worker",
+)
 @click.option("--memory", default="2 GiB", show_default=True, help="Per worker")
 @HUB
 @TOKEN
-def compute_start(kind: str, workers: int, cores: float, memory: str, hub: str | None,
-                  token: str | None) -> None:  # fmt: skip
+def compute_start(
+    kind: str, workers: int, cores: float, memory: str, hub: str | None, token: str | None
+) -> None:
     """Start a cluster of KIND; connect to it from Python with its name."""
     with hub_client(hub, token) as c:
-        x = call(c.request, "POST", f"/api/compute/{kind}",
-                  json={"workers": workers, "cores": cores, "memory": memory})  # fmt: skip
+        x = call(
+            c.request,
+            "POST",
+            f"/api/compute/{kind}",
+            json={"workers": workers, "cores": cores, "memory": memory},
+        )
     click.echo(f"{x['kind']} cluster {x['name']} {x['status']}: {x['address']}")
     if x["dashboard_url"]:
         click.echo(f"dashboard: {x['dashboard_url']}")

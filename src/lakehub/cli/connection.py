@@ -33,9 +33,15 @@ def connection() -> None:
 @HUB
 @TOKEN
 def add(
-    name: str, endpoint: str, access_key: str, region: str, bucket: str, no_verify: bool,
-    hub: str | None, token: str | None,
-) -> None:  # fmt: skip
+    name: str,
+    endpoint: str,
+    access_key: str,
+    region: str,
+    bucket: str,
+    no_verify: bool,
+    hub: str | None,
+    token: str | None,
+) -> None:
     """Register a connection; the secret key comes from LAKEHUB_CONNECTION_SECRET or a prompt."""
     secret = os.environ.get(SECRET_ENV)
     if not secret:
@@ -43,8 +49,16 @@ def add(
             fail(f"no secret key: set {SECRET_ENV} or run in a terminal to be asked for it")
         secret = click.prompt("secret access key", hide_input=True, err=True)
     with hub_client(hub, token) as c:
-        out = call(c.connections.create, name, endpoint, access_key, secret, region=region,
-                    bucket=bucket, verify=not no_verify)  # fmt: skip
+        out = call(
+            c.connections.create,
+            name,
+            endpoint,
+            access_key,
+            secret,
+            region=region,
+            bucket=bucket,
+            verify=not no_verify,
+        )
     checked = "not checked" if no_verify else "credentials checked"
     click.echo(f"added connection {out['name']} -> {out['endpoint_url']} ({checked})")
 
@@ -57,8 +71,10 @@ def ls(hub: str | None, token: str | None) -> None:
     with hub_client(hub, token) as c:
         rows = call(c.connections.list)
     for r in rows:
-        click.echo(f"{r['name']:<20} {r['endpoint_url']:<40} {r['region']:<12} "
-                   f"{r['bucket'] or '-':<20} {r['access_key_id']}")  # fmt: skip
+        click.echo(
+            f"{r['name']:<20} {r['endpoint_url']:<40} {r['region']:<12} "
+            f"{r['bucket'] or '-':<20} {r['access_key_id']}"
+        )
 
 
 @connection.command("rm")

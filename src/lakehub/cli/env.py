@@ -17,8 +17,9 @@ from lakehub.cli._common import HUB, TOKEN, call, fail, hub_client
 
 def _read_value(name: str) -> str:
     if sys.stdin.isatty():
-        value: str = click.prompt(f"value of {name}", hide_input=True, err=True,
-                                  default="", show_default=False)  # fmt: skip
+        value: str = click.prompt(
+            f"value of {name}", hide_input=True, err=True, default="", show_default=False
+        )
         return value
     value = sys.stdin.read()
     return value[:-1] if value.endswith("\n") else value  # what `echo` or a here-string adds
@@ -42,8 +43,10 @@ def env() -> None:
 def set_(name: str, secret: bool, value: str | None, hub: str | None, token: str | None) -> None:
     """Create or replace NAME; it reaches your server at its next start."""
     if value is not None and secret:
-        fail("a secret value is never an argument (ps and shell history show those): "
-             "leave out --value and type it at the prompt or pipe it in")  # fmt: skip
+        fail(
+            "a secret value is never an argument (ps and shell history show those): "
+            "leave out --value and type it at the prompt or pipe it in"
+        )
     if value is None:
         value = _read_value(name)
     with hub_client(hub, token) as c:

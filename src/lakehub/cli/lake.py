@@ -63,10 +63,14 @@ def client(hub: str | None, token: str | None) -> Any:
 
 
 REASONS = {
-    "AccessDenied": "access denied", "403": "access denied", "NoSuchKey": "no such object",
-    "404": "not found", "NoSuchBucket": "no such bucket", "BucketAlreadyExists": "bucket exists",
+    "AccessDenied": "access denied",
+    "403": "access denied",
+    "NoSuchKey": "no such object",
+    "404": "not found",
+    "NoSuchBucket": "no such bucket",
+    "BucketAlreadyExists": "bucket exists",
     "BucketAlreadyOwnedByYou": "bucket exists",
-}  # fmt: skip
+}
 
 
 WRITE_REFUSALS = ("AccessDenied", "403", "InternalError", "500")  # a read-only bucket gives 500
@@ -83,9 +87,11 @@ def quota_refusal(bucket: str, size: int, hub: str | None, token: str | None) ->
     except LakeHubError:
         return None
     for q in quotas:
-        mine = bucket == f"space-{q['name']}" if q["kind"] == "space" else bucket.startswith(
-            f"{q['name']}-"
-        )  # fmt: skip
+        mine = (
+            bucket == f"space-{q['name']}"
+            if q["kind"] == "space"
+            else bucket.startswith(f"{q['name']}-")
+        )
         if not mine:
             continue
         if q["blocked"]:
@@ -94,14 +100,17 @@ def quota_refusal(bucket: str, size: int, hub: str | None, token: str | None) ->
         if (q["max_bytes"] is not None and q["used_bytes"] + size > q["max_bytes"]) or (
             q["max_objects"] is not None and q["used_objects"] + 1 > q["max_objects"]
         ):
-            return (f"quota exceeded for {q['kind']} {q['name']}: {q['usage']}, and this adds "
-                    f"{human(size)}; delete something or ask an admin")  # fmt: skip
+            return (
+                f"quota exceeded for {q['kind']} {q['name']}: {q['usage']}, and this adds "
+                f"{human(size)}; delete something or ask an admin"
+            )
     return None
 
 
 @contextmanager
-def lake_errors(what: str, writing: tuple[str, int, str | None, str | None] | None = None
-                ) -> Iterator[None]:  # fmt: skip
+def lake_errors(
+    what: str, writing: tuple[str, int, str | None, str | None] | None = None
+) -> Iterator[None]:
     """One-line errors; ``writing`` = (bucket, size, hub, token) when writing, for quotas."""
     from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError
@@ -155,8 +164,11 @@ def ls(url: str | None, hub: str | None, token: str | None) -> None:
 @lake.command("cp")
 @click.argument("src")
 @click.argument("dst")
-@click.option("--max-bandwidth", default=None,
-              help="Cap the transfer rate, e.g. 20MiB (per second; one part at a time)")
+@click.option(
+    "--max-bandwidth",
+    default=None,
+    help="Cap the transfer rate, e.g. 20MiB (per second; one part at a time)",
+)
 @HUB
 @TOKEN
 def cp(src: str, dst: str, max_bandwidth: str | None, hub: str | None, token: str | None) -> None:
@@ -182,9 +194,10 @@ def cp(src: str, dst: str, max_bandwidth: str | None, hub: str | None, token: st
         if not key or key.endswith("/"):
             key += path.name
         size = path.stat().st_size
-        with lake_errors(f"s3://{bucket}/{key}", (bucket, size, hub, token)), _progress(
-            size, src
-        ) as tick:  # a failed multipart upload is aborted by the transfer manager
+        with (
+            lake_errors(f"s3://{bucket}/{key}", (bucket, size, hub, token)),
+            _progress(size, src) as tick,
+        ):  # a failed multipart upload is aborted by the transfer manager
             s3.upload_file(str(path), bucket, key, Callback=tick, Config=config)
         click.echo(f"uploaded {src} to s3://{bucket}/{key}")
     else:
@@ -224,8 +237,11 @@ def rm(url: str, recursive: bool, yes: bool, hub: str | None, token: str | None)
             s3.delete_object(Bucket=bucket, Key=key)
             click.echo(f"removed {url}")
             return
-        keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=key) for o in page.get("Contents", [])]  # fmt: skip
+        keys = [
+            o["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
+            for o in page.get("Contents", [])
+        ]
         if keys and not yes:
             click.confirm(f"remove {len(keys)} objects under {url}?", abort=True, err=True)
         for start in range(0, len(keys), 1000):

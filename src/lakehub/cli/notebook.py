@@ -50,8 +50,10 @@ def server_ls(hub: str | None, token: str | None) -> None:
     for s in servers:
         state = "ready" if s["ready"] else (s["pending"] or "stopped")
         stops = f"stops at {s['cull_at'][11:16]} UTC if idle" if s["cull_at"] else ""
-        click.echo(f"{s['name']:<16} {state:<8} {s['environment'] or '-':<14} "
-                   f"{s['size'] or '-':<8} {stops}")  # fmt: skip
+        click.echo(
+            f"{s['name']:<16} {state:<8} {s['environment'] or '-':<14} "
+            f"{s['size'] or '-':<8} {stops}"
+        )
 
 
 @server.command("start")
@@ -60,8 +62,9 @@ def server_ls(hub: str | None, token: str | None) -> None:
 @click.option("--size", "-s", default=None, help="[default: yours]")
 @HUB
 @TOKEN
-def server_start(name: str, environment: str | None, size: str | None, hub: str | None,
-                 token: str | None) -> None:  # fmt: skip
+def server_start(
+    name: str, environment: str | None, size: str | None, hub: str | None, token: str | None
+) -> None:
     """Start server NAME ('default' is your unnamed one) and wait until it is ready."""
     with hub_client(hub, token) as c:
         s = call(c.servers.start, name, environment=environment, size=size)
@@ -94,8 +97,10 @@ def server_options(hub: str | None, token: str | None) -> None:
     for z in o["sizes"]:
         mark = "*" if z["name"] == o["default_size"] else " "
         click.echo(f"{mark} size        {z['name']:<14} {z['cpus']:g} CPU, {_human(z['memory'])}")
-    click.echo(f"quota: {o['max_servers']} server(s), memory {_human(o['max_memory'])}; "
-               f"idle timeout {o['idle_timeout']} s")  # fmt: skip
+    click.echo(
+        f"quota: {o['max_servers']} server(s), memory {_human(o['max_memory'])}; "
+        f"idle timeout {o['idle_timeout']} s"
+    )
 
 
 # environments (administrators) ---------------------------------------------------------------
@@ -126,14 +131,27 @@ def environment_show(name: str, data_dir: Path | None) -> None:
 @click.argument("name")
 @click.option("--description", default=None)
 @click.option("--python", default=None, help="e.g. 3.11 [default: 3.11, or unchanged]")
-@click.option("--package", "-p", "packages", multiple=True,
-              help="A requirement like 'pandas>=2.2'; repeat; replaces the list")  # fmt: skip
+@click.option(
+    "--package",
+    "-p",
+    "packages",
+    multiple=True,
+    help="A requirement like 'pandas>=2.2'; repeat; replaces the list",
+)
 @DATA_DIR
-def environment_set(name: str, description: str | None, python: str | None,
-                    packages: tuple[str, ...], data_dir: Path | None) -> None:  # fmt: skip
+def environment_set(
+    name: str,
+    description: str | None,
+    python: str | None,
+    packages: tuple[str, ...],
+    data_dir: Path | None,
+) -> None:
     """Add environment NAME or change its spec; it is built in the background."""
-    body = {"description": description, "python": python,
-            "packages": list(packages) if packages else None}  # fmt: skip
+    body = {
+        "description": description,
+        "python": python,
+        "packages": list(packages) if packages else None,
+    }
     e = as_admin(data_dir, "PUT", f"/environments/{name}", json=body)
     click.echo(f"environment {name}: {e['status']} (see 'lakehub environment log {name}')")
 
@@ -173,8 +191,9 @@ def size() -> None:
 @DATA_DIR
 def size_ls(data_dir: Path | None) -> None:
     for z in as_admin(data_dir, "GET", "/sizes"):
-        click.echo(f"{z['name']:<12} {z['cpus']:g} CPU  {_human(z['memory']):<10} "
-                   f"{z['description']}")  # fmt: skip
+        click.echo(
+            f"{z['name']:<12} {z['cpus']:g} CPU  {_human(z['memory']):<10} {z['description']}"
+        )
 
 
 @size.command("set")
@@ -183,8 +202,7 @@ def size_ls(data_dir: Path | None) -> None:
 @click.option("--memory", required=True, help="e.g. 4GiB")
 @click.option("--description", default="")
 @DATA_DIR
-def size_set(name: str, cpus: float, memory: str, description: str,
-             data_dir: Path | None) -> None:  # fmt: skip
+def size_set(name: str, cpus: float, memory: str, description: str, data_dir: Path | None) -> None:
     body = {"cpus": cpus, "memory": _size(memory), "description": description}
     as_admin(data_dir, "PUT", f"/sizes/{name}", json=body)
     click.echo(f"size {name}: {cpus:g} CPU, {memory}")
@@ -225,10 +243,18 @@ def _names(text: str | None) -> list[str] | None:
 @click.option("--max-memory", default=None, help="Total memory of running servers, e.g. 16GiB")
 @click.option("--idle-timeout", type=int, default=None, help="Seconds; 0: never stop")
 @DATA_DIR
-def policy_set(group: str | None, user: str | None, environments: str | None,
-               sizes: str | None, default_environment: str | None, default_size: str | None,
-               max_servers: int | None, max_memory: str | None, idle_timeout: int | None,
-               data_dir: Path | None) -> None:  # fmt: skip
+def policy_set(
+    group: str | None,
+    user: str | None,
+    environments: str | None,
+    sizes: str | None,
+    default_environment: str | None,
+    default_size: str | None,
+    max_servers: int | None,
+    max_memory: str | None,
+    idle_timeout: int | None,
+    data_dir: Path | None,
+) -> None:
     """Set some fields of a group's or a user's policy (others stay as they were)."""
     who = _who(user, group)
     body: dict[str, Any] = {}
@@ -236,9 +262,12 @@ def policy_set(group: str | None, user: str | None, environments: str | None,
         body["environments"] = _names(environments) or None
     if sizes is not None:
         body["sizes"] = _names(sizes) or None
-    for key, value in (("default_environment", default_environment),
-                       ("default_size", default_size), ("max_servers", max_servers),
-                       ("cull_timeout", idle_timeout)):  # fmt: skip
+    for key, value in (
+        ("default_environment", default_environment),
+        ("default_size", default_size),
+        ("max_servers", max_servers),
+        ("cull_timeout", idle_timeout),
+    ):
         if value is not None:
             body[key] = value
     if max_memory is not None:

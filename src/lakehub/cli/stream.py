@@ -23,8 +23,9 @@ def stream() -> None:
 @click.option("--kind", type=click.Choice(["records", "raw"]), default="records")
 @click.option("--path", default=None, help="s3://bucket/prefix [default: <owner>-home/streams/]")
 @DATA_DIR
-def stream_create(name: str, owner: str, tags: tuple[str, ...], kind: str, path: str | None,
-                  data_dir: Path | None) -> None:  # fmt: skip
+def stream_create(
+    name: str, owner: str, tags: tuple[str, ...], kind: str, path: str | None, data_dir: Path | None
+) -> None:
     body = {"name": name, "owner": owner, "tags": list(tags), "kind": kind, "path": path}
     out = as_admin(data_dir, "POST", "/streams", json=body)
     click.echo(f"stream {out['name']} ({out['kind']}) at {out['path']} takes {', '.join(tags)}")
@@ -39,8 +40,10 @@ def stream_list(as_json: bool, data_dir: Path | None) -> None:
         echo_json(out)
         return
     for s in out:
-        click.echo(f"{s['name']:<20} {s['kind']:<8} {s['owner']:<12} records={s['moved_records']}"
-                   f" lag={s['lag_seconds']:.1f}s errors={s['errors']} {s['path']}")  # fmt: skip
+        click.echo(
+            f"{s['name']:<20} {s['kind']:<8} {s['owner']:<12} records={s['moved_records']}"
+            f" lag={s['lag_seconds']:.1f}s errors={s['errors']} {s['path']}"
+        )
 
 
 @stream.command("rm")
@@ -64,11 +67,23 @@ def source() -> None:
 @click.option("--max-bytes-per-s", type=int, default=None)
 @click.option("--max-message-bytes", type=int, default=16 * 2**20)
 @DATA_DIR
-def source_add(name: str, owner: str, tags: tuple[str, ...], no_shared_key: bool,
-               max_bytes_per_s: int | None, max_message_bytes: int,
-               data_dir: Path | None) -> None:  # fmt: skip
-    body = {"name": name, "owner": owner, "tags": list(tags), "shared_key": not no_shared_key,
-            "max_bytes_per_s": max_bytes_per_s, "max_message_bytes": max_message_bytes}
+def source_add(
+    name: str,
+    owner: str,
+    tags: tuple[str, ...],
+    no_shared_key: bool,
+    max_bytes_per_s: int | None,
+    max_message_bytes: int,
+    data_dir: Path | None,
+) -> None:
+    body = {
+        "name": name,
+        "owner": owner,
+        "tags": list(tags),
+        "shared_key": not no_shared_key,
+        "max_bytes_per_s": max_bytes_per_s,
+        "max_message_bytes": max_message_bytes,
+    }
     out = as_admin(data_dir, "POST", "/sources", json=body)
     click.echo(f"source {name} for {owner}: token: {out['token']}")
     if out["key"]:

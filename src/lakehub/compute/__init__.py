@@ -39,9 +39,14 @@ def stop(kind: str, name: str, client: Client | None = None) -> None:
     _client(client).request("DELETE", f"/api/compute/{quote(kind)}/{quote(name, safe='')}")
 
 
-def dask(workers: int = 2, cores: int = 1, memory: str | int = "2 GiB",
-         idle_timeout: float | None = None, client: Client | None = None,
-         wait: float = 60) -> Any:  # fmt: skip
+def dask(
+    workers: int = 2,
+    cores: int = 1,
+    memory: str | int = "2 GiB",
+    idle_timeout: float | None = None,
+    client: Client | None = None,
+    wait: float = 60,
+) -> Any:
     """Start a Dask cluster of your own and return a ``distributed.Client`` connected to it.
 
     ``cores`` and ``memory`` are per worker. The cluster stops when idle for your hub's idle
@@ -50,16 +55,24 @@ def dask(workers: int = 2, cores: int = 1, memory: str | int = "2 GiB",
     from dask_gateway.auth import JupyterHubAuth
 
     hub = _client(client)
-    started = hub.request("POST", "/api/compute/dask", json={
-        "workers": workers, "cores": cores, "memory": memory, "idle_timeout": idle_timeout,
-    })  # fmt: skip
+    started = hub.request(
+        "POST",
+        "/api/compute/dask",
+        json={
+            "workers": workers,
+            "cores": cores,
+            "memory": memory,
+            "idle_timeout": idle_timeout,
+        },
+    )
     # in a notebook the gateway is reached directly; elsewhere through the hub's front door
     front = hub.url.removesuffix("/services/lakehub") + "/services/dask-gateway"
     address = os.environ.get("DASK_GATEWAY__ADDRESS") or front
     proxy, _, name = started["address"].rpartition("/")
     # the cluster object owns its connection to the gateway (closed with the cluster object)
-    cluster = GatewayCluster.from_name(name, address=address, proxy_address=proxy,
-                                       auth=JupyterHubAuth(api_token=hub.token))  # fmt: skip
+    cluster = GatewayCluster.from_name(
+        name, address=address, proxy_address=proxy, auth=JupyterHubAuth(api_token=hub.token)
+    )
     dask_client = cluster.get_client(set_as_default=True)
     if workers:
         dask_client.wait_for_workers(1, timeout=wait)
@@ -74,9 +87,16 @@ def submit(fn: Any, *args: Any, **kwargs: Any) -> Any:
     return _submit(fn, *args, **kwargs)
 
 
-def spark(workers: int = 2, cores: float = 1, memory: str | int = "2g", name: str | None = None,
-          idle_timeout: float | None = None, client: Client | None = None,
-          app_name: str | None = None, **conf: Any) -> Any:  # fmt: skip
+def spark(
+    workers: int = 2,
+    cores: float = 1,
+    memory: str | int = "2g",
+    name: str | None = None,
+    idle_timeout: float | None = None,
+    client: Client | None = None,
+    app_name: str | None = None,
+    **conf: Any,
+) -> Any:
     """A ``pyspark.sql.SparkSession`` on a Spark cluster of your own, with the lake configured
     for ``s3a://`` and ``s3://`` paths.
 

@@ -41,8 +41,19 @@ STATE_COOKIE = "lakehub-dask-oauth-state"
 RECHECK = 60.0  # seconds between checks of a session's token with JupyterHub
 MAX_SESSIONS = 10_000
 LOGIN_TTL = 600.0
-HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-       "trailers", "transfer-encoding", "upgrade", "host", "content-length"}  # fmt: skip
+HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+}
 NOT_UPSTREAM = HOP | {"cookie", "authorization"}
 NOT_DOWNSTREAM = HOP | {"set-cookie"}
 
@@ -51,8 +62,9 @@ class Dashboards:
     """The routes, the browser sessions and the relay; ``auth`` is the gateway's authenticator
     (it turns a JupyterHub token into a user, or raises 401)."""
 
-    def __init__(self, auth: Any, prefix: str, public_url: str, hub_api_url: str,
-                 client_secret: str) -> None:  # fmt: skip
+    def __init__(
+        self, auth: Any, prefix: str, public_url: str, hub_api_url: str, client_secret: str
+    ) -> None:
         self.auth = auth
         self.public_host = urlsplit(public_url).netloc  # the hub's front door, host:port
         self.prefix = prefix.rstrip("/")  # the gateway's public path, e.g. /services/dask-gateway
@@ -76,8 +88,9 @@ class Dashboards:
     def _client(self) -> aiohttp.ClientSession:
         if self.http is None:
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-            self.http = aiohttp.ClientSession(timeout=timeout, auto_decompress=False,
-                                              cookie_jar=aiohttp.DummyCookieJar())  # fmt: skip
+            self.http = aiohttp.ClientSession(
+                timeout=timeout, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+            )
         return self.http
 
     # who is asking
@@ -103,8 +116,10 @@ class Dashboards:
         if header:
             scheme, _, token = header.partition(" ")
             if scheme.lower() not in ("jupyterhub", "token", "bearer") or not token.strip():
-                raise web.HTTPUnauthorized(text="send 'Authorization: jupyterhub <token>'",
-                                           headers={"WWW-Authenticate": "jupyterhub"})  # fmt: skip
+                raise web.HTTPUnauthorized(
+                    text="send 'Authorization: jupyterhub <token>'",
+                    headers={"WWW-Authenticate": "jupyterhub"},
+                )
             return str((await self.auth.user_for_token(token.strip())).name)
         name = await self._session_user(request)
         if name is None:
@@ -112,18 +127,24 @@ class Dashboards:
                 raise self._login(request)
             raise web.HTTPUnauthorized(
                 text="log in: a JupyterHub token ('Authorization: jupyterhub <token>') or a "
-                     "browser session of the cluster's owner", headers={"WWW-Authenticate":
-                                                                       "jupyterhub"})  # fmt: skip
+                "browser session of the cluster's owner",
+                headers={"WWW-Authenticate": "jupyterhub"},
+            )
         # dask-gateway's proxy does not pass the browser's Host on as Host: a page of the hub
         # has the hub's public address for its Origin (or a Host a proxy forwarded)
         origin = request.headers.get("Origin")
         forwarded = ",".join(request.headers.getall("X-Forwarded-Host", []))
         hosts = {self.public_host, request.headers.get("Host", "")} | {
-            h.strip() for h in forwarded.split(",")}  # fmt: skip
-        if (request.method != "GET" or _is_websocket(request)) and origin is not None and (
-                urlsplit(origin).netloc not in hosts - {""}):  # fmt: skip
-            raise web.HTTPForbidden(text=f"cross-site requests to a dashboard are refused "
-                                         f"(from {origin})")  # fmt: skip
+            h.strip() for h in forwarded.split(",")
+        }
+        if (
+            (request.method != "GET" or _is_websocket(request))
+            and origin is not None
+            and (urlsplit(origin).netloc not in hosts - {""})
+        ):
+            raise web.HTTPForbidden(
+                text=f"cross-site requests to a dashboard are refused (from {origin})"
+            )
         return name
 
     def _login(self, request: web.Request) -> web.HTTPFound:
@@ -137,32 +158,50 @@ class Dashboards:
         self.logins[state] = (verifier, self.prefix + request.path_qs, now)
         digest = hashlib.sha256(verifier.encode()).digest()
         params = {
-            "client_id": self.client_id, "redirect_uri": f"{self.prefix}/oauth_callback",
-            "response_type": "code", "state": state,
+            "client_id": self.client_id,
+            "redirect_uri": f"{self.prefix}/oauth_callback",
+            "response_type": "code",
+            "state": state,
             "code_challenge": base64.urlsafe_b64encode(digest).rstrip(b"=").decode(),
             "code_challenge_method": "S256",
-        }  # fmt: skip
+        }
         resp = web.HTTPFound(f"/hub/api/oauth2/authorize?{urlencode(params)}")
-        resp.set_cookie(STATE_COOKIE, state, max_age=int(LOGIN_TTL), httponly=True,
-                        samesite="Lax", path=self.prefix + "/")  # fmt: skip
+        resp.set_cookie(
+            STATE_COOKIE,
+            state,
+            max_age=int(LOGIN_TTL),
+            httponly=True,
+            samesite="Lax",
+            path=self.prefix + "/",
+        )
         return resp
 
     async def oauth_callback(self, request: web.Request) -> web.StreamResponse:
         state = request.query.get("state", "")
         login = self.logins.get(state)
-        if (login is None or not request.query.get("code")
-                or not hmac.compare_digest(state, request.cookies.get(STATE_COOKIE, ""))):
+        if (
+            login is None
+            or not request.query.get("code")
+            or not hmac.compare_digest(state, request.cookies.get(STATE_COOKIE, ""))
+        ):
             raise web.HTTPBadRequest(
-                text="login state missing, stale or not this browser's: open the dashboard again")
+                text="login state missing, stale or not this browser's: open the dashboard again"
+            )
         del self.logins[state]
         verifier, next_url, _ = login
-        form = {"client_id": self.client_id, "client_secret": self.client_secret,
-                "grant_type": "authorization_code", "code": request.query["code"],
-                "redirect_uri": f"{self.prefix}/oauth_callback", "code_verifier": verifier}
+        form = {
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "grant_type": "authorization_code",
+            "code": request.query["code"],
+            "redirect_uri": f"{self.prefix}/oauth_callback",
+            "code_verifier": verifier,
+        }
         async with self._client().post(f"{self.hub_api_url}/oauth2/token", data=form) as resp:
             if resp.status != 200:
-                raise web.HTTPForbidden(text="JupyterHub refused the login: open the dashboard "
-                                             "again")  # fmt: skip
+                raise web.HTTPForbidden(
+                    text="JupyterHub refused the login: open the dashboard again"
+                )
             token = (await resp.json())["access_token"]
         name = (await self.auth.user_for_token(token)).name
         if len(self.sessions) >= MAX_SESSIONS:
@@ -183,8 +222,9 @@ class Dashboards:
         if cluster is None or cluster.username != user:
             raise web.HTTPNotFound(text=f"you have no cluster named {name}")
         if cluster.status != ClusterStatus.RUNNING or not cluster.dashboard_address:
-            raise web.HTTPConflict(text=f"cluster {name} has no dashboard now "
-                                        f"({cluster.status.name.lower()})")  # fmt: skip
+            raise web.HTTPConflict(
+                text=f"cluster {name} has no dashboard now ({cluster.status.name.lower()})"
+            )
         url = f"{cluster.dashboard_address}/{request.match_info.get('tail', '')}"
         if request.query_string:
             url += "?" + request.query_string
@@ -194,17 +234,21 @@ class Dashboards:
                 return await self._relay_websocket(request, url)
             return await self._relay(request, url, headers)
         except aiohttp.WSServerHandshakeError as err:
-            raise web.HTTPBadGateway(text=f"cluster {name}'s dashboard refused the websocket "
-                                          f"({err.status})") from None  # fmt: skip
+            raise web.HTTPBadGateway(
+                text=f"cluster {name}'s dashboard refused the websocket ({err.status})"
+            ) from None
         except (TimeoutError, aiohttp.ClientConnectionError) as err:
-            raise web.HTTPBadGateway(text=f"cluster {name}'s dashboard is not answering: {err}"
-                                     ) from None  # fmt: skip
+            raise web.HTTPBadGateway(
+                text=f"cluster {name}'s dashboard is not answering: {err}"
+            ) from None
 
-    async def _relay(self, request: web.Request, url: str,
-                     headers: dict[str, str]) -> web.StreamResponse:  # fmt: skip
+    async def _relay(
+        self, request: web.Request, url: str, headers: dict[str, str]
+    ) -> web.StreamResponse:
         body = request.content if request.body_exists else None
-        async with self._client().request(request.method, url, headers=headers, data=body,
-                                          allow_redirects=False) as up:  # fmt: skip
+        async with self._client().request(
+            request.method, url, headers=headers, data=body, allow_redirects=False
+        ) as up:
             out = web.StreamResponse(status=up.status, reason=up.reason)
             for key, value in up.headers.items():
                 if key.lower() not in NOT_DOWNSTREAM:
@@ -216,11 +260,15 @@ class Dashboards:
             return out
 
     async def _relay_websocket(self, request: web.Request, url: str) -> web.StreamResponse:
-        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
-                   if p.strip()]  # bokeh sends its session token as a subprotocol  # fmt: skip
+        offered = [
+            p.strip()
+            for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+            if p.strip()
+        ]  # bokeh sends its session token as a subprotocol
         headers = {k: v for k, v in request.headers.items() if k.lower() == "origin"}
-        async with self._client().ws_connect("ws" + url[4:], protocols=offered,
-                                             headers=headers) as up:  # fmt: skip
+        async with self._client().ws_connect(
+            "ws" + url[4:], protocols=offered, headers=headers
+        ) as up:
             down = web.WebSocketResponse(protocols=(up.protocol,) if up.protocol else ())
             await down.prepare(request)
             await asyncio.gather(_pump(down, up), _pump(up, down))

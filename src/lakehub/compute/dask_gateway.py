@@ -53,15 +53,17 @@ def gateway_url(runtime: Runtime) -> str:
 class DaskEngine:
     kind = KIND
 
-    def __init__(self, runtime: Runtime, service_token: str, bind: str = "127.0.0.1",
-                 timeout: float = 30.0) -> None:  # fmt: skip
+    def __init__(
+        self, runtime: Runtime, service_token: str, bind: str = "127.0.0.1", timeout: float = 30.0
+    ) -> None:
         self.runtime = runtime
         self.proxy_address = proxy_address(runtime, bind)
         self._http = httpx.Client(
-            base_url=gateway_url(runtime) + "/api/v1", timeout=timeout,
+            base_url=gateway_url(runtime) + "/api/v1",
+            timeout=timeout,
             headers={"Authorization": f"lakehub {service_token}"},
             cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # acts for many users
-        )  # fmt: skip
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -71,8 +73,7 @@ class DaskEngine:
 
     def _call(self, owner: str, method: str, path: str, body: Any = None) -> Any:
         try:
-            resp = self._http.request(method, path, json=body,
-                                      headers={"X-LakeHub-User": owner})  # fmt: skip
+            resp = self._http.request(method, path, json=body, headers={"X-LakeHub-User": owner})
         except httpx.TransportError as err:
             raise ComputeError(f"dask-gateway is not answering: {err}", 503) from None
         if resp.status_code >= 400:
@@ -87,14 +88,22 @@ class DaskEngine:
     def start(self, owner: str, request: ClusterRequest) -> Cluster:
         if request.cores != int(request.cores):
             raise ComputeError(f"a Dask worker takes whole cores (asked: {request.cores:g})")
-        options = {"worker_cores": int(request.cores), "worker_memory": request.memory / 2**30,
-                   "idle_timeout": int(request.idle_timeout or 0)}  # fmt: skip
+        options = {
+            "worker_cores": int(request.cores),
+            "worker_memory": request.memory / 2**30,
+            "idle_timeout": int(request.idle_timeout or 0),
+        }
         name = self._call(owner, "POST", "/clusters/", {"cluster_options": options})["name"]
         if request.workers:  # a cluster scales once it runs: this call does not wait for that
-            threading.Thread(target=self._scale_when_running, args=(owner, name, request.workers),
-                             name=f"scale-{name[:8]}", daemon=True).start()  # fmt: skip
-        return self._cluster(owner, self._call(owner, "GET", f"/clusters/{name}"),
-                             workers=request.workers)  # fmt: skip
+            threading.Thread(
+                target=self._scale_when_running,
+                args=(owner, name, request.workers),
+                name=f"scale-{name[:8]}",
+                daemon=True,
+            ).start()
+        return self._cluster(
+            owner, self._call(owner, "GET", f"/clusters/{name}"), workers=request.workers
+        )
 
     def _scale_when_running(self, owner: str, name: str, workers: int) -> None:
         try:
@@ -123,10 +132,14 @@ class DaskEngine:
         route = model.get("dashboard_route")
         public = f"{self.runtime.front_url}/services/{GATEWAY_SERVICE}"
         return Cluster(
-            kind=KIND, name=model["name"], owner=owner, status=model["status"].lower(),
-            workers=workers, cores=float(opts.get("worker_cores", 0)),
+            kind=KIND,
+            name=model["name"],
+            owner=owner,
+            status=model["status"].lower(),
+            workers=workers,
+            cores=float(opts.get("worker_cores", 0)),
             memory=int(float(opts.get("worker_memory", 0)) * 2**30),
             address=f"{self.proxy_address}/{model['name']}",
             dashboard_url=f"{public}{route}" if route else "",
             started=float(model.get("start_time") or 0) / 1000,
-        )  # fmt: skip
+        )

@@ -43,8 +43,12 @@ from lakehub.notebooks.accounts import ensure_account, unix_name
 
 ENV_TTL = 60.0
 REFUSALS: dict[int, type[web.HTTPException]] = {
-    400: web.HTTPBadRequest, 403: web.HTTPForbidden, 404: web.HTTPNotFound, 409: web.HTTPConflict,
-    422: web.HTTPUnprocessableEntity, 503: web.HTTPServiceUnavailable,
+    400: web.HTTPBadRequest,
+    403: web.HTTPForbidden,
+    404: web.HTTPNotFound,
+    409: web.HTTPConflict,
+    422: web.HTTPUnprocessableEntity,
+    503: web.HTTPServiceUnavailable,
 }
 
 
@@ -53,8 +57,11 @@ class _Planned(HasTraits):
 
     lakehub_api_url = Unicode(config=True, help="The control plane, with its prefix.")
     lakehub_token = Unicode(config=True, help="The control plane's service token.")
-    compute_bind = Unicode("127.0.0.1", config=True,
-                           help="Where schedulers and workers listen (workers may be elsewhere).")
+    compute_bind = Unicode(
+        "127.0.0.1",
+        config=True,
+        help="Where schedulers and workers listen (workers may be elsewhere).",
+    )
     _env_cache: dict[str, tuple[float, dict[str, str]]]
 
     @property
@@ -64,9 +71,12 @@ class _Planned(HasTraits):
     async def _lakehub(self, method: str, path: str, body: Any = None) -> Any:
         headers = {"Authorization": f"token {self.lakehub_token}"}
         timeout = aiohttp.ClientTimeout(total=15)
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.request(
-            method, self.lakehub_api_url + path, json=body, headers=headers
-        ) as resp:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.request(
+                method, self.lakehub_api_url + path, json=body, headers=headers
+            ) as resp,
+        ):
             data = await resp.json(content_type=None)
             if resp.status >= 400:  # the caller gets the control plane's status and sentence
                 refusal = REFUSALS.get(resp.status, web.HTTPBadGateway)
@@ -76,18 +86,32 @@ class _Planned(HasTraits):
     async def process_cluster_options(self, user: User, request: Any) -> Any:
         options, config = await super().process_cluster_options(user, request)  # type: ignore[misc]
         running = [
-            {"owner": c.username, "name": c.name,
-             "memory": (c.config or {}).get("cluster_max_memory") or 0}
+            {
+                "owner": c.username,
+                "name": c.name,
+                "memory": (c.config or {}).get("cluster_max_memory") or 0,
+            }
             for c in self.db.list_clusters()  # type: ignore[attr-defined]
-        ]  # fmt: skip
-        plan = await self._lakehub("POST", f"/api/internal/compute-plan/{user.name}", {
-            "kind": "dask", "worker_cores": config.worker_cores,
-            "worker_memory": config.worker_memory, "running": running,
-            "idle_timeout": options.get("idle_timeout") or None,
-            "head_cores": config.scheduler_cores, "head_memory": config.scheduler_memory,
-        })  # fmt: skip
-        for key in ("cluster_max_workers", "cluster_max_cores", "cluster_max_memory",
-                    "idle_timeout"):  # fmt: skip
+        ]
+        plan = await self._lakehub(
+            "POST",
+            f"/api/internal/compute-plan/{user.name}",
+            {
+                "kind": "dask",
+                "worker_cores": config.worker_cores,
+                "worker_memory": config.worker_memory,
+                "running": running,
+                "idle_timeout": options.get("idle_timeout") or None,
+                "head_cores": config.scheduler_cores,
+                "head_memory": config.scheduler_memory,
+            },
+        )
+        for key in (
+            "cluster_max_workers",
+            "cluster_max_cores",
+            "cluster_max_memory",
+            "idle_timeout",
+        ):
             setattr(config, key, plan[key])
         return options, config
 
@@ -110,8 +134,9 @@ class _Planned(HasTraits):
     async def _check_cluster_proxied(self, cluster: Any) -> None:
         """Upstream's, less the route from the proxy to the dashboard (see the module's doc)."""
         if not cluster.added_to_proxies:
-            await self.proxy.add_route(kind="SNI", sni=cluster.name,  # type: ignore[attr-defined]
-                                       target=cluster.scheduler_address)  # fmt: skip
+            await self.proxy.add_route(  # type: ignore[attr-defined]
+                kind="SNI", sni=cluster.name, target=cluster.scheduler_address
+            )
             cluster.added_to_proxies = True
 
     async def do_start_cluster(self, cluster: Any) -> Any:
@@ -172,8 +197,9 @@ class UserLocalBackend(_Planned, LocalBackend):
 
     def get_env(self, cluster: Any) -> dict[str, str]:
         env: dict[str, str] = super().get_env(cluster)
-        env.update(USER=unix_name(cluster.username),
-                   HOME=str(_home(self.homes_dir, cluster.username)))
+        env.update(
+            USER=unix_name(cluster.username), HOME=str(_home(self.homes_dir, cluster.username))
+        )
         return env
 
     def setup_working_directory(self, cluster: Any) -> str:
@@ -203,13 +229,19 @@ class HubOrServiceAuthenticator(JupyterHubAuthenticator):
 
     async def setup(self, app: web.Application) -> None:
         await super().setup(app)
-        Dashboards(self, self.public_prefix, self.public_url, self.jupyterhub_api_url,
-                   self.jupyterhub_api_token).install(app)  # fmt: skip
+        Dashboards(
+            self,
+            self.public_prefix,
+            self.public_url,
+            self.jupyterhub_api_url,
+            self.jupyterhub_api_token,
+        ).install(app)
 
     async def user_for_token(self, token: str) -> User:
         """The hub's user behind a token; 401 when none, or it lacks access to the gateway."""
         user: User = await self.authenticate(
-            SimpleNamespace(headers={"Authorization": f"jupyterhub {token}"}))
+            SimpleNamespace(headers={"Authorization": f"jupyterhub {token}"})
+        )
         return user
 
     async def authenticate_and_handle(self, request: Any, handler: Any) -> Any:

@@ -64,18 +64,30 @@ c.ClusterConfig.environment = {
 
 
 def _options(chosen: dict) -> dict:  # type: ignore[type-arg]
-    return {"worker_cores": chosen["worker_cores"],
-            "worker_memory": int(chosen["worker_memory"] * 2**30)}
+    return {
+        "worker_cores": chosen["worker_cores"],
+        "worker_memory": int(chosen["worker_memory"] * 2**30),
+    }
 
 
 c.Backend.cluster_options = Options(
-    Integer("worker_cores", default=1, min=1, max=int(settings.compute_max_worker_cores),
-            label="Cores per worker"),
-    Float("worker_memory", default=2, min=0.25, max=settings.compute_max_worker_memory / 2**30,
-          label="Memory per worker (GiB)"),
+    Integer(
+        "worker_cores",
+        default=1,
+        min=1,
+        max=int(settings.compute_max_worker_cores),
+        label="Cores per worker",
+    ),
+    Float(
+        "worker_memory",
+        default=2,
+        min=0.25,
+        max=settings.compute_max_worker_memory / 2**30,
+        label="Memory per worker (GiB)",
+    ),
     Integer("idle_timeout", default=0, min=0, label="Idle timeout (s; 0: the hub's)"),
     handler=_options,
-)  # fmt: skip
+)
 c.ClusterConfig.scheduler_cores = 1
 c.ClusterConfig.scheduler_memory = 512 * 2**20  # counted in the owner's quota with the workers
 c.ClusterConfig.idle_timeout = float(settings.compute_idle_timeout)

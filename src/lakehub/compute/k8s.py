@@ -22,7 +22,7 @@ import argparse
 import json
 from dataclasses import dataclass
 
-TEMPLATE = '''\
+TEMPLATE = """\
 # dask-gateway on Kubernetes, rendered by lakehub.compute.k8s: the Helm chart's gateway.extraConfig
 from dask_gateway_server.options import Float, Integer, Options
 
@@ -59,7 +59,7 @@ c.Backend.cluster_options = Options(
     Integer("idle_timeout", default=0, min=0, label="Idle timeout (s; 0: the hub's)"),
     handler=lakehub_options,
 )
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -70,23 +70,33 @@ class Limits:
     idle_timeout: int = 1800
 
 
-def render(image: str, hub_api_url: str, namespace: str = "lakehub",
-           limits: Limits = Limits()) -> str:  # fmt: skip
+def render(
+    image: str, hub_api_url: str, namespace: str = "lakehub", limits: Limits = Limits()
+) -> str:
     """The ``gateway.extraConfig`` text: a dask-gateway config file (uses the ``c`` it gets)."""
     return TEMPLATE.format(
-        namespace=json.dumps(namespace), image=json.dumps(image),
-        hub_api_url=json.dumps(hub_api_url), idle_timeout=float(limits.idle_timeout),
-        max_workers=limits.max_workers, max_cores=limits.max_worker_cores,
+        namespace=json.dumps(namespace),
+        image=json.dumps(image),
+        hub_api_url=json.dumps(hub_api_url),
+        idle_timeout=float(limits.idle_timeout),
+        max_workers=limits.max_workers,
+        max_cores=limits.max_worker_cores,
         max_memory_gib=limits.max_worker_memory / 2**30,
-    )  # fmt: skip
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lakehub.compute.k8s", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="python -m lakehub.compute.k8s",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--image", required=True, help="the dask environment's image (with its tag)")
-    p.add_argument("--hub-api-url", default="http://hub:8081/hub/api",
-                   help="JupyterHub's API as the gateway reaches it")  # fmt: skip
+    p.add_argument(
+        "--hub-api-url",
+        default="http://hub:8081/hub/api",
+        help="JupyterHub's API as the gateway reaches it",
+    )
     p.add_argument("--namespace", default="lakehub")
     args = p.parse_args(argv)
     print(render(args.image, args.hub_api_url, args.namespace), end="")

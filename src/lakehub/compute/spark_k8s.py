@@ -27,10 +27,19 @@ def lake_secret_name(user: str) -> str:
     return f"lakehub-lake-{user}"
 
 
-def submit_conf(user: str, image: str, *, namespace: str = "lakehub",
-                api_server: str = "https://kubernetes.default.svc", workers: int = 2,
-                cores: float = 1, memory_mb: int = 2048, lake_endpoint: str = "",
-                driver_host: str = "", service_account: str = "") -> dict[str, str]:  # fmt: skip
+def submit_conf(
+    user: str,
+    image: str,
+    *,
+    namespace: str = "lakehub",
+    api_server: str = "https://kubernetes.default.svc",
+    workers: int = 2,
+    cores: float = 1,
+    memory_mb: int = 2048,
+    lake_endpoint: str = "",
+    driver_host: str = "",
+    service_account: str = "",
+) -> dict[str, str]:
     """The settings of one user's session. No secret is in them: Spark on Kubernetes makes the
     session's own authentication secret, and the lake keys come from the user's Secret."""
     if workers < 1 or cores <= 0 or memory_mb < 512:
@@ -59,15 +68,18 @@ def submit_conf(user: str, image: str, *, namespace: str = "lakehub",
         "spark.pyspark.python": "/opt/env/bin/python",
         # the executors' lake keys, from the user's Secret (the driver's come from its own env)
         "spark.kubernetes.executor.secretKeyRef.AWS_ACCESS_KEY_ID": f"{secret}:access_key_id",
-        "spark.kubernetes.executor.secretKeyRef.AWS_SECRET_ACCESS_KEY":
-            f"{secret}:secret_access_key",
-        "spark.hadoop.fs.s3a.aws.credentials.provider":
-            "com.amazonaws.auth.EnvironmentVariableCredentialsProvider",
+        "spark.kubernetes.executor.secretKeyRef.AWS_SECRET_ACCESS_KEY": (
+            f"{secret}:secret_access_key"
+        ),
+        "spark.hadoop.fs.s3a.aws.credentials.provider": (
+            "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
+        ),
         "spark.hadoop.fs.s3a.path.style.access": "true",
-        "spark.hadoop.fs.s3a.impl": s3a, "spark.hadoop.fs.s3.impl": s3a,
+        "spark.hadoop.fs.s3a.impl": s3a,
+        "spark.hadoop.fs.s3.impl": s3a,
         "spark.hadoop.fs.s3a.impl.disable.cache": "true",
         **{f"spark.hadoop.{k}": v for k, v in S3A_NUMBERS.items()},
-    }  # fmt: skip
+    }
     if lake_endpoint:
         conf["spark.hadoop.fs.s3a.endpoint"] = lake_endpoint
     if driver_host:  # the notebook pod's address (a headless service), reached by executors
@@ -87,15 +99,23 @@ def pod_template(user: str, uid: int = 1000, gid: int = 100) -> dict[str, Any]:
         "metadata": {"labels": {"lakehub/owner": user, "lakehub/component": "spark-executor"}},
         "spec": {
             "automountServiceAccountToken": False,
-            "securityContext": {"runAsUser": uid, "runAsGroup": gid, "fsGroup": gid,
-                                "runAsNonRoot": True},
-            "containers": [{
-                "name": "spark-kubernetes-executor",
-                "securityContext": {"allowPrivilegeEscalation": False,
-                                    "capabilities": {"drop": ["ALL"]}},
-            }],
+            "securityContext": {
+                "runAsUser": uid,
+                "runAsGroup": gid,
+                "fsGroup": gid,
+                "runAsNonRoot": True,
+            },
+            "containers": [
+                {
+                    "name": "spark-kubernetes-executor",
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
         },
-    }  # fmt: skip
+    }
 
 
 def spark_submit_argv(conf: dict[str, str], app: str) -> list[str]:
@@ -107,8 +127,10 @@ def spark_submit_argv(conf: dict[str, str], app: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m lakehub.compute.spark_k8s",
-                                description="Render a user's Spark-on-Kubernetes settings")
+    p = argparse.ArgumentParser(
+        prog="python -m lakehub.compute.spark_k8s",
+        description="Render a user's Spark-on-Kubernetes settings",
+    )
     p.add_argument("user")
     p.add_argument("--image", required=True, help="the spark environment's image")
     p.add_argument("--namespace", default="lakehub")
@@ -117,9 +139,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--memory-mb", type=int, default=2048)
     p.add_argument("--lake-endpoint", default="")
     args = p.parse_args(argv)
-    conf = submit_conf(args.user, args.image, namespace=args.namespace, workers=args.workers,
-                       cores=args.cores, memory_mb=args.memory_mb,
-                       lake_endpoint=args.lake_endpoint)  # fmt: skip
+    conf = submit_conf(
+        args.user,
+        args.image,
+        namespace=args.namespace,
+        workers=args.workers,
+        cores=args.cores,
+        memory_mb=args.memory_mb,
+        lake_endpoint=args.lake_endpoint,
+    )
     print(json.dumps({"conf": conf, "pod_template": pod_template(args.user)}, indent=1))
 
 

@@ -44,15 +44,19 @@ def lake_conf(endpoint: str, key: str, secret: str, region: str = "us-east-1") -
     """Spark settings for ``s3a://`` (and ``s3://``) with one user's keys."""
     s3a = "org.apache.hadoop.fs.s3a.S3AFileSystem"
     conf = {
-        "fs.s3a.endpoint": endpoint, "fs.s3a.access.key": key, "fs.s3a.secret.key": secret,
-        "fs.s3a.endpoint.region": region, "fs.s3a.path.style.access": "true",
+        "fs.s3a.endpoint": endpoint,
+        "fs.s3a.access.key": key,
+        "fs.s3a.secret.key": secret,
+        "fs.s3a.endpoint.region": region,
+        "fs.s3a.path.style.access": "true",
         "fs.s3a.connection.ssl.enabled": str(endpoint.startswith("https")).lower(),
-        "fs.s3a.aws.credentials.provider":
-            "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
-        "fs.s3a.impl": s3a, "fs.s3.impl": s3a,
-        "fs.s3a.impl.disable.cache": "true", "fs.s3.impl.disable.cache": "true",
+        "fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        "fs.s3a.impl": s3a,
+        "fs.s3.impl": s3a,
+        "fs.s3a.impl.disable.cache": "true",
+        "fs.s3.impl.disable.cache": "true",
         **S3A_NUMBERS,
-    }  # fmt: skip
+    }
     return {f"spark.hadoop.{k}": v for k, v in conf.items()}
 
 
@@ -73,8 +77,10 @@ def _wait_for_master(master: str, timeout: float = 120) -> None:
                 return
         except OSError as err:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the Spark master {master} does not answer: {err}; see "
-                                   "lakehub.compute.clusters()") from None  # fmt: skip
+                raise RuntimeError(
+                    f"the Spark master {master} does not answer: {err}; see "
+                    "lakehub.compute.clusters()"
+                ) from None
             time.sleep(0.2)
 
 
@@ -94,15 +100,24 @@ def start_jvm(jars: list[str], conf: dict[str, str]) -> None:
     SparkContext._ensure_initialized(conf=launch)
 
 
-def connect_info(hub: Client, workers: int, cores: float, memory: str | int,
-                 name: str | None, idle_timeout: float | None,
-                 timeout: float = 180) -> dict[str, Any]:  # fmt: skip
+def connect_info(
+    hub: Client,
+    workers: int,
+    cores: float,
+    memory: str | int,
+    name: str | None,
+    idle_timeout: float | None,
+    timeout: float = 180,
+) -> dict[str, Any]:
     """Reuse a running cluster of yours (``name``, else one of this shape) or start one; then
     its connection details (the secret included: owner only)."""
     from lakehub.client import LakeHubError
 
-    mine = [c for c in hub.request("GET", "/api/compute") if c["kind"] == "spark"
-            and c["status"] in ("starting", "running")]  # fmt: skip
+    mine = [
+        c
+        for c in hub.request("GET", "/api/compute")
+        if c["kind"] == "spark" and c["status"] in ("starting", "running")
+    ]
     if name is not None:
         found = [c for c in mine if c["name"] == name]
         if not found:
@@ -111,12 +126,25 @@ def connect_info(hub: Client, workers: int, cores: float, memory: str | int,
         from lakehub.sizes import parse_size
 
         size = memory if isinstance(memory, int) else parse_size(memory)
-        found = [c for c in mine if (c["workers"], c["cores"], c["memory"]) == (
-            workers, cores, size) and not c["detail"].get("server")]  # fmt: skip
+        found = [
+            c
+            for c in mine
+            if (c["workers"], c["cores"], c["memory"]) == (workers, cores, size)
+            and not c["detail"].get("server")
+        ]
     if not found:
-        found = [hub.request("POST", "/api/compute/spark", json={
-            "workers": workers, "cores": cores, "memory": memory, "idle_timeout": idle_timeout,
-        })]  # fmt: skip
+        found = [
+            hub.request(
+                "POST",
+                "/api/compute/spark",
+                json={
+                    "workers": workers,
+                    "cores": cores,
+                    "memory": memory,
+                    "idle_timeout": idle_timeout,
+                },
+            )
+        ]
     name = found[0]["name"]
     deadline = time.monotonic() + timeout
     while found[0]["status"] != "running":  # it starts in the background
@@ -127,15 +155,22 @@ def connect_info(hub: Client, workers: int, cores: float, memory: str | int,
             raise LakeHubError(504, f"Spark cluster {name} did not start in {timeout:.0f} s")
         time.sleep(0.1)
         found = [c for c in hub.request("GET", "/api/compute") if c["name"] == name] or [
-            {"status": "failed", "detail": {"reason": "it was stopped"}}]
+            {"status": "failed", "detail": {"reason": "it was stopped"}}
+        ]
     info: dict[str, Any] = hub.request("GET", f"/api/compute/spark/{name}/connect")
     return info
 
 
-def session(workers: int = 2, cores: float = 1, memory: str | int = "2g",
-            name: str | None = None, idle_timeout: float | None = None,
-            client: Client | None = None, app_name: str | None = None,
-            conf: dict[str, Any] | None = None) -> Any:  # fmt: skip
+def session(
+    workers: int = 2,
+    cores: float = 1,
+    memory: str | int = "2g",
+    name: str | None = None,
+    idle_timeout: float | None = None,
+    client: Client | None = None,
+    app_name: str | None = None,
+    conf: dict[str, Any] | None = None,
+) -> Any:
     from pyspark.sql import SparkSession
 
     conf = {k: str(v) for k, v in (conf or {}).items()}
@@ -144,14 +179,19 @@ def session(workers: int = 2, cores: float = 1, memory: str | int = "2g",
     if name is None and env.get("SPARK_MASTER_URL") and env.get("LAKEHUB_SPARK_SECRET"):
         # a notebook server with its own cluster: everything is in its environment
         info: dict[str, Any] = {
-                "master": env["SPARK_MASTER_URL"], "secret": env["LAKEHUB_SPARK_SECRET"],
-                "name": env.get("LAKEHUB_SPARK_CLUSTER", ""),
-                "python": env.get("PYSPARK_PYTHON", ""), "jars": local_jars(),
-                "cores": int(env.get("LAKEHUB_SPARK_CORES", "1")),
-                "memory_mb": int(env.get("LAKEHUB_SPARK_MEMORY_MB", "1024"))}  # fmt: skip
-        creds = {"endpoint": env.get("AWS_ENDPOINT_URL", ""),
-                 "key": env.get("AWS_ACCESS_KEY_ID", ""),
-                 "secret": env.get("AWS_SECRET_ACCESS_KEY", "")}  # fmt: skip
+            "master": env["SPARK_MASTER_URL"],
+            "secret": env["LAKEHUB_SPARK_SECRET"],
+            "name": env.get("LAKEHUB_SPARK_CLUSTER", ""),
+            "python": env.get("PYSPARK_PYTHON", ""),
+            "jars": local_jars(),
+            "cores": int(env.get("LAKEHUB_SPARK_CORES", "1")),
+            "memory_mb": int(env.get("LAKEHUB_SPARK_MEMORY_MB", "1024")),
+        }
+        creds = {
+            "endpoint": env.get("AWS_ENDPOINT_URL", ""),
+            "key": env.get("AWS_ACCESS_KEY_ID", ""),
+            "secret": env.get("AWS_SECRET_ACCESS_KEY", ""),
+        }
         start_jvm(info["jars"], conf)
         _wait_for_master(info["master"])  # it starts with the server, in the background
     else:
@@ -163,8 +203,11 @@ def session(workers: int = 2, cores: float = 1, memory: str | int = "2g",
             try:
                 result["info"] = connect_info(hub, workers, cores, memory, name, idle_timeout)
                 c = hub.lake.credentials()
-                result["creds"] = {"endpoint": c.endpoint_url, "key": c.access_key_id,
-                                   "secret": c.secret_access_key}  # fmt: skip
+                result["creds"] = {
+                    "endpoint": c.endpoint_url,
+                    "key": c.access_key_id,
+                    "secret": c.secret_access_key,
+                }
             except BaseException as err:  # re-raised in the caller's thread
                 result["error"] = err
 
@@ -178,8 +221,13 @@ def session(workers: int = 2, cores: float = 1, memory: str | int = "2g",
     return _build(SparkSession, info, creds, app_name, conf)
 
 
-def _build(spark_session: Any, info: dict[str, Any], creds: dict[str, str],
-           app_name: str | None, conf: dict[str, str]) -> Any:  # fmt: skip
+def _build(
+    spark_session: Any,
+    info: dict[str, Any],
+    creds: dict[str, str],
+    app_name: str | None,
+    conf: dict[str, str],
+) -> Any:
     from pyspark import SparkContext
 
     active = SparkContext._active_spark_context
@@ -187,18 +235,21 @@ def _build(spark_session: Any, info: dict[str, Any], creds: dict[str, str],
         active.stop()  # one SparkContext per process: the new cluster replaces the old one
     here = _local_address(info["master"])
     settings = {
-        "spark.authenticate": "true", "spark.authenticate.secret": info["secret"],
+        "spark.authenticate": "true",
+        "spark.authenticate.secret": info["secret"],
         "spark.network.crypto.enabled": "true",
-        "spark.driver.host": here, "spark.driver.bindAddress": here,
+        "spark.driver.host": here,
+        "spark.driver.bindAddress": here,
         "spark.executor.cores": str(info["cores"]),
         "spark.executor.memory": f"{max(512, int(info['memory_mb'] * 0.8))}m",
         **({"spark.executor.extraClassPath": ":".join(info["jars"])} if info["jars"] else {}),
         **({"spark.pyspark.python": info["python"]} if info.get("python") else {}),
         **lake_conf(creds["endpoint"], creds["key"], creds["secret"]),
         **conf,
-    }  # fmt: skip
+    }
     builder = spark_session.builder.master(info["master"]).appName(
-        app_name or f"lakehub-{info.get('name') or 'spark'}")
+        app_name or f"lakehub-{info.get('name') or 'spark'}"
+    )
     for key, value in settings.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

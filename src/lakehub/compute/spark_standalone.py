@@ -61,10 +61,17 @@ Clusters = list[Cluster]
 class SparkEngine:
     kind = "spark"
 
-    def __init__(self, settings: Settings, lake_env: Callable[[str], dict[str, str]],
-                 check: Check, *, spark_env: Callable[[], Path | None] | None = None,
-                 host: str = "127.0.0.1", reap_every: float = 5.0,
-                 ui_proxy: Callable[[str, str], str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        lake_env: Callable[[str], dict[str, str]],
+        check: Check,
+        *,
+        spark_env: Callable[[], Path | None] | None = None,
+        host: str = "127.0.0.1",
+        reap_every: float = 5.0,
+        ui_proxy: Callable[[str, str], str] | None = None,
+    ) -> None:
         self.settings = settings
         self.lake_env = lake_env
         self.check = check
@@ -83,8 +90,9 @@ class SparkEngine:
         """Checked and recorded now; started in the background (status ``starting``, then
         ``running`` once its master leads, or ``failed`` with a ``reason``)."""
         rec = self._prepare(owner, request)
-        threading.Thread(target=self._run, args=(rec,), name=f"spark-{rec['name']}",
-                         daemon=True).start()  # fmt: skip
+        threading.Thread(
+            target=self._run, args=(rec,), name=f"spark-{rec['name']}", daemon=True
+        ).start()
         return self._cluster(rec)
 
     def _prepare(self, owner: str, request: ClusterRequest) -> dict[str, Any]:
@@ -95,23 +103,40 @@ class SparkEngine:
             raise ComputeError("a Spark worker needs at least 512 MiB of memory")
         env_dir = self.spark_env()
         if env_dir is None or not env_dir.exists():
-            raise ComputeError("the 'spark' environment is not built yet (see 'lakehub "
-                               "environment ls'); try again in a moment", 409)  # fmt: skip
+            raise ComputeError(
+                "the 'spark' environment is not built yet (see 'lakehub "
+                "environment ls'); try again in a moment",
+                409,
+            )
         env_dir = env_dir.resolve()
         home = pyspark_home(env_dir)
         name = f"{owner}-{secrets.token_hex(3)}"
         rec: dict[str, Any] = {
-            "name": name, "owner": owner, "status": "starting", "host": self.host,
-            "workers": request.workers, "cores": request.cores, "memory": request.memory,
-            "idle_timeout": 0.0, "server": request.server, "started": time.time(),
-            "last_busy": time.time(), "env": str(env_dir), "spark_home": str(home),
-            "secret": secrets.token_urlsafe(32), "pids": [],
-            "master_port": free_port(self.host), "ui_port": free_port(self.host),
-        }  # fmt: skip
+            "name": name,
+            "owner": owner,
+            "status": "starting",
+            "host": self.host,
+            "workers": request.workers,
+            "cores": request.cores,
+            "memory": request.memory,
+            "idle_timeout": 0.0,
+            "server": request.server,
+            "started": time.time(),
+            "last_busy": time.time(),
+            "env": str(env_dir),
+            "spark_home": str(home),
+            "secret": secrets.token_urlsafe(32),
+            "pids": [],
+            "master_port": free_port(self.host),
+            "ui_port": free_port(self.host),
+        }
         with self._lock:  # two starts at once must not both pass the same check
             verdict = self.check(owner, request, self.list(owner))
-            timeout: Any = (getattr(verdict, "idle_timeout", None) or request.idle_timeout
-                            or getattr(self.settings, "compute_idle_timeout", DEFAULT_IDLE))
+            timeout: Any = (
+                getattr(verdict, "idle_timeout", None)
+                or request.idle_timeout
+                or getattr(self.settings, "compute_idle_timeout", DEFAULT_IDLE)
+            )
             rec["idle_timeout"] = float(timeout)
             self._save(rec)
         return rec
@@ -139,19 +164,25 @@ class SparkEngine:
         rec = self._record(owner, name)
         env = Path(rec["env"])
         return {
-            "name": name, "master": self._master_url(rec), "secret": rec["secret"],
+            "name": name,
+            "master": self._master_url(rec),
+            "secret": rec["secret"],
             "python": str(env / "bin" / "python"),
             "jars": lake_jars(Path(rec["spark_home"]).parent),
-            "cores": self._cores(rec), "memory_mb": self._memory_mb(rec),
+            "cores": self._cores(rec),
+            "memory_mb": self._memory_mb(rec),
             "ui_url": f"http://{rec['host']}:{rec['ui_port']}",
-        }  # fmt: skip
+        }
 
     def running(self) -> Runnings:
         """Every cluster as the planner counts it (owner, kind, name, most memory)."""
         from lakehub.compute.plan import Running
 
-        return [Running(r["owner"], "spark", r["name"], HEAD_MEMORY + r["workers"] * r["memory"])
-                for r in self._records() if r["status"] in ("starting", "running")]  # fmt: skip
+        return [
+            Running(r["owner"], "spark", r["name"], HEAD_MEMORY + r["workers"] * r["memory"])
+            for r in self._records()
+            if r["status"] in ("starting", "running")
+        ]
 
     def start_for_server(self, owner: str, request: ClusterRequest) -> dict[str, str]:
         """A cluster that lives with notebook server ``request.server``: checked and recorded
@@ -159,15 +190,18 @@ class SparkEngine:
         for that server's environment only)."""
         self.stop_for_server(owner, request.server or "")
         rec = self._prepare(owner, request)
-        threading.Thread(target=self._run, args=(rec,), name=f"spark-{rec['name']}",
-                         daemon=True).start()  # fmt: skip
+        threading.Thread(
+            target=self._run, args=(rec,), name=f"spark-{rec['name']}", daemon=True
+        ).start()
         return {
-            "SPARK_MASTER_URL": self._master_url(rec), "LAKEHUB_SPARK_CLUSTER": rec["name"],
-            "LAKEHUB_SPARK_SECRET": rec["secret"], "LAKEHUB_SPARK_CORES": str(self._cores(rec)),
+            "SPARK_MASTER_URL": self._master_url(rec),
+            "LAKEHUB_SPARK_CLUSTER": rec["name"],
+            "LAKEHUB_SPARK_SECRET": rec["secret"],
+            "LAKEHUB_SPARK_CORES": str(self._cores(rec)),
             "LAKEHUB_SPARK_MEMORY_MB": str(self._memory_mb(rec)),
             "PYSPARK_PYTHON": str(Path(rec["env"]) / "bin" / "python"),
             **({"LAKEHUB_SPARK_UI": self._cluster(rec).dashboard_url} if self.ui_proxy else {}),
-        }  # fmt: skip
+        }
 
     def stop_for_server(self, owner: str, server: str) -> Names:
         """Stop the clusters that live with ``owner``'s notebook server ``server``."""
@@ -187,8 +221,9 @@ class SparkEngine:
                 self._drop(rec)
         if self._reaper is None:
             self._stop.clear()
-            self._reaper = threading.Thread(target=self._reap_loop, name="spark-reaper",
-                                            daemon=True)  # fmt: skip
+            self._reaper = threading.Thread(
+                target=self._reap_loop, name="spark-reaper", daemon=True
+            )
             self._reaper.start()
 
     def close(self) -> None:
@@ -215,13 +250,17 @@ class SparkEngine:
             if state is None:
                 continue
             # until its first application, a new cluster gets at least START_GRACE seconds
-            limit = rec["idle_timeout"] if rec.get("had_app") else max(rec["idle_timeout"],
-                                                                        START_GRACE)
+            limit = (
+                rec["idle_timeout"] if rec.get("had_app") else max(rec["idle_timeout"], START_GRACE)
+            )
             if state.get("activeapps"):
                 rec["last_busy"], rec["had_app"] = now, True
                 self._save(rec, only_existing=True)
-            elif (rec["status"] == "running" and rec.get("server") is None
-                  and now - rec["last_busy"] > limit):  # fmt: skip
+            elif (
+                rec["status"] == "running"
+                and rec.get("server") is None
+                and now - rec["last_busy"] > limit
+            ):
                 log.info("stopping idle Spark cluster %s of %s", rec["name"], rec["owner"])
                 self._kill(rec)
                 self._drop(rec)
@@ -242,23 +281,45 @@ class SparkEngine:
         user = self._account(owner)
         private_dir(work, user)
         props = work / "spark.conf"
-        write_private(props, user, {
-            "spark.authenticate": "true", "spark.authenticate.secret": rec["secret"],
-            "spark.network.crypto.enabled": "true", "spark.master.rest.enabled": "false",
-            "spark.ui.reverseProxy": "true" if self.ui_proxy else "false",
-            **({"spark.ui.reverseProxyUrl": self.ui_proxy(owner, rec["name"])}
-               if self.ui_proxy else {}),
-            "spark.worker.cleanup.enabled": "true",
-        })  # fmt: skip
+        write_private(
+            props,
+            user,
+            {
+                "spark.authenticate": "true",
+                "spark.authenticate.secret": rec["secret"],
+                "spark.network.crypto.enabled": "true",
+                "spark.master.rest.enabled": "false",
+                "spark.ui.reverseProxy": "true" if self.ui_proxy else "false",
+                **(
+                    {"spark.ui.reverseProxyUrl": self.ui_proxy(owner, rec["name"])}
+                    if self.ui_proxy
+                    else {}
+                ),
+                "spark.worker.cleanup.enabled": "true",
+            },
+        )
         env = self._env(rec, user)
         logs = self.settings.log_dir / "spark"
         logs.mkdir(parents=True, exist_ok=True)
         spark_class = str(home / "bin" / "spark-class")
         master = self._spawn(
-            [spark_class, "org.apache.spark.deploy.master.Master", "--host", rec["host"],
-             "--port", str(rec["master_port"]), "--webui-port", str(rec["ui_port"]),
-             "--properties-file", str(props)],
-            env, work, logs / f"{rec['name']}-master.log", user)  # fmt: skip
+            [
+                spark_class,
+                "org.apache.spark.deploy.master.Master",
+                "--host",
+                rec["host"],
+                "--port",
+                str(rec["master_port"]),
+                "--webui-port",
+                str(rec["ui_port"]),
+                "--properties-file",
+                str(props),
+            ],
+            env,
+            work,
+            logs / f"{rec['name']}-master.log",
+            user,
+        )
         rec["pids"] = [master]
         self._save(rec, only_existing=True)
         deadline = time.monotonic() + START_TIMEOUT
@@ -266,13 +327,33 @@ class SparkEngine:
         self._until(lambda: listening(rec["host"], rec["master_port"]), deadline, rec, "listen")
         env.update(self.lake_env(owner))  # executors inherit it: Python code reaches the lake
         for i in range(rec["workers"]):
-            rec["pids"].append(self._spawn(
-                [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", rec["host"],
-                 "--port", str(free_port(rec["host"])), "--webui-port", "0",
-                 "--cores", str(self._cores(rec)), "--memory", f"{self._memory_mb(rec)}m",
-                 "--work-dir", str(work / f"worker-{i}"), "--properties-file", str(props),
-                 self._master_url(rec)],
-                env, work, logs / f"{rec['name']}-worker-{i}.log", user))  # fmt: skip
+            rec["pids"].append(
+                self._spawn(
+                    [
+                        spark_class,
+                        "org.apache.spark.deploy.worker.Worker",
+                        "--host",
+                        rec["host"],
+                        "--port",
+                        str(free_port(rec["host"])),
+                        "--webui-port",
+                        "0",
+                        "--cores",
+                        str(self._cores(rec)),
+                        "--memory",
+                        f"{self._memory_mb(rec)}m",
+                        "--work-dir",
+                        str(work / f"worker-{i}"),
+                        "--properties-file",
+                        str(props),
+                        self._master_url(rec),
+                    ],
+                    env,
+                    work,
+                    logs / f"{rec['name']}-worker-{i}.log",
+                    user,
+                )
+            )
         self._save(rec, only_existing=True)
 
         def leads() -> bool:  # before, it ignores drivers (which retry 20 s later)
@@ -283,28 +364,40 @@ class SparkEngine:
         rec["status"], rec["last_busy"] = "running", time.time()
         self._save(rec, only_existing=True)
 
-    def _until(self, ready: Callable[[], bool], deadline: float, rec: dict[str, Any],
-               what: str) -> None:  # fmt: skip
+    def _until(
+        self, ready: Callable[[], bool], deadline: float, rec: dict[str, Any], what: str
+    ) -> None:
         while time.monotonic() < deadline:
             if ready():
                 return
             if not self._path(rec["owner"], rec["name"]).exists():
                 raise ComputeError("the Spark cluster was stopped while starting", 409)
             if not all(alive(p) for p in rec["pids"]):
-                raise ComputeError(f"the Spark cluster stopped while starting (could not {what});"
-                                   f" see logs/spark/{rec['name']}-*.log", 500)  # fmt: skip
+                raise ComputeError(
+                    f"the Spark cluster stopped while starting (could not {what});"
+                    f" see logs/spark/{rec['name']}-*.log",
+                    500,
+                )
             time.sleep(0.05)
         raise ComputeError(f"the Spark cluster did not {what} in {START_TIMEOUT:.0f} s", 504)
 
-    def _spawn(self, argv: Names, env: dict[str, str], cwd: Path, log_file: Path,
-               user: Ids | None) -> int:  # fmt: skip
+    def _spawn(
+        self, argv: Names, env: dict[str, str], cwd: Path, log_file: Path, user: Ids | None
+    ) -> int:
         with open(log_file, "ab") as out:
             ids: dict[str, Any] = {}
             if user is not None:
                 ids = {"user": user[0], "group": user[1], "extra_groups": user[2]}
-            proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    **ids)  # fmt: skip
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **ids,
+            )
         self._children[proc.pid] = proc
         return proc.pid
 
@@ -344,13 +437,16 @@ class SparkEngine:
         owner = rec["owner"]
         env = {
             "PATH": f"{env_dir / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-            "SPARK_HOME": rec["spark_home"], "SPARK_LOCAL_IP": rec["host"],
-            "SPARK_DAEMON_MEMORY": f"{HEAD_MEMORY >> 20}m", "SPARK_NO_DAEMONIZE": "1",
+            "SPARK_HOME": rec["spark_home"],
+            "SPARK_LOCAL_IP": rec["host"],
+            "SPARK_DAEMON_MEMORY": f"{HEAD_MEMORY >> 20}m",
+            "SPARK_NO_DAEMONIZE": "1",
             "PYSPARK_PYTHON": str(env_dir / "bin" / "python"),
             "HOME": str(self.settings.homes_dir / owner),
             "USER": f"lh-{owner}" if user else os.environ.get("USER", owner),
-            "LANG": os.environ.get("LANG", "C.UTF-8"), MARKER: str(self.settings.data_dir),
-        }  # fmt: skip
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            MARKER: str(self.settings.data_dir),
+        }
         if os.environ.get("JAVA_HOME"):
             env["JAVA_HOME"] = os.environ["JAVA_HOME"]
         return env
@@ -412,19 +508,27 @@ class SparkEngine:
         return max(512, int(rec["memory"]) // 2**20)
 
     def _cluster(self, rec: dict[str, Any]) -> Cluster:
-        detail: dict[str, Any] = {k: rec[k] for k in ("server", "idle_timeout", "host")
-                                  if k in rec}  # fmt: skip
+        detail: dict[str, Any] = {k: rec[k] for k in ("server", "idle_timeout", "host") if k in rec}
         up = sum(alive(p) for p in rec["pids"][1:])
         detail["workers_alive"] = up
         if rec.get("reason"):
             detail["reason"] = rec["reason"]
         elif rec["status"] == "running" and up < rec["workers"]:
-            detail["reason"] = (f"{rec['workers'] - up} of {rec['workers']} workers stopped; "
-                                "running jobs continue on the others")  # fmt: skip
+            detail["reason"] = (
+                f"{rec['workers'] - up} of {rec['workers']} workers stopped; "
+                "running jobs continue on the others"
+            )
         dashboard = self.ui_proxy(rec["owner"], rec["name"]) + "/" if self.ui_proxy else ""
         return Cluster(
-            kind="spark", name=rec["name"], owner=rec["owner"], status=rec["status"],
-            workers=rec["workers"], cores=rec["cores"], memory=rec["memory"],
-            address=self._master_url(rec), dashboard_url=dashboard, started=rec["started"],
+            kind="spark",
+            name=rec["name"],
+            owner=rec["owner"],
+            status=rec["status"],
+            workers=rec["workers"],
+            cores=rec["cores"],
+            memory=rec["memory"],
+            address=self._master_url(rec),
+            dashboard_url=dashboard,
+            started=rec["started"],
             detail=detail,
-        )  # fmt: skip
+        )

@@ -29,8 +29,17 @@ class TaskView:
 
 
 def _view(row: Task, owner: str) -> TaskView:
-    return TaskView(row.id, owner, row.name, row.state, row.error, row.result, row.created_at,
-                    row.started_at, row.finished_at)  # fmt: skip
+    return TaskView(
+        row.id,
+        owner,
+        row.name,
+        row.state,
+        row.error,
+        row.result,
+        row.created_at,
+        row.started_at,
+        row.finished_at,
+    )
 
 
 class TaskRecords:
@@ -54,8 +63,9 @@ class TaskRecords:
             raise UserError(f"no task {task_id!r}", 404)
         return found[0], found[1]
 
-    def update(self, task_id: str, viewer: str, admin: bool, state: str, error: str = "",
-               result: str = "") -> TaskView:  # fmt: skip
+    def update(
+        self, task_id: str, viewer: str, admin: bool, state: str, error: str = "", result: str = ""
+    ) -> TaskView:
         if state not in STATES:
             raise UserError(f"state must be one of {', '.join(STATES)}")
         with self.db.session() as s:

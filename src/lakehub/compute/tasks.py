@@ -83,17 +83,24 @@ class Task:
         return pickle.loads(body["Body"].read())  # noqa: S301 (your own bucket, your own task)
 
 
-def submit(fn: Any, *args: Any, name: str | None = None, client: Client | None = None,
-           **kwargs: Any) -> Task:  # fmt: skip
+def submit(
+    fn: Any, *args: Any, name: str | None = None, client: Client | None = None, **kwargs: Any
+) -> Task:
     c = _client(client)
     info = c.request("POST", "/api/tasks", json={"name": name or getattr(fn, "__name__", "task")})
     creds = c.lake.credentials()
-    creds.boto3_client().put_object(Bucket=creds.bucket, Key=_key(info["id"], "call"),
-                                    Body=_dumps((fn, args, kwargs)))  # fmt: skip
+    creds.boto3_client().put_object(
+        Bucket=creds.bucket, Key=_key(info["id"], "call"), Body=_dumps((fn, args, kwargs))
+    )
     env = {**os.environ, "LAKEHUB_API_URL": c.url, "LAKEHUB_TOKEN": c.token}
-    subprocess.Popen([sys.executable, "-m", "lakehub.compute.tasks", info["id"]], env=env,
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    subprocess.Popen(
+        [sys.executable, "-m", "lakehub.compute.tasks", info["id"]],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     return Task(c, info)
 
 
@@ -123,8 +130,11 @@ def run(task_id: str) -> int:
         tail = "".join(traceback.format_exception_only(type(err), err)).strip()
         c.request("PATCH", f"/api/tasks/{task_id}", json={"state": "failed", "error": tail})
         return 1
-    c.request("PATCH", f"/api/tasks/{task_id}", json={
-        "state": "done", "result": f"s3://{creds.bucket}/{_key(task_id, 'result')}"})
+    c.request(
+        "PATCH",
+        f"/api/tasks/{task_id}",
+        json={"state": "done", "result": f"s3://{creds.bucket}/{_key(task_id, 'result')}"},
+    )
     return 0
 
 

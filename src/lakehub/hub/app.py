@@ -36,7 +36,7 @@ from lakehub.hub.routers import (
     streams,
     tasks,
     uploads,
-)  # fmt: skip
+)
 from lakehub.hub.schema import ERRORS
 from lakehub.hub.state import AppState
 from lakehub.ingest import registry as ingest_registry
@@ -63,18 +63,32 @@ def build_state() -> AppState:
     db = Database(settings.database_url)
     # the receivers take a revoked grant, a deleted source or user into account at once
     db.on_change.append(partial(ingest_registry.mark_changed, settings.ingest_dir))
-    lake = SeaweedFS(settings.state_dir, settings.run_dir, runtime.ports, tok.lake_key,
-                     tok.lake_secret, settings.lake_binary)  # fmt: skip
+    lake = SeaweedFS(
+        settings.state_dir,
+        settings.run_dir,
+        runtime.ports,
+        tok.lake_key,
+        tok.lake_secret,
+        settings.lake_binary,
+    )
     directory = Directory(db, vault, lake)
     environments = Environments(db, settings.envs_dir, settings.notebook_python)
     state = AppState(
-        settings=settings, runtime=runtime, tokens=tok, vault=vault, db=db, directory=directory,
-        hub=JupyterHubAPI(runtime.hub_api_url, tok.service), spaces=Spaces(directory),
+        settings=settings,
+        runtime=runtime,
+        tokens=tok,
+        vault=vault,
+        db=db,
+        directory=directory,
+        hub=JupyterHubAPI(runtime.hub_api_url, tok.service),
+        spaces=Spaces(directory),
         catalog=Catalog(directory),
-        quotas=Quotas(directory), environments=environments,
-        policies=Policies(directory, environments, settings.cull_idle_timeout,
-                          settings.notebook_max_servers),
-    )  # fmt: skip
+        quotas=Quotas(directory),
+        environments=environments,
+        policies=Policies(
+            directory, environments, settings.cull_idle_timeout, settings.notebook_max_servers
+        ),
+    )
     state.compute["dask"] = DaskEngine(runtime, tok.service, settings.compute_bind)
     state.compute["spark"] = spark.make_engine(state)
     return state
@@ -111,12 +125,28 @@ def create_app() -> FastAPI:
     )
     app.state.lh = state
     routers = (
-        auth.router, api.router, spaces.router, quotas.router, datasets.router,
-        connections.router, connections.pages, portal.router, catalog_pages.router,
-        uploads.router, envvars.router, envvars.pages, notebooks.router,
-        servers.router, notebook_pages.pages, compute.router,
-        compute.pages, spark.router, streams.router, stream_pages.router, tasks.router,
-    )  # fmt: skip
+        auth.router,
+        api.router,
+        spaces.router,
+        quotas.router,
+        datasets.router,
+        connections.router,
+        connections.pages,
+        portal.router,
+        catalog_pages.router,
+        uploads.router,
+        envvars.router,
+        envvars.pages,
+        notebooks.router,
+        servers.router,
+        notebook_pages.pages,
+        compute.router,
+        compute.pages,
+        spark.router,
+        streams.router,
+        stream_pages.router,
+        tasks.router,
+    )
     for router in routers:
         app.include_router(router, prefix=base, responses=ERRORS)
     app.add_exception_handler(RequestValidationError, guards.validation_error)

@@ -155,9 +155,13 @@ def login_redirect(request: Request) -> RedirectResponse:
     }
     resp = RedirectResponse(f"/hub/api/oauth2/authorize?{urlencode(params)}", 302)
     resp.set_cookie(
-        STATE_COOKIE, state.vault.encrypt(f"{nonce} {verifier} {next_url}"),
-        max_age=600, httponly=True, samesite="lax", path=state.prefix,
-    )  # fmt: skip
+        STATE_COOKIE,
+        state.vault.encrypt(f"{nonce} {verifier} {next_url}"),
+        max_age=600,
+        httponly=True,
+        samesite="lax",
+        path=state.prefix,
+    )
     return resp
 
 
@@ -180,8 +184,12 @@ async def oauth_callback(request: Request, code: str = "", state: str = "") -> R
     resp = RedirectResponse(next_url, 302)
     resp.delete_cookie(STATE_COOKIE, path=lh.prefix)
     resp.set_cookie(
-        TOKEN_COOKIE, lh.vault.encrypt(token), httponly=True, samesite="lax", path=lh.prefix,
-    )  # fmt: skip
+        TOKEN_COOKIE,
+        lh.vault.encrypt(token),
+        httponly=True,
+        samesite="lax",
+        path=lh.prefix,
+    )
     return resp
 
 

@@ -337,8 +337,9 @@ def at_head(url: str) -> bool:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            return bool(conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-                        == HEAD)  # fmt: skip
+            return bool(
+                conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == HEAD
+            )
     except Exception:  # no database or table yet
         return False
     finally:

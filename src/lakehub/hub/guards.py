@@ -61,8 +61,10 @@ async def no_lone_surrogates(request: Request) -> None:
         doc = await request.json()  # cached: FastAPI parsed it already for a body parameter
     except (ValueError, RecursionError):
         return  # FastAPI refuses it for a route with a body; a route without one ignores it
-    errors = [{"type": "string_unicode", "loc": ("body", *loc), "msg": _SURROGATE}
-              for loc in _surrogates(doc)]  # fmt: skip
+    errors = [
+        {"type": "string_unicode", "loc": ("body", *loc), "msg": _SURROGATE}
+        for loc in _surrogates(doc)
+    ]
     if errors:
         raise RequestValidationError(errors)
 
@@ -91,9 +93,14 @@ async def http_error(request: Request, err: Exception) -> Response:
     headers = dict(err.headers or {})
     if err.status_code == 405:
         # asked method by method: routers nest, and a nested one answers for its whole tree
-        allowed = [m for m in METHODS if any(
-            route.matches({**request.scope, "method": m})[0] == Match.FULL
-            for route in request.app.router.routes)]  # fmt: skip
+        allowed = [
+            m
+            for m in METHODS
+            if any(
+                route.matches({**request.scope, "method": m})[0] == Match.FULL
+                for route in request.app.router.routes
+            )
+        ]
         headers["Allow"] = ", ".join(allowed) or headers.get("Allow", "")
     if err.status_code in (204, 304):
         return Response(status_code=err.status_code, headers=headers)
@@ -113,8 +120,10 @@ class NoSniff:
 
         async def sending(message: Any) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []),
-                                      (b"x-content-type-options", b"nosniff")]  # fmt: skip
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-content-type-options", b"nosniff"),
+                ]
             await send(message)
 
         return await self.app(scope, receive, sending)

@@ -84,9 +84,11 @@ class JupyterHubAPI:
         users, offset = [], 0
         while True:
             resp = await self._call(
-                "GET", "users", params={"state": state, "offset": offset, "limit": 200},
+                "GET",
+                "users",
+                params={"state": state, "offset": offset, "limit": 200},
                 headers={"Accept": "application/jupyterhub-pagination+json"},
-            )  # fmt: skip
+            )
             if resp.status_code != 200:
                 raise HubAPIError(f"JupyterHub refused the user list: {resp.status_code}")
             page = resp.json()
@@ -104,9 +106,12 @@ class JupyterHubAPI:
 
     async def active_servers(self) -> dict[str, dict[str, dict[str, Any]]]:
         """user -> server name -> its options, for every server running or starting."""
-        return {u["name"]: {name: s.get("user_options") or {}
-                            for name, s in (u.get("servers") or {}).items()}
-                for u in await self._users("active")}  # fmt: skip
+        return {
+            u["name"]: {
+                name: s.get("user_options") or {} for name, s in (u.get("servers") or {}).items()
+            }
+            for u in await self._users("active")
+        }
 
     async def start_server(self, user: str, server: str, options: dict[str, Any]) -> bool:
         """Start a server; True if it is ready, False if it is still starting."""

@@ -42,8 +42,10 @@ class SignupLimit:
         mine = self._by_address.setdefault(address, deque())
         if len(mine) >= self.per_address:
             wait = math.ceil(mine[0] - horizon)
-            return (f"too many sign-up requests from your address ({self.per_address} a minute):"
-                    f" try again in {wait} s")  # fmt: skip
+            return (
+                f"too many sign-up requests from your address ({self.per_address} a minute):"
+                f" try again in {wait} s"
+            )
         if len(self._all) >= self.per_minute:
             wait = math.ceil(self._all[0] - horizon)
             return f"too many sign-up requests right now: try again in {wait} s"

@@ -84,8 +84,10 @@ class Stream:
         acts with the lake's administrator key, so it holds the owner's grants itself."""
         if self.owner in self.writers:
             return ""
-        return (f"{self.owner} may no longer write s3://{self.bucket}/: what this stream "
-                "received waits on local disk until the grant is back or the stream is deleted")
+        return (
+            f"{self.owner} may no longer write s3://{self.bucket}/: what this stream "
+            "received waits on local disk until the grant is back or the stream is deleted"
+        )
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,9 @@ class LogFull(Refused):
     def __init__(self, held: int, limit: int) -> None:
         super().__init__(
             f"the ingestion buffer is full ({held} of {limit} bytes not yet in the lake): "
-            "the lake is not keeping up or is down; retry later", 503,
-        )  # fmt: skip
+            "the lake is not keeping up or is down; retry later",
+            503,
+        )
 
 
 class StreamFull(Refused):
@@ -135,9 +138,9 @@ class StreamFull(Refused):
         super().__init__(
             f"stream {stream!r} cannot be written to the lake: {parked} bytes of {owner}'s "
             f"streams wait on local disk, the most one user's streams may hold ({limit}); "
-            "retry later"
-            + (f". The lake writer said: {why}" if why else ""), 503,
-        )  # fmt: skip
+            "retry later" + (f". The lake writer said: {why}" if why else ""),
+            503,
+        )
 
 
 def gunzip(data: bytes, limit: int) -> bytes:
@@ -160,8 +163,11 @@ def gunzip(data: bytes, limit: int) -> bytes:
             raise ValueError(f"not gzip: {err}") from None
         total += len(part)
         if total > limit:
-            raise Refused(f"compressed entries inflate to more than {limit} bytes, the most "
-                          "this source may send in one message", 413)  # fmt: skip
+            raise Refused(
+                f"compressed entries inflate to more than {limit} bytes, the most "
+                "this source may send in one message",
+                413,
+            )
         out.append(part)
         if not d.eof:
             raise ValueError("gzip data cut short")

@@ -23,13 +23,15 @@ def settled_schemas(db: object, sids: list[int]) -> Schemas:
     if not sids:
         return {}
     with db.session() as s:  # type: ignore[attr-defined]
-        rows = s.execute(select(IngestStream.id, IngestStream.schema_json)
-                         .where(IngestStream.id.in_(sids))).all()  # fmt: skip
+        rows = s.execute(
+            select(IngestStream.id, IngestStream.schema_json).where(IngestStream.id.in_(sids))
+        ).all()
     return {sid: doc for sid, doc in rows}
 
 
-def add_moved(s: Session, counts: Counts, errors: dict[int, str],
-              schemas: Schemas | None = None) -> None:  # fmt: skip
+def add_moved(
+    s: Session, counts: Counts, errors: dict[int, str], schemas: Schemas | None = None
+) -> None:
     """Count what reached the lake (in the caller's transaction), and the dataset it fills;
     ``schemas``: the settled schemas the batch moved on (only of streams in ``counts``)."""
     schemas = schemas or {}
@@ -47,18 +49,29 @@ def add_moved(s: Session, counts: Counts, errors: dict[int, str],
         s.execute(update(IngestStream).where(IngestStream.id == sid).values(**values))
         name = s.scalar(select(IngestStream.dataset).where(IngestStream.id == sid))
         if name:
-            columns = {"schema_json": catalog_columns(loads(schemas[sid]))} \
-                if sid in schemas else {}  # fmt: skip
-            s.execute(update(Dataset).where(Dataset.name == name).values(
-                row_count=Dataset.row_count + records, size_bytes=Dataset.size_bytes
-                + nbytes, file_count=Dataset.file_count + 1, updated_at=utcnow(), **columns,
-            ))  # fmt: skip
+            columns = (
+                {"schema_json": catalog_columns(loads(schemas[sid]))} if sid in schemas else {}
+            )
+            s.execute(
+                update(Dataset)
+                .where(Dataset.name == name)
+                .values(
+                    row_count=Dataset.row_count + records,
+                    size_bytes=Dataset.size_bytes + nbytes,
+                    file_count=Dataset.file_count + 1,
+                    updated_at=utcnow(),
+                    **columns,
+                )
+            )
 
 
 def stream_error(db: object, sid: int, message: str) -> None:
     try:
         with db.session() as s:  # type: ignore[attr-defined]
-            s.execute(update(IngestStream).where(IngestStream.id == sid).values(
-                errors=IngestStream.errors + 1, last_error=message[:1000]))  # fmt: skip
+            s.execute(
+                update(IngestStream)
+                .where(IngestStream.id == sid)
+                .values(errors=IngestStream.errors + 1, last_error=message[:1000])
+            )
     except Exception as err:
         log.warning("cannot record a stream's error: %s", err)

@@ -44,8 +44,29 @@ READ = 256 * 1024
 ARRAY = frozenset([*range(0x90, 0xA0), 0xDC, 0xDD])
 MAP = frozenset([*range(0x80, 0x90), 0xDE, 0xDF])
 BINSTR = frozenset([*range(0xA0, 0xC0), 0xC4, 0xC5, 0xC6, 0xD9, 0xDA, 0xDB])
-TIME = frozenset([*range(0x00, 0x80), 0xCA, 0xCB, 0xCC, 0xCD, 0xCE, 0xCF, 0xD0, 0xD1, 0xD2, 0xD3,
-                  0xD4, 0xD5, 0xD6, 0xD7, 0xD8, 0xC7, 0xC8, 0xC9])  # fmt: skip
+TIME = frozenset(
+    [
+        *range(0x00, 0x80),
+        0xCA,
+        0xCB,
+        0xCC,
+        0xCD,
+        0xCE,
+        0xCF,
+        0xD0,
+        0xD1,
+        0xD2,
+        0xD3,
+        0xD4,
+        0xD5,
+        0xD6,
+        0xD7,
+        0xD8,
+        0xC7,
+        0xC8,
+        0xC9,
+    ]
+)
 
 
 class Closed(Exception):
@@ -53,8 +74,9 @@ class Closed(Exception):
 
 
 class Connection:
-    def __init__(self, intake: Intake, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:  # fmt: skip
+    def __init__(
+        self, intake: Intake, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.intake = intake
         self.reader = reader
         self.writer = writer
@@ -81,8 +103,11 @@ class Connection:
                 data = await self._read()
                 if not data:
                     if len(self.buf) - (self.start - self.base) > 0:
-                        log.warning("%s: connection closed in the middle of a message; the "
-                                    "unfinished message was not accepted", self.peer)  # fmt: skip
+                        log.warning(
+                            "%s: connection closed in the middle of a message; the "
+                            "unfinished message was not accepted",
+                            self.peer,
+                        )
                     break
                 await self._consume(data)
         except Refused as err:
@@ -109,8 +134,14 @@ class Connection:
         try:
             return await asyncio.wait_for(self.reader.read(READ), wait)
         except TimeoutError:
-            raise Refused(f"no data for {wait:.0f} s" + (" in the middle of a message; the "
-                          "unfinished message was not accepted" if partial else ""))from None
+            raise Refused(
+                f"no data for {wait:.0f} s"
+                + (
+                    " in the middle of a message; the unfinished message was not accepted"
+                    if partial
+                    else ""
+                )
+            ) from None
 
     @property
     def known(self) -> bool:
@@ -126,8 +157,9 @@ class Connection:
         except TimeoutError:
             pass
         nonce, salt = os.urandom(16), b""
-        self.writer.write(msgpack.packb(["HELO", {"nonce": nonce, "auth": salt,
-                                                  "keepalive": True}]))  # fmt: skip
+        self.writer.write(
+            msgpack.packb(["HELO", {"nonce": nonce, "auth": salt, "keepalive": True}])
+        )
         u = msgpack.Unpacker(raw=True, max_buffer_size=64 * 1024)
         ping: Any = None
         while ping is None:
@@ -139,8 +171,12 @@ class Connection:
                 ping = next(u, None)
             except (ValueError, msgpack.ExtraData, msgpack.BufferFull) as err:
                 raise Refused(f"malformed PING: {err}") from None
-        if not (isinstance(ping, list) and len(ping) >= 4 and ping[0] == b"PING"
-                and all(isinstance(x, bytes) for x in ping[1:4])):  # fmt: skip
+        if not (
+            isinstance(ping, list)
+            and len(ping) >= 4
+            and ping[0] == b"PING"
+            and all(isinstance(x, bytes) for x in ping[1:4])
+        ):
             raise Refused("expected PING after HELO")
         hostname, key_salt, digest = ping[1], ping[2], ping[3]
         try:
@@ -241,8 +277,13 @@ class Connection:
                 option = u.unpack()
             elif rest != 0:
                 raise Refused("too many items in the message")
-        except (ValueError, msgpack.UnpackValueError, msgpack.ExtraData, msgpack.OutOfData,
-                IndexError) as err:  # fmt: skip
+        except (
+            ValueError,
+            msgpack.UnpackValueError,
+            msgpack.ExtraData,
+            msgpack.OutOfData,
+            IndexError,
+        ) as err:
             raise Refused(f"malformed message: {err}") from None
         if not isinstance(option, dict):
             raise Refused("the option must be a map")
@@ -312,15 +353,17 @@ def _done() -> asyncio.Future[bool]:
     return fut
 
 
-async def serve(intake: Intake, host: str, port: int,
-                tls: ssl.SSLContext | None = None) -> asyncio.Server:  # fmt: skip
+async def serve(
+    intake: Intake, host: str, port: int, tls: ssl.SSLContext | None = None
+) -> asyncio.Server:
     unknown: set[Connection] = set()  # connections whose sender is not known yet
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         unknown.difference_update([c for c in unknown if c.known])
         if len(unknown) >= MAX_UNKNOWN:
-            log.warning("refused a connection: %d connections have not said who sends",
-                        len(unknown))  # fmt: skip
+            log.warning(
+                "refused a connection: %d connections have not said who sends", len(unknown)
+            )
             writer.close()
             return
         conn = Connection(intake, reader, writer)
@@ -330,5 +373,6 @@ async def serve(intake: Intake, host: str, port: int,
         finally:
             unknown.discard(conn)
 
-    return await asyncio.start_server(handle, host, port, ssl=tls, limit=READ * 4,
-                                      reuse_address=True)  # fmt: skip
+    return await asyncio.start_server(
+        handle, host, port, ssl=tls, limit=READ * 4, reuse_address=True
+    )

@@ -30,12 +30,18 @@ from lakehub.ingest.intake import Intake
 
 log = logging.getLogger("lakehub.ingest.http")
 FORMATS = {
-    "application/json": Fmt.JSON, "application/x-ndjson": Fmt.NDJSON,
-    "application/ndjson": Fmt.NDJSON, "application/jsonl": Fmt.NDJSON,
-    "application/json-lines": Fmt.NDJSON, "application/x-jsonlines": Fmt.NDJSON,
-    "text/csv": Fmt.CSV, "application/csv": Fmt.CSV, "application/msgpack": Fmt.MSGPACK_RECORDS,
-    "application/x-msgpack": Fmt.MSGPACK_RECORDS, "application/octet-stream": Fmt.RAW,
-}  # fmt: skip
+    "application/json": Fmt.JSON,
+    "application/x-ndjson": Fmt.NDJSON,
+    "application/ndjson": Fmt.NDJSON,
+    "application/jsonl": Fmt.NDJSON,
+    "application/json-lines": Fmt.NDJSON,
+    "application/x-jsonlines": Fmt.NDJSON,
+    "text/csv": Fmt.CSV,
+    "application/csv": Fmt.CSV,
+    "application/msgpack": Fmt.MSGPACK_RECORDS,
+    "application/x-msgpack": Fmt.MSGPACK_RECORDS,
+    "application/octet-stream": Fmt.RAW,
+}
 
 
 def _token(request: Request) -> str:
@@ -53,14 +59,20 @@ def _token(request: Request) -> str:
 async def _body(request: Request, source: Source) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > source.max_message_bytes:
-        raise Refused(f"body of {declared} bytes is larger than source {source.name!r} allows "
-                      f"({source.max_message_bytes})", 413)  # fmt: skip
+        raise Refused(
+            f"body of {declared} bytes is larger than source {source.name!r} allows "
+            f"({source.max_message_bytes})",
+            413,
+        )
     parts, size = [], 0
     async for part in request.stream():
         size += len(part)
         if size > source.max_message_bytes:
-            raise Refused(f"body larger than source {source.name!r} allows "
-                          f"({source.max_message_bytes} bytes)", 413)  # fmt: skip
+            raise Refused(
+                f"body larger than source {source.name!r} allows "
+                f"({source.max_message_bytes} bytes)",
+                413,
+            )
         parts.append(part)
     return b"".join(parts)
 
@@ -107,8 +119,10 @@ def check(fmt: Fmt, body: bytes) -> int:
         n = 0
         try:
             for obj in _objects(body):
-                if not (isinstance(obj, dict) or (isinstance(obj, list) and len(obj) == 2
-                                                  and isinstance(obj[1], dict))):  # fmt: skip
+                if not (
+                    isinstance(obj, dict)
+                    or (isinstance(obj, list) and len(obj) == 2 and isinstance(obj[1], dict))
+                ):
                     raise Refused("msgpack bodies hold maps, [time, map] or [[time, meta], map]")
                 n += 1
         except (ValueError, msgpack.UnpackValueError, msgpack.ExtraData) as err:
@@ -149,33 +163,42 @@ def app(intake: Intake) -> Starlette:
                 except ValueError as err:
                     raise Refused(f"Content-Encoding gzip: {err}") from None
             elif encoding != "identity":
-                raise Refused(f"Content-Encoding {encoding!r} is not taken: send gzip or "
-                              "nothing", 415)  # fmt: skip
+                raise Refused(
+                    f"Content-Encoding {encoding!r} is not taken: send gzip or nothing", 415
+                )
             if stream.kind == "raw":
                 fmt, records = Fmt.RAW, 0
             elif fmt == Fmt.RAW:
-                raise Refused(f"stream {stream.name!r} takes records: send JSON, NDJSON, CSV or "
-                              f"msgpack, not {ctype}", 415)  # fmt: skip
+                raise Refused(
+                    f"stream {stream.name!r} takes records: send JSON, NDJSON, CSV or "
+                    f"msgpack, not {ctype}",
+                    415,
+                )
             else:
                 records = check(fmt, body)
             wait = intake.throttle(source, len(body))
             if wait:
-                raise Refused(f"source {source.name!r} is over its rate of "
-                              f"{source.max_bytes_per_s} bytes/s: retry in {math.ceil(wait)} s",
-                              429, retry_after=math.ceil(wait))  # fmt: skip
+                raise Refused(
+                    f"source {source.name!r} is over its rate of "
+                    f"{source.max_bytes_per_s} bytes/s: retry in {math.ceil(wait)} s",
+                    429,
+                    retry_after=math.ceil(wait),
+                )
             chunk = request.headers.get("x-chunk-id") or request.headers.get("idempotency-key")
             fresh = await intake.submit(source, stream, fmt, tag, body, (chunk or "")[:200])
         except Refused as err:
             where = request.client.host if request.client else "?"
             log.warning("%s POST /%s refused (%d): %s", where, tag, err.status, err)
             intake.error(stream, str(err))
-            headers = ({"Retry-After": str(err.retry_after)} if err.status in (429, 503)
-                       else None)  # fmt: skip
+            headers = {"Retry-After": str(err.retry_after)} if err.status in (429, 503) else None
             return JSONResponse({"detail": str(err)}, err.status, headers=headers)
-        return JSONResponse({"stream": stream.name, "bytes": len(body), "records": records,
-                             "duplicate": not fresh})  # fmt: skip
+        return JSONResponse(
+            {"stream": stream.name, "bytes": len(body), "records": records, "duplicate": not fresh}
+        )
 
-    return Starlette(routes=[
-        Route("/health", health, methods=["GET"]),
-        Route("/{tag:path}", post, methods=["POST", "PUT"]),
-    ])  # fmt: skip
+    return Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/{tag:path}", post, methods=["POST", "PUT"]),
+        ]
+    )

@@ -163,14 +163,20 @@ class Intake:
             self.fresh()
             found = [s for s in self.sources if s.shared_key is None and s.allows(tag)]
             if len({s.owner for s in found}) > 1:
-                raise Refused(f"tag {tag!r} is claimed by sources of several users: "
-                              "authenticate with your source's shared key", 403)  # fmt: skip
+                raise Refused(
+                    f"tag {tag!r} is claimed by sources of several users: "
+                    "authenticate with your source's shared key",
+                    403,
+                )
             if found:
                 return found[0]
             if attempt == 0 and not self.maybe_reload(miss=True):
                 break
-        raise Refused(f"no source without a shared key takes tag {tag!r}: "
-                      "authenticate with the source's shared key", 403)  # fmt: skip
+        raise Refused(
+            f"no source without a shared key takes tag {tag!r}: "
+            "authenticate with the source's shared key",
+            403,
+        )
 
     def check_key(self, hostname: bytes, salt: bytes, nonce: bytes, digest: bytes) -> Source:
         import hashlib
@@ -220,15 +226,22 @@ class Intake:
             bucket = self._buckets[source.id] = Bucket(source.max_bytes_per_s)
         return bucket.take(n)
 
-    def submit(self, source: Source, stream: Stream, fmt: Fmt, tag: str, data: bytes,
-               chunk: str = "") -> asyncio.Future[bool]:  # fmt: skip
+    def submit(
+        self, source: Source, stream: Stream, fmt: Fmt, tag: str, data: bytes, chunk: str = ""
+    ) -> asyncio.Future[bool]:
         """Append to the log; the awaitable resolves once durable. Raises :class:`Refused`
         (:class:`StreamFull` once a stream whose sink fails holds half of the buffer)."""
         if len(data) > source.max_message_bytes:
-            raise Refused(f"message of {len(data)} bytes is larger than source "
-                          f"{source.name!r} allows ({source.max_message_bytes})", 413)  # fmt: skip
-        mine = [sid for sid in self.log.parked_streams()
-                if (other := self.streams.get(sid)) is not None and other.owner == stream.owner]
+            raise Refused(
+                f"message of {len(data)} bytes is larger than source "
+                f"{source.name!r} allows ({source.max_message_bytes})",
+                413,
+            )
+        mine = [
+            sid
+            for sid in self.log.parked_streams()
+            if (other := self.streams.get(sid)) is not None and other.owner == stream.owner
+        ]
         if mine:  # sinks of its owner fail: they may hold half of the buffer, the rest is others'
             held = sum(self.log.parked(sid)[0] + self.log.in_log(sid) for sid in mine)
             if stream.id not in mine:
@@ -262,8 +275,11 @@ class Intake:
         try:
             with self.directory.db.session() as s:
                 if idle:
-                    s.execute(update(IngestStream).where(IngestStream.id.in_(idle))
-                              .values(rate_bytes=0.0, rate_entries=0.0))  # fmt: skip
+                    s.execute(
+                        update(IngestStream)
+                        .where(IngestStream.id.in_(idle))
+                        .values(rate_bytes=0.0, rate_entries=0.0)
+                    )
                 for sid in set(counts) | set(errors):
                     nbytes, entries, last = counts.get(sid, (0, 0, 0.0))
                     errs, why = errors.get(sid, (0, ""))
@@ -279,8 +295,11 @@ class Intake:
                     if why:
                         values["last_error"] = why[:1000]
                     s.execute(update(IngestStream).where(IngestStream.id == sid).values(**values))
-                s.merge(IngestCheckpoint(id=COUNTED, segment=counted[0], offset=counted[1],
-                                         updated_at=utcnow()))  # fmt: skip
+                s.merge(
+                    IngestCheckpoint(
+                        id=COUNTED, segment=counted[0], offset=counted[1], updated_at=utcnow()
+                    )
+                )
         except Exception:
             self.log.give_back(counts)
             with self._lock:

@@ -40,8 +40,14 @@ Key = tuple[int, str]
 
 def encode(e: Entry) -> bytes:
     tag, chunk = e.tag.encode(), e.chunk.encode()
-    body = b"".join((BODY.pack(e.stream_id, e.source_id, e.received_at, len(tag), len(chunk)),
-                     tag, chunk, e.data))  # fmt: skip
+    body = b"".join(
+        (
+            BODY.pack(e.stream_id, e.source_id, e.received_at, len(tag), len(chunk)),
+            tag,
+            chunk,
+            e.data,
+        )
+    )
     return FRAME.pack(MAGIC, int(e.fmt), len(body), zlib.crc32(body)) + body
 
 
@@ -67,8 +73,9 @@ def fsync_dir(path: Path) -> None:
 
 
 class LogWriter:
-    def __init__(self, folder: Path, segment_bytes: int, max_held: int,
-                 dedupe_seconds: int = 3600) -> None:  # fmt: skip
+    def __init__(
+        self, folder: Path, segment_bytes: int, max_held: int, dedupe_seconds: int = 3600
+    ) -> None:
         self.dir = folder
         self.segment_bytes = segment_bytes
         self.max_held = max_held
@@ -117,8 +124,12 @@ class LogWriter:
             if n == segs[-1]:
                 path = self.dir / seg_name(n)
                 if path.stat().st_size != end:
-                    log.warning("cut %s at %d: %d bytes of a torn entry were never acknowledged",
-                                path.name, end, path.stat().st_size - end)  # fmt: skip
+                    log.warning(
+                        "cut %s at %d: %d bytes of a torn entry were never acknowledged",
+                        path.name,
+                        end,
+                        path.stat().st_size - end,
+                    )
                     os.truncate(path, end)
         now = time.time()
         for ids in sorted(self.dir.glob("ids-*.msgpack")):
@@ -239,8 +250,11 @@ class LogWriter:
                 try:  # what a failed write left would hide what later writes add
                     os.ftruncate(self._fd, self.size)
                 except OSError as cut:
-                    log.critical("cannot cut the log back after a failed write: %s; no more "
-                                 "data is accepted until a restart", cut)  # fmt: skip
+                    log.critical(
+                        "cannot cut the log back after a failed write: %s; no more "
+                        "data is accepted until a restart",
+                        cut,
+                    )
                     self.broken = f"the ingestion log cannot be written: {err}"
                 for _, fut in batch:
                     fut.set_exception(err)
@@ -302,8 +316,9 @@ class LogWriter:
     def _roll(self) -> None:
         os.close(self._fd)
         self.segment += 1
-        self._fd = os.open(self.dir / seg_name(self.segment),
-                           os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # fmt: skip
+        self._fd = os.open(
+            self.dir / seg_name(self.segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+        )
         fsync_dir(self.dir)
         with self._lock:
             self._sizes[self.segment - 1] = self.size
@@ -352,8 +367,9 @@ def _size(path: Path) -> int:
         return 0
 
 
-def scan(path: Path, start: int = 0, end: int | None = None,
-         verify: bool = True) -> Iterator[tuple[int, Entry]]:  # fmt: skip
+def scan(
+    path: Path, start: int = 0, end: int | None = None, verify: bool = True
+) -> Iterator[tuple[int, Entry]]:
     """Entries of a segment from ``start``: (offset after the entry, entry); stops at the first
     torn or corrupt frame (or at ``end``)."""
     with open(path, "rb") as f:

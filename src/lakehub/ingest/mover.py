@@ -44,9 +44,14 @@ def checkpoint(db: object) -> tuple[int, int]:
 
 
 class Mover:
-    def __init__(self, intake: Intake, logw: LogWriter, sinks: dict[str, Sink],
-                 batch_seconds: float = 1.0, probe: Callable[[], object] | None = None,
-                 ) -> None:  # fmt: skip
+    def __init__(
+        self,
+        intake: Intake,
+        logw: LogWriter,
+        sinks: dict[str, Sink],
+        batch_seconds: float = 1.0,
+        probe: Callable[[], object] | None = None,
+    ) -> None:
         """``probe`` raises unless the lake answers: a sink that fails while it answers fails
         for its stream only (without a probe every failure is taken for the lake's)."""
         self.intake = intake
@@ -185,8 +190,15 @@ class Mover:
             return False
         return True
 
-    def _commit(self, seg: int, off: int, counts: Counts, errors: dict[int, str],
-                schemas: Schemas, left: dict[int, int]) -> None:  # fmt: skip
+    def _commit(
+        self,
+        seg: int,
+        off: int,
+        counts: Counts,
+        errors: dict[int, str],
+        schemas: Schemas,
+        left: dict[int, int],
+    ) -> None:
         with self.db.session() as s:
             row = s.get(IngestCheckpoint, 1)
             if row is None:

@@ -110,8 +110,11 @@ class Park:
         """The oldest parked batch of every stream whose time to try again has come."""
         now = time.monotonic()
         with self._lock:
-            return [(sid, files[0]) for sid, files in self._files.items()
-                    if files and self._due.get(sid, 0.0) <= now]  # fmt: skip
+            return [
+                (sid, files[0])
+                for sid, files in self._files.items()
+                if files and self._due.get(sid, 0.0) <= now
+            ]
 
     @staticmethod
     def read(p: Parked) -> list[Entry]:

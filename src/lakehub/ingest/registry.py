@@ -52,8 +52,10 @@ def token_hash(token: str) -> str:
 
 def _check_name(name: str, kind: str) -> None:
     if not NAME_RE.match(name):
-        raise UserError(f"invalid {kind} name {name!r}: lowercase letters, digits, _ and -, "
-                        "starting with a letter, at most 63")  # fmt: skip
+        raise UserError(
+            f"invalid {kind} name {name!r}: lowercase letters, digits, _ and -, "
+            "starting with a letter, at most 63"
+        )
 
 
 def _check_tags(tags: list[str]) -> str:
@@ -74,15 +76,22 @@ def _check_path(path: str | None, owner: str, name: str) -> tuple[str, str]:
         raise UserError(f"path must be s3://bucket/prefix, not {path!r}")
     bucket, _, prefix = where[5:].partition("/")
     if not BUCKET_RE.match(bucket):
-        raise UserError(f"invalid bucket {bucket!r} in path: 3 to 63 lowercase letters, digits "
-                        "and -, starting and ending with a letter or digit")  # fmt: skip
+        raise UserError(
+            f"invalid bucket {bucket!r} in path: 3 to 63 lowercase letters, digits "
+            "and -, starting and ending with a letter or digit"
+        )
     prefix = prefix.strip("/")
     segments = prefix.split("/") if prefix else []
-    bad = [seg for seg in segments if seg in ("", ".", "..")
-           or any(ord(ch) < 32 or ord(ch) == 127 or ch == "\\" for ch in seg)]  # fmt: skip
+    bad = [
+        seg
+        for seg in segments
+        if seg in ("", ".", "..") or any(ord(ch) < 32 or ord(ch) == 127 or ch == "\\" for ch in seg)
+    ]
     if bad or len(prefix.encode("utf-8", "replace")) > 512:
-        raise UserError(f"invalid prefix in path {path!r}: plain segments separated by '/', no "
-                        "'.' or '..', no control characters or backslashes, at most 512 bytes")
+        raise UserError(
+            f"invalid prefix in path {path!r}: plain segments separated by '/', no "
+            "'.' or '..', no control characters or backslashes, at most 512 bytes"
+        )
     try:
         prefix.encode("utf-8")
     except UnicodeEncodeError:
@@ -216,9 +225,16 @@ class Registry:
 
     # sources -------------------------------------------------------------------------------
     def create_source(
-        self, name: str, owner: str, tags: list[str], actor: str, *, shared_key: bool = True,
-        max_bytes_per_s: int | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE,
-    ) -> tuple[SourceView, str, str | None]:  # fmt: skip
+        self,
+        name: str,
+        owner: str,
+        tags: list[str],
+        actor: str,
+        *,
+        shared_key: bool = True,
+        max_bytes_per_s: int | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE,
+    ) -> tuple[SourceView, str, str | None]:
         """Returns the view, the token and the shared key: shown once."""
         _check_name(name, "source")
         tag_text = _check_tags(tags)
@@ -232,11 +248,17 @@ class Registry:
             user = self.directory.get(s, owner)
             if not shared_key:  # keyless traffic is claimed by its tags: one claimant each
                 self._check_unclaimed(s, user.id, tags)
-            s.add(IngestSource(
-                name=name, owner_id=user.id, tags=tag_text, token_hash=token_hash(token),
-                shared_key_enc=self.directory.vault.encrypt(key) if key else None,
-                max_bytes_per_s=max_bytes_per_s, max_message_bytes=max_message_bytes,
-            ))  # fmt: skip
+            s.add(
+                IngestSource(
+                    name=name,
+                    owner_id=user.id,
+                    tags=tag_text,
+                    token_hash=token_hash(token),
+                    shared_key_enc=self.directory.vault.encrypt(key) if key else None,
+                    max_bytes_per_s=max_bytes_per_s,
+                    max_message_bytes=max_message_bytes,
+                )
+            )
             self.directory.record_event(s, actor, "source.create", name, f"owner {owner}")
         return self.source(name, owner, False), token, key
 
@@ -244,8 +266,11 @@ class Registry:
     def _check_unclaimed(s: Session, owner_id: int, tags: list[str]) -> None:
         """A source without a shared key takes any connection sending its tags, so no tag may
         be taken by keyless sources of two users: the second claim is refused."""
-        others = s.scalars(select(IngestSource).where(IngestSource.shared_key_enc.is_(None),
-                                                      IngestSource.owner_id != owner_id))
+        others = s.scalars(
+            select(IngestSource).where(
+                IngestSource.shared_key_enc.is_(None), IngestSource.owner_id != owner_id
+            )
+        )
         for other in others:
             for theirs in json.loads(other.tags):
                 for mine in tags:
@@ -253,7 +278,9 @@ class Registry:
                         raise UserError(
                             f"tag pattern {mine!r} overlaps {theirs!r}, taken by another "
                             "user's source without a shared key: use a shared key, or "
-                            "patterns no one else claims", 409)  # fmt: skip
+                            "patterns no one else claims",
+                            409,
+                        )
 
     def _source_row(self, s: Session, name: str, viewer: str, admin: bool) -> IngestSource:
         row = s.scalar(select(IngestSource).where(IngestSource.name == name))
@@ -269,9 +296,15 @@ class Registry:
     @staticmethod
     def _source_view(s: Session, row: IngestSource) -> SourceView:
         owner = s.get(User, row.owner_id)
-        return SourceView(row.name, owner.name if owner else "?", json.loads(row.tags),
-                          row.shared_key_enc is not None, row.max_bytes_per_s,
-                          row.max_message_bytes, row.created_at)  # fmt: skip
+        return SourceView(
+            row.name,
+            owner.name if owner else "?",
+            json.loads(row.tags),
+            row.shared_key_enc is not None,
+            row.max_bytes_per_s,
+            row.max_message_bytes,
+            row.created_at,
+        )
 
     def sources(self, viewer: str, admin: bool) -> list[SourceView]:
         with self.db.session() as s:
@@ -286,9 +319,16 @@ class Registry:
 
     # streams -------------------------------------------------------------------------------
     def create_stream(
-        self, name: str, owner: str, kind: str, tags: list[str], actor: str, *,
-        path: str | None = None, position: int = 100,
-    ) -> StreamView:  # fmt: skip
+        self,
+        name: str,
+        owner: str,
+        kind: str,
+        tags: list[str],
+        actor: str,
+        *,
+        path: str | None = None,
+        position: int = 100,
+    ) -> StreamView:
         _check_name(name, "stream")
         tag_text = _check_tags(tags)
         if kind not in KINDS:
@@ -302,30 +342,54 @@ class Registry:
                 if s.scalar(select(table.id).where(table.name == name)):
                     raise UserError(f"{what} {name!r} already exists", 409)
             if not can_write(s, owner, bucket):
-                raise UserError(f"{owner} cannot write bucket {bucket!r}: streams live in your "
-                                "own buckets or in spaces you may write", 403)  # fmt: skip
-            s.add(IngestStream(
-                name=name, owner_id=user.id, kind=kind, bucket=bucket, prefix=prefix,
-                tags=tag_text, position=position, dataset=name if kind == "records" else None,
-            ))  # fmt: skip
+                raise UserError(
+                    f"{owner} cannot write bucket {bucket!r}: streams live in your "
+                    "own buckets or in spaces you may write",
+                    403,
+                )
+            s.add(
+                IngestStream(
+                    name=name,
+                    owner_id=user.id,
+                    kind=kind,
+                    bucket=bucket,
+                    prefix=prefix,
+                    tags=tag_text,
+                    position=position,
+                    dataset=name if kind == "records" else None,
+                )
+            )
             if kind == "records":  # catalogued at once; counts follow as data arrives
-                s.add(Dataset(
-                    name=name, bucket=bucket, prefix=prefix, format="parquet",
-                    partitioning="year,month,day", owner_id=user.id, row_count=0,
-                    description=f"records of stream {name} (tags {', '.join(tags)})",
-                    lineage=f"ingested: stream {name}",
-                ))  # fmt: skip
+                s.add(
+                    Dataset(
+                        name=name,
+                        bucket=bucket,
+                        prefix=prefix,
+                        format="parquet",
+                        partitioning="year,month,day",
+                        owner_id=user.id,
+                        row_count=0,
+                        description=f"records of stream {name} (tags {', '.join(tags)})",
+                        lineage=f"ingested: stream {name}",
+                    )
+                )
             self.directory.record_event(s, actor, "stream.create", name, f"s3://{bucket}/{prefix}")
         return self.stream(name, owner, False)
 
-    def _stream_row(self, s: Session, name: str, viewer: str, admin: bool,
-                    write: bool = False) -> tuple[IngestStream, str]:  # fmt: skip
+    def _stream_row(
+        self, s: Session, name: str, viewer: str, admin: bool, write: bool = False
+    ) -> tuple[IngestStream, str]:
         row = s.scalar(select(IngestStream).where(IngestStream.name == name))
         if row is None:
             raise UserError(f"no stream {name!r}", 404)
         owner = s.get(User, row.owner_id)
-        access = ("write" if can_write(s, viewer, row.bucket) or (owner and owner.name == viewer)
-                  else "read" if can_read(s, viewer, row.bucket) else "")  # fmt: skip
+        access = (
+            "write"
+            if can_write(s, viewer, row.bucket) or (owner and owner.name == viewer)
+            else "read"
+            if can_read(s, viewer, row.bucket)
+            else ""
+        )
         if not access and not admin:
             raise UserError(f"no stream {name!r}", 404)
         if write and access != "write" and not admin:
@@ -341,12 +405,25 @@ class Registry:
     def _stream_view(s: Session, row: IngestStream, access: str) -> StreamView:
         owner = s.get(User, row.owner_id)
         return StreamView(
-            row.name, owner.name if owner else "?", row.kind,
-            f"s3://{row.bucket}/{row.prefix}/", json.loads(row.tags), row.dataset,
-            row.received_bytes, row.received_entries, row.last_event_at, row.rate_bytes,
-            row.rate_entries, row.moved_records,
-            row.moved_bytes, row.moved_until, row.errors, row.last_error, row.created_at, access,
-        )  # fmt: skip
+            row.name,
+            owner.name if owner else "?",
+            row.kind,
+            f"s3://{row.bucket}/{row.prefix}/",
+            json.loads(row.tags),
+            row.dataset,
+            row.received_bytes,
+            row.received_entries,
+            row.last_event_at,
+            row.rate_bytes,
+            row.rate_entries,
+            row.moved_records,
+            row.moved_bytes,
+            row.moved_until,
+            row.errors,
+            row.last_error,
+            row.created_at,
+            access,
+        )
 
     def streams(self, viewer: str, admin: bool) -> list[StreamView]:
         out = []
@@ -373,9 +450,16 @@ def load(directory: Directory) -> tuple[list[Source], list[Stream]]:
         active = {u.name for u in s.scalars(select(User).where(User.status == "active")).all()}
         shared = shared_access(s)
         sources = [
-            Source(r.id, r.name, names[r.owner_id], tuple(json.loads(r.tags)),
-                   directory.vault.decrypt(r.shared_key_enc) if r.shared_key_enc else None,
-                   r.token_hash, r.max_bytes_per_s, r.max_message_bytes)  # fmt: skip
+            Source(
+                r.id,
+                r.name,
+                names[r.owner_id],
+                tuple(json.loads(r.tags)),
+                directory.vault.decrypt(r.shared_key_enc) if r.shared_key_enc else None,
+                r.token_hash,
+                r.max_bytes_per_s,
+                r.max_message_bytes,
+            )
             for r in s.scalars(select(IngestSource)).all()
             if not r.disabled and names.get(r.owner_id) in active
         ]
@@ -383,8 +467,18 @@ def load(directory: Directory) -> tuple[list[Source], list[Stream]]:
         for r in s.scalars(select(IngestStream).order_by(IngestStream.position, IngestStream.id)):
             writers = {u for u in active if r.bucket.startswith(f"{u}-")}
             writers |= {u for u, b in shared.items() if b.get(r.bucket) == "write"}
-            streams.append(Stream(r.id, r.name, names[r.owner_id], r.kind, r.bucket, r.prefix,
-                                  tuple(json.loads(r.tags)), frozenset(writers)))  # fmt: skip
+            streams.append(
+                Stream(
+                    r.id,
+                    r.name,
+                    names[r.owner_id],
+                    r.kind,
+                    r.bucket,
+                    r.prefix,
+                    tuple(json.loads(r.tags)),
+                    frozenset(writers),
+                )
+            )
     return sources, streams
 
 

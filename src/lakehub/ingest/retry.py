@@ -69,8 +69,9 @@ class ParkedWriter:
                 continue
             stream = self.intake.stream(sid)
             if stream is None:
-                log.warning("stream %d is gone: %d parked batches of it dropped", sid,
-                            self.park.drop(sid))  # fmt: skip
+                log.warning(
+                    "stream %d is gone: %d parked batches of it dropped", sid, self.park.drop(sid)
+                )
                 with self.db.session() as s:
                     s.execute(delete(IngestCheckpoint).where(IngestCheckpoint.id == -sid))
                 continue
@@ -91,8 +92,12 @@ class ParkedWriter:
         except Exception as err:
             why = f"cannot write to s3://{stream.bucket}/{stream.prefix}: {err}"
             wait = self.park.failed(stream.id, why)
-            log.warning("stream %s: a parked batch failed again, next try in %.0f s: %s",
-                        stream.name, wait, why)  # fmt: skip
+            log.warning(
+                "stream %s: a parked batch failed again, next try in %.0f s: %s",
+                stream.name,
+                wait,
+                why,
+            )
             stream_error(self.db, stream.id, why)
             return False
         schemas = {stream.id: batch.schema} if batch.schema != before else {}
@@ -103,8 +108,12 @@ class ParkedWriter:
                 s.add(row)
             (row.segment, row.offset), row.updated_at = key_pos(p.key), utcnow()
             until = max(e.received_at for e in entries)
-            add_moved(s, {stream.id: (records, nbytes, until)},
-                      {stream.id: error} if error else {}, schemas)  # fmt: skip
+            add_moved(
+                s,
+                {stream.id: (records, nbytes, until)},
+                {stream.id: error} if error else {},
+                schemas,
+            )
         self.park.landed(p)
         log.info("stream %s: parked batch %s reached the lake", stream.name, p.key)
         return True

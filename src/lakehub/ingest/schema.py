@@ -39,8 +39,10 @@ def _pa() -> Any:
 def text(values: list[Any]) -> Any:
     """Values as one text column: strings as they are, anything else as JSON."""
     pa = _pa()
-    out = [None if v is None else v if isinstance(v, str) else json.dumps(v, default=repr)
-           for v in values]  # fmt: skip
+    out = [
+        None if v is None else v if isinstance(v, str) else json.dumps(v, default=repr)
+        for v in values
+    ]
     return pa.array(out, pa.string())
 
 
@@ -151,8 +153,10 @@ def conform(table: Any, settled: Any) -> tuple[Any, Any]:
 def file_schema(settled: Any) -> Any:
     """What a reader takes a stream's files for: ``_time``, ``_tag``, then the settled fields."""
     pa = _pa()
-    fixed = [pa.field("_time", pa.timestamp("us", tz="UTC")),
-             pa.field("_tag", pa.dictionary(pa.int32(), pa.string()))]  # fmt: skip
+    fixed = [
+        pa.field("_time", pa.timestamp("us", tz="UTC")),
+        pa.field("_tag", pa.dictionary(pa.int32(), pa.string())),
+    ]
     return pa.schema(fixed + [f.remove_metadata() for f in settled or []])
 
 
@@ -202,6 +206,9 @@ def loads(doc: str | None) -> Any:
     if not doc:
         return None
     pa = _pa()
-    return pa.schema([pa.field(f["name"], _dec(f["type"]),
-                               metadata={_WIDE: b"1"} if f.get("wide") else None)
-                      for f in json.loads(doc)])  # fmt: skip
+    return pa.schema(
+        [
+            pa.field(f["name"], _dec(f["type"]), metadata={_WIDE: b"1"} if f.get("wide") else None)
+            for f in json.loads(doc)
+        ]
+    )

@@ -38,8 +38,10 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     if not settings.forward_tls_cert:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(str(settings.forward_tls_cert),
-                        str(settings.forward_tls_key) if settings.forward_tls_key else None)
+    ctx.load_cert_chain(
+        str(settings.forward_tls_cert),
+        str(settings.forward_tls_key) if settings.forward_tls_key else None,
+    )
     return ctx
 
 
@@ -49,36 +51,58 @@ async def run(settings: Settings) -> None:
         raise SystemExit(f"no running hub in {settings.data_dir}")
     tok = tokens(settings)
     db = Database(settings.database_url)
-    lake = SeaweedFS(settings.state_dir, settings.run_dir, rt.ports, tok.lake_key,
-                     tok.lake_secret, settings.lake_binary)  # fmt: skip
+    lake = SeaweedFS(
+        settings.state_dir,
+        settings.run_dir,
+        rt.ports,
+        tok.lake_key,
+        tok.lake_secret,
+        settings.lake_binary,
+    )
     directory = Directory(db, Vault(settings.state_dir), lake)
-    logw = LogWriter(settings.ingest_dir / "log", settings.ingest_segment_bytes,
-                     settings.ingest_buffer_max_bytes, settings.ingest_dedupe_seconds)
+    logw = LogWriter(
+        settings.ingest_dir / "log",
+        settings.ingest_segment_bytes,
+        settings.ingest_buffer_max_bytes,
+        settings.ingest_dedupe_seconds,
+    )
     logw.open(checkpoint(db), counted(db))
     intake = Intake(directory, logw, settings.ingest_dir / CHANGED)
     intake.flush_stats()  # before any data: a kill -9 from now on is counted again from here
     s3 = S3Writer(lake.admin())
-    sinks: dict[str, Sink] = {"records": RecordSink(s3, intake.message_limit),
-             "raw": RawSink(s3, intake.message_limit)}  # fmt: skip
-    mover = Mover(intake, logw, sinks,
-                  settings.ingest_batch_seconds, probe=s3.probe)  # fmt: skip
+    sinks: dict[str, Sink] = {
+        "records": RecordSink(s3, intake.message_limit),
+        "raw": RawSink(s3, intake.message_limit),
+    }
+    mover = Mover(intake, logw, sinks, settings.ingest_batch_seconds, probe=s3.probe)
     mover.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    fwd = await forward.serve(intake, settings.ingest_host, rt.ports["forward"],
-                              tls_context(settings))  # fmt: skip
-    config = uvicorn.Config(http_app(intake), host=settings.ingest_host,
-                            port=rt.ports["ingest_http"], log_level="warning",
-                            access_log=False, lifespan="off")  # fmt: skip
+    fwd = await forward.serve(
+        intake, settings.ingest_host, rt.ports["forward"], tls_context(settings)
+    )
+    config = uvicorn.Config(
+        http_app(intake),
+        host=settings.ingest_host,
+        port=rt.ports["ingest_http"],
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
     web = uvicorn.Server(config)
     # uvicorn takes SIGTERM/SIGINT while it serves and raises them again when it ends, so the
     # handlers above run either way
     web_task = asyncio.create_task(web.serve())
-    log.info("receiving: Forward on %s:%d%s, HTTP on %s:%d", settings.ingest_host,
-             rt.ports["forward"], " (TLS)" if settings.forward_tls_cert else "",
-             settings.ingest_host, rt.ports["ingest_http"])  # fmt: skip
+    log.info(
+        "receiving: Forward on %s:%d%s, HTTP on %s:%d",
+        settings.ingest_host,
+        rt.ports["forward"],
+        " (TLS)" if settings.forward_tls_cert else "",
+        settings.ingest_host,
+        rt.ports["ingest_http"],
+    )
     stats = threading.Event()
 
     def flush_stats() -> None:
@@ -108,7 +132,10 @@ async def run(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stdout,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     logging.getLogger("botocore").setLevel(logging.WARNING)
     asyncio.run(run(load_settings()))

@@ -52,8 +52,13 @@ def decode(e: Entry, limit: int = DEFAULT_MAX_MESSAGE) -> tuple[list[float], lis
     try:
         if e.fmt in (Fmt.MSGPACK_ENTRIES, Fmt.GZIP_ENTRIES, Fmt.MSGPACK_ARRAY):
             data = gunzip(e.data, limit) if e.fmt == Fmt.GZIP_ENTRIES else e.data
-            u = msgpack.Unpacker(raw=False, ext_hook=_ext, strict_map_key=False,
-                                 unicode_errors="replace", max_buffer_size=len(data) + 1)
+            u = msgpack.Unpacker(
+                raw=False,
+                ext_hook=_ext,
+                strict_map_key=False,
+                unicode_errors="replace",
+                max_buffer_size=len(data) + 1,
+            )
             u.feed(data)
             items = next(u) if e.fmt == Fmt.MSGPACK_ARRAY else list(u)
             if not items:
@@ -148,8 +153,9 @@ class S3Writer:
         except Exception as err:
             from botocore.exceptions import ClientError
 
-            raise LakeWriteError(f"s3://{bucket}/{key}: {err}",
-                                 unreachable=not isinstance(err, ClientError)) from err  # fmt: skip
+            raise LakeWriteError(
+                f"s3://{bucket}/{key}: {err}", unreachable=not isinstance(err, ClientError)
+            ) from err
 
     def probe(self) -> None:
         """Raises unless the lake answers (a failed write then concerns its bucket only)."""
@@ -164,7 +170,6 @@ class LakeSink(Sink):
 
 
 class RecordSink(LakeSink):
-
     def write(self, batch: Batch) -> tuple[int, int]:
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -198,14 +203,18 @@ class RecordSink(LakeSink):
             # readers learn of a new field or type before any file holds it
             out = pa.BufferOutputStream()
             pq.write_metadata(schema.file_schema(settled), out)
-            self.s3.put(st.bucket, f"{st.prefix}/{SCHEMA_FILE}".lstrip("/"),
-                        out.getvalue().to_pybytes())  # fmt: skip
+            self.s3.put(
+                st.bucket, f"{st.prefix}/{SCHEMA_FILE}".lstrip("/"), out.getvalue().to_pybytes()
+            )
             batch.schema = schema.dumps(settled)
         if recs:
             days = pc.divide(pc.cast(whole["_time"], pa.int64()), 86_400_000_000)
             for day in sorted(pc.unique(days).to_pylist()):
-                part = whole if pc.min(days).as_py() == pc.max(days).as_py() else \
-                    whole.filter(pc.equal(days, day))  # fmt: skip
+                part = (
+                    whole
+                    if pc.min(days).as_py() == pc.max(days).as_py()
+                    else whole.filter(pc.equal(days, day))
+                )
                 d = datetime.fromtimestamp(day * 86400, UTC)
                 out = pa.BufferOutputStream()
                 pq.write_table(part, out, compression="zstd")
@@ -216,8 +225,9 @@ class RecordSink(LakeSink):
                 nbytes += len(body)
         for i, (e, why) in enumerate(rejected):
             log.warning("stream %s: entry kept under _rejected/ (%s)", st.name, why)
-            self.s3.put(st.bucket, f"{st.prefix}/_rejected/part-{batch.key}-{i}.bin".lstrip("/"),
-                        e.data)  # fmt: skip
+            self.s3.put(
+                st.bucket, f"{st.prefix}/_rejected/part-{batch.key}-{i}.bin".lstrip("/"), e.data
+            )
         if rejected:
             raise PartlyRejected(records, nbytes, len(rejected), rejected[0][1])
         return records, nbytes
@@ -227,13 +237,13 @@ class PartlyRejected(Exception):
     """Written, but some entries went to ``_rejected/``: the counts are still right."""
 
     def __init__(self, records: int, nbytes: int, count: int, why: str) -> None:
-        super().__init__(f"{count} entries could not be decoded and were kept under "
-                         f"_rejected/: {why}")  # fmt: skip
+        super().__init__(
+            f"{count} entries could not be decoded and were kept under _rejected/: {why}"
+        )
         self.records, self.nbytes = records, nbytes
 
 
 class RawSink(LakeSink):
-
     def write(self, batch: Batch) -> tuple[int, int]:
         parts = []
         for e in batch.entries:

@@ -118,8 +118,11 @@ def download_url(s3: Any, bucket: str, key: str, seconds: int = 300) -> str:
     XML, JavaScript) are also sent as ``application/octet-stream``. SVG keeps its type, for the
     portal's ``<img>`` preview, where its scripts do not run."""
     name = key.rsplit("/", 1)[-1] or "download"
-    params = {"Bucket": bucket, "Key": key,
-              "ResponseContentDisposition": f"attachment; filename*=UTF-8''{quote(name)}"}
+    params = {
+        "Bucket": bucket,
+        "Key": key,
+        "ResponseContentDisposition": f"attachment; filename*=UTF-8''{quote(name)}",
+    }
     if key.lower().endswith(ACTIVE):
         params["ResponseContentType"] = "application/octet-stream"
     url: str = s3.generate_presigned_url("get_object", Params=params, ExpiresIn=seconds)

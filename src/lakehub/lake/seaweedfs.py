@@ -55,9 +55,14 @@ def weed_binary(configured: str | None = None) -> str:
 
 class SeaweedFS(Lake):
     def __init__(
-        self, state_dir: Path, run_dir: Path, ports: dict[str, int], admin_key: str,
-        admin_secret: str, binary: str | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        state_dir: Path,
+        run_dir: Path,
+        ports: dict[str, int],
+        admin_key: str,
+        admin_secret: str,
+        binary: str | None = None,
+    ) -> None:
         self.binary = binary
         self.dir = state_dir / "lake"
         self.config_file = state_dir / "s3.json"
@@ -71,19 +76,32 @@ class SeaweedFS(Lake):
     def command(self) -> tuple[list[str], dict[str, str]]:
         p = self.ports
         argv = [
-            weed_binary(self.binary), "mini", f"-dir={self.dir}",
-            "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={p['master']}", f"-master.port.grpc={p['master_grpc']}",
-            f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume_grpc']}",
-            f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer_grpc']}",
-            f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}",
-            f"-admin.port={p['lake_admin']}", f"-admin.port.grpc={p['lake_admin_grpc']}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
-            "-master.telemetry=false", "-metricsPort=0",
+            weed_binary(self.binary),
+            "mini",
+            f"-dir={self.dir}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={p['master']}",
+            f"-master.port.grpc={p['master_grpc']}",
+            f"-volume.port={p['volume']}",
+            f"-volume.port.grpc={p['volume_grpc']}",
+            f"-filer.port={p['filer']}",
+            f"-filer.port.grpc={p['filer_grpc']}",
+            f"-s3.port={p['s3']}",
+            f"-s3.port.grpc={p['s3_grpc']}",
+            f"-admin.port={p['lake_admin']}",
+            f"-admin.port.grpc={p['lake_admin_grpc']}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-master.telemetry=false",
+            "-metricsPort=0",
             f"-s3.config={self.config_file}",
             # many per-user buckets: each is a collection with its own volumes
-            "-volume.max=0", "-master.volumeSizeLimitMB=256",
-        ]  # fmt: skip
+            "-volume.max=0",
+            "-master.volumeSizeLimitMB=256",
+        ]
         env = {"WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"}
         return argv, env
 
@@ -99,12 +117,20 @@ class SeaweedFS(Lake):
             _make_tls(tls)
         lines = []
         for section in ("signing", "signing.read", "filer_signing", "filer_signing.read"):
-            lines += [f"[jwt.{section}]", f'key = "{secrets.token_hex(32)}"',
-                      "expires_after_seconds = 60", ""]  # fmt: skip
+            lines += [
+                f"[jwt.{section}]",
+                f'key = "{secrets.token_hex(32)}"',
+                "expires_after_seconds = 60",
+                "",
+            ]
         lines += ["[grpc]", f'ca = "{tls / "ca.crt"}"', ""]
         for role in ("master", "volume", "filer", "s3", "admin", "worker", "client"):
-            lines += [f"[grpc.{role}]", f'cert = "{tls / "lake.crt"}"',
-                      f'key = "{tls / "lake.key"}"', ""]  # fmt: skip
+            lines += [
+                f"[grpc.{role}]",
+                f'cert = "{tls / "lake.crt"}"',
+                f'key = "{tls / "lake.key"}"',
+                "",
+            ]
         write_private(self.dir / "security.toml", "\n".join(lines).encode())
 
     def admin(self) -> Any:
@@ -128,10 +154,14 @@ class SeaweedFS(Lake):
         wanted = {_location(b) for b in buckets}
         if self._read_only is None or time.monotonic() - self._read_at > REREAD:
             self._read_only = self._filer_read_only()
-        commands = [f"fs.configure -locationPrefix={loc} -readOnly=true -apply"
-                    for loc in sorted(wanted - self._read_only)]  # fmt: skip
-        commands += [f"fs.configure -locationPrefix={loc} -delete -apply"
-                     for loc in sorted(self._read_only - wanted)]  # fmt: skip
+        commands = [
+            f"fs.configure -locationPrefix={loc} -readOnly=true -apply"
+            for loc in sorted(wanted - self._read_only)
+        ]
+        commands += [
+            f"fs.configure -locationPrefix={loc} -delete -apply"
+            for loc in sorted(self._read_only - wanted)
+        ]
         if not commands:
             return
         self._read_only = None  # unknown until the shell has answered
@@ -159,10 +189,13 @@ class SeaweedFS(Lake):
         master = f"127.0.0.1:{self.ports['master']}.{self.ports['master_grpc']}"
         try:
             proc = subprocess.run(
-                [weed_binary(self.binary), "shell", f"-master={master}"], cwd=self.dir,
-                input="\n".join(commands) + "\n", capture_output=True, text=True,
+                [weed_binary(self.binary), "shell", f"-master={master}"],
+                cwd=self.dir,
+                input="\n".join(commands) + "\n",
+                capture_output=True,
+                text=True,
                 timeout=timeout,
-            )  # fmt: skip
+            )
         except subprocess.TimeoutExpired as err:
             raise LakeUnavailable("the lake's shell did not answer in time") from err
         if proc.returncode != 0:
@@ -224,11 +257,14 @@ def _make_tls(folder: Path) -> None:
 
     def build(subject: x509.Name, public: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
         return (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name)
-            .public_key(public).serial_number(x509.random_serial_number())
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_name)
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=3650))
-        )  # fmt: skip
+        )
 
     ca = (
         build(ca_name, ca_key.public_key())
@@ -237,17 +273,24 @@ def _make_tls(folder: Path) -> None:
     )
     cert = (
         build(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lake")]), key.public_key())
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-        ), critical=False)
-        .add_extension(x509.ExtendedKeyUsage(
-            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-        ), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
         .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
+    )
     pem = serialization.Encoding.PEM
     write_private(folder / "ca.crt", ca.public_bytes(pem))
     write_private(folder / "lake.crt", cert.public_bytes(pem))
-    write_private(folder / "lake.key", key.private_bytes(
-        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ))  # fmt: skip
+    write_private(
+        folder / "lake.key",
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )

@@ -53,8 +53,11 @@ def part_size(size: int) -> int:
         raise UploadError("the size cannot be negative")
     needed = max(PART, math.ceil(size / MAX_PARTS / MIB) * MIB)
     if needed > MAX_PART:
-        raise UploadError(f"files above {MAX_PART * MAX_PARTS // 1024**3} GiB cannot be uploaded "
-                          "here: use 'lakehub lake cp'", 413)  # fmt: skip
+        raise UploadError(
+            f"files above {MAX_PART * MAX_PARTS // 1024**3} GiB cannot be uploaded "
+            "here: use 'lakehub lake cp'",
+            413,
+        )
     return needed
 
 
@@ -81,8 +84,9 @@ def put_part(s3: Any, bucket: str, key: str, upload_id: str, number: int, data: 
     check_key(key)
     if not 1 <= number <= MAX_PARTS:
         raise UploadError(f"part numbers run from 1 to {MAX_PARTS}")
-    etag: str = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                               Body=data)["ETag"]  # fmt: skip
+    etag: str = s3.upload_part(
+        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+    )["ETag"]
     return etag
 
 
@@ -95,9 +99,11 @@ def complete(s3: Any, bucket: str, key: str, upload_id: str, parts: list[tuple[i
     if numbers != list(range(1, len(parts) + 1)):
         raise UploadError("parts must be numbered 1, 2, 3 ... without gaps")
     s3.complete_multipart_upload(
-        Bucket=bucket, Key=key, UploadId=upload_id,
+        Bucket=bucket,
+        Key=key,
+        UploadId=upload_id,
         MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]},
-    )  # fmt: skip
+    )
     size: int = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
     return size
 

@@ -19,10 +19,21 @@ def ensure_account(name: str, home: Path) -> pwd.struct_passwd:
         pw = pwd.getpwnam(account)
     except KeyError:
         subprocess.run(
-            ["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/bash",
-             "--user-group", "--comment", f"LakeHub user {name}", account],
-            check=True, capture_output=True,
-        )  # fmt: skip
+            [
+                "useradd",
+                "--no-create-home",
+                "--home-dir",
+                str(home),
+                "--shell",
+                "/bin/bash",
+                "--user-group",
+                "--comment",
+                f"LakeHub user {name}",
+                account,
+            ],
+            check=True,
+            capture_output=True,
+        )
         pw = pwd.getpwnam(account)
     home.mkdir(parents=True, exist_ok=True)
     os.chown(home, pw.pw_uid, pw.pw_gid)

@@ -47,9 +47,14 @@ def render(lake_endpoint: str, profiles: Iterable[Profile], python: str) -> str:
     lines = [HEADER, "[default]", f"endpoint_url = {lake_endpoint}", "region = us-east-1", ""]
     for p in profiles:
         command = shlex.join([python, "-m", "lakehub.credential_process", p.name])
-        lines += [f"[profile {p.name}]", f"endpoint_url = {p.endpoint_url}",
-                  f"region = {p.region}", f"credential_process = {command}",
-                  f"{MARKER} = {p.name}", ""]  # fmt: skip
+        lines += [
+            f"[profile {p.name}]",
+            f"endpoint_url = {p.endpoint_url}",
+            f"region = {p.region}",
+            f"credential_process = {command}",
+            f"{MARKER} = {p.name}",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -55,13 +55,15 @@ def idle_info(server: dict[str, Any] | None, timeout: int) -> dict[str, Any] | N
     return {"last_activity": last, "idle_timeout": timeout, "cull_at": cull_at}
 
 
-def _record_and_decide(*, inactive: timedelta | None, inactive_limit: int,
-                       server: dict[str, Any], **kwargs: Any) -> bool:  # fmt: skip
+def _record_and_decide(
+    *, inactive: timedelta | None, inactive_limit: int, server: dict[str, Any], **kwargs: Any
+) -> bool:
     """The culler's decision: the upstream rule with the server's own idle timeout (chosen by
     its user's policy when it started; 0: never). A server it will stop is written down."""
     run_dir = Path(os.environ["LAKEHUB_DATA_DIR"]) / "run"
     limit = records.read(run_dir, *records.from_url(server.get("url") or "")).get(
-        "cull_timeout", inactive_limit)  # fmt: skip
+        "cull_timeout", inactive_limit
+    )
     if inactive is None or not limit or inactive.total_seconds() < limit:
         return False
     line = f"{int(time.time())} {server.get('url', '')} {int(inactive.total_seconds())}\n"

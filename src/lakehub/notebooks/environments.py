@@ -71,10 +71,15 @@ def sdk_sources() -> list[Path]:
     """The modules a notebook environment runs: the SDK (its arrays and compute parts too:
     kernels call lakehub.arrays and lakehub.compute) and the warm starter."""
     sdk = Path(lakehub.__file__).parent
-    compute = [sdk / "compute" / f"{m}.py" for m in ("__init__", "base", "spark_session",
-                                                    "spark_procs")]  # fmt: skip
-    return [*sorted(sdk.glob("*.py")), *sorted((sdk / "arrays").glob("*.py")), *compute,
-            sdk / "notebooks" / "warm.py"]  # fmt: skip
+    compute = [
+        sdk / "compute" / f"{m}.py" for m in ("__init__", "base", "spark_session", "spark_procs")
+    ]
+    return [
+        *sorted(sdk.glob("*.py")),
+        *sorted((sdk / "arrays").glob("*.py")),
+        *compute,
+        sdk / "notebooks" / "warm.py",
+    ]
 
 
 # How environments are built, in the build identity: a change here rebuilds them. Installs are
@@ -95,9 +100,12 @@ def spec_hash(python: str, packages: tuple[str, ...]) -> str:
 
 
 def ensure_environment(
-    envs_dir: Path, name: str, python: str, packages: tuple[str, ...] = DEFAULT_PACKAGES,
+    envs_dir: Path,
+    name: str,
+    python: str,
+    packages: tuple[str, ...] = DEFAULT_PACKAGES,
     say: Callable[[str], None] = print,
-) -> Path:  # fmt: skip
+) -> Path:
     """Return the environment's directory, building it first if its spec changed."""
     link = envs_dir / name
     target = envs_dir / f"{name}-{spec_hash(python, packages)}"
@@ -124,8 +132,19 @@ def _build_server_environment(
     old_umask = os.umask(0o022)  # environments are read by every user's account
     try:
         _run([uv, "venv", "-q", "--python", python, str(target)])
-        _run([uv, "pip", "install", "-q", *BUILD_FLAGS, "--python",
-              str(target / "bin" / "python"), *packages, str(project_root())])  # fmt: skip
+        _run(
+            [
+                uv,
+                "pip",
+                "install",
+                "-q",
+                *BUILD_FLAGS,
+                "--python",
+                str(target / "bin" / "python"),
+                *packages,
+                str(project_root()),
+            ]
+        )
     except BuildError:
         shutil.rmtree(target, ignore_errors=True)
         raise
@@ -142,8 +161,9 @@ def _build_server_environment(
 def _run(argv: list[str], log: Path | None = None) -> str:
     """Run a build step; its output goes to ``log`` (appended) when given."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False,
-                              timeout=BUILD_TIMEOUT)  # fmt: skip
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, check=False, timeout=BUILD_TIMEOUT
+        )
     except subprocess.TimeoutExpired:
         raise BuildError(f"{' '.join(argv[:3])} took over {BUILD_TIMEOUT} s") from None
     if log is not None:
@@ -159,15 +179,20 @@ def interpreter_for(version: str, default: str) -> str:
     """A system interpreter for Python ``version`` ("3.11"): ``default`` if it is that version,
     else ``/usr/bin/python<version>``."""
     if Path(default).exists():
-        proc = subprocess.run([default, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                              capture_output=True, text=True, check=False)  # fmt: skip
+        proc = subprocess.run(
+            [default, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.stdout.strip() == version:
             return default
     candidate = f"/usr/bin/python{version}"
     if Path(candidate).exists():
         return candidate
-    raise BuildError(f"Python {version} is not installed on this machine "
-                     f"(notebook_python is {default})")  # fmt: skip
+    raise BuildError(
+        f"Python {version} is not installed on this machine (notebook_python is {default})"
+    )
 
 
 USERCUSTOMIZE = """\
@@ -182,9 +207,13 @@ _sys.path[:] = [p for p in _sys.path if not p.startswith(_system)]
 
 
 def build_named(
-    envs_dir: Path, name: str, python: str, packages: tuple[str, ...],
-    log: Path, progress: Callable[[str], None],
-) -> tuple[str, list[str]]:  # fmt: skip
+    envs_dir: Path,
+    name: str,
+    python: str,
+    packages: tuple[str, ...],
+    log: Path,
+    progress: Callable[[str], None],
+) -> tuple[str, list[str]]:
     """Build a named environment (kernel, pip, SDK, ``packages``) from interpreter ``python``;
     make it current. Returns the build's id (the spec hash, plus a suffix when that build exists
     already) and its contents (``name==version`` lines).
@@ -206,8 +235,17 @@ def build_named(
         progress("1/4 creating the virtual environment")
         _run([uv, "venv", "--system-site-packages", "--python", python, str(target)], log)
         progress(f"2/4 installing {len(packages)} packages, the kernel and the SDK")
-        install = [uv, "pip", "install", *BUILD_FLAGS, "--python", env_python, *packages,
-                   *KERNEL_PACKAGES, str(project_root())]  # fmt: skip
+        install = [
+            uv,
+            "pip",
+            "install",
+            *BUILD_FLAGS,
+            "--python",
+            env_python,
+            *packages,
+            *KERNEL_PACKAGES,
+            str(project_root()),
+        ]
         pinned = overrides(packages)
         if pinned:
             _write_new(target / "overrides.txt", "\n".join(pinned) + "\n")
@@ -235,8 +273,9 @@ def build_named(
 DONE = ".lakehub-build.json"  # in a finished build: its contents
 
 
-def reuse(envs_dir: Path, name: str, python: str,
-          packages: tuple[str, ...]) -> tuple[str, list[str]] | None:  # fmt: skip
+def reuse(
+    envs_dir: Path, name: str, python: str, packages: tuple[str, ...]
+) -> tuple[str, list[str]] | None:
     """A finished build of exactly this spec (and SDK), made it current; None if there is none."""
     build_id = spec_hash(python, packages)
     target = envs_dir / f"{name}-{build_id}"
@@ -270,18 +309,18 @@ def _install_kernel(target: Path, name: str) -> None:
     kernel_dir.mkdir(parents=True, exist_ok=True)
     spec = {
         # the launcher gives the kernel the server's memory limit as an rlimit (MemoryError)
-        "argv": [str(target / "bin" / "python"), "-m", "lakehub.kernel", "-f",
-                 "{connection_file}"],
+        "argv": [str(target / "bin" / "python"), "-m", "lakehub.kernel", "-f", "{connection_file}"],
         "display_name": f"Python 3 ({name})",
         "language": "python",
         "metadata": {"debugger": True},
-    }  # fmt: skip
+    }
     _write_new(kernel_dir / "kernel.json", json.dumps(spec, indent=1))
 
 
 @contextlib.contextmanager
-def building(envs_dir: Path, name: str,
-             cancelled: Callable[[], bool] = lambda: False) -> Iterator[None]:  # fmt: skip
+def building(
+    envs_dir: Path, name: str, cancelled: Callable[[], bool] = lambda: False
+) -> Iterator[None]:
     """Held while one hub checks for and makes a build of ``name``: hubs sharing ``envs_dir``
     then build a spec once, and the others reuse it, instead of racing to build it twice."""
     with open(envs_dir / f".{name}.lock", "a") as fh:
@@ -303,9 +342,15 @@ def remove_old_builds(envs_dir: Path, name: str, keep: int = 2) -> None:
     """Delete all but the ``keep`` newest builds of ``name`` (running servers may still use the
     previous one); never the current one."""
     current = (envs_dir / name).resolve()
-    builds = sorted((p for p in envs_dir.glob(f"{name}-*") if not p.is_symlink() and
-                     BUILD_ID.fullmatch(p.name[len(name) + 1:])),
-                    key=lambda p: p.stat().st_mtime, reverse=True)  # fmt: skip
+    builds = sorted(
+        (
+            p
+            for p in envs_dir.glob(f"{name}-*")
+            if not p.is_symlink() and BUILD_ID.fullmatch(p.name[len(name) + 1 :])
+        ),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
     for old in builds[keep:]:
         if old != current:
             shutil.rmtree(old, ignore_errors=True)

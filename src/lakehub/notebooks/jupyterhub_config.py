@@ -51,8 +51,11 @@ c.JupyterHub.services = [
         "display": False,
     },
 ]
-ADMINS = {"local": [settings.admin_user], "ldap": settings.ldap_admin_users,
-          "oauth": settings.oauth_admin_users}[settings.auth]  # fmt: skip
+ADMINS = {
+    "local": [settings.admin_user],
+    "ldap": settings.ldap_admin_users,
+    "oauth": settings.oauth_admin_users,
+}[settings.auth]
 c.JupyterHub.load_roles = [
     # JupyterHub's own admin role can do anything (mint any user's token, open their server),
     # and its scopes cannot be changed: nobody holds it. Administrators manage users without
@@ -60,27 +63,43 @@ c.JupyterHub.load_roles = [
     {"name": "admin", "users": [], "services": []},
     {"name": ADMIN_ROLE, "scopes": ADMIN_SCOPES, "users": ADMINS, "groups": [ADMIN_GROUP]},
     {"name": "lakehub-control", "scopes": CONTROL_SCOPES, "services": ["lakehub"]},
-    {"name": "user", "scopes": ["self", "access:services!service=lakehub",
-                                "access:services!service=dask-gateway"]},
+    {
+        "name": "user",
+        "scopes": [
+            "self",
+            "access:services!service=lakehub",
+            "access:services!service=dask-gateway",
+        ],
+    },
 ]
 if settings.cull_idle_timeout:  # stops idle servers; users and their files stay
-    c.JupyterHub.services.append({
-        "name": "idle-culler",
-        "command": [sys.executable, "-m", "lakehub.notebooks.culling",
-                    f"--timeout={settings.cull_idle_timeout}",
-                    f"--cull-every={settings.cull_every}"],
-        # the hub id lets `lakehub down` sweep it like every other process of this hub
-        # the hub's pid: the culler dies with this process (a restarted hub starts its own)
-        "environment": {"LAKEHUB_DATA_DIR": str(settings.data_dir),
-                        "LAKEHUB_HUB_ID": str(settings.data_dir),
-                        "LAKEHUB_HUB_PID": str(os.getpid())},
-        "display": False,
-    })  # fmt: skip
-    c.JupyterHub.load_roles.append({
-        "name": "idle-culler",
-        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-        "services": ["idle-culler"],
-    })  # fmt: skip
+    c.JupyterHub.services.append(
+        {
+            "name": "idle-culler",
+            "command": [
+                sys.executable,
+                "-m",
+                "lakehub.notebooks.culling",
+                f"--timeout={settings.cull_idle_timeout}",
+                f"--cull-every={settings.cull_every}",
+            ],
+            # the hub id lets `lakehub down` sweep it like every other process of this hub
+            # the hub's pid: the culler dies with this process (a restarted hub starts its own)
+            "environment": {
+                "LAKEHUB_DATA_DIR": str(settings.data_dir),
+                "LAKEHUB_HUB_ID": str(settings.data_dir),
+                "LAKEHUB_HUB_PID": str(os.getpid()),
+            },
+            "display": False,
+        }
+    )
+    c.JupyterHub.load_roles.append(
+        {
+            "name": "idle-culler",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": ["idle-culler"],
+        }
+    )
 
 # Identity
 if settings.auth == "local":

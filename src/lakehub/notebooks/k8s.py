@@ -96,8 +96,10 @@ def dockerfile(spec: EnvironmentSpec, sdk_requirement: str = "lakehub") -> str:
     pinned = overrides(spec.packages)  # packages installed for their jars only
     override = ""
     if pinned:
-        override = (f" && printf '%s\\n' {' '.join(shlex.quote(p) for p in pinned)} "
-                    "> /tmp/overrides.txt \\\n")
+        override = (
+            f" && printf '%s\\n' {' '.join(shlex.quote(p) for p in pinned)} "
+            "> /tmp/overrides.txt \\\n"
+        )
         install += " \\\n        --override /tmp/overrides.txt"
     return f"""\
 # LakeHub notebook environment {spec.name!r}: {about}

@@ -149,8 +149,10 @@ class Cgroups:
                 left.remove(group)
             if left and time.monotonic() > deadline:
                 pids = sorted({pid for group in left for pid in _pids(group)})
-                raise TimeoutError(f"could not remove {', '.join(map(str, left))} within "
-                                   f"{timeout} s; processes still inside: {pids}")  # fmt: skip
+                raise TimeoutError(
+                    f"could not remove {', '.join(map(str, left))} within "
+                    f"{timeout} s; processes still inside: {pids}"
+                )
             if left:
                 time.sleep(0.02)
 
@@ -234,8 +236,10 @@ def detect(root_name: str = "lakehub") -> Limits:
             except OSError as e:
                 reasons.append(f"cgroup v2 at {v2}: cannot enable memory and cpu: {e.strerror}")
         else:
-            reasons.append(f"cgroup v2 at {v2} has no memory and cpu controllers "
-                           f"(available: {' '.join(have) or 'none'})")  # fmt: skip
+            reasons.append(
+                f"cgroup v2 at {v2} has no memory and cpu controllers "
+                f"(available: {' '.join(have) or 'none'})"
+            )
     if "memory" in mounts and "cpu" in mounts:
         parents = mounts["memory"] / root_name, mounts["cpu"] / root_name
         try:
@@ -263,8 +267,10 @@ def join(procs_files: list[str], pid: int = 0) -> None:
 
 def _check_name(name: str) -> None:
     if not _NAME.fullmatch(name):
-        raise ValueError(f"invalid cgroup name {name!r}: 1-128 of letters, digits, '.', '_' "
-                         "and '-', starting with a letter or digit")  # fmt: skip
+        raise ValueError(
+            f"invalid cgroup name {name!r}: 1-128 of letters, digits, '.', '_' "
+            "and '-', starting with a letter or digit"
+        )
 
 
 def _mounts() -> dict[str, Path]:

@@ -33,8 +33,9 @@ class NotebookMetrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         hub = {f.name: f for f in text_string_to_metric_families(self.hub_text)}
-        spawn = Metric(SPAWN, "Seconds from a spawn request to a server that answers, by outcome",
-                       "histogram")  # fmt: skip
+        spawn = Metric(
+            SPAWN, "Seconds from a spawn request to a server that answers, by outcome", "histogram"
+        )
         failures = CounterMetricFamily(
             "lakehub_spawn_failures", "Spawns that did not succeed", labels=["status", "reason"]
         )
@@ -51,10 +52,12 @@ class NotebookMetrics(Collector):
             failures.add_metric([status, reason], value)
         yield spawn
         yield failures
-        yield GaugeMetricFamily("lakehub_running_servers", "Notebook servers running",
-                                value=self.running)  # fmt: skip
-        yield CounterMetricFamily("lakehub_culls", "Notebook servers stopped for being idle",
-                                  value=self.culls)  # fmt: skip
+        yield GaugeMetricFamily(
+            "lakehub_running_servers", "Notebook servers running", value=self.running
+        )
+        yield CounterMetricFamily(
+            "lakehub_culls", "Notebook servers stopped for being idle", value=self.culls
+        )
 
 
 def render(hub_text: str, running: int, culls: int) -> bytes:

@@ -53,13 +53,22 @@ class EnvView:
 
     @classmethod
     def of(cls, r: Row) -> EnvView:
-        return cls(name=r.name, description=r.description, python=r.python,
-                   packages=json.loads(r.packages), builtin=r.builtin, status=r.status,
-                   progress=r.progress, error=r.error, usable=r.built_hash is not None,
-                   contents=json.loads(r.contents),
-                   highlights=highlights(json.loads(r.packages), json.loads(r.contents)),
-                   built_at=r.built_at,
-                   updated_by=r.updated_by, updated_at=r.updated_at)  # fmt: skip
+        return cls(
+            name=r.name,
+            description=r.description,
+            python=r.python,
+            packages=json.loads(r.packages),
+            builtin=r.builtin,
+            status=r.status,
+            progress=r.progress,
+            error=r.error,
+            usable=r.built_hash is not None,
+            contents=json.loads(r.contents),
+            highlights=highlights(json.loads(r.packages), json.loads(r.contents)),
+            built_at=r.built_at,
+            updated_by=r.updated_by,
+            updated_at=r.updated_at,
+        )
 
 
 class Environments:
@@ -105,8 +114,14 @@ class Environments:
         with self.db.session() as s:
             return EnvView.of(self._get(s, name))
 
-    def put(self, name: str, description: str | None, python: str | None,
-            packages: list[str] | None, actor: str) -> EnvView:  # fmt: skip
+    def put(
+        self,
+        name: str,
+        description: str | None,
+        python: str | None,
+        packages: list[str] | None,
+        actor: str,
+    ) -> EnvView:
         """Create or change an environment's spec; a changed spec is queued for a build."""
         with self.db.session() as s:
             row = s.scalar(select(Row).where(Row.name == name))
@@ -117,7 +132,7 @@ class Environments:
                     description if description is not None else (old.description if old else ""),
                     python or (old.python if old else "3.11"),
                     tuple(packages) if packages is not None else (old.packages if old else ()),
-                )  # fmt: skip
+                )
             except SpecError as err:
                 raise UserError(str(err)) from None
             if row is None:
@@ -207,15 +222,20 @@ class Environments:
         try:
             python = build.interpreter_for(spec.python, self.notebook_python)
             with build.building(self.envs_dir, spec.name, self._stop.is_set):
-                reused = None if forced else build.reuse(self.envs_dir, spec.name, python,
-                                                         spec.packages)  # fmt: skip
+                reused = (
+                    None if forced else build.reuse(self.envs_dir, spec.name, python, spec.packages)
+                )
                 if reused is not None:
                     with logfile.open("a") as f:
                         f.write("a finished build of this spec exists: reused\n")
                 digest, contents = reused or build.build_named(
-                    self.envs_dir, spec.name, python, spec.packages, logfile,
+                    self.envs_dir,
+                    spec.name,
+                    python,
+                    spec.packages,
+                    logfile,
                     self._progress(spec.name),
-                )  # fmt: skip
+                )
                 build.remove_old_builds(self.envs_dir, spec.name)
         except Exception as err:  # noqa: BLE001 (a failed build is recorded, never raised)
             log.warning("building environment %s failed: %s", spec.name, err)
@@ -236,8 +256,14 @@ class Environments:
 
         return say
 
-    def _finish(self, spec: EnvironmentSpec, status: str, error: str = "",
-                digest: str | None = None, contents: list[str] | None = None) -> None:  # fmt: skip
+    def _finish(
+        self,
+        spec: EnvironmentSpec,
+        status: str,
+        error: str = "",
+        digest: str | None = None,
+        contents: list[str] | None = None,
+    ) -> None:
         with self.db.session() as s:
             row = s.scalar(select(Row).where(Row.name == spec.name))
             if row is None:
@@ -266,8 +292,15 @@ def _spec(row: Row) -> EnvironmentSpec:
 
 
 def _row(spec: EnvironmentSpec, builtin: bool, actor: str) -> Row:
-    row = Row(name=spec.name, builtin=builtin, status="queued", progress="", error="",
-              contents="[]", updated_by=actor)  # fmt: skip
+    row = Row(
+        name=spec.name,
+        builtin=builtin,
+        status="queued",
+        progress="",
+        error="",
+        contents="[]",
+        updated_by=actor,
+    )
     _update(row, spec, actor)
     return row
 

@@ -18,14 +18,19 @@ ADMIN_GROUP = "lakehub-admins"
 
 ADMIN_SCOPES = [
     "admin-ui",  # JupyterHub's admin page, read-only in practice
-    "list:users", "read:users",  # names, groups, activity (never auth state)
+    "list:users",
+    "read:users",  # names, groups, activity (never auth state)
     "read:servers",  # which servers run, since when (never their state)
     "delete:servers",  # stop a server (it frees resources and enters nothing)
-    "list:groups", "read:groups",
-    "list:services", "read:services",
-    "read:hub", "read:roles", "read:metrics",
+    "list:groups",
+    "read:groups",
+    "list:services",
+    "read:services",
+    "read:hub",
+    "read:roles",
+    "read:metrics",
     "access:services",  # each service judges the request as the admin's own
-]  # fmt: skip
+]
 
 CONTROL_SCOPES = [
     "admin:users",  # create and delete hub users

@@ -65,9 +65,11 @@ class LakeHubSpawner(LocalProcessSpawner):
     async def _control(self, method: str, path: str, body: Any) -> Any:
         async with httpx.AsyncClient(timeout=30) as client:
             resp = await client.request(
-                method, f"{self.lakehub_api_url}/api/internal/{path}/{self.user.name}", json=body,
+                method,
+                f"{self.lakehub_api_url}/api/internal/{path}/{self.user.name}",
+                json=body,
                 headers={"Authorization": f"token {self.lakehub_token}"},
-            )  # fmt: skip
+            )
         if 400 <= resp.status_code < 500:
             try:
                 detail = str(resp.json().get("detail"))
@@ -75,8 +77,10 @@ class LakeHubSpawner(LocalProcessSpawner):
                 detail = resp.text[:300]
             raise SpawnRefused(detail)
         if resp.status_code >= 300:
-            raise RuntimeError(f"LakeHub could not prepare {self.user.name}'s server: "
-                               f"{resp.status_code} {resp.text[:200]}")  # fmt: skip
+            raise RuntimeError(
+                f"LakeHub could not prepare {self.user.name}'s server: "
+                f"{resp.status_code} {resp.text[:200]}"
+            )
         return resp.json() if resp.content else None
 
     async def options_from_form(self, form: dict[str, list[str]]) -> dict[str, Any]:
@@ -84,8 +88,11 @@ class LakeHubSpawner(LocalProcessSpawner):
         encrypted) through the control plane, so no value is kept in JupyterHub's database."""
         names, values = form.get("var_name", []), form.get("var_value", [])
         kinds = form.get("var_kind", [])
-        given = {n.strip(): {"value": v, "secret": k == "secret"}
-                 for n, v, k in zip(names, values, kinds, strict=False) if n.strip()}  # fmt: skip
+        given = {
+            n.strip(): {"value": v, "secret": k == "secret"}
+            for n, v, k in zip(names, values, kinds, strict=False)
+            if n.strip()
+        }
         if given:
             await self._control("POST", "env", given)
         return {k: form[k][0] for k in ("environment", "size") if form.get(k, [""])[0]}
@@ -107,8 +114,9 @@ class LakeHubSpawner(LocalProcessSpawner):
         if cls._limits is None:
             cls._limits = limits.detect(limits.root_name_for(self.hub_id))
             if not cls._limits.enforced:
-                self.log.warning("Notebook servers get NO memory or CPU limits: %s",
-                                 cls._limits.reason)  # fmt: skip
+                self.log.warning(
+                    "Notebook servers get NO memory or CPU limits: %s", cls._limits.reason
+                )
         return cls._limits
 
     def make_preexec_fn(self, name: str) -> Callable[[], None]:
@@ -139,8 +147,13 @@ class LakeHubSpawner(LocalProcessSpawner):
         env: dict[str, str] = super().get_env()
         # JupyterHub's own variables stay as it set them, whatever the control plane sent
         own = ("JUPYTERHUB_", "JPY_")
-        env.update({k: v for k, v in getattr(self, "_lake_env", {}).items()
-                    if not (k in env and k.startswith(own))})  # fmt: skip
+        env.update(
+            {
+                k: v
+                for k, v in getattr(self, "_lake_env", {}).items()
+                if not (k in env and k.startswith(own))
+            }
+        )
         env.update(getattr(self, "_plan_env", {}))
         env["LAKEHUB_HUB_ID"] = self.hub_id
         env.pop("VIRTUAL_ENV", None)
@@ -156,7 +169,7 @@ class LakeHubSpawner(LocalProcessSpawner):
         user_base = f"{self.home}/.local/lakehub/{chosen}"  # pip install --user, per environment
         self._plan_env = {
             "PATH": f"{user_base}/bin:{plan['path']}/bin:{self.env_dir}/bin:"
-                    "/usr/local/bin:/usr/bin:/bin",
+            "/usr/local/bin:/usr/bin:/bin",
             "JUPYTER_PATH": f"{plan['path']}/share/jupyter",  # the environment's kernel spec
             "PYTHONUSERBASE": user_base,
             "LAKEHUB_ENVIRONMENT": chosen,
@@ -164,17 +177,26 @@ class LakeHubSpawner(LocalProcessSpawner):
             "LAKEHUB_MEMORY_LIMIT": str(size["memory"]),
             "MEM_LIMIT": str(size["memory"]),  # as jupyter-resource-usage reads them
             "CPU_LIMIT": str(size["cpus"]),
-        }  # fmt: skip
+        }
         if CLUSTER_ENVIRONMENTS.get(chosen) == "spark":  # a cluster of its own, stopped with it
-            self._plan_env.update(await self._control("POST", "spark-server",
-                                                      {"server": self.name}))  # fmt: skip
+            self._plan_env.update(
+                await self._control("POST", "spark-server", {"server": self.name})
+            )
         enforcer = self.enforcer()
         self._cgroups = await asyncio.to_thread(
-            enforcer.prepare, limits.server_key(self.user.name, self.name), size["cpus"],
-            size["memory"])  # fmt: skip
-        record = {"environment": chosen, "size": size["name"], "cpus": size["cpus"],
-                  "memory": size["memory"], "cull_timeout": plan["cull_timeout"],
-                  "limits": enforcer.reason or "enforced"}  # fmt: skip
+            enforcer.prepare,
+            limits.server_key(self.user.name, self.name),
+            size["cpus"],
+            size["memory"],
+        )
+        record = {
+            "environment": chosen,
+            "size": size["name"],
+            "cpus": size["cpus"],
+            "memory": size["memory"],
+            "cull_timeout": plan["cull_timeout"],
+            "limits": enforcer.reason or "enforced",
+        }
         records.write(Path(self.run_dir), self.user.name, self.name, record)
         self._ensure_account()
         if not (self.warm_socket and os.path.exists(self.warm_socket)):
@@ -189,8 +211,9 @@ class LakeHubSpawner(LocalProcessSpawner):
             self.log.warning("Could not stop the clusters of %s: %s", self._log_name, err)
         # kernels and anything else the server left behind go with its group
         try:
-            await asyncio.to_thread(self.enforcer().release,
-                                    limits.server_key(self.user.name, self.name))  # fmt: skip
+            await asyncio.to_thread(
+                self.enforcer().release, limits.server_key(self.user.name, self.name)
+            )
         except (OSError, TimeoutError) as err:
             self.log.warning("Could not remove %s's limits group: %s", self._log_name, err)
         records.remove(Path(self.run_dir), self.user.name, self.name)
@@ -207,8 +230,15 @@ class LakeHubSpawner(LocalProcessSpawner):
             groups = os.getgrouplist(pw.pw_name, gid)
         else:
             uid, gid, groups = os.getuid(), os.getgid(), os.getgroups()
-        request = {"argv": argv, "env": env, "cwd": self.home, "uid": uid, "gid": gid,
-                   "groups": groups, "cgroups": self._cgroups}  # fmt: skip
+        request = {
+            "argv": argv,
+            "env": env,
+            "cwd": self.home,
+            "uid": uid,
+            "gid": gid,
+            "groups": groups,
+            "cgroups": self._cgroups,
+        }
         self.log.info("Spawning %s warm as uid %d", self.user.name, uid)
         self.pid = await asyncio.to_thread(warm.spawn, self.warm_socket, request)
         self.proc = None
@@ -240,10 +270,10 @@ async def render_form(spawner: LakeHubSpawner) -> str:
         resp = await client.get(
             f"{spawner.lakehub_api_url}/api/internal/spawn-options/{spawner.user.name}",
             headers={"Authorization": f"token {spawner.lakehub_token}"},
-        )  # fmt: skip
+        )
     resp.raise_for_status()
     opts = resp.json()
-    chosen = (spawner.user_options or {})
+    chosen = spawner.user_options or {}
     env_default = chosen.get("environment") or opts["default_environment"]
     size_default = chosen.get("size") or opts["default_size"]
     e = html.escape
@@ -261,19 +291,25 @@ async def render_form(spawner: LakeHubSpawner) -> str:
         )
     sizes = "".join(
         f'<option value="{e(z["name"])}"{" selected" if z["name"] == size_default else ""}>'
-        f'{e(z["name"])}: {e(z["description"] or "")}</option>' for z in opts["sizes"]
+        f"{e(z['name'])}: {e(z['description'] or '')}</option>"
+        for z in opts["sizes"]
     )
     timeout = opts["idle_timeout"]
-    idle = (f"Idle servers stop after {timeout // 60} min; your files stay."
-            if timeout else "Idle servers are never stopped.")
-    var_row = ('<div class="lh-var"><input name="var_name" placeholder="NAME"> '
-               '<input name="var_value" placeholder="value" type="password" autocomplete="off"> '
-               '<select name="var_kind"><option value="secret">secret</option>'
-               '<option value="plain">plain</option></select></div>')
+    idle = (
+        f"Idle servers stop after {timeout // 60} min; your files stay."
+        if timeout
+        else "Idle servers are never stopped."
+    )
+    var_row = (
+        '<div class="lh-var"><input name="var_name" placeholder="NAME"> '
+        '<input name="var_value" placeholder="value" type="password" autocomplete="off"> '
+        '<select name="var_kind"><option value="secret">secret</option>'
+        '<option value="plain">plain</option></select></div>'
+    )
     return f"""
 <div id="lakehub-spawn-form">
 <h3>Environment</h3>
-{''.join(rows)}
+{"".join(rows)}
 <h3>Size</h3>
 <select name="size" id="lh-size" class="form-control">{sizes}</select>
 <p><small>Memory and CPU are limits for the whole server, kernels included.

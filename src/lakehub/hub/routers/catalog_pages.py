@@ -16,32 +16,51 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/datasets", response_class=HTMLResponse)
-async def datasets(request: Request, who: Browser, state: State, q: str = "", tag: str = "",
-                   msg: str = "", error: str = "") -> Response:  # fmt: skip
+async def datasets(
+    request: Request,
+    who: Browser,
+    state: State,
+    q: str = "",
+    tag: str = "",
+    msg: str = "",
+    error: str = "",
+) -> Response:
     found = await state.run(lambda: state.catalog.search(who.name, who.admin, q, tag))
-    return page(request, "datasets.html", who=who, datasets=found, q=q, tag=tag, msg=msg,
-                error=error)  # fmt: skip
+    return page(
+        request, "datasets.html", who=who, datasets=found, q=q, tag=tag, msg=msg, error=error
+    )
 
 
 @router.post("/datasets")
 async def register(
-    who: Browser, state: State, name: Annotated[str, Form()], path: Annotated[str, Form()],
-    format: Annotated[str, Form()], description: Annotated[str, Form()] = "",
+    who: Browser,
+    state: State,
+    name: Annotated[str, Form()],
+    path: Annotated[str, Form()],
+    format: Annotated[str, Form()],
+    description: Annotated[str, Form()] = "",
     tags: Annotated[str, Form()] = "",
-) -> Response:  # fmt: skip
+) -> Response:
     try:
-        await state.run(lambda: state.catalog.register(
-            name.strip(), path.strip(), format, who.name, description=description,
-            tags=[t for t in tags.replace(",", " ").split() if t],
-        ))  # fmt: skip
+        await state.run(
+            lambda: state.catalog.register(
+                name.strip(),
+                path.strip(),
+                format,
+                who.name,
+                description=description,
+                tags=[t for t in tags.replace(",", " ").split() if t],
+            )
+        )
     except UserError as err:
         return back(state, "datasets", error=str(err))
     return back(state, f"datasets/{quote(name.strip())}", msg=f"registered {name}")
 
 
 @router.get("/datasets/{name}", response_class=HTMLResponse)
-async def dataset(request: Request, name: str, who: Browser, state: State, msg: str = "",
-                  error: str = "") -> Response:  # fmt: skip
+async def dataset(
+    request: Request, name: str, who: Browser, state: State, msg: str = "", error: str = ""
+) -> Response:
     try:
         view = await state.run(state.catalog.get, name, who.name, who.admin)
     except UserError as err:

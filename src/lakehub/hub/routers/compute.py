@@ -38,8 +38,10 @@ class ClusterIn(BaseModel):
 def _engine(state: AppState, kind: str) -> Engine:
     engine = state.compute.get(kind)
     if engine is None:
-        raise HTTPException(404, f"no compute engine {kind!r}; there are: "
-                                 f"{', '.join(sorted(state.compute)) or 'none'}")  # fmt: skip
+        raise HTTPException(
+            404,
+            f"no compute engine {kind!r}; there are: {', '.join(sorted(state.compute)) or 'none'}",
+        )
     return engine
 
 
@@ -78,8 +80,9 @@ async def start_cluster(kind: str, body: ClusterIn, who: User, state: State) -> 
         memory = body.memory if isinstance(body.memory, int) else parse_size(body.memory)
     except ValueError as err:
         raise HTTPException(400, f"memory: {err}") from None
-    request = ClusterRequest(workers=body.workers, cores=body.cores, memory=memory,
-                             idle_timeout=body.idle_timeout)  # fmt: skip
+    request = ClusterRequest(
+        workers=body.workers, cores=body.cores, memory=memory, idle_timeout=body.idle_timeout
+    )
     cluster: Cluster = await _call(state, engine.start, person(who, "clusters"), request)
     return cluster.as_dict()
 
@@ -114,13 +117,16 @@ class PlanIn(BaseModel):
     running: list[dict[str, Any]] = Field(default_factory=list)  # the engine's own clusters
 
 
-async def running_everywhere(state: AppState, kind: str,
-                             reported: list[dict[str, Any]]) -> list[Running]:  # fmt: skip
+async def running_everywhere(
+    state: AppState, kind: str, reported: list[dict[str, Any]]
+) -> list[Running]:
     """Every server and cluster of the hub, with the most memory each may use."""
     memory = {z.name: z.memory for z in await state.run(state.policies.sizes)}
-    found = [Running(user, "server", name or "default", memory.get(str(opts.get("size")), 0))
-             for user, servers in (await active_servers(state)).items()
-             for name, opts in servers.items()]  # fmt: skip
+    found = [
+        Running(user, "server", name or "default", memory.get(str(opts.get("size")), 0))
+        for user, servers in (await active_servers(state)).items()
+        for name, opts in servers.items()
+    ]
     found += [Running(r["owner"], kind, r["name"], int(r.get("memory") or 0)) for r in reported]
     for other, engine in state.compute.items():
         if other != kind:
@@ -129,25 +135,41 @@ async def running_everywhere(state: AppState, kind: str,
 
 
 @router.post("/internal/compute-plan/{name}", include_in_schema=False)
-async def compute_plan(name: str, body: PlanIn, who: LocalAdmin, state: State,
-                       response: Response) -> dict[str, Any]:  # fmt: skip
+async def compute_plan(
+    name: str, body: PlanIn, who: LocalAdmin, state: State, response: Response
+) -> dict[str, Any]:
     """The caps of a new cluster, or a 4xx that says why not. Engines only."""
     admin = await state.run(state.directory_admin_flag, name)
     running = await running_everywhere(state, body.kind, body.running)
     if body.kind == "dask" and await state.run(state.environments.path, "dask") is None:
-        raise HTTPException(409, "the 'dask' environment is not built yet (see 'lakehub "
-                                 "environment ls'); try again in a moment")  # fmt: skip
-    fn = partial(plan, state.settings, state.policies, name, admin, body.kind, body.worker_cores,
-                 body.worker_memory, running, body.idle_timeout, body.head_cores,
-                 body.head_memory)  # fmt: skip
+        raise HTTPException(
+            409,
+            "the 'dask' environment is not built yet (see 'lakehub "
+            "environment ls'); try again in a moment",
+        )
+    fn = partial(
+        plan,
+        state.settings,
+        state.policies,
+        name,
+        admin,
+        body.kind,
+        body.worker_cores,
+        body.worker_memory,
+        running,
+        body.idle_timeout,
+        body.head_cores,
+        body.head_memory,
+    )
     response.headers["Cache-Control"] = "no-store"
     result: dict[str, Any] = (await _call(state, fn)).as_dict()
     return result
 
 
 @router.get("/internal/compute-env/{name}", include_in_schema=False)
-async def compute_env(name: str, who: LocalAdmin, state: State,
-                      response: Response) -> dict[str, str]:  # fmt: skip
+async def compute_env(
+    name: str, who: LocalAdmin, state: State, response: Response
+) -> dict[str, str]:
     """The owner's lake credentials for a cluster's processes. Engines only."""
     creds = await state.run(state.directory.credentials, name)
     response.headers["Cache-Control"] = "no-store"

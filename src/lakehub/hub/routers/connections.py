@@ -29,8 +29,12 @@ log = logging.getLogger("lakehub.api")
 
 def profiles(state: AppState) -> AwsProfiles:
     python = state.settings.envs_dir / "default" / "bin" / "python"
-    return AwsProfiles(state.settings.data_dir / "aws", state.directory.lake.endpoint_url,
-                       str(python), state.settings.isolated)  # fmt: skip
+    return AwsProfiles(
+        state.settings.data_dir / "aws",
+        state.directory.lake.endpoint_url,
+        str(python),
+        state.settings.isolated,
+    )
 
 
 def area(state: AppState) -> Connections:
@@ -76,8 +80,14 @@ class ConnectionOut(BaseModel):
 
     @classmethod
     def of(cls, v: ConnectionView) -> ConnectionOut:
-        return cls(name=v.name, endpoint_url=v.endpoint_url, region=v.region, bucket=v.bucket,
-                   access_key_id=v.access_key, created_at=v.created_at)  # fmt: skip
+        return cls(
+            name=v.name,
+            endpoint_url=v.endpoint_url,
+            region=v.region,
+            bucket=v.bucket,
+            access_key_id=v.access_key,
+            created_at=v.created_at,
+        )
 
 
 class ConnectionCredentials(ConnectionOut):
@@ -95,10 +105,18 @@ async def list_connections(who: User, state: State) -> list[ConnectionOut]:
 async def create_connection(body: NewConnection, who: User, state: State) -> ConnectionOut:
     """Register an S3-compatible endpoint; the credentials are tried first unless verify=false."""
     owner = person(who, "connections")
-    view = await state.run(lambda: area(state).create(
-        owner, body.name, body.endpoint_url, body.access_key_id, body.secret_access_key,
-        region=body.region, bucket=body.bucket, verify_first=body.verify,
-    ))  # fmt: skip
+    view = await state.run(
+        lambda: area(state).create(
+            owner,
+            body.name,
+            body.endpoint_url,
+            body.access_key_id,
+            body.secret_access_key,
+            region=body.region,
+            bucket=body.bucket,
+            verify_first=body.verify,
+        )
+    )
     return ConnectionOut.of(view)
 
 
@@ -125,31 +143,52 @@ async def delete_connection(name: str, who: User, state: State) -> Response:
 
 # portal ------------------------------------------------------------------------------------
 @pages.get("", response_class=HTMLResponse)
-async def connections_page(request: Request, who: Browser, state: State, msg: str = "",
-                           error: str = "") -> Response:  # fmt: skip
+async def connections_page(
+    request: Request, who: Browser, state: State, msg: str = "", error: str = ""
+) -> Response:
     rows = await state.run(area(state).owned_by, person(who, "connections"))
     return page(request, "connections.html", who=who, connections=rows, msg=msg, error=error)
 
 
 @pages.post("")
 async def connections_add(
-    request: Request, who: Browser, state: State, name: Annotated[str, Form()] = "",
-    endpoint_url: Annotated[str, Form()] = "", access_key_id: Annotated[str, Form()] = "",
-    secret_access_key: Annotated[str, Form()] = "", region: Annotated[str, Form()] = "",
-    bucket: Annotated[str, Form()] = "", verify: Annotated[str, Form()] = "",
-) -> Response:  # fmt: skip
+    request: Request,
+    who: Browser,
+    state: State,
+    name: Annotated[str, Form()] = "",
+    endpoint_url: Annotated[str, Form()] = "",
+    access_key_id: Annotated[str, Form()] = "",
+    secret_access_key: Annotated[str, Form()] = "",
+    region: Annotated[str, Form()] = "",
+    bucket: Annotated[str, Form()] = "",
+    verify: Annotated[str, Form()] = "",
+) -> Response:
     owner = person(who, "connections")
     try:
-        await state.run(lambda: area(state).create(
-            owner, name, endpoint_url, access_key_id, secret_access_key, region=region,
-            bucket=bucket, verify_first=bool(verify),
-        ))  # fmt: skip
+        await state.run(
+            lambda: area(state).create(
+                owner,
+                name,
+                endpoint_url,
+                access_key_id,
+                secret_access_key,
+                region=region,
+                bucket=bucket,
+                verify_first=bool(verify),
+            )
+        )
     except UserError as err:
         rows = await state.run(area(state).owned_by, who.name)
-        form = {"name": name, "endpoint_url": endpoint_url, "access_key_id": access_key_id,
-                "region": region, "bucket": bucket}  # fmt: skip
-        resp = page(request, "connections.html", who=who, connections=rows, error=str(err),
-                    form=form)  # fmt: skip
+        form = {
+            "name": name,
+            "endpoint_url": endpoint_url,
+            "access_key_id": access_key_id,
+            "region": region,
+            "bucket": bucket,
+        }
+        resp = page(
+            request, "connections.html", who=who, connections=rows, error=str(err), form=form
+        )
         resp.status_code = err.status
         return resp
     return back(state, "connections", msg=f"Connection {name} added.")
@@ -173,8 +212,16 @@ def _failure(request: Request, who: Principal, err: Exception, name: str) -> Res
         status, reason = _lake_error(err)
     else:
         status, reason = 502, f"The endpoint is not answering: {err}"
-    resp = page(request, "browse.html", who=who, buckets=[], listing=None, error=reason,
-                root=_root(request, name), root_title=name)  # fmt: skip
+    resp = page(
+        request,
+        "browse.html",
+        who=who,
+        buckets=[],
+        listing=None,
+        error=reason,
+        root=_root(request, name),
+        root_title=name,
+    )
     resp.status_code = status
     return resp
 
@@ -200,13 +247,27 @@ async def connection_buckets(request: Request, name: str, who: Browser, state: S
             return _failure(request, who, err, name)
         buckets = []
     names = sorted(set(buckets) | ({view.bucket} if view.bucket else set()))
-    return page(request, "browse.html", who=who, buckets=names, listing=None,
-                root=_root(request, name), root_title=name)  # fmt: skip
+    return page(
+        request,
+        "browse.html",
+        who=who,
+        buckets=names,
+        listing=None,
+        root=_root(request, name),
+        root_title=name,
+    )
 
 
 @pages.get("/{name}/browse/{bucket}", response_class=HTMLResponse)
-async def connection_browse(request: Request, name: str, bucket: str, who: Browser, state: State,
-                            prefix: str = "", key: str = "") -> Response:  # fmt: skip
+async def connection_browse(
+    request: Request,
+    name: str,
+    bucket: str,
+    who: Browser,
+    state: State,
+    prefix: str = "",
+    key: str = "",
+) -> Response:
     from botocore.exceptions import BotoCoreError, ClientError
 
     root = _root(request, name)
@@ -219,11 +280,22 @@ async def connection_browse(request: Request, name: str, bucket: str, who: Brows
             meta = await state.run(browse_area.head, s3, bucket, key)
             shown = await state.run(browse_area.preview, s3, bucket, key, meta["size"])
             url = browse_area.download_url(s3, bucket, key)
-            return page(request, "object.html", who=who, bucket=bucket, key=key, meta=meta,
-                        preview=shown, download=url, root=root, root_title=name,
-                        read_only=True)  # fmt: skip
+            return page(
+                request,
+                "object.html",
+                who=who,
+                bucket=bucket,
+                key=key,
+                meta=meta,
+                preview=shown,
+                download=url,
+                root=root,
+                root_title=name,
+                read_only=True,
+            )
         listing = await state.run(browse_area.listing, s3, bucket, prefix)
     except (ClientError, BotoCoreError) as err:
         return _failure(request, who, err, name)
-    return page(request, "browse.html", who=who, buckets=None, listing=listing, root=root,
-                root_title=name)  # fmt: skip
+    return page(
+        request, "browse.html", who=who, buckets=None, listing=listing, root=root, root_title=name
+    )

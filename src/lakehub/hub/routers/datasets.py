@@ -78,10 +78,18 @@ async def search(
 async def register(body: NewDataset, who: User, state: State) -> DatasetOut:
     """Register a lake path; its schema, partitions, rows and size are read with your keys."""
     _local(who)
-    view = await state.run(lambda: state.catalog.register(
-        body.name, body.path, body.format, who.name, partitioning=body.partitioning,
-        description=body.description, tags=body.tags, lineage=body.lineage,
-    ))  # fmt: skip
+    view = await state.run(
+        lambda: state.catalog.register(
+            body.name,
+            body.path,
+            body.format,
+            who.name,
+            partitioning=body.partitioning,
+            description=body.description,
+            tags=body.tags,
+            lineage=body.lineage,
+        )
+    )
     return DatasetOut.of(view)
 
 
@@ -92,10 +100,16 @@ async def get(name: str, who: User, state: State) -> DatasetOut:
 
 @router.patch("/{name}", response_model_by_alias=True)
 async def update(name: str, body: DatasetPatch, who: User, state: State) -> DatasetOut:
-    view = await state.run(lambda: state.catalog.update(
-        name, who.name, who.admin, description=body.description, tags=body.tags,
-        lineage=body.lineage,
-    ))  # fmt: skip
+    view = await state.run(
+        lambda: state.catalog.update(
+            name,
+            who.name,
+            who.admin,
+            description=body.description,
+            tags=body.tags,
+            lineage=body.lineage,
+        )
+    )
     return DatasetOut.of(view)
 
 

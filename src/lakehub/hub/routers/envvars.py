@@ -39,8 +39,13 @@ class EnvVarOut(BaseModel):
 
     @classmethod
     def of(cls, v: EnvVarView) -> EnvVarOut:
-        return cls(name=v.name, secret=v.secret, value=v.value, created_at=v.created_at,
-                   updated_at=v.updated_at)  # fmt: skip
+        return cls(
+            name=v.name,
+            secret=v.secret,
+            value=v.value,
+            created_at=v.created_at,
+            updated_at=v.updated_at,
+        )
 
 
 @router.get("")
@@ -69,25 +74,35 @@ async def delete_env(name: str, who: User, state: State) -> Response:
 
 # portal ------------------------------------------------------------------------------------
 @pages.get("", response_class=HTMLResponse)
-async def env_page(request: Request, who: Browser, state: State, msg: str = "",
-                   error: str = "") -> Response:  # fmt: skip
+async def env_page(
+    request: Request, who: Browser, state: State, msg: str = "", error: str = ""
+) -> Response:
     rows = await state.run(area(state).owned_by, person(who, "environment variables"))
     return page(request, "env.html", who=who, variables=rows, msg=msg, error=error)
 
 
 @pages.post("")
 async def env_add(
-    request: Request, who: Browser, state: State, name: Annotated[str, Form()] = "",
-    value: Annotated[str, Form()] = "", secret: Annotated[str, Form()] = "",
-) -> Response:  # fmt: skip
+    request: Request,
+    who: Browser,
+    state: State,
+    name: Annotated[str, Form()] = "",
+    value: Annotated[str, Form()] = "",
+    secret: Annotated[str, Form()] = "",
+) -> Response:
     owner = person(who, "environment variables")
     try:
-        await state.run(lambda: area(state).set(owner, name.strip(), value,
-                                                secret=bool(secret)))  # fmt: skip
+        await state.run(lambda: area(state).set(owner, name.strip(), value, secret=bool(secret)))
     except UserError as err:
         rows = await state.run(area(state).owned_by, who.name)
-        resp = page(request, "env.html", who=who, variables=rows, error=str(err),
-                    form={"name": name, "secret": bool(secret)})  # fmt: skip
+        resp = page(
+            request,
+            "env.html",
+            who=who,
+            variables=rows,
+            error=str(err),
+            form={"name": name, "secret": bool(secret)},
+        )
         resp.status_code = err.status
         return resp
     return back(state, "env", msg=f"Variable {name.strip()} saved.")

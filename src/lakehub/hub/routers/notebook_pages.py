@@ -17,31 +17,54 @@ pages = APIRouter(include_in_schema=False)
 
 
 @pages.get("/environments", response_class=HTMLResponse)
-async def environments_page(request: Request, who: Browser, state: State, msg: str = "",
-                            error: str = "") -> Response:  # fmt: skip
+async def environments_page(
+    request: Request, who: Browser, state: State, msg: str = "", error: str = ""
+) -> Response:
     choices, envs = await options_for(state, who)
     if who.admin:
         envs = await state.run(state.environments.all)
-    return page(request, "environments.html", who=who, envs=envs, sizes=choices.sizes,
-                choices=choices, msg=msg, error=error)  # fmt: skip
+    return page(
+        request,
+        "environments.html",
+        who=who,
+        envs=envs,
+        sizes=choices.sizes,
+        choices=choices,
+        msg=msg,
+        error=error,
+    )
 
 
 @pages.post("/environments")
 async def environment_save(
-    request: Request, who: Browser, state: State, name: Annotated[str, Form()] = "",
-    description: Annotated[str, Form()] = "", python: Annotated[str, Form()] = "3.11",
+    request: Request,
+    who: Browser,
+    state: State,
+    name: Annotated[str, Form()] = "",
+    description: Annotated[str, Form()] = "",
+    python: Annotated[str, Form()] = "3.11",
     packages: Annotated[str, Form()] = "",
-) -> Response:  # fmt: skip
+) -> Response:
     if not who.admin:
         return back(state, "environments", error="only administrators change environments")
     wanted = [p.strip() for p in packages.replace(",", "\n").splitlines() if p.strip()]
     try:
-        await state.run(state.environments.put, name.strip(), description.strip(),
-                        python.strip(), wanted, who.name)  # fmt: skip
+        await state.run(
+            state.environments.put,
+            name.strip(),
+            description.strip(),
+            python.strip(),
+            wanted,
+            who.name,
+        )
     except UserError as err:
         return back(state, "environments", error=str(err))
-    return back(state, "environments", msg=f"Environment {name.strip()} saved; it is built in "
-                "the background, and servers keep the previous build until then.")  # fmt: skip
+    return back(
+        state,
+        "environments",
+        msg=f"Environment {name.strip()} saved; it is built in "
+        "the background, and servers keep the previous build until then.",
+    )
 
 
 @pages.post("/environments/{name}/build")
@@ -64,6 +87,3 @@ async def server_stop(name: str, who: Browser, state: State) -> Response:
     if server in (await state.hub.active_servers()).get(who.name, {}):
         await state.hub.stop_server(who.name, server)
     return back(state, "", msg=f"Stopping server {name}; your files stay.")
-
-
-

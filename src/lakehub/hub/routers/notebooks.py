@@ -40,8 +40,9 @@ async def my_server(who: User, state: State) -> ServerOut:
     idle = culling.idle_info(server, timeout)
     if server is None or idle is None:
         return ServerOut(running=False, idle_timeout=timeout)
-    return ServerOut(running=True, ready=bool(server.get("ready")), started=server.get("started"),
-                     **idle)  # fmt: skip
+    return ServerOut(
+        running=True, ready=bool(server.get("ready")), started=server.get("started"), **idle
+    )
 
 
 @router.get("/metrics", include_in_schema=False)

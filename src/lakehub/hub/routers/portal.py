@@ -43,8 +43,9 @@ def back(state: Any, path: str, msg: str = "", error: str = "") -> RedirectRespo
 
 
 @router.get("/", response_class=HTMLResponse)
-async def home(request: Request, who: Browser, state: State, msg: str = "",
-               error: str = "") -> Response:  # fmt: skip
+async def home(
+    request: Request, who: Browser, state: State, msg: str = "", error: str = ""
+) -> Response:
     if who.local:
         return RedirectResponse(state.prefix + "admin", 303)
     creds = await state.run(state.directory.credentials, who.name)
@@ -56,36 +57,62 @@ async def home(request: Request, who: Browser, state: State, msg: str = "",
     clusters, compute_errors = await clusters_of(state, who.name)
     spaces = await state.run(state.spaces.visible, who.name, False)
     quotas = await state.run(state.quotas.visible, who.name, False)
-    return page(request, "home.html", who=who, creds=creds, servers=servers, spaces=spaces,
-                quotas=quotas, clusters=clusters, compute_errors=compute_errors, msg=msg,
-                error=error)  # fmt: skip
+    return page(
+        request,
+        "home.html",
+        who=who,
+        creds=creds,
+        servers=servers,
+        spaces=spaces,
+        quotas=quotas,
+        clusters=clusters,
+        compute_errors=compute_errors,
+        msg=msg,
+        error=error,
+    )
 
 
 @router.post("/rotate")
 async def rotate(who: Browser, state: State) -> Response:
     await state.run(state.directory.rotate, who.name, who.name)
-    return back(state, "", msg="New lake key issued; the old one no longer works. "
-                "Restart your server to pick it up.")  # fmt: skip
+    return back(
+        state,
+        "",
+        msg="New lake key issued; the old one no longer works. Restart your server to pick it up.",
+    )
 
 
 @router.get("/admin", response_class=HTMLResponse)
-async def admin(request: Request, who: Browser, state: State, msg: str = "",
-                error: str = "") -> Response:  # fmt: skip
+async def admin(
+    request: Request, who: Browser, state: State, msg: str = "", error: str = ""
+) -> Response:
     if not who.admin:
         return page(request, "error.html", who=who, error="Administrators only.")
     users = await state.run(state.directory.list_users)
     groups = await state.run(state.directory.groups)
     events = await state.run(state.directory.events, 50)
     quotas = await state.run(state.quotas.visible, who.name, True)
-    return page(request, "admin.html", who=who, users=users, groups=groups, events=events,
-                quotas=quotas, msg=msg, error=error)  # fmt: skip
+    return page(
+        request,
+        "admin.html",
+        who=who,
+        users=users,
+        groups=groups,
+        events=events,
+        quotas=quotas,
+        msg=msg,
+        error=error,
+    )
 
 
 @router.post("/admin/users")
 async def admin_users(
-    who: Browser, state: State, action: Annotated[str, Form()],
-    name: Annotated[str, Form()], group: Annotated[str, Form()] = "",
-) -> Response:  # fmt: skip
+    who: Browser,
+    state: State,
+    action: Annotated[str, Form()],
+    name: Annotated[str, Form()],
+    group: Annotated[str, Form()] = "",
+) -> Response:
     if not who.admin:
         return back(state, "", error="Administrators only.")
     d = state.directory
@@ -125,9 +152,11 @@ async def signup_form(request: Request, state: State) -> Response:
 
 @router.post("/signup", response_class=HTMLResponse)
 async def signup(
-    request: Request, state: State, name: Annotated[str, Form()],
+    request: Request,
+    state: State,
+    name: Annotated[str, Form()],
     password: Annotated[str, Form()],
-) -> Response:  # fmt: skip
+) -> Response:
     if state.settings.auth != "local":
         return page(request, "signup.html", who=None, auth=state.settings.auth)
     refused = state.signup_limit.check(client_address(request))
@@ -156,8 +185,13 @@ def _lake_error(err: Exception) -> tuple[int, str]:
     """The lake's refusal as an HTTP status and a sentence."""
     code = getattr(err, "response", {}).get("Error", {}).get("Code", "")
     denied, missing = (403, "You may not read this."), (404, "No such object.")
-    reasons = {"AccessDenied": denied, "403": denied, "NoSuchKey": missing, "404": missing,
-               "NoSuchBucket": (404, "No such bucket.")}  # fmt: skip
+    reasons = {
+        "AccessDenied": denied,
+        "403": denied,
+        "NoSuchKey": missing,
+        "404": missing,
+        "NoSuchBucket": (404, "No such bucket."),
+    }
     return reasons.get(code, (502, str(err)))
 
 
@@ -171,8 +205,16 @@ async def browse_buckets(request: Request, who: Browser, state: State) -> Respon
 
 
 @router.get("/browse/{bucket}", response_class=HTMLResponse)
-async def browse(request: Request, bucket: str, who: Browser, state: State, prefix: str = "",
-                 key: str = "", msg: str = "", error: str = "") -> Response:  # fmt: skip
+async def browse(
+    request: Request,
+    bucket: str,
+    who: Browser,
+    state: State,
+    prefix: str = "",
+    key: str = "",
+    msg: str = "",
+    error: str = "",
+) -> Response:
     from botocore.exceptions import ClientError
 
     s3 = await _user_s3(state, who)
@@ -181,16 +223,26 @@ async def browse(request: Request, bucket: str, who: Browser, state: State, pref
             meta = await state.run(browse_area.head, s3, bucket, key)
             shown = await state.run(browse_area.preview, s3, bucket, key, meta["size"])
             url = browse_area.download_url(s3, bucket, key)
-            return page(request, "object.html", who=who, bucket=bucket, key=key, meta=meta,
-                        preview=shown, download=url, msg=msg)  # fmt: skip
+            return page(
+                request,
+                "object.html",
+                who=who,
+                bucket=bucket,
+                key=key,
+                meta=meta,
+                preview=shown,
+                download=url,
+                msg=msg,
+            )
         listing = await state.run(browse_area.listing, s3, bucket, prefix)
     except ClientError as err:
         status, reason = _lake_error(err)
         resp = page(request, "browse.html", who=who, buckets=[], listing=None, error=reason)
         resp.status_code = status
         return resp
-    return page(request, "browse.html", who=who, buckets=None, listing=listing, msg=msg,
-                error=error)  # fmt: skip
+    return page(
+        request, "browse.html", who=who, buckets=None, listing=listing, msg=msg, error=error
+    )
 
 
 @router.post("/browse/{bucket}/delete")
@@ -205,6 +257,7 @@ async def browse_delete(
         await state.run(lambda: s3.delete_object(Bucket=bucket, Key=key))
         state.quotas.poke()  # a quota it brought back under is lifted at once
     except ClientError as err:
-        return back(state, f"browse/{bucket}?" + urlencode({"prefix": parent}),
-                    error=_lake_error(err)[1])  # fmt: skip
+        return back(
+            state, f"browse/{bucket}?" + urlencode({"prefix": parent}), error=_lake_error(err)[1]
+        )
     return back(state, f"browse/{bucket}?" + urlencode({"prefix": parent}), msg=f"deleted {key}")

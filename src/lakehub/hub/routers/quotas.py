@@ -34,11 +34,19 @@ class QuotaOut(BaseModel):
     @classmethod
     def of(cls, q: QuotaView) -> QuotaOut:
         return cls(
-            kind=q.kind, name=q.name, max_bytes=q.max_bytes, max_objects=q.max_objects,
-            used_bytes=q.used_bytes, used_objects=q.used_objects, measured_at=q.measured_at,
-            blocked=q.blocked, usage=q.usage(), message=q.message(), set_by=q.set_by,
+            kind=q.kind,
+            name=q.name,
+            max_bytes=q.max_bytes,
+            max_objects=q.max_objects,
+            used_bytes=q.used_bytes,
+            used_objects=q.used_objects,
+            measured_at=q.measured_at,
+            blocked=q.blocked,
+            usage=q.usage(),
+            message=q.message(),
+            set_by=q.set_by,
             updated_at=q.updated_at,
-        )  # fmt: skip
+        )
 
 
 @router.get("")
@@ -50,9 +58,7 @@ async def list_quotas(who: User, state: State) -> list[QuotaOut]:
 @router.put("/{kind}/{name}")
 async def set_quota(kind: str, name: str, body: QuotaIn, who: Admin, state: State) -> QuotaOut:
     """Set a limit; it is measured and enforced by the lake when this answers."""
-    view = await state.run(
-        state.quotas.set, kind, name, body.max_bytes, body.max_objects, who.name
-    )
+    view = await state.run(state.quotas.set, kind, name, body.max_bytes, body.max_objects, who.name)
     return QuotaOut.of(view)
 
 

@@ -80,9 +80,12 @@ async def active_servers(state: AppState) -> dict[str, dict[str, dict[str, Any]]
     the size a server got by default; else the options it was asked with)."""
     active = await state.hub.active_servers()
     run_dir = state.settings.run_dir
-    return {user: {name: {**opts, **records.read(run_dir, user, name)}
-                   for name, opts in servers.items()}
-            for user, servers in active.items()}  # fmt: skip
+    return {
+        user: {
+            name: {**opts, **records.read(run_dir, user, name)} for name, opts in servers.items()
+        }
+        for user, servers in active.items()
+    }
 
 
 async def options_for(state: AppState, who: Principal) -> tuple[Choices, list[EnvView]]:
@@ -107,11 +110,15 @@ async def spawn_options(name: str, who: LocalAdmin, state: State) -> OptionsOut:
 
 
 def _options(c: Choices, envs: list[EnvView]) -> OptionsOut:
-    return OptionsOut(environments=[EnvironmentOut.of(e) for e in envs],
-                      sizes=[SizeOut(**z.__dict__) for z in c.sizes],
-                      default_environment=c.default_environment, default_size=c.default_size,
-                      max_servers=c.max_servers, max_memory=c.max_memory,
-                      idle_timeout=c.cull_timeout)  # fmt: skip
+    return OptionsOut(
+        environments=[EnvironmentOut.of(e) for e in envs],
+        sizes=[SizeOut(**z.__dict__) for z in c.sizes],
+        default_environment=c.default_environment,
+        default_size=c.default_size,
+        max_servers=c.max_servers,
+        max_memory=c.max_memory,
+        idle_timeout=c.cull_timeout,
+    )
 
 
 class ServerIn(BaseModel):
@@ -134,8 +141,10 @@ class ServerOut(BaseModel):
     idle_timeout: int
     cull_at: Instant | None
     limits: str = Field(description="'enforced', or why memory and CPU limits are not")
-    memory_kills: int = Field(description="processes (usually kernels) stopped for going over "
-                              "the size's memory since the server started")  # fmt: skip
+    memory_kills: int = Field(
+        description="processes (usually kernels) stopped for going over "
+        "the size's memory since the server started"
+    )
     memory_used: int | None = Field(description="bytes the server uses now, kernels included")
 
 
@@ -160,16 +169,23 @@ async def servers_of(state: AppState, user: str) -> list[ServerOut]:
         opts = s.get("user_options") or {}
         key = limits.server_key(user, name)
         cg = enforcer(state)
-        out.append(ServerOut(
-            name=name or DEFAULT, ready=bool(s.get("ready")), pending=s.get("pending"),
-            url=s.get("url") or "", started=s.get("started"),
-            environment=record.get("environment") or opts.get("environment"),
-            size=record.get("size") or opts.get("size"),
-            last_activity=idle.get("last_activity"), idle_timeout=timeout,
-            cull_at=idle.get("cull_at"), limits=record.get("limits", ""),
-            memory_kills=await state.run(cg.oom_kills, key),
-            memory_used=await state.run(cg.memory_used, key),
-        ))  # fmt: skip
+        out.append(
+            ServerOut(
+                name=name or DEFAULT,
+                ready=bool(s.get("ready")),
+                pending=s.get("pending"),
+                url=s.get("url") or "",
+                started=s.get("started"),
+                environment=record.get("environment") or opts.get("environment"),
+                size=record.get("size") or opts.get("size"),
+                last_activity=idle.get("last_activity"),
+                idle_timeout=timeout,
+                cull_at=idle.get("cull_at"),
+                limits=record.get("limits", ""),
+                memory_kills=await state.run(cg.oom_kills, key),
+                memory_used=await state.run(cg.memory_used, key),
+            )
+        )
     return out
 
 
@@ -212,8 +228,11 @@ async def save_variables(state: AppState, user: str, given: dict[str, Any]) -> N
     before anything starts (those before it are saved)."""
     variables = EnvVars(state.directory)
     for key, spec in given.items():
-        value, secret = (spec.get("value"), spec.get("secret", False)) if isinstance(
-            spec, dict) else (spec, False)  # fmt: skip
+        value, secret = (
+            (spec.get("value"), spec.get("secret", False))
+            if isinstance(spec, dict)
+            else (spec, False)
+        )
         await state.run(partial(variables.set, user, key, value, secret=bool(secret)))
 
 
@@ -230,8 +249,9 @@ class PlanIn(BaseModel):
 
 
 @router.post("/internal/spawn-plan/{name}", include_in_schema=False)
-async def spawn_plan(name: str, body: PlanIn, who: LocalAdmin, state: State,
-                     response: Response) -> dict[str, Any]:  # fmt: skip
+async def spawn_plan(
+    name: str, body: PlanIn, who: LocalAdmin, state: State, response: Response
+) -> dict[str, Any]:
     """What the hub's spawner runs for one start, or a 4xx that says why not. The hub only."""
     admin = await state.run(state.directory_admin_flag, name)
     active = await active_servers(state)
@@ -270,12 +290,14 @@ class EnvironmentIn(BaseModel):
 
 
 @router.put("/environments/{name}")
-async def put_environment(name: str, body: EnvironmentIn, who: Admin,
-                          state: State) -> EnvironmentOut:  # fmt: skip
+async def put_environment(
+    name: str, body: EnvironmentIn, who: Admin, state: State
+) -> EnvironmentOut:
     """Add an environment or change its spec; a changed spec is built in the background, and
     servers keep using the previous build until the new one succeeds."""
-    view = await state.run(state.environments.put, name, body.description, body.python,
-                           body.packages, who.name)  # fmt: skip
+    view = await state.run(
+        state.environments.put, name, body.description, body.python, body.packages, who.name
+    )
     return EnvironmentOut.of(view)
 
 
@@ -311,8 +333,7 @@ class SizeIn(BaseModel):
 
 @router.put("/sizes/{name}")
 async def put_size(name: str, body: SizeIn, who: Admin, state: State) -> SizeOut:
-    size = await state.run(state.policies.put_size, name, body.cpus, body.memory,
-                           body.description)  # fmt: skip
+    size = await state.run(state.policies.put_size, name, body.cpus, body.memory, body.description)
     return SizeOut(**size.__dict__)
 
 
@@ -344,8 +365,9 @@ async def list_policies(who: Admin, state: State) -> list[PolicyOut]:
 
 
 @router.put("/notebook-policies/{kind}/{name}")
-async def put_policy(kind: str, name: str, body: dict[str, Any], who: Admin,
-                     state: State) -> PolicyOut:  # fmt: skip
+async def put_policy(
+    kind: str, name: str, body: dict[str, Any], who: Admin, state: State
+) -> PolicyOut:
     """Set some fields of a group's (or a user's) policy; ``null`` clears a field."""
     view = await state.run(state.policies.put, kind, name, body, who.name)
     return PolicyOut.of(view)

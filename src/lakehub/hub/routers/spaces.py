@@ -42,9 +42,13 @@ class SpaceOut(BaseModel):
     @classmethod
     def of(cls, v: SpaceView) -> SpaceOut:
         return cls(
-            name=v.name, bucket=v.bucket, owner=v.owner, created_at=v.created_at, access=v.access,
+            name=v.name,
+            bucket=v.bucket,
+            owner=v.owner,
+            created_at=v.created_at,
+            access=v.access,
             grants=[GrantOut(kind=k, name=n, access=a) for k, n, a in v.grants],  # type: ignore[arg-type]
-        )  # fmt: skip
+        )
 
 
 @router.get("")
@@ -72,8 +76,11 @@ async def get_space(name: str, who: User, state: State) -> SpaceOut:
 @router.put("/{name}/grants")
 async def grant(name: str, body: GrantIn, who: User, state: State) -> SpaceOut:
     """Give a user or a group read or write access; the lake enforces it when this answers."""
-    await state.run(lambda: state.spaces.grant(name, body.access, who.name, who.admin,
-                                               user=body.user, group=body.group))  # fmt: skip
+    await state.run(
+        lambda: state.spaces.grant(
+            name, body.access, who.name, who.admin, user=body.user, group=body.group
+        )
+    )
     return SpaceOut.of(await state.run(state.spaces.get, name, who.name, True))
 
 

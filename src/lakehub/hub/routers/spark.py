@@ -30,30 +30,51 @@ def make_engine(state: AppState) -> SparkEngine:
 
     def lake_env(owner: str) -> dict[str, str]:
         creds = directory.credentials(owner)
-        return {"AWS_ACCESS_KEY_ID": creds.access_key_id,
-                "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
-                "AWS_ENDPOINT_URL": creds.endpoint_url, "LAKEHUB_BUCKET": creds.bucket}
+        return {
+            "AWS_ACCESS_KEY_ID": creds.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
+            "AWS_ENDPOINT_URL": creds.endpoint_url,
+            "LAKEHUB_BUCKET": creds.bucket,
+        }
 
     def check(owner: str, request: ClusterRequest, mine: list[Cluster]) -> ComputePlan:
         """Runs in a worker thread of the app (engines block): the planner's view of every
         server and cluster comes from the event loop."""
         from lakehub.hub.routers.compute import running_everywhere
 
-        reported = [{"owner": r.owner, "name": r.name, "memory": r.memory}
-                    for r in found.running()]  # fmt: skip
+        reported = [{"owner": r.owner, "name": r.name, "memory": r.memory} for r in found.running()]
         running = anyio.from_thread.run(running_everywhere, state, "spark", reported)
         admin = state.directory_admin_flag(owner)
-        verdict = plan(state.settings, state.policies, owner, admin, "spark", request.cores,
-                       request.memory, running, request.idle_timeout, 0, HEAD_MEMORY)  # fmt: skip
+        verdict = plan(
+            state.settings,
+            state.policies,
+            owner,
+            admin,
+            "spark",
+            request.cores,
+            request.memory,
+            running,
+            request.idle_timeout,
+            0,
+            HEAD_MEMORY,
+        )
         if request.workers > verdict.cluster_max_workers:
-            raise ComputeError(f"you may have up to {verdict.cluster_max_workers} Spark workers "
-                               f"of this size now (asked: {request.workers})", 403)  # fmt: skip
+            raise ComputeError(
+                f"you may have up to {verdict.cluster_max_workers} Spark workers "
+                f"of this size now (asked: {request.workers})",
+                403,
+            )
         return verdict
 
     ui = f"{state.runtime.front_url}{state.prefix}compute/spark"
-    found = SparkEngine(state.settings, lake_env, check, host=state.settings.compute_bind,
-                        spark_env=partial(environments.path, "spark"),
-                        ui_proxy=lambda owner, name: f"{ui}/{name}/ui")  # fmt: skip
+    found = SparkEngine(
+        state.settings,
+        lake_env,
+        check,
+        host=state.settings.compute_bind,
+        spark_env=partial(environments.path, "spark"),
+        ui_proxy=lambda owner, name: f"{ui}/{name}/ui",
+    )
     return found
 
 
@@ -84,8 +105,9 @@ class ServerIn(BaseModel):
 
 
 @router.post("/api/internal/spark-server/{name}", include_in_schema=False)
-async def server_started(name: str, body: ServerIn, who: LocalAdmin, state: State,
-                         response: Response) -> dict[str, str]:  # fmt: skip
+async def server_started(
+    name: str, body: ServerIn, who: LocalAdmin, state: State, response: Response
+) -> dict[str, str]:
     """A cluster for a notebook server starting; its variables. The hub only."""
     request = ClusterRequest(workers=1, cores=1, memory=2 << 30, server=body.server)
     env: dict[str, str] = await _call(state, engine(state).start_for_server, name, request)
@@ -94,8 +116,9 @@ async def server_started(name: str, body: ServerIn, who: LocalAdmin, state: Stat
 
 
 @router.post("/api/internal/server-stopped/{name}", include_in_schema=False)
-async def server_stopped(name: str, body: ServerIn, who: LocalAdmin,
-                         state: State) -> dict[str, list[str]]:  # fmt: skip
+async def server_stopped(
+    name: str, body: ServerIn, who: LocalAdmin, state: State
+) -> dict[str, list[str]]:
     """A notebook server stopped: the clusters living with it stop too. The hub only."""
     out: dict[str, list[str]] = {}
     for kind, eng in state.compute.items():
@@ -105,13 +128,22 @@ async def server_stopped(name: str, body: ServerIn, who: LocalAdmin,
     return out
 
 
-_HOP = {"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length",
-        "te", "trailer", "upgrade", "proxy-authorization", "proxy-authenticate"}  # fmt: skip
+_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-encoding",
+    "content-length",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+}
 
 
 @router.get("/compute/spark/{name}/ui/{path:path}", include_in_schema=False)
-async def spark_ui(name: str, path: str, request: Request, who: Browser,
-                   state: State) -> Response:  # fmt: skip
+async def spark_ui(name: str, path: str, request: Request, who: Browser, state: State) -> Response:
     """The cluster's Spark UI (master, workers, applications), for its owner only."""
     info = await _call(state, engine(state).connect, who.name, name)
     url = f"{info['ui_url']}/{path}"

@@ -20,17 +20,28 @@ def ago(at: float | None) -> str:
     if at is None:
         return "never"
     s = max(0.0, time.time() - at)
-    return f"{s:.0f} s ago" if s < 120 else f"{s / 60:.0f} min ago" if s < 7200 else \
-        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))  # fmt: skip
+    return (
+        f"{s:.0f} s ago"
+        if s < 120
+        else f"{s / 60:.0f} min ago"
+        if s < 7200
+        else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
+    )
 
 
 @router.get("/streams", response_class=HTMLResponse)
 async def streams(request: Request, who: Browser, state: State) -> Response:
     found = await state.run(Registry(state.directory).streams, who.name, who.admin)
     s, p = state.settings, state.runtime.ports
-    return page(request, "streams.html", who=who, streams=found, ago=ago,
-                forward=f"{s.ingest_host}:{p.get('forward')}",
-                http=f"{s.ingest_host}:{p.get('ingest_http')}")  # fmt: skip
+    return page(
+        request,
+        "streams.html",
+        who=who,
+        streams=found,
+        ago=ago,
+        forward=f"{s.ingest_host}:{p.get('forward')}",
+        http=f"{s.ingest_host}:{p.get('ingest_http')}",
+    )
 
 
 @router.get("/streams/{name}", response_class=HTMLResponse)
@@ -44,8 +55,7 @@ async def stream(request: Request, name: str, who: Browser, state: State) -> Res
     preview = {"columns": [], "rows": [], "note": "raw stream: bytes, no rows to show"}
     if view.kind == "records" and view.dataset and not who.local:
         try:
-            preview = await state.run(state.catalog.preview, view.dataset, who.name, who.admin,
-                                      20)  # fmt: skip
+            preview = await state.run(state.catalog.preview, view.dataset, who.name, who.admin, 20)
         except UserError as err:
             preview = {"columns": [], "rows": [], "note": str(err)}
     return page(request, "stream.html", who=who, s=view, preview=preview, ago=ago)

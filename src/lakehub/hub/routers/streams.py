@@ -19,7 +19,8 @@ class NewSource(BaseModel):
     tags: list[str] = Field(description="glob patterns of the tags it may send, e.g. ['app.*']")
     owner: str | None = Field(default=None, description="administrators only; default: you")
     shared_key: bool = Field(
-        default=True, description="Forward clients must authenticate with a shared key "
+        default=True,
+        description="Forward clients must authenticate with a shared key "
         "(false: clients without one may send these tags)",
     )
     max_bytes_per_s: int | None = Field(default=None, ge=1024, le=INT64)
@@ -49,11 +50,13 @@ class NewStream(BaseModel):
     name: str
     kind: str = Field(default="records", description="records (Parquet dataset) or raw (bytes)")
     tags: list[str] = Field(description="glob patterns routed into this stream")
-    path: str | None = Field(default=None, description="s3://bucket/prefix; default: "
-                             "s3://<owner>-home/streams/<name>")  # fmt: skip
+    path: str | None = Field(
+        default=None, description="s3://bucket/prefix; default: s3://<owner>-home/streams/<name>"
+    )
     owner: str | None = Field(default=None, description="administrators only; default: you")
-    position: int = Field(default=100, ge=-INT32, le=INT32,
-                          description="lower is tried first when patterns overlap")
+    position: int = Field(
+        default=100, ge=-INT32, le=INT32, description="lower is tried first when patterns overlap"
+    )
 
 
 class StreamOut(BaseModel):
@@ -95,19 +98,30 @@ def _owner(who: Any, owner: str | None) -> str:
 async def endpoints(who: User, state: State) -> dict[str, Any]:
     """Where the receivers listen."""
     s, p = state.settings, state.runtime.ports
-    return {"host": s.ingest_host, "forward_port": p.get("forward"),
-            "http_port": p.get("ingest_http"), "enabled": s.ingest,
-            "forward_tls": bool(s.forward_tls_cert)}  # fmt: skip
+    return {
+        "host": s.ingest_host,
+        "forward_port": p.get("forward"),
+        "http_port": p.get("ingest_http"),
+        "enabled": s.ingest,
+        "forward_tls": bool(s.forward_tls_cert),
+    }
 
 
 @router.post("/sources", status_code=201)
 async def create_source(body: NewSource, who: User, state: State) -> NewSourceOut:
     """Register a source; its token and shared key are in this answer only."""
     owner = _owner(who, body.owner)
-    view, token, key = await state.run(lambda: Registry(state.directory).create_source(
-        body.name, owner, body.tags, who.name, shared_key=body.shared_key,
-        max_bytes_per_s=body.max_bytes_per_s, max_message_bytes=body.max_message_bytes,
-    ))  # fmt: skip
+    view, token, key = await state.run(
+        lambda: Registry(state.directory).create_source(
+            body.name,
+            owner,
+            body.tags,
+            who.name,
+            shared_key=body.shared_key,
+            max_bytes_per_s=body.max_bytes_per_s,
+            max_message_bytes=body.max_message_bytes,
+        )
+    )
     return NewSourceOut(token=token, key=key, **vars(view))
 
 
@@ -127,10 +141,17 @@ async def delete_source(name: str, who: User, state: State) -> Response:
 async def create_stream(body: NewStream, who: User, state: State) -> StreamOut:
     """A stream in a bucket its owner may write; records streams are catalogued as datasets."""
     owner = _owner(who, body.owner)
-    view = await state.run(lambda: Registry(state.directory).create_stream(
-        body.name, owner, body.kind, body.tags, who.name, path=body.path,
-        position=body.position,
-    ))  # fmt: skip
+    view = await state.run(
+        lambda: Registry(state.directory).create_stream(
+            body.name,
+            owner,
+            body.kind,
+            body.tags,
+            who.name,
+            path=body.path,
+            position=body.position,
+        )
+    )
     return StreamOut.of(view)
 
 
@@ -143,8 +164,9 @@ async def list_streams(who: User, state: State) -> list[StreamOut]:
 
 @router.get("/streams/{name}")
 async def get_stream(name: str, who: User, state: State) -> StreamOut:
-    return StreamOut.of(await state.run(Registry(state.directory).stream, name, who.name,
-                                        who.admin))  # fmt: skip
+    return StreamOut.of(
+        await state.run(Registry(state.directory).stream, name, who.name, who.admin)
+    )
 
 
 @router.delete("/streams/{name}", status_code=204)

@@ -53,12 +53,18 @@ async def list_tasks(who: User, state: State) -> list[TaskOut]:
 
 @router.get("/{task_id}")
 async def get(task_id: str, who: User, state: State) -> TaskOut:
-    return TaskOut.of(await state.run(TaskRecords(state.directory).get, task_id, who.name,
-                                      who.admin))  # fmt: skip
+    return TaskOut.of(
+        await state.run(TaskRecords(state.directory).get, task_id, who.name, who.admin)
+    )
 
 
 @router.patch("/{task_id}")
 async def update(task_id: str, body: TaskUpdate, who: User, state: State) -> TaskOut:
     """The task's process reports its state (with its owner's token)."""
-    return TaskOut.of(await state.run(lambda: TaskRecords(state.directory).update(
-        task_id, who.name, who.admin, body.state, body.error, body.result)))
+    return TaskOut.of(
+        await state.run(
+            lambda: TaskRecords(state.directory).update(
+                task_id, who.name, who.admin, body.state, body.error, body.result
+            )
+        )
+    )

@@ -90,14 +90,16 @@ async def start(bucket: str, body: Start, who: Browser, state: State) -> dict[st
     except area.UploadError as err:
         raise HTTPException(err.status, str(err)) from None
     s3 = await _user_s3(state, who)
-    upload_id = await _lake(state, bucket, area.start, s3, bucket, body.key, body.content_type,
-                            body.overwrite)  # fmt: skip
+    upload_id = await _lake(
+        state, bucket, area.start, s3, bucket, body.key, body.content_type, body.overwrite
+    )
     return {"upload_id": upload_id, "key": body.key, "part_size": size}
 
 
 @router.post("/{upload_id}/parts/{number}", dependencies=[Binary])
-async def part(bucket: str, upload_id: str, number: int, key: str, request: Request,
-               who: Browser, state: State) -> dict[str, str]:  # fmt: skip
+async def part(
+    bucket: str, upload_id: str, number: int, key: str, request: Request, who: Browser, state: State
+) -> dict[str, str]:
     """Store one part (the request body, at most MAX_PART bytes); its ETag."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > area.MAX_PART:
@@ -108,14 +110,16 @@ async def part(bucket: str, upload_id: str, number: int, key: str, request: Requ
         if len(data) > area.MAX_PART:
             raise HTTPException(413, f"a part may be at most {area.MAX_PART} bytes")
     s3 = await _user_s3(state, who)
-    etag = await _lake(state, bucket, area.put_part, s3, bucket, key, upload_id, number,
-                       bytes(data))  # fmt: skip
+    etag = await _lake(
+        state, bucket, area.put_part, s3, bucket, key, upload_id, number, bytes(data)
+    )
     return {"etag": etag}
 
 
 @router.post("/{upload_id}/complete", dependencies=[Json])
-async def complete(bucket: str, upload_id: str, body: Finish, who: Browser,
-                   state: State) -> dict[str, Any]:  # fmt: skip
+async def complete(
+    bucket: str, upload_id: str, body: Finish, who: Browser, state: State
+) -> dict[str, Any]:
     s3 = await _user_s3(state, who)
     parts = [(p.number, p.etag) for p in body.parts]
     size = await _lake(state, bucket, area.complete, s3, bucket, body.key, upload_id, parts)
@@ -123,8 +127,9 @@ async def complete(bucket: str, upload_id: str, body: Finish, who: Browser,
 
 
 @router.post("/{upload_id}/abort", dependencies=[Json])
-async def abort(bucket: str, upload_id: str, body: Cancel, who: Browser,
-                state: State) -> dict[str, str]:  # fmt: skip
+async def abort(
+    bucket: str, upload_id: str, body: Cancel, who: Browser, state: State
+) -> dict[str, str]:
     s3 = await _user_s3(state, who)
     await _lake(state, bucket, area.abort, s3, bucket, body.key, upload_id)
     return {"detail": f"cancelled the upload of {body.key}"}

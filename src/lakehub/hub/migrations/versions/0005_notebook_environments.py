@@ -63,11 +63,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("kind", "name"),
     )
     # the default sizes, once: an administrator may change or remove them afterwards
-    op.bulk_insert(sizes, [
-        {"name": "small", "cpus": 1.0, "memory": 2 * GiB, "description": "1 CPU, 2 GiB"},
-        {"name": "medium", "cpus": 2.0, "memory": 4 * GiB, "description": "2 CPUs, 4 GiB"},
-        {"name": "large", "cpus": 4.0, "memory": 8 * GiB, "description": "4 CPUs, 8 GiB"},
-    ])  # fmt: skip
+    op.bulk_insert(
+        sizes,
+        [
+            {"name": "small", "cpus": 1.0, "memory": 2 * GiB, "description": "1 CPU, 2 GiB"},
+            {"name": "medium", "cpus": 2.0, "memory": 4 * GiB, "description": "2 CPUs, 4 GiB"},
+            {"name": "large", "cpus": 4.0, "memory": 8 * GiB, "description": "4 CPUs, 8 GiB"},
+        ],
+    )
 
 
 def downgrade() -> None:
