@@ -17,12 +17,12 @@ from cryptography.x509.oid import NameOID
 
 from ingest_client import Forward, packed
 from lakehub.config import Settings
-from lakehub.hub.db import Database, upgrade
 from lakehub.ingest import forward
 from lakehub.ingest.intake import Intake
 from lakehub.ingest.log import LogWriter, scan, seg_name
 from lakehub.ingest.registry import Registry
 from lakehub.ingest.server import tls_context
+from lakehub.server.db import Database, upgrade
 from lakehub.users import Directory
 from lakehub.vault import Vault
 

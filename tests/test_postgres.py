@@ -13,11 +13,11 @@ import sqlalchemy as sa
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-import lakehub.hub.db
+import lakehub.server.db
 from conftest import Hub, s3_for, start_hub, stop_hub
 from servers.postgres import PostgresServer, start_postgres
 
-MIGRATIONS = Path(lakehub.hub.db.__file__).parent / "migrations"
+MIGRATIONS = Path(lakehub.server.db.__file__).parent / "migrations"
 
 
 def head_revision() -> str:

@@ -9,7 +9,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from lakehub.hub import db
+from lakehub.server import db
 
 
 def test_head_constant_is_alembics_head() -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lakehub import tables
-from lakehub.hub.db import Dataset, User, utcnow
+from lakehub.server.db import Dataset, User, utcnow
 from lakehub.users import Directory, UserError, shared_access
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")

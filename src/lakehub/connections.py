@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lakehub.hub.db import Connection, User
+from lakehub.server.db import Connection, User
 from lakehub.users import Directory, UserError, valid_name
 
 REGION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

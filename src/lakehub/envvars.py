@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lakehub.hub.db import EnvVar, User, utcnow
+from lakehub.server.db import EnvVar, User, utcnow
 from lakehub.users import Directory, UserError
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

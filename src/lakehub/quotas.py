@@ -21,8 +21,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from lakehub.hub.db import Quota, Space, utcnow
 from lakehub.lake.base import LakeUnavailable
+from lakehub.server.db import Quota, Space, utcnow
 from lakehub.sizes import human
 from lakehub.users import Directory, UserError, shared_access, space_bucket
 

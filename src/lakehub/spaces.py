@@ -13,8 +13,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lakehub.hub.db import Grant, Group, Space, User
 from lakehub.lake.base import ACCESS_LEVELS
+from lakehub.server.db import Grant, Group, Space, User
 from lakehub.users import Directory, UserError, shared_access, space_bucket, valid_name
 
 

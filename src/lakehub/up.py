@@ -135,7 +135,7 @@ def prepare(settings: Settings, say: Say) -> None:
 
     The first admin's password goes to ``say(..., secret=True)``: shown once, never logged.
     """
-    from lakehub.hub.db import Database, upgrade
+    from lakehub.server.db import Database, upgrade
     from lakehub.users import Directory, UserError
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -372,7 +372,7 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
         # JupyterHub is the slowest to start and waits for the control plane: both go first
         sup.start_all(("hub", "proxy", "api"))
         prepare(settings, say)
-        from lakehub.hub.db import Database
+        from lakehub.server.db import Database
         from lakehub.users import Directory, home_bucket
 
         db = Database(settings.database_url)

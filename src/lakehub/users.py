@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lakehub.config import SettingsError, check_username
-from lakehub.hub.db import (
+from lakehub.lake.base import Identity, Lake
+from lakehub.server.db import (
     Database,
     Event,
     Grant,
@@ -28,7 +29,6 @@ from lakehub.hub.db import (
     User,
     utcnow,
 )
-from lakehub.lake.base import Identity, Lake
 from lakehub.vault import Vault
 
 MIN_PASSWORD = 8

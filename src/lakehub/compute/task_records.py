@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from lakehub.hub.db import Task, User, utcnow
+from lakehub.server.db import Task, User, utcnow
 from lakehub.users import Directory, UserError
 
 STATES = ("queued", "running", "done", "failed")

@@ -16,7 +16,6 @@ from lakehub.catalog import Catalog
 from lakehub.compute.dask_gateway import DaskEngine
 from lakehub.config import load_settings
 from lakehub.hub import auth, guards
-from lakehub.hub.db import Database
 from lakehub.hub.jhub import HubAPIError, JupyterHubAPI
 from lakehub.hub.routers import (
     api,
@@ -46,6 +45,7 @@ from lakehub.notebooks.policy import Policies
 from lakehub.notebooks.registry import Environments
 from lakehub.quotas import Quotas
 from lakehub.runtime import load_runtime, tokens
+from lakehub.server.db import Database
 from lakehub.spaces import Spaces
 from lakehub.users import Directory, UserError
 from lakehub.vault import Vault

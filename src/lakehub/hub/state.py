@@ -12,13 +12,13 @@ from sqlalchemy import select
 from lakehub.catalog import Catalog
 from lakehub.compute.base import Engine
 from lakehub.config import Settings
-from lakehub.hub.db import Database, User
 from lakehub.hub.jhub import JupyterHubAPI
 from lakehub.hub.signup_limit import SignupLimit
 from lakehub.notebooks.policy import Policies
 from lakehub.notebooks.registry import Environments
 from lakehub.quotas import Quotas
 from lakehub.runtime import Runtime, Tokens
+from lakehub.server.db import Database, User
 from lakehub.spaces import Spaces
 from lakehub.users import Directory
 from lakehub.vault import Vault

@@ -10,8 +10,8 @@ import logging
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from lakehub.hub.db import Dataset, IngestStream, utcnow
 from lakehub.ingest.schema import catalog_columns, loads
+from lakehub.server.db import Dataset, IngestStream, utcnow
 
 log = logging.getLogger("lakehub.ingest")
 Counts = dict[int, tuple[int, int, float]]  # stream -> (records, bytes, received until)

@@ -18,10 +18,10 @@ from typing import Any
 
 from sqlalchemy import update
 
-from lakehub.hub.db import IngestCheckpoint, IngestStream, utcnow
 from lakehub.ingest.base import DEFAULT_MAX_MESSAGE, Entry, Fmt, Refused, Source, Stream, StreamFull
 from lakehub.ingest.log import LogWriter
 from lakehub.ingest.registry import load, token_hash
+from lakehub.server.db import IngestCheckpoint, IngestStream, utcnow
 from lakehub.users import Directory
 
 log = logging.getLogger("lakehub.ingest")

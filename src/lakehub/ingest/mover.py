@@ -20,7 +20,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
-from lakehub.hub.db import IngestCheckpoint, utcnow
 from lakehub.ingest.base import Batch, Entry, Sink, Stream
 from lakehub.ingest.counters import Counts, Schemas, add_moved, settled_schemas, stream_error
 from lakehub.ingest.intake import Intake
@@ -28,6 +27,7 @@ from lakehub.ingest.log import LogWriter, scan, seg_name
 from lakehub.ingest.park import Park
 from lakehub.ingest.retry import ParkedWriter
 from lakehub.ingest.sinks import LakeWriteError, PartlyRejected
+from lakehub.server.db import IngestCheckpoint, utcnow
 
 log = logging.getLogger("lakehub.ingest.mover")
 MAX_BATCH = 32 * 2**20

@@ -23,8 +23,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lakehub.hub.db import Dataset, IngestSource, IngestStream, User
 from lakehub.ingest.base import DEFAULT_MAX_MESSAGE, Source, Stream
+from lakehub.server.db import Dataset, IngestSource, IngestStream, User
 from lakehub.users import Directory, UserError, home_bucket, shared_access
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")

@@ -16,12 +16,12 @@ import threading
 
 from sqlalchemy import delete, select
 
-from lakehub.hub.db import IngestCheckpoint, utcnow
 from lakehub.ingest.base import Batch, Sink, Stream
 from lakehub.ingest.counters import add_moved, settled_schemas, stream_error
 from lakehub.ingest.intake import Intake
 from lakehub.ingest.park import Park, Parked, key_pos
 from lakehub.ingest.sinks import PartlyRejected
+from lakehub.server.db import IngestCheckpoint, utcnow
 
 log = logging.getLogger("lakehub.ingest.retry")
 IDLE = 0.5  # seconds between looks when nothing is due

@@ -17,7 +17,6 @@ import threading
 import uvicorn
 
 from lakehub.config import Settings, load_settings
-from lakehub.hub.db import Database
 from lakehub.ingest import forward
 from lakehub.ingest.base import Sink
 from lakehub.ingest.http import app as http_app
@@ -28,6 +27,7 @@ from lakehub.ingest.registry import CHANGED
 from lakehub.ingest.sinks import RawSink, RecordSink, S3Writer
 from lakehub.lake.seaweedfs import SeaweedFS
 from lakehub.runtime import load_runtime, tokens
+from lakehub.server.db import Database
 from lakehub.users import Directory
 from lakehub.vault import Vault
 

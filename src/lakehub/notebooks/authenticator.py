@@ -13,7 +13,7 @@ from jupyterhub.auth import Authenticator
 from jupyterhub.handlers.login import LoginHandler
 from traitlets import Unicode
 
-from lakehub.hub.db import Database
+from lakehub.server.db import Database
 from lakehub.users import check_password
 
 

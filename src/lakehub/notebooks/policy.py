@@ -21,10 +21,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from lakehub.hub.db import Group, GroupMember, NotebookPolicy, User, utcnow
-from lakehub.hub.db import Size as SizeRow
 from lakehub.notebooks.registry import Environments
 from lakehub.notebooks.specs import Size, SpecError
+from lakehub.server.db import Group, GroupMember, NotebookPolicy, User, utcnow
+from lakehub.server.db import Size as SizeRow
 from lakehub.sizes import human
 from lakehub.users import Directory, UserError, valid_name
 

@@ -24,10 +24,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lakehub.hub.db import Database, utcnow
-from lakehub.hub.db import Environment as Row
 from lakehub.notebooks import environments as build
 from lakehub.notebooks.specs import BUILTIN_ENVIRONMENTS, EnvironmentSpec, SpecError
+from lakehub.server.db import Database, utcnow
+from lakehub.server.db import Environment as Row
 from lakehub.users import UserError
 
 log = logging.getLogger("lakehub.environments")

@@ -1,6 +1,6 @@
 from alembic import context
 
-from lakehub.hub.db import Base, make_engine
+from lakehub.server.db import Base, make_engine
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url")
