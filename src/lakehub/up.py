@@ -340,14 +340,7 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
     _reaper_pipe = leftovers.start_reaper(settings.data_dir, settings.log_dir / "supervisor.log")
     tok = tokens(settings)
     vault = Vault(settings.state_dir)  # every key exists before any component reads it
-    lake = SeaweedFS(
-        settings.state_dir,
-        settings.run_dir,
-        rt.ports,
-        tok.lake_key,
-        tok.lake_secret,
-        settings.lake_binary,
-    )
+    lake = SeaweedFS.of_hub(settings, rt, tok)
     comps = components(settings, rt, lake)
 
     def publish() -> None:

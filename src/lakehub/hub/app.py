@@ -63,14 +63,7 @@ def build_state() -> AppState:
     db = Database(settings.database_url)
     # the receivers take a revoked grant, a deleted source or user into account at once
     db.on_change.append(partial(ingest_registry.mark_changed, settings.ingest_dir))
-    lake = SeaweedFS(
-        settings.state_dir,
-        settings.run_dir,
-        runtime.ports,
-        tok.lake_key,
-        tok.lake_secret,
-        settings.lake_binary,
-    )
+    lake = SeaweedFS.of_hub(settings, runtime, tok)
     directory = Directory(db, vault, lake)
     environments = Environments(db, settings.envs_dir, settings.notebook_python)
     state = AppState(
@@ -94,8 +87,10 @@ def build_state() -> AppState:
     return state
 
 
-def create_app() -> FastAPI:
-    state = build_state()
+def create_app(state: AppState | None = None) -> FastAPI:
+    """The control plane over ``state`` (built from the settings and the running hub when not
+    given: ``uvicorn --factory`` calls it so), so a test can hand it a platform of its own."""
+    state = state or build_state()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

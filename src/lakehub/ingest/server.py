@@ -51,14 +51,7 @@ async def run(settings: Settings) -> None:
         raise SystemExit(f"no running hub in {settings.data_dir}")
     tok = tokens(settings)
     db = Database(settings.database_url)
-    lake = SeaweedFS(
-        settings.state_dir,
-        settings.run_dir,
-        rt.ports,
-        tok.lake_key,
-        tok.lake_secret,
-        settings.lake_binary,
-    )
+    lake = SeaweedFS.of_hub(settings, rt, tok)
     directory = Directory(db, Vault(settings.state_dir), lake)
     logw = LogWriter(
         settings.ingest_dir / "log",

@@ -26,11 +26,14 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lakehub.lake.base import Identity, Lake, LakeUnavailable, s3_client
-from lakehub.runtime import find_binary
+from lakehub.runtime import Runtime, Tokens, find_binary
 from lakehub.vault import write_private
+
+if TYPE_CHECKING:
+    from lakehub.config import Settings
 
 OWNER_ACTIONS = ("Admin", "Read", "Write", "List", "Tagging")
 GRANT_ACTIONS = {"read": ("Read", "List"), "write": ("Read", "Write", "List", "Tagging")}
@@ -54,6 +57,18 @@ def weed_binary(configured: str | None = None) -> str:
 
 
 class SeaweedFS(Lake):
+    @classmethod
+    def of_hub(cls, settings: Settings, runtime: Runtime, tokens: Tokens) -> SeaweedFS:
+        """The embedded lake of a running hub, as every process of the hub sees it."""
+        return cls(
+            settings.state_dir,
+            settings.run_dir,
+            runtime.ports,
+            tokens.lake_key,
+            tokens.lake_secret,
+            settings.lake_binary,
+        )
+
     def __init__(
         self,
         state_dir: Path,
