@@ -22,6 +22,18 @@ import pytest
 from botocore.config import Config
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"  # Debian's (no Playwright download)
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGE_TIMEOUT_MS = 30_000  # any single page load, click or expectation
 LAKEHUB = [sys.executable, "-m", "lakehub.cli"]
 
 
@@ -340,6 +352,19 @@ def new_user(hub: Hub) -> Any:
         return name
 
     return make
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium for a module's browser tests (each test makes its own contexts)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing: run scripts/install-test-system-packages.sh")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        yield b
+        b.close()
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from conftest import Hub, creds_of, s3_for
 from test_browser import PORTAL, log_in_from_front_door, screenshot
 
 pytestmark = pytest.mark.browser
-browser, new_page, shots = test_browser.browser, test_browser.new_page, test_browser.shots
+new_page, shots = test_browser.new_page, test_browser.shots
 MIB = 1024 * 1024
 
 # every text the progress counter shows, in order

@@ -417,44 +417,43 @@ def test_the_secret_is_in_no_log_no_listing_and_not_in_the_database(
 
 
 @pytest.mark.browser
-def test_connections_page_in_a_browser(hub: Hub, new_user, external, artifacts: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+def test_connections_page_in_a_browser(
+    hub: Hub, new_user, external, artifacts: Path, browser: Any
+) -> None:
+    from playwright.sync_api import expect
 
-    from test_browser import CHROMIUM, CHROMIUM_ARGS, PAGE_TIMEOUT_MS, log_in_from_front_door
+    from conftest import PAGE_TIMEOUT_MS
+    from test_browser import log_in_from_front_door
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing: run scripts/install-test-system-packages.sh")
     shots = artifacts / "browser"
     shots.mkdir(parents=True, exist_ok=True)
     a = new_user("web")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
-        try:
-            ctx = browser.new_context(base_url=hub.url, viewport={"width": 1280, "height": 900})
-            ctx.set_default_timeout(PAGE_TIMEOUT_MS)
-            page = ctx.new_page()
-            log_in_from_front_door(page, hub, a)
-            page.get_by_role("link", name="Connections").click()
-            expect(page.locator("#none")).to_be_visible()
-            page.fill("#name", "archive")
-            page.fill("#endpoint_url", external.url)
-            page.fill("#bucket", external.bucket)
-            page.fill("#access_key_id", external.key)
-            page.fill("#secret_access_key", external.secret)
-            page.click("#add-connection")
-            expect(page.locator('tr[data-connection="archive"]')).to_be_visible()
-            expect(page.get_by_role("status")).to_have_text("Connection archive added.")
-            assert external.secret not in page.content()
-            page.screenshot(path=str(shots / "connections-01-list.png"), full_page=True)
-            page.get_by_role("link", name="archive", exact=True).click()
-            page.get_by_role("link", name=external.bucket).click()
-            page.get_by_role("link", name="x.csv").click()
-            expect(page.locator("#preview td", has_text="Lima")).to_be_visible()
-            page.screenshot(path=str(shots / "connections-02-preview.png"), full_page=True)
-            page.get_by_role("link", name="Connections").click()
-            page.once("dialog", lambda d: d.accept())
-            page.click("#delete-archive")
-            expect(page.get_by_role("status")).to_have_text("Connection archive deleted.")
-            expect(page.locator("#none")).to_be_visible()
-        finally:
-            browser.close()
+    try:
+        ctx = browser.new_context(base_url=hub.url, viewport={"width": 1280, "height": 900})
+        ctx.set_default_timeout(PAGE_TIMEOUT_MS)
+        page = ctx.new_page()
+        log_in_from_front_door(page, hub, a)
+        page.get_by_role("link", name="Connections").click()
+        expect(page.locator("#none")).to_be_visible()
+        page.fill("#name", "archive")
+        page.fill("#endpoint_url", external.url)
+        page.fill("#bucket", external.bucket)
+        page.fill("#access_key_id", external.key)
+        page.fill("#secret_access_key", external.secret)
+        page.click("#add-connection")
+        expect(page.locator('tr[data-connection="archive"]')).to_be_visible()
+        expect(page.get_by_role("status")).to_have_text("Connection archive added.")
+        assert external.secret not in page.content()
+        page.screenshot(path=str(shots / "connections-01-list.png"), full_page=True)
+        page.get_by_role("link", name="archive", exact=True).click()
+        page.get_by_role("link", name=external.bucket).click()
+        page.get_by_role("link", name="x.csv").click()
+        expect(page.locator("#preview td", has_text="Lima")).to_be_visible()
+        page.screenshot(path=str(shots / "connections-02-preview.png"), full_page=True)
+        page.get_by_role("link", name="Connections").click()
+        page.once("dialog", lambda d: d.accept())
+        page.click("#delete-archive")
+        expect(page.get_by_role("status")).to_have_text("Connection archive deleted.")
+        expect(page.locator("#none")).to_be_visible()
+    finally:
+        ctx.close()

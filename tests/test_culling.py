@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -176,29 +177,24 @@ def test_idle_server_is_culled_after_warning_and_counted(chub: Hub) -> None:
 
 
 @pytest.mark.browser
-def test_portal_shows_the_cull_time_in_a_browser(chub: Hub, artifacts: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+def test_portal_shows_the_cull_time_in_a_browser(chub: Hub, artifacts: Path, browser: Any) -> None:
+    from playwright.sync_api import expect
 
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("/usr/bin/chromium missing: run scripts/install-test-system-packages.sh")
     name = "viewer"
     chub.quick_user(name)
     start_server(chub.url, name, chub.tokens[name])
     try:
-        with sync_playwright() as pw:
-            args = ["--headless", "--no-sandbox", "--disable-gpu"]
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=args)
-            page = browser.new_page()
-            page.goto(f"{chub.url}/hub/login?next=/services/lakehub/")
-            page.fill("#username_input", name)
-            page.fill("#password_input", chub.passwords[name])
-            page.click("#login_submit")
-            expect(page.locator("#cull-at")).to_contain_text(
-                re.compile(r"Stops at \d\d:\d\d UTC if idle"), timeout=15_000
-            )
-            (artifacts / "browser").mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(artifacts / "browser" / "culling-home.png"), full_page=True)
-            browser.close()
+        page = browser.new_page()
+        page.goto(f"{chub.url}/hub/login?next=/services/lakehub/")
+        page.fill("#username_input", name)
+        page.fill("#password_input", chub.passwords[name])
+        page.click("#login_submit")
+        expect(page.locator("#cull-at")).to_contain_text(
+            re.compile(r"Stops at \d\d:\d\d UTC if idle"), timeout=15_000
+        )
+        (artifacts / "browser").mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(artifacts / "browser" / "culling-home.png"), full_page=True)
+        page.close()
     finally:
         stop_server(chub.url, name, chub.tokens[name])
 

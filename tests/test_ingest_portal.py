@@ -5,38 +5,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 import lakehub
 from conftest import Hub
 from ingest_client import moved, port, setup, user
 from lakehub.compute import tasks
 
-CHROMIUM = "/usr/bin/chromium"
-
 
 @pytest.fixture
 def ih(ingest_hub: Hub) -> Hub:
     return ingest_hub
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing: run scripts/install-test-system-packages.sh")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            timeout=60_000,
-            args=["--headless", "--no-sandbox", "--disable-gpu"],
-        )
-        yield b
-        b.close()
 
 
 @pytest.mark.browser
