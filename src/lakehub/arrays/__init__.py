@@ -85,7 +85,7 @@ class Array:
         """A Dask array with one task per Zarr chunk: work streams through memory."""
         import dask.array as da
 
-        return da.from_zarr(self.zarr)
+        return da.from_zarr(self.zarr)  # type: ignore[no-untyped-call]  # dask is untyped
 
 
 def default_compressors(dtype: Any) -> Any:
