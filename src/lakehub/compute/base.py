@@ -13,10 +13,17 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from lakehub.compute.plan import Running
+
+@dataclass(frozen=True)
+class Running:
+    """Something of a user's that counts against their limits: a cluster or a notebook server."""
+
+    owner: str
+    kind: str
+    name: str
+    memory: int  # the most it may use (a cluster's cap, a server's size)
 
 
 class ComputeError(RuntimeError):

@@ -16,18 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lakehub.compute.base import ComputeError
+from lakehub.compute.base import ComputeError, Running
 from lakehub.config import Settings
 from lakehub.notebooks.policy import Policies
 from lakehub.sizes import human
-
-
-@dataclass(frozen=True)
-class Running:
-    owner: str
-    kind: str
-    name: str
-    memory: int  # the most it may use (a cluster's cap, a server's size)
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,7 @@ class SparkEngine:
 
     def running(self) -> Runnings:
         """Every cluster as the planner counts it (owner, kind, name, most memory)."""
-        from lakehub.compute.plan import Running
+        from lakehub.compute.base import Running
 
         return [
             Running(r["owner"], "spark", r["name"], HEAD_MEMORY + r["workers"] * r["memory"])

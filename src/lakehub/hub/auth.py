@@ -45,9 +45,15 @@ class LoginRequired(Exception):
     """Raised for browsers without a session: the app turns it into a redirect to the hub."""
 
 
+def hub_auth(state: AppState) -> Any:
+    """JupyterHub's OAuth client for this service, made on first use: it pulls in JupyterHub's
+    whole ORM (a second and a half of imports), so at the first login, not while starting."""
+    if state.hub_oauth is None:
+        state.hub_oauth = make_hub_auth(state)
+    return state.hub_oauth
+
+
 def make_hub_auth(state: AppState) -> Any:
-    # jupyterhub's client pulls in its whole ORM (a second and a half of imports): do that at
-    # the first login, not while the hub is starting
     from jupyterhub.services.auth import HubOAuth
 
     return HubOAuth(
@@ -86,7 +92,7 @@ async def principal(request: Request, browser: bool = False) -> Principal:
     if hmac.compare_digest(token.encode(), state.tokens.service.encode()):
         return Principal(LOCAL_ADMIN, admin=True, local=True)
     try:
-        model: dict[str, Any] | None = await state.hub_auth.user_for_token(token, sync=False)
+        model: dict[str, Any] | None = await hub_auth(state).user_for_token(token, sync=False)
     except Exception as err:  # the hub is down or refused us
         raise HTTPException(503, f"cannot check the token with JupyterHub: {err}") from None
     if model is None:
@@ -95,7 +101,7 @@ async def principal(request: Request, browser: bool = False) -> Principal:
         raise HTTPException(401, "invalid or expired token")
     if model.get("kind", "user") != "user":
         raise HTTPException(403, "only user tokens can use the LakeHub API")
-    if not state.hub_auth.check_scopes(state.hub_auth.access_scopes, model):
+    if not hub_auth(state).check_scopes(hub_auth(state).access_scopes, model):
         raise HTTPException(403, "this token lacks the scope access:services!service=lakehub")
     name = model["name"]
     admin = await state.run(state.directory_admin_flag, name)
@@ -178,7 +184,7 @@ async def oauth_callback(request: Request, code: str = "", state: str = "") -> R
         raise HTTPException(400, "login state missing or stale: open the portal again") from None
     if not code or not hmac.compare_digest(nonce, state):
         raise HTTPException(403, "login state does not match: open the portal again")
-    token = await lh.hub_auth.token_for_code(code, code_verifier=verifier, sync=False)
+    token = await hub_auth(lh).token_for_code(code, code_verifier=verifier, sync=False)
     if not next_url.startswith(lh.prefix):
         next_url = lh.prefix
     resp = RedirectResponse(next_url, 302)

@@ -42,7 +42,7 @@ class AppState:
     policies: Policies
     compute: dict[str, Engine] = field(default_factory=dict)  # kind -> engine
     prefix: str = "/services/lakehub/"
-    _hub_auth: Any = field(default=None)
+    hub_oauth: Any = field(default=None)  # JupyterHub's OAuth client, made by hub.auth on first use
     _signup_limit: SignupLimit | None = field(default=None)
 
     @property
@@ -51,15 +51,6 @@ class AppState:
             s = self.settings
             self._signup_limit = SignupLimit(s.signup_per_address, s.signup_per_minute)
         return self._signup_limit
-
-    @property
-    def hub_auth(self) -> Any:
-        """JupyterHub's OAuth client for this service, made on first use."""
-        if self._hub_auth is None:
-            from lakehub.hub.auth import make_hub_auth
-
-            self._hub_auth = make_hub_auth(self)
-        return self._hub_auth
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking work (database, lake, bcrypt) off the event loop."""

@@ -14,8 +14,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 
-from lakehub.compute.base import Cluster, ClusterRequest, ComputeError, Engine
-from lakehub.compute.plan import Running, plan
+from lakehub.compute.base import Cluster, ClusterRequest, ComputeError, Engine, Running
+from lakehub.compute.plan import plan
 from lakehub.hub.auth import person
 from lakehub.hub.routers.api import LocalAdmin, State, User
 from lakehub.hub.routers.portal import Browser, back
