@@ -22,6 +22,7 @@ from lakehub.ingest.log import LogWriter, scan, seg_name
 from lakehub.ingest.park import Park
 from lakehub.ingest.schema import conform, dumps, loads
 from lakehub.ingest.sinks import PartlyRejected, RecordSink, table
+from lakehub.ingest.tags import overlap
 from lakehub.tables import open_dataset
 
 
@@ -237,3 +238,23 @@ def test_counts_come_from_the_durable_log_and_are_taken_again_after_a_crash(tmp_
     fresh.open((0, 0), None)  # no position recorded (an older hub): nothing counted twice
     assert fresh.take_counts()[0] == {}
     fresh.close()
+
+
+@pytest.mark.parametrize(
+    "p, q, meet",
+    [
+        ("*", "a.b", True),
+        ("a.*", "b.*", False),
+        ("a.*", "*.x", True),
+        ("a?c", "abc", True),
+        ("a[bc]d", "aed", False),
+        ("a[!b]", "ab", False),
+        ("a[!b]", "a[a-c]", True),
+        ("app.*", "app", False),
+        ("app*", "app", True),
+        ("x.[0-9]", "x.a", False),
+        ("*a*", "*b*", True),
+    ],
+)
+def test_two_tag_patterns_overlap_when_some_tag_matches_both(p: str, q: str, meet: bool) -> None:
+    assert overlap(p, q) is meet and overlap(q, p) is meet

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lakehub.ingest.base import DEFAULT_MAX_MESSAGE, Source, Stream
+from lakehub.ingest.tags import overlap
 from lakehub.server.db import Dataset, IngestSource, IngestStream, User
 from lakehub.users import Directory, UserError, home_bucket, shared_access
 
@@ -97,77 +98,6 @@ def _check_path(path: str | None, owner: str, name: str) -> tuple[str, str]:
     except UnicodeEncodeError:
         raise UserError("the path must be valid Unicode") from None
     return bucket, prefix
-
-
-def overlap(p: str, q: str) -> bool:
-    """Whether some tag matches both glob patterns (``*``, ``?``, ``[...]``, ``[!...]``)."""
-    a, b = _glob_tokens(p), _glob_tokens(q)
-    seen: set[tuple[int, int]] = set()
-    todo = [(0, 0)]
-    while todo:  # the pairs of positions a common tag can reach in both patterns
-        i, j = todo.pop()
-        if (i, j) in seen:
-            continue
-        seen.add((i, j))
-        if i == len(a) and j == len(b):
-            return True
-        ta = a[i] if i < len(a) else None
-        tb = b[j] if j < len(b) else None
-        if ta == "*":
-            todo.append((i + 1, j))
-        if tb == "*":
-            todo.append((i, j + 1))
-        if ta is None or tb is None:
-            continue
-        ca = (True, frozenset()) if ta == "*" else ta
-        cb = (True, frozenset()) if tb == "*" else tb
-        if _meet(ca, cb):  # both take one more common character
-            todo.append((i if ta == "*" else i + 1, j if tb == "*" else j + 1))
-    return False
-
-
-def _glob_tokens(p: str) -> list[Any]:
-    """``*``, or a character class ``(negated, chars)``; ``?`` is the negated empty class."""
-    out: list[Any] = []
-    i = 0
-    while i < len(p):
-        ch = p[i]
-        if ch == "*":
-            if not out or out[-1] != "*":
-                out.append("*")
-        elif ch == "?":
-            out.append((True, frozenset()))
-        elif ch == "[" and "]" in p[i + 2 :]:
-            end = p.index("]", i + 2)
-            body = p[i + 1 : end]
-            neg = body.startswith("!")
-            body = body[1:] if neg else body
-            chars = set()
-            k = 0
-            while k < len(body):  # ranges a-z
-                if k + 2 < len(body) and body[k + 1] == "-":
-                    chars |= {chr(c) for c in range(ord(body[k]), ord(body[k + 2]) + 1)}
-                    k += 3
-                else:
-                    chars.add(body[k])
-                    k += 1
-            out.append((neg, frozenset(chars)))
-            i = end
-        else:
-            out.append((False, frozenset(ch)))
-        i += 1
-    return out
-
-
-def _meet(a: tuple[bool, frozenset[str]], b: tuple[bool, frozenset[str]]) -> bool:
-    (na, sa), (nb, sb) = a, b
-    if na and nb:
-        return True  # both exclude finitely many characters
-    if na:
-        return bool(sb - sa)
-    if nb:
-        return bool(sa - sb)
-    return bool(sa & sb)
 
 
 def can_write(s: Session, user: str, bucket: str) -> bool:
