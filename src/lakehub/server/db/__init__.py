@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -374,4 +375,7 @@ class Database:
                 yield s
             if s.info.pop("changed", False):
                 for hook in self.on_change:
-                    hook()
+                    try:
+                        hook()
+                    except OSError as err:  # committed all the same: others learn of it later
+                        logging.getLogger("lakehub.db").error("after a change: %s", err)
