@@ -335,3 +335,36 @@ def test_a_killed_supervisor_takes_its_hub_along_and_up_starts_at_once() -> None
             assert c.get("/hub/login").status_code == 200
     finally:
         stop_hub(h)
+
+
+def test_ready_waits_for_a_direct_answer_not_a_redirect() -> None:
+    """JupyterHub answers its health check before its services' routes reach the proxy; until
+    then a service's URL is redirected by the hub. ``up`` counts a route only on a direct 200."""
+    import http.server
+    import threading
+
+    from lakehub.up import routed
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+            code = {"/ok": 200, "/moved": 302, "/sick": 503}[self.path]
+            self.send_response(code)
+            if code == 302:
+                self.send_header("Location", "/ok")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert routed(base + "/ok")
+        assert not routed(base + "/moved")
+        assert not routed(base + "/sick")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not routed(base + "/ok", 0.5)  # nothing listens any more

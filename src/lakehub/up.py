@@ -10,12 +10,14 @@ their bucket; then watch.
 from __future__ import annotations
 
 import fcntl
+import http.client
 import logging
 import os
 import select
 import signal
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -298,6 +300,28 @@ def components(settings: Settings, rt: Runtime, lake: SeaweedFS) -> list[Compone
     return comps
 
 
+def _front_door_routes(settings: Settings) -> list[str]:
+    """What must answer through the proxy before the hub says it is ready. JupyterHub answers
+    its health check before it has added its services' routes to the proxy; until then a
+    request for a service reaches the hub itself and is redirected."""
+    host = _probe_host(settings.host)
+    front = f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
+    return [front + "/services/lakehub/api/health", front + "/services/dask-gateway/api/health"]
+
+
+def routed(url: str, timeout: float = 1.0) -> bool:
+    """The URL answers 200 itself: no redirect followed, no error page."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    try:
+        conn.request("GET", parts.path)
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
 def _probe_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
@@ -373,13 +397,18 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
         lake.prepare(directory.identities())
         sup.start_all()
         deadline = time.monotonic() + READY_TIMEOUT
+        routes = _front_door_routes(settings)
         sup.watch(
-            until=lambda: all(c.healthy(0.5) for c in comps) or time.monotonic() > deadline,
+            until=lambda: (
+                (all(c.healthy(0.5) for c in comps) and all(routed(u, 0.5) for u in routes))
+                or time.monotonic() > deadline
+            ),
             interval=0.05,
         )
         if sup.stopping:
             return 0
         sick = [c.name for c in comps if not c.healthy()]
+        sick += [f"the front door's route to {u}" for u in routes if not routed(u)]
         if sick:
             rt.state, rt.reason = "failed", f"not healthy in time: {', '.join(sick)} (see logs)"
             rt.save(settings)
