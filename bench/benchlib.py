@@ -49,7 +49,7 @@ def http_status(
     ``unix:<path>`` and ``tcp:<host>:<port>`` URLs answer 200 when they accept a connection.
     """
     if url.startswith(("unix:", "tcp:")):
-        from lakehub.supervisor import probe
+        from lakehub.server.supervisor import probe
 
         return 200 if probe(url, timeout) else None
 
@@ -311,7 +311,7 @@ JUPYTER_LINE = re.compile(
     r"^\[(?P<level>[A-Z]) (?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) (?P<name>[^\s\]]+)"
     r"[^\]]*\]\s?(?P<msg>.*)$"
 )
-# "2026-11-21 22:07:17,110 lakehub.supervisor started lake (pid 9500)"
+# "2026-11-21 22:07:17,110 lakehub.server.supervisor started lake (pid 9500)"
 PY_LINE = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (?P<name>\S+) (?P<msg>.*)$")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

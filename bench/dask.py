@@ -110,7 +110,7 @@ class Hub:
                 print(f"  dask environment: {env['status']} {env.get('step') or ''}", flush=True)
                 last = seen
             if env["usable"] and env["status"] not in ("queued", "building"):
-                from lakehub.config import load_settings
+                from lakehub.server.config import load_settings
 
                 return (load_settings(data_dir=self.data).envs_dir / "dask").resolve()
             if env["status"] == "failed" and not env["usable"]:

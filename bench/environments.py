@@ -279,8 +279,8 @@ def main() -> int:
         results["first_build_seconds"] = first_build_seconds(lake.data, model["built_at"])
         log = (lake.data / "envs" / f"{ENV}.log").read_text(errors="replace")
         uv, python, logged = commands_from_log(log)
-        from lakehub.notebooks.environments import project_root
-        from lakehub.notebooks.specs import KERNEL_PACKAGES
+        from lakehub.server.notebooks.environments import project_root
+        from lakehub.server.notebooks.specs import KERNEL_PACKAGES
 
         packages = [*model["packages"], *KERNEL_PACKAGES, str(project_root())]
         same_command = packages == logged

@@ -102,8 +102,8 @@ class Hub:
         return data
 
     def admin_credentials(self) -> dict[str, str]:
-        from lakehub.config import load_settings
-        from lakehub.runtime import load_runtime, tokens
+        from lakehub.server.config import load_settings
+        from lakehub.server.runtime import load_runtime, tokens
 
         settings = load_settings(data_dir=self.data)
         rt, tok = load_runtime(settings), tokens(settings)

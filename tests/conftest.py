@@ -38,11 +38,11 @@ LAKEHUB = [sys.executable, "-m", "lakehub.cli"]
 
 
 def free_port() -> int:
-    """A free port below the ephemeral range, like the hub's own (see lakehub.runtime)."""
+    """A free port below the ephemeral range, like the hub's own (see lakehub.server.runtime)."""
     import random
     import socket
 
-    from lakehub.runtime import PORT_RANGE
+    from lakehub.server.runtime import PORT_RANGE
 
     for _ in range(1000):
         port = random.randrange(*PORT_RANGE)

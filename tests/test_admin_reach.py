@@ -116,7 +116,7 @@ def test_signup_burst_from_one_address_is_refused(hub: Hub) -> None:
 
 
 def test_signup_limit_counts_everyone_over_a_sliding_minute() -> None:
-    from lakehub.hub.signup_limit import SignupLimit
+    from lakehub.server.web.signup_limit import SignupLimit
 
     limit = SignupLimit(per_address=2, per_minute=3)
     assert limit.check("a", now=0) is None and limit.check("a", now=1) is None

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Hub, start_hub, stop_hub
 from kernel import start_server, stop_server
-from lakehub.config import SettingsError, load_settings
+from lakehub.server.config import SettingsError, load_settings
 
 TIMEOUT = 45  # long enough for the steps before the cull on a busy machine
 

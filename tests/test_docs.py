@@ -10,7 +10,7 @@ import click
 import pytest
 
 from lakehub.cli import main
-from lakehub.config import Settings
+from lakehub.server.config import Settings
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 REFERENCE = DOCS / "reference" / "cli-settings.md"

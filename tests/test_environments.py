@@ -40,7 +40,7 @@ def sdk(hub: Hub, name: str) -> Client:
 def test_every_sdk_module_a_kernel_loads_is_part_of_the_build_identity() -> None:
     """Environments carry a copy of the SDK: a change to any module the SDK loads (arrays and
     compute included) must give a new build."""
-    from lakehub.notebooks.environments import sdk_sources
+    from lakehub.server.notebooks.environments import sdk_sources
 
     code = (
         "import json, sys, lakehub, lakehub.compute\n"

@@ -18,7 +18,7 @@ import lakehub
 from conftest import Hub
 from ingest_client import API, Forward, moved, packed, port, rows, setup, user
 from lakehub import datasets
-from lakehub.ingest.intake import STATS_EVERY
+from lakehub.server.ingest.intake import STATS_EVERY
 
 
 @pytest.fixture

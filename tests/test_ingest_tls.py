@@ -16,15 +16,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ingest_client import Forward, packed
-from lakehub.config import Settings
-from lakehub.ingest import forward
-from lakehub.ingest.intake import Intake
-from lakehub.ingest.log import LogWriter, scan, seg_name
-from lakehub.ingest.registry import Registry
-from lakehub.ingest.server import tls_context
+from lakehub.server.config import Settings
 from lakehub.server.db import Database, upgrade
-from lakehub.users import Directory
-from lakehub.vault import Vault
+from lakehub.server.identity.users import Directory
+from lakehub.server.ingest import forward
+from lakehub.server.ingest.intake import Intake
+from lakehub.server.ingest.log import LogWriter, scan, seg_name
+from lakehub.server.ingest.registry import Registry
+from lakehub.server.ingest.server import tls_context
+from lakehub.server.vault import Vault
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:

@@ -17,12 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 from pyarrow.fs import LocalFileSystem
 
-from lakehub.ingest.base import Batch, Entry, Fmt, LogFull, Stream
-from lakehub.ingest.log import LogWriter, scan, seg_name
-from lakehub.ingest.park import Park
-from lakehub.ingest.schema import conform, dumps, loads
-from lakehub.ingest.sinks import PartlyRejected, RecordSink, table
-from lakehub.ingest.tags import overlap
+from lakehub.server.ingest.base import Batch, Entry, Fmt, LogFull, Stream
+from lakehub.server.ingest.log import LogWriter, scan, seg_name
+from lakehub.server.ingest.park import Park
+from lakehub.server.ingest.schema import conform, dumps, loads
+from lakehub.server.ingest.sinks import PartlyRejected, RecordSink, table
+from lakehub.server.ingest.tags import overlap
 from lakehub.tables import open_dataset
 
 

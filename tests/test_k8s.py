@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from lakehub.notebooks import k8s
-from lakehub.notebooks.specs import (
+from lakehub.server.notebooks import k8s
+from lakehub.server.notebooks.specs import (
     BUILTIN_ENVIRONMENTS,
     DEFAULT_SIZES,
     KERNEL_PACKAGES,
@@ -176,7 +176,7 @@ def test_cli_writes_dockerfiles_and_profiles(tmp_path: Path) -> None:
     wheel.write_bytes(b"not really a wheel")
     sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
     for out, sdk in [(tmp_path / "index", []), (tmp_path / "wheel", ["--sdk", str(wheel)])]:
-        argv = [sys.executable, "-m", "lakehub.notebooks.k8s", "--registry", REGISTRY]
+        argv = [sys.executable, "-m", "lakehub.server.notebooks.k8s", "--registry", REGISTRY]
         subprocess.run([*argv, "--out", str(out), *sdk], check=True, capture_output=True)
         profiles = json.loads((out / "kubespawner_profiles.json").read_text())
         assert [p["slug"] for p in profiles] == [s.name for s in BUILTIN_ENVIRONMENTS]
@@ -218,7 +218,7 @@ def test_dask_gateway_kubernetes_config_maps_the_hubs_rules() -> None:
     from dask_gateway_server.models import User
     from traitlets.config import Config
 
-    from lakehub.compute.k8s import Limits, render
+    from lakehub.server.compute.k8s import Limits, render
 
     image = "registry.example.org/lakehub/lakehub-env-dask:abc123"
     text = render(

@@ -16,8 +16,16 @@ from typing import Any
 
 import pytest
 
-from lakehub.kernel import HEADROOM, limit_from_env, memory_rlimit
-from lakehub.notebooks.limits import Cgroups, CgroupV1, CgroupV2, NoLimits, _mounts, detect, join
+from lakehub.server.notebooks.limits import (
+    Cgroups,
+    CgroupV1,
+    CgroupV2,
+    NoLimits,
+    _mounts,
+    detect,
+    join,
+)
+from lakehub.singleuser.kernel import HEADROOM, limit_from_env, memory_rlimit
 
 MiB, GiB = 2**20, 2**30
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -204,7 +212,7 @@ def test_without_root_limits_are_a_no_op_with_a_reason() -> None:
         return
     # as nobody, with the system Python (the test venv may live in root's home)
     code = (
-        "from lakehub.notebooks.limits import detect, join\n"
+        "from lakehub.server.notebooks.limits import detect, join\n"
         "l = detect('lakehub-test-nobody')\n"
         "assert l.prepare('alice', 1, 2**30) == []; join([])\n"
         "print(l.enforced, l.reason)"
@@ -261,7 +269,13 @@ def test_kernel_launcher_turns_an_oversized_allocation_into_a_memory_error(
     (spec / "kernel.json").write_text(
         json.dumps(
             {
-                "argv": [sys.executable, "-m", "lakehub.kernel", "-f", "{connection_file}"],
+                "argv": [
+                    sys.executable,
+                    "-m",
+                    "lakehub.singleuser.kernel",
+                    "-f",
+                    "{connection_file}",
+                ],
                 "display_name": "limited",
                 "language": "python",
                 "env": {"LAKEHUB_MEMORY_LIMIT": str(2 * GiB)},

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyspark
 
-from lakehub.compute.spark_k8s import lake_secret_name, pod_template, submit_conf
+from lakehub.server.compute.spark_k8s import lake_secret_name, pod_template, submit_conf
 
 
 def _spark_kubernetes_keys() -> str:
@@ -69,7 +69,7 @@ def test_the_command_line_renders_both() -> None:
         [
             sys.executable,
             "-m",
-            "lakehub.compute.spark_k8s",
+            "lakehub.server.compute.spark_k8s",
             "bob",
             "--image",
             "img:1",

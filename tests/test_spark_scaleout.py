@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 import netns
-from lakehub.compute.base import ClusterRequest
 from lakehub.compute.spark_session import _build, local_jars, start_jvm
-from lakehub.compute.spark_standalone import SparkEngine, pyspark_home
-from lakehub.config import load_settings
+from lakehub.server.compute.base import ClusterRequest
+from lakehub.server.compute.spark_standalone import SparkEngine, pyspark_home
+from lakehub.server.config import load_settings
 
 VENV = Path(sys.prefix)  # this venv has pyspark and the s3a jars, as the spark environment
 

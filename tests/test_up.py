@@ -90,7 +90,7 @@ def _cullers(hub: Hub) -> list[int]:
         try:
             if (
                 entry.name.isdigit()
-                and b"lakehub.notebooks.culling" in (entry / "cmdline").read_bytes()
+                and b"lakehub.server.notebooks.culling" in (entry / "cmdline").read_bytes()
                 and marker in (entry / "environ").read_bytes().split(b"\0")
             ):
                 found.append(int(entry.name))
@@ -343,7 +343,7 @@ def test_ready_waits_for_a_direct_answer_not_a_redirect() -> None:
     import http.server
     import threading
 
-    from lakehub.up import routed
+    from lakehub.server.up import routed
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (the standard library's name)

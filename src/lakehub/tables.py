@@ -6,7 +6,7 @@ what can be read, and pyarrow prunes partitions and columns before any byte is f
 A Parquet path holding ``_common_metadata`` (a footer with no rows: the schema of the whole
 path) is read with that schema: every field any file has, with one type each, files lacking a
 field reading it as null and older files cast to a field's newer type. Record streams keep one
-up to date (see :mod:`lakehub.ingest.schema`); without one, the first file's schema is taken.
+up to date (see :mod:`lakehub.server.ingest.schema`); without one, the first file's schema is taken.
 Imports are lazy: the SDK must load in a notebook environment in milliseconds.
 """
 

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 import httpx
 
-from lakehub.config import Settings, SettingsError, load_settings
+from lakehub.server.config import Settings, SettingsError, load_settings
 
 DATA_DIR_HELP = "The hub's data directory [default: ./lakehub-data, or LAKEHUB_DATA_DIR]"
 
@@ -53,7 +53,7 @@ def echo_json(data: Any) -> None:
 
 def api(settings: Settings, method: str, path: str, **kw: Any) -> Any:
     """Call the running hub's API as the local administrator."""
-    from lakehub.runtime import load_runtime, tokens
+    from lakehub.server.runtime import load_runtime, tokens
 
     rt = load_runtime(settings)
     if rt is None or rt.state != "ready":

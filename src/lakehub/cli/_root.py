@@ -29,8 +29,8 @@ def main() -> None:
 @click.option("--detach", is_flag=True, help="Return once every component is healthy")
 def up(data_dir: Path | None, port: int | None, detach: bool) -> None:
     """Start the hub (foreground unless --detach)."""
-    from lakehub.up import UpError, serve
-    from lakehub.up import detach as run_detached
+    from lakehub.server.up import UpError, serve
+    from lakehub.server.up import detach as run_detached
 
     settings = settings_or_fail(data_dir=data_dir, port=port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -49,8 +49,8 @@ def up(data_dir: Path | None, port: int | None, detach: bool) -> None:
 @DATA_DIR
 def down(data_dir: Path | None) -> None:
     """Stop the hub and everything it started."""
-    from lakehub.up import UpError
-    from lakehub.up import down as stop
+    from lakehub.server.up import UpError
+    from lakehub.server.up import down as stop
 
     settings = settings_or_fail(data_dir=data_dir)
     try:
@@ -68,10 +68,10 @@ def status(data_dir: Path | None, as_json: bool) -> None:
     A hub whose supervisor died while some of its processes still run is "degraded", not
     "stopped": those processes are listed, and 'lakehub down' or 'lakehub up' stops them.
     """
-    from lakehub.leftovers import hub_processes
-    from lakehub.runtime import load_runtime
-    from lakehub.supervisor import probe
-    from lakehub.up import lock_is_free
+    from lakehub.server.leftovers import hub_processes
+    from lakehub.server.runtime import load_runtime
+    from lakehub.server.supervisor import probe
+    from lakehub.server.up import lock_is_free
 
     settings = settings_or_fail(data_dir=data_dir)
     rt = load_runtime(settings)

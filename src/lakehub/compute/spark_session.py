@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from lakehub.compute.spark_procs import LAKE_JARS
-
 if TYPE_CHECKING:
     from lakehub.client import Client
 
+# the jars that give Spark ``s3a://`` (inside sagemaker_pyspark; see docs/howto/spark.md)
+LAKE_JARS = ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")
 # hadoop-aws 3.3 reads these as plain numbers (Hadoop 3.5's defaults say "60s")
 S3A_NUMBERS = {
     "fs.s3a.threads.keepalivetime": "60",

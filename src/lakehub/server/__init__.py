@@ -1,2 +1,3 @@
-"""Everything ``lakehub up`` runs. Rooms move here one at a time: ``db/`` (the metadata models
-and their migrations) is the first; the areas and the web layer follow."""
+"""Everything ``lakehub up`` runs: its settings, supervisor and vault, the metadata (``db/``),
+the areas (``identity/``, ``lake/``, ``catalog``, ``notebooks/``, ``compute/``, ``ingest/``) and
+the web layer (``web/``) that serves them. Areas never import the web layer."""

@@ -184,7 +184,7 @@ class EnvVar(Base):
 
 
 class Environment(Base):
-    """A notebook environment's spec and build state (see ``lakehub.notebooks.registry``)."""
+    """A notebook environment's spec and build state (see ``lakehub.server.notebooks.registry``)."""
 
     __tablename__ = "environments"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -217,7 +217,8 @@ class Size(Base):
 class NotebookPolicy(Base):
     """Per-group choices and limits (kind ``group``) or a user's own quotas (kind ``user``).
 
-    A null field means "not set here"; see ``lakehub.notebooks.policy`` for how they combine."""
+    A null field means "not set here"; see ``lakehub.server.notebooks.policy`` for how they
+    combine."""
 
     __tablename__ = "notebook_policies"
     __table_args__ = (UniqueConstraint("kind", "name"),)

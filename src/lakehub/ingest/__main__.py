@@ -1,3 +1,0 @@
-from lakehub.ingest.server import main
-
-main()

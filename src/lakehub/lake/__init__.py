@@ -1,1 +1,0 @@
-"""The data lake: an S3 endpoint with one identity per user (see :mod:`lakehub.lake.base`)."""

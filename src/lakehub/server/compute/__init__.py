@@ -1,0 +1,1 @@
+"""The server's engines for Dask and Spark clusters (the SDK's side is lakehub.compute)."""

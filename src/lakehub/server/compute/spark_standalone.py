@@ -1,0 +1,534 @@
+"""Spark standalone clusters per user, from the pyspark wheel of the ``spark`` environment.
+
+A cluster is one master and N workers (``spark-class ...deploy.master.Master|worker.Worker``)
+bound to one address (loopback by default), on free ports, with the REST submission port off.
+
+Isolation: a standalone master accepts any driver that reaches it, so every cluster has its own
+``spark.authenticate`` secret (with AES-based RPC encryption), written only to a properties file
+in the owner's home and to the cluster's record; drivers without it are refused. The processes
+run as the owner's unix account when the hub is root (``lh-<name>``) and carry the hub's marker,
+so ``lakehub down`` stops them. Secrets never reach a command line, a log or ``Cluster.detail``.
+
+Records (``run/compute/spark/<owner>--<name>.json``) keep pids and ports, so clusters outlive a
+restart of the control plane; a reaper stops clusters that ran no application for their idle
+timeout (read from the master's ``/json/``) and marks those whose master died as failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import secrets
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lakehub.server.compute.base import Cluster, ClusterRequest, ComputeError, Runnings
+from lakehub.server.compute.spark_procs import (
+    Ids,
+    alive,
+    free_port,
+    lake_jars,
+    listening,
+    master_json,
+    private_dir,
+    pyspark_home,
+    write_private,
+)
+from lakehub.server.config import Settings
+
+log = logging.getLogger("lakehub.compute.spark")
+MARKER = "LAKEHUB_HUB_ID"
+DEFAULT_IDLE = 1800.0
+START_TIMEOUT = 120.0
+START_GRACE = 300.0  # seconds a new cluster has for its first application, whatever its timeout
+HEAD_MEMORY = 512 << 20  # the master's heap (each worker's daemon is counted with the worker)
+
+Check = Callable[[str, ClusterRequest, list[Cluster]], Any]
+# the class below has a ``list`` method: these keep the builtin usable in its annotations
+Names = list[str]
+Records = list[dict[str, Any]]
+Clusters = list[Cluster]
+
+
+class SparkEngine:
+    kind = "spark"
+
+    def __init__(
+        self,
+        settings: Settings,
+        lake_env: Callable[[str], dict[str, str]],
+        check: Check,
+        *,
+        spark_env: Callable[[], Path | None] | None = None,
+        host: str = "127.0.0.1",
+        reap_every: float = 5.0,
+        ui_proxy: Callable[[str, str], str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.lake_env = lake_env
+        self.check = check
+        self.spark_env = spark_env or (lambda: settings.envs_dir / "spark")
+        self.host = host
+        self.reap_every = reap_every
+        self.ui_proxy = ui_proxy  # (owner, name) -> the UI's address through the front door
+        self.dir = settings.run_dir / "compute" / "spark"
+        self._lock = threading.RLock()
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._stop = threading.Event()
+        self._reaper: threading.Thread | None = None
+
+    # the contract -----------------------------------------------------------------------------
+    def start(self, owner: str, request: ClusterRequest) -> Cluster:
+        """Checked and recorded now; started in the background (status ``starting``, then
+        ``running`` once its master leads, or ``failed`` with a ``reason``)."""
+        rec = self._prepare(owner, request)
+        threading.Thread(
+            target=self._run, args=(rec,), name=f"spark-{rec['name']}", daemon=True
+        ).start()
+        return self._cluster(rec)
+
+    def _prepare(self, owner: str, request: ClusterRequest) -> dict[str, Any]:
+        """Check the request and write the cluster's record (status ``starting``)."""
+        if request.workers < 1:
+            raise ComputeError("a Spark cluster needs at least one worker")
+        if request.memory < 512 * 2**20:
+            raise ComputeError("a Spark worker needs at least 512 MiB of memory")
+        env_dir = self.spark_env()
+        if env_dir is None or not env_dir.exists():
+            raise ComputeError(
+                "the 'spark' environment is not built yet (see 'lakehub "
+                "environment ls'); try again in a moment",
+                409,
+            )
+        env_dir = env_dir.resolve()
+        home = pyspark_home(env_dir)
+        name = f"{owner}-{secrets.token_hex(3)}"
+        rec: dict[str, Any] = {
+            "name": name,
+            "owner": owner,
+            "status": "starting",
+            "host": self.host,
+            "workers": request.workers,
+            "cores": request.cores,
+            "memory": request.memory,
+            "idle_timeout": 0.0,
+            "server": request.server,
+            "started": time.time(),
+            "last_busy": time.time(),
+            "env": str(env_dir),
+            "spark_home": str(home),
+            "secret": secrets.token_urlsafe(32),
+            "pids": [],
+            "master_port": free_port(self.host),
+            "ui_port": free_port(self.host),
+        }
+        with self._lock:  # two starts at once must not both pass the same check
+            verdict = self.check(owner, request, self.list(owner))
+            timeout: Any = (
+                getattr(verdict, "idle_timeout", None)
+                or request.idle_timeout
+                or getattr(self.settings, "compute_idle_timeout", DEFAULT_IDLE)
+            )
+            rec["idle_timeout"] = float(timeout)
+            self._save(rec)
+        return rec
+
+    def _run(self, rec: dict[str, Any]) -> None:
+        try:
+            self._launch(rec)
+        except Exception as err:
+            log.warning("Spark cluster %s of %s did not start: %s", rec["name"], rec["owner"], err)
+            self._kill(rec)
+            rec["status"], rec["reason"] = "failed", str(err)
+            self._save(rec, only_existing=True)
+
+    def list(self, owner: str | None = None) -> Clusters:
+        return [self._cluster(r) for r in self._records() if owner in (None, r["owner"])]
+
+    def stop(self, owner: str, name: str) -> None:
+        rec = self._record(owner, name)
+        self._kill(rec)
+        self._drop(rec)
+
+    # beyond the contract ----------------------------------------------------------------------
+    def connect(self, owner: str, name: str) -> dict[str, Any]:
+        """What the owner's driver needs: master URL, secret, the executors' Python and jars."""
+        rec = self._record(owner, name)
+        env = Path(rec["env"])
+        return {
+            "name": name,
+            "master": self._master_url(rec),
+            "secret": rec["secret"],
+            "python": str(env / "bin" / "python"),
+            "jars": lake_jars(Path(rec["spark_home"]).parent),
+            "cores": self._cores(rec),
+            "memory_mb": self._memory_mb(rec),
+            "ui_url": f"http://{rec['host']}:{rec['ui_port']}",
+        }
+
+    def running(self) -> Runnings:
+        """Every cluster as the planner counts it (owner, kind, name, most memory)."""
+        from lakehub.server.compute.base import Running
+
+        return [
+            Running(r["owner"], "spark", r["name"], HEAD_MEMORY + r["workers"] * r["memory"])
+            for r in self._records()
+            if r["status"] in ("starting", "running")
+        ]
+
+    def start_for_server(self, owner: str, request: ClusterRequest) -> dict[str, str]:
+        """A cluster that lives with notebook server ``request.server``: checked and recorded
+        now, started in the background; returns the server's variables (the secret included,
+        for that server's environment only)."""
+        self.stop_for_server(owner, request.server or "")
+        rec = self._prepare(owner, request)
+        threading.Thread(
+            target=self._run, args=(rec,), name=f"spark-{rec['name']}", daemon=True
+        ).start()
+        return {
+            "SPARK_MASTER_URL": self._master_url(rec),
+            "LAKEHUB_SPARK_CLUSTER": rec["name"],
+            "LAKEHUB_SPARK_SECRET": rec["secret"],
+            "LAKEHUB_SPARK_CORES": str(self._cores(rec)),
+            "LAKEHUB_SPARK_MEMORY_MB": str(self._memory_mb(rec)),
+            "PYSPARK_PYTHON": str(Path(rec["env"]) / "bin" / "python"),
+            **({"LAKEHUB_SPARK_UI": self._cluster(rec).dashboard_url} if self.ui_proxy else {}),
+        }
+
+    def stop_for_server(self, owner: str, server: str) -> Names:
+        """Stop the clusters that live with ``owner``'s notebook server ``server``."""
+        stopped: Names = []
+        for rec in self._records():
+            if rec["owner"] == owner and rec.get("server") == server:
+                self._kill(rec)
+                self._drop(rec)
+                stopped.append(rec["name"])
+        return stopped
+
+    def open(self) -> None:
+        """Forget clusters whose master is gone (a hub that was stopped took them along), adopt
+        the others, start the reaper (idle and dead clusters)."""
+        for rec in self._records():
+            if rec["status"] != "failed" and not self._master_alive(rec):
+                self._drop(rec)
+        if self._reaper is None:
+            self._stop.clear()
+            self._reaper = threading.Thread(
+                target=self._reap_loop, name="spark-reaper", daemon=True
+            )
+            self._reaper.start()
+
+    def close(self) -> None:
+        """Stop the reaper; clusters keep running (a restarted control plane adopts them)."""
+        self._stop.set()
+        if self._reaper is not None:
+            self._reaper.join(timeout=10)
+            self._reaper = None
+
+    def reap(self) -> Names:
+        """One pass: stop idle clusters, mark dead ones failed. Returns the names stopped."""
+        stopped: Names = []
+        for rec in self._records():
+            if rec["status"] not in ("running", "starting"):
+                continue
+            if not self._master_alive(rec):
+                if rec["status"] == "running":
+                    rec["status"], rec["reason"] = "failed", "its master stopped"
+                    self._kill(rec)
+                    self._save(rec, only_existing=True)
+                continue
+            state = master_json(rec["host"], rec["ui_port"])
+            now = time.time()
+            if state is None:
+                continue
+            # until its first application, a new cluster gets at least START_GRACE seconds
+            limit = (
+                rec["idle_timeout"] if rec.get("had_app") else max(rec["idle_timeout"], START_GRACE)
+            )
+            if state.get("activeapps"):
+                rec["last_busy"], rec["had_app"] = now, True
+                self._save(rec, only_existing=True)
+            elif (
+                rec["status"] == "running"
+                and rec.get("server") is None
+                and now - rec["last_busy"] > limit
+            ):
+                log.info("stopping idle Spark cluster %s of %s", rec["name"], rec["owner"])
+                self._kill(rec)
+                self._drop(rec)
+                stopped.append(rec["name"])
+        return stopped
+
+    def _reap_loop(self) -> None:
+        while not self._stop.wait(self.reap_every):
+            try:
+                self.reap()
+            except Exception:  # one bad pass must not end the reaper
+                log.exception("the Spark reaper failed a pass")
+
+    # processes --------------------------------------------------------------------------------
+    def _launch(self, rec: dict[str, Any]) -> None:
+        owner, home = rec["owner"], Path(rec["spark_home"])
+        work = self.settings.homes_dir / owner / ".lakehub" / "spark" / rec["name"]
+        user = self._account(owner)
+        private_dir(work, user)
+        props = work / "spark.conf"
+        write_private(
+            props,
+            user,
+            {
+                "spark.authenticate": "true",
+                "spark.authenticate.secret": rec["secret"],
+                "spark.network.crypto.enabled": "true",
+                "spark.master.rest.enabled": "false",
+                "spark.ui.reverseProxy": "true" if self.ui_proxy else "false",
+                **(
+                    {"spark.ui.reverseProxyUrl": self.ui_proxy(owner, rec["name"])}
+                    if self.ui_proxy
+                    else {}
+                ),
+                "spark.worker.cleanup.enabled": "true",
+            },
+        )
+        env = self._env(rec, user)
+        logs = self.settings.log_dir / "spark"
+        logs.mkdir(parents=True, exist_ok=True)
+        spark_class = str(home / "bin" / "spark-class")
+        master = self._spawn(
+            [
+                spark_class,
+                "org.apache.spark.deploy.master.Master",
+                "--host",
+                rec["host"],
+                "--port",
+                str(rec["master_port"]),
+                "--webui-port",
+                str(rec["ui_port"]),
+                "--properties-file",
+                str(props),
+            ],
+            env,
+            work,
+            logs / f"{rec['name']}-master.log",
+            user,
+        )
+        rec["pids"] = [master]
+        self._save(rec, only_existing=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        # workers go once the master listens: a worker that finds no master retries much later
+        self._until(lambda: listening(rec["host"], rec["master_port"]), deadline, rec, "listen")
+        env.update(self.lake_env(owner))  # executors inherit it: Python code reaches the lake
+        for i in range(rec["workers"]):
+            rec["pids"].append(
+                self._spawn(
+                    [
+                        spark_class,
+                        "org.apache.spark.deploy.worker.Worker",
+                        "--host",
+                        rec["host"],
+                        "--port",
+                        str(free_port(rec["host"])),
+                        "--webui-port",
+                        "0",
+                        "--cores",
+                        str(self._cores(rec)),
+                        "--memory",
+                        f"{self._memory_mb(rec)}m",
+                        "--work-dir",
+                        str(work / f"worker-{i}"),
+                        "--properties-file",
+                        str(props),
+                        self._master_url(rec),
+                    ],
+                    env,
+                    work,
+                    logs / f"{rec['name']}-worker-{i}.log",
+                    user,
+                )
+            )
+        self._save(rec, only_existing=True)
+
+        def leads() -> bool:  # before, it ignores drivers (which retry 20 s later)
+            state = master_json(rec["host"], rec["ui_port"])
+            return bool(state and state.get("status") == "ALIVE")
+
+        self._until(leads, deadline, rec, "elect its master")
+        rec["status"], rec["last_busy"] = "running", time.time()
+        self._save(rec, only_existing=True)
+
+    def _until(
+        self, ready: Callable[[], bool], deadline: float, rec: dict[str, Any], what: str
+    ) -> None:
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            if not self._path(rec["owner"], rec["name"]).exists():
+                raise ComputeError("the Spark cluster was stopped while starting", 409)
+            if not all(alive(p) for p in rec["pids"]):
+                raise ComputeError(
+                    f"the Spark cluster stopped while starting (could not {what});"
+                    f" see logs/spark/{rec['name']}-*.log",
+                    500,
+                )
+            time.sleep(0.05)
+        raise ComputeError(f"the Spark cluster did not {what} in {START_TIMEOUT:.0f} s", 504)
+
+    def _spawn(
+        self, argv: Names, env: dict[str, str], cwd: Path, log_file: Path, user: Ids | None
+    ) -> int:
+        with open(log_file, "ab") as out:
+            ids: dict[str, Any] = {}
+            if user is not None:
+                ids = {"user": user[0], "group": user[1], "extra_groups": user[2]}
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **ids,
+            )
+        self._children[proc.pid] = proc
+        return proc.pid
+
+    def _kill(self, rec: dict[str, Any]) -> None:
+        """Workers (and their executors) first, then the master; TERM, then KILL."""
+        pids = list(reversed(rec.get("pids") or ()))
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids:
+                if alive(pid) and self._ours(pid):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pid, sig)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and any(alive(p) for p in pids):
+                for pid in pids:
+                    child = self._children.get(pid)
+                    if child is not None:
+                        child.poll()
+                time.sleep(0.05)
+        for pid in pids:
+            child = self._children.pop(pid, None)
+            if child is not None:
+                child.wait(timeout=5)
+
+    def _master_alive(self, rec: dict[str, Any]) -> bool:
+        return bool(rec["pids"]) and alive(rec["pids"][0]) and self._ours(rec["pids"][0])
+
+    def _ours(self, pid: int) -> bool:
+        """A pid of this hub (its marker in the environment): never signal a recycled pid."""
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return f"{MARKER}={self.settings.data_dir}".encode() in env
+
+    def _env(self, rec: dict[str, Any], user: Ids | None) -> dict[str, str]:
+        env_dir = Path(rec["env"])
+        owner = rec["owner"]
+        env = {
+            "PATH": f"{env_dir / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            "SPARK_HOME": rec["spark_home"],
+            "SPARK_LOCAL_IP": rec["host"],
+            "SPARK_DAEMON_MEMORY": f"{HEAD_MEMORY >> 20}m",
+            "SPARK_NO_DAEMONIZE": "1",
+            "PYSPARK_PYTHON": str(env_dir / "bin" / "python"),
+            "HOME": str(self.settings.homes_dir / owner),
+            "USER": f"lh-{owner}" if user else os.environ.get("USER", owner),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            MARKER: str(self.settings.data_dir),
+        }
+        if os.environ.get("JAVA_HOME"):
+            env["JAVA_HOME"] = os.environ["JAVA_HOME"]
+        return env
+
+    def _account(self, owner: str) -> Ids | None:
+        home = self.settings.homes_dir / owner
+        if not self.settings.isolated:
+            home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return None
+        from lakehub.server.notebooks.accounts import ensure_account
+
+        pw = ensure_account(owner, home)
+        return pw.pw_uid, pw.pw_gid, os.getgrouplist(pw.pw_name, pw.pw_gid)
+
+    # records ----------------------------------------------------------------------------------
+    def _path(self, owner: str, name: str) -> Path:
+        return self.dir / f"{owner}--{name}.json"
+
+    def _save(self, rec: dict[str, Any], only_existing: bool = False) -> None:
+        """Write the record (atomically); ``only_existing``: unless it was dropped meanwhile."""
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self._path(rec["owner"], rec["name"])
+        if only_existing and not path.exists():
+            return
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(rec, f)
+        os.replace(tmp, path)
+
+    def _drop(self, rec: dict[str, Any]) -> None:
+        self._path(rec["owner"], rec["name"]).unlink(missing_ok=True)
+
+    def _records(self) -> Records:
+        out: Records = []
+        for path in sorted(self.dir.glob("*.json")) if self.dir.exists() else []:
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue
+        return out
+
+    def _record(self, owner: str, name: str) -> dict[str, Any]:
+        try:
+            rec: dict[str, Any] = json.loads(self._path(owner, name).read_text())
+        except (OSError, ValueError):
+            raise ComputeError(f"you have no Spark cluster named {name!r}", 404) from None
+        return rec
+
+    def _master_url(self, rec: dict[str, Any]) -> str:
+        return f"spark://{rec['host']}:{rec['master_port']}"
+
+    @staticmethod
+    def _cores(rec: dict[str, Any]) -> int:
+        return max(1, math.ceil(rec["cores"]))
+
+    @staticmethod
+    def _memory_mb(rec: dict[str, Any]) -> int:
+        return max(512, int(rec["memory"]) // 2**20)
+
+    def _cluster(self, rec: dict[str, Any]) -> Cluster:
+        detail: dict[str, Any] = {k: rec[k] for k in ("server", "idle_timeout", "host") if k in rec}
+        up = sum(alive(p) for p in rec["pids"][1:])
+        detail["workers_alive"] = up
+        if rec.get("reason"):
+            detail["reason"] = rec["reason"]
+        elif rec["status"] == "running" and up < rec["workers"]:
+            detail["reason"] = (
+                f"{rec['workers'] - up} of {rec['workers']} workers stopped; "
+                "running jobs continue on the others"
+            )
+        dashboard = self.ui_proxy(rec["owner"], rec["name"]) + "/" if self.ui_proxy else ""
+        return Cluster(
+            kind="spark",
+            name=rec["name"],
+            owner=rec["owner"],
+            status=rec["status"],
+            workers=rec["workers"],
+            cores=rec["cores"],
+            memory=rec["memory"],
+            address=self._master_url(rec),
+            dashboard_url=dashboard,
+            started=rec["started"],
+            detail=detail,
+        )

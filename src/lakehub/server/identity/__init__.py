@@ -1,0 +1,1 @@
+"""Who people are: users and their keys, groups, spaces and grants, their variables."""

@@ -1,0 +1,3 @@
+from lakehub.server.ingest.server import main
+
+main()

@@ -1,0 +1,77 @@
+"""What the lake writers keep of the streams in the database: their counters (moved records,
+bytes, errors) and a record stream's settled schema (see ``schema.py``), and those of the dataset
+each fills. Both writers (the log's and the parked batches') change them only here, in the
+transaction that advances their checkpoint."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from lakehub.server.db import Dataset, IngestStream, utcnow
+from lakehub.server.ingest.schema import catalog_columns, loads
+
+log = logging.getLogger("lakehub.server.ingest")
+Counts = dict[int, tuple[int, int, float]]  # stream -> (records, bytes, received until)
+Schemas = dict[int, str | None]  # stream -> settled schema (JSON; None: none yet)
+
+
+def settled_schemas(db: object, sids: list[int]) -> Schemas:
+    """The streams' settled schemas, as last committed (None: none yet)."""
+    if not sids:
+        return {}
+    with db.session() as s:  # type: ignore[attr-defined]
+        rows = s.execute(
+            select(IngestStream.id, IngestStream.schema_json).where(IngestStream.id.in_(sids))
+        ).all()
+    return {sid: doc for sid, doc in rows}
+
+
+def add_moved(
+    s: Session, counts: Counts, errors: dict[int, str], schemas: Schemas | None = None
+) -> None:
+    """Count what reached the lake (in the caller's transaction), and the dataset it fills;
+    ``schemas``: the settled schemas the batch moved on (only of streams in ``counts``)."""
+    schemas = schemas or {}
+    for sid, (records, nbytes, until) in counts.items():
+        values: dict[str, object] = {
+            "moved_records": IngestStream.moved_records + records,
+            "moved_bytes": IngestStream.moved_bytes + nbytes,
+            "moved_until": until,
+        }
+        if sid in errors:
+            values["errors"] = IngestStream.errors + 1
+            values["last_error"] = errors[sid][:1000]
+        if sid in schemas:
+            values["schema_json"] = schemas[sid]
+        s.execute(update(IngestStream).where(IngestStream.id == sid).values(**values))
+        name = s.scalar(select(IngestStream.dataset).where(IngestStream.id == sid))
+        if name:
+            columns = (
+                {"schema_json": catalog_columns(loads(schemas[sid]))} if sid in schemas else {}
+            )
+            s.execute(
+                update(Dataset)
+                .where(Dataset.name == name)
+                .values(
+                    row_count=Dataset.row_count + records,
+                    size_bytes=Dataset.size_bytes + nbytes,
+                    file_count=Dataset.file_count + 1,
+                    updated_at=utcnow(),
+                    **columns,
+                )
+            )
+
+
+def stream_error(db: object, sid: int, message: str) -> None:
+    try:
+        with db.session() as s:  # type: ignore[attr-defined]
+            s.execute(
+                update(IngestStream)
+                .where(IngestStream.id == sid)
+                .values(errors=IngestStream.errors + 1, last_error=message[:1000])
+            )
+    except Exception as err:
+        log.warning("cannot record a stream's error: %s", err)

@@ -1,0 +1,152 @@
+# JupyterHub configuration generated from LakeHub settings; run as `jupyterhub -f <this file>`
+# by the supervisor, with LAKEHUB_DATA_DIR (and any LAKEHUB_* settings) in the environment.
+import os
+import sys
+from pathlib import Path
+
+from lakehub.server.config import load_settings
+from lakehub.server.notebooks.authenticator import LakeHubAuthenticator
+from lakehub.server.notebooks.roles import ADMIN_GROUP, ADMIN_ROLE, ADMIN_SCOPES, CONTROL_SCOPES
+from lakehub.server.notebooks.spawner import LakeHubSpawner
+from lakehub.server.runtime import load_runtime, tokens
+
+c = get_config()  # type: ignore[name-defined]  # noqa: F821
+settings = load_settings()
+runtime = load_runtime(settings)
+assert runtime is not None, "start JupyterHub through 'lakehub up'"
+tok = tokens(settings)
+p = runtime.ports
+
+# The front door: our own proxy process, started and watched by the supervisor.
+c.JupyterHub.bind_url = f"http://{settings.host}:{settings.port}/"
+c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{p['hub']}"
+c.ConfigurableHTTPProxy.should_start = False
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{p['proxy_api']}"
+c.ConfigurableHTTPProxy.auth_token = tok.proxy
+c.JupyterHub.db_url = f"sqlite:///{settings.state_dir / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(settings.state_dir / "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = str(settings.run_dir / "jupyterhub.pid")
+c.JupyterHub.template_paths = [str(Path(__file__).parent / "templates")]
+c.JupyterHub.default_url = "/services/lakehub/"
+c.JupyterHub.cleanup_servers = True
+c.JupyterHub.authenticate_prometheus = True
+
+# The control plane, as an external service behind the proxy.
+c.JupyterHub.services = [
+    {
+        "name": "lakehub",
+        "url": f"http://127.0.0.1:{p['api']}",
+        "api_token": tok.service,
+        "oauth_redirect_uri": "/services/lakehub/oauth_callback",
+        "oauth_no_confirm": True,
+        "display": False,
+    },
+    {  # Dask clusters; JupyterHub tokens authenticate there, and browsers log in to
+        # dashboards through OAuth (see lakehub.server.compute.dashboards)
+        "name": "dask-gateway",
+        "url": f"http://127.0.0.1:{p['gateway']}",
+        "api_token": tok.gateway,
+        "oauth_redirect_uri": "/services/dask-gateway/oauth_callback",
+        "oauth_no_confirm": True,
+        "display": False,
+    },
+]
+ADMINS = {
+    "local": [settings.admin_user],
+    "ldap": settings.ldap_admin_users,
+    "oauth": settings.oauth_admin_users,
+}[settings.auth]
+c.JupyterHub.load_roles = [
+    # JupyterHub's own admin role can do anything (mint any user's token, open their server),
+    # and its scopes cannot be changed: nobody holds it. Administrators manage users without
+    # the power to become them (lakehub.server.notebooks.roles).
+    {"name": "admin", "users": [], "services": []},
+    {"name": ADMIN_ROLE, "scopes": ADMIN_SCOPES, "users": ADMINS, "groups": [ADMIN_GROUP]},
+    {"name": "lakehub-control", "scopes": CONTROL_SCOPES, "services": ["lakehub"]},
+    {
+        "name": "user",
+        "scopes": [
+            "self",
+            "access:services!service=lakehub",
+            "access:services!service=dask-gateway",
+        ],
+    },
+]
+if settings.cull_idle_timeout:  # stops idle servers; users and their files stay
+    c.JupyterHub.services.append(
+        {
+            "name": "idle-culler",
+            "command": [
+                sys.executable,
+                "-m",
+                "lakehub.server.notebooks.culling",
+                f"--timeout={settings.cull_idle_timeout}",
+                f"--cull-every={settings.cull_every}",
+            ],
+            # the hub id lets `lakehub down` sweep it like every other process of this hub
+            # the hub's pid: the culler dies with this process (a restarted hub starts its own)
+            "environment": {
+                "LAKEHUB_DATA_DIR": str(settings.data_dir),
+                "LAKEHUB_HUB_ID": str(settings.data_dir),
+                "LAKEHUB_HUB_PID": str(os.getpid()),
+            },
+            "display": False,
+        }
+    )
+    c.JupyterHub.load_roles.append(
+        {
+            "name": "idle-culler",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": ["idle-culler"],
+        }
+    )
+
+# Identity
+if settings.auth == "local":
+    c.JupyterHub.authenticator_class = LakeHubAuthenticator
+    c.LakeHubAuthenticator.db_url = settings.database_url
+elif settings.auth == "ldap":
+    from urllib.parse import urlparse
+
+    url = urlparse(settings.ldap_url or "")
+    c.JupyterHub.authenticator_class = "ldapauthenticator.LDAPAuthenticator"
+    c.LDAPAuthenticator.server_address = url.hostname
+    c.LDAPAuthenticator.server_port = url.port or (636 if url.scheme == "ldaps" else 389)
+    c.LDAPAuthenticator.tls_strategy = settings.ldap_tls
+    c.LDAPAuthenticator.bind_dn_template = settings.ldap_bind_dn_template
+    c.Authenticator.allow_all = True
+else:
+    c.JupyterHub.authenticator_class = "oauthenticator.generic.GenericOAuthenticator"
+    c.GenericOAuthenticator.client_id = settings.oauth_client_id
+    if settings.oauth_client_secret:
+        c.GenericOAuthenticator.client_secret = settings.oauth_client_secret.get_secret_value()
+    c.GenericOAuthenticator.authorize_url = settings.oauth_authorize_url
+    c.GenericOAuthenticator.token_url = settings.oauth_token_url
+    c.GenericOAuthenticator.userdata_url = settings.oauth_userdata_url
+    c.GenericOAuthenticator.username_claim = settings.oauth_username_claim
+    c.GenericOAuthenticator.oauth_callback_url = f"{runtime.front_url}/hub/oauth_callback"
+    c.GenericOAuthenticator.scope = ["openid", "profile"]
+    c.Authenticator.allow_all = True
+
+# Notebooks
+c.JupyterHub.spawner_class = LakeHubSpawner
+c.LakeHubSpawner.isolated = settings.isolated
+c.LakeHubSpawner.homes_dir = str(settings.homes_dir)
+c.LakeHubSpawner.env_dir = str(settings.envs_dir / "default")
+c.LakeHubSpawner.lakehub_api_url = runtime.api_url
+c.LakeHubSpawner.lakehub_token = tok.service
+c.LakeHubSpawner.hub_id = str(settings.data_dir)
+c.LakeHubSpawner.warm_socket = str(settings.run_dir / "warm.sock") if settings.warm_start else ""
+c.LakeHubSpawner.run_dir = str(settings.run_dir)
+# several servers per user; how many is a LakeHub quota (checked by the control plane)
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = 0
+c.Spawner.default_url = "/lab"
+c.Spawner.start_timeout = 60
+c.Spawner.http_timeout = 60
+c.Spawner.server_token_scopes = [
+    "users:activity!user",
+    "access:servers!server",
+    "access:services!service=lakehub",
+    "access:services!service=dask-gateway",
+]

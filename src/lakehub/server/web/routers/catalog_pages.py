@@ -1,0 +1,83 @@
+"""The portal's dataset catalog: search, describe, preview, register, forget."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+
+from lakehub.server.identity.users import UserError
+from lakehub.server.web.routers.api import State
+from lakehub.server.web.routers.portal import Browser, back, page
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/datasets", response_class=HTMLResponse)
+async def datasets(
+    request: Request,
+    who: Browser,
+    state: State,
+    q: str = "",
+    tag: str = "",
+    msg: str = "",
+    error: str = "",
+) -> Response:
+    found = await state.run(lambda: state.catalog.search(who.name, who.admin, q, tag))
+    return page(
+        request, "datasets.html", who=who, datasets=found, q=q, tag=tag, msg=msg, error=error
+    )
+
+
+@router.post("/datasets")
+async def register(
+    who: Browser,
+    state: State,
+    name: Annotated[str, Form()],
+    path: Annotated[str, Form()],
+    format: Annotated[str, Form()],
+    description: Annotated[str, Form()] = "",
+    tags: Annotated[str, Form()] = "",
+) -> Response:
+    try:
+        await state.run(
+            lambda: state.catalog.register(
+                name.strip(),
+                path.strip(),
+                format,
+                who.name,
+                description=description,
+                tags=[t for t in tags.replace(",", " ").split() if t],
+            )
+        )
+    except UserError as err:
+        return back(state, "datasets", error=str(err))
+    return back(state, f"datasets/{quote(name.strip())}", msg=f"registered {name}")
+
+
+@router.get("/datasets/{name}", response_class=HTMLResponse)
+async def dataset(
+    request: Request, name: str, who: Browser, state: State, msg: str = "", error: str = ""
+) -> Response:
+    try:
+        view = await state.run(state.catalog.get, name, who.name, who.admin)
+    except UserError as err:
+        resp = page(request, "error.html", who=who, error=str(err))
+        resp.status_code = err.status
+        return resp
+    try:
+        preview = await state.run(state.catalog.preview, name, who.name, who.admin, 20)
+    except UserError as err:
+        preview = {"columns": [], "rows": [], "note": str(err)}
+    return page(request, "dataset.html", who=who, d=view, preview=preview, msg=msg, error=error)
+
+
+@router.post("/datasets/{name}/delete")
+async def forget(name: str, who: Browser, state: State) -> Response:
+    try:
+        await state.run(state.catalog.delete, name, who.name, who.admin)
+    except UserError as err:
+        return back(state, f"datasets/{quote(name)}", error=str(err))
+    return back(state, "datasets", msg=f"{name} removed from the catalog; its files stay")

@@ -1,0 +1,134 @@
+"""The dataset catalog (JSON API): register, find, describe, preview."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response
+from pydantic import BaseModel, Field
+
+from lakehub.server.catalog import DatasetView
+from lakehub.server.web.routers.api import State, User
+from lakehub.server.web.schema import Instant
+
+router = APIRouter(prefix="/api/datasets", tags=["datasets"])
+
+
+class NewDataset(BaseModel):
+    name: str
+    path: str = Field(description="s3://bucket/prefix/ in your lake")
+    format: str = Field(description="parquet, csv, jsonl, zarr or raw")
+    partitioning: list[str] | None = Field(
+        default=None, description="hive folder keys in order, e.g. [year, month]; default: found"
+    )
+    description: str = Field(default="", max_length=20_000)
+    tags: list[str] = []
+    lineage: str = Field(default="", max_length=20_000)
+
+
+class DatasetPatch(BaseModel):
+    description: str | None = Field(default=None, max_length=20_000)
+    tags: list[str] | None = None
+    lineage: str | None = Field(default=None, max_length=20_000)
+
+
+class DatasetOut(BaseModel):
+    name: str
+    path: str
+    bucket: str
+    prefix: str
+    format: str
+    partitioning: list[str]
+    description: str
+    tags: list[str]
+    lineage: str
+    owner: str | None
+    schema_: list[dict[str, str]] = Field(alias="schema")
+    partitions: dict[str, list[str]]
+    row_count: int | None
+    size_bytes: int
+    file_count: int
+    created_at: Instant
+    updated_at: Instant
+    access: str
+
+    model_config = {"populate_by_name": True}
+
+    @classmethod
+    def of(cls, v: DatasetView) -> DatasetOut:
+        fields = {k: getattr(v, k) for k in cls.model_fields if k != "schema_"}
+        return cls(schema=v.schema, **fields)
+
+
+def _local(who: Any) -> None:
+    if who.local:
+        raise HTTPException(400, "the local administrator has no lake keys: act as a hub user")
+
+
+@router.get("", response_model_by_alias=True)
+async def search(
+    who: User, state: State, q: str = "", tag: str = "", column: str = ""
+) -> list[DatasetOut]:
+    """Datasets you can read, matching words in name, description, tags and columns."""
+    found = await state.run(lambda: state.catalog.search(who.name, who.admin, q, tag, column))
+    return [DatasetOut.of(v) for v in found]
+
+
+@router.post("", status_code=201, response_model_by_alias=True)
+async def register(body: NewDataset, who: User, state: State) -> DatasetOut:
+    """Register a lake path; its schema, partitions, rows and size are read with your keys."""
+    _local(who)
+    view = await state.run(
+        lambda: state.catalog.register(
+            body.name,
+            body.path,
+            body.format,
+            who.name,
+            partitioning=body.partitioning,
+            description=body.description,
+            tags=body.tags,
+            lineage=body.lineage,
+        )
+    )
+    return DatasetOut.of(view)
+
+
+@router.get("/{name}", response_model_by_alias=True)
+async def get(name: str, who: User, state: State) -> DatasetOut:
+    return DatasetOut.of(await state.run(state.catalog.get, name, who.name, who.admin))
+
+
+@router.patch("/{name}", response_model_by_alias=True)
+async def update(name: str, body: DatasetPatch, who: User, state: State) -> DatasetOut:
+    view = await state.run(
+        lambda: state.catalog.update(
+            name,
+            who.name,
+            who.admin,
+            description=body.description,
+            tags=body.tags,
+            lineage=body.lineage,
+        )
+    )
+    return DatasetOut.of(view)
+
+
+@router.post("/{name}/refresh", response_model_by_alias=True)
+async def refresh(name: str, who: User, state: State) -> DatasetOut:
+    """Infer again after new files arrived."""
+    _local(who)
+    return DatasetOut.of(await state.run(state.catalog.refresh, name, who.name, who.admin))
+
+
+@router.get("/{name}/preview")
+async def preview(name: str, who: User, state: State, limit: int = 20) -> dict[str, Any]:
+    """The first rows, read with your own keys."""
+    _local(who)
+    return await state.run(state.catalog.preview, name, who.name, who.admin, limit)
+
+
+@router.delete("/{name}", status_code=204)
+async def delete(name: str, who: User, state: State) -> Response:
+    """Forget the entry; the data stays in the lake."""
+    await state.run(state.catalog.delete, name, who.name, who.admin)
+    return Response(status_code=204)

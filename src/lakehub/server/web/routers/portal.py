@@ -1,0 +1,263 @@
+"""The web portal: server-rendered pages behind JupyterHub's OAuth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from lakehub.server.identity.users import UserError
+from lakehub.server.lake import browse as browse_area
+from lakehub.server.lake.base import s3_client
+from lakehub.server.web.auth import Principal, browser_user
+from lakehub.server.web.routers.api import State, remove_user
+from lakehub.server.web.signup_limit import client_address
+
+router = APIRouter(include_in_schema=False)
+Browser = Annotated[Principal, Depends(browser_user)]
+_templates: Jinja2Templates | None = None
+
+
+def templates() -> Jinja2Templates:
+    global _templates
+    if _templates is None:
+        _templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
+    return _templates
+
+
+def page(request: Request, template: str, **ctx: Any) -> HTMLResponse:
+    state = request.app.state.lh
+    resp = templates().TemplateResponse(request, template, {"prefix": state.prefix, **ctx})
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def back(state: Any, path: str, msg: str = "", error: str = "") -> RedirectResponse:
+    query = urlencode({k: v for k, v in (("msg", msg), ("error", error)) if v})
+    joiner = "&" if "?" in path else "?"
+    return RedirectResponse(state.prefix + path + (joiner + query if query else ""), 303)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(
+    request: Request, who: Browser, state: State, msg: str = "", error: str = ""
+) -> Response:
+    if who.local:
+        return RedirectResponse(state.prefix + "admin", 303)
+    creds = await state.run(state.directory.credentials, who.name)
+    from lakehub.server.web.routers.servers import servers_of  # imports this module
+
+    servers = await servers_of(state, who.name)
+    from lakehub.server.web.routers.compute import clusters_of  # imports this module
+
+    clusters, compute_errors = await clusters_of(state, who.name)
+    spaces = await state.run(state.spaces.visible, who.name, False)
+    quotas = await state.run(state.quotas.visible, who.name, False)
+    return page(
+        request,
+        "home.html",
+        who=who,
+        creds=creds,
+        servers=servers,
+        spaces=spaces,
+        quotas=quotas,
+        clusters=clusters,
+        compute_errors=compute_errors,
+        msg=msg,
+        error=error,
+    )
+
+
+@router.post("/rotate")
+async def rotate(who: Browser, state: State) -> Response:
+    await state.run(state.directory.rotate, who.name, who.name)
+    return back(
+        state,
+        "",
+        msg="New lake key issued; the old one no longer works. Restart your server to pick it up.",
+    )
+
+
+@router.get("/admin", response_class=HTMLResponse)
+async def admin(
+    request: Request, who: Browser, state: State, msg: str = "", error: str = ""
+) -> Response:
+    if not who.admin:
+        return page(request, "error.html", who=who, error="Administrators only.")
+    users = await state.run(state.directory.list_users)
+    groups = await state.run(state.directory.groups)
+    events = await state.run(state.directory.events, 50)
+    quotas = await state.run(state.quotas.visible, who.name, True)
+    return page(
+        request,
+        "admin.html",
+        who=who,
+        users=users,
+        groups=groups,
+        events=events,
+        quotas=quotas,
+        msg=msg,
+        error=error,
+    )
+
+
+@router.post("/admin/users")
+async def admin_users(
+    who: Browser,
+    state: State,
+    action: Annotated[str, Form()],
+    name: Annotated[str, Form()],
+    group: Annotated[str, Form()] = "",
+) -> Response:
+    if not who.admin:
+        return back(state, "", error="Administrators only.")
+    d = state.directory
+    try:
+        if action == "create":
+            user, password = await state.run(lambda: d.create(name, actor=who.name))
+            await state.hub.ensure_user(user.name, user.admin)
+            return back(state, "admin", msg=f"Created {name}. Password (shown once): {password}")
+        if action == "approve":
+            await state.run(d.approve, name, who.name)
+        elif action in ("make-admin", "drop-admin"):
+            if name == who.name:
+                raise UserError("you cannot change your own admin rights")
+            await state.run(d.set_admin, name, action == "make-admin", who.name)
+            await state.hub.ensure_user(name, action == "make-admin")
+        elif action == "delete":
+            if name == who.name:
+                raise UserError("you cannot delete yourself")
+            await remove_user(state, name, who.name)
+        elif action == "create-group":
+            await state.run(d.create_group, name, who.name)
+        elif action == "add-member":
+            await state.run(d.add_member, group, name, who.name)
+        elif action == "remove-member":
+            await state.run(d.remove_member, group, name, who.name)
+        else:
+            raise UserError(f"unknown action {action!r}")
+    except UserError as err:
+        return back(state, "admin", error=str(err))
+    return back(state, "admin", msg=f"{action.replace('-', ' ')}: {name} done")
+
+
+@router.get("/signup", response_class=HTMLResponse)
+async def signup_form(request: Request, state: State) -> Response:
+    return page(request, "signup.html", who=None, auth=state.settings.auth)
+
+
+@router.post("/signup", response_class=HTMLResponse)
+async def signup(
+    request: Request,
+    state: State,
+    name: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+) -> Response:
+    if state.settings.auth != "local":
+        return page(request, "signup.html", who=None, auth=state.settings.auth)
+    refused = state.signup_limit.check(client_address(request))
+    if refused:  # the form comes back as typed, but for the password
+        resp = page(request, "signup.html", who=None, auth="local", error=refused, name=name)
+        resp.status_code = 429
+        return resp
+    try:
+        await state.run(
+            lambda: state.directory.create(name, actor=name, password=password, status="pending")
+        )
+    except UserError as err:
+        resp = page(request, "signup.html", who=None, auth="local", error=str(err), name=name)
+        resp.status_code = err.status if err.status != 404 else 400
+        return resp
+    return page(request, "signup.html", who=None, auth="local", done=True, name=name)
+
+
+# browsing the lake, with the user's own keys -------------------------------------------------
+async def _user_s3(state: Any, who: Principal) -> Any:
+    creds = await state.run(state.directory.credentials, who.name)
+    return s3_client(creds.endpoint_url, creds.access_key_id, creds.secret_access_key)
+
+
+def _lake_error(err: Exception) -> tuple[int, str]:
+    """The lake's refusal as an HTTP status and a sentence."""
+    code = getattr(err, "response", {}).get("Error", {}).get("Code", "")
+    denied, missing = (403, "You may not read this."), (404, "No such object.")
+    reasons = {
+        "AccessDenied": denied,
+        "403": denied,
+        "NoSuchKey": missing,
+        "404": missing,
+        "NoSuchBucket": (404, "No such bucket."),
+    }
+    return reasons.get(code, (502, str(err)))
+
+
+@router.get("/browse", response_class=HTMLResponse)
+async def browse_buckets(request: Request, who: Browser, state: State) -> Response:
+    s3 = await _user_s3(state, who)
+    buckets = await state.run(lambda: [b["Name"] for b in s3.list_buckets()["Buckets"]])
+    spaces = await state.run(state.spaces.visible, who.name, False)
+    names = sorted(set(buckets) | {sp.bucket for sp in spaces})
+    return page(request, "browse.html", who=who, buckets=names, listing=None)
+
+
+@router.get("/browse/{bucket}", response_class=HTMLResponse)
+async def browse(
+    request: Request,
+    bucket: str,
+    who: Browser,
+    state: State,
+    prefix: str = "",
+    key: str = "",
+    msg: str = "",
+    error: str = "",
+) -> Response:
+    from botocore.exceptions import ClientError
+
+    s3 = await _user_s3(state, who)
+    try:
+        if key:
+            meta = await state.run(browse_area.head, s3, bucket, key)
+            shown = await state.run(browse_area.preview, s3, bucket, key, meta["size"])
+            url = browse_area.download_url(s3, bucket, key)
+            return page(
+                request,
+                "object.html",
+                who=who,
+                bucket=bucket,
+                key=key,
+                meta=meta,
+                preview=shown,
+                download=url,
+                msg=msg,
+            )
+        listing = await state.run(browse_area.listing, s3, bucket, prefix)
+    except ClientError as err:
+        status, reason = _lake_error(err)
+        resp = page(request, "browse.html", who=who, buckets=[], listing=None, error=reason)
+        resp.status_code = status
+        return resp
+    return page(
+        request, "browse.html", who=who, buckets=None, listing=listing, msg=msg, error=error
+    )
+
+
+@router.post("/browse/{bucket}/delete")
+async def browse_delete(
+    bucket: str, who: Browser, state: State, key: Annotated[str, Form()]
+) -> Response:
+    from botocore.exceptions import ClientError
+
+    s3 = await _user_s3(state, who)
+    parent = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+    try:
+        await state.run(lambda: s3.delete_object(Bucket=bucket, Key=key))
+        state.quotas.poke()  # a quota it brought back under is lifted at once
+    except ClientError as err:
+        return back(
+            state, f"browse/{bucket}?" + urlencode({"prefix": parent}), error=_lake_error(err)[1]
+        )
+    return back(state, f"browse/{bucket}?" + urlencode({"prefix": parent}), msg=f"deleted {key}")
