@@ -29,7 +29,7 @@ from conftest import Hub
 from kernel import Kernel, start_server, stop_server
 
 API = "/services/lakehub/api/connections"
-PORTAL = "/services/lakehub/server/connections"
+PORTAL = "/services/lakehub/connections"
 ROOT = os.geteuid() == 0
 
 
