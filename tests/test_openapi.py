@@ -1,12 +1,14 @@
 """The API keeps its OpenAPI document: schemathesis sends generated requests (valid and invalid)
-to every operation, as a fresh normal user of the in-process platform (tests/inproc.py), and finds no server error and
-no answer the document does not describe (status, content type, body schema, headers).
+to every operation, as a fresh normal user of the in-process platform (tests/inproc.py), and
+finds no server error and no answer the document does not describe (status, content type, body
+schema, headers).
 
 Not sent: operations that start things (notebook servers, compute clusters), that dial the
 address in the request (a connection's endpoint is tried first) or that add accounts to the
 shared platform (sign-up), nor the compute operations: the in-process platform runs no
-dask-gateway (they are driven on real hubs in test_dask.py and test_spark.py). The user is no administrator, so every administrators' operation is a
-documented 403 and nothing another test relies on can be changed."""
+dask-gateway (they are driven on real hubs in test_dask.py and test_spark.py). The user is no
+administrator, so every administrators' operation is a documented 403 and nothing another test
+relies on can be changed."""
 
 from __future__ import annotations
 
