@@ -371,3 +371,7 @@ def browser() -> Iterator[Any]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+# the in-process layer (tests/inproc.py): a platform without a hub, for the API's matrices
+from inproc import full_quota, inproc, inproc_user, lake_down, slow_spawner  # noqa: E402, F401

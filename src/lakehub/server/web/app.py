@@ -5,29 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lakehub.server.catalog import Catalog
-from lakehub.server.compute.dask_gateway import DaskEngine
-from lakehub.server.config import load_settings
-from lakehub.server.db import Database
-from lakehub.server.identity.spaces import Spaces
-from lakehub.server.identity.users import Directory, UserError
-from lakehub.server.ingest import registry as ingest_registry
+from lakehub.server.identity.users import UserError
 from lakehub.server.lake.base import LakeUnavailable
-from lakehub.server.lake.seaweedfs import SeaweedFS
-from lakehub.server.notebooks.policy import Policies
-from lakehub.server.notebooks.registry import Environments
-from lakehub.server.quotas import Quotas
-from lakehub.server.runtime import load_runtime, tokens
-from lakehub.server.vault import Vault
+from lakehub.server.notebooks.jupyterhub_api import HubAPIError
+from lakehub.server.platform import Platform
 from lakehub.server.web import auth, guards
-from lakehub.server.web.jhub import HubAPIError, JupyterHubAPI
 from lakehub.server.web.routers import (
     api,
     catalog_pages,
@@ -48,65 +36,24 @@ from lakehub.server.web.routers import (
     uploads,
 )
 from lakehub.server.web.schema import ERRORS
-from lakehub.server.web.state import AppState
+from lakehub.server.web.signup_limit import SignupLimit
 
 log = logging.getLogger("lakehub.api")
 
 
-def build_state() -> AppState:
-    settings = load_settings()
-    runtime = load_runtime(settings)
-    if runtime is None:
-        raise RuntimeError(f"no running hub in {settings.data_dir}: start it with 'lakehub up'")
-    tok = tokens(settings)
-    vault = Vault(settings.state_dir)
-    db = Database(settings.database_url)
-    # the receivers take a revoked grant, a deleted source or user into account at once
-    db.on_change.append(partial(ingest_registry.mark_changed, settings.ingest_dir))
-    lake = SeaweedFS.of_hub(settings, runtime, tok)
-    directory = Directory(db, vault, lake)
-    environments = Environments(db, settings.envs_dir, settings.notebook_python)
-    state = AppState(
-        settings=settings,
-        runtime=runtime,
-        tokens=tok,
-        vault=vault,
-        db=db,
-        directory=directory,
-        hub=JupyterHubAPI(runtime.hub_api_url, tok.service),
-        spaces=Spaces(directory),
-        catalog=Catalog(directory),
-        quotas=Quotas(directory),
-        environments=environments,
-        policies=Policies(
-            directory, environments, settings.cull_idle_timeout, settings.notebook_max_servers
-        ),
-    )
-    state.compute["dask"] = DaskEngine(runtime, tok.service, settings.compute_bind)
-    state.compute["spark"] = spark.make_engine(state)
-    return state
-
-
-def create_app(state: AppState | None = None) -> FastAPI:
-    """The control plane over ``state`` (built from the settings and the running hub when not
-    given: ``uvicorn --factory`` calls it so), so a test can hand it a platform of its own."""
-    state = state or build_state()
+def create_app(platform: Platform | None = None) -> FastAPI:
+    """The control plane over ``platform`` (built from the settings and the running hub when
+    not given: ``uvicorn --factory`` calls it so). The app's lifespan starts the platform's
+    background loops and closes it; a test that drives the app without its lifespan starts
+    what it needs itself."""
+    state = platform or Platform.build()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state.quotas.start()
-        await state.run(state.environments.sync_builtins)
-        state.environments.start()
-        for engine in state.compute.values():
-            await state.run(getattr(engine, "open", lambda: None))
+        await state.start()
         notebooks.metrics_token(state.settings.state_dir)  # there for Prometheus from the start
         yield
-        await state.run(state.quotas.stop)
-        await state.run(state.environments.stop)
-        await state.hub.aclose()
-        for engine in state.compute.values():
-            await state.run(getattr(engine, "close", lambda: None))
-        state.db.engine.dispose()
+        await state.close()
 
     # The proxy forwards paths unchanged, so every route lives under the service prefix.
     base = state.prefix.rstrip("/")
@@ -119,6 +66,8 @@ def create_app(state: AppState | None = None) -> FastAPI:
         dependencies=[Depends(guards.no_lone_surrogates)],
     )
     app.state.lh = state
+    s = state.settings
+    app.state.signup_limit = SignupLimit(s.signup_per_address, s.signup_per_minute)
     routers = (
         auth.router,
         api.router,

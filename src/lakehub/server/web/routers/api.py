@@ -7,10 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
-from lakehub.server.compute.dask_gateway import notebook_env as dask_notebook_env
-from lakehub.server.identity.envvars import EnvVars
 from lakehub.server.identity.users import Credentials
-from lakehub.server.notebooks.accounts import remove_account
 from lakehub.server.web.auth import Principal, require_admin, require_local_admin, require_user
 from lakehub.server.web.schema import MAX_EXPIRY, Instant
 from lakehub.server.web.signup_limit import client_address
@@ -146,7 +143,7 @@ async def signup(body: SignUp, state: State, request: Request) -> dict[str, str]
     """Ask for an account; an administrator approves it. A few a minute per address (429)."""
     if state.settings.auth != "local":
         raise HTTPException(400, f"sign-up is handled by the {state.settings.auth} provider")
-    refused = state.signup_limit.check(client_address(request))
+    refused = request.app.state.signup_limit.check(client_address(request))
     if refused:
         raise HTTPException(429, refused)
     await state.run(
@@ -213,19 +210,8 @@ async def patch_user(name: str, body: UserPatch, who: Admin, state: State) -> di
 async def delete_user(name: str, who: Admin, state: State) -> Response:
     if name == who.name:
         raise HTTPException(400, "you cannot delete yourself")
-    await remove_user(state, name, who.name)
+    await state.remove_user(name, who.name)
     return Response(status_code=204)
-
-
-async def remove_user(state: AppState, name: str, actor: str) -> None:
-    """The user's record, lake identity, servers and unix account go; their data stays."""
-    await state.run(state.directory.delete, name, actor)
-    from lakehub.server.web.routers.connections import profiles  # imports this module
-
-    profiles(state).remove(name)
-    await state.hub.delete_user(name)
-    if state.settings.isolated:
-        await state.run(remove_account, name)
 
 
 @router.post("/users/{name}/tokens", status_code=201, tags=["users"])
@@ -281,29 +267,3 @@ async def events(who: Admin, state: State, limit: int = 100) -> list[EventOut]:
         EventOut(at=e.at, actor=e.actor, action=e.action, target=e.target, detail=e.detail)
         for e in rows
     ]
-
-
-async def spawn_env(state: AppState, name: str) -> dict[str, str]:
-    """What a user's server gets in its environment from the control plane."""
-    if state.settings.auth != "local":
-        await state.run(state.directory.ensure_external, name)
-    else:
-        await state.run(state.directory.provision, name)
-    creds = await state.run(state.directory.credentials, name)
-    from lakehub.server.web.routers.connections import notebook_env  # imports this module
-
-    own = await state.run(EnvVars(state.directory).environment, name)
-    # the user's own variables first: LakeHub's win over any of the same name
-    # the region is the AWS config file's [default] (AWS_DEFAULT_REGION would override every
-    # named profile's); see lakehub.server.notebooks.aws_profiles
-    return {
-        **own,
-        "AWS_ACCESS_KEY_ID": creds.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
-        "AWS_ENDPOINT_URL": creds.endpoint_url,
-        "S3_ENDPOINT_URL": creds.endpoint_url,
-        "LAKEHUB_BUCKET": creds.bucket,
-        "LAKEHUB_API_URL": state.runtime.api_url,
-        **dask_notebook_env(state.runtime, state.settings.compute_bind),
-        **await state.run(notebook_env, state, name),
-    }

@@ -14,12 +14,11 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 
-from lakehub.server.compute.base import Cluster, ClusterRequest, ComputeError, Engine, Running
+from lakehub.server.compute.base import Cluster, ClusterRequest, ComputeError, Engine
 from lakehub.server.compute.plan import plan
 from lakehub.server.web.auth import person
 from lakehub.server.web.routers.api import LocalAdmin, State, User
 from lakehub.server.web.routers.portal import Browser, back
-from lakehub.server.web.routers.servers import active_servers
 from lakehub.server.web.schema import UPSTREAM
 from lakehub.server.web.state import AppState
 from lakehub.sizes import parse_size
@@ -117,30 +116,13 @@ class PlanIn(BaseModel):
     running: list[dict[str, Any]] = Field(default_factory=list)  # the engine's own clusters
 
 
-async def running_everywhere(
-    state: AppState, kind: str, reported: list[dict[str, Any]]
-) -> list[Running]:
-    """Every server and cluster of the hub, with the most memory each may use."""
-    memory = {z.name: z.memory for z in await state.run(state.policies.sizes)}
-    found = [
-        Running(user, "server", name or "default", memory.get(str(opts.get("size")), 0))
-        for user, servers in (await active_servers(state)).items()
-        for name, opts in servers.items()
-    ]
-    found += [Running(r["owner"], kind, r["name"], int(r.get("memory") or 0)) for r in reported]
-    for other, engine in state.compute.items():
-        if other != kind:
-            found += await state.run(engine.running)
-    return found
-
-
 @router.post("/internal/compute-plan/{name}", include_in_schema=False)
 async def compute_plan(
     name: str, body: PlanIn, who: LocalAdmin, state: State, response: Response
 ) -> dict[str, Any]:
     """The caps of a new cluster, or a 4xx that says why not. Engines only."""
     admin = await state.run(state.directory_admin_flag, name)
-    running = await running_everywhere(state, body.kind, body.running)
+    running = await state.running_everywhere(body.kind, body.running)
     if body.kind == "dask" and await state.run(state.environments.path, "dask") is None:
         raise HTTPException(
             409,

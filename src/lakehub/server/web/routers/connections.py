@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -14,8 +13,6 @@ from pydantic import BaseModel, Field
 from lakehub.server.connections import Connections, ConnectionView
 from lakehub.server.identity.users import UserError
 from lakehub.server.lake import browse as browse_area
-from lakehub.server.notebooks.accounts import ensure_account
-from lakehub.server.notebooks.aws_profiles import AwsProfiles
 from lakehub.server.web.auth import Principal, person
 from lakehub.server.web.routers.api import State, User
 from lakehub.server.web.routers.portal import Browser, _lake_error, back, page
@@ -27,35 +24,8 @@ pages = APIRouter(prefix="/connections", include_in_schema=False)
 log = logging.getLogger("lakehub.api")
 
 
-def profiles(state: AppState) -> AwsProfiles:
-    python = state.settings.envs_dir / "default" / "bin" / "python"
-    return AwsProfiles(
-        state.settings.data_dir / "aws",
-        state.directory.lake.endpoint_url,
-        str(python),
-        state.settings.isolated,
-    )
-
-
 def area(state: AppState) -> Connections:
-    files = profiles(state)
-
-    def refresh(owner: str) -> None:
-        try:
-            files.write(owner, conns.owned_by(owner))
-        except OSError as err:  # the change stands; the next spawn writes the file again
-            log.warning("cannot write %s's AWS config file: %s", owner, err)
-
-    conns = Connections(state.directory, refresh)
-    return conns
-
-
-def notebook_env(state: AppState, name: str) -> dict[str, str]:
-    """Write ``name``'s AWS config file before a spawn; the variables that point at it."""
-    if state.settings.isolated:
-        ensure_account(name, Path(state.settings.homes_dir) / name)
-    path = profiles(state).write(name, area(state).owned_by(name), must=True)
-    return {"AWS_CONFIG_FILE": str(path)}
+    return state.connections()
 
 
 class NewConnection(BaseModel):

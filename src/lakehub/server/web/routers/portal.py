@@ -14,7 +14,7 @@ from lakehub.server.identity.users import UserError
 from lakehub.server.lake import browse as browse_area
 from lakehub.server.lake.base import s3_client
 from lakehub.server.web.auth import Principal, browser_user
-from lakehub.server.web.routers.api import State, remove_user
+from lakehub.server.web.routers.api import State
 from lakehub.server.web.signup_limit import client_address
 
 router = APIRouter(include_in_schema=False)
@@ -131,7 +131,7 @@ async def admin_users(
         elif action == "delete":
             if name == who.name:
                 raise UserError("you cannot delete yourself")
-            await remove_user(state, name, who.name)
+            await state.remove_user(name, who.name)
         elif action == "create-group":
             await state.run(d.create_group, name, who.name)
         elif action == "add-member":
@@ -159,7 +159,7 @@ async def signup(
 ) -> Response:
     if state.settings.auth != "local":
         return page(request, "signup.html", who=None, auth=state.settings.auth)
-    refused = state.signup_limit.check(client_address(request))
+    refused = request.app.state.signup_limit.check(client_address(request))
     if refused:  # the form comes back as typed, but for the password
         resp = page(request, "signup.html", who=None, auth="local", error=refused, name=name)
         resp.status_code = 429

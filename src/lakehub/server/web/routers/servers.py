@@ -20,7 +20,7 @@ from lakehub.server.notebooks import culling, limits, records
 from lakehub.server.notebooks.policy import Choices, PolicyView
 from lakehub.server.notebooks.registry import EnvView
 from lakehub.server.web.auth import Principal, person
-from lakehub.server.web.routers.api import Admin, LocalAdmin, State, User, spawn_env
+from lakehub.server.web.routers.api import Admin, LocalAdmin, State, User
 from lakehub.server.web.schema import Instant
 from lakehub.server.web.state import AppState
 
@@ -76,16 +76,7 @@ class OptionsOut(BaseModel):
 
 
 async def active_servers(state: AppState) -> dict[str, dict[str, dict[str, Any]]]:
-    """Every running or starting server with what it was started with (its record, which has
-    the size a server got by default; else the options it was asked with)."""
-    active = await state.hub.active_servers()
-    run_dir = state.settings.run_dir
-    return {
-        user: {
-            name: {**opts, **records.read(run_dir, user, name)} for name, opts in servers.items()
-        }
-        for user, servers in active.items()
-    }
+    return await state.active_servers()
 
 
 async def options_for(state: AppState, who: Principal) -> tuple[Choices, list[EnvView]]:
@@ -258,7 +249,7 @@ async def spawn_plan(
     plan = await state.run(state.policies.plan, name, admin, body.server, body.options, active)
     response.headers["Cache-Control"] = "no-store"
     return {
-        "env": await spawn_env(state, name),
+        "env": await state.spawn_env(name),
         "environment": plan.environment,
         "path": str(plan.path),
         "size": {"name": plan.size.name, "cpus": plan.size.cpus, "memory": plan.size.memory},

@@ -1,4 +1,5 @@
-"""A small client for JupyterHub's REST API, used with the control plane's service token."""
+"""A small client for JupyterHub's REST API, used with the control plane's service token
+(the stand-in in tests/standins/jupyterhub.py answers the same calls)."""
 
 from __future__ import annotations
 

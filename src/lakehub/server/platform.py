@@ -1,0 +1,284 @@
+"""The platform: every service of the control plane, built once from the settings, and the
+operations that span several areas.
+
+Rules: ``Platform.build`` is the one place that wires the services (the metadata database, the
+vault, the lake, the directory, spaces, catalog, quotas, environments, policies, the compute
+engines, JupyterHub's API); the web layer gets a built platform (``create_app(platform)``) and
+never wires anything itself. An operation that touches more than one area (removing a user, what
+a spawn gets, every server and cluster the planner sees) lives here, not in a router, so each
+router and each engine reaches it the same way. Nothing here imports the web layer. Building
+starts nothing: ``start()`` starts the background loops, ``close()`` stops them and releases
+connections.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.from_thread
+import anyio.to_thread
+from sqlalchemy import select
+
+from lakehub.server.catalog import Catalog
+from lakehub.server.compute.base import Cluster, ClusterRequest, ComputeError, Engine, Running
+from lakehub.server.compute.dask_gateway import DaskEngine
+from lakehub.server.compute.dask_gateway import notebook_env as dask_notebook_env
+from lakehub.server.compute.plan import ComputePlan, plan
+from lakehub.server.compute.spark_standalone import HEAD_MEMORY, SparkEngine
+from lakehub.server.config import Settings, load_settings
+from lakehub.server.connections import Connections
+from lakehub.server.db import Database, User
+from lakehub.server.identity.envvars import EnvVars
+from lakehub.server.identity.spaces import Spaces
+from lakehub.server.identity.users import Directory
+from lakehub.server.ingest import registry as ingest_registry
+from lakehub.server.lake.seaweedfs import SeaweedFS
+from lakehub.server.notebooks import records
+from lakehub.server.notebooks.accounts import ensure_account, remove_account
+from lakehub.server.notebooks.aws_profiles import AwsProfiles
+from lakehub.server.notebooks.jupyterhub_api import JupyterHubAPI
+from lakehub.server.notebooks.policy import Policies
+from lakehub.server.notebooks.registry import Environments
+from lakehub.server.quotas import Quotas
+from lakehub.server.runtime import Runtime, Tokens, load_runtime, tokens
+from lakehub.server.vault import Vault
+
+T = TypeVar("T")
+log = logging.getLogger("lakehub.api")
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    runtime: Runtime
+    tokens: Tokens
+    vault: Vault
+    db: Database
+    directory: Directory
+    hub: JupyterHubAPI
+    spaces: Spaces
+    catalog: Catalog
+    quotas: Quotas
+    environments: Environments
+    policies: Policies
+    compute: dict[str, Engine] = field(default_factory=dict)  # kind -> engine
+    prefix: str = "/services/lakehub/"
+    hub_oauth: Any = field(default=None)  # JupyterHub's OAuth client, made by web.auth on first use
+
+    @classmethod
+    def build(cls, settings: Settings | None = None, runtime: Runtime | None = None) -> Platform:
+        """Every service over ``settings`` (loaded when not given) and the hub's ``runtime``
+        (its ports: read from the running hub when not given)."""
+        settings = settings or load_settings()
+        runtime = runtime or load_runtime(settings)
+        if runtime is None:
+            raise RuntimeError(f"no running hub in {settings.data_dir}: start it with 'lakehub up'")
+        tok = tokens(settings)
+        vault = Vault(settings.state_dir)
+        db = Database(settings.database_url)
+        # the receivers take a revoked grant, a deleted source or user into account at once
+        db.on_change.append(partial(ingest_registry.mark_changed, settings.ingest_dir))
+        directory = Directory(db, vault, SeaweedFS.of_hub(settings, runtime, tok))
+        environments = Environments(db, settings.envs_dir, settings.notebook_python)
+        platform = cls(
+            settings=settings,
+            runtime=runtime,
+            tokens=tok,
+            vault=vault,
+            db=db,
+            directory=directory,
+            hub=JupyterHubAPI(runtime.hub_api_url, tok.service),
+            spaces=Spaces(directory),
+            catalog=Catalog(directory),
+            quotas=Quotas(directory),
+            environments=environments,
+            policies=Policies(
+                directory, environments, settings.cull_idle_timeout, settings.notebook_max_servers
+            ),
+        )
+        platform.compute["dask"] = DaskEngine(runtime, tok.service, settings.compute_bind)
+        platform.compute["spark"] = platform._spark_engine()
+        return platform
+
+    async def start(self) -> None:
+        """The background loops: quota measurement, environment builds, the engines."""
+        self.quotas.start()
+        await self.run(self.environments.sync_builtins)
+        self.environments.start()
+        for engine in self.compute.values():
+            await self.run(getattr(engine, "open", lambda: None))
+
+    async def close(self) -> None:
+        await self.run(self.quotas.stop)
+        await self.run(self.environments.stop)
+        await self.hub.aclose()
+        for engine in self.compute.values():
+            await self.run(getattr(engine, "close", lambda: None))
+        self.db.engine.dispose()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking work (database, lake, bcrypt) off the event loop."""
+        return await anyio.to_thread.run_sync(lambda: fn(*args))
+
+    def directory_admin_flag(self, name: str) -> bool:
+        with self.db.session() as s:
+            user = s.scalar(select(User).where(User.name == name))
+            known = None if user is None else (user.admin, user.status)
+        if self.settings.auth == "local":
+            return known == (True, "active")
+        # LDAP/OAuth users exist here from their first request; listed admins stay admins
+        listed = name in (
+            self.settings.ldap_admin_users
+            if self.settings.auth == "ldap"
+            else self.settings.oauth_admin_users
+        )
+        if known is None or (listed and not known[0]):
+            self.directory.ensure_external(name, admin=True if listed else None)
+            return listed
+        return known == (True, "active")
+
+    # connections and the notebook files they feed ---------------------------------------------
+    def profiles(self) -> AwsProfiles:
+        python = self.settings.envs_dir / "default" / "bin" / "python"
+        return AwsProfiles(
+            self.settings.data_dir / "aws",
+            self.directory.lake.endpoint_url,
+            str(python),
+            self.settings.isolated,
+        )
+
+    def connections(self) -> Connections:
+        """The connections area, rewriting an owner's AWS config file on every change."""
+        files = self.profiles()
+
+        def refresh(owner: str) -> None:
+            try:
+                files.write(owner, conns.owned_by(owner))
+            except OSError as err:  # the change stands; the next spawn writes the file again
+                log.warning("cannot write %s's AWS config file: %s", owner, err)
+
+        conns = Connections(self.directory, refresh)
+        return conns
+
+    def connections_env(self, name: str) -> dict[str, str]:
+        """Write ``name``'s AWS config file before a spawn; the variables that point at it."""
+        if self.settings.isolated:
+            ensure_account(name, Path(self.settings.homes_dir) / name)
+        path = self.profiles().write(name, self.connections().owned_by(name), must=True)
+        return {"AWS_CONFIG_FILE": str(path)}
+
+    # operations across areas ------------------------------------------------------------------
+    async def remove_user(self, name: str, actor: str) -> None:
+        """The user's record, lake identity, servers and unix account go; their data stays."""
+        await self.run(self.directory.delete, name, actor)
+        self.profiles().remove(name)
+        await self.hub.delete_user(name)
+        if self.settings.isolated:
+            await self.run(remove_account, name)
+
+    async def spawn_env(self, name: str) -> dict[str, str]:
+        """What a user's server gets in its environment from the control plane."""
+        if self.settings.auth != "local":
+            await self.run(self.directory.ensure_external, name)
+        else:
+            await self.run(self.directory.provision, name)
+        creds = await self.run(self.directory.credentials, name)
+        own = await self.run(EnvVars(self.directory).environment, name)
+        # the user's own variables first: LakeHub's win over any of the same name
+        # the region is the AWS config file's [default] (AWS_DEFAULT_REGION would override every
+        # named profile's); see lakehub.server.notebooks.aws_profiles
+        return {
+            **own,
+            "AWS_ACCESS_KEY_ID": creds.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
+            "AWS_ENDPOINT_URL": creds.endpoint_url,
+            "S3_ENDPOINT_URL": creds.endpoint_url,
+            "LAKEHUB_BUCKET": creds.bucket,
+            "LAKEHUB_API_URL": self.runtime.api_url,
+            **dask_notebook_env(self.runtime, self.settings.compute_bind),
+            **await self.run(self.connections_env, name),
+        }
+
+    async def active_servers(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Every running or starting server with what it was started with (its record, which
+        has the size a server got by default; else the options it was asked with)."""
+        active = await self.hub.active_servers()
+        run_dir = self.settings.run_dir
+        return {
+            user: {
+                name: {**opts, **records.read(run_dir, user, name)}
+                for name, opts in servers.items()
+            }
+            for user, servers in active.items()
+        }
+
+    async def running_everywhere(self, kind: str, reported: list[dict[str, Any]]) -> list[Running]:
+        """Every server and cluster of the hub, with the most memory each may use."""
+        memory = {z.name: z.memory for z in await self.run(self.policies.sizes)}
+        found = [
+            Running(user, "server", name or "default", memory.get(str(opts.get("size")), 0))
+            for user, servers in (await self.active_servers()).items()
+            for name, opts in servers.items()
+        ]
+        found += [Running(r["owner"], kind, r["name"], int(r.get("memory") or 0)) for r in reported]
+        for other, engine in self.compute.items():
+            if other != kind:
+                found += await self.run(engine.running)
+        return found
+
+    def _spark_engine(self) -> SparkEngine:
+        """The hub's Spark engine: clusters from the ``spark`` environment's pyspark, checked
+        against the owner's limits, reaching the lake with the owner's keys."""
+
+        def lake_env(owner: str) -> dict[str, str]:
+            creds = self.directory.credentials(owner)
+            return {
+                "AWS_ACCESS_KEY_ID": creds.access_key_id,
+                "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
+                "AWS_ENDPOINT_URL": creds.endpoint_url,
+                "LAKEHUB_BUCKET": creds.bucket,
+            }
+
+        def check(owner: str, request: ClusterRequest, mine: list[Cluster]) -> ComputePlan:
+            """Runs in a worker thread of the app (engines block): the planner's view of every
+            server and cluster comes from the event loop."""
+            reported = [
+                {"owner": r.owner, "name": r.name, "memory": r.memory} for r in found.running()
+            ]
+            running = anyio.from_thread.run(self.running_everywhere, "spark", reported)
+            verdict = plan(
+                self.settings,
+                self.policies,
+                owner,
+                self.directory_admin_flag(owner),
+                "spark",
+                request.cores,
+                request.memory,
+                running,
+                request.idle_timeout,
+                0,
+                HEAD_MEMORY,
+            )
+            if request.workers > verdict.cluster_max_workers:
+                raise ComputeError(
+                    f"you may have up to {verdict.cluster_max_workers} Spark workers "
+                    f"of this size now (asked: {request.workers})",
+                    403,
+                )
+            return verdict
+
+        ui = f"{self.runtime.front_url}{self.prefix}compute/spark"
+        found = SparkEngine(
+            self.settings,
+            lake_env,
+            check,
+            host=self.settings.compute_bind,
+            spark_env=partial(self.environments.path, "spark"),
+            ui_proxy=lambda owner, name: f"{ui}/{name}/ui",
+        )
+        return found

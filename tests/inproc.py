@@ -1,0 +1,256 @@
+"""The in-process test layer: the control plane's app over a real platform, without a hub.
+
+One per test session (fixture ``inproc``): a temporary data directory, its metadata migrated and
+its first administrator made as ``lakehub up`` does (``upgrade``, ``Directory.create``), a REAL
+lake (one ``weed`` process, started with the lake's own command and identity file), the
+platform built over them (``Platform.build``) and ``create_app(platform)`` served by uvicorn in a
+thread of this process, on 127.0.0.1. JupyterHub is the one part replaced: by its stand-in
+(``standins/jupyterhub.py``), which hands out the user tokens the app checks. The app's lifespan
+is off (it would build notebook environments): the quota loop is started by the fixture.
+
+Tests use ``InProc.http(name)`` (a user's client, a token from the stand-in),
+``InProc.admin_http()`` (the local administrator: the service token, as the CLI),
+``InProc.quick_user(name)`` and the ``new_user`` factory ``inproc_user``. Clients are plain
+``httpx.Client``s against the in-process server, so the same request goes through the same
+routing, validation and error handlers as on a hub.
+
+Faults: ``lake_down`` stops the lake for one test and starts it again after; ``full_quota`` is
+a space whose quota is reached (the lake refuses writes to it); ``slow_spawner`` makes the
+stand-in take a second to start a server.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from standins.jupyterhub import JupyterHubStandIn
+
+API_PREFIX = "/services/lakehub/api"
+READY_TIMEOUT = 60.0
+
+
+def _wait(predicate: Any, what: str, timeout: float = READY_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+    except httpx.TransportError:
+        return False
+    return True
+
+
+@dataclass
+class InProc:
+    """The running in-process control plane; ``url`` is its front, like a hub's."""
+
+    platform: Any
+    hub_standin: JupyterHubStandIn
+    url: str
+    lake_proc: subprocess.Popen[bytes] | None = None
+    tokens: dict[str, str] = field(default_factory=dict)
+    passwords: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def api(self) -> str:
+        return f"{self.url}{API_PREFIX}"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.platform.settings.data_dir)
+
+    def admin_http(self) -> httpx.Client:
+        """The local administrator (the service token), with the API as base URL."""
+        token = self.platform.tokens.service
+        return httpx.Client(base_url=self.api, headers={"Authorization": f"token {token}"})
+
+    def quick_user(self, name: str, admin: bool = False) -> None:
+        with self.admin_http() as c:
+            r = c.post("/users", json={"name": name, "admin": admin})
+            assert r.status_code == 201, r.text
+            self.passwords[name] = r.json()["password"]
+            r = c.post(f"/users/{name}/tokens", json={"note": "tests"})
+            assert r.status_code == 201, r.text
+            self.tokens[name] = r.json()["token"]
+
+    def token(self, name: str) -> str:
+        if name not in self.tokens:  # the first admin, made before the app served
+            with self.admin_http() as c:
+                r = c.post(f"/users/{name}/tokens", json={"note": "tests"})
+                assert r.status_code == 201, r.text
+                self.tokens[name] = r.json()["token"]
+        return self.tokens[name]
+
+    def http(self, name: str | None = None) -> httpx.Client:
+        """A client for ``name`` (none: anonymous), with the front as base URL, like
+        ``Hub.http``."""
+        headers = {"Authorization": f"token {self.token(name)}"} if name else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    # the lake, for the fault fixtures ---------------------------------------------------------
+    def start_lake(self) -> None:
+        lake = self.platform.directory.lake
+        lake.prepare(self.platform.directory.identities())
+        argv, env = lake.command()
+        log = open(self.data_dir / "lake.log", "ab")  # noqa: SIM115 - the child keeps it
+        self.lake_proc = subprocess.Popen(
+            argv, env={**os.environ, **env}, cwd=lake.dir, stdout=log, stderr=log
+        )
+        log.close()
+        lake.pid_file.write_text(str(self.lake_proc.pid))  # the lake reloads identities on SIGHUP
+        _wait(lambda: _answers(lake.endpoint_url + "/"), "the lake")
+
+    def stop_lake(self) -> None:
+        proc, self.lake_proc = self.lake_proc, None
+        if proc is None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="off", access_log=False, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="inproc-api", daemon=True)
+    thread.start()
+    _wait(lambda: server.started, "the in-process API")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def inproc() -> Iterator[InProc]:
+    from lakehub.server.config import load_settings
+    from lakehub.server.db import Database, upgrade
+    from lakehub.server.identity.users import Directory, home_bucket
+    from lakehub.server.platform import Platform
+    from lakehub.server.runtime import allocate, tokens
+    from lakehub.server.vault import Vault
+    from lakehub.server.web.app import create_app
+
+    root = Path(tempfile.mkdtemp(prefix="lakehub-inproc-", dir="/tmp"))
+    root.chmod(0o711)
+    settings = load_settings(data_dir=root / "data", environments_dir=root / "envs")
+    for d in (settings.data_dir, settings.state_dir, settings.run_dir, settings.log_dir):
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tok = tokens(settings)
+    standin = JupyterHubStandIn(tok.service).start()
+    runtime = allocate(settings)
+    runtime.ports["hub"] = standin.port
+    runtime.state = "ready"
+    upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    directory = Directory(db, Vault(settings.state_dir), lake=None)  # type: ignore[arg-type]
+    directory.create(settings.admin_user, actor="tests", admin=True, provision=False)
+    db.engine.dispose()
+    platform = Platform.build(settings, runtime)
+    server = thread = None
+    ip = InProc(platform, standin, "")
+    try:
+        ip.start_lake()
+        for ident in platform.directory.identities():
+            platform.directory.lake.ensure_bucket(home_bucket(ident.name))
+        standin.users[settings.admin_user] = {"groups": ["lakehub-admins"], "servers": {}}
+        platform.quotas.start()
+        server, thread, ip.url = _serve(create_app(platform))
+        yield ip
+    finally:
+        if server is not None and thread is not None:
+            server.should_exit = True
+            thread.join(30)
+        platform.quotas.stop()
+        platform.db.engine.dispose()
+        ip.stop_lake()
+        standin.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+_counter = iter(range(1, 10_000))
+
+
+@pytest.fixture
+def inproc_user(inproc: InProc) -> Any:
+    """Make a fresh active user in the in-process platform; returns its name."""
+
+    def make(prefix: str = "u", admin: bool = False) -> str:
+        name = f"{prefix}{next(_counter)}{secrets.token_hex(2)}"
+        inproc.quick_user(name, admin=admin)
+        return name
+
+    return make
+
+
+@pytest.fixture
+def lake_down(inproc: InProc) -> Iterator[InProc]:
+    """The lake stopped for this test; started again (same data, same keys) after it."""
+    inproc.stop_lake()
+    _wait(lambda: not _answers(inproc.platform.directory.lake.endpoint_url + "/"), "lake down")
+    try:
+        yield inproc
+    finally:
+        inproc.start_lake()
+
+
+@pytest.fixture
+def full_quota(inproc: InProc, inproc_user: Any) -> Iterator[dict[str, str]]:
+    """A space at its quota of one object: its owner wrote that object and the lake now refuses
+    writes to its bucket. Returns the space, its bucket and its owner."""
+    owner = inproc_user("full")
+    space = f"full{secrets.token_hex(3)}"
+    with inproc.http(owner) as c:
+        assert c.post(f"{API_PREFIX}/spaces", json={"name": space}).status_code == 201
+    with inproc.admin_http() as c:
+        r = c.put(f"/quotas/space/{space}", json={"max_objects": 1})
+        assert r.status_code == 200, r.text
+    creds = inproc.platform.directory.credentials(owner)
+    from conftest import s3_for
+
+    s3 = s3_for(
+        {
+            "endpoint_url": creds.endpoint_url,
+            "access_key_id": creds.access_key_id,
+            "secret_access_key": creds.secret_access_key,
+        }
+    )
+    s3.put_object(Bucket=f"space-{space}", Key="one", Body=b"1")
+    inproc.platform.quotas.enforce()
+    yield {"space": space, "bucket": f"space-{space}", "owner": owner}
+    with inproc.admin_http() as c:
+        c.delete(f"/quotas/space/{space}")
+
+
+@pytest.fixture
+def slow_spawner(inproc: InProc) -> Iterator[JupyterHubStandIn]:
+    """The stand-in takes a second to answer a server start."""
+    inproc.hub_standin.spawn_delay = 1.0
+    try:
+        yield inproc.hub_standin
+    finally:
+        inproc.hub_standin.spawn_delay = 0.0
