@@ -26,7 +26,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -69,28 +68,12 @@ c.JupyterHub.pid_file = "{dir}/jupyterhub.pid"
 
 # ---------------------------------------------------------------------------------- LakeHub
 class LakeHub:
-    def __init__(self, root: Path, marker: str) -> None:
-        self.data = root / "lakehub" / "data"
-        self.port = B.free_port()
-        self.env = {
-            **os.environ,
-            "LAKEHUB_LAKE_PORT": "0",
-            "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12),
-            "BENCH_MARK": marker,
-        }
-        self.env.pop("LAKEHUB_DATA_DIR", None)
+    def __init__(self, root: Path) -> None:
+        self.hub = B.bench_hub(root, "lakehub/data")
+        self.data, self.port, self.env = self.hub.data_dir, self.hub.port, self.hub.env
         self.out_dir = root / "lakehub"
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.marker = marker
-
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(B.VENV_BIN / "lakehub"), *args, "--data-dir", str(self.data)],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=timeout,
-        )
+        self.marker = str(root)
 
     def start(self, label: str, timeout: float) -> dict[str, Any]:
         """One timed ``lakehub up --detach``; returns seconds and a breakdown."""
@@ -182,9 +165,7 @@ class LakeHub:
         return b
 
     def down(self) -> list[str]:
-        proc = self.cli("down", timeout=120)
-        problems = [] if proc.returncode == 0 else [f"lakehub down: {proc.stderr.strip()}"]
-        return problems + B.reap(self.marker)
+        return self.hub.down() + B.reap(self.marker)
 
 
 class Sampler(threading.Thread):
@@ -477,10 +458,9 @@ def main() -> int:
     started = time.perf_counter()
     info = B.host_info()
     info["other_load"] = B.other_load_note()
-    root = Path(tempfile.mkdtemp(prefix="lakehub-bench-up-", dir="/tmp"))
-    root.chmod(0o711)  # notebook accounts must be able to walk into the data directory
+    root = B.bench_root("up")  # notebook accounts can walk into it (mode 0711)
     marker = str(root)
-    lake, anchor = LakeHub(root, marker), Anchor(root, marker)
+    lake, anchor = LakeHub(root), Anchor(root, marker)
     results: dict[str, Any] = {
         "benchmark": "up",
         "host": info,
