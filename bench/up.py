@@ -211,7 +211,7 @@ class Anchor:
     def __init__(self, root: Path, marker: str) -> None:
         self.dir = root / "anchor"
         self.marker = marker
-        for sub in ("weed", "hub", "api"):
+        for sub in ("lake", "hub", "api"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         (self.dir / "api" / "benchapp.py").write_text(ANCHOR_APP)
         ident = {
@@ -259,38 +259,18 @@ class Anchor:
             )
         )
         env = {**os.environ, "BENCH_MARK": self.marker}
-        weed = [
-            str(B.VENV_BIN / "weed"),
-            "mini",
-            f"-dir={self.dir / 'weed'}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            f"-master.port={p['master']}",
-            f"-master.port.grpc={p['master_grpc']}",
-            f"-volume.port={p['volume']}",
-            f"-volume.port.grpc={p['volume_grpc']}",
-            f"-filer.port={p['filer']}",
-            f"-filer.port.grpc={p['filer_grpc']}",
-            f"-s3.port={p['s3']}",
-            f"-s3.port.grpc={p['s3_grpc']}",
-            f"-admin.port={p['lake_admin']}",
-            f"-admin.port.grpc={p['lake_admin_grpc']}",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            "-webdav=false",
-            "-admin.ui=false",
-            "-master.telemetry=false",
-            "-metricsPort=0",
-            f"-s3.config={self.dir / 's3.json'}",
-            "-volume.max=0",
-            "-master.volumeSizeLimitMB=256",
-        ]
+        from lakehub.server.lake.seaweedfs import SeaweedFS
+
+        # the product's own command line (data in DIR/lake, identities in DIR/s3.json)
+        weed, weed_env = SeaweedFS(
+            self.dir, self.dir, p, "", "", str(B.VENV_BIN / "weed")
+        ).command()
         specs = [  # name, argv, extra env, cwd, health url
             (
                 "lake",
                 weed,
-                {"WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"},
-                self.dir / "weed",
+                weed_env,
+                self.dir / "lake",
                 f"http://127.0.0.1:{p['s3']}/",
             ),
             (

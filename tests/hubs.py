@@ -9,6 +9,8 @@ Rules:
 * The hub is driven as users drive it: ``lakehub`` commands (:meth:`Hub.cli`) and HTTP.
 * A ``lakehub`` command that fails raises ``AssertionError`` with its stderr (``check=False``
   hands back the finished process instead).
+* Every HTTP client a hub hands out (``http``, ``admin_http``, ``browser_login``) lives until
+  :meth:`Hub.down` closes it, so a test may use one without ``with`` and leak nothing.
 * Nothing here imports pytest: the benchmarks import this module too (``bench/benchlib.py``).
 """
 
@@ -87,6 +89,7 @@ class Hub:
     env: dict[str, str]
     passwords: dict[str, str] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
+    clients: list[httpx.Client] = field(default_factory=list, repr=False)
 
     @classmethod
     def create(cls, data_dir: Path, env: Mapping[str, str] | None = None, **settings: str) -> Any:
@@ -138,7 +141,11 @@ class Hub:
         self.passwords["admin"] = self.admin_password
 
     def down(self, timeout: float = 120) -> list[str]:
-        """``lakehub down``; what went wrong (nothing raises: this runs on the way out)."""
+        """The clients handed out closed, then ``lakehub down``; what went wrong (nothing
+        raises: this runs on the way out)."""
+        for client in self.clients:
+            client.close()
+        self.clients.clear()
         proc = self.cli("down", check=False, timeout=timeout)
         return [] if proc.returncode == 0 else [f"lakehub down: {proc.stderr.strip()[-1500:]}"]
 
@@ -189,7 +196,7 @@ class Hub:
 
     def http(self, name: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"token {self.token(name)}"} if name else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+        return self._keep(httpx.Client(base_url=self.url, headers=headers, timeout=60))
 
     def credentials(self, name: str) -> dict[str, str]:
         """The lake credentials the API hands ``name`` (never to be cached on the way)."""
@@ -202,7 +209,7 @@ class Hub:
 
     def browser_login(self, name: str, password: str | None = None) -> httpx.Client:
         """A cookie session as a browser would have after logging in on the hub's page."""
-        c = httpx.Client(base_url=self.url, follow_redirects=True, timeout=60)
+        c = self._keep(httpx.Client(base_url=self.url, follow_redirects=True, timeout=60))
         c.get("/hub/login")
         r = c.post(
             "/hub/login",
@@ -212,10 +219,12 @@ class Hub:
                 "_xsrf": c.cookies.get("_xsrf", ""),
             },
         )
-        if r.status_code != 200:
-            c.close()
-            raise AssertionError(r.text[:500])
+        assert r.status_code == 200, r.text[:500]
         return c
+
+    def _keep(self, client: httpx.Client) -> httpx.Client:
+        self.clients.append(client)
+        return client
 
     def wait_environments(self, *names: str, timeout: float = 900) -> dict[str, Any]:
         """Wait until each named notebook environment has a usable build (the control plane
