@@ -28,7 +28,6 @@ import os
 import secrets
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -169,10 +168,9 @@ def main() -> int:
     started = time.perf_counter()
     info = B.host_info()
     info["other_load"] = B.other_load_note()
-    root = Path(tempfile.mkdtemp(prefix="lakehub-bench-arrays-", dir="/tmp"))
-    root.chmod(0o711)
+    root = B.bench_root("arrays")
     marker = str(root)
-    hub = B.DetachedHub(root, marker)
+    hub = B.bench_hub(root)
     problems: list[str] = []
     chunks = max(1, round(args.gib * 2**30 / (ROWS_PER_CHUNK * COLS * 8)))
     rows = chunks * ROWS_PER_CHUNK
@@ -200,7 +198,7 @@ def main() -> int:
             f"{args.limit_gib:g} GiB, data in {root}",
             flush=True,
         )
-        url, token = hub.up_with_user()
+        url, token = B.up_with_user(hub)
         path, wrote, stored_bytes = write_array(
             url, token, "benchbig", chunks, "auto" if args.zarr_codec else None
         )
@@ -247,7 +245,7 @@ def main() -> int:
                 flush=True,
             )
     finally:
-        problems += hub.down(args.keep)
+        problems += B.hub_down(hub, root, args.keep)
     cols = ["median", "min", "max"]
     print()
     print("out-of-core reduction (per-column sum, mean, max in one dask.compute): GB/s")

@@ -1,4 +1,5 @@
-"""Shared helpers for the LakeHub benchmarks (standard library only, no product imports).
+"""Shared helpers for the LakeHub benchmarks; hubs start through the tests' launcher
+(``tests/hubs.py``), so a benchmark's hub is the tests' hub.
 
 Every process a benchmark starts carries a *marker*, the benchmark's private temporary
 directory, in its command line or environment (``BENCH_MARK=<dir>``, data directories, homes).
@@ -17,7 +18,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,14 +33,17 @@ PROJECT = BENCH_DIR.parent
 RESULTS = BENCH_DIR / "results"
 VENV_BIN = Path(sys.executable).parent
 
+# the hub launcher is the tests' (tests/hubs.py): one way to start a hub, for both
+if str(PROJECT / "tests") not in sys.path:
+    sys.path.append(str(PROJECT / "tests"))
+from hubs import API as API  # noqa: E402
+from hubs import Hub as Hub  # noqa: E402
+from hubs import free_port as free_port  # noqa: E402
+from hubs import hub_dir as hub_dir  # noqa: E402
+from hubs import s3_for as s3_for  # noqa: E402
+
 
 # ---------------------------------------------------------------------------------- network
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def http_status(
     url: str, timeout: float = 1.0, headers: dict[str, str] | None = None
 ) -> int | None:
@@ -161,62 +164,34 @@ def kill_groups(procs: Iterable[subprocess.Popen[bytes]], grace: float = 10.0) -
             p.wait(timeout=5)
 
 
-def lakehub(
-    data: Path, env: dict[str, str], *args: str, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """Run ``lakehub ARGS --data-dir DATA``; a failure raises with the end of its stderr."""
-    proc = subprocess.run(
-        [str(VENV_BIN / "lakehub"), *args, "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"lakehub {' '.join(args)}: {proc.stderr.strip()[-1500:]}")
-    return proc
+def bench_hub(root: Path, sub: str = "data") -> Hub:
+    """A hub not started yet, in ``root/sub``, its processes marked with ``root``."""
+    hub: Hub = Hub.create(root / sub, {"BENCH_MARK": str(root)})
+    return hub
 
 
-class DetachedHub:
-    """A hub of the benchmark's own (``lakehub up --detach`` in ``root/data``, every port free),
-    and one regular user."""
+def up_with_user(hub: Hub) -> tuple[str, str]:
+    """Up, with one regular user from ``lakehub user add``; the hub's URL and the user's API
+    token (from ``lakehub user token``)."""
+    hub.up(timeout=900)
+    name = f"bench{secrets.token_hex(3)}"
+    hub.add_user(name)
+    return hub.url, hub.token(name)
 
-    def __init__(self, root: Path, marker: str) -> None:
-        self.root, self.marker = root, marker
-        self.data = root / "data"
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "LAKEHUB_LAKE_PORT": "0",
-            "LAKEHUB_FORWARD_PORT": "0",
-            "LAKEHUB_INGEST_HTTP_PORT": "0",
-            "BENCH_MARK": marker,
-            "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12),
-        }
-        self.env.pop("LAKEHUB_DATA_DIR", None)
 
-    def cli(self, *args: str, timeout: float = 120) -> str:
-        return lakehub(self.data, self.env, *args, timeout=timeout).stdout
+def bench_root(name: str) -> Path:
+    """The run's private folder (``/tmp/lakehub-bench-NAME-*``), also its marker."""
+    return hub_dir(prefix=f"lakehub-bench-{name}-")
 
-    def up_with_user(self) -> tuple[str, str]:
-        """Up, with one user; the hub's URL and the user's API token."""
-        self.cli("up", "--detach", "--port", str(self.port), timeout=900)
-        name = f"bench{secrets.token_hex(3)}"
-        self.cli("user", "add", name)
-        return f"http://127.0.0.1:{self.port}", self.cli("user", "token", name).strip()
 
-    def down(self, keep: bool) -> list[str]:
-        """Down, every process of the run reaped, the folder removed unless ``keep``; what went
-        wrong on the way."""
-        problems = []
-        try:
-            self.cli("down")
-        except RuntimeError as err:
-            problems.append(str(err))
-        problems += reap(self.marker, wait=5)
-        if not keep:
-            shutil.rmtree(self.root, ignore_errors=True)
-        return problems
+def hub_down(hub: Hub, root: Path, keep: bool, wait: float = 5) -> list[str]:
+    """Down, every process of the run reaped, the folder removed unless ``keep``; what went
+    wrong on the way."""
+    problems = hub.down()
+    problems += reap(str(root), wait=wait)
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return problems
 
 
 def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:

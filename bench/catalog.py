@@ -17,15 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -75,44 +70,6 @@ print(json.dumps({"seconds": seconds, "rows": r.num_rows,
                   "n": int(sum(r.column("n").to_pylist())),
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
 """
-
-
-class Hub:
-    def __init__(self, root: Path, marker: str) -> None:
-        self.data = root / "data"
-        self.port = B.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "LAKEHUB_LAKE_PORT": "0",
-            "BENCH_MARK": marker,
-            "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12),
-        }
-        self.env.pop("LAKEHUB_DATA_DIR", None)
-
-    def cli(self, *args: str, timeout: float = 120) -> str:
-        argv = [str(B.VENV_BIN / "lakehub"), *args, "--data-dir", str(self.data)]
-        proc = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=timeout)
-        if proc.returncode != 0:
-            raise RuntimeError(f"lakehub {' '.join(args)}: {proc.stderr.strip()[-1500:]}")
-        return proc.stdout
-
-    def start(self, user: str) -> tuple[str, dict[str, str]]:
-        self.cli("up", "--detach", "--port", str(self.port), timeout=900)
-        self.cli("user", "add", user)
-        token = self.cli("user", "token", user).strip()
-        with httpx.Client(base_url=self.url, headers={"Authorization": f"token {token}"}) as c:
-            creds = c.get("/services/lakehub/api/lake/credentials").json()
-        return token, creds
-
-    def close(self) -> None:
-        if (self.data / "run" / "runtime.json").exists():
-            subprocess.run(
-                [str(B.VENV_BIN / "lakehub"), "down", "--data-dir", str(self.data)],
-                capture_output=True,
-                env=self.env,
-                timeout=120,
-            )
 
 
 def s3fs_of(creds: dict[str, str]) -> Any:
@@ -201,7 +158,7 @@ def infer_by_hand(creds: dict[str, str], bucket: str) -> float:
     return time.perf_counter() - t
 
 
-def run_query(label: str, hub: Hub, token: str, creds: dict[str, str]) -> dict[str, Any]:
+def run_query(label: str, hub: B.Hub, token: str, creds: dict[str, str]) -> dict[str, Any]:
     code = PROGRAMS[label] + TAIL
     proc = subprocess.run(
         [sys.executable, "-c", code, hub.url, token, "big", QUERY, json.dumps(creds)],
@@ -226,13 +183,15 @@ def main() -> int:
     started = time.perf_counter()
     info = B.host_info()
     info["other_load"] = B.other_load_note()
-    root = Path(tempfile.mkdtemp(prefix="lakehub-bench-", dir="/tmp"))
-    root.chmod(0o711)
-    hub = Hub(root, str(root))
+    root = B.bench_root("catalog")
+    hub = B.bench_hub(root)
     problems: list[str] = []
     results: dict[str, Any] = {"benchmark": "catalog", "host": info, "args": vars(args)}
+    api = None
     try:
-        token, creds = hub.start("bench")
+        hub.up(timeout=900)
+        hub.add_user("bench")
+        token, creds = hub.token("bench"), hub.credentials("bench")
         bucket = creds["bucket"]
         fs = s3fs_of(creds)
         api = httpx.Client(
@@ -340,11 +299,9 @@ def main() -> int:
             }
         )
     finally:
-        hub.close()
-        leftovers = B.reap(str(root))
-        problems += [f"left running: {p}" for p in leftovers]
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+        if api is not None:
+            api.close()
+        problems += B.hub_down(hub, root, args.keep, wait=10)
     B.print_footer(started, info, problems, "problems")
     print(f"results: {B.write_results('catalog', results)}")
     return 1 if problems else 0

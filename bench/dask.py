@@ -32,9 +32,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,52 +57,12 @@ GB = 2**30
 
 
 # ------------------------------------------------------------------------------ the hub
-class Hub:
-    """One LakeHub for the whole run, in a private temporary directory."""
-
-    def __init__(self, root: Path, marker: str) -> None:
-        self.data = root / "data"
-        self.port = B.free_port()
-        self.env = {
-            **os.environ,
-            "LAKEHUB_LAKE_PORT": "0",
-            "BENCH_MARK": marker,
-            "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12),
-        }
-        self.env.pop("LAKEHUB_DATA_DIR", None)
-        self.marker = marker
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def cli(self, *args: str, timeout: float = 120) -> str:
-        return str(B.lakehub(self.data, self.env, *args, timeout=timeout).stdout)
-
-    def up(self) -> None:
-        self.cli("up", "--detach", "--port", str(self.port), timeout=900)
-
-    def down(self) -> list[str]:
-        try:
-            self.cli("down")
-            problems = []
-        except RuntimeError as err:
-            problems = [str(err)]
-        return problems + reap(self.marker, 10)
-
-    def service_get(self, path: str) -> Any:
-        token = (self.data / "state" / "service.token").read_text().strip()
-        req = urllib.request.Request(  # noqa: S310 (loopback)
-            f"{self.url}/services/lakehub/api{path}", headers={"Authorization": f"token {token}"}
-        )
-        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 (loopback)
-            return json.loads(resp.read())
-
-    def wait_dask_environment(self, timeout: float = 1200) -> Path:
-        """Wait (not timed) until the ``dask`` environment is usable; its build directory."""
-        deadline, last = time.monotonic() + timeout, None
+def wait_dask_environment(hub: Any, timeout: float = 1200) -> Path:
+    """Wait (not timed) until the hub's ``dask`` environment is usable; its build directory."""
+    deadline, last = time.monotonic() + timeout, None
+    with hub.admin_http() as c:
         while time.monotonic() < deadline:
-            env = {e["name"]: e for e in self.service_get("/environments")}["dask"]
+            env = {e["name"]: e for e in c.get("/environments").json()}["dask"]
             seen = (env["status"], env.get("step"))
             if seen != last:
                 print(f"  dask environment: {env['status']} {env.get('step') or ''}", flush=True)
@@ -112,11 +70,11 @@ class Hub:
             if env["usable"] and env["status"] not in ("queued", "building"):
                 from lakehub.server.config import load_settings
 
-                return (load_settings(data_dir=self.data).envs_dir / "dask").resolve()
+                return (load_settings(data_dir=hub.data_dir).envs_dir / "dask").resolve()
             if env["status"] == "failed" and not env["usable"]:
                 raise RuntimeError("the dask environment failed to build")
             time.sleep(1)
-        raise RuntimeError("the dask environment was not built in time")
+    raise RuntimeError("the dask environment was not built in time")
 
 
 def bytecode_state(env_dir: Path) -> dict[str, int]:
@@ -864,11 +822,10 @@ def main() -> int:
     started = time.perf_counter()
     info = B.host_info()
     info["other_load"] = B.other_load_note()
-    root = Path(tempfile.mkdtemp(prefix="lakehub-bench-dask-", dir="/tmp"))
-    root.chmod(0o711)
+    root = B.bench_root("dask")
     marker = str(root)
     os.environ["BENCH_MARK"] = marker  # LocalCluster's worker processes inherit it
-    hub = Hub(root, marker)
+    hub = B.bench_hub(root)
     raw: RawGateway | None = None
     problems: list[str] = []
     first: dict[str, list[float]] = {s: [] for s in FIRST_STEPS}
@@ -880,8 +837,8 @@ def main() -> int:
     data_bytes = 0
     try:
         print(f"dask benchmark: {args.runs} runs, {args.rows} rows, data in {root}", flush=True)
-        hub.up()
-        env_dir = hub.wait_dask_environment()
+        hub.up(timeout=900)
+        env_dir = wait_dask_environment(hub)
         versions = {
             "dask environment": env_versions(env_dir / "bin" / "python"),
             "benchmark process": env_versions(Path(sys.executable)),
@@ -891,15 +848,15 @@ def main() -> int:
             bytecode = bytecode_state(env_dir)
         print(f"  bytecode in the dask environment as built: {json.dumps(bytecode)}", flush=True)
         name = f"bench{secrets.token_hex(3)}"
-        hub.cli("user", "add", name)
-        token = hub.cli("user", "token", name).strip()
+        hub.add_user(name)
+        token = hub.token(name)
         import lakehub
 
         sdk = lakehub.connect(hub.url, token)
         creds = sdk.lake.credentials()
         raw = rawgw = RawGateway(root, marker, env_dir)
         raw.start()
-        gateway_log = hub.data / "logs" / "gateway.log"
+        gateway_log = hub.data_dir / "logs" / "gateway.log"
         import dask_gateway  # noqa: F401  (imports before the clock starts, for every side)
         import distributed  # noqa: F401
 
@@ -994,7 +951,8 @@ def main() -> int:
     finally:
         if raw is not None:
             raw.stop()
-        problems += hub.down() if (hub.data / "run" / "runtime.json").exists() else []
+        if (hub.data_dir / "run" / "runtime.json").exists():
+            problems += hub.down() + reap(marker, 10)
         problems += reap(marker, 5)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -35,13 +35,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import secrets
 import shlex
 import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -61,31 +59,15 @@ BUILD_TIMEOUT = 1200.0
 class LakeHub:
     label = "LakeHub"
 
-    def __init__(self, root: Path, marker: str) -> None:
-        self.data = root / "lakehub" / "data"
-        self.port = B.free_port()
-        self.front = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "LAKEHUB_LAKE_PORT": "0",
-            "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12),
-            "BENCH_MARK": marker,
-        }
-        self.env.pop("LAKEHUB_DATA_DIR", None)
+    def __init__(self, root: Path) -> None:
+        self.hub = B.bench_hub(root, "lakehub/data")
+        self.data = self.hub.data_dir
         self.http: httpx.Client | None = None
-
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return B.lakehub(self.data, self.env, *args, timeout=timeout)
 
     def start(self) -> float:
         t0 = time.perf_counter()
-        self.cli("up", "--detach", "--port", str(self.port), timeout=900)
-        token = (self.data / "state" / "service.token").read_text().strip()
-        self.http = httpx.Client(
-            base_url=f"{self.front}/services/lakehub/api",
-            headers={"Authorization": f"token {token}"},
-            timeout=60,
-        )
+        self.hub.up(timeout=900)
+        self.http = self.hub.admin_http()
         return time.perf_counter() - t0
 
     def api(self) -> httpx.Client:
@@ -252,10 +234,9 @@ def main() -> int:
     started = time.perf_counter()
     info = B.host_info()
     info["other_load"] = B.other_load_note()
-    root = Path(tempfile.mkdtemp(prefix="lakehub-bench-environments-", dir="/tmp"))
-    root.chmod(0o711)
+    root = B.bench_root("environments")
     marker = str(root)
-    lake = LakeHub(root, marker)
+    lake = LakeHub(root)
     results: dict[str, Any] = {
         "benchmark": "environments",
         "environment": ENV,
@@ -325,12 +306,7 @@ def main() -> int:
         if lake.http is not None:
             lake.http.close()
         if (lake.data / "run" / "runtime.json").exists():
-            subprocess.run(
-                [str(B.VENV_BIN / "lakehub"), "down", "--data-dir", str(lake.data)],
-                capture_output=True,
-                env=lake.env,
-                timeout=120,
-            )
+            problems += lake.hub.down()
         problems += [f"leftover process: {p}" for p in B.reap(marker, wait=15)]
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

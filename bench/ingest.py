@@ -27,7 +27,6 @@ import secrets
 import selectors
 import socket
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -208,32 +207,29 @@ def anchor_server(sock: socket.socket, path: str) -> None:
 
 
 # --------------------------------------------------------------------------- LakeHub
-class Hub(B.DetachedHub):
-    def runtime(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.data / "run" / "runtime.json").read_text())
-        return data
+def prepare(hub: B.Hub) -> tuple[httpx.Client, dict[str, Any]]:
+    """Up, with a user, its two streams and a source: the user's API client and the source."""
+    url, token = B.up_with_user(hub)
+    c = httpx.Client(
+        base_url=f"{url}{API}", timeout=60, headers={"Authorization": f"token {token}"}
+    )
+    for stream, tag in (("benchfw", "bench.fw"), ("benchhttp", "bench.http")):
+        c.post("/streams", json={"name": stream, "tags": [tag]}).raise_for_status()
+    r = c.post(
+        "/sources",
+        json={"name": "benchsrc", "tags": ["bench.*"], "max_message_bytes": 64 * 2**20},
+    )
+    r.raise_for_status()
+    return c, r.json()
 
-    def prepare(self) -> tuple[httpx.Client, dict[str, Any]]:
-        url, token = self.up_with_user()
-        c = httpx.Client(
-            base_url=f"{url}{API}", timeout=60, headers={"Authorization": f"token {token}"}
-        )
-        for stream, tag in (("benchfw", "bench.fw"), ("benchhttp", "bench.http")):
-            c.post("/streams", json={"name": stream, "tags": [tag]}).raise_for_status()
-        r = c.post(
-            "/sources",
-            json={"name": "benchsrc", "tags": ["bench.*"], "max_message_bytes": 64 * 2**20},
-        )
-        r.raise_for_status()
-        return c, r.json()
 
-    def lag(self, c: httpx.Client, stream: str, total: int, last_ack: float) -> float:
-        def done() -> bool:
-            return bool(c.get(f"/streams/{stream}").json()["moved_records"] >= total)
+def lag(c: httpx.Client, stream: str, total: int, last_ack: float) -> float:
+    def done() -> bool:
+        return bool(c.get(f"/streams/{stream}").json()["moved_records"] >= total)
 
-        if B.wait_until(done, 600, interval=0.05) is None:
-            return float("nan")
-        return time.monotonic() - last_ack
+    if B.wait_until(done, 600, interval=0.05) is None:
+        return float("nan")
+    return time.monotonic() - last_ack
 
 
 def main() -> int:
@@ -249,16 +245,14 @@ def main() -> int:
     started = time.perf_counter()
     info = B.host_info()
     info["other_load"] = B.other_load_note()
-    root = Path(tempfile.mkdtemp(prefix="lakehub-bench-ingest-", dir="/tmp"))
-    root.chmod(0o711)
-    marker = str(root)
-    hub = Hub(root, marker)
+    root = B.bench_root("ingest")
+    hub = B.bench_hub(root)
     problems: list[str] = []
     res: dict[str, list[float]] = {
         k: [] for k in ("lh_fw", "anchor_fw", "lh_http", "lag_fw", "lag_http")
     }
     record_bytes = len(packed_entries(1000)) / 1000
-    anchor = None
+    anchor = c = lsock = None
     try:
         print(
             f"ingestion benchmark: {args.runs} runs of {args.seconds:.0f} s, {args.conns} "
@@ -266,7 +260,7 @@ def main() -> int:
             f"data in {root}",
             flush=True,
         )
-        c, src = hub.prepare()
+        c, src = prepare(hub)
         rt = hub.runtime()
         fw_port, http_url = rt["ports"]["forward"], f"http://127.0.0.1:{rt['ports']['ingest_http']}"
         lsock = socket.create_server(("127.0.0.1", 0))
@@ -280,13 +274,13 @@ def main() -> int:
             rate, last, count = run_forward(fw_port, src["key"], args)
             totals["benchfw"] += count
             res["lh_fw"].append(rate)
-            res["lag_fw"].append(hub.lag(c, "benchfw", totals["benchfw"], last))
+            res["lag_fw"].append(lag(c, "benchfw", totals["benchfw"], last))
             a_rate, _, _ = run_forward(anchor_port, None, args)
             res["anchor_fw"].append(a_rate)
             h_rate, h_last, h_count = run_http(f"{http_url}/bench.http", src["token"], args)
             res["lh_http"].append(h_rate)
             totals["benchhttp"] += h_count
-            res["lag_http"].append(hub.lag(c, "benchhttp", totals["benchhttp"], h_last))
+            res["lag_http"].append(lag(c, "benchhttp", totals["benchhttp"], h_last))
             print(
                 f"  run {r + 1}/{args.runs} (load {os.getloadavg()[0]:.2f}): Forward "
                 f"{rate:9.0f} rec/s (lag {res['lag_fw'][-1]:.1f} s) | anchor {a_rate:9.0f} "
@@ -296,7 +290,10 @@ def main() -> int:
     finally:
         if anchor is not None:
             anchor.kill()
-        problems += hub.down(args.keep)
+        for held in (c, lsock):
+            if held is not None:
+                held.close()
+        problems += B.hub_down(hub, root, args.keep)
     cols = ["median", "min", "max"]
     print()
     print("PackedForward, acknowledged and fsynced: records/s")

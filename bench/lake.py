@@ -18,19 +18,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as B  # noqa: E402
@@ -41,78 +36,19 @@ SMALL = 4096
 RAW_BUCKET = "bench-raw"
 
 
-def s3_client(creds: dict[str, str]) -> Any:
-    import boto3
-    from botocore.config import Config
+def admin_credentials(hub: B.Hub) -> dict[str, str]:
+    """The lake administrator's key (the anchor's), from the hub's state files."""
+    from lakehub.server.config import load_settings
+    from lakehub.server.runtime import load_runtime, tokens
 
-    return boto3.client(
-        "s3",
-        endpoint_url=creds["endpoint_url"],
-        aws_access_key_id=creds["access_key_id"],
-        aws_secret_access_key=creds["secret_access_key"],
-        region_name="us-east-1",
-        config=Config(
-            signature_version="s3v4", max_pool_connections=16, retries={"max_attempts": 1}
-        ),
-    )
-
-
-class Hub:
-    """One LakeHub for the whole run, in a private temporary directory."""
-
-    def __init__(self, root: Path, marker: str) -> None:
-        self.data = root / "data"
-        self.port = B.free_port()
-        self.env = {
-            **os.environ,
-            "LAKEHUB_LAKE_PORT": "0",
-            "BENCH_MARK": marker,
-            "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12),
-        }
-        self.env.pop("LAKEHUB_DATA_DIR", None)
-        self.marker = marker
-
-    def cli(self, *args: str, timeout: float = 120) -> str:
-        argv = [str(B.VENV_BIN / "lakehub"), *args, "--data-dir", str(self.data)]
-        proc = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=timeout)
-        if proc.returncode != 0:
-            raise RuntimeError(f"lakehub {' '.join(args)}: {proc.stderr.strip()[-2000:]}")
-        return proc.stdout
-
-    def up(self) -> None:
-        self.cli("up", "--detach", "--port", str(self.port), timeout=900)
-
-    def down(self) -> list[str]:
-        try:
-            self.cli("down")
-            problems = []
-        except RuntimeError as err:
-            problems = [str(err)]
-        return problems + B.reap(self.marker)
-
-    def user_credentials(self, name: str) -> dict[str, str]:
-        self.cli("user", "add", name)
-        token = self.cli("user", "token", name).strip()
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/services/lakehub/api/lake/credentials",
-            headers={"Authorization": f"token {token}"},
-        )
-        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 (loopback)
-            data: dict[str, str] = json.loads(resp.read())
-        return data
-
-    def admin_credentials(self) -> dict[str, str]:
-        from lakehub.server.config import load_settings
-        from lakehub.server.runtime import load_runtime, tokens
-
-        settings = load_settings(data_dir=self.data)
-        rt, tok = load_runtime(settings), tokens(settings)
-        assert rt is not None
-        return {
-            "endpoint_url": rt.s3_url,
-            "access_key_id": tok.lake_key,
-            "secret_access_key": tok.lake_secret,
-        }
+    settings = load_settings(data_dir=hub.data_dir)
+    rt, tok = load_runtime(settings), tokens(settings)
+    assert rt is not None
+    return {
+        "endpoint_url": rt.s3_url,
+        "access_key_id": tok.lake_key,
+        "secret_access_key": tok.lake_secret,
+    }
 
 
 class Side:
@@ -120,7 +56,7 @@ class Side:
 
     def __init__(self, label: str, creds: dict[str, str], bucket: str, threads: int) -> None:
         self.label, self.bucket = label, bucket
-        self.clients = [s3_client(creds) for _ in range(threads)]
+        self.clients = [B.s3_for(creds, max_pool_connections=16) for _ in range(threads)]
         self.small: list[float] = []
         self.upload: list[float] = []
         self.download: list[float] = []
@@ -182,18 +118,18 @@ def main() -> int:
     started = time.perf_counter()
     info = B.host_info()
     info["other_load"] = B.other_load_note()
-    root = Path(tempfile.mkdtemp(prefix="lakehub-bench-lake-", dir="/tmp"))
-    root.chmod(0o711)
+    root = B.bench_root("lake")
     marker = str(root)
-    hub = Hub(root, marker)
+    hub = B.bench_hub(root)
     problems: list[str] = []
     loads: list[tuple[float, float, float]] = []
     sides: list[Side] = []
     try:
         print(f"lake data path benchmark: {args.rounds} rounds, data in {root}", flush=True)
-        hub.up()
+        hub.up(timeout=900)
         name = f"bench{secrets.token_hex(3)}"
-        user, admin = hub.user_credentials(name), hub.admin_credentials()
+        hub.add_user(name)
+        user, admin = hub.credentials(name), admin_credentials(hub)
         if user["endpoint_url"] != admin["endpoint_url"]:
             raise RuntimeError(f"two endpoints: {user['endpoint_url']} {admin['endpoint_url']}")
         lh = Side("LakeHub: user's keys", user, f"{name}-bench", args.threads)
@@ -223,7 +159,11 @@ def main() -> int:
                 flush=True,
             )
     finally:
-        problems += hub.down() if (hub.data / "run" / "runtime.json").exists() else []
+        for side in sides:
+            for client in side.clients:
+                client.close()
+        if (hub.data_dir / "run" / "runtime.json").exists():
+            problems += hub.down() + B.reap(marker)
         problems += B.reap(marker, wait=5)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -20,12 +20,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -192,28 +188,16 @@ def main() -> None:
     started = time.perf_counter()
     info = B.host_info()
     info["other_load"] = B.other_load_note()
-    root = Path(tempfile.mkdtemp(prefix="lakehub-bench-spark-", dir="/tmp"))
-    root.chmod(0o711)
-    data = root / "data"
-    port = B.free_port()
-    env = {
-        **os.environ,
-        "LAKEHUB_LAKE_PORT": "0",
-        "BENCH_MARK": str(root),
-        "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12),
-    }
-    env.pop("LAKEHUB_DATA_DIR", None)
+    root = B.bench_root("spark")
+    hub = B.bench_hub(root)
+    env = hub.env
     problems: list[str] = []
     results: dict[str, Any] = {"host": info}
+    admin = user = None
     try:
-        B.lakehub(data, env, "up", "--port", str(port), "--detach", timeout=900)
-        front = f"http://127.0.0.1:{port}"
-        token_file = data / "state" / "service.token"
-        admin = httpx.Client(
-            base_url=f"{front}/services/lakehub/api",
-            timeout=60,
-            headers={"Authorization": f"token {token_file.read_text().strip()}"},
-        )
+        hub.up(timeout=900)
+        front = hub.url
+        admin = hub.admin_http()
         ready = B.wait_until(
             lambda: any(
                 e["name"] == "spark" and e["usable"] for e in admin.get("/environments").json()
@@ -267,15 +251,7 @@ def main() -> None:
         import pyarrow.parquet as pq
 
         creds = user.get("/lake/credentials").json()
-        import boto3
-
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=creds["endpoint_url"],
-            region_name="us-east-1",
-            aws_access_key_id=creds["access_key_id"],
-            aws_secret_access_key=creds["secret_access_key"],
-        )
+        s3 = B.s3_for(creds)
         table = kdd_table(args.rows)
         local = root / "kdd"
         local.mkdir()
@@ -330,15 +306,10 @@ def main() -> None:
         results["tree_rows_per_s"] = tree
         results["rows"] = args.rows
     finally:
-        try:
-            B.lakehub(data, env, "down", timeout=120)
-        except Exception as err:  # reported, the rest still cleans up
-            problems.append(f"down: {err}")
-        left = B.reap(str(root))
-        if left:
-            problems.append(f"left running: {left}")
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+        for client in (admin, user):
+            if client is not None:
+                client.close()
+        problems += B.hub_down(hub, root, args.keep, wait=10)
         B.write_results("spark", results)
         B.print_footer(started, info, problems, "problems")
 

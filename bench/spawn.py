@@ -41,7 +41,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -189,42 +188,29 @@ def kernel_build(c: httpx.Client, name: str) -> str | None:
 class LakeHub(Hub):
     label = "LakeHub"
 
-    def __init__(self, root: Path, marker: str) -> None:
-        self.data = root / "lakehub" / "data"
-        self.port = B.free_port()
-        self.front = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "LAKEHUB_LAKE_PORT": "0",
-            "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12),
-            "BENCH_MARK": marker,
-        }
-        self.env.pop("LAKEHUB_DATA_DIR", None)
+    def __init__(self, root: Path) -> None:
+        self.hub = B.bench_hub(root, "lakehub/data")
+        self.data = self.hub.data_dir
+        self.front = self.hub.url
         self.logs = [self.data / "logs" / "hub.log", self.data / "logs" / "notebooks.log"]
-        self.tokens = {}
-
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return B.lakehub(self.data, self.env, *args, timeout=timeout)
+        self.tokens = self.hub.tokens
 
     def start(self) -> float:
         t0 = time.perf_counter()
-        self.cli("up", "--detach", "--port", str(self.port), timeout=900)
+        self.hub.up(timeout=900)
         return time.perf_counter() - t0
 
     def add_user(self, name: str) -> None:
-        self.cli("user", "add", name)
-        self.tokens[name] = self.cli("user", "token", name).stdout.strip()
+        self.hub.add_user(name)
+        self.hub.token(name)
 
     def wait_environments(self, names: list[str], timeout: float) -> dict[str, float]:
         """Wait until every environment in ``names`` has a usable build and none is queued or
         building; print each change of status. Returns the seconds until each was usable."""
-        token = (self.data / "state" / "service.token").read_text().strip()
-        api = f"{self.front}/services/lakehub/api"
         t0 = time.perf_counter()
         usable: dict[str, float] = {}
         seen: dict[str, str] = {}
-        headers = {"Authorization": f"token {token}"}
-        with httpx.Client(base_url=api, headers=headers, timeout=60) as c:
+        with self.hub.admin_http() as c:
             while time.perf_counter() - t0 < timeout:
                 envs = {e["name"]: e for e in c.get("/environments").json()}
                 for name in names:
@@ -244,14 +230,8 @@ class LakeHub(Hub):
                 time.sleep(0.5)
         raise RuntimeError(f"environments not usable after {timeout:.0f} s: {seen}")
 
-    def close(self) -> None:
-        if (self.data / "run" / "runtime.json").exists():
-            subprocess.run(
-                [str(B.VENV_BIN / "lakehub"), "down", "--data-dir", str(self.data)],
-                capture_output=True,
-                env=self.env,
-                timeout=120,
-            )
+    def close(self) -> list[str]:
+        return self.hub.down() if (self.data / "run" / "runtime.json").exists() else []
 
 
 class PlainHub(Hub):
@@ -436,13 +416,12 @@ def main() -> int:
     started = time.perf_counter()
     info = B.host_info()
     info["other_load"] = B.other_load_note()
-    root = Path(tempfile.mkdtemp(prefix="lakehub-bench-spawn-", dir="/tmp"))
-    root.chmod(0o711)  # per-user accounts must be able to walk into the data directory
+    root = B.bench_root("spawn")  # per-user accounts can walk into it (mode 0711)
     marker = str(root)
     tag = secrets.token_hex(2)
     users = [f"bench{chr(ord('a') + i)}{tag}" for i in range(args.users)]
     accounts_before = {u: _account_exists(f"lh-{u}") for u in users}
-    lake = LakeHub(root, marker)
+    lake = LakeHub(root)
     plain: PlainHub | None = None
     results: dict[str, Any] = {
         "benchmark": "spawn",
@@ -522,7 +501,7 @@ def main() -> int:
                     flush=True,
                 )
     finally:
-        lake.close()
+        problems += lake.close()
         if plain is not None:
             plain.close()
         problems += [f"leftover process: {p}" for p in B.reap(marker, wait=15)]

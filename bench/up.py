@@ -26,7 +26,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -69,28 +68,12 @@ c.JupyterHub.pid_file = "{dir}/jupyterhub.pid"
 
 # ---------------------------------------------------------------------------------- LakeHub
 class LakeHub:
-    def __init__(self, root: Path, marker: str) -> None:
-        self.data = root / "lakehub" / "data"
-        self.port = B.free_port()
-        self.env = {
-            **os.environ,
-            "LAKEHUB_LAKE_PORT": "0",
-            "LAKEHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12),
-            "BENCH_MARK": marker,
-        }
-        self.env.pop("LAKEHUB_DATA_DIR", None)
+    def __init__(self, root: Path) -> None:
+        self.hub = B.bench_hub(root, "lakehub/data")
+        self.data, self.port, self.env = self.hub.data_dir, self.hub.port, self.hub.env
         self.out_dir = root / "lakehub"
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.marker = marker
-
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(B.VENV_BIN / "lakehub"), *args, "--data-dir", str(self.data)],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=timeout,
-        )
+        self.marker = str(root)
 
     def start(self, label: str, timeout: float) -> dict[str, Any]:
         """One timed ``lakehub up --detach``; returns seconds and a breakdown."""
@@ -182,9 +165,7 @@ class LakeHub:
         return b
 
     def down(self) -> list[str]:
-        proc = self.cli("down", timeout=120)
-        problems = [] if proc.returncode == 0 else [f"lakehub down: {proc.stderr.strip()}"]
-        return problems + B.reap(self.marker)
+        return self.hub.down() + B.reap(self.marker)
 
 
 class Sampler(threading.Thread):
@@ -230,7 +211,7 @@ class Anchor:
     def __init__(self, root: Path, marker: str) -> None:
         self.dir = root / "anchor"
         self.marker = marker
-        for sub in ("weed", "hub", "api"):
+        for sub in ("lake", "hub", "api"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         (self.dir / "api" / "benchapp.py").write_text(ANCHOR_APP)
         ident = {
@@ -278,38 +259,18 @@ class Anchor:
             )
         )
         env = {**os.environ, "BENCH_MARK": self.marker}
-        weed = [
-            str(B.VENV_BIN / "weed"),
-            "mini",
-            f"-dir={self.dir / 'weed'}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            f"-master.port={p['master']}",
-            f"-master.port.grpc={p['master_grpc']}",
-            f"-volume.port={p['volume']}",
-            f"-volume.port.grpc={p['volume_grpc']}",
-            f"-filer.port={p['filer']}",
-            f"-filer.port.grpc={p['filer_grpc']}",
-            f"-s3.port={p['s3']}",
-            f"-s3.port.grpc={p['s3_grpc']}",
-            f"-admin.port={p['lake_admin']}",
-            f"-admin.port.grpc={p['lake_admin_grpc']}",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            "-webdav=false",
-            "-admin.ui=false",
-            "-master.telemetry=false",
-            "-metricsPort=0",
-            f"-s3.config={self.dir / 's3.json'}",
-            "-volume.max=0",
-            "-master.volumeSizeLimitMB=256",
-        ]
+        from lakehub.server.lake.seaweedfs import SeaweedFS
+
+        # the product's own command line (data in DIR/lake, identities in DIR/s3.json)
+        weed, weed_env = SeaweedFS(
+            self.dir, self.dir, p, "", "", str(B.VENV_BIN / "weed")
+        ).command()
         specs = [  # name, argv, extra env, cwd, health url
             (
                 "lake",
                 weed,
-                {"WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"},
-                self.dir / "weed",
+                weed_env,
+                self.dir / "lake",
                 f"http://127.0.0.1:{p['s3']}/",
             ),
             (
@@ -477,10 +438,9 @@ def main() -> int:
     started = time.perf_counter()
     info = B.host_info()
     info["other_load"] = B.other_load_note()
-    root = Path(tempfile.mkdtemp(prefix="lakehub-bench-up-", dir="/tmp"))
-    root.chmod(0o711)  # notebook accounts must be able to walk into the data directory
+    root = B.bench_root("up")  # notebook accounts can walk into it (mode 0711)
     marker = str(root)
-    lake, anchor = LakeHub(root, marker), Anchor(root, marker)
+    lake, anchor = LakeHub(root), Anchor(root, marker)
     results: dict[str, Any] = {
         "benchmark": "up",
         "host": info,

@@ -27,6 +27,7 @@ from botocore.config import Config
 
 from conftest import Hub
 from kernel import Kernel, start_server, stop_server
+from lakehub.server.lake.seaweedfs import SeaweedFS
 
 API = "/services/lakehub/api/connections"
 PORTAL = "/services/lakehub/connections"
@@ -70,42 +71,22 @@ def external(tmp_path_factory: pytest.TempPathFactory) -> Iterator[External]:
             }
         )
     )
-    master, mg, volume, vg, filer, fg, s3, s3g, admin, ag = _ports(10)
-    weed = str(Path(sys.executable).parent / "weed")
-    argv = [
-        weed,
-        "mini",
-        f"-dir={folder / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-master.port={master}",
-        f"-master.port.grpc={mg}",
-        f"-volume.port={volume}",
-        f"-volume.port.grpc={vg}",
-        f"-filer.port={filer}",
-        f"-filer.port.grpc={fg}",
-        f"-s3.port={s3}",
-        f"-s3.port.grpc={s3g}",
-        f"-admin.port={admin}",
-        f"-admin.port.grpc={ag}",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        "-webdav=false",
-        "-admin.ui=false",
-        "-master.telemetry=false",
-        "-metricsPort=0",
-        f"-s3.config={folder / 's3.json'}",
-        "-volume.max=0",
-        "-master.volumeSizeLimitMB=64",
+    names = [
+        f"{n}{g}" for n in ("master", "volume", "filer", "s3", "lake_admin") for g in ("", "_grpc")
     ]
-    (folder / "data").mkdir()
+    ports = dict(zip(names, _ports(len(names)), strict=True))
+    # the hub's own lake command line, on a folder and ports of its own (data in folder/lake)
+    weed = str(Path(sys.executable).parent / "weed")
+    argv, weed_env = SeaweedFS(folder, folder, ports, key, secret, weed).command()
+    s3 = ports["s3"]
+    (folder / "lake").mkdir()
     log = open(folder / "weed.log", "wb")  # noqa: SIM115 (open while the process runs)
     proc = subprocess.Popen(
         argv,
         cwd=folder,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"},
+        env={**os.environ, **weed_env},
         start_new_session=True,
     )
     ext = External(f"http://127.0.0.1:{s3}", key, secret)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from conftest import Hub, free_port, hub_dir, start_hub, stop_hub
+from hubs import LAKEHUB
 
 
 def test_status_reports_every_component(hub: Hub) -> None:
@@ -137,7 +137,7 @@ def test_port_in_use_is_refused(hub: Hub, tmp_path: Path) -> None:
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lakehub.cli", *args],
+        [*LAKEHUB, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -211,43 +211,29 @@ def test_down_stops_everything_including_notebooks() -> None:
 
 
 def test_sigterm_stops_a_foreground_hub() -> None:
-    tmp_path = hub_dir()
-    port = free_port()
-    env = {**os.environ, "LAKEHUB_LAKE_PORT": "0", "LAKEHUB_ADMIN_PASSWORD": "foreground-pass"}
+    h = Hub.create(hub_dir() / "d")
+    argv = [*LAKEHUB, "up", "--data-dir", str(h.data_dir), "--port", str(h.port)]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lakehub.cli",
-            "up",
-            "--data-dir",
-            str(tmp_path / "d"),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-        text=True,
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=h.env, text=True
     )
     assert proc.stdout is not None
     lines = []
     deadline = time.monotonic() + 300
-    for line in proc.stdout:
-        lines.append(line)
-        if "LakeHub is up" in line or time.monotonic() > deadline:
-            break
-    assert any("LakeHub is up" in ln for ln in lines), "".join(lines)
-    assert not any("foreground-pass" in ln for ln in lines)
-    rt = json.loads((tmp_path / "d" / "run" / "runtime.json").read_text())
-    pids = [c["pid"] for c in rt["components"].values()]
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=60)
+    with proc.stdout:
+        for line in proc.stdout:
+            lines.append(line)
+            if "LakeHub is up" in line or time.monotonic() > deadline:
+                break
+        assert any("LakeHub is up" in ln for ln in lines), "".join(lines)
+        assert not any(h.admin_password in ln for ln in lines)
+        pids = [c["pid"] for c in h.runtime()["components"].values()]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
     assert proc.returncode == 0
     time.sleep(0.2)
     assert _descendants_alive(pids) == []
-    assert not (tmp_path / "d" / "run" / "runtime.json").exists()
-    shutil.rmtree(tmp_path)
+    assert not (h.data_dir / "run" / "runtime.json").exists()
+    shutil.rmtree(h.data_dir.parent)
 
 
 # A process of the hub that outlived it: it holds the front door's port and ignores SIGTERM.
@@ -271,7 +257,9 @@ def _leftover(h: Hub) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         start_new_session=True,
     )
-    assert proc.stdout is not None and proc.stdout.readline() == b"listening\n"
+    assert proc.stdout is not None
+    with proc.stdout:  # it prints once
+        assert proc.stdout.readline() == b"listening\n"
     return proc
 
 

@@ -266,3 +266,18 @@ def connect(url: str | None = None, token: str | None = None, **kwargs: Any) -> 
     if not url.endswith(API_PREFIX):
         url += API_PREFIX
     return Client(url, token, **kwargs)
+
+
+_default: Client | None = None
+
+
+def default(client: Client | None = None) -> Client:
+    """``client`` if one is given, else this process's own, made by :func:`connect` from the
+    environment on first use and shared by every SDK call after it (a client made for one call
+    and dropped would leave its connections open)."""
+    global _default
+    if client is not None:
+        return client
+    if _default is None:
+        _default = connect()
+    return _default

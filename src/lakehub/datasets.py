@@ -18,23 +18,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from lakehub import tables
-from lakehub.client import LakeHubError
+from lakehub.client import LakeHubError, default
 
 if TYPE_CHECKING:
     from lakehub.client import Client
 
-_default: Client | None = None
-
 
 def _client(client: Client | None) -> Client:
-    global _default
-    if client is not None:
-        return client
-    if _default is None:
-        from lakehub.client import connect
-
-        _default = connect()
-    return _default
+    return default(client)
 
 
 def _need(module: str, extra: str) -> Any:

@@ -40,7 +40,7 @@ READ_AHEAD = 2  # blocks fetched ahead while a stream is read in order
 
 
 def _client(client: Client | None) -> Client:
-    from lakehub.datasets import _client as default
+    from lakehub.client import default
 
     return default(client)
 

@@ -25,7 +25,7 @@ __all__ = ["Array", "create", "default_compressors", "from_stream", "open"]
 
 
 def _client(client: Client | None) -> Client:
-    from lakehub.datasets import _client as default
+    from lakehub.client import default
 
     return default(client)
 

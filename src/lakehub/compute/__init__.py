@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 
 
 def _client(client: Client | None) -> Client:
-    from lakehub.client import connect
+    from lakehub.client import default
 
-    return client if client is not None else connect()
+    return default(client)
 
 
 def clusters(client: Client | None = None) -> list[dict[str, Any]]:

@@ -195,9 +195,9 @@ def session(
         start_jvm(info["jars"], conf)
         _wait_for_master(info["master"])  # it starts with the server, in the background
     else:
-        from lakehub.client import connect
+        from lakehub.client import default
 
-        hub = client if client is not None else connect()
+        hub = default(client)
 
         def ask() -> None:
             try:

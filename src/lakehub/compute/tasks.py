@@ -31,9 +31,9 @@ FINAL = ("done", "failed")
 
 
 def _client(client: Client | None) -> Client:
-    from lakehub.client import connect
+    from lakehub.client import default
 
-    return client if client is not None else connect()
+    return default(client)
 
 
 def _dumps(obj: Any) -> bytes:

@@ -1,0 +1,251 @@
+"""Start and stop real hubs on loopback: the one launcher of the tests and the benchmarks.
+
+Rules:
+
+* A hub lives in a data directory of its own; :func:`hub_dir` makes a folder for it in /tmp
+  (outside pytest's private temporary tree, which user accounts cannot enter).
+* Every port is free: the front door gets :func:`free_port`, the lake and both ingestion
+  receivers pick their own (``0``), so hubs run side by side.
+* The hub is driven as users drive it: ``lakehub`` commands (:meth:`Hub.cli`) and HTTP.
+* A ``lakehub`` command that fails raises ``AssertionError`` with its stderr (``check=False``
+  hands back the finished process instead).
+* Every HTTP client a hub hands out (``http``, ``admin_http``, ``browser_login``) lives until
+  :meth:`Hub.down` closes it, so a test may use one without ``with`` and leak nothing.
+* Nothing here imports pytest: the benchmarks import this module too (``bench/benchlib.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+LAKEHUB = [sys.executable, "-m", "lakehub.cli"]
+API = "/services/lakehub/api"
+
+
+def free_port() -> int:
+    """A free port below the ephemeral range, like the hub's own (see lakehub.server.runtime)."""
+    from lakehub.server.runtime import PORT_RANGE
+
+    for _ in range(1000):
+        port = random.randrange(*PORT_RANGE)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port")
+
+
+def hub_dir(prefix: str = "lakehub-test-") -> Path:
+    """A new folder in /tmp that user accounts can walk into (mode 0711)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o711)
+    return path
+
+
+def s3_for(creds: Mapping[str, str], max_pool_connections: int = 10) -> Any:
+    """A boto3 S3 client for lake credentials as the API hands them out (no retries)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=creds["endpoint_url"],
+        aws_access_key_id=creds["access_key_id"],
+        aws_secret_access_key=creds["secret_access_key"],
+        region_name="us-east-1",
+        config=Config(
+            signature_version="s3v4",
+            max_pool_connections=max_pool_connections,
+            retries={"max_attempts": 1},
+        ),
+    )
+
+
+@dataclass
+class Hub:
+    """One hub: its data directory, front-door port, administrator password and the
+    environment its ``lakehub`` commands run with; the passwords and tokens of its users."""
+
+    data_dir: Path
+    port: int
+    admin_password: str
+    env: dict[str, str]
+    passwords: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
+    clients: list[httpx.Client] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def create(cls, data_dir: Path, env: Mapping[str, str] | None = None, **settings: str) -> Any:
+        """A hub not started yet: ``env`` adds raw variables, each setting ``name=value``
+        becomes ``LAKEHUB_NAME``."""
+        password = secrets.token_urlsafe(12)
+        full = {
+            **os.environ,
+            "LAKEHUB_LAKE_PORT": "0",
+            "LAKEHUB_FORWARD_PORT": "0",  # the receivers' defaults (24224, 9880): one a machine
+            "LAKEHUB_INGEST_HTTP_PORT": "0",
+            "LAKEHUB_ADMIN_PASSWORD": password,
+            **(env or {}),
+            **{f"LAKEHUB_{k.upper()}": v for k, v in settings.items()},
+        }
+        full.pop("LAKEHUB_DATA_DIR", None)  # the data directory is data_dir, always
+        return cls(data_dir, free_port(), password, full)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api(self) -> str:
+        return f"{self.url}{API}"
+
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """``lakehub ARGS`` on this hub's data directory (unless ARGS name one)."""
+        argv = [*LAKEHUB, *args]
+        if "--data-dir" not in args:
+            argv += ["--data-dir", str(self.data_dir)]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"lakehub {' '.join(args)} failed: {proc.stderr[-3000:]}")
+        return proc
+
+    def up(self, timeout: float = 600) -> None:
+        """``lakehub up --detach``; a failure raises with the end of each component's log."""
+        proc = self.cli("up", "--port", str(self.port), "--detach", check=False, timeout=timeout)
+        if proc.returncode != 0:
+            logs = self.data_dir / "logs"
+            tails = "".join(
+                f"\n--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+                for p in (sorted(logs.glob("*.log")) if logs.exists() else [])
+            )
+            raise AssertionError(f"lakehub up failed: {proc.stderr}{tails}")
+        self.passwords["admin"] = self.admin_password
+
+    def down(self, timeout: float = 120) -> list[str]:
+        """The clients handed out closed, then ``lakehub down``; what went wrong (nothing
+        raises: this runs on the way out)."""
+        for client in self.clients:
+            client.close()
+        self.clients.clear()
+        proc = self.cli("down", check=False, timeout=timeout)
+        return [] if proc.returncode == 0 else [f"lakehub down: {proc.stderr.strip()[-1500:]}"]
+
+    def status(self) -> dict[str, Any]:
+        proc = self.cli("status", "--json", check=False)
+        assert proc.stdout, f"lakehub status printed nothing: {proc.stderr}"
+        data: dict[str, Any] = json.loads(proc.stdout)
+        return data
+
+    def runtime(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.data_dir / "run" / "runtime.json").read_text())
+        return data
+
+    def service_token(self) -> str:
+        return (self.data_dir / "state" / "service.token").read_text().strip()
+
+    def add_user(self, name: str, admin: bool = False) -> str:
+        """Create a user through the CLI; returns the password it printed."""
+        args = ["user", "add", name] + (["--admin"] if admin else [])
+        out = self.cli(*args).stdout
+        password = re.search(r"password: (\S+)", out)
+        assert password, out
+        self.passwords[name] = password.group(1)
+        return password.group(1)
+
+    def admin_http(self) -> httpx.Client:
+        """The local administrator over HTTP: what the CLI does, without a process per call."""
+        return httpx.Client(
+            base_url=self.api,
+            headers={"Authorization": f"token {self.service_token()}"},
+            timeout=60,
+        )
+
+    def quick_user(self, name: str, admin: bool = False) -> None:
+        """Create an active user through the API (``add_user`` goes through the CLI)."""
+        with self.admin_http() as c:
+            r = c.post("/users", json={"name": name, "admin": admin})
+            assert r.status_code == 201, r.text
+            self.passwords[name] = r.json()["password"]
+            r = c.post(f"/users/{name}/tokens", json={"note": "tests"})
+            assert r.status_code == 201, r.text
+            self.tokens[name] = r.json()["token"]
+
+    def token(self, name: str) -> str:
+        if name not in self.tokens:
+            self.tokens[name] = self.cli("user", "token", name).stdout.strip()
+        return self.tokens[name]
+
+    def http(self, name: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"token {self.token(name)}"} if name else {}
+        return self._keep(httpx.Client(base_url=self.url, headers=headers, timeout=60))
+
+    def credentials(self, name: str) -> dict[str, str]:
+        """The lake credentials the API hands ``name`` (never to be cached on the way)."""
+        with self.http(name) as c:
+            r = c.get(f"{API}/lake/credentials")
+            assert r.status_code == 200, r.text
+            assert r.headers["cache-control"] == "no-store"
+            data: dict[str, str] = r.json()
+            return data
+
+    def browser_login(self, name: str, password: str | None = None) -> httpx.Client:
+        """A cookie session as a browser would have after logging in on the hub's page."""
+        c = self._keep(httpx.Client(base_url=self.url, follow_redirects=True, timeout=60))
+        c.get("/hub/login")
+        r = c.post(
+            "/hub/login",
+            data={
+                "username": name,
+                "password": password or self.passwords[name],
+                "_xsrf": c.cookies.get("_xsrf", ""),
+            },
+        )
+        assert r.status_code == 200, r.text[:500]
+        return c
+
+    def _keep(self, client: httpx.Client) -> httpx.Client:
+        self.clients.append(client)
+        return client
+
+    def wait_environments(self, *names: str, timeout: float = 900) -> dict[str, Any]:
+        """Wait until each named notebook environment has a usable build (the control plane
+        builds them in the background); fails at once on a failed build."""
+        with self.admin_http() as c:
+
+            def ready() -> dict[str, Any] | None:
+                envs = {e["name"]: e for e in c.get("/environments").json()}
+                for name in names:
+                    if envs[name]["status"] == "failed" and not envs[name]["usable"]:
+                        log = c.get(f"/environments/{name}/log").text[-3000:]
+                        raise AssertionError(f"environment {name} failed to build:\n{log}")
+                return envs if all(envs[n]["usable"] for n in names) else None
+
+            return self.wait(ready, timeout, f"environments {names}")  # type: ignore[no-any-return]
+
+    def wait(self, predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}")
