@@ -62,7 +62,7 @@ def intake(tmp_path: Path) -> tuple[Intake, str]:
     directory.create("tls", actor="test", provision=False, password="a-long-password")
     reg = Registry(directory)
     reg.create_stream("tlsstream", "tls", "records", ["tls.*"], "test")
-    key = reg.create_source("tlssrc", "tls", ["tls.*"], "test")[2]
+    key = reg.create_source("tlssrc", "tls", ["tls.*"], "test").key
     log = LogWriter(tmp_path / "log", 1 << 20, 1 << 30)
     log.open((0, 0))
     assert key is not None

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from lakehub import tables
 from lakehub.server.db import Dataset, User, utcnow
 from lakehub.server.identity.users import Directory, UserError, shared_access
+from lakehub.server.schema import Instant
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
@@ -39,9 +40,13 @@ class Inferred:
     file_count: int = 0
 
 
-@dataclass
-class DatasetView:
+class DatasetView(BaseModel):
+    """A catalog entry as one viewer sees it."""
+
+    model_config = ConfigDict(serialize_by_alias=True)  # schema_ is "schema" in answers
+
     name: str
+    path: str  # s3://bucket/prefix/
     bucket: str
     prefix: str
     format: str
@@ -50,18 +55,14 @@ class DatasetView:
     tags: list[str]
     lineage: str
     owner: str | None
-    schema: list[dict[str, str]]
+    schema_: list[dict[str, str]] = Field(alias="schema")
     partitions: dict[str, list[str]]
     row_count: int | None
     size_bytes: int
     file_count: int
-    created_at: datetime
-    updated_at: datetime
-    access: str  # read | write
-
-    @property
-    def path(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}".rstrip("/") + "/"
+    created_at: Instant
+    updated_at: Instant
+    access: str  # read | write (admin for an administrator's view of another's)
 
 
 def infer(fs: Any, bucket: str, prefix: str, fmt: str, partitioning: list[str] | None) -> Inferred:
@@ -158,6 +159,7 @@ class Catalog:
         owner = s.get(User, row.owner_id).name if row.owner_id else None  # type: ignore[union-attr]
         return DatasetView(
             name=row.name,
+            path=f"s3://{row.bucket}/{row.prefix}".rstrip("/") + "/",
             bucket=row.bucket,
             prefix=row.prefix,
             format=row.format,

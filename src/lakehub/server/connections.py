@@ -12,16 +12,16 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lakehub.server.db import Connection, User
 from lakehub.server.identity.users import Directory, UserError, valid_name
+from lakehub.server.schema import Instant
 
 REGION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")
@@ -31,24 +31,23 @@ RESERVED = frozenset({"default"})  # the AWS config file's own section: the user
 VERIFY_TIMEOUT = 10.0  # seconds, per attempt
 
 
-@dataclass(frozen=True)
-class ConnectionView:
+class ConnectionView(BaseModel):
     """A connection as lists show it: everything but the secret."""
+
+    model_config = ConfigDict(frozen=True)
 
     name: str
     endpoint_url: str
     region: str
-    access_key: str
     bucket: str
-    created_at: datetime
+    access_key_id: str
+    created_at: Instant
 
 
-@dataclass(frozen=True)
 class ConnectionSecret(ConnectionView):
-    secret: str = ""
+    """The connection with its secret: for its owner only."""
 
-    def __repr__(self) -> str:  # never show the secret
-        return f"ConnectionSecret({self.name!r}, {self.endpoint_url!r}, {self.access_key!r})"
+    secret_access_key: str = Field(repr=False)
 
 
 def check_endpoint(url: str) -> str:
@@ -210,16 +209,13 @@ class Connections:
         """Everything, the secret included: for its owner only."""
         with self.db.session() as s:
             c = self._one(s, owner, name)
-            v = _view(c)
             secret = self.vault.decrypt(c.secret_enc)
-        return ConnectionSecret(
-            v.name, v.endpoint_url, v.region, v.access_key, v.bucket, v.created_at, secret
-        )
+            return ConnectionSecret(**_view(c).model_dump(), secret_access_key=secret)
 
     def client(self, owner: str, name: str) -> Any:
         """A boto3 S3 client with the connection's credentials."""
         c = self.credentials(owner, name)
-        return s3_client(c.endpoint_url, c.region, c.access_key, c.secret)
+        return s3_client(c.endpoint_url, c.region, c.access_key_id, c.secret_access_key)
 
     def delete(self, owner: str, name: str, actor: str | None = None) -> None:
         with self._lock:
@@ -256,4 +252,11 @@ class Connections:
 
 
 def _view(c: Connection) -> ConnectionView:
-    return ConnectionView(c.name, c.endpoint_url, c.region, c.access_key, c.bucket, c.created_at)
+    return ConnectionView(
+        name=c.name,
+        endpoint_url=c.endpoint_url,
+        region=c.region,
+        bucket=c.bucket,
+        access_key_id=c.access_key,
+        created_at=c.created_at,
+    )

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from lakehub.server.db import Quota, Space, utcnow
 from lakehub.server.identity.users import Directory, UserError, shared_access, space_bucket
 from lakehub.server.lake.base import LakeUnavailable
+from lakehub.server.schema import Instant
 from lakehub.sizes import human
 
 KINDS = ("user", "space")
@@ -32,53 +32,57 @@ LARGEST = 2**63 - 1  # what the database holds
 log = logging.getLogger("lakehub.server.quotas")
 
 
-@dataclass(frozen=True)
-class QuotaView:
-    kind: str
+class QuotaView(BaseModel):
+    """A quota with its latest measure (its usage and message say it for people)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str = Field(description="user (the buckets NAME-*) or space (the bucket space-NAME)")
     name: str
     max_bytes: int | None
     max_objects: int | None
     used_bytes: int
     used_objects: int
-    measured_at: datetime | None
-    blocked: bool
+    measured_at: Instant | None
+    blocked: bool = Field(description="True while the lake refuses new writes")
+    usage: str = Field(description="What is used of each limit, for people")
+    message: str = Field(description="The quota-exceeded sentence while blocked")
     set_by: str
-    updated_at: datetime
+    updated_at: Instant
 
     @classmethod
     def of(cls, q: Quota) -> QuotaView:
+        used = usage(q.used_bytes, q.used_objects, q.max_bytes, q.max_objects)
         return cls(
-            q.kind,
-            q.name,
-            q.max_bytes,
-            q.max_objects,
-            q.used_bytes,
-            q.used_objects,
-            q.measured_at,
-            q.blocked,
-            q.set_by,
-            q.updated_at,
+            kind=q.kind,
+            name=q.name,
+            max_bytes=q.max_bytes,
+            max_objects=q.max_objects,
+            used_bytes=q.used_bytes,
+            used_objects=q.used_objects,
+            measured_at=q.measured_at,
+            blocked=q.blocked,
+            usage=used,
+            message=(
+                f"quota exceeded for {q.kind} {q.name}: {used}; delete something or ask an admin"
+                if q.blocked
+                else ""
+            ),
+            set_by=q.set_by,
+            updated_at=q.updated_at,
         )
 
-    def usage(self) -> str:
-        """``1.2 MiB of 1.0 MiB used, 3 of 1000 objects``."""
-        parts = []
-        if self.max_bytes is not None:
-            parts.append(f"{human(self.used_bytes)} of {human(self.max_bytes)} used")
-        if self.max_objects is not None:
-            parts.append(f"{self.used_objects} of {self.max_objects} objects")
-        return ", ".join(parts)
 
-    def message(self) -> str:
-        if not self.blocked:
-            return ""
-        return (
-            f"quota exceeded for {self.kind} {self.name}: {self.usage()}; "
-            "delete something or ask an admin"
-        )
-
-    def covers(self, bucket: str) -> bool:
-        return covers(self.kind, self.name, bucket)
+def usage(
+    used_bytes: int, used_objects: int, max_bytes: int | None, max_objects: int | None
+) -> str:
+    """``1.2 MiB of 1.0 MiB used, 3 of 1000 objects``."""
+    parts = []
+    if max_bytes is not None:
+        parts.append(f"{human(used_bytes)} of {human(max_bytes)} used")
+    if max_objects is not None:
+        parts.append(f"{used_objects} of {max_objects} objects")
+    return ", ".join(parts)
 
 
 def covers(kind: str, name: str, bucket: str) -> bool:
@@ -223,7 +227,7 @@ class Quotas:
                             "lakehub",
                             "quota.block" if row.blocked else "quota.unblock",
                             f"{row.kind} {row.name}",
-                            QuotaView.of(row).usage(),
+                            QuotaView.of(row).usage,
                         )
 
     # the loop ------------------------------------------------------------------------------

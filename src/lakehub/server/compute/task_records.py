@@ -4,41 +4,40 @@ times, error. Only the owner (or an administrator) sees or changes a task."""
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
-from datetime import datetime
 
+from pydantic import BaseModel
 from sqlalchemy import select
 
 from lakehub.server.db import Task, User, utcnow
 from lakehub.server.identity.users import Directory, UserError
+from lakehub.server.schema import Instant
 
 STATES = ("queued", "running", "done", "failed")
 
 
-@dataclass
-class TaskView:
+class TaskView(BaseModel):
     id: str
     owner: str
     name: str
     state: str
     error: str
     result: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Instant
+    started_at: Instant | None
+    finished_at: Instant | None
 
 
 def _view(row: Task, owner: str) -> TaskView:
     return TaskView(
-        row.id,
-        owner,
-        row.name,
-        row.state,
-        row.error,
-        row.result,
-        row.created_at,
-        row.started_at,
-        row.finished_at,
+        id=row.id,
+        owner=owner,
+        name=row.name,
+        state=row.state,
+        error=row.error,
+        result=row.result,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
     )
 
 

@@ -10,15 +10,15 @@ and :meth:`EnvVars.environment` drops them again, so LakeHub's own variables alw
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import datetime
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lakehub.server.db import EnvVar, User, utcnow
 from lakehub.server.identity.users import Directory, UserError
+from lakehub.server.schema import Instant
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_NAME = 128
@@ -42,15 +42,16 @@ RESERVED_NAMES = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class EnvVarView:
-    """A variable as listings show it: ``value`` is None for a secret one."""
+class EnvVarView(BaseModel):
+    """A variable as listings show it: its value is null for a secret one."""
+
+    model_config = ConfigDict(frozen=True)
 
     name: str
     secret: bool
-    value: str | None
-    created_at: datetime
-    updated_at: datetime
+    value: str | None = Field(description="null for a secret variable: its value is never shown")
+    created_at: Instant
+    updated_at: Instant
 
     def __repr__(self) -> str:
         shown = "<secret>" if self.secret else repr(self.value)
@@ -180,4 +181,10 @@ class EnvVars:
 
     def _view(self, r: EnvVar) -> EnvVarView:
         value = None if r.secret else self.vault.decrypt(r.value_enc)
-        return EnvVarView(r.name, r.secret, value, r.created_at, r.updated_at)
+        return EnvVarView(
+            name=r.name,
+            secret=r.secret,
+            value=value,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+        )

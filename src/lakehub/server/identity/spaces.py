@@ -7,9 +7,9 @@ is recorded in the audit trail.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -22,16 +22,28 @@ from lakehub.server.identity.users import (
     valid_name,
 )
 from lakehub.server.lake.base import ACCESS_LEVELS
+from lakehub.server.schema import Instant
 
 
-@dataclass(frozen=True)
-class SpaceView:
+class SpaceGrant(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["user", "group"]
+    name: str
+    access: str
+
+
+class SpaceView(BaseModel):
+    """A space as the caller sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
     name: str
     bucket: str
     owner: str
-    created_at: datetime
-    access: str  # the caller's: owner | write | read | admin
-    grants: tuple[tuple[str, str, str], ...]  # (kind "user"|"group", name, access)
+    created_at: Instant
+    access: str = Field(description="Yours: owner, write, read, or admin")
+    grants: tuple[SpaceGrant, ...]
 
 
 class Spaces:
@@ -146,12 +158,12 @@ class Spaces:
                     continue
                 out.append(
                     SpaceView(
-                        sp.name,
-                        space_bucket(sp.name),
-                        owner,
-                        sp.created_at,
-                        access or "admin",
-                        self._grants(s, sp.id),
+                        name=sp.name,
+                        bucket=space_bucket(sp.name),
+                        owner=owner,
+                        created_at=sp.created_at,
+                        access=access or "admin",
+                        grants=self._grants(s, sp.id),
                     )
                 )
             return out
@@ -179,7 +191,7 @@ class Spaces:
         return None, g.id
 
     @staticmethod
-    def _grants(s: Session, space_id: int) -> tuple[tuple[str, str, str], ...]:
+    def _grants(s: Session, space_id: int) -> tuple[SpaceGrant, ...]:
         users = s.execute(
             select(User.name, Grant.access)
             .join(Grant, Grant.user_id == User.id)
@@ -190,6 +202,7 @@ class Spaces:
             .join(Grant, Grant.group_id == Group.id)
             .where(Grant.space_id == space_id)
         ).all()
-        return tuple(
-            sorted([("user", n, a) for n, a in users] + [("group", n, a) for n, a in groups])
-        )
+        found = [SpaceGrant(kind="user", name=n, access=a) for n, a in users] + [
+            SpaceGrant(kind="group", name=n, access=a) for n, a in groups
+        ]
+        return tuple(sorted(found, key=lambda g: (g.kind, g.name, g.access)))

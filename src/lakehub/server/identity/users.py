@@ -9,10 +9,9 @@ from __future__ import annotations
 import secrets
 import string
 import threading
-from dataclasses import dataclass
-from datetime import datetime
 
 import bcrypt
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -29,6 +28,7 @@ from lakehub.server.db import (
     utcnow,
 )
 from lakehub.server.lake.base import Identity, Lake
+from lakehub.server.schema import Instant
 from lakehub.server.vault import Vault
 
 MIN_PASSWORD = 8
@@ -42,13 +42,17 @@ class UserError(ValueError):
         self.status = status
 
 
-@dataclass(frozen=True)
-class Credentials:
+class LakeCredentials(BaseModel):
+    """A user's lake key, for its owner only."""
+
+    model_config = ConfigDict(frozen=True)
+
     endpoint_url: str
     access_key_id: str
-    secret_access_key: str
+    secret_access_key: str = Field(repr=False)
     bucket: str
-    created_at: datetime
+    region: str = "us-east-1"
+    created_at: Instant
 
 
 def home_bucket(name: str) -> str:
@@ -249,13 +253,13 @@ class Directory:
             s.add(LakeKey(user=user, access_key=key, secret_enc=self.vault.encrypt(secret)))
             return True
 
-    def credentials(self, name: str) -> Credentials:
+    def credentials(self, name: str) -> LakeCredentials:
         with self.db.session() as s:
             user = self.get(s, name)
             key = next((k for k in user.keys if k.revoked_at is None), None)
             if key is None:
                 raise UserError(f"user {name!r} has no lake key yet", 409)
-            return Credentials(
+            return LakeCredentials(
                 endpoint_url=self.lake.endpoint_url,
                 access_key_id=key.access_key,
                 secret_access_key=self.vault.decrypt(key.secret_enc),
@@ -263,7 +267,7 @@ class Directory:
                 created_at=key.created_at,
             )
 
-    def rotate(self, name: str, actor: str) -> Credentials:
+    def rotate(self, name: str, actor: str) -> LakeCredentials:
         """Replace the user's key; the old one is refused by the lake when this returns."""
         with self.db.session() as s:
             user = self.get(s, name)

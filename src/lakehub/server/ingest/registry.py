@@ -15,11 +15,9 @@ import os
 import re
 import secrets
 import threading
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -27,6 +25,7 @@ from lakehub.server.db import Dataset, IngestSource, IngestStream, User
 from lakehub.server.identity.users import Directory, UserError, home_bucket, shared_access
 from lakehub.server.ingest.base import DEFAULT_MAX_MESSAGE, Source, Stream
 from lakehub.server.ingest.tags import overlap
+from lakehub.server.schema import Instant
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_.*?\[\]!-]{1,200}$")
@@ -108,19 +107,24 @@ def can_read(s: Session, user: str, bucket: str) -> bool:
     return bucket.startswith(f"{user}-") or bucket in shared_access(s).get(user, {})
 
 
-@dataclass
-class SourceView:
+class SourceView(BaseModel):
     name: str
     owner: str
     tags: list[str]
     shared_key: bool
     max_bytes_per_s: int | None
     max_message_bytes: int
-    created_at: datetime
+    created_at: Instant
 
 
-@dataclass
-class StreamView:
+class NewSourceView(SourceView):
+    """A source as its creation answers it: with its secrets, shown this once."""
+
+    token: str = Field(description="for HTTP: shown once", repr=False)
+    key: str | None = Field(description="the Forward shared key: shown once", repr=False)
+
+
+class StreamView(BaseModel):
     name: str
     owner: str
     kind: str
@@ -135,17 +139,11 @@ class StreamView:
     moved_records: int
     moved_bytes: int
     moved_until: float | None
+    lag_seconds: float  # between the newest event received and the newest one in the lake
     errors: int
     last_error: str
-    created_at: datetime
+    created_at: Instant
     access: str
-
-    @property
-    def lag(self) -> float:
-        """Seconds between the newest event received and the newest one in the lake."""
-        if self.last_event_at is None:
-            return 0.0
-        return max(0.0, self.last_event_at - (self.moved_until or self.last_event_at))
 
 
 class Registry:
@@ -164,8 +162,8 @@ class Registry:
         shared_key: bool = True,
         max_bytes_per_s: int | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE,
-    ) -> tuple[SourceView, str, str | None]:
-        """Returns the view, the token and the shared key: shown once."""
+    ) -> NewSourceView:
+        """The source with its token and shared key: shown once."""
         _check_name(name, "source")
         tag_text = _check_tags(tags)
         if max_message_bytes < 1024 or (max_bytes_per_s is not None and max_bytes_per_s < 1024):
@@ -190,7 +188,8 @@ class Registry:
                 )
             )
             self.directory.record_event(s, actor, "source.create", name, f"owner {owner}")
-        return self.source(name, owner, False), token, key
+        view = self.source(name, owner, False)
+        return NewSourceView(token=token, key=key, **view.model_dump())
 
     @staticmethod
     def _check_unclaimed(s: Session, owner_id: int, tags: list[str]) -> None:
@@ -227,13 +226,13 @@ class Registry:
     def _source_view(s: Session, row: IngestSource) -> SourceView:
         owner = s.get(User, row.owner_id)
         return SourceView(
-            row.name,
-            owner.name if owner else "?",
-            json.loads(row.tags),
-            row.shared_key_enc is not None,
-            row.max_bytes_per_s,
-            row.max_message_bytes,
-            row.created_at,
+            name=row.name,
+            owner=owner.name if owner else "?",
+            tags=json.loads(row.tags),
+            shared_key=row.shared_key_enc is not None,
+            max_bytes_per_s=row.max_bytes_per_s,
+            max_message_bytes=row.max_message_bytes,
+            created_at=row.created_at,
         )
 
     def sources(self, viewer: str, admin: bool) -> list[SourceView]:
@@ -334,25 +333,27 @@ class Registry:
     @staticmethod
     def _stream_view(s: Session, row: IngestStream, access: str) -> StreamView:
         owner = s.get(User, row.owner_id)
+        newest = row.last_event_at
         return StreamView(
-            row.name,
-            owner.name if owner else "?",
-            row.kind,
-            f"s3://{row.bucket}/{row.prefix}/",
-            json.loads(row.tags),
-            row.dataset,
-            row.received_bytes,
-            row.received_entries,
-            row.last_event_at,
-            row.rate_bytes,
-            row.rate_entries,
-            row.moved_records,
-            row.moved_bytes,
-            row.moved_until,
-            row.errors,
-            row.last_error,
-            row.created_at,
-            access,
+            name=row.name,
+            owner=owner.name if owner else "?",
+            kind=row.kind,
+            path=f"s3://{row.bucket}/{row.prefix}/",
+            tags=json.loads(row.tags),
+            dataset=row.dataset,
+            received_bytes=row.received_bytes,
+            received_entries=row.received_entries,
+            last_event_at=newest,
+            rate_bytes=row.rate_bytes,
+            rate_entries=row.rate_entries,
+            moved_records=row.moved_records,
+            moved_bytes=row.moved_bytes,
+            moved_until=row.moved_until,
+            lag_seconds=0.0 if newest is None else max(0.0, newest - (row.moved_until or newest)),
+            errors=row.errors,
+            last_error=row.last_error,
+            created_at=row.created_at,
+            access=access,
         )
 
     def streams(self, viewer: str, admin: bool) -> list[StreamView]:
@@ -410,7 +411,3 @@ def load(directory: Directory) -> tuple[list[Source], list[Stream]]:
                 )
             )
     return sources, streams
-
-
-def as_dict(view: Any) -> dict[str, Any]:
-    return dict(vars(view))

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from lakehub.server.db import Group, GroupMember, NotebookPolicy, User, utcnow
@@ -41,17 +42,20 @@ POLICY_FIELDS = (
 Active = dict[str, dict[str, dict[str, Any]]]  # user -> server name -> its user_options
 
 
-@dataclass(frozen=True)
-class PolicyView:
+class PolicyView(BaseModel):
+    """A group's or a user's policy: null where it sets nothing."""
+
+    model_config = ConfigDict(frozen=True)
+
     kind: str
     name: str
-    environments: list[str] | None = None
-    sizes: list[str] | None = None
-    default_environment: str | None = None
-    default_size: str | None = None
-    max_servers: int | None = None
-    max_memory: int | None = None
-    cull_timeout: int | None = None
+    environments: list[str] | None
+    sizes: list[str] | None
+    default_environment: str | None
+    default_size: str | None
+    max_servers: int | None
+    max_memory: int | None
+    cull_timeout: int | None
 
 
 @dataclass

@@ -17,10 +17,9 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -29,13 +28,15 @@ from lakehub.server.db import Environment as Row
 from lakehub.server.identity.users import UserError
 from lakehub.server.notebooks import environments as build
 from lakehub.server.notebooks.specs import BUILTIN_ENVIRONMENTS, EnvironmentSpec, SpecError
+from lakehub.server.schema import Instant
 
 log = logging.getLogger("lakehub.environments")
 CODE = "lakehub"  # updated_by of a built-in that still follows the code
 
 
-@dataclass(frozen=True)
-class EnvView:
+class EnvView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     name: str
     description: str
     python: str
@@ -45,11 +46,11 @@ class EnvView:
     progress: str
     error: str
     usable: bool  # a build exists that servers can use
-    contents: list[str]
-    highlights: list[str]  # the spec's packages, with the versions inside the build
-    built_at: datetime | None
+    contents: list[str] = Field(description="name==version of everything inside its build")
+    highlights: list[str] = Field(description="the spec's packages with their built versions")
+    built_at: Instant | None
     updated_by: str
-    updated_at: datetime
+    updated_at: Instant
 
     @classmethod
     def of(cls, r: Row) -> EnvView:

@@ -1,28 +1,23 @@
 """What the API document promises, shared by every router.
 
-Rules: every time in an answer carries its offset (``Instant``: the database keeps naive UTC,
-answers say ``...Z``); every refusal is ``{"detail": "<readable text>"}`` and its status is in
-the document (``ERRORS``, given to each router where the app includes it); 422 keeps FastAPI's
-list of field errors (without the refused input, see :mod:`lakehub.server.web.guards`).
+Rules: every time in an answer carries its offset (``Instant``, shared with the areas' models in
+:mod:`lakehub.server.schema`: the database keeps naive UTC, answers say ``...Z``); every refusal
+is ``{"detail": "<readable text>"}`` and its status is in the document (``ERRORS``, given to each
+router where the app includes it); 422 keeps FastAPI's list of field errors (without the refused
+input, see :mod:`lakehub.server.web.guards`).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel
+from pydantic import BaseModel
 
-INT32 = 2**31 - 1  # the bounds of the database's INTEGER and BIGINT columns
-INT64 = 2**63 - 1
+from lakehub.server.schema import INT32, INT64, Instant
+
+__all__ = ["ERRORS", "INT32", "INT64", "MAX_EXPIRY", "UPSTREAM", "Error", "Instant"]
+
 MAX_EXPIRY = 10 * 365 * 86400  # seconds: a token's longest life
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-Instant = Annotated[datetime, AfterValidator(_utc)]
 
 
 class Error(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
-from lakehub.server.identity.users import Credentials
+from lakehub.server.identity.users import LakeCredentials
 from lakehub.server.web.auth import Principal, require_admin, require_local_admin, require_user
 from lakehub.server.web.schema import MAX_EXPIRY, Instant
 from lakehub.server.web.signup_limit import client_address
@@ -31,25 +31,6 @@ class Me(BaseModel):
     name: str
     admin: bool
     groups: list[str]
-
-
-class LakeCredentials(BaseModel):
-    endpoint_url: str
-    access_key_id: str
-    secret_access_key: str
-    bucket: str
-    region: str = "us-east-1"
-    created_at: Instant
-
-    @classmethod
-    def of(cls, c: Credentials) -> LakeCredentials:
-        return cls(
-            endpoint_url=c.endpoint_url,
-            access_key_id=c.access_key_id,
-            secret_access_key=c.secret_access_key,
-            bucket=c.bucket,
-            created_at=c.created_at,
-        )
 
 
 class UserOut(BaseModel):
@@ -126,7 +107,7 @@ async def lake_credentials(who: User, state: State, response: Response) -> LakeC
     if who.local:
         raise HTTPException(400, "the local administrator has no lake identity; use a user token")
     _no_store(response)
-    return LakeCredentials.of(await state.run(state.directory.credentials, who.name))
+    return await state.run(state.directory.credentials, who.name)
 
 
 @router.post("/lake/credentials/rotate", tags=["lake"])
@@ -135,7 +116,7 @@ async def rotate(who: User, state: State, response: Response) -> LakeCredentials
     if who.local:
         raise HTTPException(400, "the local administrator has no lake identity")
     _no_store(response)
-    return LakeCredentials.of(await state.run(state.directory.rotate, who.name, who.name))
+    return await state.run(state.directory.rotate, who.name, who.name)
 
 
 @router.post("/signup", status_code=201, tags=["users"])

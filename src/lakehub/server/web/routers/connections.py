@@ -10,13 +10,12 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from lakehub.server.connections import Connections, ConnectionView
+from lakehub.server.connections import Connections, ConnectionSecret, ConnectionView
 from lakehub.server.identity.users import UserError
 from lakehub.server.lake import browse as browse_area
 from lakehub.server.web.auth import Principal, person
 from lakehub.server.web.routers.api import State, User
 from lakehub.server.web.routers.portal import Browser, _lake_error, back, page
-from lakehub.server.web.schema import Instant
 from lakehub.server.web.state import AppState
 
 router = APIRouter(prefix="/api/connections", tags=["connections"])
@@ -40,42 +39,17 @@ class NewConnection(BaseModel):
     verify: bool = Field(default=True, description="Try the credentials on the endpoint first")
 
 
-class ConnectionOut(BaseModel):
-    name: str
-    endpoint_url: str
-    region: str
-    bucket: str
-    access_key_id: str
-    created_at: Instant
-
-    @classmethod
-    def of(cls, v: ConnectionView) -> ConnectionOut:
-        return cls(
-            name=v.name,
-            endpoint_url=v.endpoint_url,
-            region=v.region,
-            bucket=v.bucket,
-            access_key_id=v.access_key,
-            created_at=v.created_at,
-        )
-
-
-class ConnectionCredentials(ConnectionOut):
-    secret_access_key: str
-
-
 @router.get("")
-async def list_connections(who: User, state: State) -> list[ConnectionOut]:
+async def list_connections(who: User, state: State) -> list[ConnectionView]:
     """Your connections, without their secrets."""
-    rows = await state.run(area(state).owned_by, person(who, "connections"))
-    return [ConnectionOut.of(v) for v in rows]
+    return await state.run(area(state).owned_by, person(who, "connections"))
 
 
 @router.post("", status_code=201)
-async def create_connection(body: NewConnection, who: User, state: State) -> ConnectionOut:
+async def create_connection(body: NewConnection, who: User, state: State) -> ConnectionView:
     """Register an S3-compatible endpoint; the credentials are tried first unless verify=false."""
     owner = person(who, "connections")
-    view = await state.run(
+    return await state.run(
         lambda: area(state).create(
             owner,
             body.name,
@@ -87,22 +61,21 @@ async def create_connection(body: NewConnection, who: User, state: State) -> Con
             verify_first=body.verify,
         )
     )
-    return ConnectionOut.of(view)
 
 
 @router.get("/{name}")
-async def get_connection(name: str, who: User, state: State) -> ConnectionOut:
-    return ConnectionOut.of(await state.run(area(state).get, person(who, "connections"), name))
+async def get_connection(name: str, who: User, state: State) -> ConnectionView:
+    return await state.run(area(state).get, person(who, "connections"), name)
 
 
 @router.get("/{name}/credentials")
 async def connection_credentials(
     name: str, who: User, state: State, response: Response
-) -> ConnectionCredentials:
+) -> ConnectionSecret:
     """The connection with its secret: for its owner only."""
     c = await state.run(area(state).credentials, person(who, "connections"), name)
     response.headers["Cache-Control"] = "no-store"
-    return ConnectionCredentials(**ConnectionOut.of(c).model_dump(), secret_access_key=c.secret)
+    return c
 
 
 @router.delete("/{name}", status_code=204)

@@ -9,7 +9,6 @@ from pydantic import BaseModel, Field
 
 from lakehub.server.catalog import DatasetView
 from lakehub.server.web.routers.api import State, User
-from lakehub.server.web.schema import Instant
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
 
@@ -32,34 +31,6 @@ class DatasetPatch(BaseModel):
     lineage: str | None = Field(default=None, max_length=20_000)
 
 
-class DatasetOut(BaseModel):
-    name: str
-    path: str
-    bucket: str
-    prefix: str
-    format: str
-    partitioning: list[str]
-    description: str
-    tags: list[str]
-    lineage: str
-    owner: str | None
-    schema_: list[dict[str, str]] = Field(alias="schema")
-    partitions: dict[str, list[str]]
-    row_count: int | None
-    size_bytes: int
-    file_count: int
-    created_at: Instant
-    updated_at: Instant
-    access: str
-
-    model_config = {"populate_by_name": True}
-
-    @classmethod
-    def of(cls, v: DatasetView) -> DatasetOut:
-        fields = {k: getattr(v, k) for k in cls.model_fields if k != "schema_"}
-        return cls(schema=v.schema, **fields)
-
-
 def _local(who: Any) -> None:
     if who.local:
         raise HTTPException(400, "the local administrator has no lake keys: act as a hub user")
@@ -68,17 +39,16 @@ def _local(who: Any) -> None:
 @router.get("", response_model_by_alias=True)
 async def search(
     who: User, state: State, q: str = "", tag: str = "", column: str = ""
-) -> list[DatasetOut]:
+) -> list[DatasetView]:
     """Datasets you can read, matching words in name, description, tags and columns."""
-    found = await state.run(lambda: state.catalog.search(who.name, who.admin, q, tag, column))
-    return [DatasetOut.of(v) for v in found]
+    return await state.run(lambda: state.catalog.search(who.name, who.admin, q, tag, column))
 
 
 @router.post("", status_code=201, response_model_by_alias=True)
-async def register(body: NewDataset, who: User, state: State) -> DatasetOut:
+async def register(body: NewDataset, who: User, state: State) -> DatasetView:
     """Register a lake path; its schema, partitions, rows and size are read with your keys."""
     _local(who)
-    view = await state.run(
+    return await state.run(
         lambda: state.catalog.register(
             body.name,
             body.path,
@@ -90,17 +60,16 @@ async def register(body: NewDataset, who: User, state: State) -> DatasetOut:
             lineage=body.lineage,
         )
     )
-    return DatasetOut.of(view)
 
 
 @router.get("/{name}", response_model_by_alias=True)
-async def get(name: str, who: User, state: State) -> DatasetOut:
-    return DatasetOut.of(await state.run(state.catalog.get, name, who.name, who.admin))
+async def get(name: str, who: User, state: State) -> DatasetView:
+    return await state.run(state.catalog.get, name, who.name, who.admin)
 
 
 @router.patch("/{name}", response_model_by_alias=True)
-async def update(name: str, body: DatasetPatch, who: User, state: State) -> DatasetOut:
-    view = await state.run(
+async def update(name: str, body: DatasetPatch, who: User, state: State) -> DatasetView:
+    return await state.run(
         lambda: state.catalog.update(
             name,
             who.name,
@@ -110,14 +79,13 @@ async def update(name: str, body: DatasetPatch, who: User, state: State) -> Data
             lineage=body.lineage,
         )
     )
-    return DatasetOut.of(view)
 
 
 @router.post("/{name}/refresh", response_model_by_alias=True)
-async def refresh(name: str, who: User, state: State) -> DatasetOut:
+async def refresh(name: str, who: User, state: State) -> DatasetView:
     """Infer again after new files arrived."""
     _local(who)
-    return DatasetOut.of(await state.run(state.catalog.refresh, name, who.name, who.admin))
+    return await state.run(state.catalog.refresh, name, who.name, who.admin)
 
 
 @router.get("/{name}/preview")

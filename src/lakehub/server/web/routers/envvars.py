@@ -13,7 +13,6 @@ from lakehub.server.identity.users import UserError
 from lakehub.server.web.auth import person
 from lakehub.server.web.routers.api import State, User
 from lakehub.server.web.routers.portal import Browser, back, page
-from lakehub.server.web.schema import Instant
 from lakehub.server.web.state import AppState
 
 router = APIRouter(prefix="/api/env", tags=["env"])
@@ -30,40 +29,21 @@ class EnvVarIn(BaseModel):
     secret: Any = False
 
 
-class EnvVarOut(BaseModel):
-    name: str
-    secret: bool
-    value: str | None = Field(description="null for a secret variable: its value is never shown")
-    created_at: Instant
-    updated_at: Instant
-
-    @classmethod
-    def of(cls, v: EnvVarView) -> EnvVarOut:
-        return cls(
-            name=v.name,
-            secret=v.secret,
-            value=v.value,
-            created_at=v.created_at,
-            updated_at=v.updated_at,
-        )
-
-
 @router.get("")
-async def list_env(who: User, state: State, response: Response) -> list[EnvVarOut]:
+async def list_env(who: User, state: State, response: Response) -> list[EnvVarView]:
     """Your variables; secret ones without their value."""
     rows = await state.run(area(state).owned_by, person(who, "environment variables"))
     response.headers["Cache-Control"] = "no-store"
-    return [EnvVarOut.of(v) for v in rows]
+    return rows
 
 
 @router.put("/{name}")
-async def set_env(name: str, body: EnvVarIn, who: User, state: State) -> EnvVarOut:
+async def set_env(name: str, body: EnvVarIn, who: User, state: State) -> EnvVarView:
     """Create or replace a variable; it reaches your servers at their next start."""
     owner = person(who, "environment variables")
     if not isinstance(body.secret, bool):
         raise HTTPException(400, "secret must be true or false")
-    view = await state.run(lambda: area(state).set(owner, name, body.value, secret=body.secret))
-    return EnvVarOut.of(view)
+    return await state.run(lambda: area(state).set(owner, name, body.value, secret=body.secret))
 
 
 @router.delete("/{name}", status_code=204)

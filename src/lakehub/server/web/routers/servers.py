@@ -44,29 +44,8 @@ class SizeOut(BaseModel):
     description: str
 
 
-class EnvironmentOut(BaseModel):
-    name: str
-    description: str
-    python: str
-    packages: list[str]
-    builtin: bool
-    status: str
-    progress: str
-    error: str
-    usable: bool
-    contents: list[str] = Field(description="name==version of everything inside its build")
-    highlights: list[str] = Field(description="the spec's packages with their built versions")
-    built_at: Instant | None
-    updated_by: str
-    updated_at: Instant
-
-    @classmethod
-    def of(cls, v: EnvView) -> EnvironmentOut:
-        return cls(**v.__dict__)
-
-
 class OptionsOut(BaseModel):
-    environments: list[EnvironmentOut]
+    environments: list[EnvView]
     sizes: list[SizeOut]
     default_environment: str | None
     default_size: str | None
@@ -102,7 +81,7 @@ async def spawn_options(name: str, who: LocalAdmin, state: State) -> OptionsOut:
 
 def _options(c: Choices, envs: list[EnvView]) -> OptionsOut:
     return OptionsOut(
-        environments=[EnvironmentOut.of(e) for e in envs],
+        environments=envs,
         sizes=[SizeOut(**z.__dict__) for z in c.sizes],
         default_environment=c.default_environment,
         default_size=c.default_size,
@@ -259,15 +238,15 @@ async def spawn_plan(
 
 # administrators ------------------------------------------------------------------------------
 @router.get("/environments")
-async def list_environments(who: User, state: State) -> list[EnvironmentOut]:
+async def list_environments(who: User, state: State) -> list[EnvView]:
     """Every environment for administrators; the ones you may use for others."""
     if who.admin:
-        return [EnvironmentOut.of(e) for e in await state.run(state.environments.all)]
-    return [EnvironmentOut.of(e) for e in (await options_for(state, who))[1]]
+        return await state.run(state.environments.all)
+    return (await options_for(state, who))[1]
 
 
 @router.get("/environments/{name}")
-async def get_environment(name: str, who: User, state: State) -> EnvironmentOut:
+async def get_environment(name: str, who: User, state: State) -> EnvView:
     envs = {e.name: e for e in await list_environments(who, state)}
     if name not in envs:
         raise HTTPException(404, f"no environment named {name!r}")
@@ -281,20 +260,17 @@ class EnvironmentIn(BaseModel):
 
 
 @router.put("/environments/{name}")
-async def put_environment(
-    name: str, body: EnvironmentIn, who: Admin, state: State
-) -> EnvironmentOut:
+async def put_environment(name: str, body: EnvironmentIn, who: Admin, state: State) -> EnvView:
     """Add an environment or change its spec; a changed spec is built in the background, and
     servers keep using the previous build until the new one succeeds."""
-    view = await state.run(
+    return await state.run(
         state.environments.put, name, body.description, body.python, body.packages, who.name
     )
-    return EnvironmentOut.of(view)
 
 
 @router.post("/environments/{name}/build")
-async def rebuild_environment(name: str, who: Admin, state: State) -> EnvironmentOut:
-    return EnvironmentOut.of(await state.run(state.environments.rebuild, name, who.name))
+async def rebuild_environment(name: str, who: Admin, state: State) -> EnvView:
+    return await state.run(state.environments.rebuild, name, who.name)
 
 
 @router.get("/environments/{name}/log")
@@ -334,34 +310,17 @@ async def delete_size(name: str, who: Admin, state: State) -> Response:
     return Response(status_code=204)
 
 
-class PolicyOut(BaseModel):
-    kind: str
-    name: str
-    environments: list[str] | None
-    sizes: list[str] | None
-    default_environment: str | None
-    default_size: str | None
-    max_servers: int | None
-    max_memory: int | None
-    cull_timeout: int | None
-
-    @classmethod
-    def of(cls, v: PolicyView) -> PolicyOut:
-        return cls(**v.__dict__)
-
-
 @router.get("/notebook-policies")
-async def list_policies(who: Admin, state: State) -> list[PolicyOut]:
-    return [PolicyOut.of(p) for p in await state.run(state.policies.all)]
+async def list_policies(who: Admin, state: State) -> list[PolicyView]:
+    return await state.run(state.policies.all)
 
 
 @router.put("/notebook-policies/{kind}/{name}")
 async def put_policy(
     kind: str, name: str, body: dict[str, Any], who: Admin, state: State
-) -> PolicyOut:
+) -> PolicyView:
     """Set some fields of a group's (or a user's) policy; ``null`` clears a field."""
-    view = await state.run(state.policies.put, kind, name, body, who.name)
-    return PolicyOut.of(view)
+    return await state.run(state.policies.put, kind, name, body, who.name)
 
 
 @router.delete("/notebook-policies/{kind}/{name}", status_code=204)

@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 
-from lakehub.server.ingest.registry import Registry, SourceView, StreamView
+from lakehub.server.ingest.registry import NewSourceView, Registry, SourceView, StreamView
 from lakehub.server.web.routers.api import State, User
-from lakehub.server.web.schema import INT32, INT64, Instant
+from lakehub.server.web.schema import INT32, INT64
 
 router = APIRouter(prefix="/api", tags=["ingestion"])
 
@@ -27,25 +27,6 @@ class NewSource(BaseModel):
     max_message_bytes: int = Field(default=16 * 2**20, ge=1024, le=1 << 30)
 
 
-class SourceOut(BaseModel):
-    name: str
-    owner: str
-    tags: list[str]
-    shared_key: bool
-    max_bytes_per_s: int | None
-    max_message_bytes: int
-    created_at: Instant
-
-    @classmethod
-    def of(cls, v: SourceView) -> SourceOut:
-        return cls(**vars(v))
-
-
-class NewSourceOut(SourceOut):
-    token: str = Field(description="for HTTP: shown once")
-    key: str | None = Field(description="the Forward shared key: shown once")
-
-
 class NewStream(BaseModel):
     name: str
     kind: str = Field(default="records", description="records (Parquet dataset) or raw (bytes)")
@@ -57,32 +38,6 @@ class NewStream(BaseModel):
     position: int = Field(
         default=100, ge=-INT32, le=INT32, description="lower is tried first when patterns overlap"
     )
-
-
-class StreamOut(BaseModel):
-    name: str
-    owner: str
-    kind: str
-    path: str
-    tags: list[str]
-    dataset: str | None
-    received_bytes: int
-    received_entries: int
-    last_event_at: float | None
-    rate_bytes: float
-    rate_entries: float
-    moved_records: int
-    moved_bytes: int
-    moved_until: float | None
-    lag_seconds: float
-    errors: int
-    last_error: str
-    created_at: Instant
-    access: str
-
-    @classmethod
-    def of(cls, v: StreamView) -> StreamOut:
-        return cls(lag_seconds=v.lag, **vars(v))
 
 
 def _owner(who: Any, owner: str | None) -> str:
@@ -108,10 +63,10 @@ async def endpoints(who: User, state: State) -> dict[str, Any]:
 
 
 @router.post("/sources", status_code=201)
-async def create_source(body: NewSource, who: User, state: State) -> NewSourceOut:
+async def create_source(body: NewSource, who: User, state: State) -> NewSourceView:
     """Register a source; its token and shared key are in this answer only."""
     owner = _owner(who, body.owner)
-    view, token, key = await state.run(
+    return await state.run(
         lambda: Registry(state.directory).create_source(
             body.name,
             owner,
@@ -122,13 +77,11 @@ async def create_source(body: NewSource, who: User, state: State) -> NewSourceOu
             max_message_bytes=body.max_message_bytes,
         )
     )
-    return NewSourceOut(token=token, key=key, **vars(view))
 
 
 @router.get("/sources")
-async def list_sources(who: User, state: State) -> list[SourceOut]:
-    views = await state.run(Registry(state.directory).sources, who.name, who.admin)
-    return [SourceOut.of(v) for v in views]
+async def list_sources(who: User, state: State) -> list[SourceView]:
+    return await state.run(Registry(state.directory).sources, who.name, who.admin)
 
 
 @router.delete("/sources/{name}", status_code=204)
@@ -138,10 +91,10 @@ async def delete_source(name: str, who: User, state: State) -> Response:
 
 
 @router.post("/streams", status_code=201)
-async def create_stream(body: NewStream, who: User, state: State) -> StreamOut:
+async def create_stream(body: NewStream, who: User, state: State) -> StreamView:
     """A stream in a bucket its owner may write; records streams are catalogued as datasets."""
     owner = _owner(who, body.owner)
-    view = await state.run(
+    return await state.run(
         lambda: Registry(state.directory).create_stream(
             body.name,
             owner,
@@ -152,21 +105,17 @@ async def create_stream(body: NewStream, who: User, state: State) -> StreamOut:
             position=body.position,
         )
     )
-    return StreamOut.of(view)
 
 
 @router.get("/streams")
-async def list_streams(who: User, state: State) -> list[StreamOut]:
+async def list_streams(who: User, state: State) -> list[StreamView]:
     """Streams you can read (in your buckets or spaces granted to you)."""
-    views = await state.run(Registry(state.directory).streams, who.name, who.admin)
-    return [StreamOut.of(v) for v in views]
+    return await state.run(Registry(state.directory).streams, who.name, who.admin)
 
 
 @router.get("/streams/{name}")
-async def get_stream(name: str, who: User, state: State) -> StreamOut:
-    return StreamOut.of(
-        await state.run(Registry(state.directory).stream, name, who.name, who.admin)
-    )
+async def get_stream(name: str, who: User, state: State) -> StreamView:
+    return await state.run(Registry(state.directory).stream, name, who.name, who.admin)
 
 
 @router.delete("/streams/{name}", status_code=204)

@@ -7,7 +7,6 @@ from pydantic import BaseModel, Field
 
 from lakehub.server.compute.task_records import TaskRecords, TaskView
 from lakehub.server.web.routers.api import State, User
-from lakehub.server.web.schema import Instant
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 
@@ -22,49 +21,28 @@ class TaskUpdate(BaseModel):
     result: str = ""
 
 
-class TaskOut(BaseModel):
-    id: str
-    owner: str
-    name: str
-    state: str
-    error: str
-    result: str
-    created_at: Instant
-    started_at: Instant | None
-    finished_at: Instant | None
-
-    @classmethod
-    def of(cls, v: TaskView) -> TaskOut:
-        return cls(**vars(v))
-
-
 @router.post("", status_code=201)
-async def create(body: NewTask, who: User, state: State) -> TaskOut:
+async def create(body: NewTask, who: User, state: State) -> TaskView:
     if who.local:
         raise HTTPException(400, "tasks belong to hub users: submit them as one")
-    return TaskOut.of(await state.run(TaskRecords(state.directory).create, who.name, body.name))
+    return await state.run(TaskRecords(state.directory).create, who.name, body.name)
 
 
 @router.get("")
-async def list_tasks(who: User, state: State) -> list[TaskOut]:
-    views = await state.run(TaskRecords(state.directory).list, who.name, who.admin)
-    return [TaskOut.of(v) for v in views]
+async def list_tasks(who: User, state: State) -> list[TaskView]:
+    return await state.run(TaskRecords(state.directory).list, who.name, who.admin)
 
 
 @router.get("/{task_id}")
-async def get(task_id: str, who: User, state: State) -> TaskOut:
-    return TaskOut.of(
-        await state.run(TaskRecords(state.directory).get, task_id, who.name, who.admin)
-    )
+async def get(task_id: str, who: User, state: State) -> TaskView:
+    return await state.run(TaskRecords(state.directory).get, task_id, who.name, who.admin)
 
 
 @router.patch("/{task_id}")
-async def update(task_id: str, body: TaskUpdate, who: User, state: State) -> TaskOut:
+async def update(task_id: str, body: TaskUpdate, who: User, state: State) -> TaskView:
     """The task's process reports its state (with its owner's token)."""
-    return TaskOut.of(
-        await state.run(
-            lambda: TaskRecords(state.directory).update(
-                task_id, who.name, who.admin, body.state, body.error, body.result
-            )
+    return await state.run(
+        lambda: TaskRecords(state.directory).update(
+            task_id, who.name, who.admin, body.state, body.error, body.result
         )
     )

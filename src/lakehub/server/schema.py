@@ -1,0 +1,24 @@
+"""Types the areas' models share with the API document (the areas may import this module; the
+web layer's :mod:`lakehub.server.web.schema` builds on it).
+
+Rules: every time in a model carries its offset (``Instant``: the database keeps naive UTC, a
+model holds it as UTC and answers say ``...Z``); integers stored in the database stay within its
+INTEGER and BIGINT columns (``INT32``, ``INT64``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+INT32 = 2**31 - 1  # the bounds of the database's INTEGER and BIGINT columns
+INT64 = 2**63 - 1
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+Instant = Annotated[datetime, AfterValidator(_utc)]
