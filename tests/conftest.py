@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from hubs import Hub, free_port, hub_dir, s3_for
+from hubs import LAKEHUB, Hub, free_port, hub_dir, s3_for
 
-__all__ = ["Hub", "creds_of", "free_port", "hub_dir", "s3_for", "start_hub", "stop_hub"]
+__all__ = ["LAKEHUB", "Hub", "creds_of", "free_port", "hub_dir", "s3_for", "start_hub", "stop_hub"]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"  # Debian's (no Playwright download)
