@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 
 import httpx
 import pytest
 
-from conftest import Hub
-from kernel import Kernel, start_server, stop_server
+from conftest import Hub, shared_environments
+from kernel import Kernel, Terminal, start_server, stop_server
 
 ROOT = os.geteuid() == 0
 
@@ -150,3 +151,50 @@ def test_removing_a_user_removes_their_account_but_keeps_their_files(hub: Hub, n
     assert (hub.data_dir / "homes" / name).is_dir()
     with httpx.Client(base_url=hub.url, timeout=30) as c:
         assert c.get(f"/user/{name}/api/status").status_code != 200
+
+
+def test_terminal_has_the_environment_and_lab_keeps_settings_in_the_home(hub: Hub, running) -> None:
+    """A terminal, opened as JupyterLab opens it, finds the chosen environment's python, pip and
+    the lakehub command; JupyterLab's settings and workspaces are written to the user's home and
+    survive a restart of the server."""
+    name = running("term")
+    term = Terminal(hub.url, name, hub.token(name))
+    try:
+        out = term.run(
+            'echo "PY=$(command -v python) PIP=$(command -v pip) LH=$(command -v lakehub)"; '
+            "python -c 'import pandas; print(\"PANDAS\", 1 + 1)'; "
+            "lakehub lake ls | sed 's/^/BUCKET=/'"
+        )
+    finally:
+        term.close()
+    found = dict(re.findall(r"(PY|PIP|LH)=(/\S+)", out))
+    env_bin = os.path.realpath(shared_environments() / "datascience") + "/bin/"
+    assert os.path.realpath(os.path.dirname(found.get("PY", "/none"))) + "/" == env_bin, out
+    assert found.get("PIP", "").startswith(os.path.dirname(found["PY"])), out
+    assert "LH" in found, out
+    assert "PANDAS 2" in out, out
+    assert f"BUCKET={name}-home" in out, out  # the lakehub command, as the user
+
+    lab = f"{hub.url}/user/{name}/lab/api"
+    headers = {"Authorization": f"token {hub.token(name)}"}
+    theme = "@jupyterlab/apputils-extension:themes"
+    with httpx.Client(headers=headers, timeout=60) as c:
+        r = c.put(f"{lab}/settings/{theme}", json={"raw": '{"theme": "JupyterLab Dark"}'})
+        assert r.status_code == 204, r.text
+        r = c.put(
+            f"{lab}/workspaces/mine",
+            json={"data": {"layout-restorer:data": {}}, "metadata": {"id": "mine"}},
+        )
+        assert r.status_code == 204, r.text
+    if ROOT:
+        home = pwd.getpwnam(f"lh-{name}").pw_dir
+        assert os.path.exists(f"{home}/.jupyter/lab/workspaces")
+        assert os.path.exists(
+            f"{home}/.jupyter/lab/user-settings/@jupyterlab/apputils-extension"
+            "/themes.jupyterlab-settings"
+        )
+    stop_server(hub.url, name, hub.token(name))
+    start_server(hub.url, name, hub.token(name))
+    with httpx.Client(headers=headers, timeout=60) as c:
+        assert "JupyterLab Dark" in c.get(f"{lab}/settings/{theme}").json()["raw"]
+        assert c.get(f"{lab}/workspaces/mine").json()["metadata"]["id"] == "mine"
