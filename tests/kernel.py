@@ -99,3 +99,38 @@ class Kernel:
     def close(self) -> None:
         self.ws.close()
         httpx.delete(f"{self.base}/kernels/{self.id}", headers=self.headers, timeout=30)
+
+
+class Terminal:
+    """A terminal of a single-user server, over the websocket JupyterLab opens for it."""
+
+    def __init__(self, hub_url: str, name: str, token: str) -> None:
+        self.base = f"{hub_url}/user/{name}/api"
+        self.headers = {"Authorization": f"token {token}"}
+        r = httpx.post(f"{self.base}/terminals", headers=self.headers, timeout=60)
+        assert r.status_code == 200, r.text
+        self.name = r.json()["name"]
+        ws_url = self.base.replace("http://", "ws://").removesuffix("/api")
+        self.ws = websocket.create_connection(
+            f"{ws_url}/terminals/websocket/{self.name}",
+            header=[f"Authorization: token {token}"],
+            timeout=60,
+        )
+
+    def run(self, line: str, timeout: float = 60) -> str:
+        """Type ``line`` and return what the terminal printed until it finished."""
+        mark = uuid.uuid4().hex[:8]
+        # the marker is printed in two halves, so the echo of the typed line never matches it
+        self.ws.send(json.dumps(["stdin", f"{line}; printf '%s%s\\n' END {mark}\r"]))
+        out = ""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and f"END{mark}" not in out:
+            msg = json.loads(self.ws.recv())
+            if msg[0] == "stdout":
+                out += msg[1]
+        assert f"END{mark}" in out, f"the terminal did not finish: {out[-2000:]}"
+        return out.split(f"END{mark}")[0]
+
+    def close(self) -> None:
+        self.ws.close()
+        httpx.delete(f"{self.base}/terminals/{self.name}", headers=self.headers, timeout=30)

@@ -246,3 +246,25 @@ def test_signup_with_taken_name_shows_error(
     expect(page.locator("[role=alert]")).to_contain_text("already exists")
     expect(page.locator("input[name=name]")).to_have_value(taken)  # the form is offered again
     screenshot(page, shots / "12-signup-name-taken.png")
+
+
+def test_api_page_renders_from_the_hub_alone(hub: Hub, new_page: Any, shots: Path) -> None:
+    """The API page draws its operations with Swagger UI served by the hub itself: a browser
+    that may reach nothing else (as on a hub without internet) sees the same page."""
+    page = new_page()
+    elsewhere: list[str] = []
+
+    def only_the_hub(route: Any) -> None:
+        if route.request.url.startswith(hub.url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_hub)
+    page.goto(PORTAL + "docs")
+    expect(page.locator("header .brand")).to_have_text("LakeHub")  # the product's own look
+    expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    expect(page.get_by_text("/services/lakehub/api/lake/credentials").first).to_be_visible()
+    assert elsewhere == []
+    screenshot(page, shots / "13-api-page.png")

@@ -183,7 +183,7 @@ def test_portal_lists_masks_adds_and_deletes(hub: Hub, new_user) -> None:
     c = hub.browser_login(a)
     page = c.get(PORTAL)
     assert page.status_code == 200 and 'id="none"' in page.text
-    assert f'<a href="{PORTAL}">Environment</a>' in page.text  # the nav link
+    assert f'<a href="{PORTAL}">Variables</a>' in page.text  # the nav link
     r = c.post(PORTAL, data={"name": "PATH", "value": hidden, "secret": "1"})
     assert r.status_code == 400 and "set by LakeHub itself" in r.text and hidden not in r.text
     assert 'value="PATH"' in r.text  # the name is kept, the value never sent back

@@ -128,7 +128,12 @@ def test_groups_and_admin_rights(hub: Hub, new_user) -> None:
 def test_portal_admin_actions(hub: Hub) -> None:
     c = hub.browser_login("admin")
     r = c.post("/services/lakehub/admin/users", data={"action": "create", "name": "gina"})
-    assert "Password (shown once)" in r.text
+    assert r.status_code == 200 and "Password (shown once)" in r.text
+    password = r.text.split("Password (shown once): ")[1].split("<")[0].strip()
+    assert len(password) >= 12
+    assert not r.history and password not in str(r.url)  # answered in place: no URL carries it
+    assert r.headers["cache-control"] == "no-store"
+    assert password not in c.get("/services/lakehub/admin").text  # a reload does not show it
     r = c.post("/services/lakehub/admin/users", data={"action": "create", "name": "gina"})
     assert "already exists" in r.text
     r = c.post(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 
 import httpx
 import pytest
 
-from conftest import Hub
-from kernel import Kernel, start_server, stop_server
+from conftest import Hub, shared_environments
+from kernel import Kernel, Terminal, start_server, stop_server
 
 ROOT = os.geteuid() == 0
 
@@ -150,3 +151,114 @@ def test_removing_a_user_removes_their_account_but_keeps_their_files(hub: Hub, n
     assert (hub.data_dir / "homes" / name).is_dir()
     with httpx.Client(base_url=hub.url, timeout=30) as c:
         assert c.get(f"/user/{name}/api/status").status_code != 200
+
+
+def test_terminal_has_the_environment_and_lab_keeps_settings_in_the_home(hub: Hub, running) -> None:
+    """A terminal, opened as JupyterLab opens it, finds the chosen environment's python, pip and
+    the lakehub command; JupyterLab's settings and workspaces are written to the user's home and
+    survive a restart of the server."""
+    name = running("term")
+    term = Terminal(hub.url, name, hub.token(name))
+    try:
+        out = term.run(
+            'echo "PY=$(command -v python) PIP=$(command -v pip) LH=$(command -v lakehub)"; '
+            "python -c 'import pandas; print(\"PANDAS\", 1 + 1)'; "
+            "lakehub lake ls | sed 's/^/BUCKET=/'"
+        )
+    finally:
+        term.close()
+    found = dict(re.findall(r"(PY|PIP|LH)=(/\S+)", out))
+    env_bin = os.path.realpath(shared_environments() / "datascience") + "/bin/"
+    assert os.path.realpath(os.path.dirname(found.get("PY", "/none"))) + "/" == env_bin, out
+    assert found.get("PIP", "").startswith(os.path.dirname(found["PY"])), out
+    assert "LH" in found, out
+    assert "PANDAS 2" in out, out
+    assert f"BUCKET={name}-home" in out, out  # the lakehub command, as the user
+
+    lab = f"{hub.url}/user/{name}/lab/api"
+    headers = {"Authorization": f"token {hub.token(name)}"}
+    theme = "@jupyterlab/apputils-extension:themes"
+    with httpx.Client(headers=headers, timeout=60) as c:
+        r = c.put(f"{lab}/settings/{theme}", json={"raw": '{"theme": "JupyterLab Dark"}'})
+        assert r.status_code == 204, r.text
+        r = c.put(
+            f"{lab}/workspaces/mine",
+            json={"data": {"layout-restorer:data": {}}, "metadata": {"id": "mine"}},
+        )
+        assert r.status_code == 204, r.text
+    if ROOT:
+        home = pwd.getpwnam(f"lh-{name}").pw_dir
+        assert os.path.exists(f"{home}/.jupyter/lab/workspaces")
+        assert os.path.exists(
+            f"{home}/.jupyter/lab/user-settings/@jupyterlab/apputils-extension"
+            "/themes.jupyterlab-settings"
+        )
+    stop_server(hub.url, name, hub.token(name))
+    start_server(hub.url, name, hub.token(name))
+    with httpx.Client(headers=headers, timeout=60) as c:
+        assert "JupyterLab Dark" in c.get(f"{lab}/settings/{theme}").json()["raw"]
+        assert c.get(f"{lab}/workspaces/mine").json()["metadata"]["id"] == "mine"
+
+
+def test_no_route_leaves_a_secret_in_jupyterhubs_database(hub: Hub, new_user) -> None:
+    """Server options are checked before JupyterHub stores them; variables typed anywhere are
+    kept by the control plane, never in JupyterHub's database or its API answers."""
+    import sqlite3
+
+    name = new_user("opt")
+    secret = f"sekrit-{name}"
+    headers = {"Authorization": f"token {hub.token(name)}"}
+    env = {"S3_KEY": {"value": secret + "-api", "secret": True}}
+    with httpx.Client(base_url=f"{hub.url}/hub/api", headers=headers, timeout=60) as c:
+        r = c.post(f"/users/{name}/server", json={"environment": "minimal", "env": env})
+        assert r.status_code == 400 and "unknown server option 'env'" in r.text, r.text
+        assert "lakehub env set" in r.text  # where variables go instead
+        r = c.put(f"/users/{name}/servers/later", json={"user_options": {"env": env}})
+        assert r.status_code == 400 and "unknown server option" in r.text, r.text
+        r = c.post(f"/users/{name}/servers/my exp", json={})
+        assert r.status_code == 400 and "invalid server name 'my exp'" in r.text, r.text
+        r = c.post(f"/users/{name}/server", json={"size": 3})
+        assert r.status_code == 400 and "must be a name" in r.text, r.text
+    # LakeHub's own API: the variable is saved as the user's (encrypted), the server starts
+    with hub.http(name) as c:
+        r = c.post(
+            "/services/lakehub/api/servers",
+            json={
+                "name": "viaapi",
+                "environment": "datascience",
+                "env": {"TOKEN_X": env["S3_KEY"]},
+            },
+        )
+        assert r.status_code in (201, 202), r.text
+    # the hub's spawn form, as a browser posts it
+    browser = hub.browser_login(name)
+    r = browser.post(
+        f"/hub/spawn/{name}/viaform",
+        data={
+            "environment": "datascience",
+            "var_name": "FORM_X",
+            "var_value": secret + "-form",
+            "var_kind": "secret",
+            "_xsrf": browser.cookies.get("_xsrf", ""),
+        },
+    )
+    assert r.status_code == 200, r.text[:500]
+    try:
+        with httpx.Client(base_url=f"{hub.url}/hub/api", headers=headers, timeout=60) as c:
+            model = c.get(f"/users/{name}", params={"include_stopped_servers": 1}).text
+            assert secret not in model
+            assert {"viaapi", "viaform"} <= set(c.get(f"/users/{name}").json()["servers"])
+        db = sqlite3.connect(hub.data_dir / "state" / "jupyterhub.sqlite")
+        try:
+            stored = " ".join(str(row) for row in db.execute("select user_options from spawners"))
+        finally:
+            db.close()
+        assert secret not in stored and "S3_KEY" not in stored
+        with hub.http(name) as c:  # where the variables went: the user's own, values hidden
+            names = {v["name"]: v for v in c.get("/services/lakehub/api/env").json()}
+            assert names["TOKEN_X"]["secret"] and names["FORM_X"]["secret"]
+            assert secret not in c.get("/services/lakehub/api/env").text
+    finally:
+        with httpx.Client(base_url=f"{hub.url}/hub/api", headers=headers, timeout=60) as c:
+            for server in ("viaapi", "viaform"):
+                c.delete(f"/users/{name}/servers/{server}")

@@ -280,6 +280,18 @@ def test_a_spark_notebook_gets_its_own_cluster_that_stops_with_it(
     assert err is None, err
     assert f"master {cluster['address']}" in out, out
     assert "own 300" in out and "denied" in out and "LEAK" not in out, out
+    # a shape asked for in the server is honoured: a cluster of that shape, not the server's
+    out, err = k.run(
+        "wide = lakehub.compute.spark(workers=2, memory='1g', idle_timeout=30)\n"
+        "print('wide', wide.sparkContext.master, wide.range(10).count())\n"
+        "wide.stop()\n",
+        timeout=480,
+    )
+    assert err is None, err
+    wide = [c for c in client.request("GET", "/api/compute") if c["name"] != cluster["name"]]
+    assert [c["workers"] for c in wide] == [2], wide
+    assert f"wide {wide[0]['address']} 10" in out, out
+    client.request("DELETE", f"/api/compute/spark/{wide[0]['name']}")
     pids = _record(spark_hub, "bob", cluster["name"])["pids"]
     client.servers.stop()
     spark_hub.wait(lambda: not client.servers.list(), 60, "the server to stop")

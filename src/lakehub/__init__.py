@@ -10,6 +10,7 @@ The SDK::
     sales = lakehub.datasets.get("sales")       # the dataset catalog: see lakehub.datasets
     f = lakehub.streams.open("audio")           # ingested streams: see lakehub.streams
     a = lakehub.arrays.open("big")              # out-of-core arrays: see lakehub.arrays
+    cluster = lakehub.compute.dask(workers=2)   # your own clusters: see lakehub.compute
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lakehub.client import Client
 
-__all__ = ["arrays", "connect", "datasets", "streams"]
-_SUBMODULES = ("datasets", "streams", "arrays")
+__all__ = ["arrays", "compute", "connect", "datasets", "streams"]
+_SUBMODULES = ("datasets", "streams", "arrays", "compute")
 __version__ = "0.1.0"
 
 

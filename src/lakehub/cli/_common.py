@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import httpx
 
-from lakehub.server.config import Settings, SettingsError, load_settings
+if TYPE_CHECKING:  # the server's modules load only for the administrator's commands: a
+    # notebook's terminal runs the user's commands with the SDK alone
+    from lakehub.server.config import Settings
 
 DATA_DIR_HELP = "The hub's data directory [default: ./lakehub-data, or LAKEHUB_DATA_DIR]"
 
@@ -40,6 +42,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def settings_or_fail(**overrides: Any) -> Settings:
+    from lakehub.server.config import SettingsError, load_settings
+
     try:
         return load_settings(**overrides)
     except SettingsError as err:

@@ -88,9 +88,9 @@ def submit(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def spark(
-    workers: int = 2,
-    cores: float = 1,
-    memory: str | int = "2g",
+    workers: int | None = None,
+    cores: float | None = None,
+    memory: str | int | None = None,
     name: str | None = None,
     idle_timeout: float | None = None,
     client: Client | None = None,
@@ -101,9 +101,11 @@ def spark(
     for ``s3a://`` and ``s3://`` paths.
 
     Reuses your running cluster named ``name``, else one of this shape, else starts one
-    (``cores`` and ``memory`` per worker). In a notebook server started with the ``spark``
-    environment, its own cluster is used. Extra keyword arguments are Spark settings:
-    ``spark(**{"spark.sql.shuffle.partitions": "8"})``. See docs/howto/spark.md."""
+    (``cores`` and ``memory`` per worker; 2 workers of 1 core and 2g unless given). In a
+    notebook server started with the ``spark`` environment, ``spark()`` uses the server's own
+    cluster; given a shape (``spark(workers=2)``), it uses or starts a cluster of that shape.
+    Extra keyword arguments are Spark settings: ``spark(**{"spark.sql.shuffle.partitions":
+    "8"})``. See docs/howto/spark.md."""
     from lakehub.compute.spark_session import session
 
     return session(workers, cores, memory, name, idle_timeout, client, app_name, conf)

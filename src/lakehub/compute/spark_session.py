@@ -162,9 +162,9 @@ def connect_info(
 
 
 def session(
-    workers: int = 2,
-    cores: float = 1,
-    memory: str | int = "2g",
+    workers: int | None = None,
+    cores: float | None = None,
+    memory: str | int | None = None,
     name: str | None = None,
     idle_timeout: float | None = None,
     client: Client | None = None,
@@ -176,8 +176,15 @@ def session(
     conf = {k: str(v) for k, v in (conf or {}).items()}
     env = os.environ
     result: dict[str, Any] = {}
-    if name is None and env.get("SPARK_MASTER_URL") and env.get("LAKEHUB_SPARK_SECRET"):
-        # a notebook server with its own cluster: everything is in its environment
+    shape = (workers, cores, memory)
+    if (
+        name is None
+        and shape == (None, None, None)
+        and env.get("SPARK_MASTER_URL")
+        and env.get("LAKEHUB_SPARK_SECRET")
+    ):
+        # a notebook server with its own cluster, asked for no other shape: everything is in
+        # its environment (a shape or a name asks for a cluster of that shape, or that name)
         info: dict[str, Any] = {
             "master": env["SPARK_MASTER_URL"],
             "secret": env["LAKEHUB_SPARK_SECRET"],
@@ -201,7 +208,14 @@ def session(
 
         def ask() -> None:
             try:
-                result["info"] = connect_info(hub, workers, cores, memory, name, idle_timeout)
+                result["info"] = connect_info(
+                    hub,
+                    2 if workers is None else workers,
+                    1 if cores is None else cores,
+                    "2g" if memory is None else memory,
+                    name,
+                    idle_timeout,
+                )
                 c = hub.lake.credentials()
                 result["creds"] = {
                     "endpoint": c.endpoint_url,

@@ -31,6 +31,7 @@ import secrets
 import shutil
 import subprocess
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -88,9 +89,16 @@ def sdk_sources() -> list[Path]:
 BUILD_FLAGS = ("--compile-bytecode",)
 
 
+def sdk_dependencies() -> list[str]:
+    """What the SDK itself needs (``[project] dependencies``), installed in every environment."""
+    with open(project_root() / "pyproject.toml", "rb") as f:
+        return list(tomllib.load(f)["project"]["dependencies"])
+
+
 def spec_hash(python: str, packages: tuple[str, ...]) -> str:
     """The build's identity: how it is built, interpreter, packages and the SDK's own source."""
     h = hashlib.sha256("\n".join((*BUILD_FLAGS, python, *packages)).encode())
+    h.update("\n".join(sdk_dependencies()).encode())
     sdk = Path(lakehub.__file__).parent
     for path in sdk_sources():
         h.update(str(path.relative_to(sdk)).encode())

@@ -1,5 +1,6 @@
 # JupyterHub configuration generated from LakeHub settings; run as `jupyterhub -f <this file>`
 # by the supervisor, with LAKEHUB_DATA_DIR (and any LAKEHUB_* settings) in the environment.
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 from lakehub.server.config import load_settings
 from lakehub.server.notebooks.authenticator import LakeHubAuthenticator
 from lakehub.server.notebooks.roles import ADMIN_GROUP, ADMIN_ROLE, ADMIN_SCOPES, CONTROL_SCOPES
+from lakehub.server.notebooks.spawn_api import checked
 from lakehub.server.notebooks.spawner import LakeHubSpawner
 from lakehub.server.runtime import load_runtime, tokens
 
@@ -127,6 +129,13 @@ else:
     c.GenericOAuthenticator.oauth_callback_url = f"{runtime.front_url}/hub/oauth_callback"
     c.GenericOAuthenticator.scope = ["openid", "profile"]
     c.Authenticator.allow_all = True
+
+# JupyterHub's server API checks a server's options before it stores them (see spawn_api)
+_auth = c.JupyterHub.authenticator_class
+if isinstance(_auth, str):
+    _module, _, _name = _auth.rpartition(".")
+    _auth = getattr(importlib.import_module(_module), _name)
+c.JupyterHub.authenticator_class = checked(_auth)
 
 # Notebooks
 c.JupyterHub.spawner_class = LakeHubSpawner

@@ -160,6 +160,24 @@ class LakeHubSpawner(LocalProcessSpawner):
         env.pop("PYTHONPATH", None)
         return env
 
+    def get_args(self) -> list[str]:
+        return [*super().get_args(), *self.jupyter_args()]
+
+    def jupyter_args(self) -> list[str]:
+        """Where JupyterLab keeps what a person changes, and the terminal's shell.
+
+        JupyterLab computes its settings and workspaces directories when it is imported (the
+        warm starter imports it as the hub's account), so they are given here, in the user's
+        home. Terminals run an interactive shell that is not a login shell: a login shell reads
+        ``/etc/profile``, which resets ``PATH`` and drops the environment's ``python``, ``pip``
+        and the ``lakehub`` command."""
+        lab = f"{self.home}/.jupyter/lab"
+        return [
+            f"--LabApp.user_settings_dir={lab}/user-settings",
+            f"--LabApp.workspaces_dir={lab}/workspaces",
+            "--ServerApp.terminado_settings=shell_command=/bin/bash -i",
+        ]
+
     async def start(self) -> Any:
         self.cmd = [f"{self.env_dir}/bin/jupyterhub-singleuser"]
         options = dict(self.user_options or {})
@@ -172,6 +190,10 @@ class LakeHubSpawner(LocalProcessSpawner):
             "/usr/local/bin:/usr/bin:/bin",
             "JUPYTER_PATH": f"{plan['path']}/share/jupyter",  # the environment's kernel spec
             "PYTHONUSERBASE": user_base,
+            # every Jupyter path in the user's home (the hub's account may have set others)
+            "JUPYTER_CONFIG_DIR": f"{self.home}/.jupyter",
+            "JUPYTER_DATA_DIR": f"{self.home}/.local/share/jupyter",
+            "JUPYTER_RUNTIME_DIR": f"{self.home}/.local/share/jupyter/runtime",
             "LAKEHUB_ENVIRONMENT": chosen,
             "LAKEHUB_SIZE": size["name"],
             "LAKEHUB_MEMORY_LIMIT": str(size["memory"]),

@@ -95,13 +95,14 @@ BUILTIN_ENVIRONMENTS = (
     EnvironmentSpec("minimal", "Python, a kernel and the LakeHub SDK only", "3.11"),
     EnvironmentSpec(
         "dask",
-        "Dask, distributed and the dask-gateway client, with pandas, "
-        "pyarrow, scikit-learn and Zarr",
+        "Dask, distributed and the dask-gateway client, with the dashboard (bokeh), "
+        "pandas, pyarrow, scikit-learn and Zarr",
         "3.11",
         (
             "dask[dataframe]",
             "distributed",
             "dask-gateway",
+            "bokeh>=3.1",  # the dashboard
             "pyarrow",
             "scikit-learn",
             "s3fs==2026.9.0",

@@ -22,6 +22,7 @@ from lakehub.server.web.routers import (
     compute,
     connections,
     datasets,
+    docs,
     envvars,
     notebook_pages,
     notebooks,
@@ -60,7 +61,8 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app = FastAPI(
         title="LakeHub API",
         version="0.1.0",
-        docs_url=f"{base}/docs",
+        docs_url=None,  # served by the docs router, with its assets from the package
+        redoc_url=None,
         openapi_url=f"{base}/openapi.json",
         lifespan=lifespan,
         dependencies=[Depends(guards.no_lone_surrogates)],
@@ -90,6 +92,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         streams.router,
         stream_pages.router,
         tasks.router,
+        docs.router,
     )
     for router in routers:
         app.include_router(router, prefix=base, responses=ERRORS)

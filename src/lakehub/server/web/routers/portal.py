@@ -107,6 +107,7 @@ async def admin(
 
 @router.post("/admin/users")
 async def admin_users(
+    request: Request,
     who: Browser,
     state: State,
     action: Annotated[str, Form()],
@@ -120,7 +121,10 @@ async def admin_users(
         if action == "create":
             user, password = await state.run(lambda: d.create(name, actor=who.name))
             await state.hub.ensure_user(user.name, user.admin)
-            return back(state, "admin", msg=f"Created {name}. Password (shown once): {password}")
+            # answered here, not through a redirect: a password never goes into a URL (browser
+            # history, logs), and reloading the page does not show it again
+            shown = f"Created {name}. Password (shown once): {password}"
+            return await admin(request, who, state, msg=shown)
         if action == "approve":
             await state.run(d.approve, name, who.name)
         elif action in ("make-admin", "drop-admin"):

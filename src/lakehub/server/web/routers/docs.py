@@ -1,0 +1,43 @@
+"""The API page's Swagger UI, served from the installed package: a hub may have no internet,
+and a careful operator's browser loads nothing from elsewhere."""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import cache
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse
+
+from lakehub.server.web.routers.portal import page
+
+router = APIRouter(include_in_schema=False)
+FILES = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+}
+
+
+@cache
+def _static() -> Path:
+    spec = importlib.util.find_spec("fastapi_offline")  # its static files only
+    if spec is None or not spec.submodule_search_locations:
+        raise HTTPException(404, "Swagger UI is not installed (the fastapi-offline package)")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
+@router.get("/docs", response_class=HTMLResponse)
+async def docs(request: Request) -> HTMLResponse:
+    return page(request, "docs.html", who=None)
+
+
+@router.get("/assets/{name}")
+async def asset(name: str) -> FileResponse:
+    if name not in FILES:
+        raise HTTPException(404, f"no asset named {name!r}")
+    return FileResponse(
+        _static() / name,
+        media_type=FILES[name],
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
