@@ -10,9 +10,17 @@ is off (it would build notebook environments): the quota loop is started by the 
 
 Tests use ``InProc.http(name)`` (a user's client, a token from the stand-in),
 ``InProc.admin_http()`` (the local administrator: the service token, as the CLI),
+``InProc.browser_login(name)`` (a portal session: the cookie the portal's OAuth callback sets),
+``InProc.cli(...)`` (an administrator's command, ``--data-dir`` pointing at the platform: the
+app listens on the runtime's API port and the runtime file says it is ready),
 ``InProc.quick_user(name)`` and the ``new_user`` factory ``inproc_user``. Clients are plain
 ``httpx.Client``s against the in-process server, so the same request goes through the same
-routing, validation and error handlers as on a hub.
+routing, validation and error handlers as on a hub. ``InProc`` answers the ``Hub`` calls these
+tests make (``url``, ``api``, ``token``, ``http``, ``cli``, ``wait``, ``runtime``,
+``data_dir``), so a test moves by changing its fixture.
+
+What stays on real hubs: JupyterHub's own login page and REST API, servers and kernels, the
+portal's OAuth exchange itself, the ingest receivers, process kills.
 
 Faults: ``lake_down`` stops the lake for one test and starts it again after; ``full_quota`` is
 a space whose quota is reached (the lake refuses writes to it); ``slow_spawner`` makes the
@@ -21,11 +29,13 @@ stand-in take a second to start a server.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -42,6 +52,7 @@ from standins.jupyterhub import JupyterHubStandIn
 
 API_PREFIX = "/services/lakehub/api"
 READY_TIMEOUT = 60.0
+LAKEHUB = [sys.executable, "-m", "lakehub.cli"]
 
 
 def _wait(predicate: Any, what: str, timeout: float = READY_TIMEOUT) -> None:
@@ -80,6 +91,11 @@ class InProc:
     def data_dir(self) -> Path:
         return Path(self.platform.settings.data_dir)
 
+    def runtime(self) -> dict[str, Any]:
+        """The runtime file, as ``Hub.runtime``: the ports the lake and the API listen on."""
+        data: dict[str, Any] = json.loads((self.data_dir / "run" / "runtime.json").read_text())
+        return data
+
     def admin_http(self) -> httpx.Client:
         """The local administrator (the service token), with the API as base URL."""
         token = self.platform.tokens.service
@@ -108,6 +124,37 @@ class InProc:
         headers = {"Authorization": f"token {self.token(name)}"} if name else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
+    def browser_login(self, name: str) -> httpx.Client:
+        """A browser's portal session for ``name``: the encrypted token cookie the portal's
+        OAuth callback sets (the exchange itself needs JupyterHub: real hubs test it)."""
+        from lakehub.server.web.auth import TOKEN_COOKIE
+
+        c = httpx.Client(base_url=self.url, follow_redirects=True, timeout=60)
+        cookie = self.platform.vault.encrypt(self.token(name))
+        c.cookies.set(TOKEN_COOKIE, cookie, domain="127.0.0.1", path=self.platform.prefix)
+        return c
+
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """``lakehub ARGS --data-dir DATA_DIR``: an administrator's command, in a process."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LAKEHUB_"))}
+        argv = [*LAKEHUB, *args, "--data-dir", str(self.data_dir)]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"lakehub {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+    def wait(self, predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
+        """``predicate()``'s first true value, polled every 0.2 s (fails after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}")
+
     # the lake, for the fault fixtures ---------------------------------------------------------
     def start_lake(self) -> None:
         lake = self.platform.directory.lake
@@ -133,9 +180,9 @@ class InProc:
             proc.wait(10)
 
 
-def _serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
+def _serve(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thread, str]:
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, lifespan="off", access_log=False, log_level="warning"
+        app, host="127.0.0.1", port=port, lifespan="off", access_log=False, log_level="warning"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="inproc-api", daemon=True)
@@ -179,7 +226,8 @@ def inproc() -> Iterator[InProc]:
             platform.directory.lake.ensure_bucket(home_bucket(ident.name))
         standin.users[settings.admin_user] = {"groups": ["lakehub-admins"], "servers": {}}
         platform.quotas.start()
-        server, thread, ip.url = _serve(create_app(platform))
+        server, thread, ip.url = _serve(create_app(platform), runtime.ports["api"])
+        runtime.save(settings)  # what the administrator's commands read to find the API
         yield ip
     finally:
         if server is not None and thread is not None:

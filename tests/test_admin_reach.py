@@ -1,7 +1,8 @@
 """Administrators manage users but cannot become them, and sign-ups are rate limited.
 
 Each probe is what an administrator of the session hub could try against another user: a
-token for them, their server, their password, their secrets.
+token for them, their server, their password, their secrets. The sign-up limit runs in-process
+(tests/inproc.py): clients bound to their own loopback addresses, straight to the app.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import secrets
 import httpx
 
 from conftest import Hub
+from inproc import InProc
 from kernel import start_server
 from test_identity import login_post
 
@@ -85,16 +87,16 @@ def test_admin_still_manages_users(hub: Hub, new_user) -> None:
         assert c.get("/hub/api/users").status_code == 200  # the hub's user list stays readable
 
 
-def _from(hub: Hub, address: str) -> httpx.Client:
+def _from(inproc: InProc, address: str) -> httpx.Client:
     """A client whose connections come from ``address`` (a loopback address of its own)."""
     return httpx.Client(
-        base_url=hub.url, timeout=60, transport=httpx.HTTPTransport(local_address=address)
+        base_url=inproc.url, timeout=60, transport=httpx.HTTPTransport(local_address=address)
     )
 
 
-def test_signup_burst_from_one_address_is_refused(hub: Hub) -> None:
+def test_signup_burst_from_one_address_is_refused(inproc: InProc) -> None:
     names = [f"burst{secrets.token_hex(3)}" for _ in range(8)]
-    with _from(hub, "127.0.0.2") as c:
+    with _from(inproc, "127.0.0.2") as c:
         codes = [
             c.post("/services/lakehub/api/signup", json={"name": n, "password": "burst-password"})
             for n in names
@@ -105,9 +107,9 @@ def test_signup_burst_from_one_address_is_refused(hub: Hub) -> None:
         c.get("/services/lakehub/signup")
         r = c.post("/services/lakehub/signup", data={"name": "formname", "password": "x" * 9})
         assert r.status_code == 429 and "try again in" in r.text and 'value="formname"' in r.text
-    listed = hub.cli("user", "list").stdout
+    listed = inproc.cli("user", "list").stdout
     assert [n for n in names if n in listed] == names[:5] and "formname" not in listed
-    with _from(hub, "127.0.0.3") as c:  # another address is not held back by this one
+    with _from(inproc, "127.0.0.3") as c:  # another address is not held back by this one
         r = c.post(
             "/services/lakehub/api/signup",
             json={"name": f"other{secrets.token_hex(3)}", "password": "other-password"},

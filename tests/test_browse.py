@@ -1,4 +1,6 @@
-"""Browsing the lake in the portal with the user's own rights: list, preview, download, delete."""
+"""Browsing the lake in the portal with the user's own rights: list, preview, download, delete.
+
+In-process (tests/inproc.py): a portal session over a real lake, no hub."""
 
 from __future__ import annotations
 
@@ -7,13 +9,14 @@ import io
 import httpx
 import pandas as pd
 
-from conftest import Hub, creds_of, s3_for
+from conftest import creds_of, s3_for
+from inproc import InProc
 
 
-def test_browse_preview_download_and_delete(hub: Hub, new_user) -> None:
-    name = new_user()
+def test_browse_preview_download_and_delete(inproc: InProc, inproc_user) -> None:
+    name = inproc_user()
     bucket = f"{name}-home"
-    s3 = s3_for(creds_of(hub, name))
+    s3 = s3_for(creds_of(inproc, name))
     s3.put_object(Bucket=bucket, Key="docs/readme.txt", Body=b"hello <b>lake</b>")
     s3.put_object(Bucket=bucket, Key="docs/table.csv", Body=b"city,n\nOslo,3\nLima,5\n")
     s3.put_object(Bucket=bucket, Key="docs/conf.json", Body=b'{"a": [1, 2]}')
@@ -21,7 +24,7 @@ def test_browse_preview_download_and_delete(hub: Hub, new_user) -> None:
     pd.DataFrame({"x": range(50), "y": [f"v{i}" for i in range(50)]}).to_parquet(buf)
     s3.put_object(Bucket=bucket, Key="docs/t.parquet", Body=buf.getvalue())
     s3.put_object(Bucket=bucket, Key="docs/broken.parquet", Body=b"not parquet at all")
-    c = hub.browser_login(name)
+    c = inproc.browser_login(name)
     base = "/services/lakehub/browse"
     assert bucket in c.get(base).text
     root = c.get(f"{base}/{bucket}").text
@@ -45,10 +48,10 @@ def test_browse_preview_download_and_delete(hub: Hub, new_user) -> None:
     assert "broken.parquet" not in c.get(f"{base}/{bucket}", params={"prefix": "docs/"}).text
 
 
-def test_browsing_is_limited_to_ones_own_rights(hub: Hub, new_user) -> None:
-    a, b = new_user("a"), new_user("b")
-    s3_for(creds_of(hub, a)).put_object(Bucket=f"{a}-home", Key="secret.txt", Body=b"A's")
-    c = hub.browser_login(b)
+def test_browsing_is_limited_to_ones_own_rights(inproc: InProc, inproc_user) -> None:
+    a, b = inproc_user("a"), inproc_user("b")
+    s3_for(creds_of(inproc, a)).put_object(Bucket=f"{a}-home", Key="secret.txt", Body=b"A's")
+    c = inproc.browser_login(b)
     base = "/services/lakehub/browse"
     assert f"{a}-home" not in c.get(base).text
     r = c.get(f"{base}/{a}-home")
@@ -57,5 +60,5 @@ def test_browsing_is_limited_to_ones_own_rights(hub: Hub, new_user) -> None:
     assert r.status_code == 403 and "A&#39;s" not in r.text and "A's" not in r.text
     r = c.post(f"{base}/{a}-home/delete", data={"key": "secret.txt"})
     assert "You may not read this." in r.text
-    got = s3_for(creds_of(hub, a)).get_object(Bucket=f"{a}-home", Key="secret.txt")
+    got = s3_for(creds_of(inproc, a)).get_object(Bucket=f"{a}-home", Key="secret.txt")
     assert got["Body"].read() == b"A's"

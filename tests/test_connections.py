@@ -2,6 +2,8 @@
 
 The "external endpoint" is a separate ``weed mini`` on free loopback ports with its own identity
 file, as an AWS account, a Ceph gateway or another team's SeaweedFS would be.
+The API, CLI, SDK and portal tests run in-process (tests/inproc.py); notebooks, the secret in a
+hub's logs and the browser run on a real hub.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pytest
 from botocore.config import Config
 
 from conftest import Hub
+from inproc import InProc
 from kernel import Kernel, start_server, stop_server
 from lakehub.server.lake.seaweedfs import SeaweedFS
 
@@ -134,17 +137,19 @@ def body(ext: External, name: str, **kw: Any) -> dict[str, Any]:
     }
 
 
-def add(hub: Hub, user: str, ext: External, name: str = "ext", **kw: Any) -> httpx.Response:
+def add(
+    hub: Hub | InProc, user: str, ext: External, name: str = "ext", **kw: Any
+) -> httpx.Response:
     with hub.http(user) as c:
         return c.post(API, json=body(ext, name, **kw))
 
 
-def test_create_list_and_read_back_through_the_api(hub: Hub, new_user, external) -> None:
-    a = new_user("a")
-    r = add(hub, a, external, bucket=external.bucket, region="eu-west-1")
+def test_create_list_and_read_back_through_the_api(inproc: InProc, inproc_user, external) -> None:
+    a = inproc_user("a")
+    r = add(inproc, a, external, bucket=external.bucket, region="eu-west-1")
     assert r.status_code == 201, r.text
     assert external.secret not in r.text
-    with hub.http(a) as c:
+    with inproc.http(a) as c:
         listed = c.get(API)
         assert listed.status_code == 200
         assert [x["name"] for x in listed.json()] == ["ext"]
@@ -162,7 +167,7 @@ def test_create_list_and_read_back_through_the_api(hub: Hub, new_user, external)
     # the SDK: credentials ready for boto3 and fsspec, the secret kept out of reprs
     import lakehub
 
-    with lakehub.connect(hub.url, hub.token(a)) as client:
+    with lakehub.connect(inproc.url, inproc.token(a)) as client:
         client.connections.create("sdk", external.url, external.key, external.secret)
         assert [x["name"] for x in client.connections.list()] == ["sdk"]
         conn = client.connections.get("sdk")
@@ -173,7 +178,7 @@ def test_create_list_and_read_back_through_the_api(hub: Hub, new_user, external)
         df = pd.read_csv(f"s3://{external.bucket}/x.csv", storage_options=conn.storage_options())
         assert int(df.n.sum()) == 8
     # every change is in the audit trail, never with the secret
-    with hub.http("admin") as c:
+    with inproc.http("admin") as c:
         events = c.get("/services/lakehub/api/events").json()
     mine = [e for e in events if e["target"].startswith(f"{a}/")]
     assert {(e["action"], e["target"]) for e in mine} >= {
@@ -184,21 +189,23 @@ def test_create_list_and_read_back_through_the_api(hub: Hub, new_user, external)
     assert all(external.secret not in json.dumps(e) for e in events)
 
 
-def test_bad_input_and_refused_credentials_are_clear_400s(hub: Hub, new_user, external) -> None:
-    a = new_user("a")
+def test_bad_input_and_refused_credentials_are_clear_400s(
+    inproc: InProc, inproc_user, external
+) -> None:
+    a = inproc_user("a")
     wrong = External(external.url, external.key, "wrong-" + secrets.token_urlsafe(20))
-    r = add(hub, a, wrong)
+    r = add(inproc, a, wrong)
     assert r.status_code == 400, r.text
     assert r.json()["detail"] == (
         f"cannot use {external.url}: the secret key does not match the "
         "access key; nothing was saved"
     )
-    r = add(hub, a, External(external.url, "NOSUCHKEY", external.secret))
+    r = add(inproc, a, External(external.url, "NOSUCHKEY", external.secret))
     assert r.status_code == 400 and "does not know this access key" in r.json()["detail"]
-    r = add(hub, a, external, bucket="no-such-bucket")
+    r = add(inproc, a, external, bucket="no-such-bucket")
     assert r.status_code == 400 and "no such bucket" in r.json()["detail"]
     (down,) = _ports(1)
-    r = add(hub, a, External(f"http://127.0.0.1:{down}", external.key, external.secret))
+    r = add(inproc, a, External(f"http://127.0.0.1:{down}", external.key, external.secret))
     assert r.status_code == 400 and r.json()["detail"].startswith("cannot reach"), r.text
     cases = {
         "ftp://127.0.0.1/": "must start with http:// or https://",
@@ -207,12 +214,12 @@ def test_bad_input_and_refused_credentials_are_clear_400s(hub: Hub, new_user, ex
         "": "endpoint is missing",
     }
     for endpoint, message in cases.items():
-        r = add(hub, a, External(endpoint, external.key, external.secret))
+        r = add(inproc, a, External(endpoint, external.key, external.secret))
         assert r.status_code == 400 and message in r.json()["detail"], (endpoint, r.text)
     for name, message in (("Bad_Name", "invalid connection name"), ("default", "reserved")):
-        r = add(hub, a, external, name=name)
+        r = add(inproc, a, external, name=name)
         assert r.status_code == 400 and message in r.json()["detail"], r.text
-    with hub.http(a) as c:
+    with inproc.http(a) as c:
         r = c.post(
             API,
             json={"name": "nosecret", "endpoint_url": external.url, "access_key_id": external.key},
@@ -220,14 +227,16 @@ def test_bad_input_and_refused_credentials_are_clear_400s(hub: Hub, new_user, ex
         assert r.status_code == 400 and "secret key is missing" in r.json()["detail"]
         assert c.get(API).json() == []  # nothing refused was kept
     # without the check, unverified keys are accepted (for endpoints not reachable from the hub)
-    assert add(hub, a, wrong, name="later", verify=False).status_code == 201
+    assert add(inproc, a, wrong, name="later", verify=False).status_code == 201
 
 
-def test_other_users_cannot_see_read_delete_or_browse(hub: Hub, new_user, external) -> None:
-    a, b = new_user("a"), new_user("b")
-    assert add(hub, a, external).status_code == 201
-    assert add(hub, b, external, name="mine").status_code == 201  # names are per user
-    with hub.http(b) as c:
+def test_other_users_cannot_see_read_delete_or_browse(
+    inproc: InProc, inproc_user, external
+) -> None:
+    a, b = inproc_user("a"), inproc_user("b")
+    assert add(inproc, a, external).status_code == 201
+    assert add(inproc, b, external, name="mine").status_code == 201  # names are per user
+    with inproc.http(b) as c:
         assert [x["name"] for x in c.get(API).json()] == ["mine"]
         for method, path in (
             ("GET", f"{API}/ext"),
@@ -237,9 +246,9 @@ def test_other_users_cannot_see_read_delete_or_browse(hub: Hub, new_user, extern
             r = c.request(method, path)
             assert r.status_code == 404 and r.json()["detail"] == "no connection named 'ext'"
             assert external.secret not in r.text
-    with hub.http("admin") as c:  # administrators included
+    with inproc.http("admin") as c:  # administrators included
         assert c.get(f"{API}/ext/credentials").status_code == 404
-    browser = hub.browser_login(b)
+    browser = inproc.browser_login(b)
     r = browser.get(f"{PORTAL}/ext/browse")
     assert r.status_code == 404 and "no connection named" in r.text
     r = browser.get(f"{PORTAL}/ext/browse/{external.bucket}", params={"key": "x.csv"})
@@ -247,11 +256,13 @@ def test_other_users_cannot_see_read_delete_or_browse(hub: Hub, new_user, extern
     r = browser.post(f"{PORTAL}/ext/delete")
     assert "no connection named" in r.text
     assert 'data-connection="ext"' not in browser.get(PORTAL).text
-    with hub.http(a) as c:
+    with inproc.http(a) as c:
         assert [x["name"] for x in c.get(API).json()] == ["ext"]
 
 
-def cli(hub: Hub, user: str, *args: str, secret: str | None = None) -> subprocess.CompletedProcess:
+def cli(
+    hub: Hub | InProc, user: str, *args: str, secret: str | None = None
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LAKEHUB_"))}
     env |= {"LAKEHUB_API_URL": hub.url, "LAKEHUB_TOKEN": hub.token(user)}
     if secret is not None:
@@ -266,31 +277,31 @@ def cli(hub: Hub, user: str, *args: str, secret: str | None = None) -> subproces
     )
 
 
-def test_cli_add_ls_rm(hub: Hub, new_user, external) -> None:
-    a = new_user("a")
+def test_cli_add_ls_rm(inproc: InProc, inproc_user, external) -> None:
+    a = inproc_user("a")
     base = ("add", "viacli", "--endpoint", external.url, "--access-key", external.key)
-    out = cli(hub, a, *base, "--bucket", external.bucket, secret=external.secret)
+    out = cli(inproc, a, *base, "--bucket", external.bucket, secret=external.secret)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"added connection viacli -> {external.url} (credentials checked)"
     assert external.secret not in out.stdout + out.stderr
-    listing = cli(hub, a, "ls")
+    listing = cli(inproc, a, "ls")
     assert listing.returncode == 0 and listing.stdout.split()[:2] == ["viacli", external.url]
     assert external.secret not in listing.stdout
-    out = cli(hub, a, *base[:1], "other", *base[2:], secret="wrong-secret-value")
+    out = cli(inproc, a, *base[:1], "other", *base[2:], secret="wrong-secret-value")
     assert out.returncode == 1 and out.stdout == ""
     assert out.stderr.count("\n") == 1 and out.stderr.startswith("error: cannot use ")
     assert "wrong-secret-value" not in out.stderr
-    out = cli(hub, a, *base[:1], "other", *base[2:])  # no secret and no terminal to ask in
+    out = cli(inproc, a, *base[:1], "other", *base[2:])  # no secret and no terminal to ask in
     assert out.returncode == 1 and "LAKEHUB_CONNECTION_SECRET" in out.stderr
-    b = new_user("b")
-    out = cli(hub, b, "rm", "viacli")
+    b = inproc_user("b")
+    out = cli(inproc, b, "rm", "viacli")
     assert out.returncode == 1 and out.stderr == "error: no connection named 'viacli'\n"
-    assert cli(hub, a, "rm", "viacli").stdout == "removed connection viacli\n"
+    assert cli(inproc, a, "rm", "viacli").stdout == "removed connection viacli\n"
 
 
-def test_portal_lists_adds_browses_and_deletes(hub: Hub, new_user, external) -> None:
-    a = new_user("a")
-    c = hub.browser_login(a)
+def test_portal_lists_adds_browses_and_deletes(inproc: InProc, inproc_user, external) -> None:
+    a = inproc_user("a")
+    c = inproc.browser_login(a)
     page = c.get(PORTAL)
     assert page.status_code == 200 and 'id="none"' in page.text
     assert f'<a href="{PORTAL}">Connections</a>' in page.text  # the nav link

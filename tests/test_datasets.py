@@ -1,4 +1,6 @@
-"""The dataset catalog: register and infer, find, preview, load in one line, and who sees what."""
+"""The dataset catalog: register and infer, find, preview, load in one line, and who sees what.
+
+In-process (tests/inproc.py): the catalog over a real lake, no hub."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import polars as pl
 import pytest
 
 import lakehub
-from conftest import Hub, creds_of, s3_for
+from conftest import creds_of, s3_for
+from inproc import InProc
 from lakehub.client import LakeHubError
 
 API = "/services/lakehub/api/datasets"
@@ -35,9 +38,9 @@ def uniq(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(3)}"
 
 
-def test_create_infer_and_load_every_way(hub: Hub, new_user) -> None:
-    alice = new_user("al")
-    client = lakehub.connect(hub.url, hub.token(alice))
+def test_create_infer_and_load_every_way(inproc: InProc, inproc_user) -> None:
+    alice = inproc_user("al")
+    client = lakehub.connect(inproc.url, inproc.token(alice))
     df = sales_frame()
     name = uniq("sales")
     ds = lakehub.datasets.create(
@@ -78,13 +81,13 @@ def test_create_infer_and_load_every_way(hub: Hub, new_user) -> None:
     with pytest.raises(LakeHubError) as err:
         lakehub.datasets.create(name, df, client=client, path=f"s3://{alice}-home/other/")
     assert err.value.status == 409
-    s3 = s3_for(creds_of(hub, alice))
+    s3 = s3_for(creds_of(inproc, alice))
     assert s3.list_objects_v2(Bucket=f"{alice}-home", Prefix="other/").get("KeyCount", 0) == 0
 
 
-def test_register_csv_jsonl_raw_and_search(hub: Hub, new_user) -> None:
-    bob = new_user("bo")
-    s3 = s3_for(creds_of(hub, bob))
+def test_register_csv_jsonl_raw_and_search(inproc: InProc, inproc_user) -> None:
+    bob = inproc_user("bo")
+    s3 = s3_for(creds_of(inproc, bob))
     bucket = f"{bob}-home"
     for day in ("2024-01-01", "2024-01-02"):
         body = "sensor,value\n" + "".join(f"s{i},{i * 0.5}\n" for i in range(100))
@@ -93,7 +96,7 @@ def test_register_csv_jsonl_raw_and_search(hub: Hub, new_user) -> None:
     s3.put_object(Bucket=bucket, Key="events/2024.jsonl", Body=lines.encode())
     s3.put_object(Bucket=bucket, Key="events/_SUCCESS", Body=b"")  # marker files are skipped
     s3.put_object(Bucket=bucket, Key="wav/a.wav", Body=b"RIFF" + b"\0" * 1000)
-    with hub.http(bob) as c:
+    with inproc.http(bob) as c:
         body = {
             "name": uniq("readings"),
             "path": f"s3://{bucket}/csv",
@@ -131,10 +134,10 @@ def test_register_csv_jsonl_raw_and_search(hub: Hub, new_user) -> None:
         assert r.json()["row_count"] == 201 and len(r.json()["partitions"]["day"]) == 3
 
 
-def test_zarr_store_is_described(hub: Hub, new_user) -> None:
+def test_zarr_store_is_described(inproc: InProc, inproc_user) -> None:
     zarr = pytest.importorskip("zarr")
-    carol = new_user("ca")
-    creds = creds_of(hub, carol)
+    carol = inproc_user("ca")
+    creds = creds_of(inproc, carol)
     opts = {
         "key": creds["access_key_id"],
         "secret": creds["secret_access_key"],
@@ -148,7 +151,7 @@ def test_zarr_store_is_described(hub: Hub, new_user) -> None:
         storage_options=opts,
     )
     arr[:] = np.ones((1000, 16), dtype="float32")
-    with hub.http(carol) as c:
+    with inproc.http(carol) as c:
         r = c.post(
             API,
             json={
@@ -171,18 +174,18 @@ def test_zarr_store_is_described(hub: Hub, new_user) -> None:
         assert r.status_code == 400
 
 
-def test_who_sees_a_dataset_follows_who_reads_its_space(hub: Hub, new_user) -> None:
-    owner, reader, outsider = new_user("ow"), new_user("rd"), new_user("ou")
+def test_who_sees_a_dataset_follows_who_reads_its_space(inproc: InProc, inproc_user) -> None:
+    owner, reader, outsider = inproc_user("ow"), inproc_user("rd"), inproc_user("ou")
     space = f"cat{secrets.token_hex(3)}"
-    hub.cli("space", "create", space, "--owner", owner)
-    client = lakehub.connect(hub.url, hub.token(owner))
+    inproc.cli("space", "create", space, "--owner", owner)
+    client = lakehub.connect(inproc.url, inproc.token(owner))
     name = uniq("shared")
     lakehub.datasets.create(name, sales_frame(30), client=client, path=f"s3://space-{space}/sales")
     private = uniq("private")
     lakehub.datasets.create(private, sales_frame(30), client=client)
 
     def sees(user: str, ds: str) -> bool:
-        with hub.http(user) as c:
+        with inproc.http(user) as c:
             listed = ds in [d["name"] for d in c.get(API).json()]
             got = c.get(f"{API}/{ds}").status_code
             preview = c.get(f"{API}/{ds}/preview").status_code
@@ -190,15 +193,15 @@ def test_who_sees_a_dataset_follows_who_reads_its_space(hub: Hub, new_user) -> N
         return listed
 
     assert not sees(reader, name) and not sees(outsider, name) and not sees(reader, private)
-    with hub.http(owner) as c:
+    with inproc.http(owner) as c:
         r = c.put(
             f"/services/lakehub/api/spaces/{space}/grants", json={"user": reader, "access": "read"}
         )
         assert r.status_code == 200, r.text
     assert sees(reader, name) and not sees(outsider, name) and not sees(reader, private)
-    reader_ds = lakehub.datasets.get(name, client=lakehub.connect(hub.url, hub.token(reader)))
+    reader_ds = lakehub.datasets.get(name, client=lakehub.connect(inproc.url, inproc.token(reader)))
     assert len(reader_ds.to_pandas()) == 30  # the reader's own keys read it from the lake
-    with hub.http(reader) as c:  # reading is not changing
+    with inproc.http(reader) as c:  # reading is not changing
         assert c.patch(f"{API}/{name}", json={"description": "mine now"}).status_code == 403
         assert c.delete(f"{API}/{name}").status_code == 403
         r = c.post(
@@ -206,7 +209,7 @@ def test_who_sees_a_dataset_follows_who_reads_its_space(hub: Hub, new_user) -> N
             json={"name": uniq("grab"), "path": f"s3://space-{space}/sales", "format": "parquet"},
         )
         assert r.status_code == 403 and "cannot publish" in r.json()["detail"]
-    with hub.http(owner) as c:
+    with inproc.http(owner) as c:
         assert (
             c.delete(
                 f"/services/lakehub/api/spaces/{space}/grants", params={"user": reader}
@@ -214,15 +217,15 @@ def test_who_sees_a_dataset_follows_who_reads_its_space(hub: Hub, new_user) -> N
             == 204
         )
     assert not sees(reader, name)
-    with hub.http(outsider) as c:  # unknown and invisible look the same
+    with inproc.http(outsider) as c:  # unknown and invisible look the same
         assert c.get(f"{API}/{name}").json()["detail"] == c.get(f"{API}/nosuchdataset").json()[
             "detail"
         ].replace("nosuchdataset", name)
 
 
-def test_bad_input_is_refused_and_leaves_nothing(hub: Hub, new_user) -> None:
-    dave, erin = new_user("dv"), new_user("er")
-    s3 = s3_for(creds_of(hub, dave))
+def test_bad_input_is_refused_and_leaves_nothing(inproc: InProc, inproc_user) -> None:
+    dave, erin = inproc_user("dv"), inproc_user("er")
+    s3 = s3_for(creds_of(inproc, dave))
     bucket = f"{dave}-home"
     good = io.BytesIO()
     sales_frame(30).to_parquet(good)
@@ -248,7 +251,7 @@ def test_bad_input_is_refused_and_leaves_nothing(hub: Hub, new_user) -> None:
             "partition key",
         ),
     ]
-    with hub.http(dave) as c:
+    with inproc.http(dave) as c:
         for body, status, words in cases:
             name = uniq("bad")
             r = c.post(API, json={"name": name, **body})
@@ -278,7 +281,9 @@ def test_bad_input_is_refused_and_leaves_nothing(hub: Hub, new_user) -> None:
 LIMIT = 640 * 1024 * 1024
 
 
-def test_bigger_than_memory_is_registered_previewed_and_aggregated(hub: Hub, new_user) -> None:
+def test_bigger_than_memory_is_registered_previewed_and_aggregated(
+    inproc: InProc, inproc_user
+) -> None:
     """1.5 GiB of Parquet, read by a process that may use 640 MiB in all, Python included."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -286,8 +291,8 @@ def test_bigger_than_memory_is_registered_previewed_and_aggregated(hub: Hub, new
     from lakehub.tables import s3_filesystem
     from memlimit import run_limited
 
-    owner = new_user("big")
-    creds = creds_of(hub, owner)
+    owner = inproc_user("big")
+    creds = creds_of(inproc, owner)
     fs = s3_filesystem(creds["endpoint_url"], creds["access_key_id"], creds["secret_access_key"])
     rng = np.random.default_rng(11)
     rows, files, total, count = 4 * 1024 * 1024, 24, 0.0, 0  # 24 x 64 MiB
@@ -299,7 +304,7 @@ def test_bigger_than_memory_is_registered_previewed_and_aggregated(hub: Hub, new
         with fs.open_output_stream(f"{owner}-home/big/part={i % 4}/f{i}.parquet") as out:
             pq.write_table(table, out, row_group_size=512 * 1024, compression="none")
     name = uniq("big")
-    with hub.http(owner) as c:
+    with inproc.http(owner) as c:
         r = c.post(API, json={"name": name, "path": f"s3://{owner}-home/big", "format": "parquet"})
         assert r.status_code == 201, r.text
         info = r.json()
@@ -315,7 +320,7 @@ def test_bigger_than_memory_is_registered_previewed_and_aggregated(hub: Hub, new
         "print(int(r.n.sum()), repr(float(r.s.sum())), len(r))\n"
     )
     proc, stats = run_limited(
-        [sys.executable, "-c", code, hub.url, hub.token(owner), name],
+        [sys.executable, "-c", code, inproc.url, inproc.token(owner), name],
         LIMIT,
         timeout=300,
         capture_output=True,
@@ -331,14 +336,14 @@ def test_bigger_than_memory_is_registered_previewed_and_aggregated(hub: Hub, new
     print(f"peak {stats['peak'] >> 20} MiB of {LIMIT >> 20} MiB for {info['size_bytes'] >> 20} MiB")
 
 
-def test_portal_search_describe_register_and_forget(hub: Hub, new_user) -> None:
-    fay, gus = new_user("fa"), new_user("gu")
-    s3 = s3_for(creds_of(hub, fay))
+def test_portal_search_describe_register_and_forget(inproc: InProc, inproc_user) -> None:
+    fay, gus = inproc_user("fa"), inproc_user("gu")
+    s3 = s3_for(creds_of(inproc, fay))
     buf = io.BytesIO()
     sales_frame(30).drop(columns="year").to_parquet(buf)
     s3.put_object(Bucket=f"{fay}-home", Key="web/year=2024/a.parquet", Body=buf.getvalue())
     name = uniq("web")
-    c = hub.browser_login(fay)
+    c = inproc.browser_login(fay)
     base = "/services/lakehub/datasets"
     r = c.post(
         base,
@@ -358,7 +363,7 @@ def test_portal_search_describe_register_and_forget(hub: Hub, new_user) -> None:
     assert f'data-name="{name}"' in listing
     r = c.post(base, data={"name": uniq("nope"), "path": f"s3://{gus}-home/", "format": "parquet"})
     assert "cannot publish" in r.text
-    other = hub.browser_login(gus)
+    other = inproc.browser_login(gus)
     assert f'data-name="{name}"' not in other.get(base).text
     assert other.get(f"{base}/{name}").status_code == 404
     other.post(f"{base}/{name}/delete")

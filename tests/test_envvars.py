@@ -1,4 +1,6 @@
-"""Environment variables for notebook servers: API, SDK, CLI, portal, a real kernel, and secrecy."""
+"""Environment variables for notebook servers: API, SDK, CLI, portal, a real kernel, and secrecy.
+
+API, SDK, CLI and portal run in-process (tests/inproc.py); the kernel test on a real hub."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import httpx
 import pytest
 
 from conftest import Hub
+from inproc import InProc
 from kernel import Kernel, start_server, stop_server
 from lakehub.client import LakeHubError
 
@@ -19,15 +22,17 @@ API = "/services/lakehub/api/env"
 PORTAL = "/services/lakehub/env"
 
 
-def put(hub: Hub, user: str, name: str, value: object, secret: object = False) -> httpx.Response:
+def put(
+    hub: Hub | InProc, user: str, name: str, value: object, secret: object = False
+) -> httpx.Response:
     with hub.http(user) as c:
         return c.put(f"{API}/{name}", json={"value": value, "secret": secret})
 
 
-def test_set_list_replace_and_delete_through_the_api_and_sdk(hub: Hub, new_user) -> None:
-    a = new_user("a")
+def test_set_list_replace_and_delete_through_the_api_and_sdk(inproc: InProc, inproc_user) -> None:
+    a = inproc_user("a")
     hidden = "sk-" + secrets.token_urlsafe(24)
-    with hub.http(a) as c:
+    with inproc.http(a) as c:
         r = c.put(f"{API}/REGION_NAME", json={"value": "eu-north"})
         assert r.status_code == 200, r.text
         assert r.json()["value"] == "eu-north" and r.json()["secret"] is False
@@ -50,7 +55,7 @@ def test_set_list_replace_and_delete_through_the_api_and_sdk(hub: Hub, new_user)
         assert [x["name"] for x in c.get(API).json()] == ["API_KEY"]
     import lakehub
 
-    with lakehub.connect(hub.url, hub.token(a)) as client:
+    with lakehub.connect(inproc.url, inproc.token(a)) as client:
         client.env.set("MODE", "fast")
         client.env.set("TOKEN2", "t-" + hidden, secret=True)
         got = {x["name"]: x["value"] for x in client.env.list()}
@@ -60,7 +65,7 @@ def test_set_list_replace_and_delete_through_the_api_and_sdk(hub: Hub, new_user)
             client.env.set("PATH", "/tmp")
         assert refused.value.status == 400 and "set by LakeHub itself" in refused.value.detail
     # the audit trail names the variables, never their values
-    with hub.http("admin") as c:
+    with inproc.http("admin") as c:
         events = c.get("/services/lakehub/api/events").json()
     mine = {(e["action"], e["target"]) for e in events if e["target"].startswith(f"{a}/")}
     assert {
@@ -71,8 +76,10 @@ def test_set_list_replace_and_delete_through_the_api_and_sdk(hub: Hub, new_user)
     assert all(hidden not in json.dumps(e) for e in events)
 
 
-def test_bad_names_reserved_names_and_oversized_values_are_clear_400s(hub: Hub, new_user) -> None:
-    a = new_user("a")
+def test_bad_names_reserved_names_and_oversized_values_are_clear_400s(
+    inproc: InProc, inproc_user
+) -> None:
+    a = inproc_user("a")
     hidden = "sv-" + secrets.token_urlsafe(16)
     cases = {
         "1ABC": "invalid variable name '1ABC'",
@@ -87,42 +94,42 @@ def test_bad_names_reserved_names_and_oversized_values_are_clear_400s(hub: Hub, 
         "HOME": "set by LakeHub itself",
     }
     for name, message in cases.items():
-        r = put(hub, a, name, hidden, True)
+        r = put(inproc, a, name, hidden, True)
         assert r.status_code == 400, (name, r.text)
         assert message in r.json()["detail"] and hidden not in r.text, (name, r.text)
-    r = put(hub, a, "BIG", "x" * (32 * 1024 + 1), True)
+    r = put(inproc, a, "BIG", "x" * (32 * 1024 + 1), True)
     assert r.status_code == 400 and r.json()["detail"] == "the value of BIG is longer than 32 KiB"
     assert len(r.text) < 200
-    assert put(hub, a, "FITS", "x" * (32 * 1024)).status_code == 200
+    assert put(inproc, a, "FITS", "x" * (32 * 1024)).status_code == 200
     for body, message in (
         ({"secret": True}, "missing or not a string"),
         ({"value": 12, "secret": True}, "missing or not a string"),
         ({"value": hidden, "secret": "yes"}, "secret must be true or false"),
         ({"value": "a\x00b"}, "NUL character"),
     ):
-        with hub.http(a) as c:
+        with inproc.http(a) as c:
             r = c.put(f"{API}/OK_NAME", json=body)
         assert r.status_code == 400 and message in r.json()["detail"], r.text
         assert hidden not in r.text
-    with hub.http(a) as c:
+    with inproc.http(a) as c:
         assert [x["name"] for x in c.get(API).json()] == ["FITS"]  # nothing refused was kept
         for i in range(7):  # 8 x 32 KiB: the most one user's values may hold in all
             assert c.put(f"{API}/FITS{i}", json={"value": "y" * 32 * 1024}).status_code == 200
         r = c.put(f"{API}/ONE_MORE", json={"value": "z"})
         assert r.status_code == 400 and "would exceed 256 KiB in all" in r.json()["detail"]
         assert c.put(f"{API}/FITS0", json={"value": "shorter"}).status_code == 200  # replacing
-    with hub.admin_http() as c:  # the local administrator has no server to give them to
+    with inproc.admin_http() as c:  # the local administrator has no server to give them to
         r = c.get("/env")
         assert r.status_code == 400 and "local administrator" in r.json()["detail"]
 
 
-def test_other_users_and_admins_cannot_list_read_or_delete(hub: Hub, new_user) -> None:
-    a, b, boss = new_user("a"), new_user("b"), new_user("boss", admin=True)
+def test_other_users_and_admins_cannot_list_read_or_delete(inproc: InProc, inproc_user) -> None:
+    a, b, boss = inproc_user("a"), inproc_user("b"), inproc_user("boss", admin=True)
     hidden = "own-" + secrets.token_urlsafe(16)
-    assert put(hub, a, "SHARED_NAME", hidden, True).status_code == 200
-    assert put(hub, b, "SHARED_NAME", "b's own").status_code == 200  # names are per user
+    assert put(inproc, a, "SHARED_NAME", hidden, True).status_code == 200
+    assert put(inproc, b, "SHARED_NAME", "b's own").status_code == 200  # names are per user
     for other in (b, boss):
-        with hub.http(other) as c:
+        with inproc.http(other) as c:
             listed = c.get(API)
             assert hidden not in listed.text
             assert all(x["value"] != hidden for x in listed.json())
@@ -131,15 +138,17 @@ def test_other_users_and_admins_cannot_list_read_or_delete(hub: Hub, new_user) -
             for path in (f"/services/lakehub/api/users/{a}/env", f"{API}/{a}/SHARED_NAME"):
                 r = c.get(path)
                 assert r.status_code in (404, 405) and hidden not in r.text, (path, r.text)
-    with hub.http(boss) as c:
+    with inproc.http(boss) as c:
         assert c.delete(f"{API}/SHARED_NAME").status_code == 404  # the admin has none
-    with hub.http(a) as c:
+    with inproc.http(a) as c:
         assert [(x["name"], x["value"]) for x in c.get(API).json()] == [("SHARED_NAME", None)]
-    with hub.http(b) as c:
+    with inproc.http(b) as c:
         assert c.get(API).json()[0]["value"] == "b's own"
 
 
-def cli(hub: Hub, user: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+def cli(
+    hub: Hub | InProc, user: str, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LAKEHUB_"))}
     env |= {"LAKEHUB_API_URL": hub.url, "LAKEHUB_TOKEN": hub.token(user)}
     return subprocess.run(
@@ -152,35 +161,35 @@ def cli(hub: Hub, user: str, *args: str, stdin: str | None = None) -> subprocess
     )
 
 
-def test_cli_set_ls_rm(hub: Hub, new_user) -> None:
-    a, b = new_user("a"), new_user("b")
+def test_cli_set_ls_rm(inproc: InProc, inproc_user) -> None:
+    a, b = inproc_user("a"), inproc_user("b")
     hidden = "cli-" + secrets.token_urlsafe(16)
-    out = cli(hub, a, "set", "PLAIN", "--value", "hello world")
+    out = cli(inproc, a, "set", "PLAIN", "--value", "hello world")
     assert out.returncode == 0 and out.stdout == "set PLAIN\n", out.stderr
-    out = cli(hub, a, "set", "HIDDEN", "--secret", stdin=hidden + "\n")
+    out = cli(inproc, a, "set", "HIDDEN", "--secret", stdin=hidden + "\n")
     assert out.returncode == 0 and out.stdout == "set HIDDEN (secret)\n", out.stderr
     assert hidden not in out.stdout + out.stderr
-    out = cli(hub, a, "set", "OTHER", "--secret", "--value", hidden)
+    out = cli(inproc, a, "set", "OTHER", "--secret", "--value", hidden)
     assert out.returncode == 1 and out.stdout == "" and out.stderr.count("\n") == 1
     assert out.stderr.startswith("error: a secret value is never an argument")
-    out = cli(hub, a, "ls")
+    out = cli(inproc, a, "ls")
     assert out.returncode == 0 and out.stdout == "HIDDEN=(secret)\nPLAIN=hello world\n"
-    out = cli(hub, a, "set", "AWS_PROFILE", "--value", "x")
+    out = cli(inproc, a, "set", "AWS_PROFILE", "--value", "x")
     assert out.returncode == 1 and out.stderr == (
         "error: AWS_PROFILE is set by LakeHub itself and cannot be changed\n"
     )
-    out = cli(hub, b, "rm", "HIDDEN")
+    out = cli(inproc, b, "rm", "HIDDEN")
     assert out.returncode == 1 and out.stderr == "error: no variable named 'HIDDEN'\n"
-    assert cli(hub, a, "rm", "PLAIN").stdout == "removed PLAIN\n"
-    with hub.http(a) as c:  # what the CLI read from stdin is exactly what was typed
+    assert cli(inproc, a, "rm", "PLAIN").stdout == "removed PLAIN\n"
+    with inproc.http(a) as c:  # what the CLI read from stdin is exactly what was typed
         assert [x["name"] for x in c.get(API).json()] == ["HIDDEN"]
-    assert cli(hub, a, "ls").stdout == "HIDDEN=(secret)\n"
+    assert cli(inproc, a, "ls").stdout == "HIDDEN=(secret)\n"
 
 
-def test_portal_lists_masks_adds_and_deletes(hub: Hub, new_user) -> None:
-    a = new_user("a")
+def test_portal_lists_masks_adds_and_deletes(inproc: InProc, inproc_user) -> None:
+    a = inproc_user("a")
     hidden = "web-" + secrets.token_urlsafe(16)
-    c = hub.browser_login(a)
+    c = inproc.browser_login(a)
     page = c.get(PORTAL)
     assert page.status_code == 200 and 'id="none"' in page.text
     assert f'<a href="{PORTAL}">Variables</a>' in page.text  # the nav link
@@ -200,7 +209,7 @@ def test_portal_lists_masks_adds_and_deletes(hub: Hub, new_user) -> None:
     assert "<code>teal</code>" in r.text and hidden not in r.text
     r = c.post(f"{PORTAL}/COLOR/delete")
     assert "Variable COLOR deleted." in r.text and 'data-variable="COLOR"' not in r.text
-    b = hub.browser_login(new_user("b"))
+    b = inproc.browser_login(inproc_user("b"))
     r = b.post(f"{PORTAL}/DB_PASSWORD/delete")
     assert "no variable named" in r.text and 'data-variable="DB_PASSWORD"' not in r.text
     assert hidden not in c.get(PORTAL).text

@@ -1,10 +1,14 @@
-"""Identity: first admin, sign-up with approval, tokens, admin rights, clear refusals."""
+"""Identity: first admin, sign-up with approval, tokens, admin rights, clear refusals.
+
+What goes through JupyterHub's login page runs on a real hub; the API's refusals, groups and
+the admin page run in-process (tests/inproc.py)."""
 
 from __future__ import annotations
 
 import httpx
 
 from conftest import Hub
+from inproc import InProc
 
 
 def login_post(hub: Hub, name: str, password: str) -> httpx.Response:
@@ -73,8 +77,8 @@ def test_cli_user_add_and_token(hub: Hub) -> None:
     assert login_post(hub, "frank", password).status_code == 200
 
 
-def test_malformed_and_missing_tokens(hub: Hub) -> None:
-    with httpx.Client(base_url=hub.api, timeout=30) as c:
+def test_malformed_and_missing_tokens(inproc: InProc) -> None:
+    with httpx.Client(base_url=inproc.api, timeout=30) as c:
         r = c.get("/me")
         assert r.status_code == 401 and "authentication required" in r.json()["detail"]
         r = c.get("/me", headers={"Authorization": "token not-a-real-token"})
@@ -83,9 +87,9 @@ def test_malformed_and_missing_tokens(hub: Hub) -> None:
         assert r.status_code == 401
 
 
-def test_non_admins_cannot_administer(hub: Hub, new_user) -> None:
-    name = new_user()
-    with hub.http(name) as c:
+def test_non_admins_cannot_administer(inproc: InProc, inproc_user) -> None:
+    name = inproc_user()
+    with inproc.http(name) as c:
         for method, path, body in [
             ("GET", "/users", None),
             ("POST", "/users", {"name": "mallory"}),
@@ -102,31 +106,31 @@ def test_non_admins_cannot_administer(hub: Hub, new_user) -> None:
         assert plan.status_code == 403
         assert c.post("/services/lakehub/api/users/admin/tokens", json={}).status_code == 403
         assert c.get("/services/lakehub/api/me").json()["admin"] is False
-    assert "mallory" not in hub.cli("user", "list").stdout
+    assert "mallory" not in inproc.cli("user", "list").stdout
 
 
-def test_groups_and_admin_rights(hub: Hub, new_user) -> None:
-    a, b = new_user(), new_user()
-    hub.cli("group", "create", "analysts")
-    hub.cli("group", "add", "analysts", a)
-    assert "analysts" in hub.cli("group", "list").stdout
-    with hub.http(a) as c:
+def test_groups_and_admin_rights(inproc: InProc, inproc_user) -> None:
+    a, b = inproc_user(), inproc_user()
+    inproc.cli("group", "create", "analysts")
+    inproc.cli("group", "add", "analysts", a)
+    assert "analysts" in inproc.cli("group", "list").stdout
+    with inproc.http(a) as c:
         assert c.get("/services/lakehub/api/me").json()["groups"] == ["analysts"]
-    hub.cli("group", "remove", "analysts", a)
-    with hub.http("admin") as c:
+    inproc.cli("group", "remove", "analysts", a)
+    with inproc.http("admin") as c:
         r = c.patch(f"/services/lakehub/api/users/{b}", json={"admin": True})
         assert r.status_code == 200
         assert c.get("/services/lakehub/api/users").status_code == 200
-    with hub.http(b) as c:
+    with inproc.http(b) as c:
         assert c.get("/services/lakehub/api/users").status_code == 200
-    with hub.http("admin") as c:
+    with inproc.http("admin") as c:
         assert c.delete("/services/lakehub/api/users/admin").status_code == 400
         assert c.delete(f"/services/lakehub/api/users/{a}").status_code == 204
-    assert a not in hub.cli("user", "list").stdout
+    assert a not in inproc.cli("user", "list").stdout
 
 
-def test_portal_admin_actions(hub: Hub) -> None:
-    c = hub.browser_login("admin")
+def test_portal_admin_actions(inproc: InProc) -> None:
+    c = inproc.browser_login("admin")
     r = c.post("/services/lakehub/admin/users", data={"action": "create", "name": "gina"})
     assert r.status_code == 200 and "Password (shown once)" in r.text
     password = r.text.split("Password (shown once): ")[1].split("<")[0].strip()
@@ -142,4 +146,4 @@ def test_portal_admin_actions(hub: Hub) -> None:
         headers={"Origin": "http://evil.example"},
     )
     assert r.status_code == 403
-    assert "gina" in hub.cli("user", "list").stdout
+    assert "gina" in inproc.cli("user", "list").stdout

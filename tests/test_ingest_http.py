@@ -171,3 +171,20 @@ def test_a_body_over_a_seconds_rate_passes_once_and_its_debt_holds_back_the_next
     assert r.status_code == 429 and "retry in" in r.json()["detail"], r.text
     assert 2 <= int(r.headers["retry-after"]) <= 4, r.headers
     moved(ih, a, "hdebt", 4)
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize("ctype", ["application/json", "application/x-ndjson"])
+def test_deeply_nested_json_is_refused_and_the_receiver_goes_on(ih: Hub, ctype: str) -> None:
+    a = user(ih, "deep")
+    tag = "deepn" if "ndjson" in ctype else "deepj"
+    tok = setup(ih, a, tag, [f"{tag}.*"])["token"]
+    assert post(ih, f"{tag}.x", tok, b'{"n": 1}', ctype).status_code == 200
+    body = b'{"n": 2}\n' + DEEP if ctype.endswith("ndjson") else DEEP
+    r = post(ih, f"{tag}.x", tok, body, ctype)
+    assert r.status_code == 400, r.text
+    assert "nested too deeply" in r.json()["detail"]
+    r = post(ih, f"{tag}.x", tok, b'{"n": 3}', ctype)  # the receiver goes on taking records
+    assert r.status_code == 200 and r.json()["records"] == 1, r.text

@@ -1,4 +1,7 @@
-"""Per-user lake identities: isolation enforced by the lake itself, rotation, secrets at rest."""
+"""Per-user lake identities: isolation enforced by the lake itself, rotation, secrets at rest.
+
+In-process (tests/inproc.py) but for secrets at rest, which reads the logs of a real hub's
+processes."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from botocore.exceptions import ClientError
 
 import lakehub
 from conftest import Hub, creds_of, s3_for
+from inproc import InProc
 
 
 def denied(call, *args, **kwargs) -> str:
@@ -18,9 +22,9 @@ def denied(call, *args, **kwargs) -> str:
     return code
 
 
-def test_sdk_credentials_work_with_boto3_pandas_pyarrow(hub: Hub, new_user) -> None:
-    name = new_user()
-    client = lakehub.connect(hub.url, hub.token(name))
+def test_sdk_credentials_work_with_boto3_pandas_pyarrow(inproc: InProc, inproc_user) -> None:
+    name = inproc_user()
+    client = lakehub.connect(inproc.url, inproc.token(name))
     creds = client.lake.credentials()
     assert creds.bucket == f"{name}-home"
     assert creds.secret_access_key not in repr(creds)
@@ -45,9 +49,9 @@ def test_sdk_credentials_work_with_boto3_pandas_pyarrow(hub: Hub, new_user) -> N
     assert pq.read_table(f"{creds.bucket}/tables/t.parquet", filesystem=fs).num_rows == 100
 
 
-def test_user_b_cannot_touch_user_a_bucket(hub: Hub, new_user) -> None:
-    a, b = new_user("a"), new_user("b")
-    sa, sb = s3_for(creds_of(hub, a)), s3_for(creds_of(hub, b))
+def test_user_b_cannot_touch_user_a_bucket(inproc: InProc, inproc_user) -> None:
+    a, b = inproc_user("a"), inproc_user("b")
+    sa, sb = s3_for(creds_of(inproc, a)), s3_for(creds_of(inproc, b))
     bucket = f"{a}-home"
     sa.put_object(Bucket=bucket, Key="secret.csv", Body=b"a,b\n1,2\n")
     assert [x["Name"] for x in sb.list_buckets()["Buckets"]] == [f"{b}-home"]
@@ -64,14 +68,14 @@ def test_user_b_cannot_touch_user_a_bucket(hub: Hub, new_user) -> None:
     # B may create buckets under B's own prefix
     sb.create_bucket(Bucket=f"{b}-scratch")
     # B's token only ever returns B's own credentials
-    assert creds_of(hub, b)["bucket"] == f"{b}-home"
+    assert creds_of(inproc, b)["bucket"] == f"{b}-home"
 
 
-def test_rotation_kills_the_old_key_at_once(hub: Hub, new_user) -> None:
-    name = new_user()
-    old = creds_of(hub, name)
+def test_rotation_kills_the_old_key_at_once(inproc: InProc, inproc_user) -> None:
+    name = inproc_user()
+    old = creds_of(inproc, name)
     s3_for(old).put_object(Bucket=old["bucket"], Key="k", Body=b"v")
-    with hub.http(name) as c:
+    with inproc.http(name) as c:
         r = c.post("/services/lakehub/api/lake/credentials/rotate")
         assert r.status_code == 200
         new = r.json()
@@ -80,7 +84,7 @@ def test_rotation_kills_the_old_key_at_once(hub: Hub, new_user) -> None:
         s3_for(old).get_object(Bucket=old["bucket"], Key="k")
     assert info.value.response["Error"]["Code"] in ("InvalidAccessKeyId", "AccessDenied", "403")
     assert s3_for(new).get_object(Bucket=new["bucket"], Key="k")["Body"].read() == b"v"
-    events = hub.http("admin").get("/services/lakehub/api/events").json()
+    events = inproc.http("admin").get("/services/lakehub/api/events").json()
     assert any(e["action"] == "lake.rotate" and e["target"] == name for e in events)
 
 
@@ -105,25 +109,25 @@ def test_secrets_are_encrypted_at_rest_and_not_logged(hub: Hub, new_user) -> Non
     assert (hub.data_dir / "state").stat().st_mode & 0o777 == 0o700
 
 
-def test_local_admin_has_no_lake_identity(hub: Hub) -> None:
+def test_local_admin_has_no_lake_identity(inproc: InProc) -> None:
     import httpx
 
-    token = (hub.data_dir / "state" / "service.token").read_text().strip()
-    r = httpx.get(f"{hub.api}/lake/credentials", headers={"Authorization": f"token {token}"})
+    token = (inproc.data_dir / "state" / "service.token").read_text().strip()
+    r = httpx.get(f"{inproc.api}/lake/credentials", headers={"Authorization": f"token {token}"})
     assert r.status_code == 400
 
 
-def test_internal_lake_ports_refuse_everyone_else(hub: Hub, new_user) -> None:
+def test_internal_lake_ports_refuse_everyone_else(inproc: InProc, inproc_user) -> None:
     """Past the S3 gateway nothing is open: not the filer, not the volumes, not gRPC."""
     import socket
     import ssl
 
     import httpx
 
-    name = new_user()
-    creds = creds_of(hub, name)
+    name = inproc_user()
+    creds = creds_of(inproc, name)
     s3_for(creds).put_object(Bucket=creds["bucket"], Key="private.txt", Body=b"mine")
-    ports = hub.runtime()["ports"]
+    ports = inproc.runtime()["ports"]
     filer = f"http://127.0.0.1:{ports['filer']}"
     assert httpx.get(f"{filer}/buckets/{creds['bucket']}/private.txt").status_code == 401
     assert httpx.get(f"{filer}/buckets/{creds['bucket']}/").status_code == 401

@@ -1,7 +1,8 @@
 """Third-party S3 clients against the lake with a user's own keys: Debian's awscli and s3cmd.
 
 Each client is configured through its environment and a temporary config file; nothing is
-written into the home of the account running the tests.
+written into the home of the account running the tests. In-process (tests/inproc.py): the keys
+come from the in-process API, the lake is real.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from conftest import Hub, creds_of, s3_for
+from conftest import creds_of, s3_for
+from inproc import InProc
 
 AWS, S3CMD = "/usr/bin/aws", "/usr/bin/s3cmd"
 MIB = 1024 * 1024
@@ -76,15 +78,15 @@ def refused(proc: subprocess.CompletedProcess[str]) -> None:
 
 
 @pytest.fixture
-def user(hub: Hub, new_user: Any, tmp_path: Path) -> Any:
+def user(inproc: InProc, inproc_user: Any, tmp_path: Path) -> Any:
     def make(prefix: str = "cli") -> tuple[str, Clients]:
-        name = new_user(prefix)
-        return name, Clients(creds_of(hub, name), tmp_path / name)
+        name = inproc_user(prefix)
+        return name, Clients(creds_of(inproc, name), tmp_path / name)
 
     return make
 
 
-def test_awscli_round_trip_and_multipart(hub: Hub, user: Any, tmp_path: Path) -> None:
+def test_awscli_round_trip_and_multipart(inproc: InProc, user: Any, tmp_path: Path) -> None:
     name, c = user()
     bucket = f"{name}-aws"
     assert ok(c.aws("s3", "mb", f"s3://{bucket}")).strip() == f"make_bucket: {bucket}"
@@ -106,7 +108,7 @@ def test_awscli_round_trip_and_multipart(hub: Hub, user: Any, tmp_path: Path) ->
     assert ok(c.aws("s3", "ls", f"s3://{bucket}/", "--recursive")) == ""
 
 
-def test_s3cmd_round_trip_and_multipart(hub: Hub, user: Any, tmp_path: Path) -> None:
+def test_s3cmd_round_trip_and_multipart(inproc: InProc, user: Any, tmp_path: Path) -> None:
     name, c = user()
     bucket = f"{name}-s3cmd"
     assert f"Bucket 's3://{bucket}/' created" in ok(c.s3cmd("mb", f"s3://{bucket}"))
@@ -118,7 +120,7 @@ def test_s3cmd_round_trip_and_multipart(hub: Hub, user: Any, tmp_path: Path) -> 
     ok(c.s3cmd("put", str(big), f"s3://{bucket}/big.bin"))  # 5 MiB parts
     listing = ok(c.s3cmd("ls", f"s3://{bucket}/"))
     assert re.search(rf"\s{12 * MIB + 5}\s+s3://{bucket}/big.bin$", listing, re.M), listing
-    etag = s3_for(creds_of(hub, name)).head_object(Bucket=bucket, Key="big.bin")["ETag"]
+    etag = s3_for(creds_of(inproc, name)).head_object(Bucket=bucket, Key="big.bin")["ETag"]
     assert etag.strip('"').endswith("-3")
     ok(c.s3cmd("get", f"s3://{bucket}/small.txt", str(tmp_path / "small.back")))
     ok(c.s3cmd("get", f"s3://{bucket}/big.bin", str(tmp_path / "big.back")))
@@ -130,10 +132,10 @@ def test_s3cmd_round_trip_and_multipart(hub: Hub, user: Any, tmp_path: Path) -> 
     assert f"s3://{bucket}" not in ok(c.s3cmd("ls"))
 
 
-def test_another_users_buckets_are_refused(hub: Hub, user: Any, tmp_path: Path) -> None:
+def test_another_users_buckets_are_refused(inproc: InProc, user: Any, tmp_path: Path) -> None:
     a, _ = user("a")
     b, c = user("b")
-    s3a = s3_for(creds_of(hub, a))
+    s3a = s3_for(creds_of(inproc, a))
     s3a.put_object(Bucket=f"{a}-home", Key="secret.txt", Body=b"A's")
     (tmp_path / "x.txt").write_text("B's")
     assert f"{a}-home" not in ok(c.aws("s3", "ls"))
@@ -155,20 +157,20 @@ def test_another_users_buckets_are_refused(hub: Hub, user: Any, tmp_path: Path) 
 
 
 def test_space_grant_lets_awscli_write_and_revoke_stops_it(
-    hub: Hub, user: Any, tmp_path: Path
+    inproc: InProc, user: Any, tmp_path: Path
 ) -> None:
     owner, _ = user("own")
     grantee, c = user("gr")
     space = f"cli{secrets.token_hex(3)}"
     bucket = f"space-{space}"
-    api = hub.http(owner)  # the owner manages the space with their own token
+    api = inproc.http(owner)  # the owner manages the space with their own token
     assert api.post("/services/lakehub/api/spaces", json={"name": space}).status_code == 201
     grants = f"/services/lakehub/api/spaces/{space}/grants"
     (tmp_path / "w.txt").write_text("written by the grantee")
     refused(c.aws("s3", "cp", str(tmp_path / "w.txt"), f"s3://{bucket}/w.txt"))
     assert api.put(grants, json={"user": grantee, "access": "write"}).status_code == 200
     ok(c.aws("s3", "cp", str(tmp_path / "w.txt"), f"s3://{bucket}/w.txt"))
-    s3o = s3_for(creds_of(hub, owner))
+    s3o = s3_for(creds_of(inproc, owner))
     assert s3o.get_object(Bucket=bucket, Key="w.txt")["Body"].read() == b"written by the grantee"
     assert api.delete(grants, params={"user": grantee}).status_code == 204
     refused(c.aws("s3", "cp", str(tmp_path / "w.txt"), f"s3://{bucket}/w2.txt"))

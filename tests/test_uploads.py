@@ -1,4 +1,6 @@
-"""Portal uploads in parts, through the endpoints the page uses, with the user's own rights."""
+"""Portal uploads in parts, through the endpoints the page uses, with the user's own rights.
+
+In-process (tests/inproc.py): a portal session over a real lake, no hub."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ from typing import Any
 
 import httpx
 
-from conftest import Hub, creds_of, s3_for
+from conftest import creds_of, s3_for
+from inproc import InProc
 
 MIB = 1024 * 1024
 
@@ -36,10 +39,10 @@ def send(c: httpx.Client, bucket: str, key: str, data: bytes, **extra: Any) -> h
     return c.post(f"{uploads(bucket)}/{upload_id}/complete", json={"key": key, "parts": parts})
 
 
-def test_upload_in_parts_replaces_only_when_asked(hub: Hub, new_user) -> None:
-    name = new_user("up")
-    bucket, s3 = f"{name}-home", s3_for(creds_of(hub, name))
-    c = hub.browser_login(name)
+def test_upload_in_parts_replaces_only_when_asked(inproc: InProc, inproc_user) -> None:
+    name = inproc_user("up")
+    bucket, s3 = f"{name}-home", s3_for(creds_of(inproc, name))
+    c = inproc.browser_login(name)
     data = os.urandom(20 * MIB + 7)
     r = send(c, bucket, "in/big.bin", data, content_type="application/x-test")
     assert r.status_code == 200, r.text
@@ -60,10 +63,10 @@ def test_upload_in_parts_replaces_only_when_asked(hub: Hub, new_user) -> None:
     assert send(c, bucket, "empty.txt", b"").json() == {"key": "empty.txt", "size": 0}
 
 
-def test_cancel_drops_the_parts(hub: Hub, new_user) -> None:
-    name = new_user("up")
-    bucket, s3 = f"{name}-home", s3_for(creds_of(hub, name))
-    c = hub.browser_login(name)
+def test_cancel_drops_the_parts(inproc: InProc, inproc_user) -> None:
+    name = inproc_user("up")
+    bucket, s3 = f"{name}-home", s3_for(creds_of(inproc, name))
+    c = inproc.browser_login(name)
     r = c.post(uploads(bucket), json={"key": "half.bin", "size": 9 * MIB})
     upload_id = r.json()["upload_id"]
     part = f"{uploads(bucket)}/{upload_id}/parts/1"
@@ -93,11 +96,11 @@ BAD_NAMES = [
 ]
 
 
-def test_bad_names_are_refused(hub: Hub, new_user) -> None:
-    name = new_user("bad")
-    s3 = s3_for(creds_of(hub, name))
+def test_bad_names_are_refused(inproc: InProc, inproc_user) -> None:
+    name = inproc_user("bad")
+    s3 = s3_for(creds_of(inproc, name))
     s3.put_object(Bucket=f"{name}-home", Key="escape.txt", Body=b"keep")
-    c = hub.browser_login(name)
+    c = inproc.browser_login(name)
     for key, why in BAD_NAMES:
         r = c.post(uploads(f"{name}-home"), json={"key": key, "size": 1})
         assert r.status_code == 400 and why in r.json()["detail"], (key, r.text)
@@ -114,17 +117,17 @@ def test_bad_names_are_refused(hub: Hub, new_user) -> None:
     assert not s3.list_multipart_uploads(Bucket=f"{name}-home").get("Uploads")
 
 
-def test_another_users_bucket_is_refused_and_untouched(hub: Hub, new_user) -> None:
-    a, b = new_user("a"), new_user("b")
-    s3a = s3_for(creds_of(hub, a))
+def test_another_users_bucket_is_refused_and_untouched(inproc: InProc, inproc_user) -> None:
+    a, b = inproc_user("a"), inproc_user("b")
+    s3a = s3_for(creds_of(inproc, a))
     s3a.put_object(Bucket=f"{a}-home", Key="keep.txt", Body=b"A's")
-    cb = hub.browser_login(b)
+    cb = inproc.browser_login(b)
     r = send(cb, f"{a}-home", "keep.txt", b"B's", overwrite=True)
     assert r.status_code == 403 and r.json()["detail"] == f"You may not write to {a}-home."
     r = send(cb, f"{a}-home", "new.txt", b"B's")
     assert r.status_code == 403
     # an upload A started cannot be fed, finished or cancelled by B
-    ca = hub.browser_login(a)
+    ca = inproc.browser_login(a)
     upload_id = ca.post(uploads(f"{a}-home"), json={"key": "a.bin", "size": 5}).json()["upload_id"]
     base = f"{uploads(f'{a}-home')}/{upload_id}"
     r = cb.post(
@@ -149,15 +152,15 @@ def test_another_users_bucket_is_refused_and_untouched(hub: Hub, new_user) -> No
     assert s3a.get_object(Bucket=f"{a}-home", Key="keep.txt")["Body"].read() == b"A's"
 
 
-def test_space_grants_decide_and_requests_are_guarded(hub: Hub, new_user) -> None:
-    owner, reader = new_user("own"), new_user("rd")
+def test_space_grants_decide_and_requests_are_guarded(inproc: InProc, inproc_user) -> None:
+    owner, reader = inproc_user("own"), inproc_user("rd")
     space = f"up{os.urandom(3).hex()}"
-    hub.cli("space", "create", space, "--owner", owner)
-    hub.cli("space", "grant", space, "--user", reader, "--access", "read")
-    c = hub.browser_login(reader)
+    inproc.cli("space", "create", space, "--owner", owner)
+    inproc.cli("space", "grant", space, "--user", reader, "--access", "read")
+    c = inproc.browser_login(reader)
     r = send(c, f"space-{space}", "r.txt", b"r")
     assert r.status_code == 403 and r.json()["detail"] == f"You may not write to space-{space}."
-    hub.cli("space", "grant", space, "--user", reader, "--access", "write")
+    inproc.cli("space", "grant", space, "--user", reader, "--access", "write")
     assert send(c, f"space-{space}", "r.txt", b"r").status_code == 200
     # another site's page cannot drive the upload, nor a plain form, nor a huge file
     r = c.post(
@@ -171,11 +174,13 @@ def test_space_grants_decide_and_requests_are_guarded(hub: Hub, new_user) -> Non
     r = c.post(uploads(f"space-{space}"), json={"key": "x", "size": 10**13})
     assert r.status_code == 413 and "lakehub lake cp" in r.json()["detail"]
     # without a session, nothing happens
-    anon = httpx.Client(base_url=hub.url, timeout=30)
+    anon = httpx.Client(base_url=inproc.url, timeout=30)
     r = anon.post(uploads(f"space-{space}"), json={"key": "x", "size": 1})
     assert r.status_code in (302, 303, 401)
     keys = [
         o["Key"]
-        for o in s3_for(creds_of(hub, owner)).list_objects_v2(Bucket=f"space-{space}")["Contents"]
+        for o in s3_for(creds_of(inproc, owner)).list_objects_v2(Bucket=f"space-{space}")[
+            "Contents"
+        ]
     ]
     assert keys == ["r.txt"]
