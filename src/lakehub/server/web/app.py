@@ -13,14 +13,14 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lakehub.server.catalog import Catalog
-from lakehub.server.compute.dask_gateway import DaskEngine
+from lakehub.server.compute import engines
 from lakehub.server.config import load_settings
 from lakehub.server.db import Database
 from lakehub.server.identity.spaces import Spaces
 from lakehub.server.identity.users import Directory, UserError
 from lakehub.server.ingest import registry as ingest_registry
+from lakehub.server.lake import open_lake
 from lakehub.server.lake.base import LakeUnavailable
-from lakehub.server.lake.seaweedfs import SeaweedFS
 from lakehub.server.notebooks.policy import Policies
 from lakehub.server.notebooks.registry import Environments
 from lakehub.server.quotas import Quotas
@@ -63,7 +63,7 @@ def build_state() -> AppState:
     db = Database(settings.database_url)
     # the receivers take a revoked grant, a deleted source or user into account at once
     db.on_change.append(partial(ingest_registry.mark_changed, settings.ingest_dir))
-    lake = SeaweedFS.of_hub(settings, runtime, tok)
+    lake = open_lake(settings, runtime, tok)
     directory = Directory(db, vault, lake)
     environments = Environments(db, settings.envs_dir, settings.notebook_python)
     state = AppState(
@@ -82,8 +82,7 @@ def build_state() -> AppState:
             directory, environments, settings.cull_idle_timeout, settings.notebook_max_servers
         ),
     )
-    state.compute["dask"] = DaskEngine(runtime, tok.service, settings.compute_bind)
-    state.compute["spark"] = spark.make_engine(state)
+    state.compute.update(engines(compute.engine_context(state)))
     return state
 
 
@@ -98,14 +97,14 @@ def create_app(state: AppState | None = None) -> FastAPI:
         await state.run(state.environments.sync_builtins)
         state.environments.start()
         for engine in state.compute.values():
-            await state.run(getattr(engine, "open", lambda: None))
+            await state.run(engine.open)
         notebooks.metrics_token(state.settings.state_dir)  # there for Prometheus from the start
         yield
         await state.run(state.quotas.stop)
         await state.run(state.environments.stop)
         await state.hub.aclose()
         for engine in state.compute.values():
-            await state.run(getattr(engine, "close", lambda: None))
+            await state.run(engine.close)
         state.db.engine.dispose()
 
     # The proxy forwards paths unchanged, so every route lives under the service prefix.

@@ -11,11 +11,20 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+import anyio.from_thread
 from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 
-from lakehub.server.compute.base import Cluster, ClusterRequest, ComputeError, Engine, Running
-from lakehub.server.compute.plan import plan
+from lakehub.server.compute.base import (
+    Cluster,
+    ClusterRequest,
+    ComputeError,
+    Engine,
+    EngineContext,
+    Running,
+    Runnings,
+)
+from lakehub.server.compute.plan import ComputePlan, plan
 from lakehub.server.web.auth import person
 from lakehub.server.web.routers.api import LocalAdmin, State, User
 from lakehub.server.web.routers.portal import Browser, back
@@ -107,6 +116,58 @@ async def stop_from_portal(kind: str, name: str, who: Browser, state: State) -> 
 
 
 # engines -------------------------------------------------------------------------------------
+def engine_context(state: AppState) -> EngineContext:
+    """What the engines are built from: the owner's lake keys, the planner, the environments."""
+    directory = state.directory
+
+    def lake_env(owner: str) -> dict[str, str]:
+        creds = directory.credentials(owner)
+        return {
+            "AWS_ACCESS_KEY_ID": creds.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
+            "AWS_ENDPOINT_URL": creds.endpoint_url,
+            "LAKEHUB_BUCKET": creds.bucket,
+        }
+
+    def check(
+        owner: str, kind: str, request: ClusterRequest, mine: Runnings, head_memory: int
+    ) -> ComputePlan:
+        """Runs in a worker thread of the app (engines block): the planner's view of every
+        server and cluster comes from the event loop."""
+        reported = [{"owner": r.owner, "name": r.name, "memory": r.memory} for r in mine]
+        running = anyio.from_thread.run(running_everywhere, state, kind, reported)
+        verdict = plan(
+            state.settings,
+            state.policies,
+            owner,
+            state.directory_admin_flag(owner),
+            kind,
+            request.cores,
+            request.memory,
+            running,
+            request.idle_timeout,
+            0,
+            head_memory,
+        )
+        if request.workers > verdict.cluster_max_workers:
+            raise ComputeError(
+                f"you may have up to {verdict.cluster_max_workers} {kind} workers "
+                f"of this size now (asked: {request.workers})",
+                403,
+            )
+        return verdict
+
+    return EngineContext(
+        settings=state.settings,
+        runtime=state.runtime,
+        service_token=state.tokens.service,
+        lake_env=lake_env,
+        plan=check,
+        environment=state.environments.path,
+        ui_url=f"{state.runtime.front_url}{state.prefix}compute",
+    )
+
+
 class PlanIn(BaseModel):
     kind: str
     worker_cores: float
