@@ -151,7 +151,7 @@ def engine_context(state: AppState) -> EngineContext:
         )
         if request.workers > verdict.cluster_max_workers:
             raise ComputeError(
-                f"you may have up to {verdict.cluster_max_workers} {kind} workers "
+                f"you may have up to {verdict.cluster_max_workers} {kind.capitalize()} workers "
                 f"of this size now (asked: {request.workers})",
                 403,
             )
