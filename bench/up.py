@@ -262,9 +262,8 @@ class Anchor:
         from lakehub.server.lake.seaweedfs import SeaweedFS
 
         # the product's own command line (data in DIR/lake, identities in DIR/s3.json)
-        weed, weed_env = SeaweedFS(
-            self.dir, self.dir, p, "", "", str(B.VENV_BIN / "weed")
-        ).command()
+        lake = SeaweedFS(self.dir, self.dir, p, "", "", str(B.VENV_BIN / "weed")).process()
+        weed, weed_env = lake.argv, lake.env
         specs = [  # name, argv, extra env, cwd, health url
             (
                 "lake",

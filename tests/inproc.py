@@ -82,6 +82,18 @@ class InProc:
     lake_proc: subprocess.Popen[bytes] | None = None
     tokens: dict[str, str] = field(default_factory=dict)
     passwords: dict[str, str] = field(default_factory=dict)
+    clients: list[httpx.Client] = field(default_factory=list)  # closed when the layer stops
+
+    def _keep(self, client: httpx.Client) -> httpx.Client:
+        """As ``Hub``: a client a test did not close is closed with the layer, not collected
+        with its sockets open."""
+        self.clients.append(client)
+        return client
+
+    def close_clients(self) -> None:
+        for client in self.clients:
+            client.close()
+        self.clients.clear()
 
     @property
     def api(self) -> str:
@@ -99,7 +111,9 @@ class InProc:
     def admin_http(self) -> httpx.Client:
         """The local administrator (the service token), with the API as base URL."""
         token = self.platform.tokens.service
-        return httpx.Client(base_url=self.api, headers={"Authorization": f"token {token}"})
+        return self._keep(
+            httpx.Client(base_url=self.api, headers={"Authorization": f"token {token}"})
+        )
 
     def quick_user(self, name: str, admin: bool = False) -> None:
         with self.admin_http() as c:
@@ -122,14 +136,23 @@ class InProc:
         """A client for ``name`` (none: anonymous), with the front as base URL, like
         ``Hub.http``."""
         headers = {"Authorization": f"token {self.token(name)}"} if name else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+        return self._keep(httpx.Client(base_url=self.url, headers=headers, timeout=60))
+
+    def credentials(self, name: str) -> dict[str, str]:
+        """The lake credentials the API hands ``name``, as ``Hub.credentials``."""
+        with self.http(name) as c:
+            r = c.get("/services/lakehub/api/lake/credentials")
+            assert r.status_code == 200, r.text
+            assert r.headers["cache-control"] == "no-store"
+            data: dict[str, str] = r.json()
+            return data
 
     def browser_login(self, name: str) -> httpx.Client:
         """A browser's portal session for ``name``: the encrypted token cookie the portal's
         OAuth callback sets (the exchange itself needs JupyterHub: real hubs test it)."""
         from lakehub.server.web.auth import TOKEN_COOKIE
 
-        c = httpx.Client(base_url=self.url, follow_redirects=True, timeout=60)
+        c = self._keep(httpx.Client(base_url=self.url, follow_redirects=True, timeout=60))
         cookie = self.platform.vault.encrypt(self.token(name))
         c.cookies.set(TOKEN_COOKIE, cookie, domain="127.0.0.1", path=self.platform.prefix)
         return c
@@ -159,13 +182,14 @@ class InProc:
     def start_lake(self) -> None:
         lake = self.platform.directory.lake
         lake.prepare(self.platform.directory.identities())
-        argv, env = lake.command()
+        proc = lake.process()
+        assert proc is not None and proc.pid_file is not None, "an embedded lake runs here"
         log = open(self.data_dir / "lake.log", "ab")  # noqa: SIM115 - the child keeps it
         self.lake_proc = subprocess.Popen(
-            argv, env={**os.environ, **env}, cwd=lake.dir, stdout=log, stderr=log
+            proc.argv, env={**os.environ, **proc.env}, cwd=proc.cwd, stdout=log, stderr=log
         )
         log.close()
-        lake.pid_file.write_text(str(self.lake_proc.pid))  # the lake reloads identities on SIGHUP
+        proc.pid_file.write_text(str(self.lake_proc.pid))  # it reloads identities on SIGHUP
         _wait(lambda: _answers(lake.endpoint_url + "/"), "the lake")
 
     def stop_lake(self) -> None:
@@ -204,7 +228,13 @@ def inproc() -> Iterator[InProc]:
 
     root = Path(tempfile.mkdtemp(prefix="lakehub-inproc-", dir="/tmp"))
     root.chmod(0o711)
-    settings = load_settings(data_dir=root / "data", environments_dir=root / "envs")
+    settings = load_settings(  # every port picked freely: test workers run one each at once
+        data_dir=root / "data",
+        environments_dir=root / "envs",
+        lake_port=0,
+        forward_port=0,
+        ingest_http_port=0,
+    )
     for d in (settings.data_dir, settings.state_dir, settings.run_dir, settings.log_dir):
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
     tok = tokens(settings)
@@ -230,6 +260,7 @@ def inproc() -> Iterator[InProc]:
         runtime.save(settings)  # what the administrator's commands read to find the API
         yield ip
     finally:
+        ip.close_clients()
         if server is not None and thread is not None:
             server.should_exit = True
             thread.join(30)

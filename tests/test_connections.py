@@ -80,7 +80,8 @@ def external(tmp_path_factory: pytest.TempPathFactory) -> Iterator[External]:
     ports = dict(zip(names, _ports(len(names)), strict=True))
     # the hub's own lake command line, on a folder and ports of its own (data in folder/lake)
     weed = str(Path(sys.executable).parent / "weed")
-    argv, weed_env = SeaweedFS(folder, folder, ports, key, secret, weed).command()
+    lake = SeaweedFS(folder, folder, ports, key, secret, weed).process()
+    argv, weed_env = lake.argv, lake.env
     s3 = ports["s3"]
     (folder / "lake").mkdir()
     log = open(folder / "weed.log", "wb")  # noqa: SIM115 (open while the process runs)

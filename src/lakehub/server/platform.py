@@ -25,11 +25,17 @@ import anyio.to_thread
 from sqlalchemy import select
 
 from lakehub.server.catalog import Catalog
-from lakehub.server.compute.base import Cluster, ClusterRequest, ComputeError, Engine, Running
-from lakehub.server.compute.dask_gateway import DaskEngine
+from lakehub.server.compute import engines
+from lakehub.server.compute.base import (
+    ClusterRequest,
+    ComputeError,
+    Engine,
+    EngineContext,
+    Running,
+    Runnings,
+)
 from lakehub.server.compute.dask_gateway import notebook_env as dask_notebook_env
 from lakehub.server.compute.plan import ComputePlan, plan
-from lakehub.server.compute.spark_standalone import HEAD_MEMORY, SparkEngine
 from lakehub.server.config import Settings, load_settings
 from lakehub.server.connections import Connections
 from lakehub.server.db import Database, User
@@ -37,7 +43,7 @@ from lakehub.server.identity.envvars import EnvVars
 from lakehub.server.identity.spaces import Spaces
 from lakehub.server.identity.users import Directory
 from lakehub.server.ingest import registry as ingest_registry
-from lakehub.server.lake.seaweedfs import SeaweedFS
+from lakehub.server.lake import open_lake
 from lakehub.server.notebooks import records
 from lakehub.server.notebooks.accounts import ensure_account, remove_account
 from lakehub.server.notebooks.aws_profiles import AwsProfiles
@@ -83,7 +89,7 @@ class Platform:
         db = Database(settings.database_url)
         # the receivers take a revoked grant, a deleted source or user into account at once
         db.on_change.append(partial(ingest_registry.mark_changed, settings.ingest_dir))
-        directory = Directory(db, vault, SeaweedFS.of_hub(settings, runtime, tok))
+        directory = Directory(db, vault, open_lake(settings, runtime, tok))
         environments = Environments(db, settings.envs_dir, settings.notebook_python)
         platform = cls(
             settings=settings,
@@ -101,8 +107,7 @@ class Platform:
                 directory, environments, settings.cull_idle_timeout, settings.notebook_max_servers
             ),
         )
-        platform.compute["dask"] = DaskEngine(runtime, tok.service, settings.compute_bind)
-        platform.compute["spark"] = platform._spark_engine()
+        platform.compute.update(engines(platform.engine_context()))
         return platform
 
     async def start(self) -> None:
@@ -111,14 +116,14 @@ class Platform:
         await self.run(self.environments.sync_builtins)
         self.environments.start()
         for engine in self.compute.values():
-            await self.run(getattr(engine, "open", lambda: None))
+            await self.run(engine.open)
 
     async def close(self) -> None:
         await self.run(self.quotas.stop)
         await self.run(self.environments.stop)
         await self.hub.aclose()
         for engine in self.compute.values():
-            await self.run(getattr(engine, "close", lambda: None))
+            await self.run(engine.close)
         self.db.engine.dispose()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -231,12 +236,14 @@ class Platform:
                 found += await self.run(engine.running)
         return found
 
-    def _spark_engine(self) -> SparkEngine:
-        """The hub's Spark engine: clusters from the ``spark`` environment's pyspark, checked
-        against the owner's limits, reaching the lake with the owner's keys."""
+    def engine_context(self) -> EngineContext:
+        """What the engines are built from: the owner's lake keys, the planner (every start
+        checked against the owner's limits, every engine's clusters counted), the
+        environments."""
+        directory = self.directory
 
         def lake_env(owner: str) -> dict[str, str]:
-            creds = self.directory.credentials(owner)
+            creds = directory.credentials(owner)
             return {
                 "AWS_ACCESS_KEY_ID": creds.access_key_id,
                 "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
@@ -244,41 +251,40 @@ class Platform:
                 "LAKEHUB_BUCKET": creds.bucket,
             }
 
-        def check(owner: str, request: ClusterRequest, mine: list[Cluster]) -> ComputePlan:
+        def check(
+            owner: str, kind: str, request: ClusterRequest, mine: Runnings, head_memory: int
+        ) -> ComputePlan:
             """Runs in a worker thread of the app (engines block): the planner's view of every
             server and cluster comes from the event loop."""
-            reported = [
-                {"owner": r.owner, "name": r.name, "memory": r.memory} for r in found.running()
-            ]
-            running = anyio.from_thread.run(self.running_everywhere, "spark", reported)
+            reported = [{"owner": r.owner, "name": r.name, "memory": r.memory} for r in mine]
+            running = anyio.from_thread.run(self.running_everywhere, kind, reported)
             verdict = plan(
                 self.settings,
                 self.policies,
                 owner,
                 self.directory_admin_flag(owner),
-                "spark",
+                kind,
                 request.cores,
                 request.memory,
                 running,
                 request.idle_timeout,
                 0,
-                HEAD_MEMORY,
+                head_memory,
             )
             if request.workers > verdict.cluster_max_workers:
                 raise ComputeError(
-                    f"you may have up to {verdict.cluster_max_workers} Spark workers "
-                    f"of this size now (asked: {request.workers})",
+                    f"you may have up to {verdict.cluster_max_workers} {kind.capitalize()} "
+                    f"workers of this size now (asked: {request.workers})",
                     403,
                 )
             return verdict
 
-        ui = f"{self.runtime.front_url}{self.prefix}compute/spark"
-        found = SparkEngine(
-            self.settings,
-            lake_env,
-            check,
-            host=self.settings.compute_bind,
-            spark_env=partial(self.environments.path, "spark"),
-            ui_proxy=lambda owner, name: f"{ui}/{name}/ui",
+        return EngineContext(
+            settings=self.settings,
+            runtime=self.runtime,
+            service_token=self.tokens.service,
+            lake_env=lake_env,
+            plan=check,
+            environment=self.environments.path,
+            ui_url=f"{self.runtime.front_url}{self.prefix}compute",
         )
-        return found

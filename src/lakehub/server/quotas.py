@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -206,11 +205,12 @@ class Quotas:
                 }
             measured = {}
             if limits:
-                s3 = self.directory.lake.admin()
-                buckets = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
+                lake = self.directory.lake
+                buckets = lake.buckets()
                 for kind, name in limits:
-                    mine = [b for b in buckets if covers(kind, name, b)]
-                    measured[(kind, name)] = _usage(s3, mine)
+                    measured[(kind, name)] = lake.usage(
+                        [b for b in buckets if covers(kind, name, b)]
+                    )
             blocked = {key for key, used in measured.items() if over(*used, *limits[key])}
             self.directory.lake.set_read_only({pattern(*key) for key in blocked})
             with self.db.session() as s:
@@ -264,26 +264,3 @@ class Quotas:
     def _check_kind(kind: str) -> None:
         if kind not in KINDS:
             raise UserError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-
-
-def _usage(s3: Any, buckets: list[str]) -> tuple[int, int]:
-    """Bytes and objects in these buckets; parts of unfinished multipart uploads count as bytes."""
-    from botocore.exceptions import ClientError
-
-    size = count = 0
-    for bucket in buckets:
-        try:
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-                for obj in page.get("Contents", []):
-                    size += obj["Size"]
-                    count += 1
-            for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
-                for up in page.get("Uploads", []):
-                    parts = s3.get_paginator("list_parts").paginate(
-                        Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"]
-                    )
-                    size += sum(p["Size"] for pg in parts for p in pg.get("Parts", []))
-        except ClientError as err:  # deleted meanwhile
-            if err.response["Error"]["Code"] not in ("NoSuchBucket", "NoSuchUpload", "404"):
-                raise
-    return size, count

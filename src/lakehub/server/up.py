@@ -23,9 +23,9 @@ from typing import IO, Protocol
 
 from lakehub.server import leftovers
 from lakehub.server.compute.dask_gateway import gateway_url
-from lakehub.server.config import Settings
-from lakehub.server.lake.base import LakeUnavailable
-from lakehub.server.lake.seaweedfs import SeaweedFS, weed_binary
+from lakehub.server.config import Settings, SettingsError
+from lakehub.server.lake import lake_class, open_lake
+from lakehub.server.lake.base import Lake, LakeUnavailable
 from lakehub.server.notebooks.environments import ensure_environment
 from lakehub.server.runtime import (
     Runtime,
@@ -122,8 +122,8 @@ def preflight(settings: Settings) -> None:
         if port and not _wait_free(host, port, 5.0 if swept else 0.0):
             raise UpError(f"port {port} for the {what} is already in use")
     try:
-        weed_binary(settings.lake_binary)
-    except FileNotFoundError as err:
+        lake_class(settings).check(settings)
+    except (FileNotFoundError, SettingsError) as err:
         raise UpError(str(err)) from None
     for name in ("jupyterhub", "configurable-http-proxy"):
         _bin(name)
@@ -176,7 +176,7 @@ def prepare(settings: Settings, say: Say) -> None:
         )
 
 
-def components(settings: Settings, rt: Runtime, lake: SeaweedFS) -> list[Component]:
+def components(settings: Settings, rt: Runtime, lake: Lake) -> list[Component]:
     tok = tokens(settings)
     p = rt.ports
     logs = settings.log_dir
@@ -186,19 +186,23 @@ def components(settings: Settings, rt: Runtime, lake: SeaweedFS) -> list[Compone
         "LAKEHUB_PORT": str(settings.port),
         "LAKEHUB_LAKE_PORT": str(p["s3"]),
     }
-    weed_argv, weed_env = lake.command()
     hub_config = Path(__file__).parent / "notebooks" / "jupyterhub_config.py"
-    comps = [
-        Component(
-            "lake",
-            weed_argv,
-            logs / "lake.log",
-            rt.s3_url,
-            rt.s3_url + "/",
-            env=weed_env,
-            cwd=lake.dir,
-            pid_file=lake.pid_file,
-        ),
+    lake_proc = lake.process()
+    comps = []
+    if lake_proc is not None:
+        comps.append(
+            Component(
+                "lake",
+                lake_proc.argv,
+                logs / "lake.log",
+                rt.s3_url,
+                rt.s3_url + "/",
+                env=lake_proc.env,
+                cwd=lake_proc.cwd,
+                pid_file=lake_proc.pid_file,
+            )
+        )
+    comps += [
         Component(
             "proxy",
             [
@@ -364,7 +368,7 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
     _reaper_pipe = leftovers.start_reaper(settings.data_dir, settings.log_dir / "supervisor.log")
     tok = tokens(settings)
     vault = Vault(settings.state_dir)  # every key exists before any component reads it
-    lake = SeaweedFS.of_hub(settings, rt, tok)
+    lake = open_lake(settings, rt, tok)
     comps = components(settings, rt, lake)
 
     def publish() -> None:

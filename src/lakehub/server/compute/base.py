@@ -8,12 +8,23 @@ Rules:
 - ``start`` checks the request against the owner's limits and raises ``ComputeError`` with a
   sentence a person understands (status 4xx) instead of starting something smaller or larger.
 - Engines never import the web layer; the control plane's router calls them.
+- The setting ``compute_engines`` chooses the engine of each kind (:func:`lakehub.server.compute.
+  engines`), built by :meth:`Engine.of_hub` from an :class:`EngineContext`. The control plane
+  calls ``open`` when it starts, ``close`` when it stops (clusters keep running: a restarted
+  control plane adopts them), and ``stop_for_server`` when a user's notebook server stops.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lakehub.server.config import Settings
+    from lakehub.server.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -61,23 +72,59 @@ class Cluster:
         return asdict(self)
 
 
-Runnings = list["Running"]  # the Engine protocol's ``list`` method hides the builtin there
+Runnings = list["Running"]  # the Engine's ``list`` method hides the builtin there
+Names = list[str]
+# (owner, kind, request, the engine's running clusters, its head's memory) -> the caps of the
+# new cluster (a compute.plan.ComputePlan), or ComputeError; called from an engine's thread
+Planner = Callable[[str, str, ClusterRequest, Runnings, int], Any]
 
 
-class Engine(Protocol):
+@dataclass(frozen=True)
+class EngineContext:
+    """What the control plane gives an engine to be built from."""
+
+    settings: Settings
+    runtime: Runtime
+    service_token: str  # the control plane's JupyterHub token
+    lake_env: Callable[[str], dict[str, str]]  # owner -> the variables that reach their lake
+    plan: Planner  # every start checked against the owner's limits, all engines counted
+    environment: Callable[[str], Path | None]  # a notebook environment's folder, once built
+    ui_url: str  # the control plane's compute pages through the front door
+
+
+class Engine(ABC):
     kind: str
 
+    @classmethod
+    @abstractmethod
+    def of_hub(cls, hub: EngineContext) -> Engine:
+        """The engine of a running hub."""
+
+    @abstractmethod
     def start(self, owner: str, request: ClusterRequest) -> Cluster: ...
 
+    @abstractmethod
     def list(self, owner: str | None = None) -> list[Cluster]:
         """The owner's clusters; everyone's with ``owner=None`` (administrators only)."""
-        ...
 
+    @abstractmethod
     def stop(self, owner: str, name: str) -> None:
         """Stop one of the owner's clusters; ``ComputeError(404)`` if it is not theirs."""
-        ...
 
     def running(self) -> Runnings:
         """Every cluster of every owner as the planner counts it, so that a quota covers all
-        engines; ``[]`` from an engine that reports its own with each plan request."""
-        ...
+        engines; ``[]`` (the default) from an engine that reports its own with each plan."""
+        return []
+
+    def open(self) -> None:
+        """The control plane starts: adopt the clusters still running, start background work."""
+        return None
+
+    def close(self) -> None:
+        """The control plane stops: end background work; clusters keep running."""
+        return None
+
+    def stop_for_server(self, owner: str, server: str) -> Names:
+        """``owner``'s notebook server ``server`` stopped: stop the clusters that live with it;
+        returns their names (the default: none do)."""
+        return []

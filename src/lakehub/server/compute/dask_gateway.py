@@ -16,7 +16,13 @@ from typing import Any
 
 import httpx
 
-from lakehub.server.compute.base import Cluster, ClusterRequest, ComputeError, Runnings
+from lakehub.server.compute.base import (
+    Cluster,
+    ClusterRequest,
+    ComputeError,
+    Engine,
+    EngineContext,
+)
 from lakehub.server.config import Settings
 from lakehub.server.runtime import Runtime
 
@@ -50,8 +56,13 @@ def gateway_url(runtime: Runtime) -> str:
     return f"http://127.0.0.1:{runtime.ports['gateway']}/services/{GATEWAY_SERVICE}"
 
 
-class DaskEngine:
+class DaskEngine(Engine):
     kind = KIND
+
+    @classmethod
+    def of_hub(cls, hub: EngineContext) -> DaskEngine:
+        """Clusters are planned by the gateway's backend itself (see ``gateway_backend.py``)."""
+        return cls(hub.runtime, hub.service_token, hub.settings.compute_bind)
 
     def __init__(
         self, runtime: Runtime, service_token: str, bind: str = "127.0.0.1", timeout: float = 30.0
@@ -67,9 +78,6 @@ class DaskEngine:
 
     def close(self) -> None:
         self._http.close()
-
-    def running(self) -> Runnings:
-        return []  # the gateway sends its clusters with each plan request
 
     def _call(self, owner: str, method: str, path: str, body: Any = None) -> Any:
         try:

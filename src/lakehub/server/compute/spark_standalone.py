@@ -30,7 +30,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lakehub.server.compute.base import Cluster, ClusterRequest, ComputeError, Runnings
+from lakehub.server.compute.base import (
+    Cluster,
+    ClusterRequest,
+    ComputeError,
+    Engine,
+    EngineContext,
+    Names,
+    Runnings,
+)
 from lakehub.server.compute.spark_procs import (
     Ids,
     alive,
@@ -53,13 +61,30 @@ HEAD_MEMORY = 512 << 20  # the master's heap (each worker's daemon is counted wi
 
 Check = Callable[[str, ClusterRequest, list[Cluster]], Any]
 # the class below has a ``list`` method: these keep the builtin usable in its annotations
-Names = list[str]
 Records = list[dict[str, Any]]
 Clusters = list[Cluster]
 
 
-class SparkEngine:
+class SparkEngine(Engine):
     kind = "spark"
+
+    @classmethod
+    def of_hub(cls, hub: EngineContext) -> SparkEngine:
+        """Clusters from the ``spark`` environment's pyspark, checked against the owner's
+        limits, reaching the lake with the owner's keys, their UI through the front door."""
+
+        def check(owner: str, request: ClusterRequest, mine: Clusters) -> Any:
+            return hub.plan(owner, cls.kind, request, engine.running(), HEAD_MEMORY)
+
+        engine = cls(
+            hub.settings,
+            hub.lake_env,
+            check,
+            host=hub.settings.compute_bind,
+            spark_env=lambda: hub.environment(cls.kind),
+            ui_proxy=lambda owner, name: f"{hub.ui_url}/spark/{name}/ui",
+        )
+        return engine
 
     def __init__(
         self,

@@ -9,19 +9,21 @@ Rules every receiver keeps:
 - it checks the source's tag patterns, size and rate limits before appending, and the cheap
   shape of the payload; what needs decoding record by record is the writer's job.
 
-Rules every sink keeps (see :mod:`lakehub.server.ingest.sinks`): writing the same batch again
-(after a
-crash, before the checkpoint moved) replaces the objects it wrote the first time, under the same
-keys, so every entry reaches the lake exactly once.
+Rules every sink keeps (see :mod:`lakehub.server.ingest.sinks`; the setting ``ingest_sinks``
+chooses the class for each kind of stream, built as ``Sink(writer, limit)``): writing the same
+batch again (after a crash, before the checkpoint moved) replaces the objects it wrote the first
+time, under the same keys, so every entry reaches the lake exactly once; it writes only through
+its writer, which raises ``LakeWriteError`` (``unreachable``: the lake did not answer at all).
 """
 
 from __future__ import annotations
 
 import fnmatch
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, Protocol
 
 DEFAULT_MAX_MESSAGE = 16 * 2**20  # a source's largest message, also once inflated
 
@@ -116,11 +118,22 @@ class Batch:
     schema: str | None = None
 
 
+class Writer(Protocol):
+    def put(self, bucket: str, key: str, body: bytes) -> None:
+        """One object into the lake, as the lake's administrator."""
+
+
 class Sink(ABC):
-    """Writes a stream's batch into the lake; returns (records, bytes) written."""
+    """Writes a stream's batch into the lake through ``writer``; ``limit(source_id)``: how far
+    that source's compressed entries may inflate."""
+
+    def __init__(self, writer: Writer, limit: Callable[[int], int] | None = None) -> None:
+        self.s3 = writer
+        self.limit = limit or (lambda _source_id: DEFAULT_MAX_MESSAGE)
 
     @abstractmethod
-    def write(self, batch: Batch) -> tuple[int, int]: ...
+    def write(self, batch: Batch) -> tuple[int, int]:
+        """Write the batch; returns (records, bytes) written."""
 
 
 class LogFull(Refused):

@@ -20,14 +20,13 @@ from lakehub.server.config import Settings, load_settings
 from lakehub.server.db import Database
 from lakehub.server.identity.users import Directory
 from lakehub.server.ingest import forward
-from lakehub.server.ingest.base import Sink
 from lakehub.server.ingest.http import app as http_app
 from lakehub.server.ingest.intake import STATS_EVERY, Intake, counted
 from lakehub.server.ingest.log import LogWriter
 from lakehub.server.ingest.mover import Mover, checkpoint
 from lakehub.server.ingest.registry import CHANGED
-from lakehub.server.ingest.sinks import RawSink, RecordSink, S3Writer
-from lakehub.server.lake.seaweedfs import SeaweedFS
+from lakehub.server.ingest.sinks import S3Writer, sinks
+from lakehub.server.lake import open_lake
 from lakehub.server.runtime import load_runtime, tokens
 from lakehub.server.vault import Vault
 
@@ -51,7 +50,7 @@ async def run(settings: Settings) -> None:
         raise SystemExit(f"no running hub in {settings.data_dir}")
     tok = tokens(settings)
     db = Database(settings.database_url)
-    lake = SeaweedFS.of_hub(settings, rt, tok)
+    lake = open_lake(settings, rt, tok)
     directory = Directory(db, Vault(settings.state_dir), lake)
     logw = LogWriter(
         settings.ingest_dir / "log",
@@ -62,12 +61,14 @@ async def run(settings: Settings) -> None:
     logw.open(checkpoint(db), counted(db))
     intake = Intake(directory, logw, settings.ingest_dir / CHANGED)
     intake.flush_stats()  # before any data: a kill -9 from now on is counted again from here
-    s3 = S3Writer(lake.admin())
-    sinks: dict[str, Sink] = {
-        "records": RecordSink(s3, intake.message_limit),
-        "raw": RawSink(s3, intake.message_limit),
-    }
-    mover = Mover(intake, logw, sinks, settings.ingest_batch_seconds, probe=s3.probe)
+    s3 = S3Writer(lake)
+    mover = Mover(
+        intake,
+        logw,
+        sinks(settings, s3, intake.message_limit),
+        settings.ingest_batch_seconds,
+        probe=s3.probe,
+    )
     mover.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -25,6 +25,7 @@ from typing import Any
 
 import msgpack
 
+from lakehub.server.config import Settings, resolve
 from lakehub.server.ingest import schema
 from lakehub.server.ingest.base import (
     DEFAULT_MAX_MESSAGE,
@@ -37,6 +38,7 @@ from lakehub.server.ingest.base import (
     json_loads,
     parse_event_time,
 )
+from lakehub.server.lake.base import Lake
 from lakehub.tables import SCHEMA_FILE
 
 log = logging.getLogger("lakehub.server.ingest.sinks")
@@ -142,14 +144,14 @@ class LakeWriteError(RuntimeError):
 
 
 class S3Writer:
-    """Puts bytes with the lake administrator's client (the writer acts for every stream)."""
+    """Puts bytes as the lake's administrator (the writer acts for every stream)."""
 
-    def __init__(self, client: Any) -> None:
-        self.client = client
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
 
     def put(self, bucket: str, key: str, body: bytes) -> None:
         try:
-            self.client.put_object(Bucket=bucket, Key=key, Body=body)
+            self.lake.put(bucket, key, body)
         except Exception as err:
             from botocore.exceptions import ClientError
 
@@ -159,17 +161,18 @@ class S3Writer:
 
     def probe(self) -> None:
         """Raises unless the lake answers (a failed write then concerns its bucket only)."""
-        self.client.list_buckets()
+        self.lake.buckets()
 
 
-class LakeSink(Sink):
-    def __init__(self, s3: S3Writer, limit: Callable[[int], int] | None = None) -> None:
-        """``limit(source_id)``: how far that source's compressed entries may inflate."""
-        self.s3 = s3
-        self.limit = limit or (lambda _source_id: DEFAULT_MAX_MESSAGE)
+def sinks(settings: Settings, writer: S3Writer, limit: Callable[[int], int]) -> dict[str, Sink]:
+    """The sink of each kind of stream, as ``ingest_sinks`` names them."""
+    return {
+        kind: resolve("ingestion sink", name, Sink)(writer, limit)
+        for kind, name in settings.ingest_sinks.items()
+    }
 
 
-class RecordSink(LakeSink):
+class RecordSink(Sink):
     def write(self, batch: Batch) -> tuple[int, int]:
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -243,7 +246,7 @@ class PartlyRejected(Exception):
         self.records, self.nbytes = records, nbytes
 
 
-class RawSink(LakeSink):
+class RawSink(Sink):
     def write(self, batch: Batch) -> tuple[int, int]:
         parts = []
         for e in batch.entries:

@@ -1,6 +1,8 @@
 """The lake contract.
 
-A lake is an S3 endpoint plus an administrator able to manage identities and buckets. Rules:
+A lake is an S3 endpoint plus an administrator able to manage identities and buckets. The
+setting ``lake_backend`` chooses the implementation (:func:`lakehub.server.lake.open_lake`).
+Callers use the methods below, never the administrator's client itself. Rules:
 
 - every user identity carries the bucket *patterns* it owns (``alice-*``: full rights) and the
   shared buckets it was granted (``read``: get and list; ``write``: also put and delete
@@ -10,6 +12,8 @@ A lake is an S3 endpoint plus an administrator able to manage identities and buc
 - :meth:`Lake.set_read_only` takes the complete set of buckets (or ``prefix*`` patterns) in
   which new writes must be refused, effective when it returns; reads and deletes keep working
   there, so whoever is over a quota can delete their way back under it;
+- :meth:`Lake.process` is what ``lakehub up`` runs and supervises for the lake (``None``: the
+  lake runs elsewhere); :meth:`Lake.prepare` is called before that process starts;
 - no method logs a secret.
 """
 
@@ -17,8 +21,13 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lakehub.server.config import Settings
+    from lakehub.server.runtime import Runtime, Tokens
 
 ACCESS_LEVELS = ("read", "write")
 
@@ -39,6 +48,16 @@ class LakeUnavailable(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class LakeProcess:
+    """What ``lakehub up`` starts and supervises for the lake."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    pid_file: Path | None = None
+
+
 def s3_client(endpoint_url: str, access_key: str, secret_key: str) -> Any:
     import boto3  # imported when first needed: it costs a third of a second
     from botocore.config import Config
@@ -56,9 +75,29 @@ def s3_client(endpoint_url: str, access_key: str, secret_key: str) -> Any:
 class Lake(ABC):
     endpoint_url: str
 
+    @classmethod
+    @abstractmethod
+    def of_hub(cls, settings: Settings, runtime: Runtime, tokens: Tokens) -> Lake:
+        """The lake of a running hub, as every process of the hub sees it."""
+
+    @classmethod
+    def check(cls, settings: Settings) -> None:
+        """Raise ``FileNotFoundError`` or ``SettingsError`` with a one-line reason if ``lakehub
+        up`` could not start this lake (a binary missing); cheap, before anything starts."""
+        return None
+
+    def process(self) -> LakeProcess | None:
+        """The process ``lakehub up`` runs for the lake; ``None`` (the default): none."""
+        return None
+
+    def prepare(self, identities: list[Identity]) -> None:
+        """Before :meth:`process` starts: make exactly these identities valid once it runs.
+        The default, for a lake that is already running, sets them at once."""
+        self.set_identities(identities)
+
     @abstractmethod
     def admin(self) -> Any:
-        """A boto3 S3 client with the lake administrator's rights."""
+        """A boto3 S3 client with the lake administrator's rights, for this class's methods."""
 
     @abstractmethod
     def set_identities(self, identities: list[Identity]) -> None:
@@ -81,6 +120,45 @@ class Lake(ABC):
             client.create_bucket(Bucket=name)
         except EndpointConnectionError as err:
             raise LakeUnavailable(f"the lake at {self.endpoint_url} is not answering") from err
+
+    def buckets(self) -> list[str]:
+        """Every bucket's name; raises ``LakeUnavailable`` if the lake does not answer."""
+        from botocore.exceptions import EndpointConnectionError
+
+        try:
+            found = self.admin().list_buckets().get("Buckets", [])
+        except EndpointConnectionError as err:
+            raise LakeUnavailable(f"the lake at {self.endpoint_url} is not answering") from err
+        return [b["Name"] for b in found]
+
+    def usage(self, buckets: list[str]) -> tuple[int, int]:
+        """Bytes and objects in these buckets (parts of unfinished multipart uploads count as
+        bytes); a bucket deleted meanwhile counts as empty."""
+        from botocore.exceptions import ClientError
+
+        s3 = self.admin()
+        size = count = 0
+        for bucket in buckets:
+            try:
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                    for obj in page.get("Contents", []):
+                        size += obj["Size"]
+                        count += 1
+                for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
+                    for up in page.get("Uploads", []):
+                        parts = s3.get_paginator("list_parts").paginate(
+                            Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"]
+                        )
+                        size += sum(p["Size"] for pg in parts for p in pg.get("Parts", []))
+            except ClientError as err:
+                if err.response["Error"]["Code"] not in ("NoSuchBucket", "NoSuchUpload", "404"):
+                    raise
+        return size, count
+
+    def put(self, bucket: str, key: str, body: bytes) -> None:
+        """Write one object as the administrator (the ingestion writer acts for every stream);
+        raises the S3 client's errors (``botocore.exceptions.ClientError``: refused)."""
+        self.admin().put_object(Bucket=bucket, Key=key, Body=body)
 
     def wait_key(self, key: str, present: bool, timeout: float = 10.0) -> None:
         """Poll until the lake knows ``key`` (or no longer does)."""

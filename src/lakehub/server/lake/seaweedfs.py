@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lakehub.server.lake.base import Identity, Lake, LakeUnavailable, s3_client
+from lakehub.server.lake.base import Identity, Lake, LakeProcess, LakeUnavailable, s3_client
 from lakehub.server.runtime import Runtime, Tokens, find_binary
 from lakehub.server.vault import write_private
 
@@ -59,7 +59,6 @@ def weed_binary(configured: str | None = None) -> str:
 class SeaweedFS(Lake):
     @classmethod
     def of_hub(cls, settings: Settings, runtime: Runtime, tokens: Tokens) -> SeaweedFS:
-        """The embedded lake of a running hub, as every process of the hub sees it."""
         return cls(
             settings.state_dir,
             settings.run_dir,
@@ -87,8 +86,13 @@ class SeaweedFS(Lake):
         self._admin = Identity("lakehub-admin", admin_key, admin_secret, ())
         self._read_only: set[str] | None = None  # what the filer holds, once read or written
         self._read_at = 0.0
+        self._client: Any = None
 
-    def command(self) -> tuple[list[str], dict[str, str]]:
+    @classmethod
+    def check(cls, settings: Settings) -> None:
+        weed_binary(settings.lake_binary)
+
+    def process(self) -> LakeProcess:
         p = self.ports
         argv = [
             weed_binary(self.binary),
@@ -118,7 +122,7 @@ class SeaweedFS(Lake):
             "-master.volumeSizeLimitMB=256",
         ]
         env = {"WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"}
-        return argv, env
+        return LakeProcess(argv, env, cwd=self.dir, pid_file=self.pid_file)
 
     def prepare(self, identities: list[Identity]) -> None:
         """Write the identity file and the internal security settings before a start."""
@@ -149,7 +153,11 @@ class SeaweedFS(Lake):
         write_private(self.dir / "security.toml", "\n".join(lines).encode())
 
     def admin(self) -> Any:
-        return s3_client(self.endpoint_url, self._admin.access_key, self._admin.secret_key)
+        if self._client is None:  # one client, shared by threads (boto3 clients may be)
+            self._client = s3_client(
+                self.endpoint_url, self._admin.access_key, self._admin.secret_key
+            )
+        return self._client
 
     def set_identities(self, identities: list[Identity]) -> None:
         before = self._user_names()

@@ -62,12 +62,10 @@ async def server_stopped(
     name: str, body: ServerIn, who: LocalAdmin, state: State
 ) -> dict[str, list[str]]:
     """A notebook server stopped: the clusters living with it stop too. The hub only."""
-    out: dict[str, list[str]] = {}
-    for kind, eng in state.compute.items():
-        stop = getattr(eng, "stop_for_server", None)
-        if stop is not None:
-            out[kind] = await state.run(stop, name, body.server)
-    return out
+    return {
+        kind: await state.run(eng.stop_for_server, name, body.server)
+        for kind, eng in state.compute.items()
+    }
 
 
 _HOP = {
