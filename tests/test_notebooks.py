@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -145,12 +146,34 @@ def test_removing_a_user_removes_their_account_but_keeps_their_files(hub: Hub, n
     name = new_user("gone")
     start_server(hub.url, name, hub.token(name))
     assert pwd.getpwnam(f"lh-{name}")
+    # a process of theirs that outlives the server (removal once failed on it, half done)
+    k = Kernel(hub.url, name, hub.token(name))
+    try:
+        out, err = k.run(
+            "import subprocess\n"
+            "print(subprocess.Popen(['sleep', '600'], start_new_session=True).pid)\n"
+        )
+    finally:
+        k.close()
+    assert err is None, err
+    pid = int(out.strip())
     hub.cli("user", "remove", name)
     with pytest.raises(KeyError):
         pwd.getpwnam(f"lh-{name}")
+    hub.wait(lambda: not _running(pid), 10, "the user's last process to end")
     assert (hub.data_dir / "homes" / name).is_dir()
     with httpx.Client(base_url=hub.url, timeout=30) as c:
         assert c.get(f"/user/{name}/api/status").status_code != 200
+    again = hub.cli("user", "remove", name, check=False)  # repeating it is safe and says why
+    assert again.returncode == 1 and f"no user named '{name}'" in again.stderr, again.stderr
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def test_terminal_has_the_environment_and_lab_keeps_settings_in_the_home(hub: Hub, running) -> None:

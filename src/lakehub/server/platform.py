@@ -41,11 +41,11 @@ from lakehub.server.connections import Connections
 from lakehub.server.db import Database, User
 from lakehub.server.identity.envvars import EnvVars
 from lakehub.server.identity.spaces import Spaces
-from lakehub.server.identity.users import Directory
+from lakehub.server.identity.users import Directory, UserError
 from lakehub.server.ingest import registry as ingest_registry
 from lakehub.server.lake import open_lake
 from lakehub.server.notebooks import records
-from lakehub.server.notebooks.accounts import ensure_account, remove_account
+from lakehub.server.notebooks.accounts import account_exists, ensure_account, remove_account
 from lakehub.server.notebooks.aws_profiles import AwsProfiles
 from lakehub.server.notebooks.jupyterhub_api import JupyterHubAPI
 from lakehub.server.notebooks.policy import Policies
@@ -179,12 +179,34 @@ class Platform:
 
     # operations across areas ------------------------------------------------------------------
     async def remove_user(self, name: str, actor: str) -> None:
-        """The user's record, lake identity, servers and unix account go; their data stays."""
-        await self.run(self.directory.delete, name, actor)
-        self.profiles().remove(name)
-        await self.hub.delete_user(name)
+        """Everything of the user stops, then goes: servers, clusters, the processes left
+        running as their account, the account, their lake identity and record; their data
+        stays. The record goes last, so a removal cut short (a server that would not stop) is
+        finished by the next one."""
+        known = await self.run(self.directory.exists, name)
+        if known:
+            await self.run(self.directory.check_removable, name)  # before anything stops
+        elif not (self.settings.isolated and account_exists(name)) and not (
+            await self.hub.user(name)
+        ):
+            raise UserError(f"no user named {name!r}", 404)
+        await self.hub.delete_user(name)  # JupyterHub stops their servers first
+        for engine in self.compute.values():
+            try:
+                for cluster in await self.run(engine.list, name):
+                    await self.run(engine.stop, name, cluster.name)
+            except ComputeError as err:
+                raise UserError(
+                    f"cannot stop {name}'s clusters yet ({err}); try again", 503
+                ) from None
         if self.settings.isolated:
-            await self.run(remove_account, name)
+            try:
+                await self.run(remove_account, name)
+            except RuntimeError as err:
+                raise UserError(f"{err}; try again", 503) from None
+        self.profiles().remove(name)
+        if known:
+            await self.run(self.directory.delete, name, actor)
 
     async def spawn_env(self, name: str) -> dict[str, str]:
         """What a user's server gets in its environment from the control plane."""

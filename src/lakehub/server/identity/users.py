@@ -221,15 +221,23 @@ class Directory:
             self.get(s, name).password_hash = hash_password(password)
             self.record_event(s, actor, "user.password", name)
 
+    def check_removable(self, name: str) -> None:
+        """Raise why ``name`` cannot be removed now (the spaces they own), if anything."""
+        with self.db.session() as s:
+            self._removable(s, self.get(s, name))
+
+    def _removable(self, s: Session, user: User) -> None:
+        owned = s.scalars(select(Space.name).where(Space.owner_id == user.id)).all()
+        if owned:
+            raise UserError(
+                f"{user.name} owns the spaces {', '.join(owned)}: give them to someone else first",
+                409,
+            )
+
     def delete(self, name: str, actor: str) -> None:
         with self.db.session() as s:
             user = self.get(s, name)
-            owned = s.scalars(select(Space.name).where(Space.owner_id == user.id)).all()
-            if owned:
-                raise UserError(
-                    f"{name} owns the spaces {', '.join(owned)}: give them to someone else first",
-                    409,
-                )
+            self._removable(s, user)
             s.delete(user)
             self.record_event(s, actor, "user.delete", name)
         self.sync_lake()

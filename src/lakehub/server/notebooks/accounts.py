@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
+import time
 from pathlib import Path
 
 
@@ -41,10 +42,28 @@ def ensure_account(name: str, home: Path) -> pwd.struct_passwd:
     return pw
 
 
-def remove_account(name: str) -> None:
-    """Delete the user's account (its home and files stay, owned by the freed uid)."""
+def account_exists(name: str) -> bool:
     try:
         pwd.getpwnam(unix_name(name))
     except KeyError:
+        return False
+    return True
+
+
+def remove_account(name: str, timeout: float = 10.0) -> None:
+    """Stop every process left running as the user's account, then delete the account (its
+    home and files stay, owned by the freed uid). Nothing to do if there is no account."""
+    if not account_exists(name):
         return
-    subprocess.run(["userdel", unix_name(name)], check=True, capture_output=True)
+    account = unix_name(name)
+    deadline = time.monotonic() + timeout
+    while True:
+        subprocess.run(["pkill", "-KILL", "-u", account], capture_output=True, check=False)
+        done = subprocess.run(["userdel", account], capture_output=True, check=False)
+        if done.returncode == 0 or not account_exists(name):
+            return
+        if time.monotonic() > deadline:  # exit 8: still in use
+            raise RuntimeError(
+                f"cannot remove the account {account}: {done.stderr.decode().strip()}"
+            )
+        time.sleep(0.2)
