@@ -112,7 +112,7 @@ class InProc:
         """The local administrator (the service token), with the API as base URL."""
         token = self.platform.tokens.service
         return self._keep(
-            httpx.Client(base_url=self.api, headers={"Authorization": f"token {token}"})
+            httpx.Client(base_url=self.api, headers={"Authorization": f"token {token}"}, timeout=60)
         )
 
     def quick_user(self, name: str, admin: bool = False) -> None:
