@@ -34,6 +34,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,18 @@ def _wait(predicate: Any, what: str, timeout: float = READY_TIMEOUT) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def _ephemeral_ports(count: int) -> list[int]:
+    """``count`` distinct ports of the kernel's choosing (all held until all are chosen)."""
+    held = [socket.socket() for _ in range(count)]
+    try:
+        for s in held:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
 def _answers(url: str) -> bool:
@@ -240,6 +253,9 @@ def inproc() -> Iterator[InProc]:
     tok = tokens(settings)
     standin = JupyterHubStandIn(tok.service).start()
     runtime = allocate(settings)
+    # the kernel's own ports, outside the range hubs allocate from: a hub started by another
+    # worker holds its ports free until its components bind them, seconds later
+    runtime.ports = dict(zip(runtime.ports, _ephemeral_ports(len(runtime.ports)), strict=True))
     runtime.ports["hub"] = standin.port
     runtime.state = "ready"
     upgrade(settings.database_url)
