@@ -78,8 +78,69 @@ def s3_for(creds: Mapping[str, str], max_pool_connections: int = 10) -> Any:
     )
 
 
+class ApiUser:
+    """What a test does through the control plane's API, the same on a real hub (``Hub``) and
+    on the in-process layer (``inproc.InProc``): each gives ``url``, ``tokens``, ``passwords``,
+    ``clients``, ``admin_http()`` and ``token()``. Every client handed out is kept and closed
+    with the hub, never collected with its sockets open."""
+
+    url: str
+    tokens: dict[str, str]
+    passwords: dict[str, str]
+    clients: list[httpx.Client]
+
+    def admin_http(self) -> httpx.Client:
+        raise NotImplementedError
+
+    def token(self, name: str) -> str:
+        raise NotImplementedError
+
+    def _keep(self, client: httpx.Client) -> httpx.Client:
+        self.clients.append(client)
+        return client
+
+    def close_clients(self) -> None:
+        for client in self.clients:
+            client.close()
+        self.clients.clear()
+
+    def quick_user(self, name: str, admin: bool = False) -> None:
+        """Create an active user through the API, with a password and a token."""
+        with self.admin_http() as c:
+            r = c.post("/users", json={"name": name, "admin": admin})
+            assert r.status_code == 201, r.text
+            self.passwords[name] = r.json()["password"]
+            r = c.post(f"/users/{name}/tokens", json={"note": "tests"})
+            assert r.status_code == 201, r.text
+            self.tokens[name] = r.json()["token"]
+
+    def http(self, name: str | None = None) -> httpx.Client:
+        """A client for ``name`` (none: anonymous), with the front door as base URL."""
+        headers = {"Authorization": f"token {self.token(name)}"} if name else {}
+        return self._keep(httpx.Client(base_url=self.url, headers=headers, timeout=60))
+
+    def credentials(self, name: str) -> dict[str, str]:
+        """The lake credentials the API hands ``name`` (never to be cached on the way)."""
+        with self.http(name) as c:
+            r = c.get(f"{API}/lake/credentials")
+            assert r.status_code == 200, r.text
+            assert r.headers["cache-control"] == "no-store"
+            data: dict[str, str] = r.json()
+            return data
+
+    def wait(self, predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
+        """``predicate()``'s first true value, polled every 0.2 s (fails after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}")
+
+
 @dataclass
-class Hub:
+class Hub(ApiUser):
     """One hub: its data directory, front-door port, administrator password and the
     environment its ``lakehub`` commands run with; the passwords and tokens of its users."""
 
@@ -143,9 +204,7 @@ class Hub:
     def down(self, timeout: float = 120) -> list[str]:
         """The clients handed out closed, then ``lakehub down``; what went wrong (nothing
         raises: this runs on the way out)."""
-        for client in self.clients:
-            client.close()
-        self.clients.clear()
+        self.close_clients()
         proc = self.cli("down", check=False, timeout=timeout)
         return [] if proc.returncode == 0 else [f"lakehub down: {proc.stderr.strip()[-1500:]}"]
 
@@ -179,33 +238,10 @@ class Hub:
             timeout=60,
         )
 
-    def quick_user(self, name: str, admin: bool = False) -> None:
-        """Create an active user through the API (``add_user`` goes through the CLI)."""
-        with self.admin_http() as c:
-            r = c.post("/users", json={"name": name, "admin": admin})
-            assert r.status_code == 201, r.text
-            self.passwords[name] = r.json()["password"]
-            r = c.post(f"/users/{name}/tokens", json={"note": "tests"})
-            assert r.status_code == 201, r.text
-            self.tokens[name] = r.json()["token"]
-
     def token(self, name: str) -> str:
         if name not in self.tokens:
             self.tokens[name] = self.cli("user", "token", name).stdout.strip()
         return self.tokens[name]
-
-    def http(self, name: str | None = None) -> httpx.Client:
-        headers = {"Authorization": f"token {self.token(name)}"} if name else {}
-        return self._keep(httpx.Client(base_url=self.url, headers=headers, timeout=60))
-
-    def credentials(self, name: str) -> dict[str, str]:
-        """The lake credentials the API hands ``name`` (never to be cached on the way)."""
-        with self.http(name) as c:
-            r = c.get(f"{API}/lake/credentials")
-            assert r.status_code == 200, r.text
-            assert r.headers["cache-control"] == "no-store"
-            data: dict[str, str] = r.json()
-            return data
 
     def browser_login(self, name: str, password: str | None = None) -> httpx.Client:
         """A cookie session as a browser would have after logging in on the hub's page."""
@@ -222,10 +258,6 @@ class Hub:
         assert r.status_code == 200, r.text[:500]
         return c
 
-    def _keep(self, client: httpx.Client) -> httpx.Client:
-        self.clients.append(client)
-        return client
-
     def wait_environments(self, *names: str, timeout: float = 900) -> dict[str, Any]:
         """Wait until each named notebook environment has a usable build (the control plane
         builds them in the background); fails at once on a failed build."""
@@ -240,12 +272,3 @@ class Hub:
                 return envs if all(envs[n]["usable"] for n in names) else None
 
             return self.wait(ready, timeout, f"environments {names}")  # type: ignore[no-any-return]
-
-    def wait(self, predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}")

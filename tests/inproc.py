@@ -49,6 +49,7 @@ import httpx
 import pytest
 import uvicorn
 
+from hubs import ApiUser
 from standins.jupyterhub import JupyterHubStandIn
 
 API_PREFIX = "/services/lakehub/api"
@@ -86,7 +87,7 @@ def _answers(url: str) -> bool:
 
 
 @dataclass
-class InProc:
+class InProc(ApiUser):
     """The running in-process control plane; ``url`` is its front, like a hub's."""
 
     platform: Any
@@ -96,17 +97,6 @@ class InProc:
     tokens: dict[str, str] = field(default_factory=dict)
     passwords: dict[str, str] = field(default_factory=dict)
     clients: list[httpx.Client] = field(default_factory=list)  # closed when the layer stops
-
-    def _keep(self, client: httpx.Client) -> httpx.Client:
-        """As ``Hub``: a client a test did not close is closed with the layer, not collected
-        with its sockets open."""
-        self.clients.append(client)
-        return client
-
-    def close_clients(self) -> None:
-        for client in self.clients:
-            client.close()
-        self.clients.clear()
 
     @property
     def api(self) -> str:
@@ -128,15 +118,6 @@ class InProc:
             httpx.Client(base_url=self.api, headers={"Authorization": f"token {token}"}, timeout=60)
         )
 
-    def quick_user(self, name: str, admin: bool = False) -> None:
-        with self.admin_http() as c:
-            r = c.post("/users", json={"name": name, "admin": admin})
-            assert r.status_code == 201, r.text
-            self.passwords[name] = r.json()["password"]
-            r = c.post(f"/users/{name}/tokens", json={"note": "tests"})
-            assert r.status_code == 201, r.text
-            self.tokens[name] = r.json()["token"]
-
     def token(self, name: str) -> str:
         if name not in self.tokens:  # the first admin, made before the app served
             with self.admin_http() as c:
@@ -144,21 +125,6 @@ class InProc:
                 assert r.status_code == 201, r.text
                 self.tokens[name] = r.json()["token"]
         return self.tokens[name]
-
-    def http(self, name: str | None = None) -> httpx.Client:
-        """A client for ``name`` (none: anonymous), with the front as base URL, like
-        ``Hub.http``."""
-        headers = {"Authorization": f"token {self.token(name)}"} if name else {}
-        return self._keep(httpx.Client(base_url=self.url, headers=headers, timeout=60))
-
-    def credentials(self, name: str) -> dict[str, str]:
-        """The lake credentials the API hands ``name``, as ``Hub.credentials``."""
-        with self.http(name) as c:
-            r = c.get("/services/lakehub/api/lake/credentials")
-            assert r.status_code == 200, r.text
-            assert r.headers["cache-control"] == "no-store"
-            data: dict[str, str] = r.json()
-            return data
 
     def browser_login(self, name: str) -> httpx.Client:
         """A browser's portal session for ``name``: the encrypted token cookie the portal's
@@ -180,16 +146,6 @@ class InProc:
         if check and proc.returncode != 0:
             raise AssertionError(f"lakehub {' '.join(args)} failed: {proc.stderr}")
         return proc
-
-    def wait(self, predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
-        """``predicate()``'s first true value, polled every 0.2 s (fails after ``timeout``)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}")
 
     # the lake, for the fault fixtures ---------------------------------------------------------
     def start_lake(self) -> None:
