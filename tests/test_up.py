@@ -356,3 +356,39 @@ def test_ready_waits_for_a_direct_answer_not_a_redirect() -> None:
         server.shutdown()
         server.server_close()
     assert not routed(base + "/ok", 0.5)  # nothing listens any more
+
+
+def test_a_component_is_healthy_only_when_the_answer_is_its_own(tmp_path: Path) -> None:
+    """Between choosing a port and binding it, another process may take the port. A component
+    that then cannot bind it is not healthy because that other process answers."""
+    from lakehub.server.supervisor import Component, Supervisor
+
+    def serving(port: int) -> list[str]:
+        return [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
+
+    taken, own = free_port(), free_port()
+    other = subprocess.Popen(serving(taken), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    comps = [
+        Component(
+            "late",
+            [sys.executable, "-c", "import time; time.sleep(60)"],
+            tmp_path / "late.log",
+            "",
+            f"http://127.0.0.1:{taken}/",
+        ),
+        Component("own", serving(own), tmp_path / "own.log", "", f"http://127.0.0.1:{own}/"),
+    ]
+    sup = Supervisor(comps, lambda: None)
+    try:
+        sup.start_all()
+        deadline = time.monotonic() + 60
+        while not comps[1].healthy() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert comps[1].healthy()
+        assert httpx.get(f"http://127.0.0.1:{taken}/", timeout=10).status_code == 200
+        assert comps[0].proc is not None and comps[0].proc.poll() is None
+        assert not comps[0].healthy()  # answered, but by another process
+    finally:
+        sup.stop_all(grace=5)
+        other.kill()
+        other.wait()

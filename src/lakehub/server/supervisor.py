@@ -27,6 +27,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,9 +59,61 @@ class Component:
     started_at: float = 0.0
     next_start: float = 0.0
     backoff: float = BACKOFF_START
+    owner_seen: int = 0  # the pid whose process tree was seen holding the health port
 
     def healthy(self, timeout: float = 1.0) -> bool:
-        return probe(self.health_url, timeout)
+        """Answers its health URL, and that answer is its own: a component that could not bind
+        its port (another process took it between allocation and start) is not healthy because
+        the other process answers."""
+        if not probe(self.health_url, timeout):
+            return False
+        if self.proc is None or self.proc.poll() is not None:
+            return False
+        if self.owner_seen != self.proc.pid:
+            port = _tcp_port(self.health_url)
+            if port and not tree_listens(self.proc.pid, port):
+                return False
+            self.owner_seen = self.proc.pid
+        return True
+
+
+def _tcp_port(url: str) -> int | None:
+    if url.startswith("unix:"):
+        return None
+    if url.startswith("tcp:"):
+        return int(url.rpartition(":")[2])
+    parts = urllib.parse.urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def tree_listens(root: int, port: int) -> bool:
+    """Whether ``root`` or one of its descendants holds a socket listening on TCP ``port``
+    (read from ``/proc``; True where there is no ``/proc/net/tcp`` to read)."""
+    if not Path("/proc/net/tcp").exists():
+        return True
+    wanted: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                f = line.split()  # sl local remote state ... inode
+                if f[3] == "0A" and int(f[1].rpartition(":")[2], 16) == port:
+                    wanted.add(f"socket:[{f[9]}]")
+    if not wanted:
+        return False
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # after the command's closing parenthesis: state, ppid, ...
+            ppid = int((proc / "stat").read_text().rpartition(")")[2].split()[1])
+            children.setdefault(ppid, []).append(int(proc.name))
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in wanted for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                return True
+    return False
 
 
 def probe(url: str, timeout: float = 1.0) -> bool:
