@@ -16,26 +16,26 @@ from lakehub.server.lake.base import LakeUnavailable
 from lakehub.server.notebooks.jupyterhub_api import HubAPIError
 from lakehub.server.platform import Platform
 from lakehub.server.web import auth, guards
-from lakehub.server.web.routers import (
-    api,
-    catalog_pages,
+from lakehub.server.web.api import (
     compute,
     connections,
     datasets,
-    docs,
-    envvars,
-    notebook_pages,
     notebooks,
-    portal,
     quotas,
     servers,
     spaces,
     spark,
-    stream_pages,
     streams,
     tasks,
-    uploads,
+    users,
+    variables,
 )
+from lakehub.server.web.portal import catalog, docs, home, uploads
+from lakehub.server.web.portal import compute as compute_pages
+from lakehub.server.web.portal import connections as connection_pages
+from lakehub.server.web.portal import notebooks as notebook_pages
+from lakehub.server.web.portal import streams as stream_pages
+from lakehub.server.web.portal import variables as variable_pages
 from lakehub.server.web.schema import ERRORS
 from lakehub.server.web.signup_limit import SignupLimit
 
@@ -72,26 +72,28 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.state.signup_limit = SignupLimit(s.signup_per_address, s.signup_per_minute)
     routers = (
         auth.router,
-        api.router,
+        # the JSON API
+        users.router,
         spaces.router,
         quotas.router,
         datasets.router,
         connections.router,
-        connections.pages,
-        portal.router,
-        catalog_pages.router,
-        uploads.router,
-        envvars.router,
-        envvars.pages,
+        variables.router,
         notebooks.router,
         servers.router,
-        notebook_pages.pages,
         compute.router,
-        compute.pages,
         spark.router,
         streams.router,
-        stream_pages.router,
         tasks.router,
+        # the portal
+        home.router,
+        catalog.router,
+        uploads.router,
+        connection_pages.router,
+        variable_pages.router,
+        notebook_pages.router,
+        compute_pages.router,
+        stream_pages.router,
         docs.router,
     )
     for router in routers:

@@ -1,5 +1,5 @@
 """What the web layer's handlers share: the platform (``request.app.state.lh``), under the name
-the routers know it by. See :mod:`lakehub.server.platform`."""
+the handlers know it by. See :mod:`lakehub.server.platform`."""
 
 from __future__ import annotations
 

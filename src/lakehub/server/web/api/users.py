@@ -1,30 +1,17 @@
-"""The REST API (JSON). Programs send JupyterHub tokens; see :mod:`lakehub.server.web.auth`."""
+"""Users and their keys: health, who am I, lake credentials, sign-up, users, tokens, groups and
+the audit events. Programs send JupyterHub tokens; see :mod:`lakehub.server.web.auth`."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from lakehub.server.identity.users import LakeCredentials
-from lakehub.server.web.auth import Principal, require_admin, require_local_admin, require_user
+from lakehub.server.web.deps import Admin, State, User
 from lakehub.server.web.schema import MAX_EXPIRY, Instant
 from lakehub.server.web.signup_limit import client_address
-from lakehub.server.web.state import AppState
 
 router = APIRouter(prefix="/api")
-User = Annotated[Principal, Depends(require_user)]
-Admin = Annotated[Principal, Depends(require_admin)]
-LocalAdmin = Annotated[Principal, Depends(require_local_admin)]
-
-
-def lh(request: Request) -> AppState:
-    state: AppState = request.app.state.lh
-    return state
-
-
-State = Annotated[AppState, Depends(lh)]
 
 
 class Me(BaseModel):

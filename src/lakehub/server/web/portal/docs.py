@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
-from lakehub.server.web.routers.portal import page
+from lakehub.server.web.portal.base import page
 
 router = APIRouter(include_in_schema=False)
 FILES = {

@@ -17,14 +17,12 @@ from pydantic import BaseModel, Field
 from lakehub.server.compute.base import Cluster, ClusterRequest, ComputeError, Engine
 from lakehub.server.compute.plan import plan
 from lakehub.server.web.auth import person
-from lakehub.server.web.routers.api import LocalAdmin, State, User
-from lakehub.server.web.routers.portal import Browser, back
+from lakehub.server.web.deps import LocalAdmin, State, User
 from lakehub.server.web.schema import UPSTREAM
 from lakehub.server.web.state import AppState
 from lakehub.sizes import parse_size
 
 router = APIRouter(prefix="/api", tags=["compute"], responses=UPSTREAM)
-pages = APIRouter(include_in_schema=False)
 
 
 class ClusterIn(BaseModel):
@@ -44,7 +42,8 @@ def _engine(state: AppState, kind: str) -> Engine:
     return engine
 
 
-async def _call(state: AppState, fn: Any, *args: Any) -> Any:
+async def call(state: AppState, fn: Any, *args: Any) -> Any:
+    """An engine's answer; its refusal (:class:`ComputeError`) as an HTTP error."""
     try:
         return await state.run(fn, *args)
     except ComputeError as err:
@@ -82,27 +81,18 @@ async def start_cluster(kind: str, body: ClusterIn, who: User, state: State) -> 
     request = ClusterRequest(
         workers=body.workers, cores=body.cores, memory=memory, idle_timeout=body.idle_timeout
     )
-    cluster: Cluster = await _call(state, engine.start, person(who, "clusters"), request)
+    cluster: Cluster = await call(state, engine.start, person(who, "clusters"), request)
     return cluster.as_dict()
 
 
 @router.delete("/compute/{kind}/{name}", status_code=204)
 async def stop_cluster(kind: str, name: str, who: User, state: State) -> Response:
     engine = _engine(state, kind)
-    mine = {c.name for c in await _call(state, engine.list, person(who, "clusters"))}
+    mine = {c.name for c in await call(state, engine.list, person(who, "clusters"))}
     if name not in mine:
         raise HTTPException(404, f"you have no {kind} cluster named {name!r}")
-    await _call(state, engine.stop, who.name, name)
+    await call(state, engine.stop, who.name, name)
     return Response(status_code=204)
-
-
-@pages.post("/compute/{kind}/{name}/stop")
-async def stop_from_portal(kind: str, name: str, who: Browser, state: State) -> Response:
-    try:
-        await stop_cluster(kind, name, who, state)
-    except HTTPException as err:
-        return back(state, "", error=str(err.detail))
-    return back(state, "", msg=f"Stopping {kind} cluster {name[:12]}.")
 
 
 # engines -------------------------------------------------------------------------------------
@@ -144,7 +134,7 @@ async def compute_plan(
         body.head_memory,
     )
     response.headers["Cache-Control"] = "no-store"
-    result: dict[str, Any] = (await _call(state, fn)).as_dict()
+    result: dict[str, Any] = (await call(state, fn)).as_dict()
     return result
 
 

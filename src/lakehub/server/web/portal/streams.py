@@ -10,8 +10,8 @@ from fastapi.responses import HTMLResponse, Response
 
 from lakehub.server.identity.users import UserError
 from lakehub.server.ingest.registry import Registry
-from lakehub.server.web.routers.api import State
-from lakehub.server.web.routers.portal import Browser, page
+from lakehub.server.web.deps import Browser, State
+from lakehub.server.web.portal.base import page
 
 router = APIRouter(include_in_schema=False)
 

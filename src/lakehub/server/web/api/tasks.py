@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from lakehub.server.compute.task_records import TaskRecords, TaskView
-from lakehub.server.web.routers.api import State, User
+from lakehub.server.web.deps import State, User
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 

@@ -1,45 +1,23 @@
-"""The web portal: server-rendered pages behind JupyterHub's OAuth."""
+"""The portal's home (your keys, servers, clusters, spaces), the administrators' page, sign-up,
+and browsing the lake with your own keys."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from lakehub.server.identity.users import UserError
 from lakehub.server.lake import browse as browse_area
-from lakehub.server.lake.base import s3_client
-from lakehub.server.web.auth import Principal, browser_user
-from lakehub.server.web.routers.api import State
+from lakehub.server.web.api.compute import clusters_of
+from lakehub.server.web.api.servers import servers_of
+from lakehub.server.web.deps import Browser, State
+from lakehub.server.web.portal.base import back, lake_error, page, user_s3
 from lakehub.server.web.signup_limit import client_address
 
 router = APIRouter(include_in_schema=False)
-Browser = Annotated[Principal, Depends(browser_user)]
-_templates: Jinja2Templates | None = None
-
-
-def templates() -> Jinja2Templates:
-    global _templates
-    if _templates is None:
-        _templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
-    return _templates
-
-
-def page(request: Request, template: str, **ctx: Any) -> HTMLResponse:
-    state = request.app.state.lh
-    resp = templates().TemplateResponse(request, template, {"prefix": state.prefix, **ctx})
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
-
-
-def back(state: Any, path: str, msg: str = "", error: str = "") -> RedirectResponse:
-    query = urlencode({k: v for k, v in (("msg", msg), ("error", error)) if v})
-    joiner = "&" if "?" in path else "?"
-    return RedirectResponse(state.prefix + path + (joiner + query if query else ""), 303)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -49,11 +27,7 @@ async def home(
     if who.local:
         return RedirectResponse(state.prefix + "admin", 303)
     creds = await state.run(state.directory.credentials, who.name)
-    from lakehub.server.web.routers.servers import servers_of  # imports this module
-
     servers = await servers_of(state, who.name)
-    from lakehub.server.web.routers.compute import clusters_of  # imports this module
-
     clusters, compute_errors = await clusters_of(state, who.name)
     spaces = await state.run(state.spaces.visible, who.name, False)
     quotas = await state.run(state.quotas.visible, who.name, False)
@@ -180,28 +154,9 @@ async def signup(
 
 
 # browsing the lake, with the user's own keys -------------------------------------------------
-async def _user_s3(state: Any, who: Principal) -> Any:
-    creds = await state.run(state.directory.credentials, who.name)
-    return s3_client(creds.endpoint_url, creds.access_key_id, creds.secret_access_key)
-
-
-def _lake_error(err: Exception) -> tuple[int, str]:
-    """The lake's refusal as an HTTP status and a sentence."""
-    code = getattr(err, "response", {}).get("Error", {}).get("Code", "")
-    denied, missing = (403, "You may not read this."), (404, "No such object.")
-    reasons = {
-        "AccessDenied": denied,
-        "403": denied,
-        "NoSuchKey": missing,
-        "404": missing,
-        "NoSuchBucket": (404, "No such bucket."),
-    }
-    return reasons.get(code, (502, str(err)))
-
-
 @router.get("/browse", response_class=HTMLResponse)
 async def browse_buckets(request: Request, who: Browser, state: State) -> Response:
-    s3 = await _user_s3(state, who)
+    s3 = await user_s3(state, who)
     buckets = await state.run(lambda: [b["Name"] for b in s3.list_buckets()["Buckets"]])
     spaces = await state.run(state.spaces.visible, who.name, False)
     names = sorted(set(buckets) | {sp.bucket for sp in spaces})
@@ -221,7 +176,7 @@ async def browse(
 ) -> Response:
     from botocore.exceptions import ClientError
 
-    s3 = await _user_s3(state, who)
+    s3 = await user_s3(state, who)
     try:
         if key:
             meta = await state.run(browse_area.head, s3, bucket, key)
@@ -240,7 +195,7 @@ async def browse(
             )
         listing = await state.run(browse_area.listing, s3, bucket, prefix)
     except ClientError as err:
-        status, reason = _lake_error(err)
+        status, reason = lake_error(err)
         resp = page(request, "browse.html", who=who, buckets=[], listing=None, error=reason)
         resp.status_code = status
         return resp
@@ -255,13 +210,13 @@ async def browse_delete(
 ) -> Response:
     from botocore.exceptions import ClientError
 
-    s3 = await _user_s3(state, who)
+    s3 = await user_s3(state, who)
     parent = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
     try:
         await state.run(lambda: s3.delete_object(Bucket=bucket, Key=key))
         state.quotas.poke()  # a quota it brought back under is lifted at once
     except ClientError as err:
         return back(
-            state, f"browse/{bucket}?" + urlencode({"prefix": parent}), error=_lake_error(err)[1]
+            state, f"browse/{bucket}?" + urlencode({"prefix": parent}), error=lake_error(err)[1]
         )
     return back(state, f"browse/{bucket}?" + urlencode({"prefix": parent}), msg=f"deleted {key}")

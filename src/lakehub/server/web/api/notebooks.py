@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from lakehub.server.notebooks import culling, metrics, records
 from lakehub.server.vault import read_or_create
 from lakehub.server.web.auth import principal
-from lakehub.server.web.routers.api import State, User
+from lakehub.server.web.deps import State, User
 from lakehub.server.web.schema import Instant
 
 router = APIRouter()

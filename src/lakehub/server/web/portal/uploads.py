@@ -7,15 +7,14 @@ demands a content type a cross-site form cannot send without the browser asking 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from lakehub.server.lake import upload as area
-from lakehub.server.web.auth import Principal, browser_user
-from lakehub.server.web.routers.api import State
-from lakehub.server.web.routers.portal import _user_s3
+from lakehub.server.web.deps import Browser, State
+from lakehub.server.web.portal.base import user_s3
 
 router = APIRouter(prefix="/browse/{bucket}/uploads", include_in_schema=False)
 T = TypeVar("T")
@@ -31,7 +30,6 @@ def _typed(kind: str) -> Callable[[Request], None]:
 
 Json = Depends(_typed("application/json"))
 Binary = Depends(_typed("application/octet-stream"))
-Browser = Annotated[Principal, Depends(browser_user)]
 
 
 class Start(BaseModel):
@@ -89,7 +87,7 @@ async def start(bucket: str, body: Start, who: Browser, state: State) -> dict[st
         area.check_key(body.key)
     except area.UploadError as err:
         raise HTTPException(err.status, str(err)) from None
-    s3 = await _user_s3(state, who)
+    s3 = await user_s3(state, who)
     upload_id = await _lake(
         state, bucket, area.start, s3, bucket, body.key, body.content_type, body.overwrite
     )
@@ -109,7 +107,7 @@ async def part(
         data += chunk
         if len(data) > area.MAX_PART:
             raise HTTPException(413, f"a part may be at most {area.MAX_PART} bytes")
-    s3 = await _user_s3(state, who)
+    s3 = await user_s3(state, who)
     etag = await _lake(
         state, bucket, area.put_part, s3, bucket, key, upload_id, number, bytes(data)
     )
@@ -120,7 +118,7 @@ async def part(
 async def complete(
     bucket: str, upload_id: str, body: Finish, who: Browser, state: State
 ) -> dict[str, Any]:
-    s3 = await _user_s3(state, who)
+    s3 = await user_s3(state, who)
     parts = [(p.number, p.etag) for p in body.parts]
     size = await _lake(state, bucket, area.complete, s3, bucket, body.key, upload_id, parts)
     return {"key": body.key, "size": size}
@@ -130,6 +128,6 @@ async def complete(
 async def abort(
     bucket: str, upload_id: str, body: Cancel, who: Browser, state: State
 ) -> dict[str, str]:
-    s3 = await _user_s3(state, who)
+    s3 = await user_s3(state, who)
     await _lake(state, bucket, area.abort, s3, bucket, body.key, upload_id)
     return {"detail": f"cancelled the upload of {body.key}"}

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 
 from lakehub.server.ingest.registry import NewSourceView, Registry, SourceView, StreamView
-from lakehub.server.web.routers.api import State, User
+from lakehub.server.web.deps import State, User
 from lakehub.server.web.schema import INT32, INT64
 
 router = APIRouter(prefix="/api", tags=["ingestion"])

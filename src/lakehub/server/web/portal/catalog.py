@@ -9,8 +9,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from lakehub.server.identity.users import UserError
-from lakehub.server.web.routers.api import State
-from lakehub.server.web.routers.portal import Browser, back, page
+from lakehub.server.web.deps import Browser, State
+from lakehub.server.web.portal.base import back, page
 
 router = APIRouter(include_in_schema=False)
 

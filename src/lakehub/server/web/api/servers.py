@@ -20,7 +20,7 @@ from lakehub.server.notebooks import culling, limits, records
 from lakehub.server.notebooks.policy import Choices, PolicyView
 from lakehub.server.notebooks.registry import EnvView
 from lakehub.server.web.auth import Principal, person
-from lakehub.server.web.routers.api import Admin, LocalAdmin, State, User
+from lakehub.server.web.deps import Admin, LocalAdmin, State, User
 from lakehub.server.web.schema import Instant
 from lakehub.server.web.state import AppState
 
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/api", tags=["notebooks"])
 DEFAULT = "default"  # how the API names a user's unnamed server
 
 
-def _server_name(name: str) -> str:
+def server_name(name: str) -> str:
     """The hub's name for a server: ``default`` is the unnamed one."""
     if name in ("", DEFAULT):
         return ""
@@ -168,7 +168,7 @@ async def list_servers(who: User, state: State) -> list[ServerOut]:
 @router.post("/servers", status_code=201)
 async def start_server(body: ServerIn, who: User, state: State, response: Response) -> ServerOut:
     """Start one of your servers; 201 when it is ready, 202 while it is still starting."""
-    user, server = person(who, "notebook servers"), _server_name(body.name)
+    user, server = person(who, "notebook servers"), server_name(body.name)
     options = {k: v for k, v in (("environment", body.environment), ("size", body.size)) if v}
     active = await active_servers(state)
     if server in active.get(user, {}):
@@ -186,7 +186,7 @@ async def start_server(body: ServerIn, who: User, state: State, response: Respon
 
 @router.delete("/servers/{name}", status_code=204)
 async def stop_server(name: str, who: User, state: State) -> Response:
-    user, server = person(who, "notebook servers"), _server_name(name)
+    user, server = person(who, "notebook servers"), server_name(name)
     if server not in (await state.hub.active_servers()).get(user, {}):
         raise HTTPException(404, f"you have no server named {name!r} running")
     await state.hub.stop_server(user, server)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 
 from lakehub.server.identity.spaces import SpaceView
-from lakehub.server.web.routers.api import State, User
+from lakehub.server.web.deps import State, User
 
 router = APIRouter(prefix="/api/spaces", tags=["spaces"])
 

@@ -1,91 +1,25 @@
-"""External S3 connections: the JSON API, the portal pages, and the notebook profiles they feed."""
+"""The portal's connections page: add and delete your external S3 connections, and browse their
+buckets read-only with their own keys."""
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
 
-from lakehub.server.connections import Connections, ConnectionSecret, ConnectionView
 from lakehub.server.identity.users import UserError
 from lakehub.server.lake import browse as browse_area
+from lakehub.server.web.api.connections import area
 from lakehub.server.web.auth import Principal, person
-from lakehub.server.web.routers.api import State, User
-from lakehub.server.web.routers.portal import Browser, _lake_error, back, page
-from lakehub.server.web.state import AppState
+from lakehub.server.web.deps import Browser, State
+from lakehub.server.web.portal.base import back, lake_error, page
 
-router = APIRouter(prefix="/api/connections", tags=["connections"])
-pages = APIRouter(prefix="/connections", include_in_schema=False)
-log = logging.getLogger("lakehub.api")
+router = APIRouter(prefix="/connections", include_in_schema=False)
 
 
-def area(state: AppState) -> Connections:
-    return state.connections()
-
-
-class NewConnection(BaseModel):
-    # defaults everywhere: a missing field gets the area's readable message, not a 422 that
-    # would echo the request (and its secret) back
-    name: str = ""
-    endpoint_url: str = ""
-    access_key_id: str = ""
-    secret_access_key: str = Field(default="", repr=False)
-    region: str = Field(default="", description="Default: us-east-1")
-    bucket: str = Field(default="", description="Optional: the one bucket these keys may use")
-    verify: bool = Field(default=True, description="Try the credentials on the endpoint first")
-
-
-@router.get("")
-async def list_connections(who: User, state: State) -> list[ConnectionView]:
-    """Your connections, without their secrets."""
-    return await state.run(area(state).owned_by, person(who, "connections"))
-
-
-@router.post("", status_code=201)
-async def create_connection(body: NewConnection, who: User, state: State) -> ConnectionView:
-    """Register an S3-compatible endpoint; the credentials are tried first unless verify=false."""
-    owner = person(who, "connections")
-    return await state.run(
-        lambda: area(state).create(
-            owner,
-            body.name,
-            body.endpoint_url,
-            body.access_key_id,
-            body.secret_access_key,
-            region=body.region,
-            bucket=body.bucket,
-            verify_first=body.verify,
-        )
-    )
-
-
-@router.get("/{name}")
-async def get_connection(name: str, who: User, state: State) -> ConnectionView:
-    return await state.run(area(state).get, person(who, "connections"), name)
-
-
-@router.get("/{name}/credentials")
-async def connection_credentials(
-    name: str, who: User, state: State, response: Response
-) -> ConnectionSecret:
-    """The connection with its secret: for its owner only."""
-    c = await state.run(area(state).credentials, person(who, "connections"), name)
-    response.headers["Cache-Control"] = "no-store"
-    return c
-
-
-@router.delete("/{name}", status_code=204)
-async def delete_connection(name: str, who: User, state: State) -> Response:
-    await state.run(area(state).delete, person(who, "connections"), name)
-    return Response(status_code=204)
-
-
-# portal ------------------------------------------------------------------------------------
-@pages.get("", response_class=HTMLResponse)
+@router.get("", response_class=HTMLResponse)
 async def connections_page(
     request: Request, who: Browser, state: State, msg: str = "", error: str = ""
 ) -> Response:
@@ -93,7 +27,7 @@ async def connections_page(
     return page(request, "connections.html", who=who, connections=rows, msg=msg, error=error)
 
 
-@pages.post("")
+@router.post("")
 async def connections_add(
     request: Request,
     who: Browser,
@@ -137,7 +71,7 @@ async def connections_add(
     return back(state, "connections", msg=f"Connection {name} added.")
 
 
-@pages.post("/{name}/delete")
+@router.post("/{name}/delete")
 async def connections_delete(name: str, who: Browser, state: State) -> Response:
     try:
         await state.run(area(state).delete, person(who, "connections"), name)
@@ -152,7 +86,7 @@ def _failure(request: Request, who: Principal, err: Exception, name: str) -> Res
     if isinstance(err, UserError):
         status, reason = err.status, str(err)
     elif isinstance(err, ClientError):
-        status, reason = _lake_error(err)
+        status, reason = lake_error(err)
     else:
         status, reason = 502, f"The endpoint is not answering: {err}"
     resp = page(
@@ -173,7 +107,7 @@ def _root(request: Request, name: str) -> str:
     return f"{request.app.state.lh.prefix}connections/{quote(name, safe='')}/browse"
 
 
-@pages.get("/{name}/browse", response_class=HTMLResponse)
+@router.get("/{name}/browse", response_class=HTMLResponse)
 async def connection_buckets(request: Request, name: str, who: Browser, state: State) -> Response:
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -201,7 +135,7 @@ async def connection_buckets(request: Request, name: str, who: Browser, state: S
     )
 
 
-@pages.get("/{name}/browse/{bucket}", response_class=HTMLResponse)
+@router.get("/{name}/browse/{bucket}", response_class=HTMLResponse)
 async def connection_browse(
     request: Request,
     name: str,

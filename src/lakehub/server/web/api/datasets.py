@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 
 from lakehub.server.catalog import DatasetView
-from lakehub.server.web.routers.api import State, User
+from lakehub.server.web.deps import State, User
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
 

@@ -9,14 +9,14 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
 
 from lakehub.server.identity.users import UserError
-from lakehub.server.web.routers.api import State
-from lakehub.server.web.routers.portal import Browser, back, page
-from lakehub.server.web.routers.servers import _server_name, options_for
+from lakehub.server.web.api.servers import options_for, server_name
+from lakehub.server.web.deps import Browser, State
+from lakehub.server.web.portal.base import back, page
 
-pages = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False)
 
 
-@pages.get("/environments", response_class=HTMLResponse)
+@router.get("/environments", response_class=HTMLResponse)
 async def environments_page(
     request: Request, who: Browser, state: State, msg: str = "", error: str = ""
 ) -> Response:
@@ -35,7 +35,7 @@ async def environments_page(
     )
 
 
-@pages.post("/environments")
+@router.post("/environments")
 async def environment_save(
     request: Request,
     who: Browser,
@@ -67,7 +67,7 @@ async def environment_save(
     )
 
 
-@pages.post("/environments/{name}/build")
+@router.post("/environments/{name}/build")
 async def environment_build(name: str, who: Browser, state: State) -> Response:
     if not who.admin:
         return back(state, "environments", error="only administrators rebuild environments")
@@ -78,10 +78,10 @@ async def environment_build(name: str, who: Browser, state: State) -> Response:
     return back(state, "environments", msg=f"Environment {name} queued for a build.")
 
 
-@pages.post("/servers/{name}/stop")
+@router.post("/servers/{name}/stop")
 async def server_stop(name: str, who: Browser, state: State) -> Response:
     try:
-        server = _server_name(name)
+        server = server_name(name)
     except UserError as err:
         return back(state, "", error=str(err))
     if server in (await state.hub.active_servers()).get(who.name, {}):

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from lakehub.server.quotas import QuotaView
-from lakehub.server.web.routers.api import Admin, State, User
+from lakehub.server.web.deps import Admin, State, User
 
 router = APIRouter(prefix="/api/quotas", tags=["quotas"])
 

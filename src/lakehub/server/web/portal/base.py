@@ -1,0 +1,56 @@
+"""What every portal page shares: the templates, a page's answer, the redirect back with a
+message, the lake's refusals as sentences, and the S3 client with the person's own keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from lakehub.server.lake.base import s3_client
+from lakehub.server.web.auth import Principal
+
+_templates: Jinja2Templates | None = None
+
+
+def templates() -> Jinja2Templates:
+    global _templates
+    if _templates is None:
+        _templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
+    return _templates
+
+
+def page(request: Request, template: str, **ctx: Any) -> HTMLResponse:
+    state = request.app.state.lh
+    resp = templates().TemplateResponse(request, template, {"prefix": state.prefix, **ctx})
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def back(state: Any, path: str, msg: str = "", error: str = "") -> RedirectResponse:
+    query = urlencode({k: v for k, v in (("msg", msg), ("error", error)) if v})
+    joiner = "&" if "?" in path else "?"
+    return RedirectResponse(state.prefix + path + (joiner + query if query else ""), 303)
+
+
+async def user_s3(state: Any, who: Principal) -> Any:
+    creds = await state.run(state.directory.credentials, who.name)
+    return s3_client(creds.endpoint_url, creds.access_key_id, creds.secret_access_key)
+
+
+def lake_error(err: Exception) -> tuple[int, str]:
+    """The lake's refusal as an HTTP status and a sentence."""
+    code = getattr(err, "response", {}).get("Error", {}).get("Code", "")
+    denied, missing = (403, "You may not read this."), (404, "No such object.")
+    reasons = {
+        "AccessDenied": denied,
+        "403": denied,
+        "NoSuchKey": missing,
+        "404": missing,
+        "NoSuchBucket": (404, "No such bucket."),
+    }
+    return reasons.get(code, (502, str(err)))
