@@ -138,18 +138,16 @@ def stop_hub(hub: Hub) -> None:
 
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    h = start_hub()
+    """The worker's hub for whole flows. Ingestion tests share it: short batches and a small
+    buffer bound, so what they wait for happens within a test (a hub start is some 20 CPU-s)."""
+    h = start_hub(ingest_batch_seconds="0.2", ingest_buffer_max_bytes=str(4 * 2**20))
     yield h
     stop_hub(h)
 
 
 @pytest.fixture(scope="session")
-def ingest_hub() -> Iterator[Hub]:
-    """A hub for the ingestion, streams and arrays tests: short batches, a small buffer bound,
-    no notebook environments to wait for (and its own lake: these tests make many buckets)."""
-    h = start_hub(wait_for=(), ingest_batch_seconds="0.2", ingest_buffer_max_bytes=str(4 * 2**20))
-    yield h
-    stop_hub(h)
+def ingest_hub(hub: Hub) -> Hub:
+    return hub
 
 
 _counter = iter(range(1, 10_000))
