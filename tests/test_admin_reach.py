@@ -105,7 +105,8 @@ def test_signup_burst_from_one_address_is_refused(inproc: InProc) -> None:
         assert "too many sign-up requests from your address (5 a minute)" in codes[-1].text
         # the form says so too, and keeps what was typed (but the password)
         c.get("/services/lakehub/signup")
-        r = c.post("/services/lakehub/signup", data={"name": "formname", "password": "x" * 9})
+        form = {"name": "formname", "password": "x" * 9, "confirm": "x" * 9}
+        r = c.post("/services/lakehub/signup", data=form)
         assert r.status_code == 429 and "try again in" in r.text and 'value="formname"' in r.text
     listed = inproc.cli("user", "list").stdout
     assert [n for n in names if n in listed] == names[:5] and "formname" not in listed

@@ -200,6 +200,12 @@ def test_signup_approval_then_login(hub: Hub, new_page: Any, shots: Path) -> Non
     expect(page).to_have_url(re.compile(re.escape(PORTAL) + "signup"))
     page.fill("input[name=name]", name)
     page.fill("input[name=password]", password)
+    page.fill("input[name=confirm]", password + "x")  # a typo: the form says so, keeps the name
+    assert submit(page, "Request account") == 400
+    expect(page.locator("[role=alert]")).to_contain_text("The two passwords differ")
+    expect(page.locator("input[name=name]")).to_have_value(name)
+    page.fill("input[name=password]", password)
+    page.fill("input[name=confirm]", password)
     screenshot(page, shots / "06-signup-form.png")
     assert submit(page, "Request account") == 200, page.content()[:500]
     expect(page.locator("[role=status]")).to_contain_text("administrator must approve")
@@ -241,7 +247,9 @@ def test_signup_with_taken_name_shows_error(
     page = new_page()
     page.goto(PORTAL + "signup")
     page.fill("input[name=name]", taken)
-    page.fill("input[name=password]", secrets.token_urlsafe(12))
+    password = secrets.token_urlsafe(12)
+    page.fill("input[name=password]", password)
+    page.fill("input[name=confirm]", password)
     assert submit(page, "Request account") == 409, page.content()[:500]
     expect(page.locator("[role=alert]")).to_contain_text("already exists")
     expect(page.locator("input[name=name]")).to_have_value(taken)  # the form is offered again
@@ -268,3 +276,43 @@ def test_api_page_renders_from_the_hub_alone(hub: Hub, new_page: Any, shots: Pat
     expect(page.get_by_text("/services/lakehub/api/lake/credentials").first).to_be_visible()
     assert elsewhere == []
     screenshot(page, shots / "13-api-page.png")
+
+
+def _no_sideways_scroll(page: Page) -> bool:
+    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"))
+
+
+def test_jupyterhub_pages_wear_the_lakehub_look_and_lead_back(
+    hub: Hub, new_user: Any, new_page: Any, shots: Path
+) -> None:
+    """JupyterHub's own pages (login, its home, which JupyterLab's File > Hub Control Panel
+    opens, its errors) carry LakeHub's navigation and style, also at phone width."""
+    name = new_user("look")
+    page = new_page()
+    page.set_viewport_size({"width": 375, "height": 740})
+    page.goto("/hub/login")
+    header = page.locator("header.lh-header")
+    expect(header.locator("a.brand")).to_have_text("LakeHub")
+    assert (
+        page.evaluate(  # the style came from the package, through the front door
+            "getComputedStyle(document.querySelector('.lh-header')).backgroundColor"
+        )
+        == "rgb(18, 53, 91)"
+    )
+    assert _no_sideways_scroll(page)
+    screenshot(page, shots / "20-phone-login.png")
+    log_in(page, name, hub.passwords[name])
+    for path in ("/hub/home", "/hub/token", "/hub/no-such-page"):
+        page.goto(path)
+        expect(header.get_by_role("link", name="Datasets")).to_be_visible()
+        expect(header).to_contain_text(name)
+        assert _no_sideways_scroll(page), path
+    expect(page.locator("h1")).to_have_text("Not found")  # not "404 : None", no moons
+    expect(page.get_by_role("link", name="Back to the portal's home")).to_be_visible()
+    screenshot(page, shots / "21-phone-hub-error.png")
+    page.goto("/hub/home")
+    with page.expect_navigation():
+        header.get_by_role("link", name="Home").click()
+    expect_portal(page, name)
+    assert _no_sideways_scroll(page)
+    screenshot(page, shots / "22-phone-portal-home.png")

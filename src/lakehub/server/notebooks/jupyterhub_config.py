@@ -28,7 +28,12 @@ c.ConfigurableHTTPProxy.auth_token = tok.proxy
 c.JupyterHub.db_url = f"sqlite:///{settings.state_dir / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(settings.state_dir / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(settings.run_dir / "jupyterhub.pid")
-c.JupyterHub.template_paths = [str(Path(__file__).parent / "templates")]
+# JupyterHub's pages in LakeHub's look: its templates extended, and the portal's navigation
+c.JupyterHub.template_paths = [
+    str(Path(__file__).parent / "templates"),
+    str(Path(__file__).parent.parent / "web" / "look"),
+]
+c.JupyterHub.template_vars = {"portal": "/services/lakehub/"}
 c.JupyterHub.default_url = "/services/lakehub/"
 c.JupyterHub.cleanup_servers = True
 c.JupyterHub.authenticate_prometheus = True

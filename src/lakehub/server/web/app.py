@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,6 +31,7 @@ from lakehub.server.web.api import (
     users,
     variables,
 )
+from lakehub.server.web.portal import base as portal_base
 from lakehub.server.web.portal import catalog, docs, home, uploads
 from lakehub.server.web.portal import compute as compute_pages
 from lakehub.server.web.portal import connections as connection_pages
@@ -98,8 +100,8 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     )
     for router in routers:
         app.include_router(router, prefix=base, responses=ERRORS)
-    app.add_exception_handler(RequestValidationError, guards.validation_error)
-    app.add_exception_handler(StarletteHTTPException, guards.http_error)
+    app.add_exception_handler(RequestValidationError, _as_page(guards.validation_error))
+    app.add_exception_handler(StarletteHTTPException, _as_page(guards.http_error))
     app.add_middleware(guards.NoSniff)
 
     @app.exception_handler(UserError)
@@ -121,3 +123,30 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         return auth.login_redirect(request)
 
     return app
+
+
+def _as_page(handler: Callable[[Request, Exception], Awaitable[Response]]) -> Any:
+    """A browser on a portal page gets an error page in LakeHub's look; everyone else gets
+    ``handler``'s JSON."""
+
+    async def handle(request: Request, err: Exception) -> Response:
+        if not portal_base.wants_page(request):
+            return await handler(request, err)
+        if isinstance(err, RequestValidationError):
+            fields = sorted({str(e["loc"][-1]) for e in err.errors() if e.get("loc")})
+            return portal_base.error_page(
+                request,
+                422,
+                "Missing or not valid: " + ", ".join(fields) + ". Go back and check the form.",
+            )
+        assert isinstance(err, StarletteHTTPException)
+        if err.status_code in (204, 304) or err.status_code < 400:
+            return await handler(request, err)
+        detail = err.detail if isinstance(err.detail, str) else "This request was refused."
+        if err.status_code == 404 and detail == "Not Found":
+            detail = f"There is no page at {request.url.path}."
+        elif err.status_code == 405:
+            detail = f"{request.method} is not how this page is used."
+        return portal_base.error_page(request, err.status_code, detail)
+
+    return handle

@@ -20,7 +20,8 @@ _templates: Jinja2Templates | None = None
 def templates() -> Jinja2Templates:
     global _templates
     if _templates is None:
-        _templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
+        web = Path(__file__).parent.parent
+        _templates = Jinja2Templates(directory=[web / "templates", web / "look"])
     return _templates
 
 
@@ -28,6 +29,38 @@ def page(request: Request, template: str, **ctx: Any) -> HTMLResponse:
     state = request.app.state.lh
     resp = templates().TemplateResponse(request, template, {"prefix": state.prefix, **ctx})
     resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+TITLES = {
+    400: "Not understood",
+    401: "Please log in",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not here",
+    409: "Already there",
+    413: "Too large",
+    422: "Not understood",
+    429: "Too many requests",
+}
+
+
+def wants_page(request: Request) -> bool:
+    """A browser asking for a portal page (not the JSON API, nor a script): errors are pages."""
+    prefix = request.app.state.lh.prefix
+    path = request.url.path
+    return (
+        "text/html" in request.headers.get("accept", "")
+        and path.startswith(prefix)
+        and not path.startswith((prefix + "api/", prefix + "openapi.json", prefix + "metrics"))
+    )
+
+
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    """An error as a page in LakeHub's look, with its status, what went wrong and a way home."""
+    title = TITLES.get(status, "Something went wrong" if status >= 500 else "Not possible")
+    resp = page(request, "error.html", who=None, title=title, error=message)
+    resp.status_code = status
     return resp
 
 

@@ -16,7 +16,10 @@ router = APIRouter(include_in_schema=False)
 FILES = {
     "swagger-ui-bundle.js": "text/javascript",
     "swagger-ui.css": "text/css",
+    "lakehub.css": "text/css",  # LakeHub's look, for the portal and JupyterHub's pages
 }
+LOOK = Path(__file__).parent.parent / "look"
+LOOK_FILES = {"lakehub.css"}
 
 
 @cache
@@ -36,8 +39,9 @@ async def docs(request: Request) -> HTMLResponse:
 async def asset(name: str) -> FileResponse:
     if name not in FILES:
         raise HTTPException(404, f"no asset named {name!r}")
+    folder = LOOK if name in LOOK_FILES else _static()
     return FileResponse(
-        _static() / name,
+        folder / name,
         media_type=FILES[name],
         headers={"Cache-Control": "public, max-age=86400"},
     )

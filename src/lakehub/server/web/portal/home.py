@@ -134,9 +134,21 @@ async def signup(
     state: State,
     name: Annotated[str, Form()],
     password: Annotated[str, Form()],
+    confirm: Annotated[str, Form()] = "",
 ) -> Response:
     if state.settings.auth != "local":
         return page(request, "signup.html", who=None, auth=state.settings.auth)
+    if confirm != password:  # checked before the limit: a typo is not a request
+        resp = page(
+            request,
+            "signup.html",
+            who=None,
+            auth="local",
+            error="The two passwords differ: type the same password twice.",
+            name=name,
+        )
+        resp.status_code = 400
+        return resp
     refused = request.app.state.signup_limit.check(client_address(request))
     if refused:  # the form comes back as typed, but for the password
         resp = page(request, "signup.html", who=None, auth="local", error=refused, name=name)
