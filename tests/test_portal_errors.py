@@ -31,6 +31,8 @@ def test_portal_errors_are_pages_in_the_lakehub_look(
     assert r.headers["content-type"].startswith("text/html")
     assert says in r.text and 'class="brand"' in r.text and f'href="{PORTAL}"' in r.text
     assert '{"detail"' not in r.text
+    if status == 405:  # the page still says which methods the path takes
+        assert "POST" in r.headers["allow"] and "GET" in r.headers["allow"]
 
 
 def test_the_api_and_scripts_keep_json_errors(inproc: InProc) -> None:

@@ -140,13 +140,18 @@ def _as_page(handler: Callable[[Request, Exception], Awaitable[Response]]) -> An
                 "Missing or not valid: " + ", ".join(fields) + ". Go back and check the form.",
             )
         assert isinstance(err, StarletteHTTPException)
-        if err.status_code in (204, 304) or err.status_code < 400:
-            return await handler(request, err)
+        plain = await handler(request, err)  # its headers (Allow, WWW-Authenticate) still hold
+        if err.status_code < 400:
+            return plain
         detail = err.detail if isinstance(err.detail, str) else "This request was refused."
         if err.status_code == 404 and detail == "Not Found":
             detail = f"There is no page at {request.url.path}."
         elif err.status_code == 405:
             detail = f"{request.method} is not how this page is used."
-        return portal_base.error_page(request, err.status_code, detail)
+        shown = portal_base.error_page(request, err.status_code, detail)
+        for name in ("allow", "www-authenticate", "retry-after"):
+            if name in plain.headers:
+                shown.headers[name] = plain.headers[name]
+        return shown
 
     return handle
