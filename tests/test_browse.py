@@ -32,6 +32,12 @@ def test_browse_preview_download_and_delete(inproc: InProc, inproc_user) -> None
     listing = c.get(f"{base}/{bucket}", params={"prefix": "docs/"}).text
     for f in ("readme.txt", "table.csv", "conf.json", "t.parquet"):
         assert f'data-key="docs/{f}"' in listing
+    assert ">17 B<" in listing and 'title="17 bytes"' in listing  # sizes as people read them
+    s3.put_object(Bucket=bucket, Key="docs/", Body=b"")  # a folder marker, as consoles make
+    s3.put_object(Bucket=bucket, Key="docs/big.bin", Body=b"x" * 1536)
+    listing = c.get(f"{base}/{bucket}", params={"prefix": "docs/"}).text
+    assert 'data-key="docs/"' not in listing  # no blank row for the folder itself
+    assert ">1.5 KiB<" in listing
     page = c.get(f"{base}/{bucket}", params={"key": "docs/readme.txt"}).text
     assert "hello &lt;b&gt;lake&lt;/b&gt;" in page  # shown, escaped
     page = c.get(f"{base}/{bucket}", params={"key": "docs/table.csv"}).text

@@ -49,6 +49,8 @@ def listing(s3: Any, bucket: str, prefix: str) -> Listing:
         out.files += [
             {"key": o["Key"], "size": o["Size"], "modified": o["LastModified"]}
             for o in page.get("Contents", [])
+            # a folder's own marker (an empty "name/" object) is the folder, not a file in it
+            if not (o["Key"].endswith("/") and o["Size"] == 0)
         ]
         if len(out.folders) + len(out.files) >= MAX_ENTRIES:
             out.truncated = True

@@ -22,7 +22,20 @@ def templates() -> Jinja2Templates:
     if _templates is None:
         web = Path(__file__).parent.parent
         _templates = Jinja2Templates(directory=[web / "templates", web / "look"])
+        _templates.env.filters["size"] = human_size
     return _templates
+
+
+def human_size(n: int | None) -> str:
+    """Bytes as a person reads them: 950 B, 1.5 KiB, 3.0 GiB (exact bytes go in a title)."""
+    if n is None:
+        return ""
+    size, unit = float(n), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            break
+        size /= 1024
+    return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
 
 
 def page(request: Request, template: str, **ctx: Any) -> HTMLResponse:
