@@ -68,3 +68,28 @@ def test_browsing_is_limited_to_ones_own_rights(inproc: InProc, inproc_user) -> 
     assert "You may not read this." in r.text
     got = s3_for(creds_of(inproc, a)).get_object(Bucket=f"{a}-home", Key="secret.txt")
     assert got["Body"].read() == b"A's"
+
+
+def test_a_file_is_registered_from_the_lake_browser(inproc: InProc, inproc_user) -> None:
+    """Each row of the lake browser links to the register form, filled in from the path."""
+    name = inproc_user()
+    bucket = f"{name}-home"
+    s3_for(creds_of(inproc, name)).put_object(
+        Bucket=bucket, Key="in/Sales 2026.csv", Body=b"region,amount\nnorth,3\nsouth,5\n"
+    )
+    c = inproc.browser_login(name)
+    listing = c.get(f"/services/lakehub/browse/{bucket}", params={"prefix": "in/"}).text
+    link = listing.split('class="register" href="')[1].split('"')[0].replace("&amp;", "&")
+    form = c.get(link).text
+    path = f"s3://{bucket}/in/Sales 2026.csv"
+    assert f'value="{path}"' in form and 'value="sales_2026"' in form
+    assert "<option selected>csv</option>" in form
+    r = c.post(
+        "/services/lakehub/datasets",
+        data={"name": "sales_2026", "path": path, "format": "csv"},
+    )
+    assert r.status_code == 200 and "sales_2026" in r.text, r.text[-2000:]
+    with inproc.http(name) as api:
+        got = api.get("/services/lakehub/api/datasets/sales_2026")
+        assert got.status_code == 200, got.text
+        assert (got.json()["format"], got.json()["file_count"]) == ("csv", 1)

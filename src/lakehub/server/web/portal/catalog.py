@@ -24,11 +24,42 @@ async def datasets(
     tag: str = "",
     msg: str = "",
     error: str = "",
+    path: str = "",
 ) -> Response:
+    """The catalog; ``path`` (from the lake browser's "Register" link) fills the register form."""
     found = await state.run(lambda: state.catalog.search(who.name, who.admin, q, tag))
     return page(
-        request, "datasets.html", who=who, datasets=found, q=q, tag=tag, msg=msg, error=error
+        request,
+        "datasets.html",
+        who=who,
+        datasets=found,
+        q=q,
+        tag=tag,
+        msg=msg,
+        error=error,
+        draft=draft_of(path),
     )
+
+
+FORMATS = {
+    ".parquet": "parquet",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".zarr": "zarr",
+}
+
+
+def draft_of(path: str) -> dict[str, str]:
+    """A register form filled from a lake path: a name from its last part, a format from its
+    suffix (raw when unknown)."""
+    if not path.startswith("s3://"):
+        return {}
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    stem, dot, suffix = last.rpartition(".")
+    fmt = FORMATS.get(dot + suffix.lower(), "raw") if dot else "raw"
+    name = "".join(ch if ch.isalnum() else "_" for ch in (stem or last).lower()).strip("_")
+    return {"path": path, "name": name[:64], "format": fmt}
 
 
 @router.post("/datasets")
