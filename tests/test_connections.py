@@ -329,6 +329,7 @@ def test_portal_lists_adds_browses_and_deletes(inproc: InProc, inproc_user, exte
     assert r.status_code == 200 and f'href="{PORTAL}/web/browse/{external.bucket}"' in r.text
     r = c.get(f"{PORTAL}/web/browse/{external.bucket}")
     assert 'data-key="x.csv"' in r.text
+    assert 'class="register"' not in r.text  # not the lake's: nothing to catalogue here
     r = c.get(f"{PORTAL}/web/browse/{external.bucket}", params={"key": "x.csv"})
     assert "<th>city</th>" in r.text and "<td>Lima</td>" in r.text and 'id="delete"' not in r.text
     link = r.text.split('id="download" href="')[1].split('"')[0].replace("&amp;", "&")

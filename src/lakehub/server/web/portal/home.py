@@ -211,8 +211,15 @@ async def browse(
         resp = page(request, "browse.html", who=who, buckets=[], listing=None, error=reason)
         resp.status_code = status
         return resp
-    return page(
-        request, "browse.html", who=who, buckets=None, listing=listing, msg=msg, error=error
+    return page(  # the lake's own files may be catalogued (a connection's are not in the lake)
+        request,
+        "browse.html",
+        who=who,
+        buckets=None,
+        listing=listing,
+        msg=msg,
+        error=error,
+        registrable=True,
     )
 
 
