@@ -58,8 +58,12 @@ def test_upload_large_file_with_progress(
     other = page.locator('#uploads li[data-name="notes.txt"] .state')
     expect(other).to_have_text("uploaded (11 bytes)")
     # the listing was refreshed in place, with the right sizes
-    expect(page.locator('tr.file[data-key="big.bin"] td').nth(1)).to_have_text(str(20 * MIB))
-    expect(page.locator('tr.file[data-key="notes.txt"] td').nth(1)).to_have_text("11")
+    size = page.locator('tr.file[data-key="big.bin"] td').nth(1)
+    expect(size).to_have_text("20.0 MiB")
+    expect(size).to_have_attribute("title", f"{20 * MIB} bytes")
+    size = page.locator('tr.file[data-key="notes.txt"] td').nth(1)
+    expect(size).to_have_text("11 B")
+    expect(size).to_have_attribute("title", "11 bytes")
     seen = page.evaluate("window.seen")
     between = [s for s in seen if s not in ("0%", "100%")]
     assert between and seen[-1] == "100%", seen  # it moved through values on its way
@@ -121,7 +125,9 @@ def test_refused_upload_shows_why(
     state = page.locator('#uploads li[data-name="data.txt"] .state')
     expect(state).to_have_text(f"failed: You may not write to space-{space}.")
     assert asked == ["data.txt already exists. Replace it?"]  # asked first, then refused
-    expect(page.locator('tr.file[data-key="data.txt"] td').nth(1)).to_have_text("2")
+    size = page.locator('tr.file[data-key="data.txt"] td').nth(1)
+    expect(size).to_have_text("2 B")
+    expect(size).to_have_attribute("title", "2 bytes")
     page.click("#upload-start")  # nothing chosen
     expect(page.locator("#upload-error")).to_have_text("Choose one or more files first.")
     screenshot(page, shots / "23-upload-refused.png")
