@@ -362,12 +362,16 @@ def test_a_component_is_healthy_only_when_the_answer_is_its_own(tmp_path: Path) 
     """Between choosing a port and binding it, another process may take the port. A component
     that then cannot bind it is not healthy because that other process answers."""
     from lakehub.server.supervisor import Component, Supervisor
+    from lakehub.server.up import routed
 
     def serving(port: int) -> list[str]:
         return [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
 
     taken, own = free_port(), free_port()
     other = subprocess.Popen(serving(taken), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not routed(f"http://127.0.0.1:{taken}/", 0.5) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the other process holds the port before the component starts
     comps = [
         Component(
             "late",
@@ -385,7 +389,7 @@ def test_a_component_is_healthy_only_when_the_answer_is_its_own(tmp_path: Path) 
         while not comps[1].healthy() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert comps[1].healthy()
-        assert httpx.get(f"http://127.0.0.1:{taken}/", timeout=10).status_code == 200
+        assert routed(f"http://127.0.0.1:{taken}/", 10)
         assert comps[0].proc is not None and comps[0].proc.poll() is None
         assert not comps[0].healthy()  # answered, but by another process
     finally:
