@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import uuid
+import zipfile
 from typing import Any
 
 import httpx
@@ -134,3 +136,20 @@ class Terminal:
     def close(self) -> None:
         self.ws.close()
         httpx.delete(f"{self.base}/terminals/{self.name}", headers=self.headers, timeout=30)
+
+
+def tiny_wheel(module: str, version: str = "0.1") -> bytes:
+    """A tiny pure-Python wheel, made here so no test reaches a package index."""
+    buf = io.BytesIO()
+    dist = f"{module}-{version}.dist-info"
+    files = {
+        f"{module}.py": f"WHERE = __file__\nVERSION = {version!r}\n",
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {module}\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    with zipfile.ZipFile(buf, "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+        z.writestr(f"{dist}/RECORD", "".join(f"{p},,\n" for p in [*files, f"{dist}/RECORD"]))
+    return buf.getvalue()

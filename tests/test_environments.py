@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import httpx
@@ -16,8 +14,8 @@ import pytest
 from websocket import WebSocketTimeoutException
 
 import lakehub
-from conftest import Hub, start_hub, stop_hub
-from kernel import Kernel
+from conftest import Hub
+from kernel import Kernel, tiny_wheel
 from lakehub.client import Client, LakeHubError
 
 # what each built-in must run, beyond the SDK and boto3
@@ -88,27 +86,10 @@ def test_each_builtin_environment_starts_a_server_with_its_own_kernel(hub: Hub, 
         hub.wait(lambda: not c.servers.list(), 60, "servers to stop")
 
 
-def _wheel(module: str, version: str = "0.1") -> bytes:
-    """A tiny pure-Python wheel, made here so no test reaches a package index."""
-    buf = io.BytesIO()
-    dist = f"{module}-{version}.dist-info"
-    files = {
-        f"{module}.py": f"WHERE = __file__\nVERSION = {version!r}\n",
-        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {module}\nVersion: {version}\n",
-        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-        "Tag: py3-none-any\n",
-    }
-    with zipfile.ZipFile(buf, "w") as z:
-        for path, text in files.items():
-            z.writestr(path, text)
-        z.writestr(f"{dist}/RECORD", "".join(f"{p},,\n" for p in [*files, f"{dist}/RECORD"]))
-    return buf.getvalue()
-
-
 def test_pip_install_user_persists_per_user_and_environment(hub: Hub, new_user) -> None:
     hub.wait_environments("minimal", "datascience")
     name = new_user("pip")
-    wheel = base64.b64encode(_wheel("lhtiny")).decode()
+    wheel = base64.b64encode(tiny_wheel("lhtiny")).decode()
     with sdk(hub, name) as c:
         c.servers.start(environment="minimal")
         k = Kernel(hub.url, name, hub.token(name))
@@ -325,42 +306,3 @@ def test_a_size_limits_memory_and_cpu_and_says_why(hub: Hub, new_user) -> None:
         hub.wait(lambda: not c.servers.list(), 60, "the server to stop")
     with hub.admin_http() as c:
         assert c.delete("/sizes/tiny").status_code == 204
-
-
-def test_home_and_user_packages_survive_a_hub_restart() -> None:
-    h = start_hub(wait_for=("minimal",))
-    try:
-        h.quick_user("keeper")
-        wheel = base64.b64encode(_wheel("lhkeep")).decode()
-        with sdk(h, "keeper") as c:
-            c.servers.start(environment="minimal")
-            k = Kernel(h.url, "keeper", h.token("keeper"))
-            try:
-                out, err = k.run(
-                    "import base64, subprocess, sys\n"
-                    "open('notes.txt', 'w').write('kept')\n"
-                    "open('lhkeep-0.1-py3-none-any.whl', 'wb')"
-                    f".write(base64.b64decode('{wheel}'))\n"
-                    "print(subprocess.run([sys.executable, '-m', 'pip', 'install', '--user', '-q',"
-                    " '--no-index', 'lhkeep-0.1-py3-none-any.whl']).returncode)\n"
-                )
-            finally:
-                k.close()
-            assert (err, out.strip()) == (None, "0")
-        h.cli("down", "--data-dir", str(h.data_dir))
-        r = h.cli(
-            "up", "--data-dir", str(h.data_dir), "--port", str(h.port), "--detach", timeout=600
-        )
-        assert r.returncode == 0, r.stderr
-        with sdk(h, "keeper") as c:
-            assert c.servers.list() == []  # servers do not outlive the hub; files do
-            c.servers.start(environment="minimal")
-            k = Kernel(h.url, "keeper", h.token("keeper"))
-            try:
-                out, err = k.run("import lhkeep; print(open('notes.txt').read())")
-            finally:
-                k.close()
-            assert (err, out.strip()) == (None, "kept")
-            c.servers.stop()
-    finally:
-        stop_hub(h)

@@ -1,46 +1,47 @@
-"""Out of core at full size: a 3 GiB WAV stream and a 3 GiB array, each worked through in a
-child process held to 1 GiB of memory (a cgroup: the kernel kills it if it goes over).
+"""Out of core: a WAV stream and an array each three times a memory limit, each worked through
+in a child process held to that limit (a cgroup: the kernel kills it if it goes over).
+
+The limit is 384 MiB, so the data is 1.125 GiB each: the same ratio as the sizes first asked for
+(3 GiB under 1 GiB), at a third of the suite's time. ``LAKEHUB_TEST_MEMORY_LIMIT_MIB=1024``
+runs those full sizes (``bench/arrays.py`` measures the array at 3 GiB against its anchor).
 
 The data is written the fastest honest way: the WAV as a raw stream's objects
 (``<stream path>/part-<segment>-<offset>.bin``, what the ingestion mover writes, in key order),
 uploaded straight to the lake with the user's own keys; the array with ``arrays.append``,
 two chunks at a time (its values, whole numbers in a ramp, compress some 35x with the arrays'
-default Blosc LZ4 and byte shuffling: the lake holds about 90 MiB of it, the reduction
-decompresses all 3 GiB). The ingestion path itself is covered by test_streams_arrays and the
-ingestion tests. The sizes, times and memory peaks are written to
-``test-artifacts/out_of_core.json``.
+default Blosc LZ4 and byte shuffling: the reduction decompresses all of it). The ingestion path
+itself is covered by test_streams_arrays and the ingestion tests. The sizes, times and memory
+peaks are written to ``test-artifacts/out_of_core.json``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 import lakehub
-from conftest import Hub, start_hub, stop_hub
+from conftest import Hub
 from ingest_client import user
 from lakehub import arrays, streams
 from memlimit import run_limited
 
 GIB = 2**30
-LIMIT = 1 * GIB
+LIMIT = int(os.environ.get("LAKEHUB_TEST_MEMORY_LIMIT_MIB", "384")) * 2**20
+DATA = 3 * LIMIT  # each of the stream and the array
 
 
-@pytest.fixture(scope="module")
-def oh() -> Iterator[Hub]:
-    """A hub of its own: the 3.5 GiB this module stores go with it when the module ends."""
-    h = start_hub(wait_for=())
-    yield h
-    stop_hub(h)
+def remove(client: lakehub.Client, path: str) -> None:
+    """What a test stored, out of the worker's hub's lake when it ends."""
+    fs = client.lake.credentials().filesystem()
+    fs.rm(path.removeprefix("s3://"), recursive=True)
 
 
 def limited(argv: list[str], timeout: float = 600) -> tuple[dict[str, Any], dict[str, int]]:
@@ -175,12 +176,15 @@ print(json.dumps({"rate": rate, "frames": frames, "read": n, "sum": total,
 """
 
 
-def test_an_fft_over_a_3_gib_wav_stream_under_a_1_gib_limit(oh: Hub, artifacts: Path) -> None:
-    a = user(oh, "ow")
-    client = lakehub.connect(oh.url, oh.token(a))
-    wav = Wav(3 * GIB + 44, piece=64 * 2**20 + 6)  # 48 objects; frames cut across them
-    wrote = write_raw_stream(client, "tape", wav)
-    out, mem = limited([WELCH, oh.url, oh.token(a), "tape"])
+def test_an_fft_over_a_wav_stream_three_times_the_memory_limit(hub: Hub, artifacts: Path) -> None:
+    a = user(hub, "ow")
+    client = lakehub.connect(hub.url, hub.token(a))
+    wav = Wav(DATA + 44, piece=64 * 2**20 + 6)  # frames cut across the objects
+    try:
+        wrote = write_raw_stream(client, "tape", wav)
+        out, mem = limited([WELCH, hub.url, hub.token(a), "tape"])
+    finally:
+        remove(client, streams.get("tape", client)["path"])
     note(
         artifacts,
         "wav",
@@ -201,7 +205,7 @@ def test_an_fft_over_a_3_gib_wav_stream_under_a_1_gib_limit(oh: Hub, artifacts: 
 
 # ------------------------------------------------------------------------------ an array
 ROWS_PER_CHUNK, COLS, M = 2**19, 8, 1_000_003  # 32 MiB chunks; a[i, j] = (i % M) * (j + 1)
-CHUNKS = 96  # 3 GiB of float64
+CHUNKS = 2 * -(-DATA // (2 * ROWS_PER_CHUNK * COLS * 8))  # DATA of float64, an even count
 
 
 def block(start: int, rows: int) -> np.ndarray:
@@ -232,20 +236,23 @@ print(json.dumps({"shape": list(arr.shape), "nbytes": x.nbytes, "sums": sums.tol
 """
 
 
-def test_a_reduction_over_a_3_gib_array_under_a_1_gib_limit(oh: Hub, artifacts: Path) -> None:
-    a = user(oh, "oa")
-    client = lakehub.connect(oh.url, oh.token(a))
+def test_a_reduction_over_an_array_three_times_the_memory_limit(hub: Hub, artifacts: Path) -> None:
+    a = user(hub, "oa")
+    client = lakehub.connect(hub.url, hub.token(a))
     arr = arrays.create(
         "big3", shape=(0, COLS), dtype="float64", chunks=(ROWS_PER_CHUNK, COLS), client=client
     )
-    t0 = time.perf_counter()
-    for k in range(0, CHUNKS, 2):  # two chunks a call: Zarr compresses them side by side
-        arr.append(block(k * ROWS_PER_CHUNK, 2 * ROWS_PER_CHUNK))
-    wrote = time.perf_counter() - t0
-    rows = CHUNKS * ROWS_PER_CHUNK
-    assert arr.shape == (rows, COLS)
-    out, mem = limited([REDUCE, oh.url, oh.token(a), "big3"])
-    stored = client.lake.credentials().filesystem().du(arr.path, total=True)
+    try:
+        t0 = time.perf_counter()
+        for k in range(0, CHUNKS, 2):  # two chunks a call: Zarr compresses them side by side
+            arr.append(block(k * ROWS_PER_CHUNK, 2 * ROWS_PER_CHUNK))
+        wrote = time.perf_counter() - t0
+        rows = CHUNKS * ROWS_PER_CHUNK
+        assert arr.shape == (rows, COLS)
+        out, mem = limited([REDUCE, hub.url, hub.token(a), "big3"])
+        stored = client.lake.credentials().filesystem().du(arr.path, total=True)
+    finally:
+        remove(client, arr.path)
     note(
         artifacts,
         "array",
@@ -257,7 +264,7 @@ def test_a_reduction_over_a_3_gib_array_under_a_1_gib_limit(oh: Hub, artifacts: 
             "peak_mib": mem["peak"] / 2**20,
         },
     )
-    assert out["nbytes"] >= 3 * GIB
+    assert out["nbytes"] >= 3 * LIMIT
     sums, maxes = expected(rows)
     assert out["sums"] == sums
     assert out["maxes"] == maxes

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import pytest
 
 import lakehub
 import lakehub.compute
-from conftest import Hub, creds_of, s3_for, start_hub, stop_hub
+from conftest import Hub, creds_of, s3_for
 from kernel import Kernel
 
 API = "/services/lakehub/api"
@@ -72,20 +73,23 @@ SALES = pa.table(
 )
 
 
+# two people of this module, on the worker's hub
+ALICE, BOB = f"alice{secrets.token_hex(2)}", f"bob{secrets.token_hex(2)}"
+
+
 @pytest.fixture(scope="module")
-def spark_hub() -> Iterator[Hub]:
-    h = start_hub(wait_for=("spark",))
-    yield h
-    stop_hub(h)
+def spark_hub(hub: Hub) -> Hub:
+    hub.wait_environments("spark")
+    return hub
 
 
 @pytest.fixture(scope="module")
 def alice(spark_hub: Hub) -> Iterator[dict[str, Any]]:
     """alice's session on her own two-worker cluster (idle after 20 s without an application)."""
-    spark_hub.quick_user("alice")
-    creds = creds_of(spark_hub, "alice")
+    spark_hub.quick_user(ALICE)
+    creds = creds_of(spark_hub, ALICE)
     _put_parquet(s3_for(creds), creds["bucket"], "sales/part-0.parquet", SALES)
-    client = lakehub.connect(spark_hub.url, spark_hub.token("alice"))
+    client = lakehub.connect(spark_hub.url, spark_hub.token(ALICE))
     t0 = time.monotonic()
     session = lakehub.compute.spark(workers=2, cores=1, memory="1g", idle_timeout=20, client=client)
     took = time.monotonic() - t0
@@ -113,7 +117,7 @@ def test_a_job_reads_the_users_parquet_and_writes_a_result_back(
     # s3:// paths reach the lake the same way
     assert spark.read.parquet(f"s3://{bucket}/totals/").count() == 3
     # no secret on any command line (everyone can read them): the cluster's, the lake's
-    with spark_hub.http("alice") as c:
+    with spark_hub.http(ALICE) as c:
         secret = c.get(f"{API}/compute/spark/{cluster['name']}/connect").json()["secret"]
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
@@ -123,26 +127,26 @@ def test_a_job_reads_the_users_parquet_and_writes_a_result_back(
         for value in (secret, alice["creds"]["secret_access_key"]):
             assert value.encode() not in text, f"{cmdline} shows a secret"
     # the executors ran as alice's account, on her cluster (not in this process)
-    rec = _record(spark_hub, "alice", cluster["name"])
+    rec = _record(spark_hub, ALICE, cluster["name"])
     owner = Path(f"/proc/{rec['pids'][1]}").stat().st_uid
     import pwd
 
     assert pwd.getpwuid(owner).pw_name == (
-        "lh-alice" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+        f"lh-{ALICE}" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
     )
 
 
 def test_another_user_gets_neither_the_secret_nor_the_cluster(
     spark_hub: Hub, alice: dict[str, Any]
 ) -> None:
-    spark_hub.quick_user("bob")
+    spark_hub.quick_user(BOB)
     name = alice["cluster"]["name"]
-    with spark_hub.http("bob") as c:
+    with spark_hub.http(BOB) as c:
         r = c.get(f"{API}/compute/spark/{name}/connect")
         assert r.status_code == 404, r.text
         assert c.delete(f"{API}/compute/spark/{name}").status_code == 404
         assert c.get(f"{API}/compute").json() == []
-    with spark_hub.http("alice") as c:
+    with spark_hub.http(ALICE) as c:
         r = c.get(f"{API}/compute/spark/{name}/connect")
         assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
         secret = r.json()["secret"]
@@ -151,7 +155,7 @@ def test_another_user_gets_neither_the_secret_nor_the_cluster(
         assert ui.endswith(f"/services/lakehub/compute/spark/{name}/ui/")
         r = c.get(ui)
         assert r.status_code == 200 and "Spark Master at spark://" in r.text, r.text[:500]
-    with spark_hub.http("bob") as c:
+    with spark_hub.http(BOB) as c:
         assert c.get(ui).status_code == 404
     # a driver without the secret that finds the master's address is refused at once (it
     # would retry for a minute: its first refusal is enough)
@@ -201,7 +205,7 @@ except Exception as err:
 
 def test_a_worker_killed_mid_job_is_survived(spark_hub: Hub, alice: dict[str, Any]) -> None:
     spark, name = alice["session"], alice["cluster"]["name"]
-    rec = _record(spark_hub, "alice", name)
+    rec = _record(spark_hub, ALICE, name)
     victim = rec["pids"][1]
     out: dict[str, Any] = {}
 
@@ -247,7 +251,7 @@ def test_an_idle_cluster_is_reclaimed_with_its_processes(
     spark_hub: Hub, alice: dict[str, Any]
 ) -> None:
     name = alice["cluster"]["name"]
-    pids = _record(spark_hub, "alice", name)["pids"]
+    pids = _record(spark_hub, ALICE, name)["pids"]
     assert _alive(pids[0])
     alice["session"].stop()  # no application: idle from now on (timeout 20 s)
     spark_hub.wait(
@@ -263,13 +267,13 @@ def test_a_spark_notebook_gets_its_own_cluster_that_stops_with_it(
 ) -> None:
     """bob's notebook in the spark environment: SPARK_MASTER_URL and the secret are in its
     environment, his own data is readable through his cluster and alice's is not."""
-    creds = creds_of(spark_hub, "bob")
+    creds = creds_of(spark_hub, BOB)
     _put_parquet(s3_for(creds), creds["bucket"], "mine/part-0.parquet", SALES)
-    client = lakehub.connect(spark_hub.url, spark_hub.token("bob"))
+    client = lakehub.connect(spark_hub.url, spark_hub.token(BOB))
     client.servers.start(environment="spark", size="medium", wait=120)
     (cluster,) = client.request("GET", "/api/compute")
     assert cluster["detail"]["server"] == ""
-    k = Kernel(spark_hub.url, "bob", spark_hub.token("bob"))
+    k = Kernel(spark_hub.url, BOB, spark_hub.token(BOB))
     # spark() prints nothing while the JVM and the cluster start: minutes on a busy machine,
     # in a server held to its size's CPU quota
     k.ws.settimeout(480)
@@ -280,19 +284,20 @@ def test_a_spark_notebook_gets_its_own_cluster_that_stops_with_it(
     assert err is None, err
     assert f"master {cluster['address']}" in out, out
     assert "own 300" in out and "denied" in out and "LEAK" not in out, out
-    # a shape asked for in the server is honoured: a cluster of that shape, not the server's
+    # a shape asked for in the server is honoured: a cluster of that shape (1 GiB workers), not
+    # the server's own (2 GiB)
     out, err = k.run(
-        "wide = lakehub.compute.spark(workers=2, memory='1g', idle_timeout=30)\n"
+        "wide = lakehub.compute.spark(workers=1, memory='1g', idle_timeout=30)\n"
         "print('wide', wide.sparkContext.master, wide.range(10).count())\n"
         "wide.stop()\n",
         timeout=480,
     )
     assert err is None, err
     wide = [c for c in client.request("GET", "/api/compute") if c["name"] != cluster["name"]]
-    assert [c["workers"] for c in wide] == [2], wide
+    assert [(c["workers"], c["memory"]) for c in wide] == [(1, 2**30)], wide
     assert f"wide {wide[0]['address']} 10" in out, out
     client.request("DELETE", f"/api/compute/spark/{wide[0]['name']}")
-    pids = _record(spark_hub, "bob", cluster["name"])["pids"]
+    pids = _record(spark_hub, BOB, cluster["name"])["pids"]
     client.servers.stop()
     spark_hub.wait(lambda: not client.servers.list(), 60, "the server to stop")
     spark_hub.wait(lambda: not client.request("GET", "/api/compute"), 30, "its cluster to stop")
@@ -315,7 +320,7 @@ spark.stop()
 
 
 def test_bad_requests_get_a_readable_4xx(spark_hub: Hub, alice: dict[str, Any]) -> None:
-    with spark_hub.http("alice") as c:
+    with spark_hub.http(ALICE) as c:
         r = c.post(f"{API}/compute/spark", json={"workers": 0})
         assert r.status_code == 400 and "at least one worker" in r.json()["detail"]
         r = c.post(f"{API}/compute/spark", json={"workers": 1, "memory": "lots"})

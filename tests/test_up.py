@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
-from conftest import Hub, free_port, hub_dir, start_hub, stop_hub
+import lakehub
+from conftest import Hub, free_port, hub_dir, shared_environments, stop_hub
 from hubs import LAKEHUB
+from kernel import Kernel, start_server, tiny_wheel
 
 
 def test_status_reports_every_component(hub: Hub) -> None:
@@ -183,35 +187,30 @@ def tagged(data_dir: Path) -> list[int]:
     return out
 
 
-def test_down_stops_everything_including_notebooks() -> None:
-    h = start_hub()
-    try:
-        h.add_user("carol")
-        with h.http("carol") as c:
-            assert c.post("/hub/api/users/carol/server").status_code in (201, 202)
-            h.wait(
-                lambda: c.get("/hub/api/users/carol").json()["servers"].get("", {}).get("ready"),
-                timeout=90,
-                what="carol's server",
-            )
-        rt = h.runtime()
-        pids = [c["pid"] for c in rt["components"].values()] + [rt["supervisor_pid"]]
-        assert tagged(h.data_dir), "the notebook server should carry the hub's marker"
-    finally:
-        proc = h.cli("down", check=False)
-    assert proc.returncode == 0 and "stopped" in proc.stdout
-    deadline = time.monotonic() + 10
-    while (_descendants_alive(pids) or tagged(h.data_dir)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _descendants_alive(pids) == []
-    assert tagged(h.data_dir) == []
-    assert h.cli("status", check=False).returncode != 0
-    assert "no hub is running" in h.cli("down").stdout
+@pytest.fixture(scope="module")
+def life() -> Iterator[Hub]:
+    """One hub of this module's own for the tests that stop, kill and start a whole hub; each
+    test finds it in the state it needs (:func:`running` or :func:`stopped`), so a hub start
+    serves two tests where it can."""
+    h = Hub.create(hub_dir() / "data", {"LAKEHUB_ENVIRONMENTS_DIR": str(shared_environments())})
+    yield h
     stop_hub(h)
 
 
-def test_sigterm_stops_a_foreground_hub() -> None:
-    h = Hub.create(hub_dir() / "d")
+def running(h: Hub) -> Hub:
+    if h.cli("status", check=False).returncode != 0:
+        h.up()
+    return h
+
+
+def stopped(h: Hub) -> Hub:
+    if (h.data_dir / "run" / "runtime.json").exists():
+        h.cli("down")
+    return h
+
+
+def test_sigterm_stops_a_foreground_hub(life: Hub) -> None:
+    h = stopped(life)
     argv = [*LAKEHUB, "up", "--data-dir", str(h.data_dir), "--port", str(h.port)]
     proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=h.env, text=True
@@ -233,7 +232,6 @@ def test_sigterm_stops_a_foreground_hub() -> None:
     time.sleep(0.2)
     assert _descendants_alive(pids) == []
     assert not (h.data_dir / "run" / "runtime.json").exists()
-    shutil.rmtree(h.data_dir.parent)
 
 
 # A process of the hub that outlived it: it holds the front door's port and ignores SIGTERM.
@@ -263,66 +261,98 @@ def _leftover(h: Hub) -> subprocess.Popen[bytes]:
     return proc
 
 
-def test_a_killed_supervisor_takes_its_hub_along_and_up_starts_at_once() -> None:
-    h = start_hub()
-    try:
-        h.quick_user("dave")
-        with h.http("dave") as c:
-            assert c.post("/hub/api/users/dave/server").status_code in (201, 202)
-            h.wait(
-                lambda: c.get("/hub/api/users/dave").json()["servers"].get("", {}).get("ready"),
-                timeout=90,
-                what="dave's server",
-            )
-        rt = h.runtime()
-        pids = [c["pid"] for c in rt["components"].values()]
-        before = tagged(h.data_dir)
-        assert len(before) > len(pids), "a notebook server runs beside the components"
-        os.kill(rt["supervisor_pid"], signal.SIGKILL)
-        # the components, the notebook server and all the hub started go with the supervisor
-        deadline = time.monotonic() + 30
-        while tagged(h.data_dir) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        left = {p: Path(f"/proc/{p}/cmdline").read_bytes()[:100] for p in tagged(h.data_dir)}
-        assert left == {}, "processes outlived their supervisor"
-        assert _descendants_alive(pids) == []
-        status = h.status()
-        assert status["state"] == "stopped" and not status["running"]
-        assert status["leftovers"] == []
+def test_a_killed_supervisor_takes_its_hub_along_and_up_starts_at_once(life: Hub) -> None:
+    h = running(life)
+    h.quick_user("dave")
+    start_server(h.url, "dave", h.token("dave"))
+    rt = h.runtime()
+    pids = [c["pid"] for c in rt["components"].values()]
+    before = tagged(h.data_dir)
+    assert len(before) > len(pids), "a notebook server runs beside the components"
+    os.kill(rt["supervisor_pid"], signal.SIGKILL)
+    # the components, the notebook server and all the hub started go with the supervisor
+    deadline = time.monotonic() + 30
+    while tagged(h.data_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = {p: Path(f"/proc/{p}/cmdline").read_bytes()[:100] for p in tagged(h.data_dir)}
+    assert left == {}, "processes outlived their supervisor"
+    assert _descendants_alive(pids) == []
+    status = h.status()
+    assert status["state"] == "stopped" and not status["running"]
+    assert status["leftovers"] == []
 
-        # what escaped the hub's end is reported, not hidden behind "stopped"...
-        holder = _leftover(h)
-        status = h.status()
-        assert status["state"] == "degraded" and not status["running"]
-        assert status["leftovers"] == [holder.pid]
-        assert status["reason"].startswith("supervisor not running, 1 leftover processes")
-        text = h.cli("status", check=False)
-        assert text.returncode == 1 and ": degraded: supervisor not running" in text.stdout
-        # ...'lakehub down' stops it...
-        out = h.cli("down").stdout
-        assert "stopped 1 processes left by a hub whose supervisor had died" in out
-        assert holder.wait(timeout=5) == -signal.SIGKILL
-        # ...and so does the next 'lakehub up', which waits for the port and starts at once
-        holder = _leftover(h)
-        proc = h.cli(
-            "up",
-            "--data-dir",
-            str(h.data_dir),
-            "--port",
-            str(h.port),
-            "--detach",
-            check=False,
-            timeout=300,
+    # what escaped the hub's end is reported, not hidden behind "stopped"...
+    holder = _leftover(h)
+    status = h.status()
+    assert status["state"] == "degraded" and not status["running"]
+    assert status["leftovers"] == [holder.pid]
+    assert status["reason"].startswith("supervisor not running, 1 leftover processes")
+    text = h.cli("status", check=False)
+    assert text.returncode == 1 and ": degraded: supervisor not running" in text.stdout
+    # ...'lakehub down' stops it...
+    out = h.cli("down").stdout
+    assert "stopped 1 processes left by a hub whose supervisor had died" in out
+    assert holder.wait(timeout=5) == -signal.SIGKILL
+    # ...and so does the next 'lakehub up', which waits for the port and starts at once
+    holder = _leftover(h)
+    proc = h.cli("up", "--port", str(h.port), "--detach", check=False, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert holder.wait(timeout=5) == -signal.SIGKILL
+    status = h.status()
+    assert status["state"] == "ready"
+    assert all(c["healthy"] for c in status["components"].values()), status
+    with httpx.Client(base_url=h.url, timeout=30) as c:
+        assert c.get("/hub/login").status_code == 200
+
+
+def test_home_and_user_packages_survive_a_restart(life: Hub) -> None:
+    h = running(life)
+    h.wait_environments("minimal")
+    h.quick_user("keeper")
+    wheel = base64.b64encode(tiny_wheel("lhkeep")).decode()
+    lakehub.connect(h.url, h.token("keeper")).servers.start(environment="minimal")
+    k = Kernel(h.url, "keeper", h.token("keeper"))
+    try:
+        out, err = k.run(
+            "import base64, subprocess, sys\n"
+            "open('notes.txt', 'w').write('kept')\n"
+            "open('lhkeep-0.1-py3-none-any.whl', 'wb')"
+            f".write(base64.b64decode('{wheel}'))\n"
+            "print(subprocess.run([sys.executable, '-m', 'pip', 'install', '--user', '-q',"
+            " '--no-index', 'lhkeep-0.1-py3-none-any.whl']).returncode)\n"
         )
-        assert proc.returncode == 0, proc.stderr
-        assert holder.wait(timeout=5) == -signal.SIGKILL
-        status = h.status()
-        assert status["state"] == "ready"
-        assert all(c["healthy"] for c in status["components"].values()), status
-        with httpx.Client(base_url=h.url, timeout=30) as c:
-            assert c.get("/hub/login").status_code == 200
     finally:
-        stop_hub(h)
+        k.close()
+    assert (err, out.strip()) == (None, "0")
+    h.cli("down")
+    h.up()
+    client = lakehub.connect(h.url, h.token("keeper"))
+    assert client.servers.list() == []  # servers do not outlive the hub; files do
+    client.servers.start(environment="minimal")
+    k = Kernel(h.url, "keeper", h.token("keeper"))
+    try:
+        out, err = k.run("import lhkeep; print(open('notes.txt').read())")
+    finally:
+        k.close()
+    assert (err, out.strip()) == (None, "kept")
+
+
+def test_down_stops_everything_including_notebooks(life: Hub) -> None:
+    h = running(life)
+    h.add_user("carol")
+    start_server(h.url, "carol", h.token("carol"))
+    rt = h.runtime()
+    pids = [c["pid"] for c in rt["components"].values()] + [rt["supervisor_pid"]]
+    assert tagged(h.data_dir), "the notebook server should carry the hub's marker"
+    proc = h.cli("down", check=False)
+    assert proc.returncode == 0 and "stopped" in proc.stdout
+    deadline = time.monotonic() + 10
+    while (_descendants_alive(pids) or tagged(h.data_dir)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _descendants_alive(pids) == []
+    assert tagged(h.data_dir) == []
+    assert h.cli("status", check=False).returncode != 0
+    assert "no hub is running" in h.cli("down").stdout
 
 
 def test_ready_waits_for_a_direct_answer_not_a_redirect() -> None:
