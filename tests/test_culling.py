@@ -1,6 +1,7 @@
 """Idle culling (on by default), the timeout shown before it happens, and notebook metrics.
 
-A hub of its own with a 45 s timeout checked every 2 s, so a cull happens within the test.
+A hub of its own with a 45 s timeout checked every 2 s, so a cull happens within the test (one
+wait serves the hub's timeout and the groups' own).
 """
 
 from __future__ import annotations
@@ -99,17 +100,25 @@ def test_a_failed_spawn_is_counted(chub: Hub) -> None:
     assert after["lakehub_running_servers{}"] == before["lakehub_running_servers{}"]
 
 
-def test_idle_server_is_culled_after_warning_and_counted(chub: Hub) -> None:
+def test_idle_servers_are_culled_after_warning_by_their_timeouts_and_counted(chub: Hub) -> None:
+    """One wait for four servers: an idle one (the hub's timeout), an active one (never), one in
+    a group that is never culled and one in a group with a 6 s timeout."""
     token = (chub.data_dir / "state" / "metrics.token").read_text().strip()
-    idle, busy = "idler", "worker"
-    chub.quick_user(idle)
-    chub.quick_user(busy)
+    idle, busy, patient, hasty = "idler", "worker", "patient1", "hasty1"
+    for user in (idle, busy, patient, hasty):
+        chub.quick_user(user)
+    for user, group, timeout in ((patient, "nevercull", "0"), (hasty, "quickcull", "6")):
+        chub.cli("group", "create", group)
+        chub.cli("group", "add", group, user)
+        chub.cli("policy", "set", "--group", group, "--idle-timeout", timeout)
+    start_server(chub.url, patient, chub.tokens[patient])  # idle for longest, never culled
     m0 = metrics(chub, token)
+    assert m0["lakehub_running_servers{}"] == 1
 
     start_server(chub.url, idle, chub.tokens[idle])
     m1 = metrics(chub, token)
     assert spawns(m1) == spawns(m0) + 1
-    assert m1["lakehub_running_servers{}"] == 1
+    assert m1["lakehub_running_servers{}"] == 2
     assert m1["lakehub_spawn_duration_seconds_sum{reason=,status=success}"] > 0
     # a file the user keeps
     with chub.http(idle) as c:
@@ -120,7 +129,7 @@ def test_idle_server_is_culled_after_warning_and_counted(chub: Hub) -> None:
         assert r.status_code in (200, 201), r.text
 
     start_server(chub.url, busy, chub.tokens[busy])
-    assert metrics(chub, token)["lakehub_running_servers{}"] == 2
+    assert metrics(chub, token)["lakehub_running_servers{}"] == 3
 
     # the other user stays active (what a server reports for its user), which must not matter
     stop = threading.Event()
@@ -138,7 +147,7 @@ def test_idle_server_is_culled_after_warning_and_counted(chub: Hub) -> None:
     worker = threading.Thread(target=keep_busy, daemon=True)
     worker.start()
     try:
-        # before the cull: the API and the portal say when it will happen
+        # before the cull: the API and the portal say when it will happen, by the group's rule
         with chub.http(idle) as c:
             before = c.get("/services/lakehub/api/me/server").json()
         assert before["running"] and before["idle_timeout"] == TIMEOUT, before
@@ -151,6 +160,20 @@ def test_idle_server_is_culled_after_warning_and_counted(chub: Hub) -> None:
         assert shown, page
         times = {datetime.fromisoformat(x["cull_at"]).strftime("%H:%M") for x in (before, after)}
         assert shown.group(1) in times
+        with chub.http(patient) as c:
+            mine = c.get("/services/lakehub/api/servers").json()
+            assert [(s["idle_timeout"], s["cull_at"]) for s in mine] == [(0, None)]
+            assert c.get("/services/lakehub/api/me/server").json()["idle_timeout"] == 0
+
+        # a group's shorter timeout: culled long before the hub's
+        start_server(chub.url, hasty, chub.tokens[hasty])
+        with chub.http(hasty) as c:
+            mine = c.get("/services/lakehub/api/servers").json()
+        assert [(s["name"], s["idle_timeout"]) for s in mine] == [("default", 6)]
+        t0 = time.monotonic()
+        chub.wait(lambda: server_of(chub, hasty) is None, 30, "the hasty server to be culled")
+        assert time.monotonic() - t0 < TIMEOUT
+        assert server_of(chub, idle) is not None
 
         chub.wait(
             lambda: server_of(chub, idle) is None,
@@ -158,19 +181,22 @@ def test_idle_server_is_culled_after_warning_and_counted(chub: Hub) -> None:
             what="the idle server to be culled",
         )
         assert server_of(chub, busy) is not None, "an active user's server was culled"
+        # idle since before the idle one: past the hub's timeout, and its group's 0 keeps it
+        assert server_of(chub, patient) is not None, "a never-culled group's server was culled"
     finally:
         stop.set()
         worker.join()
 
     m2 = metrics(chub, token)
-    assert m2["lakehub_culls_total{}"] == m0["lakehub_culls_total{}"] + 1
-    assert m2["lakehub_running_servers{}"] == 1
+    assert m2["lakehub_culls_total{}"] == m0["lakehub_culls_total{}"] + 2
+    assert m2["lakehub_running_servers{}"] == 2
     assert (chub.data_dir / "homes" / idle / "keep.txt").read_text() == "still here"
     with chub.http(idle) as c:
         assert c.get("/services/lakehub/api/me/server").json()["running"] is False
     assert "Stops at" not in chub.browser_login(idle).get("/services/lakehub/").text
 
-    stop_server(chub.url, busy, chub.tokens[busy])
+    for user in (busy, patient):
+        stop_server(chub.url, user, chub.tokens[user])
     m3 = metrics(chub, token)
     assert m3["lakehub_running_servers{}"] == 0
     assert m3["lakehub_culls_total{}"] == m2["lakehub_culls_total{}"]  # a stop is not a cull
@@ -197,31 +223,3 @@ def test_portal_shows_the_cull_time_in_a_browser(chub: Hub, artifacts: Path, bro
         page.close()
     finally:
         stop_server(chub.url, name, chub.tokens[name])
-
-
-def test_group_idle_timeouts(chub: Hub) -> None:
-    """A group's timeout replaces the hub's for its members: shorter, or 0 for never."""
-    patient, hasty = "patient1", "hasty1"
-    for user, group, timeout in ((patient, "nevercull", "0"), (hasty, "quickcull", "6")):
-        chub.quick_user(user)
-        chub.cli("group", "create", group)
-        chub.cli("group", "add", group, user)
-        chub.cli("policy", "set", "--group", group, "--idle-timeout", timeout)
-    start_server(chub.url, patient, chub.tokens[patient])
-    start_server(chub.url, hasty, chub.tokens[hasty])
-    try:
-        with chub.http(hasty) as c:
-            mine = c.get("/services/lakehub/api/servers").json()
-        assert [(s["name"], s["idle_timeout"]) for s in mine] == [("default", 6)]
-        with chub.http(patient) as c:
-            mine = c.get("/services/lakehub/api/servers").json()
-            assert [(s["idle_timeout"], s["cull_at"]) for s in mine] == [(0, None)]
-            assert c.get("/services/lakehub/api/me/server").json()["idle_timeout"] == 0
-        t0 = time.monotonic()
-        chub.wait(lambda: server_of(chub, hasty) is None, 30, "the hasty server to be culled")
-        assert time.monotonic() - t0 < TIMEOUT  # sooner than the hub's own timeout
-        time.sleep(max(0.0, TIMEOUT + 5 - (time.monotonic() - t0)))
-        assert server_of(chub, patient) is not None  # past the hub's timeout, still running
-    finally:
-        stop_server(chub.url, patient, chub.tokens[patient])
-        stop_server(chub.url, hasty, chub.tokens[hasty])
