@@ -93,3 +93,60 @@ def test_a_file_is_registered_from_the_lake_browser(inproc: InProc, inproc_user)
         got = api.get("/services/lakehub/api/datasets/sales_2026")
         assert got.status_code == 200, got.text
         assert (got.json()["format"], got.json()["file_count"]) == ("csv", 1)
+    # one file is shown as the file it is, not as a folder
+    assert got.json()["path"] == path
+    page = c.get("/services/lakehub/datasets/sales_2026").text
+    assert f"<code>{path}</code>" in page
+
+
+def test_the_catalog_forms_keep_what_was_typed_and_describe_and_refresh(
+    inproc: InProc, inproc_user
+) -> None:
+    name, other = inproc_user(), inproc_user()
+    bucket = f"{name}-home"
+    s3 = s3_for(creds_of(inproc, name))
+    s3.put_object(Bucket=bucket, Key="logs/a.csv", Body=b"n,v\n1,a\n2,b\n")
+    c = inproc.browser_login(name)
+    # a refused registration: the form comes back as it was typed, with the reason
+    typed = {
+        "name": "weblogs",
+        "path": f"s3://{bucket}/nothing-here/",
+        "format": "csv",
+        "tags": "web 2026",
+        "description": "requests of the shop",
+    }
+    r = c.post("/services/lakehub/datasets", data=typed)
+    assert r.status_code == 400 and "nothing found under" in r.text, r.text[-1500:]
+    for value in typed.values():
+        assert f'value="{value}"' in r.text or f"<option selected>{value}</option>" in r.text
+    r = c.post("/services/lakehub/datasets", data={**typed, "path": f"s3://{bucket}/logs/"})
+    assert r.status_code == 200
+    with inproc.http(name) as api:
+        before = api.get("/services/lakehub/api/datasets/weblogs").json()
+    assert before["path"] == f"s3://{bucket}/logs/" and before["row_count"] == 2
+    # described from its page; a bad tag keeps the form as typed
+    page = "/services/lakehub/datasets/weblogs"
+    r = c.post(f"{page}/edit", data={"description": "all requests", "tags": "web BAD!"})
+    assert r.status_code == 400 and "all requests</textarea>" in r.text
+    assert 'value="web BAD!"' in r.text
+    r = c.post(f"{page}/edit", data={"description": "all requests", "tags": "web, shop"})
+    assert r.status_code == 200 and "saved" in r.text
+    # refreshed: a new file counts
+    s3.put_object(Bucket=bucket, Key="logs/b.csv", Body=b"n,v\n3,c\n")
+    r = c.post(f"{page}/refresh")
+    assert r.status_code == 200 and "refreshed: 2 files, 3 rows" in r.text, r.text[-1500:]
+    with inproc.http(name) as api:
+        after = api.get("/services/lakehub/api/datasets/weblogs").json()
+    assert (after["description"], after["tags"]) == ("all requests", ["shop", "web"])
+    assert (after["file_count"], after["row_count"]) == (2, 3)
+    # someone who may not write there has no forms, and the routes refuse them
+    o = inproc.browser_login(other)
+    assert o.get(page).status_code == 404  # not even seen: the bucket is not theirs
+    r = o.post(f"{page}/edit", data={"description": "mine now", "tags": ""})
+    assert r.status_code == 404
+    r = o.post(f"{page}/refresh", follow_redirects=False)
+    assert r.status_code == 303 and "error=no+dataset" in r.headers["location"]
+    with inproc.http(name) as api:
+        assert api.get("/services/lakehub/api/datasets/weblogs").json()["description"] == (
+            "all requests"
+        )

@@ -47,7 +47,14 @@ def test_types_that_drift_across_batches_keep_every_value(ih: Hub) -> None:
         moved(ih, a, "drift", done)
     ds = datasets.get("drift", client=lakehub.connect(ih.url, ih.token(a)))
     df = ds.to_pandas().sort_values("i")
-    assert list(df["code"]) == ["200", "404", "E-17", "500"]  # int, then text: all as text
+    # a number field stays one: the text that came later is kept beside it, and said
+    assert [None if c != c else int(c) for c in df["code"]] == [200, 404, None, 500]
+    assert [c if isinstance(c, str) else None for c in df["code__text"]] == [
+        None,
+        None,
+        "E-17",
+        None,
+    ]
     assert list(df["amount"]) == [10.0, 20.0, 2.5, 7.0]  # int, then float: numbers
     assert str(df["amount"].dtype) == "float64"
     assert [h if isinstance(h, str) else None for h in df["host"]] == [None, None, "web1", None]
@@ -63,10 +70,20 @@ def test_types_that_drift_across_batches_keep_every_value(ih: Hub) -> None:
         "select count(*) n, sum(amount) total, count(host) hosts, max(code) top "
         "from drift where year >= 2024"
     )
-    assert out.to_dict("records") == [{"n": 4, "total": 39.5, "hosts": 1, "top": "E-17"}]
+    assert out.to_dict("records") == [{"n": 4, "total": 39.5, "hosts": 1, "top": 500}]
     names = [c["name"] for c in ds.schema]  # the catalog knows every field, with its type
-    assert {"code", "amount", "host", "meta__text", "year"} <= set(names)
-    assert {c["name"]: c["type"] for c in ds.schema}["amount"] == "double"
+    assert {"code", "code__text", "amount", "host", "meta__text", "year"} <= set(names)
+    types = {c["name"]: c["type"] for c in ds.schema}
+    assert (types["amount"], types["code"]) == ("double", "int64")
+    # each batch that kept a value beside its field is an error the stream lists, newest first
+    info = lakehub.streams.get("drift", client=lakehub.connect(ih.url, ih.token(a)))
+    assert info["errors"] == 2, info
+    assert [e["message"] for e in info["recent_errors"]] == [
+        "values not of their field's type were kept beside it: 1 in 'meta' (e.g. 'plain'), "
+        "kept in 'meta__text'",
+        "values not of their field's type were kept beside it: 1 in 'code' (e.g. 'E-17'), "
+        "kept in 'code__text'",
+    ]
     with ih.http(a) as c:
         preview = c.get(f"{API}/datasets/drift/preview", params={"limit": 10}).json()
     assert {"host", "meta__text"} <= set(preview["columns"]), preview

@@ -46,13 +46,21 @@ def test_the_streams_page_shows_counters_errors_and_a_preview(
         == 400
     )
     moved(ih, a, "plantlogs", 12)
+    # a reading that is not a number: kept beside the temperatures, which stay numbers
+    r = httpx.post(
+        f"{url}/plant.line1",
+        content=b'{"machine": "press-x", "temp": "hot"}',
+        headers={**auth, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    moved(ih, a, "plantlogs", 13)
     ih.wait(
         lambda: (
             lakehub.streams.get("plantlogs", client=lakehub.connect(ih.url, ih.token(a)))["errors"]
-            >= 1
+            >= 2
         ),
         10,
-        "the refusal to be counted",
+        "the refusal and the misfit to be counted",
     )
     ctx = browser.new_context(base_url=ih.url, viewport={"width": 1280, "height": 900})
     page = ctx.new_page()
@@ -62,15 +70,18 @@ def test_the_streams_page_shows_counters_errors_and_a_preview(
     page.click("input[type=submit], button[type=submit]")
     page.goto("/services/lakehub/streams")
     row = page.locator("#streams tr[data-name=plantlogs]")
-    expect(row.locator(".moved")).to_contain_text("12 records")
-    expect(row.locator(".errors")).to_have_text("1")
+    expect(row.locator(".moved")).to_contain_text("13 records")
+    expect(row.locator(".errors")).to_have_text("2")
     expect(row.locator(".rate")).to_contain_text("msg/s")
     shots = artifacts / "browser"
     shots.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shots / "streams.png"), full_page=True)
     row.locator("a").click()
     expect(page.locator("#preview")).to_contain_text("press-3")
-    expect(page.locator("#errors")).to_contain_text("invalid JSON")
+    errors = page.locator("#recent-errors")  # every recent error, not only the last
+    expect(errors).to_contain_text("invalid JSON")
+    expect(errors).to_contain_text("1 in 'temp' (e.g. 'hot'), kept in 'temp__text'")
+    expect(page.locator("#errors")).to_have_text("2")
     page.screenshot(path=str(shots / "stream.png"), full_page=True)
     ctx.close()
 

@@ -38,6 +38,7 @@ class Inferred:
     row_count: int | None = None
     size_bytes: int = 0
     file_count: int = 0
+    one_file: bool = False  # the path named a file, not a folder
 
 
 class DatasetView(BaseModel):
@@ -46,7 +47,7 @@ class DatasetView(BaseModel):
     model_config = ConfigDict(serialize_by_alias=True)  # schema_ is "schema" in answers
 
     name: str
-    path: str  # s3://bucket/prefix/
+    path: str  # s3://bucket/prefix/ (a folder) or s3://bucket/key (one file)
     bucket: str
     prefix: str
     format: str
@@ -72,6 +73,7 @@ def infer(fs: Any, bucket: str, prefix: str, fmt: str, partitioning: list[str] |
     if not files:
         raise tables.TableError(f"nothing found under s3://{base}/ (or no access to it)")
     out = Inferred(size_bytes=sum(f.size or 0 for f in files), file_count=len(files))
+    out.one_file = len(files) == 1 and files[0].path == base
     if fmt == "raw":
         return out
     if fmt == "zarr":
@@ -159,7 +161,7 @@ class Catalog:
         owner = s.get(User, row.owner_id).name if row.owner_id else None  # type: ignore[union-attr]
         return DatasetView(
             name=row.name,
-            path=f"s3://{row.bucket}/{row.prefix}".rstrip("/") + "/",
+            path=f"s3://{row.bucket}/{row.prefix}".rstrip("/") + ("" if row.one_file else "/"),
             bucket=row.bucket,
             prefix=row.prefix,
             format=row.format,
@@ -256,6 +258,7 @@ class Catalog:
             "row_count": found.row_count,
             "size_bytes": found.size_bytes,
             "file_count": found.file_count,
+            "one_file": found.one_file,
         }
 
     def refresh(self, name: str, actor: str, admin: bool) -> DatasetView:

@@ -131,6 +131,7 @@ class Dataset(Base):
     row_count: Mapped[int | None] = mapped_column(BigInteger)
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     file_count: Mapped[int] = mapped_column(default=0)
+    one_file: Mapped[bool] = mapped_column(default=False)  # the path is a file, not a folder
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -286,6 +287,19 @@ class IngestStream(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class IngestError(Base):
+    """A stream's recent errors, newest last (the lake writers keep the last 50 of each)."""
+
+    __tablename__ = "ingest_errors"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stream_id: Mapped[int] = mapped_column(
+        ForeignKey("ingest_streams.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    count: Mapped[int] = mapped_column(default=1)  # errors of this kind since the one before
+    message: Mapped[str] = mapped_column(Text)
+
+
 class IngestCheckpoint(Base):
     """How far the local log has reached the lake (row 1), how far each stream's parked
     batches have (row ``-<stream id>``: the key of its last landed parked batch), and how far
@@ -331,7 +345,7 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-HEAD = "0007"  # the newest migration; tests check it against Alembic's own view
+HEAD = "0008"  # the newest migration; tests check it against Alembic's own view
 
 
 def at_head(url: str) -> bool:

@@ -7,15 +7,40 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from lakehub.server.db import Dataset, IngestStream, utcnow
+from lakehub.server.db import Dataset, IngestError, IngestStream, utcnow
 from lakehub.server.ingest.schema import catalog_columns, loads
 
 log = logging.getLogger("lakehub.server.ingest")
 Counts = dict[int, tuple[int, int, float]]  # stream -> (records, bytes, received until)
 Schemas = dict[int, str | None]  # stream -> settled schema (JSON; None: none yet)
+KEEP_ERRORS = 50  # a stream's recent errors kept for its page
+
+
+def record_error(s: Session, sid: int, message: str, count: int = 1) -> None:
+    """Count ``count`` errors of a stream, the last of them ``message`` (in the caller's
+    transaction), and keep it in the stream's list of recent errors."""
+    message = message[:1000]
+    s.execute(
+        update(IngestStream)
+        .where(IngestStream.id == sid)
+        .values(errors=IngestStream.errors + count, last_error=message)
+    )
+    s.add(IngestError(stream_id=sid, count=count, message=message))
+    s.flush()
+    oldest_kept = s.scalar(
+        select(IngestError.id)
+        .where(IngestError.stream_id == sid)
+        .order_by(IngestError.id.desc())
+        .offset(KEEP_ERRORS - 1)
+        .limit(1)
+    )
+    if oldest_kept is not None:
+        s.execute(
+            delete(IngestError).where(IngestError.stream_id == sid, IngestError.id < oldest_kept)
+        )
 
 
 def settled_schemas(db: object, sids: list[int]) -> Schemas:
@@ -42,8 +67,7 @@ def add_moved(
             "moved_until": until,
         }
         if sid in errors:
-            values["errors"] = IngestStream.errors + 1
-            values["last_error"] = errors[sid][:1000]
+            record_error(s, sid, errors[sid])
         if sid in schemas:
             values["schema_json"] = schemas[sid]
         s.execute(update(IngestStream).where(IngestStream.id == sid).values(**values))
@@ -68,10 +92,6 @@ def add_moved(
 def stream_error(db: object, sid: int, message: str) -> None:
     try:
         with db.session() as s:  # type: ignore[attr-defined]
-            s.execute(
-                update(IngestStream)
-                .where(IngestStream.id == sid)
-                .values(errors=IngestStream.errors + 1, last_error=message[:1000])
-            )
+            record_error(s, sid, message)
     except Exception as err:
         log.warning("cannot record a stream's error: %s", err)

@@ -29,6 +29,7 @@ from lakehub.server.ingest.base import (
     Stream,
     StreamFull,
 )
+from lakehub.server.ingest.counters import record_error
 from lakehub.server.ingest.log import LogWriter
 from lakehub.server.ingest.registry import load, token_hash
 
@@ -294,15 +295,14 @@ class Intake:
                     values: dict[str, Any] = {
                         "received_bytes": IngestStream.received_bytes + int(nbytes),
                         "received_entries": IngestStream.received_entries + int(entries),
-                        "errors": IngestStream.errors + errs,
                         "rate_bytes": nbytes / span,
                         "rate_entries": entries / span,
                     }
                     if last:
                         values["last_event_at"] = last
-                    if why:
-                        values["last_error"] = why[:1000]
                     s.execute(update(IngestStream).where(IngestStream.id == sid).values(**values))
+                    if errs:
+                        record_error(s, sid, why, errs)
                 s.merge(
                     IngestCheckpoint(
                         id=COUNTED, segment=counted[0], offset=counted[1], updated_at=utcnow()

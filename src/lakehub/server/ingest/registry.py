@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lakehub.server.db import Dataset, IngestSource, IngestStream, User
+from lakehub.server.db import Dataset, IngestError, IngestSource, IngestStream, User
 from lakehub.server.identity.users import Directory, UserError, home_bucket, shared_access
 from lakehub.server.ingest.base import DEFAULT_MAX_MESSAGE, Source, Stream
 from lakehub.server.ingest.tags import overlap
@@ -124,6 +124,12 @@ class NewSourceView(SourceView):
     key: str | None = Field(description="the Forward shared key: shown once", repr=False)
 
 
+class StreamError(BaseModel):
+    at: Instant
+    count: int = Field(description="how many errors it stands for (a receiver reports in bursts)")
+    message: str
+
+
 class StreamView(BaseModel):
     name: str
     owner: str
@@ -142,6 +148,9 @@ class StreamView(BaseModel):
     lag_seconds: float  # between the newest event received and the newest one in the lake
     errors: int
     last_error: str
+    recent_errors: list[StreamError] = Field(
+        default=[], description="newest first; in a single stream's answer only"
+    )
     created_at: Instant
     access: str
 
@@ -328,7 +337,16 @@ class Registry:
     def stream(self, name: str, viewer: str, admin: bool) -> StreamView:
         with self.db.session() as s:
             row, access = self._stream_row(s, name, viewer, admin)
-            return self._stream_view(s, row, access)
+            view = self._stream_view(s, row, access)
+            recent = s.scalars(
+                select(IngestError)
+                .where(IngestError.stream_id == row.id)
+                .order_by(IngestError.id.desc())
+            )
+            view.recent_errors = [
+                StreamError(at=e.at, count=e.count, message=e.message) for e in recent
+            ]
+            return view
 
     @staticmethod
     def _stream_view(s: Session, row: IngestStream, access: str) -> StreamView:

@@ -6,6 +6,10 @@ Each batch is conformed to the schema settled by the batches before it, and may 
 - the same type stays; nulls fit any type;
 - integers and floats make a float field (integers in a float field become floats); an integer
   field whose values went beyond 2**53 becomes text instead, so no digit is lost;
+- a field that holds booleans or numbers keeps that kind: a value of another kind (``"three"``
+  in a number field, an object, ``true`` in a number field) is kept beside it, as text, in the
+  field ``<field>__text`` (null in the field itself), and counted as the batch's error (see
+  :func:`misfits`); in a new field, its first value's kind decides;
 - objects merge their fields (by name) and lists their items, by the same rules;
 - anything else makes the field text: strings stay as they are, other values become JSON.
 
@@ -22,6 +26,7 @@ batch again after a crash gives the same files. The schema is kept as JSON (see 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 FIXED = ("_time", "_tag")
@@ -34,6 +39,58 @@ def _pa() -> Any:
     import pyarrow as pa
 
     return pa
+
+
+def _kind(v: Any) -> str | None:
+    """What a value is, for the rule that a field keeps its kind (None: a null fits anything)."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int | float):
+        return "number"
+    return "str" if isinstance(v, str) else "other"
+
+
+_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+
+
+def _number(v: str) -> int | float | None:
+    """The number a text is written as, when it reads back the same (``"9"``, ``"2.5"``; not
+    ``"007"`` or ``"1e3"``): CSV sends numbers as text."""
+    if _INT.fullmatch(v):
+        return int(v)
+    try:
+        f = float(v)
+    except ValueError:
+        return None
+    return f if repr(f) == v else None
+
+
+def _settled_kind(t: Any) -> str | None:
+    name = str(t)
+    return "bool" if name == "bool" else "number" if name in ("int64", "uint64", "double") else None
+
+
+def misfits(values: list[Any], settled: Any) -> tuple[list[Any], list[Any]] | None:
+    """A field's values split into (those of the field's kind, the others), None where a value
+    went to the other list: the field's kind is its settled type's (booleans or numbers), else
+    its first value's; in a number field, a text that reads back as the same number is that
+    number. None when nothing changes (the field holds text or structures, or all fit)."""
+    kind = _settled_kind(settled.type) if settled is not None else None
+    if settled is None:
+        kind = next((k for k in map(_kind, values) if k is not None), None)
+    if kind not in ("bool", "number"):
+        return None
+    keep: list[Any] = []
+    moved: list[Any] = []
+    for v in values:
+        if kind == "number" and isinstance(v, str) and (n := _number(v)) is not None:
+            v = n
+        fits = _kind(v) in (None, kind)
+        keep.append(v if fits else None)
+        moved.append(None if fits else v)
+    return (keep, moved) if any(v is not None for v in moved) or keep != values else None
 
 
 def text(values: list[Any]) -> Any:

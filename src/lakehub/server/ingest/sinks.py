@@ -118,8 +118,16 @@ def _column(values: list[Any]) -> Any:
         return schema.text(values)
 
 
-def table(times: list[float], tags: list[str], recs: list[dict[str, Any]]) -> Any:
-    """One Arrow table: ``_time`` (UTC), ``_tag``, then every field seen, in first-seen order."""
+def table(
+    times: list[float],
+    tags: list[str],
+    recs: list[dict[str, Any]],
+    settled: Any = None,
+    moved: dict[str, tuple[str, int, Any]] | None = None,
+) -> Any:
+    """One Arrow table: ``_time`` (UTC), ``_tag``, then every field seen, in first-seen order.
+    A value not of its field's kind (``settled``: the stream's schema so far) goes to the field
+    ``<field>__text`` beside it; ``moved`` gets ``{field: (side field, count, first value)}``."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -128,10 +136,37 @@ def table(times: list[float], tags: list[str], recs: list[dict[str, Any]]) -> An
         "_time": micros.cast(pa.timestamp("us", tz="UTC")),
         "_tag": pa.array(tags, pa.string()).dictionary_encode(),
     }
-    for name in dict.fromkeys(chain.from_iterable(recs)):
-        if str(name) not in cols:
-            cols[str(name)] = _column([r.get(name) for r in recs])
+    names = [str(n) for n in dict.fromkeys(chain.from_iterable(recs))]
+    fields = {f.name: f for f in (settled or [])}
+    for name in names:
+        if name in cols:
+            continue
+        values = [r.get(name) for r in recs]
+        split = None if name in schema.FIXED else schema.misfits(values, fields.get(name))
+        if split is None:
+            cols[name] = _column(values)
+            continue
+        cols[name] = _column(split[0])
+        out = [v for v in split[1] if v is not None]
+        if not out:  # numbers written as text, read as numbers
+            continue
+        side = name + schema.TEXT_SUFFIX
+        while side in names or side in cols:  # a field of the records' own by that name
+            side += schema.TEXT_SUFFIX
+        cols[side] = schema.text(split[1])
+        if moved is not None:
+            moved[name] = (side, len(out), out[0])
     return pa.table(cols)
+
+
+def misfit_note(moved: dict[str, tuple[str, int, Any]]) -> str:
+    """One sentence for the stream's errors: which fields got values of another kind."""
+    parts = []
+    for name, (side, n, first) in moved.items():
+        shown = first if isinstance(first, str) else json.dumps(first, default=repr)
+        shown = shown if len(shown) <= 40 else shown[:39] + "…"
+        parts.append(f"{n} in {name!r} (e.g. {shown!r}), kept in {side!r}")
+    return "values not of their field's type were kept beside it: " + "; ".join(parts)
 
 
 class LakeWriteError(RuntimeError):
@@ -195,13 +230,18 @@ class RecordSink(Sink):
             tags += [e.tag] * len(r)
             decoded.append(e)
         records = nbytes = 0
+        moved: dict[str, tuple[str, int, Any]] = {}
         if recs:
             try:
                 before = schema.loads(batch.schema)
-                whole, settled = schema.conform(table(times, tags, recs), before)
+                built = table(times, tags, recs, before, moved)
+                whole, settled = schema.conform(built, before)
+                for name in set(whole.column_names) - set(built.column_names):
+                    out = [v for v in whole[name].to_pylist() if v is not None]
+                    moved[name.removesuffix(schema.TEXT_SUFFIX)] = (name, len(out), out[0])
             except Exception as err:  # records no table takes: keep them as they came
                 rejected += [(e, f"no table: {err}") for e in decoded]
-                recs = []
+                recs, moved = [], {}
         if recs and schema.dumps(settled) != batch.schema:
             # readers learn of a new field or type before any file holds it
             out = pa.BufferOutputStream()
@@ -231,18 +271,23 @@ class RecordSink(Sink):
             self.s3.put(
                 st.bucket, f"{st.prefix}/_rejected/part-{batch.key}-{i}.bin".lstrip("/"), e.data
             )
+        notes = [misfit_note(moved)] if moved else []
         if rejected:
-            raise PartlyRejected(records, nbytes, len(rejected), rejected[0][1])
+            notes.append(
+                f"{len(rejected)} entries could not be decoded and were kept under _rejected/: "
+                f"{rejected[0][1]}"
+            )
+        if notes:
+            raise PartlyRejected(records, nbytes, "; ".join(notes))
         return records, nbytes
 
 
 class PartlyRejected(Exception):
-    """Written, but some entries went to ``_rejected/``: the counts are still right."""
+    """Written, but not all as it came (entries kept under ``_rejected/``, values kept beside
+    their field): the counts are still right, and the message is the stream's error."""
 
-    def __init__(self, records: int, nbytes: int, count: int, why: str) -> None:
-        super().__init__(
-            f"{count} entries could not be decoded and were kept under _rejected/: {why}"
-        )
+    def __init__(self, records: int, nbytes: int, message: str) -> None:
+        super().__init__(message)
         self.records, self.nbytes = records, nbytes
 
 

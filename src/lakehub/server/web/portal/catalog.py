@@ -27,18 +27,34 @@ async def datasets(
     path: str = "",
 ) -> Response:
     """The catalog; ``path`` (from the lake browser's "Register" link) fills the register form."""
+    return await _catalog(request, who, state, q=q, tag=tag, msg=msg, error=error, path=path)
+
+
+async def _catalog(
+    request: Request,
+    who: Browser,
+    state: State,
+    *,
+    status: int = 200,
+    q: str = "",
+    tag: str = "",
+    path: str = "",
+    draft: dict[str, str] | None = None,
+    **kw: str,
+) -> Response:
     found = await state.run(lambda: state.catalog.search(who.name, who.admin, q, tag))
-    return page(
+    resp = page(
         request,
         "datasets.html",
         who=who,
         datasets=found,
         q=q,
         tag=tag,
-        msg=msg,
-        error=error,
-        draft=draft_of(path),
+        draft=draft if draft is not None else draft_of(path),
+        **kw,
     )
+    resp.status_code = status
+    return resp
 
 
 FORMATS = {
@@ -64,6 +80,7 @@ def draft_of(path: str) -> dict[str, str]:
 
 @router.post("/datasets")
 async def register(
+    request: Request,
     who: Browser,
     state: State,
     name: Annotated[str, Form()],
@@ -83,14 +100,35 @@ async def register(
                 tags=[t for t in tags.replace(",", " ").split() if t],
             )
         )
-    except UserError as err:
-        return back(state, "datasets", error=str(err))
+    except UserError as err:  # the form again, as it was typed
+        typed = {"name": name, "path": path, "format": format, "tags": tags}
+        return await _catalog(
+            request,
+            who,
+            state,
+            status=err.status,
+            error=str(err),
+            draft={**typed, "description": description},
+        )
     return back(state, f"datasets/{quote(name.strip())}", msg=f"registered {name}")
 
 
 @router.get("/datasets/{name}", response_class=HTMLResponse)
 async def dataset(
     request: Request, name: str, who: Browser, state: State, msg: str = "", error: str = ""
+) -> Response:
+    return await _dataset(request, name, who, state, msg=msg, error=error)
+
+
+async def _dataset(
+    request: Request,
+    name: str,
+    who: Browser,
+    state: State,
+    *,
+    status: int = 200,
+    edit: dict[str, str] | None = None,
+    **kw: str,
 ) -> Response:
     try:
         view = await state.run(state.catalog.get, name, who.name, who.admin)
@@ -102,7 +140,50 @@ async def dataset(
         preview = await state.run(state.catalog.preview, name, who.name, who.admin, 20)
     except UserError as err:
         preview = {"columns": [], "rows": [], "note": str(err)}
-    return page(request, "dataset.html", who=who, d=view, preview=preview, msg=msg, error=error)
+    typed = edit or {"description": view.description, "tags": " ".join(view.tags)}
+    resp = page(request, "dataset.html", who=who, d=view, preview=preview, edit=typed, **kw)
+    resp.status_code = status
+    return resp
+
+
+@router.post("/datasets/{name}/edit")
+async def edit(
+    request: Request,
+    name: str,
+    who: Browser,
+    state: State,
+    description: Annotated[str, Form()] = "",
+    tags: Annotated[str, Form()] = "",
+) -> Response:
+    """A dataset's description and tags, by whoever may write where it lives."""
+    try:
+        await state.run(
+            lambda: state.catalog.update(
+                name,
+                who.name,
+                who.admin,
+                description=description.strip(),
+                tags=[t for t in tags.replace(",", " ").split() if t],
+            )
+        )
+    except UserError as err:  # the form again, as it was typed
+        typed = {"description": description, "tags": tags}
+        return await _dataset(
+            request, name, who, state, status=err.status, edit=typed, error=str(err)
+        )
+    return back(state, f"datasets/{quote(name)}", msg="saved")
+
+
+@router.post("/datasets/{name}/refresh")
+async def refresh(name: str, who: Browser, state: State) -> Response:
+    """Look at the files again: new files, partitions, columns and rows."""
+    try:
+        view = await state.run(state.catalog.refresh, name, who.name, who.admin)
+    except UserError as err:
+        return back(state, f"datasets/{quote(name)}", error=str(err))
+    rows = "rows not counted" if view.row_count is None else f"{view.row_count} rows"
+    files = f"{view.file_count} file{'' if view.file_count == 1 else 's'}"
+    return back(state, f"datasets/{quote(name)}", msg=f"refreshed: {files}, {rows}")
 
 
 @router.post("/datasets/{name}/delete")
