@@ -175,10 +175,13 @@ def test_batches_whose_types_drift_read_as_one_table_and_lose_nothing(tmp_path: 
     # a number field keeps its type: text in it is kept beside it, and said
     assert got["n"] == [1, None, 7] and str(data.schema.field("n").type) == "int64"
     assert got["n__text"] == [None, "x", None]
+    flat = "values not of their field's type were kept beside it: 1 in 'o' (e.g. 'flat'), kept in "
     assert notes == [
         "values not of their field's type were kept beside it: 1 in 'n' (e.g. 'x'), "
-        "kept in 'n__text'"
-    ]  # the second batch's
+        "kept in 'n__text'",
+        flat + "'o__text'",
+        flat + "'o__text'",  # its redo (after a crash, before its checkpoint) says the same
+    ]
     assert got["f"] == [1.0, 2.5, 3.0] and str(data.schema.field("f").type) == "double"
     assert got["new"] == [None, True, None]  # a later field: null before it came
     assert got["z"] == [None, 4, 5]  # null only, then int
