@@ -8,7 +8,8 @@ on 127.0.0.1, from memory:
   ``access:services!service=lakehub``; an unknown token gets 403, which HubAuth reads as "no
   user";
 - ``GET|POST|DELETE /hub/api/users/NAME``; ``POST|DELETE /hub/api/groups/G/users``;
-- ``POST /hub/api/users/NAME/tokens``: a fresh token for NAME;
+- ``POST|GET /hub/api/users/NAME/tokens``: a fresh token for NAME, NAME's tokens (with ids and
+  notes); ``DELETE /hub/api/users/NAME/tokens/ID``: revoked;
 - ``GET /hub/api/users?state=...``: the users with servers, in one page;
 - ``POST|DELETE /hub/api/users/NAME/server[s/S]``: a server is recorded as ready at once
   (after ``spawn_delay`` seconds, for a slow spawner); nothing is started;
@@ -36,6 +37,7 @@ class JupyterHubStandIn:
         self.service_token = service_token
         self.users: dict[str, dict[str, Any]] = {}  # name -> {"groups": [...], "servers": {}}
         self.tokens: dict[str, str] = {}  # token -> user name
+        self.token_info: dict[str, dict[str, Any]] = {}  # token -> its model (id, note, ...)
         self.spawn_delay = 0.0
         self.lock = threading.Lock()
         stand_in = self
@@ -105,7 +107,9 @@ class JupyterHubStandIn:
                 elif method == "DELETE" and m[1] in groups:
                     groups.remove(m[1])
             return 200, {}
-        m = re.fullmatch(r"/hub/api/users/([^/]+)(/tokens|/server|/servers/[^/]+)?", path)
+        m = re.fullmatch(
+            r"/hub/api/users/([^/]+)(/tokens(?:/[^/]+)?|/server|/servers/[^/]+)?", path
+        )
         if not m:
             return 404, {"message": f"the stand-in does not model {method} {path}"}
         name, rest = m[1], m[2] or ""
@@ -120,12 +124,26 @@ class JupyterHubStandIn:
             if method == "DELETE":
                 del self.users[name]
                 self.tokens = {t: n for t, n in self.tokens.items() if n != name}
+                self.token_info = {t: i for t, i in self.token_info.items() if t in self.tokens}
                 return 204, None
             return 200, self.model(name)
         if rest == "/tokens" and method == "POST":
             token = secrets.token_hex(16)
             self.tokens[token] = name
-            return 201, {"token": token, "note": body.get("note", "")}
+            now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+            info = {"id": f"a{len(self.token_info) + 1}", "note": body.get("note", "")}
+            self.token_info[token] = {**info, "created": now, "expires_at": None}
+            return 201, {"token": token, **info}
+        if rest == "/tokens" and method == "GET":
+            mine = [i for t, i in self.token_info.items() if self.tokens.get(t) == name]
+            return 200, {"api_tokens": [{**i, "last_activity": None} for i in mine]}
+        if rest.startswith("/tokens/") and method == "DELETE":
+            tid = rest.removeprefix("/tokens/")
+            for token, info in list(self.token_info.items()):
+                if info["id"] == tid and self.tokens.get(token) == name:
+                    del self.token_info[token], self.tokens[token]
+                    return 204, None
+            return 404, {"message": f"no token {tid} of {name}"}
         server = rest.removeprefix("/server").removeprefix("s/")
         servers = self.users[name]["servers"]
         if method == "POST":

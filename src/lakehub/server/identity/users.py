@@ -221,6 +221,14 @@ class Directory:
             self.get(s, name).password_hash = hash_password(password)
             self.record_event(s, actor, "user.password", name)
 
+    def change_password(self, name: str, current: str, new: str) -> None:
+        """A person's own change: only with the password they have now."""
+        if isinstance(check_password(self.db, name, current), str):
+            raise UserError("the current password is not right", 400)
+        if new == current:
+            raise UserError("the new password is the current one: choose another")
+        self.set_password(name, new, name)
+
     def check_removable(self, name: str) -> None:
         """Raise why ``name`` cannot be removed now (the spaces they own), if anything."""
         with self.db.session() as s:
@@ -370,6 +378,11 @@ class Directory:
     def events(self, limit: int = 100) -> list[Event]:
         with self.db.session() as s:
             return list(s.scalars(select(Event).order_by(Event.id.desc()).limit(limit)))
+
+    def audit(self, actor: str, action: str, target: str, detail: str = "") -> None:
+        """An event of something done outside the database (e.g. in JupyterHub)."""
+        with self.db.session() as s:
+            self.record_event(s, actor, action, target, detail)
 
     @staticmethod
     def record_event(s: Session, actor: str, action: str, target: str, detail: str = "") -> None:

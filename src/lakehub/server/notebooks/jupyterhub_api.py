@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 
 from lakehub.server.notebooks.roles import ADMIN_GROUP
+
+TOKEN_ID = re.compile(r"[a-z][0-9]{1,18}")
 
 
 class HubAPIError(RuntimeError):
@@ -71,6 +74,30 @@ class JupyterHubAPI:
             raise HubAPIError(f"JupyterHub refused a token for {name}: {resp.text}")
         token: str = resp.json()["token"]
         return token
+
+    async def tokens(self, name: str) -> list[dict[str, Any]]:
+        """``name``'s API tokens (not those of browser sessions): id, note, created,
+        expires_at, last_activity; never the token itself (JupyterHub keeps only hashes)."""
+        resp = await self._call("GET", f"users/{name}/tokens")
+        if resp.status_code != 200:
+            raise HubAPIError(f"JupyterHub refused {name}'s tokens: {resp.text}")
+        keep = ("id", "note", "created", "expires_at", "last_activity")
+        return [
+            {k: t.get(k) for k in keep}
+            for t in resp.json().get("api_tokens", [])
+            if not t.get("session_id")
+        ]
+
+    async def revoke_token(self, name: str, token_id: str) -> bool:
+        """Revoke one of ``name``'s tokens; False if ``name`` has none by that id."""
+        if not TOKEN_ID.fullmatch(token_id):  # JupyterHub's ids: a letter and digits
+            return False
+        resp = await self._call("DELETE", f"users/{name}/tokens/{token_id}")
+        if resp.status_code == 404:
+            return False
+        if resp.status_code != 204:
+            raise HubAPIError(f"JupyterHub refused to revoke a token of {name}: {resp.text}")
+        return True
 
     async def metrics(self) -> str:
         """JupyterHub's own Prometheus page (``/hub/metrics``; our token has ``read:metrics``)."""

@@ -18,6 +18,7 @@ from lakehub.server.notebooks.jupyterhub_api import HubAPIError
 from lakehub.server.platform import Platform
 from lakehub.server.web import auth, guards
 from lakehub.server.web.api import (
+    account,
     compute,
     connections,
     datasets,
@@ -31,6 +32,7 @@ from lakehub.server.web.api import (
     users,
     variables,
 )
+from lakehub.server.web.portal import account as account_pages
 from lakehub.server.web.portal import base as portal_base
 from lakehub.server.web.portal import catalog, docs, home, uploads
 from lakehub.server.web.portal import compute as compute_pages
@@ -87,8 +89,10 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         spark.router,
         streams.router,
         tasks.router,
+        account.router,
         # the portal
         home.router,
+        account_pages.router,
         catalog.router,
         uploads.router,
         connection_pages.router,
