@@ -77,6 +77,30 @@ def test_cli_user_add_and_token(hub: Hub) -> None:
     assert login_post(hub, "frank", password).status_code == 200
 
 
+def test_tokens_are_listed_and_revoked_on_jupyterhub_itself(hub: Hub, new_user) -> None:
+    """The account page's calls against JupyterHub's real API: a browser session's token is not
+    listed as an API token; a revoked one is refused by LakeHub and JupyterHub at once."""
+    name = new_user("tok")
+    browser = hub.browser_login(name)
+    assert browser.get("/services/lakehub/account").status_code == 200  # an OAuth session
+    made = browser.post(
+        "/services/lakehub/account/tokens", data={"note": "cron job", "expires": "7"}
+    ).text
+    token = made.split('<code id="token-value">')[1].split("<")[0]
+    auth = {"Authorization": f"token {token}"}
+    with httpx.Client(base_url=hub.url, headers=auth, timeout=30) as c:
+        assert c.get("/services/lakehub/api/me").json()["name"] == name
+        mine = c.get("/services/lakehub/api/me/tokens").json()
+        assert sorted(t["note"] for t in mine) == ["cron job", "tests"], mine
+        (job,) = [t for t in mine if t["note"] == "cron job"]
+        assert job["expires_at"] and "token" not in job
+        assert c.delete(f"/services/lakehub/api/me/tokens/{job['id']}").status_code == 204
+        assert c.get("/services/lakehub/api/me").status_code == 401
+        assert c.get(f"/hub/api/users/{name}").status_code == 403
+    with hub.http(name) as c:  # their other token still works
+        assert [t["note"] for t in c.get("/services/lakehub/api/me/tokens").json()] == ["tests"]
+
+
 def test_malformed_and_missing_tokens(inproc: InProc) -> None:
     with httpx.Client(base_url=inproc.api, timeout=30) as c:
         r = c.get("/me")
