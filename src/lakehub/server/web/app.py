@@ -38,6 +38,7 @@ from lakehub.server.web.portal import catalog, docs, home, uploads
 from lakehub.server.web.portal import compute as compute_pages
 from lakehub.server.web.portal import connections as connection_pages
 from lakehub.server.web.portal import notebooks as notebook_pages
+from lakehub.server.web.portal import spaces as space_pages
 from lakehub.server.web.portal import streams as stream_pages
 from lakehub.server.web.portal import variables as variable_pages
 from lakehub.server.web.schema import ERRORS
@@ -93,6 +94,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         # the portal
         home.router,
         account_pages.router,
+        space_pages.router,
         catalog.router,
         uploads.router,
         connection_pages.router,
