@@ -33,6 +33,7 @@ from lakehub.server.web.api import (
     variables,
 )
 from lakehub.server.web.portal import account as account_pages
+from lakehub.server.web.portal import admin as admin_pages
 from lakehub.server.web.portal import base as portal_base
 from lakehub.server.web.portal import catalog, docs, home, uploads
 from lakehub.server.web.portal import compute as compute_pages
@@ -94,6 +95,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         # the portal
         home.router,
         account_pages.router,
+        admin_pages.router,
         space_pages.router,
         catalog.router,
         uploads.router,

@@ -1,5 +1,5 @@
-"""The portal's home (your keys, servers, clusters, spaces), the administrators' page, sign-up,
-and browsing the lake with your own keys."""
+"""The portal's home (your keys, servers, clusters, spaces), sign-up, and browsing the lake with
+your own keys."""
 
 from __future__ import annotations
 
@@ -54,73 +54,6 @@ async def rotate(who: Browser, state: State) -> Response:
         "",
         msg="New lake key issued; the old one no longer works. Restart your server to pick it up.",
     )
-
-
-@router.get("/admin", response_class=HTMLResponse)
-async def admin(
-    request: Request, who: Browser, state: State, msg: str = "", error: str = ""
-) -> Response:
-    if not who.admin:
-        return page(request, "error.html", who=who, error="Administrators only.")
-    users = await state.run(state.directory.list_users)
-    groups = await state.run(state.directory.groups)
-    events = await state.run(state.directory.events, 50)
-    quotas = await state.run(state.quotas.visible, who.name, True)
-    return page(
-        request,
-        "admin.html",
-        who=who,
-        users=users,
-        groups=groups,
-        events=events,
-        quotas=quotas,
-        msg=msg,
-        error=error,
-    )
-
-
-@router.post("/admin/users")
-async def admin_users(
-    request: Request,
-    who: Browser,
-    state: State,
-    action: Annotated[str, Form()],
-    name: Annotated[str, Form()],
-    group: Annotated[str, Form()] = "",
-) -> Response:
-    if not who.admin:
-        return back(state, "", error="Administrators only.")
-    d = state.directory
-    try:
-        if action == "create":
-            user, password = await state.run(lambda: d.create(name, actor=who.name))
-            await state.hub.ensure_user(user.name, user.admin)
-            # answered here, not through a redirect: a password never goes into a URL (browser
-            # history, logs), and reloading the page does not show it again
-            shown = f"Created {name}. Password (shown once): {password}"
-            return await admin(request, who, state, msg=shown)
-        if action == "approve":
-            await state.run(d.approve, name, who.name)
-        elif action in ("make-admin", "drop-admin"):
-            if name == who.name:
-                raise UserError("you cannot change your own admin rights")
-            await state.run(d.set_admin, name, action == "make-admin", who.name)
-            await state.hub.ensure_user(name, action == "make-admin")
-        elif action == "delete":
-            if name == who.name:
-                raise UserError("you cannot delete yourself")
-            await state.remove_user(name, who.name)
-        elif action == "create-group":
-            await state.run(d.create_group, name, who.name)
-        elif action == "add-member":
-            await state.run(d.add_member, group, name, who.name)
-        elif action == "remove-member":
-            await state.run(d.remove_member, group, name, who.name)
-        else:
-            raise UserError(f"unknown action {action!r}")
-    except UserError as err:
-        return back(state, "admin", error=str(err))
-    return back(state, "admin", msg=f"{action.replace('-', ' ')}: {name} done")
 
 
 @router.get("/signup", response_class=HTMLResponse)
