@@ -39,6 +39,7 @@ from lakehub.server.web.portal import catalog, docs, home, uploads
 from lakehub.server.web.portal import compute as compute_pages
 from lakehub.server.web.portal import connections as connection_pages
 from lakehub.server.web.portal import notebooks as notebook_pages
+from lakehub.server.web.portal import policies as policy_pages
 from lakehub.server.web.portal import spaces as space_pages
 from lakehub.server.web.portal import streams as stream_pages
 from lakehub.server.web.portal import variables as variable_pages
@@ -102,6 +103,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         connection_pages.router,
         variable_pages.router,
         notebook_pages.router,
+        policy_pages.router,
         compute_pages.router,
         stream_pages.router,
         docs.router,

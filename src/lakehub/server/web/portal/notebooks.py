@@ -3,7 +3,7 @@ administrators add, change and rebuild environments and read their build logs.""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
@@ -20,19 +20,31 @@ router = APIRouter(include_in_schema=False)
 async def environments_page(
     request: Request, who: Browser, state: State, msg: str = "", error: str = ""
 ) -> Response:
+    return await environments_view(request, who, state, msg=msg, error=error)
+
+
+async def environments_view(
+    request: Request, who: Browser, state: State, status: int = 200, **ctx: Any
+) -> Response:
+    """The page; for administrators also every size and every group's and user's policy."""
     choices, envs = await options_for(state, who)
+    sizes, policies = choices.sizes, []
     if who.admin:
         envs = await state.run(state.environments.all)
-    return page(
+        sizes = await state.run(state.policies.sizes)
+        policies = await state.run(state.policies.all)
+    resp = page(
         request,
         "environments.html",
         who=who,
         envs=envs,
-        sizes=choices.sizes,
+        sizes=sizes,
         choices=choices,
-        msg=msg,
-        error=error,
+        policies=policies,
+        **{"msg": "", "error": "", "typed": {}, **ctx},
     )
+    resp.status_code = status
+    return resp
 
 
 @router.post("/environments")
