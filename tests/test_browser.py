@@ -316,3 +316,74 @@ def test_jupyterhub_pages_wear_the_lakehub_look_and_lead_back(
     expect_portal(page, name)
     assert _no_sideways_scroll(page)
     screenshot(page, shots / "22-phone-portal-home.png")
+
+
+def test_everyday_jobs_are_done_in_the_portal(
+    hub: Hub, new_user: Any, new_page: Any, shots: Path
+) -> None:
+    """A person, then an administrator, do in the browser what used to need the CLI: a token,
+    a password, a space with a grant, a source; a quota, a size, a group's policy, and the
+    list of what runs. Every page carries the navigation; secrets are shown once."""
+    name, reader = new_user("every"), new_user("reader")
+    page = new_page()
+    log_in_from_front_door(page, hub, name)
+    header = page.locator("header.lh-header")
+    header.get_by_role("link", name=name).click()  # the account, from the navigation
+    expect(page.locator("h1")).to_have_text("Your account")
+    page.fill("input[name=note]", "nightly export")
+    assert submit(page, "New token") == 200
+    token = page.locator("#token-value").inner_text()
+    assert len(token) > 20 and token not in page.url
+    screenshot(page, shots / "30-account-new-token.png")
+    page.reload()
+    expect(page.locator("#tokens")).to_contain_text("nightly export")
+    assert token not in page.content()  # shown once
+    page.fill("input[name=current]", hub.passwords[name])
+    page.fill("input[name=new]", "a-new-password-1")
+    page.fill("input[name=confirm]", "a-new-password-1")
+    assert submit(page, "Change password") == 200
+    expect(page.locator("body")).to_contain_text("Password changed.")
+    hub.passwords[name] = "a-new-password-1"
+    # a space, opened to a reader
+    header.get_by_role("link", name="Spaces").click()
+    space = f"s{secrets.token_hex(3)}"
+    page.fill("input[name=name]", space)
+    assert submit(page, "Create") == 200
+    page.fill("input[name=grantee]", reader)
+    assert submit(page, "Grant") == 200
+    expect(page.locator(f'tr[data-grant="user-{reader}"]')).to_contain_text("read")
+    screenshot(page, shots / "31-space-granted.png")
+    # a source: its token and key on the answering page only
+    header.get_by_role("link", name="Streams").click()
+    page.fill("#new-source-form input[name=name]", f"src{secrets.token_hex(2)}")
+    page.fill("#new-source-form input[name=tags]", "plant.*")
+    assert submit(page, "Create source") == 201
+    expect(page.locator("#source-token")).to_contain_text("lhs_")
+    screenshot(page, shots / "32-source-created.png")
+    # the administrator: a quota, a size, a group's policy, what runs
+    admin = new_page()
+    log_in_from_front_door(admin, hub, "admin")
+    admin.goto(PORTAL + "admin")
+    form = admin.locator("#set-quota")
+    form.locator("input[name=name]").fill(name)
+    form.locator("input[name=max_bytes]").fill("lots")
+    assert submit(admin, "Set quota") == 400  # kept as typed, with the reason
+    expect(admin.locator("#set-quota input[name=max_bytes]")).to_have_value("lots")
+    admin.locator("#set-quota input[name=max_bytes]").fill("2 GiB")
+    assert submit(admin, "Set quota") == 200
+    expect(admin.locator(f'tr[data-quota="user-{name}"]')).to_be_visible()
+    expect(admin.locator("#running")).to_contain_text("Notebook servers")
+    screenshot(admin, shots / "33-admin-quota-running.png")
+    admin.goto(PORTAL + "environments")
+    size = f"x{secrets.token_hex(2)}"
+    admin.locator("#put-size input[name=name]").fill(size)
+    admin.locator("#put-size input[name=cpus]").fill("1")
+    admin.locator("#put-size input[name=memory]").fill("1 GiB")
+    assert submit(admin, "Save size") == 200
+    expect(admin.locator(f'tr[data-size="{size}"]')).to_be_visible()
+    admin.locator("#put-policy input[name=name]").fill(name)
+    admin.locator("#put-policy select[name=kind]").select_option("user")
+    admin.locator("#put-policy input[name=idle_minutes]").fill("45")
+    assert submit(admin, "Save policy") == 200
+    expect(admin.locator(f'tr[data-policy="user-{name}"]')).to_contain_text("45 min")
+    screenshot(admin, shots / "34-admin-sizes-policies.png")
