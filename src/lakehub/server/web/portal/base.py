@@ -11,6 +11,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from lakehub.server.lake import browse as browse_area
 from lakehub.server.lake.base import s3_client
 from lakehub.server.web.auth import Principal
 
@@ -81,6 +82,30 @@ def back(state: Any, path: str, msg: str = "", error: str = "") -> RedirectRespo
     query = urlencode({k: v for k, v in (("msg", msg), ("error", error)) if v})
     joiner = "&" if "?" in path else "?"
     return RedirectResponse(state.prefix + path + (joiner + query if query else ""), 303)
+
+
+async def browse_page(
+    request: Request, state: Any, s3: Any, bucket: str, prefix: str, key: str, **ctx: Any
+) -> HTMLResponse:
+    """A bucket's listing under ``prefix``, or with ``key`` one object's page (its facts, a
+    preview, a download link), read with ``s3`` (the lake's or a connection's client); ``ctx``:
+    what the page adds. The client's errors go to the caller."""
+    if key:
+        meta = await state.run(browse_area.head, s3, bucket, key)
+        shown = await state.run(browse_area.preview, s3, bucket, key, meta["size"])
+        url = browse_area.download_url(s3, bucket, key)
+        return page(
+            request,
+            "object.html",
+            bucket=bucket,
+            key=key,
+            meta=meta,
+            preview=shown,
+            download=url,
+            **ctx,
+        )
+    listing = await state.run(browse_area.listing, s3, bucket, prefix)
+    return page(request, "browse.html", buckets=None, listing=listing, **ctx)
 
 
 async def user_s3(state: Any, who: Principal) -> Any:

@@ -10,11 +10,10 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
 
 from lakehub.server.identity.users import UserError
-from lakehub.server.lake import browse as browse_area
 from lakehub.server.web.api.connections import area
 from lakehub.server.web.auth import Principal, person
 from lakehub.server.web.deps import Browser, State
-from lakehub.server.web.portal.base import back, lake_error, page
+from lakehub.server.web.portal.base import back, browse_page, lake_error, page
 
 router = APIRouter(prefix="/connections", include_in_schema=False)
 
@@ -153,26 +152,17 @@ async def connection_browse(
     except UserError as err:
         return _failure(request, who, err, name)
     try:
-        if key:
-            meta = await state.run(browse_area.head, s3, bucket, key)
-            shown = await state.run(browse_area.preview, s3, bucket, key, meta["size"])
-            url = browse_area.download_url(s3, bucket, key)
-            return page(
-                request,
-                "object.html",
-                who=who,
-                bucket=bucket,
-                key=key,
-                meta=meta,
-                preview=shown,
-                download=url,
-                root=root,
-                root_title=name,
-                read_only=True,
-            )
-        listing = await state.run(browse_area.listing, s3, bucket, prefix)
+        return await browse_page(
+            request,
+            state,
+            s3,
+            bucket,
+            prefix,
+            key,
+            who=who,
+            root=root,
+            root_title=name,
+            read_only=True,
+        )
     except (ClientError, BotoCoreError) as err:
         return _failure(request, who, err, name)
-    return page(
-        request, "browse.html", who=who, buckets=None, listing=listing, root=root, root_title=name
-    )

@@ -10,11 +10,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from lakehub.server.identity.users import UserError
-from lakehub.server.lake import browse as browse_area
 from lakehub.server.web.api.compute import clusters_of
 from lakehub.server.web.api.servers import servers_of
 from lakehub.server.web.deps import Browser, State
-from lakehub.server.web.portal.base import back, lake_error, page, user_s3
+from lakehub.server.web.portal.base import back, browse_page, lake_error, page, user_s3
 from lakehub.server.web.signup_limit import client_address
 
 router = APIRouter(include_in_schema=False)
@@ -122,38 +121,15 @@ async def browse(
     from botocore.exceptions import ClientError
 
     s3 = await user_s3(state, who)
-    try:
-        if key:
-            meta = await state.run(browse_area.head, s3, bucket, key)
-            shown = await state.run(browse_area.preview, s3, bucket, key, meta["size"])
-            url = browse_area.download_url(s3, bucket, key)
-            return page(
-                request,
-                "object.html",
-                who=who,
-                bucket=bucket,
-                key=key,
-                meta=meta,
-                preview=shown,
-                download=url,
-                msg=msg,
-            )
-        listing = await state.run(browse_area.listing, s3, bucket, prefix)
+    try:  # the lake's own files may be catalogued (a connection's are not in the lake)
+        return await browse_page(
+            request, state, s3, bucket, prefix, key, who=who, msg=msg, error=error, registrable=True
+        )
     except ClientError as err:
         status, reason = lake_error(err)
         resp = page(request, "browse.html", who=who, buckets=[], listing=None, error=reason)
         resp.status_code = status
         return resp
-    return page(  # the lake's own files may be catalogued (a connection's are not in the lake)
-        request,
-        "browse.html",
-        who=who,
-        buckets=None,
-        listing=listing,
-        msg=msg,
-        error=error,
-        registrable=True,
-    )
 
 
 @router.post("/browse/{bucket}/delete")
