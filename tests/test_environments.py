@@ -306,3 +306,34 @@ def test_a_size_limits_memory_and_cpu_and_says_why(hub: Hub, new_user) -> None:
         hub.wait(lambda: not c.servers.list(), 60, "the server to stop")
     with hub.admin_http() as c:
         assert c.delete("/sizes/tiny").status_code == 204
+
+
+def test_a_hub_builds_another_environment_while_one_is_being_built_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """Hubs sharing an environments folder split the queued builds: one that finds a build in
+    progress elsewhere takes the next one (and waits for, then reuses, the other)."""
+    from lakehub.server.notebooks.environments import held_elsewhere
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            "f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+            "print('held', flush=True); time.sleep(60)",
+            str(tmp_path / ".spark.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        assert held_elsewhere(tmp_path, "spark")
+        assert not held_elsewhere(tmp_path, "dask")
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+    assert not held_elsewhere(tmp_path, "spark")

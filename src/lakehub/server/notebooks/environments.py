@@ -330,6 +330,21 @@ def _install_kernel(target: Path, name: str) -> None:
     _write_new(kernel_dir / "kernel.json", json.dumps(spec, indent=1))
 
 
+def held_elsewhere(envs_dir: Path, name: str) -> bool:
+    """Whether another hub sharing ``envs_dir`` is building ``name`` right now (its lock is
+    held): a hub then builds another queued environment first, so hubs split the work."""
+    try:
+        with open(envs_dir / f".{name}.lock", "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
+
+
 @contextlib.contextmanager
 def building(
     envs_dir: Path, name: str, cancelled: Callable[[], bool] = lambda: False

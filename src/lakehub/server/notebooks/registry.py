@@ -207,12 +207,17 @@ class Environments:
                 self._wake.clear()
 
     def build_next(self) -> bool:
-        """Build the oldest queued environment; False when none is queued."""
+        """Build the oldest queued environment that no other hub sharing the environments
+        folder is building (else the oldest: its build is then waited for and reused); False
+        when none is queued."""
+        self.envs_dir.mkdir(parents=True, exist_ok=True)
         with self.db.session() as s:
             queued = select(Row).where(Row.status == "queued").order_by(Row.updated_at, Row.id)
-            row = s.scalar(queued)
-            if row is None:
+            rows = s.scalars(queued).all()
+            if not rows:
                 return False
+            free = (r for r in rows if not build.held_elsewhere(self.envs_dir, r.name))
+            row = next(free, rows[0])
             spec = _spec(row)
             row.status, row.progress, row.error = "building", "starting", ""
         self.envs_dir.mkdir(parents=True, exist_ok=True)
