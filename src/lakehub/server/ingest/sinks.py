@@ -238,7 +238,8 @@ class RecordSink(Sink):
                 whole, settled = schema.conform(built, before)
                 for name in set(whole.column_names) - set(built.column_names):
                     out = [v for v in whole[name].to_pylist() if v is not None]
-                    moved[name.removesuffix(schema.TEXT_SUFFIX)] = (name, len(out), out[0])
+                    if out:  # conform kept a whole column beside its field
+                        moved[name.removesuffix(schema.TEXT_SUFFIX)] = (name, len(out), out[0])
             except Exception as err:  # records no table takes: keep them as they came
                 rejected += [(e, f"no table: {err}") for e in decoded]
                 recs, moved = [], {}
