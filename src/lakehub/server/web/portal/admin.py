@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from lakehub.server.compute.base import ComputeError
 from lakehub.server.identity.users import UserError
+from lakehub.server.notebooks.jupyterhub_api import HubAPIError
 from lakehub.server.web.deps import Browser, State
 from lakehub.server.web.portal.base import back, page
 from lakehub.server.web.state import AppState
@@ -21,13 +22,17 @@ router = APIRouter(include_in_schema=False)
 async def running(state: AppState) -> tuple[list[dict[str, Any]], list[Any], list[str]]:
     """Every notebook server (user, name, options) and every cluster of every engine, and the
     engines that could not answer."""
+    down = []
+    try:
+        active = await state.hub.active_servers()
+    except HubAPIError as err:
+        active, down = {}, [f"notebook servers: {err}"]
     servers = [
         {"user": user, "name": name or "default", **opts}
-        for user, names in sorted((await state.hub.active_servers()).items())
+        for user, names in sorted(active.items())
         for name, opts in sorted(names.items())
     ]
     clusters: list[Any] = []
-    down = []
     for kind, engine in state.compute.items():
         try:
             clusters += await state.run(engine.list, None)
