@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,18 +36,10 @@ API = "/services/lakehub/api"
 
 
 def free_port() -> int:
-    """A free port below the ephemeral range, like the hub's own (see lakehub.server.runtime)."""
-    from lakehub.server.runtime import PORT_RANGE
+    """A free port below the ephemeral range, claimed as the hub claims its own."""
+    from lakehub.server.runtime import free_port
 
-    for _ in range(1000):
-        port = random.randrange(*PORT_RANGE)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port")
+    return free_port()
 
 
 def hub_dir(prefix: str = "lakehub-test-") -> Path:

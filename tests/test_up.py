@@ -426,3 +426,23 @@ def test_a_component_is_healthy_only_when_the_answer_is_its_own(tmp_path: Path) 
         sup.stop_all(grace=5)
         other.kill()
         other.wait()
+
+
+def test_hubs_starting_side_by_side_never_choose_the_same_port(tmp_path: Path) -> None:
+    """A hub binds some ports only after its other components are healthy; another hub starting
+    meanwhile must not choose them (seen: a lake never started, its filer port taken)."""
+    from lakehub.server.config import load_settings
+    from lakehub.server.runtime import CLAIM_SECONDS, CLAIMS, _claim, allocate
+
+    settings = load_settings(
+        data_dir=tmp_path / "d", lake_port=0, forward_port=0, ingest_http_port=0
+    )
+    first, second = allocate(settings).ports, allocate(settings).ports
+    assert len(set(first.values())) == len(first)
+    assert not set(first.values()) & set(second.values())
+    for port in first.values():  # none bound yet, and yet none is anyone else's to take
+        assert not _claim(port)
+    stale = CLAIMS / str(first["filer"])
+    old = time.time() - CLAIM_SECONDS - 1
+    os.utime(stale, (old, old))
+    assert _claim(first["filer"])  # a claim outlives no hub's start by more than ten minutes

@@ -12,6 +12,8 @@ import random
 import shutil
 import socket
 import sys
+import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,23 +100,60 @@ def load_runtime(settings: Settings) -> Runtime | None:
 # choosing a port and a component binding it, an outgoing connection could otherwise take it
 # as its local port. Also, SeaweedFS derives some gRPC ports as port + 10000.
 PORT_RANGE = (20000, 32700)
+# Hubs on one machine choose from the same range, and a component may bind its port only after
+# the others are healthy (tens of seconds on a loaded machine): a port chosen is claimed here for
+# a while, so another hub starting meanwhile does not take it (seen: a lake that could never
+# start because another hub's component sat on its filer port).
+CLAIMS = Path(tempfile.gettempdir()) / "lakehub-port-claims"
+CLAIM_SECONDS = 600
+
+
+def _claim(port: int) -> bool:
+    """Claim ``port`` unless another hub claimed it in the last ten minutes."""
+    claim = CLAIMS / str(port)
+    try:
+        if time.time() - claim.stat().st_mtime < CLAIM_SECONDS:
+            return False
+        claim.unlink(missing_ok=True)  # a stale claim
+    except FileNotFoundError:
+        pass
+    except OSError:  # the claims folder is not ours to use: the bind check alone
+        return True
+    try:
+        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:  # another hub claimed it just now
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def free_port() -> int:
+    """A port in :data:`PORT_RANGE` free now and claimed for the next ten minutes."""
+    try:
+        CLAIMS.mkdir()
+        CLAIMS.chmod(0o1777)  # every account's hubs claim here, like /tmp
+    except OSError:  # there already (or not ours to make: the bind check alone then)
+        pass
+    rng = random.SystemRandom()
+    for _ in range(10_000):
+        port = rng.randrange(*PORT_RANGE)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # taken
+                continue
+        if _claim(port):
+            return port
+    raise OSError(f"no free port in {PORT_RANGE[0]}-{PORT_RANGE[1]}")
 
 
 def allocate(settings: Settings) -> Runtime:
-    # hold every socket until all are chosen, so no two components get the same port
-    held: list[socket.socket] = []
-    rng = random.SystemRandom()
-    while len(held) < len(PORT_NAMES):
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", rng.randrange(*PORT_RANGE)))
-        except OSError:  # taken: try another
-            s.close()
-            continue
-        held.append(s)
-    ports = {name: int(s.getsockname()[1]) for name, s in zip(PORT_NAMES, held, strict=True)}
-    for s in held:
-        s.close()
+    ports: dict[str, int] = {}
+    while len(ports) < len(PORT_NAMES):
+        port = free_port()
+        if port not in ports.values():
+            ports[PORT_NAMES[len(ports)]] = port
     if settings.lake_port:
         ports["s3"] = settings.lake_port
     if settings.forward_port:
