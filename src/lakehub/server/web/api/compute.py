@@ -50,8 +50,9 @@ async def call(state: AppState, fn: Any, *args: Any) -> Any:
         raise HTTPException(err.status, str(err)) from None
 
 
-async def clusters_of(state: AppState, owner: str) -> tuple[list[Cluster], list[str]]:
-    """The owner's clusters of every kind, and why an engine could not answer (if one could not)."""
+async def clusters_of(state: AppState, owner: str | None) -> tuple[list[Cluster], list[str]]:
+    """The owner's clusters of every kind (everyone's for None), and why an engine could not
+    answer (if one could not)."""
     found: list[Cluster] = []
     errors: list[str] = []
     for kind, engine in state.compute.items():

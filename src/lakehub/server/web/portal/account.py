@@ -22,9 +22,9 @@ async def _page(
     if who.local:
         return page(request, "error.html", who=who, error="The local administrator has no account.")
     tokens = await state.hub.tokens(who.name)
-    resp = page(request, "account.html", who=who, tokens=tokens, expiries=EXPIRIES, **ctx)
-    resp.status_code = status
-    return resp
+    return page(
+        request, "account.html", who=who, tokens=tokens, expiries=EXPIRIES, **ctx, status=status
+    )
 
 
 @router.get("/account", response_class=HTMLResponse)

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from lakehub.server.compute.base import ComputeError
 from lakehub.server.identity.users import UserError
 from lakehub.server.notebooks.jupyterhub_api import HubAPIError
+from lakehub.server.web.api.compute import clusters_of
 from lakehub.server.web.deps import Browser, State
 from lakehub.server.web.portal.base import back, page
 from lakehub.server.web.state import AppState
@@ -32,13 +32,8 @@ async def running(state: AppState) -> tuple[list[dict[str, Any]], list[Any], lis
         for user, names in sorted(active.items())
         for name, opts in sorted(names.items())
     ]
-    clusters: list[Any] = []
-    for kind, engine in state.compute.items():
-        try:
-            clusters += await state.run(engine.list, None)
-        except ComputeError as err:
-            down.append(f"{kind}: {err}")
-    return servers, sorted(clusters, key=lambda c: (c.owner, c.kind, c.name)), down
+    clusters, engines_down = await clusters_of(state, None)
+    return servers, sorted(clusters, key=lambda c: (c.owner, c.kind, c.name)), down + engines_down
 
 
 @router.get("/admin", response_class=HTMLResponse)
@@ -65,7 +60,7 @@ async def _admin(
     events = await state.run(state.directory.events, 50)
     quotas = await state.run(state.quotas.visible, who.name, True)
     servers, clusters, down = await running(state)
-    resp = page(
+    return page(
         request,
         "admin.html",
         who=who,
@@ -79,9 +74,8 @@ async def _admin(
         msg=msg,
         error=error,
         typed=typed or {},
+        status=status,
     )
-    resp.status_code = status
-    return resp
 
 
 @router.post("/admin/users")

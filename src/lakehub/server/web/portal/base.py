@@ -39,9 +39,11 @@ def human_size(n: int | None) -> str:
     return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
 
 
-def page(request: Request, template: str, **ctx: Any) -> HTMLResponse:
+def page(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
     state = request.app.state.lh
-    resp = templates().TemplateResponse(request, template, {"prefix": state.prefix, **ctx})
+    resp = templates().TemplateResponse(
+        request, template, {"prefix": state.prefix, **ctx}, status_code=status
+    )
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
@@ -73,9 +75,7 @@ def wants_page(request: Request) -> bool:
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     """An error as a page in LakeHub's look, with its status, what went wrong and a way home."""
     title = TITLES.get(status, "Something went wrong" if status >= 500 else "Not possible")
-    resp = page(request, "error.html", who=None, title=title, error=message)
-    resp.status_code = status
-    return resp
+    return page(request, "error.html", who=None, title=title, error=message, status=status)
 
 
 def back(state: Any, path: str, msg: str = "", error: str = "") -> RedirectResponse:

@@ -62,11 +62,15 @@ async def connections_add(
             "region": region,
             "bucket": bucket,
         }
-        resp = page(
-            request, "connections.html", who=who, connections=rows, error=str(err), form=form
+        return page(
+            request,
+            "connections.html",
+            who=who,
+            connections=rows,
+            error=str(err),
+            form=form,
+            status=err.status,
         )
-        resp.status_code = err.status
-        return resp
     return back(state, "connections", msg=f"Connection {name} added.")
 
 
@@ -88,7 +92,7 @@ def _failure(request: Request, who: Principal, err: Exception, name: str) -> Res
         status, reason = lake_error(err)
     else:
         status, reason = 502, f"The endpoint is not answering: {err}"
-    resp = page(
+    return page(
         request,
         "browse.html",
         who=who,
@@ -97,9 +101,8 @@ def _failure(request: Request, who: Principal, err: Exception, name: str) -> Res
         error=reason,
         root=_root(request, name),
         root_title=name,
+        status=status,
     )
-    resp.status_code = status
-    return resp
 
 
 def _root(request: Request, name: str) -> str:

@@ -71,29 +71,34 @@ async def signup(
     if state.settings.auth != "local":
         return page(request, "signup.html", who=None, auth=state.settings.auth)
     if confirm != password:  # checked before the limit: a typo is not a request
-        resp = page(
+        return page(
             request,
             "signup.html",
             who=None,
             auth="local",
             error="The two passwords differ: type the same password twice.",
             name=name,
+            status=400,
         )
-        resp.status_code = 400
-        return resp
     refused = request.app.state.signup_limit.check(client_address(request))
     if refused:  # the form comes back as typed, but for the password
-        resp = page(request, "signup.html", who=None, auth="local", error=refused, name=name)
-        resp.status_code = 429
-        return resp
+        return page(
+            request, "signup.html", who=None, auth="local", error=refused, name=name, status=429
+        )
     try:
         await state.run(
             lambda: state.directory.create(name, actor=name, password=password, status="pending")
         )
     except UserError as err:
-        resp = page(request, "signup.html", who=None, auth="local", error=str(err), name=name)
-        resp.status_code = err.status if err.status != 404 else 400
-        return resp
+        return page(
+            request,
+            "signup.html",
+            who=None,
+            auth="local",
+            error=str(err),
+            name=name,
+            status=err.status if err.status != 404 else 400,
+        )
     return page(request, "signup.html", who=None, auth="local", done=True, name=name)
 
 
@@ -127,9 +132,9 @@ async def browse(
         )
     except ClientError as err:
         status, reason = lake_error(err)
-        resp = page(request, "browse.html", who=who, buckets=[], listing=None, error=reason)
-        resp.status_code = status
-        return resp
+        return page(
+            request, "browse.html", who=who, buckets=[], listing=None, error=reason, status=status
+        )
 
 
 @router.post("/browse/{bucket}/delete")

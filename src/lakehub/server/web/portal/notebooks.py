@@ -33,7 +33,7 @@ async def environments_view(
         envs = await state.run(state.environments.all)
         sizes = await state.run(state.policies.sizes)
         policies = await state.run(state.policies.all)
-    resp = page(
+    return page(
         request,
         "environments.html",
         who=who,
@@ -42,9 +42,8 @@ async def environments_view(
         choices=choices,
         policies=policies,
         **{"msg": "", "error": "", "typed": {}, **ctx},
+        status=status,
     )
-    resp.status_code = status
-    return resp
 
 
 @router.post("/environments")

@@ -29,9 +29,7 @@ async def _list(
     request: Request, who: Browser, state: State, status: int = 200, **ctx: Any
 ) -> Response:
     spaces = await state.run(state.spaces.visible, who.name, who.admin)
-    resp = page(request, "spaces.html", who=who, spaces=spaces, **ctx)
-    resp.status_code = status
-    return resp
+    return page(request, "spaces.html", who=who, spaces=spaces, **ctx, status=status)
 
 
 @router.get("/spaces", response_class=HTMLResponse)
@@ -60,13 +58,9 @@ async def _space(
     try:
         view = await state.run(state.spaces.get, name, who.name, who.admin)
     except UserError as err:
-        resp = page(request, "error.html", who=who, error=str(err))
-        resp.status_code = err.status
-        return resp
+        return page(request, "error.html", who=who, error=str(err), status=err.status)
     manage = who.admin or view.access == "owner"
-    resp = page(request, "space.html", who=who, sp=view, manage=manage, **ctx)
-    resp.status_code = status
-    return resp
+    return page(request, "space.html", who=who, sp=view, manage=manage, **ctx, status=status)
 
 
 @router.get("/spaces/{name}", response_class=HTMLResponse)

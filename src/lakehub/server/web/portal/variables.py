@@ -39,16 +39,15 @@ async def env_add(
         await state.run(lambda: area(state).set(owner, name.strip(), value, secret=bool(secret)))
     except UserError as err:
         rows = await state.run(area(state).owned_by, who.name)
-        resp = page(
+        return page(
             request,
             "env.html",
             who=who,
             variables=rows,
             error=str(err),
             form={"name": name, "secret": bool(secret)},
+            status=err.status,
         )
-        resp.status_code = err.status
-        return resp
     return back(state, "env", msg=f"Variable {name.strip()} saved.")
 
 
