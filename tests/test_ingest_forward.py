@@ -40,7 +40,7 @@ def test_fluent_logger_records_land_in_a_catalogued_dataset(ih: Hub) -> None:
     finally:
         s.close()
     info = moved(ih, a, "weblogs", 40)
-    assert info["dataset"] == "weblogs" and info["path"] == f"s3://{a}-home/streams/weblogs/"
+    assert info["dataset"] == f"{a}/weblogs" and info["path"] == f"s3://{a}-home/streams/weblogs/"
     df = rows(ih, a, "weblogs")
     assert sorted(df["i"]) == list(range(40))
     assert set(df["_tag"]) == {"web.access"}

@@ -48,7 +48,7 @@ def test_a_source_and_a_stream_are_made_and_removed_in_the_portal(
     listing = x.get(f"{PORTAL}/streams").text
     assert f'data-source="{src}"' not in listing and f'data-name="{stream}"' not in listing
     assert x.get(f"{PORTAL}/streams/{stream}").status_code == 404
-    assert f"no source &#39;{src}&#39;" in x.post(f"{PORTAL}/streams/sources/{src}/delete").text
+    assert f"no source &#39;{src}&#39;" in x.post(f"{PORTAL}/sources/{src}/delete").text
     assert f"no stream &#39;{stream}&#39;" in x.post(f"{PORTAL}/streams/{stream}/delete").text
     with inproc.http(owner) as api:
         assert api.get(f"{API}/streams/{stream}").status_code == 200
@@ -56,7 +56,7 @@ def test_a_source_and_a_stream_are_made_and_removed_in_the_portal(
     # its owner removes both
     r = o.post(f"{PORTAL}/streams/{stream}/delete")
     assert r.status_code == 200 and f"stream {stream} deleted" in r.text
-    r = o.post(f"{PORTAL}/streams/sources/{src}/delete")
+    r = o.post(f"{PORTAL}/sources/{src}/delete")
     assert r.status_code == 200 and f"source {src} deleted" in r.text
     with inproc.http(owner) as api:
         assert api.get(f"{API}/streams/{stream}").status_code == 404

@@ -45,6 +45,7 @@ class Dataset:
         self._client = client
         self.info = info
         self.name: str = info["name"]
+        self.ref: str = info["ref"]  # owner/name: the same dataset whoever has one so called
         self.path: str = info["path"]
         self.format: str = info["format"]
         self.partitioning: builtins.list[str] = info["partitioning"]
@@ -146,7 +147,7 @@ class Dataset:
     def refresh(self) -> Dataset:
         """Look at the files again (new partitions, more rows) and return the new description."""
         return Dataset(
-            self._client, self._client.request("POST", f"/api/datasets/{self.name}/refresh")
+            self._client, self._client.request("POST", f"/api/datasets/{self.ref}/refresh")
         )
 
 
@@ -182,6 +183,8 @@ class _Info:
 
 
 def get(name: str, client: Client | None = None) -> Dataset:
+    """``name`` is yours, or the only one of that name you can read; ``owner/name`` is
+    another's."""
     c = _client(client)
     return Dataset(c, c.request("GET", f"/api/datasets/{name}"))
 
@@ -246,8 +249,8 @@ def create(
 
     c = _client(client)
     try:
-        c.request("GET", f"/api/datasets/{name}")
-        raise LakeHubError(409, f"dataset {name!r} already exists")
+        c.request("GET", f"/api/datasets/{c.me()['name']}/{name}")
+        raise LakeHubError(409, f"you already have a dataset {name!r}")
     except LakeHubError as err:
         if err.status != 404:
             raise

@@ -47,9 +47,10 @@ def stream_list(as_json: bool, data_dir: Path | None) -> None:
 
 
 @stream.command("rm")
-@click.argument("name")
+@click.argument("name", metavar="[OWNER/]NAME")
 @DATA_DIR
 def stream_rm(name: str, data_dir: Path | None) -> None:
+    """Stop routing into a stream (OWNER/ when several people have one so called)."""
     as_admin(data_dir, "DELETE", f"/streams/{name}")
     click.echo(f"stream {name} removed (its data stays in the lake)")
 
@@ -100,9 +101,10 @@ def source_list(data_dir: Path | None) -> None:
 
 
 @source.command("rm")
-@click.argument("name")
+@click.argument("name", metavar="[OWNER/]NAME")
 @DATA_DIR
 def source_rm(name: str, data_dir: Path | None) -> None:
+    """Refuse a source's token and key from now on (OWNER/ when several have one so called)."""
     as_admin(data_dir, "DELETE", f"/sources/{name}")
     click.echo(f"source {name} removed")
 

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lakehub import tables
+from lakehub.server import refs
 from lakehub.server.db import Dataset, User, utcnow
 from lakehub.server.identity.users import Directory, UserError, shared_access
 from lakehub.server.schema import Instant
@@ -47,6 +48,7 @@ class DatasetView(BaseModel):
     model_config = ConfigDict(serialize_by_alias=True)  # schema_ is "schema" in answers
 
     name: str
+    ref: str = Field(description="owner/name: how to name it whoever else has one so called")
     path: str  # s3://bucket/prefix/ (a folder) or s3://bucket/key (one file)
     bucket: str
     prefix: str
@@ -147,20 +149,28 @@ class Catalog:
         c = self.directory.credentials(name)
         return tables.s3_filesystem(c.endpoint_url, c.access_key_id, c.secret_access_key)
 
-    def _row(self, s: Session, name: str, viewer: str, admin: bool, write: bool = False) -> Dataset:
-        row = s.scalar(select(Dataset).where(Dataset.name == name))
+    def _row(self, s: Session, ref: str, viewer: str, admin: bool, write: bool = False) -> Dataset:
+        """The dataset ``ref`` (``name`` or ``owner/name``, see :mod:`lakehub.server.refs`)
+        means for ``viewer``, who must be able to read it (and write it, for ``write``)."""
         shared = shared_access(s).get(viewer, {})
-        access = self._access(row.bucket, viewer, shared) if row else None
-        if row is None or (access is None and not admin):
-            raise UserError(f"no dataset {name!r}", 404)
-        if write and access != "write" and not admin:
-            raise UserError(f"you may read dataset {name!r} but not change it", 403)
+        named = s.execute(
+            select(Dataset, User.name)
+            .outerjoin(User, Dataset.owner_id == User.id)
+            .where(Dataset.name == refs.split(ref)[1])
+        ).all()
+        visible = [
+            (r, o) for r, o in named if admin or self._access(r.bucket, viewer, shared) is not None
+        ]
+        row = refs.pick(visible, ref, viewer, "dataset")
+        if write and self._access(row.bucket, viewer, shared) != "write" and not admin:
+            raise UserError(f"you may read dataset {ref!r} but not change it", 403)
         return row
 
     def _view(self, s: Session, row: Dataset, access: str | None, admin: bool) -> DatasetView:
         owner = s.get(User, row.owner_id).name if row.owner_id else None  # type: ignore[union-attr]
         return DatasetView(
             name=row.name,
+            ref=refs.ref(owner, row.name),
             path=f"s3://{row.bucket}/{row.prefix}".rstrip("/") + ("" if row.one_file else "/"),
             bucket=row.bucket,
             prefix=row.prefix,
@@ -198,6 +208,7 @@ class Catalog:
                 f"invalid dataset name {name!r}: lowercase letters, digits, _ and -, "
                 "starting with a letter, at most 63"
             )
+        refs.check_free(name, "dataset")
         try:
             bucket, prefix = tables.split_path(path)
             tables.check_format(fmt)
@@ -208,8 +219,9 @@ class Catalog:
                 raise UserError(f"invalid partition key {key!r}")
         tag_text = _tags(tags or [])
         with self.db.session() as s:
-            if s.scalar(select(Dataset.id).where(Dataset.name == name)):
-                raise UserError(f"dataset {name!r} already exists", 409)
+            mine = Dataset.owner_id == select(User.id).where(User.name == actor).scalar_subquery()
+            if s.scalar(select(Dataset.id).where(Dataset.name == name, mine)):
+                raise UserError(f"you already have a dataset {name!r}", 409)
             if self._access(bucket, actor, shared_access(s).get(actor, {})) != "write":
                 raise UserError(
                     f"you cannot publish into bucket {bucket!r}: register datasets "
@@ -235,11 +247,11 @@ class Catalog:
                     )
                 )
                 self.directory.record_event(
-                    s, actor, "dataset.register", name, f"s3://{bucket}/{prefix}"
+                    s, actor, "dataset.register", refs.ref(actor, name), f"s3://{bucket}/{prefix}"
                 )
         except IntegrityError:
-            raise UserError(f"dataset {name!r} already exists", 409) from None
-        return self.get(name, actor, False)
+            raise UserError(f"you already have a dataset {name!r}", 409) from None
+        return self.get(refs.ref(actor, name), actor, False)
 
     def _infer(
         self, actor: str, bucket: str, prefix: str, fmt: str, partitioning: list[str] | None
@@ -277,7 +289,7 @@ class Catalog:
             for k, v in self._columns(found).items():
                 setattr(row, k, v)
             row.updated_at = utcnow()
-            self.directory.record_event(s, actor, "dataset.refresh", name)
+            self.directory.record_event(s, actor, "dataset.refresh", _ref(s, row))
         return self.get(name, actor, admin)
 
     def update(
@@ -299,14 +311,15 @@ class Catalog:
             if lineage is not None:
                 row.lineage = lineage
             row.updated_at = utcnow()
-            self.directory.record_event(s, actor, "dataset.update", name)
+            self.directory.record_event(s, actor, "dataset.update", _ref(s, row))
         return self.get(name, actor, admin)
 
     def delete(self, name: str, actor: str, admin: bool) -> None:
         """Forget the entry; the data stays where it is."""
         with self.db.session() as s:
-            s.delete(self._row(s, name, actor, admin, write=True))
-            self.directory.record_event(s, actor, "dataset.delete", name)
+            row = self._row(s, name, actor, admin, write=True)
+            self.directory.record_event(s, actor, "dataset.delete", _ref(s, row))
+            s.delete(row)
 
     def get(self, name: str, viewer: str, admin: bool) -> DatasetView:
         with self.db.session() as s:
@@ -360,6 +373,11 @@ class Catalog:
             ) from None
         rows = [[_plain(v) for v in r.values()] for r in head.to_pylist()]
         return {"columns": head.schema.names, "rows": rows, "note": ""}
+
+
+def _ref(s: Session, row: Dataset) -> str:
+    owner = s.get(User, row.owner_id) if row.owner_id else None
+    return refs.ref(owner.name if owner else None, row.name)
 
 
 def _plain(value: Any) -> Any:

@@ -116,8 +116,9 @@ class Dataset(Base):
     """A catalogued lake path: where it is, what it holds (inferred), and what people say of it."""
 
     __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)  # names are per owner
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
     bucket: Mapped[str] = mapped_column(String(63), index=True)
     prefix: Mapped[str] = mapped_column(String(1024))
     format: Mapped[str] = mapped_column(String(16))  # parquet | csv | jsonl | zarr | raw
@@ -242,10 +243,10 @@ class IngestSource(Base):
 
     __tablename__ = "ingest_sources"
     # ids are never reused: the log names sources and streams by id (and a reused source id
-    # would take another's chunk ids for retries)
-    __table_args__ = {"sqlite_autoincrement": True}
+    # would take another's chunk ids for retries); names are per owner
+    __table_args__ = (UniqueConstraint("owner_id", "name"), {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     tags: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of glob patterns
     shared_key_enc: Mapped[str | None] = mapped_column(Text)  # vault-encrypted; None: no handshake
@@ -261,10 +262,10 @@ class IngestStream(Base):
 
     __tablename__ = "ingest_streams"
     # ids are never reused: the log names sources and streams by id (and a reused source id
-    # would take another's chunk ids for retries)
-    __table_args__ = {"sqlite_autoincrement": True}
+    # would take another's chunk ids for retries); names are per owner
+    __table_args__ = (UniqueConstraint("owner_id", "name"), {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(8))  # records | raw
     bucket: Mapped[str] = mapped_column(String(63))
@@ -345,7 +346,7 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-HEAD = "0008"  # the newest migration; tests check it against Alembic's own view
+HEAD = "0009"  # the newest migration; tests check it against Alembic's own view
 
 
 def at_head(url: str) -> bool:

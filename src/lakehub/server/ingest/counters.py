@@ -71,14 +71,16 @@ def add_moved(
         if sid in schemas:
             values["schema_json"] = schemas[sid]
         s.execute(update(IngestStream).where(IngestStream.id == sid).values(**values))
-        name = s.scalar(select(IngestStream.dataset).where(IngestStream.id == sid))
+        name, owner_id = s.execute(
+            select(IngestStream.dataset, IngestStream.owner_id).where(IngestStream.id == sid)
+        ).one()
         if name:
             columns = (
                 {"schema_json": catalog_columns(loads(schemas[sid]))} if sid in schemas else {}
             )
             s.execute(
                 update(Dataset)
-                .where(Dataset.name == name)
+                .where(Dataset.name == name, Dataset.owner_id == owner_id)
                 .values(
                     row_count=Dataset.row_count + records,
                     size_bytes=Dataset.size_bytes + nbytes,

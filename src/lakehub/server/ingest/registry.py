@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lakehub.server import refs
 from lakehub.server.db import Dataset, IngestError, IngestSource, IngestStream, User
 from lakehub.server.identity.users import Directory, UserError, home_bucket, shared_access
 from lakehub.server.ingest.base import DEFAULT_MAX_MESSAGE, Source, Stream
@@ -56,6 +57,7 @@ def _check_name(name: str, kind: str) -> None:
             f"invalid {kind} name {name!r}: lowercase letters, digits, _ and -, "
             "starting with a letter, at most 63"
         )
+    refs.check_free(name, kind)
 
 
 def _check_tags(tags: list[str]) -> str:
@@ -99,6 +101,10 @@ def _check_path(path: str | None, owner: str, name: str) -> tuple[str, str]:
     return bucket, prefix
 
 
+def _whose(owner: str, actor: str) -> str:
+    return "you already have" if owner == actor else f"{owner} already has"
+
+
 def can_write(s: Session, user: str, bucket: str) -> bool:
     return bucket.startswith(f"{user}-") or shared_access(s).get(user, {}).get(bucket) == "write"
 
@@ -110,6 +116,7 @@ def can_read(s: Session, user: str, bucket: str) -> bool:
 class SourceView(BaseModel):
     name: str
     owner: str
+    ref: str = Field(description="owner/name")
     tags: list[str]
     shared_key: bool
     max_bytes_per_s: int | None
@@ -133,10 +140,11 @@ class StreamError(BaseModel):
 class StreamView(BaseModel):
     name: str
     owner: str
+    ref: str = Field(description="owner/name: how to name it whoever else has one so called")
     kind: str
     path: str
     tags: list[str]
-    dataset: str | None
+    dataset: str | None = Field(description="its catalog entry (owner/name), records only")
     received_bytes: int
     received_entries: int
     last_event_at: float | None
@@ -180,9 +188,10 @@ class Registry:
         token = "lhs_" + secrets.token_urlsafe(30)
         key = secrets.token_urlsafe(24) if shared_key else None
         with self.db.session() as s:
-            if s.scalar(select(IngestSource.id).where(IngestSource.name == name)):
-                raise UserError(f"source {name!r} already exists", 409)
             user = self.directory.get(s, owner)
+            mine = IngestSource.owner_id == user.id
+            if s.scalar(select(IngestSource.id).where(IngestSource.name == name, mine)):
+                raise UserError(f"{_whose(owner, actor)} a source {name!r}", 409)
             if not shared_key:  # keyless traffic is claimed by its tags: one claimant each
                 self._check_unclaimed(s, user.id, tags)
             s.add(
@@ -196,8 +205,8 @@ class Registry:
                     max_message_bytes=max_message_bytes,
                 )
             )
-            self.directory.record_event(s, actor, "source.create", name, f"owner {owner}")
-        view = self.source(name, owner, False)
+            self.directory.record_event(s, actor, "source.create", refs.ref(owner, name))
+        view = self.source(refs.ref(owner, name), owner, False)
         return NewSourceView(token=token, key=key, **view.model_dump())
 
     @staticmethod
@@ -220,12 +229,14 @@ class Registry:
                             409,
                         )
 
-    def _source_row(self, s: Session, name: str, viewer: str, admin: bool) -> IngestSource:
-        row = s.scalar(select(IngestSource).where(IngestSource.name == name))
-        owner = s.get(User, row.owner_id) if row else None
-        if row is None or owner is None or (owner.name != viewer and not admin):
-            raise UserError(f"no source {name!r}", 404)
-        return row
+    def _source_row(self, s: Session, ref: str, viewer: str, admin: bool) -> IngestSource:
+        """A source is its owner's alone (and administrators')."""
+        named = s.execute(
+            select(IngestSource, User.name)
+            .join(User, IngestSource.owner_id == User.id)
+            .where(IngestSource.name == refs.split(ref)[1])
+        ).all()
+        return refs.pick([(r, o) for r, o in named if admin or o == viewer], ref, viewer, "source")
 
     def source(self, name: str, viewer: str, admin: bool) -> SourceView:
         with self.db.session() as s:
@@ -237,6 +248,7 @@ class Registry:
         return SourceView(
             name=row.name,
             owner=owner.name if owner else "?",
+            ref=refs.ref(owner.name if owner else None, row.name),
             tags=json.loads(row.tags),
             shared_key=row.shared_key_enc is not None,
             max_bytes_per_s=row.max_bytes_per_s,
@@ -252,8 +264,9 @@ class Registry:
 
     def delete_source(self, name: str, actor: str, admin: bool) -> None:
         with self.db.session() as s:
-            s.delete(self._source_row(s, name, actor, admin))
-            self.directory.record_event(s, actor, "source.delete", name)
+            row = self._source_row(s, name, actor, admin)
+            self.directory.record_event(s, actor, "source.delete", self._source_view(s, row).ref)
+            s.delete(row)
 
     # streams -------------------------------------------------------------------------------
     def create_stream(
@@ -277,8 +290,8 @@ class Registry:
             for table, what in ((IngestStream, "stream"), (Dataset, "dataset")):
                 if kind == "raw" and table is Dataset:
                     continue
-                if s.scalar(select(table.id).where(table.name == name)):
-                    raise UserError(f"{what} {name!r} already exists", 409)
+                if s.scalar(select(table.id).where(table.name == name, table.owner_id == user.id)):
+                    raise UserError(f"{_whose(owner, actor)} a {what} {name!r}", 409)
             if not can_write(s, owner, bucket):
                 raise UserError(
                     f"{owner} cannot write bucket {bucket!r}: streams live in your "
@@ -311,28 +324,33 @@ class Registry:
                         lineage=f"ingested: stream {name}",
                     )
                 )
-            self.directory.record_event(s, actor, "stream.create", name, f"s3://{bucket}/{prefix}")
-        return self.stream(name, owner, False)
+            self.directory.record_event(
+                s, actor, "stream.create", refs.ref(owner, name), f"s3://{bucket}/{prefix}"
+            )
+        return self.stream(refs.ref(owner, name), owner, False)
 
     def _stream_row(
-        self, s: Session, name: str, viewer: str, admin: bool, write: bool = False
+        self, s: Session, ref: str, viewer: str, admin: bool, write: bool = False
     ) -> tuple[IngestStream, str]:
-        row = s.scalar(select(IngestStream).where(IngestStream.name == name))
-        if row is None:
-            raise UserError(f"no stream {name!r}", 404)
-        owner = s.get(User, row.owner_id)
-        access = (
-            "write"
-            if can_write(s, viewer, row.bucket) or (owner and owner.name == viewer)
-            else "read"
-            if can_read(s, viewer, row.bucket)
-            else ""
-        )
-        if not access and not admin:
-            raise UserError(f"no stream {name!r}", 404)
-        if write and access != "write" and not admin:
-            raise UserError(f"you may read stream {name!r} but not change it", 403)
-        return row, access or "admin"
+        """The stream ``ref`` means for ``viewer`` (see :mod:`lakehub.server.refs`), and their
+        access to it: its owner and whoever may write its bucket change it, readers see it."""
+
+        def access(row: IngestStream, owner: str) -> str:
+            if owner == viewer or can_write(s, viewer, row.bucket):
+                return "write"
+            return "read" if can_read(s, viewer, row.bucket) else ""
+
+        named = s.execute(
+            select(IngestStream, User.name)
+            .join(User, IngestStream.owner_id == User.id)
+            .where(IngestStream.name == refs.split(ref)[1])
+        ).all()
+        visible = [(r, o) for r, o in named if admin or access(r, o)]
+        row = refs.pick(visible, ref, viewer, "stream")
+        got = access(row, dict((r.id, o) for r, o in visible)[row.id])
+        if write and got != "write" and not admin:
+            raise UserError(f"you may read stream {ref!r} but not change it", 403)
+        return row, got or "admin"
 
     def stream(self, name: str, viewer: str, admin: bool) -> StreamView:
         with self.db.session() as s:
@@ -355,10 +373,11 @@ class Registry:
         return StreamView(
             name=row.name,
             owner=owner.name if owner else "?",
+            ref=refs.ref(owner.name if owner else None, row.name),
             kind=row.kind,
             path=f"s3://{row.bucket}/{row.prefix}/",
             tags=json.loads(row.tags),
-            dataset=row.dataset,
+            dataset=refs.ref(owner.name if owner else None, row.dataset) if row.dataset else None,
             received_bytes=row.received_bytes,
             received_entries=row.received_entries,
             last_event_at=newest,
@@ -378,8 +397,10 @@ class Registry:
         out = []
         with self.db.session() as s:
             for row in s.scalars(select(IngestStream).order_by(IngestStream.name)).all():
+                owner = s.get(User, row.owner_id)
                 try:
-                    out.append(self._stream_view(s, *self._stream_row(s, row.name, viewer, admin)))
+                    ref = refs.ref(owner.name if owner else None, row.name)
+                    out.append(self._stream_view(s, *self._stream_row(s, ref, viewer, admin)))
                 except UserError:
                     continue
         return out
@@ -388,8 +409,10 @@ class Registry:
         """Stop routing into it; what reached the lake stays (and its dataset entry too)."""
         with self.db.session() as s:
             row, _ = self._stream_row(s, name, actor, admin, write=True)
+            self.directory.record_event(
+                s, actor, "stream.delete", self._stream_view(s, row, "").ref
+            )
             s.delete(row)
-            self.directory.record_event(s, actor, "stream.delete", name)
 
 
 def load(directory: Directory) -> tuple[list[Source], list[Stream]]:

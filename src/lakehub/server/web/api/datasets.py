@@ -62,12 +62,19 @@ async def register(body: NewDataset, who: User, state: State) -> DatasetView:
     )
 
 
-@router.get("/{name}", response_model_by_alias=True)
+@router.get("/{name:path}/preview")
+async def preview(name: str, who: User, state: State, limit: int = 20) -> dict[str, Any]:
+    """The first rows, read with your own keys."""
+    _local(who)
+    return await state.run(state.catalog.preview, name, who.name, who.admin, limit)
+
+
+@router.get("/{name:path}", response_model_by_alias=True)
 async def get(name: str, who: User, state: State) -> DatasetView:
     return await state.run(state.catalog.get, name, who.name, who.admin)
 
 
-@router.patch("/{name}", response_model_by_alias=True)
+@router.patch("/{name:path}", response_model_by_alias=True)
 async def update(name: str, body: DatasetPatch, who: User, state: State) -> DatasetView:
     return await state.run(
         lambda: state.catalog.update(
@@ -81,21 +88,14 @@ async def update(name: str, body: DatasetPatch, who: User, state: State) -> Data
     )
 
 
-@router.post("/{name}/refresh", response_model_by_alias=True)
+@router.post("/{name:path}/refresh", response_model_by_alias=True)
 async def refresh(name: str, who: User, state: State) -> DatasetView:
     """Infer again after new files arrived."""
     _local(who)
     return await state.run(state.catalog.refresh, name, who.name, who.admin)
 
 
-@router.get("/{name}/preview")
-async def preview(name: str, who: User, state: State, limit: int = 20) -> dict[str, Any]:
-    """The first rows, read with your own keys."""
-    _local(who)
-    return await state.run(state.catalog.preview, name, who.name, who.admin, limit)
-
-
-@router.delete("/{name}", status_code=204)
+@router.delete("/{name:path}", status_code=204)
 async def delete(name: str, who: User, state: State) -> Response:
     """Forget the entry; the data stays in the lake."""
     await state.run(state.catalog.delete, name, who.name, who.admin)

@@ -84,7 +84,7 @@ async def list_sources(who: User, state: State) -> list[SourceView]:
     return await state.run(Registry(state.directory).sources, who.name, who.admin)
 
 
-@router.delete("/sources/{name}", status_code=204)
+@router.delete("/sources/{name:path}", status_code=204)
 async def delete_source(name: str, who: User, state: State) -> Response:
     await state.run(Registry(state.directory).delete_source, name, who.name, who.admin)
     return Response(status_code=204)
@@ -113,12 +113,12 @@ async def list_streams(who: User, state: State) -> list[StreamView]:
     return await state.run(Registry(state.directory).streams, who.name, who.admin)
 
 
-@router.get("/streams/{name}")
+@router.get("/streams/{name:path}")
 async def get_stream(name: str, who: User, state: State) -> StreamView:
     return await state.run(Registry(state.directory).stream, name, who.name, who.admin)
 
 
-@router.delete("/streams/{name}", status_code=204)
+@router.delete("/streams/{name:path}", status_code=204)
 async def delete_stream(name: str, who: User, state: State) -> Response:
     """Stop routing into the stream; its data stays in the lake."""
     await state.run(Registry(state.directory).delete_stream, name, who.name, who.admin)

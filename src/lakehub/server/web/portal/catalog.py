@@ -43,7 +43,7 @@ async def _catalog(
     **kw: str,
 ) -> Response:
     found = await state.run(lambda: state.catalog.search(who.name, who.admin, q, tag))
-    resp = page(
+    return page(
         request,
         "datasets.html",
         who=who,
@@ -52,9 +52,8 @@ async def _catalog(
         tag=tag,
         draft=draft if draft is not None else draft_of(path),
         **kw,
+        status=status,
     )
-    resp.status_code = status
-    return resp
 
 
 FORMATS = {
@@ -113,7 +112,7 @@ async def register(
     return back(state, f"datasets/{quote(name.strip())}", msg=f"registered {name}")
 
 
-@router.get("/datasets/{name}", response_class=HTMLResponse)
+@router.get("/datasets/{name:path}", response_class=HTMLResponse)
 async def dataset(
     request: Request, name: str, who: Browser, state: State, msg: str = "", error: str = ""
 ) -> Response:
@@ -133,20 +132,18 @@ async def _dataset(
     try:
         view = await state.run(state.catalog.get, name, who.name, who.admin)
     except UserError as err:
-        resp = page(request, "error.html", who=who, error=str(err))
-        resp.status_code = err.status
-        return resp
+        return page(request, "error.html", who=who, error=str(err), status=err.status)
     try:
         preview = await state.run(state.catalog.preview, name, who.name, who.admin, 20)
     except UserError as err:
         preview = {"columns": [], "rows": [], "note": str(err)}
     typed = edit or {"description": view.description, "tags": " ".join(view.tags)}
-    resp = page(request, "dataset.html", who=who, d=view, preview=preview, edit=typed, **kw)
-    resp.status_code = status
-    return resp
+    return page(
+        request, "dataset.html", who=who, d=view, preview=preview, edit=typed, **kw, status=status
+    )
 
 
-@router.post("/datasets/{name}/edit")
+@router.post("/datasets/{name:path}/edit")
 async def edit(
     request: Request,
     name: str,
@@ -174,7 +171,7 @@ async def edit(
     return back(state, f"datasets/{quote(name)}", msg="saved")
 
 
-@router.post("/datasets/{name}/refresh")
+@router.post("/datasets/{name:path}/refresh")
 async def refresh(name: str, who: Browser, state: State) -> Response:
     """Look at the files again: new files, partitions, columns and rows."""
     try:
@@ -186,7 +183,7 @@ async def refresh(name: str, who: Browser, state: State) -> Response:
     return back(state, f"datasets/{quote(name)}", msg=f"refreshed: {files}, {rows}")
 
 
-@router.post("/datasets/{name}/delete")
+@router.post("/datasets/{name:path}/delete")
 async def forget(name: str, who: Browser, state: State) -> Response:
     try:
         await state.run(state.catalog.delete, name, who.name, who.admin)

@@ -42,7 +42,7 @@ async def _streams(
     found = await state.run(registry.streams, who.name, who.admin)
     sources = [] if who.local else await state.run(registry.sources, who.name, False)
     s, p = state.settings, state.runtime.ports
-    resp = page(
+    return page(
         request,
         "streams.html",
         who=who,
@@ -52,9 +52,8 @@ async def _streams(
         forward=f"{s.ingest_host}:{p.get('forward')}",
         http=f"{s.ingest_host}:{p.get('ingest_http')}",
         **ctx,
+        status=status,
     )
-    resp.status_code = status
-    return resp
 
 
 @router.get("/streams", response_class=HTMLResponse)
@@ -112,7 +111,7 @@ async def new_source(
     return await _streams(request, who, state, 201, made=made)
 
 
-@router.post("/streams/sources/{name}/delete")
+@router.post("/sources/{name:path}/delete")
 async def delete_source(name: str, who: Browser, state: State) -> Response:
     try:
         await state.run(Registry(state.directory).delete_source, name, who.name, who.admin)
@@ -121,7 +120,7 @@ async def delete_source(name: str, who: Browser, state: State) -> Response:
     return back(state, "streams", msg=f"source {name} deleted: its token and key are refused")
 
 
-@router.post("/streams/{name}/delete")
+@router.post("/streams/{name:path}/delete")
 async def delete_stream(name: str, who: Browser, state: State) -> Response:
     try:
         await state.run(Registry(state.directory).delete_stream, name, who.name, who.admin)
@@ -130,14 +129,12 @@ async def delete_stream(name: str, who: Browser, state: State) -> Response:
     return back(state, "streams", msg=f"stream {name} deleted; what reached the lake stays")
 
 
-@router.get("/streams/{name}", response_class=HTMLResponse)
+@router.get("/streams/{name:path}", response_class=HTMLResponse)
 async def stream(request: Request, name: str, who: Browser, state: State) -> Response:
     try:
         view = await state.run(Registry(state.directory).stream, name, who.name, who.admin)
     except UserError as err:
-        resp = page(request, "error.html", who=who, error=str(err))
-        resp.status_code = err.status
-        return resp
+        return page(request, "error.html", who=who, error=str(err), status=err.status)
     preview = {"columns": [], "rows": [], "note": "raw stream: bytes, no rows to show"}
     if view.kind == "records" and view.dataset and not who.local:
         try:
