@@ -134,6 +134,17 @@ def test_login_portal_and_jupyterlab(hub: Hub, new_user: Any, new_page: Any, sho
         page.locator("#jp-main-dock-panel").wait_for(state="visible", timeout=LAB_TIMEOUT_MS)
         page.locator(".jp-Launcher").first.wait_for(state="visible", timeout=LAB_TIMEOUT_MS)
         screenshot(page, shots / "03b-jupyterlab.png")
+        # JupyterLab's top bar leads back to the portal (and asks the internet for no news)
+        page.locator(".lm-MenuBar-itemLabel", has_text="LakeHub").click()
+        screenshot(page, shots / "03c-jupyterlab-lakehub-menu.png")
+        with page.expect_popup() as opened:
+            page.locator(".lm-Menu-itemLabel", has_text="LakeHub portal").click()
+        expect_portal(opened.value, name)
+        opened.value.close()
+        with hub.http(name) as c:
+            notes = f"/user/{name}/lab/api/settings/@jupyterlab/apputils-extension:notification"
+            got = c.get(notes).json()["schema"]["properties"]  # overrides are the defaults
+        assert (got["fetchNews"]["default"], got["checkForUpdates"]["default"]) == ("false", False)
 
         # the secret reached the kernel, from the chosen environment, and is in clear nowhere
         k = Kernel(hub.url, name, hub.token(name))
@@ -302,11 +313,15 @@ def test_jupyterhub_pages_wear_the_lakehub_look_and_lead_back(
     assert _no_sideways_scroll(page)
     screenshot(page, shots / "20-phone-login.png")
     log_in(page, name, hub.passwords[name])
-    for path in ("/hub/home", "/hub/token", "/hub/no-such-page"):
+    # JupyterHub's own pages: the spawn form and "server not running" too, and its errors
+    pending = f"/hub/spawn-pending/{name}"
+    for path in ("/hub/home", "/hub/token", "/hub/spawn", pending, "/hub/no-such-page"):
         page.goto(path)
         expect(header.get_by_role("link", name="Datasets")).to_be_visible()
         expect(header).to_contain_text(name)
         assert _no_sideways_scroll(page), path
+        if path == pending:
+            screenshot(page, shots / "20b-phone-server-not-running.png")
     expect(page.locator("h1")).to_have_text("Not found")  # not "404 : None", no moons
     expect(page.get_by_role("link", name="Back to the portal's home")).to_be_visible()
     screenshot(page, shots / "21-phone-hub-error.png")

@@ -38,6 +38,7 @@ from pathlib import Path
 import lakehub
 from lakehub.server.notebooks.specs import overrides
 from lakehub.server.runtime import find_binary
+from lakehub.singleuser import lab_settings
 
 DEFAULT_PACKAGES = (  # the server environment
     "jupyterhub==6.1.1",
@@ -152,6 +153,9 @@ def _build_server_environment(
                 str(project_root()),
             ]
         )
+        settings = target / "share" / "jupyter" / "lab" / "settings"
+        settings.mkdir(parents=True, exist_ok=True)
+        (settings / "overrides.json").write_text(json.dumps(lab_settings.OVERRIDES, indent=1))
     except BuildError:
         shutil.rmtree(target, ignore_errors=True)
         raise
