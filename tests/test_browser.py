@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -402,3 +403,61 @@ def test_everyday_jobs_are_done_in_the_portal(
     assert submit(admin, "Save policy") == 200
     expect(admin.locator(f'tr[data-policy="user-{name}"]')).to_contain_text("45 min")
     screenshot(admin, shots / "34-admin-sizes-policies.png")
+
+
+TUTORIAL = Path(__file__).parents[1] / "docs" / "tutorial" / "first-hour.md"
+
+
+def tutorial_cell(name: str) -> str:
+    """Step 4's notebook code, as the tutorial prints it, for user ``name``."""
+    step = TUTORIAL.read_text().split("\n4. ")[1].split("\n5. ")[0]
+    code = step.split("```python\n")[1].split("```")[0]
+    return "\n".join(line.strip() for line in code.splitlines()).replace(
+        "admin-home", f"{name}-home"
+    )
+
+
+def test_the_tutorial_from_the_login_page_to_a_cell_reading_a_dataset(
+    hub: Hub, new_user: Any, new_page: Any, shots: Path
+) -> None:
+    """docs/tutorial/first-hour.md as a person follows it: the login page, the portal, "Start
+    my server", the spawn form, JupyterLab, a new notebook running the tutorial's own cell (it
+    publishes a dataset and reads it back), then the portal's Datasets page and the dataset's."""
+    name = new_user("tut")
+    page = new_page()
+    log_in_from_front_door(page, hub, name)
+    expect_portal(page, name)
+    expect(page.locator("#data-connection #bucket")).to_have_text(f"{name}-home")
+    screenshot(page, shots / "40-tutorial-portal.png")
+    try:
+        page.get_by_role("link", name="Start my server").click()
+        expect(page.locator("#lakehub-spawn-form")).to_be_visible()
+        screenshot(page, shots / "41-tutorial-spawn-form.png")
+        started = time.monotonic()
+        page.get_by_role("button", name="Start").click()
+        page.wait_for_url(re.compile(rf"/user/{name}/lab"), timeout=LAB_TIMEOUT_MS)
+        page.locator(".jp-LauncherCard[data-category=Notebook]").first.click(timeout=LAB_TIMEOUT_MS)
+        editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+        editor.click(timeout=LAB_TIMEOUT_MS)
+        page.keyboard.insert_text(tutorial_cell(name))  # as typed, without auto-indent
+        # a cell run while the kernel is still starting may be lost: a person waits for Idle
+        idle = page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"\| Idle"))
+        idle.first.wait_for(timeout=LAB_TIMEOUT_MS)
+        page.keyboard.press("Shift+Enter")
+        output = page.locator(".jp-OutputArea-output").first
+        output.wait_for(timeout=LAB_TIMEOUT_MS)
+        shown = screenshot(page, shots / "42-tutorial-cell.png")
+        expect(output.locator("table"), f"see {shown}").to_contain_text("x")
+        print(
+            f"the portal's Start to the tutorial cell's output: {time.monotonic() - started:.1f} s"
+        )
+        page.goto(PORTAL + "datasets")
+        row = page.locator("#datasets [data-name=first]")
+        expect(row).to_contain_text(f"s3://{name}-home/datasets/first/")
+        expect(row).to_contain_text("2")  # rows
+        screenshot(page, shots / "43-tutorial-datasets.png")
+        row.get_by_role("link", name="first").click()
+        expect(page.locator("h1")).to_contain_text("first")
+        screenshot(page, shots / "44-tutorial-dataset.png")
+    finally:
+        stop_server(hub, name)
