@@ -13,8 +13,8 @@ from typing import TypeVar
 from lakehub.server.identity.users import UserError
 
 Row = TypeVar("Row")
-# the API reads /datasets/ann/preview as the preview of ann's (or ann) dataset, never as ann's
-# dataset called "preview": such a name is refused
+# addresses end with these words (/api/datasets/ann/preview is the preview of the dataset "ann"),
+# so nothing may be called by one of them
 ROUTE_WORDS = frozenset({"preview", "refresh", "edit", "delete"})
 
 
