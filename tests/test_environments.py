@@ -14,7 +14,7 @@ import pytest
 from websocket import WebSocketTimeoutException
 
 import lakehub
-from conftest import Hub
+from conftest import Hub, shared_environments
 from kernel import Kernel, tiny_wheel
 from lakehub.client import Client, LakeHubError
 
@@ -72,6 +72,9 @@ def test_each_builtin_environment_starts_a_server_with_its_own_kernel(hub: Hub, 
                     # compiled when built: a user's account cannot write __pycache__ there
                     "from importlib.util import cache_from_source as pyc\n"
                     "assert all(os.path.exists(pyc(m.__file__)) for m in (boto3, lakehub))\n"
+                    # uv-overrides.txt: never installed (a second of CPU at each import)
+                    "from importlib.util import find_spec\n"
+                    "assert find_spec('rfc3987_syntax') is None\n"
                     f"print(sys.executable.split('/')[-3].rsplit('-', 1)[0])\n"
                     "print(os.environ['LAKEHUB_ENVIRONMENT'], os.environ['LAKEHUB_SIZE'])\n"
                     f"print(boto3.client('s3').get_object(Bucket='{bucket}', Key='in.txt')"
@@ -84,6 +87,12 @@ def test_each_builtin_environment_starts_a_server_with_its_own_kernel(hub: Hub, 
             assert out.split() == [env, env, "small", "lake"], out
             c.servers.stop(env)
         hub.wait(lambda: not c.servers.list(), 60, "servers to stop")
+    # nor in the servers' own environment, nor in the hub's
+    server_python = shared_environments() / "default" / "bin" / "python"
+    for python in (str(server_python), sys.executable):
+        probe = "import importlib.util as u; print(u.find_spec('rfc3987_syntax'))"
+        out = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "None", python
 
 
 def test_pip_install_user_persists_per_user_and_environment(hub: Hub, new_user) -> None:

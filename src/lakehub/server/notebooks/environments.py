@@ -90,6 +90,11 @@ def sdk_sources() -> list[Path]:
 BUILD_FLAGS = ("--compile-bytecode",)
 
 
+def uv_overrides() -> Path:
+    """What no LakeHub install takes (``uv pip install --override``; see the file)."""
+    return project_root() / "uv-overrides.txt"
+
+
 def sdk_dependencies() -> list[str]:
     """What the SDK itself needs (``[project] dependencies``), installed in every environment."""
     with open(project_root() / "pyproject.toml", "rb") as f:
@@ -100,6 +105,7 @@ def spec_hash(python: str, packages: tuple[str, ...]) -> str:
     """The build's identity: how it is built, interpreter, packages and the SDK's own source."""
     h = hashlib.sha256("\n".join((*BUILD_FLAGS, python, *packages)).encode())
     h.update("\n".join(sdk_dependencies()).encode())
+    h.update(uv_overrides().read_bytes())
     sdk = Path(lakehub.__file__).parent
     for path in sdk_sources():
         h.update(str(path.relative_to(sdk)).encode())
@@ -147,6 +153,8 @@ def _build_server_environment(
                 "install",
                 "-q",
                 *BUILD_FLAGS,
+                "--override",
+                str(uv_overrides()),
                 "--python",
                 str(target / "bin" / "python"),
                 *packages,
@@ -251,6 +259,8 @@ def build_named(
             "pip",
             "install",
             *BUILD_FLAGS,
+            "--override",
+            str(uv_overrides()),
             "--python",
             env_python,
             *packages,
