@@ -124,7 +124,8 @@ def main() -> int:
         plain.start()
         lake.add_user(name)
         plain.add_user(name)
-        creds = lake.hub.http(name).get("/services/lakehub/api/lake/credentials").json()
+        with lake.hub.http(name) as c:
+            creds = c.get("/services/lakehub/api/lake/credentials").json()
         _put_frame(creds, name)
         sides = [
             ("LakeHub", lake.front, lake.hub.passwords[name], lake.hub.token(name), True),
@@ -171,19 +172,11 @@ def main() -> int:
 
 def _put_frame(creds: dict[str, Any], name: str) -> None:
     """The small table LakeHub's cell reads, written with the user's own keys (not timed)."""
-    import boto3
     import pandas as pd
 
     buf = io.BytesIO()
     pd.DataFrame({"x": [1, 2]}).to_parquet(buf)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=creds["endpoint_url"],
-        aws_access_key_id=creds["access_key_id"],
-        aws_secret_access_key=creds["secret_access_key"],
-        region_name=creds.get("region", "us-east-1"),
-    )
-    s3.put_object(Bucket=f"{name}-home", Key="first-cell.parquet", Body=buf.getvalue())
+    B.s3_for(creds).put_object(Bucket=f"{name}-home", Key="first-cell.parquet", Body=buf.getvalue())
 
 
 if __name__ == "__main__":

@@ -13,10 +13,25 @@ from alembic.script import ScriptDirectory
 from lakehub.server import db
 
 
-def test_head_constant_is_alembics_head() -> None:
+def migrations(url: str = "") -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(db.__file__).parent / "migrations"))
-    assert ScriptDirectory.from_config(cfg).get_current_head() == db.HEAD
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url)
+    return cfg
+
+
+def at_revision(tmp_path: Path, revision: str) -> str:
+    """The URL of a new SQLite database migrated up to ``revision`` only."""
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    command.upgrade(migrations(url), revision)
+    return url
+
+
+def test_head_constant_is_alembics_head() -> None:
+    assert ScriptDirectory.from_config(migrations()).get_current_head() == db.HEAD
 
 
 def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
@@ -34,14 +49,9 @@ def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
 def test_a_database_at_an_older_revision_upgrades_and_keeps_its_rows(tmp_path: Path) -> None:
     """A data directory made before the models moved (its database at an older revision, as the
     previous layout left it) upgrades in place at the next start: nothing is lost."""
-    from alembic import command
     from sqlalchemy import text
 
-    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(db.__file__).parent / "migrations"))
-    cfg.set_main_option("sqlalchemy.url", url)
-    command.upgrade(cfg, "0005")
+    url = at_revision(tmp_path, "0005")
     engine = db.make_engine(url)
     with engine.begin() as conn:
         conn.execute(
@@ -62,13 +72,8 @@ def test_names_become_per_owner_and_a_stream_keeps_its_recent_errors(tmp_path: P
     """Revision 0009 rebuilds the tables whose names were global; on SQLite that drops and
     recreates the streams table, which must not take its recent errors with it."""
     import sqlalchemy as sa
-    from alembic import command
 
-    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(db.__file__).parent / "migrations"))
-    cfg.set_main_option("sqlalchemy.url", url)
-    command.upgrade(cfg, "0008")
+    url = at_revision(tmp_path, "0008")
     engine = db.make_engine(url)
     with engine.begin() as conn:
         for i, name in enumerate(("ann", "bob"), 1):
