@@ -203,6 +203,7 @@ def inproc() -> Iterator[InProc]:
         lake_port=0,
         forward_port=0,
         ingest_http_port=0,
+        models_delete_grace=6,  # deleted runs' files leave the lake within a test's time
     )
     for d in (settings.data_dir, settings.state_dir, settings.run_dir, settings.log_dir):
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -228,6 +229,7 @@ def inproc() -> Iterator[InProc]:
             platform.directory.lake.ensure_bucket(home_bucket(ident.name))
         standin.users[settings.admin_user] = {"groups": ["lakehub-admins"], "servers": {}}
         platform.quotas.start()
+        platform.purge.start()
         server, thread, ip.url = _serve(create_app(platform), runtime.ports["api"])
         runtime.save(settings)  # what the administrator's commands read to find the API
         yield ip
@@ -237,6 +239,7 @@ def inproc() -> Iterator[InProc]:
             server.should_exit = True
             thread.join(30)
         platform.quotas.stop()
+        platform.purge.stop()
         platform.db.engine.dispose()
         ip.stop_lake()
         standin.stop()

@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     compute_max_worker_memory: int = Field(
         default=8 << 30, gt=0, description="Bytes of memory per worker."
     )
+    models_delete_grace: int = Field(
+        default=86400,
+        ge=0,
+        description="Seconds a deleted run, experiment or model version can still be restored; "
+        "then its files leave the lake.",
+    )
     compute_max_clusters: int = Field(
         default=2, ge=1, description="Clusters (Dask and Spark together) a user may run at once."
     )

@@ -44,6 +44,11 @@ from lakehub.server.identity.spaces import Spaces
 from lakehub.server.identity.users import Directory, UserError
 from lakehub.server.ingest import registry as ingest_registry
 from lakehub.server.lake import open_lake
+from lakehub.server.models.artifacts import LakeArtifacts
+from lakehub.server.models.base import ArtifactStore
+from lakehub.server.models.purge import Purge
+from lakehub.server.models.registry import Registry
+from lakehub.server.models.tracking import Tracking
 from lakehub.server.notebooks import records
 from lakehub.server.notebooks.accounts import account_exists, ensure_account, remove_account
 from lakehub.server.notebooks.aws_profiles import AwsProfiles
@@ -72,6 +77,10 @@ class Platform:
     quotas: Quotas
     environments: Environments
     policies: Policies
+    tracking: Tracking
+    registry: Registry
+    model_files: ArtifactStore
+    purge: Purge
     compute: dict[str, Engine] = field(default_factory=dict)  # kind -> engine
     prefix: str = "/services/lakehub/"
     hub_oauth: Any = field(default=None)  # JupyterHub's OAuth client, made by web.auth on first use
@@ -91,6 +100,9 @@ class Platform:
         db.on_change.append(partial(ingest_registry.mark_changed, settings.ingest_dir))
         directory = Directory(db, vault, open_lake(settings, runtime, tok))
         environments = Environments(db, settings.envs_dir, settings.notebook_python)
+        tracking = Tracking(db)
+        model_files = LakeArtifacts(directory)
+        grace_ms = settings.models_delete_grace * 1000
         platform = cls(
             settings=settings,
             runtime=runtime,
@@ -106,6 +118,10 @@ class Platform:
             policies=Policies(
                 directory, environments, settings.cull_idle_timeout, settings.notebook_max_servers
             ),
+            tracking=tracking,
+            registry=Registry(db, tracking, model_files, grace_ms),
+            model_files=model_files,
+            purge=Purge(db, model_files, grace_ms),
         )
         platform.compute.update(engines(platform.engine_context()))
         return platform
@@ -113,6 +129,7 @@ class Platform:
     async def start(self) -> None:
         """The background loops: quota measurement, environment builds, the engines."""
         self.quotas.start()
+        self.purge.start()
         await self.run(self.environments.sync_builtins)
         self.environments.start()
         for engine in self.compute.values():
@@ -120,6 +137,7 @@ class Platform:
 
     async def close(self) -> None:
         await self.run(self.quotas.stop)
+        await self.run(self.purge.stop)
         await self.run(self.environments.stop)
         await self.hub.aclose()
         for engine in self.compute.values():
@@ -225,6 +243,8 @@ class Platform:
             "S3_ENDPOINT_URL": creds.endpoint_url,
             "LAKEHUB_BUCKET": creds.bucket,
             "LAKEHUB_API_URL": self.runtime.api_url,
+            "MLFLOW_TRACKING_URI": f"{self.runtime.api_url}/mlflow",
+            "MLFLOW_DISABLE_TELEMETRY": "true",  # the hub may have no internet, and owes none
             **dask_notebook_env(self.runtime, self.settings.compute_bind),
             **await self.run(self.connections_env, name),
         }

@@ -156,6 +156,9 @@ class LakeHubSpawner(LocalProcessSpawner):
         )
         env.update(getattr(self, "_plan_env", {}))
         env["LAKEHUB_HUB_ID"] = self.hub_id
+        # MLflow's client speaks to LakeHub's tracking server with the server's own token
+        if env.get("JUPYTERHUB_API_TOKEN"):
+            env["MLFLOW_TRACKING_TOKEN"] = env["JUPYTERHUB_API_TOKEN"]
         env.pop("VIRTUAL_ENV", None)
         env.pop("PYTHONPATH", None)
         return env

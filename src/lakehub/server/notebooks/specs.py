@@ -72,6 +72,8 @@ class Size:
             )
 
 
+# MLflow's client, for LakeHub's tracking server (the version its API is tested against)
+MLFLOW_CLIENT = "mlflow-skinny==3.17.2"
 # every environment also gets ipykernel, pip and the LakeHub SDK (boto3, httpx)
 KERNEL_PACKAGES = ("ipykernel", "pip")
 
@@ -79,7 +81,7 @@ BUILTIN_ENVIRONMENTS = (
     EnvironmentSpec(
         "datascience",
         "pandas, polars, pyarrow, scikit-learn, DuckDB, matplotlib, "
-        "s3fs and Zarr: the everyday data stack",
+        "s3fs, Zarr and MLflow's client: the everyday data stack",
         "3.11",
         (
             "pandas",
@@ -90,13 +92,14 @@ BUILTIN_ENVIRONMENTS = (
             "matplotlib",
             "s3fs==2026.9.0",
             "zarr>=3.0",
+            MLFLOW_CLIENT,
         ),
     ),
     EnvironmentSpec("minimal", "Python, a kernel and the LakeHub SDK only", "3.11"),
     EnvironmentSpec(
         "dask",
         "Dask, distributed and the dask-gateway client, with the dashboard (bokeh), "
-        "pandas, pyarrow, scikit-learn and Zarr",
+        "pandas, pyarrow, scikit-learn, Zarr and MLflow's client",
         "3.11",
         (
             "dask[dataframe]",
@@ -107,6 +110,7 @@ BUILTIN_ENVIRONMENTS = (
             "scikit-learn",
             "s3fs==2026.9.0",
             "zarr>=3.0",
+            MLFLOW_CLIENT,
         ),
     ),
     EnvironmentSpec(

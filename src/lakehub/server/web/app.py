@@ -22,6 +22,7 @@ from lakehub.server.web.api import (
     compute,
     connections,
     datasets,
+    mlflow,
     notebooks,
     quotas,
     servers,
@@ -93,6 +94,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         streams.router,
         tasks.router,
         account.router,
+        mlflow.router,
         # the portal
         home.router,
         account_pages.router,

@@ -1,0 +1,324 @@
+"""Experiments and models through MLflow's own client (in-process layer): autolog, register, alias,
+load by alias; who sees and changes what (users, a space's read and write grants, the lake); bad
+input; deleted files leaving the lake after the grace period."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+
+from inproc import InProc
+
+pytest.importorskip("mlflow")
+
+import mlflow  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+API = "/services/lakehub/mlflow"
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_env(inproc: InProc, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", inproc.url + API)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a refusal is an answer
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+
+
+@contextmanager
+def as_user(inproc: InProc, name: str) -> Iterator[MlflowClient]:
+    """MLflow's client (and its fluent API) acting with ``name``'s LakeHub token."""
+    before = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    os.environ["MLFLOW_TRACKING_TOKEN"] = inproc.token(name)
+    try:
+        yield MlflowClient()
+    finally:
+        mlflow.end_run()
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+        else:
+            os.environ["MLFLOW_TRACKING_TOKEN"] = before
+
+
+def refused(code: str, fn: Any, *args: Any, **kwargs: Any) -> str:
+    with pytest.raises(MlflowException) as err:
+        fn(*args, **kwargs)
+    assert err.value.error_code == code, err.value
+    return str(err.value)
+
+
+def keys(inproc: InProc, bucket: str, prefix: str = "mlflow/") -> list[str]:
+    s3 = inproc.platform.directory.lake.admin()
+    got = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return sorted(o["Key"] for o in got)
+
+
+def user_s3(inproc: InProc, name: str) -> Any:
+    from lakehub.server.lake.base import s3_client
+
+    c = inproc.platform.directory.credentials(name)
+    return s3_client(c.endpoint_url, c.access_key_id, c.secret_access_key)
+
+
+def train_and_register(name: str, experiment: str) -> tuple[str, str]:
+    """Autologged scikit-learn training and a registration, as a notebook would; (run, version)."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_iris(return_X_y=True)
+    mlflow.set_experiment(experiment)
+    mlflow.sklearn.autolog(log_input_examples=False, silent=True)
+    try:
+        with mlflow.start_run() as run:
+            LogisticRegression(max_iter=300).fit(x, y)
+            for step in range(5):
+                mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+    finally:
+        mlflow.sklearn.autolog(disable=True)
+    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
+    return run.info.run_id, version.version
+
+
+def test_autolog_register_alias_and_load_by_alias(inproc: InProc, inproc_user: Any) -> None:
+    ann = inproc_user("ann")
+    with as_user(inproc, ann) as client:
+        run_id, version = train_and_register("iris", "iris")
+        run = client.get_run(run_id)
+        assert run.info.user_id == ann
+        assert "training_score" in run.data.metrics and run.data.params["max_iter"] == "300"
+        history = client.get_metric_history(run_id, "loss")
+        assert [m.step for m in history] == [0, 1, 2, 3, 4]
+        assert run.data.metrics["loss"] == pytest.approx(0.2)  # the last step's
+        client.set_registered_model_alias("iris", "champion", version)
+        model = mlflow.pyfunc.load_model("models:/iris@champion")
+        from sklearn.datasets import load_iris
+
+        x, y = load_iris(return_X_y=True)
+        assert (model.predict(x[:50]) == y[:50]).mean() > 0.9
+        found = mlflow.search_runs(experiment_names=["iris"], order_by=["metrics.loss ASC"])
+        assert list(found["run_id"]) == [run_id]
+    # the version's files were copied into the model's bucket: they outlive the run
+    files = keys(inproc, f"{ann}-home", "mlflow/registry/")
+    assert any(k.endswith("/1/MLmodel") for k in files), files
+    http = inproc.http(ann)
+    detail = http.get(
+        f"{API}/api/2.0/mlflow/model-versions/get", params={"name": "iris", "version": 1}
+    )
+    assert detail.json()["model_version"]["aliases"] == ["champion"]
+
+
+def test_another_user_sees_nothing_and_changes_nothing(inproc: InProc, inproc_user: Any) -> None:
+    ann, bob = inproc_user("ann"), inproc_user("bob")
+    with as_user(inproc, ann) as client:
+        run_id, _ = train_and_register("secret", "private")
+        exp_id = client.get_experiment_by_name("private").experiment_id
+        client.set_registered_model_alias("secret", "champion", "1")
+        model_id = client.get_run(run_id).outputs.model_outputs[0].model_id
+    with as_user(inproc, bob) as client:
+        missing = "RESOURCE_DOES_NOT_EXIST"
+        refused(missing, client.get_experiment, exp_id)
+        assert client.get_experiment_by_name("private") is None
+        assert client.get_experiment_by_name(f"{ann}.private") is None
+        refused(missing, client.get_run, run_id)
+        refused(missing, client.get_metric_history, run_id, "loss")
+        refused(missing, client.log_metric, run_id, "x", 1.0)
+        refused(missing, client.set_tag, run_id, "x", "y")
+        refused(missing, client.delete_run, run_id)
+        refused(missing, client.search_runs, [exp_id])
+        refused(missing, client.create_run, exp_id)
+        refused(missing, client.get_logged_model, model_id)
+        refused(missing, client.get_registered_model, "secret")
+        refused(missing, client.get_model_version_by_alias, "secret", "champion")
+        refused(missing, client.get_model_version_download_uri, "secret", "1")
+        refused(missing, client.set_registered_model_alias, "secret", "x", "1")
+        assert [e.name for e in client.search_experiments()] in ([], ["Default"])
+        assert client.search_registered_models() == []
+        assert client.search_model_versions("name='secret'") == []
+        # nor through the artifacts: not downloaded, not listed, not registered as his own
+        with pytest.raises(MlflowException):
+            mlflow.artifacts.download_artifacts(f"runs:/{run_id}/estimator.html")
+        client.create_registered_model("mine")
+        refused(missing, client.create_model_version, "mine", f"models:/{model_id}", run_id)
+        # the same names are free for him: names are per owner
+        mlflow.set_experiment("private")
+        assert client.get_experiment_by_name("private").experiment_id != exp_id
+        client.create_registered_model("secret")
+        # whoever the body says ran it, the run is his
+        run = client.create_run(client.get_experiment_by_name("private").experiment_id)
+        assert run.info.user_id == bob
+    http = inproc.http(bob)
+    for path in (
+        f"{exp_id}/",
+        f"{exp_id}/{run_id}/artifacts/estimator.html",
+        "registry/1/1/MLmodel",
+    ):
+        got = http.get(f"{API}/api/2.0/mlflow-artifacts/artifacts/{path}")
+        assert got.status_code == 404, (path, got.text)
+        assert ann not in got.text
+    put = http.put(f"{API}/api/2.0/mlflow-artifacts/artifacts/{exp_id}/x.txt", content=b"x")
+    assert put.status_code == 404
+    listed = http.get(f"{API}/api/2.0/mlflow-artifacts/artifacts", params={"path": ""})
+    assert listed.json() == {"files": []}
+    # and the lake itself refuses his own keys there
+    with pytest.raises(ClientError):
+        user_s3(inproc, bob).list_objects_v2(Bucket=f"{ann}-home", Prefix="mlflow/")
+
+
+def test_a_space_grants_read_and_write(inproc: InProc, inproc_user: Any) -> None:
+    ann, reader, writer, other = (inproc_user(p) for p in ("ann", "rita", "will", "olga"))
+    space = f"sp{ann[-5:]}"
+    admin = inproc.admin_http()
+    assert admin.post("/spaces", json={"name": space, "owner": ann}).is_success
+    for name, access in ((reader, "read"), (writer, "write")):
+        got = admin.put(f"/spaces/{space}/grants", json={"user": name, "access": access})
+        assert got.is_success, got.text
+    with as_user(inproc, ann) as client:
+        exp_id = client.create_experiment(f"{space}.churn")
+        run = client.create_run(exp_id)
+        client.log_metric(run.info.run_id, "auc", 0.8)
+        client.log_text(run.info.run_id, "hello", "notes.txt")
+        client.set_terminated(run.info.run_id)
+        client.create_registered_model(f"{space}.churn")
+        client.create_model_version(f"{space}.churn", f"runs:/{run.info.run_id}", run.info.run_id)
+        assert client.get_experiment(exp_id).name == f"{space}.churn"
+    assert f"mlflow/{exp_id}/{run.info.run_id}/artifacts/notes.txt" in keys(
+        inproc, f"space-{space}"
+    )
+    with as_user(inproc, reader) as client:
+        assert client.get_experiment_by_name(f"{space}.churn").experiment_id == exp_id
+        assert client.get_run(run.info.run_id).data.metrics == {"auc": 0.8}
+        path = mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/notes.txt")
+        with open(path) as f:
+            assert f.read() == "hello"
+        assert [m.name for m in client.search_registered_models()] == [f"{space}.churn"]
+        assert "may read" in refused("PERMISSION_DENIED", client.create_run, exp_id)
+        refused("PERMISSION_DENIED", client.log_metric, run.info.run_id, "auc", 0.1)
+        refused("PERMISSION_DENIED", client.set_registered_model_alias, f"{space}.churn", "a", "1")
+        refused("PERMISSION_DENIED", client.create_experiment, f"{space}.mine")
+        refused("PERMISSION_DENIED", client.delete_registered_model, f"{space}.churn")
+    with as_user(inproc, writer) as client:
+        mine = client.create_run(exp_id)
+        client.log_metric(mine.info.run_id, "auc", 0.9)
+        client.log_text(mine.info.run_id, "by will", "notes.txt")
+        client.set_registered_model_alias(f"{space}.churn", "champion", "1")
+        assert mine.info.user_id == writer
+    with as_user(inproc, other) as client:
+        refused("RESOURCE_DOES_NOT_EXIST", client.get_experiment, exp_id)
+        assert client.get_experiment_by_name(f"{space}.churn") is None
+        # a space she cannot see is no owner to her: the name is her own, and the space untouched
+        own = client.create_experiment(f"{space}.x")
+        assert client.get_experiment(own).name == f"{space}.x"
+    assert not [k for k in keys(inproc, f"space-{space}") if k.startswith(f"mlflow/{own}/")]
+    with as_user(inproc, ann) as client:
+        assert client.get_experiment_by_name(f"{space}.x") is None
+
+
+def test_bad_input_is_refused_with_a_reason(inproc: InProc, inproc_user: Any) -> None:
+    ann = inproc_user("ann")
+    http = inproc.http(ann)
+    base = f"{API}/api/2.0/mlflow"
+
+    def post(path: str, **kw: Any) -> httpx.Response:
+        return http.post(base + path, **kw)
+
+    exp = post("/experiments/create", json={"name": "odd"}).json()["experiment_id"]
+    run = post("/runs/create", json={"experiment_id": exp}).json()["run"]["info"]["run_id"]
+    cases = [
+        ("/experiments/create", {"content": b"{not json"}, 400, "not JSON"),
+        ("/experiments/create", {"json": {}}, 400, "'name'"),
+        ("/experiments/create", {"json": {"name": "odd"}}, 409, "already exists"),
+        (
+            "/runs/log-metric",
+            {"json": {"run_id": run, "key": "m", "value": "high"}},
+            400,
+            "numeric",
+        ),
+        ("/runs/log-metric", {"json": {"run_id": run, "key": "../x", "value": 1}}, 400, "invalid"),
+        ("/runs/log-parameter", {"json": {"run_id": run, "key": "p", "value": "1"}}, 200, ""),
+        (
+            "/runs/log-parameter",
+            {"json": {"run_id": run, "key": "p", "value": "2"}},
+            400,
+            "cannot change",
+        ),
+        ("/runs/update", {"json": {"run_id": run, "status": "DONE"}}, 400, "status must be"),
+        (
+            "/runs/search",
+            {"json": {"experiment_ids": [exp], "filter": "metrics.m ~ 1"}},
+            400,
+            "filter",
+        ),
+        ("/runs/search", {"json": {"experiment_ids": [exp], "max_results": 0}}, 400, "max_results"),
+        (
+            "/runs/search",
+            {"json": {"experiment_ids": [exp], "page_token": "zz"}},
+            400,
+            "page_token",
+        ),
+        ("/registered-models/create", {"json": {"name": "a/b"}}, 400, "'/'"),
+        (
+            "/model-versions/create",
+            {"json": {"name": "x", "source": "s3://b/k"}},
+            404,
+            "does not exist",
+        ),
+    ]
+    for path, kw, status, words in cases:
+        got = post(path, **kw)
+        assert got.status_code == status, (path, kw, got.text)
+        if words:
+            assert words in got.json()["message"], (path, got.text)
+            assert got.json()["error_code"]
+    post("/registered-models/create", json={"name": "m"})
+    got = post("/model-versions/create", json={"name": "m", "source": "s3://bucket/key"})
+    assert got.status_code == 400 and "cannot register" in got.json()["message"]
+    # what was accepted before the bad input is still there
+    runs = post("/runs/search", json={"experiment_ids": [exp]}).json()["runs"]
+    assert runs[0]["data"]["params"] == [{"key": "p", "value": "1"}]
+
+
+def test_deleted_runs_and_versions_leave_the_lake_after_the_grace_period(
+    inproc: InProc, inproc_user: Any
+) -> None:
+    ann = inproc_user("ann")
+    bucket = f"{ann}-home"
+    grace = inproc.platform.settings.models_delete_grace
+    with as_user(inproc, ann) as client:
+        exp = client.create_experiment("tidy")
+        kept, gone = client.create_run(exp), client.create_run(exp)
+        for run in (kept, gone):
+            client.log_text(run.info.run_id, "x" * 1000, "big.txt")
+        client.create_registered_model("tidy")
+        client.create_model_version("tidy", f"runs:/{kept.info.run_id}", kept.info.run_id)
+        client.create_model_version("tidy", f"runs:/{kept.info.run_id}", kept.info.run_id)
+        client.set_registered_model_alias("tidy", "champion", "2")
+        client.delete_run(gone.info.run_id)
+        client.delete_run(kept.info.run_id)
+        client.restore_run(kept.info.run_id)  # restored within the grace period: kept whole
+        client.delete_model_version("tidy", "2")
+        before = keys(inproc, bucket)
+        assert f"mlflow/{exp}/{gone.info.run_id}/artifacts/big.txt" in before
+        assert any("/registry/" in k and k.endswith("/2/big.txt") for k in before)
+        deadline = time.monotonic() + grace + 30
+        while time.monotonic() < deadline:
+            now = keys(inproc, bucket)
+            if not any(gone.info.run_id in k or k.endswith("/2/big.txt") for k in now):
+                break
+            time.sleep(0.5)
+        after = keys(inproc, bucket)
+        assert not any(gone.info.run_id in k for k in after), after
+        assert not any(k.endswith("/2/big.txt") for k in after), after
+        assert f"mlflow/{exp}/{kept.info.run_id}/artifacts/big.txt" in after
+        assert any(k.endswith("/1/big.txt") for k in after)
+        refused("RESOURCE_DOES_NOT_EXIST", client.get_run, gone.info.run_id)
+        assert client.get_run(kept.info.run_id).info.lifecycle_stage == "active"
+        # the alias that pointed at the deleted version went with it, and the history says so
+        refused("RESOURCE_DOES_NOT_EXIST", client.get_model_version_by_alias, "tidy", "champion")
