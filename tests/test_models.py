@@ -5,6 +5,8 @@ input; deleted files leaving the lake after the grace period."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -322,3 +324,66 @@ def test_deleted_runs_and_versions_leave_the_lake_after_the_grace_period(
         assert client.get_run(kept.info.run_id).info.lifecycle_stage == "active"
         # the alias that pointed at the deleted version went with it, and the history says so
         refused("RESOURCE_DOES_NOT_EXIST", client.get_model_version_by_alias, "tidy", "champion")
+
+
+def lakehub_cli(inproc: InProc, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``lakehub ARGS`` as ``name``, in a process (``--hub``/``--token``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LAKEHUB_", "MLFLOW_"))}
+    argv = [sys.executable, "-m", "lakehub.cli", *args, "--hub", inproc.url, "--token"]
+    return subprocess.run(
+        [*argv, inproc.token(name)], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_alias_history_rollback_and_lineage_through_sdk_and_cli(
+    inproc: InProc, inproc_user: Any
+) -> None:
+    import lakehub
+    import lakehub.models as models
+    from lakehub.client import LakeHubError
+
+    ann, bob = inproc_user("ann"), inproc_user("bob")
+    with as_user(inproc, ann) as client:
+        exp = client.create_experiment("lineage")
+        run = client.create_run(exp, tags={"mlflow.source.name": "train.ipynb"})
+        client.log_text(run.info.run_id, "weights", "model/w.txt")
+        client.create_registered_model("scorer")
+        for _ in range(2):
+            client.create_model_version("scorer", f"runs:/{run.info.run_id}/model", run.info.run_id)
+        client.set_registered_model_alias("scorer", "champion", "1")
+        client.set_registered_model_alias("scorer", "champion", "2")
+    with lakehub.connect(inproc.url, inproc.token(ann)) as c:
+        assert [m["name"] for m in models.list(client=c)] == ["scorer"]
+        detail = models.get("scorer", client=c)
+        assert [v["version"] for v in detail["versions"]] == [2, 1]
+        lineage = detail["versions"][0]["lineage"]
+        assert lineage["run_id"] == run.info.run_id and lineage["code"] == "train.ipynb"
+        assert detail["versions"][0]["size_bytes"] == len("weights")
+        moves = [
+            (e["old_version"], e["new_version"], e["action"], e["actor"])
+            for e in models.history("scorer", "champion", client=c)
+        ]
+        assert moves == [(None, 1, "set", ann), (1, 2, "set", ann)]
+        assert models.rollback("scorer", "champion", client=c) == 1
+        assert models.get("scorer", client=c)["aliases"] == {"champion": 1}
+        assert models.history("scorer", client=c)[-1]["action"] == "rollback"
+    with lakehub.connect(inproc.url, inproc.token(bob)) as c:
+        assert models.list(client=c) == []
+        for call in (
+            lambda: models.get("scorer", client=c),
+            lambda: models.history(f"{ann}.scorer", client=c),
+            lambda: models.rollback(f"{ann}.scorer", "champion", client=c),
+        ):
+            with pytest.raises(LakeHubError) as err:
+                call()
+            assert err.value.status == 404
+    out = lakehub_cli(inproc, ann, "model", "history", "scorer")
+    assert out.returncode == 0, out.stderr
+    assert "@champion" in out.stdout and "rollback" in out.stdout
+    out = lakehub_cli(inproc, ann, "model", "show", "scorer")
+    assert "v2" in out.stdout and "code: train.ipynb" in out.stdout
+    out = lakehub_cli(inproc, ann, "model", "rollback", "scorer", "nothing")
+    assert out.returncode == 1 and "no earlier version" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = lakehub_cli(inproc, bob, "model", "show", f"{ann}.scorer")
+    assert out.returncode == 1 and "does not exist" in out.stderr

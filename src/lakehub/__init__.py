@@ -11,6 +11,7 @@ The SDK::
     f = lakehub.streams.open("audio")           # ingested streams: see lakehub.streams
     a = lakehub.arrays.open("big")              # out-of-core arrays: see lakehub.arrays
     cluster = lakehub.compute.dask(workers=2)   # your own clusters: see lakehub.compute
+    lakehub.models.history("churn")              # alias history, lineage: see lakehub.models
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lakehub.client import Client
 
-__all__ = ["arrays", "compute", "connect", "datasets", "streams"]
-_SUBMODULES = ("datasets", "streams", "arrays", "compute")
+__all__ = ["arrays", "compute", "connect", "datasets", "models", "streams"]
+_SUBMODULES = ("datasets", "streams", "arrays", "compute", "models")
 __version__ = "0.1.0"
 
 

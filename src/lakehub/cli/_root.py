@@ -14,6 +14,7 @@ from lakehub.cli.compute import compute
 from lakehub.cli.connection import connection
 from lakehub.cli.env import env
 from lakehub.cli.lake import lake
+from lakehub.cli.model import model
 from lakehub.cli.notebook import COMMANDS
 from lakehub.cli.stream import COMMANDS as STREAM_COMMANDS
 
@@ -342,5 +343,6 @@ main.add_command(lake)
 main.add_command(connection)
 main.add_command(env)
 main.add_command(compute)
+main.add_command(model)
 for _command in (*COMMANDS, *STREAM_COMMANDS):
     main.add_command(_command)

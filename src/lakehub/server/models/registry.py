@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, Field
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from lakehub.server.db import Database
 from lakehub.server.models import search
 from lakehub.server.models.base import ArtifactStore, ModelsError, Reader, missing
-from lakehub.server.models.owners import Access
+from lakehub.server.models.owners import Access, owner_of
 from lakehub.server.models.tables import (
     Alias,
     AliasEvent,
@@ -37,6 +39,53 @@ from lakehub.server.models.tracking import (
     _tags_out,
     now_ms,
 )
+from lakehub.server.schema import Instant
+
+
+class AliasEventView(BaseModel):
+    alias: str
+    old_version: int | None = Field(description="None: the alias was new")
+    new_version: int | None = Field(description="None: the alias was removed")
+    action: str = Field(description="set, delete, rollback or version-deleted")
+    actor: str
+    at: Instant
+
+
+class VersionView(BaseModel):
+    version: int
+    status: str
+    source: str
+    run_id: str | None
+    aliases: list[str]
+    description: str
+    creator: str
+    created_at: Instant
+    size_bytes: int
+    lineage: dict[str, Any] = Field(
+        description="run_id, experiment_id, datasets (as the run logged them), environment, "
+        "environment_build, code (notebook or script), git_commit, user"
+    )
+
+
+class ModelView(BaseModel):
+    name: str = Field(description="as you name it: bare when yours, else owner.name")
+    owner: str
+    access: str = Field(description="write or read (admin: an administrator's view)")
+    description: str
+    aliases: dict[str, int]
+    latest_version: int | None
+    created_at: Instant
+    updated_at: Instant
+
+
+class ModelDetail(ModelView):
+    versions: list[VersionView]
+    history: list[AliasEventView] = Field(description="every alias move, oldest first")
+
+
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
 
 ALIAS_RE = re.compile(r"^[A-Za-z_][\w\-]{0,255}$")
 REGISTRY = "registry"
@@ -348,17 +397,6 @@ class Registry:
             model, row = self._version(s, a, name, version)
             return self._version_json(s, a, model, row)
 
-    def version_detail(self, who: Reader, name: str, version: str) -> dict[str, Any]:
-        """A version with its lineage and size (LakeHub's own API)."""
-        with self.db.session() as s:
-            a = Access.of(s, who)
-            model, row = self._version(s, a, name, version)
-            return {
-                **self._version_json(s, a, model, row),
-                "lineage": json.loads(row.lineage),
-                "size_bytes": row.size_bytes,
-            }
-
     def download_uri(self, who: Reader, name: str, version: str) -> str:
         with self.db.session() as s:
             a = Access.of(s, who)
@@ -518,36 +556,101 @@ class Registry:
 
     def alias_history(
         self, who: Reader, name: str, alias: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[AliasEventView]:
         with self.db.session() as s:
             a = Access.of(s, who)
-            model = self._model(s, a, name)
-            q = select(AliasEvent).where(AliasEvent.model_id == model.id)
-            if alias:
-                q = q.where(AliasEvent.alias == alias)
-            return [
-                {
-                    "alias": e.alias,
-                    "old_version": e.old_version,
-                    "new_version": e.new_version,
-                    "action": e.action,
-                    "actor": e.actor,
-                    "at": e.at_ms,
-                }
-                for e in s.scalars(q.order_by(AliasEvent.id))
-            ]
+            return self._history(s, self._model(s, a, name).id, alias)
+
+    @staticmethod
+    def _history(s: Session, model_id: int, alias: str | None = None) -> list[AliasEventView]:
+        q = select(AliasEvent).where(AliasEvent.model_id == model_id)
+        if alias:
+            q = q.where(AliasEvent.alias == alias)
+        return [
+            AliasEventView(
+                alias=e.alias,
+                old_version=e.old_version,
+                new_version=e.new_version,
+                action=e.action,
+                actor=e.actor,
+                at=_at(e.at_ms),
+            )
+            for e in s.scalars(q.order_by(AliasEvent.id))
+        ]
 
     def rollback(self, who: Reader, name: str, alias: str) -> int:
         """Move ``alias`` back to the version it held before its last move; that version."""
-        events = [
-            e for e in self.alias_history(who, name, alias) if e["action"] != "version-deleted"
-        ]
-        if not events or events[-1]["old_version"] is None:
+        events = [e for e in self.alias_history(who, name, alias) if e.action != "version-deleted"]
+        back = events[-1].old_version if events else None
+        if back is None:
             raise ModelsError(
                 f"alias {alias!r} of model {name!r} has no earlier version to go back to"
             )
-        self.set_alias(who, name, alias, str(events[-1]["old_version"]), action="rollback")
-        return int(events[-1]["old_version"])
+        self.set_alias(who, name, alias, str(back), action="rollback")
+        return back
+
+    def _view(self, s: Session, a: Access, row: RegisteredModel) -> ModelView:
+        aliases = {
+            x.alias: x.version for x in s.scalars(select(Alias).where(Alias.model_id == row.id))
+        }
+        latest = s.scalar(
+            select(func.max(ModelVersion.version)).where(ModelVersion.model_id == row.id)
+        )
+        return ModelView(
+            name=a.shown(row.bucket, row.name),
+            owner=owner_of(row.bucket),
+            access=a.level(row.bucket) or "read",
+            description=row.description,
+            aliases=aliases,
+            latest_version=latest,
+            created_at=_at(row.created_ms),
+            updated_at=_at(row.updated_ms),
+        )
+
+    def visible(self, who: Reader) -> list[ModelView]:
+        """Every registered model the caller may read, most recently changed first."""
+        with self.db.session() as s:
+            a = Access.of(s, who)
+            q = select(RegisteredModel).order_by(
+                RegisteredModel.updated_ms.desc(), RegisteredModel.id
+            )
+            readable = a.readable()
+            if readable is not None:
+                q = q.where(RegisteredModel.bucket.in_(readable))
+            return [self._view(s, a, r) for r in s.scalars(q)]
+
+    def detail(self, who: Reader, name: str) -> ModelDetail:
+        """A model with every version (and its lineage) and the history of its aliases."""
+        with self.db.session() as s:
+            a = Access.of(s, who)
+            row = self._model(s, a, name)
+            aliases: dict[int, list[str]] = {}
+            for x in s.scalars(select(Alias).where(Alias.model_id == row.id).order_by(Alias.alias)):
+                aliases.setdefault(x.version, []).append(x.alias)
+            versions = [
+                VersionView(
+                    version=v.version,
+                    status=v.status,
+                    source=v.source,
+                    run_id=v.run_id,
+                    aliases=aliases.get(v.version, []),
+                    description=v.description,
+                    creator=v.creator,
+                    created_at=_at(v.created_ms),
+                    size_bytes=v.size_bytes,
+                    lineage=json.loads(v.lineage),
+                )
+                for v in s.scalars(
+                    select(ModelVersion)
+                    .where(ModelVersion.model_id == row.id)
+                    .order_by(ModelVersion.version.desc())
+                )
+            ]
+            return ModelDetail(
+                **self._view(s, a, row).model_dump(),
+                versions=versions,
+                history=self._history(s, row.id),
+            )
 
     def artifact_place(self, who: Reader, path: str) -> tuple[str, str]:
         """(bucket, lake key) of ``mlflow-artifacts:/registry/<model id>/<version>/...``: read

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lakehub.server.identity.users import UserError
 from lakehub.server.lake.base import LakeUnavailable
+from lakehub.server.models.base import ModelsError
 from lakehub.server.notebooks.jupyterhub_api import HubAPIError
 from lakehub.server.platform import Platform
 from lakehub.server.web import auth, guards
@@ -23,6 +24,7 @@ from lakehub.server.web.api import (
     connections,
     datasets,
     mlflow,
+    models,
     notebooks,
     quotas,
     servers,
@@ -95,6 +97,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         tasks.router,
         account.router,
         mlflow.router,
+        models.router,
         # the portal
         home.router,
         account_pages.router,
@@ -118,6 +121,10 @@ def create_app(platform: Platform | None = None) -> FastAPI:
 
     @app.exception_handler(UserError)
     async def _user_error(request: Request, err: UserError) -> Response:
+        return JSONResponse({"detail": str(err)}, status_code=err.status)
+
+    @app.exception_handler(ModelsError)
+    async def _models_error(request: Request, err: ModelsError) -> Response:
         return JSONResponse({"detail": str(err)}, status_code=err.status)
 
     @app.exception_handler(LakeUnavailable)
