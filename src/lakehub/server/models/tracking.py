@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, aliased
 from lakehub.server.db import Database
 from lakehub.server.models import search
 from lakehub.server.models.base import ModelsError, Reader, missing
-from lakehub.server.models.owners import Access
+from lakehub.server.models.owners import Access, owner_of
 from lakehub.server.models.tables import (
     Experiment,
     LatestMetric,
@@ -226,6 +226,74 @@ class Tracking:
             tags = json.loads(row.tags)
             tags[_key(key, "tag")] = str(value)
             row.tags, row.updated_ms = json.dumps(tags), now_ms()
+
+    def overview(self, who: Reader) -> list[dict[str, Any]]:
+        """Every active experiment the caller may read, with its run count and last run."""
+        with self.db.session() as s:
+            a = Access.of(s, who)
+            q = select(Experiment).where(Experiment.lifecycle == "active")
+            readable = a.readable()
+            if readable is not None:
+                q = q.where(Experiment.bucket.in_(readable))
+            rows = s.scalars(q.order_by(Experiment.updated_ms.desc())).all()
+            stats = s.execute(
+                select(Run.experiment_id, func.count(), func.max(Run.start_ms))
+                .where(Run.experiment_id.in_([r.id for r in rows]), Run.lifecycle == "active")
+                .group_by(Run.experiment_id)
+            )
+            counts = {e: (n, t) for e, n, t in stats}
+            out = []
+            for r in rows:
+                n, last = counts.get(r.id, (0, None))
+                out.append(
+                    {
+                        **self.experiment_json(a, r),
+                        "runs": n,
+                        "last_run": last,
+                        "owner": owner_of(r.bucket),
+                        "access": a.level(r.bucket),
+                    }
+                )
+            return sorted(out, key=lambda e: -(e["last_run"] or e["last_update_time"]))
+
+    def keys(self, who: Reader, experiment_id: str) -> tuple[list[str], list[str]]:
+        """The metric and parameter names the experiment's runs have (for a table's columns)."""
+        with self.db.session() as s:
+            a = Access.of(s, who)
+            exp = self._experiment(s, a, experiment_id)
+            runs = select(Run.id).where(Run.experiment_id == exp.id)
+            metrics = s.scalars(
+                select(LatestMetric.key)
+                .where(LatestMetric.run_id.in_(runs))
+                .distinct()
+                .order_by(LatestMetric.key)
+                .limit(200)
+            ).all()
+            params = s.scalars(
+                select(Param.key)
+                .where(Param.run_id.in_(runs))
+                .distinct()
+                .order_by(Param.key)
+                .limit(200)
+            ).all()
+            return list(metrics), list(params)
+
+    def histories(self, who: Reader, run_ids: list[str]) -> dict[str, dict[str, list[list[float]]]]:
+        """Every metric's history of each run: run -> key -> [[step...], [value...]]."""
+        out: dict[str, dict[str, list[list[float]]]] = {}
+        with self.db.session() as s:
+            a = Access.of(s, who)
+            ids = [self._run(s, a, r)[0].id for r in run_ids]
+            q = (
+                select(Metric)
+                .where(Metric.run_id.in_(ids))
+                .order_by(Metric.run_id, Metric.key, Metric.step, Metric.timestamp, Metric.id)
+            )
+            for m in s.scalars(q):
+                steps, values = out.setdefault(m.run_id, {}).setdefault(m.key, [[], []])
+                steps.append(m.step)
+                values.append(m.value)
+        return out
 
     # runs ----------------------------------------------------------------------------------
     def _run(

@@ -41,6 +41,7 @@ from lakehub.server.web.portal import base as portal_base
 from lakehub.server.web.portal import catalog, docs, home, uploads
 from lakehub.server.web.portal import compute as compute_pages
 from lakehub.server.web.portal import connections as connection_pages
+from lakehub.server.web.portal import experiments as experiment_pages
 from lakehub.server.web.portal import notebooks as notebook_pages
 from lakehub.server.web.portal import policies as policy_pages
 from lakehub.server.web.portal import spaces as space_pages
@@ -111,6 +112,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         policy_pages.router,
         compute_pages.router,
         stream_pages.router,
+        experiment_pages.router,
         docs.router,
     )
     for router in routers:

@@ -3,6 +3,7 @@ message, the lake's refusals as sentences, and the S3 client with the person's o
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -24,6 +25,7 @@ def templates() -> Jinja2Templates:
         web = Path(__file__).parent.parent
         _templates = Jinja2Templates(directory=[web / "templates", web / "look"])
         _templates.env.filters["size"] = human_size
+        _templates.env.filters["ms"] = ms_time
     return _templates
 
 
@@ -37,6 +39,13 @@ def human_size(n: int | None) -> str:
             break
         size /= 1024
     return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+
+
+def ms_time(ms: int | None) -> str:
+    """Milliseconds since the epoch (MLflow's times) as a person reads them, in UTC."""
+    if ms is None:
+        return ""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def page(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:

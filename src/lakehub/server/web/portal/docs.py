@@ -17,9 +17,12 @@ FILES = {
     "swagger-ui-bundle.js": "text/javascript",
     "swagger-ui.css": "text/css",
     "lakehub.css": "text/css",  # LakeHub's look, for the portal and JupyterHub's pages
+    "charts.js": "text/javascript",  # the portal's charts, drawn with uPlot (MIT, vendored)
+    "uplot.min.js": "text/javascript",
+    "uplot.min.css": "text/css",
 }
 LOOK = Path(__file__).parent.parent / "look"
-LOOK_FILES = {"lakehub.css"}
+LOOK_FILES = {"lakehub.css", "charts.js", "uplot.min.js", "uplot.min.css"}
 
 
 @cache
