@@ -4,6 +4,7 @@ input; deleted files leaving the lake after the grace period."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -387,3 +388,59 @@ def test_alias_history_rollback_and_lineage_through_sdk_and_cli(
     assert "Traceback" not in out.stderr
     out = lakehub_cli(inproc, bob, "model", "show", f"{ann}.scorer")
     assert out.returncode == 1 and "does not exist" in out.stderr
+
+
+def test_a_version_names_the_datasets_environment_and_notebook_it_came_from(
+    inproc: InProc, inproc_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    import lakehub
+    import lakehub.datasets as datasets
+    import lakehub.models as models
+
+    ann = inproc_user("ann")
+    # what a notebook server's kernel has in its environment
+    monkeypatch.setenv("LAKEHUB_ENVIRONMENT", "datascience")
+    monkeypatch.setenv("LAKEHUB_ENVIRONMENT_BUILD", "datascience-0123456789ab")
+    monkeypatch.setenv("JPY_SESSION_NAME", "/home/ann/churn/train.ipynb")
+    with lakehub.connect(inproc.url, inproc.token(ann)) as c, as_user(inproc, ann) as client:
+        sales = datasets.create("sales", pd.DataFrame({"x": [1, 2, 3]}), client=c)
+        mlflow.set_experiment("churn")
+        with mlflow.start_run() as run:
+            assert len(datasets.get("sales", client=c).to_pandas()) == 3
+            sales.head()  # the same dataset read twice is one input
+        got = client.get_run(run.info.run_id)
+        assert got.data.tags["lakehub.environment.build"] == "datascience-0123456789ab"
+        assert got.data.tags["mlflow.source.name"] == "/home/ann/churn/train.ipynb"
+        assert [d.dataset.name for d in got.inputs.dataset_inputs] == [f"{ann}/sales"]
+        client.log_text(run.info.run_id, "w", "model/w.txt")
+        client.create_registered_model("churn")
+        client.create_model_version("churn", f"runs:/{run.info.run_id}/model", run.info.run_id)
+        lineage = models.get("churn", client=c)["versions"][0]["lineage"]
+    assert lineage["environment"] == "datascience"
+    assert lineage["environment_build"] == "datascience-0123456789ab"
+    assert lineage["code"] == "/home/ann/churn/train.ipynb"
+    (read,) = lineage["datasets"]
+    assert read["dataset"]["name"] == f"{ann}/sales"
+    assert json.loads(read["dataset"]["source"])["row_count"] == 3
+
+
+def test_artifacts_count_against_the_space_s_quota(
+    inproc: InProc, full_quota: dict[str, str]
+) -> None:
+    owner, space = full_quota["owner"], full_quota["space"]
+    with as_user(inproc, owner) as client:
+        exp = client.create_experiment(f"{space}.over")
+        run = client.create_run(exp)
+        client.log_metric(run.info.run_id, "still", 1.0)  # metadata is not the lake's to refuse
+        put = inproc.http(owner).put(
+            f"{API}/api/2.0/mlflow-artifacts/artifacts/{exp}/{run.info.run_id}/artifacts/r.txt",
+            content=b"x",
+        )
+        assert put.status_code == 403 and "quota exceeded" in put.json()["message"]
+        with pytest.raises(Exception) as err:  # MLflow's client raises requests' HTTPError
+            client.log_text(run.info.run_id, "x", "refused.txt")
+        assert "403" in str(err.value) and "quota exceeded for space" in str(err.value)
+        assert client.get_run(run.info.run_id).data.metrics == {"still": 1.0}
+    assert keys(inproc, full_quota["bucket"]) == []

@@ -14,7 +14,11 @@ is aggregated without being loaded whole.
 from __future__ import annotations
 
 import builtins
+import hashlib
 import importlib
+import json
+import logging
+import sys
 from typing import TYPE_CHECKING, Any
 
 from lakehub import tables
@@ -36,6 +40,9 @@ def _need(module: str, extra: str) -> Any:
             f"{extra} needs the '{module.split('.')[0]}' package in this "
             "environment: pip install " + module.split(".")[0]
         ) from None
+
+
+_NOTED: set[tuple[str, str]] = set()  # (MLflow run, dataset) already recorded as an input
 
 
 class Dataset:
@@ -69,6 +76,7 @@ class Dataset:
 
     def arrow_dataset(self) -> Any:
         """The pyarrow Dataset: lazy, partition-aware, for scanners of your own."""
+        self._note_read()
         return tables.open_dataset(
             self.filesystem,
             self.info["bucket"],
@@ -143,6 +151,33 @@ class Dataset:
 
     def head(self, n: int = 10) -> Any:
         return tables.head(self.arrow_dataset(), n).to_pandas()
+
+    def _note_read(self) -> None:
+        """With MLflow in use and a run active, the run records this dataset as an input: its
+        ref and its state now (when it last changed, rows, bytes), so a model registered from the
+        run names what it was trained on. MLflow is never imported here; lineage never breaks a
+        read (a failure to record it is logged)."""
+        mlflow: Any = sys.modules.get("mlflow")
+        run = mlflow.active_run() if mlflow is not None else None
+        if run is None or (run.info.run_id, self.ref) in _NOTED:
+            return
+        try:
+            from mlflow.entities import Dataset as Logged
+            from mlflow.entities import DatasetInput, InputTag
+
+            state = {k: self.info.get(k) for k in ("updated_at", "row_count", "size_bytes")}
+            logged = Logged(
+                name=self.ref,
+                digest=hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16],
+                source_type="lakehub",
+                source=json.dumps({"path": self.path, **state}),
+                schema=json.dumps({"lakehub": self.schema}),
+            )
+            tags = [InputTag("mlflow.data.context", "lakehub")]
+            mlflow.MlflowClient().log_inputs(run.info.run_id, [DatasetInput(logged, tags)])
+            _NOTED.add((run.info.run_id, self.ref))
+        except Exception as err:  # the read goes on; the run lacks this input
+            logging.getLogger("lakehub").warning("could not tell MLflow of %s: %s", self.ref, err)
 
     def refresh(self) -> Dataset:
         """Look at the files again (new partitions, more rows) and return the new description."""

@@ -21,6 +21,9 @@ CHUNK = 1 << 20
 def _refused(err: Exception, what: str) -> ModelsError:
     from botocore.exceptions import ClientError
 
+    inner = err.__cause__ or err.__context__  # boto3's transfers wrap the S3 error
+    if not isinstance(err, ClientError) and isinstance(inner, ClientError):
+        err = inner
     if isinstance(err, ClientError):
         code = err.response.get("Error", {}).get("Code", "")
         if code in ("NoSuchKey", "404", "NotFound", "NoSuchBucket"):
@@ -51,13 +54,33 @@ class LakeArtifacts(ArtifactStore):
             self._clients[who.name] = have = (creds.access_key_id, client)
         return have[1]
 
+    def _over_quota(self, bucket: str) -> str:
+        """The quota-exceeded sentence if a quota keeps ``bucket`` read-only now, else ''."""
+        from sqlalchemy import select
+
+        from lakehub.server.db import Quota
+        from lakehub.server.quotas import QuotaView, covers
+
+        with self.directory.db.session() as s:
+            for q in s.scalars(select(Quota).where(Quota.blocked.is_(True))):
+                if covers(q.kind, q.name, bucket):
+                    return QuotaView.of(q).message
+        return ""
+
+    def _write_refused(self, err: Exception, bucket: str, what: str) -> ModelsError:
+        # a read-only (over-quota) bucket answers writes with 500 InternalError: say why
+        message = self._over_quota(bucket)
+        if message:
+            return ModelsError(f"the lake refused {what}: {message}", "PERMISSION_DENIED")
+        return _refused(err, what)
+
     def put(self, who: Reader, bucket: str, key: str, body: BinaryIO) -> None:
         try:
             self._client(who, bucket).upload_fileobj(body, bucket, key)
         except ModelsError:
             raise
         except Exception as err:
-            raise _refused(err, f"writing {key}") from None
+            raise self._write_refused(err, bucket, f"writing {key}") from None
 
     def get(self, who: Reader, bucket: str, key: str) -> Iterator[bytes]:
         try:
@@ -102,7 +125,7 @@ class LakeArtifacts(ArtifactStore):
                     )
                     total += int(o["Size"])
         except Exception as err:
-            raise _refused(err, f"copying {src[1]}") from None
+            raise self._write_refused(err, dst[0], f"copying {src[1]}") from None
         if not total:
             raise ModelsError(f"nothing to register under {src[1]}", "RESOURCE_DOES_NOT_EXIST")
         return total

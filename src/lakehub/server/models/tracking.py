@@ -481,6 +481,9 @@ class Tracking:
                     if model is None or model.experiment_id != exp.id:
                         raise missing(f"logged model {item.get('model_id')!r}")
             old = json.loads(getattr(run, field))
+            if field == "inputs":  # the same dataset (name and digest) is one input, as in MLflow
+                seen = {_input_key(i) for i in old}
+                items = [i for i in items if _input_key(i) not in seen]
             setattr(run, field, json.dumps(old + list(items)))
 
     def metric_history(self, who: Reader, run_id: str, key: str) -> list[dict[str, Any]]:
@@ -774,6 +777,11 @@ class Tracking:
             f"cannot register {source!r}: register a logged model (models:/m-...), a run's "
             "artifacts (runs:/RUN/PATH) or mlflow-artifacts:/ files of this hub"
         )
+
+
+def _input_key(item: dict[str, Any]) -> tuple[str, str]:
+    ds = item.get("dataset") or {}
+    return str(ds.get("name")), str(ds.get("digest"))
 
 
 def _lifecycle(col: Any, view_type: str | None) -> Any:

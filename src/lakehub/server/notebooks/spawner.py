@@ -198,6 +198,7 @@ class LakeHubSpawner(LocalProcessSpawner):
             "JUPYTER_DATA_DIR": f"{self.home}/.local/share/jupyter",
             "JUPYTER_RUNTIME_DIR": f"{self.home}/.local/share/jupyter/runtime",
             "LAKEHUB_ENVIRONMENT": chosen,
+            "LAKEHUB_ENVIRONMENT_BUILD": os.path.basename(plan["path"].rstrip("/")),
             "LAKEHUB_SIZE": size["name"],
             "LAKEHUB_MEMORY_LIMIT": str(size["memory"]),
             "MEM_LIMIT": str(size["memory"]),  # as jupyter-resource-usage reads them
