@@ -307,13 +307,23 @@ def test_deleted_runs_and_versions_leave_the_lake_after_the_grace_period(
         client.delete_run(kept.info.run_id)
         client.restore_run(kept.info.run_id)  # restored within the grace period: kept whole
         client.delete_model_version("tidy", "2")
+        dropped = client.create_experiment("dropped")
+        inside = client.create_run(dropped)
+        client.log_text(inside.info.run_id, "y", "y.txt")
+        client.delete_experiment(dropped)
         before = keys(inproc, bucket)
+        assert f"mlflow/{dropped}/{inside.info.run_id}/artifacts/y.txt" in before
         assert f"mlflow/{exp}/{gone.info.run_id}/artifacts/big.txt" in before
         assert any("/registry/" in k and k.endswith("/2/big.txt") for k in before)
         deadline = time.monotonic() + grace + 30
         while time.monotonic() < deadline:
             now = keys(inproc, bucket)
-            if not any(gone.info.run_id in k or k.endswith("/2/big.txt") for k in now):
+            if not any(
+                gone.info.run_id in k
+                or k.endswith("/2/big.txt")
+                or k.startswith(f"mlflow/{dropped}/")
+                for k in now
+            ):
                 break
             time.sleep(0.5)
         after = keys(inproc, bucket)
@@ -321,7 +331,10 @@ def test_deleted_runs_and_versions_leave_the_lake_after_the_grace_period(
         assert not any(k.endswith("/2/big.txt") for k in after), after
         assert f"mlflow/{exp}/{kept.info.run_id}/artifacts/big.txt" in after
         assert any(k.endswith("/1/big.txt") for k in after)
+        assert not any(k.startswith(f"mlflow/{dropped}/") for k in after), after
         refused("RESOURCE_DOES_NOT_EXIST", client.get_run, gone.info.run_id)
+        refused("RESOURCE_DOES_NOT_EXIST", client.get_run, inside.info.run_id)
+        refused("RESOURCE_DOES_NOT_EXIST", client.get_experiment, dropped)
         assert client.get_run(kept.info.run_id).info.lifecycle_stage == "active"
         # the alias that pointed at the deleted version went with it, and the history says so
         refused("RESOURCE_DOES_NOT_EXIST", client.get_model_version_by_alias, "tidy", "champion")

@@ -67,6 +67,49 @@ def test_kernel_reads_and_writes_the_lake_with_no_arguments(hub: Hub, running) -
     assert out.split() == ["3", "3"], out
 
 
+def test_mlflow_autologs_and_registers_from_a_kernel_with_no_configuration(
+    hub: Hub, running
+) -> None:
+    """``import mlflow; mlflow.sklearn.autolog(); model.fit(...)`` just works in a notebook,
+    and the run is read from outside through the front door with the user's token."""
+    name = running()
+    k = Kernel(hub.url, name, hub.token(name))
+    try:
+        out, err = k.run(
+            "import warnings; warnings.simplefilter('ignore')\n"
+            "import mlflow\n"
+            "from sklearn.datasets import load_iris\n"
+            "from sklearn.tree import DecisionTreeClassifier\n"
+            "x, y = load_iris(return_X_y=True)\n"
+            "mlflow.set_experiment('iris')\n"
+            "mlflow.sklearn.autolog(silent=True)\n"
+            "with mlflow.start_run() as run:\n"
+            "    DecisionTreeClassifier(max_depth=3).fit(x, y)\n"
+            "v = mlflow.register_model(f'runs:/{run.info.run_id}/model', 'iris')\n"
+            "mlflow.MlflowClient().set_registered_model_alias('iris', 'champion', v.version)\n"
+            "m = mlflow.pyfunc.load_model('models:/iris@champion')\n"
+            "print(run.info.run_id, int((m.predict(x) == y).sum()))\n",
+            timeout=240,
+        )
+    finally:
+        k.close()
+    assert err is None, err
+    run_id, right = out.strip().splitlines()[-1].split()  # MLflow prints its links before
+    assert int(right) > 140
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"{hub.url}/services/lakehub/mlflow")
+    os.environ["MLFLOW_TRACKING_TOKEN"] = hub.token(name)
+    try:
+        run = client.get_run(run_id)
+        assert run.info.user_id == name and run.data.params["max_depth"] == "3"
+        assert run.data.tags["lakehub.environment"] == "datascience"
+        assert run.data.tags["lakehub.environment.build"].startswith("datascience-")
+        assert client.get_model_version_by_alias("iris", "champion").run_id == run_id
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+
+
 def test_servers_run_as_their_own_accounts(hub: Hub, running) -> None:
     if not ROOT:
         pytest.skip("per-user accounts need root; without it the hub warns that users share one")
