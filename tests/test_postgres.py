@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
@@ -140,6 +141,44 @@ def test_no_metadata_in_the_sqlite_file(pg_hub: PgHub) -> None:
         with closing(sqlite3.connect(path)) as db:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
             assert "users" not in tables, f"{path} holds a users table"
+
+
+def test_experiments_and_models_live_in_postgres(pg_hub: PgHub, engine: sa.Engine) -> None:
+    """MLflow's client against the hub on PostgreSQL: runs, metrics sorted, a registered version
+    and alias moves (serialised with a row lock there) land in its tables."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    import lakehub
+    import lakehub.models as models
+
+    hub = pg_hub.hub
+    hub.add_user("pgml")
+    os.environ["MLFLOW_TRACKING_TOKEN"] = hub.token("pgml")
+    try:
+        client = MlflowClient(tracking_uri=f"{hub.url}/services/lakehub/mlflow")
+        exp = client.create_experiment("pg")
+        runs = [client.create_run(exp).info.run_id for _ in range(3)]
+        for i, run in enumerate(runs):
+            client.log_batch(run, metrics=[Metric("auc", 0.5 + i / 10, 0, s) for s in range(3)])
+        best = client.search_runs([exp], order_by=["metrics.auc DESC"], max_results=1)[0]
+        assert best.info.run_id == runs[-1]
+        client.log_text(runs[-1], "w", "model/w.txt")
+        client.create_registered_model("pgm")
+        for _ in range(2):
+            client.create_model_version("pgm", f"runs:/{runs[-1]}/model", runs[-1])
+        client.set_registered_model_alias("pgm", "champion", "1")
+        client.set_registered_model_alias("pgm", "champion", "2")
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+    with lakehub.connect(hub.url, hub.token("pgml")) as c:
+        assert models.rollback("pgm", "champion", client=c) == 1
+    with engine.connect() as conn:
+        count = conn.execute(sa.text("SELECT count(*) FROM ml_metrics")).scalar_one()
+        moves = (
+            conn.execute(sa.text("SELECT action FROM ml_alias_events ORDER BY id")).scalars().all()
+        )
+    assert count == 9 and moves == ["set", "set", "rollback"]
 
 
 def test_data_outlives_the_hub(pg_hub: PgHub, engine: sa.Engine) -> None:
