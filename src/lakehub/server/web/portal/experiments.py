@@ -47,6 +47,12 @@ def _chart(title: str, series: list[tuple[str, list[float], list[float]]]) -> st
     return json.dumps(doc).replace("<", "\\u003c")
 
 
+@router.get("/mlflow/", response_class=HTMLResponse)
+async def mlflow_link(request: Request, who: Browser) -> Response:
+    """Where the links MLflow's client prints (to its own web UI) land: the same page here."""
+    return page(request, "mlflow_link.html", who=who)
+
+
 @router.get("/experiments", response_class=HTMLResponse)
 async def experiments(request: Request, who: Browser, state: State) -> Response:
     found = await _call(state, state.tracking.overview, _reader(who))
