@@ -457,3 +457,38 @@ def test_artifacts_count_against_the_space_s_quota(
         assert "403" in str(err.value) and "quota exceeded for space" in str(err.value)
         assert client.get_run(run.info.run_id).data.metrics == {"still": 1.0}
     assert keys(inproc, full_quota["bucket"]) == []
+
+
+def test_a_space_s_retention_deletes_its_old_runs(inproc: InProc, inproc_user: Any) -> None:
+    owner, writer = inproc_user("ret"), inproc_user("rw")
+    space = f"ret{owner[-5:]}"
+    assert inproc.http(owner).post("/services/lakehub/api/spaces", json={"name": space}).is_success
+    inproc.http(owner).put(
+        f"/services/lakehub/api/spaces/{space}/grants", json={"user": writer, "access": "write"}
+    )
+    day = 86_400_000
+    with as_user(inproc, owner) as client:
+        exp = client.create_experiment(f"{space}.nightly")
+        old = client.create_run(exp, start_time=int(time.time() * 1000) - 10 * day)
+        running = client.create_run(exp, start_time=int(time.time() * 1000) - 10 * day)
+        new = client.create_run(exp)
+        for run in (old, new):
+            client.log_text(run.info.run_id, "x", "x.txt")
+            client.set_terminated(run.info.run_id)
+    url = f"/services/lakehub/api/spaces/{space}/retention"
+    refused_put = inproc.http(writer).put(url, json={"run_days": 7})
+    assert refused_put.status_code == 403 and "only the owner" in refused_put.json()["detail"]
+    assert inproc.http(owner).put(url, json={"run_days": 0}).status_code == 422
+    assert inproc.http(owner).put(url, json={"run_days": 7}).json() == {"run_days": 7}
+    assert inproc.http(writer).get(url).json() == {"run_days": 7}
+    deadline = time.monotonic() + inproc.platform.settings.models_delete_grace + 30
+    while time.monotonic() < deadline:
+        if not any(old.info.run_id in k for k in keys(inproc, f"space-{space}")):
+            break
+        time.sleep(0.5)
+    left = keys(inproc, f"space-{space}")
+    assert not any(old.info.run_id in k for k in left), left
+    assert any(new.info.run_id in k for k in left)
+    with as_user(inproc, owner) as client:
+        kept = {r.info.run_id for r in client.search_runs([exp])}
+    assert kept == {new.info.run_id, running.info.run_id}  # a run still running is kept

@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 
 from lakehub.server.db import Database
 from lakehub.server.models.base import ArtifactStore
-from lakehub.server.models.tables import Experiment, Run, Trash
+from lakehub.server.models.tables import Experiment, Retention, Run, Trash
 from lakehub.server.models.tracking import KEY_PREFIX, now_ms
 
 log = logging.getLogger("lakehub.models")
@@ -26,8 +26,50 @@ class Purge:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def set_retention(self, bucket: str, run_days: int | None, actor: str) -> None:
+        """Keep ``bucket``'s finished runs ``run_days`` days (``None``: for ever)."""
+        with self.db.session() as s:
+            row = s.get(Retention, bucket)
+            if run_days is None:
+                if row is not None:
+                    s.delete(row)
+                return
+            if row is None:
+                s.add(
+                    Retention(bucket=bucket, run_days=run_days, set_by=actor, updated_ms=now_ms())
+                )
+            else:
+                row.run_days, row.set_by, row.updated_ms = run_days, actor, now_ms()
+
+    def retention(self, bucket: str) -> int | None:
+        with self.db.session() as s:
+            row = s.get(Retention, bucket)
+            return row.run_days if row else None
+
+    def expire(self) -> int:
+        """Delete the finished runs older than their bucket's retention; how many."""
+        now, count = now_ms(), 0
+        with self.db.session() as s:
+            for policy in s.scalars(select(Retention)).all():
+                cutoff = now - policy.run_days * 86_400_000
+                old = s.scalars(
+                    select(Run)
+                    .join(Experiment, Experiment.id == Run.experiment_id)
+                    .where(
+                        Experiment.bucket == policy.bucket,
+                        Run.lifecycle == "active",
+                        Run.status != "RUNNING",
+                        Run.start_ms < cutoff,
+                    )
+                ).all()
+                for run in old:
+                    run.lifecycle, run.deleted_ms = "deleted", now
+                count += len(old)
+        return count
+
     def sweep(self) -> int:
-        """Free what is due; the bytes freed."""
+        """Expire what retention says, free what is due; the bytes freed."""
+        self.expire()
         now, freed = now_ms(), 0
         before = now - self.grace_ms
         with self.db.session() as s:

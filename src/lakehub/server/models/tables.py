@@ -178,3 +178,14 @@ class Trash(Base):
     prefix: Mapped[str] = mapped_column(String(1024))
     what: Mapped[str] = mapped_column(String(256))
     due_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class Retention(Base):
+    """How long a bucket's finished runs are kept (a space's policy): older ones are deleted,
+    and their files freed after the grace period."""
+
+    __tablename__ = "ml_retention"
+    bucket: Mapped[str] = mapped_column(String(63), primary_key=True)
+    run_days: Mapped[int] = mapped_column()
+    set_by: Mapped[str] = mapped_column(String(64))
+    updated_ms: Mapped[int] = mapped_column(BigInteger)

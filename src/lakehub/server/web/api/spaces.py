@@ -70,3 +70,26 @@ async def delete_space(name: str, who: User, state: State) -> Response:
     """Forget the space and its grants (the bucket and its data stay)."""
     await state.run(state.spaces.delete, name, who.name, who.admin)
     return Response(status_code=204)
+
+
+class RetentionIn(BaseModel):
+    run_days: int | None = Field(
+        ge=1, le=36_500, description="Days a finished run is kept; null: for ever"
+    )
+
+
+@router.put("/{name}/retention")
+async def set_retention(name: str, body: RetentionIn, who: User, state: State) -> RetentionIn:
+    """How long the space's finished runs are kept (its owner or an administrator): older ones
+    are deleted, and their files leave the lake after the grace period."""
+    space = await state.run(state.spaces.get, name, who.name, who.admin)
+    if space.access != "owner" and not who.admin:
+        raise HTTPException(403, f"only the owner of space {name!r} sets its retention")
+    await state.run(state.purge.set_retention, space.bucket, body.run_days, who.name)
+    return body
+
+
+@router.get("/{name}/retention")
+async def get_retention(name: str, who: User, state: State) -> RetentionIn:
+    space = await state.run(state.spaces.get, name, who.name, who.admin)
+    return RetentionIn(run_days=await state.run(state.purge.retention, space.bucket))
