@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -30,6 +31,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PAGE_TIMEOUT_MS = 30_000  # any single page load, click or expectation
+# MLflow's client reports usage to the internet from a thread of its own unless told not to: the
+# tests talk to loopback only (hubs set the same in notebooks and clusters)
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
 
 def creds_of(hub: Hub, name: str) -> dict[str, str]:
@@ -83,6 +87,14 @@ SLOW_FIRST = (
     "test_limits",
     "test_browser_upload",
 )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The same CPython bug (below) at the session's end: schemathesis's plugin imports its report
+    writer then (pytest rewrites it, parsing it) while a Dask client's thread may still parse a
+    traceback; imported now, while no other thread runs, it is parsed once and safely."""
+    with contextlib.suppress(ImportError):
+        import schemathesis.reporting.html.writer  # noqa: F401
 
 
 @pytest.hookimpl(wrapper=True)

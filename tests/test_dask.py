@@ -19,6 +19,8 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 import lakehub
 import lakehub.compute
@@ -43,6 +45,15 @@ def _sum_and_write(bucket: str) -> int:
     total = int(df["x"].sum())
     pd.DataFrame({"total": [total]}).to_parquet(f"s3://{bucket}/out/total.parquet")
     return total
+
+
+def _log_run() -> str:
+    """Runs on a worker: logs to MLflow as the cluster's owner, with what the cluster got."""
+    import mlflow
+
+    with mlflow.start_run() as run:
+        mlflow.log_metric("from_worker", 1.0)
+    return str(run.info.run_id)
 
 
 def _read(bucket: str, key: str) -> bytes:
@@ -98,6 +109,17 @@ def test_a_cluster_runs_as_its_owner_on_their_data_and_nobody_else_reaches_it(
                 .read()
             )
             assert pq.read_table(io.BytesIO(out)).column("total").to_pylist() == [499500]
+            # the workers log to MLflow as alice, and only she reads the run
+            run_id = client.submit(lambda: _log_run()).result(timeout=120)
+            tracking = MlflowClient(tracking_uri=f"{hub.url}/services/lakehub/mlflow")
+            os.environ["MLFLOW_TRACKING_TOKEN"] = hub.token(alice)
+            try:
+                assert tracking.get_run(run_id).info.user_id == alice
+                os.environ["MLFLOW_TRACKING_TOKEN"] = hub.token(bob)
+                with pytest.raises(MlflowException):
+                    tracking.get_run(run_id)
+            finally:
+                os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
 
             # listed for alice, with a dashboard only she is sent to; not for bob
             mine = lakehub.compute.clusters(client=a)

@@ -60,6 +60,7 @@ from lakehub.server.runtime import Runtime, Tokens, load_runtime, tokens
 from lakehub.server.vault import Vault
 
 T = TypeVar("T")
+CLUSTER_TOKEN_TTL = 7 * 86400  # seconds: the MLflow token a cluster's processes get
 log = logging.getLogger("lakehub.api")
 
 
@@ -249,6 +250,16 @@ class Platform:
             **await self.run(self.connections_env, name),
         }
 
+    def mlflow_env(self, owner: str) -> dict[str, str]:
+        """What a cluster's processes need to log to MLflow as ``owner``: the tracking URI and a
+        token of theirs, minted for the cluster (it expires in a week). Blocks."""
+        token = self.hub.new_token_now(owner, "MLflow from clusters (LakeHub)", CLUSTER_TOKEN_TTL)
+        return {
+            "MLFLOW_TRACKING_URI": f"{self.runtime.api_url}/mlflow",
+            "MLFLOW_TRACKING_TOKEN": token,
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
+
     async def active_servers(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Every running or starting server with what it was started with (its record, which
         has the size a server got by default; else the options it was asked with)."""
@@ -289,6 +300,7 @@ class Platform:
                 "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
                 "AWS_ENDPOINT_URL": creds.endpoint_url,
                 "LAKEHUB_BUCKET": creds.bucket,
+                **self.mlflow_env(owner),
             }
 
         def check(

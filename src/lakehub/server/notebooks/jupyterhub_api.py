@@ -75,6 +75,23 @@ class JupyterHubAPI:
         token: str = resp.json()["token"]
         return token
 
+    def new_token_now(self, name: str, note: str, expires_in: int) -> str:
+        """:meth:`new_token` for code off the event loop (engines' threads)."""
+        client = self._client
+        try:
+            resp = httpx.post(
+                f"{client.base_url}users/{name}/tokens",
+                headers={"Authorization": client.headers["Authorization"]},
+                json={"note": note, "expires_in": expires_in},
+                timeout=30,
+            )
+        except httpx.TransportError as err:
+            raise HubAPIError(f"JupyterHub is not answering ({err.__class__.__name__})") from err
+        if resp.status_code != 201:
+            raise HubAPIError(f"JupyterHub refused a token for {name}: {resp.text}")
+        token: str = resp.json()["token"]
+        return token
+
     async def tokens(self, name: str) -> list[dict[str, Any]]:
         """``name``'s API tokens (not those of browser sessions): id, note, created,
         expires_at, last_activity; never the token itself (JupyterHub keeps only hashes)."""

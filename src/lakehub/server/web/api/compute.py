@@ -143,7 +143,7 @@ async def compute_plan(
 async def compute_env(
     name: str, who: LocalAdmin, state: State, response: Response
 ) -> dict[str, str]:
-    """The owner's lake credentials for a cluster's processes. Engines only."""
+    """The owner's lake credentials and MLflow token for a cluster's processes. Engines only."""
     creds = await state.run(state.directory.credentials, name)
     response.headers["Cache-Control"] = "no-store"
     return {
@@ -151,4 +151,5 @@ async def compute_env(
         "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
         "AWS_ENDPOINT_URL": creds.endpoint_url,
         "LAKEHUB_BUCKET": creds.bucket,
+        **await state.run(state.mlflow_env, name),
     }
