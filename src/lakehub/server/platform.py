@@ -52,7 +52,7 @@ from lakehub.server.models.tracking import Tracking
 from lakehub.server.notebooks import records
 from lakehub.server.notebooks.accounts import account_exists, ensure_account, remove_account
 from lakehub.server.notebooks.aws_profiles import AwsProfiles
-from lakehub.server.notebooks.jupyterhub_api import JupyterHubAPI
+from lakehub.server.notebooks.jupyterhub_api import HubAPIError, JupyterHubAPI
 from lakehub.server.notebooks.policy import Policies
 from lakehub.server.notebooks.registry import Environments
 from lakehub.server.quotas import Quotas
@@ -252,8 +252,15 @@ class Platform:
 
     def mlflow_env(self, owner: str) -> dict[str, str]:
         """What a cluster's processes need to log to MLflow as ``owner``: the tracking URI and a
-        token of theirs, minted for the cluster (it expires in a week). Blocks."""
-        token = self.hub.new_token_now(owner, "MLflow from clusters (LakeHub)", CLUSTER_TOKEN_TTL)
+        token of theirs, minted for the cluster (it expires in a week); nothing if JupyterHub
+        refuses one. Blocks."""
+        try:
+            token = self.hub.new_token_now(
+                owner, "MLflow from clusters (LakeHub)", CLUSTER_TOKEN_TTL
+            )
+        except HubAPIError as err:  # the cluster starts all the same, without MLflow
+            log.warning("no MLflow token for %s's cluster: %s", owner, err)
+            return {}
         return {
             "MLFLOW_TRACKING_URI": f"{self.runtime.api_url}/mlflow",
             "MLFLOW_TRACKING_TOKEN": token,
