@@ -311,7 +311,15 @@ def test_deleted_runs_and_versions_leave_the_lake_after_the_grace_period(
         inside = client.create_run(dropped)
         client.log_text(inside.info.run_id, "y", "y.txt")
         client.delete_experiment(dropped)
+        logged = client.create_logged_model(exp, name="m")
+        put = inproc.http(ann).put(
+            f"{API}/api/2.0/mlflow-artifacts/artifacts/{exp}/models/{logged.model_id}/artifacts/w",
+            content=b"w",
+        )
+        assert put.status_code == 200, put.text
+        client.delete_logged_model(logged.model_id)
         before = keys(inproc, bucket)
+        assert f"mlflow/{exp}/models/{logged.model_id}/artifacts/w" in before
         assert f"mlflow/{dropped}/{inside.info.run_id}/artifacts/y.txt" in before
         assert f"mlflow/{exp}/{gone.info.run_id}/artifacts/big.txt" in before
         assert any("/registry/" in k and k.endswith("/2/big.txt") for k in before)
@@ -332,6 +340,7 @@ def test_deleted_runs_and_versions_leave_the_lake_after_the_grace_period(
         assert f"mlflow/{exp}/{kept.info.run_id}/artifacts/big.txt" in after
         assert any(k.endswith("/1/big.txt") for k in after)
         assert not any(k.startswith(f"mlflow/{dropped}/") for k in after), after
+        assert not any(logged.model_id in k for k in after), after
         refused("RESOURCE_DOES_NOT_EXIST", client.get_run, gone.info.run_id)
         refused("RESOURCE_DOES_NOT_EXIST", client.get_run, inside.info.run_id)
         refused("RESOURCE_DOES_NOT_EXIST", client.get_experiment, dropped)

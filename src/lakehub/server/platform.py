@@ -101,9 +101,9 @@ class Platform:
         db.on_change.append(partial(ingest_registry.mark_changed, settings.ingest_dir))
         directory = Directory(db, vault, open_lake(settings, runtime, tok))
         environments = Environments(db, settings.envs_dir, settings.notebook_python)
-        tracking = Tracking(db)
-        model_files = LakeArtifacts(directory)
         grace_ms = settings.models_delete_grace * 1000
+        tracking = Tracking(db, grace_ms)
+        model_files = LakeArtifacts(directory)
         platform = cls(
             settings=settings,
             runtime=runtime,

@@ -31,6 +31,7 @@ from lakehub.server.models.tables import (
     Param,
     Run,
     RunTag,
+    Trash,
 )
 
 DEFAULT_EXPERIMENT = "Default"
@@ -66,8 +67,9 @@ def _tags_out(raw: str) -> list[dict[str, str]]:
 
 
 class Tracking:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, grace_ms: int = 0) -> None:
         self.db = db
+        self.grace_ms = grace_ms  # a deleted logged model's files stay this long
 
     # experiments ---------------------------------------------------------------------------
     def _experiment(
@@ -703,7 +705,15 @@ class Tracking:
     def delete_logged_model(self, who: Reader, model_id: str) -> None:
         with self.db.session() as s:
             a = Access.of(s, who)
-            row, _ = self._model(s, a, model_id, write=True)
+            row, exp = self._model(s, a, model_id, write=True)
+            s.add(
+                Trash(
+                    bucket=exp.bucket,
+                    prefix=f"{KEY_PREFIX}{exp.id}/models/{row.id}/",
+                    what=f"logged model {row.id}",
+                    due_ms=now_ms() + self.grace_ms,
+                )
+            )
             s.delete(row)
 
     def search_logged_models(

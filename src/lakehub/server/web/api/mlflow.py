@@ -542,7 +542,7 @@ async def upload(path: str, request: Request, who: User, state: State) -> Respon
         bucket, key = await state.run(_place, state, r, path, True)
         with tempfile.SpooledTemporaryFile(max_size=SPOOL) as spool:
             async for chunk in request.stream():
-                await state.run(spool.write, chunk)
+                spool.write(chunk)  # memory up to SPOOL; past it, a local file's page cache
             spool.seek(0)
             await state.run(state.model_files.put, r, bucket, key, spool)
         return JSONResponse({})
