@@ -432,17 +432,7 @@ class Registry:
             for alias in s.scalars(
                 select(Alias).where(Alias.model_id == model.id, Alias.version == row.version)
             ):
-                s.add(
-                    AliasEvent(
-                        model_id=model.id,
-                        alias=alias.alias,
-                        old_version=row.version,
-                        new_version=None,
-                        action="version-deleted",
-                        actor=who.name,
-                        at_ms=now_ms(),
-                    )
-                )
+                _moved(s, model.id, alias.alias, row.version, None, "version-deleted", who.name)
                 s.delete(alias)
             self._trash(
                 s,
@@ -511,17 +501,7 @@ class Registry:
                 s.add(Alias(model_id=model.id, alias=alias, version=row.version))
             else:
                 held.version = row.version
-            s.add(
-                AliasEvent(
-                    model_id=model.id,
-                    alias=alias,
-                    old_version=old,
-                    new_version=row.version,
-                    action=action,
-                    actor=who.name,
-                    at_ms=now_ms(),
-                )
-            )
+            _moved(s, model.id, alias, old, row.version, action, who.name)
             model.updated_ms = now_ms()
 
     def delete_alias(self, who: Reader, name: str, alias: str) -> None:
@@ -531,17 +511,7 @@ class Registry:
             held = s.get(Alias, (model.id, alias))
             if held is None:
                 raise missing(f"alias {alias!r} of model {name!r}")
-            s.add(
-                AliasEvent(
-                    model_id=model.id,
-                    alias=alias,
-                    old_version=held.version,
-                    new_version=None,
-                    action="delete",
-                    actor=who.name,
-                    at_ms=now_ms(),
-                )
-            )
+            _moved(s, model.id, alias, held.version, None, "delete", who.name)
             s.delete(held)
 
     def by_alias(self, who: Reader, name: str, alias: str) -> dict[str, Any]:
@@ -668,3 +638,20 @@ class Registry:
     # the bytes of what was deleted ---------------------------------------------------------
     def _trash(self, s: Session, bucket: str, prefix: str, what: str) -> None:
         s.add(Trash(bucket=bucket, prefix=prefix, what=what[:256], due_ms=now_ms() + self.grace_ms))
+
+
+def _moved(
+    s: Session, model_id: int, alias: str, old: int | None, new: int | None, action: str, actor: str
+) -> None:
+    """Record an alias move in the same transaction as the move itself."""
+    s.add(
+        AliasEvent(
+            model_id=model_id,
+            alias=alias,
+            old_version=old,
+            new_version=new,
+            action=action,
+            actor=actor,
+            at_ms=now_ms(),
+        )
+    )

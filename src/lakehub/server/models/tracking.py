@@ -521,20 +521,10 @@ class Tracking:
                 q = q.where(_run_clause(c))
             order: list[Any] = []
             for kind, key, asc in search.parse_order(order_by):
-                if kind == "metric":
-                    m = aliased(LatestMetric)
-                    q = q.outerjoin(m, and_(m.run_id == Run.id, m.key == key))
-                    col: Any = m.value
-                    order += [col.is_(None), col.asc() if asc else col.desc()]
-                    continue
-                if kind == "param":
-                    p = aliased(Param)
-                    q = q.outerjoin(p, and_(p.run_id == Run.id, p.key == key))
-                    col = p.value
-                elif kind == "tag":
-                    t = aliased(RunTag)
+                if kind in PER_RUN:
+                    t = aliased(PER_RUN[kind])
                     q = q.outerjoin(t, and_(t.run_id == Run.id, t.key == key))
-                    col = t.value
+                    col: Any = t.value
                 else:
                     col = _run_attr(key)
                 order += [col.is_(None), col.asc() if asc else col.desc()]
@@ -789,6 +779,14 @@ class Tracking:
         )
 
 
+# a run's values by key, as filters and orders name them (metrics: the last value of each)
+PER_RUN: dict[str, type[LatestMetric] | type[Param] | type[RunTag]] = {
+    "metric": LatestMetric,
+    "param": Param,
+    "tag": RunTag,
+}
+
+
 def _input_key(item: dict[str, Any]) -> tuple[str, str]:
     ds = item.get("dataset") or {}
     return str(ds.get("name")), str(ds.get("digest"))
@@ -841,24 +839,10 @@ def _run_attr(key: str) -> Any:
 
 
 def _run_clause(c: search.Clause) -> Any:
-    if c.kind == "metric":
-        if c.op not in ("=", "!=", ">", ">=", "<", "<="):
+    if c.kind in PER_RUN:
+        if c.kind == "metric" and c.op not in ("=", "!=", ">", ">=", "<", "<="):
             raise ModelsError(f"metrics compare with = != > >= < <=, not {c.op}")
-        m = aliased(LatestMetric)
-        return (
-            select(m.run_id)
-            .where(m.run_id == Run.id, m.key == c.key, _compare(m.value, c))
-            .exists()
-        )
-    if c.kind == "param":
-        p = aliased(Param)
-        return (
-            select(p.run_id)
-            .where(p.run_id == Run.id, p.key == c.key, _compare(p.value, c))
-            .exists()
-        )
-    if c.kind == "tag":
-        t = aliased(RunTag)
+        t = aliased(PER_RUN[c.kind])
         return (
             select(t.run_id)
             .where(t.run_id == Run.id, t.key == c.key, _compare(t.value, c))
