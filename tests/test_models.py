@@ -254,6 +254,12 @@ def test_bad_input_is_refused_with_a_reason(inproc: InProc, inproc_user: Any) ->
         ),
         ("/runs/update", {"json": {"run_id": run, "status": "DONE"}}, 400, "status must be"),
         (
+            "/runs/log-metric",
+            {"content": f'{{"run_id": "{run}", "key": "m", "value": NaN}}'.encode()},
+            400,
+            "only finite values",
+        ),
+        (
             "/runs/search",
             {"json": {"experiment_ids": [exp], "filter": "metrics.m ~ 1"}},
             400,

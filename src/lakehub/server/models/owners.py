@@ -9,8 +9,6 @@ who asks. A name whose owner the caller cannot see answers as one that does not 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy.orm import Session
 
 from lakehub.server.identity.users import home_bucket, shared_access, space_bucket
@@ -21,20 +19,30 @@ HOME_SUFFIX = "-home"
 SPACE_PREFIX = "space-"
 
 
-@dataclass
 class Access:
-    """One caller's view: their buckets' access (``read`` | ``write``)."""
+    """One caller's view: their buckets' access (``read`` | ``write``). The spaces' grants are
+    read when first needed: a caller acting on their own bucket needs none of them."""
 
-    who: Reader
-    buckets: dict[str, str]
+    def __init__(self, s: Session, who: Reader) -> None:
+        self.who = who
+        self._session = s
+        self._buckets: dict[str, str] | None = None
 
     @classmethod
     def of(cls, s: Session, who: Reader) -> Access:
-        buckets = dict(shared_access(s).get(who.name, {}))
-        buckets[home_bucket(who.name)] = "write"
-        return cls(who, buckets)
+        return cls(s, who)
+
+    @property
+    def buckets(self) -> dict[str, str]:
+        if self._buckets is None:
+            found = dict(shared_access(self._session).get(self.who.name, {}))
+            found[home_bucket(self.who.name)] = "write"
+            self._buckets = found
+        return self._buckets
 
     def level(self, bucket: str) -> str | None:
+        if bucket == home_bucket(self.who.name):
+            return "write"
         return self.buckets.get(bucket) or ("admin" if self.who.admin else None)
 
     def can_read(self, bucket: str) -> bool:

@@ -10,13 +10,14 @@ when told nothing), made on first use.
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, insert, select
 from sqlalchemy.orm import Session, aliased
 
 from lakehub.server.db import Database
@@ -428,40 +429,46 @@ class Tracking:
                 s.add(Param(run_id=run_id, key=key, value=value))
 
     def _metrics(self, s: Session, run_id: str, metrics: list[dict[str, Any]]) -> None:
+        """Append to the history in one statement; move each key's last value when a newer
+        step (then time) comes."""
         if not metrics:
             return
-        rows = []
+        rows: list[dict[str, Any]] = []
         for m in metrics:
             try:
                 value = float(m.get("value"))  # type: ignore[arg-type]
-                row = Metric(
-                    run_id=run_id,
-                    key=_key(str(m.get("key", "")), "metric"),
-                    value=value,
-                    timestamp=int(m.get("timestamp") or now_ms()),
-                    step=int(m.get("step") or 0),
-                )
+                row: dict[str, Any] = {
+                    "run_id": run_id,
+                    "key": _key(str(m.get("key", "")), "metric"),
+                    "value": value,
+                    "timestamp": int(m.get("timestamp") or now_ms()),
+                    "step": int(m.get("step") or 0),
+                }
             except (TypeError, ValueError):
                 raise ModelsError(f"metric {m.get('key')!r} needs a numeric value") from None
+            if not math.isfinite(value):
+                raise ModelsError(f"metric {row['key']!r} is {value}: only finite values are kept")
             rows.append(row)
-        s.add_all(rows)
-        latest = {
-            r.key: r
-            for r in s.scalars(
+        s.execute(insert(Metric), rows)
+        newest: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            have = newest.get(r["key"])
+            if have is None or (r["step"], r["timestamp"]) >= (have["step"], have["timestamp"]):
+                newest[r["key"]] = r
+        held = {
+            m.key: m
+            for m in s.scalars(
                 select(LatestMetric).where(
-                    LatestMetric.run_id == run_id, LatestMetric.key.in_({r.key for r in rows})
+                    LatestMetric.run_id == run_id, LatestMetric.key.in_(newest)
                 )
             )
         }
-        for r in rows:
-            have = latest.get(r.key)
-            if have is None:
-                latest[r.key] = have = LatestMetric(
-                    run_id=run_id, key=r.key, value=r.value, timestamp=r.timestamp, step=r.step
-                )
-                s.add(have)
-            elif (r.step, r.timestamp) >= (have.step, have.timestamp):
-                have.value, have.timestamp, have.step = r.value, r.timestamp, r.step
+        for key, r in newest.items():
+            last = held.get(key)
+            if last is None:
+                s.add(LatestMetric(**r))
+            elif (r["step"], r["timestamp"]) >= (last.step, last.timestamp):
+                last.value, last.timestamp, last.step = r["value"], r["timestamp"], r["step"]
 
     def delete_tag(self, who: Reader, run_id: str, key: str) -> None:
         with self.db.session() as s:
@@ -862,6 +869,3 @@ def _page(
     got = s.execute(q.offset(offset).limit(max_results + 1)).all()
     rows = [tuple(r) if pairs else r[0] for r in got[:max_results]]
     return rows, search.page_token(offset + max_results) if len(got) > max_results else None
-
-
-__all__ = ["Tracking", "or_"]
