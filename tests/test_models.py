@@ -237,6 +237,11 @@ def test_bad_input_is_refused_with_a_reason(inproc: InProc, inproc_user: Any) ->
     cases = [
         ("/experiments/create", {"content": b"{not json"}, 400, "not JSON"),
         ("/experiments/create", {"json": {}}, 400, "'name'"),
+        ("/experiments/create", {"json": {"name": {"x": 1}}}, 400, "'name' must be a single"),
+        ("/experiments/create", {"json": {"name": 2026}}, 200, ""),  # a number is its text
+        ("/runs/log-batch", {"json": {"run_id": run, "metrics": "m"}}, 400, "list of objects"),
+        ("/runs/log-batch", {"json": {"run_id": run, "tags": [1, 2]}}, 400, "list of objects"),
+        ("/runs/search", {"json": {"experiment_ids": [{"id": 1}]}}, 400, "list of strings"),
         ("/experiments/create", {"json": {"name": "odd"}}, 409, "already exists"),
         (
             "/runs/log-metric",

@@ -356,6 +356,8 @@ class Registry:
             message = ""
         except ModelsError as err:
             size, status, message = 0, "FAILED_REGISTRATION", str(err)
+            with self.db.session() as s:  # what was copied before it failed goes too
+                self._trash(s, dest[0], dest[1], f"failed version of model {name}")
         with self.db.session() as s:
             a = Access.of(s, who)
             done = s.get(ModelVersion, version_id)

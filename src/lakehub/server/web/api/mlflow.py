@@ -49,7 +49,35 @@ async def args(request: Request) -> dict[str, Any]:
         raise ModelsError("the body is not JSON", "BAD_REQUEST") from None
     if not isinstance(body, dict):
         raise ModelsError("the body must be a JSON object", "BAD_REQUEST")
-    return body
+    return _shaped(body)
+
+
+OBJECT_LISTS = {"tags", "metrics", "params", "datasets", "models"}
+TEXT_LISTS = {"experiment_ids", "order_by"}
+NUMBERS = {"value", "timestamp", "step", "start_time", "end_time", "max_results"}
+
+
+def _shaped(body: dict[str, Any]) -> dict[str, Any]:
+    """The body's fields as the handlers take them, or a 400 naming the one that is not: lists
+    of objects, lists of text, numbers; everything else is text (a number given for a name is
+    taken as its text)."""
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        if value is None:
+            continue
+        if key in OBJECT_LISTS:
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise ModelsError(f"'{key}' must be a list of objects", "BAD_REQUEST")
+        elif key in TEXT_LISTS:
+            if not isinstance(value, list) or any(isinstance(v, (dict, list)) for v in value):
+                raise ModelsError(f"'{key}' must be a list of strings", "BAD_REQUEST")
+            value = [str(v) for v in value]
+        elif isinstance(value, (dict, list)):
+            raise ModelsError(f"'{key}' must be a single value", "BAD_REQUEST")
+        elif key not in NUMBERS and key != "status":
+            value = str(value)
+        out[key] = value
+    return out
 
 
 def _reader(who: Any) -> Reader:
