@@ -501,6 +501,8 @@ def test_a_space_s_retention_deletes_its_old_runs(inproc: InProc, inproc_user: A
     assert inproc.http(owner).put(url, json={"run_days": 0}).status_code == 422
     assert inproc.http(owner).put(url, json={"run_days": 7}).json() == {"run_days": 7}
     assert inproc.http(writer).get(url).json() == {"run_days": 7}
+    events = inproc.admin_http().get("/events").json()
+    assert any(e["action"] == "space.retention" and e["target"] == space for e in events)
     deadline = time.monotonic() + inproc.platform.settings.models_delete_grace + 30
     while time.monotonic() < deadline:
         if not any(old.info.run_id in k for k in keys(inproc, f"space-{space}")):

@@ -86,6 +86,8 @@ async def set_retention(name: str, body: RetentionIn, who: User, state: State) -
     if space.access != "owner" and not who.admin:
         raise HTTPException(403, f"only the owner of space {name!r} sets its retention")
     await state.run(state.purge.set_retention, space.bucket, body.run_days, who.name)
+    kept = f"finished runs kept {body.run_days} days" if body.run_days else "runs kept for ever"
+    await state.run(state.directory.audit, who.name, "space.retention", name, kept)
     return body
 
 
