@@ -259,12 +259,6 @@ def test_bad_input_is_refused_with_a_reason(inproc: InProc, inproc_user: Any) ->
         ),
         ("/runs/update", {"json": {"run_id": run, "status": "DONE"}}, 400, "status must be"),
         (
-            "/runs/log-metric",
-            {"content": f'{{"run_id": "{run}", "key": "m", "value": NaN}}'.encode()},
-            400,
-            "only finite values",
-        ),
-        (
             "/runs/search",
             {"json": {"experiment_ids": [exp], "filter": "metrics.m ~ 1"}},
             400,
@@ -514,3 +508,27 @@ def test_a_space_s_retention_deletes_its_old_runs(inproc: InProc, inproc_user: A
     with as_user(inproc, owner) as client:
         kept = {r.info.run_id for r in client.search_runs([exp])}
     assert kept == {new.info.run_id, running.info.run_id}  # a run still running is kept
+
+
+def test_a_diverging_run_keeps_its_nan_and_infinite_values(
+    inproc: InProc, inproc_user: Any
+) -> None:
+    import math
+
+    ann = inproc_user("ann")
+    with as_user(inproc, ann) as client:
+        exp = client.create_experiment("diverging")
+        run = client.create_run(exp).info.run_id
+        for step, value in enumerate((1.0, 0.5, math.inf, math.nan)):
+            client.log_metric(run, "loss", value, step=step)
+        assert math.isnan(client.get_run(run).data.metrics["loss"])
+        history = [m.value for m in client.get_metric_history(run, "loss")]
+        assert history[:3] == [1.0, 0.5, math.inf] and math.isnan(history[3])
+        # a search sorted by the metric still answers, the NaN run last
+        other = client.create_run(exp).info.run_id
+        client.log_metric(other, "loss", 0.1)
+        found = client.search_runs([exp], order_by=["metrics.loss ASC"])
+        assert [r.info.run_id for r in found] == [other, run]
+    page = inproc.browser_login(ann).get(f"/services/lakehub/runs/{run}")
+    assert page.status_code == 200 and ">nan<" in page.text.lower()
+    assert '"y": [1.0, 0.5, null, null]' in page.text  # the chart leaves gaps

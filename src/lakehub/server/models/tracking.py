@@ -281,9 +281,9 @@ class Tracking:
             ).all()
             return list(metrics), list(params)
 
-    def histories(self, who: Reader, run_ids: list[str]) -> dict[str, dict[str, list[list[float]]]]:
+    def histories(self, who: Reader, run_ids: list[str]) -> dict[str, dict[str, list[list[Any]]]]:
         """Every metric's history of each run: run -> key -> [[step...], [value...]]."""
-        out: dict[str, dict[str, list[list[float]]]] = {}
+        out: dict[str, dict[str, list[list[Any]]]] = {}
         with self.db.session() as s:
             a = Access.of(s, who)
             ids = [self._run(s, a, r)[0].id for r in run_ids]
@@ -295,7 +295,7 @@ class Tracking:
             for m in s.scalars(q):
                 steps, values = out.setdefault(m.run_id, {}).setdefault(m.key, [[], []])
                 steps.append(m.step)
-                values.append(m.value)
+                values.append(m.value if m.value is not None and math.isfinite(m.value) else None)
         return out
 
     # runs ----------------------------------------------------------------------------------
@@ -446,8 +446,8 @@ class Tracking:
                 }
             except (TypeError, ValueError):
                 raise ModelsError(f"metric {m.get('key')!r} needs a numeric value") from None
-            if not math.isfinite(value):
-                raise ModelsError(f"metric {row['key']!r} is {value}: only finite values are kept")
+            if math.isnan(value):
+                row["value"] = None  # kept as NaN: a diverging loss is worth seeing
             rows.append(row)
         s.execute(insert(Metric), rows)
         newest: dict[str, dict[str, Any]] = {}
@@ -505,7 +505,7 @@ class Tracking:
                 .order_by(Metric.step, Metric.timestamp, Metric.id)
             )
             return [
-                {"key": r.key, "value": r.value, "timestamp": r.timestamp, "step": r.step}
+                {"key": r.key, "value": wire(r.value), "timestamp": r.timestamp, "step": r.step}
                 for r in rows
             ]
 
@@ -569,7 +569,7 @@ class Tracking:
                 tags[t.run_id].append({"key": t.key, "value": t.value})
             for m in s.scalars(select(LatestMetric).where(LatestMetric.run_id.in_(chunk))):
                 metrics[m.run_id].append(
-                    {"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step}
+                    {"key": m.key, "value": wire(m.value), "timestamp": m.timestamp, "step": m.step}
                 )
         return [
             {
@@ -603,7 +603,7 @@ class Tracking:
             metrics = [
                 {
                     "key": m.key,
-                    "value": m.value,
+                    "value": wire(m.value),
                     "timestamp": m.timestamp,
                     "step": m.step,
                     "run_id": row.run_id,
@@ -792,6 +792,16 @@ PER_RUN: dict[str, type[LatestMetric] | type[Param] | type[RunTag]] = {
     "param": Param,
     "tag": RunTag,
 }
+
+
+def wire(value: float | None) -> float | str:
+    """A metric's value as MLflow's API answers it: numbers, or "NaN" and "Infinity" as text
+    (JSON has no such numbers; MLflow's client reads them so)."""
+    if value is None:
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
 
 
 def _input_key(item: dict[str, Any]) -> tuple[str, str]:

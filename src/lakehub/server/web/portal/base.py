@@ -26,6 +26,7 @@ def templates() -> Jinja2Templates:
         _templates = Jinja2Templates(directory=[web / "templates", web / "look"])
         _templates.env.filters["size"] = human_size
         _templates.env.filters["ms"] = ms_time
+        _templates.env.filters["num"] = number
     return _templates
 
 
@@ -39,6 +40,11 @@ def human_size(n: int | None) -> str:
             break
         size /= 1024
     return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+
+
+def number(value: Any) -> str:
+    """A metric's value in a table: six significant digits; NaN and infinities as words."""
+    return f"{value:.6g}" if isinstance(value, (int, float)) else str(value)
 
 
 def ms_time(ms: int | None) -> str:

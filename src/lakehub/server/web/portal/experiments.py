@@ -37,7 +37,7 @@ async def _call(state: State, fn: Any, *args: Any) -> Any:
         raise HTTPException(err.status, str(err)) from None
 
 
-def _chart(title: str, series: list[tuple[str, list[float], list[float]]]) -> str:
+def _chart(title: str, series: list[tuple[str, list[Any], list[Any]]]) -> str:
     """A chart's JSON for ``look/charts.js``, safe inside <script type="application/json">."""
     doc = {
         "title": title,
