@@ -28,6 +28,7 @@ from lakehub.server.models.tables import (
     AliasEvent,
     ModelVersion,
     RegisteredModel,
+    RunTag,
     Trash,
 )
 from lakehub.server.models.tracking import (
@@ -378,8 +379,6 @@ class Registry:
         the environment build and the code it ran."""
         if run is None:
             return {}
-        from lakehub.server.models.tables import RunTag
-
         rows = s.execute(select(RunTag.key, RunTag.value).where(RunTag.run_id == run.id))
         tags = {k: v for k, v in rows}
         return {

@@ -303,13 +303,10 @@ class Tracking:
         self, s: Session, a: Access, run_id: str, write: bool = False
     ) -> tuple[Run, Experiment]:
         run = s.get(Run, str(run_id or ""))
-        exp = s.get(Experiment, run.experiment_id) if run else None
-        if run is None or exp is None or not a.can_read(exp.bucket):
-            raise missing(f"run {run_id!r}")
-        if write:
-            a.check_write(exp.bucket, f"run {run_id!r}")
-            if run.lifecycle == "deleted":
-                raise ModelsError(f"run {run_id!r} is deleted: restore it first")
+        exp = self._parent(s, a, run, f"run {run_id!r}", write)
+        assert run is not None
+        if write and run.lifecycle == "deleted":
+            raise ModelsError(f"run {run_id!r} is deleted: restore it first")
         return run, exp
 
     def create_run(
@@ -590,12 +587,22 @@ class Tracking:
         self, s: Session, a: Access, model_id: str, write: bool = False
     ) -> tuple[LoggedModel, Experiment]:
         row = s.get(LoggedModel, str(model_id or ""))
-        exp = s.get(Experiment, row.experiment_id) if row else None
-        if row is None or exp is None or not a.can_read(exp.bucket):
-            raise missing(f"logged model {model_id!r}")
-        if write:
-            a.check_write(exp.bucket, f"logged model {model_id!r}")
+        exp = self._parent(s, a, row, f"logged model {model_id!r}", write)
+        assert row is not None
         return row, exp
+
+    @staticmethod
+    def _parent(
+        s: Session, a: Access, row: Run | LoggedModel | None, what: str, write: bool
+    ) -> Experiment:
+        """The experiment of a run or logged model the caller may read (and write, for
+        ``write``); what they may not read does not exist for them."""
+        exp = s.get(Experiment, row.experiment_id) if row else None
+        if exp is None or not a.can_read(exp.bucket):
+            raise missing(what)
+        if write:
+            a.check_write(exp.bucket, what)
+        return exp
 
     def logged_model_json(self, s: Session, row: LoggedModel, exp: Experiment) -> dict[str, Any]:
         metrics = []

@@ -555,9 +555,7 @@ def _place(state: State, who: Reader, path: str, write: bool) -> tuple[str, str]
     return state.tracking.artifact_place(who, path, write)
 
 
-async def _artifact(
-    request: Request, who: User, state: State, work: Callable[[Reader], Awaitable[Response]]
-) -> Response:
+async def _artifact(who: User, work: Callable[[Reader], Awaitable[Response]]) -> Response:
     try:
         return await work(_reader(who))
     except ModelsError as err:
@@ -575,7 +573,7 @@ async def upload(path: str, request: Request, who: User, state: State) -> Respon
             await state.run(state.model_files.put, r, bucket, key, spool)
         return JSONResponse({})
 
-    return await _artifact(request, who, state, work)
+    return await _artifact(who, work)
 
 
 @router.get(ARTIFACTS + "/{path:path}")
@@ -585,7 +583,7 @@ async def download(path: str, request: Request, who: User, state: State) -> Resp
         chunks = await state.run(state.model_files.get, r, bucket, key)
         return StreamingResponse(chunks, media_type="application/octet-stream")
 
-    return await _artifact(request, who, state, work)
+    return await _artifact(who, work)
 
 
 @router.get(ARTIFACTS)
@@ -601,7 +599,7 @@ async def list_artifacts(request: Request, who: User, state: State, path: str = 
         ]
         return JSONResponse({"files": files})
 
-    return await _artifact(request, who, state, work)
+    return await _artifact(who, work)
 
 
 @router.delete(ARTIFACTS + "/{path:path}")
@@ -611,4 +609,4 @@ async def delete_artifact(path: str, request: Request, who: User, state: State) 
         await state.run(state.model_files.delete_tree, bucket, key)
         return JSONResponse({})
 
-    return await _artifact(request, who, state, work)
+    return await _artifact(who, work)
