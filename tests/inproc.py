@@ -192,6 +192,7 @@ def inproc() -> Iterator[InProc]:
     from lakehub.server.identity.users import Directory, home_bucket
     from lakehub.server.platform import Platform
     from lakehub.server.runtime import allocate, tokens
+    from lakehub.server.up import _dirs
     from lakehub.server.vault import Vault
     from lakehub.server.web.app import create_app
 
@@ -199,14 +200,13 @@ def inproc() -> Iterator[InProc]:
     root.chmod(0o711)
     settings = load_settings(  # every port picked freely: test workers run one each at once
         data_dir=root / "data",
-        environments_dir=root / "envs",
+        environments_dir=Path(os.environ.get("LAKEHUB_TEST_ENVIRONMENTS") or root / "envs"),
         lake_port=0,
         forward_port=0,
         ingest_http_port=0,
         models_delete_grace=6,  # deleted runs' files leave the lake within a test's time
     )
-    for d in (settings.data_dir, settings.state_dir, settings.run_dir, settings.log_dir):
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _dirs(settings)  # as 'lakehub up' makes them: users' accounts reach their homes
     tok = tokens(settings)
     standin = JupyterHubStandIn(tok.service).start()
     runtime = allocate(settings)

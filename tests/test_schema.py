@@ -12,6 +12,7 @@ from alembic.script import ScriptDirectory
 
 from lakehub.server import db
 from lakehub.server.models import tables as _model_tables  # noqa: F401  (their tables too)
+from lakehub.server.serving import tables as _serving_tables  # noqa: F401
 
 
 def migrations(url: str = "") -> Config:

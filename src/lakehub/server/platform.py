@@ -57,6 +57,8 @@ from lakehub.server.notebooks.policy import Policies
 from lakehub.server.notebooks.registry import Environments
 from lakehub.server.quotas import Quotas
 from lakehub.server.runtime import Runtime, Tokens, load_runtime, tokens
+from lakehub.server.serving.endpoints import Endpoints
+from lakehub.server.serving.local import LocalRunner
 from lakehub.server.vault import Vault
 
 T = TypeVar("T")
@@ -82,6 +84,7 @@ class Platform:
     registry: Registry
     model_files: ArtifactStore
     purge: Purge
+    serving: Endpoints
     compute: dict[str, Engine] = field(default_factory=dict)  # kind -> engine
     prefix: str = "/services/lakehub/"
     hub_oauth: Any = field(default=None)  # JupyterHub's OAuth client, made by web.auth on first use
@@ -104,6 +107,10 @@ class Platform:
         grace_ms = settings.models_delete_grace * 1000
         tracking = Tracking(db, grace_ms)
         model_files = LakeArtifacts(directory)
+        registry = Registry(db, tracking, model_files, grace_ms)
+        policies = Policies(
+            directory, environments, settings.cull_idle_timeout, settings.notebook_max_servers
+        )
         platform = cls(
             settings=settings,
             runtime=runtime,
@@ -116,13 +123,14 @@ class Platform:
             catalog=Catalog(directory),
             quotas=Quotas(directory),
             environments=environments,
-            policies=Policies(
-                directory, environments, settings.cull_idle_timeout, settings.notebook_max_servers
-            ),
+            policies=policies,
             tracking=tracking,
-            registry=Registry(db, tracking, model_files, grace_ms),
+            registry=registry,
             model_files=model_files,
             purge=Purge(db, model_files, grace_ms),
+            serving=Endpoints(
+                db, registry, model_files, LocalRunner(settings), environments, policies
+            ),
         )
         platform.compute.update(engines(platform.engine_context()))
         return platform
@@ -135,8 +143,10 @@ class Platform:
         self.environments.start()
         for engine in self.compute.values():
             await self.run(engine.open)
+        await self.serving.start()
 
     async def close(self) -> None:
+        await self.serving.close()
         await self.run(self.quotas.stop)
         await self.run(self.purge.stop)
         await self.run(self.environments.stop)

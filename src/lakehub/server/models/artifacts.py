@@ -9,6 +9,7 @@ files, and the platform freeing what was deleted, use the lake's administrator.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from lakehub.server.identity.users import Directory, UserError
@@ -128,6 +129,27 @@ class LakeArtifacts(ArtifactStore):
             raise self._write_refused(err, dst[0], f"copying {src[1]}") from None
         if not total:
             raise ModelsError(f"nothing to register under {src[1]}", "RESOURCE_DOES_NOT_EXIST")
+        return total
+
+    def download_tree(self, who: Reader, bucket: str, prefix: str, dest: Path) -> int:
+        client = self._client(who, bucket)
+        total = 0
+        try:
+            for page in client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix
+            ):
+                for o in page.get("Contents", []):
+                    rel = o["Key"][len(prefix) :]
+                    target = (dest / rel).resolve()
+                    if not rel or not target.is_relative_to(dest.resolve()):
+                        continue  # a key such as "../x" never leaves the folder
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    client.download_file(bucket, o["Key"], str(target))
+                    total += int(o["Size"])
+        except Exception as err:
+            raise _refused(err, f"files under {prefix}") from None
+        if not total:
+            raise ModelsError(f"no files under {prefix}", "RESOURCE_DOES_NOT_EXIST")
         return total
 
     def _each(self, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 STATUS = {
@@ -68,6 +69,10 @@ class ArtifactStore(ABC):
     @abstractmethod
     def copy_tree(self, who: Reader, src: tuple[str, str], dst: tuple[str, str]) -> int:
         """Copy every file under the ``(bucket, prefix)`` ``src`` to ``dst``; the bytes copied."""
+
+    @abstractmethod
+    def download_tree(self, who: Reader, bucket: str, prefix: str, dest: Path) -> int:
+        """Every file under ``prefix`` into the local folder ``dest`` (which exists); bytes."""
 
     @abstractmethod
     def delete_tree(self, bucket: str, prefix: str) -> int:

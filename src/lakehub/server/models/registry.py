@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,6 +91,21 @@ def _at(ms: int) -> datetime:
 
 ALIAS_RE = re.compile(r"^[A-Za-z_][\w\-]{0,255}$")
 REGISTRY = "registry"
+
+
+@dataclass(frozen=True)
+class Deployable:
+    model_id: int
+    bucket: str
+    model: str  # as the caller names it
+    ref: str  # "@alias" or the version number
+    version: int
+    lineage: dict[str, Any]
+
+    @property
+    def files(self) -> tuple[str, str]:
+        """(bucket, key prefix) of the version's files."""
+        return self.bucket, Registry.prefix(self.model_id, self.version)
 
 
 class Registry:
@@ -524,6 +540,51 @@ class Registry:
                 raise missing(f"alias {alias!r} of model {name!r}")
             _, row = self._version(s, a, name, str(held.version))
             return self._version_json(s, a, model, row)
+
+    def deployable(self, who: Reader, given: str) -> Deployable:
+        """What ``name@alias``, ``name/N`` or a bare ``name`` (its latest version) names, for
+        ``who`` (who must read the model); ``models:/`` in front is taken too."""
+        text = given.removeprefix("models:/")
+        name, at, alias = text.partition("@")
+        number = ""
+        if not at:
+            name, _, number = text.rpartition("/") if "/" in text else (text, "", "")
+        with self.db.session() as s:
+            a = Access.of(s, who)
+            model = self._model(s, a, name)
+            if at:
+                held = s.get(Alias, (model.id, alias))
+                if held is None:
+                    raise missing(f"alias {alias!r} of model {name!r}")
+                ref, number = f"@{alias}", str(held.version)
+            elif not number:
+                latest = s.scalar(
+                    select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)
+                )
+                if latest is None:
+                    raise missing(f"a version of model {name!r}")
+                number = str(latest)
+                ref = number
+            else:
+                ref = number
+            _, row = self._version(s, a, name, number)
+            return Deployable(
+                model.id,
+                model.bucket,
+                a.shown(model.bucket, model.name),
+                ref,
+                row.version,
+                json.loads(row.lineage or "{}"),
+            )
+
+    def version_of(self, model_id: int, ref: str) -> int | None:
+        """The version ``ref`` (``@alias`` or a number) names now; None if none (no access
+        check: for what was resolved once with one)."""
+        if not ref.startswith("@"):
+            return int(ref)
+        with self.db.session() as s:
+            held = s.get(Alias, (model_id, ref[1:]))
+            return None if held is None else held.version
 
     def alias_history(
         self, who: Reader, name: str, alias: str | None = None

@@ -206,13 +206,15 @@ class Environments:
                 self._wake.wait(30)
                 self._wake.clear()
 
-    def build_next(self) -> bool:
-        """Build the oldest queued environment that no other hub sharing the environments
-        folder is building (else the oldest: its build is then waited for and reused); False
-        when none is queued."""
+    def build_next(self, only: str | None = None) -> bool:
+        """Build the oldest queued environment (``only``: that one) that no other hub sharing
+        the environments folder is building (else the oldest: its build is then waited for and
+        reused); False when none is queued."""
         self.envs_dir.mkdir(parents=True, exist_ok=True)
         with self.db.session() as s:
             queued = select(Row).where(Row.status == "queued").order_by(Row.updated_at, Row.id)
+            if only is not None:
+                queued = queued.where(Row.name == only)
             rows = s.scalars(queued).all()
             if not rows:
                 return False

@@ -17,6 +17,7 @@ from lakehub.server.lake.base import LakeUnavailable
 from lakehub.server.models.base import ModelsError
 from lakehub.server.notebooks.jupyterhub_api import HubAPIError
 from lakehub.server.platform import Platform
+from lakehub.server.serving.base import ServingError
 from lakehub.server.web import auth, guards
 from lakehub.server.web.api import (
     account,
@@ -28,6 +29,7 @@ from lakehub.server.web.api import (
     notebooks,
     quotas,
     servers,
+    serving,
     spaces,
     spark,
     streams,
@@ -99,6 +101,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         account.router,
         mlflow.router,
         models.router,
+        serving.router,
         # the portal
         home.router,
         account_pages.router,
@@ -120,6 +123,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _as_page(guards.validation_error))
     app.add_exception_handler(StarletteHTTPException, _as_page(guards.http_error))
     app.add_middleware(guards.NoSniff)
+    app.add_middleware(serving.ServingDoor, prefix=state.prefix)  # before the router: fast
 
     @app.exception_handler(UserError)
     async def _user_error(request: Request, err: UserError) -> Response:
@@ -127,6 +131,10 @@ def create_app(platform: Platform | None = None) -> FastAPI:
 
     @app.exception_handler(ModelsError)
     async def _models_error(request: Request, err: ModelsError) -> Response:
+        return JSONResponse({"detail": str(err)}, status_code=err.status)
+
+    @app.exception_handler(ServingError)
+    async def _serving_error(request: Request, err: ServingError) -> Response:
         return JSONResponse({"detail": str(err)}, status_code=err.status)
 
     @app.exception_handler(LakeUnavailable)

@@ -2,6 +2,7 @@ from alembic import context
 
 from lakehub.server.db import Base, make_engine
 from lakehub.server.models import tables as _model_tables  # noqa: F401  (their tables too)
+from lakehub.server.serving import tables as _serving_tables  # noqa: F401
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url")

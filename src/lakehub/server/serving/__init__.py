@@ -1,0 +1,1 @@
+"""Serving: registered model versions as HTTP endpoints (the Open Inference Protocol v2)."""

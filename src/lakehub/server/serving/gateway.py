@@ -1,0 +1,202 @@
+"""The gateway's data plane: every endpoint's pool of replicas, and one request forwarded to one
+of them over a kept-alive connection.
+
+Rules (they are what make a redeploy lose nothing):
+
+- A replica gets requests only once it is ``ready`` (it answered its readiness probe and a
+  warm-up request); a ``draining`` one gets no new request, finishes what it has, and is stopped
+  only when its last request is answered (or after the grace period).
+- Clients keep their connections to the gateway, never to a replica, so a redeploy closes no
+  client connection.
+- A request whose replica fails before answering (the connection reset or closed, the process
+  gone) is sent again to another replica, up to ``ATTEMPTS`` in all: inference is a pure
+  function of its input. Only when no replica is left does the caller get a 503.
+- Canary: ``share`` percent of requests go to the ``canary`` replicas, spread evenly (every
+  request adds ``share`` to a counter; at 100 the request is the canary's); a request naming a
+  version (``/v2/models/m/versions/3/...``) goes to that version's replicas.
+- Among replicas of the chosen role, the one with the fewest requests in flight.
+
+Runs on the control plane's event loop; nothing here blocks or locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+from lakehub.server.serving.base import Replica
+
+ATTEMPTS = 3
+CONNECT_TIMEOUT = 2.0
+READ_TIMEOUT = 60.0  # one prediction
+KEY_HEADER = b"X-LakeHub-Replica-Key"
+PASSED = (b"content-type", b"inference-header-content-length")
+
+
+class NoReplica(Exception):
+    """No replica can take the request now (503)."""
+
+
+@dataclass(eq=False)
+class Backend:
+    replica: Replica
+    role: str  # main | canary
+    version: int
+    ready: bool = False
+    draining: bool = False
+    inflight: int = 0
+    answered: int = 0
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(default_factory=list)
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def close_idle(self) -> None:
+        while self.idle:
+            _, writer = self.idle.pop()
+            writer.close()
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    version: int
+
+
+class Pool:
+    def __init__(self) -> None:
+        self.backends: list[Backend] = []
+        self.share = 0  # percent of requests to the canary
+        self._tally = 0
+
+    def ready(self, role: str | None = None) -> list[Backend]:
+        return [
+            b
+            for b in self.backends
+            if b.ready and not b.draining and (role is None or b.role == role)
+        ]
+
+    def pick(self, version: int | None = None) -> Backend | None:
+        if version is not None:
+            live = [b for b in self.ready() if b.version == version]
+        else:
+            role = "main"
+            if self.share:
+                self._tally += self.share
+                if self._tally >= 100:
+                    self._tally -= 100
+                    role = "canary"
+            live = self.ready(role) or self.ready()
+        if not live:
+            return None
+        return min(live, key=lambda b: b.inflight)
+
+    def versions(self) -> list[int]:
+        return sorted({b.version for b in self.ready()})
+
+    async def forward(
+        self,
+        method: bytes,
+        path: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        version: int | None = None,
+    ) -> Answer:
+        tried: set[int] = set()
+        last = ""
+        for _ in range(ATTEMPTS):
+            b = self.pick(version)
+            if b is None or id(b) in tried:
+                others = [x for x in self.ready() if id(x) not in tried]
+                if version is not None:
+                    others = [x for x in others if x.version == version]
+                b = min(others, key=lambda x: x.inflight) if others else None
+            if b is None:
+                break
+            tried.add(id(b))
+            b.inflight += 1
+            try:
+                status, out_headers, out = await _exchange(b, method, path, headers, body)
+                b.answered += 1
+                return Answer(status, out_headers, out, b.version)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as e:
+                last = f"{type(e).__name__}: {e}"
+            finally:
+                b.inflight -= 1
+                if b.draining and b.inflight == 0:
+                    b.drained.set()
+        raise NoReplica(f"no replica could answer ({last})" if last else "no replica is ready")
+
+    async def drain(self, backends: list[Backend], grace: float) -> None:
+        """Stop giving ``backends`` requests; return when their last one was answered (or
+        after ``grace`` seconds)."""
+        for b in backends:
+            b.draining = True
+            if b.inflight == 0:
+                b.drained.set()
+        deadline = time.monotonic() + grace
+        for b in backends:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(b.drained.wait(), max(0.0, deadline - time.monotonic()))
+            b.close_idle()
+        self.backends = [b for b in self.backends if b not in backends]
+
+
+async def _exchange(
+    b: Backend, method: bytes, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """One request to one replica, on a kept-alive connection if it has one (a kept one found
+    closed is replaced by a new one once: the replica may have closed it while idle)."""
+    r = b.replica
+    head = [
+        method + b" " + path + b" HTTP/1.1",
+        b"Host: replica",
+        KEY_HEADER + b": " + r.secret.encode(),
+        *(k + b": " + v for k, v in headers),
+        b"Content-Length: %d" % len(body),
+    ]
+    request = b"\r\n".join(head) + b"\r\n\r\n" + body
+    while True:
+        kept = bool(b.idle)
+        if kept:
+            reader, writer = b.idle.pop()
+        else:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(r.host, r.port), CONNECT_TIMEOUT
+            )
+        try:
+            writer.write(request)
+            raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+        except (OSError, asyncio.IncompleteReadError) as err:
+            writer.close()
+            if kept and not getattr(err, "partial", b""):
+                continue
+            raise
+        except BaseException:
+            writer.close()
+            raise
+        break
+    try:
+        lines = raw[:-4].split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        length, close, out_headers = 0, False, []
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            k, v = k.strip().lower(), v.strip()
+            if k == b"content-length":
+                length = int(v)
+            elif k == b"connection":
+                close = v.lower() == b"close"
+            elif k in PASSED:
+                out_headers.append((k, v))
+        out = await reader.readexactly(length) if length else b""
+    except BaseException:
+        writer.close()
+        raise
+    if close or b.draining:
+        writer.close()
+    else:
+        b.idle.append((reader, writer))
+    return status, out_headers, out

@@ -1,0 +1,167 @@
+"""Replicas as processes on this machine (:class:`lakehub.server.serving.base.Runner`).
+
+Each replica runs ``python -m lakehub.singleuser.serve`` from the model's environment, as the
+owner's ``lh-<name>`` account when LakeHub runs as root (else as LakeHub's own account), in a
+cgroup of the endpoint's size (CPU quota, memory with no swap; when cgroups are available), with
+nothing of the owner's but the model files: no lake keys, no tokens. Its files live in the
+owner's home (``.lakehub/serving/<key>``), private to them. Every replica carries a marker of
+this hub in its environment, so a restarted control plane finds and stops what it left behind
+and never signals another process that reused a pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from lakehub.server.compute.spark_procs import Ids, alive, free_port, private_dir
+from lakehub.server.config import Settings
+from lakehub.server.notebooks import limits
+from lakehub.server.serving.base import Replica, ReplicaSpec, Runner
+
+MARKER = "LAKEHUB_SERVING_HUB"
+HOST = "127.0.0.1"
+
+
+class LocalRunner(Runner):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.logs = settings.log_dir / "serving"
+        self._limits: limits.Limits | None = None
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def cgroups(self) -> limits.Limits:
+        if self._limits is None:
+            self._limits = limits.detect(limits.root_name_for(str(self.settings.data_dir)))
+        return self._limits
+
+    def _account(self, owner: str) -> Ids | None:
+        home = self.settings.homes_dir / owner
+        if not self.settings.isolated:
+            home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return None
+        from lakehub.server.notebooks.accounts import ensure_account
+
+        pw = ensure_account(owner, home)
+        return pw.pw_uid, pw.pw_gid, os.getgrouplist(pw.pw_name, pw.pw_gid)
+
+    def files_dir(self, owner: str, key: str) -> Path:
+        ids = self._account(owner)
+        work = self.settings.homes_dir / owner / ".lakehub" / "serving" / key
+        shutil.rmtree(work, ignore_errors=True)
+        private_dir(work, ids)
+        return work
+
+    def start(self, spec: ReplicaSpec) -> Replica:
+        ids = self._account(spec.owner)
+        if ids is not None:  # the files were written by the control plane: hand them over
+            for root, dirs, files in os.walk(spec.model_dir):
+                for n in [*dirs, *files]:
+                    os.chown(os.path.join(root, n), ids[0], ids[1])
+        secret = secrets.token_urlsafe(24)
+        port = free_port(HOST)
+        self.logs.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log = self.logs / f"{spec.key}.log"
+        env = {
+            "PATH": f"{spec.python.parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.settings.homes_dir / spec.owner),
+            "LAKEHUB_REPLICA_KEY": secret,
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": str(max(1, int(spec.cpus))),  # BLAS within the size's CPUs
+            MARKER: str(self.settings.data_dir),
+        }
+        argv = [
+            str(spec.python),
+            "-m",
+            "lakehub.singleuser.serve",
+            "--model",
+            str(spec.model_dir),
+            "--name",
+            spec.name,
+            "--version",
+            str(spec.version),
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+        ]
+        if spec.batching:
+            argv.append("--batch")
+        procs = self.cgroups.prepare(spec.key, spec.cpus, spec.memory)
+        user: dict[str, Any] = {}
+        if ids is not None:
+            user = {"user": ids[0], "group": ids[1], "extra_groups": ids[2]}
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(  # noqa: S603 (our own module, in the model's environment)
+                argv,
+                env=env,
+                cwd=spec.model_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **user,
+            )
+        # joined from here: the child runs its first instructions (the interpreter's start)
+        # outside the group, none of the model's
+        with contextlib.suppress(OSError):
+            limits.join(procs, proc.pid)
+        self._children[proc.pid] = proc
+        return Replica(spec, proc.pid, HOST, port, secret, log)
+
+    def alive(self, replica: Replica) -> bool:
+        child = self._children.get(replica.pid)
+        if child is not None and child.poll() is not None:
+            return False
+        return alive(replica.pid)
+
+    def stop(self, replica: Replica, grace: float = 5.0) -> None:
+        pid = replica.pid
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            if self._ours(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and self.alive(replica):
+                time.sleep(0.02)
+            if not self.alive(replica):
+                break
+        child = self._children.pop(pid, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=1)
+        with contextlib.suppress(OSError, TimeoutError):
+            self.cgroups.release(replica.spec.key)
+        shutil.rmtree(replica.spec.model_dir, ignore_errors=True)
+
+    def why(self, replica: Replica) -> str:
+        try:
+            lines = replica.log.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-12:])
+
+    def stop_leftovers(self) -> int:
+        stopped = 0
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and self._ours(int(entry.name)):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    stopped += 1
+        return stopped
+
+    def _ours(self, pid: int) -> bool:
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return f"{MARKER}={self.settings.data_dir}".encode() in env
