@@ -10,6 +10,7 @@ as each user's own account, like on a hub."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -374,3 +375,62 @@ def _mlflow_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     mlflow.end_run()
     os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+
+
+def test_the_cli_and_the_sdk_deploy_call_and_undeploy(serving: InProc, inproc_user: Any) -> None:
+    import subprocess
+    import sys
+
+    import lakehub.serving as sdk
+    from lakehub.client import LakeHubError, connect
+
+    ann = inproc_user()
+    version = register(serving, ann, "petals", depth=2)
+    token = serving.token(ann)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "lakehub.cli", *args, "--hub", serving.url, "--token", token],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    out = cli("model", "deploy", "petals@champion", "--replicas", "1")
+    assert out.returncode == 0, out.stderr
+    assert f"petals: serving v{version}" in out.stdout and "/serving/" in out.stdout
+    listed = cli("endpoint", "ls")
+    assert "petals" in listed.stdout and "1/1 serving" in listed.stdout
+    made = cli("endpoint", "token", "petals", "reports")
+    assert made.returncode == 0 and made.stdout.strip().startswith("lhe_")
+    shown = cli("endpoint", "show", "petals")
+    assert "token 1: reports lhe_" in shown.stdout and "deploy" in shown.stdout
+    bad = cli("model", "deploy", "nosuch@champion")
+    assert (
+        bad.returncode == 1 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+    )
+
+    # the SDK, with the same user's token: predict a DataFrame through /invocations
+    from sklearn.datasets import load_iris
+
+    client = connect(serving.url, token)
+    x, _ = load_iris(return_X_y=True, as_frame=True)
+    assert sdk.predict("petals", x.head(4), client=client) == [
+        int(v) for v in _local_tree(2).predict(x.head(4).to_numpy())
+    ]
+    assert sdk.url("petals", client=client).endswith(f"/serving/{ann}/petals")
+    ep = sdk.update("petals", replicas=2, client=client)
+    assert ep["replicas"] == 2 and ep["ready_replicas"] == 2
+    # the same endpoint for Kubernetes: KServe's InferenceService (checked in test_serving_kserve)
+    isvc = client.request("GET", "/api/endpoints/petals/kserve", params={"namespace": "ml"})
+    assert isvc["kind"] == "InferenceService" and isvc["metadata"]["namespace"] == "ml"
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["minReplicas"] == predictor["maxReplicas"] == 2
+    uri = predictor["model"]["storageUri"]
+    assert re.fullmatch(rf"s3://{ann}-home/mlflow/registry/\d+/{version}/", uri), uri
+    with pytest.raises(LakeHubError) as err:
+        sdk.deploy("petals/99", name="other", client=client)
+    assert err.value.status == 404
+    assert cli("endpoint", "undeploy", "petals").returncode == 0
+    assert sdk.list(client=client) == []
+    client.close()

@@ -12,6 +12,7 @@ import click
 from lakehub.cli._common import DATA_DIR, as_admin, echo_json, fail, settings_or_fail
 from lakehub.cli.compute import compute
 from lakehub.cli.connection import connection
+from lakehub.cli.endpoint import endpoint
 from lakehub.cli.env import env
 from lakehub.cli.lake import lake
 from lakehub.cli.model import model
@@ -344,5 +345,6 @@ main.add_command(connection)
 main.add_command(env)
 main.add_command(compute)
 main.add_command(model)
+main.add_command(endpoint)
 for _command in (*COMMANDS, *STREAM_COMMANDS):
     main.add_command(_command)

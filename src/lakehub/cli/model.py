@@ -119,3 +119,45 @@ def model_rollback(name: str, alias: str, hub: str | None, token: str | None) ->
     with hub_client(hub, token) as c:
         version = call(rollback, name, alias, client=c)
     click.echo(f"{name}@{alias} -> v{version} (rolled back)")
+
+
+@model.command("deploy")
+@click.argument("model_ref", metavar="MODEL")
+@click.option("--name", default=None, help="The endpoint's name [default: the model's]")
+@click.option("--replicas", type=click.IntRange(1, 16), default=1, show_default=True)
+@click.option("--size", default=None, help="A size you may use [default: your default]")
+@click.option("--follow", is_flag=True, help="Roll out the alias's new version when it moves")
+@click.option("--batching", is_flag=True, help="Predict requests that arrive together at once")
+@click.option("--no-wait", is_flag=True, help="Return at once, not when it serves")
+@HUB
+@TOKEN
+def model_deploy(
+    model_ref: str,
+    name: str | None,
+    replicas: int,
+    size: str | None,
+    follow: bool,
+    batching: bool,
+    no_wait: bool,
+    hub: str | None,
+    token: str | None,
+) -> None:
+    """Serve MODEL (name@alias, name/N, or name: its latest version) as an endpoint, e.g.
+    ``lakehub model deploy churn@champion --replicas 2``; see ``lakehub endpoint``."""
+    from lakehub.serving import deploy
+
+    with hub_client(hub, token) as c:
+        ep = call(
+            deploy,
+            model_ref,
+            name=name,
+            replicas=replicas,
+            size=size,
+            follow_alias=follow,
+            batching=batching,
+            wait=0 if no_wait else 600,
+            client=c,
+        )
+        where = f"{c.url}/{ep['path']}"
+    state = "deploying" if no_wait else f"serving v{ep['version']}"
+    click.echo(f"{ep['name']}: {state} with {ep['replicas']} replica(s) at {where}")

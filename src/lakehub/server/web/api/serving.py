@@ -119,6 +119,14 @@ async def undeploy(name: str, who: User, state: State) -> Response:
     return Response(status_code=204)
 
 
+@router.get("/{name}/kserve")
+async def kserve(name: str, who: User, state: State, namespace: str = "lakehub") -> dict[str, Any]:
+    """The endpoint as a KServe ``InferenceService`` (the production route on Kubernetes):
+    apply it in ``namespace``, where the service account ``lakehub-lake`` holds S3 keys that
+    read the model's bucket."""
+    return await state.run(state.serving.kserve, _reader(who), name, namespace)
+
+
 @router.post("/{name}/tokens", status_code=201)
 async def new_token(name: str, body: TokenIn, who: User, state: State) -> TokenCreated:
     """An application token that opens this endpoint only (shown once)."""
