@@ -293,17 +293,28 @@ def save(name: str, path: str, data: pandas.DataFrame | None = None) -> dict[str
     return metrics
 
 
-def log(name: str, data: pandas.DataFrame | None = None, register: bool = True) -> str:
+def log(
+    name: str,
+    data: pandas.DataFrame | None = None,
+    register: bool = True,
+    read: Callable[[], pandas.DataFrame] | None = None,
+) -> str:
     """Train template ``name`` in an MLflow run (tracking URI and experiment from the
     environment), log its params, metrics and model, and register it as ``ailib-<name>`` when
     ``register``. The registered version's URI (``models:/ailib-<name>/<version>``), or the
-    logged model's."""
-    template, model, metrics, signature, example = _prepare(name, data)
+    logged model's. ``read``, when given, is called inside the run for the data (a catalogued
+    dataset read there is logged as the run's input)."""
+    if data is not None:  # refused before a run is made
+        template = get(name)
+        require(data, template.columns, template.name)
     import mlflow
     import mlflow.pyfunc
 
     registered = f"ailib-{name}" if register else None
     with mlflow.start_run(run_name=f"ailib-{name}"):
+        if read is not None:
+            data = read()
+        template, model, metrics, signature, example = _prepare(name, data)
         mlflow.log_params({"template": name, "rows": metrics["rows"]})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if k != "rows"})
         info = mlflow.pyfunc.log_model(

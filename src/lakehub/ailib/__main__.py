@@ -1,4 +1,5 @@
-"""``python -m lakehub.ailib train NAME [--data FILE.parquet|FILE.csv] [--no-register]``.
+"""``python -m lakehub.ailib train NAME [--data FILE.parquet|FILE.csv | --dataset NAME]
+[--no-register]``.
 
 Trains the template in an MLflow run (tracking URI from the environment), registers it as
 ``ailib-NAME`` unless ``--no-register``, and prints the model's URI as the last line. A refusal
@@ -26,6 +27,17 @@ def _read(path: str) -> Any:
     raise TemplateError(f"cannot read {path}: use a .parquet or .csv file")
 
 
+def _dataset(name: str) -> Any:
+    """A catalogued dataset as pandas (the SDK notes the read: the run logs it as an input)."""
+    from lakehub.client import LakeHubError
+    from lakehub.datasets import get as dataset
+
+    try:
+        return dataset(name).to_pandas()
+    except LakeHubError as err:
+        raise TemplateError(f"cannot read dataset {name!r}: {err.detail}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lakehub.ailib",
@@ -35,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     train = commands.add_parser("train", help="train a template, log it and register it")
     train.add_argument("name", help=f"one of: {', '.join(templates())}")
     train.add_argument("--data", help="a .parquet or .csv file to train on (default: the sample)")
+    train.add_argument(
+        "--dataset", help="a catalogued dataset to train on (logged as the run's input)"
+    )
     train.add_argument("--no-register", action="store_true", help="log the model only")
     args = parser.parse_args(argv)
     try:
@@ -49,7 +64,16 @@ def main(argv: list[str] | None = None) -> int:
         from mlflow.exceptions import MlflowException
 
         try:
-            uri = log(args.name, data, register=not args.no_register)
+            read = None
+            if args.dataset:
+                name = args.dataset
+
+                def read() -> Any:
+                    frame = _dataset(name)
+                    require(frame, template.columns, template.name)
+                    return frame
+
+            uri = log(args.name, data, register=not args.no_register, read=read)
         except MlflowException as err:  # the tracking server refused, or is not there
             return _fail(err, 1)
     except TemplateError as err:

@@ -57,6 +57,7 @@ from lakehub.server.notebooks.policy import Policies
 from lakehub.server.notebooks.registry import Environments
 from lakehub.server.quotas import Quotas
 from lakehub.server.runtime import Runtime, Tokens, load_runtime, tokens
+from lakehub.server.serving.ailib import Library
 from lakehub.server.serving.endpoints import Endpoints
 from lakehub.server.serving.local import LocalRunner
 from lakehub.server.vault import Vault
@@ -85,6 +86,7 @@ class Platform:
     model_files: ArtifactStore
     purge: Purge
     serving: Endpoints
+    library: Library = field(init=False)
     compute: dict[str, Engine] = field(default_factory=dict)  # kind -> engine
     prefix: str = "/services/lakehub/"
     hub_oauth: Any = field(default=None)  # JupyterHub's OAuth client, made by web.auth on first use
@@ -133,6 +135,9 @@ class Platform:
             ),
         )
         platform.compute.update(engines(platform.engine_context()))
+        platform.library = Library(
+            settings, environments, platform.serving, tracking, platform.job_env
+        )
         return platform
 
     async def start(self) -> None:
@@ -260,14 +265,14 @@ class Platform:
             **await self.run(self.connections_env, name),
         }
 
-    def mlflow_env(self, owner: str) -> dict[str, str]:
-        """What a cluster's processes need to log to MLflow as ``owner``: the tracking URI and a
-        token of theirs, minted for the cluster (it expires in a week); nothing if JupyterHub
-        refuses one. Blocks."""
+    def mlflow_env(
+        self, owner: str, ttl: int = CLUSTER_TOKEN_TTL, note: str = "MLflow from clusters"
+    ) -> dict[str, str]:
+        """What a cluster's (or a job's) processes need to log to MLflow as ``owner``: the
+        tracking URI and a token of theirs, minted for it (it expires after ``ttl`` seconds:
+        a week for a cluster); nothing if JupyterHub refuses one. Blocks."""
         try:
-            token = self.hub.new_token_now(
-                owner, "MLflow from clusters (LakeHub)", CLUSTER_TOKEN_TTL
-            )
+            token = self.hub.new_token_now(owner, f"{note} (LakeHub)", ttl)
         except HubAPIError as err:  # the cluster starts all the same, without MLflow
             log.warning("no MLflow token for %s's cluster: %s", owner, err)
             return {}
@@ -275,6 +280,21 @@ class Platform:
             "MLFLOW_TRACKING_URI": f"{self.runtime.api_url}/mlflow",
             "MLFLOW_TRACKING_TOKEN": token,
             "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
+
+    def job_env(self, owner: str) -> dict[str, str]:
+        """What a job run as ``owner`` gets: their lake keys, and a token of theirs (an hour
+        long) for the LakeHub API and MLflow. Blocks."""
+        creds = self.directory.credentials(owner)
+        tracking = self.mlflow_env(owner, ttl=3600, note="a job")
+        return {
+            "AWS_ACCESS_KEY_ID": creds.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
+            "AWS_ENDPOINT_URL": creds.endpoint_url,
+            "LAKEHUB_BUCKET": creds.bucket,
+            "LAKEHUB_API_URL": self.runtime.api_url,
+            "LAKEHUB_TOKEN": tracking.get("MLFLOW_TRACKING_TOKEN", ""),
+            **tracking,
         }
 
     async def active_servers(self) -> dict[str, dict[str, dict[str, Any]]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -13,13 +14,21 @@ def unix_name(name: str) -> str:
     return f"lh-{name}"
 
 
+_MAKING = threading.Lock()  # useradd run twice at once for one name can leave it two uids
+
+
 def ensure_account(name: str, home: Path) -> pwd.struct_passwd:
     """The user's account, made on first use, with a home only it can enter."""
+    with _MAKING:
+        return _ensure_account(name, home)
+
+
+def _ensure_account(name: str, home: Path) -> pwd.struct_passwd:
     account = unix_name(name)
     try:
         pw = pwd.getpwnam(account)
     except KeyError:
-        subprocess.run(
+        made = subprocess.run(
             [
                 "useradd",
                 "--no-create-home",
@@ -32,10 +41,14 @@ def ensure_account(name: str, home: Path) -> pwd.struct_passwd:
                 f"LakeHub user {name}",
                 account,
             ],
-            check=True,
+            check=False,
             capture_output=True,
         )
-        pw = pwd.getpwnam(account)
+        try:  # made here, or by another process at the same moment (useradd: exit 9)
+            pw = pwd.getpwnam(account)
+        except KeyError:
+            made.check_returncode()
+            raise
     home.mkdir(parents=True, exist_ok=True)
     os.chown(home, pw.pw_uid, pw.pw_gid)
     os.chmod(home, 0o700)

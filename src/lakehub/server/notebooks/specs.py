@@ -81,7 +81,8 @@ BUILTIN_ENVIRONMENTS = (
     EnvironmentSpec(
         "datascience",
         "pandas, polars, pyarrow, scikit-learn, DuckDB, matplotlib, "
-        "s3fs, Zarr and MLflow's client: the everyday data stack",
+        "s3fs, Zarr, MLflow's client and VADER (the AI library's sentiment model): the "
+        "everyday data stack",
         "3.11",
         (
             "pandas",
@@ -93,6 +94,7 @@ BUILTIN_ENVIRONMENTS = (
             "s3fs==2026.9.0",
             "zarr>=3.0",
             MLFLOW_CLIENT,
+            "vaderSentiment==3.3.2",
         ),
     ),
     EnvironmentSpec("minimal", "Python, a kernel and the LakeHub SDK only", "3.11"),

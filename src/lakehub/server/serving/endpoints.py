@@ -68,8 +68,15 @@ class Endpoints:
         self.by_id: dict[int, Route] = {}
         self.tokens: dict[str, int] = {}  # digest -> endpoint id
         self._grants: dict[tuple[str, str], bool] = {}  # (caller, bucket) -> may call
+        # token digest -> (who, until): the door asks JupyterHub and the database once a while
+        self.callers: dict[str, tuple[Reader, float]] = {}
         self.rollouts = Rollouts(db, registry, files, runner, environments, policies, self.by_id)
-        db.on_change.append(self._grants.clear)  # a grant changed: ask again
+        db.on_change.append(self.forget)  # a grant or a user changed: ask again
+
+    def forget(self) -> None:
+        """Drop what was learnt of callers (a token revoked, a grant or a user changed)."""
+        self._grants.clear()
+        self.callers.clear()
 
     # life -------------------------------------------------------------------------------------
     async def start(self) -> None:

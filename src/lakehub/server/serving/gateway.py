@@ -168,7 +168,8 @@ async def _exchange(
             )
         try:
             writer.write(request)
-            raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+            async with asyncio.timeout(READ_TIMEOUT):
+                raw = await reader.readuntil(b"\r\n\r\n")
         except (OSError, asyncio.IncompleteReadError) as err:
             writer.close()
             if kept and not getattr(err, "partial", b""):

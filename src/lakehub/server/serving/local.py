@@ -30,6 +30,19 @@ MARKER = "LAKEHUB_SERVING_HUB"
 HOST = "127.0.0.1"
 
 
+def account(settings: Settings, owner: str) -> Ids | None:
+    """The ids to run ``owner``'s processes as (their account, made on first use), or None when
+    LakeHub does not run as root; their home exists either way."""
+    home = settings.homes_dir / owner
+    if not settings.isolated:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return None
+    from lakehub.server.notebooks.accounts import ensure_account
+
+    pw = ensure_account(owner, home)
+    return pw.pw_uid, pw.pw_gid, os.getgrouplist(pw.pw_name, pw.pw_gid)
+
+
 class LocalRunner(Runner):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -44,14 +57,7 @@ class LocalRunner(Runner):
         return self._limits
 
     def _account(self, owner: str) -> Ids | None:
-        home = self.settings.homes_dir / owner
-        if not self.settings.isolated:
-            home.mkdir(mode=0o700, parents=True, exist_ok=True)
-            return None
-        from lakehub.server.notebooks.accounts import ensure_account
-
-        pw = ensure_account(owner, home)
-        return pw.pw_uid, pw.pw_gid, os.getgrouplist(pw.pw_name, pw.pw_gid)
+        return account(self.settings, owner)
 
     def files_dir(self, owner: str, key: str) -> Path:
         ids = self._account(owner)

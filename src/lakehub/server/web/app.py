@@ -21,6 +21,7 @@ from lakehub.server.serving.base import ServingError
 from lakehub.server.web import auth, guards
 from lakehub.server.web.api import (
     account,
+    ailib,
     compute,
     connections,
     datasets,
@@ -46,6 +47,7 @@ from lakehub.server.web.portal import connections as connection_pages
 from lakehub.server.web.portal import experiments as experiment_pages
 from lakehub.server.web.portal import notebooks as notebook_pages
 from lakehub.server.web.portal import policies as policy_pages
+from lakehub.server.web.portal import serving as serving_pages
 from lakehub.server.web.portal import spaces as space_pages
 from lakehub.server.web.portal import streams as stream_pages
 from lakehub.server.web.portal import variables as variable_pages
@@ -102,6 +104,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         mlflow.router,
         models.router,
         serving.router,
+        ailib.router,
         # the portal
         home.router,
         account_pages.router,
@@ -116,6 +119,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         compute_pages.router,
         stream_pages.router,
         experiment_pages.router,
+        serving_pages.router,
         docs.router,
     )
     for router in routers:

@@ -58,6 +58,7 @@ def forget_tokens(state: AppState) -> None:
     token is refused at once, not half a minute later."""
     if state.hub_oauth is not None:
         state.hub_oauth.cache = type(state.hub_oauth.cache)(max_age=state.hub_oauth.cache_max_age)
+    state.serving.forget()
 
 
 def make_hub_auth(state: AppState) -> Any:

@@ -11,8 +11,10 @@ may not see answers as one that does not exist (404).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import time
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -26,6 +28,7 @@ from lakehub.server.web.deps import State, User
 
 router = APIRouter(prefix="/api/endpoints", tags=["endpoints"])
 MAX_BODY = 256 * 2**20
+CALLER_TTL = 10.0  # seconds a token's owner is remembered (a revocation forgets at once)
 VERSIONED = re.compile(r"v2/models/([^/]+)/versions/([^/]+)(/.*)?")
 
 
@@ -221,11 +224,19 @@ async def _refused(state: Any, scope: Any, route: Any) -> tuple[int, str] | None
         if state.serving.token_opens(token, route):
             return None
         return 401, "this token is not valid for this endpoint (revoked, or another's)"
-    try:
-        who = await principal(Request(scope))
-    except HTTPException as err:
-        return err.status_code, str(err.detail)
-    reader = Reader(who.name, who.admin or who.local)
+    key = hashlib.sha256(token.encode()).hexdigest()
+    cached = state.serving.callers.get(key)
+    if cached is not None and cached[1] > time.monotonic():
+        reader = cached[0]
+    else:
+        try:
+            who = await principal(Request(scope))
+        except HTTPException as err:
+            return err.status_code, str(err.detail)
+        reader = Reader(who.name, who.admin or who.local)
+        if len(state.serving.callers) > 10_000:  # many one-off tokens: start again
+            state.serving.callers.clear()
+        state.serving.callers[key] = (reader, time.monotonic() + CALLER_TTL)
     known = state.serving.known(reader, route)
     if known is None:
         known = await state.run(state.serving.may_call, reader, route)
