@@ -9,6 +9,7 @@ as each user's own account, like on a hub."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -155,6 +156,35 @@ def test_a_version_deployed_and_called_by_triton_and_kserve_clients(
     assert r.status_code == 400 and "JSON" in r.json()["error"]
     r = httpx.get(f"{base}/v2/models/iris/versions/99", headers=dict(auth))
     assert r.status_code == 404 and "error" in r.json()
+    # its figures, in Prometheus text: to its readers, and on the hub's page for operators
+    text = c.get("/services/lakehub/api/endpoints/iris/metrics").text
+    ok = re.search(
+        rf'lakehub_endpoint_requests_total{{code="200",endpoint="{ann}/iris"}} (\S+)', text
+    )
+    assert ok and float(ok.group(1)) >= 8, text
+    assert f'lakehub_endpoint_requests_total{{code="400",endpoint="{ann}/iris"}}' in text
+    assert re.search(rf'request_duration_seconds_count{{endpoint="{ann}/iris"}} (\d+)', text)
+    assert f'lakehub_endpoint_replicas_ready{{endpoint="{ann}/iris",role="main"}} 2.0' in text
+    hub_page = serving.admin_http().get(f"{serving.url}/services/lakehub/metrics").text
+    assert f'endpoint="{ann}/iris"' in hub_page
+    # a sample of requests and answers, in the lake as a catalogued dataset, by day
+    import lakehub.datasets
+    from lakehub.client import LakeHubError, connect
+
+    client = connect(serving.url, serving.token(ann))
+    deadline = time.monotonic() + 60
+    while True:
+        with contextlib.suppress(LakeHubError):  # not written yet (every 10 s)
+            rows = lakehub.datasets.get("iris-requests", client=client).to_pandas()
+            if len(rows) >= 7:  # every infer and invocation above (2 + 1 + 1 + 3 refused)
+                break
+        assert time.monotonic() < deadline, "no sample of requests in the lake"
+        time.sleep(1)
+    assert set(rows.columns) >= {"time", "version", "status", "latency_ms", "request", "answer"}
+    assert (rows["version"] == version).all() and 200 in set(rows["status"])
+    assert any('"req-7"' in r for r in rows["request"])
+    assert rows["date"].astype(str).str.match(r"\d{4}-\d{2}-\d{2}").all()
+    client.close()
     assert c.delete("/services/lakehub/api/endpoints/iris").status_code == 204
     gone = httpx.post(f"{base}/v2/models/iris/infer", json=ROW, headers=dict(auth))
     assert gone.status_code == 404

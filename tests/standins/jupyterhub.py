@@ -47,9 +47,10 @@ class JupyterHubStandIn:
                 pass
 
             def _answer(self, status: int, body: Any = None) -> None:
-                data = b"" if body is None else json.dumps(body).encode()
+                text = isinstance(body, str)  # a page of text (the metrics), not JSON
+                data = body.encode() if text else b"" if body is None else json.dumps(body).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/plain" if text else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

@@ -136,6 +136,13 @@ class Settings(BaseSettings):
         description="Seconds a deleted run, experiment or model version can still be restored; "
         "then its files leave the lake.",
     )
+    serving_sample_rate: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="The share of each endpoint's requests kept, with their answers, in the "
+        "endpoint's dataset of requests (0: none).",
+    )
     compute_max_clusters: int = Field(
         default=2, ge=1, description="Clusters (Dask and Spark together) a user may run at once."
     )

@@ -60,6 +60,7 @@ from lakehub.server.runtime import Runtime, Tokens, load_runtime, tokens
 from lakehub.server.serving.ailib import Library
 from lakehub.server.serving.endpoints import Endpoints
 from lakehub.server.serving.local import LocalRunner
+from lakehub.server.serving.samples import Samples
 from lakehub.server.vault import Vault
 
 T = TypeVar("T")
@@ -110,6 +111,7 @@ class Platform:
         tracking = Tracking(db, grace_ms)
         model_files = LakeArtifacts(directory)
         registry = Registry(db, tracking, model_files, grace_ms)
+        catalog = Catalog(directory)
         policies = Policies(
             directory, environments, settings.cull_idle_timeout, settings.notebook_max_servers
         )
@@ -122,7 +124,7 @@ class Platform:
             directory=directory,
             hub=JupyterHubAPI(runtime.hub_api_url, tok.service),
             spaces=Spaces(directory),
-            catalog=Catalog(directory),
+            catalog=catalog,
             quotas=Quotas(directory),
             environments=environments,
             policies=policies,
@@ -131,7 +133,13 @@ class Platform:
             model_files=model_files,
             purge=Purge(db, model_files, grace_ms),
             serving=Endpoints(
-                db, registry, model_files, LocalRunner(settings), environments, policies
+                db,
+                registry,
+                model_files,
+                LocalRunner(settings),
+                environments,
+                policies,
+                Samples(model_files, catalog, settings.serving_sample_rate),
             ),
         )
         platform.compute.update(engines(platform.engine_context()))

@@ -86,10 +86,10 @@ def decode(body: bytes, header_length: int | None) -> Request:
         shape, datatype = t.get("shape"), t.get("datatype")
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
             raise OIPError(f"input {name!r}: 'shape' must be a list of sizes")
-        if datatype not in DTYPES:
+        if not isinstance(datatype, str) or datatype not in DTYPES:
             raise OIPError(f"input {name!r}: unknown datatype {datatype!r}")
         count = math.prod(shape)
-        size = (t.get("parameters") or {}).get("binary_data_size")
+        size = _parameters(t, f"input {name!r}").get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(rest):
                 raise OIPError(f"input {name!r}: binary_data_size is past the body's end")
@@ -98,15 +98,13 @@ def decode(body: bytes, header_length: int | None) -> Request:
         else:
             array = _from_json(t.get("data"), datatype, count, name)
         inputs[name] = array.reshape(shape)
-    params = doc.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise OIPError("'parameters' must be an object")
+    params = _parameters(doc, "the request")
     outs = doc.get("outputs") or []
     if not isinstance(outs, list) or not all(isinstance(o, dict) for o in outs):
         raise OIPError("'outputs' must be a list of objects")
     binary: set[str] | None = set() if params.get("binary_data_output") else None
     for o in outs:
-        if (o.get("parameters") or {}).get("binary_data"):
+        if _parameters(o, f"output {o.get('name')!r}").get("binary_data"):
             binary = (binary or set()) | {str(o.get("name"))}
     rid = doc.get("id")
     return Request(
@@ -147,6 +145,13 @@ def encode(
     if not blobs:
         return head, None
     return head + b"".join(blobs), len(head)
+
+
+def _parameters(doc: dict[str, Any], what: str) -> dict[str, Any]:
+    params = doc.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise OIPError(f"{what}: 'parameters' must be an object")
+    return params
 
 
 def _split(body: bytes, length: int) -> tuple[bytes, bytes]:
@@ -193,6 +198,8 @@ def _from_binary(blob: bytes, datatype: str, count: int, name: str) -> Any:
         if pos + 4 > len(blob):
             raise OIPError(f"input {name!r}: a BYTES element's length is cut off")
         (n,) = struct.unpack_from("<I", blob, pos)
+        if pos + 4 + n > len(blob):
+            raise OIPError(f"input {name!r}: a BYTES element is cut off")
         items.append(blob[pos + 4 : pos + 4 + n].decode("utf-8", "replace"))
         pos += 4 + n
     if len(items) != count:

@@ -38,6 +38,7 @@ from lakehub.server.notebooks.policy import Policies
 from lakehub.server.notebooks.registry import Environments
 from lakehub.server.serving.base import Runner, ServingError
 from lakehub.server.serving.rollouts import Rollouts, Route, log, now_ms, run
+from lakehub.server.serving.samples import Samples
 from lakehub.server.serving.tables import Endpoint, EndpointToken, Rollout
 from lakehub.server.serving.views import EndpointDetail, EndpointView, RolloutView, TokenView
 
@@ -59,8 +60,10 @@ class Endpoints:
         runner: Runner,
         environments: Environments,
         policies: Policies,
+        samples: Samples,
     ) -> None:
         self.db = db
+        self.samples = samples
         self.registry = registry
         self.runner = runner
         self.policies = policies
@@ -95,6 +98,7 @@ class Endpoints:
 
     async def close(self) -> None:
         await self.rollouts.close()
+        await self.samples.flush()
         for route in list(self.by_id.values()):
             for b in route.pool.backends:
                 b.close_idle()
@@ -114,7 +118,7 @@ class Endpoints:
             return {d: e for d, e in rows}
 
     def _add_route(self, row: Endpoint) -> Route:
-        route = Route(row.id, row.bucket, row.name, owner_of(row.bucket))
+        route = Route(row.id, row.bucket, row.name, owner_of(row.bucket), row.creator)
         self.routes[(owner_of(row.bucket), row.name)] = route
         self.by_id[row.id] = route
         return route
@@ -391,6 +395,15 @@ class Endpoints:
                 rollouts=[_rollout_view(r) for r in rollouts],
                 tokens=[_token_view(t) for t in tokens],
             )
+
+    def figures(self, who: Reader, given: str) -> Route:
+        """The endpoint's route (its pool's figures), for one who may read it."""
+        with self.db.session() as s:
+            row = self._row(s, who, given)
+        route = self.by_id.get(row.id)
+        if route is None:
+            raise ServingError(f"endpoint {given!r} does not exist", 404)
+        return route
 
     def kserve(self, who: Reader, given: str, namespace: str) -> dict[str, Any]:
         """The endpoint as a KServe ``InferenceService`` for ``namespace`` (see ``kserve``):

@@ -65,11 +65,34 @@ class Answer:
     version: int
 
 
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class Stats:
+    """What the endpoint's callers saw: answers by status, their latency (a cumulative-ready
+    histogram over ``BUCKETS``, seconds), requests in the gateway now (its queue)."""
+
+    codes: dict[int, int] = field(default_factory=dict)
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
+    total: float = 0.0
+    waiting: int = 0
+
+    def observe(self, status: int, seconds: float) -> None:
+        self.codes[status] = self.codes.get(status, 0) + 1
+        self.total += seconds
+        i = 0
+        while i < len(BUCKETS) and seconds > BUCKETS[i]:
+            i += 1
+        self.buckets[i] += 1
+
+
 class Pool:
     def __init__(self) -> None:
         self.backends: list[Backend] = []
         self.share = 0  # percent of requests to the canary
         self._tally = 0
+        self.stats = Stats()
 
     def ready(self, role: str | None = None) -> list[Backend]:
         return [

@@ -59,6 +59,7 @@ class Route:
     bucket: str
     name: str
     owner: str
+    creator: str
     pool: Pool = field(default_factory=Pool)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

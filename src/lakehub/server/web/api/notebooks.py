@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel
 
 from lakehub.server.notebooks import culling, metrics, records
+from lakehub.server.serving import metrics as serving_metrics
 from lakehub.server.vault import read_or_create
 from lakehub.server.web.auth import principal
 from lakehub.server.web.deps import State, User
@@ -57,4 +58,5 @@ async def prometheus(request: Request, state: State) -> Response:
             raise HTTPException(403, "administrators and the metrics token only")
     hub_text, running = await state.hub.metrics(), await state.hub.ready_servers()
     body = metrics.render(hub_text, running, culling.cull_count(state.settings.run_dir))
+    body += serving_metrics.render(state.serving.by_id.values())
     return Response(body, media_type=metrics.CONTENT_TYPE, headers={"Cache-Control": "no-store"})

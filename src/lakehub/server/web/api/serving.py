@@ -21,6 +21,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from lakehub.server.models.base import Reader
+from lakehub.server.serving import metrics as serving_metrics
 from lakehub.server.serving.gateway import NoReplica
 from lakehub.server.serving.views import EndpointDetail, EndpointView, TokenView
 from lakehub.server.web.auth import Principal, person, principal
@@ -29,6 +30,7 @@ from lakehub.server.web.deps import State, User
 router = APIRouter(prefix="/api/endpoints", tags=["endpoints"])
 MAX_BODY = 256 * 2**20
 CALLER_TTL = 10.0  # seconds a token's owner is remembered (a revocation forgets at once)
+SERVER = {"name": "lakehub", "version": "2", "extensions": ["binary_tensor_data"]}
 VERSIONED = re.compile(r"v2/models/([^/]+)/versions/([^/]+)(/.*)?")
 
 
@@ -122,6 +124,17 @@ async def undeploy(name: str, who: User, state: State) -> Response:
     return Response(status_code=204)
 
 
+@router.get(
+    "/{name}/metrics",
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+async def endpoint_metrics(name: str, who: User, state: State) -> Response:
+    """The endpoint's figures in Prometheus text format: requests by status, latency
+    histogram, requests waiting in the gateway, replicas ready (``lakehub_endpoint_*``)."""
+    route = await state.run(state.serving.figures, _reader(who), name)
+    return Response(serving_metrics.render([route]), media_type=serving_metrics.CONTENT_TYPE)
+
+
 @router.get("/{name}/kserve")
 async def kserve(name: str, who: User, state: State, namespace: str = "lakehub") -> dict[str, Any]:
     """The endpoint as a KServe ``InferenceService`` (the production route on Kubernetes):
@@ -155,41 +168,45 @@ class ServingDoor:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.base):
             return await self.app(scope, receive, send)
-        status, headers, body = await self.answer(scope, receive)
+        started = time.perf_counter()
+        status, headers, body, route = await self.answer(scope, receive, started)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        if route is not None:  # the endpoint's figures: what its callers saw
+            route.pool.stats.observe(status, time.perf_counter() - started)
 
-    async def answer(self, scope: Any, receive: Any) -> tuple[int, list[Any], bytes]:
+    async def answer(
+        self, scope: Any, receive: Any, started: float
+    ) -> tuple[int, list[Any], bytes, Any]:
+        """The answer (status, headers, body) and the endpoint's route, if there is one."""
         state = scope["app"].state.lh
         owner, _, rest = scope["path"][len(self.base) :].partition("/")
         name, _, rest = rest.partition("/")
         route = state.serving.route(owner, name)
         if route is None:
-            return _error(404, f"no endpoint {owner}/{name}")
+            return (*_error(404, f"no endpoint {owner}/{name}"), None)
         refused = await _refused(state, scope, route)
         if refused is not None:
-            return _error(*refused)
+            return (*_error(*refused), route)
         pool = route.pool
         if rest == "v2/health/live":
-            return _json(200, {"live": True})
+            return (*_json(200, {"live": True}), route)
         if rest == "v2/health/ready":
             ready = bool(pool.ready())
-            return _json(200 if ready else 503, {"ready": ready})
+            return (*_json(200 if ready else 503, {"ready": ready}), route)
         if rest in ("v2", "v2/"):
-            return _json(
-                200, {"name": "lakehub", "version": "2", "extensions": ["binary_tensor_data"]}
-            )
+            return (*_json(200, SERVER), route)
         version = None
         m = VERSIONED.fullmatch(rest)
         if m is not None:
             if not m.group(2).isdigit() or int(m.group(2)) not in pool.versions():
-                return _error(404, f"version {m.group(2)} of {name!r} is not serving")
+                return (*_error(404, f"version {m.group(2)} of {name!r} is not serving"), route)
             version = int(m.group(2))
         if not (rest.startswith("v2/models/") or rest == "invocations"):
-            return _error(404, f"no such path: /{rest}")
+            return (*_error(404, f"no such path: /{rest}"), route)
         body = await _body(receive)
         if body is None:
-            return _error(413, f"bodies are limited to {MAX_BODY >> 20} MiB")
+            return (*_error(413, f"bodies are limited to {MAX_BODY >> 20} MiB"), route)
         passed = [
             (k, v)
             for k, v in scope["headers"]
@@ -198,16 +215,22 @@ class ServingDoor:
         path = ("/" + rest).encode()
         if scope.get("query_string"):
             path += b"?" + scope["query_string"]
+        pool.stats.waiting += 1
         try:
             out = await pool.forward(scope["method"].encode(), path, passed, body, version)
         except NoReplica as err:
             message = f"endpoint {owner}/{name} has no ready replica now: {err}"
             status, headers, doc = _error(503, message)
-            return status, [*headers, (b"retry-after", b"1")], doc
+            return status, [*headers, (b"retry-after", b"1")], doc, route
+        finally:
+            pool.stats.waiting -= 1
+        if rest.endswith("/infer") or rest == "invocations":
+            took = time.perf_counter() - started
+            state.serving.samples.offer(route, out.version, out.status, took, body, out.body)
         headers = [*out.headers, (b"x-lakehub-version", str(out.version).encode())]
         if not any(k == b"content-type" for k, _ in headers):
             headers.append((b"content-type", b"application/json"))
-        return out.status, headers, out.body
+        return out.status, headers, out.body, route
 
 
 async def _refused(state: Any, scope: Any, route: Any) -> tuple[int, str] | None:

@@ -58,6 +58,7 @@ async def _endpoint_page(
 ) -> Response:
     ep = await _detail(state, who, name)
     ctx.setdefault("request_text", await _example(state, ep))
+    route = state.serving.route(ep.owner, ep.path.rsplit("/", 1)[-1])
     return page(
         request,
         "endpoint.html",
@@ -66,8 +67,32 @@ async def _endpoint_page(
         ep=ep,
         base=f"{state.runtime.front_url}{state.prefix}{ep.path}",
         model_name=ep.path.rsplit("/", 1)[-1],
+        stats=route.pool.stats if route else None,
+        latency_chart=_latency_chart(route.pool.stats) if route else "",
         **ctx,
     )
+
+
+def _latency_chart(stats: Any) -> str:
+    """The share of requests answered within each latency bound, for ``look/charts.js``."""
+    from lakehub.server.serving.gateway import BUCKETS
+
+    count = sum(stats.buckets)
+    if not count:
+        return ""
+    bounds, shares, seen = [], [], 0
+    for bound, n in zip(BUCKETS, stats.buckets, strict=False):
+        seen += n
+        bounds.append(bound * 1000)
+        shares.append(round(100 * seen / count, 2))
+        if seen == count:  # the rest of the axis would be a flat 100%
+            break
+    doc = {
+        "title": f"Answered within (ms), % of {count} requests since the hub started",
+        "x": "ms",
+        "series": [{"label": "% of requests", "x": bounds, "y": shares}],
+    }
+    return json.dumps(doc).replace("<", "\\u003c")
 
 
 @router.get("/endpoints", response_class=HTMLResponse)
