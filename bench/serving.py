@@ -630,6 +630,40 @@ class LakeHubSide:
             )
         return took
 
+    def ailib_deploy_times(self) -> dict[str, float]:
+        """Each AI library model deployed in turn (trained on its sample as the user, registered,
+        served): seconds from ``POST /api/ailib/<name>/deploy`` to the first 200 of its
+        endpoint for its input example (``/invocations``); the endpoints are removed after."""
+        from lakehub.ailib import templates
+
+        assert self.api is not None
+        took: dict[str, float] = {}
+        for name, template in templates().items():
+            example = json.loads(template.example().to_json(orient="split", index=False))
+            url = f"{self.direct}{PREFIX}/serving/{self.user}/ailib-{name}/invocations"
+            t0 = time.perf_counter()
+            r = self.api.post(f"/ailib/{name}/deploy", json={})
+            if r.status_code != 202:
+                raise RuntimeError(f"deploying {name} was answered {r.status_code}: {r.text}")
+
+            def answered(name: str = name, url: str = url, example: Any = example) -> bool:
+                mine = next(t for t in self.api.get("/ailib").json() if t["name"] == name)  # type: ignore[union-attr]
+                if mine["training"]["state"] == "failed":
+                    raise RuntimeError(f"{name}: {mine['training']['message']}")
+                if mine["training"]["state"] != "serving":
+                    return False
+                got = httpx.post(
+                    url, json={"dataframe_split": example}, headers=self.headers(), timeout=30
+                )
+                return got.status_code == 200
+
+            if not B.wait_until(answered, DEPLOY_TIMEOUT, 0.2):
+                raise RuntimeError(f"{name} did not answer in {DEPLOY_TIMEOUT:.0f} s")
+            took[name] = time.perf_counter() - t0
+            print(f"  LakeHub: AI library {name}: first answer {took[name]:.1f} s after request")
+            self.api.delete(f"/endpoints/ailib-{name}")
+        return took
+
     # -------------------------------------------------------------------------- redeploy
     def redeploy_under_load(self, wrk: str, target: Target) -> dict[str, Any]:
         """wrk at c=8 against ``target`` while version 2 (a tree of depth 2) is registered,
@@ -770,6 +804,8 @@ def lakehub_targets(args: argparse.Namespace, model: Any, tmp: Path) -> list[Tar
         side.info["register_seconds"] = time.perf_counter() - t
         side.info["registered_version"] = version
         side.info["deploy_seconds"] = side.deploy_times(args.runs)
+        if args.ailib:
+            side.info["ailib_deploy_seconds"] = side.ailib_deploy_times()
     except BaseException:
         side.close()
         raise
@@ -937,6 +973,14 @@ def report(
             f"deploy time, request to first answer (iris, 1 replica, {len(deploys)} run(s)): "
             f"median {med(deploys):.2f} s ({min(deploys):.2f}-{max(deploys):.2f})"
         )
+    ailib: dict[str, float] = next(
+        (t.info["ailib_deploy_seconds"] for t in targets if "ailib_deploy_seconds" in t.info), {}
+    )
+    if ailib:
+        out.append("deploy time, request to first answer, per AI library model (trained on its")
+        out.append("sample, registered, served; one at a time):")
+        out += [f"  {name:<26} {s:6.1f} s" for name, s in ailib.items()]
+        out.append(f"  median {med(list(ailib.values())):.1f} s")
     if redeploy is not None:
         switch = redeploy["switch_seconds"]
         out.append(
@@ -954,6 +998,12 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3, help="repetitions of every measurement")
     ap.add_argument("--seconds", type=int, default=5, help="length of one wrk measurement")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument(
+        "--no-ailib",
+        dest="ailib",
+        action="store_false",
+        help="skip timing the AI library's ten deploys (about 2-3 minutes)",
+    )
     args = ap.parse_args()
     if min(args.runs, args.seconds) < 1:
         ap.error("--runs and --seconds must be >= 1")

@@ -40,7 +40,14 @@ from lakehub.server.serving.base import Runner, ServingError
 from lakehub.server.serving.rollouts import Rollouts, Route, log, now_ms, run
 from lakehub.server.serving.samples import Samples
 from lakehub.server.serving.tables import Endpoint, EndpointToken, Rollout
-from lakehub.server.serving.views import EndpointDetail, EndpointView, RolloutView, TokenView
+from lakehub.server.serving.views import (
+    EndpointDetail,
+    EndpointView,
+    TokenView,
+    endpoint_view,
+    rollout_view,
+    token_view,
+)
 
 NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 MAX_REPLICAS = 16
@@ -324,7 +331,7 @@ class Endpoints:
             )
             s.add(t)
             s.flush()
-            view = _token_view(t)
+            view = token_view(t)
         self.tokens[digest(token)] = row.id
         return view, token
 
@@ -392,8 +399,8 @@ class Endpoints:
                 )
             return EndpointDetail(
                 **base.model_dump(),
-                rollouts=[_rollout_view(r) for r in rollouts],
-                tokens=[_token_view(t) for t in tokens],
+                rollouts=[rollout_view(r) for r in rollouts],
+                tokens=[token_view(t) for t in tokens],
             )
 
     def figures(self, who: Reader, given: str) -> Route:
@@ -406,10 +413,9 @@ class Endpoints:
         return route
 
     def kserve(self, who: Reader, given: str, namespace: str) -> dict[str, Any]:
-        """The endpoint as a KServe ``InferenceService`` for ``namespace`` (see ``kserve``):
-        named ``<owner>-<name>``, reading the version from the lake with the S3 keys of the
-        service account ``lakehub-lake``."""
-        from lakehub.server.serving.kserve import inference_service
+        """The endpoint as a KServe ``InferenceService`` for ``namespace`` (see ``kserve``),
+        reading the version from the lake with the service account ``lakehub-lake``'s keys."""
+        from lakehub.server.serving.kserve import for_endpoint
 
         with self.db.session() as s:
             row = self._row(s, who, given)
@@ -418,22 +424,16 @@ class Endpoints:
             model = s.get(RegisteredModel, row.model_id)
             assert model is not None
             size = next((z for z in self.policies.sizes() if z.name == row.size), None)
-            owner = owner_of(row.bucket)
-            k8s_name = re.sub(r"[^a-z0-9-]+", "-", f"{owner}-{row.name}".lower())
-            if not k8s_name[:1].isalpha():
-                k8s_name = "ep-" + k8s_name
             try:
-                return inference_service(
-                    name=k8s_name[:53].rstrip("-"),
-                    namespace=namespace,
-                    owner=owner,
-                    model=Access.of(s, who).shown(model.bucket, model.name),
-                    version=row.version,
-                    storage_uri=f"s3://{model.bucket}/{Registry.prefix(model.id, row.version)}",
-                    replicas=row.replicas,
-                    cpus=size.cpus if size else 1.0,
-                    memory=size.memory if size else 2**30,
-                    service_account="lakehub-lake",
+                return for_endpoint(
+                    owner_of(row.bucket),
+                    row.name,
+                    Access.of(s, who).shown(model.bucket, model.name),
+                    f"s3://{model.bucket}/{Registry.prefix(model.id, row.version)}",
+                    row.version,
+                    row.replicas,
+                    (size.cpus, size.memory) if size else (1.0, 2**30),
+                    namespace,
                 )
             except ValueError as err:
                 raise ServingError(str(err)) from None
@@ -441,30 +441,10 @@ class Endpoints:
     def _view(self, s: Any, a: Access, row: Endpoint) -> EndpointView:
         model = s.get(RegisteredModel, row.model_id)
         route = self.by_id.get(row.id)
-        ready = route.pool.ready() if route else []
-        owner = owner_of(row.bucket)
-        return EndpointView(
-            name=a.shown(row.bucket, row.name),
-            owner=owner,
-            path=f"serving/{owner}/{row.name}",
-            access="write" if a.can_write(row.bucket) else "read",
-            model=a.shown(model.bucket, model.name) if model else "",
-            ref=row.ref,
-            version=row.version,
-            replicas=row.replicas,
-            ready_replicas=len([b for b in ready if b.role == "main"]),
-            size=row.size,
-            environment=row.environment,
-            follow=row.follow,
-            batching=row.batching,
-            canary_ref=row.canary_ref or None,
-            canary_version=row.canary_version,
-            canary_share=row.canary_share,
-            status=row.status,
-            message=row.message,
-            creator=row.creator,
-            created_at=_at(row.created_ms),
-            updated_at=_at(row.updated_ms),
+        ready = len(route.pool.ready("main")) if route else 0
+        model_name = a.shown(model.bucket, model.name) if model else ""
+        return endpoint_view(
+            row, a.shown(row.bucket, row.name), a.can_write(row.bucket), model_name, ready
         )
 
 
@@ -477,34 +457,3 @@ def _share(n: Any) -> int:
     if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 100:
         raise ServingError("a canary's share is a whole percent, 0 to 100")
     return n
-
-
-def _at(ms: int | None) -> Any:
-    from datetime import UTC, datetime
-
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def _rollout_view(r: Rollout) -> RolloutView:
-    return RolloutView(
-        role=r.role,
-        version=r.version,
-        replicas=r.replicas,
-        reason=r.reason,
-        actor=r.actor,
-        state=r.state,
-        message=r.message,
-        started_at=_at(r.started_ms),
-        ended_at=_at(r.ended_ms),
-    )
-
-
-def _token_view(t: EndpointToken) -> TokenView:
-    return TokenView(
-        id=t.id,
-        name=t.name,
-        hint=t.hint + "...",
-        creator=t.creator,
-        created_at=_at(t.created_ms),
-        revoked_at=_at(t.revoked_ms),
-    )

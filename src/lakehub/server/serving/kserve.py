@@ -120,3 +120,33 @@ def inference_service(
         },
         "spec": {"predictor": predictor},
     }
+
+
+def for_endpoint(
+    owner: str,
+    name: str,
+    model: str,
+    storage_uri: str,
+    version: int,
+    replicas: int,
+    size: tuple[float, int],
+    namespace: str,
+) -> dict[str, Any]:
+    """A LakeHub endpoint's ``InferenceService``: named ``<owner>-<name>`` as KServe's rule
+    allows (``ep-`` in front of a digit, cut to 53), read with the service account
+    ``lakehub-lake``."""
+    k8s_name = re.sub(r"[^a-z0-9-]+", "-", f"{owner}-{name}".lower())
+    if not k8s_name[:1].isalpha():
+        k8s_name = "ep-" + k8s_name
+    return inference_service(
+        name=k8s_name[:53].rstrip("-"),
+        namespace=namespace,
+        owner=owner,
+        model=model,
+        version=version,
+        storage_uri=storage_uri,
+        replicas=replicas,
+        cpus=size[0],
+        memory=size[1],
+        service_account="lakehub-lake",
+    )

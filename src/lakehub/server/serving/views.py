@@ -1,10 +1,16 @@
-"""What the API and the portal show of endpoints (one declaration per resource)."""
+"""What the API and the portal show of endpoints (one declaration per resource), and the
+functions that make it from the tables' rows."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from pydantic import BaseModel, Field
 
+from lakehub.server.models.owners import owner_of
 from lakehub.server.schema import Instant
+from lakehub.server.serving.tables import Endpoint, EndpointToken, Rollout
 
 
 class TokenView(BaseModel):
@@ -56,4 +62,63 @@ class EndpointDetail(EndpointView):
     rollouts: list[RolloutView]
     tokens: list[TokenView] = Field(
         description="its application tokens (to those who may change it)"
+    )
+
+
+def endpoint_view(
+    row: Endpoint, shown: str, writable: bool, model: str, ready: int
+) -> EndpointView:
+    """``row`` as a caller sees it: named ``shown``, its model named ``model``."""
+    owner = owner_of(row.bucket)
+    return EndpointView(
+        name=shown,
+        owner=owner,
+        path=f"serving/{owner}/{row.name}",
+        access="write" if writable else "read",
+        model=model,
+        ref=row.ref,
+        version=row.version,
+        replicas=row.replicas,
+        ready_replicas=ready,
+        size=row.size,
+        environment=row.environment,
+        follow=row.follow,
+        batching=row.batching,
+        canary_ref=row.canary_ref or None,
+        canary_version=row.canary_version,
+        canary_share=row.canary_share,
+        status=row.status,
+        message=row.message,
+        creator=row.creator,
+        created_at=_at(row.created_ms),
+        updated_at=_at(row.updated_ms),
+    )
+
+
+def _at(ms: int | None) -> Any:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def rollout_view(r: Rollout) -> RolloutView:
+    return RolloutView(
+        role=r.role,
+        version=r.version,
+        replicas=r.replicas,
+        reason=r.reason,
+        actor=r.actor,
+        state=r.state,
+        message=r.message,
+        started_at=_at(r.started_ms),
+        ended_at=_at(r.ended_ms),
+    )
+
+
+def token_view(t: EndpointToken) -> TokenView:
+    return TokenView(
+        id=t.id,
+        name=t.name,
+        hint=t.hint + "...",
+        creator=t.creator,
+        created_at=_at(t.created_ms),
+        revoked_at=_at(t.revoked_ms),
     )
