@@ -48,13 +48,12 @@ class Backend:
     draining: bool = False
     inflight: int = 0
     answered: int = 0
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(default_factory=list)
+    idle: list[Link] = field(default_factory=list)
     drained: asyncio.Event = field(default_factory=asyncio.Event)
 
     def close_idle(self) -> None:
         while self.idle:
-            _, writer = self.idle.pop()
-            writer.close()
+            self.idle.pop().close()
 
 
 @dataclass
@@ -167,6 +166,66 @@ class Pool:
         self.backends = [b for b in self.backends if b not in backends]
 
 
+Reply = tuple[int, list[tuple[bytes, bytes]], bytes, bool]  # status, headers, body, closes
+
+
+class Link(asyncio.Protocol):
+    """One connection to a replica, kept alive: one request at a time, its answer parsed as it
+    arrives (a ``Content-Length`` body: the replica never sends another kind)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.waiter: asyncio.Future[Reply] | None = None
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0 or self.waiter is None or self.waiter.done():
+            return
+        lines = bytes(self.buf[:end]).split(b"\r\n")
+        try:
+            status = int(lines[0].split(b" ", 2)[1])
+        except (IndexError, ValueError):
+            self.waiter.set_exception(ValueError(f"a replica answered {lines[0][:80]!r}"))
+            return
+        length, close, headers = 0, False, []
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            k, v = k.strip().lower(), v.strip()
+            if k == b"content-length":
+                length = int(v)
+            elif k == b"connection":
+                close = v.lower() == b"close"
+            elif k in PASSED:
+                headers.append((k, v))
+        if len(self.buf) < end + 4 + length:
+            return
+        body = bytes(self.buf[end + 4 : end + 4 + length])
+        del self.buf[: end + 4 + length]
+        self.waiter.set_result((status, headers, body, close))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionResetError("the replica closed the connection"))
+
+    async def exchange(self, request: bytes) -> Reply:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        async with asyncio.timeout(READ_TIMEOUT):
+            return await self.waiter
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
 async def _exchange(
     b: Backend, method: bytes, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -182,45 +241,25 @@ async def _exchange(
     ]
     request = b"\r\n".join(head) + b"\r\n\r\n" + body
     while True:
-        kept = bool(b.idle)
-        if kept:
-            reader, writer = b.idle.pop()
-        else:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(r.host, r.port), CONNECT_TIMEOUT
-            )
+        link = b.idle.pop() if b.idle else None
+        kept = link is not None
+        if link is None or link.lost:
+            loop = asyncio.get_running_loop()
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                _, link = await loop.create_connection(Link, r.host, r.port)
         try:
-            writer.write(request)
-            async with asyncio.timeout(READ_TIMEOUT):
-                raw = await reader.readuntil(b"\r\n\r\n")
-        except (OSError, asyncio.IncompleteReadError) as err:
-            writer.close()
-            if kept and not getattr(err, "partial", b""):
+            status, out_headers, out, close = await link.exchange(request)
+        except OSError:
+            link.close()
+            if kept and not link.buf:  # a kept connection the replica had closed: once more
                 continue
             raise
         except BaseException:
-            writer.close()
+            link.close()
             raise
         break
-    try:
-        lines = raw[:-4].split(b"\r\n")
-        status = int(lines[0].split(b" ", 2)[1])
-        length, close, out_headers = 0, False, []
-        for line in lines[1:]:
-            k, _, v = line.partition(b":")
-            k, v = k.strip().lower(), v.strip()
-            if k == b"content-length":
-                length = int(v)
-            elif k == b"connection":
-                close = v.lower() == b"close"
-            elif k in PASSED:
-                out_headers.append((k, v))
-        out = await reader.readexactly(length) if length else b""
-    except BaseException:
-        writer.close()
-        raise
     if close or b.draining:
-        writer.close()
+        link.close()
     else:
-        b.idle.append((reader, writer))
+        b.idle.append(link)
     return status, out_headers, out
