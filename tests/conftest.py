@@ -75,7 +75,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 # ./dev test passes --no-loadscope-reorder, or xdist would order modules by their test counts.
 SLOW_FIRST = (
     "test_spark",
+    "test_serving_tools",
     "test_dask",
+    "test_serving",
     "test_scale_out",
     "test_spark_scaleout",
     "test_environments",
@@ -197,4 +199,6 @@ def artifacts() -> Path:
 
 
 # the in-process layer (tests/inproc.py): a platform without a hub, for the API's matrices
+# model endpoints on the in-process layer (tests/endpoints_kit.py): replicas' environment, MLflow
+from endpoints_kit import mlflow_env, serving  # noqa: E402, F401
 from inproc import full_quota, inproc, inproc_user, lake_down, slow_spawner  # noqa: E402, F401

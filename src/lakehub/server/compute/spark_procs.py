@@ -43,6 +43,16 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def carries(pid: int, marker: str) -> bool:
+    """Whether process ``pid`` has ``marker`` (``NAME=value``) in its environment: a process of
+    this hub's, never another that reused the pid."""
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return marker.encode() in env
+
+
 def master_json(host: str, ui_port: int, timeout: float = 2.0) -> dict[str, Any] | None:
     """The master's state (status, workers, applications) from its UI, or None."""
     url = f"http://{host}:{ui_port}/json/"

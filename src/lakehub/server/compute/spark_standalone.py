@@ -42,6 +42,7 @@ from lakehub.server.compute.base import (
 from lakehub.server.compute.spark_procs import (
     Ids,
     alive,
+    carries,
     free_port,
     lake_jars,
     listening,
@@ -451,11 +452,7 @@ class SparkEngine(Engine):
 
     def _ours(self, pid: int) -> bool:
         """A pid of this hub (its marker in the environment): never signal a recycled pid."""
-        try:
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            return False
-        return f"{MARKER}={self.settings.data_dir}".encode() in env
+        return carries(pid, f"{MARKER}={self.settings.data_dir}")
 
     def _env(self, rec: dict[str, Any], user: Ids | None) -> dict[str, str]:
         env_dir = Path(rec["env"])

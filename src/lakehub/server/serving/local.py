@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lakehub.server.compute.spark_procs import Ids, alive, free_port, private_dir
+from lakehub.server.compute.spark_procs import Ids, alive, carries, free_port, private_dir
 from lakehub.server.config import Settings
 from lakehub.server.notebooks import limits
 from lakehub.server.serving.base import Replica, ReplicaSpec, Runner
@@ -166,8 +166,4 @@ class LocalRunner(Runner):
         return stopped
 
     def _ours(self, pid: int) -> bool:
-        try:
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            return False
-        return f"{MARKER}={self.settings.data_dir}".encode() in env
+        return carries(pid, f"{MARKER}={self.settings.data_dir}")

@@ -1,0 +1,96 @@
+"""What the model endpoint tests share (in-process layer, real replicas): the ``serving`` fixture
+(the ``datascience`` environment built once per test run, shared with the hubs, for replicas that
+run as each user's own account, like on a hub), a registered iris tree, waiting for a version to
+serve, one OIP request."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from inproc import InProc
+
+API = "/services/lakehub"
+READY = 180.0
+
+
+@pytest.fixture(scope="module")
+def serving(inproc: InProc) -> InProc:
+    """The datascience environment built (or reused from this run's hubs) for replicas."""
+    envs = inproc.platform.environments
+    envs.sync_builtins()
+    deadline = time.monotonic() + 900
+    while envs.path("datascience") is None and time.monotonic() < deadline:
+        if not envs.build_next(only="datascience"):
+            time.sleep(1)
+    assert envs.path("datascience") is not None, envs.log_text("datascience")[-3000:]
+    return inproc
+
+
+def register(inproc: InProc, user: str, name: str, depth: int, alias: str = "champion") -> int:
+    """A decision tree on iris (``depth`` tells versions apart), registered as ``name``, with
+    ``alias`` on it; returns the version."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+    from sklearn.datasets import load_iris
+    from sklearn.tree import DecisionTreeClassifier
+
+    os.environ["MLFLOW_TRACKING_URI"] = inproc.url + API + "/mlflow"
+    os.environ["MLFLOW_TRACKING_TOKEN"] = inproc.token(user)
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    x, y = load_iris(return_X_y=True, as_frame=True)
+    model = DecisionTreeClassifier(max_depth=depth, random_state=0).fit(x, y)
+    mlflow.set_experiment("serving")
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(x, model.predict(x)),
+            input_example=x.head(3),
+            serialization_format="cloudpickle",
+            registered_model_name=name,
+        )
+    version = int(info.registered_model_version)
+    MlflowClient().set_registered_model_alias(name, alias, str(version))
+    return version
+
+
+def wait_serving(c: httpx.Client, name: str, version: int, role: str = "main") -> dict[str, Any]:
+    deadline = time.monotonic() + READY
+    while time.monotonic() < deadline:
+        ep = c.get(f"/services/lakehub/api/endpoints/{name}").json()
+        served = ep["version"] if role == "main" else ep["canary_version"]
+        if served == version:
+            return dict(ep)
+        failed = [r for r in ep["rollouts"] if r["state"] == "failed"]
+        assert not failed, failed
+        time.sleep(0.2)
+    raise AssertionError(f"{name} did not serve version {version}: {ep}")
+
+
+ROW = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [6.7, 3.0, 5.2, 2.3]}]}
+
+
+def local_tree(depth: int) -> Any:
+    from sklearn.datasets import load_iris
+    from sklearn.tree import DecisionTreeClassifier
+
+    x, y = load_iris(return_X_y=True)
+    return DecisionTreeClassifier(max_depth=depth, random_state=0).fit(x, y)
+
+
+@pytest.fixture
+def mlflow_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    yield
+    import mlflow
+
+    mlflow.end_run()
+    os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
