@@ -75,11 +75,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 # ./dev test passes --no-loadscope-reorder, or xdist would order modules by their test counts.
 SLOW_FIRST = (
     "test_spark",
-    "test_serving_tools",
     "test_dask",
-    "test_serving",
     "test_scale_out",
     "test_spark_scaleout",
+    "test_serving_tools",
+    "test_serving",
     "test_environments",
     "test_browser",
     "test_up",
@@ -143,6 +143,7 @@ def start_hub(
 def stop_hub(hub: Hub) -> None:
     _STARTED.pop(hub.data_dir, None)
     hub.down()
+    remove_accounts(hub.data_dir / "homes")  # the accounts its users' servers ran as
     logs = hub.data_dir / "logs"
     if logs.exists():  # kept for whoever reads a failure
         shutil.copytree(logs, ARTIFACTS / "logs" / hub.data_dir.parent.name, dirs_exist_ok=True)
@@ -200,5 +201,5 @@ def artifacts() -> Path:
 
 # the in-process layer (tests/inproc.py): a platform without a hub, for the API's matrices
 # model endpoints on the in-process layer (tests/endpoints_kit.py): replicas' environment, MLflow
-from endpoints_kit import mlflow_env, serving  # noqa: E402, F401
+from endpoints_kit import mlflow_env, remove_accounts, serving  # noqa: E402, F401
 from inproc import full_quota, inproc, inproc_user, lake_down, slow_spawner  # noqa: E402, F401

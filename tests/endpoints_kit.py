@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,8 +21,9 @@ READY = 180.0
 
 
 @pytest.fixture(scope="module")
-def serving(inproc: InProc) -> InProc:
-    """The datascience environment built (or reused from this run's hubs) for replicas."""
+def serving(inproc: InProc) -> Iterator[InProc]:
+    """The datascience environment built (or reused from this run's hubs) for replicas; after
+    the module, the accounts its users' replicas and trainings ran as are removed again."""
     envs = inproc.platform.environments
     envs.sync_builtins()
     deadline = time.monotonic() + 900
@@ -29,7 +31,20 @@ def serving(inproc: InProc) -> InProc:
         if not envs.build_next(only="datascience"):
             time.sleep(1)
     assert envs.path("datascience") is not None, envs.log_text("datascience")[-3000:]
-    return inproc
+    yield inproc
+    remove_accounts(inproc.platform.settings.homes_dir)
+
+
+def remove_accounts(homes: Path) -> None:
+    """Remove the ``lh-`` accounts whose homes are below ``homes`` (their processes stopped)."""
+    import pwd
+
+    from lakehub.server.notebooks.accounts import remove_account
+
+    below = f"{homes}/"
+    for pw in pwd.getpwall():
+        if pw.pw_name.startswith("lh-") and pw.pw_dir.startswith(below):
+            remove_account(pw.pw_name.removeprefix("lh-"))
 
 
 def register(inproc: InProc, user: str, name: str, depth: int, alias: str = "champion") -> int:
