@@ -61,8 +61,11 @@ def register(inproc: InProc, user: str, name: str, depth: int, alias: str = "cha
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     x, y = load_iris(return_X_y=True, as_frame=True)
     model = DecisionTreeClassifier(max_depth=depth, random_state=0).fit(x, y)
-    mlflow.set_experiment("serving")
-    with mlflow.start_run():
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("serving")
+    exp_id = exp.experiment_id if exp else client.create_experiment("serving")
+    # explicitly: mlflow.set_experiment would stay active for later tests in this process
+    with mlflow.start_run(experiment_id=exp_id):
         info = mlflow.sklearn.log_model(
             model,
             name="model",
@@ -72,7 +75,7 @@ def register(inproc: InProc, user: str, name: str, depth: int, alias: str = "cha
             registered_model_name=name,
         )
     version = int(info.registered_model_version)
-    MlflowClient().set_registered_model_alias(name, alias, str(version))
+    client.set_registered_model_alias(name, alias, str(version))
     return version
 
 
@@ -100,12 +103,22 @@ def local_tree(depth: int) -> Any:
     return DecisionTreeClassifier(max_depth=depth, random_state=0).fit(x, y)
 
 
+MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_EXPERIMENT_ID")
+
+
 @pytest.fixture
 def mlflow_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """MLflow's client refuses at once (no retries); what ``register`` set for it (the hub's
+    tracking URI, a user's token) is gone after the test, as if never set."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    before = {k: os.environ.get(k) for k in MLFLOW_VARIABLES}
     yield
     import mlflow
 
     mlflow.end_run()
-    os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
