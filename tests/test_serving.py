@@ -10,6 +10,7 @@ import contextlib
 import re
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -325,3 +326,30 @@ def test_bad_deploys_are_refused_and_a_broken_version_never_serves(
     r = httpx.post(url, json=ROW, headers={"Authorization": f"Bearer {serving.token(ann)}"})
     assert r.status_code == 200 and r.headers["x-lakehub-version"] == str(version)
     c.delete("/services/lakehub/api/endpoints/blooms")
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_a_removed_user_s_endpoints_stop_with_them(serving: InProc, inproc_user: Any) -> None:
+    ann = inproc_user()
+    version = register(serving, ann, "tulips", depth=1)
+    c = serving.http(ann)
+    assert c.post("/services/lakehub/api/endpoints", json={"model": "tulips"}).status_code == 201
+    ep = wait_serving(c, "tulips", version)
+    route = serving.platform.serving.route(ann, "tulips")
+    assert route is not None
+    pids = [b.replica.pid for b in route.pool.backends]
+    assert pids and all(_running(p) for p in pids)
+    assert serving.admin_http().delete(f"/users/{ann}").status_code == 204
+    assert serving.platform.serving.route(ann, "tulips") is None
+    r = httpx.post(f"{serving.url}{API}/{ep['path']}/v2/models/tulips/infer", json=ROW)
+    assert r.status_code == 404
+    deadline = time.monotonic() + 30
+    while any(_running(p) for p in pids):
+        assert time.monotonic() < deadline, "a removed user's replica still runs"
+        time.sleep(0.2)

@@ -221,10 +221,10 @@ class Platform:
 
     # operations across areas ------------------------------------------------------------------
     async def remove_user(self, name: str, actor: str) -> None:
-        """Everything of the user stops, then goes: servers, clusters, the processes left
-        running as their account, the account, their lake identity and record; their data
-        stays. The record goes last, so a removal cut short (a server that would not stop) is
-        finished by the next one."""
+        """Everything of the user stops, then goes: servers, endpoints they made, clusters, the
+        processes left running as their account, the account, their lake identity and record;
+        their data stays. The record goes last, so a removal cut short (a server that would not
+        stop) is finished by the next one."""
         known = await self.run(self.directory.exists, name)
         if known:
             await self.run(self.directory.check_removable, name)  # before anything stops
@@ -233,6 +233,7 @@ class Platform:
         ):
             raise UserError(f"no user named {name!r}", 404)
         await self.hub.delete_user(name)  # JupyterHub stops their servers first
+        await self.serving.remove_creator(name)  # their endpoints' replicas run as them
         for engine in self.compute.values():
             try:
                 for cluster in await self.run(engine.list, name):

@@ -307,6 +307,26 @@ class Endpoints:
             async with route.lock:
                 await self.rollouts.retire(route, list(route.pool.backends))
 
+    async def remove_creator(self, user: str) -> int:
+        """Stop and forget every endpoint ``user`` made (their replicas run as ``user``'s
+        account, which is going); how many."""
+        rows = await run(self._rows_of, user)
+        for row in rows:
+            route = self.by_id.pop(row.id, None)
+            self.routes.pop((owner_of(row.bucket), row.name), None)
+            self.tokens = {d: e for d, e in self.tokens.items() if e != row.id}
+            if route is not None:
+                async with route.lock:
+                    await self.rollouts.retire(route, list(route.pool.backends))
+        return len(rows)
+
+    def _rows_of(self, user: str) -> list[Endpoint]:
+        with self.db.session() as s:
+            rows = list(s.scalars(select(Endpoint).where(Endpoint.creator == user)))
+            for row in rows:
+                s.delete(row)
+            return rows
+
     def _delete_row(self, who: Reader, given: str) -> Endpoint:
         with self.db.session() as s:
             row = self._row(s, who, given, write=True)
