@@ -34,6 +34,8 @@ PAGE_TIMEOUT_MS = 30_000  # any single page load, click or expectation
 # MLflow's client reports usage to the internet from a thread of its own unless told not to: the
 # tests talk to loopback only (hubs set the same in notebooks and clusters)
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+# environments, in process as in hubs, build from the package cache the test install filled
+os.environ["UV_OFFLINE"] = "1"
 
 
 def creds_of(hub: Hub, name: str) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -154,6 +155,16 @@ def test_missing_binary_and_bad_settings_are_one_line(hub: Hub, tmp_path: Path) 
     proc = run(env, "up", "--data-dir", str(tmp_path / "d"), "--port", str(free_port()))
     assert proc.returncode != 0
     assert proc.stderr.strip() == "error: the SeaweedFS binary /nonexistent/weed is missing"
+    # found by the detached hub itself, after the checks: its reason, not its last log line
+    env = {**hub.env, "LAKEHUB_NOTEBOOK_PYTHON": "/nonexistent/python3"}
+    home = hub_dir()
+    try:
+        args = ("--data-dir", str(home / "data"), "--port", str(free_port()), "--detach")
+        proc = run(env, "up", *args)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert "cannot build the notebook environment" in proc.stderr, proc.stderr
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     proc = run({**hub.env, "LAKEHUB_PORT": "eighty"}, "status", "--data-dir", str(tmp_path))
     assert proc.returncode == 2 and "port" in proc.stderr and "Traceback" not in proc.stderr
     (tmp_path / "lakehub.toml").write_text("auth = 'kerberos'\n")

@@ -17,6 +17,7 @@ import select
 import signal
 import sys
 import time
+import traceback
 import urllib.parse
 from pathlib import Path
 from typing import IO, Protocol
@@ -469,6 +470,10 @@ def detach(settings: Settings, say: Say, timeout: float = 300.0) -> int:
         code = 1
         try:
             code = serve(settings, _relay(write_end, settings), lock=lock)
+        except UpError as err:  # the last line of the log, which the waiting command shows
+            print(f"error: {err}", file=sys.stderr)
+        except BaseException:
+            traceback.print_exc()
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
