@@ -3,8 +3,9 @@ Protocol v2 and MLflow's ``/invocations`` over plain HTTP, with and without ``--
 matrix of good and bad requests; batching under concurrent clients, pipelining and a bad request
 in a burst.
 
-Two models, saved once for the module: an iris decision tree (scikit-learn: the replica's fast
-path, a float matrix) and ``words``, a pyfunc model on a string and a number that answers a
+Three models, saved once for the module: an iris decision tree (scikit-learn: the replica's fast
+path, a float matrix), the same tree pickled with a tensor signature and ``predict_proba`` as its
+predict function (``proba``), and ``words``, a pyfunc model on a string and a number that answers a
 DataFrame of a string and the number of rows it was given in that call (so a test can see
 which requests were predicted together); it refuses the word ``boom``."""
 
@@ -58,13 +59,15 @@ REPLICAS = {  # name -> (model, --batch)
     "iris-batch": ("iris", True),
     "words": ("words", False),
     "words-batch": ("words", True),
+    "proba": ("proba", False),
 }
+VERSIONS = {"iris": "1", "proba": "2", "words": "3"}
 COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 
 
 class Replica:
     def __init__(self, model: str, path: Path, batch: bool, log: Path) -> None:
-        self.model, self.version = model, "1" if model == "iris" else "3"
+        self.model, self.version = model, VERSIONS[model]
         self.batch = batch
         self.port = free_port()
         self.log = log
@@ -130,6 +133,15 @@ def replicas(tree: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
         signature=infer_signature(x, y),
         input_example=x.head(2),
         pip_requirements=["scikit-learn"],  # no inference of the requirements (a subprocess)
+    )
+    mlflow.sklearn.save_model(
+        model,
+        tmp / "proba",
+        serialization_format="pickle",
+        signature=infer_signature(x.to_numpy(), model.predict_proba(x)),
+        input_example=x.head(2).to_numpy(),
+        pyfunc_predict_fn="predict_proba",
+        pip_requirements=["scikit-learn"],
     )
     (tmp / "words.py").write_text(WORDS_CODE)
     example = pd.DataFrame({"word": ["hi", "yo"], "x": [1.0, 2.5]})
@@ -268,6 +280,25 @@ def test_words_metadata(replicas: dict[str, Replica]) -> None:
         ("label", "BYTES"),
         ("rows", "INT64"),
     ]
+
+
+def test_a_tensor_signature_and_its_predict_function(
+    replicas: dict[str, Replica], tree: Any
+) -> None:
+    """A pickled model signed with tensors, logged to predict probabilities: its metadata are
+    the signature's tensors, its answers the probabilities (the function it was logged with)."""
+    c = replicas["proba"].http
+    meta = c.get("/v2/models/proba").json()
+    assert meta["platform"] == "mlflow-sklearn"
+    assert meta["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
+    assert meta["outputs"] == [{"name": "predict", "datatype": "FP64", "shape": [-1, 3]}]
+    rows = rows_of(5, seed=3)
+    r = c.post("/v2/models/proba/infer", json=matrix(rows))
+    assert r.status_code == 200, r.text
+    (out,) = r.json()["outputs"]
+    assert out["shape"] == [5, 3]
+    want = tree[0].predict_proba(rows)
+    assert np.allclose(np.asarray(out["data"]).reshape(5, 3), want)
 
 
 @pytest.mark.parametrize("replica", IRIS, indirect=True)
