@@ -7,6 +7,8 @@ a stranger, application tokens, anonymous); bad input."""
 from __future__ import annotations
 
 import contextlib
+import html
+import json
 import re
 import threading
 import time
@@ -266,7 +268,17 @@ def test_who_may_call_an_endpoint(serving: InProc, inproc_user: Any) -> None:
         == 403
     )
     e = serving.http(eve)
-    assert e.get(f"/services/lakehub/api/endpoints/{space}.wine").status_code == 404
+    for path in ("", "/metrics", "/kserve"):  # its figures and its manifest are not seen either
+        r = e.get(f"/services/lakehub/api/endpoints/{space}.wine{path}")
+        assert r.status_code == 404 and "does not exist" in r.text, (path, r.text)
+        assert b.get(f"/services/lakehub/api/endpoints/{space}.wine{path}").is_success, path
+    page = f"{API}/endpoints/{space}.wine"
+    r = serving.browser_login(eve).post(f"{page}/try", data={"body": json.dumps(ROW)})
+    assert r.status_code == 404 and 'id="answer"' not in r.text  # nor tried from the portal
+    r = serving.browser_login(bob).post(f"{page}/try", data={"body": json.dumps(ROW)})
+    answer = re.search(r'<pre id="answer">(.*?)</pre>', r.text, re.S)
+    assert r.status_code == 200 and answer is not None, r.text[-2000:]
+    assert json.loads(html.unescape(answer.group(1)))["outputs"][0]["data"] == [2]
     assert all(
         x["name"] != f"{space}.wine" for x in e.get("/services/lakehub/api/endpoints").json()
     )

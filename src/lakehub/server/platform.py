@@ -60,6 +60,7 @@ from lakehub.server.runtime import Runtime, Tokens, load_runtime, tokens
 from lakehub.server.serving.ailib import Library
 from lakehub.server.serving.endpoints import Endpoints
 from lakehub.server.serving.local import LocalRunner
+from lakehub.server.serving.rollouts import Rollouts
 from lakehub.server.serving.samples import Samples
 from lakehub.server.vault import Vault
 
@@ -133,12 +134,7 @@ class Platform:
             model_files=model_files,
             purge=Purge(db, model_files, grace_ms),
             serving=Endpoints(
-                db,
-                registry,
-                model_files,
-                LocalRunner(settings),
-                environments,
-                policies,
+                Rollouts(db, registry, model_files, LocalRunner(settings), environments, policies),
                 Samples(model_files, catalog, settings.serving_sample_rate),
             ),
         )

@@ -22,3 +22,8 @@ def _utc(value: datetime) -> datetime:
 
 
 Instant = Annotated[datetime, AfterValidator(_utc)]
+
+
+def from_ms(ms: int) -> datetime:
+    """Milliseconds since the epoch (as MLflow and the serving tables keep times), in UTC."""
+    return datetime.fromtimestamp(ms / 1000, UTC)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -41,7 +40,7 @@ from lakehub.server.models.tracking import (
     _tags_out,
     now_ms,
 )
-from lakehub.server.schema import Instant
+from lakehub.server.schema import Instant, from_ms
 
 
 class AliasEventView(BaseModel):
@@ -83,10 +82,6 @@ class ModelView(BaseModel):
 class ModelDetail(ModelView):
     versions: list[VersionView]
     history: list[AliasEventView] = Field(description="every alias move, oldest first")
-
-
-def _at(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 ALIAS_RE = re.compile(r"^[A-Za-z_][\w\-]{0,255}$")
@@ -605,7 +600,7 @@ class Registry:
                 new_version=e.new_version,
                 action=e.action,
                 actor=e.actor,
-                at=_at(e.at_ms),
+                at=from_ms(e.at_ms),
             )
             for e in s.scalars(q.order_by(AliasEvent.id))
         ]
@@ -635,8 +630,8 @@ class Registry:
             description=row.description,
             aliases=aliases,
             latest_version=latest,
-            created_at=_at(row.created_ms),
-            updated_at=_at(row.updated_ms),
+            created_at=from_ms(row.created_ms),
+            updated_at=from_ms(row.updated_ms),
         )
 
     def visible(self, who: Reader) -> list[ModelView]:
@@ -668,7 +663,7 @@ class Registry:
                     aliases=aliases.get(v.version, []),
                     description=v.description,
                     creator=v.creator,
-                    created_at=_at(v.created_ms),
+                    created_at=from_ms(v.created_ms),
                     size_bytes=v.size_bytes,
                     lineage=json.loads(v.lineage),
                 )

@@ -28,15 +28,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from lakehub.server.db import Database
 from lakehub.server.identity.users import home_bucket
-from lakehub.server.models.base import ArtifactStore, ModelsError, Reader
+from lakehub.server.models.base import ModelsError, Reader
 from lakehub.server.models.owners import SEP, Access, owner_of
 from lakehub.server.models.registry import Deployable, Registry
 from lakehub.server.models.tables import RegisteredModel
-from lakehub.server.notebooks.policy import Policies
-from lakehub.server.notebooks.registry import Environments
-from lakehub.server.serving.base import Runner, ServingError
+from lakehub.server.serving.base import ServingError
 from lakehub.server.serving.rollouts import Rollouts, Route, log, now_ms, run
 from lakehub.server.serving.samples import Samples
 from lakehub.server.serving.tables import Endpoint, EndpointToken, Rollout
@@ -59,29 +56,18 @@ def digest(token: str) -> str:
 
 
 class Endpoints:
-    def __init__(
-        self,
-        db: Database,
-        registry: Registry,
-        files: ArtifactStore,
-        runner: Runner,
-        environments: Environments,
-        policies: Policies,
-        samples: Samples,
-    ) -> None:
-        self.db = db
+    def __init__(self, rollouts: Rollouts, samples: Samples) -> None:
+        self.rollouts = rollouts
+        self.db, self.registry = rollouts.db, rollouts.registry
+        self.runner, self.policies = rollouts.runner, rollouts.policies
         self.samples = samples
-        self.registry = registry
-        self.runner = runner
-        self.policies = policies
+        self.by_id = rollouts.by_id  # the routes by id, which the rollouts keep up
         self.routes: dict[tuple[str, str], Route] = {}  # (owner, name) -> route
-        self.by_id: dict[int, Route] = {}
         self.tokens: dict[str, int] = {}  # digest -> endpoint id
         self._grants: dict[tuple[str, str], bool] = {}  # (caller, bucket) -> may call
         # token digest -> (who, until): the door asks JupyterHub and the database once a while
         self.callers: dict[str, tuple[Reader, float]] = {}
-        self.rollouts = Rollouts(db, registry, files, runner, environments, policies, self.by_id)
-        db.on_change.append(self.forget)  # a grant or a user changed: ask again
+        self.db.on_change.append(self.forget)  # a grant or a user changed: ask again
 
     def forget(self) -> None:
         """Drop what was learnt of callers (a token revoked, a grant or a user changed)."""

@@ -85,7 +85,6 @@ class Rollouts:
         runner: Runner,
         environments: Environments,
         policies: Policies,
-        routes: dict[int, Route],
     ) -> None:
         self.db = db
         self.registry = registry
@@ -93,7 +92,7 @@ class Rollouts:
         self.runner = runner
         self.environments = environments
         self.policies = policies
-        self.by_id = routes  # the endpoints' routes, by id (shared, not copied)
+        self.by_id: dict[int, Route] = {}  # the endpoints' routes, by id
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
 

@@ -3,13 +3,10 @@ functions that make it from the tables' rows."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
 from pydantic import BaseModel, Field
 
 from lakehub.server.models.owners import owner_of
-from lakehub.server.schema import Instant
+from lakehub.server.schema import Instant, from_ms
 from lakehub.server.serving.tables import Endpoint, EndpointToken, Rollout
 
 
@@ -90,13 +87,9 @@ def endpoint_view(
         status=row.status,
         message=row.message,
         creator=row.creator,
-        created_at=_at(row.created_ms),
-        updated_at=_at(row.updated_ms),
+        created_at=from_ms(row.created_ms),
+        updated_at=from_ms(row.updated_ms),
     )
-
-
-def _at(ms: int | None) -> Any:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def rollout_view(r: Rollout) -> RolloutView:
@@ -108,8 +101,8 @@ def rollout_view(r: Rollout) -> RolloutView:
         actor=r.actor,
         state=r.state,
         message=r.message,
-        started_at=_at(r.started_ms),
-        ended_at=_at(r.ended_ms),
+        started_at=from_ms(r.started_ms),
+        ended_at=None if r.ended_ms is None else from_ms(r.ended_ms),
     )
 
 
@@ -119,6 +112,6 @@ def token_view(t: EndpointToken) -> TokenView:
         name=t.name,
         hint=t.hint + "...",
         creator=t.creator,
-        created_at=_at(t.created_ms),
-        revoked_at=_at(t.revoked_ms),
+        created_at=from_ms(t.created_ms),
+        revoked_at=None if t.revoked_ms is None else from_ms(t.revoked_ms),
     )
