@@ -297,7 +297,7 @@ def test_a_tensor_signature_and_its_predict_function(
     assert r.status_code == 200, r.text
     (out,) = r.json()["outputs"]
     assert out["shape"] == [5, 3]
-    want = tree[0].predict_proba(rows)
+    want = tree[0].predict_proba(pd.DataFrame(rows, columns=COLUMNS))
     assert np.allclose(np.asarray(out["data"]).reshape(5, 3), want)
 
 
