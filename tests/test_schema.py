@@ -11,6 +11,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from lakehub.server import db
+from lakehub.server.jobs import tables as _jobs_tables  # noqa: F401
 from lakehub.server.models import tables as _model_tables  # noqa: F401  (their tables too)
 from lakehub.server.serving import tables as _serving_tables  # noqa: F401
 

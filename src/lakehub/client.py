@@ -226,7 +226,8 @@ class Client:
         self.env = Env(self)
         self.servers = Servers(self)
 
-    def request(self, method: str, path: str, **kw: Any) -> Any:
+    def request(self, method: str, path: str, raw: bool = False, **kw: Any) -> Any:
+        """The answer's JSON (its bytes when ``raw``); LakeHubError for a refusal."""
         try:
             resp = self._http.request(method, path, **kw)
         except httpx.TransportError as err:
@@ -237,6 +238,8 @@ class Client:
             except ValueError:
                 detail = resp.text
             raise LakeHubError(resp.status_code, str(detail))
+        if raw:
+            return resp.content
         return resp.json() if resp.content else None
 
     def me(self) -> dict[str, Any]:

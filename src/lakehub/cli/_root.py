@@ -14,6 +14,7 @@ from lakehub.cli.compute import compute
 from lakehub.cli.connection import connection
 from lakehub.cli.endpoint import endpoint
 from lakehub.cli.env import env
+from lakehub.cli.job import job
 from lakehub.cli.lake import lake
 from lakehub.cli.model import model
 from lakehub.cli.notebook import COMMANDS
@@ -346,5 +347,6 @@ main.add_command(env)
 main.add_command(compute)
 main.add_command(model)
 main.add_command(endpoint)
+main.add_command(job)
 for _command in (*COMMANDS, *STREAM_COMMANDS):
     main.add_command(_command)

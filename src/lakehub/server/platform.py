@@ -43,6 +43,9 @@ from lakehub.server.identity.envvars import EnvVars
 from lakehub.server.identity.spaces import Spaces
 from lakehub.server.identity.users import Directory, UserError
 from lakehub.server.ingest import registry as ingest_registry
+from lakehub.server.jobs.jobs import Jobs
+from lakehub.server.jobs.local import LocalExecutor
+from lakehub.server.jobs.scheduler import Scheduler
 from lakehub.server.lake import open_lake
 from lakehub.server.models.artifacts import LakeArtifacts
 from lakehub.server.models.base import ArtifactStore
@@ -89,6 +92,7 @@ class Platform:
     purge: Purge
     serving: Endpoints
     library: Library = field(init=False)
+    jobs: Jobs = field(init=False)
     compute: dict[str, Engine] = field(default_factory=dict)  # kind -> engine
     prefix: str = "/services/lakehub/"
     hub_oauth: Any = field(default=None)  # JupyterHub's OAuth client, made by web.auth on first use
@@ -142,6 +146,11 @@ class Platform:
         platform.library = Library(
             settings, environments, platform.serving, tracking, platform.job_env
         )
+        platform.jobs = Jobs(
+            Scheduler(
+                db, LocalExecutor(settings), environments, policies, model_files, platform.job_env
+            )
+        )
         return platform
 
     async def start(self) -> None:
@@ -153,8 +162,10 @@ class Platform:
         for engine in self.compute.values():
             await self.run(engine.open)
         await self.serving.start()
+        self.jobs.scheduler.start()
 
     async def close(self) -> None:
+        await self.jobs.scheduler.stop()
         await self.serving.close()
         await self.run(self.quotas.stop)
         await self.run(self.purge.stop)
@@ -230,6 +241,7 @@ class Platform:
             raise UserError(f"no user named {name!r}", 404)
         await self.hub.delete_user(name)  # JupyterHub stops their servers first
         await self.serving.remove_creator(name)  # their endpoints' replicas run as them
+        await self.run(self.jobs.remove_owner, name)  # and their jobs
         for engine in self.compute.values():
             try:
                 for cluster in await self.run(engine.list, name):

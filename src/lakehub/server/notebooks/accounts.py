@@ -9,6 +9,19 @@ import threading
 import time
 from pathlib import Path
 
+from lakehub.server.config import Settings
+
+
+def run_ids(settings: Settings, owner: str) -> tuple[int, int, list[int]] | None:
+    """The ids to run ``owner``'s processes as (uid, gid, groups of their account, made on
+    first use), or None when LakeHub does not run as root; their home exists either way."""
+    home = settings.homes_dir / owner
+    if not settings.isolated:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return None
+    pw = ensure_account(owner, home)
+    return pw.pw_uid, pw.pw_gid, os.getgrouplist(pw.pw_name, pw.pw_gid)
+
 
 def unix_name(name: str) -> str:
     return f"lh-{name}"

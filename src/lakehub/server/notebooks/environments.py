@@ -103,7 +103,9 @@ def sdk_dependencies() -> list[str]:
 
 def spec_hash(python: str, packages: tuple[str, ...]) -> str:
     """The build's identity: how it is built, interpreter, packages and the SDK's own source."""
-    h = hashlib.sha256("\n".join((*BUILD_FLAGS, python, *packages)).encode())
+    from lakehub.server.notebooks.specs import KERNEL_PACKAGES
+
+    h = hashlib.sha256("\n".join((*BUILD_FLAGS, python, *packages, *KERNEL_PACKAGES)).encode())
     h.update("\n".join(sdk_dependencies()).encode())
     h.update(uv_overrides().read_bytes())
     sdk = Path(lakehub.__file__).parent

@@ -74,8 +74,9 @@ class Size:
 
 # MLflow's client, for LakeHub's tracking server (the version its API is tested against)
 MLFLOW_CLIENT = "mlflow-skinny==3.17.2"
-# every environment also gets ipykernel, pip and the LakeHub SDK (boto3, httpx)
-KERNEL_PACKAGES = ("ipykernel", "pip")
+# every environment also gets ipykernel, pip, papermill (notebook jobs run in any environment)
+# and the LakeHub SDK (boto3, httpx)
+KERNEL_PACKAGES = ("ipykernel", "pip", "papermill")
 
 BUILTIN_ENVIRONMENTS = (
     EnvironmentSpec(

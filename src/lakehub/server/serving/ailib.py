@@ -25,10 +25,10 @@ from lakehub.server.compute.spark_procs import private_dir
 from lakehub.server.config import Settings
 from lakehub.server.models.base import ModelsError, Reader
 from lakehub.server.models.tracking import Tracking
+from lakehub.server.notebooks.accounts import run_ids
 from lakehub.server.notebooks.registry import Environments
 from lakehub.server.serving.base import ServingError
 from lakehub.server.serving.endpoints import Endpoints
-from lakehub.server.serving.local import account
 from lakehub.server.serving.rollouts import log, run
 
 ENVIRONMENT = "datascience"
@@ -154,7 +154,7 @@ class Library:
         argv = [str(python), "-m", "lakehub.ailib", "train", name]
         if dataset:
             argv += ["--dataset", dataset]
-        ids = account(self.settings, owner)
+        ids = run_ids(self.settings, owner)
         home = self.settings.homes_dir / owner
         work = home / ".lakehub" / "ailib"
         private_dir(work, ids)  # its own folder: no project of the user's around it

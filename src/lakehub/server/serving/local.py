@@ -24,23 +24,11 @@ from typing import Any
 from lakehub.server.compute.spark_procs import Ids, alive, carries, free_port, private_dir
 from lakehub.server.config import Settings
 from lakehub.server.notebooks import limits
+from lakehub.server.notebooks.accounts import run_ids
 from lakehub.server.serving.base import Replica, ReplicaSpec, Runner
 
 MARKER = "LAKEHUB_SERVING_HUB"
 HOST = "127.0.0.1"
-
-
-def account(settings: Settings, owner: str) -> Ids | None:
-    """The ids to run ``owner``'s processes as (their account, made on first use), or None when
-    LakeHub does not run as root; their home exists either way."""
-    home = settings.homes_dir / owner
-    if not settings.isolated:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return None
-    from lakehub.server.notebooks.accounts import ensure_account
-
-    pw = ensure_account(owner, home)
-    return pw.pw_uid, pw.pw_gid, os.getgrouplist(pw.pw_name, pw.pw_gid)
 
 
 class LocalRunner(Runner):
@@ -57,7 +45,7 @@ class LocalRunner(Runner):
         return self._limits
 
     def _account(self, owner: str) -> Ids | None:
-        return account(self.settings, owner)
+        return run_ids(self.settings, owner)
 
     def files_dir(self, owner: str, key: str) -> Path:
         ids = self._account(owner)

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lakehub.server.identity.users import UserError
+from lakehub.server.jobs.base import JobsError
 from lakehub.server.lake.base import LakeUnavailable
 from lakehub.server.models.base import ModelsError
 from lakehub.server.notebooks.jupyterhub_api import HubAPIError
@@ -26,6 +27,7 @@ from lakehub.server.web.api import (
     compute,
     connections,
     datasets,
+    jobs,
     mlflow,
     models,
     notebooks,
@@ -46,6 +48,7 @@ from lakehub.server.web.portal import catalog, docs, home, uploads
 from lakehub.server.web.portal import compute as compute_pages
 from lakehub.server.web.portal import connections as connection_pages
 from lakehub.server.web.portal import experiments as experiment_pages
+from lakehub.server.web.portal import jobs as job_pages
 from lakehub.server.web.portal import notebooks as notebook_pages
 from lakehub.server.web.portal import policies as policy_pages
 from lakehub.server.web.portal import serving as serving_pages
@@ -109,6 +112,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         models.router,
         serving.router,
         ailib.router,
+        jobs.router,
         # the portal
         home.router,
         account_pages.router,
@@ -124,6 +128,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         stream_pages.router,
         experiment_pages.router,
         serving_pages.router,
+        job_pages.router,
         docs.router,
     )
     for router in routers:
@@ -139,6 +144,10 @@ def create_app(platform: Platform | None = None) -> FastAPI:
 
     @app.exception_handler(ModelsError)
     async def _models_error(request: Request, err: ModelsError) -> Response:
+        return JSONResponse({"detail": str(err)}, status_code=err.status)
+
+    @app.exception_handler(JobsError)
+    async def _jobs_error(request: Request, err: JobsError) -> Response:
         return JSONResponse({"detail": str(err)}, status_code=err.status)
 
     @app.exception_handler(ServingError)

@@ -1,0 +1,115 @@
+"""Jobs: notebooks and scripts run by the hub on a schedule or by hand, as their owner
+(``/api/jobs``). A job is its owner's alone: anyone else gets 404, as for a job that does not
+exist."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+
+from lakehub.server.jobs.jobs import JobView, RunView
+from lakehub.server.models.base import Reader
+from lakehub.server.web.auth import Principal, person
+from lakehub.server.web.deps import State, User
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+
+
+class JobChange(BaseModel):
+    code_name: str | None = Field(None, description="the file's name: name.ipynb or name.py")
+    code: str | None = Field(None, description="the notebook's JSON or the script, as text")
+    parameters: dict[str, Any] | None = Field(None, description="papermill's, or the script's")
+    environment: str | None = None
+    size: str | None = None
+    schedule: Literal["cron", "interval", "once", "manual"] | None = None
+    expr: str | None = Field(
+        None, description="cron: '30 3 * * 1-5'; interval: '15m'; once: '2027-01-04T07:00'"
+    )
+    timezone: str | None = Field(None, description="an IANA name (cron and once): Europe/Paris")
+    missed: Literal["skip", "latest", "all"] | None = Field(
+        None, description="after downtime: skip missed times, run the latest, or all (to a cap)"
+    )
+    missed_cap: int | None = None
+    concurrency: Literal["allow", "forbid", "replace"] | None = None
+    retries: int | None = Field(None, description="retries of the job's own failures")
+    backoff_s: int | None = Field(None, description="seconds before the first retry, doubling")
+    timeout_s: int | None = None
+    paused: bool | None = None
+
+
+class JobIn(JobChange):
+    name: str
+    code_name: str  # type: ignore[assignment]
+    code: str  # type: ignore[assignment]
+
+
+class RunIn(BaseModel):
+    parameters: dict[str, Any] | None = Field(None, description="over the job's, for this run")
+
+
+def _reader(who: Principal) -> Reader:
+    return Reader(person(who, "jobs"), who.admin)
+
+
+@router.get("")
+async def jobs(who: User, state: State) -> list[JobView]:
+    """Your jobs, each with its next times and its last run."""
+    return await state.run(state.jobs.owned, _reader(who))
+
+
+@router.post("", status_code=201)
+async def create(body: JobIn, who: User, state: State) -> JobView:
+    """A job from a notebook or a script (uploaded with it); by hand unless scheduled."""
+    return await state.run(state.jobs.create, _reader(who), body.model_dump(exclude_none=True))
+
+
+@router.get("/{name}")
+async def job(name: str, who: User, state: State) -> JobView:
+    return await state.run(state.jobs.get, _reader(who), name)
+
+
+@router.patch("/{name}")
+async def change(name: str, body: JobChange, who: User, state: State) -> JobView:
+    """Change the code (a new version), the schedule (counted from now), the policies, or
+    pause it (planned times that fall in a pause are not run later)."""
+    changes = body.model_dump(exclude_none=True)
+    return await state.run(state.jobs.update, _reader(who), name, changes)
+
+
+@router.delete("/{name}", status_code=204)
+async def delete(name: str, who: User, state: State) -> Response:
+    """Cancel its runs and forget it, its code and its outputs."""
+    await state.run(state.jobs.delete, _reader(who), name)
+    return Response(status_code=204)
+
+
+@router.post("/{name}/runs", status_code=201)
+async def run_now(name: str, body: RunIn, who: User, state: State) -> RunView:
+    """Run it now (paused or not), with these parameters over the job's."""
+    return await state.run(state.jobs.run_now, _reader(who), name, body.parameters)
+
+
+@router.get("/{name}/runs")
+async def runs(name: str, who: User, state: State, limit: int = 50) -> list[RunView]:
+    """Its runs, newest first: planned, running, waiting to retry, and how each ended."""
+    return await state.run(state.jobs.runs, _reader(who), name, limit)
+
+
+@router.post("/{name}/runs/{run_id}/cancel")
+async def cancel(name: str, run_id: int, who: User, state: State) -> RunView:
+    return await state.run(state.jobs.cancel, _reader(who), name, run_id)
+
+
+@router.get(
+    "/{name}/runs/{run_id}/{file}",
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def output(
+    name: str, run_id: int, file: Literal["output.ipynb", "log.txt"], who: User, state: State
+) -> Response:
+    """A run's output notebook (executed as far as it got) or its log."""
+    data = await state.run(state.jobs.output, _reader(who), name, run_id, file)
+    kind = "application/x-ipynb+json" if file.endswith(".ipynb") else "text/plain; charset=utf-8"
+    return Response(data, media_type=kind)

@@ -1,0 +1,138 @@
+"""The portal's jobs: make one from an uploaded notebook or script with its schedule, see its
+next times and every run (state, reason, times, attempts) with its output notebook and log, run
+it now, pause or resume it, remove it. A refused form comes back as typed, with the reason."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
+
+from lakehub.server.jobs.base import JobsError
+from lakehub.server.models.base import Reader
+from lakehub.server.web.auth import Principal
+from lakehub.server.web.deps import Browser, State
+from lakehub.server.web.portal.base import back, page
+
+router = APIRouter(include_in_schema=False)
+FIELDS = ("name", "schedule", "expr", "timezone", "missed", "concurrency", "retries", "timeout_s")
+
+
+def _reader(who: Principal) -> Reader:
+    if who.local:
+        raise HTTPException(400, "the local administrator has no jobs: log in as a user")
+    return Reader(who.name, who.admin)
+
+
+def _where(name: str) -> str:
+    return f"jobs/{quote(name, safe='')}"
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+async def jobs(request: Request, who: Browser, state: State) -> Response:
+    found = await state.run(state.jobs.owned, _reader(who))
+    choices = await state.run(state.policies.choices, who.name, who.admin)
+    form = {"schedule": "manual", "timezone": "UTC", "missed": "latest", "concurrency": "forbid"}
+    return page(request, "jobs.html", who=who, jobs=found, form=form, choices=choices)
+
+
+@router.post("/jobs", response_class=HTMLResponse)
+async def create(
+    request: Request,
+    who: Browser,
+    state: State,
+    code: UploadFile,
+    name: Annotated[str, Form()] = "",
+    schedule: Annotated[str, Form()] = "manual",
+    expr: Annotated[str, Form()] = "",
+    timezone: Annotated[str, Form()] = "UTC",
+    environment: Annotated[str, Form()] = "",
+    size: Annotated[str, Form()] = "",
+    missed: Annotated[str, Form()] = "latest",
+    concurrency: Annotated[str, Form()] = "forbid",
+    retries: Annotated[int, Form()] = 0,
+    timeout_s: Annotated[int, Form()] = 3600,
+) -> Response:
+    spec: dict[str, Any] = {
+        "name": name.strip(),
+        "schedule": schedule,
+        "expr": expr,
+        "timezone": timezone,
+        "missed": missed,
+        "concurrency": concurrency,
+        "retries": retries,
+        "timeout_s": timeout_s,
+        "code_name": code.filename or "",
+    }
+    if environment:
+        spec["environment"] = environment
+    if size:
+        spec["size"] = size
+    try:
+        data = await code.read()
+        spec["code"] = data.decode()
+        job = await state.run(state.jobs.create, _reader(who), spec)
+    except (JobsError, UnicodeDecodeError) as err:
+        found = await state.run(state.jobs.owned, _reader(who))
+        choices = await state.run(state.policies.choices, who.name, who.admin)
+        status = err.status if isinstance(err, JobsError) else 400
+        form = {k: spec.get(k) for k in (*FIELDS, "environment", "size")}
+        return page(
+            request, "jobs.html", status=status, who=who, jobs=found, form=form,
+            choices=choices, error=str(err),
+        )  # fmt: skip
+    return back(state, _where(job.name), msg=f"Job {job.name}: {job.describe}.")
+
+
+@router.get("/jobs/{name}", response_class=HTMLResponse)
+async def job(request: Request, name: str, who: Browser, state: State) -> Response:
+    try:
+        view = await state.run(state.jobs.get, _reader(who), name)
+        runs = await state.run(state.jobs.runs, _reader(who), name, 100)
+    except JobsError as err:
+        raise HTTPException(err.status, str(err)) from None
+    return page(request, "job.html", who=who, job=view, runs=runs)
+
+
+@router.post("/jobs/{name}/run")
+async def run_now(name: str, who: Browser, state: State) -> Response:
+    try:
+        run = await state.run(state.jobs.run_now, _reader(who), name, None)
+    except JobsError as err:
+        return back(state, _where(name), error=str(err))
+    return back(state, _where(name), msg=f"Run {run.id} starts now.")
+
+
+@router.post("/jobs/{name}/pause")
+async def pause(name: str, who: Browser, state: State, paused: Annotated[str, Form()]) -> Response:
+    try:
+        await state.run(state.jobs.update, _reader(who), name, {"paused": paused == "yes"})
+    except JobsError as err:
+        return back(state, _where(name), error=str(err))
+    return back(state, _where(name), msg="Paused." if paused == "yes" else "Resumed from now.")
+
+
+@router.post("/jobs/{name}/remove")
+async def remove(name: str, who: Browser, state: State) -> Response:
+    try:
+        await state.run(state.jobs.delete, _reader(who), name)
+    except JobsError as err:
+        return back(state, _where(name), error=str(err))
+    return back(state, "jobs", msg=f"Job {name} removed.")
+
+
+@router.get("/jobs/{name}/runs/{run_id}/{file}")
+async def output(name: str, run_id: int, file: str, who: Browser, state: State) -> Response:
+    """A run's log as text, or its output notebook as a download (never rendered here)."""
+    try:
+        data = await state.run(state.jobs.output, _reader(who), name, run_id, file)
+    except JobsError as err:
+        raise HTTPException(err.status, str(err)) from None
+    if file == "log.txt":
+        return Response(data, media_type="text/plain; charset=utf-8")
+    disposition = f'attachment; filename="{name}-run{run_id}.ipynb"'
+    return Response(
+        data, media_type="application/x-ipynb+json", headers={"Content-Disposition": disposition}
+    )
