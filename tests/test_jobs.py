@@ -377,3 +377,39 @@ def test_bad_jobs_are_refused_and_nothing_is_kept(
     if "name" not in change:
         assert r.status_code == status and message in r.text, r.text
     assert c.get(f"{API}/good").json()["code_version"] == 1  # a refused change changed nothing
+
+
+def test_the_portal_makes_shows_and_runs_a_job(
+    serving: InProc,  # noqa: F811
+    inproc_user: Any,
+    clocked: Any,
+) -> None:
+    ann, eve = inproc_user(), inproc_user()
+    b = serving.browser_login(ann)
+    page = "/services/lakehub/jobs"
+    r = b.get(page)
+    assert r.status_code == 200 and 'id="none"' in r.text and f'href="{page}">Jobs</a>' in r.text
+    form = {"name": "Bad Name", "schedule": "cron", "expr": "0 3 * * *", "timezone": "Asia/Tokyo"}
+    files = {"code": ("hello.py", b"print('hello from the portal')", "text/x-python")}
+    r = b.post(page, data=form, files=files)
+    assert r.status_code == 400 and "bad job name" in r.text
+    assert 'value="0 3 * * *"' in r.text and 'value="Asia/Tokyo"' in r.text  # kept as typed
+    r = b.post(page, data={**form, "name": "hello"}, files=files)
+    assert r.status_code == 200 and "cron 0 3 * * * (Asia/Tokyo)" in r.text, r.text[-2000:]
+    assert 'id="next"' in r.text
+    r = b.post(f"{page}/hello/run")
+    assert r.status_code == 200 and "starts now" in r.text
+    (run,) = drive(clocked, serving.http(ann), "hello", ended)
+    assert run["state"] == "succeeded"
+    r = b.get(f"{page}/hello")
+    assert f'data-run="{run["id"]}"' in r.text and "succeeded" in r.text
+    log = b.get(f"{page}/hello/runs/{run['id']}/log.txt")
+    assert log.status_code == 200 and "hello from the portal" in log.text
+    e = serving.browser_login(eve)
+    assert e.get(f"{page}/hello").status_code == 404
+    assert e.get(f"{page}/hello/runs/{run['id']}/log.txt").status_code == 404
+    r = e.post(f"{page}/hello/run")  # refused: back to a page that, for eve, does not exist
+    assert r.status_code == 404 and "does not exist" in r.text
+    assert [x["id"] for x in serving.http(ann).get(f"{API}/hello/runs").json()] == [run["id"]]
+    r = b.post(f"{page}/hello/remove")
+    assert r.status_code == 200 and "Job hello removed." in r.text

@@ -31,11 +31,15 @@ def _where(name: str) -> str:
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-async def jobs(request: Request, who: Browser, state: State) -> Response:
+async def jobs(
+    request: Request, who: Browser, state: State, msg: str = "", error: str = ""
+) -> Response:
     found = await state.run(state.jobs.owned, _reader(who))
     choices = await state.run(state.policies.choices, who.name, who.admin)
     form = {"schedule": "manual", "timezone": "UTC", "missed": "latest", "concurrency": "forbid"}
-    return page(request, "jobs.html", who=who, jobs=found, form=form, choices=choices)
+    return page(
+        request, "jobs.html", who=who, jobs=found, form=form, choices=choices, msg=msg, error=error
+    )
 
 
 @router.post("/jobs", response_class=HTMLResponse)
@@ -87,13 +91,15 @@ async def create(
 
 
 @router.get("/jobs/{name}", response_class=HTMLResponse)
-async def job(request: Request, name: str, who: Browser, state: State) -> Response:
+async def job(
+    request: Request, name: str, who: Browser, state: State, msg: str = "", error: str = ""
+) -> Response:
     try:
         view = await state.run(state.jobs.get, _reader(who), name)
         runs = await state.run(state.jobs.runs, _reader(who), name, 100)
     except JobsError as err:
         raise HTTPException(err.status, str(err)) from None
-    return page(request, "job.html", who=who, job=view, runs=runs)
+    return page(request, "job.html", who=who, job=view, runs=runs, msg=msg, error=error)
 
 
 @router.post("/jobs/{name}/run")

@@ -96,14 +96,18 @@ def _latency_chart(stats: Any) -> str:
 
 
 @router.get("/endpoints", response_class=HTMLResponse)
-async def endpoints(request: Request, who: Browser, state: State) -> Response:
+async def endpoints(
+    request: Request, who: Browser, state: State, msg: str = "", error: str = ""
+) -> Response:
     found = await state.run(state.serving.visible, _reader(who))
-    return page(request, "endpoints.html", who=who, endpoints=found)
+    return page(request, "endpoints.html", who=who, endpoints=found, msg=msg, error=error)
 
 
 @router.get("/endpoints/{name}", response_class=HTMLResponse)
-async def endpoint(request: Request, name: str, who: Browser, state: State) -> Response:
-    return await _endpoint_page(request, who, state, name)
+async def endpoint(
+    request: Request, name: str, who: Browser, state: State, msg: str = "", error: str = ""
+) -> Response:
+    return await _endpoint_page(request, who, state, name, msg=msg, error=error)
 
 
 @router.post("/endpoints", response_class=HTMLResponse)
