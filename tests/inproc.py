@@ -206,6 +206,7 @@ def inproc() -> Iterator[InProc]:
         ingest_http_port=0,
         models_delete_grace=6,  # deleted runs' files leave the lake within a test's time
         serving_sample_rate=1.0,  # every request an endpoint answers lands in its dataset
+        jobs_webhook_hosts=["127.0.0.1"],  # the tests' webhook receivers
     )
     _dirs(settings)  # as 'lakehub up' makes them: users' accounts reach their homes
     tok = tokens(settings)

@@ -167,6 +167,8 @@ def test_planned_once_missed_by_policy_and_never_doubled(
     states = [r["state"] for r in found[1:]]
     assert states == ["missed"] * 11 + ["succeeded"], states
     assert found[-1]["trigger"] == "catch-up" and "hub was down" in found[1]["reason"]
+    (notice,) = c.get("/services/lakehub/api/notices").json()
+    assert notice["event"] == "missed" and notice["message"].startswith("11 planned time(s)")
     # with a time current when it is back (09:20, not yet a minute ago), that one runs alone
     clocked.clock.at += 13 * MIN
     found = drive(clocked, c, "tick", ended)
@@ -183,7 +185,7 @@ def test_planned_once_missed_by_policy_and_never_doubled(
         clocked.policies,
         clocked.files,
         clocked.job_env,
-        clocked.clock,
+        clocked.notices,
     )
     again.tick()
     clocked.tick()
@@ -318,6 +320,7 @@ def test_a_notebook_with_parameters_and_what_a_stranger_sees(
     (done,) = drive(clocked, c, "report", ended, timeout=180)
     assert done["state"] == "succeeded", c.get(f"{API}/report/runs/{run['id']}/log.txt").text
     assert done["parameters"] == {"day": "friday", "n": 3}
+    assert done["environment_build"].startswith("datascience-")
     out = json.loads(jobs.output("report", run["id"], client=client))
     printed = "".join("".join(o.get("text", "")) for cell in out["cells"] for o in cell["outputs"])
     assert "friday:63" in printed
@@ -413,3 +416,134 @@ def test_the_portal_makes_shows_and_runs_a_job(
     assert [x["id"] for x in serving.http(ann).get(f"{API}/hello/runs").json()] == [run["id"]]
     r = b.post(f"{page}/hello/remove")
     assert r.status_code == 200 and "Job hello removed." in r.text
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1: answers 500 to its first ``fail`` calls, then 200."""
+
+    def __init__(self, fail: int) -> None:
+        import http.server
+        import threading
+
+        received: list[dict[str, Any]] = []
+        self.received, self.fail = received, fail
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append(json.loads(body))
+                self.send_response(500 if len(received) <= outer.fail else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook?key=s3cret"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_failure_is_told_in_the_portal_and_to_a_webhook(
+    serving: InProc,  # noqa: F811
+    inproc_user: Any,
+    clocked: Any,
+) -> None:
+    ann, eve = inproc_user(), inproc_user()
+    c, e = serving.http(ann), serving.http(eve)
+    receiver = Receiver(fail=1)
+    try:
+        for bad, message in [
+            ("ftp://example.org/x", "http:// or https://"),
+            ("http://10.1.2.3/hook", "local or private address"),
+            ("http://169.254.169.254/latest", "local or private address"),
+        ]:
+            r = c.post(API, json={"name": "x", "code_name": "x.py", "code": "1", "webhook": bad})
+            assert r.status_code == 400 and message in r.text, r.text
+        job = make_job(c, "alarm", "raise SystemExit('the feed is empty')", webhook=receiver.url)
+        assert job["webhook"] is True and "s3cret" not in json.dumps(c.get(f"{API}/alarm").json())
+        run = c.post(f"{API}/alarm/runs", json={}).json()
+        drive(clocked, c, "alarm", ended)
+        (notice,) = c.get("/services/lakehub/api/notices").json()
+        assert notice["event"] == "failed" and notice["run_id"] == run["id"]
+        assert notice["webhook"] == "pending" and "the job's code failed" in notice["message"]
+        assert e.get("/services/lakehub/api/notices").json() == []
+        r = e.post(f"/services/lakehub/api/notices/{notice['id']}/dismiss")
+        assert r.status_code == 404
+        # the receiver fails once: retried after its backoff, then delivered
+        assert clocked.notices.deliver() == 0 and len(receiver.received) == 1
+        assert clocked.notices.deliver() == 0 and len(receiver.received) == 1  # not yet due
+        clocked.clock.at += 6000
+        assert clocked.notices.deliver() == 1
+        assert [p["event"] for p in receiver.received] == ["failed", "failed"]
+        assert receiver.received[1] | {"at": None} == {
+            "job": "alarm", "owner": ann, "run": run["id"], "event": "failed",
+            "message": notice["message"], "at": None,
+        }  # fmt: skip
+        (notice,) = c.get("/services/lakehub/api/notices").json()
+        assert notice["webhook"] == "sent"
+        page = serving.browser_login(ann).get("/services/lakehub/jobs")
+        assert f'data-notice="{notice["id"]}"' in page.text and "webhook sent" in page.text
+        r = c.post(f"/services/lakehub/api/notices/{notice['id']}/dismiss")
+        assert r.status_code == 204 and c.get("/services/lakehub/api/notices").json() == []
+    finally:
+        receiver.close()
+
+
+def test_the_command_line(
+    serving: InProc,  # noqa: F811
+    inproc_user: Any,
+    clocked: Any,
+    tmp_path: Any,
+) -> None:
+    """``lakehub job``: made with a schedule and parameters, run and waited for while the
+    scheduler goes on (here a thread ticking it), its runs and log; refusals in one line."""
+    import subprocess
+    import sys
+    import threading
+
+    token = serving.token(inproc_user())
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "lakehub.cli", "job", *args]
+        argv += ["--hub", serving.url, "--token", token]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+    script = tmp_path / "greet.py"
+    script.write_text("import lakehub.jobs\nprint('hello', lakehub.jobs.parameters()['who'])\n")
+    made = cli("create", "greet", str(script), "--cron", "0 6 * * 1", "--tz", "Europe/Paris",
+               "-p", "who=world", "-p", "n=3")  # fmt: skip
+    assert made.returncode == 0 and "cron 0 6 * * 1 (Europe/Paris)" in made.stdout, made.stderr
+    assert "greet" in cli("ls").stdout
+    stop = threading.Event()
+
+    def ticking() -> None:
+        while not stop.wait(0.2):
+            clocked.tick()
+
+    ticker = threading.Thread(target=ticking, daemon=True)
+    ticker.start()
+    try:
+        done = cli("run", "greet", "-p", "who=ann", "--wait")
+    finally:
+        stop.set()
+        ticker.join()
+    assert done.returncode == 0 and "succeeded" in done.stdout, done.stdout + done.stderr
+    run_id = done.stdout.split()[1]
+    assert "manual" in cli("runs", "greet").stdout
+    assert "hello ann" in cli("output", "greet", run_id, "--log").stdout
+    for args, message in [
+        (("create", "x", str(script), "--cron", "0 6 * * *", "--every", "1h"), "give one of"),
+        (("create", "x", str(script), "-p", "novalue"), "NAME=VALUE"),
+        (("create", "x", str(script), "--every", "1s"), "at least 10s"),
+        (("run", "nosuch"), "does not exist"),
+    ]:
+        bad = cli(*args)
+        assert bad.returncode != 0 and message in bad.stderr, bad.stderr
+        assert "Traceback" not in bad.stderr
+    assert cli("rm", "greet").returncode == 0 and "no jobs" in cli("ls").stdout

@@ -80,6 +80,7 @@ def _options(fn: Any) -> Any:
             click.option("--concurrency", type=click.Choice(["allow", "forbid", "replace"])),
             click.option("--retries", type=int),
             click.option("--timeout", "timeout_s", type=int, help="seconds"),
+            click.option("--webhook", help="a URL POSTed to when a run fails or is missed"),
         ]
     ):
         fn = option(fn)

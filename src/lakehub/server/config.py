@@ -143,6 +143,11 @@ class Settings(BaseSettings):
         description="The share of each endpoint's requests kept, with their answers, in the "
         "endpoint's dataset of requests (0: none).",
     )
+    jobs_webhook_hosts: list[str] = Field(
+        default=[],
+        description="Hosts a job's webhook may name besides public addresses (loopback and "
+        "private addresses are refused unless listed here).",
+    )
     compute_max_clusters: int = Field(
         default=2, ge=1, description="Clusters (Dask and Spark together) a user may run at once."
     )

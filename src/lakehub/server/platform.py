@@ -43,8 +43,10 @@ from lakehub.server.identity.envvars import EnvVars
 from lakehub.server.identity.spaces import Spaces
 from lakehub.server.identity.users import Directory, UserError
 from lakehub.server.ingest import registry as ingest_registry
+from lakehub.server.jobs.base import Clock
 from lakehub.server.jobs.jobs import Jobs
 from lakehub.server.jobs.local import LocalExecutor
+from lakehub.server.jobs.notices import Notices
 from lakehub.server.jobs.scheduler import Scheduler
 from lakehub.server.lake import open_lake
 from lakehub.server.models.artifacts import LakeArtifacts
@@ -146,9 +148,16 @@ class Platform:
         platform.library = Library(
             settings, environments, platform.serving, tracking, platform.job_env
         )
+        notices = Notices(db, vault, settings.jobs_webhook_hosts, Clock())
         platform.jobs = Jobs(
             Scheduler(
-                db, LocalExecutor(settings), environments, policies, model_files, platform.job_env
+                db,
+                LocalExecutor(settings),
+                environments,
+                policies,
+                model_files,
+                platform.job_env,
+                notices,
             )
         )
         return platform

@@ -47,6 +47,7 @@ class RunView(BaseModel):
     exit_code: int | None
     parameters: dict[str, Any]
     code_version: int
+    environment_build: str = Field(description="the environment's build it ran in")
     started_at: Instant | None
     ended_at: Instant | None
     heartbeat_at: Instant | None
@@ -73,6 +74,7 @@ class JobView(BaseModel):
     backoff_s: int
     timeout_s: int
     paused: bool
+    webhook: bool = Field(description="whether it has a webhook (its URL is never shown)")
     last_run: RunView | None
     created_at: Instant
     updated_at: Instant
@@ -93,6 +95,7 @@ def run_view(r: JobRun) -> RunView:
         exit_code=r.exit_code,
         parameters=json.loads(r.parameters),
         code_version=r.code_version,
+        environment_build=r.environment_build,
         started_at=_at(r.started_ms),
         ended_at=_at(r.ended_ms),
         heartbeat_at=_at(r.heartbeat_ms),
@@ -142,6 +145,7 @@ class Jobs:
             backoff_s=job.backoff_s,
             timeout_s=job.timeout_s,
             paused=job.paused,
+            webhook=bool(job.webhook),
             last_run=run_view(last) if last else None,
             created_at=from_ms(job.created_ms),
             updated_at=from_ms(job.updated_ms),
@@ -215,6 +219,7 @@ class Jobs:
                 backoff_s=30,
                 timeout_s=3600,
                 paused=False,
+                webhook="",
                 planned_ms=now,
                 created_ms=now,
                 updated_ms=now,
@@ -297,7 +302,7 @@ class Jobs:
     def _apply(self, who: Reader, job: Job, changes: dict[str, Any], now: int) -> None:
         unknown = set(changes) - {
             "name", "code", "code_name", "parameters", "environment", "size", "schedule",
-            "expr", "timezone", "paused", *CHOICES, *LIMITS,
+            "expr", "timezone", "paused", "webhook", *CHOICES, *LIMITS,
         }  # fmt: skip
         if unknown:
             raise JobsError(f"unknown fields: {', '.join(sorted(unknown))}")
@@ -342,6 +347,8 @@ class Jobs:
                 setattr(job, key, value)
         if "paused" in changes:
             job.paused = bool(changes["paused"])
+        if "webhook" in changes:
+            job.webhook = self.scheduler.notices.seal(str(changes["webhook"] or ""))
         if "code" in changes or "code_name" in changes:  # last: nothing refused after it
             self._upload(who, job, changes)
 

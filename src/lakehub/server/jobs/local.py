@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lakehub.server import leftovers
 from lakehub.server.compute.spark_procs import alive, carries, private_dir
 from lakehub.server.config import Settings
 from lakehub.server.jobs.base import Attempt, Executor, RunSpec
@@ -67,6 +68,7 @@ class LocalExecutor(Executor):
             "OMP_NUM_THREADS": str(max(1, int(spec.cpus))),
             **spec.env,
             MARKER: self._mark(spec.key),
+            **leftovers.marker(self.settings.data_dir),  # stopped with the hub
         }
         procs = self.cgroups.prepare(spec.key, spec.cpus, spec.memory)
         user: dict[str, Any] = {}

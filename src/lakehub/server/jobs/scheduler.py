@@ -36,10 +36,12 @@ from lakehub.server.db import Database
 from lakehub.server.identity.users import home_bucket
 from lakehub.server.jobs import schedule as sched
 from lakehub.server.jobs.base import FAILED, Attempt, Clock, Executor, RunSpec
+from lakehub.server.jobs.notices import Notices
 from lakehub.server.jobs.tables import Job, JobRun
 from lakehub.server.models.base import ArtifactStore, ModelsError, Reader
 from lakehub.server.notebooks.policy import Policies
 from lakehub.server.notebooks.registry import Environments
+from lakehub.server.schema import from_ms
 
 log = logging.getLogger("lakehub.jobs")
 LATE_MS = 60_000  # a planned time this old when first seen was missed (the hub was down)
@@ -70,7 +72,7 @@ class Scheduler:
         policies: Policies,
         files: ArtifactStore,
         job_env: Callable[[str], dict[str, str]],
-        clock: Clock | None = None,
+        notices: Notices,
     ) -> None:
         self.db = db
         self.executor = executor
@@ -78,26 +80,38 @@ class Scheduler:
         self.policies = policies
         self.files = files
         self.job_env = job_env  # owner -> their lake keys, API and MLflow tokens
-        self.clock = clock or Clock()
+        self.notices = notices
         self.attempts: dict[int, Attempt] = {}  # run id -> the attempt running now
-        self._loop: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
+
+    @property
+    def clock(self) -> Clock:
+        return self.notices.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self.notices.clock = clock
 
     # the loop ---------------------------------------------------------------------------------
     def start(self) -> None:
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop().create_task(self._every_second())
+        if not self._loops:
+            loop = asyncio.get_running_loop()
+            self._loops = [
+                loop.create_task(self._every_second(self.tick)),
+                loop.create_task(self._every_second(self.notices.deliver)),
+            ]
 
     async def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
+        for task in self._loops:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
-            self._loop = None
+                await task
+        self._loops = []
 
-    async def _every_second(self) -> None:
+    async def _every_second(self, step: Callable[[], object]) -> None:
         while True:
             try:
-                await asyncio.to_thread(self.tick)
+                await asyncio.to_thread(step)
             except Exception:  # noqa: BLE001 (the loop outlives one bad pass; logged)
                 log.exception("a pass of the scheduler failed")
             await asyncio.sleep(1.0)
@@ -133,6 +147,12 @@ class Scheduler:
                 )
             )
         )
+        if skipped:
+            self.notices.record(
+                s, job, None, "missed",
+                f"{len(skipped)} planned time(s) missed while the hub was down, the last at "
+                f"{from_ms(skipped[-1]):%Y-%m-%d %H:%M}Z (missed policy: {job.missed})",
+            )  # fmt: skip
         for t in kept:
             if t in taken:
                 continue
@@ -222,7 +242,7 @@ class Scheduler:
         with self.db.session() as s:
             row = s.get(JobRun, run_id)
             if row is not None:
-                row.pid = attempt.pid
+                row.pid, row.environment_build = attempt.pid, spec.python.parent.parent.name
 
     @staticmethod
     def _key(job: Job, run: JobRun) -> str:
@@ -304,6 +324,7 @@ class Scheduler:
             run.reason = f"{why}; attempt {n + 1} in {delay:.0f} s"
             return
         run.state, run.ended_ms, run.reason = ("lost" if infra else "failed"), now, why
+        self.notices.record(s, job, run.id, run.state, f"run {run.id} {run.state}: {why}")
 
     def _cancel(self, job: Job, run: JobRun, now: int, why: str) -> None:
         attempt = self.attempts.pop(run.id, None)

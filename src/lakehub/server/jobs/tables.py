@@ -1,4 +1,4 @@
-"""The area's metadata, in LakeHub's database (migration 0012).
+"""The area's metadata, in LakeHub's database (migrations 0012 and 0013).
 
 A job belongs to its owner alone. Each planned run is a row, written before the run starts and
 unique per (job, planned time): a restarted scheduler or a clock change finds it there and never
@@ -37,6 +37,7 @@ class Job(Base):
     backoff_s: Mapped[int] = mapped_column(Integer, default=30)  # before the first retry
     timeout_s: Mapped[int] = mapped_column(Integer, default=3600)
     paused: Mapped[bool] = mapped_column(default=False)
+    webhook: Mapped[str] = mapped_column(Text, default="")  # its URL, encrypted (the vault's)
     planned_ms: Mapped[int] = mapped_column(BigInteger)  # planned times up to here are rows
     created_ms: Mapped[int] = mapped_column(BigInteger)
     updated_ms: Mapped[int] = mapped_column(BigInteger)
@@ -67,3 +68,22 @@ class JobRun(Base):
     started_ms: Mapped[int | None] = mapped_column(BigInteger)
     ended_ms: Mapped[int | None] = mapped_column(BigInteger)
     heartbeat_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class JobNotice(Base):
+    """Something its owner must hear of: a run failed, was lost or missed. Shown in the portal
+    until dismissed, and sent to the job's webhook (retried until it answers 2xx, or given up
+    after ``notices.ATTEMPTS``)."""
+
+    __tablename__ = "job_notices"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    event: Mapped[str] = mapped_column(String(16))  # failed | lost | missed
+    message: Mapped[str] = mapped_column(Text)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    dismissed: Mapped[bool] = mapped_column(default=False)
+    webhook: Mapped[str] = mapped_column(String(16), default="none")  # none|pending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_ms: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str] = mapped_column(Text, default="")

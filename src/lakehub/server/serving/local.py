@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lakehub.server import leftovers
 from lakehub.server.compute.spark_procs import Ids, alive, carries, free_port, private_dir
 from lakehub.server.config import Settings
 from lakehub.server.notebooks import limits
@@ -72,6 +73,7 @@ class LocalRunner(Runner):
             "PYTHONUNBUFFERED": "1",
             "OMP_NUM_THREADS": str(max(1, int(spec.cpus))),  # BLAS within the size's CPUs
             MARKER: str(self.settings.data_dir),
+            **leftovers.marker(self.settings.data_dir),  # stopped with the hub
         }
         argv = [
             str(spec.python),

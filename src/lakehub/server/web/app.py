@@ -113,6 +113,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         serving.router,
         ailib.router,
         jobs.router,
+        jobs.notices_router,
         # the portal
         home.router,
         account_pages.router,

@@ -10,11 +10,13 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from lakehub.server.jobs.jobs import JobView, RunView
+from lakehub.server.jobs.notices import NoticeView
 from lakehub.server.models.base import Reader
 from lakehub.server.web.auth import Principal, person
 from lakehub.server.web.deps import State, User
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+notices_router = APIRouter(prefix="/api/notices", tags=["jobs"])
 
 
 class JobChange(BaseModel):
@@ -37,6 +39,9 @@ class JobChange(BaseModel):
     backoff_s: int | None = Field(None, description="seconds before the first retry, doubling")
     timeout_s: int | None = None
     paused: bool | None = None
+    webhook: str | None = Field(
+        None, description="a URL the hub POSTs JSON to when a run fails or is missed ('': none)"
+    )
 
 
 class JobIn(JobChange):
@@ -113,3 +118,15 @@ async def output(
     data = await state.run(state.jobs.output, _reader(who), name, run_id, file)
     kind = "application/x-ipynb+json" if file.endswith(".ipynb") else "text/plain; charset=utf-8"
     return Response(data, media_type=kind)
+
+
+@notices_router.get("")
+async def notices(who: User, state: State) -> list[NoticeView]:
+    """What you must hear of (runs failed, lost or missed), newest first, until dismissed."""
+    return await state.run(state.jobs.scheduler.notices.of, person(who, "notices"))
+
+
+@notices_router.post("/{notice_id}/dismiss", status_code=204)
+async def dismiss(notice_id: int, who: User, state: State) -> Response:
+    await state.run(state.jobs.scheduler.notices.dismiss, person(who, "notices"), notice_id)
+    return Response(status_code=204)

@@ -34,12 +34,21 @@ def _where(name: str) -> str:
 async def jobs(
     request: Request, who: Browser, state: State, msg: str = "", error: str = ""
 ) -> Response:
+    form = {"schedule": "manual", "timezone": "UTC", "missed": "latest", "concurrency": "forbid"}
+    return await _jobs_page(request, who, state, form, msg=msg, error=error)
+
+
+async def _jobs_page(
+    request: Request, who: Principal, state: State, form: dict[str, Any], status: int = 200,
+    **ctx: Any,
+) -> Response:  # fmt: skip
     found = await state.run(state.jobs.owned, _reader(who))
     choices = await state.run(state.policies.choices, who.name, who.admin)
-    form = {"schedule": "manual", "timezone": "UTC", "missed": "latest", "concurrency": "forbid"}
+    notices = await state.run(state.jobs.scheduler.notices.of, _reader(who).name)
     return page(
-        request, "jobs.html", who=who, jobs=found, form=form, choices=choices, msg=msg, error=error
-    )
+        request, "jobs.html", status=status, who=who, jobs=found, form=form, choices=choices,
+        notices=notices, **ctx,
+    )  # fmt: skip
 
 
 @router.post("/jobs", response_class=HTMLResponse)
@@ -58,6 +67,7 @@ async def create(
     concurrency: Annotated[str, Form()] = "forbid",
     retries: Annotated[int, Form()] = 0,
     timeout_s: Annotated[int, Form()] = 3600,
+    webhook: Annotated[str, Form()] = "",
 ) -> Response:
     spec: dict[str, Any] = {
         "name": name.strip(),
@@ -70,6 +80,8 @@ async def create(
         "timeout_s": timeout_s,
         "code_name": code.filename or "",
     }
+    if webhook.strip():
+        spec["webhook"] = webhook.strip()
     if environment:
         spec["environment"] = environment
     if size:
@@ -79,14 +91,9 @@ async def create(
         spec["code"] = data.decode()
         job = await state.run(state.jobs.create, _reader(who), spec)
     except (JobsError, UnicodeDecodeError) as err:
-        found = await state.run(state.jobs.owned, _reader(who))
-        choices = await state.run(state.policies.choices, who.name, who.admin)
         status = err.status if isinstance(err, JobsError) else 400
-        form = {k: spec.get(k) for k in (*FIELDS, "environment", "size")}
-        return page(
-            request, "jobs.html", status=status, who=who, jobs=found, form=form,
-            choices=choices, error=str(err),
-        )  # fmt: skip
+        form = {k: spec.get(k) for k in (*FIELDS, "environment", "size", "webhook")}
+        return await _jobs_page(request, who, state, form, status, error=str(err))
     return back(state, _where(job.name), msg=f"Job {job.name}: {job.describe}.")
 
 
@@ -142,3 +149,12 @@ async def output(name: str, run_id: int, file: str, who: Browser, state: State) 
     return Response(
         data, media_type="application/x-ipynb+json", headers={"Content-Disposition": disposition}
     )
+
+
+@router.post("/jobs-notices/{notice_id}/dismiss")
+async def dismiss(notice_id: int, who: Browser, state: State) -> Response:
+    try:
+        await state.run(state.jobs.scheduler.notices.dismiss, _reader(who).name, notice_id)
+    except JobsError as err:
+        return back(state, "jobs", error=str(err))
+    return back(state, "jobs")
