@@ -167,8 +167,11 @@ def test_planned_once_missed_by_policy_and_never_doubled(
     states = [r["state"] for r in found[1:]]
     assert states == ["missed"] * 11 + ["succeeded"], states
     assert found[-1]["trigger"] == "catch-up" and "hub was down" in found[1]["reason"]
-    (notice,) = c.get("/services/lakehub/api/notices").json()
-    assert notice["event"] == "missed" and notice["message"].startswith("11 planned time(s)")
+    notices = c.get("/services/lakehub/api/notices").json()
+    (notice,) = [n for n in notices if n["event"] == "missed"]
+    assert notice["message"].startswith("11 planned time(s)")
+    # and an hour without a success on a five-minute schedule is said once, not each pass
+    assert [n["event"] for n in notices].count("stale") == 1
     # with a time current when it is back (09:20, not yet a minute ago), that one runs alone
     clocked.clock.at += 13 * MIN
     found = drive(clocked, c, "tick", ended)
@@ -547,3 +550,37 @@ def test_the_command_line(
         assert bad.returncode != 0 and message in bad.stderr, bad.stderr
         assert "Traceback" not in bad.stderr
     assert cli("rm", "greet").returncode == 0 and "no jobs" in cli("ls").stdout
+
+
+def test_a_missed_deadline_and_a_stale_job_are_told(
+    serving: InProc,  # noqa: F811
+    inproc_user: Any,
+    clocked: Any,
+) -> None:
+    c = serving.http(inproc_user())
+
+    def events() -> list[str]:
+        return sorted(n["event"] for n in c.get("/services/lakehub/api/notices").json())
+
+    clocked.clock.at = ms(2026, 12, 7, 5, 0)
+    bad = c.post(API, json={"name": "d", "code_name": "d.py", "code": "1", "deadline": "7h"})
+    assert bad.status_code == 400 and "bad deadline" in bad.text
+    fragile = "import os\nraise SystemExit(0 if os.path.exists('/nonexistent') else 1)"
+    make_job(c, "report", fragile, schedule="cron", expr="0 6 * * *", timezone="Europe/Paris",
+             deadline="07:00")  # fmt: skip
+    clocked.clock.at = ms(2026, 12, 7, 6, 0, 1)
+    drive(clocked, c, "report", ended)
+    assert events() == ["failed"]  # 06:00's run failed; the deadline is not there yet
+    clocked.clock.at = ms(2026, 12, 7, 7, 0, 1)
+    clocked.tick()
+    clocked.tick()
+    assert events() == ["deadline", "failed"]  # once
+    (deadline,) = [
+        n for n in c.get("/services/lakehub/api/notices").json() if n["event"] == "deadline"
+    ]
+    assert "no successful run by 07:00 (Europe/Paris) on 2026-12-07" in deadline["message"]
+    # two days on, no run has succeeded: twice its interval (a day) has passed
+    clocked.clock.at = ms(2026, 12, 9, 5, 1)
+    clocked.tick()
+    drive(clocked, c, "report", ended)
+    assert events().count("stale") == 1

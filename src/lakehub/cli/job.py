@@ -81,6 +81,7 @@ def _options(fn: Any) -> Any:
             click.option("--retries", type=int),
             click.option("--timeout", "timeout_s", type=int, help="seconds"),
             click.option("--webhook", help="a URL POSTed to when a run fails or is missed"),
+            click.option("--deadline", help="HH:MM: told when no run succeeded by then"),
         ]
     ):
         fn = option(fn)

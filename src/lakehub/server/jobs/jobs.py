@@ -75,6 +75,7 @@ class JobView(BaseModel):
     timeout_s: int
     paused: bool
     webhook: bool = Field(description="whether it has a webhook (its URL is never shown)")
+    deadline: str = Field(description="HH:MM in its time zone: told when no run succeeded by then")
     last_run: RunView | None
     created_at: Instant
     updated_at: Instant
@@ -146,6 +147,7 @@ class Jobs:
             timeout_s=job.timeout_s,
             paused=job.paused,
             webhook=bool(job.webhook),
+            deadline=job.deadline,
             last_run=run_view(last) if last else None,
             created_at=from_ms(job.created_ms),
             updated_at=from_ms(job.updated_ms),
@@ -220,6 +222,9 @@ class Jobs:
                 timeout_s=3600,
                 paused=False,
                 webhook="",
+                deadline="",
+                deadline_checked_ms=now,
+                stale_told=False,
                 planned_ms=now,
                 created_ms=now,
                 updated_ms=now,
@@ -302,7 +307,7 @@ class Jobs:
     def _apply(self, who: Reader, job: Job, changes: dict[str, Any], now: int) -> None:
         unknown = set(changes) - {
             "name", "code", "code_name", "parameters", "environment", "size", "schedule",
-            "expr", "timezone", "paused", "webhook", *CHOICES, *LIMITS,
+            "expr", "timezone", "paused", "webhook", "deadline", *CHOICES, *LIMITS,
         }  # fmt: skip
         if unknown:
             raise JobsError(f"unknown fields: {', '.join(sorted(unknown))}")
@@ -347,6 +352,10 @@ class Jobs:
                 setattr(job, key, value)
         if "paused" in changes:
             job.paused = bool(changes["paused"])
+        if "deadline" in changes:
+            given = str(changes["deadline"] or "")
+            job.deadline = sched.valid_deadline(given) if given else ""
+            job.deadline_checked_ms = now  # counted from now: no alert for a day gone by
         if "webhook" in changes:
             job.webhook = self.scheduler.notices.seal(str(changes["webhook"] or ""))
         if "code" in changes or "code_name" in changes:  # last: nothing refused after it

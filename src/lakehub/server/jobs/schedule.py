@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lakehub.server.jobs.base import JobsError
@@ -19,6 +19,7 @@ from lakehub.server.jobs.base import JobsError
 KINDS = ("cron", "interval", "once", "manual")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 EVERY_RE = re.compile(r"^(\d+)([smhd])$")
+DEADLINE_RE = re.compile(r"^(\d\d):(\d\d)$")
 MIN_INTERVAL_S = 10  # the scheduler looks every second; shorter would be a loop, not a schedule
 SCAN_LIMIT = 100_000  # planned times looked at in one pass (a minutely job down for ten weeks)
 
@@ -131,4 +132,34 @@ def next_time(s: Schedule, after_ms: int) -> int | None:
     from cronsim import CronSim
 
     at = next(iter(CronSim(s.expr, datetime.fromtimestamp(after_ms / 1000, ZoneInfo(s.timezone)))))
+    return int(at.timestamp() * 1000)
+
+
+def step_ms(s: Schedule, now_ms: int) -> int | None:
+    """The time between two planned times around ``now_ms`` (None: by hand or once)."""
+    if s.kind == "interval":
+        return interval_ms(s)
+    if s.kind != "cron":
+        return None
+    first = next_time(s, now_ms)
+    second = next_time(s, first) if first is not None else None
+    return None if first is None or second is None else second - first
+
+
+def valid_deadline(value: str) -> str:
+    m = DEADLINE_RE.match(value)
+    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        raise JobsError(f"bad deadline {value!r}: a time of day, HH:MM (07:00)")
+    return value
+
+
+def last_deadline(deadline: str, timezone: str, now_ms: int) -> int:
+    """The latest instant at or before ``now_ms`` when the wall clock of ``timezone`` showed
+    ``deadline`` (HH:MM): today's if passed, else yesterday's."""
+    zone = ZoneInfo(timezone)
+    now = datetime.fromtimestamp(now_ms / 1000, zone)
+    hour, minute = (int(x) for x in deadline.split(":"))
+    at = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if at > now:
+        at = (now - timedelta(days=1)).replace(hour=hour, minute=minute, second=0, microsecond=0)
     return int(at.timestamp() * 1000)

@@ -110,19 +110,28 @@ class Scheduler:
 
     async def _every_second(self, step: Callable[[], object]) -> None:
         while True:
+            wait = 1.0
             try:
-                await asyncio.to_thread(step)
+                due = await asyncio.to_thread(step)
+                if isinstance(due, int) and due > 0:  # a planned time comes before the second
+                    wait = min(wait, (due - self.clock.now_ms()) / 1000)
             except Exception:  # noqa: BLE001 (the loop outlives one bad pass; logged)
                 log.exception("a pass of the scheduler failed")
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(max(wait, 0.005))
 
-    def tick(self) -> None:
+    def tick(self) -> int:
+        """One pass; returns the next planned time of any job (0: none), which the loop wakes
+        for rather than at its next second."""
         now = self.clock.now_ms()
+        upcoming = []
         with self.db.session() as s:
             for job in s.scalars(select(Job).where(Job.paused.is_(False))):
                 self._plan(s, job, now)
+                self._alerts(s, job, now)
+                upcoming.append(sched.next_time(schedule_of(job), job.planned_ms) or 0)
         self._watch(now)
         self._start_due(now)
+        return min((t for t in upcoming if t), default=0)
 
     # 1. plan ----------------------------------------------------------------------------------
     def _plan(self, s: Session, job: Job, now: int) -> None:
@@ -166,6 +175,40 @@ class Scheduler:
         for t in current:
             if t not in taken:
                 s.add(self._row(job, t, "schedule"))
+
+    def _alerts(self, s: Session, job: Job, now: int) -> None:
+        """A deadline passed with no success since the one before (once per deadline); no
+        success for twice the schedule's interval (once, until the next success)."""
+        if job.deadline:
+            due = sched.last_deadline(job.deadline, job.timezone, now)
+            if due > job.deadline_checked_ms and due > job.created_ms:
+                job.deadline_checked_ms = due
+                if self._last_success(s, job, after=due - 86_400_000) is None:
+                    self.notices.record(
+                        s, job, None, "deadline",
+                        f"no successful run by {job.deadline} ({job.timezone}) on "
+                        f"{from_ms(due):%Y-%m-%d}",
+                    )  # fmt: skip
+        step = sched.step_ms(schedule_of(job), now)
+        if step and not job.stale_told:
+            last = max(self._last_success(s, job) or 0, job.updated_ms)  # or its last change
+            if now - last > 2 * step:
+                job.stale_told = True
+                self.notices.record(
+                    s, job, None, "stale",
+                    f"no successful run since {from_ms(last):%Y-%m-%d %H:%M}Z (or a change), "
+                    f"more than twice its interval ({step // 1000} s)",
+                )  # fmt: skip
+
+    @staticmethod
+    def _last_success(s: Session, job: Job, after: int = 0) -> int | None:
+        found: int | None = s.scalar(
+            select(JobRun.ended_ms)
+            .where(JobRun.job_id == job.id, JobRun.state == "succeeded", JobRun.ended_ms > after)
+            .order_by(JobRun.ended_ms.desc())
+            .limit(1)
+        )
+        return found
 
     @staticmethod
     def _row(
@@ -304,6 +347,7 @@ class Scheduler:
         run.exit_code, run.heartbeat_ms = code, now
         if code == 0:
             run.state, run.ended_ms, run.reason = "succeeded", now, ""
+            job.stale_told = False
             return
         infra = code not in (0, FAILED)
         if infra:

@@ -1,4 +1,4 @@
-"""The area's metadata, in LakeHub's database (migrations 0012 and 0013).
+"""The area's metadata, in LakeHub's database (migrations 0012 to 0014).
 
 A job belongs to its owner alone. Each planned run is a row, written before the run starts and
 unique per (job, planned time): a restarted scheduler or a clock change finds it there and never
@@ -38,6 +38,9 @@ class Job(Base):
     timeout_s: Mapped[int] = mapped_column(Integer, default=3600)
     paused: Mapped[bool] = mapped_column(default=False)
     webhook: Mapped[str] = mapped_column(Text, default="")  # its URL, encrypted (the vault's)
+    deadline: Mapped[str] = mapped_column(String(5), default="")  # "07:00" in its time zone
+    deadline_checked_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    stale_told: Mapped[bool] = mapped_column(default=False)  # no success for 2 intervals, told
     planned_ms: Mapped[int] = mapped_column(BigInteger)  # planned times up to here are rows
     created_ms: Mapped[int] = mapped_column(BigInteger)
     updated_ms: Mapped[int] = mapped_column(BigInteger)

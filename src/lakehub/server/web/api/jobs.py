@@ -39,6 +39,9 @@ class JobChange(BaseModel):
     backoff_s: int | None = Field(None, description="seconds before the first retry, doubling")
     timeout_s: int | None = None
     paused: bool | None = None
+    deadline: str | None = Field(
+        None, description="HH:MM in the job's time zone: told when no run succeeded by then"
+    )
     webhook: str | None = Field(
         None, description="a URL the hub POSTs JSON to when a run fails or is missed ('': none)"
     )

@@ -68,6 +68,7 @@ async def create(
     retries: Annotated[int, Form()] = 0,
     timeout_s: Annotated[int, Form()] = 3600,
     webhook: Annotated[str, Form()] = "",
+    deadline: Annotated[str, Form()] = "",
 ) -> Response:
     spec: dict[str, Any] = {
         "name": name.strip(),
@@ -82,6 +83,8 @@ async def create(
     }
     if webhook.strip():
         spec["webhook"] = webhook.strip()
+    if deadline.strip():
+        spec["deadline"] = deadline.strip()
     if environment:
         spec["environment"] = environment
     if size:
@@ -92,7 +95,7 @@ async def create(
         job = await state.run(state.jobs.create, _reader(who), spec)
     except (JobsError, UnicodeDecodeError) as err:
         status = err.status if isinstance(err, JobsError) else 400
-        form = {k: spec.get(k) for k in (*FIELDS, "environment", "size", "webhook")}
+        form = {k: spec.get(k) for k in (*FIELDS, "environment", "size", "webhook", "deadline")}
         return await _jobs_page(request, who, state, form, status, error=str(err))
     return back(state, _where(job.name), msg=f"Job {job.name}: {job.describe}.")
 
