@@ -584,3 +584,47 @@ def test_a_missed_deadline_and_a_stale_job_are_told(
     clocked.tick()
     drive(clocked, c, "report", ended)
     assert events().count("stale") == 1
+
+
+def test_the_scheduler_s_own_loop_fires_a_schedule_and_a_run_asked_for(
+    serving: InProc,  # noqa: F811
+    inproc_user: Any,
+) -> None:
+    """The control plane's loop, on the real clock: a job planned three seconds ahead starts
+    on its own, and a run asked for starts at once (the loop is woken, not polled)."""
+    import asyncio
+    import threading
+    from datetime import UTC, timedelta
+
+    scheduler = serving.platform.jobs.scheduler
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def start() -> None:
+        scheduler.start()
+
+    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    c = serving.http(inproc_user())
+    try:
+        at = datetime.now(UTC) + timedelta(seconds=3)
+        make_job(c, "soon", "print('on time')", schedule="once", expr=at.isoformat())
+        deadline = time.monotonic() + 60
+        while not ended(runs_of(c, "soon")):
+            assert time.monotonic() < deadline, runs_of(c, "soon")
+            time.sleep(0.1)
+        (run,) = runs_of(c, "soon")
+        assert run["state"] == "succeeded" and run["trigger"] == "schedule"
+        assert run["started_at"] >= run["planned_at"]  # never before its time (lateness: bench)
+        make_job(c, "asked", "print('asked')")
+        t = time.monotonic()
+        c.post(f"{API}/asked/runs", json={})
+        while not ended(runs_of(c, "asked")):
+            assert time.monotonic() - t < 60
+            time.sleep(0.05)
+        assert runs_of(c, "asked")[0]["state"] == "succeeded"
+    finally:
+        asyncio.run_coroutine_threadsafe(scheduler.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

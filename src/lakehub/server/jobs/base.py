@@ -69,6 +69,10 @@ class Executor(ABC):
         it was not this process's child), or -1 when it vanished without one."""
 
     @abstractmethod
+    def running(self, attempt: Attempt) -> bool:
+        """Whether it still runs (nothing recorded: :meth:`poll` tells how it ended)."""
+
+    @abstractmethod
     def stop(self, attempt: Attempt, grace: float = 5.0) -> None:
         """TERM, then KILL after ``grace`` seconds; releases its cgroup. Blocks."""
 

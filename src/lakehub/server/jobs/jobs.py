@@ -288,11 +288,13 @@ class Jobs:
                 select(JobRun.id).where(JobRun.job_id == job.id, JobRun.planned_ms == at)
             ):
                 at += 1  # two by hand in one millisecond stay two
-            run = self.scheduler._row(job, at, "manual")
+            run = self.scheduler.planned_row(job, at, "manual")
             run.parameters = json.dumps(params, sort_keys=True)
             s.add(run)
             s.flush()
-            return run_view(run)
+            view = run_view(run)
+        self.scheduler.wake()
+        return view
 
     def cancel(self, who: Reader, name: str, run_id: int) -> RunView:
         with self.db.session() as s:

@@ -125,9 +125,9 @@ class LocalExecutor(Executor):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(attempt.pid, sig)
             deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and self._running(attempt):
+            while time.monotonic() < deadline and self.running(attempt):
                 time.sleep(0.02)
-            if not self._running(attempt):
+            if not self.running(attempt):
                 break
         child = self._children.pop(attempt.pid, None)
         if child is not None:
@@ -135,7 +135,7 @@ class LocalExecutor(Executor):
                 child.wait(timeout=1)
         self._release(attempt)
 
-    def _running(self, attempt: Attempt) -> bool:
+    def running(self, attempt: Attempt) -> bool:
         child = self._children.get(attempt.pid)
         if child is not None:
             return child.poll() is None

@@ -25,6 +25,8 @@ import json
 import logging
 import random
 import shutil
+import threading
+import time
 from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
@@ -47,6 +49,7 @@ log = logging.getLogger("lakehub.jobs")
 LATE_MS = 60_000  # a planned time this old when first seen was missed (the hub was down)
 MISSED_ROWS = 100  # missed times kept as rows per pass; the oldest kept one counts the rest
 INFRA_RETRIES = 3
+WATCH_S = 0.05  # how often running attempts are looked at for their end
 MAX_BACKOFF_S = 3600
 ACTIVE = ("running", "waiting")
 
@@ -83,6 +86,7 @@ class Scheduler:
         self.notices = notices
         self.attempts: dict[int, Attempt] = {}  # run id -> the attempt running now
         self._loops: list[asyncio.Task[None]] = []
+        self._wake = threading.Event()
 
     @property
     def clock(self) -> Clock:
@@ -97,9 +101,34 @@ class Scheduler:
         if not self._loops:
             loop = asyncio.get_running_loop()
             self._loops = [
-                loop.create_task(self._every_second(self.tick)),
+                loop.create_task(self._scheduling()),
                 loop.create_task(self._every_second(self.notices.deliver)),
             ]
+
+    def wake(self) -> None:
+        """A run was asked for, or cancelled: pass now rather than at the next second."""
+        self._wake.set()
+
+    async def _scheduling(self) -> None:
+        """A pass every second, or sooner: at the next planned time, when woken, or when an
+        attempt ends (looked at every ``WATCH_S`` while any runs)."""
+        while True:
+            self._wake.clear()
+            due = 0
+            try:
+                due = await asyncio.to_thread(self.tick)
+            except Exception:  # noqa: BLE001 (the loop outlives one bad pass; logged)
+                log.exception("a pass of the scheduler failed")
+            until = time.monotonic() + 1.0
+            if due:
+                until = min(until, time.monotonic() + (due - self.clock.now_ms()) / 1000)
+            while (left := until - time.monotonic()) > 0:
+                step = min(left, WATCH_S) if self.attempts else left
+                if await asyncio.to_thread(self._wake.wait, step):
+                    break
+                running = list(self.attempts.values())
+                if running and not all(map(self.executor.running, running)):
+                    break
 
     async def stop(self) -> None:
         for task in self._loops:
@@ -136,9 +165,9 @@ class Scheduler:
     # 1. plan ----------------------------------------------------------------------------------
     def _plan(self, s: Session, job: Job, now: int) -> None:
         times = sched.due(schedule_of(job), job.planned_ms, now)
-        job.planned_ms = max(job.planned_ms, now)
-        if not times:
+        if not times:  # nothing in (planned_ms, now]: left as it is, no write
             return
+        job.planned_ms = max(job.planned_ms, now)
         missed = [t for t in times if t < now - LATE_MS]
         current = [t for t in times if t >= now - LATE_MS]
         catch_up: list[int] = []  # by the policy; "latest" needs none when a time is current
@@ -168,13 +197,13 @@ class Scheduler:
             reason = "the hub was down at its time (missed policy: " + job.missed + ")"
             if t == kept[0] and len(skipped) > len(kept):
                 reason += f"; {len(skipped) - len(kept)} earlier times not recorded"
-            s.add(self._row(job, t, "schedule", "missed", reason, at=now))
+            s.add(self.planned_row(job, t, "schedule", "missed", reason, at=now))
         for t in catch_up:
             if t not in taken:
-                s.add(self._row(job, t, "catch-up"))
+                s.add(self.planned_row(job, t, "catch-up"))
         for t in current:
             if t not in taken:
-                s.add(self._row(job, t, "schedule"))
+                s.add(self.planned_row(job, t, "schedule"))
 
     def _alerts(self, s: Session, job: Job, now: int) -> None:
         """A deadline passed with no success since the one before (once per deadline); no
@@ -189,8 +218,8 @@ class Scheduler:
                         f"no successful run by {job.deadline} ({job.timezone}) on "
                         f"{from_ms(due):%Y-%m-%d}",
                     )  # fmt: skip
-        step = sched.step_ms(schedule_of(job), now)
-        if step and not job.stale_told:
+        step = None if job.stale_told else sched.step_ms(schedule_of(job), now)
+        if step and now - job.updated_ms > 2 * step:  # else nothing to look up
             last = max(self._last_success(s, job) or 0, job.updated_ms)  # or its last change
             if now - last > 2 * step:
                 job.stale_told = True
@@ -211,7 +240,7 @@ class Scheduler:
         return found
 
     @staticmethod
-    def _row(
+    def planned_row(
         job: Job,
         at_ms: int,
         trigger: str,
