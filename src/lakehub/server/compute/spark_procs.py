@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -88,3 +89,24 @@ def write_private(path: Path, user: Ids | None, props: dict[str, str]) -> None:
         f.write("".join(f"{k} {v}\n" for k, v in props.items()))
     if user is not None:
         os.chown(path, user[0], user[1])
+
+
+def spawn_as(
+    argv: list[str], env: dict[str, str], cwd: Path, log_file: Path, user: Ids | None
+) -> subprocess.Popen[bytes]:
+    """A process as ``user`` (None: this account) in a session of its own, reading nothing,
+    its output appended to ``log_file``."""
+    ids: dict[str, Any] = {}
+    if user is not None:
+        ids = {"user": user[0], "group": user[1], "extra_groups": user[2]}
+    with open(log_file, "ab") as out:
+        return subprocess.Popen(  # noqa: S603 (LakeHub's own commands)
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **ids,
+        )

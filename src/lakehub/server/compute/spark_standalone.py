@@ -49,6 +49,7 @@ from lakehub.server.compute.spark_procs import (
     master_json,
     private_dir,
     pyspark_home,
+    spawn_as,
     write_private,
 )
 from lakehub.server.config import Settings
@@ -410,20 +411,7 @@ class SparkEngine(Engine):
     def _spawn(
         self, argv: Names, env: dict[str, str], cwd: Path, log_file: Path, user: Ids | None
     ) -> int:
-        with open(log_file, "ab") as out:
-            ids: dict[str, Any] = {}
-            if user is not None:
-                ids = {"user": user[0], "group": user[1], "extra_groups": user[2]}
-            proc = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                **ids,
-            )
+        proc = spawn_as(list(argv), env, cwd, log_file, user)
         self._children[proc.pid] = proc
         return proc.pid
 

@@ -19,10 +19,9 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 from lakehub.server import leftovers
-from lakehub.server.compute.spark_procs import alive, carries, private_dir
+from lakehub.server.compute.spark_procs import alive, carries, private_dir, spawn_as
 from lakehub.server.config import Settings
 from lakehub.server.jobs.base import Attempt, Executor, RunSpec
 from lakehub.server.notebooks import limits
@@ -71,23 +70,12 @@ class LocalExecutor(Executor):
             **leftovers.marker(self.settings.data_dir),  # stopped with the hub
         }
         procs = self.cgroups.prepare(spec.key, spec.cpus, spec.memory)
-        user: dict[str, Any] = {}
-        if ids is not None:
-            user = {"user": ids[0], "group": ids[1], "extra_groups": ids[2]}
         log = spec.work_dir / "log.txt"
-        with open(log, "ab") as out:
-            if ids is not None:
-                os.fchown(out.fileno(), ids[0], ids[1])
-            proc = subprocess.Popen(  # noqa: S603 (our own module, in the job's environment)
-                [str(spec.python), "-m", "lakehub.singleuser.job", *spec.argv],
-                env=env,
-                cwd=spec.work_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                **user,
-            )
+        log.touch()
+        if ids is not None:  # the attempt's own: it may read what it wrote
+            os.chown(log, ids[0], ids[1])
+        argv = [str(spec.python), "-m", "lakehub.singleuser.job", *spec.argv]
+        proc = spawn_as(argv, env, spec.work_dir, log, ids)
         with contextlib.suppress(OSError):
             limits.join(procs, proc.pid)
         self._children[proc.pid] = proc

@@ -19,10 +19,16 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 from lakehub.server import leftovers
-from lakehub.server.compute.spark_procs import Ids, alive, carries, free_port, private_dir
+from lakehub.server.compute.spark_procs import (
+    Ids,
+    alive,
+    carries,
+    free_port,
+    private_dir,
+    spawn_as,
+)
 from lakehub.server.config import Settings
 from lakehub.server.notebooks import limits
 from lakehub.server.notebooks.accounts import run_ids
@@ -93,20 +99,7 @@ class LocalRunner(Runner):
         if spec.batching:
             argv.append("--batch")
         procs = self.cgroups.prepare(spec.key, spec.cpus, spec.memory)
-        user: dict[str, Any] = {}
-        if ids is not None:
-            user = {"user": ids[0], "group": ids[1], "extra_groups": ids[2]}
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(  # noqa: S603 (our own module, in the model's environment)
-                argv,
-                env=env,
-                cwd=spec.model_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                **user,
-            )
+        proc = spawn_as(argv, env, spec.model_dir, log, ids)
         # joined from here: the child runs its first instructions (the interpreter's start)
         # outside the group, none of the model's
         with contextlib.suppress(OSError):
