@@ -194,6 +194,22 @@ def hub_down(hub: Hub, root: Path, keep: bool, wait: float = 5) -> list[str]:
     return problems
 
 
+def remove_accounts(root: Path) -> list[str]:
+    """``userdel`` the ``lh-`` accounts whose homes are under ``root`` (the run's users');
+    what went wrong."""
+    import pwd
+
+    problems = []
+    for pw in pwd.getpwall():
+        if pw.pw_name.startswith("lh-") and pw.pw_dir.startswith(f"{root}/"):
+            done = subprocess.run(
+                ["userdel", pw.pw_name], capture_output=True, text=True, timeout=30
+            )
+            if done.returncode != 0:
+                problems.append(f"userdel {pw.pw_name}: {done.stderr.strip()}")
+    return problems
+
+
 def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -193,7 +194,10 @@ def main() -> None:
             py = B.ratio(med["script job"], med["bare script"])
             print(f"  notebook job / raw papermill: {nb:.2f}x; script job / bare script: {py:.2f}x")
     finally:
-        problems += B.hub_down(hub, root, args.keep)
+        problems += B.hub_down(hub, root, keep=True)
+        problems += B.remove_accounts(root)  # the user's account, made for its jobs
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
         path = B.write_results("jobs", results)
         print(f"results: {path}")
         B.print_footer(started, info, problems, "problems")
