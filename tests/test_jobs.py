@@ -628,3 +628,20 @@ def test_the_scheduler_s_own_loop_fires_a_schedule_and_a_run_asked_for(
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+def test_a_removed_user_s_jobs_stop_and_go(
+    serving: InProc,  # noqa: F811
+    inproc_user: Any,
+    clocked: Any,
+) -> None:
+    from lakehub.server.models.base import Reader
+
+    ann = inproc_user()
+    c = serving.http(ann)
+    make_job(c, "forever", "import time\ntime.sleep(600)")
+    c.post(f"{API}/forever/runs", json={})
+    (run,) = drive(clocked, c, "forever", lambda f: f[0]["state"] == "running")
+    assert serving.admin_http().delete(f"/users/{ann}").status_code == 204
+    assert serving.platform.jobs.owned(Reader(ann)) == []
+    assert run["id"] not in clocked.attempts  # its process stopped, not left to the next pass

@@ -27,3 +27,8 @@ Instant = Annotated[datetime, AfterValidator(_utc)]
 def from_ms(ms: int) -> datetime:
     """Milliseconds since the epoch (as MLflow and the serving tables keep times), in UTC."""
     return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def from_ms_or_none(ms: int | None) -> datetime | None:
+    """:func:`from_ms` of a time that may not be there yet (an end, a revocation)."""
+    return None if ms is None else from_ms(ms)

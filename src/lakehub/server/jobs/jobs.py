@@ -20,7 +20,7 @@ from lakehub.server.jobs.base import JobsError
 from lakehub.server.jobs.scheduler import Scheduler, code_key, run_prefix, schedule_of
 from lakehub.server.jobs.tables import Job, JobRun
 from lakehub.server.models.base import ModelsError, Reader
-from lakehub.server.schema import Instant, from_ms
+from lakehub.server.schema import Instant, from_ms, from_ms_or_none
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 CODE_NAME_RE = re.compile(r"^[\w.\- ]{1,200}\.(ipynb|py)$")
@@ -81,10 +81,6 @@ class JobView(BaseModel):
     updated_at: Instant
 
 
-def _at(ms: int | None) -> Any:
-    return None if ms is None else from_ms(ms)
-
-
 def run_view(r: JobRun) -> RunView:
     return RunView(
         id=r.id,
@@ -97,9 +93,9 @@ def run_view(r: JobRun) -> RunView:
         parameters=json.loads(r.parameters),
         code_version=r.code_version,
         environment_build=r.environment_build,
-        started_at=_at(r.started_ms),
-        ended_at=_at(r.ended_ms),
-        heartbeat_at=_at(r.heartbeat_ms),
+        started_at=from_ms_or_none(r.started_ms),
+        ended_at=from_ms_or_none(r.ended_ms),
+        heartbeat_at=from_ms_or_none(r.heartbeat_ms),
     )
 
 
@@ -246,34 +242,30 @@ class Jobs:
             return self._view(s, job)
 
     def delete(self, who: Reader, name: str) -> None:
-        with self.db.session() as s:
-            job = self._job(s, who, name)
-            active = s.scalars(
-                select(JobRun.id).where(
-                    JobRun.job_id == job.id, JobRun.state.in_(("running", "waiting"))
-                )
-            ).all()
-        for run_id in active:
-            self.scheduler.cancel(run_id, "the job was deleted")
-        with self.db.session() as s:
-            job = self._job(s, who, name)
-            s.delete(job)
+        self._remove((Job.owner == who.name) & (Job.name == name), "the job was deleted", name)
         self.files.delete_tree(home_bucket(who.name), f"jobs/{name}/")
 
     def remove_owner(self, owner: str) -> None:
         """A removed user's jobs stop and go (their outputs stay in their lake, with their
         data)."""
+        self._remove(Job.owner == owner, f"{owner} was removed")
+
+    def _remove(self, which: Any, why: str, name: str | None = None) -> None:
+        """The jobs ``which`` selects: their running and waiting runs cancelled (processes
+        stopped, outputs kept), then the jobs forgotten with their runs and notices."""
         with self.db.session() as s:
-            ids = s.scalars(select(Job.id).where(Job.owner == owner)).all()
+            ids = s.scalars(select(Job.id).where(which)).all()
+            if name is not None and not ids:
+                raise JobsError(f"job {name!r} does not exist", 404)
             active = s.scalars(
                 select(JobRun.id).where(
-                    JobRun.job_id.in_(ids), JobRun.state.in_(("planned", "running", "waiting"))
+                    JobRun.job_id.in_(ids), JobRun.state.in_(("running", "waiting"))
                 )
             ).all()
         for run_id in active:
-            self.scheduler.cancel(run_id, f"{owner} was removed")
+            self.scheduler.cancel(run_id, why)
         with self.db.session() as s:
-            for job in s.scalars(select(Job).where(Job.owner == owner)):
+            for job in s.scalars(select(Job).where(Job.id.in_(ids))):
                 s.delete(job)
 
     def run_now(self, who: Reader, name: str, parameters: dict[str, Any] | None) -> RunView:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import shutil
@@ -87,6 +86,7 @@ class Scheduler:
         self.attempts: dict[int, Attempt] = {}  # run id -> the attempt running now
         self._loops: list[asyncio.Task[None]] = []
         self._wake = threading.Event()
+        self._outputs: list[tuple[str, str, Path]] = []  # (owner, lake prefix, attempt folder)
 
     @property
     def clock(self) -> Clock:
@@ -160,6 +160,7 @@ class Scheduler:
                 upcoming.append(sched.next_time(schedule_of(job), job.planned_ms) or 0)
         self._watch(now)
         self._start_due(now)
+        self._flush_outputs()
         return min((t for t in upcoming if t), default=0)
 
     # 1. plan ----------------------------------------------------------------------------------
@@ -409,19 +410,23 @@ class Scheduler:
         run.state, run.ended_ms, run.reason = "cancelled", now, why
 
     def _keep_output(self, job: Job, run: JobRun, work: Path) -> None:
-        """The attempt's output notebook and log, into the lake (the latest attempt's)."""
-        who, bucket = Reader(job.owner), home_bucket(job.owner)
-        for name in ("output.ipynb", "log.txt"):
-            path = work / name
-            try:
-                data = path.read_bytes()
-            except OSError:
-                continue
-            try:
-                self.files.put(who, bucket, run_prefix(job, run.id) + name, BytesIO(data))
-            except ModelsError as err:
-                log.warning("keeping the output of run %s: %s", run.id, err)
-        shutil.rmtree(work, ignore_errors=True)
+        """The attempt's output notebook and log go into the lake (the latest attempt's), once
+        the transaction that recorded its end has committed (:meth:`_flush_outputs`)."""
+        self._outputs.append((job.owner, run_prefix(job, run.id), work))
+
+    def _flush_outputs(self) -> None:
+        while self._outputs:
+            owner, prefix, work = self._outputs.pop()
+            for name in ("output.ipynb", "log.txt"):
+                try:
+                    data = (work / name).read_bytes()
+                except OSError:
+                    continue
+                try:
+                    self.files.put(Reader(owner), home_bucket(owner), prefix + name, BytesIO(data))
+                except ModelsError as err:
+                    log.warning("keeping %s%s: %s", prefix, name, err)
+            shutil.rmtree(work, ignore_errors=True)
 
     # by hand ----------------------------------------------------------------------------------
     def cancel(self, run_id: int, why: str) -> None:
@@ -430,7 +435,4 @@ class Scheduler:
             job = s.get(Job, run.job_id) if run is not None else None
             if run is not None and job is not None and run.state in ("planned", *ACTIVE):
                 self._cancel(job, run, self.clock.now_ms(), why)
-
-
-def parameters_json(value: dict[str, object]) -> str:
-    return json.dumps(value, sort_keys=True)
+        self._flush_outputs()

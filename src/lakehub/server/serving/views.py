@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from lakehub.server.models.owners import owner_of
-from lakehub.server.schema import Instant, from_ms
+from lakehub.server.schema import Instant, from_ms, from_ms_or_none
 from lakehub.server.serving.tables import Endpoint, EndpointToken, Rollout
 
 
@@ -102,7 +102,7 @@ def rollout_view(r: Rollout) -> RolloutView:
         state=r.state,
         message=r.message,
         started_at=from_ms(r.started_ms),
-        ended_at=None if r.ended_ms is None else from_ms(r.ended_ms),
+        ended_at=from_ms_or_none(r.ended_ms),
     )
 
 
@@ -113,5 +113,5 @@ def token_view(t: EndpointToken) -> TokenView:
         hint=t.hint + "...",
         creator=t.creator,
         created_at=from_ms(t.created_ms),
-        revoked_at=None if t.revoked_ms is None else from_ms(t.revoked_ms),
+        revoked_at=from_ms_or_none(t.revoked_ms),
     )
