@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -69,6 +70,7 @@ class Library:
         self.environments = environments
         self.endpoints = endpoints
         self.job_env = job_env  # owner -> their lake keys, API and MLflow tokens
+        self._making = threading.Lock()  # the experiment, made by the first training only
         self._last: dict[tuple[str, str], Training] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots: asyncio.Semaphore | None = None  # made on the loop that uses it
@@ -146,8 +148,9 @@ class Library:
         if env_dir is None:
             raise ServingError(f"the {ENVIRONMENT!r} environment is gone")
         python = env_dir / "bin" / "python"
-        try:  # made here: trainings started together would each try to make it
-            self.tracking.create_experiment(Reader(owner), EXPERIMENT, None)
+        try:  # made here, one at a time: trainings started together would each try to make it
+            with self._making:
+                self.tracking.create_experiment(Reader(owner), EXPERIMENT, None)
         except ModelsError as err:
             if err.code != "RESOURCE_ALREADY_EXISTS":
                 raise ServingError(str(err), err.status) from None

@@ -4,9 +4,9 @@ exist."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 
 from lakehub.server.jobs.jobs import JobView, RunView
@@ -14,8 +14,10 @@ from lakehub.server.jobs.notices import NoticeView
 from lakehub.server.models.base import Reader
 from lakehub.server.web.auth import Principal, person
 from lakehub.server.web.deps import State, User
+from lakehub.server.web.schema import INT64
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+RowId = Annotated[int, Path(ge=1, le=INT64)]  # a run's or a notice's id: within the column
 notices_router = APIRouter(prefix="/api/notices", tags=["jobs"])
 
 
@@ -106,7 +108,7 @@ async def runs(name: str, who: User, state: State, limit: int = 50) -> list[RunV
 
 
 @router.post("/{name}/runs/{run_id}/cancel")
-async def cancel(name: str, run_id: int, who: User, state: State) -> RunView:
+async def cancel(name: str, run_id: RowId, who: User, state: State) -> RunView:
     return await state.run(state.jobs.cancel, _reader(who), name, run_id)
 
 
@@ -115,7 +117,7 @@ async def cancel(name: str, run_id: int, who: User, state: State) -> RunView:
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
 async def output(
-    name: str, run_id: int, file: Literal["output.ipynb", "log.txt"], who: User, state: State
+    name: str, run_id: RowId, file: Literal["output.ipynb", "log.txt"], who: User, state: State
 ) -> Response:
     """A run's output notebook (executed as far as it got) or its log."""
     data = await state.run(state.jobs.output, _reader(who), name, run_id, file)
@@ -130,6 +132,6 @@ async def notices(who: User, state: State) -> list[NoticeView]:
 
 
 @notices_router.post("/{notice_id}/dismiss", status_code=204)
-async def dismiss(notice_id: int, who: User, state: State) -> Response:
+async def dismiss(notice_id: RowId, who: User, state: State) -> Response:
     await state.run(state.jobs.scheduler.notices.dismiss, person(who, "notices"), notice_id)
     return Response(status_code=204)
