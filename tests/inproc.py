@@ -29,6 +29,7 @@ stand-in take a second to start a server.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -238,6 +239,13 @@ def inproc() -> Iterator[InProc]:
     finally:
         ip.close_clients()
         if server is not None and thread is not None:
+            if server.started:  # the endpoints' replicas stop with the app, as at a hub's stop
+                loop = server.servers[0].get_loop()
+                done = asyncio.run_coroutine_threadsafe(platform.serving.close(), loop)
+                try:
+                    done.result(60)
+                except Exception as err:  # noqa: BLE001 (the rest of the teardown still runs)
+                    print(f"the endpoints' replicas did not stop: {err!r}", file=sys.stderr)
             server.should_exit = True
             thread.join(30)
         platform.quotas.stop()

@@ -49,7 +49,7 @@ def test_a_version_deployed_and_called_by_triton_and_kserve_clients(
     c = serving.http(ann)
     r = c.post("/services/lakehub/api/endpoints", json={"model": "iris@champion", "replicas": 2})
     assert r.status_code == 201, r.text
-    assert r.json()["status"] == "deploying"
+    assert r.json()["status"] == "deploying" and r.json()["rolling_out"] == 1
     ep = wait_serving(c, "iris", version)
     assert ep["ready_replicas"] == 2 and ep["status"] == "serving"
     base = f"{serving.url}{API}/{ep['path']}"

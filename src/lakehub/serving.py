@@ -79,13 +79,10 @@ def update(
     ``canary`` (``{"model": ..., "share": percent}``), ``canary_share``, ``clear_canary``;
     waits up to ``wait`` seconds for the rollout it starts."""
     c = default(client)
-    before = get(name, client=c)["rollouts"]
     out: dict[str, Any] = c.request("PATCH", _path(name), json=changes)
-    seen = len(before)
 
     def settled(ep: dict[str, Any]) -> bool:
-        new = ep["rollouts"][: max(0, len(ep["rollouts"]) - seen)]
-        return all(r["state"] != "starting" for r in new)
+        return bool(ep["rolling_out"] == 0)
 
     return _until(name, settled, wait, c) if wait else out
 

@@ -449,9 +449,9 @@ class Endpoints:
         route = self.by_id.get(row.id)
         ready = len(route.pool.ready("main")) if route else 0
         model_name = a.shown(model.bucket, model.name) if model else ""
-        return endpoint_view(
-            row, a.shown(row.bucket, row.name), a.can_write(row.bucket), model_name, ready
-        )
+        shown, writable = a.shown(row.bucket, row.name), a.can_write(row.bucket)
+        pending = self.rollouts.pending.get(row.id, 0)
+        return endpoint_view(row, shown, writable, model_name, ready, pending)
 
 
 def _check_replicas(n: Any) -> None:

@@ -19,6 +19,7 @@ import json
 import logging
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -94,6 +95,7 @@ class Rollouts:
         self.policies = policies
         self.by_id: dict[int, Route] = {}  # the endpoints' routes, by id
         self._tasks: set[asyncio.Task[None]] = set()
+        self.pending: Counter[int] = Counter()  # rollouts asked for and not finished, by endpoint
         self._watch: asyncio.Task[None] | None = None
 
     def watch(self) -> None:
@@ -109,7 +111,18 @@ class Rollouts:
             task.cancel()
 
     def spawn(self, endpoint_id: int, role: str, version: int, reason: str, actor: str) -> None:
-        self.later(self._rollout(endpoint_id, role, version, reason, actor))
+        self.pending[endpoint_id] += 1
+        self.later(
+            self._counted(endpoint_id, self._rollout(endpoint_id, role, version, reason, actor))
+        )
+
+    async def _counted(self, endpoint_id: int, rollout: Any) -> None:
+        try:
+            await rollout
+        finally:
+            self.pending[endpoint_id] -= 1
+            if self.pending[endpoint_id] <= 0:
+                del self.pending[endpoint_id]
 
     def later(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -41,6 +41,7 @@ class EndpointView(BaseModel):
     version: int | None = Field(description="the version serving now (None: none yet)")
     replicas: int
     ready_replicas: int
+    rolling_out: int = Field(description="rollouts asked for and not finished yet")
     size: str
     environment: str = Field(description="empty: the environment the model was trained in")
     follow: bool = Field(description="a move of the alias rolls the new version out")
@@ -63,7 +64,7 @@ class EndpointDetail(EndpointView):
 
 
 def endpoint_view(
-    row: Endpoint, shown: str, writable: bool, model: str, ready: int
+    row: Endpoint, shown: str, writable: bool, model: str, ready: int, rolling_out: int
 ) -> EndpointView:
     """``row`` as a caller sees it: named ``shown``, its model named ``model``."""
     owner = owner_of(row.bucket)
@@ -77,6 +78,7 @@ def endpoint_view(
         version=row.version,
         replicas=row.replicas,
         ready_replicas=ready,
+        rolling_out=rolling_out,
         size=row.size,
         environment=row.environment,
         follow=row.follow,
