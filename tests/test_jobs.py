@@ -327,8 +327,17 @@ def test_a_notebook_with_parameters_and_what_a_stranger_sees(
     out = json.loads(jobs.output("report", run["id"], client=client))
     printed = "".join("".join(o.get("text", "")) for cell in out["cells"] for o in cell["outputs"])
     assert "friday:63" in printed
-    # a stranger: as if the job did not exist, whatever they try
+    # its output as a read-only page (a stranger cannot publish it)
+    import lakehub.publish as publish
+
+    p = publish.run("report", run["id"], client=client)
+    assert p["versions"][0]["source"] == f"job report, run {run['id']}"
+    r = c.get(f"/services/lakehub/{p['url']}", headers={"accept": "text/html"})
+    assert r.status_code == 200 and "friday:63" in r.text
     e = serving.http(eve)
+    r = e.post("/services/lakehub/api/published", json={"name": "x", "job": "report", "run": 1})
+    assert r.status_code == 404 and "does not exist" in r.text
+    # a stranger: as if the job did not exist, whatever they try
     for method, path, payload in [
         ("GET", "/report", None),
         ("PATCH", "/report", {"paused": True}),

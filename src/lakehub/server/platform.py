@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from io import BytesIO
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,7 +51,7 @@ from lakehub.server.jobs.notices import Notices
 from lakehub.server.jobs.scheduler import Scheduler
 from lakehub.server.lake import open_lake
 from lakehub.server.models.artifacts import LakeArtifacts
-from lakehub.server.models.base import ArtifactStore
+from lakehub.server.models.base import ArtifactStore, ModelsError, Reader
 from lakehub.server.models.purge import Purge
 from lakehub.server.models.registry import Registry
 from lakehub.server.models.tracking import Tracking
@@ -60,6 +61,9 @@ from lakehub.server.notebooks.aws_profiles import AwsProfiles
 from lakehub.server.notebooks.jupyterhub_api import HubAPIError, JupyterHubAPI
 from lakehub.server.notebooks.policy import Policies
 from lakehub.server.notebooks.registry import Environments
+from lakehub.server.publish.base import PublishError
+from lakehub.server.publish.published import Publications, PublicationView, check_name
+from lakehub.server.publish.render import ProcessRenderer
 from lakehub.server.quotas import Quotas
 from lakehub.server.runtime import Runtime, Tokens, load_runtime, tokens
 from lakehub.server.serving.ailib import Library
@@ -95,6 +99,7 @@ class Platform:
     serving: Endpoints
     library: Library = field(init=False)
     jobs: Jobs = field(init=False)
+    published: Publications = field(init=False)
     compute: dict[str, Engine] = field(default_factory=dict)  # kind -> engine
     prefix: str = "/services/lakehub/"
     hub_oauth: Any = field(default=None)  # JupyterHub's OAuth client, made by web.auth on first use
@@ -160,6 +165,7 @@ class Platform:
                 notices,
             )
         )
+        platform.published = Publications(db, model_files, vault, ProcessRenderer())
         return platform
 
     async def start(self) -> None:
@@ -172,9 +178,11 @@ class Platform:
             await self.run(engine.open)
         await self.serving.start()
         self.jobs.scheduler.start()
+        await self.run(self.published.start)
 
     async def close(self) -> None:
         await self.jobs.scheduler.stop()
+        await self.run(self.published.stop)
         await self.serving.close()
         await self.run(self.quotas.stop)
         await self.run(self.purge.stop)
@@ -236,6 +244,31 @@ class Platform:
         return {"AWS_CONFIG_FILE": str(path)}
 
     # operations across areas ------------------------------------------------------------------
+    def publish_from(
+        self, who: Reader, name: str, source: dict[str, Any], opts: dict[str, Any]
+    ) -> PublicationView:
+        """Publish a notebook in the lake (``lake``: ``s3://bucket/key``, read as ``who``) or
+        the output of one of ``who``'s job runs (``job`` and ``run``)."""
+        check_name(name)
+        if source.get("lake"):
+            bucket, _, key = str(source["lake"]).removeprefix("s3://").partition("/")
+            if not bucket or not key.endswith(".ipynb"):
+                raise PublishError("a notebook in the lake: s3://bucket/path/name.ipynb")
+            try:
+                body = b"".join(self.model_files.get(who, bucket, key))
+            except ModelsError:
+                raise PublishError(
+                    f"there is no notebook you may read at s3://{bucket}/{key}", 404
+                ) from None
+            what = f"s3://{bucket}/{key}"
+        elif source.get("job") and source.get("run"):
+            job, run = str(source["job"]), int(source["run"])
+            body = self.jobs.output(who, job, run, "output.ipynb")
+            what = f"job {job}, run {run}"
+        else:
+            raise PublishError("publish what? a notebook in the lake (lake) or a run (job and run)")
+        return self.published.publish(who, name, BytesIO(body), len(body), what, opts)
+
     async def remove_user(self, name: str, actor: str) -> None:
         """Everything of the user stops, then goes: servers, endpoints they made, clusters, the
         processes left running as their account, the account, their lake identity and record;
@@ -251,6 +284,7 @@ class Platform:
         await self.hub.delete_user(name)  # JupyterHub stops their servers first
         await self.serving.remove_creator(name)  # their endpoints' replicas run as them
         await self.run(self.jobs.remove_owner, name)  # and their jobs
+        await self.run(self.published.remove_owner, name)  # their pages: their lake goes too
         for engine in self.compute.values():
             try:
                 for cluster in await self.run(engine.list, name):

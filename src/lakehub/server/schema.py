@@ -8,6 +8,7 @@ INTEGER and BIGINT columns (``INT32``, ``INT64``).
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -32,3 +33,8 @@ def from_ms(ms: int) -> datetime:
 def from_ms_or_none(ms: int | None) -> datetime | None:
     """:func:`from_ms` of a time that may not be there yet (an end, a revocation)."""
     return None if ms is None else from_ms(ms)
+
+
+def now_ms() -> int:
+    """Now, in milliseconds since the epoch (how the areas' tables keep times)."""
+    return int(time.time() * 1000)

@@ -12,7 +12,8 @@ from sqlalchemy import delete, select
 from lakehub.server.db import Database
 from lakehub.server.models.base import ArtifactStore
 from lakehub.server.models.tables import Experiment, Retention, Run, Trash
-from lakehub.server.models.tracking import KEY_PREFIX, now_ms
+from lakehub.server.models.tracking import KEY_PREFIX
+from lakehub.server.schema import now_ms
 
 log = logging.getLogger("lakehub.models")
 

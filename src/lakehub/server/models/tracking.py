@@ -13,7 +13,6 @@ import json
 import math
 import re
 import secrets
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,6 +33,7 @@ from lakehub.server.models.tables import (
     RunTag,
     Trash,
 )
+from lakehub.server.schema import now_ms
 
 DEFAULT_EXPERIMENT = "Default"
 ARTIFACTS = "mlflow-artifacts:/"
@@ -45,10 +45,6 @@ KEY_RE = re.compile(r"^[\w\-./ :]{1,250}$")
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 WORDS = ("bright", "calm", "eager", "keen", "quiet", "swift", "bold", "clever", "gentle", "brave")
 ANIMALS = ("otter", "heron", "lynx", "finch", "mole", "seal", "crane", "hare", "wren", "newt")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _key(key: str, what: str) -> str:

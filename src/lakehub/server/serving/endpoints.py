@@ -33,8 +33,9 @@ from lakehub.server.models.base import ModelsError, Reader
 from lakehub.server.models.owners import SEP, Access, owner_of
 from lakehub.server.models.registry import Deployable, Registry
 from lakehub.server.models.tables import RegisteredModel
+from lakehub.server.schema import now_ms
 from lakehub.server.serving.base import ServingError
-from lakehub.server.serving.rollouts import Rollouts, Route, log, now_ms, run
+from lakehub.server.serving.rollouts import Rollouts, Route, log, run
 from lakehub.server.serving.samples import Samples
 from lakehub.server.serving.tables import Endpoint, EndpointToken, Rollout
 from lakehub.server.serving.views import (

@@ -33,6 +33,7 @@ from lakehub.server.models.registry import Registry
 from lakehub.server.models.tables import ModelVersion, RegisteredModel
 from lakehub.server.notebooks.policy import Policies
 from lakehub.server.notebooks.registry import Environments
+from lakehub.server.schema import now_ms
 from lakehub.server.serving.base import ReplicaSpec, Runner, ServingError
 from lakehub.server.serving.gateway import Backend, Pool, _exchange
 from lakehub.server.serving.tables import Endpoint, Rollout
@@ -43,10 +44,6 @@ READY_TIMEOUT = 180.0  # a replica's start: the environment's imports and the mo
 DRAIN_GRACE = 30.0
 WATCH_EVERY = 1.0
 DEFAULT_ENVIRONMENT = "datascience"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 async def run(fn: Callable[..., T], *args: Any) -> T:

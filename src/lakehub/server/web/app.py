@@ -19,6 +19,7 @@ from lakehub.server.lake.base import LakeUnavailable
 from lakehub.server.models.base import ModelsError
 from lakehub.server.notebooks.jupyterhub_api import HubAPIError
 from lakehub.server.platform import Platform
+from lakehub.server.publish.base import PublishError
 from lakehub.server.serving.base import ServingError
 from lakehub.server.web import auth, guards
 from lakehub.server.web.api import (
@@ -31,6 +32,7 @@ from lakehub.server.web.api import (
     mlflow,
     models,
     notebooks,
+    published,
     quotas,
     servers,
     serving,
@@ -51,6 +53,7 @@ from lakehub.server.web.portal import experiments as experiment_pages
 from lakehub.server.web.portal import jobs as job_pages
 from lakehub.server.web.portal import notebooks as notebook_pages
 from lakehub.server.web.portal import policies as policy_pages
+from lakehub.server.web.portal import published as published_pages
 from lakehub.server.web.portal import serving as serving_pages
 from lakehub.server.web.portal import spaces as space_pages
 from lakehub.server.web.portal import streams as stream_pages
@@ -114,6 +117,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         ailib.router,
         jobs.router,
         jobs.notices_router,
+        published.router,
         # the portal
         home.router,
         account_pages.router,
@@ -130,6 +134,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         experiment_pages.router,
         serving_pages.router,
         job_pages.router,
+        published_pages.router,
         docs.router,
     )
     for router in routers:
@@ -149,6 +154,10 @@ def create_app(platform: Platform | None = None) -> FastAPI:
 
     @app.exception_handler(JobsError)
     async def _jobs_error(request: Request, err: JobsError) -> Response:
+        return JSONResponse({"detail": str(err)}, status_code=err.status)
+
+    @app.exception_handler(PublishError)
+    async def _publish_error(request: Request, err: PublishError) -> Response:
         return JSONResponse({"detail": str(err)}, status_code=err.status)
 
     @app.exception_handler(ServingError)

@@ -1,0 +1,1 @@
+"""Notebooks published read-only: snapshots in the lake, rendered safe, shared by link."""
