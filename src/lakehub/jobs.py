@@ -8,6 +8,9 @@ and a size of yours, never failing silently::
     jobs.wait("nightly", run["id"])                                # until it has ended
     jobs.output("nightly", run["id"])                              # the executed notebook
     jobs.parameters()       # inside a job's script: the run's parameters
+    jobs.create("clean", "clean.py", after=["nightly"])          # a pipeline's next step
+    jobs.backfill("nightly", "2026-11-01T00:00Z", "2026-11-30T23:59Z")
+    jobs.rerun("clean", 57)                                       # again, from the failed step
 
 A notebook's parameters are injected by papermill after its cell tagged ``parameters``.
 """
@@ -107,6 +110,26 @@ def wait(
         if time.monotonic() > deadline:
             raise LakeHubError(0, f"run {run_id} of {name} has not ended after {timeout:.0f} s")
         time.sleep(1.0)
+
+
+def rerun(name: str, run_id: int, client: Client | None = None) -> dict[str, Any]:
+    """Plan a failed, lost or cancelled run again: a pipeline goes on from that step."""
+    out: dict[str, Any] = default(client).request("POST", f"{_path(name)}/runs/{run_id}/rerun")
+    return out
+
+
+def backfill(name: str, start: str, end: str, client: Client | None = None) -> int:
+    """Plan the job's schedule times from ``start`` to ``end`` (ISO times, both included) as
+    runs, ``backfill_parallelism`` of them at once; how many were planned."""
+    body = {"start": start, "end": end}
+    out: dict[str, int] = default(client).request("POST", f"{_path(name)}/backfill", json=body)
+    return out["planned"]
+
+
+def planned_at() -> str:
+    """Inside a job: the time this run was planned for (ISO, UTC); the steps of a pipeline
+    share it (``s3://.../day=2026-12-01/``)."""
+    return os.environ.get("LAKEHUB_JOB_PLANNED", "")
 
 
 def output(name: str, run_id: int, file: str = "output.ipynb", client: Client | None = None) -> str:

@@ -1,6 +1,6 @@
-"""``lakehub job ls|show|create|update|run|runs|output|pause|resume|rm``: notebooks and scripts
-the hub runs as you on a schedule or by hand (``--hub``/``--token`` or the notebook's
-environment)."""
+"""``lakehub job ls|show|create|update|run|rerun|backfill|runs|output|pause|resume|rm``:
+notebooks and scripts the hub runs as you on a schedule, by hand, or after other jobs
+(``--hub``/``--token`` or the notebook's environment)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,10 @@ def _settings(
     given = [k for k, v in (("cron", cron), ("every", every), ("at", at)) if v]
     if len(given) > 1:
         fail(f"give one of --cron, --every, --at, not {' and '.join(given)}")
+    after, no_after = more.pop("after", ()), more.pop("no_after", False)
     out: dict[str, Any] = {k: v for k, v in more.items() if v is not None}
+    if after or no_after:
+        out["after"] = list(after)
     if cron:
         out |= {"schedule": "cron", "expr": cron}
     elif every:
@@ -82,6 +85,13 @@ def _options(fn: Any) -> Any:
             click.option("--timeout", "timeout_s", type=int, help="seconds"),
             click.option("--webhook", help="a URL POSTed to when a run fails or is missed"),
             click.option("--deadline", help="HH:MM: told when no run succeeded by then"),
+            click.option("--email", help="an address its notices are mailed to ('': none)"),
+            click.option(
+                "--after", "after", multiple=True, help="a job it runs after (again: more)"
+            ),
+            click.option("--no-after", "no_after", is_flag=True, help="no longer a pipeline step"),
+            click.option("--keep-runs", "keep_runs", type=int, help="ended runs kept, newest"),
+            click.option("--backfill-parallelism", "backfill_parallelism", type=int),
         ]
     ):
         fn = option(fn)
@@ -185,6 +195,35 @@ def job_run(
             click.echo(f"run {r['id']} {r['state']} {r['reason']}".rstrip())
             if r["state"] != "succeeded":
                 raise SystemExit(1)
+
+
+@job.command("rerun")
+@click.argument("name")
+@click.argument("run_id", type=int)
+@HUB
+@TOKEN
+def job_rerun(name: str, run_id: int, hub: str | None, token: str | None) -> None:
+    """Run a failed, lost or cancelled run again: a pipeline goes on from that step."""
+    from lakehub.jobs import rerun
+
+    with hub_client(hub, token) as c:
+        r = call(rerun, name, run_id, client=c)
+    click.echo(f"run {r['id']} {r['state']}")
+
+
+@job.command("backfill")
+@click.argument("name")
+@click.option("--from", "start", required=True, help="the first time: 2026-11-01T00:00Z")
+@click.option("--to", "end", required=True, help="the last time (included)")
+@HUB
+@TOKEN
+def job_backfill(name: str, start: str, end: str, hub: str | None, token: str | None) -> None:
+    """Plan its schedule's times in a range as runs (its backfill parallelism at once)."""
+    from lakehub.jobs import backfill
+
+    with hub_client(hub, token) as c:
+        n = call(backfill, name, start, end, client=c)
+    click.echo(f"{name}: {n} runs planned")
 
 
 @job.command("runs")

@@ -148,6 +148,12 @@ class Settings(BaseSettings):
         description="Hosts a job's webhook may name besides public addresses (loopback and "
         "private addresses are refused unless listed here).",
     )
+    smtp_host: str = Field(default="", description="Mail server for jobs' notices ('': none).")
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = Field(default="lakehub@localhost", description="The notices' sender.")
+    smtp_starttls: bool = Field(default=False, description="STARTTLS before logging in.")
+    smtp_user: str = ""
+    smtp_password: SecretStr | None = None
     compute_max_clusters: int = Field(
         default=2, ge=1, description="Clusters (Dask and Spark together) a user may run at once."
     )

@@ -47,7 +47,7 @@ from lakehub.server.ingest import registry as ingest_registry
 from lakehub.server.jobs.base import Clock
 from lakehub.server.jobs.jobs import Jobs
 from lakehub.server.jobs.local import LocalExecutor
-from lakehub.server.jobs.notices import Notices
+from lakehub.server.jobs.notices import Notices, SmtpMailer
 from lakehub.server.jobs.scheduler import Scheduler
 from lakehub.server.lake import open_lake
 from lakehub.server.models.artifacts import LakeArtifacts
@@ -153,7 +153,14 @@ class Platform:
         platform.library = Library(
             settings, environments, platform.serving, tracking, platform.job_env
         )
-        notices = Notices(db, vault, settings.jobs_webhook_hosts, Clock())
+        mailer = None
+        if settings.smtp_host:
+            password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
+            mailer = SmtpMailer(
+                settings.smtp_host, settings.smtp_port, settings.smtp_from,
+                settings.smtp_starttls, settings.smtp_user, password,
+            )  # fmt: skip
+        notices = Notices(db, vault, settings.jobs_webhook_hosts, Clock(), mailer)
         platform.jobs = Jobs(
             Scheduler(
                 db,

@@ -81,3 +81,11 @@ class Executor(ABC):
         """An attempt an earlier run of the control plane started (found by its key when its
         pid was never recorded): it runs on, or has ended, as :meth:`poll` then tells; a
         process that is not that attempt's is never taken for it."""
+
+
+class Mailer(ABC):
+    """Sends a plain-text mail (``SmtpMailer`` in ``notices``: through the configured SMTP
+    server); raises ``OSError`` (``smtplib``'s errors are) when it could not."""
+
+    @abstractmethod
+    def send(self, to: str, subject: str, body: str) -> None: ...

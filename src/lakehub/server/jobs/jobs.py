@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lakehub.server.identity.users import home_bucket
+from lakehub.server.jobs import pipeline
 from lakehub.server.jobs import schedule as sched
 from lakehub.server.jobs.base import JobsError
 from lakehub.server.jobs.scheduler import Scheduler, code_key, run_prefix, schedule_of
@@ -31,6 +32,9 @@ CHOICES = {
 }
 LIMITS = {"missed_cap": (0, 1000), "retries": (0, 20), "backoff_s": (1, 86400)}
 LIMITS["timeout_s"] = (10, 7 * 86400)
+LIMITS["backfill_parallelism"] = (1, 16)
+LIMITS["keep_runs"] = (1, 10_000)
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 OUTPUTS = ("output.ipynb", "log.txt")
 
 
@@ -76,6 +80,11 @@ class JobView(BaseModel):
     paused: bool
     webhook: bool = Field(description="whether it has a webhook (its URL is never shown)")
     deadline: str = Field(description="HH:MM in its time zone: told when no run succeeded by then")
+    email: str = Field(description="where its notices are mailed ('': nowhere)")
+    after: list[str] = Field(description="the jobs it runs after (a step of a pipeline)")
+    then: list[str] = Field(description="the jobs that run after it")
+    backfill_parallelism: int = Field(description="its backfill runs at once, at most")
+    keep_runs: int = Field(description="its ended runs kept (newest), with their outputs")
     last_run: RunView | None
     created_at: Instant
     updated_at: Instant
@@ -144,6 +153,11 @@ class Jobs:
             paused=job.paused,
             webhook=bool(job.webhook),
             deadline=job.deadline,
+            email=job.email,
+            after=pipeline.upstream(job),
+            then=sorted(j.name for j in pipeline.dependents(s, job)),
+            backfill_parallelism=job.backfill_parallelism,
+            keep_runs=job.keep_runs,
             last_run=run_view(last) if last else None,
             created_at=from_ms(job.created_ms),
             updated_at=from_ms(job.updated_ms),
@@ -219,13 +233,17 @@ class Jobs:
                 paused=False,
                 webhook="",
                 deadline="",
+                email="",
+                after="[]",
+                backfill_parallelism=2,
+                keep_runs=200,
                 deadline_checked_ms=now,
                 stale_told=False,
                 planned_ms=now,
                 created_ms=now,
                 updated_ms=now,
             )
-            self._apply(who, job, {"schedule": "manual", **spec}, now)
+            self._apply(s, who, job, {"schedule": "manual", **spec}, now)
             s.add(job)
             s.flush()
             return self._view(s, job)
@@ -235,13 +253,18 @@ class Jobs:
         with self.db.session() as s:
             job = self._job(s, who, name)
             was_paused = job.paused
-            self._apply(who, job, changes, now)
+            self._apply(s, who, job, changes, now)
             if was_paused and not job.paused:
                 job.planned_ms = now  # what fell in the pause is not run now
             job.updated_ms = now
             return self._view(s, job)
 
     def delete(self, who: Reader, name: str) -> None:
+        with self.db.session() as s:
+            then = pipeline.dependents(s, self._job(s, who, name))
+            if then:
+                names = ", ".join(j.name for j in then)
+                raise JobsError(f"{names} run(s) after {name}: change them first", 409)
         self._remove((Job.owner == who.name) & (Job.name == name), "the job was deleted", name)
         self.files.delete_tree(home_bucket(who.name), f"jobs/{name}/")
 
@@ -298,10 +321,31 @@ class Jobs:
         with self.db.session() as s:
             return run_view(s.get(JobRun, run_id))  # type: ignore[arg-type]
 
-    def _apply(self, who: Reader, job: Job, changes: dict[str, Any], now: int) -> None:
+    def rerun(self, who: Reader, name: str, run_id: int) -> RunView:
+        """An ended, unsuccessful run planned again: the pipeline goes on from this step."""
+        with self.db.session() as s:
+            job = self._job(s, who, name)
+            run = s.get(JobRun, run_id)
+            if run is None or run.job_id != job.id:
+                raise JobsError(f"job {name!r} has no run {run_id}", 404)
+            pipeline.rerun(run, job)
+            view = run_view(run)
+        self.scheduler.wake()
+        return view
+
+    def backfill(self, who: Reader, name: str, start_ms: int, end_ms: int) -> int:
+        """Its schedule's times from ``start_ms`` to ``end_ms`` planned as runs; how many."""
+        with self.db.session() as s:
+            job = self._job(s, who, name)
+            count = pipeline.backfill(s, job, start_ms, end_ms, self.scheduler.planned_row)
+        self.scheduler.wake()
+        return count
+
+    def _apply(self, s: Session, who: Reader, job: Job, changes: dict[str, Any], now: int) -> None:
         unknown = set(changes) - {
             "name", "code", "code_name", "parameters", "environment", "size", "schedule",
-            "expr", "timezone", "paused", "webhook", "deadline", *CHOICES, *LIMITS,
+            "expr", "timezone", "paused", "webhook", "deadline", "email", "after", *CHOICES,
+            *LIMITS,
         }  # fmt: skip
         if unknown:
             raise JobsError(f"unknown fields: {', '.join(sorted(unknown))}")
@@ -352,6 +396,13 @@ class Jobs:
             job.deadline_checked_ms = now  # counted from now: no alert for a day gone by
         if "webhook" in changes:
             job.webhook = self.scheduler.notices.seal(str(changes["webhook"] or ""))
+        if "email" in changes:
+            email = str(changes["email"] or "").strip()
+            if email and (len(email) > 254 or not EMAIL_RE.match(email)):
+                raise JobsError(f"{email!r} is not an email address")
+            job.email = email
+        if "after" in changes:
+            job.after = pipeline.check_after(s, job, changes["after"])
         if "code" in changes or "code_name" in changes:  # last: nothing refused after it
             self._upload(who, job, changes)
 

@@ -1,6 +1,7 @@
-"""Telling a job's owner: a run that failed (its retries exhausted), was lost, or planned times
-missed while the hub was down become notices, shown on the portal's Jobs page until dismissed
-and POSTed as JSON to the job's webhook, if it has one.
+"""Telling a job's owner: a run that failed (its retries exhausted), was lost, planned times
+missed while the hub was down, a deadline passed or no success for twice the interval (checked
+in each scheduler pass: :meth:`Notices.alerts`) become notices, shown on the portal's Jobs page
+until dismissed, POSTed as JSON to the job's webhook and mailed to its address, if it has them.
 
 Webhooks: the URL is kept encrypted (it often carries a secret); only http(s), and only to
 public addresses unless the host is listed in ``jobs_webhook_hosts`` (a user's job must not make
@@ -22,8 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lakehub.server.db import Database
-from lakehub.server.jobs.base import Clock, JobsError
-from lakehub.server.jobs.tables import Job, JobNotice
+from lakehub.server.jobs import schedule as sched
+from lakehub.server.jobs.base import Clock, JobsError, Mailer
+from lakehub.server.jobs.tables import Job, JobNotice, JobRun
 from lakehub.server.schema import Instant, from_ms
 from lakehub.server.vault import Vault
 
@@ -40,11 +42,41 @@ class NoticeView(BaseModel):
     message: str
     created_at: Instant
     webhook: str  # none | pending | sent | failed
+    email: str  # none | pending | sent | failed
+
+
+class SmtpMailer(Mailer):
+    def __init__(
+        self, host: str, port: int, sender: str, starttls: bool, user: str, password: str
+    ) -> None:
+        self.host, self.port, self.sender = host, port, sender
+        self.starttls, self.user, self.password = starttls, user, password
+
+    def send(self, to: str, subject: str, body: str) -> None:
+        import smtplib
+        from email.message import EmailMessage
+
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = self.sender, to, subject
+        msg.set_content(body)
+        with smtplib.SMTP(self.host, self.port, timeout=TIMEOUT_S) as smtp:
+            if self.starttls:
+                smtp.starttls()
+            if self.user:
+                smtp.login(self.user, self.password)
+            smtp.send_message(msg)
 
 
 class Notices:
-    def __init__(self, db: Database, vault: Vault, allowed_hosts: list[str], clock: Clock) -> None:
-        self.db, self.vault, self.clock = db, vault, clock
+    def __init__(
+        self,
+        db: Database,
+        vault: Vault,
+        allowed_hosts: list[str],
+        clock: Clock,
+        mailer: Mailer | None = None,
+    ) -> None:
+        self.db, self.vault, self.clock, self.mailer = db, vault, clock, mailer
         self.allowed = {h.lower() for h in allowed_hosts}
 
     # webhooks' addresses ------------------------------------------------------------------------
@@ -89,6 +121,8 @@ class Notices:
                 attempts=0,
                 next_ms=now if job.webhook else None,
                 error="",
+                email="pending" if job.email and self.mailer else "none",
+                email_attempts=0,
             )
         )
 
@@ -110,6 +144,7 @@ class Notices:
                     message=n.message,
                     created_at=from_ms(n.created_ms),
                     webhook=n.webhook,
+                    email=n.email,
                 )
                 for n, name in rows
             ]
@@ -125,9 +160,89 @@ class Notices:
                 raise JobsError(f"notice {notice_id} does not exist", 404)
             row.dismissed = True
 
+    # alerts of the scheduler's pass ----------------------------------------------------------
+    def alerts(self, s: Session, job: Job, now: int) -> None:
+        """A deadline passed with no success since the one before (once per deadline); no
+        success for twice the schedule's interval (once, until the next success)."""
+        if job.deadline:
+            due = sched.last_deadline(job.deadline, job.timezone, now)
+            if due > job.deadline_checked_ms and due > job.created_ms:
+                job.deadline_checked_ms = due
+                if self._last_success(s, job, after=due - 86_400_000) is None:
+                    self.record(
+                        s, job, None, "deadline",
+                        f"no successful run by {job.deadline} ({job.timezone}) on "
+                        f"{from_ms(due):%Y-%m-%d}",
+                    )  # fmt: skip
+        step = (
+            None
+            if job.stale_told
+            else sched.step_ms(
+                sched.Schedule(job.schedule, job.expr, job.timezone, job.start_ms), now
+            )
+        )
+        if step and now - job.updated_ms > 2 * step:  # else nothing to look up
+            last = max(self._last_success(s, job) or 0, job.updated_ms)  # or its last change
+            if now - last > 2 * step:
+                job.stale_told = True
+                self.record(
+                    s, job, None, "stale",
+                    f"no successful run since {from_ms(last):%Y-%m-%d %H:%M}Z (or a change), "
+                    f"more than twice its interval ({step // 1000} s)",
+                )  # fmt: skip
+
+    @staticmethod
+    def _last_success(s: Session, job: Job, after: int = 0) -> int | None:
+        found: int | None = s.scalar(
+            select(JobRun.ended_ms)
+            .where(JobRun.job_id == job.id, JobRun.state == "succeeded", JobRun.ended_ms > after)
+            .order_by(JobRun.ended_ms.desc())
+            .limit(1)
+        )
+        return found
+
     # delivering ---------------------------------------------------------------------------------
     def deliver(self) -> int:
-        """Send the webhooks now due; how many were answered 2xx. Blocks (5 s per call at most)."""
+        """Send the webhooks and mails now due; how many went. Blocks (5 s a call at most)."""
+        return self._webhooks() + self._mails()
+
+    def _mails(self) -> int:
+        if self.mailer is None:
+            return 0
+        now = self.clock.now_ms()
+        with self.db.session() as s:
+            rows = s.execute(
+                select(JobNotice, Job)
+                .join(Job, Job.id == JobNotice.job_id)
+                .where(JobNotice.email == "pending")
+                .order_by(JobNotice.created_ms)
+                .limit(50)
+            ).all()
+            due = [
+                (n.id, j.email, n.event, j.name, n.message)
+                for n, j in rows
+                if j.email and now >= n.created_ms + 5000 * (2**n.email_attempts - 1)
+            ]
+        sent = 0
+        for notice_id, to, event, job, message in due:
+            try:
+                self.mailer.send(to, f"LakeHub: job {job} {event}", f"{message}\n")
+                error = ""
+            except OSError as err:
+                error = f"{type(err).__name__}: {err}"
+            sent += not error
+            with self.db.session() as s:
+                n = s.get(JobNotice, notice_id)
+                if n is not None:
+                    n.email_attempts += 1
+                    if not error:
+                        n.email = "sent"
+                    elif n.email_attempts >= ATTEMPTS:
+                        n.email = "failed"
+                        log.warning("a job's mail gave up after %d attempts: %s", ATTEMPTS, error)
+        return sent
+
+    def _webhooks(self) -> int:
         import httpx
 
         now = self.clock.now_ms()

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from lakehub.server.db import Database
 from lakehub.server.identity.users import home_bucket
+from lakehub.server.jobs import pipeline
 from lakehub.server.jobs import schedule as sched
 from lakehub.server.jobs.base import FAILED, Attempt, Clock, Executor, RunSpec
 from lakehub.server.jobs.notices import Notices
@@ -87,6 +88,7 @@ class Scheduler:
         self._loops: list[asyncio.Task[None]] = []
         self._wake = threading.Event()
         self._outputs: list[tuple[str, str, Path]] = []  # (owner, lake prefix, attempt folder)
+        self._ended_jobs: set[int] = set()  # whose history to prune after this pass
 
     @property
     def clock(self) -> Clock:
@@ -156,11 +158,12 @@ class Scheduler:
         with self.db.session() as s:
             for job in s.scalars(select(Job).where(Job.paused.is_(False))):
                 self._plan(s, job, now)
-                self._alerts(s, job, now)
+                self.notices.alerts(s, job, now)
                 upcoming.append(sched.next_time(schedule_of(job), job.planned_ms) or 0)
         self._watch(now)
         self._start_due(now)
         self._flush_outputs()
+        self._prune()
         return min((t for t in upcoming if t), default=0)
 
     # 1. plan ----------------------------------------------------------------------------------
@@ -205,40 +208,6 @@ class Scheduler:
         for t in current:
             if t not in taken:
                 s.add(self.planned_row(job, t, "schedule"))
-
-    def _alerts(self, s: Session, job: Job, now: int) -> None:
-        """A deadline passed with no success since the one before (once per deadline); no
-        success for twice the schedule's interval (once, until the next success)."""
-        if job.deadline:
-            due = sched.last_deadline(job.deadline, job.timezone, now)
-            if due > job.deadline_checked_ms and due > job.created_ms:
-                job.deadline_checked_ms = due
-                if self._last_success(s, job, after=due - 86_400_000) is None:
-                    self.notices.record(
-                        s, job, None, "deadline",
-                        f"no successful run by {job.deadline} ({job.timezone}) on "
-                        f"{from_ms(due):%Y-%m-%d}",
-                    )  # fmt: skip
-        step = None if job.stale_told else sched.step_ms(schedule_of(job), now)
-        if step and now - job.updated_ms > 2 * step:  # else nothing to look up
-            last = max(self._last_success(s, job) or 0, job.updated_ms)  # or its last change
-            if now - last > 2 * step:
-                job.stale_told = True
-                self.notices.record(
-                    s, job, None, "stale",
-                    f"no successful run since {from_ms(last):%Y-%m-%d %H:%M}Z (or a change), "
-                    f"more than twice its interval ({step // 1000} s)",
-                )  # fmt: skip
-
-    @staticmethod
-    def _last_success(s: Session, job: Job, after: int = 0) -> int | None:
-        found: int | None = s.scalar(
-            select(JobRun.ended_ms)
-            .where(JobRun.job_id == job.id, JobRun.state == "succeeded", JobRun.ended_ms > after)
-            .order_by(JobRun.ended_ms.desc())
-            .limit(1)
-        )
-        return found
 
     @staticmethod
     def planned_row(
@@ -291,6 +260,8 @@ class Scheduler:
                 ).all()
                 if others and job.concurrency != "allow" and run.trigger != "schedule":
                     return  # caught up or asked for by hand: queued behind what runs
+                if run.trigger == "backfill" and not pipeline.backfill_room(s, job):
+                    return  # its backfill runs its parallelism already
                 if others and job.concurrency == "forbid":
                     run.state, run.ended_ms = "skipped", now
                     run.reason = f"run {others[0].id} was still running (concurrency: forbid)"
@@ -343,7 +314,10 @@ class Scheduler:
             python=env_dir / "bin" / "python",
             work_dir=work,
             argv=("--kind", kind, "--code", job.code_name),
-            env=self.job_env(job.owner),
+            env={
+                **self.job_env(job.owner),
+                "LAKEHUB_JOB_PLANNED": from_ms(run.planned_ms).isoformat(),
+            },
             cpus=size.cpus,
             memory=size.memory,
         )
@@ -375,9 +349,11 @@ class Scheduler:
         if attempt is not None:
             self._keep_output(job, run, attempt.spec.work_dir)
         run.exit_code, run.heartbeat_ms = code, now
+        self._ended_jobs.add(job.id)
         if code == 0:
             run.state, run.ended_ms, run.reason = "succeeded", now, ""
             job.stale_told = False
+            pipeline.follow(s, job, run, self.planned_row)
             return
         infra = code not in (0, FAILED)
         if infra:
@@ -427,6 +403,17 @@ class Scheduler:
                 except ModelsError as err:
                     log.warning("keeping %s%s: %s", prefix, name, err)
             shutil.rmtree(work, ignore_errors=True)
+
+    def _prune(self) -> None:
+        """Runs beyond a job's ``keep_runs`` go, with their outputs."""
+        while self._ended_jobs:
+            with self.db.session() as s:
+                job = s.get(Job, self._ended_jobs.pop())
+                gone = pipeline.prune(s, job) if job is not None else []
+                where = [run_prefix(job, r) for r in gone] if job is not None else []
+                owner = job.owner if job is not None else ""
+            for prefix in where:
+                self.files.delete_tree(home_bucket(owner), prefix)
 
     # by hand ----------------------------------------------------------------------------------
     def cancel(self, run_id: int, why: str) -> None:

@@ -1,4 +1,4 @@
-"""The area's metadata, in LakeHub's database (migrations 0012 to 0014).
+"""The area's metadata, in LakeHub's database (migrations 0012 to 0014, 0016).
 
 A job belongs to its owner alone. Each planned run is a row, written before the run starts and
 unique per (job, planned time): a restarted scheduler or a clock change finds it there and never
@@ -41,6 +41,10 @@ class Job(Base):
     deadline: Mapped[str] = mapped_column(String(5), default="")  # "07:00" in its time zone
     deadline_checked_ms: Mapped[int] = mapped_column(BigInteger, default=0)
     stale_told: Mapped[bool] = mapped_column(default=False)  # no success for 2 intervals, told
+    after: Mapped[str] = mapped_column(Text, default="[]")  # JSON: the jobs it runs after
+    backfill_parallelism: Mapped[int] = mapped_column(Integer, default=2)
+    keep_runs: Mapped[int] = mapped_column(Integer, default=200)  # ended runs kept, newest
+    email: Mapped[str] = mapped_column(String(254), default="")  # told by mail, if set
     planned_ms: Mapped[int] = mapped_column(BigInteger)  # planned times up to here are rows
     created_ms: Mapped[int] = mapped_column(BigInteger)
     updated_ms: Mapped[int] = mapped_column(BigInteger)
@@ -90,3 +94,5 @@ class JobNotice(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_ms: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str] = mapped_column(Text, default="")
+    email: Mapped[str] = mapped_column(String(16), default="none")  # none|pending|sent|failed
+    email_attempts: Mapped[int] = mapped_column(Integer, default=0)

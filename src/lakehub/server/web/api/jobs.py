@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from lakehub.server.jobs.jobs import JobView, RunView
 from lakehub.server.jobs.notices import NoticeView
 from lakehub.server.models.base import Reader
+from lakehub.server.schema import Instant
 from lakehub.server.web.auth import Principal, person
 from lakehub.server.web.deps import State, User
 from lakehub.server.web.schema import INT64
@@ -47,12 +48,23 @@ class JobChange(BaseModel):
     webhook: str | None = Field(
         None, description="a URL the hub POSTs JSON to when a run fails or is missed ('': none)"
     )
+    email: str | None = Field(None, description="an address its notices are mailed to ('': none)")
+    after: list[str] | None = Field(
+        None, description="jobs of yours it runs after, for the same planned time (a pipeline)"
+    )
+    backfill_parallelism: int | None = Field(None, description="backfill runs at once (1-16)")
+    keep_runs: int | None = Field(None, description="ended runs kept, newest (1-10000)")
 
 
 class JobIn(JobChange):
     name: str
     code_name: str  # type: ignore[assignment]
     code: str  # type: ignore[assignment]
+
+
+class BackfillIn(BaseModel):
+    start: Instant = Field(description="the first planned time to run (included)")
+    end: Instant = Field(description="the last (included)")
 
 
 class RunIn(BaseModel):
@@ -110,6 +122,20 @@ async def runs(name: str, who: User, state: State, limit: int = 50) -> list[RunV
 @router.post("/{name}/runs/{run_id}/cancel")
 async def cancel(name: str, run_id: RowId, who: User, state: State) -> RunView:
     return await state.run(state.jobs.cancel, _reader(who), name, run_id)
+
+
+@router.post("/{name}/runs/{run_id}/rerun")
+async def rerun(name: str, run_id: RowId, who: User, state: State) -> RunView:
+    """Plan a failed, lost or cancelled run again; its success carries a pipeline on."""
+    return await state.run(state.jobs.rerun, _reader(who), name, run_id)
+
+
+@router.post("/{name}/backfill")
+async def backfill(name: str, body: BackfillIn, who: User, state: State) -> dict[str, int]:
+    """Its schedule's times in a range, planned as runs (``backfill_parallelism`` at once)."""
+    start, end = (int(t.timestamp() * 1000) for t in (body.start, body.end))
+    count = await state.run(state.jobs.backfill, _reader(who), name, start, end)
+    return {"planned": count}
 
 
 @router.get(

@@ -4,6 +4,7 @@ it now, pause or resume it, remove it. A refused form comes back as typed, with 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -24,6 +25,12 @@ def _reader(who: Principal) -> Reader:
     if who.local:
         raise HTTPException(400, "the local administrator has no jobs: log in as a user")
     return Reader(who.name, who.admin)
+
+
+def _ms(text: str) -> int:
+    """An ISO time as typed (UTC unless it says otherwise), in ms."""
+    at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return int((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
 def _where(name: str) -> str:
@@ -69,6 +76,8 @@ async def create(
     timeout_s: Annotated[int, Form()] = 3600,
     webhook: Annotated[str, Form()] = "",
     deadline: Annotated[str, Form()] = "",
+    email: Annotated[str, Form()] = "",
+    after: Annotated[str, Form()] = "",
 ) -> Response:
     spec: dict[str, Any] = {
         "name": name.strip(),
@@ -85,6 +94,10 @@ async def create(
         spec["webhook"] = webhook.strip()
     if deadline.strip():
         spec["deadline"] = deadline.strip()
+    if email.strip():
+        spec["email"] = email.strip()
+    if after.strip():
+        spec["after"] = [a.strip() for a in after.split(",") if a.strip()]
     if environment:
         spec["environment"] = environment
     if size:
@@ -96,6 +109,7 @@ async def create(
     except (JobsError, UnicodeDecodeError) as err:
         status = err.status if isinstance(err, JobsError) else 400
         form = {k: spec.get(k) for k in (*FIELDS, "environment", "size", "webhook", "deadline")}
+        form |= {"email": email, "after": after}
         return await _jobs_page(request, who, state, form, status, error=str(err))
     return back(state, _where(job.name), msg=f"Job {job.name}: {job.describe}.")
 
@@ -128,6 +142,33 @@ async def pause(name: str, who: Browser, state: State, paused: Annotated[str, Fo
     except JobsError as err:
         return back(state, _where(name), error=str(err))
     return back(state, _where(name), msg="Paused." if paused == "yes" else "Resumed from now.")
+
+
+@router.post("/jobs/{name}/runs/{run_id}/rerun")
+async def rerun(name: str, run_id: int, who: Browser, state: State) -> Response:
+    try:
+        run = await state.run(state.jobs.rerun, _reader(who), name, run_id)
+    except JobsError as err:
+        return back(state, _where(name), error=str(err))
+    return back(state, _where(name), msg=f"Run {run.id} runs again.")
+
+
+@router.post("/jobs/{name}/backfill")
+async def backfill(
+    name: str,
+    who: Browser,
+    state: State,
+    start: Annotated[str, Form()],
+    end: Annotated[str, Form()],
+) -> Response:
+    try:
+        first, last = (_ms(t) for t in (start, end))
+        n = await state.run(state.jobs.backfill, _reader(who), name, first, last)
+    except ValueError:
+        return back(state, _where(name), error="a backfill's times: 2026-11-01T00:00Z")
+    except JobsError as err:
+        return back(state, _where(name), error=str(err))
+    return back(state, _where(name), msg=f"{n} runs planned.")
 
 
 @router.post("/jobs/{name}/remove")
