@@ -137,6 +137,8 @@ def test_login_portal_and_jupyterlab(hub: Hub, new_user: Any, new_page: Any, sho
         screenshot(page, shots / "03b-jupyterlab.png")
         # JupyterLab's top bar leads back to the portal (and asks the internet for no news)
         page.locator(".lm-MenuBar-itemLabel", has_text="LakeHub").click()
+        publish = page.locator(".lm-Menu-itemLabel", has_text="Publish Notebook as a Read-Only")
+        expect(publish).to_be_visible()  # JupyterLab's LakeHub extension is loaded
         screenshot(page, shots / "03c-jupyterlab-lakehub-menu.png")
         with page.expect_popup() as opened:
             page.locator(".lm-Menu-itemLabel", has_text="LakeHub portal").click()
@@ -146,6 +148,40 @@ def test_login_portal_and_jupyterlab(hub: Hub, new_user: Any, new_page: Any, sho
             notes = f"/user/{name}/lab/api/settings/@jupyterlab/apputils-extension:notification"
             got = c.get(notes).json()["schema"]["properties"]  # overrides are the defaults
         assert (got["fetchNews"]["default"], got["checkForUpdates"]["default"]) == ("false", False)
+        # the command's server side publishes a notebook as it is saved, as its user
+        with hub.http(name) as c:
+            nb = {
+                "nbformat": 4,
+                "nbformat_minor": 5,
+                "metadata": {},
+                "cells": [
+                    {"cell_type": "markdown", "id": "a", "metadata": {}, "source": "# From the lab"}
+                ],
+            }
+            put = c.put(
+                f"/user/{name}/api/contents/Lab%20Report.ipynb",
+                json={"type": "notebook", "format": "json", "content": nb},
+            )
+            assert put.status_code in (200, 201), put.text
+            r = c.post(f"/user/{name}/lakehub/publish", json={"path": "Lab Report.ipynb"})
+            assert r.status_code == 200, r.text
+            assert r.json()["name"] == "lab-report" and r.json()["version"] == 1
+            shown = c.get(r.json()["path"], headers={"accept": "text/html"})
+            assert shown.status_code == 200 and "From the lab" in shown.text
+            bad = c.post(f"/user/{name}/lakehub/publish", json={"path": "nosuch.ipynb"})
+            assert bad.status_code == 404 and "no notebook" in bad.json()["message"]
+        # ... and the command itself, on the open notebook: a second version, its link shown
+        page.goto(f"{hub.url}/user/{name}/lab/tree/Lab%20Report.ipynb")
+        page.locator(".jp-Notebook").first.wait_for(state="visible", timeout=LAB_TIMEOUT_MS)
+        page.locator(".jp-Dialog-button", has_text="Select").click()  # its kernel: the default
+        page.locator(".lm-MenuBar-itemLabel", has_text="LakeHub").click()
+        page.locator(".lm-Menu-itemLabel", has_text="Publish Notebook as a Read-Only").click()
+        page.locator(".jp-Dialog-button", has_text="Ok").click()  # every LakeHub user
+        done = page.locator(".jp-Dialog-header", has_text="Published: lab-report, version 2")
+        done.wait_for(state="visible", timeout=60_000)
+        expect(page.locator(".jp-Dialog-body")).to_contain_text("/services/lakehub/pub/")
+        screenshot(page, shots / "03d-jupyterlab-published.png")
+        page.locator(".jp-Dialog-button", has_text="Close").click()
 
         # the secret reached the kernel, from the chosen environment, and is in clear nowhere
         k = Kernel(hub.url, name, hub.token(name))

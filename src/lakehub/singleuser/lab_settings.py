@@ -1,7 +1,8 @@
 """JupyterLab's settings in every user's server, as the server environment's ``overrides.json``
 (``<env>/share/jupyter/lab/settings``, written when the environment is built; a person's own
-changes still win): a LakeHub menu in JupyterLab's top bar that leads back to the portal, and no
-news or update checks (a hub may have no internet, and asking for it only shows an error)."""
+changes still win): a LakeHub menu in JupyterLab's top bar that leads back to the portal and
+publishes the open notebook (``lab_publish``), and no news or update checks (a hub may have no
+internet, and asking for it only shows an error)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ OVERRIDES: dict[str, Any] = {
                             "newBrowserTab": True,
                         },
                     },
+                    {"type": "separator", "rank": 2},
+                    {"command": "lakehub:publish", "rank": 3},  # @lakehub/publish's command
                 ],
             }
         ]
