@@ -84,3 +84,28 @@ def test_a_killed_control_plane_neither_loses_nor_doubles_a_run(hub: Hub, new_us
         }
         assert c.delete(f"{API}/tick").status_code == 204
         assert c.delete(f"{API}/slow").status_code == 204
+
+
+CLUSTERED = """import lakehub.compute
+client = lakehub.compute.dask()
+print('ANSWER', client.submit(lambda: 6 * 7).result(), len(client.scheduler_info()['workers']))
+"""
+
+
+def test_a_run_gets_a_dask_cluster_of_its_own_stopped_after_it(hub: Hub, new_user: Any) -> None:
+    hub.wait_environments("dask")
+    user = new_user("clus")
+    headers = {"Authorization": f"token {hub.token(user)}"}
+    with httpx.Client(base_url=hub.url, headers=headers, timeout=60) as c:
+        body = {"name": "fit", "code_name": "fit.py", "code": CLUSTERED, "environment": "dask",
+                "cluster": "dask", "cluster_workers": 1}  # fmt: skip
+        made = c.post(API, json=body)
+        assert made.status_code == 201, made.text
+        assert (made.json()["cluster"], made.json()["cluster_workers"]) == ("dask", 1)
+        run = c.post(f"{API}/fit/runs", json={}).json()
+        (done,) = _until(c, "fit", lambda f: f and f[0]["state"] not in ("running", "planned"), 180)
+        log = c.get(f"{API}/fit/runs/{run['id']}/log.txt").text
+        assert done["state"] == "succeeded", log
+        assert "ANSWER 42 1" in log and "a dask cluster of 1 workers for this run" in log
+        assert c.get("/services/lakehub/api/compute").json() == []  # stopped with the run
+        assert c.delete(f"{API}/fit").status_code == 204

@@ -40,6 +40,8 @@ def _settings(
     out: dict[str, Any] = {k: v for k, v in more.items() if v is not None}
     if after or no_after:
         out["after"] = list(after)
+    if out.get("cluster") == "none":
+        out["cluster"] = ""
     if cron:
         out |= {"schedule": "cron", "expr": cron}
     elif every:
@@ -92,6 +94,8 @@ def _options(fn: Any) -> Any:
             click.option("--no-after", "no_after", is_flag=True, help="no longer a pipeline step"),
             click.option("--keep-runs", "keep_runs", type=int, help="ended runs kept, newest"),
             click.option("--backfill-parallelism", "backfill_parallelism", type=int),
+            click.option("--cluster", type=click.Choice(["dask", "none"]), help="one per run"),
+            click.option("--cluster-workers", "cluster_workers", type=int),
         ]
     ):
         fn = option(fn)

@@ -50,21 +50,32 @@ def dask(
     """Start a Dask cluster of your own and return a ``distributed.Client`` connected to it.
 
     ``cores`` and ``memory`` are per worker. The cluster stops when idle for your hub's idle
-    timeout (or ``idle_timeout`` seconds, if shorter), or with ``client.cluster.shutdown()``."""
+    timeout (or ``idle_timeout`` seconds, if shorter), or with ``client.cluster.shutdown()``.
+    In a run of a job with a cluster of its own, this connects to that cluster (its shape is
+    the job's; LakeHub stops it after the run)."""
     from dask_gateway import GatewayCluster
     from dask_gateway.auth import JupyterHubAuth
 
     hub = _client(client)
-    started = hub.request(
-        "POST",
-        "/api/compute/dask",
-        json={
-            "workers": workers,
-            "cores": cores,
-            "memory": memory,
-            "idle_timeout": idle_timeout,
-        },
-    )
+    kind, _, job_cluster = os.environ.get("LAKEHUB_JOB_CLUSTER", "").partition("/")
+    if kind == "dask" and job_cluster:
+        mine = [c for c in clusters(hub) if c["kind"] == "dask" and c["name"] == job_cluster]
+        if not mine:
+            from lakehub.client import LakeHubError
+
+            raise LakeHubError(404, f"this run's cluster {job_cluster} is gone")
+        started = mine[0]
+    else:
+        started = hub.request(
+            "POST",
+            "/api/compute/dask",
+            json={
+                "workers": workers,
+                "cores": cores,
+                "memory": memory,
+                "idle_timeout": idle_timeout,
+            },
+        )
     # in a notebook the gateway is reached directly; elsewhere through the hub's front door
     front = hub.url.removesuffix("/services/lakehub") + "/services/dask-gateway"
     address = os.environ.get("DASK_GATEWAY__ADDRESS") or front

@@ -362,6 +362,7 @@ class Platform:
             "LAKEHUB_API_URL": self.runtime.api_url,
             "LAKEHUB_TOKEN": tracking.get("MLFLOW_TRACKING_TOKEN", ""),
             **tracking,
+            **dask_notebook_env(self.runtime, self.settings.compute_bind),  # its run's cluster
         }
 
     async def active_servers(self) -> dict[str, dict[str, dict[str, Any]]]:

@@ -29,11 +29,13 @@ MAX_CODE = 20 * 2**20
 CHOICES = {
     "missed": ("skip", "latest", "all"),
     "concurrency": ("allow", "forbid", "replace"),
+    "cluster": ("", "dask"),
 }
 LIMITS = {"missed_cap": (0, 1000), "retries": (0, 20), "backoff_s": (1, 86400)}
 LIMITS["timeout_s"] = (10, 7 * 86400)
 LIMITS["backfill_parallelism"] = (1, 16)
 LIMITS["keep_runs"] = (1, 10_000)
+LIMITS["cluster_workers"] = (1, 16)
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 OUTPUTS = ("output.ipynb", "log.txt")
 
@@ -85,6 +87,8 @@ class JobView(BaseModel):
     then: list[str] = Field(description="the jobs that run after it")
     backfill_parallelism: int = Field(description="its backfill runs at once, at most")
     keep_runs: int = Field(description="its ended runs kept (newest), with their outputs")
+    cluster: str = Field(description="'dask': a cluster of its own for each run ('': none)")
+    cluster_workers: int
     last_run: RunView | None
     created_at: Instant
     updated_at: Instant
@@ -158,6 +162,8 @@ class Jobs:
             then=sorted(j.name for j in pipeline.dependents(s, job)),
             backfill_parallelism=job.backfill_parallelism,
             keep_runs=job.keep_runs,
+            cluster=job.cluster,
+            cluster_workers=job.cluster_workers,
             last_run=run_view(last) if last else None,
             created_at=from_ms(job.created_ms),
             updated_at=from_ms(job.updated_ms),
@@ -237,6 +243,8 @@ class Jobs:
                 after="[]",
                 backfill_parallelism=2,
                 keep_runs=200,
+                cluster="",
+                cluster_workers=2,
                 deadline_checked_ms=now,
                 stale_told=False,
                 planned_ms=now,

@@ -308,12 +308,13 @@ class Scheduler:
                 f.write(chunk)
         (work / "parameters.json").write_text(run.parameters)
         kind = "notebook" if job.kind == "notebook" else "script"
+        cluster = ("--cluster", f"{job.cluster}:{job.cluster_workers}") if job.cluster else ()
         return RunSpec(
             key=key,
             owner=job.owner,
             python=env_dir / "bin" / "python",
             work_dir=work,
-            argv=("--kind", kind, "--code", job.code_name),
+            argv=("--kind", kind, "--code", job.code_name, *cluster),
             env={
                 **self.job_env(job.owner),
                 "LAKEHUB_JOB_PLANNED": from_ms(run.planned_ms).isoformat(),

@@ -1,4 +1,4 @@
-"""The area's metadata, in LakeHub's database (migrations 0012 to 0014, 0016).
+"""The area's metadata, in LakeHub's database (migrations 0012 to 0014, 0016, 0017).
 
 A job belongs to its owner alone. Each planned run is a row, written before the run starts and
 unique per (job, planned time): a restarted scheduler or a clock change finds it there and never
@@ -45,6 +45,8 @@ class Job(Base):
     backfill_parallelism: Mapped[int] = mapped_column(Integer, default=2)
     keep_runs: Mapped[int] = mapped_column(Integer, default=200)  # ended runs kept, newest
     email: Mapped[str] = mapped_column(String(254), default="")  # told by mail, if set
+    cluster: Mapped[str] = mapped_column(String(16), default="")  # "dask": one for each run
+    cluster_workers: Mapped[int] = mapped_column(Integer, default=2)
     planned_ms: Mapped[int] = mapped_column(BigInteger)  # planned times up to here are rows
     created_ms: Mapped[int] = mapped_column(BigInteger)
     updated_ms: Mapped[int] = mapped_column(BigInteger)

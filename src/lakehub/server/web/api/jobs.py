@@ -54,6 +54,10 @@ class JobChange(BaseModel):
     )
     backfill_parallelism: int | None = Field(None, description="backfill runs at once (1-16)")
     keep_runs: int | None = Field(None, description="ended runs kept, newest (1-10000)")
+    cluster: Literal["", "dask"] | None = Field(
+        None, description="'dask': a cluster of its own for each run, stopped after it"
+    )
+    cluster_workers: int | None = Field(None, description="the run's cluster's workers (1-16)")
 
 
 class JobIn(JobChange):

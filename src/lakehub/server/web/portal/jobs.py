@@ -78,6 +78,8 @@ async def create(
     deadline: Annotated[str, Form()] = "",
     email: Annotated[str, Form()] = "",
     after: Annotated[str, Form()] = "",
+    cluster: Annotated[str, Form()] = "",
+    cluster_workers: Annotated[int, Form()] = 2,
 ) -> Response:
     spec: dict[str, Any] = {
         "name": name.strip(),
@@ -98,6 +100,8 @@ async def create(
         spec["email"] = email.strip()
     if after.strip():
         spec["after"] = [a.strip() for a in after.split(",") if a.strip()]
+    if cluster:
+        spec |= {"cluster": cluster, "cluster_workers": cluster_workers}
     if environment:
         spec["environment"] = environment
     if size:
@@ -109,7 +113,8 @@ async def create(
     except (JobsError, UnicodeDecodeError) as err:
         status = err.status if isinstance(err, JobsError) else 400
         form = {k: spec.get(k) for k in (*FIELDS, "environment", "size", "webhook", "deadline")}
-        form |= {"email": email, "after": after}
+        form |= {"email": email, "after": after, "cluster": cluster}
+        form["cluster_workers"] = cluster_workers
         return await _jobs_page(request, who, state, form, status, error=str(err))
     return back(state, _where(job.name), msg=f"Job {job.name}: {job.describe}.")
 
