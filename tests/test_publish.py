@@ -425,3 +425,20 @@ def test_the_portal_page_publishes_lists_and_keeps_a_refused_form(
     assert "does not exist" in r.text
     r = c.post(PORTAL + "published/weekly/remove")
     assert "weekly: unpublished" in r.text and 'data-pub="weekly"' not in r.text
+
+
+def test_a_link_made_in_a_notebook_server_goes_through_the_front_door(
+    inproc: InProc, inproc_user: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lakehub.publish as publish
+    from lakehub.client import connect
+
+    ann = inproc_user()
+    # a notebook server's client talks to the API directly; a browser opens the front door
+    monkeypatch.setenv("LAKEHUB_API_URL", inproc.url)
+    monkeypatch.setenv("LAKEHUB_FRONT_URL", "http://hub.example.org:8000")
+    client = connect(inproc.url, inproc.token(ann))
+    p = publish.notebook(write(tmp_path, REPORT), client=client, wait=0)
+    assert p["link"] == f"http://hub.example.org:8000/services/lakehub/{p['url']}"
+    monkeypatch.delenv("LAKEHUB_FRONT_URL")
+    assert publish.get("weekly", client=client)["link"].startswith(inproc.url)

@@ -17,6 +17,7 @@ default) or ``public`` (anyone with the link). Nothing in a notebook runs on its
 from __future__ import annotations
 
 import builtins
+import os
 import re
 import time
 from datetime import date, datetime
@@ -25,7 +26,7 @@ from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from lakehub.client import LakeHubError, default
+from lakehub.client import API_PREFIX, LakeHubError, default
 
 if TYPE_CHECKING:
     from lakehub.client import Client
@@ -57,7 +58,13 @@ def _options(title: str | None, to: str | None, expires: Expiry | EllipsisType) 
 
 
 def _with_link(page: dict[str, Any], c: Client) -> dict[str, Any]:
-    page["link"] = f"{c.url}/{page['url']}"
+    """``link``: the page as a browser opens it. In a notebook server (or a job) the client talks
+    to the API directly; a browser goes through the hub's front door (``LAKEHUB_FRONT_URL``)."""
+    base = c.url
+    api, front = os.environ.get("LAKEHUB_API_URL", ""), os.environ.get("LAKEHUB_FRONT_URL", "")
+    if api and front and base.startswith(api.rstrip("/")):
+        base = front.rstrip("/") + API_PREFIX
+    page["link"] = f"{base}/{page['url']}"
     return page
 
 

@@ -326,6 +326,7 @@ class Platform:
             "S3_ENDPOINT_URL": creds.endpoint_url,
             "LAKEHUB_BUCKET": creds.bucket,
             "LAKEHUB_API_URL": self.runtime.api_url,
+            "LAKEHUB_FRONT_URL": self.runtime.front_url,  # what a browser opens (published pages)
             "MLFLOW_TRACKING_URI": f"{self.runtime.api_url}/mlflow",
             "MLFLOW_DISABLE_TELEMETRY": "true",  # the hub may have no internet, and owes none
             **dask_notebook_env(self.runtime, self.settings.compute_bind),
@@ -360,6 +361,7 @@ class Platform:
             "AWS_ENDPOINT_URL": creds.endpoint_url,
             "LAKEHUB_BUCKET": creds.bucket,
             "LAKEHUB_API_URL": self.runtime.api_url,
+            "LAKEHUB_FRONT_URL": self.runtime.front_url,
             "LAKEHUB_TOKEN": tracking.get("MLFLOW_TRACKING_TOKEN", ""),
             **tracking,
             **dask_notebook_env(self.runtime, self.settings.compute_bind),  # its run's cluster
