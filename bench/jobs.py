@@ -56,7 +56,11 @@ def wait_runs(api: httpx.Client, name: str, n: int, timeout: float) -> list[dict
 
 def started_at(api: httpx.Client, name: str, run_id: int) -> float:
     log = api.get(f"/jobs/{name}/runs/{run_id}/log.txt").text
-    return float(next(line for line in log.splitlines() if line.startswith("STARTED")).split()[1])
+    found = [line for line in log.splitlines() if line.startswith("STARTED")]
+    if not found:
+        run = [r for r in api.get(f"/jobs/{name}/runs").json() if r["id"] == run_id]
+        raise RuntimeError(f"{name}: run {run_id} printed no start: {run} {log[-1000:]}")
+    return float(found[0].split()[1])
 
 
 def lateness(

@@ -600,7 +600,8 @@ def test_the_scheduler_s_own_loop_fires_a_schedule_and_a_run_asked_for(
     inproc_user: Any,
 ) -> None:
     """The control plane's loop, on the real clock: a job planned three seconds ahead starts
-    on its own, and a run asked for starts at once (the loop is woken, not polled)."""
+    on its own, its log there as soon as it is seen ended, and a run asked for starts at once
+    (the loop is woken, not polled)."""
     import asyncio
     import threading
     from datetime import UTC, timedelta
@@ -625,6 +626,8 @@ def test_the_scheduler_s_own_loop_fires_a_schedule_and_a_run_asked_for(
         (run,) = runs_of(c, "soon")
         assert run["state"] == "succeeded" and run["trigger"] == "schedule"
         assert run["started_at"] >= run["planned_at"]  # never before its time (lateness: bench)
+        log = c.get(f"{API}/soon/runs/{run['id']}/log.txt")  # there once the run is seen ended
+        assert log.status_code == 200 and "on time" in log.text
         make_job(c, "asked", "print('asked')")
         t = time.monotonic()
         c.post(f"{API}/asked/runs", json={})

@@ -325,6 +325,10 @@ class Scheduler:
 
     # 3. watch ---------------------------------------------------------------------------------
     def _watch(self, now: int) -> None:
+        """Poll what runs (a heartbeat); an attempt that ended (or ran past its timeout: it is
+        stopped) has its output and log put into the lake before its end is recorded, outside
+        the transaction: whoever sees a run ended finds its output."""
+        ended: list[tuple[int, int, str, str]] = []  # run id, exit code, why, lake prefix
         with self.db.session() as s:
             for run in s.scalars(select(JobRun).where(JobRun.state == "running")).all():
                 job = s.get(Job, run.job_id)
@@ -332,12 +336,23 @@ class Scheduler:
                 attempt = self.attempts.get(run.id) or self._adopt(job, run)
                 code = self.executor.poll(attempt)
                 if code is None and now - (run.started_ms or now) > job.timeout_s * 1000:
-                    self.executor.stop(attempt)
-                    self._ended(s, job, run, FAILED, now, f"timed out after {job.timeout_s} s")
+                    why = f"timed out after {job.timeout_s} s"
+                    ended.append((run.id, FAILED, why, run_prefix(job, run.id)))
                 elif code is None:
                     run.heartbeat_ms = now
                 else:
-                    self._ended(s, job, run, code, now, "")
+                    ended.append((run.id, code, "", run_prefix(job, run.id)))
+        for run_id, _, why, prefix in ended:
+            attempt = self.attempts[run_id]
+            if why:
+                self.executor.stop(attempt)
+            self._store_outputs(attempt.spec.owner, prefix, attempt.spec.work_dir)
+        with self.db.session() as s:
+            for run_id, code, why, _ in ended:
+                row = s.get(JobRun, run_id)
+                owner = s.get(Job, row.job_id) if row is not None else None
+                if row is not None and owner is not None and row.state == "running":
+                    self._ended(s, owner, row, code, now, why)
 
     def _adopt(self, job: Job, run: JobRun) -> Attempt:
         """A run an earlier control plane started: its attempt, by its key and pid."""
@@ -347,7 +362,7 @@ class Scheduler:
 
     def _ended(self, s: Session, job: Job, run: JobRun, code: int, now: int, why: str) -> None:
         attempt = self.attempts.pop(run.id, None)
-        if attempt is not None:
+        if attempt is not None and attempt.spec.work_dir.exists():  # not stored yet (_watch)
             self._keep_output(job, run, attempt.spec.work_dir)
         run.exit_code, run.heartbeat_ms = code, now
         self._ended_jobs.add(job.id)
@@ -393,17 +408,19 @@ class Scheduler:
 
     def _flush_outputs(self) -> None:
         while self._outputs:
-            owner, prefix, work = self._outputs.pop()
-            for name in ("output.ipynb", "log.txt"):
-                try:
-                    data = (work / name).read_bytes()
-                except OSError:
-                    continue
-                try:
-                    self.files.put(Reader(owner), home_bucket(owner), prefix + name, BytesIO(data))
-                except ModelsError as err:
-                    log.warning("keeping %s%s: %s", prefix, name, err)
-            shutil.rmtree(work, ignore_errors=True)
+            self._store_outputs(*self._outputs.pop())
+
+    def _store_outputs(self, owner: str, prefix: str, work: Path) -> None:
+        for name in ("output.ipynb", "log.txt"):
+            try:
+                data = (work / name).read_bytes()
+            except OSError:
+                continue
+            try:
+                self.files.put(Reader(owner), home_bucket(owner), prefix + name, BytesIO(data))
+            except ModelsError as err:
+                log.warning("keeping %s%s: %s", prefix, name, err)
+        shutil.rmtree(work, ignore_errors=True)
 
     def _prune(self) -> None:
         """Runs beyond a job's ``keep_runs`` go, with their outputs."""
