@@ -23,11 +23,9 @@ import asyncio
 import contextlib
 import logging
 import random
-import shutil
 import threading
 import time
 from collections.abc import Callable
-from io import BytesIO
 from pathlib import Path
 
 from sqlalchemy import select
@@ -39,6 +37,7 @@ from lakehub.server.jobs import pipeline
 from lakehub.server.jobs import schedule as sched
 from lakehub.server.jobs.base import FAILED, Attempt, Clock, Executor, RunSpec
 from lakehub.server.jobs.notices import Notices
+from lakehub.server.jobs.outputs import store
 from lakehub.server.jobs.tables import Job, JobRun
 from lakehub.server.models.base import ArtifactStore, ModelsError, Reader
 from lakehub.server.notebooks.policy import Policies
@@ -160,8 +159,9 @@ class Scheduler:
                 self._plan(s, job, now)
                 self.notices.alerts(s, job, now)
                 upcoming.append(sched.next_time(schedule_of(job), job.planned_ms) or 0)
-        self._watch(now)
-        self._start_due(now)
+        ended = self._watch(now)
+        self._start_due(now, ending={run_id for run_id, *_ in ended})
+        self._close(ended, now)  # after the starts: a due run waits for no lake write
         self._flush_outputs()
         self._prune()
         return min((t for t in upcoming if t), default=0)
@@ -230,7 +230,7 @@ class Scheduler:
         )
 
     # 2. start ---------------------------------------------------------------------------------
-    def _start_due(self, now: int) -> None:
+    def _start_due(self, now: int, ending: set[int] | None = None) -> None:
         with self.db.session() as s:
             due = s.scalars(
                 select(JobRun.id)
@@ -241,9 +241,9 @@ class Scheduler:
                 .order_by(JobRun.planned_ms)
             ).all()
         for run_id in due:
-            self._start(run_id, now)
+            self._start(run_id, now, ending or set())
 
-    def _start(self, run_id: int, now: int) -> None:
+    def _start(self, run_id: int, now: int, ending: set[int]) -> None:
         """Recorded as running before its process starts: a crash in between leaves a run the
         next control plane finds (by its key) or counts as lost, never one started twice."""
         with self.db.session() as s:
@@ -253,11 +253,15 @@ class Scheduler:
             job = s.get(Job, run.job_id)
             assert job is not None
             if run.state == "planned":
-                others = s.scalars(
-                    select(JobRun).where(
-                        JobRun.job_id == job.id, JobRun.state.in_(ACTIVE), JobRun.id != run.id
+                others = [
+                    o
+                    for o in s.scalars(
+                        select(JobRun).where(
+                            JobRun.job_id == job.id, JobRun.state.in_(ACTIVE), JobRun.id != run.id
+                        )
                     )
-                ).all()
+                    if o.id not in ending  # ended in this pass, recorded just after
+                ]
                 if others and job.concurrency != "allow" and run.trigger != "schedule":
                     return  # caught up or asked for by hand: queued behind what runs
                 if run.trigger == "backfill" and not pipeline.backfill_room(s, job):
@@ -324,11 +328,10 @@ class Scheduler:
         )
 
     # 3. watch ---------------------------------------------------------------------------------
-    def _watch(self, now: int) -> None:
-        """Poll what runs (a heartbeat); an attempt that ended (or ran past its timeout: it is
-        stopped) has its output and log put into the lake before its end is recorded, outside
-        the transaction: whoever sees a run ended finds its output."""
-        ended: list[tuple[int, int, str, str]] = []  # run id, exit code, why, lake prefix
+    def _watch(self, now: int) -> list[tuple[int, int, str, str]]:
+        """Poll what runs (a heartbeat); the attempts that ended or ran past their timeout:
+        (run id, exit code, why, lake prefix), closed by :meth:`_close`."""
+        ended: list[tuple[int, int, str, str]] = []
         with self.db.session() as s:
             for run in s.scalars(select(JobRun).where(JobRun.state == "running")).all():
                 job = s.get(Job, run.job_id)
@@ -342,11 +345,19 @@ class Scheduler:
                     run.heartbeat_ms = now
                 else:
                     ended.append((run.id, code, "", run_prefix(job, run.id)))
-        for run_id, _, why, prefix in ended:
-            attempt = self.attempts[run_id]
+        return ended
+
+    def _close(self, ended: list[tuple[int, int, str, str]], now: int) -> None:
+        """Ended attempts: a timed-out one stopped, the output and log of each put into the
+        lake, then each end recorded, outside any transaction until then: whoever sees a run
+        ended finds its output."""
+        if not ended:
+            return
+        for run_id, _, why, _ in ended:
             if why:
-                self.executor.stop(attempt)
-            self._store_outputs(attempt.spec.owner, prefix, attempt.spec.work_dir)
+                self.executor.stop(self.attempts[run_id])
+        specs = [(self.attempts[r].spec, prefix) for r, _, _, prefix in ended]
+        store(self.files, [(spec.owner, prefix, spec.work_dir) for spec, prefix in specs])
         with self.db.session() as s:
             for run_id, code, why, _ in ended:
                 row = s.get(JobRun, run_id)
@@ -369,7 +380,8 @@ class Scheduler:
         if code == 0:
             run.state, run.ended_ms, run.reason = "succeeded", now, ""
             job.stale_told = False
-            pipeline.follow(s, job, run, self.planned_row)
+            if pipeline.follow(s, job, run, self.planned_row):
+                self.wake()  # its next steps start at the next pass, now
             return
         infra = code not in (0, FAILED)
         if infra:
@@ -402,25 +414,13 @@ class Scheduler:
         run.state, run.ended_ms, run.reason = "cancelled", now, why
 
     def _keep_output(self, job: Job, run: JobRun, work: Path) -> None:
-        """The attempt's output notebook and log go into the lake (the latest attempt's), once
-        the transaction that recorded its end has committed (:meth:`_flush_outputs`)."""
+        """A cancelled or unrecorded attempt's output goes into the lake once the transaction
+        that recorded its end has committed (:meth:`_flush_outputs`)."""
         self._outputs.append((job.owner, run_prefix(job, run.id), work))
 
     def _flush_outputs(self) -> None:
-        while self._outputs:
-            self._store_outputs(*self._outputs.pop())
-
-    def _store_outputs(self, owner: str, prefix: str, work: Path) -> None:
-        for name in ("output.ipynb", "log.txt"):
-            try:
-                data = (work / name).read_bytes()
-            except OSError:
-                continue
-            try:
-                self.files.put(Reader(owner), home_bucket(owner), prefix + name, BytesIO(data))
-            except ModelsError as err:
-                log.warning("keeping %s%s: %s", prefix, name, err)
-        shutil.rmtree(work, ignore_errors=True)
+        store(self.files, self._outputs)
+        self._outputs = []
 
     def _prune(self) -> None:
         """Runs beyond a job's ``keep_runs`` go, with their outputs."""
