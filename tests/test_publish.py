@@ -438,7 +438,9 @@ def test_a_link_made_in_a_notebook_server_goes_through_the_front_door(
     monkeypatch.setenv("LAKEHUB_API_URL", inproc.url)
     monkeypatch.setenv("LAKEHUB_FRONT_URL", "http://hub.example.org:8000")
     client = connect(inproc.url, inproc.token(ann))
-    p = publish.notebook(write(tmp_path, REPORT), client=client, wait=0)
+    spaced = tmp_path / "weekly.ipynb"
+    spaced.write_text("\n  " + json.dumps(REPORT, indent=1))  # JSON may start with blanks
+    p = publish.notebook(spaced, client=client, wait=0)
     assert p["link"] == f"http://hub.example.org:8000/services/lakehub/{p['url']}"
     monkeypatch.delenv("LAKEHUB_FRONT_URL")
     assert publish.get("weekly", client=client)["link"].startswith(inproc.url)

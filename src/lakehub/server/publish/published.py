@@ -219,8 +219,8 @@ class Publications:
         check_name(name)
         if size > MAX_NOTEBOOK:
             raise PublishError(f"a notebook of {size:,} bytes: at most {MAX_NOTEBOOK:,}", 413)
-        if body.read(1) != b"{":
-            raise PublishError("this is not a notebook: its JSON must start with '{'")
+        if not body.read(64).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+            raise PublishError("this is not a notebook: a notebook is a JSON object")
         body.seek(0)
         now = now_ms()
         with self.db.session() as s:

@@ -148,7 +148,7 @@ def render(src: Path, dest: Path) -> dict[str, Any]:
     from nbconvert import HTMLExporter
     from nbformat.reader import get_version
 
-    raw = json.loads(src.read_bytes())
+    raw = json.loads(src.read_bytes().decode("utf-8-sig"))
     if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
         raise ValueError("this is not a notebook (no cells)")
     budget = prepare(raw)
