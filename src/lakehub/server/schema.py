@@ -35,6 +35,11 @@ def from_ms_or_none(ms: int | None) -> datetime | None:
     return None if ms is None else from_ms(ms)
 
 
+def to_ms(at: datetime) -> int:
+    """:func:`from_ms`'s inverse; a time without an offset is taken as UTC."""
+    return int(_utc(at).timestamp() * 1000)
+
+
 def now_ms() -> int:
     """Now, in milliseconds since the epoch (how the areas' tables keep times)."""
     return int(time.time() * 1000)

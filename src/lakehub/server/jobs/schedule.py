@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lakehub.server.jobs.base import JobsError
+from lakehub.server.schema import to_ms
 
 KINDS = ("cron", "interval", "once", "manual")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -75,7 +76,7 @@ def parse(kind: str, expr: str, timezone: str, now_ms: int) -> Schedule:
         raise JobsError(f"bad time {expr!r}: ISO 8601, such as 2027-01-04T07:00") from None
     if at.tzinfo is None:
         at = at.replace(tzinfo=zone)
-    return Schedule("once", expr, zone.key, int(at.timestamp() * 1000))
+    return Schedule("once", expr, zone.key, to_ms(at))
 
 
 def interval_ms(s: Schedule) -> int:
@@ -108,7 +109,7 @@ def due(s: Schedule, after_ms: int, until_ms: int) -> list[int]:
     zone = ZoneInfo(s.timezone)
     times: list[int] = []
     for at in CronSim(s.expr, datetime.fromtimestamp(after_ms / 1000, zone)):
-        ms = int(at.timestamp() * 1000)
+        ms = to_ms(at)
         if ms > until_ms:
             break
         if ms > after_ms:  # cronsim starts at the next whole minute after its start
@@ -132,7 +133,7 @@ def next_time(s: Schedule, after_ms: int) -> int | None:
     from cronsim import CronSim
 
     at = next(iter(CronSim(s.expr, datetime.fromtimestamp(after_ms / 1000, ZoneInfo(s.timezone)))))
-    return int(at.timestamp() * 1000)
+    return to_ms(at)
 
 
 def step_ms(s: Schedule, now_ms: int) -> int | None:
@@ -162,4 +163,4 @@ def last_deadline(deadline: str, timezone: str, now_ms: int) -> int:
     at = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
     if at > now:
         at = (now - timedelta(days=1)).replace(hour=hour, minute=minute, second=0, microsecond=0)
-    return int(at.timestamp() * 1000)
+    return to_ms(at)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from lakehub.server.jobs.jobs import JobView, RunView
 from lakehub.server.jobs.notices import NoticeView
 from lakehub.server.models.base import Reader
-from lakehub.server.schema import Instant
+from lakehub.server.schema import Instant, to_ms
 from lakehub.server.web.auth import Principal, person
 from lakehub.server.web.deps import State, User
 from lakehub.server.web.schema import INT64
@@ -137,7 +137,7 @@ async def rerun(name: str, run_id: RowId, who: User, state: State) -> RunView:
 @router.post("/{name}/backfill")
 async def backfill(name: str, body: BackfillIn, who: User, state: State) -> dict[str, int]:
     """Its schedule's times in a range, planned as runs (``backfill_parallelism`` at once)."""
-    start, end = (int(t.timestamp() * 1000) for t in (body.start, body.end))
+    start, end = to_ms(body.start), to_ms(body.end)
     count = await state.run(state.jobs.backfill, _reader(who), name, start, end)
     return {"planned": count}
 

@@ -5,7 +5,6 @@ owner alone; anyone else gets 404, as for one that does not exist."""
 from __future__ import annotations
 
 import tempfile
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -14,7 +13,7 @@ from pydantic import BaseModel, Field
 from lakehub.server.models.base import Reader
 from lakehub.server.publish.base import PublishError
 from lakehub.server.publish.published import MAX_NOTEBOOK, PublicationView
-from lakehub.server.schema import Instant
+from lakehub.server.schema import Instant, to_ms
 from lakehub.server.web.auth import Principal, person
 from lakehub.server.web.deps import State, User
 from lakehub.server.web.schema import INT32
@@ -49,12 +48,8 @@ def _opts(body: PublishOptions) -> dict[str, Any]:
         k: getattr(body, k) for k in ("title", "audience", "space") if k in body.model_fields_set
     }
     if "expires_at" in body.model_fields_set:  # given as null: it never expires
-        opts["expires_ms"] = None if body.expires_at is None else _ms(body.expires_at)
+        opts["expires_ms"] = None if body.expires_at is None else to_ms(body.expires_at)
     return opts
-
-
-def _ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
 
 
 @router.get("")
@@ -93,7 +88,7 @@ async def upload(
     given = (("title", title), ("audience", audience), ("space", space))
     opts: dict[str, Any] = {k: v for k, v in given if v is not None}
     if expires_at is not None:
-        opts["expires_ms"] = _ms(expires_at)
+        opts["expires_ms"] = to_ms(expires_at)
     with tempfile.SpooledTemporaryFile(8 * 2**20) as spool:
         size = 0
         async for chunk in request.stream():

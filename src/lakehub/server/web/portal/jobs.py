@@ -4,7 +4,7 @@ it now, pause or resume it, remove it. A refused form comes back as typed, with 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from lakehub.server.jobs.base import JobsError
 from lakehub.server.models.base import Reader
+from lakehub.server.schema import to_ms
 from lakehub.server.web.auth import Principal
 from lakehub.server.web.deps import Browser, State
 from lakehub.server.web.portal.base import back, page
@@ -29,8 +30,7 @@ def _reader(who: Principal) -> Reader:
 
 def _ms(text: str) -> int:
     """An ISO time as typed (UTC unless it says otherwise), in ms."""
-    at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return int((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() * 1000)
+    return to_ms(datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
 
 
 def _where(name: str) -> str:

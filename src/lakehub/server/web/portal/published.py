@@ -23,6 +23,7 @@ from lakehub.server.jobs.base import JobsError
 from lakehub.server.models.base import ModelsError, Reader
 from lakehub.server.publish.base import PublishError
 from lakehub.server.publish.published import MAX_NOTEBOOK
+from lakehub.server.schema import to_ms
 from lakehub.server.web.auth import Principal, principal
 from lakehub.server.web.deps import Browser, State
 from lakehub.server.web.portal.base import back, page
@@ -56,7 +57,7 @@ def _expiry(day: str) -> dict[str, Any]:
         at = datetime.strptime(day.strip(), "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
         raise PublishError(f"an expiry is a day: YYYY-MM-DD, not {day!r}") from None
-    return {"expires_ms": int(at.timestamp() * 1000) + 86_400_000 - 1}
+    return {"expires_ms": to_ms(at) + 86_400_000 - 1}
 
 
 def _options(title: str, audience: str, space: str, expires: str) -> dict[str, Any]:
