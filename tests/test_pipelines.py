@@ -65,6 +65,14 @@ def test_a_pipeline_runs_each_step_once_and_goes_on_from_the_failed_one(
         assert all(f"PLANNED {planned}" in text for text in logs(c, name)), (name, logs(c, name))
     r = c.post(f"{API}/report/runs/{reported['id']}/rerun")
     assert r.status_code == 400 and "succeeded" in r.text
+    # another user can neither run a step again, backfill it, nor name it in a pipeline
+    e = serving.http(inproc_user())
+    days = {"start": "2026-11-01T00:00Z", "end": "2026-11-02T00:00Z"}
+    for path, body in [(f"/clean/runs/{cleaned['id']}/rerun", None), ("/extract/backfill", days)]:
+        r = e.post(API + path, json=body)
+        assert r.status_code == 404 and "does not exist" in r.text, (path, r.text)
+    r = e.post(API, json={"name": "mine", "code_name": "m.py", "code": "1", "after": ["extract"]})
+    assert r.status_code == 400 and "no job of yours" in r.text
 
 
 def test_a_backfill_plans_a_range_and_keeps_to_its_parallelism(
