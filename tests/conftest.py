@@ -204,4 +204,11 @@ def artifacts() -> Path:
 # the in-process layer (tests/inproc.py): a platform without a hub, for the API's matrices
 # model endpoints on the in-process layer (tests/endpoints_kit.py): replicas' environment, MLflow
 from endpoints_kit import mlflow_env, remove_accounts, serving  # noqa: E402, F401
-from inproc import full_quota, inproc, inproc_user, lake_down, slow_spawner  # noqa: E402, F401
+from inproc import (  # noqa: E402, F401
+    full_quota,
+    inproc,
+    inproc_user,
+    lake_down,
+    metrics_store,
+    slow_spawner,
+)

@@ -22,6 +22,10 @@ tests make (``url``, ``api``, ``token``, ``http``, ``cli``, ``wait``, ``runtime`
 What stays on real hubs: JupyterHub's own login page and REST API, servers and kernels, the
 portal's OAuth exchange itself, the ingest receivers, process kills.
 
+Monitoring: ``metrics_store`` runs the REAL time-series store for a module (VictoriaMetrics, with
+the store's own command: it scrapes the in-process API every second) and the alert rules' loop;
+every alert notice goes to ``InProc.webhooks`` (a receiver on 127.0.0.1 the settings name).
+
 Faults: ``lake_down`` stops the lake for one test and starts it again after; ``full_quota`` is
 a space whose quota is reached (the lake refuses writes to it); ``slow_spawner`` makes the
 stand-in take a second to start a server.
@@ -95,6 +99,7 @@ class InProc(ApiUser):
     hub_standin: JupyterHubStandIn
     url: str
     lake_proc: subprocess.Popen[bytes] | None = None
+    webhooks: WebhookSink | None = None
     tokens: dict[str, str] = field(default_factory=dict)
     passwords: dict[str, str] = field(default_factory=dict)
     clients: list[httpx.Client] = field(default_factory=list)  # closed when the layer stops
@@ -174,6 +179,33 @@ class InProc(ApiUser):
             proc.wait(10)
 
 
+class WebhookSink:
+    """Keeps the JSON bodies POSTed to it (alert notices), in arrival order."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        got = self.got = []  # type: list[dict[str, Any]]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                got.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def _serve(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thread, str]:
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, lifespan="off", access_log=False, log_level="warning"
@@ -199,6 +231,7 @@ def inproc() -> Iterator[InProc]:
 
     root = Path(tempfile.mkdtemp(prefix="lakehub-inproc-", dir="/tmp"))
     root.chmod(0o711)
+    webhooks = WebhookSink()
     settings = load_settings(  # every port picked freely: test workers run one each at once
         data_dir=root / "data",
         environments_dir=Path(os.environ.get("LAKEHUB_TEST_ENVIRONMENTS") or root / "envs"),
@@ -208,6 +241,9 @@ def inproc() -> Iterator[InProc]:
         models_delete_grace=6,  # deleted runs' files leave the lake within a test's time
         serving_sample_rate=1.0,  # every request an endpoint answers lands in its dataset
         jobs_webhook_hosts=["127.0.0.1"],  # the tests' webhook receivers
+        metrics_interval=1,  # what the store scrapes is there within a test's second
+        alert_interval=1,
+        alert_webhooks=[webhooks.url],
     )
     _dirs(settings)  # as 'lakehub up' makes them: users' accounts reach their homes
     tok = tokens(settings)
@@ -225,7 +261,7 @@ def inproc() -> Iterator[InProc]:
     db.engine.dispose()
     platform = Platform.build(settings, runtime)
     server = thread = None
-    ip = InProc(platform, standin, "")
+    ip = InProc(platform, standin, "", webhooks=webhooks)
     try:
         ip.start_lake()
         for ident in platform.directory.identities():
@@ -253,6 +289,7 @@ def inproc() -> Iterator[InProc]:
         platform.db.engine.dispose()
         ip.stop_lake()
         standin.stop()
+        webhooks.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -318,3 +355,27 @@ def slow_spawner(inproc: InProc) -> Iterator[JupyterHubStandIn]:
         yield inproc.hub_standin
     finally:
         inproc.hub_standin.spawn_delay = 0.0
+
+
+@pytest.fixture(scope="module")
+def metrics_store(inproc: InProc) -> Iterator[InProc]:
+    """The real store, started with its own command (it scrapes the in-process API, the lake and
+    itself every second), and the alert rules' loop, for one module."""
+    mon = inproc.platform.monitoring
+    if not mon.running:
+        pytest.skip(f"no metrics store here: {mon.store.reason}")
+    procs = []
+    try:
+        for name, proc in mon.store.process():
+            log = open(inproc.data_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+            procs.append(subprocess.Popen(proc.argv, env={**os.environ, **proc.env}, cwd=proc.cwd,
+                                          stdout=log, stderr=log))  # fmt: skip
+            log.close()
+            _wait(lambda url=proc.health_url: _answers(url), f"the store's {name}")
+        mon.start()
+        yield inproc
+    finally:
+        mon.alerts.stop()
+        for p in procs:
+            p.terminate()
+            p.wait(20)

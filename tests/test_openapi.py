@@ -48,7 +48,7 @@ def fuzz_user(inproc: InProc) -> str:
     return name
 
 
-def test_answers_match_the_document(inproc: InProc, fuzz_user: str) -> None:
+def test_answers_match_the_document(inproc: InProc, fuzz_user: str, metrics_store: InProc) -> None:
     schema = schemathesis.openapi.from_url(f"{inproc.url}/services/lakehub/openapi.json")
     schema.config.update(base_url=inproc.url)
     for method, path in SKIPPED:

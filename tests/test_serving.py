@@ -107,12 +107,14 @@ def test_a_version_deployed_and_called_by_triton_and_kserve_clients(
     # its figures, in Prometheus text: to its readers, and on the hub's page for operators
     text = c.get("/services/lakehub/api/endpoints/iris/metrics").text
     ok = re.search(
-        rf'lakehub_endpoint_requests_total{{code="200",endpoint="{ann}/iris"}} (\S+)', text
+        rf'lakehub_endpoint_requests_total{{code="200",endpoint="{ann}/iris",user="{ann}"}} (\S+)',
+        text,
     )
     assert ok and float(ok.group(1)) >= 8, text
-    assert f'lakehub_endpoint_requests_total{{code="400",endpoint="{ann}/iris"}}' in text
-    assert re.search(rf'request_duration_seconds_count{{endpoint="{ann}/iris"}} (\d+)', text)
-    assert f'lakehub_endpoint_replicas_ready{{endpoint="{ann}/iris",role="main"}} 2.0' in text
+    who = f'endpoint="{ann}/iris"'
+    assert f'lakehub_endpoint_requests_total{{code="400",{who},user="{ann}"}}' in text
+    assert re.search(rf'request_duration_seconds_count{{{who},user="{ann}"}} (\d+)', text)
+    assert f'lakehub_endpoint_replicas_ready{{{who},role="main",user="{ann}"}} 2.0' in text
     hub_page = serving.admin_http().get(f"{serving.url}/services/lakehub/metrics").text
     assert f'endpoint="{ann}/iris"' in hub_page
     # a sample of requests and answers, in the lake as a catalogued dataset, by day

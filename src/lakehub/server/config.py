@@ -227,6 +227,42 @@ class Settings(BaseSettings):
         "name or a Sink subclass as module:Class.",
     )
 
+    metrics: bool = Field(
+        default=True,
+        description="Run the time-series store (VictoriaMetrics) when its binary is installed; "
+        "without it the hub runs all the same, with no dashboards or alerts.",
+    )
+    metrics_interval: int = Field(
+        default=15, ge=1, le=300, description="Seconds between two scrapes of every component."
+    )
+    metrics_retention: str = Field(
+        default="90d",
+        pattern=r"^[1-9][0-9]*[hdwy]$",
+        description="How long samples are kept: a number and h, d, w or y (e.g. 90d, 2y).",
+    )
+    metrics_resolution: int = Field(
+        default=0,
+        ge=0,
+        description="Seconds: keep one sample per series in each such interval (downsampling of "
+        "everything stored); 0 keeps every scrape.",
+    )
+    metrics_remote_write: list[str] = Field(
+        default=[],
+        description="Prometheus remote-write URLs (an existing Prometheus, Thanos Receive or "
+        "VictoriaMetrics cluster) that get every sample besides the local store.",
+    )
+    alert_interval: int = Field(
+        default=15, ge=1, le=300, description="Seconds between two evaluations of the alert rules."
+    )
+    alert_webhooks: list[str] = Field(
+        default=[],
+        description="URLs that get every alert that fires or resolves (Alertmanager's webhook "
+        "format).",
+    )
+    alert_emails: list[str] = Field(
+        default=[], description="Addresses mailed every alert that fires or resolves (smtp_host)."
+    )
+
     @field_validator("lake_backend")
     @classmethod
     def _known_lake(cls, v: str) -> str:

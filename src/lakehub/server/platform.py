@@ -55,17 +55,21 @@ from lakehub.server.models.base import ArtifactStore, ModelsError, Reader
 from lakehub.server.models.purge import Purge
 from lakehub.server.models.registry import Registry
 from lakehub.server.models.tracking import Tracking
+from lakehub.server.notebooks import metrics as notebook_metrics
 from lakehub.server.notebooks import records
 from lakehub.server.notebooks.accounts import account_exists, ensure_account, remove_account
 from lakehub.server.notebooks.aws_profiles import AwsProfiles
+from lakehub.server.notebooks.culling import cull_count
 from lakehub.server.notebooks.jupyterhub_api import HubAPIError, JupyterHubAPI
 from lakehub.server.notebooks.policy import Policies
 from lakehub.server.notebooks.registry import Environments
+from lakehub.server.ops.monitor import Monitoring
 from lakehub.server.publish.base import PublishError
 from lakehub.server.publish.published import Publications, PublicationView, check_name
 from lakehub.server.publish.render import ProcessRenderer
 from lakehub.server.quotas import Quotas
 from lakehub.server.runtime import Runtime, Tokens, load_runtime, tokens
+from lakehub.server.serving import metrics as serving_metrics
 from lakehub.server.serving.ailib import Library
 from lakehub.server.serving.endpoints import Endpoints
 from lakehub.server.serving.local import LocalRunner
@@ -100,6 +104,7 @@ class Platform:
     library: Library = field(init=False)
     jobs: Jobs = field(init=False)
     published: Publications = field(init=False)
+    monitoring: Monitoring = field(init=False)
     compute: dict[str, Engine] = field(default_factory=dict)  # kind -> engine
     prefix: str = "/services/lakehub/"
     hub_oauth: Any = field(default=None)  # JupyterHub's OAuth client, made by web.auth on first use
@@ -153,13 +158,7 @@ class Platform:
         platform.library = Library(
             settings, environments, platform.serving, tracking, platform.job_env
         )
-        mailer = None
-        if settings.smtp_host:
-            password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
-            mailer = SmtpMailer(
-                settings.smtp_host, settings.smtp_port, settings.smtp_from,
-                settings.smtp_starttls, settings.smtp_user, password,
-            )  # fmt: skip
+        mailer = SmtpMailer.of(settings)
         notices = Notices(db, vault, settings.jobs_webhook_hosts, Clock(), mailer)
         platform.jobs = Jobs(
             Scheduler(
@@ -173,6 +172,7 @@ class Platform:
             )
         )
         platform.published = Publications(db, model_files, vault, ProcessRenderer())
+        platform.monitoring = Monitoring(settings, runtime, db, mailer.send if mailer else None)
         return platform
 
     async def start(self) -> None:
@@ -186,8 +186,10 @@ class Platform:
         await self.serving.start()
         self.jobs.scheduler.start()
         await self.run(self.published.start)
+        self.monitoring.start()
 
     async def close(self) -> None:
+        await self.run(self.monitoring.close)
         await self.jobs.scheduler.stop()
         await self.run(self.published.stop)
         await self.serving.close()
@@ -393,6 +395,14 @@ class Platform:
             if other != kind:
                 found += await self.run(engine.running)
         return found
+
+    async def metrics_page(self) -> bytes:
+        """The control plane's ``/metrics``: its figures, the endpoints' and JupyterHub's."""
+        clusters = [r for e in self.compute.values() for r in await self.run(e.running)]
+        page = await self.run(self.monitoring.page, await self.active_servers(), clusters)
+        hub_text, running = await self.hub.metrics(), await self.hub.ready_servers()
+        page += notebook_metrics.render(hub_text, running, cull_count(self.settings.run_dir))
+        return page + serving_metrics.render(self.serving.by_id.values())
 
     def engine_context(self) -> EngineContext:
         """What the engines are built from: the owner's lake keys, the planner (every start

@@ -39,6 +39,9 @@ PORT_NAMES = (
     "gateway_tcp",
     "forward",
     "ingest_http",
+    "metrics",
+    "metrics_agent",
+    "lake_metrics",
 )
 
 
@@ -171,6 +174,7 @@ class Tokens:
     lake_secret: str
     cookie: str
     gateway: str  # dask-gateway's JupyterHub service token
+    metrics: str  # reads the components' metrics pages (JupyterHub's and ours) and nothing else
 
 
 def tokens(settings: Settings) -> Tokens:
@@ -182,4 +186,5 @@ def tokens(settings: Settings) -> Tokens:
         lake_secret=read_or_create(st / "lake-admin.secret"),
         cookie=read_or_create(st / "cookie.secret"),
         gateway=read_or_create(st / "gateway.token"),
+        metrics=read_or_create(st / "metrics.token"),
     )

@@ -28,6 +28,8 @@ from lakehub.server.config import Settings, SettingsError
 from lakehub.server.lake import lake_class, open_lake
 from lakehub.server.lake.base import Lake, LakeUnavailable
 from lakehub.server.notebooks.environments import ensure_environment
+from lakehub.server.ops.base import NoStore
+from lakehub.server.ops.monitor import open_store
 from lakehub.server.runtime import (
     Runtime,
     allocate,
@@ -283,6 +285,19 @@ def components(settings: Settings, rt: Runtime, lake: Lake) -> list[Component]:
                 env=base_env,
             )
         )
+    for name, proc in open_store(settings, rt, lake_metrics=lake_proc is not None).process():
+        comps.append(
+            Component(
+                name,
+                proc.argv,
+                logs / f"{name}.log",
+                proc.health_url.rpartition("/")[0],
+                proc.health_url,
+                env=proc.env,
+                cwd=proc.cwd,
+                nice=10,  # watching the hub must not slow it
+            )
+        )
     if settings.warm_start:
         env_python = settings.envs_dir / "default" / "bin" / "python"
         sock = settings.run_dir / "warm.sock"
@@ -422,6 +437,9 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
         rt.state = "ready"
         rt.save(settings)
         say(f"LakeHub is up: {rt.front_url}  (data in {settings.data_dir})")
+        store = open_store(settings, rt)
+        if isinstance(store, NoStore):
+            say(f"note: no dashboards or alerts: {store.reason}")
         if not (settings.envs_dir / "datascience").exists():
             say(
                 "notebook environments are being built in the background (a few minutes the "

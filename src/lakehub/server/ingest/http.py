@@ -15,6 +15,7 @@ The answer comes after the body is fsynced: 200; a refusal is a 4xx/503 with
 from __future__ import annotations
 
 import base64
+import hmac
 import logging
 import math
 from typing import Any
@@ -142,9 +143,38 @@ def _objects(body: bytes) -> Any:
         raise ValueError("truncated msgpack")
 
 
-def app(intake: Intake) -> Starlette:
+def metrics_page(intake: Intake) -> bytes:
+    """The receivers' buffer in Prometheus text format: ``lakehub_ingest_buffer_bytes`` (held
+    on disk, not in the lake yet), ``lakehub_ingest_buffer_max_bytes`` (the bound), per stream
+    ``lakehub_ingest_pending_bytes{user,stream}`` and ``lakehub_ingest_parked_bytes`` (what its
+    failing sink parked), and this process's own figures."""
+    from prometheus_client import REGISTRY, generate_latest
+
+    log_ = intake.log
+    lines = [
+        "# TYPE lakehub_ingest_buffer_bytes gauge",
+        f"lakehub_ingest_buffer_bytes {log_.held()}",
+        "# TYPE lakehub_ingest_buffer_max_bytes gauge",
+        f"lakehub_ingest_buffer_max_bytes {log_.max_held}",
+    ]
+    pending, parked = ["# TYPE lakehub_ingest_pending_bytes gauge"], []
+    parked.append("# TYPE lakehub_ingest_parked_bytes gauge")
+    for sid, st in sorted(intake.streams.items()):
+        labels = f'{{user="{st.owner}",stream="{st.name}"}}'  # names are [a-z0-9-]: no escaping
+        pending.append(f"lakehub_ingest_pending_bytes{labels} {log_.in_log(sid)}")
+        parked.append(f"lakehub_ingest_parked_bytes{labels} {log_.parked(sid)[0]}")
+    return "\n".join([*lines, *pending, *parked, ""]).encode() + generate_latest(REGISTRY)
+
+
+def app(intake: Intake, metrics_token: str = "") -> Starlette:
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "held_bytes": intake.log.held()})
+
+    async def metrics(request: Request) -> Response:
+        given = request.headers.get("authorization", "").partition(" ")[2].strip()
+        if not (metrics_token and hmac.compare_digest(given.encode(), metrics_token.encode())):
+            return JSONResponse({"detail": "the metrics token only"}, 403)
+        return Response(metrics_page(intake), media_type="text/plain; version=0.0.4")
 
     async def post(request: Request) -> Response:
         tag = request.path_params["tag"].strip("/").replace("/", ".")
@@ -199,6 +229,7 @@ def app(intake: Intake) -> Starlette:
     return Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             Route("/{tag:path}", post, methods=["POST", "PUT"]),
         ]
     )

@@ -78,7 +78,7 @@ async def run(settings: Settings) -> None:
         intake, settings.ingest_host, rt.ports["forward"], tls_context(settings)
     )
     config = uvicorn.Config(
-        http_app(intake),
+        http_app(intake, tok.metrics),
         host=settings.ingest_host,
         port=rt.ports["ingest_http"],
         log_level="warning",

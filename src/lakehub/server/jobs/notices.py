@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lakehub.server.config import Settings
 from lakehub.server.db import Database
 from lakehub.server.jobs import schedule as sched
 from lakehub.server.jobs.base import Clock, JobsError, Mailer
@@ -51,6 +52,17 @@ class SmtpMailer(Mailer):
     ) -> None:
         self.host, self.port, self.sender = host, port, sender
         self.starttls, self.user, self.password = starttls, user, password
+
+    @classmethod
+    def of(cls, settings: Settings) -> SmtpMailer | None:
+        """The mail server of the settings (``smtp_*``); None when ``smtp_host`` is empty."""
+        if not settings.smtp_host:
+            return None
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
+        return cls(
+            settings.smtp_host, settings.smtp_port, settings.smtp_from,
+            settings.smtp_starttls, settings.smtp_user, password,
+        )  # fmt: skip
 
     def send(self, to: str, subject: str, body: str) -> None:
         import smtplib

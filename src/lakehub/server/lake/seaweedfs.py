@@ -115,7 +115,8 @@ class SeaweedFS(Lake):
             "-webdav=false",
             "-admin.ui=false",
             "-master.telemetry=false",
-            "-metricsPort=0",
+            f"-metricsPort={p.get('lake_metrics', 0)}",
+            "-metricsIp=127.0.0.1",
             f"-s3.config={self.config_file}",
             # many per-user buckets: each is a collection with its own volumes
             "-volume.max=0",

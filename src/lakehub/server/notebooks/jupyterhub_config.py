@@ -57,6 +57,8 @@ c.JupyterHub.services = [
         "oauth_no_confirm": True,
         "display": False,
     },
+    # the time-series store scrapes /hub/metrics with this token (lakehub.server.ops.scrape)
+    {"name": "lakehub-metrics", "api_token": tok.metrics, "display": False},
 ]
 ADMINS = {
     "local": [settings.admin_user],
@@ -70,6 +72,7 @@ c.JupyterHub.load_roles = [
     {"name": "admin", "users": [], "services": []},
     {"name": ADMIN_ROLE, "scopes": ADMIN_SCOPES, "users": ADMINS, "groups": [ADMIN_GROUP]},
     {"name": "lakehub-control", "scopes": CONTROL_SCOPES, "services": ["lakehub"]},
+    {"name": "lakehub-metrics", "scopes": ["read:metrics"], "services": ["lakehub-metrics"]},
     {
         "name": "user",
         "scopes": [

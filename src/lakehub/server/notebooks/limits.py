@@ -73,6 +73,10 @@ class Limits(Protocol):
         """How many processes the kernel OOM-killed in this group so far (0 if absent)."""
         ...
 
+    def cpu_seconds(self, key: str) -> float | None:
+        """CPU seconds the group's processes used so far (None: not measured here)."""
+        ...
+
     def memory_used(self, key: str) -> int | None:
         """Bytes charged to the group now (page cache included), None if absent."""
         ...
@@ -97,6 +101,9 @@ class NoLimits:
         return 0
 
     def memory_used(self, key: str) -> int | None:
+        return None
+
+    def cpu_seconds(self, key: str) -> float | None:
         return None
 
 
@@ -163,6 +170,27 @@ class Cgroups:
         with suppress(OSError, ValueError):
             return int((self._memory_parent / key / self._usage_file).read_text())
         return None
+
+    def cpu_seconds(self, key: str) -> float | None:
+        """v2: ``cpu.stat``; v1: ``cpuacct.usage`` where cpuacct shares cpu's hierarchy, else the
+        user and system time of the processes in the group now (a kernel that ended takes its
+        share along)."""
+        for parent in self.parents:
+            with suppress(OSError, ValueError, StopIteration):
+                lines = (parent / key / "cpu.stat").read_text().splitlines()
+                return next(int(x.split()[1]) for x in lines if x.startswith("usage_usec")) / 1e6
+            with suppress(OSError, ValueError):
+                return int((parent / key / "cpuacct.usage").read_text()) / 1e9
+        try:
+            pids = (self.parents[-1] / key / "cgroup.procs").read_text().split()
+        except OSError:
+            return None
+        ticks = 0
+        for pid in pids:
+            with suppress(OSError, ValueError, IndexError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def _set(self, key: str, quota_us: int, memory: int) -> None:
         raise NotImplementedError

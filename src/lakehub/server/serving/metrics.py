@@ -1,4 +1,5 @@
-"""Every endpoint's figures in Prometheus text format, labelled ``endpoint="<owner>/<name>"``:
+"""Every endpoint's figures in Prometheus text format, labelled ``endpoint="<owner>/<name>"``
+and ``user="<owner>"``:
 
 - ``lakehub_endpoint_requests_total`` counter, label ``code`` (the status callers got, 503s of
   no ready replica and refusals included)
@@ -33,34 +34,36 @@ class EndpointMetrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
-            "lakehub_endpoint_requests", "Requests answered, by status", labels=["endpoint", "code"]
+            "lakehub_endpoint_requests",
+            "Requests answered, by status",
+            labels=["endpoint", "user", "code"],
         )
         latency = HistogramMetricFamily(
             "lakehub_endpoint_request_duration_seconds",
             "Seconds from a request's arrival to its answer",
-            labels=["endpoint"],
+            labels=["endpoint", "user"],
         )
         queue = GaugeMetricFamily(
-            "lakehub_endpoint_queue", "Requests in the gateway now", labels=["endpoint"]
+            "lakehub_endpoint_queue", "Requests in the gateway now", labels=["endpoint", "user"]
         )
         ready = GaugeMetricFamily(
             "lakehub_endpoint_replicas_ready",
             "Replicas taking requests",
-            labels=["endpoint", "role"],
+            labels=["endpoint", "user", "role"],
         )
         for route in sorted(self.routes, key=lambda r: (r.owner, r.name)):
             label = f"{route.owner}/{route.name}"
             stats = route.pool.stats
             for code, n in sorted(stats.codes.items()):
-                requests.add_metric([label, str(code)], n)
+                requests.add_metric([label, route.owner, str(code)], n)
             cumulative, total = [], 0
             for bound, n in zip([*map(str, BUCKETS), "+Inf"], stats.buckets, strict=True):
                 total += n
                 cumulative.append((bound, total))
-            latency.add_metric([label], cumulative, stats.total)
-            queue.add_metric([label], stats.waiting)
+            latency.add_metric([label, route.owner], cumulative, stats.total)
+            queue.add_metric([label, route.owner], stats.waiting)
             for role in ("main", "canary"):
-                ready.add_metric([label, role], len(route.pool.ready(role)))
+                ready.add_metric([label, route.owner, role], len(route.pool.ready(role)))
         yield from (requests, latency, queue, ready)
 
 

@@ -18,6 +18,7 @@ from lakehub.server.jobs.base import JobsError
 from lakehub.server.lake.base import LakeUnavailable
 from lakehub.server.models.base import ModelsError
 from lakehub.server.notebooks.jupyterhub_api import HubAPIError
+from lakehub.server.ops.base import OpsError
 from lakehub.server.platform import Platform
 from lakehub.server.publish.base import PublishError
 from lakehub.server.serving.base import ServingError
@@ -32,6 +33,7 @@ from lakehub.server.web.api import (
     mlflow,
     models,
     notebooks,
+    ops,
     published,
     quotas,
     servers,
@@ -51,6 +53,7 @@ from lakehub.server.web.portal import compute as compute_pages
 from lakehub.server.web.portal import connections as connection_pages
 from lakehub.server.web.portal import experiments as experiment_pages
 from lakehub.server.web.portal import jobs as job_pages
+from lakehub.server.web.portal import monitoring as monitoring_pages
 from lakehub.server.web.portal import notebooks as notebook_pages
 from lakehub.server.web.portal import policies as policy_pages
 from lakehub.server.web.portal import published as published_pages
@@ -77,7 +80,6 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         # builds) hand the interpreter back every 0.5 ms, not 5 (a request's tail waits less)
         sys.setswitchinterval(0.0005)
         await state.start()
-        notebooks.metrics_token(state.settings.state_dir)  # there for Prometheus from the start
         yield
         await state.close()
 
@@ -118,6 +120,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         jobs.router,
         jobs.notices_router,
         published.router,
+        ops.router,
         # the portal
         home.router,
         account_pages.router,
@@ -135,6 +138,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         serving_pages.router,
         job_pages.router,
         published_pages.router,
+        monitoring_pages.router,
         docs.router,
     )
     for router in routers:
@@ -144,25 +148,8 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.add_middleware(guards.NoSniff)
     app.add_middleware(serving.ServingDoor, prefix=state.prefix)  # before the router: fast
 
-    @app.exception_handler(UserError)
-    async def _user_error(request: Request, err: UserError) -> Response:
-        return JSONResponse({"detail": str(err)}, status_code=err.status)
-
-    @app.exception_handler(ModelsError)
-    async def _models_error(request: Request, err: ModelsError) -> Response:
-        return JSONResponse({"detail": str(err)}, status_code=err.status)
-
-    @app.exception_handler(JobsError)
-    async def _jobs_error(request: Request, err: JobsError) -> Response:
-        return JSONResponse({"detail": str(err)}, status_code=err.status)
-
-    @app.exception_handler(PublishError)
-    async def _publish_error(request: Request, err: PublishError) -> Response:
-        return JSONResponse({"detail": str(err)}, status_code=err.status)
-
-    @app.exception_handler(ServingError)
-    async def _serving_error(request: Request, err: ServingError) -> Response:
-        return JSONResponse({"detail": str(err)}, status_code=err.status)
+    for domain in (UserError, ModelsError, JobsError, PublishError, ServingError, OpsError):
+        app.add_exception_handler(domain, _domain_error)
 
     @app.exception_handler(LakeUnavailable)
     async def _lake_down(request: Request, err: LakeUnavailable) -> Response:
@@ -179,6 +166,11 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         return auth.login_redirect(request)
 
     return app
+
+
+async def _domain_error(request: Request, err: Exception) -> Response:
+    """An area's refusal: its message, with the status it carries."""
+    return JSONResponse({"detail": str(err)}, status_code=getattr(err, "status", 400))
 
 
 def _as_page(handler: Callable[[Request, Exception], Awaitable[Response]]) -> Any:

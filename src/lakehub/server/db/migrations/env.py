@@ -3,6 +3,7 @@ from alembic import context
 from lakehub.server.db import Base, make_engine
 from lakehub.server.jobs import tables as _jobs_tables  # noqa: F401
 from lakehub.server.models import tables as _model_tables  # noqa: F401  (their tables too)
+from lakehub.server.ops import tables as _ops_tables  # noqa: F401
 from lakehub.server.publish import tables as _publish_tables  # noqa: F401
 from lakehub.server.serving import tables as _serving_tables  # noqa: F401
 

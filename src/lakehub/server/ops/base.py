@@ -1,0 +1,77 @@
+"""The time-series store's contract, chosen by name like the lake's.
+
+A store keeps what the scrape configuration (:mod:`.scrape`) names and answers PromQL over the
+Prometheus query API. The rules every store keeps:
+
+- ``query`` / ``query_range`` answer lists of :class:`Series`; a query the store refuses (bad
+  PromQL, too many points) is an :class:`OpsError` with status 400 and the store's own message;
+  a store that does not answer is an :class:`OpsError` with status 503.
+- ``only`` restricts every series a query reads to those carrying these labels (e.g.
+  ``{"user": "alice"}``), whatever the query names: the store enforces it, not the caller's
+  PromQL, so a user's query cannot reach another user's series. A store that cannot enforce it
+  raises ``OpsError`` (403) for any restricted query.
+- ``process()`` is the component ``lakehub up`` runs for it (None: the store runs elsewhere).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class OpsError(RuntimeError):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Series:
+    labels: dict[str, str]
+    points: list[tuple[float, float]] = field(default_factory=list)  # (unix seconds, value)
+
+
+@dataclass
+class StoreProcess:
+    argv: list[str]
+    health_url: str
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+
+
+class MetricsStore(ABC):
+    @abstractmethod
+    def process(self) -> list[tuple[str, StoreProcess]]:
+        """The components to run for this store, by name (empty: it runs elsewhere)."""
+
+    @abstractmethod
+    def query(self, expr: str, at: float, only: dict[str, str] | None = None) -> list[Series]:
+        """The instant vector of ``expr`` at ``at`` (one point per series)."""
+
+    @abstractmethod
+    def query_range(
+        self, expr: str, start: float, end: float, step: float, only: dict[str, str] | None = None
+    ) -> list[Series]:
+        """``expr`` evaluated every ``step`` seconds from ``start`` to ``end``."""
+
+    def close(self) -> None:  # noqa: B027 (optional)
+        """Release connections."""
+
+
+class NoStore(MetricsStore):
+    """No store installed: every query says so (503), nothing runs."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def process(self) -> list[tuple[str, StoreProcess]]:
+        return []
+
+    def query(self, expr: str, at: float, only: dict[str, str] | None = None) -> list[Series]:
+        raise OpsError(self.reason, 503)
+
+    def query_range(
+        self, expr: str, start: float, end: float, step: float, only: dict[str, str] | None = None
+    ) -> list[Series]:
+        raise OpsError(self.reason, 503)

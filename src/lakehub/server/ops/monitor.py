@@ -1,0 +1,107 @@
+"""The area's one service: the store, the alert rules' loop, the dashboards, the metrics page.
+
+Built by the platform (``Monitoring(settings, runtime, db, send_mail)``); ``start`` starts the
+alerts' loop when a store is there, ``close`` stops it. ``page`` is the control plane's
+``/metrics``: the figures of :mod:`.figures` over what the platform hands it (the active
+servers and the clusters), plus alerts firing by severity.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import REGISTRY, generate_latest
+from sqlalchemy import func, select
+
+from lakehub.server.config import Settings
+from lakehub.server.db import Database, Quota
+from lakehub.server.notebooks import limits
+from lakehub.server.ops import dashboards, figures
+from lakehub.server.ops.alerts import Alerts, Notifier
+from lakehub.server.ops.base import MetricsStore, NoStore, Series
+from lakehub.server.ops.tables import OpsAlert
+from lakehub.server.ops.victoria import VictoriaMetrics, binary
+from lakehub.server.runtime import Runtime
+
+
+def open_store(settings: Settings, rt: Runtime, lake_metrics: bool = True) -> MetricsStore:
+    """The embedded store, or why there is none (``lake_metrics``: the lake runs here and has
+    a metrics page)."""
+    if not settings.metrics:
+        return NoStore("monitoring is off (the setting 'metrics' is false)")
+    if binary() is None:
+        return NoStore(
+            "the metrics store is not installed: install Debian's victoria-metrics "
+            "(./dev up does) and restart the hub"
+        )
+    return VictoriaMetrics(settings, rt, lake_metrics)
+
+
+class Monitoring:
+    def __init__(
+        self,
+        settings: Settings,
+        rt: Runtime,
+        db: Database,
+        send_mail: Callable[[str, str, str], None] | None = None,
+    ) -> None:
+        self.settings, self.db = settings, db
+        self.store = open_store(settings, rt)
+        notifier = Notifier(settings.alert_webhooks, settings.alert_emails, send_mail, rt.front_url)
+        self.alerts = Alerts(db, self.store, notifier, settings.alert_interval)
+        self.boards = dashboards.load()
+        self._limits: limits.Limits | None = None
+
+    @property
+    def running(self) -> bool:
+        return not isinstance(self.store, NoStore)
+
+    def start(self) -> None:
+        if self.running:
+            self.alerts.start()
+
+    def close(self) -> None:
+        if self.running:
+            self.alerts.stop()
+        self.store.close()
+
+    def query(self, expr: str, at: float | None, viewer: str, admin: bool) -> list[Series]:
+        return self.store.query(expr, time.time() if at is None else at, _only(viewer, admin))
+
+    def query_range(
+        self, expr: str, start: float, end: float, step: float, viewer: str, admin: bool
+    ) -> list[Series]:
+        return self.store.query_range(expr, start, end, step, _only(viewer, admin))
+
+    # the metrics page -------------------------------------------------------------------------
+    def page(self, active: dict[str, dict[str, dict[str, Any]]], clusters: list[Any]) -> bytes:
+        """``active``: ``Platform.active_servers()``; ``clusters``: the engines' ``Running``s."""
+        if self._limits is None:
+            self._limits = limits.detect(limits.root_name_for(str(self.settings.data_dir)))
+        snap = figures.Snapshot(
+            components=figures.components(self.settings),
+            servers=figures.servers(self.settings.run_dir, active, self._limits),
+            clusters=[(c.owner, c.kind, c.memory) for c in clusters],
+            disk=figures.disk(self.settings.data_dir),
+        )
+        figures.database(self.db, snap)
+        with self.db.session() as s:
+            snap.quotas = [
+                (q.kind, q.name, q.used_bytes, q.max_bytes) for q in s.scalars(select(Quota))
+            ]
+            firing = s.execute(
+                select(OpsAlert.severity, func.count())
+                .where(OpsAlert.resolved_ms.is_(None))
+                .group_by(OpsAlert.severity)
+            ).all()
+        lines = ["# TYPE lakehub_alerts_firing gauge"]
+        lines += [f'lakehub_alerts_firing{{severity="{sev}"}} {n}' for sev, n in firing]
+        own = generate_latest(REGISTRY)  # this process's memory, CPU, files
+        return figures.render(snap) + ("\n".join(lines) + "\n").encode() + own
+
+
+def _only(viewer: str, admin: bool) -> dict[str, str] | None:
+    """A user's queries read the series labelled with their name, an administrator's all."""
+    return None if admin else {"user": viewer}

@@ -1,0 +1,225 @@
+"""Monitoring on the in-process layer, with the REAL store (VictoriaMetrics scraping the in-process
+API every second): who reads which series, dashboards as data drawn in Chromium, alert rules
+that the store accepts, a job's failure fired, notified to a webhook in Alertmanager's format,
+silenced by its owner and kept in the history; bad input. (Components killed on a real hub:
+test_ops_hub.)"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from endpoints_kit import serving  # noqa: F401 (the environment, the accounts removed after)
+from inproc import InProc
+from test_jobs import clocked, drive, ended, make_job  # noqa: F401
+
+OPS = "/services/lakehub/api/ops"
+PORTAL = "/services/lakehub/"
+
+
+def wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f} s: {what}")
+        time.sleep(0.25)
+
+
+def series(c: Any, expr: str) -> list[dict[str, Any]]:
+    r = c.get(f"{OPS}/query", params={"expr": expr})
+    assert r.status_code == 200, r.text
+    return list(r.json()["series"])
+
+
+def test_a_user_reads_only_their_own_series(metrics_store: InProc, inproc_user: Any) -> None:
+    ip = metrics_store
+    ann, bob = inproc_user(), inproc_user()
+    a, b, admin = ip.http(ann), ip.http(bob), ip.http(ip.platform.settings.admin_user)
+    for c, who in ((a, ann), (b, bob)):
+        r = c.post("/services/lakehub/api/streams", json={"name": f"s-{who}", "tags": [f"{who}.*"]})
+        assert r.status_code == 201, r.text
+    metric = "lakehub_stream_received_records_total"
+
+    def both() -> bool:
+        users = {s["labels"].get("user") for s in series(admin, metric)}
+        return {ann, bob} <= users
+
+    wait_for("both users' streams scraped", both)
+    mine = series(a, metric)
+    assert mine and {s["labels"]["user"] for s in mine} == {ann}
+    # naming the other user's label, an aggregate, a regex: still only one's own
+    assert series(a, f'{metric}{{user="{bob}"}}') == []
+    assert [x["labels"] for x in series(a, f'{metric}{{user=~".+"}}')] == [mine[0]["labels"]]
+    (total,) = series(a, f"count({metric})")
+    assert total["points"][-1][1] == 1.0
+    assert series(a, "up") == []  # the platform's own series carry no user: not a user's
+    # a range, for a dashboard; bad input says why
+    now = time.time()
+    r = a.get(f"{OPS}/query", params={"expr": metric, "start": now - 60, "end": now, "step": 5})
+    assert r.status_code == 200 and {s["labels"]["user"] for s in r.json()["series"]} == {ann}
+    for params, status, words in [
+        ({"expr": "rate(up[1m]"}, 400, "unexpected"),
+        ({"expr": ""}, 422, "expr"),
+        ({"expr": "up", "start": now, "end": now - 60}, 400, "before end"),
+        ({"expr": "up", "start": now - 86400 * 30, "end": now, "step": 1}, 400, "too many points"),
+    ]:
+        r = a.get(f"{OPS}/query", params=params)
+        assert r.status_code == status and words in r.text, r.text
+    assert ip.http().get(f"{OPS}/query", params={"expr": "up"}).status_code == 401
+    # the metrics page itself: the store's token or an administrator, nobody else
+    assert a.get("/services/lakehub/metrics").status_code == 403
+    page = admin.get("/services/lakehub/metrics")
+    assert page.status_code == 200 and f'stream="s-{ann}"' in page.text
+
+
+def test_dashboards_are_data_each_viewer_sees_theirs(
+    metrics_store: InProc, inproc_user: Any, tmp_path: Path
+) -> None:
+    ip = metrics_store
+    ann = inproc_user()
+    a, admin = ip.http(ann), ip.http(ip.platform.settings.admin_user)
+    assert [d["name"] for d in a.get(f"{OPS}/dashboards").json()] == ["mine"]
+    assert {d["name"] for d in admin.get(f"{OPS}/dashboards").json()} >= {"overview", "mine"}
+    assert a.get(f"{OPS}/dashboards/overview").status_code == 404  # as if it did not exist
+    wait_for("the API scraped", lambda: series(admin, 'up{component="api"}'))
+    board = admin.get(f"{OPS}/dashboards/overview", params={"hours": 0.1}).json()
+    assert [p for p in board["panels"] if p.get("error")] == []
+    up = next(p for p in board["panels"] if p["title"] == "Components answering")
+    assert {"api", "metrics"} <= {s["name"] for s in up["series"]}
+    # a broken dashboard fails where it is read, naming where
+    from lakehub.server.ops import dashboards
+
+    bad = tmp_path / "dashboards.yaml"
+    bad.write_text(
+        "x:\n  audience: admin\n  panels:\n    - title: t\n      expr: up\n      unit: km\n"
+    )
+    with pytest.raises(ValueError, match="dashboard x, panel 1"):
+        dashboards.load(bad)
+
+
+def test_every_shipped_rule_and_panel_is_promql_the_store_takes(metrics_store: InProc) -> None:
+    admin = metrics_store.http(metrics_store.platform.settings.admin_user)
+    mon = metrics_store.platform.monitoring
+    exprs = [r.expr for r in mon.alerts.rules]
+    exprs += [p.expr for b in mon.boards.values() for p in b.panels]
+    refused = {}
+    for expr in exprs:
+        r = admin.get(f"{OPS}/query", params={"expr": expr})
+        if r.status_code != 200:
+            refused[expr] = r.text
+    assert refused == {}
+    status = admin.get(f"{OPS}/status").json()
+    assert status["store"] is True and "ComponentDown" in status["rules"]
+
+
+def test_a_failing_job_fires_is_told_silenced_and_kept(
+    metrics_store: InProc,
+    serving: InProc,  # noqa: F811
+    inproc_user: Any,
+    clocked: Any,  # noqa: F811
+) -> None:
+    ip = metrics_store
+    ann, eve = inproc_user(), inproc_user()
+    a, e = ip.http(ann), ip.http(eve)
+    make_job(a, "feed", "raise SystemExit('the feed is empty')")
+    a.post("/services/lakehub/api/jobs/feed/runs", json={})
+    drive(clocked, a, "feed", ended)
+
+    def fired() -> list[dict[str, Any]]:
+        return [x for x in a.get(f"{OPS}/alerts").json() if x["rule"] == "JobFailing"]
+
+    (alert,) = wait_for("the job's alert", fired)
+    assert alert["state"] == "firing" and alert["labels"] == {"job_name": "feed", "user": ann}
+    assert alert["summary"] == f"the last run of job feed of {ann} failed"
+    # told to the webhook, in Alertmanager's format
+    sink = ip.webhooks
+    assert sink is not None
+
+    def told(status: str) -> list[dict[str, Any]]:
+        return [
+            b for b in sink.got
+            if b["status"] == status and b["commonLabels"].get("job_name") == "feed"
+            and b["commonLabels"].get("user") == ann
+        ]  # fmt: skip
+
+    (body,) = wait_for("the webhook", lambda: told("firing"))
+    assert body["version"] == "4" and body["alerts"][0]["labels"]["alertname"] == "JobFailing"
+    # another user sees nothing of it, and cannot silence it
+    assert [x for x in e.get(f"{OPS}/alerts").json() if x["labels"].get("user") == ann] == []
+    r = e.post(f"{OPS}/silences", json={"matchers": {"user": ann}, "reason": "quiet"})
+    assert r.status_code == 403
+    for bad, words in [
+        ({"rule": "Nope", "reason": "x"}, "no alert rule"),
+        ({"rule": "JobFailing", "reason": " "}, "reason"),
+        ({"rule": "JobFailing", "reason": "x", "hours": 0.001}, "a minute"),
+    ]:
+        r = a.post(f"{OPS}/silences", json=bad)
+        assert r.status_code in (400, 404) and words in r.text, r.text
+    # its owner silences it: the open alert is covered, its resolution is not told
+    r = a.post(f"{OPS}/silences", json={"rule": "JobFailing", "reason": "fixing the feed"})
+    assert r.status_code == 201 and r.json()["matchers"] == {"user": ann}
+    (alert,) = fired()
+    assert alert["silenced"] == {"id": r.json()["id"], "by": ann, "reason": "fixing the feed"}
+    r = a.patch("/services/lakehub/api/jobs/feed", json={"code": "print('fed')"})
+    assert r.status_code == 200, r.text
+    clocked.clock.at += 1000  # the run asked for now is due on the test's clock
+    a.post("/services/lakehub/api/jobs/feed/runs", json={})
+    drive(clocked, a, "feed", lambda runs: len(runs) == 2 and ended(runs))
+    wait_for("resolved", lambda: fired()[0]["state"] == "resolved")
+    time.sleep(1.5)
+    assert told("resolved") == []
+    # the history in the portal, with who silenced it and why
+    page = ip.browser_login(ann).get(PORTAL + "alerts")
+    assert (
+        page.status_code == 200
+        and "fixing the feed" in page.text
+        and 'data-rule="JobFailing"' in page.text
+    )
+    assert "fixing the feed" not in ip.browser_login(eve).get(PORTAL + "alerts").text
+    # a form with a mistake keeps what was typed
+    form = {"rule": "JobFailing", "labels": "job feed", "reason": "typed", "hours": "2"}
+    r = ip.browser_login(ann).post(PORTAL + "alerts/silence", data=form)
+    assert r.status_code == 422 and "name=value" in r.text and 'value="typed"' in r.text
+
+
+@pytest.mark.browser
+def test_dashboards_draw_every_series_in_chromium(
+    metrics_store: InProc, inproc_user: Any, browser: Any, artifacts: Path
+) -> None:
+    from lakehub.server.web.auth import TOKEN_COOKIE
+
+    ip = metrics_store
+    admin = ip.http(ip.platform.settings.admin_user)
+    wait_for("two scrapes", lambda: len(series(admin, "up")) >= 2)
+    name = ip.platform.settings.admin_user
+    shots = artifacts / "browser"
+    shots.mkdir(parents=True, exist_ok=True)
+    board = admin.get(f"{OPS}/dashboards/overview", params={"hours": 0.1}).json()
+    expected = {p["title"]: len(p["series"]) for p in board["panels"] if p["kind"] == "line"}
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    cookie = ip.platform.vault.encrypt(ip.token(name))
+    context.add_cookies([{"name": TOKEN_COOKIE, "value": cookie, "url": ip.url + PORTAL}])
+    try:
+        page = context.new_page()
+        page.goto(ip.url + PORTAL + "monitoring/overview?hours=0.1")
+        page.wait_for_selector("[data-series]")
+        drawn = page.eval_on_selector_all(
+            "figure.panel",
+            "fs => fs.map(f => { const d = f.querySelector('[data-series]');"
+            " return [f.querySelector('figcaption').textContent,"
+            " d ? d.getAttribute('data-series') : '0', f.querySelectorAll('canvas').length]; })",
+        )
+        page.screenshot(path=str(shots / "monitoring-overview.png"), full_page=True)
+        got = {title: int(n) for title, n, _ in drawn if title in expected and int(n)}
+        # every line panel with series drew each of them, on a canvas of its own
+        assert got == {t: n for t, n in expected.items() if n}, (got, expected)
+        assert all(canvases == 1 for title, n, canvases in drawn if int(n))
+        assert page.locator("header.lh-header").count() == 1  # the portal's look
+    finally:
+        context.close()
