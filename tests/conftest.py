@@ -186,7 +186,7 @@ def new_user(hub: Hub) -> Any:
 def browser() -> Iterator[Any]:
     """Headless Chromium for a module's browser tests (each test makes its own contexts)."""
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing: run scripts/install-test-system-packages.sh")
+        pytest.skip(f"{CHROMIUM} missing: run scripts/install-system-packages.sh test")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -25,7 +25,7 @@ MIB = 1024 * 1024
 
 pytestmark = pytest.mark.skipif(
     not (Path(AWS).exists() and Path(S3CMD).exists()),
-    reason="awscli/s3cmd missing: run scripts/install-test-system-packages.sh",
+    reason="awscli/s3cmd missing: run scripts/install-system-packages.sh test",
 )
 
 

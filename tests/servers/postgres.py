@@ -15,7 +15,7 @@ files live in a fresh directory under the system temp dir, not under
 ``tmp_dir``: pytest's tmp_path sits below a 0700 root-owned directory that the
 postgres user cannot enter. ``tmp_dir`` only receives the server logs.
 
-Needs the Debian package ``postgresql`` (see scripts/install-test-system-packages.sh).
+Needs the Debian package ``postgresql`` (see scripts/install-system-packages.sh test).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def start_postgres(tmp_dir: Path) -> PostgresServer:
     for tool in ("initdb", "postgres"):
         if not (PG_BIN / tool).exists():
             raise RuntimeError(
-                f"{PG_BIN / tool} not found: run scripts/install-test-system-packages.sh "
+                f"{PG_BIN / tool} not found: run scripts/install-system-packages.sh test "
                 "(Debian package postgresql)"
             )
     as_user = _run_as()

@@ -9,7 +9,7 @@ Usage in a fixture::
     yield server
     server.stop()
 
-Needs the Debian packages ``slapd`` (see scripts/install-test-system-packages.sh).
+Needs the Debian packages ``slapd`` (see scripts/install-system-packages.sh test).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def start_slapd(tmp_dir: Path) -> SlapdServer:
     """Start slapd with a fresh mdb database under ``tmp_dir``; raise RuntimeError if impossible."""
     if not SLAPD.exists():
         raise RuntimeError(
-            f"{SLAPD} not found: run scripts/install-test-system-packages.sh (Debian package slapd)"
+            f"{SLAPD} not found: run scripts/install-system-packages.sh test (Debian package slapd)"
         )
     if not any(MODULE_DIR.glob("back_mdb*")):
         raise RuntimeError(f"slapd's back_mdb module not found in {MODULE_DIR}")
