@@ -17,6 +17,7 @@ from lakehub.cli.env import env
 from lakehub.cli.job import job
 from lakehub.cli.lake import lake
 from lakehub.cli.model import model
+from lakehub.cli.monitor import monitor
 from lakehub.cli.notebook import COMMANDS
 from lakehub.cli.publish import publish
 from lakehub.cli.stream import COMMANDS as STREAM_COMMANDS
@@ -350,5 +351,6 @@ main.add_command(model)
 main.add_command(endpoint)
 main.add_command(job)
 main.add_command(publish)
+main.add_command(monitor)
 for _command in (*COMMANDS, *STREAM_COMMANDS):
     main.add_command(_command)

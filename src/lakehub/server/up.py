@@ -29,7 +29,7 @@ from lakehub.server.lake import lake_class, open_lake
 from lakehub.server.lake.base import Lake, LakeUnavailable
 from lakehub.server.notebooks.environments import ensure_environment
 from lakehub.server.ops.base import NoStore
-from lakehub.server.ops.monitor import open_store
+from lakehub.server.ops.monitor import first_sample, open_store
 from lakehub.server.runtime import (
     Runtime,
     allocate,
@@ -436,8 +436,10 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
             return 1
         rt.state = "ready"
         rt.save(settings)
-        say(f"LakeHub is up: {rt.front_url}  (data in {settings.data_dir})")
         store = open_store(settings, rt)
+        if not isinstance(store, NoStore):
+            first_sample(settings, rt)
+        say(f"LakeHub is up: {rt.front_url}  (data in {settings.data_dir})")
         if isinstance(store, NoStore):
             say(f"note: no dashboards or alerts: {store.reason}")
         if not (settings.envs_dir / "datascience").exists():

@@ -55,6 +55,10 @@ class MetricsStore(ABC):
     ) -> list[Series]:
         """``expr`` evaluated every ``step`` seconds from ``start`` to ``end``."""
 
+    def push(self, page: bytes, labels: dict[str, str]) -> None:  # noqa: B027 (optional)
+        """Store a metrics page now, as if scraped, with ``labels`` (a store that cannot takes
+        nothing: its first scrape comes in its own time)."""
+
     def close(self) -> None:  # noqa: B027 (optional)
         """Release connections."""
 

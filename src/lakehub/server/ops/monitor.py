@@ -8,10 +8,12 @@ servers and the clusters), plus alerts firing by severity.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 from prometheus_client import REGISTRY, generate_latest
 from sqlalchemy import func, select
 
@@ -20,10 +22,30 @@ from lakehub.server.db import Database, Quota
 from lakehub.server.notebooks import limits
 from lakehub.server.ops import dashboards, figures
 from lakehub.server.ops.alerts import Alerts, Notifier
-from lakehub.server.ops.base import MetricsStore, NoStore, Series
+from lakehub.server.ops.base import MetricsStore, NoStore, OpsError, Series
 from lakehub.server.ops.tables import OpsAlert
 from lakehub.server.ops.victoria import VictoriaMetrics, binary
-from lakehub.server.runtime import Runtime
+from lakehub.server.runtime import Runtime, tokens
+
+log = logging.getLogger("lakehub.server.ops")
+
+
+def first_sample(settings: Settings, rt: Runtime) -> None:
+    """The control plane's figures stored the moment the hub is ready: the store's scrapes are
+    spread over their interval, so its own first one may come up to an interval later."""
+    store = open_store(settings, rt)
+    try:
+        page = httpx.get(
+            rt.api_url.rpartition("/services/")[0] + "/services/lakehub/metrics",
+            headers={"Authorization": f"Bearer {tokens(settings).metrics}"},
+            timeout=10,
+        )
+        if page.status_code == 200:
+            store.push(page.content, {"job": "api", "instance": "api", "component": "api"})
+    except (httpx.HTTPError, OpsError) as err:
+        log.warning("no first sample: %s", err)
+    finally:
+        store.close()
 
 
 def open_store(settings: Settings, rt: Runtime, lake_metrics: bool = True) -> MetricsStore:

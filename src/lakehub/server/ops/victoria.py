@@ -110,6 +110,14 @@ class VictoriaMetrics(MetricsStore):
             raise OpsError(_short(str(body.get("error") or r.text)), 400)
         return body["data"]
 
+    def push(self, page: bytes, labels: dict[str, str]) -> None:
+        params: Params = [("extra_label", f"{k}={v}") for k, v in sorted(labels.items())]
+        try:
+            self.http.post("/api/v1/import/prometheus", params=params, content=page)
+            self.http.get("/internal/force_flush")  # searchable now, not at the next flush
+        except httpx.HTTPError as err:
+            raise OpsError(f"the metrics store does not answer: {err}", 503) from None
+
     def query(self, expr: str, at: float, only: dict[str, str] | None = None) -> list[Series]:
         data = self._get("/api/v1/query", [("query", expr), ("time", f"{at:.3f}")], only)
         if data["resultType"] == "scalar":
