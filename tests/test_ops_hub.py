@@ -43,7 +43,7 @@ def query(c: Any, expr: str) -> dict[str, float]:
         key = (
             f"{labels['user']}/{labels.get('server')}" if "user" in labels else labels["component"]
         )
-        out[key] = s["points"][-1][1]
+        out[key] = float(s["points"][-1][1])
     return out
 
 

@@ -9,7 +9,8 @@
     mon.end_silence(3)
 
 A user's queries read only the series labelled with their name; an administrator's read all.
-Each series is ``{"labels": {...}, "points": [[unix seconds, value], ...]}``.
+Each series is ``{"labels": {...}, "points": [[unix seconds, "value"], ...]}``: values are
+written as Prometheus' API writes them (``"0.25"``, ``"NaN"``), ``float()`` reads them.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def query(
         return
     for s in found:
         labels = ",".join(f'{k}="{v}"' for k, v in sorted(s["labels"].items()))
-        last = s["points"][-1][1] if s["points"] else float("nan")
+        last = float(s["points"][-1][1]) if s["points"] else float("nan")
         click.echo(f"{{{labels}}} {last:g}")
     if not found:
         click.echo("no series", err=True)
@@ -58,7 +58,7 @@ def dashboard(name: str, hours: float, hub: str | None, token: str | None) -> No
     board = call(get, name, hours=hours, client=hub_client(hub, token))
     for p in board["panels"]:
         values = ", ".join(
-            f"{s['name']} {s['points'][-1][1]:g}" for s in p["series"] if s["points"]
+            f"{s['name']} {float(s['points'][-1][1]):g}" for s in p["series"] if s["points"]
         )
         click.echo(f"{p['title']}: {values or p.get('error') or 'no data'}")
 

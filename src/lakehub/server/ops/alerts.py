@@ -265,7 +265,7 @@ class Alerts:
                     continue
                 for series in answer:
                     labels = {k: v for k, v in series.labels.items() if k not in HIDDEN}
-                    seen[fingerprint(rule.name, labels)] = (rule, labels, series.points[-1][1])
+                    seen[fingerprint(rule.name, labels)] = (rule, labels, series.last)
         except OpsError:
             self.store_failures += 1
             self.store_failing_since = self.store_failing_since or now

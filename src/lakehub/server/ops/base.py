@@ -28,8 +28,16 @@ class OpsError(RuntimeError):
 
 @dataclass
 class Series:
+    """A series' labels and points: (unix seconds, value), the value written as the store
+    answers it (``"0.25"``, ``"NaN"``, ``"+Inf"``: as in Prometheus' own API, since JSON has no
+    NaN), so a dashboard's thousands of points go out as they came in."""
+
     labels: dict[str, str]
-    points: list[tuple[float, float]] = field(default_factory=list)  # (unix seconds, value)
+    points: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def last(self) -> float:
+        return float(self.points[-1][1])
 
 
 @dataclass

@@ -30,6 +30,15 @@ MAX_POINTS = 480  # per series: a step at least range / MAX_POINTS
 MAX_SERIES = 50  # per panel: more are cut, and the panel says so
 
 
+_POOL: list[ThreadPoolExecutor] = []  # made at the first dashboard, kept: threads are not free
+
+
+def _pool() -> ThreadPoolExecutor:
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(8, thread_name_prefix="dashboard"))
+    return _POOL[0]
+
+
 @dataclass(frozen=True)
 class Panel:
     title: str
@@ -75,9 +84,7 @@ class Board:
             out["cut"] = max(0, len(found) - MAX_SERIES)
             return out
 
-        with ThreadPoolExecutor(min(8, len(self.panels))) as pool:
-            panels = list(pool.map(one, self.panels))
-        return panels
+        return list(_pool().map(one, self.panels))
 
 
 def step_for(span: float, interval: float) -> float:

@@ -15,10 +15,13 @@ would hide the last half-minute from dashboards and alerts).
 
 from __future__ import annotations
 
+import http.client
 import shutil
+import threading
 from typing import Any
+from urllib.parse import urlencode
 
-import httpx
+import orjson
 
 from lakehub.server.config import Settings
 from lakehub.server.ops import scrape
@@ -38,9 +41,12 @@ def binary(name: str = "victoria-metrics") -> str | None:
 class VictoriaMetrics(MetricsStore):
     def __init__(self, settings: Settings, rt: Runtime, lake_metrics: bool = True) -> None:
         self.settings, self.rt, self.lake_metrics = settings, rt, lake_metrics
-        self.url = f"http://127.0.0.1:{rt.ports['metrics']}"
+        self.port = rt.ports["metrics"]
+        self.url = f"http://127.0.0.1:{self.port}"
         self.dir = settings.data_dir / "metrics"
-        self._http: httpx.Client | None = None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[http.client.HTTPConnection] = []
 
     # the components --------------------------------------------------------------------------
     def process(self) -> list[tuple[str, StoreProcess]]:
@@ -84,49 +90,63 @@ class VictoriaMetrics(MetricsStore):
         return [("metrics", store), ("metrics-agent", agent)]
 
     # queries ---------------------------------------------------------------------------------
-    @property
-    def http(self) -> httpx.Client:
-        if self._http is None:
-            self._http = httpx.Client(base_url=self.url, timeout=TIMEOUT_S)
-        return self._http
+    # One kept-alive connection per thread, plain http.client: a dashboard sends its panels'
+    # queries at once from a few threads, and a heavier client's own work per request would
+    # cost more than the store's answer. Answers are not compressed (the store is local).
+    def _conn(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def _call(self, method: str, path: str, params: Params, body: bytes | None = None) -> Any:
+        url = f"{path}?{urlencode(params)}"
+        for attempt in (1, 2):  # a kept-alive connection the store closed: once more, afresh
+            conn = self._conn()
+            try:
+                conn.request(method, url, body=body, headers={"Accept-Encoding": "identity"})
+                r = conn.getresponse()
+                return r.status, r.read()
+            except (http.client.HTTPException, OSError) as err:
+                conn.close()
+                self._local.conn = None
+                if attempt == 2:
+                    raise OpsError(f"the metrics store does not answer: {err}", 503) from None
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
-        if self._http is not None:
-            self._http.close()
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
 
     def _get(self, path: str, params: Params, only: Only) -> Any:
         params += [("extra_label", f"{k}={v}") for k, v in sorted((only or {}).items())]
+        status, raw = self._call("GET", path, params)
         try:
-            r = self.http.get(path, params=params)
-        except httpx.HTTPError as err:
-            raise OpsError(f"the metrics store does not answer: {err}", 503) from None
-        try:
-            body = r.json()
-        except ValueError:
-            body = {"error": r.text.strip()[:500]}
-        if r.status_code >= 500:
-            raise OpsError(f"the metrics store failed: {body.get('error', r.text[:200])}", 503)
-        if r.status_code >= 400 or body.get("status") != "success":
-            raise OpsError(_short(str(body.get("error") or r.text)), 400)
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = {"error": raw.decode(errors="replace").strip()[:500]}
+        if status >= 500:
+            raise OpsError(f"the metrics store failed: {body.get('error', '')[:200]}", 503)
+        if status >= 400 or body.get("status") != "success":
+            raise OpsError(_short(str(body.get("error") or raw[:500])), 400)
         return body["data"]
 
     def push(self, page: bytes, labels: dict[str, str]) -> None:
         params: Params = [("extra_label", f"{k}={v}") for k, v in sorted(labels.items())]
-        try:
-            self.http.post("/api/v1/import/prometheus", params=params, content=page)
-            self.http.get("/internal/force_flush")  # searchable now, not at the next flush
-        except httpx.HTTPError as err:
-            raise OpsError(f"the metrics store does not answer: {err}", 503) from None
+        self._call("POST", "/api/v1/import/prometheus", params, page)
+        self._call("GET", "/internal/force_flush", [])  # searchable now, not at the next flush
 
     def query(self, expr: str, at: float, only: dict[str, str] | None = None) -> list[Series]:
         data = self._get("/api/v1/query", [("query", expr), ("time", f"{at:.3f}")], only)
         if data["resultType"] == "scalar":
             t, v = data["result"]
-            return [Series({}, [(float(t), float(v))])]
-        return [
-            Series(r["metric"], [(float(r["value"][0]), float(r["value"][1]))])
-            for r in data["result"]
-        ]
+            return [Series({}, [(float(t), str(v))])]
+        return [Series(r["metric"], [(r["value"][0], r["value"][1])]) for r in data["result"]]
 
     def query_range(
         self, expr: str, start: float, end: float, step: float, only: dict[str, str] | None = None
@@ -138,10 +158,7 @@ class VictoriaMetrics(MetricsStore):
             ("step", f"{step:g}s"),
         ]
         data = self._get("/api/v1/query_range", params, only)
-        return [
-            Series(r["metric"], [(float(t), float(v)) for t, v in r["values"]])
-            for r in data["result"]
-        ]
+        return [Series(r["metric"], r["values"]) for r in data["result"]]
 
 
 def _short(message: str) -> str:

@@ -12,6 +12,7 @@ import hmac
 import time
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
@@ -43,7 +44,12 @@ async def prometheus(request: Request, state: State) -> Response:
     )
 
 
-@router.get("/api/ops/query")
+def _json(data: Any) -> Response:
+    """Plain JSON, written at once: series of thousands of points need no conversion."""
+    return Response(orjson.dumps(data), media_type="application/json")
+
+
+@router.get("/api/ops/query", response_model=None)
 async def query(
     who: User,
     state: State,
@@ -52,19 +58,20 @@ async def query(
     start: Annotated[float | None, Query(description="unix seconds: a range query")] = None,
     end: Annotated[float | None, Query()] = None,
     step: Annotated[float, Query(gt=0, le=86400, description="seconds")] = 60,
-) -> dict[str, Any]:
+) -> Response:
     """PromQL over the store: an instant (``time``, default now) or a range (``start``,
     ``end``: now by default). A user reads only their own series."""
     mon = state.monitoring
     if start is None:
-        return {"series": _series(await state.run(mon.query, expr, time_, who.name, who.admin))}
+        found = await state.run(mon.query, expr, time_, who.name, who.admin)
+        return _json({"series": _series(found)})
     end = time.time() if end is None else end
     if not 0 < end - start <= MAX_RANGE_S:
         raise HTTPException(400, "start must be before end, at most 400 days before it")
     if (end - start) / step > 11000:
         raise HTTPException(400, "too many points: at most 11,000 per series; raise the step")
     found = await state.run(mon.query_range, expr, start, end, step, who.name, who.admin)
-    return {"series": _series(found), "step": step}
+    return _json({"series": _series(found), "step": step})
 
 
 @router.get("/api/ops/dashboards")
@@ -76,14 +83,14 @@ async def dashboards(who: User, state: State) -> list[dict[str, Any]]:
     ]
 
 
-@router.get("/api/ops/dashboards/{name}")
+@router.get("/api/ops/dashboards/{name}", response_model=None)
 async def dashboard(
     who: User,
     state: State,
     name: str,
     hours: Annotated[float, Query(gt=0, le=24 * 400, description="how far back")] = 1.0,
     end: Annotated[float | None, Query(description="unix seconds; now by default")] = None,
-) -> dict[str, Any]:
+) -> Response:
     """A dashboard's panels with their series. Hidden dashboards answer 404, like missing."""
     mon = state.monitoring
     board = mon.boards.get(name)
@@ -93,7 +100,8 @@ async def dashboard(
     start = end - hours * 3600
     interval = state.settings.metrics_interval
     panels = await state.run(board.data, mon.store, who.name, start, end, interval)
-    return {"name": board.name, "title": board.title, "start": start, "end": end, "panels": panels}
+    out = {"name": board.name, "title": board.title, "start": start, "end": end, "panels": panels}
+    return _json(out)
 
 
 @router.get("/api/ops/alerts")

@@ -24,7 +24,7 @@
     var data = [x];
     spec.series.forEach(function (s) {
       var at = {};
-      s.x.forEach(function (v, i) { at[v] = s.y[i]; });
+      s.x.forEach(function (v, i) { at[v] = Number(s.y[i]); });  // "0.25", "NaN": numbers
       data.push(x.map(function (v) { return v in at ? at[v] : null; }));
     });
     var value = function (u, v) { return spec.unit ? fmt(spec.unit, v) : v; };

@@ -3,10 +3,10 @@ the alerts with their history, and silences."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
@@ -31,13 +31,15 @@ def _spec(panel: dict[str, Any]) -> str:
             for s in panel["series"]
         ],
     }
-    return json.dumps(doc).replace("<", "\\u003c")
+    return orjson.dumps(doc).decode().replace("<", "\\u003c")
 
 
 def _last(panel: dict[str, Any]) -> list[tuple[str, str]]:
     """A stat panel's latest values, written for people in the panel's unit."""
     return [
-        (s["name"], _fmt(panel["unit"], s["points"][-1][1])) for s in panel["series"] if s["points"]
+        (s["name"], _fmt(panel["unit"], float(s["points"][-1][1])))
+        for s in panel["series"]
+        if s["points"]
     ]
 
 
