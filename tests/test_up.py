@@ -25,7 +25,9 @@ from kernel import Kernel, start_server, tiny_wheel
 def test_status_reports_every_component(hub: Hub) -> None:
     status = hub.status()
     assert status["running"] and status["state"] == "ready"
-    assert set(status["components"]) == {"lake", "proxy", "hub", "api", "warm", "gateway", "ingest"}
+    assert set(status["components"]) == {
+        *("lake", "proxy", "hub", "api", "warm", "gateway", "ingest", "metrics")
+    }
     for name, comp in status["components"].items():
         assert comp["healthy"] is True, name
         assert Path(comp["log"]).exists(), name

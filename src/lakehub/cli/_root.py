@@ -117,9 +117,10 @@ def status(data_dir: Path | None, as_json: bool) -> None:
         )
         if left:
             click.echo("  'lakehub down' stops them; 'lakehub up' stops them and starts the hub")
+        width = max(map(len, comps), default=0)
         for name, c in comps.items():
             mark = "healthy" if c["healthy"] else "DOWN"
-            click.echo(f"  {name:<6} {mark:<8} {c['url']:<40} {c['log']}")
+            click.echo(f"  {name:<{width}} {mark:<8} {c['url']:<40} {c['log']}")
     if not running or not all(c["healthy"] for c in comps.values()):
         sys.exit(1)
 
