@@ -223,3 +223,170 @@ def test_dashboards_draw_every_series_in_chromium(
         assert page.locator("header.lh-header").count() == 1  # the portal's look
     finally:
         context.close()
+
+
+def test_remote_write_is_a_setting(metrics_store: InProc, tmp_path: Path) -> None:
+    """``metrics_remote_write`` set: vmagent scrapes and writes every sample to the local store
+    and to the remote one (here a second VictoriaMetrics, standing in for a cluster)."""
+    import subprocess
+
+    import httpx
+
+    from hubs import free_port
+    from lakehub.server.ops.victoria import VictoriaMetrics
+
+    ip = metrics_store
+    settings = ip.platform.settings.model_copy()
+    remote_port, local_port, agent_port = free_port(), free_port(), free_port()
+    remote = f"http://127.0.0.1:{remote_port}"
+    settings = settings.model_copy(
+        update={"metrics_remote_write": [f"{remote}/api/v1/write"], "data_dir": tmp_path}
+    )
+    rt = ip.platform.runtime
+    ports = {**rt.ports, "metrics": local_port, "metrics_agent": agent_port}
+    store = VictoriaMetrics(settings, type(rt)(rt.front_url, ports), lake_metrics=False)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "metrics.token").write_text(ip.platform.tokens.metrics)
+    comps = store.process()
+    assert [name for name, _ in comps] == ["metrics", "metrics-agent"]
+    procs = [
+        subprocess.Popen(
+            ["victoria-metrics", f"-storageDataPath={tmp_path / 'remote'}",
+             f"-httpListenAddr=127.0.0.1:{remote_port}", "-search.latencyOffset=1s"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    ]  # fmt: skip
+    try:
+        for _, proc in comps:
+            procs.append(subprocess.Popen(proc.argv, cwd=proc.cwd, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))  # fmt: skip
+
+        def scraped(url: str) -> bool:
+            try:
+                r = httpx.get(f"{url}/api/v1/export", params={"match[]": 'up{component="api"}'})
+            except httpx.TransportError:
+                return False
+            return r.status_code == 200 and '"component":"api"' in r.text
+
+        wait_for("the remote store's copy", lambda: scraped(remote) and scraped(store.url))
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(20)
+        store.close()
+
+
+def test_the_operations_data_is_open_and_names_no_one(
+    metrics_store: InProc, inproc_user: Any
+) -> None:
+    import io
+    import json
+    from datetime import UTC, datetime
+
+    import pyarrow.parquet as pq
+    from botocore.exceptions import ClientError
+
+    from hubs import s3_for
+    from lakehub.server.ops.opendata import BUCKET
+
+    ip = metrics_store
+    ann, bob = inproc_user(), inproc_user()
+    stream = f"payroll-{ann}"
+    r = ip.http(ann).post("/services/lakehub/api/streams", json={"name": stream, "tags": ["p.*"]})
+    assert r.status_code == 201, r.text
+    admin = ip.http(ip.platform.settings.admin_user)
+    wait_for(
+        "the stream scraped",
+        lambda: series(admin, f'lakehub_stream_lag_seconds{{stream="{stream}"}}'),
+    )
+    today = datetime.now(UTC).date().isoformat()
+    assert ip.http(ann).post(f"{OPS}/export", json={}).status_code == 403
+    r = admin.post(f"{OPS}/export", json={"day": today})
+    assert r.status_code == 200, r.text
+    assert r.json()["rows"]["metrics"] > 0
+    # every user reads it with their own keys; nobody but its owner writes
+    s3 = s3_for(ip.credentials(bob))
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    tables = ("metrics", "alerts", "events")
+    assert {"DATASHEET.md", *(f"{t}/date={today}/part-0.parquet" for t in tables)} <= keys
+    with pytest.raises(ClientError):
+        s3.put_object(Bucket=BUCKET, Key=f"metrics/date={today}/x.parquet", Body=b"x")
+    # the documented schema, and no name nor secret anywhere
+    secrets = [ann, bob, stream, ip.platform.tokens.service, ip.platform.tokens.metrics,
+               ip.credentials(ann)["secret_access_key"]]  # fmt: skip
+    found: dict[str, list[dict[str, Any]]] = {}
+    for key in keys:
+        body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        text = body.decode(errors="replace")
+        if key.endswith(".parquet"):
+            table = pq.read_table(io.BytesIO(body))
+            found[key.split("/")[0]] = table.to_pylist()
+            text += json.dumps(table.to_pylist(), default=str) + str(table.schema)
+        assert [s for s in secrets if s in text] == [], key
+    assert set(found["metrics"][0]) == {"ts", "metric", "labels", "value"}
+    assert found["events"] and set(found["events"][0]) == {"ts", "kind", "subject"}
+    mine = [r for r in found["metrics"] if r["metric"] == "lakehub_stream_lag_seconds"]
+    pseudonym = ip.platform.open_data.names(ann)
+    assert mine and {json.loads(r["labels"]).get("user") for r in mine} >= {pseudonym}
+    # in the catalog, partitioned by day, for every user
+    owner = ip.platform.settings.admin_user
+    r = ip.http(bob).get(f"/services/lakehub/api/datasets/{owner}/ops_metrics")
+    assert r.status_code == 200, r.text
+    assert r.json()["partitioning"] == ["date"] and "pseudonymised" in r.json()["description"]
+
+
+def test_the_anomaly_job_runs_on_the_data_and_findings_reach_the_overview(
+    metrics_store: InProc,
+    serving: InProc,  # noqa: F811
+    clocked: Any,  # noqa: F811
+) -> None:
+    from datetime import UTC, datetime
+
+    import pyarrow.parquet as pq
+
+    from lakehub.server.ops.opendata import BUCKET, JOB
+
+    ip = metrics_store
+    owner = ip.platform.settings.admin_user
+    admin = ip.http(owner)
+    today = datetime.now(UTC).date().isoformat()
+    assert admin.post(f"{OPS}/export", json={"day": today}).status_code == 200
+    # made with the space: the owner's daily job, the AI library's detector as its code
+    job = admin.get(f"/services/lakehub/api/jobs/{JOB}").json()
+    assert job["schedule"] == "cron" and job["expr"] == "30 0 * * *", job
+    r = admin.post(f"/services/lakehub/api/jobs/{JOB}/runs", json={"parameters": {"day": today}})
+    assert r.status_code in (200, 201, 202), r.text
+    (run,) = drive(clocked, admin, JOB, ended)
+    assert run["state"] == "succeeded", admin.get(
+        f"/services/lakehub/api/jobs/{JOB}/runs/{run['id']}/log.txt"
+    ).text
+    s3 = ip.platform.directory.lake.admin()
+    body = s3.get_object(Bucket=BUCKET, Key=f"anomalies/date={today}/part-0.parquet")["Body"]
+    table = pq.read_table(__import__("io").BytesIO(body.read()))
+    assert set(table.column_names) == {"ts", "component", "cpu", "memory", "latency", "score"}
+    # findings become a series the overview counts; a user may not post them
+    now = time.time()
+    points = [[now - 120, "lake", 0.8], [now - 60, "api", 0.9]]
+    assert (
+        ip.http(inproc_user_name(ip))
+        .post(f"{OPS}/findings", json={"day": today, "points": points})
+        .status_code
+        == 403
+    )
+    r = admin.post(f"{OPS}/findings", json={"day": today, "points": points})
+    assert r.status_code == 204, r.text
+
+    def counted() -> float:
+        board = admin.get(f"{OPS}/dashboards/overview", params={"hours": 0.2}).json()
+        panel = next(p for p in board["panels"] if p["title"].startswith("Anomalies"))
+        return max((float(v) for s in panel["series"] for _, v in s["points"]), default=0.0)
+
+    assert wait_for("the findings drawn", lambda: counted() >= 2.0)
+
+
+def inproc_user_name(ip: InProc) -> str:
+    import secrets
+
+    name = f"u{secrets.token_hex(3)}"
+    ip.quick_user(name)
+    return name

@@ -133,3 +133,15 @@ def unsilence(silence_id: int, hub: str | None, token: str | None) -> None:
 
     call(end_silence, silence_id, client=hub_client(hub, token))
     click.echo(f"silence {silence_id} ended")
+
+
+@monitor.command("export")
+@click.option("--day", help="YYYY-MM-DD (UTC) [default: yesterday]")
+@HUB
+@TOKEN
+def export(day: str | None, hub: str | None, token: str | None) -> None:
+    """Write a day's operations data to the space opsdata now (administrators)."""
+    c = hub_client(hub, token)
+    out = call(c.request, "POST", "/api/ops/export", json={"day": day})
+    rows = ", ".join(f"{n} {k}" for k, n in out["rows"].items())
+    click.echo(f"{out['day']}: {rows} rows in s3://{out['bucket']}/")

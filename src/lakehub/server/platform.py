@@ -63,7 +63,9 @@ from lakehub.server.notebooks.culling import cull_count
 from lakehub.server.notebooks.jupyterhub_api import HubAPIError, JupyterHubAPI
 from lakehub.server.notebooks.policy import Policies
 from lakehub.server.notebooks.registry import Environments
+from lakehub.server.ops import opendata
 from lakehub.server.ops.monitor import Monitoring
+from lakehub.server.ops.opendata import OpenData
 from lakehub.server.publish.base import PublishError
 from lakehub.server.publish.published import Publications, PublicationView, check_name
 from lakehub.server.publish.render import ProcessRenderer
@@ -105,6 +107,7 @@ class Platform:
     jobs: Jobs = field(init=False)
     published: Publications = field(init=False)
     monitoring: Monitoring = field(init=False)
+    open_data: OpenData = field(init=False)
     compute: dict[str, Engine] = field(default_factory=dict)  # kind -> engine
     prefix: str = "/services/lakehub/"
     hub_oauth: Any = field(default=None)  # JupyterHub's OAuth client, made by web.auth on first use
@@ -173,6 +176,8 @@ class Platform:
         )
         platform.published = Publications(db, model_files, vault, ProcessRenderer())
         platform.monitoring = Monitoring(settings, runtime, db, mailer.send if mailer else None)
+        parts = (directory, platform.spaces, catalog, model_files, platform.jobs)
+        platform.open_data = opendata.for_platform(settings, db, platform.monitoring.store, *parts)
         return platform
 
     async def start(self) -> None:
@@ -187,8 +192,11 @@ class Platform:
         self.jobs.scheduler.start()
         await self.run(self.published.start)
         self.monitoring.start()
+        if self.monitoring.running:
+            self.open_data.start()
 
     async def close(self) -> None:
+        await self.run(self.open_data.stop)
         await self.run(self.monitoring.close)
         await self.jobs.scheduler.stop()
         await self.run(self.published.stop)

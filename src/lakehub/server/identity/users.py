@@ -98,8 +98,12 @@ def space_bucket(name: str) -> str:
     return f"space-{name}"
 
 
+EVERYONE = "everyone"  # a group nobody joins: a grant to it is a grant to every active user
+
+
 def shared_access(s: Session) -> dict[str, dict[str, str]]:
-    """user -> {space bucket: "read" | "write"}: owners write, grants to users and to groups."""
+    """user -> {space bucket: "read" | "write"}: owners write, grants to users and to groups
+    (to the group ``everyone``: every active user)."""
     out: dict[str, dict[str, str]] = {}
 
     def give(user: str, space: str, access: str) -> None:
@@ -119,6 +123,16 @@ def shared_access(s: Session) -> dict[str, dict[str, str]]:
     )
     for space, user, access in s.execute(via_group):
         give(user, space, access)
+    grants = s.execute(
+        select(Space.name, Grant.access)
+        .join(Grant, Grant.space_id == Space.id)
+        .join(Group, Group.id == Grant.group_id)
+        .where(Group.name == EVERYONE)
+    ).all()
+    if grants:
+        for user in s.scalars(select(User.name).where(User.status == "active")):
+            for space, access in grants:
+                give(user, space, access)
     return out
 
 

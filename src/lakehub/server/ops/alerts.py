@@ -14,6 +14,7 @@ answered resolves: the row is closed and a second notice goes out. Rows are neve
   alerts it matches from going out, for alerts that fire during it and those open when it is
   made; the alert's row names the silence, so the history says who silenced it and why. Users
   may silence only their own alerts (the label ``user`` is theirs).
+- Nothing is evaluated while the hub starts or stops: its components come and go then.
 - Notices go out from a thread of their own (:class:`Notifier`): a slow webhook never delays an
   evaluation.
 """
@@ -216,10 +217,11 @@ class Alerts:
         interval: float,
         rules: list[Rule] | None = None,
         clock: Callable[[], float] = time.time,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self.db, self.store, self.notifier, self.interval = db, store, notifier, interval
         self.rules = load_rules() if rules is None else rules
-        self.clock = clock
+        self.clock, self.ready = clock, ready
         self.pending: dict[str, int] = {}  # fingerprint -> first seen (ms)
         self.store_failing_since = 0.0  # 0: it answered last time
         self.store_failures = 0
@@ -248,7 +250,10 @@ class Alerts:
                 log.exception("alert evaluation failed")
 
     def tick(self) -> None:
-        """One evaluation of every rule."""
+        """One evaluation of every rule; none while the hub starts or stops (components come
+        and go then, by design)."""
+        if not self.ready():
+            return
         now = self.clock()
         now_ms = int(now * 1000)
         seen: dict[str, tuple[Rule, dict[str, str], float]] = {}

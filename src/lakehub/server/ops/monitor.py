@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import httpx
@@ -25,7 +26,7 @@ from lakehub.server.ops.alerts import Alerts, Notifier
 from lakehub.server.ops.base import MetricsStore, NoStore, OpsError, Series
 from lakehub.server.ops.tables import OpsAlert
 from lakehub.server.ops.victoria import VictoriaMetrics, binary
-from lakehub.server.runtime import Runtime, tokens
+from lakehub.server.runtime import Runtime, load_runtime, tokens
 
 log = logging.getLogger("lakehub.server.ops")
 
@@ -36,16 +37,33 @@ def first_sample(settings: Settings, rt: Runtime) -> None:
     store = open_store(settings, rt)
     try:
         page = httpx.get(
-            rt.api_url.rpartition("/services/")[0] + "/services/lakehub/metrics",
+            rt.api_url + "/metrics",
             headers={"Authorization": f"Bearer {tokens(settings).metrics}"},
             timeout=10,
         )
         if page.status_code == 200:
-            store.push(page.content, {"job": "api", "instance": "api", "component": "api"})
+            store.push(_labelled(page.text, component="api"), {"job": "api", "instance": "api"})
     except (httpx.HTTPError, OpsError) as err:
         log.warning("no first sample: %s", err)
     finally:
         store.close()
+
+
+def _labelled(page: str, **defaults: str) -> bytes:
+    """A metrics page with ``defaults`` added to each series that lacks them (as the scrape's
+    ``honor_labels`` does: the control plane's figures about other components keep theirs)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    lines = []
+    for family in text_string_to_metric_families(page):
+        for s in family.samples:
+            labels = {**defaults, **s.labels}
+            text = ",".join(
+                f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+                for k, v in sorted(labels.items())
+            )
+            lines.append(f"{s.name}{{{text}}} {s.value!r}")
+    return ("\n".join(lines) + "\n").encode()
 
 
 def open_store(settings: Settings, rt: Runtime, lake_metrics: bool = True) -> MetricsStore:
@@ -72,7 +90,9 @@ class Monitoring:
         self.settings, self.db = settings, db
         self.store = open_store(settings, rt)
         notifier = Notifier(settings.alert_webhooks, settings.alert_emails, send_mail, rt.front_url)
-        self.alerts = Alerts(db, self.store, notifier, settings.alert_interval)
+        self.alerts = Alerts(
+            db, self.store, notifier, settings.alert_interval, ready=partial(_ready, settings)
+        )
         self.boards = dashboards.load()
         self._limits: limits.Limits | None = None
 
@@ -96,6 +116,17 @@ class Monitoring:
         self, expr: str, start: float, end: float, step: float, viewer: str, admin: bool
     ) -> list[Series]:
         return self.store.query_range(expr, start, end, step, _only(viewer, admin))
+
+    def findings(self, points: list[tuple[float, str, float]]) -> None:
+        """Anomalies found in the operations data, stored as ``lakehub_ops_anomalies`` at their
+        times (1 a component and minute found anomalous)."""
+        lines = [
+            f'lakehub_ops_anomalies{{component="{c}"}} 1 {int(t * 1000)}'
+            for t, c, _ in points
+            if c.replace("-", "").isalnum()
+        ]
+        if lines:
+            self.store.push("\n".join(lines).encode() + b"\n", {"job": "anomalies"})
 
     # the metrics page -------------------------------------------------------------------------
     def page(self, active: dict[str, dict[str, dict[str, Any]]], clusters: list[Any]) -> bytes:
@@ -122,6 +153,11 @@ class Monitoring:
         lines += [f'lakehub_alerts_firing{{severity="{sev}"}} {n}' for sev, n in firing]
         own = generate_latest(REGISTRY)  # this process's memory, CPU, files
         return figures.render(snap) + ("\n".join(lines) + "\n").encode() + own
+
+
+def _ready(settings: Settings) -> bool:
+    rt = load_runtime(settings)
+    return rt is not None and rt.state == "ready"
 
 
 def _only(viewer: str, admin: bool) -> dict[str, str] | None:

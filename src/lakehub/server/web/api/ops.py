@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
@@ -18,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from lakehub.server.ops.base import Series
 from lakehub.server.web.auth import principal
-from lakehub.server.web.deps import State, User
+from lakehub.server.web.deps import Admin, State, User
 from lakehub.server.web.schema import INT64
 
 router = APIRouter(tags=["monitoring"])
@@ -143,6 +144,36 @@ async def end_silence(
     who: User, state: State, silence_id: Annotated[int, Path(ge=1, le=INT64)]
 ) -> dict[str, Any]:
     return await state.run(state.monitoring.alerts.end_silence, who.name, who.admin, silence_id)
+
+
+class ExportIn(BaseModel):
+    day: date | None = Field(None, description="the UTC day exported [default: yesterday]")
+
+
+@router.post("/api/ops/export")
+async def export(who: Admin, state: State, body: ExportIn) -> dict[str, Any]:
+    """Write a day's operations data (metrics, alerts, events) to the space opsdata now, as
+    the daily export does; rows per table. Administrators only."""
+    if not state.monitoring.running:
+        raise HTTPException(503, state.monitoring.store.reason)  # type: ignore[attr-defined]
+    day = body.day or (datetime.now(UTC).date() - timedelta(days=1))
+    rows = await state.run(state.open_data.export, day)
+    return {"day": day.isoformat(), "rows": rows, "bucket": "space-opsdata"}
+
+
+class FindingsIn(BaseModel):
+    day: date
+    points: list[tuple[float, str, float]] = Field(
+        default_factory=list, max_length=100_000, description="[unix seconds, component, score]"
+    )
+
+
+@router.post("/api/ops/findings", status_code=204)
+async def findings(who: Admin, state: State, body: FindingsIn) -> Response:
+    """The anomaly job's findings: each as ``lakehub_ops_anomalies{component}`` at its minute,
+    in the platform's metrics (the overview draws them). Administrators (the job's owner)."""
+    await state.run(state.monitoring.findings, body.points)
+    return Response(status_code=204)
 
 
 @router.get("/api/ops/status")
