@@ -335,6 +335,7 @@ def test_deleted_runs_and_versions_leave_the_lake_after_the_grace_period(
                 gone.info.run_id in k
                 or k.endswith("/2/big.txt")
                 or k.startswith(f"mlflow/{dropped}/")
+                or logged.model_id in k  # deleted last: due last
                 for k in now
             ):
                 break
