@@ -1,9 +1,9 @@
 """The platform's own operations data, published every day as an open, pseudonymised dataset.
 
 Each day (after midnight UTC, and for a missing yesterday when the control plane starts) the
-day before is written to the space ``opsdata`` (bucket ``space-opsdata``), which every user
-may read (a grant to the built-in group ``everyone``) and only its owner, the first
-administrator, may write:
+day before, if the hub ran then, is written to the space ``opsdata`` (bucket
+``space-opsdata``), which every user may read (a grant to the built-in group ``everyone``)
+and only its owner, the first administrator, may write:
 
 - ``metrics/date=YYYY-MM-DD/part-0.parquet``: the series of :data:`ALLOWLIST` at one-minute
   resolution: ``ts`` (UTC), ``metric``, ``labels`` (JSON), ``value``
@@ -121,8 +121,9 @@ def metrics(store: MetricsStore, day: date, names: Pseudonyms) -> pa.Table:
     start, end = day_bounds(day)
     cols: dict[str, list[Any]] = {"ts": [], "metric": [], "labels": [], "value": []}
     last = end.timestamp() - STEP_S
-    for metric in ALLOWLIST:
-        for s in store.query_range(metric, start.timestamp(), last, STEP_S):
+    for metric in ALLOWLIST:  # each minute's last sample (not the sample at the minute)
+        expr = f"last_over_time({metric}[{STEP_S}s])"
+        for s in store.query_range(expr, start.timestamp(), last, STEP_S):
             labels = names.labels(s.labels)
             for t, v in s.points:
                 cols["ts"].append(datetime.fromtimestamp(float(t), UTC))
@@ -259,12 +260,17 @@ class OpenData:
     def exported(self, day: date) -> bool:
         return self.exists(f"metrics/date={day.isoformat()}/part-0.parquet")
 
+    def ran(self, day: date) -> bool:
+        """Whether the hub was watched that day (a hub started today has no yesterday)."""
+        _, end = day_bounds(day)
+        return bool(self.store.query("count_over_time(lakehub_component_up[1d])", end.timestamp()))
+
     def start(self) -> None:
         def run() -> None:
             while not self._stop.is_set():
                 yesterday = datetime.now(UTC).date() - timedelta(days=1)
                 try:
-                    if not self.exported(yesterday):
+                    if self.ran(yesterday) and not self.exported(yesterday):
                         self.export(yesterday)
                 except Exception:
                     log.exception("the operations data of %s could not be exported", yesterday)

@@ -61,6 +61,7 @@ from lakehub.server.web.portal import serving as serving_pages
 from lakehub.server.web.portal import spaces as space_pages
 from lakehub.server.web.portal import streams as stream_pages
 from lakehub.server.web.portal import variables as variable_pages
+from lakehub.server.web.requests import CountRequests, RequestCounts
 from lakehub.server.web.schema import ERRORS
 from lakehub.server.web.signup_limit import SignupLimit
 
@@ -145,6 +146,8 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         app.include_router(router, prefix=base, responses=ERRORS)
     app.add_exception_handler(RequestValidationError, _as_page(guards.validation_error))
     app.add_exception_handler(StarletteHTTPException, _as_page(guards.http_error))
+    app.state.requests = RequestCounts()
+    app.add_middleware(CountRequests, counts=app.state.requests)
     app.add_middleware(guards.NoSniff)
     app.add_middleware(serving.ServingDoor, prefix=state.prefix)  # before the router: fast
 

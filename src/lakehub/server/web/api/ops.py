@@ -39,7 +39,7 @@ async def prometheus(request: Request, state: State) -> Response:
         who = await principal(request)
         if not who.admin:
             raise HTTPException(403, "administrators and the metrics token only")
-    body = await state.metrics_page()
+    body = await state.metrics_page() + request.app.state.requests.page()
     return Response(
         body, media_type="text/plain; version=0.0.4", headers={"Cache-Control": "no-store"}
     )
