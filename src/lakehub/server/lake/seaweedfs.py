@@ -96,6 +96,7 @@ class SeaweedFS(Lake):
         p = self.ports
         argv = [
             weed_binary(self.binary),
+            "-logtostderr",  # its log is the component's (logs/lake.log), not files in /tmp
             "mini",
             f"-dir={self.dir}",
             "-ip=127.0.0.1",
@@ -213,7 +214,7 @@ class SeaweedFS(Lake):
         master = f"127.0.0.1:{self.ports['master']}.{self.ports['master_grpc']}"
         try:
             proc = subprocess.run(
-                [weed_binary(self.binary), "shell", f"-master={master}"],
+                [weed_binary(self.binary), "-logtostderr", "shell", f"-master={master}"],
                 cwd=self.dir,
                 input="\n".join(commands) + "\n",
                 capture_output=True,
