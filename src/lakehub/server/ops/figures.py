@@ -165,8 +165,10 @@ class Figures(Collector):
                 mem.add_metric(key, s["memory"])
             if s["cpu"] is not None:
                 cpu.add_metric(key, s["cpu"])
-            mem_max.add_metric(key, s["memory_limit"])
-            cpu_max.add_metric(key, s["cpu_limit"])
+            if s["memory_limit"]:  # known once the spawner has written the server's record
+                mem_max.add_metric(key, s["memory_limit"])
+            if s["cpu_limit"]:
+                cpu_max.add_metric(key, s["cpu_limit"])
         yield from (mem, mem_max, cpu, cpu_max)
         clusters = GaugeMetricFamily(
             "lakehub_clusters", "Clusters running", labels=["user", "kind"]
