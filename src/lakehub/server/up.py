@@ -438,7 +438,8 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
         rt.save(settings)
         store = open_store(settings, rt)
         if not isinstance(store, NoStore):
-            first_sample(settings, rt)
+            first_sample(store, settings, rt)
+            store.close()
         say(f"LakeHub is up: {rt.front_url}  (data in {settings.data_dir})")
         if isinstance(store, NoStore):
             say(f"note: no dashboards or alerts: {store.reason}")

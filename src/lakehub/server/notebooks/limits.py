@@ -43,6 +43,7 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -232,6 +233,13 @@ class CgroupV2(Cgroups):
         if (group / "memory.swap.max").exists():
             _write(group / "memory.swap.max", 0)
         _write(group / "cpu.max", f"{quota_us} {PERIOD_US}")
+
+
+@functools.cache
+def of_hub(hub_id: str) -> Limits:
+    """One hub's limits as its spawner sees them (``hub_id``: its data directory), detected
+    once per process: what the control plane reads (memory used, CPU, OOM kills)."""
+    return detect(root_name_for(hub_id))
 
 
 def root_name_for(hub_id: str) -> str:

@@ -31,10 +31,10 @@ from lakehub.server.runtime import Runtime, load_runtime, tokens
 log = logging.getLogger("lakehub.server.ops")
 
 
-def first_sample(settings: Settings, rt: Runtime) -> None:
-    """The control plane's figures stored the moment the hub is ready: the store's scrapes are
-    spread over their interval, so its own first one may come up to an interval later."""
-    store = open_store(settings, rt)
+def first_sample(store: MetricsStore, settings: Settings, rt: Runtime) -> None:
+    """The control plane's figures stored in ``store`` the moment the hub is ready: the store's
+    scrapes are spread over their interval, so its own first one may come up to an interval
+    later."""
     try:
         page = httpx.get(
             rt.api_url + "/metrics",
@@ -45,8 +45,6 @@ def first_sample(settings: Settings, rt: Runtime) -> None:
             store.push(_labelled(page.text, component="api"), {"job": "api", "instance": "api"})
     except (httpx.HTTPError, OpsError) as err:
         log.warning("no first sample: %s", err)
-    finally:
-        store.close()
 
 
 def _labelled(page: str, **defaults: str) -> bytes:
@@ -94,7 +92,6 @@ class Monitoring:
             db, self.store, notifier, settings.alert_interval, ready=partial(_ready, settings)
         )
         self.boards = dashboards.load()
-        self._limits: limits.Limits | None = None
 
     @property
     def running(self) -> bool:
@@ -131,11 +128,11 @@ class Monitoring:
     # the metrics page -------------------------------------------------------------------------
     def page(self, active: dict[str, dict[str, dict[str, Any]]], clusters: list[Any]) -> bytes:
         """``active``: ``Platform.active_servers()``; ``clusters``: the engines' ``Running``s."""
-        if self._limits is None:
-            self._limits = limits.detect(limits.root_name_for(str(self.settings.data_dir)))
         snap = figures.Snapshot(
             components=figures.components(self.settings),
-            servers=figures.servers(self.settings.run_dir, active, self._limits),
+            servers=figures.servers(
+                self.settings.run_dir, active, limits.of_hub(str(self.settings.data_dir))
+            ),
             clusters=[(c.owner, c.kind, c.memory) for c in clusters],
             disk=figures.disk(self.settings.data_dir),
         )

@@ -118,17 +118,6 @@ class ServerOut(BaseModel):
     memory_used: int | None = Field(description="bytes the server uses now, kernels included")
 
 
-_enforcers: dict[str, limits.Limits] = {}
-
-
-def enforcer(state: AppState) -> limits.Limits:
-    """This hub's limits, as the spawner sees them (read-only use here)."""
-    hub_id = str(state.settings.data_dir)
-    if hub_id not in _enforcers:
-        _enforcers[hub_id] = limits.detect(limits.root_name_for(hub_id))
-    return _enforcers[hub_id]
-
-
 async def servers_of(state: AppState, user: str) -> list[ServerOut]:
     model = await state.hub.user(user) or {}
     out = []
@@ -138,7 +127,7 @@ async def servers_of(state: AppState, user: str) -> list[ServerOut]:
         idle = culling.idle_info(s, timeout) or {}
         opts = s.get("user_options") or {}
         key = limits.server_key(user, name)
-        cg = enforcer(state)
+        cg = limits.of_hub(str(state.settings.data_dir))
         out.append(
             ServerOut(
                 name=name or DEFAULT,
