@@ -6,6 +6,8 @@ test_ops_hub.)"""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +47,13 @@ def wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout:.0f} s: {what}")
         time.sleep(0.25)
+
+
+def monitor(ip: InProc, who: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``lakehub monitor ARGS`` as ``who``, in a process of its own."""
+    argv = [sys.executable, "-m", "lakehub.cli", "monitor", *args, "--hub", ip.url]
+    argv += ["--token", ip.token(who)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
 def series(c: Any, expr: str) -> list[dict[str, Any]]:
@@ -183,8 +192,19 @@ def test_a_failing_job_fires_is_told_silenced_and_kept(
     # its owner silences it: the open alert is covered, its resolution is not told
     r = a.post(f"{OPS}/silences", json={"rule": "JobFailing", "reason": "fixing the feed"})
     assert r.status_code == 201 and r.json()["matchers"] == {"user": ann}
+    sid = r.json()["id"]
     (alert,) = fired()
-    assert alert["silenced"] == {"id": r.json()["id"], "by": ann, "reason": "fixing the feed"}
+    assert alert["silenced"] == {"id": sid, "by": ann, "reason": "fixing the feed"}
+    # a stranger can neither end it nor see it, from the API or the CLI
+    assert e.delete(f"{OPS}/silences/{sid}").status_code == 404
+    refused = monitor(ip, eve, "unsilence", str(sid))
+    assert refused.returncode == 1 and refused.stderr.startswith("error: no silence")
+    assert "Traceback" not in refused.stderr and monitor(ip, eve, "silences").stdout == ""
+    shown = monitor(ip, ann, "alerts", "--firing").stdout
+    assert "FIRING" in shown and "JobFailing" in shown and "silenced by" in shown, shown
+    assert monitor(ip, ann, "silences").stdout.startswith(f"{sid}  active"), sid
+    shown = monitor(ip, ann, "query", "lakehub_job_last_failed").stdout
+    assert 'job_name="feed"' in shown and f'user="{ann}"' in shown, shown
     r = a.patch("/services/lakehub/api/jobs/feed", json={"code": "print('fed')"})
     assert r.status_code == 200, r.text
     clocked.clock.at += 1000  # the run asked for now is due on the test's clock
@@ -201,6 +221,8 @@ def test_a_failing_job_fires_is_told_silenced_and_kept(
         and 'data-rule="JobFailing"' in page.text
     )
     assert "fixing the feed" not in ip.browser_login(eve).get(PORTAL + "alerts").text
+    assert monitor(ip, ann, "unsilence", str(sid)).stdout == f"silence {sid} ended\n"
+    assert monitor(ip, ann, "silences").stdout.startswith(f"{sid}  ended")
     # a form with a mistake keeps what was typed
     form = {"rule": "JobFailing", "labels": "job feed", "reason": "typed", "hours": "2"}
     r = ip.browser_login(ann).post(PORTAL + "alerts/silence", data=form)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from conftest import start_hub, stop_hub
@@ -75,6 +76,10 @@ def test_every_component_is_scraped_and_a_server_is_its_owner_s(
     hub.quick_user("opsann")
     hub.quick_user("opsbob")
     token = hub.token("opsann")
+    # the metrics pages answer the store's token only, not a user's, not no one's
+    ingest = f"http://127.0.0.1:{hub.runtime()['ports']['ingest_http']}/metrics"
+    for headers in ({}, {"Authorization": f"Bearer {token}"}):
+        assert httpx.get(ingest, headers=headers, timeout=10).status_code == 403
     start_server(hub.url, "opsann", token)
     try:
         a, b = hub.http("opsann"), hub.http("opsbob")
