@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -29,6 +30,22 @@ S3A_NUMBERS = {
     "fs.s3a.connection.timeout": "200000",
     "fs.s3a.multipart.purge.age": "86400",
 }
+
+
+# class-data archives of an environment's JVMs, one per role (made by lakehub.compute.spark_cds)
+ROLES = ("master", "worker", "driver", "executor")
+QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"  # a mismatch is not an error: nothing to say
+
+
+def archive(env: Path | str, role: str) -> Path:
+    """Where environment ``env`` keeps the archive of ``role``."""
+    return Path(env) / "share" / "lakehub-cds" / f"{role}.jsa"
+
+
+def java_options(env: Path | str, role: str) -> str:
+    """The JVM options that map ``role``'s archive of ``env`` ('' when there is none)."""
+    path = archive(env, role)
+    return f"-XX:SharedArchiveFile={path} -Xshare:auto {QUIET}" if path.is_file() else ""
 
 
 def local_jars() -> list[str]:
@@ -94,6 +111,9 @@ def start_jvm(jars: list[str], conf: dict[str, str]) -> None:
     launch = SparkConf(loadDefaults=False)
     if jars:
         launch.set("spark.driver.extraClassPath", ":".join(jars))
+    # the classes a driver of this environment loads, mapped from its archive (when it has one)
+    if java_options(sys.prefix, "driver"):
+        launch.set("spark.driver.extraJavaOptions", java_options(sys.prefix, "driver"))
     for key in ("spark.driver.memory", "spark.driver.extraJavaOptions"):
         if key in conf:
             launch.set(key, conf[key])
@@ -235,6 +255,12 @@ def session(
     return _build(SparkSession, info, creds, app_name, conf)
 
 
+def _executor_archive(python: str) -> dict[str, str]:
+    """The executors' JVM options: their environment's class-data archive, if it has one."""
+    options = java_options(Path(python).parent.parent, "executor") if python else ""
+    return {"spark.executor.extraJavaOptions": options} if options else {}
+
+
 def _build(
     spark_session: Any,
     info: dict[str, Any],
@@ -258,6 +284,7 @@ def _build(
         "spark.executor.memory": f"{max(512, int(info['memory_mb'] * 0.8))}m",
         **({"spark.executor.extraClassPath": ":".join(info["jars"])} if info["jars"] else {}),
         **({"spark.pyspark.python": info["python"]} if info.get("python") else {}),
+        **_executor_archive(info.get("python", "")),
         **lake_conf(creds["endpoint"], creds["key"], creds["secret"]),
         **conf,
     }

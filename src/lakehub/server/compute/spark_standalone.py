@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lakehub.compute.spark_session import java_options
 from lakehub.server.compute.base import (
     Cluster,
     ClusterRequest,
@@ -329,6 +330,7 @@ class SparkEngine(Engine):
         logs = self.settings.log_dir / "spark"
         logs.mkdir(parents=True, exist_ok=True)
         spark_class = str(home / "bin" / "spark-class")
+        env_dir = Path(rec["env"])
         master = self._spawn(
             [
                 spark_class,
@@ -342,7 +344,7 @@ class SparkEngine(Engine):
                 "--properties-file",
                 str(props),
             ],
-            env,
+            {**env, "SPARK_DAEMON_JAVA_OPTS": java_options(env_dir, "master")},
             work,
             logs / f"{rec['name']}-master.log",
             user,
@@ -375,7 +377,7 @@ class SparkEngine(Engine):
                         str(props),
                         self._master_url(rec),
                     ],
-                    env,
+                    {**env, "SPARK_DAEMON_JAVA_OPTS": java_options(env_dir, "worker")},
                     work,
                     logs / f"{rec['name']}-worker-{i}.log",
                     user,

@@ -1,0 +1,157 @@
+"""Class-data sharing archives for Spark's JVMs, made once per environment build and used by every
+master, worker, executor and notebook driver started from that environment.
+
+A Spark JVM spends its first seconds loading and verifying thousands of classes from the
+environment's 280 jars. HotSpot maps the classes a JVM of the same class path loaded before from
+an archive instead (``-XX:SharedArchiveFile``). ``python -m lakehub.compute.spark_cds`` (run by
+the environment build, in the environment) makes one archive per role by running each once with
+``-XX:ArchiveClassesAtExit``: a master, a worker, and one small application's driver and executor.
+
+An archive serves only a JVM of the same Java whose class path starts like the one it was made
+with (the same environment); any other JVM ignores it (``-Xshare:auto``) and starts as before.
+The archives are written by the account that builds the environment and are read-only to the
+users' JVMs, so no user can place classes in another's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(ready: object, what: str, deadline: float) -> None:
+    while not ready():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no {what} within the time allowed")
+        time.sleep(0.1)
+
+
+def _gone(proc: subprocess.Popen[bytes]) -> bool:
+    proc.poll()
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _listens(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def make(env: Path, timeout: float = 300.0) -> list[str]:
+    """Make ``env``'s archives (this interpreter must be ``env``'s): start a master and a worker,
+    run one application (SQL, an aggregation, Parquet written and read, Python workers), stop
+    them; each JVM writes the classes it loaded as it exits. Returns the roles made."""
+    import pyspark
+    from pyspark.sql import SparkSession
+
+    from lakehub.compute.spark_session import QUIET, ROLES, archive, local_jars, start_jvm
+
+    home = Path(pyspark.__file__ or "").parent
+    final = archive(env, "master").parent
+    work = Path(tempfile.mkdtemp(prefix="lakehub-cds-"))
+    os.chdir(work)  # whatever Spark writes beside it goes with it
+    made = work / "made"
+    made.mkdir()
+    deadline = time.monotonic() + timeout
+    jars = local_jars()
+
+    def dump(role: str) -> str:
+        return f"-XX:ArchiveClassesAtExit={made / f'{role}.jsa'} {QUIET}"
+
+    base = {
+        **os.environ,
+        "SPARK_HOME": str(home),
+        "SPARK_NO_DAEMONIZE": "1",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_DAEMON_MEMORY": "512m",
+        "PYSPARK_PYTHON": sys.executable,
+    }
+    master_port, ui_port = _port(), _port()
+    spark_class = str(home / "bin" / "spark-class")
+    procs: list[subprocess.Popen[bytes]] = []
+    log = open(work / "daemons.log", "ab")  # noqa: SIM115 (closed below)
+    try:
+        procs.append(
+            subprocess.Popen(  # noqa: S603 (the environment's own Spark)
+                [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                 "--port", str(master_port), "--webui-port", str(ui_port)],
+                env={**base, "SPARK_DAEMON_JAVA_OPTS": dump("master")},
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        )  # fmt: skip
+        _wait(lambda: _listens(master_port), "master", deadline)
+        url = f"spark://127.0.0.1:{master_port}"
+        procs.append(
+            subprocess.Popen(  # noqa: S603
+                [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+                 "--webui-port", "0", "--cores", "1", "--memory", "1g",
+                 "--work-dir", str(work / "worker"), url],
+                env={**base, "SPARK_DAEMON_JAVA_OPTS": dump("worker")},
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        )  # fmt: skip
+        start_jvm(jars, {"spark.driver.extraJavaOptions": dump("driver")})
+        builder = SparkSession.builder.master(url).appName("lakehub-cds")
+        settings = {
+            "spark.executor.memory": "512m",
+            "spark.executor.extraJavaOptions": dump("executor"),
+            **({"spark.executor.extraClassPath": ":".join(jars)} if jars else {}),
+        }
+        for key, value in settings.items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        table = work / "table"
+        frame = spark.range(10_000).selectExpr("id % 7 AS k", "rand() AS v")
+        frame.groupBy("k").sum("v").write.parquet(str(table))
+        assert spark.read.parquet(str(table)).count() == 7
+        assert spark.sparkContext.parallelize(range(100), 2).map(lambda x: x * 2).sum() == 9900
+        spark.stop()
+        # the driver's JVM exits (writing its archive) once its standard input closes
+        from pyspark import SparkContext
+
+        gateway = SparkContext._gateway.proc  # type: ignore[union-attr]
+        gateway.stdin.close()
+        gateway.wait(timeout=max(5.0, deadline - time.monotonic()))
+    finally:
+        for proc in reversed(procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        # each group (a worker's executors are in the worker's) gone: every archive written
+        for proc in procs:
+            _wait(lambda p=proc: _gone(p), "exit", deadline + 30)
+        log.close()
+    final.mkdir(parents=True, exist_ok=True, mode=0o755)
+    roles = []
+    for role in ROLES:
+        if (made / f"{role}.jsa").is_file():
+            os.chmod(made / f"{role}.jsa", 0o444)
+            os.replace(made / f"{role}.jsa", archive(env, role))
+            roles.append(role)
+    shutil.rmtree(work, ignore_errors=True)
+    return roles
+
+
+if __name__ == "__main__":
+    took = time.monotonic()
+    done = make(Path(sys.prefix))
+    print(f"class-data archives of {', '.join(done)} in {time.monotonic() - took:.0f} s")
