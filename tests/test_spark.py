@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import pwd
 import secrets
 import signal
 import subprocess
@@ -34,6 +35,26 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def _maps(pid: int) -> str:
+    """What process ``pid`` has mapped ('' once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return ""
+
+
+def _jvms(marker: str) -> list[int]:
+    """The processes whose command line names ``marker``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker.encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
 
 
 def _record(hub: Hub, owner: str, name: str) -> dict[str, Any]:
@@ -129,11 +150,16 @@ def test_a_job_reads_the_users_parquet_and_writes_a_result_back(
     # the executors ran as alice's account, on her cluster (not in this process)
     rec = _record(spark_hub, ALICE, cluster["name"])
     owner = Path(f"/proc/{rec['pids'][1]}").stat().st_uid
-    import pwd
-
     assert pwd.getpwuid(owner).pw_name == (
         f"lh-{ALICE}" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
     )
+    # every JVM of the cluster mapped its role's class-data archive from the spark environment
+    master, *workers = rec["pids"]
+    mapped = [("master", _maps(master))] + [("worker", _maps(w)) for w in workers]
+    mapped += [("executor", m) for p in _jvms("CoarseGrainedExecutorBackend") if (m := _maps(p))]
+    assert [r for r, _ in mapped].count("executor") >= 1, "no executor found"
+    for role, maps in mapped:
+        assert f"/share/lakehub-cds/{role}.jsa" in maps, role
 
 
 def test_another_user_gets_neither_the_secret_nor_the_cluster(
@@ -283,6 +309,10 @@ def test_a_spark_notebook_gets_its_own_cluster_that_stops_with_it(
     )
     assert err is None, err
     assert f"master {cluster['address']}" in out, out
+    # the kernel's driver JVM (of the spark environment, as bob) mapped the driver's archive
+    bob = pwd.getpwnam(f"lh-{BOB}").pw_uid if os.geteuid() == 0 else os.geteuid()
+    drivers = [p for p in _jvms("pyspark-shell") if Path(f"/proc/{p}").stat().st_uid == bob]
+    assert drivers and all("/share/lakehub-cds/driver.jsa" in _maps(p) for p in drivers)
     assert "own 300" in out and "denied" in out and "LEAK" not in out, out
     # a shape asked for in the server is honoured: a cluster of that shape (1 GiB workers), not
     # the server's own (2 GiB)
