@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import os
+import pwd
 import re
 import threading
 import time
@@ -359,6 +361,11 @@ def test_a_removed_user_s_endpoints_stop_with_them(serving: InProc, inproc_user:
     assert route is not None
     pids = [b.replica.pid for b in route.pool.backends]
     assert pids and all(_running(p) for p in pids)
+    for pid in pids:  # forked from the environment's warm starter, then became ann's account
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert b"lakehub.server.notebooks.warm" in Path(f"/proc/{ppid}/cmdline").read_bytes()
+        if os.geteuid() == 0:
+            assert Path(f"/proc/{pid}").stat().st_uid == pwd.getpwnam(f"lh-{ann}").pw_uid
     assert serving.admin_http().delete(f"/users/{ann}").status_code == 204
     assert serving.platform.serving.route(ann, "tulips") is None
     r = httpx.post(f"{serving.url}{API}/{ep['path']}/v2/models/tulips/infer", json=ROW)

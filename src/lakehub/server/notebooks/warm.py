@@ -1,17 +1,23 @@
-"""A warm starter for notebook servers: import JupyterLab once, fork a server per spawn.
+"""A warm starter: import a server's modules once, fork a server per request.
 
-Most of a single-user server's start is Python importing jupyter_server, JupyterLab and their
-extensions (1-2 s on two cores). This process, run by the notebook environment's interpreter,
-imports them once; each spawn forks it, and the child drops to the user's account *before*
-anything of the user's runs, then starts the server. It holds no secrets: each request carries
-the environment for that one server, over a unix socket only the hub's account can open.
+Most of a notebook server's start is Python importing jupyter_server, JupyterLab and their
+extensions, and most of a model replica's is importing MLflow, pandas and scikit-learn (1-3 s
+each on two cores). This process, run by the environment's interpreter, imports them once
+(``PRELOAD``: ``notebook`` or ``replica``); each start forks it, and the child drops to the
+user's account *before* anything of the user's runs, then runs the server.
 
-Only the standard library and the environment's Jupyter packages may be imported here.
+It never learns what it starts: it forks as soon as a connection arrives, and only the child
+reads the request (the environment of one server, its tokens and keys included). So the
+starter's memory, which every later child copies, holds nothing of any user's; the socket is
+the hub account's alone.
+
+Only the standard library and the environment's own packages may be imported here.
 
 Protocol: one JSON line per connection,
 ``{"argv": [...], "env": {...}, "cwd": "...", "uid": N, "gid": N, "groups": [...],
-"cgroups": [cgroup.procs files to join, before anything else]}``,
-answered by ``{"pid": N}`` or ``{"error": "..."}``.
+"cgroups": [cgroup.procs files to join, before anything else], "log": "optional output file"}``,
+answered by the child with ``{"pid": N}`` or ``{"error": "..."}``; an empty line (a health
+probe) is answered by nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import socket
 import sys
 from typing import Any
 
-PRELOAD = (
+NOTEBOOK = (
     "jupyterhub.singleuser",
     "jupyterlab.labapp",  # not labhubapp: importing it patches handlers for the non-extension mode
     "jupyter_server.serverapp",
@@ -39,24 +45,53 @@ PRELOAD = (
 )
 
 
-def preload() -> dict[str, str]:
+REPLICA = ("lakehub.singleuser.serve", "mlflow.pyfunc", "pandas", "sklearn.base")
+PRELOAD = {"notebook": NOTEBOOK, "replica": REPLICA}
+# not imported by the starter: a pool of threads started at import, which a fork does not copy
+# (MLflow imports polars only to offer it for datasets, and goes on without it)
+UNFORKABLE = ("polars",)
+
+
+def preload(profile: str) -> dict[str, str]:
     """Import the server's modules; returns the environment variables those imports set."""
     before = dict(os.environ)
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except ImportError as err:
-            print(f"warm: cannot preload {name}: {err}", file=sys.stderr, flush=True)
+    for name in UNFORKABLE:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # an import raises
+    try:
+        for name in PRELOAD[profile]:
+            try:
+                importlib.import_module(name)
+            except ImportError as err:
+                print(f"warm: cannot preload {name}: {err}", file=sys.stderr, flush=True)
+    finally:
+        for name in UNFORKABLE:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]  # a server imports it afresh, with threads of its own
     return {k: v for k, v in os.environ.items() if before.get(k) != v}
 
 
-def _child(request: dict[str, Any], import_env: dict[str, str]) -> None:
-    """In the forked child: become the user, then run the server. Never returns."""
+def _child(conn: socket.socket, profile: str, import_env: dict[str, str]) -> None:
+    """In the forked child: read the request, become the user, answer with this pid, then run
+    the server. Never returns."""
+    code: int | str | None = 1
     try:
+        conn.settimeout(10)
+        line = conn.makefile("rb").readline()
+        if not line.strip():
+            os._exit(0)  # a health probe: connected and left
+        request = json.loads(line)
         from lakehub.server.notebooks.limits import join  # the standard library only
 
         join(list(request.get("cgroups", [])))  # the server's limits hold from here on
         os.setsid()
+        if request.get("log"):  # opened with the starter's rights, before they are dropped
+            fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.close(fd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
         gid, uid = int(request["gid"]), int(request["uid"])
         if os.geteuid() == 0 and uid != 0:
             os.setgid(gid)
@@ -71,21 +106,39 @@ def _child(request: dict[str, Any], import_env: dict[str, str]) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         sys.argv = list(request["argv"])
-        from jupyterhub.singleuser import main
-
-        code = main()
+        _reply(conn, {"pid": os.getpid()})
+        conn.close()
+        code = _run(profile)
     except SystemExit as done:
-        code = done.code if isinstance(done.code, int) else 1
+        code = done.code
     except BaseException as err:  # noqa: BLE001 (report anything, then leave)
+        _reply(conn, {"error": f"{err!r}"})
         print(f"warm: server failed: {err!r}", file=sys.stderr, flush=True)
-        code = 1
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code or 0)
+    os._exit(code if isinstance(code, int) else 1)
 
 
-def serve(path: str) -> None:
-    import_env = preload()
+def _run(profile: str) -> int | str | None:
+    if profile == "replica":
+        threads = os.environ.get("OMP_NUM_THREADS")
+        if threads:  # the size's CPUs: BLAS was loaded by the starter, with one thread
+            with contextlib.suppress(ImportError):
+                from threadpoolctl import threadpool_limits
+
+                threadpool_limits(int(threads))
+        from lakehub.singleuser.serve import main as replica
+
+        replica(sys.argv[1:])
+        return 0
+    from jupyterhub.singleuser import main
+
+    code: int | str | None = main()
+    return code
+
+
+def serve(path: str, profile: str = "notebook") -> None:
+    import_env = preload(profile)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     if os.path.exists(path):
         os.unlink(path)
@@ -98,20 +151,10 @@ def serve(path: str) -> None:
     while True:
         conn, _ = server.accept()
         with conn:
-            try:
-                line = conn.makefile("rb").readline()
-                if not line.strip():
-                    continue  # a health probe: connected and left
-                request = json.loads(line)
-            except (OSError, ValueError) as err:
-                _reply(conn, {"error": f"bad request: {err}"})
-                continue
             pid = os.fork()
             if pid == 0:
                 server.close()
-                conn.close()
-                _child(request, import_env)
-            _reply(conn, {"pid": pid})
+                _child(conn, profile, import_env)
 
 
 def _reply(conn: socket.socket, answer: dict[str, Any]) -> None:
@@ -132,4 +175,4 @@ def spawn(path: str, request: dict[str, Any], timeout: float = 10.0) -> int:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], *sys.argv[2:3])

@@ -69,3 +69,6 @@ class Runner(ABC):
     @abstractmethod
     def stop_leftovers(self) -> int:
         """Stop replicas a previous run of the control plane left running; how many."""
+
+    def close(self) -> None:  # noqa: B027 (a runner may hold nothing)
+        """Release what the runner holds beside its replicas (the control plane stops)."""

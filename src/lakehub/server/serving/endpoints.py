@@ -97,6 +97,7 @@ class Endpoints:
             for b in route.pool.backends:
                 b.close_idle()
                 await run(self.runner.stop, b.replica, 2.0)
+        await run(self.runner.close)
 
     def _all_rows(self) -> list[Endpoint]:
         with self.db.session() as s:

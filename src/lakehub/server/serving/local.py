@@ -1,22 +1,29 @@
 """Replicas as processes on this machine (:class:`lakehub.server.serving.base.Runner`).
 
-Each replica runs ``python -m lakehub.singleuser.serve`` from the model's environment, as the
+Each replica runs :mod:`lakehub.singleuser.serve` from the model's environment, as the
 owner's ``lh-<name>`` account when LakeHub runs as root (else as LakeHub's own account), in a
 cgroup of the endpoint's size (CPU quota, memory with no swap; when cgroups are available), with
 nothing of the owner's but the model files: no lake keys, no tokens. Its files live in the
 owner's home (``.lakehub/serving/<key>``), private to them. Every replica carries a marker of
 this hub in its environment, so a restarted control plane finds and stops what it left behind
 and never signals another process that reused a pid.
+
+Replicas are forked from a warm starter per environment (:mod:`lakehub.server.notebooks.warm`,
+profile ``replica``: MLflow, pandas and scikit-learn imported once), started with the first
+replica of that environment and stopped with the control plane; a replica starts as a plain
+process when its starter cannot be had.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -30,7 +37,7 @@ from lakehub.server.compute.spark_procs import (
     spawn_as,
 )
 from lakehub.server.config import Settings
-from lakehub.server.notebooks import limits
+from lakehub.server.notebooks import limits, warm
 from lakehub.server.notebooks.accounts import run_ids
 from lakehub.server.serving.base import Replica, ReplicaSpec, Runner
 
@@ -39,11 +46,14 @@ HOST = "127.0.0.1"
 
 
 class LocalRunner(Runner):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, warm: bool = True) -> None:
         self.settings = settings
+        self.warm = warm  # False: every replica a plain process (as bench/replicas.py compares)
         self.logs = settings.log_dir / "serving"
         self._limits: limits.Limits | None = None
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._starters: dict[Path, tuple[subprocess.Popen[bytes], Path]] = {}
+        self._lock = threading.Lock()
 
     @property
     def cgroups(self) -> limits.Limits:
@@ -99,6 +109,22 @@ class LocalRunner(Runner):
         if spec.batching:
             argv.append("--batch")
         procs = self.cgroups.prepare(spec.key, spec.cpus, spec.memory)
+        starter = self._starter(spec.python) if self.warm else None
+        if starter is not None:
+            uid, gid, groups = ids or (os.getuid(), os.getgid(), os.getgroups())
+            request = {
+                "argv": argv[2:],  # sys.argv of ``-m lakehub.singleuser.serve``
+                "env": env,
+                "cwd": str(spec.model_dir),
+                "uid": uid,
+                "gid": gid,
+                "groups": groups,
+                "cgroups": procs,  # joined before anything of the model's runs
+                "log": str(log),
+            }
+            with contextlib.suppress(OSError, RuntimeError, ValueError):
+                pid = warm.spawn(str(starter), request)
+                return Replica(spec, pid, HOST, port, secret, log)
         proc = spawn_as(argv, env, spec.model_dir, log, ids)
         # joined from here: the child runs its first instructions (the interpreter's start)
         # outside the group, none of the model's
@@ -106,6 +132,48 @@ class LocalRunner(Runner):
             limits.join(procs, proc.pid)
         self._children[proc.pid] = proc
         return Replica(spec, proc.pid, HOST, port, secret, log)
+
+    def _starter(self, python: Path, timeout: float = 60.0) -> Path | None:
+        """The socket of ``python``'s warm starter, started (and waited for) on first use; None
+        if it does not come up."""
+        with self._lock:
+            proc, sock = self._starters.get(python, (None, Path()))
+            if proc is None or proc.poll() is not None:
+                digest = hashlib.sha256(str(python).encode()).hexdigest()[:10]
+                sock = self.settings.run_dir / f"serving-{digest}.sock"
+                sock.unlink(missing_ok=True)
+                sock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                self.logs.mkdir(parents=True, exist_ok=True, mode=0o700)
+                env = {
+                    "PATH": f"{python.parent}:/usr/local/bin:/usr/bin:/bin",
+                    "LANG": os.environ.get("LANG", "C.UTF-8"),
+                    "OMP_NUM_THREADS": "1",  # each replica sets its size's
+                    "MLFLOW_DISABLE_TELEMETRY": "true",
+                    "PYTHONUNBUFFERED": "1",
+                    # every replica forked from it carries these in /proc/<pid>/environ
+                    MARKER: str(self.settings.data_dir),
+                    **leftovers.marker(self.settings.data_dir),
+                }
+                argv = [str(python), "-m", "lakehub.server.notebooks.warm", str(sock), "replica"]
+                proc = spawn_as(argv, env, self.logs, self.logs / "warm.log", None)
+                self._starters[python] = (proc, sock)
+            deadline = time.monotonic() + timeout
+            while not sock.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    return None
+                time.sleep(0.02)
+            return sock
+
+    def close(self) -> None:
+        """Stop the warm starters (the replicas they forked are stopped one by one)."""
+        with self._lock:
+            for proc, sock in self._starters.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)
+                sock.unlink(missing_ok=True)
+            self._starters.clear()
 
     def alive(self, replica: Replica) -> bool:
         child = self._children.get(replica.pid)
