@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import secrets
 import shutil
@@ -41,6 +42,7 @@ from lakehub.server.notebooks import limits, warm
 from lakehub.server.notebooks.accounts import run_ids
 from lakehub.server.serving.base import Replica, ReplicaSpec, Runner
 
+logger = logging.getLogger("lakehub.serving")
 MARKER = "LAKEHUB_SERVING_HUB"
 HOST = "127.0.0.1"
 
@@ -122,9 +124,11 @@ class LocalRunner(Runner):
                 "cgroups": procs,  # joined before anything of the model's runs
                 "log": str(log),
             }
-            with contextlib.suppress(OSError, RuntimeError, ValueError):
+            try:
                 pid = warm.spawn(str(starter), request)
                 return Replica(spec, pid, HOST, port, secret, log)
+            except (OSError, RuntimeError, ValueError) as err:
+                logger.warning("replica %s starts as a plain process: %s", spec.key, err)
         proc = spawn_as(argv, env, spec.model_dir, log, ids)
         # joined from here: the child runs its first instructions (the interpreter's start)
         # outside the group, none of the model's
