@@ -3,6 +3,7 @@ lifecycle (a killed worker, idle reclamation, a notebook's own cluster)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pwd
@@ -227,6 +228,88 @@ try:
 except Exception as err:
     print("REFUSED", type(err).__name__, str(err)[:300], flush=True)
 """
+
+
+CONNECT_CLIENT = """
+import sys, lakehub, lakehub.compute
+from pyspark import SparkContext
+hub = lakehub.connect(sys.argv[1], sys.argv[2])
+spark = lakehub.compute.spark(workers=1, memory="1g", connect=True, client=hub)
+print("session", type(spark).__module__, "jvm", SparkContext._gateway is not None)
+mine, other = sys.argv[3], sys.argv[4]
+totals = spark.read.parquet(f"s3a://{mine}/sales/").groupBy("region").sum("amount")
+totals.write.mode("overwrite").parquet(f"s3a://{mine}/connect-totals/")
+print("rows", spark.read.parquet(f"s3a://{mine}/connect-totals/").count())
+try:
+    spark.read.parquet(f"s3a://{other}/sales/").count()
+    print("LEAK")
+except Exception as err:
+    print("denied", "403" in str(err) or "AccessDenied" in str(err) or "Forbidden" in str(err))
+"""
+
+CONNECT_STRANGER = """
+import sys
+from pyspark.sql.connect.client import DefaultChannelBuilder
+from pyspark.sql.connect.session import SparkSession
+for token in sys.argv[2:]:
+    channel = DefaultChannelBuilder(sys.argv[1])
+    if token != "-":
+        channel.set("token", token)
+    try:
+        SparkSession.builder.channelBuilder(channel).create().range(3).count()
+        print("OPEN")
+    except Exception as err:
+        print("refused", type(err).__name__)
+"""
+
+
+def test_spark_connect_serves_its_owner_and_no_one_else(
+    spark_hub: Hub, alice: dict[str, Any]
+) -> None:
+    """A session without a JVM in the client: the cluster's Spark Connect server holds the
+    driver, as its owner, with their keys; another user's token, a made-up one and none are
+    refused."""
+    carol = f"carol{secrets.token_hex(2)}"
+    spark_hub.quick_user(carol)
+    creds = creds_of(spark_hub, carol)
+    _put_parquet(s3_for(creds), creds["bucket"], "sales/part-0.parquet", SALES)
+    argv = [sys.executable, "-c", CONNECT_CLIENT, spark_hub.url, spark_hub.token(carol)]
+    argv += [creds["bucket"], alice["creds"]["bucket"]]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "session pyspark.sql.connect.session jvm False" in done.stdout, done.stdout
+    assert "rows 3" in done.stdout and "denied True" in done.stdout, done.stdout
+    client = lakehub.connect(spark_hub.url, spark_hub.token(carol))
+    (cluster,) = client.request("GET", "/api/compute")
+    assert cluster["detail"]["connect"] is True
+    info = client.request("GET", f"/api/compute/spark/{cluster['name']}/connect")
+    assert info["remote"].startswith("sc://localhost:") and info["token"]
+    # the server (the driver) runs as carol's account; its token is on no command line
+    rec = _record(spark_hub, carol, cluster["name"])
+    server = rec["pids"][-1]
+    assert b"SparkConnectServer" in Path(f"/proc/{server}/cmdline").read_bytes()
+    if os.geteuid() == 0:
+        assert Path(f"/proc/{server}").stat().st_uid == pwd.getpwnam(f"lh-{carol}").pw_uid
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            assert info["token"].encode() not in cmdline.read_bytes(), cmdline
+    # strangers: dan cannot learn the token, and another token or none does not open it
+    dan = f"dan{secrets.token_hex(2)}"
+    spark_hub.quick_user(dan)
+    with spark_hub.http(dan) as c:
+        assert c.get(f"{API}/compute/spark/{cluster['name']}/connect").status_code == 404
+    tokens = [secrets.token_urlsafe(32), alice["cluster"]["name"], "-"]  # "-": none
+    tried = subprocess.run(
+        [sys.executable, "-c", CONNECT_STRANGER, info["remote"], *tokens],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    answers = tried.stdout.splitlines()
+    assert len(answers) == 3 and all(a.startswith("refused") for a in answers), tried
+    client.request("DELETE", f"/api/compute/spark/{cluster['name']}")
+    spark_hub.wait(lambda: not _alive(server), 30, "the Connect server to stop")
+    client.close()
 
 
 def test_a_worker_killed_mid_job_is_survived(spark_hub: Hub, alice: dict[str, Any]) -> None:

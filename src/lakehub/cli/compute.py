@@ -44,19 +44,17 @@ def compute_ls(hub: str | None, token: str | None) -> None:
     help="Per worker",
 )
 @click.option("--memory", default="2 GiB", show_default=True, help="Per worker")
+@click.option("--connect", is_flag=True, help="Spark: with a Spark Connect server")
 @HUB
 @TOKEN
 def compute_start(
-    kind: str, workers: int, cores: float, memory: str, hub: str | None, token: str | None
-) -> None:
+    kind: str, workers: int, cores: float, memory: str, connect: bool, hub: str | None,
+    token: str | None,
+) -> None:  # fmt: skip
     """Start a cluster of KIND; connect to it from Python with its name."""
+    body = {"workers": workers, "cores": cores, "memory": memory, "connect": connect}
     with hub_client(hub, token) as c:
-        x = call(
-            c.request,
-            "POST",
-            f"/api/compute/{kind}",
-            json={"workers": workers, "cores": cores, "memory": memory},
-        )
+        x = call(c.request, "POST", f"/api/compute/{kind}", json=body)
     click.echo(f"{x['kind']} cluster {x['name']} {x['status']}: {x['address']}")
     if x["dashboard_url"]:
         click.echo(f"dashboard: {x['dashboard_url']}")

@@ -106,10 +106,14 @@ def spark(
     idle_timeout: float | None = None,
     client: Client | None = None,
     app_name: str | None = None,
+    connect: bool = False,
     **conf: Any,
 ) -> Any:
     """A ``pyspark.sql.SparkSession`` on a Spark cluster of your own, with the lake configured
     for ``s3a://`` and ``s3://`` paths.
+
+    ``connect=True``: a Spark Connect session (no JVM here: the cluster's Spark Connect server
+    holds the driver, with your keys; only your cluster's token opens it).
 
     Reuses your running cluster named ``name``, else one of this shape, else starts one
     (``cores`` and ``memory`` per worker; 2 workers of 1 core and 2g unless given). In a
@@ -119,4 +123,8 @@ def spark(
     "8"})``. See docs/howto/spark.md."""
     from lakehub.compute.spark_session import session
 
+    if connect:
+        from lakehub.compute.spark_session import remote_session
+
+        return remote_session(workers, cores, memory, name, idle_timeout, client, conf)
     return session(workers, cores, memory, name, idle_timeout, client, app_name, conf)

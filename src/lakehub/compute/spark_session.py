@@ -128,9 +128,10 @@ def connect_info(
     name: str | None,
     idle_timeout: float | None,
     timeout: float = 180,
+    connect: bool = False,
 ) -> dict[str, Any]:
-    """Reuse a running cluster of yours (``name``, else one of this shape) or start one; then
-    its connection details (the secret included: owner only)."""
+    """Reuse a running cluster of yours (``name``, else one of this shape and kind) or start
+    one; then its connection details (the secret included: owner only)."""
     from lakehub.client import LakeHubError
 
     mine = [
@@ -151,6 +152,7 @@ def connect_info(
             for c in mine
             if (c["workers"], c["cores"], c["memory"]) == (workers, cores, size)
             and not c["detail"].get("server")
+            and bool(c["detail"].get("connect")) == connect
         ]
     if not found:
         found = [
@@ -162,6 +164,7 @@ def connect_info(
                     "cores": cores,
                     "memory": memory,
                     "idle_timeout": idle_timeout,
+                    "connect": connect,
                 },
             )
         ]
@@ -253,6 +256,41 @@ def session(
             raise result["error"]
         info, creds = result["info"], result["creds"]
     return _build(SparkSession, info, creds, app_name, conf)
+
+
+def remote_session(
+    workers: int | None,
+    cores: float | None,
+    memory: str | int | None,
+    name: str | None,
+    idle_timeout: float | None,
+    client: Client | None,
+    conf: dict[str, Any],
+) -> Any:
+    """A Spark Connect session on a cluster of yours with a Spark Connect server (started with
+    one if none of this shape has it). The token goes in the gRPC call's metadata only."""
+    from pyspark.sql.connect.client import DefaultChannelBuilder
+    from pyspark.sql.connect.session import SparkSession as RemoteSession
+
+    from lakehub.client import LakeHubError, default
+
+    info = connect_info(
+        default(client),
+        2 if workers is None else workers,
+        1 if cores is None else cores,
+        "2g" if memory is None else memory,
+        name,
+        idle_timeout,
+        connect=True,
+    )
+    if "remote" not in info:
+        raise LakeHubError(409, f"Spark cluster {info['name']} has no Spark Connect server")
+    channel = DefaultChannelBuilder(info["remote"])
+    channel.set("token", info["token"])
+    builder = RemoteSession.builder.channelBuilder(channel)
+    for key, value in conf.items():
+        builder = builder.config(key, str(value))
+    return builder.getOrCreate()
 
 
 def _executor_archive(python: str) -> dict[str, str]:

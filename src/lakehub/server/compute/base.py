@@ -52,6 +52,7 @@ class ClusterRequest:
     memory: int = 2 << 30  # bytes per worker
     idle_timeout: float | None = None  # seconds; None: the owner's policy
     server: str | None = None  # stop with this notebook server (Spark's profile behaviour)
+    connect: bool = False  # Spark: a Spark Connect server holds the driver (no JVM in the client)
 
 
 @dataclass

@@ -40,6 +40,13 @@ from lakehub.server.compute.base import (
     Names,
     Runnings,
 )
+from lakehub.server.compute.spark_connect import (
+    DRIVER_MEMORY,
+    connect_app,
+    connect_argv,
+    connect_conf,
+    running_jobs,
+)
 from lakehub.server.compute.spark_procs import (
     Ids,
     alive,
@@ -138,6 +145,11 @@ class SparkEngine(Engine):
             )
         env_dir = env_dir.resolve()
         home = pyspark_home(env_dir)
+        if request.connect and self.host != "127.0.0.1":
+            raise ComputeError(
+                "Spark Connect clusters run on this machine's loopback only (its client sends "
+                f"a token without TLS only to localhost); this hub binds clusters to {self.host}"
+            )
         name = f"{owner}-{secrets.token_hex(3)}"
         rec: dict[str, Any] = {
             "name": name,
@@ -157,7 +169,12 @@ class SparkEngine(Engine):
             "pids": [],
             "master_port": free_port(self.host),
             "ui_port": free_port(self.host),
+            "connect": request.connect,
         }
+        if request.connect:
+            rec["connect_port"] = free_port(self.host)
+            rec["connect_ui_port"] = free_port(self.host)
+            rec["connect_token"] = secrets.token_urlsafe(32)
         with self._lock:  # two starts at once must not both pass the same check
             verdict = self.check(owner, request, self.list(owner))
             timeout: Any = (
@@ -200,6 +217,11 @@ class SparkEngine(Engine):
             "cores": self._cores(rec),
             "memory_mb": self._memory_mb(rec),
             "ui_url": f"http://{rec['host']}:{rec['ui_port']}",
+            **(
+                {"remote": f"sc://localhost:{rec['connect_port']}", "token": rec["connect_token"]}
+                if rec.get("connect")
+                else {}
+            ),
         }
 
     def running(self) -> Runnings:
@@ -207,7 +229,14 @@ class SparkEngine(Engine):
         from lakehub.server.compute.base import Running
 
         return [
-            Running(r["owner"], "spark", r["name"], HEAD_MEMORY + r["workers"] * r["memory"])
+            Running(
+                r["owner"],
+                "spark",
+                r["name"],
+                HEAD_MEMORY
+                + r["workers"] * r["memory"]
+                + (DRIVER_MEMORY if r.get("connect") else 0),
+            )
             for r in self._records()
             if r["status"] in ("starting", "running")
         ]
@@ -281,7 +310,7 @@ class SparkEngine(Engine):
             limit = (
                 rec["idle_timeout"] if rec.get("had_app") else max(rec["idle_timeout"], START_GRACE)
             )
-            if state.get("activeapps"):
+            if self._busy(rec, state):
                 rec["last_busy"], rec["had_app"] = now, True
                 self._save(rec, only_existing=True)
             elif (
@@ -294,6 +323,15 @@ class SparkEngine(Engine):
                 self._drop(rec)
                 stopped.append(rec["name"])
         return stopped
+
+    def _busy(self, rec: dict[str, Any], state: dict[str, Any]) -> bool:
+        """An application other than the cluster's Connect server, or a job of that server's."""
+        apps = [
+            a for a in state.get("activeapps") or () if a.get("name") != connect_app(rec["name"])
+        ]
+        if apps or not rec.get("connect"):
+            return bool(apps)
+        return bool(running_jobs(rec["host"], rec["connect_ui_port"]))
 
     def _reap_loop(self) -> None:
         while not self._stop.wait(self.reap_every):
@@ -390,6 +428,18 @@ class SparkEngine(Engine):
             return bool(state and state.get("status") == "ALIVE")
 
         self._until(leads, deadline, rec, "elect its master")
+        if rec.get("connect"):
+            lake, url = self.lake_env(owner), self._master_url(rec)
+            cores, memory_mb = self._cores(rec), self._memory_mb(rec)
+            conf = connect_conf(work, user, rec, url, lake, cores, memory_mb)
+            log_file = logs / f"{rec['name']}-connect.log"
+            rec["pids"].append(self._spawn(connect_argv(home, conf), env, work, log_file, user))
+            self._save(rec, only_existing=True)
+
+            def serves() -> bool:
+                return listening(rec["host"], rec["connect_port"])
+
+            self._until(serves, deadline, rec, "start its Spark Connect server")
         rec["status"], rec["last_busy"] = "running", time.time()
         self._save(rec, only_existing=True)
 
@@ -520,8 +570,10 @@ class SparkEngine(Engine):
         return max(512, int(rec["memory"]) // 2**20)
 
     def _cluster(self, rec: dict[str, Any]) -> Cluster:
-        detail: dict[str, Any] = {k: rec[k] for k in ("server", "idle_timeout", "host") if k in rec}
-        up = sum(alive(p) for p in rec["pids"][1:])
+        detail: dict[str, Any] = {
+            k: rec[k] for k in ("server", "idle_timeout", "host", "connect") if k in rec
+        }
+        up = sum(alive(p) for p in rec["pids"][1 : 1 + rec["workers"]])
         detail["workers_alive"] = up
         if rec.get("reason"):
             detail["reason"] = rec["reason"]

@@ -118,10 +118,19 @@ BUILTIN_ENVIRONMENTS = (
     ),
     EnvironmentSpec(
         "spark",
-        "PySpark (Java is on the machine) with s3a for the lake, pandas and "
+        "PySpark (Java is on the machine) with s3a for the lake and Spark Connect, pandas and "
         "pyarrow; a Spark cluster of your own starts with the server",
         "3.11",
-        ("pyspark>=4", "pandas", "pyarrow", "sagemaker_pyspark==1.4.5"),
+        (
+            "pyspark>=4",
+            "pandas",
+            "pyarrow",
+            "sagemaker_pyspark==1.4.5",
+            # Spark Connect's client: a session with no JVM in the notebook
+            "grpcio-status>=1.76",
+            "googleapis-common-protos>=1.71",
+            "zstandard>=0.25",
+        ),
     ),
 )
 

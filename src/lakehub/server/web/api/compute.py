@@ -30,6 +30,7 @@ class ClusterIn(BaseModel):
     cores: float = Field(1, gt=0)
     memory: str | int = "2 GiB"  # per worker: bytes, or "4 GiB"
     idle_timeout: float | None = Field(None, gt=0)
+    connect: bool = Field(False, description="Spark: a Spark Connect server holds the driver")
 
 
 def _engine(state: AppState, kind: str) -> Engine:
@@ -79,8 +80,14 @@ async def start_cluster(kind: str, body: ClusterIn, who: User, state: State) -> 
         memory = body.memory if isinstance(body.memory, int) else parse_size(body.memory)
     except ValueError as err:
         raise HTTPException(400, f"memory: {err}") from None
+    if body.connect and kind != "spark":
+        raise HTTPException(400, "connect is for Spark clusters")
     request = ClusterRequest(
-        workers=body.workers, cores=body.cores, memory=memory, idle_timeout=body.idle_timeout
+        workers=body.workers,
+        cores=body.cores,
+        memory=memory,
+        idle_timeout=body.idle_timeout,
+        connect=body.connect,
     )
     cluster: Cluster = await call(state, engine.start, person(who, "clusters"), request)
     return cluster.as_dict()

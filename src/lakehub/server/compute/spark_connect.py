@@ -1,0 +1,97 @@
+"""Spark Connect in front of a user's Spark cluster: a server that holds the driver, so a notebook
+gets a ``SparkSession`` over gRPC without a JVM of its own.
+
+The server (``SparkConnectServer`` from the environment's pyspark, through ``spark-submit``) runs
+as the cluster's owner beside its master, with the owner's lake keys and the cluster's
+``spark.authenticate`` secret, bound to the cluster's address. It answers only a client that
+sends the cluster's Connect token (``spark.connect.authenticate.token``); the token, like the
+secret and the keys, is written only to a properties file private to the owner, never to a
+command line. Without TLS, Spark Connect's Python client sends a token only to ``localhost``:
+clusters bound to another address (a scale-out) need TLS in front, which LakeHub does not add.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from lakehub.compute.spark_session import java_options, lake_conf
+from lakehub.server.compute.spark_procs import Ids, lake_jars, write_private
+
+SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+DRIVER_MEMORY = 1 << 30
+
+
+def connect_conf(
+    work: Path, user: Ids | None, rec: dict[str, Any], master: str, lake: dict[str, str],
+    cores: int, memory_mb: int,
+) -> Path:  # fmt: skip
+    """The server's settings, in a file private to the owner: its cluster, its port and token,
+    the owner's lake keys, the executors' shape."""
+    env = Path(rec["env"])
+    jars = lake_jars(Path(rec["spark_home"]).parent)
+    props = {
+        "spark.master": master,
+        "spark.app.name": connect_app(rec["name"]),
+        "spark.authenticate": "true",
+        "spark.authenticate.secret": rec["secret"],
+        "spark.network.crypto.enabled": "true",
+        "spark.driver.host": rec["host"],
+        "spark.driver.bindAddress": rec["host"],
+        "spark.driver.memory": f"{DRIVER_MEMORY >> 20}m",
+        "spark.ui.port": str(rec["connect_ui_port"]),
+        "spark.connect.grpc.binding.address": rec["host"],
+        "spark.connect.grpc.binding.port": str(rec["connect_port"]),
+        "spark.connect.authenticate.token": rec["connect_token"],
+        "spark.pyspark.python": str(env / "bin" / "python"),
+        "spark.executor.cores": str(cores),
+        "spark.executor.memory": f"{max(512, int(memory_mb * 0.8))}m",
+        **lake_conf(
+            lake.get("AWS_ENDPOINT_URL", ""),
+            lake.get("AWS_ACCESS_KEY_ID", ""),
+            lake.get("AWS_SECRET_ACCESS_KEY", ""),
+        ),
+    }
+    if jars:
+        props["spark.driver.extraClassPath"] = ":".join(jars)
+        props["spark.executor.extraClassPath"] = ":".join(jars)
+    for role in ("driver", "executor"):
+        options = java_options(env, role)
+        if options:
+            props[f"spark.{role}.extraJavaOptions"] = options
+    conf = work / "connect.conf"
+    write_private(conf, user, props)
+    return conf
+
+
+def connect_app(cluster: str) -> str:
+    return f"lakehub-connect-{cluster}"
+
+
+def connect_argv(spark_home: Path, props: Path) -> list[str]:
+    return [
+        str(spark_home / "bin" / "spark-submit"),
+        "--class",
+        SERVER_CLASS,
+        "--properties-file",
+        str(props),
+        "spark-internal",
+    ]
+
+
+def running_jobs(host: str, ui_port: int, timeout: float = 2.0) -> int | None:
+    """How many jobs the server's driver runs now (None: it does not answer)."""
+    base = f"http://{host}:{ui_port}/api/v1/applications"
+    try:
+        with urllib.request.urlopen(base, timeout=timeout) as r:  # noqa: S310 (the cluster's own)
+            apps = json.load(r)
+        count = 0
+        for app in apps:
+            url = f"{base}/{app['id']}/jobs?status=running"
+            with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310
+                count += len(json.load(r))
+        return count
+    except (OSError, ValueError, KeyError):
+        return None
