@@ -7,7 +7,9 @@
    so every run starts one: master, worker, driver and executor JVMs). Anchor: the same Python
    process launches a bare ``spark-class`` master, waits until its port answers, launches a
    worker, and builds a ``SparkSession`` against it (no secret, no lake), the same count. A third
-   side runs LakeHub's with the environment's class-data archives moved aside. Runs alternate.
+   side runs LakeHub's with the environment's class-data archives moved aside, a fourth asks for
+   a Spark Connect session (``connect=True``: the cluster starts with a Spark Connect server, the
+   client starts no JVM). Runs alternate.
 2. A decision tree on a KDD-Cup-like table of network connections (41 features of realistic
    types and a label, ``--rows`` rows, Parquet in the user's bucket): read from the lake with
    s3a, index the categorical columns, assemble, fit ``pyspark.ml``'s
@@ -38,6 +40,17 @@ t0 = float(sys.argv[1])
 import lakehub, lakehub.compute
 hub = lakehub.connect(sys.argv[2], sys.argv[3])
 s = lakehub.compute.spark(workers=1, cores=1, memory="1g", client=hub)
+n = s.range(1000).count()
+print("RESULT", n, time.time() - t0, flush=True)
+s.stop()
+"""
+
+FIRST_CONNECT = """
+import sys, time
+t0 = float(sys.argv[1])
+import lakehub, lakehub.compute
+hub = lakehub.connect(sys.argv[2], sys.argv[3])
+s = lakehub.compute.spark(workers=1, cores=1, memory="1g", client=hub, connect=True)
 n = s.range(1000).count()
 print("RESULT", n, time.time() - t0, flush=True)
 s.stop()
@@ -199,13 +212,15 @@ def main() -> None:
         hub.up(timeout=900)
         front = hub.url
         admin = hub.admin_http()
-        ready = B.wait_until(
-            lambda: any(
-                e["name"] == "spark" and e["usable"] for e in admin.get("/environments").json()
-            ),
-            1800,
-            1,
-        )
+
+        def usable() -> bool:  # an answer during start-up may not be the API's JSON yet
+            try:
+                found = admin.get("/environments").json()
+            except (httpx.HTTPError, ValueError):
+                return False
+            return any(e["name"] == "spark" and e["usable"] for e in found)
+
+        ready = B.wait_until(usable, 1800, 1)
         if not ready:
             raise RuntimeError("the spark environment was not built")
         admin.post("/users", json={"name": "bench"}).raise_for_status()
@@ -227,12 +242,21 @@ def main() -> None:
         archives = spark_env / "share" / "lakehub-cds"
         aside = archives.with_name("lakehub-cds.aside")
         has_archives = archives.is_dir()
-        sides: dict[str, list[float]] = {"lakehub": [], "no archives": [], "anchor": []}
+        sides: dict[str, list[float]] = {
+            "lakehub": [],
+            "no archives": [],
+            "connect": [],
+            "anchor": [],
+        }
         for i in range(args.runs):
-            order = list(sides) if has_archives else ["lakehub", "anchor"]
+            order = [s for s in sides if has_archives or s != "no archives"]
             for side in order if i % 2 == 0 else order[::-1]:
                 if side == "anchor":
                     took, _ = timed([py, "-c", FIRST_ANCHOR], env)
+                elif side == "connect":
+                    argv = [str(spark_env / "bin" / "python"), "-c", FIRST_CONNECT]
+                    took, _ = timed([*argv, front, token], env)
+                    stop_all()
                 else:
                     if side == "no archives":
                         archives.rename(aside)
@@ -252,6 +276,18 @@ def main() -> None:
                 B.stats_rows(
                     "LakeHub lakehub.compute.spark()",
                     sides["lakehub"],
+                    "bare spark-class + session",
+                    sides["anchor"],
+                    ["median", "min", "max"],
+                ),
+            )
+        )
+        print(
+            B.table(
+                ["", "n", "median", "min", "max"],
+                B.stats_rows(
+                    "LakeHub, Spark Connect (no JVM in the client)",
+                    sides["connect"],
                     "bare spark-class + session",
                     sides["anchor"],
                     ["median", "min", "max"],

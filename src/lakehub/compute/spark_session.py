@@ -112,8 +112,9 @@ def start_jvm(jars: list[str], conf: dict[str, str]) -> None:
     if jars:
         launch.set("spark.driver.extraClassPath", ":".join(jars))
     # the classes a driver of this environment loads, mapped from its archive (when it has one)
-    if java_options(sys.prefix, "driver"):
-        launch.set("spark.driver.extraJavaOptions", java_options(sys.prefix, "driver"))
+    archived = java_options(sys.prefix, "driver")
+    if archived:
+        launch.set("spark.driver.extraJavaOptions", archived)
     for key in ("spark.driver.memory", "spark.driver.extraJavaOptions"):
         if key in conf:
             launch.set(key, conf[key])
