@@ -13,7 +13,9 @@ clusters bound to another address (a scale-out) need TLS in front, which LakeHub
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,17 +83,23 @@ def connect_argv(spark_home: Path, props: Path) -> list[str]:
     ]
 
 
-def running_jobs(host: str, ui_port: int, timeout: float = 2.0) -> int | None:
-    """How many jobs the server's driver runs now (None: it does not answer)."""
+def last_job(host: str, ui_port: int, timeout: float = 2.0) -> float | None:
+    """When the server's driver last ran a job: now while one runs, else the latest end (epoch
+    seconds); 0 if it ran none; None if it does not answer."""
     base = f"http://{host}:{ui_port}/api/v1/applications"
+    latest = 0.0
     try:
         with urllib.request.urlopen(base, timeout=timeout) as r:  # noqa: S310 (the cluster's own)
             apps = json.load(r)
-        count = 0
         for app in apps:
-            url = f"{base}/{app['id']}/jobs?status=running"
-            with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310
-                count += len(json.load(r))
-        return count
+            with urllib.request.urlopen(f"{base}/{app['id']}/jobs", timeout=timeout) as r:  # noqa: S310
+                for job in json.load(r):
+                    if job.get("status") == "RUNNING":
+                        return time.time()
+                    ended = job.get("completionTime")
+                    if ended:  # "2026-12-06T08:01:25.123GMT"
+                        when = datetime.strptime(ended, "%Y-%m-%dT%H:%M:%S.%fGMT")
+                        latest = max(latest, when.replace(tzinfo=UTC).timestamp())
     except (OSError, ValueError, KeyError):
         return None
+    return latest

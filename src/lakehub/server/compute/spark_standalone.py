@@ -45,7 +45,7 @@ from lakehub.server.compute.spark_connect import (
     connect_app,
     connect_argv,
     connect_conf,
-    running_jobs,
+    last_job,
 )
 from lakehub.server.compute.spark_procs import (
     Ids,
@@ -310,8 +310,9 @@ class SparkEngine(Engine):
             limit = (
                 rec["idle_timeout"] if rec.get("had_app") else max(rec["idle_timeout"], START_GRACE)
             )
-            if self._busy(rec, state):
-                rec["last_busy"], rec["had_app"] = now, True
+            busy = self._busy_since(rec, state, now)
+            if busy > rec["last_busy"]:
+                rec["last_busy"], rec["had_app"] = busy, True
                 self._save(rec, only_existing=True)
             elif (
                 rec["status"] == "running"
@@ -324,14 +325,15 @@ class SparkEngine(Engine):
                 stopped.append(rec["name"])
         return stopped
 
-    def _busy(self, rec: dict[str, Any], state: dict[str, Any]) -> bool:
-        """An application other than the cluster's Connect server, or a job of that server's."""
-        apps = [
-            a for a in state.get("activeapps") or () if a.get("name") != connect_app(rec["name"])
-        ]
-        if apps or not rec.get("connect"):
-            return bool(apps)
-        return bool(running_jobs(rec["host"], rec["connect_ui_port"]))
+    def _busy_since(self, rec: dict[str, Any], state: dict[str, Any], now: float) -> float:
+        """When the cluster was last busy (``now`` while it is): an application attached, other
+        than its Connect server; for that server, its last job (its sessions may idle)."""
+        mine = connect_app(rec["name"])
+        if any(a.get("name") != mine for a in state.get("activeapps") or ()):
+            return now
+        if not rec.get("connect"):
+            return 0.0
+        return last_job(rec["host"], rec["connect_ui_port"]) or 0.0
 
     def _reap_loop(self) -> None:
         while not self._stop.wait(self.reap_every):
