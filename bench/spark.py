@@ -270,43 +270,19 @@ def main() -> None:
                 sides[side].append(took)
                 print(f"  first result run {i + 1} {side}: {took:.2f} s", flush=True)
         print("\nRequest to first result (s), workers=1, the driver in the spark environment")
-        print(
-            B.table(
-                ["", "n", "median", "min", "max"],
-                B.stats_rows(
-                    "LakeHub lakehub.compute.spark()",
-                    sides["lakehub"],
-                    "bare spark-class + session",
-                    sides["anchor"],
-                    ["median", "min", "max"],
-                ),
-            )
-        )
-        print(
-            B.table(
-                ["", "n", "median", "min", "max"],
-                B.stats_rows(
-                    "LakeHub, Spark Connect (no JVM in the client)",
-                    sides["connect"],
-                    "bare spark-class + session",
-                    sides["anchor"],
-                    ["median", "min", "max"],
-                ),
-            )
-        )
-        if sides["no archives"]:
-            print(
-                B.table(
-                    ["", "n", "median", "min", "max"],
-                    B.stats_rows(
-                        "LakeHub with class-data archives",
-                        sides["lakehub"],
-                        "LakeHub without them",
-                        sides["no archives"],
-                        ["median", "min", "max"],
-                    ),
-                )
-            )
+        bare = ("bare spark-class + session", sides["anchor"])
+        pairs = [
+            (("LakeHub lakehub.compute.spark()", sides["lakehub"]), bare),
+            (("LakeHub, Spark Connect (no JVM in the client)", sides["connect"]), bare),
+            (
+                ("LakeHub with class-data archives", sides["lakehub"]),
+                ("LakeHub without them", sides["no archives"]),
+            ),
+        ]
+        cols = ["median", "min", "max"]
+        for (label_a, a), (label_b, b) in pairs:
+            if a and b:
+                print(B.table(["", "n", *cols], B.stats_rows(label_a, a, label_b, b, cols)))
         results["first_result"] = sides
 
         # the decision tree ---------------------------------------------------------------
