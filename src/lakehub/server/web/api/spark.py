@@ -29,7 +29,8 @@ def engine(state: AppState) -> SparkEngine:
 
 @router.get("/api/compute/spark/{name}/connect")
 async def connect(name: str, who: User, state: State, response: Response) -> dict[str, Any]:
-    """Master URL, secret, executors' Python and jars of one of your clusters. Yours only."""
+    """Master URL, secret, executors' Python and jars of one of your clusters; with a Spark
+    Connect server, its ``remote`` address and ``token`` too. Yours only."""
     info: dict[str, Any] = await call(state, engine(state).connect, person(who, "clusters"), name)
     response.headers["Cache-Control"] = "no-store"
     return info
