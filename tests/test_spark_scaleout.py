@@ -17,7 +17,7 @@ import pytest
 
 import netns
 from lakehub.compute.spark_session import _build, local_jars, start_jvm
-from lakehub.server.compute.base import ClusterRequest
+from lakehub.server.compute.base import ClusterRequest, ComputeError
 from lakehub.server.compute.spark_standalone import SparkEngine, pyspark_home
 from lakehub.server.config import load_settings
 
@@ -53,6 +53,10 @@ def test_a_worker_in_another_network_namespace_joins_and_computes(
         assert engine.list("carol")[0].status == "running", engine.list("carol")
         info = engine.connect("carol", cluster.name)
         assert info["master"] == f"spark://{host_ip}:{info['master'].rsplit(':', 1)[1]}"
+        # Spark Connect's client sends its token without TLS to localhost only: refused here
+        with pytest.raises(ComputeError) as refused:
+            engine.start("carol", ClusterRequest(workers=1, memory=1 << 30, connect=True))
+        assert refused.value.status == 400 and "loopback only" in str(refused.value)
         props = settings.homes_dir / "carol" / ".lakehub" / "spark" / cluster.name / "spark.conf"
         home = pyspark_home(VENV)
         env = {
