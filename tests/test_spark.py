@@ -38,6 +38,11 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def rec_tmp(hub: Hub, owner: str, name: str) -> Path:
+    """A cluster's private scratch folder, in its owner's home."""
+    return hub.data_dir / "homes" / owner / ".lakehub" / "spark" / name / "tmp"
+
+
 def _maps(pid: int) -> str:
     """What process ``pid`` has mapped ('' once it is gone)."""
     try:
@@ -293,6 +298,11 @@ def test_spark_connect_serves_its_owner_and_no_one_else(
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         with contextlib.suppress(OSError):
             assert info["token"].encode() not in cmdline.read_bytes(), cmdline
+    # its temporary files in carol's private folder, not in the machine's /tmp
+    assert (
+        f"-Djava.io.tmpdir={rec_tmp(spark_hub, carol, cluster['name'])}".encode()
+        in Path(f"/proc/{server}/cmdline").read_bytes()
+    )
     # a stranger cannot learn the token (another token or none does not open it: above)
     dan = f"dan{secrets.token_hex(2)}"
     spark_hub.quick_user(dan)

@@ -13,6 +13,7 @@ clusters bound to another address (a scale-out) need TLS in front, which LakeHub
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -34,6 +35,10 @@ def connect_conf(
     the owner's lake keys, the executors' shape."""
     env = Path(rec["env"])
     jars = lake_jars(Path(rec["spark_home"]).parent)
+    scratch = work / "tmp"  # the driver's temporary files (Spark Connect's model cache too)
+    scratch.mkdir(mode=0o700, exist_ok=True)
+    if user is not None:
+        os.chown(scratch, user[0], user[1])
     props = {
         "spark.master": master,
         "spark.app.name": connect_app(rec["name"]),
@@ -48,6 +53,7 @@ def connect_conf(
         "spark.connect.grpc.binding.port": str(rec["connect_port"]),
         "spark.connect.authenticate.token": rec["connect_token"],
         "spark.pyspark.python": str(env / "bin" / "python"),
+        "spark.local.dir": str(scratch),
         "spark.executor.cores": str(cores),
         "spark.executor.memory": f"{max(512, int(memory_mb * 0.8))}m",
         **lake_conf(
@@ -59,10 +65,12 @@ def connect_conf(
     if jars:
         props["spark.driver.extraClassPath"] = ":".join(jars)
         props["spark.executor.extraClassPath"] = ":".join(jars)
-    for role in ("driver", "executor"):
-        options = java_options(env, role)
-        if options:
-            props[f"spark.{role}.extraJavaOptions"] = options
+    # not the machine's /tmp, which every user's server would share
+    props["spark.driver.extraJavaOptions"] = f"-Djava.io.tmpdir={scratch} " + java_options(
+        env, "driver"
+    )
+    if java_options(env, "executor"):
+        props["spark.executor.extraJavaOptions"] = java_options(env, "executor")
     conf = work / "connect.conf"
     write_private(conf, user, props)
     return conf
