@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 
@@ -33,8 +35,8 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(ready: object, what: str, deadline: float) -> None:
-    while not ready():  # type: ignore[operator]
+def _wait(ready: Callable[[], bool], what: str, deadline: float) -> None:
+    while not ready():
         if time.monotonic() > deadline:
             raise RuntimeError(f"no {what} within the time allowed")
         time.sleep(0.1)
@@ -123,8 +125,10 @@ def make(env: Path, timeout: float = 300.0) -> list[str]:
         table = work / "table"
         frame = spark.range(10_000).selectExpr("id % 7 AS k", "rand() AS v")
         frame.groupBy("k").sum("v").write.parquet(str(table))
-        assert spark.read.parquet(str(table)).count() == 7
-        assert spark.sparkContext.parallelize(range(100), 2).map(lambda x: x * 2).sum() == 9900
+        counted = spark.read.parquet(str(table)).count()
+        summed = spark.sparkContext.parallelize(range(100), 2).map(lambda x: x * 2).sum()
+        if (counted, summed) != (7, 9900):
+            raise RuntimeError(f"the application computed {counted}, {summed}: not 7, 9900")
         spark.stop()
         # the driver's JVM exits (writing its archive) once its standard input closes
         from pyspark import SparkContext
@@ -138,7 +142,7 @@ def make(env: Path, timeout: float = 300.0) -> list[str]:
                 os.killpg(proc.pid, signal.SIGTERM)
         # each group (a worker's executors are in the worker's) gone: every archive written
         for proc in procs:
-            _wait(lambda p=proc: _gone(p), "exit", deadline + 30)
+            _wait(partial(_gone, proc), "exit", deadline + 30)
         log.close()
     final.mkdir(parents=True, exist_ok=True, mode=0o755)
     roles = []

@@ -116,7 +116,8 @@ def _child(conn: socket.socket, profile: str, import_env: dict[str, str]) -> Non
         print(f"warm: server failed: {err!r}", file=sys.stderr, flush=True)
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code if isinstance(code, int) else 1)
+    # as Python exits: None is success, an int is the status, anything else (a message) is 1
+    os._exit(0 if code is None else code if isinstance(code, int) else 1)
 
 
 def _run(profile: str) -> int | str | None:
