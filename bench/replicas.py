@@ -67,7 +67,7 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="lakehub-bench-replicas-"))
     os.chmod(root, 0o755)  # noqa: S103 (the replicas' account reads the model below it)
-    settings = Settings(data_dir=root / "data")
+    settings = Settings(data_dir=root / "data", isolate_users=False)  # no account to leave
     x, y = load_iris(return_X_y=True)
     model = root / "model"
     tree = DecisionTreeClassifier(random_state=0).fit(x, y)
