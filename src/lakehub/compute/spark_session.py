@@ -48,6 +48,12 @@ def java_options(env: Path | str, role: str) -> str:
     return f"-XX:SharedArchiveFile={path} -Xshare:auto {QUIET}" if path.is_file() else ""
 
 
+def executor_options(env: Path | str) -> dict[str, str]:
+    """The executors' JVM options: environment ``env``'s class-data archive, if it has one."""
+    options = java_options(env, "executor")
+    return {"spark.executor.extraJavaOptions": options} if options else {}
+
+
 def local_jars() -> list[str]:
     """The s3a jars beside this interpreter's pyspark (from the sagemaker_pyspark package)."""
     spec = importlib.util.find_spec("sagemaker_pyspark")
@@ -294,12 +300,6 @@ def remote_session(
     return builder.getOrCreate()
 
 
-def _executor_archive(python: str) -> dict[str, str]:
-    """The executors' JVM options: their environment's class-data archive, if it has one."""
-    options = java_options(Path(python).parent.parent, "executor") if python else ""
-    return {"spark.executor.extraJavaOptions": options} if options else {}
-
-
 def _build(
     spark_session: Any,
     info: dict[str, Any],
@@ -323,7 +323,7 @@ def _build(
         "spark.executor.memory": f"{max(512, int(info['memory_mb'] * 0.8))}m",
         **({"spark.executor.extraClassPath": ":".join(info["jars"])} if info["jars"] else {}),
         **({"spark.pyspark.python": info["python"]} if info.get("python") else {}),
-        **_executor_archive(info.get("python", "")),
+        **(executor_options(Path(info["python"]).parent.parent) if info.get("python") else {}),
         **lake_conf(creds["endpoint"], creds["key"], creds["secret"]),
         **conf,
     }

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lakehub.compute.spark_session import java_options, lake_conf
+from lakehub.compute.spark_session import executor_options, java_options, lake_conf
 from lakehub.server.compute.spark_procs import Ids, lake_jars, write_private
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
@@ -69,8 +69,7 @@ def connect_conf(
     props["spark.driver.extraJavaOptions"] = f"-Djava.io.tmpdir={scratch} " + java_options(
         env, "driver"
     )
-    if java_options(env, "executor"):
-        props["spark.executor.extraJavaOptions"] = java_options(env, "executor")
+    props.update(executor_options(env))
     conf = work / "connect.conf"
     write_private(conf, user, props)
     return conf

@@ -52,16 +52,13 @@ class LocalRunner(Runner):
         self.settings = settings
         self.warm = warm  # False: every replica a plain process (as bench/replicas.py compares)
         self.logs = settings.log_dir / "serving"
-        self._limits: limits.Limits | None = None
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._starters: dict[Path, tuple[subprocess.Popen[bytes], Path]] = {}
         self._lock = threading.Lock()
 
     @property
     def cgroups(self) -> limits.Limits:
-        if self._limits is None:
-            self._limits = limits.detect(limits.root_name_for(str(self.settings.data_dir)))
-        return self._limits
+        return limits.of_hub(str(self.settings.data_dir))
 
     def _account(self, owner: str) -> Ids | None:
         return run_ids(self.settings, owner)
