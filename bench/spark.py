@@ -39,18 +39,8 @@ import sys, time
 t0 = float(sys.argv[1])
 import lakehub, lakehub.compute
 hub = lakehub.connect(sys.argv[2], sys.argv[3])
-s = lakehub.compute.spark(workers=1, cores=1, memory="1g", client=hub)
-n = s.range(1000).count()
-print("RESULT", n, time.time() - t0, flush=True)
-s.stop()
-"""
-
-FIRST_CONNECT = """
-import sys, time
-t0 = float(sys.argv[1])
-import lakehub, lakehub.compute
-hub = lakehub.connect(sys.argv[2], sys.argv[3])
-s = lakehub.compute.spark(workers=1, cores=1, memory="1g", client=hub, connect=True)
+connect = sys.argv[4] == "connect"
+s = lakehub.compute.spark(workers=1, cores=1, memory="1g", client=hub, connect=connect)
 n = s.range(1000).count()
 print("RESULT", n, time.time() - t0, flush=True)
 s.stop()
@@ -253,16 +243,12 @@ def main() -> None:
             for side in order if i % 2 == 0 else order[::-1]:
                 if side == "anchor":
                     took, _ = timed([py, "-c", FIRST_ANCHOR], env)
-                elif side == "connect":
-                    argv = [str(spark_env / "bin" / "python"), "-c", FIRST_CONNECT]
-                    took, _ = timed([*argv, front, token], env)
-                    stop_all()
                 else:
                     if side == "no archives":
                         archives.rename(aside)
                     try:
                         argv = [str(spark_env / "bin" / "python"), "-c", FIRST_LAKEHUB]
-                        took, _ = timed([*argv, front, token], env)
+                        took, _ = timed([*argv, front, token, side], env)
                     finally:
                         if aside.exists():
                             aside.rename(archives)
