@@ -46,6 +46,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,9 +157,11 @@ class InProc(ApiUser):
     # the lake, for the fault fixtures ---------------------------------------------------------
     def start_lake(self) -> None:
         lake = self.platform.directory.lake
-        lake.prepare(self.platform.directory.identities())
+        self.platform.directory.prepare_lake()
         proc = lake.process()
-        assert proc is not None and proc.pid_file is not None, "an embedded lake runs here"
+        if proc is None:  # a lake run elsewhere
+            return
+        assert proc.pid_file is not None, "an embedded lake says where its pid goes"
         log = open(self.data_dir / "lake.log", "ab")  # noqa: SIM115 - the child keeps it
         self.lake_proc = subprocess.Popen(
             proc.argv, env={**os.environ, **proc.env}, cwd=proc.cwd, stdout=log, stderr=log
@@ -220,6 +223,14 @@ def _serve(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thread, str]:
 
 @pytest.fixture(scope="session")
 def inproc() -> Iterator[InProc]:
+    with serve_platform() as ip:
+        yield ip
+
+
+@contextmanager
+def serve_platform(**overrides: Any) -> Iterator[InProc]:
+    """An in-process control plane over its own data directory; ``overrides``: settings (a
+    lake run elsewhere, ``lake_backend``, is not started: only given its identities)."""
     from lakehub.server.config import load_settings
     from lakehub.server.db import Database, upgrade
     from lakehub.server.identity.users import Directory, home_bucket
@@ -244,6 +255,7 @@ def inproc() -> Iterator[InProc]:
         metrics_interval=1,  # what the store scrapes is there within a test's second
         alert_interval=1,
         alert_webhooks=[webhooks.url],
+        **overrides,
     )
     _dirs(settings)  # as 'lakehub up' makes them: users' accounts reach their homes
     tok = tokens(settings)

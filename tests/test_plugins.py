@@ -46,8 +46,9 @@ class OutsideLake(Lake):
     def admin(self) -> Any:
         raise AssertionError("callers use the contract's methods, not the admin client")
 
-    def set_identities(self, identities: list[Identity]) -> None:
+    def set_identities(self, identities: list[Identity]) -> list[str]:
         self.identities = identities
+        return []
 
     def put(self, bucket: str, key: str, body: bytes) -> None:
         if self.fail:
@@ -108,7 +109,7 @@ def test_registered_names_are_the_defaults(settings: Settings) -> None:
 
 def test_a_bad_name_is_one_line_naming_the_choices(tmp_path: Path) -> None:
     cases = {
-        "lake_backend": ("weed", "seaweedfs"),
+        "lake_backend": ("weed", "s3-iam, seaweedfs"),
         "compute_engines": ({"dask": "gateway"}, "dask-gateway, spark-standalone"),
         "ingest_sinks": ({"records": "parquet", "raw": "raw"}, "raw, records"),
     }
@@ -132,8 +133,8 @@ def test_a_bad_name_is_one_line_naming_the_choices(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == (
-        "error: invalid settings: lake_backend: unknown lake 'weed': choose one of seaweedfs, "
-        "or name a class as module:Class"
+        "error: invalid settings: lake_backend: unknown lake 'weed': choose one of s3-iam, "
+        "seaweedfs, or name a class as module:Class"
     )
 
 

@@ -33,7 +33,10 @@ class SettingsError(ValueError):
 # The implementations of each contract a setting chooses by name (besides any ``module:Class``).
 # Kept as strings: choosing one imports nothing until it is built.
 CHOICES: dict[str, dict[str, str]] = {
-    "lake": {"seaweedfs": "lakehub.server.lake.seaweedfs:SeaweedFS"},
+    "lake": {
+        "seaweedfs": "lakehub.server.lake.seaweedfs:SeaweedFS",
+        "s3-iam": "lakehub.server.lake.iam:IamLake",
+    },
     "compute engine": {
         "dask-gateway": "lakehub.server.compute.dask_gateway:DaskEngine",
         "spark-standalone": "lakehub.server.compute.spark_standalone:SparkEngine",
@@ -84,7 +87,25 @@ class Settings(BaseSettings):
     )
     lake_backend: str = Field(
         default="seaweedfs",
-        description="The lake: 'seaweedfs' (embedded) or a Lake subclass as module:Class.",
+        description="The lake: 'seaweedfs' (embedded), 's3-iam' (an existing S3 service with "
+        "an IAM API: AWS, Ceph RGW, SeaweedFS) or a Lake subclass as module:Class.",
+    )
+    lake_endpoint_url: str | None = Field(
+        default=None, description="'s3-iam': the service's S3 endpoint, as users reach it."
+    )
+    lake_iam_url: str | None = Field(
+        default=None, description="'s3-iam': its IAM endpoint (default: the S3 endpoint)."
+    )
+    lake_region: str = Field(default="us-east-1", description="'s3-iam': the region to sign for.")
+    lake_admin_key_id: str | None = Field(
+        default=None, description="'s3-iam': the access key of an account with IAM rights."
+    )
+    lake_admin_secret: SecretStr | None = Field(default=None, description="'s3-iam': its secret.")
+    lake_iam_prefix: str = Field(
+        default="lakehub-",
+        pattern=r"^[A-Za-z0-9+=,.@_-]{1,32}$",
+        description="'s3-iam': the service's users LakeHub manages are named PREFIX + user "
+        "name; it leaves every other user alone.",
     )
     db_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite in data_dir.")
     admin_user: str = "admin"

@@ -414,7 +414,7 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
 
         db = Database(settings.database_url)
         directory = Directory(db, vault, lake)
-        lake.prepare(directory.identities())
+        directory.prepare_lake()
         sup.start_all()
         deadline = time.monotonic() + READY_TIMEOUT
         routes = _front_door_routes(settings)

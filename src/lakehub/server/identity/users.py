@@ -7,8 +7,8 @@ identity set is always rebuilt from the database, so it can never drift from wha
 from __future__ import annotations
 
 import secrets
-import string
 import threading
+from collections.abc import Callable
 
 import bcrypt
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,7 +27,7 @@ from lakehub.server.db import (
     User,
     utcnow,
 )
-from lakehub.server.lake.base import Identity, Lake
+from lakehub.server.lake.base import Identity, Lake, random_key
 from lakehub.server.schema import Instant
 from lakehub.server.vault import Vault
 
@@ -134,11 +134,6 @@ def shared_access(s: Session) -> dict[str, dict[str, str]]:
             for space, access in grants:
                 give(user, space, access)
     return out
-
-
-def _new_key() -> tuple[str, str]:
-    alphabet = string.ascii_uppercase + string.digits
-    return "LH" + "".join(secrets.choice(alphabet) for _ in range(18)), secrets.token_urlsafe(30)
 
 
 class Directory:
@@ -279,7 +274,9 @@ class Directory:
                 raise UserError(f"user {name!r} is not active", 409)
             if any(k.revoked_at is None for k in user.keys):
                 return False
-            key, secret = _new_key()
+            # before the lake runs (the first admin, made by 'lakehub up'): a key of our making,
+            # which a lake that issues its own keys replaces at its first sync
+            key, secret = self.lake.issue_key(name) if self.lake else random_key()
             s.add(LakeKey(user=user, access_key=key, secret_enc=self.vault.encrypt(secret)))
             return True
 
@@ -299,16 +296,19 @@ class Directory:
 
     def rotate(self, name: str, actor: str) -> LakeCredentials:
         """Replace the user's key; the old one is refused by the lake when this returns."""
+        self._replace_key(name, actor)
+        self.sync_lake()
+        return self.credentials(name)
+
+    def _replace_key(self, name: str, actor: str) -> None:
         with self.db.session() as s:
             user = self.get(s, name)
             for k in user.keys:
                 if k.revoked_at is None:
                     k.revoked_at = utcnow()
-            key, secret = _new_key()
+            key, secret = self.lake.issue_key(name)
             s.add(LakeKey(user=user, access_key=key, secret_enc=self.vault.encrypt(secret)))
             self.record_event(s, actor, "lake.rotate", name)
-        self.sync_lake()
-        return self.credentials(name)
 
     def identities(self) -> list[Identity]:
         with self.db.session() as s:
@@ -330,8 +330,19 @@ class Directory:
         ]
 
     def sync_lake(self) -> None:
+        self._apply(self.lake.set_identities)
+
+    def prepare_lake(self) -> None:
+        """Before the lake's process starts ('lakehub up'): its identities, as :meth:`sync_lake`."""
+        self._apply(self.lake.prepare)
+
+    def _apply(self, apply: Callable[[list[Identity]], list[str]]) -> None:
         with self._lake_lock:
-            self.lake.set_identities(self.identities())
+            stale = apply(self.identities())
+            if stale:  # keys the lake did not issue (made before it ran, or for another lake)
+                for name in stale:
+                    self._replace_key(name, "lakehub")
+                apply(self.identities())
 
     # groups --------------------------------------------------------------------------------
     def groups(self) -> dict[str, list[str]]:

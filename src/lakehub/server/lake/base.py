@@ -9,6 +9,10 @@ Callers use the methods below, never the administrator's client itself. Rules:
   objects, never the bucket itself); it may act on nothing else, never with unscoped actions;
 - :meth:`Lake.set_identities` takes the complete set of user identities and returns only once
   the lake enforces all of it: new keys and grants work, removed keys and grants are refused;
+  it returns the names whose key it cannot honour, because only the lake may issue keys and it
+  did not issue that one (the caller gives those users a key from :meth:`Lake.issue_key`);
+- :meth:`Lake.issue_key` makes a user's next key (a lake that takes any key: a random one);
+  the key works once :meth:`Lake.set_identities` has been given it;
 - :meth:`Lake.set_read_only` takes the complete set of buckets (or ``prefix*`` patterns) in
   which new writes must be refused, effective when it returns; reads and deletes keep working
   there, so whoever is over a quota can delete their way back under it;
@@ -19,6 +23,8 @@ Callers use the methods below, never the administrator's client itself. Rules:
 
 from __future__ import annotations
 
+import secrets
+import string
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -58,6 +64,12 @@ class LakeProcess:
     pid_file: Path | None = None
 
 
+def random_key() -> tuple[str, str]:
+    """An access key and secret of LakeHub's making, for a lake that takes any key."""
+    alphabet = string.ascii_uppercase + string.digits
+    return "LH" + "".join(secrets.choice(alphabet) for _ in range(18)), secrets.token_urlsafe(30)
+
+
 def s3_client(endpoint_url: str, access_key: str, secret_key: str) -> Any:
     import boto3  # imported when first needed: it costs a third of a second
     from botocore.config import Config
@@ -90,18 +102,24 @@ class Lake(ABC):
         """The process ``lakehub up`` runs for the lake; ``None`` (the default): none."""
         return None
 
-    def prepare(self, identities: list[Identity]) -> None:
+    def prepare(self, identities: list[Identity]) -> list[str]:
         """Before :meth:`process` starts: make exactly these identities valid once it runs.
-        The default, for a lake that is already running, sets them at once."""
-        self.set_identities(identities)
+        The default, for a lake that is already running, sets them at once (and answers as
+        :meth:`set_identities`)."""
+        return self.set_identities(identities)
+
+    def issue_key(self, name: str) -> tuple[str, str]:
+        """A new access key and secret for user ``name``; the default: a random one."""
+        return random_key()
 
     @abstractmethod
     def admin(self) -> Any:
         """A boto3 S3 client with the lake administrator's rights, for this class's methods."""
 
     @abstractmethod
-    def set_identities(self, identities: list[Identity]) -> None:
-        """Make exactly these user identities valid; effective when this returns."""
+    def set_identities(self, identities: list[Identity]) -> list[str]:
+        """Make exactly these user identities valid; effective when this returns. Returns the
+        names whose key this lake did not issue and refuses (none, for a lake that takes any)."""
 
     def set_read_only(self, buckets: set[str]) -> None:
         """Refuse new objects, parts and buckets in exactly these buckets (``alice-*``: every

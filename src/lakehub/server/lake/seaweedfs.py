@@ -126,11 +126,12 @@ class SeaweedFS(Lake):
         env = {"WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"}
         return LakeProcess(argv, env, cwd=self.dir, pid_file=self.pid_file)
 
-    def prepare(self, identities: list[Identity]) -> None:
+    def prepare(self, identities: list[Identity]) -> list[str]:
         """Write the identity file and the internal security settings before a start."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self._write(identities)
         self._write_security()
+        return []
 
     def _write_security(self) -> None:
         tls = self.dir.parent / "lake-tls"
@@ -161,7 +162,7 @@ class SeaweedFS(Lake):
             )
         return self._client
 
-    def set_identities(self, identities: list[Identity]) -> None:
+    def set_identities(self, identities: list[Identity]) -> list[str]:
         before = self._user_names()
         wanted = {i.name for i in identities}
         # weed merges a reloaded file into what it knows and never forgets an identity that
@@ -174,6 +175,7 @@ class SeaweedFS(Lake):
         self._write(identities, (*tombstones, generation))
         os.kill(int(self.pid_file.read_text()), signal.SIGHUP)
         self.wait_key(generation.access_key, present=True)
+        return []  # it takes any key
 
     def set_read_only(self, buckets: set[str]) -> None:
         wanted = {_location(b) for b in buckets}
