@@ -38,6 +38,7 @@ if str(PROJECT / "tests") not in sys.path:
     sys.path.append(str(PROJECT / "tests"))
 from hubs import API as API  # noqa: E402
 from hubs import Hub as Hub  # noqa: E402
+from hubs import S3Service as S3Service  # noqa: E402
 from hubs import free_port as free_port  # noqa: E402
 from hubs import hub_dir as hub_dir  # noqa: E402
 from hubs import s3_for as s3_for  # noqa: E402

@@ -7,11 +7,17 @@ bucket-scoped identity every notebook gets. Objects go to the user's bucket ``NA
 Anchor, same run: the same ``weed`` process with the lake administrator's key (from the hub's
 state directory, ``runtime.tokens()``), in a bucket ``bench-raw``: raw SeaweedFS, no scoping.
 
+``--lake s3-iam``: the lake is an S3 service LakeHub does not run (SeaweedFS with its IAM API,
+started by the benchmark as an operator would, ``tests/hubs.py`` ``S3Service``); the user's key
+is one the service issued, their rights an IAM policy it evaluates on every request; the anchor
+is the same service with the operator's key.
+
 Each round measures, for both sides, in alternating order:
   * small objects: N PUTs of 4 KiB from a pool of T threads, one boto3 client each (PUT/s);
   * large object: upload and download of one file with boto3's transfer manager (MB/s).
 
-    .venv/bin/python bench/lake.py [--rounds 5] [--objects 2000] [--large-mib 512] [--keep]
+    .venv/bin/python bench/lake.py [--rounds 5] [--objects 2000] [--large-mib 512]
+                                   [--lake seaweedfs|s3-iam] [--keep]
 """
 
 from __future__ import annotations
@@ -112,6 +118,7 @@ def main() -> int:
     ap.add_argument("--objects", type=int, default=2000, help="4 KiB PUTs per round and side")
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--large-mib", type=int, default=512)
+    ap.add_argument("--lake", choices=("seaweedfs", "s3-iam"), default="seaweedfs")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
     B.install_sigterm()
@@ -120,20 +127,26 @@ def main() -> int:
     info["other_load"] = B.other_load_note()
     root = B.bench_root("lake")
     marker = str(root)
+    service = B.S3Service(root / "service") if args.lake == "s3-iam" else None
     hub = B.bench_hub(root)
     problems: list[str] = []
     loads: list[tuple[float, float, float]] = []
     sides: list[Side] = []
     try:
-        print(f"lake data path benchmark: {args.rounds} rounds, data in {root}", flush=True)
+        print(f"lake data path benchmark ({args.lake}): {args.rounds} rounds, data in {root}")
+        if service:
+            service.start()
+            hub.env |= {f"LAKEHUB_{k.upper()}": v for k, v in service.settings().items()}
         hub.up(timeout=900)
         name = f"bench{secrets.token_hex(3)}"
         hub.add_user(name)
-        user, admin = hub.credentials(name), admin_credentials(hub)
+        user = hub.credentials(name)
+        admin = service.admin() if service else admin_credentials(hub)
         if user["endpoint_url"] != admin["endpoint_url"]:
             raise RuntimeError(f"two endpoints: {user['endpoint_url']} {admin['endpoint_url']}")
         lh = Side("LakeHub: user's keys", user, f"{name}-bench", args.threads)
-        raw = Side("anchor: raw SeaweedFS, admin key", admin, RAW_BUCKET, args.threads)
+        label = "the service, operator's key" if service else "raw SeaweedFS, admin key"
+        raw = Side(f"anchor: {label}", admin, RAW_BUCKET, args.threads)
         sides = [lh, raw]
         for side in sides:
             side.clients[0].create_bucket(Bucket=side.bucket)
@@ -163,7 +176,9 @@ def main() -> int:
             for client in side.clients:
                 client.close()
         if (hub.data_dir / "run" / "runtime.json").exists():
-            problems += hub.down() + B.reap(marker)
+            problems += hub.down()
+        if service:  # the operator's, not a leftover
+            service.stop()
         problems += B.reap(marker, wait=5)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -202,7 +217,7 @@ def main() -> int:
     print()
     total = B.print_footer(started, info, problems, "leftover processes")
     path = B.write_results(
-        "lake",
+        "lake" if args.lake == "seaweedfs" else "lake-iam",
         {
             "benchmark": "lake",
             "host": info,

@@ -262,3 +262,69 @@ class Hub(ApiUser):
                 return envs if all(envs[n]["usable"] for n in names) else None
 
             return self.wait(ready, timeout, f"environments {names}")  # type: ignore[no-any-return]
+
+
+@dataclass
+class S3Service:
+    """An S3 service with an IAM API that LakeHub does not run (``lake_backend = "s3-iam"``):
+    SeaweedFS as an operator runs it, with an administrator of its own and its IAM API writable.
+    :meth:`start` returns once it answers; :meth:`settings` point a hub at it."""
+
+    root: Path
+    url: str = ""
+    key: str = field(default_factory=lambda: "ADMIN" + secrets.token_hex(8).upper())
+    secret: str = field(default_factory=lambda: secrets.token_urlsafe(30), repr=False)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> S3Service:
+        from lakehub.server.lake.seaweedfs import weed_binary
+        from lakehub.server.vault import write_private
+
+        identity = {"name": "operator", "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                    "credentials": [{"accessKey": self.key, "secretKey": self.secret}]}  # fmt: skip
+        config = self.root / "s3.json"
+        write_private(config, json.dumps({"identities": [identity]}).encode())
+        ports = {name: free_port() for name in ("master", "volume", "filer", "s3", "admin")}
+        argv = [weed_binary(), "-logtostderr", "mini", f"-dir={self.root / 'weed'}",
+                "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.config={config}",
+                "-s3.iam.readOnly=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                "-webdav=false", "-admin.ui=false", "-master.telemetry=false", "-volume.max=0",
+                "-master.volumeSizeLimitMB=256"]  # fmt: skip
+        for name, port in ports.items():
+            argv += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
+        (self.root / "weed").mkdir(parents=True, exist_ok=True)
+        with open(self.root / "weed.log", "ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=self.root)
+        self.url = f"http://127.0.0.1:{ports['s3']}"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                httpx.get(self.url + "/", timeout=1)
+                return self
+            except httpx.TransportError:
+                alive = self.proc.poll() is None and time.monotonic() < deadline
+                assert alive, (self.root / "weed.log").read_text(errors="replace")[-3000:]
+                time.sleep(0.1)
+
+    def settings(self, prefix: str = "lakehub-") -> dict[str, str]:
+        return {
+            "lake_backend": "s3-iam",
+            "lake_endpoint_url": self.url,
+            "lake_admin_key_id": self.key,
+            "lake_admin_secret": self.secret,
+            "lake_iam_prefix": prefix,
+        }
+
+    def admin(self) -> dict[str, str]:
+        """The operator's credentials, in the shape the API hands a user's."""
+        return {"endpoint_url": self.url, "access_key_id": self.key,
+                "secret_access_key": self.secret}  # fmt: skip
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)

@@ -12,8 +12,8 @@ import io
 import json
 import os
 import secrets
+import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from conftest import s3_for
-from hubs import free_port, hub_dir
+from hubs import S3Service, hub_dir
 from inproc import InProc, serve_platform
 
 API = "/services/lakehub/api"
@@ -33,60 +33,19 @@ AWS = "/usr/bin/aws"
 PREFIX = "lh-"
 
 
-def _answers(url: str) -> bool:
-    import httpx
-
-    try:
-        httpx.get(url, timeout=1)
-    except httpx.TransportError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def service() -> Iterator[dict[str, str]]:
-    """The existing service: SeaweedFS with its own administrator, and a user of its own that
-    LakeHub must leave alone."""
-    from lakehub.server.lake.seaweedfs import weed_binary
-
+    """The existing service, and a user of its own that LakeHub must leave alone."""
     root = hub_dir("lakehub-iam-")
-    admin = {"key": "ADMIN" + secrets.token_hex(8).upper(), "secret": secrets.token_urlsafe(30)}
-    config = root / "s3.json"
-    config.write_text(json.dumps({"identities": [{
-        "name": "operator",
-        "credentials": [{"accessKey": admin["key"], "secretKey": admin["secret"]}],
-        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-    }]}))  # fmt: skip
-    config.chmod(0o600)
-    ports = {name: free_port() for name in ("master", "volume", "filer", "s3", "admin")}
-    argv = [weed_binary(), "-logtostderr", "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1", f"-s3.config={config}", "-s3.iam.readOnly=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
-            "-master.telemetry=false", "-volume.max=0", "-master.volumeSizeLimitMB=64"]  # fmt: skip
-    for name, port in ports.items():
-        argv += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
-    (root / "data").mkdir()
-    log = open(root / "weed.log", "ab")  # noqa: SIM115 - the child keeps it
-    proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=root)
-    log.close()
-    url = f"http://127.0.0.1:{ports['s3']}"
+    svc = S3Service(root)
     try:
-        deadline = time.monotonic() + 60
-        while not _answers(url + "/"):
-            alive = proc.poll() is None and time.monotonic() < deadline
-            assert alive, (root / "weed.log").read_text()
-            time.sleep(0.1)
-        iam = _iam(url, admin["key"], admin["secret"])
-        iam.create_user(UserName="outsider")  # the service's own, not LakeHub's
-        yield {"url": url, **admin}
+        svc.start()
+        _iam(svc.url, svc.key, svc.secret).create_user(UserName="outsider")
+        yield {"url": svc.url, "key": svc.key, "secret": svc.secret, "prefix": PREFIX,
+               **svc.settings(PREFIX)}  # fmt: skip
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        subprocess.run(["rm", "-rf", str(root)], check=False)
+        svc.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _iam(url: str, key: str, secret: str) -> Any:
@@ -97,13 +56,8 @@ def _iam(url: str, key: str, secret: str) -> Any:
 
 @pytest.fixture(scope="module")
 def hub(service: dict[str, str]) -> Iterator[InProc]:
-    with serve_platform(
-        lake_backend="s3-iam",
-        lake_endpoint_url=service["url"],
-        lake_admin_key_id=service["key"],
-        lake_admin_secret=service["secret"],
-        lake_iam_prefix=PREFIX,
-    ) as ip:
+    settings = {k: v for k, v in service.items() if k.startswith("lake_")}
+    with serve_platform(**settings) as ip:
         yield ip
 
 
