@@ -136,24 +136,8 @@ class SeaweedFS(Lake):
     def _write_security(self) -> None:
         tls = self.dir.parent / "lake-tls"
         if not (tls / "lake.key").exists():
-            _make_tls(tls)
-        lines = []
-        for section in ("signing", "signing.read", "filer_signing", "filer_signing.read"):
-            lines += [
-                f"[jwt.{section}]",
-                f'key = "{secrets.token_hex(32)}"',
-                "expires_after_seconds = 60",
-                "",
-            ]
-        lines += ["[grpc]", f'ca = "{tls / "ca.crt"}"', ""]
-        for role in ("master", "volume", "filer", "s3", "admin", "worker", "client"):
-            lines += [
-                f"[grpc.{role}]",
-                f'cert = "{tls / "lake.crt"}"',
-                f'key = "{tls / "lake.key"}"',
-                "",
-            ]
-        write_private(self.dir / "security.toml", "\n".join(lines).encode())
+            make_tls(tls)
+        write_security(self.dir, tls)
 
     def admin(self) -> Any:
         if self._client is None:  # one client, shared by threads (boto3 clients may be)
@@ -268,8 +252,32 @@ def _unknowable(name: str) -> Identity:
     return Identity(name, "LHX" + secrets.token_hex(9).upper(), secrets.token_urlsafe(30), ())
 
 
-def _make_tls(folder: Path) -> None:
-    """A private CA and one certificate for the lake's processes, server and client alike."""
+def write_security(folder: Path, tls: Path) -> None:
+    """``folder/security.toml``: new JWT signing keys for the filer and volume servers, and
+    mutual TLS on every gRPC port with the certificates in ``tls`` (:func:`make_tls`). Every
+    process of one lake reads the same file (from its working directory)."""
+    lines = []
+    for section in ("signing", "signing.read", "filer_signing", "filer_signing.read"):
+        lines += [
+            f"[jwt.{section}]",
+            f'key = "{secrets.token_hex(32)}"',
+            "expires_after_seconds = 60",
+            "",
+        ]
+    lines += ["[grpc]", f'ca = "{tls / "ca.crt"}"', ""]
+    for role in ("master", "volume", "filer", "s3", "admin", "worker", "client"):
+        lines += [
+            f"[grpc.{role}]",
+            f'cert = "{tls / "lake.crt"}"',
+            f'key = "{tls / "lake.key"}"',
+            "",
+        ]
+    write_private(folder / "security.toml", "\n".join(lines).encode())
+
+
+def make_tls(folder: Path, addresses: tuple[str, ...] = ("127.0.0.1",)) -> None:
+    """A private CA and one certificate for the lake's processes, server and client alike, valid
+    for ``localhost`` and ``addresses`` (the hosts the lake's processes run on)."""
     import datetime
     import ipaddress
 
@@ -302,7 +310,8 @@ def _make_tls(folder: Path) -> None:
         build(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lake")]), key.public_key())
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [x509.DNSName("localhost")]
+                + [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
             ),
             critical=False,
         )
