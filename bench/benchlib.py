@@ -41,6 +41,7 @@ from hubs import Hub as Hub  # noqa: E402
 from hubs import S3Service as S3Service  # noqa: E402
 from hubs import free_port as free_port  # noqa: E402
 from hubs import hub_dir as hub_dir  # noqa: E402
+from hubs import lake_cluster as lake_cluster  # noqa: E402
 from hubs import s3_for as s3_for  # noqa: E402
 
 

@@ -12,17 +12,23 @@ started by the benchmark as an operator would, ``tests/hubs.py`` ``S3Service``);
 is one the service issued, their rights an IAM policy it evaluates on every request; the anchor
 is the same service with the operator's key.
 
+``--lake cluster``: the lake is a SeaweedFS cluster as ``lakehub.server.lake.cluster`` renders it,
+on four hosts played by network namespaces (a gateway, three volume servers, replication 001;
+root only), reached through the same IAM route. Anchors: the cluster with the operator's key,
+and ``weed mini`` on one host with its operator's key.
+
 Each round measures, for both sides, in alternating order:
   * small objects: N PUTs of 4 KiB from a pool of T threads, one boto3 client each (PUT/s);
   * large object: upload and download of one file with boto3's transfer manager (MB/s).
 
     .venv/bin/python bench/lake.py [--rounds 5] [--objects 2000] [--large-mib 512]
-                                   [--lake seaweedfs|s3-iam] [--keep]
+                                   [--lake seaweedfs|s3-iam|cluster] [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import secrets
@@ -32,6 +38,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as B  # noqa: E402
@@ -118,7 +125,7 @@ def main() -> int:
     ap.add_argument("--objects", type=int, default=2000, help="4 KiB PUTs per round and side")
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--large-mib", type=int, default=512)
-    ap.add_argument("--lake", choices=("seaweedfs", "s3-iam"), default="seaweedfs")
+    ap.add_argument("--lake", choices=("seaweedfs", "s3-iam", "cluster"), default="seaweedfs")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
     B.install_sigterm()
@@ -127,27 +134,42 @@ def main() -> int:
     info["other_load"] = B.other_load_note()
     root = B.bench_root("lake")
     marker = str(root)
-    service = B.S3Service(root / "service") if args.lake == "s3-iam" else None
+    service = B.S3Service(root / "service") if args.lake != "seaweedfs" else None
+    cluster = contextlib.ExitStack()
     hub = B.bench_hub(root)
     problems: list[str] = []
     loads: list[tuple[float, float, float]] = []
     sides: list[Side] = []
     try:
         print(f"lake data path benchmark ({args.lake}): {args.rounds} rounds, data in {root}")
+        lake: dict[str, str] = {}
         if service:
             service.start()
-            hub.env |= {f"LAKEHUB_{k.upper()}": v for k, v in service.settings().items()}
+            lake = service.settings()
+        if args.lake == "cluster":
+            (root / "cluster").mkdir()
+            rendered, _ = cluster.enter_context(B.lake_cluster(root / "cluster"))
+            lake = rendered.settings
+        hub.env |= {f"LAKEHUB_{k.upper()}": v for k, v in lake.items()}
         hub.up(timeout=900)
         name = f"bench{secrets.token_hex(3)}"
         hub.add_user(name)
         user = hub.credentials(name)
-        admin = service.admin() if service else admin_credentials(hub)
+        if lake:
+            admin = {"endpoint_url": lake["lake_endpoint_url"],
+                     "access_key_id": lake["lake_admin_key_id"],
+                     "secret_access_key": lake["lake_admin_secret"]}  # fmt: skip
+        else:
+            admin = admin_credentials(hub)
         if user["endpoint_url"] != admin["endpoint_url"]:
             raise RuntimeError(f"two endpoints: {user['endpoint_url']} {admin['endpoint_url']}")
         lh = Side("LakeHub: user's keys", user, f"{name}-bench", args.threads)
-        label = "the service, operator's key" if service else "raw SeaweedFS, admin key"
-        raw = Side(f"anchor: {label}", admin, RAW_BUCKET, args.threads)
-        sides = [lh, raw]
+        label = {"seaweedfs": "raw SeaweedFS, admin key", "s3-iam": "the service, operator's key",
+                 "cluster": "the cluster, operator's key"}[args.lake]  # fmt: skip
+        sides = [lh, Side(f"anchor: {label}", admin, RAW_BUCKET, args.threads)]
+        if args.lake == "cluster" and service:
+            one = Side("anchor: weed mini, one host", service.admin(), RAW_BUCKET, args.threads)
+            sides.append(one)
         for side in sides:
             side.clients[0].create_bucket(Bucket=side.bucket)
         big, back = root / "large.bin", root / "large.back"
@@ -168,7 +190,7 @@ def main() -> int:
                 line[side.label] += f"  up {up:6.1f} MB/s  down {down:6.1f} MB/s"
             print(
                 f"  round {r + 1}/{args.rounds} (load {loads[-1][0]:.2f}): "
-                + " | ".join(f"{k.split(':')[0]} {v}" for k, v in line.items()),
+                + " | ".join(f"{k.split(',')[0]} {v}" for k, v in line.items()),
                 flush=True,
             )
     finally:
@@ -179,6 +201,7 @@ def main() -> int:
             problems += hub.down()
         if service:  # the operator's, not a leftover
             service.stop()
+        cluster.close()
         problems += B.reap(marker, wait=5)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -199,25 +222,28 @@ def main() -> int:
             lambda s: s.download,
         ),
     ]
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
     for title, get in metrics:
-        a, b = get(sides[0]), get(sides[1])
         print(f"\n{title}")
-        print(B.table(["", "n", *cols], B.stats_rows(sides[0].label, a, sides[1].label, b, cols)))
-        paired = B.summary([B.ratio(x, y) for x, y in zip(a, b, strict=True)])["median"]
-        print(f"median of the per-round ratios (same round, same load): {B.fmt(paired, 'x')}")
-        summary[title] = {
-            "lakehub": B.summary(a),
-            "anchor": B.summary(b),
-            "ratio_paired": paired,
-            "ratio_median": B.ratio(B.summary(a)["median"], B.summary(b)["median"]),
-        }
+        a = get(sides[0])
+        summary[title] = {"lakehub": B.summary(a)}
+        for anchor in sides[1:]:
+            b = get(anchor)
+            rows = B.stats_rows(sides[0].label, a, anchor.label, b, cols)
+            print(B.table(["", "n", *cols], rows))
+            paired = B.summary([B.ratio(x, y) for x, y in zip(a, b, strict=True)])["median"]
+            print(f"median of the per-round ratios (same round, same load): {B.fmt(paired, 'x')}")
+            summary[title][anchor.label] = {
+                "anchor": B.summary(b),
+                "ratio_paired": paired,
+                "ratio_median": B.ratio(B.summary(a)["median"], B.summary(b)["median"]),
+            }
     print("\nratio > 1: LakeHub's path is faster than the anchor's; < 1: slower.")
     print("load average during the rounds: " + ", ".join(f"{x[0]:.2f}" for x in loads))
     print()
     total = B.print_footer(started, info, problems, "leftover processes")
     path = B.write_results(
-        "lake" if args.lake == "seaweedfs" else "lake-iam",
+        {"seaweedfs": "lake", "s3-iam": "lake-iam", "cluster": "lake-cluster"}[args.lake],
         {
             "benchmark": "lake",
             "host": info,

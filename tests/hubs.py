@@ -16,6 +16,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -297,14 +298,11 @@ class S3Service:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=self.root)
         self.url = f"http://127.0.0.1:{ports['s3']}"
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                httpx.get(self.url + "/", timeout=1)
-                return self
-            except httpx.TransportError:
-                alive = self.proc.poll() is None and time.monotonic() < deadline
-                assert alive, (self.root / "weed.log").read_text(errors="replace")[-3000:]
-                time.sleep(0.1)
+        while not _answers(self.url + "/"):
+            alive = self.proc.poll() is None and time.monotonic() < deadline
+            assert alive, (self.root / "weed.log").read_text(errors="replace")[-3000:]
+            time.sleep(0.1)
+        return self
 
     def settings(self, prefix: str = "lakehub-") -> dict[str, str]:
         return {
@@ -328,3 +326,53 @@ class S3Service:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+@contextlib.contextmanager
+def lake_cluster(root: Path) -> Iterator[tuple[Any, dict[str, subprocess.Popen[bytes]]]]:
+    """A SeaweedFS cluster as ``lakehub.server.lake.cluster`` renders it, on four hosts played
+    by network namespaces on one bridge (``tests/netns.py``; root only): a gateway and three
+    volume servers, each host's command run from its folder under ``root``. Yields the rendered
+    ``Cluster`` (``.settings`` point a hub at it) and each host's process; all are killed after."""
+    import netns
+    from lakehub.server.lake.cluster import MASTER_PORT, S3_PORT, render
+    from lakehub.server.lake.seaweedfs import weed_binary
+
+    def nodes(gateway: str) -> int:
+        try:
+            topo = httpx.get(f"http://{gateway}:{MASTER_PORT}/dir/status", timeout=2).json()
+        except (httpx.TransportError, ValueError):
+            return 0
+        dcs = topo["Topology"].get("DataCenters") or []
+        return sum(len(r.get("DataNodes") or []) for dc in dcs for r in dc.get("Racks") or [])
+
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    with netns.hosts("10.232", 4) as (_, hosts):
+        try:
+            gw, volumes = hosts[0][1], hosts[1:]
+            rendered = render(gw, [a for _, a in volumes], root, weed=weed_binary())
+            for (ns, _), host in zip(hosts, rendered.hosts, strict=True):
+                with open(root / f"{host.address}.log", "ab") as log:
+                    procs[host.address] = subprocess.Popen(
+                        ["ip", "netns", "exec", ns, *host.argv], cwd=host.folder,
+                        env={**os.environ, **host.env}, stdout=log, stderr=log)  # fmt: skip
+            deadline = time.monotonic() + 90
+            while nodes(gw) < len(volumes) or not _answers(f"http://{gw}:{S3_PORT}/"):
+                dead = [a for a, p in procs.items() if p.poll() is not None]
+                if dead or time.monotonic() > deadline:
+                    logs = {a: (root / f"{a}.log").read_text()[-1500:] for a in procs}
+                    raise AssertionError(f"the cluster did not come up (dead: {dead}): {logs}")
+                time.sleep(0.2)
+            yield rendered, procs
+        finally:
+            for p in procs.values():
+                p.kill()
+                p.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+    except httpx.TransportError:
+        return False
+    return True

@@ -13,7 +13,6 @@ import io
 import os
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,26 +24,11 @@ from botocore.exceptions import ClientError
 
 import netns
 from conftest import s3_for
-from hubs import hub_dir
+from hubs import hub_dir, lake_cluster
 from inproc import InProc, serve_platform
-from lakehub.server.lake.cluster import MASTER_PORT, S3_PORT, VOLUME_PORT, Cluster, render
-from lakehub.server.lake.seaweedfs import weed_binary
+from lakehub.server.lake.cluster import VOLUME_PORT, Cluster, render
 
 MIB = 2**20
-
-
-def _nodes(gateway: str) -> list[str]:
-    """The volume servers the master knows."""
-    try:
-        topo = httpx.get(f"http://{gateway}:{MASTER_PORT}/dir/status", timeout=2).json()
-    except (httpx.TransportError, ValueError):
-        return []
-    return [
-        node["Url"]
-        for dc in topo["Topology"].get("DataCenters") or []
-        for rack in dc.get("Racks") or []
-        for node in rack.get("DataNodes") or []
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -53,37 +37,11 @@ def cluster() -> Iterator[tuple[Cluster, dict[str, subprocess.Popen[bytes]]]]:
     if why:
         pytest.skip(why)
     root = hub_dir("lakehub-cluster-")
-    procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        with netns.hosts("10.232", 4) as (_, hosts):
-            gw, volumes = hosts[0][1], hosts[1:]
-            rendered = render(gw, [a for _, a in volumes], root, weed=weed_binary())
-            for (ns, _), host in zip(hosts, rendered.hosts, strict=True):
-                with open(root / f"{host.address}.log", "ab") as log:
-                    procs[host.address] = subprocess.Popen(
-                        ["ip", "netns", "exec", ns, *host.argv], cwd=host.folder,
-                        env={**os.environ, **host.env}, stdout=log, stderr=log)  # fmt: skip
-            deadline = time.monotonic() + 90
-            while len(_nodes(gw)) < 3 or not _answers(f"http://{gw}:{S3_PORT}/"):
-                dead = [a for a, p in procs.items() if p.poll() is not None]
-                if dead or time.monotonic() > deadline:
-                    logs = {a: (root / f"{a}.log").read_text()[-1500:] for a in procs}
-                    raise AssertionError(f"the cluster did not come up (dead: {dead}): {logs}")
-                time.sleep(0.2)
-            yield rendered, procs
+        with lake_cluster(root) as running:
+            yield running
     finally:
-        for p in procs.values():
-            p.kill()
-            p.wait(10)
         subprocess.run(["rm", "-rf", str(root)], check=False)
-
-
-def _answers(url: str) -> bool:
-    try:
-        httpx.get(url, timeout=1)
-    except httpx.TransportError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
