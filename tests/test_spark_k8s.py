@@ -43,7 +43,7 @@ def test_a_users_settings_are_spark_settings_and_carry_no_secret() -> None:
     )
     assert heap + overhead == 4096
     assert conf["spark.kubernetes.executor.secretKeyRef.AWS_SECRET_ACCESS_KEY"] == (
-        f"{lake_secret_name('alice')}:secret_access_key"
+        f"{lake_secret_name('alice')}:AWS_SECRET_ACCESS_KEY"
     )
     assert not any(k.endswith((".secret", "secret.key", "access.key")) for k in conf)
     # every Kubernetes setting is one Spark's backend knows (prefixes for the per-key ones)

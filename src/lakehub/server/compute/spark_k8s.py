@@ -21,8 +21,9 @@ TEMPLATE_PATH = "/etc/lakehub/spark-executor-template.json"
 
 
 def lake_secret_name(user: str) -> str:
-    """The Kubernetes Secret that holds a user's lake keys (``access_key_id``,
-    ``secret_access_key``); LakeHub writes it, Spark reads it into the executors."""
+    """The Kubernetes Secret that holds a user's lake keys (``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, as for their notebook pod and Dask clusters); Spark reads it
+    into the executors."""
     return f"lakehub-lake-{user}"
 
 
@@ -66,9 +67,9 @@ def submit_conf(
         "spark.executor.extraClassPath": jars,
         "spark.pyspark.python": "/opt/env/bin/python",
         # the executors' lake keys, from the user's Secret (the driver's come from its own env)
-        "spark.kubernetes.executor.secretKeyRef.AWS_ACCESS_KEY_ID": f"{secret}:access_key_id",
+        "spark.kubernetes.executor.secretKeyRef.AWS_ACCESS_KEY_ID": f"{secret}:AWS_ACCESS_KEY_ID",
         "spark.kubernetes.executor.secretKeyRef.AWS_SECRET_ACCESS_KEY": (
-            f"{secret}:secret_access_key"
+            f"{secret}:AWS_SECRET_ACCESS_KEY"
         ),
         "spark.hadoop.fs.s3a.aws.credentials.provider": (
             "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"

@@ -95,7 +95,7 @@ def secrets_text(settings: Settings, namespace: str, users_ns: str) -> str:
         f"{namespace}/{SECRETS}: {', '.join(secret_keys(settings))}",
         f"{namespace}/{STATE}: {', '.join(STATE_KEYS)}",
         f"{users_ns}/lakehub-lake-<user> (optional, one per user): AWS_ACCESS_KEY_ID, "
-        "AWS_SECRET_ACCESS_KEY, access_key_id, secret_access_key",
+        "AWS_SECRET_ACCESS_KEY",
     ]
     return "\n".join(lines) + "\n"
 
