@@ -204,6 +204,10 @@ class LakeHub(Hub):
         self.hub.add_user(name)
         self.hub.token(name)
 
+    def envs(self) -> Path:
+        """Where the hub's environments are built (``environments_dir``, else DATA_DIR/envs)."""
+        return Path(self.hub.env.get("LAKEHUB_ENVIRONMENTS_DIR") or self.data / "envs").resolve()
+
     def wait_environments(self, names: list[str], timeout: float) -> dict[str, float]:
         """Wait until every environment in ``names`` has a usable build and none is queued or
         building; print each change of status. Returns the seconds until each was usable."""
@@ -450,8 +454,8 @@ def main() -> int:
         )
         print("  waiting for the named environments (built in the background):", flush=True)
         results["environments_usable_seconds"] = lake.wait_environments(envs, ENVIRONMENTS_TIMEOUT)
-        env_dir = (lake.data / "envs" / "default").resolve()
-        builds = {e: str((lake.data / "envs" / e).resolve()) for e in envs}
+        env_dir = (lake.envs() / "default").resolve()
+        builds = {e: str((lake.envs() / e).resolve()) for e in envs}
         results["builds"] = builds
         default_env = "datascience" if "datascience" in envs else envs[0]  # LakeHub's default
         plain = PlainHub(root, marker, env_dir, builds, default_env)
