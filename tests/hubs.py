@@ -298,7 +298,7 @@ class S3Service:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=self.root)
         self.url = f"http://127.0.0.1:{ports['s3']}"
         deadline = time.monotonic() + timeout
-        while not _answers(self.url + "/"):
+        while not answers(self.url + "/"):
             alive = self.proc.poll() is None and time.monotonic() < deadline
             assert alive, (self.root / "weed.log").read_text(errors="replace")[-3000:]
             time.sleep(0.1)
@@ -357,7 +357,7 @@ def lake_cluster(root: Path) -> Iterator[tuple[Any, dict[str, subprocess.Popen[b
                         ["ip", "netns", "exec", ns, *host.argv], cwd=host.folder,
                         env={**os.environ, **host.env}, stdout=log, stderr=log)  # fmt: skip
             deadline = time.monotonic() + 90
-            while nodes(gw) < len(volumes) or not _answers(f"http://{gw}:{S3_PORT}/"):
+            while nodes(gw) < len(volumes) or not answers(f"http://{gw}:{S3_PORT}/"):
                 dead = [a for a, p in procs.items() if p.poll() is not None]
                 if dead or time.monotonic() > deadline:
                     logs = {a: (root / f"{a}.log").read_text()[-1500:] for a in procs}
@@ -370,7 +370,8 @@ def lake_cluster(root: Path) -> Iterator[tuple[Any, dict[str, subprocess.Popen[b
                 p.wait(10)
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
+    """True if something answers HTTP at ``url`` (any status)."""
     try:
         httpx.get(url, timeout=1)
     except httpx.TransportError:

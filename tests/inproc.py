@@ -55,7 +55,7 @@ import httpx
 import pytest
 import uvicorn
 
-from hubs import ApiUser
+from hubs import ApiUser, answers
 from standins.jupyterhub import JupyterHubStandIn
 
 API_PREFIX = "/services/lakehub/api"
@@ -82,14 +82,6 @@ def _ephemeral_ports(count: int) -> list[int]:
     finally:
         for s in held:
             s.close()
-
-
-def _answers(url: str) -> bool:
-    try:
-        httpx.get(url, timeout=1)
-    except httpx.TransportError:
-        return False
-    return True
 
 
 @dataclass
@@ -168,7 +160,7 @@ class InProc(ApiUser):
         )
         log.close()
         proc.pid_file.write_text(str(self.lake_proc.pid))  # it reloads identities on SIGHUP
-        _wait(lambda: _answers(lake.endpoint_url + "/"), "the lake")
+        _wait(lambda: answers(lake.endpoint_url + "/"), "the lake")
 
     def stop_lake(self) -> None:
         proc, self.lake_proc = self.lake_proc, None
@@ -324,7 +316,7 @@ def inproc_user(inproc: InProc) -> Any:
 def lake_down(inproc: InProc) -> Iterator[InProc]:
     """The lake stopped for this test; started again (same data, same keys) after it."""
     inproc.stop_lake()
-    _wait(lambda: not _answers(inproc.platform.directory.lake.endpoint_url + "/"), "lake down")
+    _wait(lambda: not answers(inproc.platform.directory.lake.endpoint_url + "/"), "lake down")
     try:
         yield inproc
     finally:
@@ -383,7 +375,7 @@ def metrics_store(inproc: InProc) -> Iterator[InProc]:
             procs.append(subprocess.Popen(proc.argv, env={**os.environ, **proc.env}, cwd=proc.cwd,
                                           stdout=log, stderr=log))  # fmt: skip
             log.close()
-            _wait(lambda url=proc.health_url: _answers(url), f"the store's {name}")
+            _wait(lambda url=proc.health_url: answers(url), f"the store's {name}")
         mon.start()
         yield inproc
     finally:
