@@ -12,6 +12,8 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import socket
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +28,7 @@ import netns
 from conftest import s3_for
 from hubs import hub_dir, lake_cluster
 from inproc import InProc, serve_platform
-from lakehub.server.lake.cluster import VOLUME_PORT, Cluster, render
+from lakehub.server.lake.cluster import MASTER_PORT, VOLUME_PORT, Cluster, render
 
 MIB = 2**20
 
@@ -79,6 +81,10 @@ def test_objects_outlive_a_volume_host_and_the_isolation_holds(
     assert httpx.get(f"http://{gw}:8888/buckets/{users[0]}-home/obj/1").status_code == 401
     for volume in rendered.volumes:
         assert httpx.get(f"http://{volume.address}:{VOLUME_PORT}/3,01637037d6").status_code == 401
+    # and their gRPC ports a client certificate of the cluster's CA
+    grpc = MASTER_PORT + 10000  # the master's gRPC port
+    assert _grpc_tls(gw, grpc, rendered.gateway.folder, with_cert=True) == "open"
+    assert _grpc_tls(gw, grpc, rendered.gateway.folder, with_cert=False) == "refused"
     # every bucket's volume is on two of the three servers
     holders = {v.address: _volumes_of(v.address) for v in rendered.volumes}
     for name in users:
@@ -97,6 +103,26 @@ def test_objects_outlive_a_volume_host_and_the_isolation_holds(
         with pytest.raises(ClientError) as refused:
             reader.get_object(Bucket=f"{owner}-home", Key="obj/1")
         assert refused.value.response["Error"]["Code"] == "AccessDenied"
+
+
+def _grpc_tls(host: str, port: int, folder: Path, with_cert: bool) -> str:
+    """What a TLS client trusting the cluster's CA, with or without its certificate, meets on a
+    gRPC port: "open" (an HTTP/2 answer) or "refused" (the server ends the connection)."""
+    ctx = ssl.create_default_context(cafile=str(folder / "tls" / "ca.crt"))
+    ctx.set_alpn_protocols(["h2"])
+    if with_cert:
+        ctx.load_cert_chain(folder / "tls" / "lake.crt", folder / "tls" / "lake.key")
+    try:
+        with (
+            socket.create_connection((host, port), timeout=5) as raw,
+            ctx.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            tls.sendall(
+                b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+            )
+            return "open" if tls.recv(9) else "refused"
+    except (ssl.SSLError, ConnectionError):
+        return "refused"
 
 
 def test_a_bad_shape_is_refused_in_one_line(tmp_path: Path) -> None:
