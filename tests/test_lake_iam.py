@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from conftest import s3_for
-from hubs import S3Service, hub_dir
+from hubs import S3Service, free_port, hub_dir
 from inproc import InProc, serve_platform
 
 API = "/services/lakehub/api"
@@ -238,3 +239,25 @@ def test_missing_settings_are_named_in_one_line(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path, lake_backend="s3-iam", lake_endpoint_url="http://x")
     with pytest.raises(SettingsError, match="needs lake_admin_key_id, lake_admin_secret$"):
         lake_class(settings).check(settings)
+
+
+def test_the_lake_port_is_only_checked_for_a_lake_run_here() -> None:
+    """A service LakeHub does not run may hold the embedded lake's port on this machine
+    (SeaweedFS's S3 default is LakeHub's too): ``lakehub up`` must not refuse to start then."""
+    from lakehub.server.config import load_settings
+    from lakehub.server.up import UpError, preflight
+
+    root = hub_dir("lakehub-iam-preflight-")
+    try:
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            base = {"data_dir": root / "data", "lake_port": port, "port": free_port()}
+            with pytest.raises(UpError, match=f"port {port} for the lake is already in use"):
+                preflight(load_settings(**base))
+            elsewhere = {"lake_backend": "s3-iam", "lake_endpoint_url": f"http://127.0.0.1:{port}",
+                         "lake_admin_key_id": "K", "lake_admin_secret": "S"}  # fmt: skip
+            preflight(load_settings(**base, **elsewhere))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

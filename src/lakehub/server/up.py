@@ -112,10 +112,14 @@ def preflight(settings: Settings) -> None:
     """
     os.umask(0o077)  # everything the hub writes is private unless made otherwise
     swept = sweep_orphans(settings)
-    checks = [
-        (settings.port, "front door", settings.host),
-        (settings.lake_port, "lake", "127.0.0.1"),
-    ]
+    try:
+        lake = lake_class(settings)
+        lake.check(settings)
+    except (FileNotFoundError, SettingsError) as err:
+        raise UpError(str(err)) from None
+    checks = [(settings.port, "front door", settings.host)]
+    if lake.local:  # a lake run elsewhere may well hold that port on this machine
+        checks.append((settings.lake_port, "lake", "127.0.0.1"))
     if settings.ingest:
         checks += [
             (settings.forward_port, "Forward receiver", settings.ingest_host),
@@ -124,10 +128,6 @@ def preflight(settings: Settings) -> None:
     for port, what, host in checks:
         if port and not _wait_free(host, port, 5.0 if swept else 0.0):
             raise UpError(f"port {port} for the {what} is already in use")
-    try:
-        lake_class(settings).check(settings)
-    except (FileNotFoundError, SettingsError) as err:
-        raise UpError(str(err)) from None
     for name in ("jupyterhub", "configurable-http-proxy"):
         _bin(name)
     if settings.isolated:

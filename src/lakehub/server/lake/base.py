@@ -29,7 +29,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from lakehub.server.config import Settings
@@ -86,6 +86,7 @@ def s3_client(endpoint_url: str, access_key: str, secret_key: str) -> Any:
 
 class Lake(ABC):
     endpoint_url: str
+    local: ClassVar[bool] = False  # it runs on this machine, on the setting lake_port
 
     @classmethod
     @abstractmethod

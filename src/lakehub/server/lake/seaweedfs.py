@@ -57,6 +57,8 @@ def weed_binary(configured: str | None = None) -> str:
 
 
 class SeaweedFS(Lake):
+    local = True
+
     @classmethod
     def of_hub(cls, settings: Settings, runtime: Runtime, tokens: Tokens) -> SeaweedFS:
         return cls(
