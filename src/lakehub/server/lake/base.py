@@ -17,7 +17,8 @@ Callers use the methods below, never the administrator's client itself. Rules:
   which new writes must be refused, effective when it returns; reads and deletes keep working
   there, so whoever is over a quota can delete their way back under it;
 - :meth:`Lake.process` is what ``lakehub up`` runs and supervises for the lake (``None``: the
-  lake runs elsewhere); :meth:`Lake.prepare` is called before that process starts;
+  lake runs elsewhere); :meth:`Lake.prepare` is called before that process starts; a class whose
+  lake listens on this machine's ``lake_port`` says so (``local``), and ``up`` checks the port;
 - no method logs a secret.
 """
 
