@@ -70,8 +70,10 @@ def test_every_component_is_scraped_and_a_server_is_its_owner_s(
     probed = {"proxy", "gateway", "warm", "lake"}
     wait_for("the probes", lambda: probed <= set(query(admin, "lakehub_component_up == 1")))
     # each component's own figures, with the same label
-    memory = query(admin, "max by (component) (process_resident_memory_bytes)")
-    assert {"api", "hub", "lake", "ingest", "metrics"} <= set(memory), memory
+    wait_for(  # a page's first scrape may come after another page's 'up' (a loaded machine)
+        "each component's memory",
+        lambda: scraped <= set(query(admin, "max by (component) (process_resident_memory_bytes)")),
+    )
     # a notebook server, against its size: its owner's series, nobody else's
     hub.quick_user("opsann")
     hub.quick_user("opsbob")
