@@ -278,13 +278,12 @@ class S3Service:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60) -> S3Service:
+        from lakehub.server.lake.cluster import operator_identities
         from lakehub.server.lake.seaweedfs import weed_binary
         from lakehub.server.vault import write_private
 
-        identity = {"name": "operator", "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-                    "credentials": [{"accessKey": self.key, "secretKey": self.secret}]}  # fmt: skip
         config = self.root / "s3.json"
-        write_private(config, json.dumps({"identities": [identity]}).encode())
+        write_private(config, operator_identities(self.key, self.secret))
         ports = {name: free_port() for name in ("master", "volume", "filer", "s3", "admin")}
         argv = [weed_binary(), "-logtostderr", "mini", f"-dir={self.root / 'weed'}",
                 "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.config={config}",

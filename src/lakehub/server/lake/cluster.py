@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lakehub.server.lake.seaweedfs import make_tls, write_security
+from lakehub.server.lake.seaweedfs import OWNER_ACTIONS, make_tls, write_security
 from lakehub.server.vault import write_private
 
 S3_PORT, MASTER_PORT, VOLUME_PORT = 8333, 9333, 8080
@@ -41,7 +41,6 @@ REPLICATIONS = ("000", "001", "010", "100", "002", "011", "020", "200")
 @dataclass
 class Host:
     address: str
-    rack: str
     folder: Path  # what to copy to the host; the command runs from inside it
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
@@ -62,6 +61,17 @@ class Cluster:
     @property
     def hosts(self) -> list[Host]:
         return [self.gateway, *self.volumes]
+
+
+def operator_identities(key: str, secret: str) -> bytes:
+    """An S3 gateway's identity file (``-s3.config``) holding one administrator, the operator's:
+    the account LakeHub's IAM route acts through."""
+    operator = {
+        "name": "operator",
+        "credentials": [{"accessKey": key, "secretKey": secret}],
+        "actions": list(OWNER_ACTIONS),
+    }
+    return json.dumps({"identities": [operator]}).encode()
 
 
 def _address(text: str) -> str:
@@ -94,11 +104,6 @@ def render(
     make_tls(tls, (gw, *(a for a, _ in placed)))
     write_security(out, Path("tls"))  # one set of keys for the cluster; paths from a host's folder
     key, secret = "LHOP" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30)
-    operator = {
-        "name": "operator",
-        "credentials": [{"accessKey": key, "secretKey": secret}],
-        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-    }
     hosts = []
     for address, rack in [(gw, ""), *placed]:
         folder = out / address
@@ -107,7 +112,7 @@ def render(
             write_private(folder / name, (out / name).read_bytes())
         common = [weed, "-logtostderr"]
         if address == gw:
-            write_private(folder / "s3.json", json.dumps({"identities": [operator]}).encode())
+            write_private(folder / "s3.json", operator_identities(key, secret))
             argv = [*common, "server", f"-ip={gw}", f"-ip.bind={gw}", "-dir=data",
                     "-volume=false", f"-master.port={MASTER_PORT}",
                     f"-master.defaultReplication={replication}",
@@ -123,7 +128,7 @@ def render(
                     "-max=0", "-dataCenter=dc1", f"-rack={rack}"]  # fmt: skip
             env = {}
         (folder / "data").mkdir(exist_ok=True)
-        hosts.append(Host(address, rack, folder, argv, env))
+        hosts.append(Host(address, folder, argv, env))
     settings = {
         "lake_backend": "s3-iam",
         "lake_endpoint_url": f"http://{gw}:{S3_PORT}",
