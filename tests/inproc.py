@@ -226,6 +226,7 @@ def serve_platform(**overrides: Any) -> Iterator[InProc]:
     from lakehub.server.config import load_settings
     from lakehub.server.db import Database, upgrade
     from lakehub.server.identity.users import Directory, home_bucket
+    from lakehub.server.notebooks.limits import remove_hub_groups
     from lakehub.server.platform import Platform
     from lakehub.server.runtime import allocate, tokens
     from lakehub.server.up import _dirs
@@ -294,6 +295,7 @@ def serve_platform(**overrides: Any) -> Iterator[InProc]:
         ip.stop_lake()
         standin.stop()
         webhooks.stop()
+        remove_hub_groups(str(settings.data_dir))
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -23,7 +23,9 @@ from lakehub.server.notebooks.limits import (
     NoLimits,
     _mounts,
     detect,
+    hub_root_names,
     join,
+    remove_hub_groups,
 )
 from lakehub.singleuser.kernel import HEADROOM, limit_from_env, memory_rlimit
 
@@ -173,6 +175,30 @@ def test_two_root_names_do_not_collide(make_limits: Callable[[str], Cgroups]) ->
     two.release("alice")
     assert all(Path(p).exists() for p in procs_one)
     assert memory_limit_of(one, "alice") == 300 * MiB
+
+
+def test_a_stopped_hub_leaves_no_group_behind(tmp_path: Path) -> None:
+    """A hub's servers' and jobs' parents go once empty; a group that still holds a process
+    stays (cgroupfs refuses), and its parent with it."""
+    if os.geteuid() != 0:
+        pytest.skip("cgroup limits need root")
+    servers_name, jobs_name = hub_root_names(str(tmp_path))
+    servers, jobs = detect(servers_name), detect(jobs_name)
+    if not isinstance(servers, Cgroups) or not isinstance(jobs, Cgroups):
+        pytest.skip("no usable cgroup memory and cpu controllers")
+    servers.prepare("alice", 1, 300 * MiB)
+    procs = jobs.prepare("run-1", 1, 300 * MiB)
+    sleeper = start_in(procs, "sleep", "60")
+    try:
+        remove_hub_groups(str(tmp_path))
+        assert not any(parent.exists() for parent in servers.parents)
+        assert all(group.is_dir() for group in jobs.groups("run-1"))
+        jobs.release("run-1")
+        remove_hub_groups(str(tmp_path))
+        assert not any(parent.exists() for parent in jobs.parents)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_v2_release_kills_with_cgroup_kill() -> None:

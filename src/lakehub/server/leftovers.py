@@ -93,6 +93,10 @@ def stop(data_dir: Path | str, grace: float = GRACE, rounds: int = 3) -> tuple[i
         _signal(alive, signal.SIGKILL)
         alive = _wait_gone(alive, KILL_WAIT)
         stopped.update(p for p in found if p not in alive)
+    if not alive:
+        from lakehub.server.notebooks.limits import remove_hub_groups  # the standard library only
+
+        remove_hub_groups(str(data_dir))
     return len(stopped), alive
 
 

@@ -40,7 +40,7 @@ class LocalExecutor(Executor):
     @property
     def cgroups(self) -> limits.Limits:
         if self._limits is None:
-            self._limits = limits.detect(limits.root_name_for(f"{self.settings.data_dir}-jobs"))
+            self._limits = limits.detect(limits.hub_root_names(str(self.settings.data_dir))[1])
         return self._limits
 
     def _dir(self, owner: str, key: str) -> Path:

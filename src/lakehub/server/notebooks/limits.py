@@ -23,7 +23,8 @@ Decisions:
   process sees it (not below the hub's own cgroup): a v2 subtree below a cgroup that holds
   processes cannot enable controllers, and a restarted hub finds the groups of its previous
   run in the same place. ``root_name`` keeps two hubs on one machine apart. The parent stays
-  when its last group goes (it is shared and costs nothing; cgroupfs is not persistent).
+  when its last group goes (it is shared); :func:`remove_hub_groups` removes a stopped hub's
+  empty groups and parents, so hubs that come and go leave nothing behind.
 - v2 is used when its hierarchy has the memory and cpu controllers (they are enabled in
   ``cgroup.subtree_control`` on the way down); otherwise v1 with the ``memory`` and ``cpu``
   hierarchies; otherwise :class:`NoLimits`, whose ``reason`` says what was missing (usually
@@ -247,6 +248,27 @@ def root_name_for(hub_id: str) -> str:
     import hashlib
 
     return "lakehub-" + hashlib.sha256(hub_id.encode()).hexdigest()[:10]
+
+
+def hub_root_names(data_dir: str) -> list[str]:
+    """The parents of one hub's groups: its servers' and endpoints', and its jobs'."""
+    return [root_name_for(data_dir), root_name_for(f"{data_dir}-jobs")]
+
+
+def remove_hub_groups(data_dir: str) -> None:
+    """Remove the groups of a stopped hub that hold no process, then their parents (cgroupfs
+    refuses to remove a group that still holds one: those stay)."""
+    for mount in _mounts().values():
+        for name in hub_root_names(data_dir):
+            parent = mount / name
+            if not parent.is_dir():
+                continue
+            for group in parent.iterdir():
+                if group.is_dir():
+                    with suppress(OSError):
+                        group.rmdir()
+            with suppress(OSError):
+                parent.rmdir()
 
 
 def server_key(user: str, server: str) -> str:
