@@ -59,7 +59,7 @@ def _io_loop() -> Any:
             from distributed.utils import LoopRunner
 
             gc.collect()  # dropped cluster objects finalized here, before that lock is taken
-            runner = LoopRunner()
+            runner: Any = LoopRunner()
             runner.start()
             _loop_runner = runner
         return _loop_runner.loop
