@@ -87,3 +87,34 @@ def test_the_starter_keeps_nothing_of_what_it_starts(tmp_path: Path) -> None:
     finally:
         os.killpg(starter.pid, signal.SIGTERM)
         starter.wait(timeout=10)
+
+
+def test_a_one_off_run_comes_back_with_its_output_and_is_held_to_its_time(tmp_path: Path) -> None:
+    """What the AI library's trainings use (``Runner.run_once``): ``python -m`` once, forked
+    from the environment's warm starter or as a plain process; what it wrote comes back, and a
+    run over its time is killed."""
+    import platform
+
+    import pytest
+
+    from lakehub.server.config import load_settings
+    from lakehub.server.serving.local import LocalRunner
+
+    python = shared_environments() / "datascience" / "bin" / "python"
+    settings = load_settings(data_dir=tmp_path / "data", isolate_users=False)
+    sleepy = ["timeit", "-n", "1", "-r", "1", "import time; time.sleep(60)"]
+    for runner in (LocalRunner(settings), LocalRunner(settings, warm=False)):
+        try:
+            out = runner.run_once(
+                python, ["platform"], {"PATH": "/usr/bin:/bin"}, tmp_path, "ann", 60
+            )
+            assert out.strip() == platform.platform(), out
+            socks = list(settings.run_dir.glob("serving-*.sock"))
+            assert bool(socks) == runner.warm, "forked from the warm starter, or not at all"
+            t0 = time.monotonic()
+            with pytest.raises(TimeoutError):
+                runner.run_once(python, sleepy, {"PATH": "/usr/bin:/bin"}, tmp_path, "ann", 2)
+            assert time.monotonic() - t0 < 30
+            assert not any(settings.log_dir.glob("serving/once-*.log"))  # nothing left behind
+        finally:
+            runner.close()

@@ -131,6 +131,7 @@ class Platform:
         tracking = Tracking(db, grace_ms)
         model_files = LakeArtifacts(directory)
         registry = Registry(db, tracking, model_files, grace_ms)
+        runner = LocalRunner(settings)  # model replicas, and the AI library's trainings
         catalog = Catalog(directory)
         policies = Policies(
             directory, environments, settings.cull_idle_timeout, settings.notebook_max_servers
@@ -153,13 +154,13 @@ class Platform:
             model_files=model_files,
             purge=Purge(db, model_files, grace_ms),
             serving=Endpoints(
-                Rollouts(db, registry, model_files, LocalRunner(settings), environments, policies),
+                Rollouts(db, registry, model_files, runner, environments, policies),
                 Samples(model_files, catalog, settings.serving_sample_rate),
             ),
         )
         platform.compute.update(engines(platform.engine_context()))
         platform.library = Library(
-            settings, environments, platform.serving, tracking, platform.job_env
+            settings, environments, platform.serving, runner, tracking, platform.job_env
         )
         mailer = SmtpMailer.of(settings)
         notices = Notices(db, vault, settings.jobs_webhook_hosts, Clock(), mailer)

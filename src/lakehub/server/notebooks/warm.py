@@ -15,9 +15,10 @@ Only the standard library and the environment's own packages may be imported her
 
 Protocol: one JSON line per connection,
 ``{"argv": [...], "env": {...}, "cwd": "...", "uid": N, "gid": N, "groups": [...],
-"cgroups": [cgroup.procs files to join, before anything else], "log": "optional output file"}``,
-answered by the child with ``{"pid": N}`` or ``{"error": "..."}``; an empty line (a health
-probe) is answered by nothing.
+"cgroups": [cgroup.procs files to join, before anything else], "log": "optional output file",
+"module": true}`` (``module``, optional: run ``python -m argv[0] argv[1:]`` once instead of the
+profile's server), answered by the child with ``{"pid": N}`` or ``{"error": "..."}``; an empty
+line (a health probe) is answered by nothing.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def _child(conn: socket.socket, profile: str, import_env: dict[str, str]) -> Non
         sys.argv = list(request["argv"])
         _reply(conn, {"pid": os.getpid()})
         conn.close()
-        code = _run(profile)
+        code = _run(profile, bool(request.get("module")))
     except SystemExit as done:
         code = done.code
     except BaseException as err:  # noqa: BLE001 (report anything, then leave)
@@ -120,7 +121,12 @@ def _child(conn: socket.socket, profile: str, import_env: dict[str, str]) -> Non
     os._exit(0 if code is None else code if isinstance(code, int) else 1)
 
 
-def _run(profile: str) -> int | str | None:
+def _run(profile: str, module: bool = False) -> int | str | None:
+    if module:  # as ``python -m``: argv[0] names the module (it may raise SystemExit)
+        import runpy
+
+        runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+        return None
     if profile == "replica":
         threads = os.environ.get("OMP_NUM_THREADS")
         if threads:  # the size's CPUs: BLAS was loaded by the starter, with one thread

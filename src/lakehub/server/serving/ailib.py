@@ -5,7 +5,8 @@ the experiment ``ai-library`` (on its shipped sample, or on a catalogued dataset
 the run then names it as its input), registers the version as ``ailib-<name>`` and serves it as
 the endpoint ``ailib-<name>`` (made on the first deploy, rolled out to the new version on the
 next). Training runs as a process of the user's account (when LakeHub runs as root), with the
-user's lake keys and a token of theirs made for it (an hour long), never in the control plane.
+user's lake keys and a token of theirs made for it (an hour long), never in the control plane:
+forked from the environment's warm starter, as replicas are (:meth:`Runner.run_once`).
 One training per user and template at a time, and ``AT_ONCE`` on the hub (the others wait,
 ``queued``); what happened to the last one is kept in memory (the runs and versions themselves
 are in the registry).
@@ -14,11 +15,9 @@ are in the registry).
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -28,7 +27,7 @@ from lakehub.server.models.base import ModelsError, Reader
 from lakehub.server.models.tracking import Tracking
 from lakehub.server.notebooks.accounts import run_ids
 from lakehub.server.notebooks.registry import Environments
-from lakehub.server.serving.base import ServingError
+from lakehub.server.serving.base import Runner, ServingError
 from lakehub.server.serving.endpoints import Endpoints
 from lakehub.server.serving.rollouts import log, run
 
@@ -62,10 +61,12 @@ class Library:
         settings: Settings,
         environments: Environments,
         endpoints: Endpoints,
+        runner: Runner,
         tracking: Tracking,
         job_env: Callable[[str], dict[str, str]],
     ) -> None:
         self.settings = settings
+        self.runner = runner
         self.tracking = tracking
         self.environments = environments
         self.endpoints = endpoints
@@ -154,13 +155,12 @@ class Library:
         except ModelsError as err:
             if err.code != "RESOURCE_ALREADY_EXISTS":
                 raise ServingError(str(err), err.status) from None
-        argv = [str(python), "-m", "lakehub.ailib", "train", name]
+        argv = ["lakehub.ailib", "train", name]
         if dataset:
             argv += ["--dataset", dataset]
-        ids = run_ids(self.settings, owner)
         home = self.settings.homes_dir / owner
         work = home / ".lakehub" / "ailib"
-        private_dir(work, ids)  # its own folder: no project of the user's around it
+        private_dir(work, run_ids(self.settings, owner))  # no project of the user's around it
         env = {
             "PATH": f"{python.parent}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(home),
@@ -168,23 +168,11 @@ class Library:
             "PYTHONUNBUFFERED": "1",
             **self.job_env(owner),
         }
-        user: dict[str, Any] = {}
-        if ids is not None:
-            user = {"user": ids[0], "group": ids[1], "extra_groups": ids[2]}
-        try:
-            done = subprocess.run(  # noqa: S603 (our own module, in the user's environment)
-                argv,
-                env=env,
-                cwd=work,
-                capture_output=True,
-                text=True,
-                timeout=TRAIN_TIMEOUT,
-                **user,
-            )
-        except subprocess.TimeoutExpired:
+        try:  # forked from the environment's warm starter, as its replicas are
+            out = self.runner.run_once(python, argv, env, work, owner, TRAIN_TIMEOUT)
+        except TimeoutError:
             raise ServingError(f"training took longer than {TRAIN_TIMEOUT:.0f} s") from None
-        lines = done.stdout.strip().splitlines()
-        if done.returncode != 0 or not lines or not lines[-1].startswith("models:/"):
-            why = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ServingError(f"training failed: {why}")
+        lines = out.strip().splitlines()
+        if not lines or not lines[-1].startswith("models:/"):
+            raise ServingError(f"training failed: {(lines or ['no output'])[-1]}")
         return lines[-1]

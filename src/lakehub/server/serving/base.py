@@ -67,6 +67,20 @@ class Runner(ABC):
         """The last lines the replica wrote (why it stopped or never became ready)."""
 
     @abstractmethod
+    def run_once(
+        self,
+        python: Path,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        owner: str,
+        timeout: float,
+    ) -> str:
+        """``python -m argv[0] argv[1:]`` as ``owner``, once (a training): waits for it and
+        returns what it wrote, output and errors together. ``TimeoutError`` after ``timeout``
+        seconds (it is killed). Blocks."""
+
+    @abstractmethod
     def stop_leftovers(self) -> int:
         """Stop replicas a previous run of the control plane left running; how many."""
 

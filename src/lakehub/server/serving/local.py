@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -208,6 +209,53 @@ class LocalRunner(Runner):
             return ""
         return "\n".join(lines[-12:])
 
+    def run_once(
+        self,
+        python: Path,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        owner: str,
+        timeout: float,
+    ) -> str:
+        ids = self._account(owner)
+        self.logs.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log = self.logs / f"once-{secrets.token_hex(6)}.log"
+        env = {
+            **env,
+            MARKER: str(self.settings.data_dir),
+            **leftovers.marker(self.settings.data_dir),
+        }
+        starter = self._starter(python) if self.warm else None
+        try:
+            if starter is not None:
+                uid, gid, groups = ids or (os.getuid(), os.getgid(), os.getgroups())
+                request = {
+                    "argv": argv,
+                    "module": True,
+                    "env": env,
+                    "cwd": str(cwd),
+                    "uid": uid,
+                    "gid": gid,
+                    "groups": groups,
+                    "log": str(log),
+                }
+                try:
+                    _wait_exit(warm.spawn(str(starter), request), timeout)
+                    return log.read_text(errors="replace")
+                except (OSError, RuntimeError, ValueError) as err:
+                    logger.warning("%s runs as a plain process: %s", argv[0], err)
+            proc = spawn_as([str(python), "-m", *argv], env, cwd, log, ids)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise TimeoutError(f"{argv[0]} took longer than {timeout:.0f} s") from None
+            return log.read_text(errors="replace")
+        finally:
+            log.unlink(missing_ok=True)
+
     def stop_leftovers(self) -> int:
         stopped = 0
         for entry in Path("/proc").iterdir():
@@ -219,3 +267,18 @@ class LocalRunner(Runner):
 
     def _ours(self, pid: int) -> bool:
         return carries(pid, f"{MARKER}={self.settings.data_dir}")
+
+
+def _wait_exit(pid: int, timeout: float) -> None:
+    """Wait for a process that is not a child of this one (a warm starter's); killed, and
+    ``TimeoutError``, after ``timeout`` seconds."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # gone already
+    try:
+        if not select.select([fd], [], [], timeout)[0]:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+            raise TimeoutError(f"process {pid} took longer than {timeout:.0f} s")
+    finally:
+        os.close(fd)
