@@ -15,16 +15,15 @@ Clusters run as you and reach the lake with your credentials; their caps come fr
 
 from __future__ import annotations
 
+import gc
 import os
-import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 if TYPE_CHECKING:
     from lakehub.client import Client
-
-_loop_runner: Any = None  # distributed's LoopRunner of this process's clusters, once started
-_loop_lock = threading.Lock()
 
 
 def _client(client: Client | None) -> Client:
@@ -43,26 +42,20 @@ def stop(kind: str, name: str, client: Client | None = None) -> None:
     _client(client).request("DELETE", f"/api/compute/{quote(kind)}/{quote(name, safe='')}")
 
 
-def _io_loop() -> Any:
-    """One IO loop thread for every cluster object this process makes, started once.
-
-    Otherwise each GatewayCluster starts a thread of its own while it holds distributed's
-    class-wide ``LoopRunner`` lock, and gives up after 10 s (``assert loop is not None``) if the
-    thread has not started. A garbage collection in that new thread that finalizes a dropped
-    cluster object waits for the same lock (its ``close`` stops its loop runner): so a second
-    cluster in a session failed now and then."""
-    global _loop_runner
-    with _loop_lock:
-        if _loop_runner is None:
-            import gc
-
-            from distributed.utils import LoopRunner
-
-            gc.collect()  # dropped cluster objects finalized here, before that lock is taken
-            runner: Any = LoopRunner()
-            runner.start()
-            _loop_runner = runner
-        return _loop_runner.loop
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """No garbage collection while a cluster object starts. Its ``LoopRunner.start()``
+    (distributed's) holds a class-wide lock while it waits, 10 s at most, for the new IO loop
+    thread; a collection in that thread or in this one that finalizes a dropped cluster object
+    waits for the same lock (its ``close()`` stops its loop runner): the start fails with
+    ``assert loop is not None``, or hangs."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def dask(
@@ -107,13 +100,10 @@ def dask(
     address = os.environ.get("DASK_GATEWAY__ADDRESS") or front
     proxy, _, name = started["address"].rpartition("/")
     # the cluster object owns its connection to the gateway (closed with the cluster object)
-    cluster = GatewayCluster.from_name(
-        name,
-        address=address,
-        proxy_address=proxy,
-        auth=JupyterHubAuth(api_token=hub.token),
-        loop=_io_loop(),
-    )
+    with _no_collection():
+        cluster = GatewayCluster.from_name(
+            name, address=address, proxy_address=proxy, auth=JupyterHubAuth(api_token=hub.token)
+        )
     dask_client = cluster.get_client(set_as_default=True)
     if workers:
         dask_client.wait_for_workers(1, timeout=wait)
