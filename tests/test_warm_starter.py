@@ -113,8 +113,8 @@ def test_a_one_off_run_comes_back_with_its_output_and_is_held_to_its_time(tmp_pa
             assert bool(socks) == runner.warm, "forked from the warm starter, or not at all"
             t0 = time.monotonic()
             with pytest.raises(TimeoutError):
-                runner.run_once(python, sleepy, {"PATH": "/usr/bin:/bin"}, tmp_path, "ann", 2)
-            assert time.monotonic() - t0 < 30
+                runner.run_once(python, sleepy, {"PATH": "/usr/bin:/bin"}, tmp_path, "ann", 3)
+            assert time.monotonic() - t0 < 6  # killed once, not run again another way
             assert not any(settings.log_dir.glob("serving/once-*.log"))  # nothing left behind
         finally:
             runner.close()

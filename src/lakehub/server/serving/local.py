@@ -241,10 +241,12 @@ class LocalRunner(Runner):
                     "log": str(log),
                 }
                 try:
-                    _wait_exit(warm.spawn(str(starter), request), timeout)
-                    return log.read_text(errors="replace")
+                    pid = warm.spawn(str(starter), request)
                 except (OSError, RuntimeError, ValueError) as err:
                     logger.warning("%s runs as a plain process: %s", argv[0], err)
+                else:
+                    _wait_exit(pid, timeout)  # TimeoutError: not run again as a plain process
+                    return log.read_text(errors="replace")
             proc = spawn_as([str(python), "-m", *argv], env, cwd, log, ids)
             try:
                 proc.wait(timeout)
