@@ -40,7 +40,7 @@ class LocalExecutor(Executor):
     @property
     def cgroups(self) -> limits.Limits:
         if self._limits is None:
-            self._limits = limits.detect(limits.hub_root_names(str(self.settings.data_dir))[1])
+            self._limits = limits.detect(limits.jobs_root_name(str(self.settings.data_dir)))
         return self._limits
 
     def _dir(self, owner: str, key: str) -> Path:

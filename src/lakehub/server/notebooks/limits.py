@@ -250,9 +250,14 @@ def root_name_for(hub_id: str) -> str:
     return "lakehub-" + hashlib.sha256(hub_id.encode()).hexdigest()[:10]
 
 
+def jobs_root_name(data_dir: str) -> str:
+    """The parent group of one hub's job runs."""
+    return root_name_for(f"{data_dir}-jobs")
+
+
 def hub_root_names(data_dir: str) -> list[str]:
     """The parents of one hub's groups: its servers' and endpoints', and its jobs'."""
-    return [root_name_for(data_dir), root_name_for(f"{data_dir}-jobs")]
+    return [root_name_for(data_dir), jobs_root_name(data_dir)]
 
 
 def remove_hub_groups(data_dir: str) -> None:

@@ -109,24 +109,11 @@ class LocalRunner(Runner):
         if spec.batching:
             argv.append("--batch")
         procs = self.cgroups.prepare(spec.key, spec.cpus, spec.memory)
-        starter = self._starter(spec.python) if self.warm else None
-        if starter is not None:
-            uid, gid, groups = ids or (os.getuid(), os.getgid(), os.getgroups())
-            request = {
-                "argv": argv[2:],  # sys.argv of ``-m lakehub.singleuser.serve``
-                "env": env,
-                "cwd": str(spec.model_dir),
-                "uid": uid,
-                "gid": gid,
-                "groups": groups,
-                "cgroups": procs,  # joined before anything of the model's runs
-                "log": str(log),
-            }
-            try:
-                pid = warm.spawn(str(starter), request)
-                return Replica(spec, pid, HOST, port, secret, log)
-            except (OSError, RuntimeError, ValueError) as err:
-                logger.warning("replica %s starts as a plain process: %s", spec.key, err)
+        # argv[2:]: sys.argv of ``-m lakehub.singleuser.serve``; the cgroups are joined before
+        # anything of the model's runs
+        pid = self._fork(spec.python, argv[2:], env, spec.model_dir, ids, log, cgroups=procs)
+        if pid is not None:
+            return Replica(spec, pid, HOST, port, secret, log)
         proc = spawn_as(argv, env, spec.model_dir, log, ids)
         # joined from here: the child runs its first instructions (the interpreter's start)
         # outside the group, none of the model's
@@ -134,6 +121,40 @@ class LocalRunner(Runner):
             limits.join(procs, proc.pid)
         self._children[proc.pid] = proc
         return Replica(spec, proc.pid, HOST, port, secret, log)
+
+    def _fork(
+        self,
+        python: Path,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        ids: Ids | None,
+        log: Path,
+        cgroups: list[str] | None = None,
+        module: bool = False,
+    ) -> int | None:
+        """The pid of a process forked from ``python``'s warm starter (its protocol's request);
+        None, said in the log, when no starter can be had: then start a plain process."""
+        starter = self._starter(python) if self.warm else None
+        if starter is None:
+            return None
+        uid, gid, groups = ids or (os.getuid(), os.getgid(), os.getgroups())
+        request = {
+            "argv": argv,
+            "env": env,
+            "cwd": str(cwd),
+            "uid": uid,
+            "gid": gid,
+            "groups": groups,
+            "cgroups": cgroups or [],
+            "log": str(log),
+            "module": module,
+        }
+        try:
+            return warm.spawn(str(starter), request)
+        except (OSError, RuntimeError, ValueError) as err:
+            logger.warning("%s starts as a plain process: %s", argv[0], err)
+            return None
 
     def _starter(self, python: Path, timeout: float = 60.0) -> Path | None:
         """The socket of ``python``'s warm starter, started (and waited for) on first use; None
@@ -226,27 +247,11 @@ class LocalRunner(Runner):
             MARKER: str(self.settings.data_dir),
             **leftovers.marker(self.settings.data_dir),
         }
-        starter = self._starter(python) if self.warm else None
         try:
-            if starter is not None:
-                uid, gid, groups = ids or (os.getuid(), os.getgid(), os.getgroups())
-                request = {
-                    "argv": argv,
-                    "module": True,
-                    "env": env,
-                    "cwd": str(cwd),
-                    "uid": uid,
-                    "gid": gid,
-                    "groups": groups,
-                    "log": str(log),
-                }
-                try:
-                    pid = warm.spawn(str(starter), request)
-                except (OSError, RuntimeError, ValueError) as err:
-                    logger.warning("%s runs as a plain process: %s", argv[0], err)
-                else:
-                    _wait_exit(pid, timeout)  # TimeoutError: not run again as a plain process
-                    return log.read_text(errors="replace")
+            pid = self._fork(python, argv, env, cwd, ids, log, module=True)
+            if pid is not None:
+                _wait_exit(pid, timeout)  # TimeoutError: not run again as a plain process
+                return log.read_text(errors="replace")
             proc = spawn_as([str(python), "-m", *argv], env, cwd, log, ids)
             try:
                 proc.wait(timeout)
