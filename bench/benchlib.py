@@ -166,9 +166,9 @@ def kill_groups(procs: Iterable[subprocess.Popen[bytes]], grace: float = 10.0) -
             p.wait(timeout=5)
 
 
-def bench_hub(root: Path, sub: str = "data") -> Hub:
+def bench_hub(root: Path, sub: str = "data", **settings: str) -> Hub:
     """A hub not started yet, in ``root/sub``, its processes marked with ``root``."""
-    hub: Hub = Hub.create(root / sub, {"BENCH_MARK": str(root)})
+    hub: Hub = Hub.create(root / sub, {"BENCH_MARK": str(root)}, **settings)
     return hub
 
 

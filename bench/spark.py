@@ -9,7 +9,10 @@
    worker, and builds a ``SparkSession`` against it (no secret, no lake), the same count. A third
    side runs LakeHub's with the environment's class-data archives moved aside, a fourth asks for
    a Spark Connect session (``connect=True``: the cluster starts with a Spark Connect server, the
-   client starts no JVM). Runs alternate.
+   client starts no JVM), a fifth asks for the warm pool's shape (one worker of 1g: the hub
+   keeps one such Connect cluster started, ``compute_pool_spark``) and gets it from the pool.
+   The cold Connect side asks for 1.25g per worker, a shape the pool does not hold. Runs
+   alternate; each starts once the pool holds a ready cluster (its refill does not compete).
 2. A decision tree on a KDD-Cup-like table of network connections (41 features of realistic
    types and a label, ``--rows`` rows, Parquet in the user's bucket): read from the lake with
    s3a, index the categorical columns, assemble, fit ``pyspark.ml``'s
@@ -39,8 +42,9 @@ import sys, time
 t0 = float(sys.argv[1])
 import lakehub, lakehub.compute
 hub = lakehub.connect(sys.argv[2], sys.argv[3])
-connect = sys.argv[4] == "connect"
-s = lakehub.compute.spark(workers=1, cores=1, memory="1g", client=hub, connect=connect)
+connect = sys.argv[4] in ("connect", "warm")
+memory = "1g" if sys.argv[4] in ("classic", "warm") else "1280m"
+s = lakehub.compute.spark(workers=1, cores=1, memory=memory, client=hub, connect=connect)
 n = s.range(1000).count()
 print("RESULT", n, time.time() - t0, flush=True)
 s.stop()
@@ -193,7 +197,8 @@ def main() -> None:
     info = B.host_info()
     info["other_load"] = B.other_load_note()
     root = B.bench_root("spark")
-    hub = B.bench_hub(root)
+    pool = {"compute_pool_spark": "1", "compute_pool_spark_workers": "1"}
+    hub = B.bench_hub(root, compute_pool_spark_memory=str(1 << 30), **pool)
     env = hub.env
     problems: list[str] = []
     results: dict[str, Any] = {"host": info}
@@ -236,11 +241,19 @@ def main() -> None:
             "lakehub": [],
             "no archives": [],
             "connect": [],
+            "connect warm": [],
             "anchor": [],
         }
+
+        def pool_ready() -> bool:
+            found = admin.get("/compute-pool").json()
+            return any(c["status"] == "running" for c in found)
+
         for i in range(args.runs):
             order = [s for s in sides if has_archives or s != "no archives"]
             for side in order if i % 2 == 0 else order[::-1]:
+                if not B.wait_until(pool_ready, 600, 1):
+                    problems.append(f"run {i + 1} {side}: the pool held no ready cluster")
                 if side == "anchor":
                     took, _ = timed([py, "-c", FIRST_ANCHOR], env)
                 else:
@@ -248,7 +261,8 @@ def main() -> None:
                         archives.rename(aside)
                     try:
                         argv = [str(spark_env / "bin" / "python"), "-c", FIRST_LAKEHUB]
-                        took, _ = timed([*argv, front, token, side], env)
+                        how = {"connect": "connect", "connect warm": "warm"}.get(side, "classic")
+                        took, _ = timed([*argv, front, token, how], env)
                     finally:
                         if aside.exists():
                             aside.rename(archives)
@@ -260,6 +274,7 @@ def main() -> None:
         pairs = [
             (("LakeHub lakehub.compute.spark()", sides["lakehub"]), bare),
             (("LakeHub, Spark Connect (no JVM in the client)", sides["connect"]), bare),
+            (("LakeHub, Spark Connect from the warm pool", sides["connect warm"]), bare),
             (
                 ("LakeHub with class-data archives", sides["lakehub"]),
                 ("LakeHub without them", sides["no archives"]),

@@ -154,6 +154,9 @@ class Hub(ApiUser):
             "LAKEHUB_FORWARD_PORT": "0",  # the receivers' defaults (24224, 9880): one a machine
             "LAKEHUB_INGEST_HTTP_PORT": "0",
             "LAKEHUB_ADMIN_PASSWORD": password,
+            # no warm Spark clusters unless a test asks (tests/test_spark_pool.py): each costs
+            # some 15 CPU-s to start
+            "LAKEHUB_COMPUTE_POOL_SPARK": "0",
             **(env or {}),
             **{f"LAKEHUB_{k.upper()}": v for k, v in settings.items()},
         }

@@ -248,7 +248,7 @@ def serve_platform(**overrides: Any) -> Iterator[InProc]:
         metrics_interval=1,  # what the store scrapes is there within a test's second
         alert_interval=1,
         alert_webhooks=[webhooks.url],
-        **overrides,
+        **{"compute_pool_spark": 0, **overrides},
     )
     _dirs(settings)  # as 'lakehub up' makes them: users' accounts reach their homes
     tok = tokens(settings)

@@ -181,6 +181,19 @@ class Settings(BaseSettings):
     compute_idle_timeout: int = Field(
         default=1800, ge=60, description="Seconds after which an idle cluster is stopped."
     )
+    compute_pool_spark: int = Field(
+        default=1,
+        ge=0,
+        le=8,
+        description="Spark Connect clusters kept started for the next request of the pool's "
+        "shape (0: none); each serves one user once, and the pool refills behind it.",
+    )
+    compute_pool_spark_workers: int = Field(
+        default=2, ge=1, description="Workers of a pooled Spark cluster (of 1 core each)."
+    )
+    compute_pool_spark_memory: int = Field(
+        default=2 << 30, ge=512 << 20, description="Bytes of memory per pooled Spark worker."
+    )
     compute_bind: str = Field(
         default="127.0.0.1",
         description="Address the clusters' scheduler ports listen on; "

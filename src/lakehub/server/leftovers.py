@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 MARKER = "LAKEHUB_HUB_ID"  # in the environment of every process started for a hub
+POOL_DIR = "pool"  # below the data directory: the homes of the pooled clusters' accounts
 GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 KILL_WAIT = 10.0  # seconds for SIGKILLed processes to be gone
 
@@ -97,7 +98,21 @@ def stop(data_dir: Path | str, grace: float = GRACE, rounds: int = 3) -> tuple[i
         from lakehub.server.notebooks.limits import remove_hub_groups  # the standard library only
 
         remove_hub_groups(str(data_dir))
+        remove_pool_accounts(data_dir)
     return len(stopped), alive
+
+
+def remove_pool_accounts(data_dir: Path | str) -> None:
+    """The accounts of the hub's pooled clusters (``lh-pool-*``, at home in its pool folder),
+    and their homes: each served one user at most, and its processes are gone."""
+    import pwd
+    import shutil
+
+    below = f"{Path(data_dir) / POOL_DIR}/"
+    for pw in pwd.getpwall():
+        if pw.pw_name.startswith("lh-pool-") and pw.pw_dir.startswith(below):
+            subprocess.run(["userdel", pw.pw_name], capture_output=True, check=False)
+            shutil.rmtree(pw.pw_dir, ignore_errors=True)
 
 
 def reap(data_dir: str) -> None:

@@ -465,4 +465,5 @@ class Platform:
             plan=check,
             environment=self.environments.path,
             ui_url=f"{self.runtime.front_url}{self.prefix}compute",
+            lake_endpoint=self.directory.lake.endpoint_url,
         )

@@ -75,6 +75,7 @@ class Cluster:
 
 Runnings = list["Running"]  # the Engine's ``list`` method hides the builtin there
 Names = list[str]
+Clusters = list["Cluster"]
 # (owner, kind, request, the engine's running clusters, its head's memory) -> the caps of the
 # new cluster (a compute.plan.ComputePlan), or ComputeError; called from an engine's thread
 Planner = Callable[[str, str, ClusterRequest, Runnings, int], Any]
@@ -91,6 +92,7 @@ class EngineContext:
     plan: Planner  # every start checked against the owner's limits, all engines counted
     environment: Callable[[str], Path | None]  # a notebook environment's folder, once built
     ui_url: str  # the control plane's compute pages through the front door
+    lake_endpoint: str = ""  # the lake's S3 address, the same for every user
 
 
 class Engine(ABC):
@@ -124,6 +126,10 @@ class Engine(ABC):
     def close(self) -> None:
         """The control plane stops: end background work; clusters keep running."""
         return None
+
+    def pooled(self) -> Clusters:
+        """Clusters started ahead of any request and nobody's yet (the default: none)."""
+        return []
 
     def stop_for_server(self, owner: str, server: str) -> Names:
         """``owner``'s notebook server ``server`` stopped: stop the clusters that live with it;

@@ -23,6 +23,9 @@ from typing import Any
 from lakehub.compute.spark_session import executor_options, java_options, lake_conf
 from lakehub.server.compute.spark_procs import Ids, lake_jars, write_private
 
+# the AWS SDK's reader of a credentials file (the one ``AWS_CREDENTIAL_PROFILES_FILE`` names),
+# read when S3A first needs keys, not before
+PROFILE_PROVIDER = "com.amazonaws.auth.profile.ProfileCredentialsProvider"
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 DRIVER_MEMORY = 1 << 30
 
@@ -70,6 +73,10 @@ def connect_conf(
         env, "driver"
     )
     props.update(executor_options(env))
+    if "AWS_CREDENTIAL_PROFILES_FILE" in lake:  # a pooled server: keys from a file, later
+        for key in ("access.key", "secret.key"):
+            del props[f"spark.hadoop.fs.s3a.{key}"]
+        props["spark.hadoop.fs.s3a.aws.credentials.provider"] = PROFILE_PROVIDER
     conf = work / "connect.conf"
     write_private(conf, user, props)
     return conf

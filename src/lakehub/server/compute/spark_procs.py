@@ -15,6 +15,7 @@ from lakehub.compute.spark_session import LAKE_JARS
 from lakehub.server.compute.base import ComputeError
 
 Ids = tuple[int, int, list[int]]  # uid, gid, groups of the owner's account
+HEAD_MEMORY = 512 << 20  # the master's heap (each worker's daemon is counted with the worker)
 
 
 def free_port(host: str) -> int:

@@ -47,7 +47,15 @@ from lakehub.server.compute.spark_connect import (
     connect_conf,
     last_job,
 )
+from lakehub.server.compute.spark_pool import (
+    POOL_NICE,
+    SparkPool,
+    account_ids,
+    pool_lake_env,
+    retire,
+)
 from lakehub.server.compute.spark_procs import (
+    HEAD_MEMORY,
     Ids,
     alive,
     carries,
@@ -71,7 +79,6 @@ START_GRACE = 300.0  # seconds a new cluster has for its first application, what
 # collector (a master measured 1.4 instead of 2.5 CPU-s, 1.1 instead of 1.5 s, until ready).
 # Drivers and executors, which run the users' work, keep the JVM's defaults.
 DAEMON_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-HEAD_MEMORY = 512 << 20  # the master's heap (each worker's daemon is counted with the worker)
 
 Check = Callable[[str, ClusterRequest, list[Cluster]], Any]
 # the class below has a ``list`` method: these keep the builtin usable in its annotations
@@ -102,6 +109,15 @@ class SparkEngine(Engine):
             spark_env=lambda: hub.environment(cls.kind),
             ui_proxy=lambda owner, name: f"{hub.ui_url}/spark/{name}/ui",
         )
+        s = hub.settings
+        if hub.lake_endpoint and engine.host == "127.0.0.1":  # Spark Connect: loopback only
+            engine.pool = SparkPool(
+                engine,
+                s.compute_pool_spark,
+                s.compute_pool_spark_workers,
+                s.compute_pool_spark_memory,
+                hub.lake_endpoint,
+            )
         return engine
 
     def __init__(
@@ -127,19 +143,22 @@ class SparkEngine(Engine):
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
+        self.pool: SparkPool | None = None  # warm Spark Connect clusters (spark_pool)
 
     # the contract -----------------------------------------------------------------------------
     def start(self, owner: str, request: ClusterRequest) -> Cluster:
         """Checked and recorded now; started in the background (status ``starting``, then
         ``running`` once its master leads, or ``failed`` with a ``reason``)."""
         rec = self._prepare(owner, request)
-        threading.Thread(
-            target=self._run, args=(rec,), name=f"spark-{rec['name']}", daemon=True
-        ).start()
+        if rec["status"] == "starting":  # not one from the pool
+            threading.Thread(
+                target=self._run, args=(rec,), name=f"spark-{rec['name']}", daemon=True
+            ).start()
         return self._cluster(rec)
 
     def _prepare(self, owner: str, request: ClusterRequest) -> dict[str, Any]:
-        """Check the request and write the cluster's record (status ``starting``)."""
+        """Check the request and write the cluster's record (status ``starting``), or hand
+        over a pooled cluster (status ``running``) when the request has the pool's shape."""
         if request.workers < 1:
             raise ComputeError("a Spark cluster needs at least one worker")
         if request.memory < 512 * 2**20:
@@ -151,16 +170,34 @@ class SparkEngine(Engine):
                 "environment ls'); try again in a moment",
                 409,
             )
-        env_dir = env_dir.resolve()
-        home = pyspark_home(env_dir)
         if request.connect and self.host != "127.0.0.1":
             raise ComputeError(
                 "Spark Connect clusters run on this machine's loopback only (its client sends "
                 f"a token without TLS only to localhost); this hub binds clusters to {self.host}"
             )
-        name = f"{owner}-{secrets.token_hex(3)}"
+        rec = self.record_for(owner, request, {"name": f"{owner}-{secrets.token_hex(3)}"})
+        with self._lock:  # two starts at once must not both pass the same check
+            verdict = self.check(owner, request, self.list(owner))
+            timeout: Any = (
+                getattr(verdict, "idle_timeout", None)
+                or request.idle_timeout
+                or getattr(self.settings, "compute_idle_timeout", DEFAULT_IDLE)
+            )
+            if self.pool is not None and self.pool.fits(request):
+                taken = self.pool.take(owner, float(timeout))
+                if taken is not None:
+                    return taken
+            rec["idle_timeout"] = float(timeout)
+            self._save(rec)
+        return rec
+
+    def record_for(
+        self, owner: str, request: ClusterRequest, base: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A new cluster's record (``base``: its name, and a pooled one's fields)."""
+        env_dir = (self.spark_env() or Path("/nonexistent")).resolve()
         rec: dict[str, Any] = {
-            "name": name,
+            **base,
             "owner": owner,
             "status": "starting",
             "host": self.host,
@@ -172,7 +209,7 @@ class SparkEngine(Engine):
             "started": time.time(),
             "last_busy": time.time(),
             "env": str(env_dir),
-            "spark_home": str(home),
+            "spark_home": str(pyspark_home(env_dir)),
             "secret": secrets.token_urlsafe(32),
             "pids": [],
             "master_port": free_port(self.host),
@@ -183,15 +220,6 @@ class SparkEngine(Engine):
             rec["connect_port"] = free_port(self.host)
             rec["connect_ui_port"] = free_port(self.host)
             rec["connect_token"] = secrets.token_urlsafe(32)
-        with self._lock:  # two starts at once must not both pass the same check
-            verdict = self.check(owner, request, self.list(owner))
-            timeout: Any = (
-                getattr(verdict, "idle_timeout", None)
-                or request.idle_timeout
-                or getattr(self.settings, "compute_idle_timeout", DEFAULT_IDLE)
-            )
-            rec["idle_timeout"] = float(timeout)
-            self._save(rec)
         return rec
 
     def _run(self, rec: dict[str, Any]) -> None:
@@ -284,6 +312,12 @@ class SparkEngine(Engine):
         for rec in self._records():
             if rec["status"] != "failed" and not self._master_alive(rec):
                 self._drop(rec)
+                if rec.get("pool"):
+                    retire(rec)
+        for rec in self.pool_records():  # one starting had its starter in the last control plane
+            if rec["status"] == "starting" or not self._master_alive(rec):
+                self._kill(rec)
+                self._drop(rec)
         if self._reaper is None:
             self._stop.clear()
             self._reaper = threading.Thread(
@@ -347,14 +381,24 @@ class SparkEngine(Engine):
         while not self._stop.wait(self.reap_every):
             try:
                 self.reap()
+                if self.pool is not None:
+                    self.pool.keep()
             except Exception:  # one bad pass must not end the reaper
                 log.exception("the Spark reaper failed a pass")
+
+    def pool_records(self) -> Records:
+        return self._records(self.dir / "pool")
+
+    def pooled(self) -> Clusters:
+        """The pool: clusters started ahead and nobody's yet."""
+        return [self._cluster(r) for r in self.pool_records()]
 
     # processes --------------------------------------------------------------------------------
     def _launch(self, rec: dict[str, Any]) -> None:
         owner, home = rec["owner"], Path(rec["spark_home"])
-        work = self.settings.homes_dir / owner / ".lakehub" / "spark" / rec["name"]
-        user = self._account(owner)
+        mine = self.settings.homes_dir / owner / ".lakehub" / "spark" / rec["name"]
+        work = Path(rec.get("work") or mine)  # a pooled one's: in its account's home
+        user = account_ids(self.settings, rec) if rec.get("pool") else self._account(owner)
         private_dir(work, user)
         props = work / "spark.conf"
         write_private(
@@ -402,7 +446,8 @@ class SparkEngine(Engine):
         deadline = time.monotonic() + START_TIMEOUT
         # workers go once the master listens: a worker that finds no master retries much later
         self._until(lambda: listening(rec["host"], rec["master_port"]), deadline, rec, "listen")
-        env.update(self.lake_env(owner))  # executors inherit it: Python code reaches the lake
+        # executors inherit it: Python code reaches the lake
+        env.update(pool_lake_env(rec) if rec.get("pool") else self.lake_env(owner))
         for i in range(rec["workers"]):
             rec["pids"].append(
                 self._spawn(
@@ -439,7 +484,8 @@ class SparkEngine(Engine):
 
         self._until(leads, deadline, rec, "elect its master")
         if rec.get("connect"):
-            lake, url = self.lake_env(owner), self._master_url(rec)
+            lake = pool_lake_env(rec) if rec.get("pool") else self.lake_env(owner)
+            url = self._master_url(rec)
             cores, memory_mb = self._cores(rec), self._memory_mb(rec)
             conf = connect_conf(work, user, rec, url, lake, cores, memory_mb)
             log_file = logs / f"{rec['name']}-connect.log"
@@ -473,6 +519,8 @@ class SparkEngine(Engine):
     def _spawn(
         self, argv: Names, env: dict[str, str], cwd: Path, log_file: Path, user: Ids | None
     ) -> int:
+        if user is not None and env.get("LAKEHUB_POOL"):  # a filling pool: at low priority
+            argv = ["nice", "-n", str(POOL_NICE), *argv]
         proc = spawn_as(list(argv), env, cwd, log_file, user)
         self._children[proc.pid] = proc
         return proc.pid
@@ -496,6 +544,8 @@ class SparkEngine(Engine):
             child = self._children.pop(pid, None)
             if child is not None:
                 child.wait(timeout=5)
+        if rec.get("pool"):  # it served one user at most: its account goes with it
+            retire(rec)
 
     def _master_alive(self, rec: dict[str, Any]) -> bool:
         return bool(rec["pids"]) and alive(rec["pids"][0]) and self._ours(rec["pids"][0])
@@ -514,13 +564,15 @@ class SparkEngine(Engine):
             "SPARK_DAEMON_MEMORY": f"{HEAD_MEMORY >> 20}m",
             "SPARK_NO_DAEMONIZE": "1",
             "PYSPARK_PYTHON": str(env_dir / "bin" / "python"),
-            "HOME": str(self.settings.homes_dir / owner),
-            "USER": f"lh-{owner}" if user else os.environ.get("USER", owner),
+            "HOME": rec.get("home") or str(self.settings.homes_dir / owner),
+            "USER": f"lh-{owner or rec['name']}" if user else os.environ.get("USER", "lakehub"),
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             MARKER: str(self.settings.data_dir),
         }
         if os.environ.get("JAVA_HOME"):
             env["JAVA_HOME"] = os.environ["JAVA_HOME"]
+        if rec.get("pool") and not owner:
+            env["LAKEHUB_POOL"] = rec["name"]
         return env
 
     def _account(self, owner: str) -> Ids | None:
@@ -535,12 +587,13 @@ class SparkEngine(Engine):
 
     # records ----------------------------------------------------------------------------------
     def _path(self, owner: str, name: str) -> Path:
-        return self.dir / f"{owner}--{name}.json"
+        """A cluster's record; a pooled one's (no owner yet) in ``pool/``."""
+        return self.dir / f"{owner}--{name}.json" if owner else self.dir / "pool" / f"{name}.json"
 
     def _save(self, rec: dict[str, Any], only_existing: bool = False) -> None:
         """Write the record (atomically); ``only_existing``: unless it was dropped meanwhile."""
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self._path(rec["owner"], rec["name"])
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if only_existing and not path.exists():
             return
         tmp = path.with_suffix(".tmp")
@@ -552,9 +605,10 @@ class SparkEngine(Engine):
     def _drop(self, rec: dict[str, Any]) -> None:
         self._path(rec["owner"], rec["name"]).unlink(missing_ok=True)
 
-    def _records(self) -> Records:
+    def _records(self, where: Path | None = None) -> Records:
+        where = where or self.dir
         out: Records = []
-        for path in sorted(self.dir.glob("*.json")) if self.dir.exists() else []:
+        for path in sorted(where.glob("*.json")) if where.exists() else []:
             try:
                 out.append(json.loads(path.read_text()))
             except (OSError, ValueError):

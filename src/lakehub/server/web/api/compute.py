@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from lakehub.server.compute.base import Cluster, ClusterRequest, ComputeError, Engine
 from lakehub.server.compute.plan import plan
 from lakehub.server.web.auth import person
-from lakehub.server.web.deps import LocalAdmin, State, User
+from lakehub.server.web.deps import Admin, LocalAdmin, State, User
 from lakehub.server.web.schema import UPSTREAM
 from lakehub.server.web.state import AppState
 from lakehub.sizes import parse_size
@@ -70,6 +70,15 @@ async def list_clusters(who: User, state: State) -> list[dict[str, Any]]:
     found, errors = await clusters_of(state, person(who, "clusters"))
     if errors:
         raise HTTPException(503, "; ".join(errors))
+    return [c.as_dict() for c in found]
+
+
+@router.get("/compute-pool")
+async def pooled_clusters(who: Admin, state: State) -> list[dict[str, Any]]:
+    """Clusters started ahead of any request, nobody's yet (administrators only)."""
+    found: list[Cluster] = []
+    for engine in state.compute.values():
+        found += await state.run(engine.pooled)
     return [c.as_dict() for c in found]
 
 

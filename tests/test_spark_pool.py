@@ -1,0 +1,244 @@
+"""Warm Spark Connect clusters (issue 20): a request of the pool's shape takes a started
+cluster, with its owner's keys bound at hand-over; the pool refills; the next user finds nothing
+of the previous one (each pooled cluster serves one user, as an account of its own, deleted
+when it stops)."""
+
+from __future__ import annotations
+
+import io
+import os
+import pwd
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hubs import s3_for
+from inproc import API_PREFIX, InProc, serve_platform
+
+ROOT = os.geteuid() == 0
+SALES = pa.table({"region": ["north", "south", "north"] * 20, "amount": [1.0, 2.0, 3.0] * 20})
+
+CLIENT = """
+import secrets, sys, lakehub, lakehub.compute
+from pyspark.sql.connect.client import DefaultChannelBuilder
+from pyspark.sql.connect.session import SparkSession
+hub = lakehub.connect(sys.argv[1], sys.argv[2])
+spark = lakehub.compute.spark(workers=1, memory="1g", connect=True, client=hub)
+(cluster,) = hub.request("GET", "/api/compute")
+print("cluster", cluster["name"], cluster["status"])
+mine, other = sys.argv[3], sys.argv[4]
+totals = spark.read.parquet(f"s3a://{mine}/sales/").groupBy("region").sum("amount")
+totals.write.mode("overwrite").parquet(f"s3a://{mine}/totals/")
+print("rows", spark.read.parquet(f"s3a://{mine}/totals/").count())
+try:
+    spark.read.parquet(f"s3a://{other}/sales/").count()
+    print("LEAK")
+except Exception as err:
+    print("denied", "403" in str(err) or "AccessDenied" in str(err) or "Forbidden" in str(err))
+remote = hub.request("GET", f"/api/compute/spark/{cluster['name']}/connect")["remote"]
+for token in (secrets.token_urlsafe(32), None):
+    channel = DefaultChannelBuilder(remote)
+    if token:
+        channel.set("token", token)
+    try:
+        SparkSession.builder.channelBuilder(channel).create().range(3).count()
+        print("stranger OPEN")
+    except Exception as err:
+        print("stranger refused", "UNAUTHENTICATED" in str(err).upper())
+"""
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[InProc]:
+    """A platform keeping one warm Spark Connect cluster of one worker of 1 GiB."""
+    with serve_platform(
+        compute_engines={"spark": "spark-standalone"},  # no Dask gateway runs here
+        compute_pool_spark=1,
+        compute_pool_spark_workers=1,
+        compute_pool_spark_memory=1 << 30,
+    ) as ip:
+        envs = ip.platform.environments
+        envs.sync_builtins()
+        envs.build_next("spark")  # the test environments' finished build, reused
+        assert envs.path("spark"), envs.log_text("spark")[-2000:]
+        engine = ip.platform.compute["spark"]
+        engine.reap_every = 1.0
+        engine.open()
+        try:
+            yield ip
+        finally:
+            engine.close()
+            for cluster in engine.list():
+                engine.stop(cluster.owner, cluster.name)
+            for rec in engine.pool_records():
+                engine._kill(rec)
+            from lakehub.server.leftovers import remove_pool_accounts
+
+            remove_pool_accounts(ip.data_dir)
+
+
+def pooled(ip: InProc, other_than: str = "") -> dict[str, Any]:
+    """The pool's ready cluster (not ``other_than``), waited for."""
+
+    def ready() -> dict[str, Any] | None:
+        with ip.admin_http() as c:
+            r = c.get("/compute-pool")
+            assert r.status_code == 200, r.text
+        found = [p for p in r.json() if p["status"] == "running" and p["name"] != other_than]
+        return found[0] if found else None
+
+    found: dict[str, Any] = ip.wait(ready, 240, "a ready cluster in the pool")
+    return found
+
+
+def user_with_sales(ip: InProc, prefix: str) -> tuple[str, dict[str, str]]:
+    name = f"{prefix}{secrets.token_hex(2)}"
+    ip.quick_user(name)
+    creds = ip.credentials(name)
+    buf = io.BytesIO()
+    pq.write_table(SALES, buf)
+    s3_for(creds).put_object(
+        Bucket=creds["bucket"], Key="sales/part-0.parquet", Body=buf.getvalue()
+    )
+    return name, creds
+
+
+def record(ip: InProc, owner: str, name: str) -> dict[str, Any]:
+    import json
+
+    path = ip.data_dir / "run" / "compute" / "spark" / f"{owner}--{name}.json"
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def processes_of(uid: int) -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _uid(p) == uid]
+
+
+def _uid(p: Path) -> int:
+    try:
+        return p.stat().st_uid
+    except OSError:
+        return -1
+
+
+def showing(secret: str, pids: list[int]) -> list[int]:
+    """The processes among ``pids`` whose command line or environment holds ``secret``."""
+    found = []
+    for pid in pids:
+        for part in ("cmdline", "environ"):
+            try:
+                if secret.encode() in Path(f"/proc/{pid}/{part}").read_bytes():
+                    found.append(pid)
+            except OSError:
+                continue
+    return found
+
+
+def files_holding(folder: Path, secret: str) -> list[Path]:
+    found = []
+    for path in folder.rglob("*"):
+        try:
+            small = path.is_file() and path.stat().st_size < 1 << 20
+            if small and secret.encode() in path.read_bytes():
+                found.append(path)
+        except OSError:
+            continue
+    return found
+
+
+def nice_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_a_request_of_the_pools_shape_gets_a_warm_cluster_with_its_owners_keys(
+    pool: InProc,
+) -> None:
+    ip = pool
+    warm = pooled(ip)
+    ann, ann_creds = user_with_sales(ip, "ann")
+    bob, bob_creds = user_with_sales(ip, "bob")
+    argv = [sys.executable, "-c", CLIENT, ip.url, ip.token(ann)]
+    done = subprocess.run(
+        [*argv, ann_creds["bucket"], bob_creds["bucket"]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # the pooled cluster itself, running at once: nothing started for this request
+    assert f"cluster {warm['name']} running" in done.stdout, done.stdout
+    assert "rows 2" in done.stdout and "denied True" in done.stdout, done.stdout
+    assert done.stdout.count("stranger refused True") == 2, done.stdout
+    rec = record(ip, ann, warm["name"])
+    assert rec["owner"] == ann and rec["pool"]
+    with ip.admin_http() as c:
+        assert warm["name"] not in {p["name"] for p in c.get("/compute-pool").json()}
+    # ann's keys: in the cluster's private file, on no command line, in no environment
+    keys = Path(rec["work"]) / "lake.keys"
+    assert ann_creds["access_key_id"] in keys.read_text()
+    assert keys.stat().st_mode & 0o777 == 0o600
+    pids = [p for p in rec["pids"] if Path(f"/proc/{p}").exists()]
+    assert len(pids) == 3  # master, worker, Connect server
+    assert not showing(ann_creds["secret_access_key"], processes_of(os.geteuid()) + pids)
+    if ROOT:  # an account of the cluster's own, now at everyone's priority
+        account = pwd.getpwnam(f"lh-{warm['name']}")
+        assert keys.stat().st_uid == account.pw_uid
+        assert all(Path(f"/proc/{p}").stat().st_uid == account.pw_uid for p in pids)
+        assert {nice_of(p) for p in processes_of(account.pw_uid)} == {0}
+    # another user gets neither the cluster nor its token
+    with ip.http(bob) as c:
+        r = c.get(f"{API_PREFIX}/compute/spark/{warm['name']}/connect")
+        assert r.status_code == 404, r.text
+        assert c.get(f"{API_PREFIX}/compute").json() == []
+
+
+def test_the_pool_refills_and_the_next_user_finds_nothing_of_the_last(pool: InProc) -> None:
+    ip = pool
+    (ann,) = [n for n in ip.tokens if n.startswith("ann")]
+    with ip.http(ann) as c:
+        (first,) = c.get(f"{API_PREFIX}/compute").json()
+    before = record(ip, ann, first["name"])
+    ann_creds = ip.credentials(ann)
+    nxt = pooled(ip, other_than=first["name"])
+    rec = ip.platform.compute["spark"]._record("", nxt["name"])
+    home = Path(rec["home"])
+    # nothing of ann's: no keys file yet, no file or process holding her keys
+    assert not (Path(rec["work"]) / "lake.keys").exists()
+    for secret in (ann_creds["access_key_id"], ann_creds["secret_access_key"]):
+        assert not files_holding(home, secret)
+        assert not showing(secret, [p for p in rec["pids"] if Path(f"/proc/{p}").exists()])
+    if ROOT:
+        account = pwd.getpwnam(f"lh-{nxt['name']}")
+        assert account.pw_uid != pwd.getpwnam(f"lh-{first['name']}").pw_uid
+        assert not files_holding(home, ann)  # not even her name
+        assert {nice_of(p) for p in processes_of(account.pw_uid)} == {10}  # filling: low
+    # bob's request takes it, at once, with his keys
+    bob, bob_creds = "", {}
+    for name in ip.tokens:
+        if name.startswith("bob"):
+            bob, bob_creds = name, ip.credentials(name)
+    with ip.http(bob) as c:
+        r = c.post(
+            f"{API_PREFIX}/compute/spark",
+            json={"workers": 1, "cores": 1, "memory": "1g", "connect": True},
+        )
+        assert r.status_code == 201, r.text
+        assert (r.json()["name"], r.json()["status"]) == (nxt["name"], "running")
+    keys = (Path(rec["work"]) / "lake.keys").read_text()
+    assert bob_creds["access_key_id"] in keys and ann_creds["access_key_id"] not in keys
+    # ann's cluster stopped: its processes, account and home go with it
+    with ip.http(ann) as c:
+        assert c.delete(f"{API_PREFIX}/compute/spark/{first['name']}").status_code == 204
+    assert not [p for p in before["pids"] if Path(f"/proc/{p}/stat").exists()]
+    assert not Path(before["home"]).exists()
+    if ROOT:
+        with pytest.raises(KeyError):
+            pwd.getpwnam(f"lh-{first['name']}")
