@@ -53,6 +53,7 @@ from lakehub.server.compute.spark_pool import (
     account_ids,
     pool_lake_env,
     retire,
+    warm_up,
 )
 from lakehub.server.compute.spark_procs import (
     HEAD_MEMORY,
@@ -496,6 +497,8 @@ class SparkEngine(Engine):
                 return listening(rec["host"], rec["connect_port"])
 
             self._until(serves, deadline, rec, "start its Spark Connect server")
+            if rec.get("pool"):  # ready means ready for a first query in a second
+                warm_up(rec, user, max(1.0, deadline - time.monotonic()))
         rec["status"], rec["last_busy"] = "running", time.time()
         self._save(rec, only_existing=True)
 
