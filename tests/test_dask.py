@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -100,6 +101,15 @@ def test_a_cluster_runs_as_its_owner_on_their_data_and_nobody_else_reaches_it(
                 assert client.run_on_scheduler(os.getuid) == uid
                 # at a notebook's priority, not at the (niced) gateway's
                 assert set(client.run(lambda: os.getpriority(os.PRIO_PROCESS, 0)).values()) == {0}
+                assert client.run_on_scheduler(lambda: os.getpriority(os.PRIO_PROCESS, 0)) == 0
+            # the scheduler was forked from the dask environment's warm starter, and read its
+            # settings from its own environment (the idle timeout the gateway gave it)
+            starter = Path(f"/proc/{client.run_on_scheduler(os.getppid)}/cmdline").read_bytes()
+            assert b"lakehub.server.notebooks.warm\0" in starter and starter.endswith(b"dask\0")
+            idle = client.run_on_scheduler(
+                lambda: __import__("dask").config.get("distributed.scheduler.idle-timeout")
+            )
+            assert idle == "1800s"  # compute_idle_timeout's default (dask's own: none)
             total = client.submit(lambda b: _sum_and_write(b), a_bucket).result(timeout=60)
             assert total == sum(range(1000))
             out = (

@@ -56,6 +56,9 @@ b.inherited_environment = ["LANG", "LC_ALL"]
 if settings.isolated:
     b.homes_dir = str(settings.homes_dir)
 python = scheduler_python(settings)
+if settings.warm_start:  # schedulers and nannies forked with distributed imported (dask_warm)
+    b.warm_python = str(python)
+    b.warm_socket = str(settings.run_dir / "dask-warm.sock")
 c.ClusterConfig.scheduler_cmd = [str(python.parent / "dask"), "scheduler"]
 c.ClusterConfig.worker_cmd = [str(python.parent / "dask"), "worker"]
 c.ClusterConfig.environment = {

@@ -16,9 +16,10 @@ Only the standard library and the environment's own packages may be imported her
 Protocol: one JSON line per connection,
 ``{"argv": [...], "env": {...}, "cwd": "...", "uid": N, "gid": N, "groups": [...],
 "cgroups": [cgroup.procs files to join, before anything else], "log": "optional output file",
-"module": true}`` (``module``, optional: run ``python -m argv[0] argv[1:]`` once instead of the
-profile's server), answered by the child with ``{"pid": N}`` or ``{"error": "..."}``; an empty
-line (a health probe) is answered by nothing.
+"module": true, "nice": N}`` (``module``, optional: run ``python -m argv[0] argv[1:]`` once
+instead of the profile's server; ``nice``, optional: the child's priority), answered by the
+child with ``{"pid": N}`` or ``{"error": "..."}``; an empty line (a health probe) is answered by
+nothing.
 """
 
 from __future__ import annotations
@@ -47,7 +48,13 @@ NOTEBOOK = (
 
 
 REPLICA = ("lakehub.singleuser.serve", "mlflow.pyfunc", "pandas", "sklearn.base")
-PRELOAD = {"notebook": NOTEBOOK, "replica": REPLICA}
+# a Dask cluster's scheduler and nanny (run as modules); the nanny's worker process is its own
+DASK = (
+    "distributed.cli.dask_scheduler",
+    "distributed.cli.dask_worker",
+    "dask_gateway.scheduler_preload",
+)
+PRELOAD = {"notebook": NOTEBOOK, "replica": REPLICA, "dask": DASK}
 # not imported by the starter: a pool of threads started at import, which a fork does not copy
 # (MLflow imports polars only to offer it for datasets, and goes on without it)
 UNFORKABLE = ("polars",)
@@ -84,6 +91,9 @@ def _child(conn: socket.socket, profile: str, import_env: dict[str, str]) -> Non
         from lakehub.server.notebooks.limits import join  # the standard library only
 
         join(list(request.get("cgroups", [])))  # the server's limits hold from here on
+        if "nice" in request:  # while still root: a niced starter's child may get it back
+            with contextlib.suppress(PermissionError):
+                os.setpriority(os.PRIO_PROCESS, 0, int(request["nice"]))
         os.setsid()
         if request.get("log"):  # opened with the starter's rights, before they are dropped
             fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -104,6 +114,8 @@ def _child(conn: socket.socket, profile: str, import_env: dict[str, str]) -> Non
         os.environ.clear()
         os.environ.update(import_env)  # as if the imports had just run in this process
         os.environ.update(request["env"])
+        if "dask" in sys.modules:  # its settings were read from the starter's environment
+            sys.modules["dask"].config.refresh()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         sys.argv = list(request["argv"])
