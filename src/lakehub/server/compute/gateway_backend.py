@@ -81,6 +81,17 @@ class _Planned(HasTraits):
         """The ids a cluster's processes run as (the gateway's own, unless overridden)."""
         return os.getuid(), os.getgid(), os.getgroups()
 
+    def get_worker_command(
+        self, cluster: Any, worker_name: str, scheduler_address: Any = None
+    ) -> Any:
+        """Upstream's, without a dashboard of the worker's own: the front door reaches only the
+        scheduler's (which shows every worker), and bokeh is a third of a worker's start."""
+        cmd = list(super().get_worker_command(cluster, worker_name, scheduler_address))  # type: ignore[misc]
+        if "--dashboard-address" in cmd:
+            at = cmd.index("--dashboard-address")
+            cmd[at : at + 2] = ["--no-dashboard"]
+        return cmd
+
     async def start_process(self, cluster: Any, cmd: list[str], env: Any, name: str) -> int:
         """Forked from the warm starter (:mod:`.dask_warm`); upstream's plain process if that
         cannot be had."""

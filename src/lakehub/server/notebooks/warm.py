@@ -53,6 +53,7 @@ DASK = (
     "distributed.cli.dask_scheduler",
     "distributed.cli.dask_worker",
     "dask_gateway.scheduler_preload",
+    "distributed.dashboard.scheduler",  # bokeh: a third of a scheduler's start
 )
 PRELOAD = {"notebook": NOTEBOOK, "replica": REPLICA, "dask": DASK}
 # not imported by the starter: a pool of threads started at import, which a fork does not copy
