@@ -37,11 +37,6 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def rec_tmp(hub: Hub, owner: str, name: str) -> Path:
-    """A cluster's private scratch folder, in its owner's home."""
-    return hub.data_dir / "homes" / owner / ".lakehub" / "spark" / name / "tmp"
-
-
 def _maps(pid: int) -> str:
     """What process ``pid`` has mapped ('' once it is gone)."""
     try:
@@ -227,83 +222,6 @@ try:
 except Exception as err:
     print("REFUSED", type(err).__name__, str(err)[:300], flush=True)
 """
-
-
-CONNECT_CLIENT = """
-import secrets, sys, lakehub, lakehub.compute
-from pyspark import SparkContext
-from pyspark.sql.connect.client import DefaultChannelBuilder
-from pyspark.sql.connect.session import SparkSession
-hub = lakehub.connect(sys.argv[1], sys.argv[2])
-spark = lakehub.compute.spark(workers=1, memory="1g", connect=True, idle_timeout=30, client=hub)
-print("session", type(spark).__module__, "jvm", SparkContext._gateway is not None)
-mine, other = sys.argv[3], sys.argv[4]
-totals = spark.read.parquet(f"s3a://{mine}/sales/").groupBy("region").sum("amount")
-totals.write.mode("overwrite").parquet(f"s3a://{mine}/connect-totals/")
-print("rows", spark.read.parquet(f"s3a://{mine}/connect-totals/").count())
-try:
-    spark.read.parquet(f"s3a://{other}/sales/").count()
-    print("LEAK")
-except Exception as err:
-    print("denied", "403" in str(err) or "AccessDenied" in str(err) or "Forbidden" in str(err))
-# the same server, asked with a token of one's own making, and with none
-(cluster,) = hub.request("GET", "/api/compute")
-remote = hub.request("GET", f"/api/compute/spark/{cluster['name']}/connect")["remote"]
-for token in (secrets.token_urlsafe(32), None):
-    channel = DefaultChannelBuilder(remote)
-    if token:
-        channel.set("token", token)
-    try:
-        SparkSession.builder.channelBuilder(channel).create().range(3).count()
-        print("stranger OPEN")
-    except Exception as err:
-        print("stranger refused", "UNAUTHENTICATED" in str(err).upper())
-"""
-
-
-def test_spark_connect_serves_its_owner_and_no_one_else(
-    spark_hub: Hub, alice: dict[str, Any]
-) -> None:
-    """A session without a JVM in the client: the cluster's Spark Connect server holds the
-    driver, as its owner, with their keys; a token of someone else's making, and none, are
-    refused; the cluster is reclaimed once its last job is older than its idle timeout."""
-    carol = f"carol{secrets.token_hex(2)}"
-    spark_hub.quick_user(carol)
-    creds = creds_of(spark_hub, carol)
-    _put_parquet(s3_for(creds), creds["bucket"], "sales/part-0.parquet", SALES)
-    argv = [sys.executable, "-c", CONNECT_CLIENT, spark_hub.url, spark_hub.token(carol)]
-    argv += [creds["bucket"], alice["creds"]["bucket"]]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "session pyspark.sql.connect.session jvm False" in done.stdout, done.stdout
-    assert "rows 3" in done.stdout and "denied True" in done.stdout, done.stdout
-    assert done.stdout.count("stranger refused True") == 2, done.stdout
-    client = lakehub.connect(spark_hub.url, spark_hub.token(carol))
-    (cluster,) = client.request("GET", "/api/compute")
-    assert cluster["detail"]["connect"] is True
-    info = client.request("GET", f"/api/compute/spark/{cluster['name']}/connect")
-    assert info["remote"].startswith("sc://localhost:") and info["token"]
-    # the server (the driver) runs as carol's account; its token is on no command line
-    rec = _record(spark_hub, carol, cluster["name"])
-    server = rec["pids"][-1]
-    assert b"SparkConnectServer" in Path(f"/proc/{server}/cmdline").read_bytes()
-    if os.geteuid() == 0:
-        assert Path(f"/proc/{server}").stat().st_uid == pwd.getpwnam(f"lh-{carol}").pw_uid
-    assert not (found := _showing(info["token"])), f"processes {found} show the token"
-    # its temporary files in carol's private folder, not in the machine's /tmp
-    assert (
-        f"-Djava.io.tmpdir={rec_tmp(spark_hub, carol, cluster['name'])}".encode()
-        in Path(f"/proc/{server}/cmdline").read_bytes()
-    )
-    # a stranger cannot learn the token (another token or none does not open it: above)
-    dan = f"dan{secrets.token_hex(2)}"
-    spark_hub.quick_user(dan)
-    with spark_hub.http(dan) as c:
-        assert c.get(f"{API}/compute/spark/{cluster['name']}/connect").status_code == 404
-    # its sessions may stay open: a Connect cluster is idle once its last job is 30 s old
-    spark_hub.wait(lambda: not client.request("GET", "/api/compute"), 120, "it to be reclaimed")
-    spark_hub.wait(lambda: not _alive(server), 30, "the Connect server to stop")
-    client.close()
 
 
 def test_a_worker_killed_mid_job_is_survived(spark_hub: Hub, alice: dict[str, Any]) -> None:

@@ -1,7 +1,9 @@
-"""Warm Spark Connect clusters (issue 20): a request of the pool's shape takes a started
+"""Spark Connect, and its warm clusters (issue 20): a request of the pool's shape takes a started
 cluster, with its owner's keys bound at hand-over; the pool refills; the next user finds nothing
 of the previous one (each pooled cluster serves one user, as an account of its own, deleted
-when it stops)."""
+when it stops); a Connect cluster whose last job is older than its idle timeout is reclaimed.
+The pool's fill is a Connect cluster's cold start; the server's settings for an owner (not the
+pool) are checked without a JVM."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from hubs import s3_for
 from inproc import API_PREFIX, InProc, serve_platform
 
 ROOT = os.geteuid() == 0
+SEEN: dict[str, Any] = {}  # what the first test leaves for the second (ann's cluster)
 SALES = pa.table({"region": ["north", "south", "north"] * 20, "amount": [1.0, 2.0, 3.0] * 20})
 
 CLIENT = """
@@ -30,7 +33,7 @@ import secrets, sys, lakehub, lakehub.compute
 from pyspark.sql.connect.client import DefaultChannelBuilder
 from pyspark.sql.connect.session import SparkSession
 hub = lakehub.connect(sys.argv[1], sys.argv[2])
-spark = lakehub.compute.spark(workers=1, memory="1g", connect=True, client=hub)
+spark = lakehub.compute.spark(workers=1, memory="1g", connect=True, idle_timeout=15, client=hub)
 (cluster,) = hub.request("GET", "/api/compute")
 print("cluster", cluster["name"], cluster["status"])
 mine, other = sys.argv[3], sys.argv[4]
@@ -198,16 +201,14 @@ def test_a_request_of_the_pools_shape_gets_a_warm_cluster_with_its_owners_keys(
         r = c.get(f"{API_PREFIX}/compute/spark/{warm['name']}/connect")
         assert r.status_code == 404, r.text
         assert c.get(f"{API_PREFIX}/compute").json() == []
+    SEEN.update(ann=ann, bob=bob, creds=ann_creds, rec=rec)
+    SEEN["uid"] = pwd.getpwnam(f"lh-{warm['name']}").pw_uid if ROOT else -1
 
 
 def test_the_pool_refills_and_the_next_user_finds_nothing_of_the_last(pool: InProc) -> None:
     ip = pool
-    (ann,) = [n for n in ip.tokens if n.startswith("ann")]
-    with ip.http(ann) as c:
-        (first,) = c.get(f"{API_PREFIX}/compute").json()
-    before = record(ip, ann, first["name"])
-    ann_creds = ip.credentials(ann)
-    nxt = pooled(ip, other_than=first["name"])
+    ann, bob, ann_creds, before = SEEN["ann"], SEEN["bob"], SEEN["creds"], SEEN["rec"]
+    nxt = pooled(ip, other_than=before["name"])
     rec = ip.platform.compute["spark"]._record("", nxt["name"])
     home = Path(rec["home"])
     # nothing of ann's: no keys file yet, no file or process holding her keys
@@ -217,14 +218,11 @@ def test_the_pool_refills_and_the_next_user_finds_nothing_of_the_last(pool: InPr
         assert not showing(secret, [p for p in rec["pids"] if Path(f"/proc/{p}").exists()])
     if ROOT:
         account = pwd.getpwnam(f"lh-{nxt['name']}")
-        assert account.pw_uid != pwd.getpwnam(f"lh-{first['name']}").pw_uid
+        assert account.pw_uid != SEEN["uid"]
         assert not files_holding(home, ann)  # not even her name
         assert {nice_of(p) for p in processes_of(account.pw_uid)} == {10}  # filling: low
     # bob's request takes it, at once, with his keys
-    bob, bob_creds = "", {}
-    for name in ip.tokens:
-        if name.startswith("bob"):
-            bob, bob_creds = name, ip.credentials(name)
+    bob_creds = ip.credentials(bob)
     with ip.http(bob) as c:
         r = c.post(
             f"{API_PREFIX}/compute/spark",
@@ -234,11 +232,59 @@ def test_the_pool_refills_and_the_next_user_finds_nothing_of_the_last(pool: InPr
         assert (r.json()["name"], r.json()["status"]) == (nxt["name"], "running")
     keys = (Path(rec["work"]) / "lake.keys").read_text()
     assert bob_creds["access_key_id"] in keys and ann_creds["access_key_id"] not in keys
-    # ann's cluster stopped: its processes, account and home go with it
+    # ann's session may stay open: her cluster is idle once its last job is 15 s old, then
+    # reclaimed, and its processes, account and home go with it
     with ip.http(ann) as c:
-        assert c.delete(f"{API_PREFIX}/compute/spark/{first['name']}").status_code == 204
-    assert not [p for p in before["pids"] if Path(f"/proc/{p}/stat").exists()]
+        ip.wait(lambda: c.get(f"{API_PREFIX}/compute").json() == [], 120, "ann's reclaimed")
+    ip.wait(lambda: not [p for p in before["pids"] if _alive(p)], 30, "its processes gone")
     assert not Path(before["home"]).exists()
     if ROOT:
         with pytest.raises(KeyError):
-            pwd.getpwnam(f"lh-{first['name']}")
+            pwd.getpwnam(f"lh-{before['name']}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_the_connect_servers_settings_for_an_owner_and_for_the_pool(tmp_path: Path) -> None:
+    """The server's properties file: private; the owner's keys and a scratch folder of the
+    owner's for a cluster started for them; no keys (a file the environment names, read later)
+    for a pooled one."""
+    from lakehub.server.compute.spark_connect import PROFILE_PROVIDER, connect_conf
+    from lakehub.server.compute.spark_pool import pool_lake_env
+
+    rec = {
+        "name": "ann-abc123",
+        "env": str(tmp_path / "env"),
+        "spark_home": str(tmp_path / "env" / "pyspark"),
+        "secret": secrets.token_urlsafe(16),
+        "host": "127.0.0.1",
+        "connect_port": 15002,
+        "connect_ui_port": 4041,
+        "connect_token": secrets.token_urlsafe(16),
+        "work": str(tmp_path / "pool-1"),
+        "endpoint": "http://127.0.0.1:8333",
+    }
+    keys = {"AWS_ENDPOINT_URL": rec["endpoint"], "AWS_ACCESS_KEY_ID": "AKANN"}
+    keys["AWS_SECRET_ACCESS_KEY"] = secrets.token_urlsafe(16)
+    for lake, work in ((keys, tmp_path / "ann"), (pool_lake_env(rec), tmp_path / "pool-1")):
+        work.mkdir()
+        path = connect_conf(work, None, rec, "spark://127.0.0.1:7077", lake, 1, 1024)
+        assert path.stat().st_mode & 0o777 == 0o600
+        props = dict(line.split(" ", 1) for line in path.read_text().splitlines())
+        assert props["spark.connect.authenticate.token"] == rec["connect_token"]
+        assert props["spark.authenticate.secret"] == rec["secret"]
+        assert f"-Djava.io.tmpdir={work / 'tmp'} " in props["spark.driver.extraJavaOptions"]
+        assert props["spark.local.dir"] == str(work / "tmp")
+        provider = props["spark.hadoop.fs.s3a.aws.credentials.provider"]
+        if lake is keys:
+            assert props["spark.hadoop.fs.s3a.secret.key"] == keys["AWS_SECRET_ACCESS_KEY"]
+            assert provider.endswith("SimpleAWSCredentialsProvider")
+        else:
+            assert "spark.hadoop.fs.s3a.secret.key" not in props
+            assert "spark.hadoop.fs.s3a.access.key" not in props
+            assert provider == PROFILE_PROVIDER
