@@ -275,9 +275,13 @@ def _leftover(h: Hub) -> subprocess.Popen[bytes]:
 
 
 def test_a_killed_supervisor_takes_its_hub_along_and_up_starts_at_once(life: Hub) -> None:
+    """A supervisor killed with SIGKILL takes every process of its hub along (a notebook
+    server's too); what escaped is reported and stopped; the next ``up`` starts at once; and
+    the user's files and ``pip install --user`` packages survive it all."""
     h = running(life)
-    h.quick_user("dave")
-    start_server(h.url, "dave", h.token("dave"))
+    h.wait_environments("minimal")
+    h.quick_user("keeper")
+    keep_files(h)
     rt = h.runtime()
     pids = [c["pid"] for c in rt["components"].values()]
     before = tagged(h.data_dir)
@@ -316,12 +320,20 @@ def test_a_killed_supervisor_takes_its_hub_along_and_up_starts_at_once(life: Hub
     assert all(c["healthy"] for c in status["components"].values()), status
     with httpx.Client(base_url=h.url, timeout=30) as c:
         assert c.get("/hub/login").status_code == 200
+    client = lakehub.connect(h.url, h.token("keeper"))
+    assert client.servers.list() == []  # servers do not outlive the hub; files do
+    client.servers.start(environment="minimal")
+    k = Kernel(h.url, "keeper", h.token("keeper"))
+    try:
+        out, err = k.run("import lhkeep; print(open('notes.txt').read())")
+    finally:
+        k.close()
+    assert (err, out.strip()) == (None, "kept")
 
 
-def test_home_and_user_packages_survive_a_restart(life: Hub) -> None:
-    h = running(life)
-    h.wait_environments("minimal")
-    h.quick_user("keeper")
+def keep_files(h: Hub) -> None:
+    """keeper's server (the ``minimal`` environment) writes a file and installs a package with
+    ``pip install --user``; the server runs on."""
     wheel = base64.b64encode(tiny_wheel("lhkeep")).decode()
     lakehub.connect(h.url, h.token("keeper")).servers.start(environment="minimal")
     k = Kernel(h.url, "keeper", h.token("keeper"))
@@ -337,17 +349,6 @@ def test_home_and_user_packages_survive_a_restart(life: Hub) -> None:
     finally:
         k.close()
     assert (err, out.strip()) == (None, "0")
-    h.cli("down")
-    h.up()
-    client = lakehub.connect(h.url, h.token("keeper"))
-    assert client.servers.list() == []  # servers do not outlive the hub; files do
-    client.servers.start(environment="minimal")
-    k = Kernel(h.url, "keeper", h.token("keeper"))
-    try:
-        out, err = k.run("import lhkeep; print(open('notes.txt').read())")
-    finally:
-        k.close()
-    assert (err, out.strip()) == (None, "kept")
 
 
 def test_down_stops_everything_including_notebooks(life: Hub) -> None:
