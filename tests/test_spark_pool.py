@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from endpoints_kit import remove_accounts
 from hubs import s3_for
 from inproc import API_PREFIX, InProc, serve_platform
 
@@ -85,6 +86,7 @@ def pool() -> Iterator[InProc]:
             from lakehub.server.leftovers import remove_pool_accounts
 
             remove_pool_accounts(ip.data_dir)
+            remove_accounts(ip.data_dir / "homes")
 
 
 def pooled(ip: InProc, other_than: str = "") -> dict[str, Any]:
@@ -273,7 +275,11 @@ def test_the_connect_servers_settings_for_an_owner_and_for_the_pool(tmp_path: Pa
     keys["AWS_SECRET_ACCESS_KEY"] = secrets.token_urlsafe(16)
     for lake, work in ((keys, tmp_path / "ann"), (pool_lake_env(rec), tmp_path / "pool-1")):
         work.mkdir()
-        path = connect_conf(work, None, rec, "spark://127.0.0.1:7077", lake, 1, 1024)
+        fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            path = connect_conf(work, None, rec, "spark://127.0.0.1:7077", lake, 1, 1024, fd)
+        finally:
+            os.close(fd)
         assert path.stat().st_mode & 0o777 == 0o600
         props = dict(line.split(" ", 1) for line in path.read_text().splitlines())
         assert props["spark.connect.authenticate.token"] == rec["connect_token"]
@@ -288,3 +294,28 @@ def test_the_connect_servers_settings_for_an_owner_and_for_the_pool(tmp_path: Pa
             assert "spark.hadoop.fs.s3a.secret.key" not in props
             assert "spark.hadoop.fs.s3a.access.key" not in props
             assert provider == PROFILE_PROVIDER
+
+
+def test_a_link_planted_in_a_home_is_not_followed(pool: InProc, tmp_path: Path) -> None:
+    """A user's ``~/.lakehub`` made a link to a folder that is not theirs: their cluster fails
+    with a sentence saying why; the hub (root) neither chowns that folder nor writes in it."""
+    ip = pool
+    eve = f"eve{secrets.token_hex(2)}"
+    ip.quick_user(eve)
+    target = tmp_path / "not-eves"
+    target.mkdir()
+    home = ip.data_dir / "homes" / eve
+    home.mkdir(parents=True, exist_ok=True)
+    (home / ".lakehub").symlink_to(target)
+    with ip.http(eve) as c:
+        shape = {"workers": 1, "cores": 1, "memory": "512m"}  # not the pool's
+        r = c.post(f"{API_PREFIX}/compute/spark", json=shape)
+        assert r.status_code == 201, r.text
+
+        def failed() -> dict[str, Any] | None:
+            (cluster,) = c.get(f"{API_PREFIX}/compute").json()
+            return cluster if cluster["status"] == "failed" else None
+
+        cluster = ip.wait(failed, 60, "the cluster to fail")
+    assert "is a link or a file, not a folder" in cluster["detail"]["reason"], cluster
+    assert target.stat().st_uid == os.geteuid() and list(target.iterdir()) == []

@@ -13,7 +13,6 @@ clusters bound to another address (a scale-out) need TLS in front, which LakeHub
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehub.compute.spark_session import executor_options, java_options, lake_conf
-from lakehub.server.compute.spark_procs import Ids, lake_jars, write_private
+from lakehub.server.compute.spark_procs import Ids, lake_jars, private_subdir, write_private
 
 # the AWS SDK's reader of a credentials file (the one ``AWS_CREDENTIAL_PROFILES_FILE`` names),
 # read when S3A first needs keys, not before
@@ -32,16 +31,15 @@ DRIVER_MEMORY = 1 << 30
 
 def connect_conf(
     work: Path, user: Ids | None, rec: dict[str, Any], master: str, lake: dict[str, str],
-    cores: int, memory_mb: int,
+    cores: int, memory_mb: int, work_fd: int,
 ) -> Path:  # fmt: skip
     """The server's settings, in a file private to the owner: its cluster, its port and token,
-    the owner's lake keys, the executors' shape."""
+    the owner's lake keys, the executors' shape. ``work_fd``: ``work``, open (see
+    :func:`.spark_procs.private_dir`)."""
     env = Path(rec["env"])
     jars = lake_jars(Path(rec["spark_home"]).parent)
     scratch = work / "tmp"  # the driver's temporary files (Spark Connect's model cache too)
-    scratch.mkdir(mode=0o700, exist_ok=True)
-    if user is not None:
-        os.chown(scratch, user[0], user[1])
+    private_subdir(work_fd, scratch.name, user)
     props = {
         "spark.master": master,
         "spark.app.name": connect_app(rec["name"]),
@@ -78,7 +76,7 @@ def connect_conf(
             del props[f"spark.hadoop.fs.s3a.{key}"]
         props["spark.hadoop.fs.s3a.aws.credentials.provider"] = PROFILE_PROVIDER
     conf = work / "connect.conf"
-    write_private(conf, user, props)
+    write_private(conf, user, props, work_fd)
     return conf
 
 

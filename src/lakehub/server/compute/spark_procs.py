@@ -3,6 +3,7 @@ owner's private files. Plain helpers of :mod:`lakehub.server.compute.spark_stand
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -74,22 +75,56 @@ def listening(host: str, port: int) -> bool:
         return False
 
 
-def private_dir(work: Path, user: Ids | None) -> None:
-    """``<home>/.lakehub/spark/<name>``, each level private to the owner."""
-    for path in (work.parent.parent, work.parent, work):
-        path.mkdir(mode=0o700, exist_ok=True)
-        if user is not None:
-            os.chown(path, user[0], user[1])
+def private_dir(work: Path, user: Ids | None) -> int:
+    """``<home>/.lakehub/spark/<name>``, each level private to the owner; returns a descriptor of
+    ``work`` (the caller closes it) for :func:`write_private` and :func:`private_subdir`.
+
+    Never through a link: the owner may plant one in their home (``.lakehub -> /etc``), and the
+    hub, root, would then chown or write wherever it points. Each level is opened relative to the
+    one before with ``O_NOFOLLOW`` and chowned through its descriptor, so neither a link nor a
+    folder swapped meanwhile redirects anything."""
+    fd = os.open(work.parent.parent.parent, os.O_RDONLY | os.O_DIRECTORY)  # made by LakeHub
+    for level in (work.parent.parent, work.parent, work):
+        fd = _enter(fd, level, user)  # closes the level before, whatever happens
+    return fd
 
 
-def write_private(path: Path, user: Ids | None, props: dict[str, str]) -> None:
-    """A Spark properties file only ``user`` can read (a new file: never through a link)."""
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write("".join(f"{k} {v}\n" for k, v in props.items()))
+def private_subdir(dir_fd: int, name: str, user: Ids | None) -> None:
+    """A folder ``name`` inside the folder open as ``dir_fd``, private to the owner."""
+    os.close(_enter(os.dup(dir_fd), Path(name), user))
+
+
+def _enter(parent: int, level: Path, user: Ids | None) -> int:
+    """The folder ``level.name`` in ``parent`` (made if missing), opened; ``parent`` closed."""
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(level.name, 0o700, dir_fd=parent)
+        try:
+            fd = os.open(level.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+        except OSError:  # ELOOP: a link; ENOTDIR: a file
+            raise ComputeError(
+                f"{level} is a link or a file, not a folder: LakeHub does not follow it; "
+                "remove it and try again",
+                409,
+            ) from None
+    finally:
+        os.close(parent)
     if user is not None:
-        os.chown(path, user[0], user[1])
+        os.fchown(fd, user[0], user[1])
+    return fd
+
+
+def write_private(path: Path, user: Ids | None, props: dict[str, str], dir_fd: int) -> None:
+    """A Spark properties file only ``user`` can read, ``path.name`` in the folder open as
+    ``dir_fd`` (a new file: never through a link)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path.name, dir_fd=dir_fd)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    fd = os.open(path.name, flags, 0o600, dir_fd=dir_fd)
+    with os.fdopen(fd, "w") as f:
+        if user is not None:
+            os.fchown(f.fileno(), user[0], user[1])
+        f.write("".join(f"{k} {v}\n" for k, v in props.items()))
 
 
 def spawn_as(

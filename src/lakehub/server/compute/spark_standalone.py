@@ -396,11 +396,17 @@ class SparkEngine(Engine):
 
     # processes --------------------------------------------------------------------------------
     def _launch(self, rec: dict[str, Any]) -> None:
-        owner, home = rec["owner"], Path(rec["spark_home"])
-        mine = self.settings.homes_dir / owner / ".lakehub" / "spark" / rec["name"]
+        mine = self.settings.homes_dir / rec["owner"] / ".lakehub" / "spark" / rec["name"]
         work = Path(rec.get("work") or mine)  # a pooled one's: in its account's home
-        user = account_ids(self.settings, rec) if rec.get("pool") else self._account(owner)
-        private_dir(work, user)
+        user = account_ids(self.settings, rec) if rec.get("pool") else self._account(rec["owner"])
+        work_fd = private_dir(work, user)
+        try:
+            self._start(rec, work, user, work_fd)
+        finally:
+            os.close(work_fd)
+
+    def _start(self, rec: dict[str, Any], work: Path, user: Ids | None, work_fd: int) -> None:
+        owner, home = rec["owner"], Path(rec["spark_home"])
         props = work / "spark.conf"
         write_private(
             props,
@@ -418,6 +424,7 @@ class SparkEngine(Engine):
                 ),
                 "spark.worker.cleanup.enabled": "true",
             },
+            work_fd,
         )
         env = self._env(rec, user)
         logs = self.settings.log_dir / "spark"
@@ -488,7 +495,7 @@ class SparkEngine(Engine):
             lake = pool_lake_env(rec) if rec.get("pool") else self.lake_env(owner)
             url = self._master_url(rec)
             cores, memory_mb = self._cores(rec), self._memory_mb(rec)
-            conf = connect_conf(work, user, rec, url, lake, cores, memory_mb)
+            conf = connect_conf(work, user, rec, url, lake, cores, memory_mb, work_fd)
             log_file = logs / f"{rec['name']}-connect.log"
             rec["pids"].append(self._spawn(connect_argv(home, conf), env, work, log_file, user))
             self._save(rec, only_existing=True)

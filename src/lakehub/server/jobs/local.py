@@ -50,7 +50,7 @@ class LocalExecutor(Executor):
         ids = run_ids(self.settings, owner)
         work = self._dir(owner, key)
         shutil.rmtree(work, ignore_errors=True)
-        private_dir(work, ids)
+        os.close(private_dir(work, ids))  # made, the owner's, never through a link
         return work
 
     def start(self, spec: RunSpec) -> Attempt:
@@ -58,7 +58,7 @@ class LocalExecutor(Executor):
         if ids is not None:  # the code was written by the control plane: hand it over
             for root, dirs, files in os.walk(spec.work_dir):
                 for n in [*dirs, *files]:
-                    os.chown(os.path.join(root, n), ids[0], ids[1])
+                    os.chown(os.path.join(root, n), ids[0], ids[1], follow_symlinks=False)
         env = {
             "PATH": f"{spec.python.parent}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(self.settings.homes_dir / spec.owner),

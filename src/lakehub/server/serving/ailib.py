@@ -15,6 +15,7 @@ are in the registry).
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -160,7 +161,8 @@ class Library:
             argv += ["--dataset", dataset]
         home = self.settings.homes_dir / owner
         work = home / ".lakehub" / "ailib"
-        private_dir(work, run_ids(self.settings, owner))  # no project of the user's around it
+        # no project of the user's around it; made through no link the user planted
+        os.close(private_dir(work, run_ids(self.settings, owner)))
         env = {
             "PATH": f"{python.parent}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(home),

@@ -68,7 +68,7 @@ class LocalRunner(Runner):
         ids = self._account(owner)
         work = self.settings.homes_dir / owner / ".lakehub" / "serving" / key
         shutil.rmtree(work, ignore_errors=True)
-        private_dir(work, ids)
+        os.close(private_dir(work, ids))  # made, the owner's, never through a link
         return work
 
     def start(self, spec: ReplicaSpec) -> Replica:
@@ -76,7 +76,7 @@ class LocalRunner(Runner):
         if ids is not None:  # the files were written by the control plane: hand them over
             for root, dirs, files in os.walk(spec.model_dir):
                 for n in [*dirs, *files]:
-                    os.chown(os.path.join(root, n), ids[0], ids[1])
+                    os.chown(os.path.join(root, n), ids[0], ids[1], follow_symlinks=False)
         secret = secrets.token_urlsafe(24)
         port = free_port(HOST)
         self.logs.mkdir(parents=True, exist_ok=True, mode=0o700)
