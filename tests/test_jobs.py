@@ -8,9 +8,11 @@ through the API and the SDK; bad input; a stranger sees nothing of another's job
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -657,3 +659,24 @@ def test_a_removed_user_s_jobs_stop_and_go(
     assert serving.admin_http().delete(f"/users/{ann}").status_code == 204
     assert serving.platform.jobs.owned(Reader(ann)) == []
     assert run["id"] not in clocked.attempts  # its process stopped, not left to the next pass
+
+
+def test_a_link_left_in_a_runs_folder_is_not_read_for_its_owner(
+    serving: InProc,  # noqa: F811
+    inproc_user: Any,
+    clocked: Any,
+    tmp_path: Path,
+) -> None:
+    """A job that swaps its ``log.txt`` for a link to a file it may not read (root's here; it
+    could be another user's): the hub, root, does not follow it when it keeps the run's log."""
+    secret = tmp_path / "roots-only"
+    secret.write_text(f"not yours {secrets.token_hex(8)}")
+    secret.chmod(0o600)
+    c = serving.http(inproc_user())
+    code = f"import os\nos.remove('log.txt')\nos.symlink({str(secret)!r}, 'log.txt')\n"
+    make_job(c, "swap", code)
+    assert c.post(f"{API}/swap/runs", json={}).status_code == 201
+    (run,) = drive(clocked, c, "swap", ended)
+    assert run["state"] == "succeeded", run
+    log = c.get(f"{API}/swap/runs/{run['id']}/log.txt")
+    assert secret.read_text() not in log.text

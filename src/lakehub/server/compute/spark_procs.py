@@ -7,10 +7,11 @@ import contextlib
 import json
 import os
 import socket
+import stat
 import subprocess
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from lakehub.compute.spark_session import LAKE_JARS
 from lakehub.server.compute.base import ComputeError
@@ -114,6 +115,41 @@ def _enter(parent: int, level: Path, user: Ids | None) -> int:
     return fd
 
 
+def read_beneath(work: Path, name: str) -> bytes:
+    """``work/name`` (``work`` as for :func:`private_dir`: below an owner's home), read without
+    following a link anywhere below the home. A link the owner planted (``log.txt -> another
+    user's file``) would have the hub, root, read it for them. ``OSError`` if it is not a plain
+    file there."""
+    fd = os.open(work.parent.parent.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for level in (work.parent.parent, work.parent, work):
+            inner = os.open(level.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        # O_NONBLOCK: a FIFO planted there does not hang the reader
+        found = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    finally:
+        os.close(fd)
+    with os.fdopen(found, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(f"{work / name} is not a plain file")
+        return f.read()
+
+
+def create_beneath(work: Path, name: str, user: Ids | None) -> BinaryIO:
+    """A new file ``work/name``, made through the folders' descriptors (never through a link),
+    the owner's when ``user`` is given; open for writing."""
+    work_fd = private_dir(work, user)
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        fd = os.open(name, flags, 0o600, dir_fd=work_fd)
+    finally:
+        os.close(work_fd)
+    if user is not None:
+        os.fchown(fd, user[0], user[1])
+    return os.fdopen(fd, "wb")
+
+
 def write_private(path: Path, user: Ids | None, props: dict[str, str], dir_fd: int) -> None:
     """A Spark properties file only ``user`` can read, ``path.name`` in the folder open as
     ``dir_fd`` (a new file: never through a link)."""
@@ -128,21 +164,29 @@ def write_private(path: Path, user: Ids | None, props: dict[str, str], dir_fd: i
 
 
 def spawn_as(
-    argv: list[str], env: dict[str, str], cwd: Path, log_file: Path, user: Ids | None
+    argv: list[str], env: dict[str, str], cwd: Path, log_file: Path | BinaryIO, user: Ids | None
 ) -> subprocess.Popen[bytes]:
     """A process as ``user`` (None: this account) in a session of its own, reading nothing,
-    its output appended to ``log_file``."""
+    its output appended to ``log_file`` (a file of the hub's, or one already open)."""
     ids: dict[str, Any] = {}
     if user is not None:
         ids = {"user": user[0], "group": user[1], "extra_groups": user[2]}
+    if not isinstance(log_file, Path):
+        return _popen(argv, env, cwd, log_file, ids)
     with open(log_file, "ab") as out:
-        return subprocess.Popen(  # noqa: S603 (LakeHub's own commands)
-            argv,
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            **ids,
-        )
+        return _popen(argv, env, cwd, out, ids)
+
+
+def _popen(
+    argv: list[str], env: dict[str, str], cwd: Path, out: BinaryIO, ids: dict[str, Any]
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(  # noqa: S603 (LakeHub's own commands)
+        argv,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        **ids,
+    )

@@ -21,7 +21,14 @@ import time
 from pathlib import Path
 
 from lakehub.server import leftovers
-from lakehub.server.compute.spark_procs import alive, carries, private_dir, spawn_as
+from lakehub.server.compute.spark_procs import (
+    alive,
+    carries,
+    create_beneath,
+    private_dir,
+    read_beneath,
+    spawn_as,
+)
 from lakehub.server.config import Settings
 from lakehub.server.jobs.base import Attempt, Executor, RunSpec
 from lakehub.server.notebooks import limits
@@ -71,11 +78,10 @@ class LocalExecutor(Executor):
         }
         procs = self.cgroups.prepare(spec.key, spec.cpus, spec.memory)
         log = spec.work_dir / "log.txt"
-        log.touch()
-        if ids is not None:  # the attempt's own: it may read what it wrote
-            os.chown(log, ids[0], ids[1])
         argv = [str(spec.python), "-m", "lakehub.singleuser.job", *spec.argv]
-        proc = spawn_as(argv, env, spec.work_dir, log, ids)
+        # the attempt's own (it may read what it wrote), made and opened through no link
+        with create_beneath(spec.work_dir, log.name, ids) as out:
+            proc = spawn_as(argv, env, spec.work_dir, out, ids)
         with contextlib.suppress(OSError):
             limits.join(procs, proc.pid)
         self._children[proc.pid] = proc
@@ -103,7 +109,7 @@ class LocalExecutor(Executor):
             return None
         self._release(attempt)
         try:  # an attempt an earlier control plane started: what it left behind
-            return int(json.loads((attempt.spec.work_dir / RESULT).read_text())["exit"])
+            return int(json.loads(read_beneath(attempt.spec.work_dir, RESULT))["exit"])
         except (OSError, ValueError, KeyError, TypeError):
             return -1
 

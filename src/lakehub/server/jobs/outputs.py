@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
 from pathlib import Path
 
+from lakehub.server.compute.spark_procs import read_beneath
 from lakehub.server.identity.users import home_bucket
 from lakehub.server.models.base import ArtifactStore, ModelsError, Reader
 
@@ -23,9 +24,9 @@ def store(files: ArtifactStore, outputs: list[tuple[str, str, Path]]) -> None:
     def put(item: tuple[str, str, Path, str]) -> None:
         owner, prefix, work, name = item
         try:
-            data = (work / name).read_bytes()
+            data = read_beneath(work, name)  # never through a link the owner planted
         except OSError:
-            return  # not written (a run that never started its code)
+            return  # not written (a run that never started its code), or not a plain file
         try:
             files.put(Reader(owner), home_bucket(owner), prefix + name, BytesIO(data))
         except ModelsError as err:

@@ -31,6 +31,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lakehub.server.compute.spark_procs import create_beneath
 from lakehub.server.db import Database
 from lakehub.server.identity.users import home_bucket
 from lakehub.server.jobs import pipeline
@@ -305,12 +306,15 @@ class Scheduler:
             raise LookupError(f"the size {job.size!r} is gone")
         work = self.executor.work_dir(job.owner, key)
         who = Reader(job.owner)
-        with open(work / job.code_name, "wb") as f:
+        # written through the folders' descriptors: the folder is in the owner's home, where a
+        # link they planted would have the hub, root, write wherever it points
+        with create_beneath(work, job.code_name, None) as f:
             for chunk in self.files.get(
                 who, home_bucket(job.owner), code_key(job, run.code_version)
             ):
                 f.write(chunk)
-        (work / "parameters.json").write_text(run.parameters)
+        with create_beneath(work, "parameters.json", None) as f:
+            f.write(run.parameters.encode())
         kind = "notebook" if job.kind == "notebook" else "script"
         cluster = ("--cluster", f"{job.cluster}:{job.cluster_workers}") if job.cluster else ()
         return RunSpec(
