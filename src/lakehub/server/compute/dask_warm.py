@@ -24,7 +24,6 @@ import os
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any
 
 from lakehub.server.notebooks import warm
 
@@ -90,17 +89,8 @@ class WarmStarter:
         sock = await self.socket() if module else None
         if sock is None or module is None:
             return None
-        request: dict[str, Any] = {
-            "argv": [module, *cmd[2:]],
-            "env": env,
-            "cwd": cwd,
-            "uid": ids[0],
-            "gid": ids[1],
-            "groups": ids[2],
-            "log": log_path,
-            "module": True,
-            "nice": 0,  # the gateway (and its starter) run niced; clusters as notebooks do
-        }
+        # nice 0: the gateway (and its starter) run niced; clusters as notebooks do
+        request = warm.request([module, *cmd[2:]], env, cwd, ids, log_path, module=True, nice=0)
         try:
             return await asyncio.to_thread(warm.spawn, str(sock), request)
         except (OSError, RuntimeError, ValueError) as err:

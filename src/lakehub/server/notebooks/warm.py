@@ -182,6 +182,33 @@ def _reply(conn: socket.socket, answer: dict[str, Any]) -> None:
         conn.sendall(json.dumps(answer).encode() + b"\n")
 
 
+def request(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str,
+    ids: tuple[int, int, list[int]],
+    log: str,
+    cgroups: list[str] | None = None,
+    module: bool = False,
+    nice: int | None = None,
+) -> dict[str, Any]:
+    """A request of the protocol above: ``ids`` are the uid, gid and groups to become."""
+    out: dict[str, Any] = {
+        "argv": argv,
+        "env": env,
+        "cwd": cwd,
+        "uid": ids[0],
+        "gid": ids[1],
+        "groups": ids[2],
+        "cgroups": cgroups or [],
+        "log": log,
+        "module": module,
+    }
+    if nice is not None:
+        out["nice"] = nice
+    return out
+
+
 def spawn(path: str, request: dict[str, Any], timeout: float = 10.0) -> int:
     """Ask the warm starter at ``path`` for a server; returns its pid."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:

@@ -138,18 +138,8 @@ class LocalRunner(Runner):
         starter = self._starter(python) if self.warm else None
         if starter is None:
             return None
-        uid, gid, groups = ids or (os.getuid(), os.getgid(), os.getgroups())
-        request = {
-            "argv": argv,
-            "env": env,
-            "cwd": str(cwd),
-            "uid": uid,
-            "gid": gid,
-            "groups": groups,
-            "cgroups": cgroups or [],
-            "log": str(log),
-            "module": module,
-        }
+        ids = ids or (os.getuid(), os.getgid(), os.getgroups())
+        request = warm.request(argv, env, str(cwd), ids, str(log), cgroups, module)
         try:
             return warm.spawn(str(starter), request)
         except (OSError, RuntimeError, ValueError) as err:
