@@ -24,6 +24,7 @@ import pytest
 from endpoints_kit import remove_accounts
 from hubs import s3_for
 from inproc import API_PREFIX, InProc, serve_platform
+from lakehub.server.compute.spark_procs import alive
 
 ROOT = os.geteuid() == 0
 SEEN: dict[str, Any] = {}  # what the first test leaves for the second (ann's cluster)
@@ -238,18 +239,11 @@ def test_the_pool_refills_and_the_next_user_finds_nothing_of_the_last(pool: InPr
     # reclaimed, and its processes, account and home go with it
     with ip.http(ann) as c:
         ip.wait(lambda: c.get(f"{API_PREFIX}/compute").json() == [], 120, "ann's reclaimed")
-    ip.wait(lambda: not [p for p in before["pids"] if _alive(p)], 30, "its processes gone")
+    ip.wait(lambda: not [p for p in before["pids"] if alive(p)], 30, "its processes gone")
     assert not Path(before["home"]).exists()
     if ROOT:
         with pytest.raises(KeyError):
             pwd.getpwnam(f"lh-{before['name']}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_the_connect_servers_settings_for_an_owner_and_for_the_pool(tmp_path: Path) -> None:

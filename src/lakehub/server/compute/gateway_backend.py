@@ -229,16 +229,14 @@ class UserLocalBackend(_Planned, LocalBackend):
         return pw.pw_uid, pw.pw_gid, [pw.pw_gid]
 
     def make_preexec_fn(self, cluster: Any) -> Any:
-        import pwd
-
-        pw = pwd.getpwnam(unix_name(cluster.username))
+        uid, gid, groups = self.process_ids(cluster)
         workdir = cluster.state["workdir"]
 
         def preexec() -> None:
             _unnice()  # while still root
-            os.setgid(pw.pw_gid)
-            os.setgroups([pw.pw_gid])
-            os.setuid(pw.pw_uid)
+            os.setgid(gid)
+            os.setgroups(groups)
+            os.setuid(uid)
             os.chdir(workdir)
 
         return preexec

@@ -205,10 +205,11 @@ class SparkPool:
         """A ready pooled cluster made ``owner``'s, or None; called under the engine's lock."""
         e = self.engine
         env = e.spark_env()
+        current = str(env.resolve()) if env is not None else None
         for rec in e.pool_records():
             if rec["status"] != "running" or not all(alive(p) for p in rec["pids"]):
                 continue
-            if env is None or rec["env"] != str(env.resolve()):
+            if rec["env"] != current:
                 continue
             ids = account_ids(e.settings, rec)
             self._write_keys(rec, ids, e.lake_env(owner))
@@ -262,7 +263,8 @@ class SparkPool:
         e = self.engine
         env = e.spark_env()
         current = str(env.resolve()) if env is not None and env.exists() else None
-        pressure = available_memory() < self.cap() // 2
+        free = available_memory()
+        pressure = free < self.cap() // 2
         with e._lock:  # not while one is handed over
             pooled = e.pool_records()
             for rec in list(pooled):
@@ -278,7 +280,7 @@ class SparkPool:
                     pooled.remove(rec)
         busy = self._filling is not None and self._filling.is_alive()
         short = len(pooled) < self.size
-        if busy or not short or current is None or available_memory() < self.cap():
+        if busy or not short or current is None or free < self.cap():
             return
         if self._wait > 0:  # the last fills failed (their logs say why): not every pass
             self._wait -= 1

@@ -176,7 +176,6 @@ class SparkEngine(Engine):
                 "Spark Connect clusters run on this machine's loopback only (its client sends "
                 f"a token without TLS only to localhost); this hub binds clusters to {self.host}"
             )
-        rec = self.record_for(owner, request, {"name": f"{owner}-{secrets.token_hex(3)}"})
         with self._lock:  # two starts at once must not both pass the same check
             verdict = self.check(owner, request, self.list(owner))
             timeout: Any = (
@@ -188,6 +187,7 @@ class SparkEngine(Engine):
                 taken = self.pool.take(owner, float(timeout))
                 if taken is not None:
                     return taken
+            rec = self.record_for(owner, request, {"name": f"{owner}-{secrets.token_hex(3)}"})
             rec["idle_timeout"] = float(timeout)
             self._save(rec)
         return rec
