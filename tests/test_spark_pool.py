@@ -313,3 +313,14 @@ def test_a_link_planted_in_a_home_is_not_followed(pool: InProc, tmp_path: Path) 
         cluster = ip.wait(failed, 60, "the cluster to fail")
     assert "is a link or a file, not a folder" in cluster["detail"]["reason"], cluster
     assert target.stat().st_uid == os.geteuid() and list(target.iterdir()) == []
+
+
+def test_the_pool_is_shown_to_administrators_only(inproc: InProc, inproc_user: Any) -> None:
+    """``GET /api/compute-pool``: a user is refused, so is a request without a token."""
+    with inproc.http(inproc_user()) as c:
+        r = c.get(f"{API_PREFIX}/compute-pool")
+        assert r.status_code == 403, r.text
+    assert inproc.http().get(f"{API_PREFIX}/compute-pool").status_code == 401
+    with inproc.admin_http() as c:
+        r = c.get("/compute-pool")
+        assert r.status_code == 200 and isinstance(r.json(), list), r.text
