@@ -342,6 +342,24 @@ def test_bad_deploys_are_refused_and_a_broken_version_never_serves(
     r = httpx.post(url, json=ROW, headers={"Authorization": f"Bearer {serving.token(ann)}"})
     assert r.status_code == 200 and r.headers["x-lakehub-version"] == str(version)
     c.delete("/services/lakehub/api/endpoints/blooms")
+    # refused while planned (here: the replicas' files folder cannot be made): the endpoint
+    # says why instead of staying "deploying"
+    files = serving.data_dir / "serving"
+    aside = files.with_name("serving-aside")
+    files.rename(aside)
+    try:
+        files.write_text("in the way")
+        r = c.post("/services/lakehub/api/endpoints", json={"model": "blooms", "name": "wilted"})
+        assert r.status_code == 201
+        deadline = time.monotonic() + READY
+        while (ep := c.get(f"{API}/api/endpoints/wilted").json())["status"] != "failed":
+            assert time.monotonic() < deadline, ep
+            time.sleep(0.2)
+        assert "was not deployed: " in ep["message"] and "serving" in ep["message"], ep
+    finally:
+        files.unlink()
+        aside.rename(files)
+    c.delete("/services/lakehub/api/endpoints/wilted")
 
 
 def _running(pid: int) -> bool:
@@ -351,26 +369,40 @@ def _running(pid: int) -> bool:
         return False
 
 
-def test_a_removed_user_s_endpoints_stop_with_them(serving: InProc, inproc_user: Any) -> None:
+def test_a_removed_user_s_endpoints_stop_with_them(
+    serving: InProc, inproc_user: Any, tmp_path: Path
+) -> None:
     ann = inproc_user()
     version = register(serving, ann, "tulips", depth=1)
+    # a link ann planted in her home, where the model files once went: the hub, root, writing
+    # or handing over files through it would reach a folder ann may not write
+    target = tmp_path / "not-anns"
+    target.mkdir(mode=0o755)
+    home = serving.platform.settings.homes_dir / ann
+    (home / ".lakehub").mkdir(parents=True, exist_ok=True)
+    (home / ".lakehub" / "serving").symlink_to(target)
     c = serving.http(ann)
     assert c.post("/services/lakehub/api/endpoints", json={"model": "tulips"}).status_code == 201
     ep = wait_serving(c, "tulips", version)
+    assert list(target.iterdir()) == [] and target.stat().st_uid == os.geteuid()
     route = serving.platform.serving.route(ann, "tulips")
     assert route is not None
     pids = [b.replica.pid for b in route.pool.backends]
     assert pids and all(_running(p) for p in pids)
+    files = Path(os.readlink(f"/proc/{pids[0]}/cwd"))  # the version's files, ann's alone
+    assert (files / "MLmodel").is_file() and not files.is_relative_to(home)
+    assert files.stat().st_mode & 0o077 == 0
     for pid in pids:  # forked from the environment's warm starter, then became ann's account
         ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         assert b"lakehub.server.notebooks.warm" in Path(f"/proc/{ppid}/cmdline").read_bytes()
         if os.geteuid() == 0:
-            assert Path(f"/proc/{pid}").stat().st_uid == pwd.getpwnam(f"lh-{ann}").pw_uid
+            uid = pwd.getpwnam(f"lh-{ann}").pw_uid
+            assert Path(f"/proc/{pid}").stat().st_uid == uid == files.stat().st_uid
     assert serving.admin_http().delete(f"/users/{ann}").status_code == 204
     assert serving.platform.serving.route(ann, "tulips") is None
     r = httpx.post(f"{serving.url}{API}/{ep['path']}/v2/models/tulips/infer", json=ROW)
     assert r.status_code == 404
     deadline = time.monotonic() + 30
-    while any(_running(p) for p in pids):
-        assert time.monotonic() < deadline, "a removed user's replica still runs"
+    while any(_running(p) for p in pids) or files.exists():  # and their files gone
+        assert time.monotonic() < deadline, "a removed user's replica (or its files) stays"
         time.sleep(0.2)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from pathlib import Path
 
 MARKER = "LAKEHUB_HUB_ID"  # in the environment of every process started for a hub
 POOL_DIR = "pool"  # below the data directory: the homes of the pooled clusters' accounts
+REPLICA_FILES = "serving"  # below the data directory: model replicas' files
 GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 KILL_WAIT = 10.0  # seconds for SIGKILLed processes to be gone
 
@@ -99,6 +101,7 @@ def stop(data_dir: Path | str, grace: float = GRACE, rounds: int = 3) -> tuple[i
 
         remove_hub_groups(str(data_dir))
         remove_pool_accounts(data_dir)
+        shutil.rmtree(Path(data_dir) / REPLICA_FILES, ignore_errors=True)  # their replicas: gone
     return len(stopped), alive
 
 
@@ -106,7 +109,6 @@ def remove_pool_accounts(data_dir: Path | str) -> None:
     """The accounts of the hub's pooled clusters (``lh-pool-*``, at home in its pool folder),
     and their homes: each served one user at most, and its processes are gone."""
     import pwd
-    import shutil
 
     below = f"{Path(data_dir) / POOL_DIR}/"
     for pw in pwd.getpwall():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -120,12 +121,8 @@ def read_beneath(work: Path, name: str) -> bytes:
     following a link anywhere below the home. A link the owner planted (``log.txt -> another
     user's file``) would have the hub, root, read it for them. ``OSError`` if it is not a plain
     file there."""
-    fd = os.open(work.parent.parent.parent, os.O_RDONLY | os.O_DIRECTORY)
+    fd = _open_beneath(work)
     try:
-        for level in (work.parent.parent, work.parent, work):
-            inner = os.open(level.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            os.close(fd)
-            fd = inner
         # O_NONBLOCK: a FIFO planted there does not hang the reader
         found = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
     finally:
@@ -136,18 +133,47 @@ def read_beneath(work: Path, name: str) -> bytes:
         return f.read()
 
 
-def create_beneath(work: Path, name: str, user: Ids | None) -> BinaryIO:
-    """A new file ``work/name``, made through the folders' descriptors (never through a link),
-    the owner's when ``user`` is given; open for writing."""
-    work_fd = private_dir(work, user)
+def create_beneath(work: Path, name: str) -> BinaryIO:
+    """A new file ``work/name`` (``work`` made by :func:`private_dir`), made through the folders'
+    descriptors (never through a link) and given to the folder's owner; open for writing."""
+    work_fd = _open_beneath(work)
     try:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         fd = os.open(name, flags, 0o600, dir_fd=work_fd)
+        owner = os.fstat(work_fd)
     finally:
         os.close(work_fd)
-    if user is not None:
-        os.fchown(fd, user[0], user[1])
+    os.fchown(fd, owner.st_uid, owner.st_gid)
     return os.fdopen(fd, "wb")
+
+
+def remove_beneath(work: Path) -> None:
+    """``work`` and all in it (``work`` as for :func:`private_dir`), reached without following a
+    link the owner planted on the way (``.lakehub/jobs -> elsewhere``): the hub, root, would
+    remove whatever it points to. Nothing if it is not there."""
+    try:
+        fd = _open_beneath(work, levels=2)
+    except OSError:
+        return  # gone, or a link: nothing of the hub's is there
+    try:
+        shutil.rmtree(work.name, dir_fd=fd, ignore_errors=True)  # itself never follows links
+    finally:
+        os.close(fd)
+
+
+def _open_beneath(work: Path, levels: int = 3) -> int:
+    """A descriptor of ``work`` (``<home>/.lakehub/<area>/<name>``), or of its parent with
+    ``levels=2``, opened from the home down, no level a link."""
+    fd = os.open(work.parents[2], os.O_RDONLY | os.O_DIRECTORY)  # the home: made by LakeHub
+    try:
+        for level in work.parts[-3:][:levels]:
+            inner = os.open(level, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def write_private(path: Path, user: Ids | None, props: dict[str, str], dir_fd: int) -> None:

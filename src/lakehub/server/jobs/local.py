@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -27,6 +26,7 @@ from lakehub.server.compute.spark_procs import (
     create_beneath,
     private_dir,
     read_beneath,
+    remove_beneath,
     spawn_as,
 )
 from lakehub.server.config import Settings
@@ -56,16 +56,12 @@ class LocalExecutor(Executor):
     def work_dir(self, owner: str, key: str) -> Path:
         ids = run_ids(self.settings, owner)
         work = self._dir(owner, key)
-        shutil.rmtree(work, ignore_errors=True)
+        remove_beneath(work)
         os.close(private_dir(work, ids))  # made, the owner's, never through a link
         return work
 
     def start(self, spec: RunSpec) -> Attempt:
         ids = run_ids(self.settings, spec.owner)
-        if ids is not None:  # the code was written by the control plane: hand it over
-            for root, dirs, files in os.walk(spec.work_dir):
-                for n in [*dirs, *files]:
-                    os.chown(os.path.join(root, n), ids[0], ids[1], follow_symlinks=False)
         env = {
             "PATH": f"{spec.python.parent}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(self.settings.homes_dir / spec.owner),
@@ -80,7 +76,7 @@ class LocalExecutor(Executor):
         log = spec.work_dir / "log.txt"
         argv = [str(spec.python), "-m", "lakehub.singleuser.job", *spec.argv]
         # the attempt's own (it may read what it wrote), made and opened through no link
-        with create_beneath(spec.work_dir, log.name, ids) as out:
+        with create_beneath(spec.work_dir, log.name) as out:
             proc = spawn_as(argv, env, spec.work_dir, out, ids)
         with contextlib.suppress(OSError):
             limits.join(procs, proc.pid)

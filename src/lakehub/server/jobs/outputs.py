@@ -5,12 +5,11 @@ pass of the scheduler that closes many runs waits for the slowest write, not the
 from __future__ import annotations
 
 import logging
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
 from pathlib import Path
 
-from lakehub.server.compute.spark_procs import read_beneath
+from lakehub.server.compute.spark_procs import read_beneath, remove_beneath
 from lakehub.server.identity.users import home_bucket
 from lakehub.server.models.base import ArtifactStore, ModelsError, Reader
 
@@ -37,4 +36,4 @@ def store(files: ArtifactStore, outputs: list[tuple[str, str, Path]]) -> None:
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(put, [(*o, name) for o in outputs for name in FILES]))
     for _, _, work in outputs:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_beneath(work)

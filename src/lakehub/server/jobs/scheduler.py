@@ -306,14 +306,15 @@ class Scheduler:
             raise LookupError(f"the size {job.size!r} is gone")
         work = self.executor.work_dir(job.owner, key)
         who = Reader(job.owner)
-        # written through the folders' descriptors: the folder is in the owner's home, where a
-        # link they planted would have the hub, root, write wherever it points
-        with create_beneath(work, job.code_name, None) as f:
+        # written through the folders' descriptors, and the owner's from the start: the folder
+        # is in their home, where a link they planted would have the hub, root, write (or chown)
+        # wherever it points
+        with create_beneath(work, job.code_name) as f:
             for chunk in self.files.get(
                 who, home_bucket(job.owner), code_key(job, run.code_version)
             ):
                 f.write(chunk)
-        with create_beneath(work, "parameters.json", None) as f:
+        with create_beneath(work, "parameters.json") as f:
             f.write(run.parameters.encode())
         kind = "notebook" if job.kind == "notebook" else "script"
         cluster = ("--cluster", f"{job.cluster}:{job.cluster_workers}") if job.cluster else ()

@@ -4,7 +4,7 @@ Each replica runs :mod:`lakehub.singleuser.serve` from the model's environment, 
 owner's ``lh-<name>`` account when LakeHub runs as root (else as LakeHub's own account), in a
 cgroup of the endpoint's size (CPU quota, memory with no swap; when cgroups are available), with
 nothing of the owner's but the model files: no lake keys, no tokens. Its files live in the
-owner's home (``.lakehub/serving/<key>``), private to them. Every replica carries a marker of
+data directory (``serving/<key>``), private to the owner. Every replica carries a marker of
 this hub in its environment, so a restarted control plane finds and stops what it left behind
 and never signals another process that reused a pid.
 
@@ -35,7 +35,6 @@ from lakehub.server.compute.spark_procs import (
     alive,
     carries,
     free_port,
-    private_dir,
     spawn_as,
 )
 from lakehub.server.config import Settings
@@ -65,18 +64,20 @@ class LocalRunner(Runner):
         return run_ids(self.settings, owner)
 
     def files_dir(self, owner: str, key: str) -> Path:
-        ids = self._account(owner)
-        work = self.settings.homes_dir / owner / ".lakehub" / "serving" / key
+        """``<data>/serving/<key>``, the hub's alone until :meth:`start` hands it over: the
+        control plane, root, writes the files by path, so they are never below a folder the
+        owner could swap for a link (as in their home)."""
+        top = self.settings.data_dir / leftovers.REPLICA_FILES
+        top.mkdir(mode=0o711, exist_ok=True)  # the owner's replica walks through to its own
+        work = top / key
         shutil.rmtree(work, ignore_errors=True)
-        os.close(private_dir(work, ids))  # made, the owner's, never through a link
+        work.mkdir(mode=0o700)
         return work
 
     def start(self, spec: ReplicaSpec) -> Replica:
         ids = self._account(spec.owner)
-        if ids is not None:  # the files were written by the control plane: hand them over
-            for root, dirs, files in os.walk(spec.model_dir):
-                for n in [*dirs, *files]:
-                    os.chown(os.path.join(root, n), ids[0], ids[1], follow_symlinks=False)
+        if ids is not None:
+            _hand_over(spec.model_dir, ids)
         secret = secrets.token_urlsafe(24)
         port = free_port(HOST)
         self.logs.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -277,5 +278,21 @@ def _wait_exit(pid: int, timeout: float) -> None:
         if not select.select([fd], [], [], timeout)[0]:
             signal.pidfd_send_signal(fd, signal.SIGKILL)
             raise TimeoutError(f"process {pid} took longer than {timeout:.0f} s")
+    finally:
+        os.close(fd)
+
+
+def _hand_over(folder: Path, ids: Ids) -> None:
+    """The files the control plane wrote, given to the replica's account; its top folder last,
+    so while anything below is walked the tree is the hub's alone (nobody can put a link in it).
+    Once the top is the owner's it is never walked again (replicas after the first)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        if os.fstat(fd).st_uid == ids[0]:
+            return
+        for root, dirs, files in os.walk(folder):
+            for n in [*dirs, *files]:
+                os.chown(os.path.join(root, n), ids[0], ids[1], follow_symlinks=False)
+        os.fchown(fd, ids[0], ids[1])
     finally:
         os.close(fd)

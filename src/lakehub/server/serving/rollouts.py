@@ -151,9 +151,11 @@ class Rollouts:
                 for b in started:
                     b.close_idle()
                     await run(self.runner.stop, b.replica, 1.0)
-                if plan is not None:
-                    await run(self._finish, plan, f"{err}")
-                    log.warning("rollout of endpoint %s failed: %s", endpoint_id, err)
+                if plan is None:  # refused while planned (its rollout was not kept): the
+                    # endpoint says why rather than stay "deploying"
+                    plan = _Plan(0, endpoint_id, role, version, "", [], ("", ""), 0)
+                await run(self._finish, plan, f"{err}")
+                log.warning("rollout of endpoint %s failed: %s", endpoint_id, err)
                 return
             if self.by_id.get(endpoint_id) is not route:
                 await self.retire(route, started)
