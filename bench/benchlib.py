@@ -362,7 +362,7 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
 
 def other_load_note() -> str:
     """Processes of the same kinds that this benchmark did not start (they share the CPUs)."""
-    names = (b"weed", b"jupyterhub", b"configurable-http-proxy", b"uvicorn", b"pytest")
+    names = (b"weed", b"jupyterhub", b"traefik", b"configurable-http-proxy", b"uvicorn", b"pytest")
     n = 0
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and any(x in _read(entry / "cmdline") for x in names):
@@ -381,3 +381,46 @@ def print_footer(started: float, info: dict[str, Any], problems: list[str], labe
         f"{', '.join(f'{x:.2f}' for x in info['loadavg_start'])} ({info['other_load']})"
     )
     return total
+
+
+# ---------------------------------------------------------------------------------- wrk
+def wrk_binary() -> str:
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    return found
+
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def to_ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(m[1]) * UNITS[m[2]]
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    """The figures of one wrk run, from its text output (with ``--latency``)."""
+    pct = {int(m[1]): to_ms(m[2]) for m in re.finditer(r"^\s+(\d+)%\s+(\S+)\s*$", out, re.M)}
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    total = re.search(r"^\s+(\d+) requests in ([\d.]+\w+),", out, re.M)
+    if not rps or not total or 50 not in pct or 99 not in pct:
+        raise RuntimeError(f"wrk's output is not understood:\n{out}")
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    kinds = ("connect", "read", "write", "timeout")
+    socket_errors = dict(zip(kinds, map(int, sock.groups()), strict=True)) if sock else {}
+    return {
+        "rps": float(rps[1]),
+        "requests": int(total[1]),
+        "seconds": to_ms(total[2]) / 1000,
+        "p50_ms": pct[50],
+        "p75_ms": pct.get(75),
+        "p90_ms": pct.get(90),
+        "p99_ms": pct[99],
+        "http_errors": int(non2xx[1]) if non2xx else 0,
+        "socket_errors": socket_errors,
+        "errors": (int(non2xx[1]) if non2xx else 0) + sum(socket_errors.values()),
+    }

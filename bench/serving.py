@@ -51,7 +51,6 @@ import io
 import json
 import os
 import pwd
-import re
 import secrets
 import shutil
 import signal
@@ -722,7 +721,7 @@ class LakeHubSide:
                 out, err = load.communicate()
         if load.returncode != 0:
             raise RuntimeError(f"wrk exited with {load.returncode}: {err or out}")
-        s = parse_wrk(out)
+        s = B.parse_wrk(out)
         after = self.endpoint()
         assert after is not None
         answer = httpx.post(self.url(self.direct), content=BODY, headers=self.headers(), timeout=30)
@@ -817,13 +816,6 @@ def lakehub_targets(args: argparse.Namespace, model: Any, tmp: Path) -> list[Tar
 
 
 # ---------------------------------------------------------------------------------- wrk
-def wrk_binary() -> str:
-    found = shutil.which("wrk")
-    if not found:
-        raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    return found
-
-
 def lua_string(s: str) -> str:
     if "]==]" in s:
         raise ValueError("cannot quote for Lua")
@@ -837,41 +829,6 @@ def wrk_script(t: Target, root: Path, n: int) -> Path:
     path = root / f"wrk-{n}.lua"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
-
-
-def to_ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
-    if not m:
-        raise ValueError(f"not a wrk duration: {text!r}")
-    return float(m[1]) * UNITS[m[2]]
-
-
-def parse_wrk(out: str) -> dict[str, Any]:
-    """The figures of one wrk run, from its text output (with ``--latency``)."""
-    pct = {int(m[1]): to_ms(m[2]) for m in re.finditer(r"^\s+(\d+)%\s+(\S+)\s*$", out, re.M)}
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
-    total = re.search(r"^\s+(\d+) requests in ([\d.]+\w+),", out, re.M)
-    if not rps or not total or 50 not in pct or 99 not in pct:
-        raise RuntimeError(f"wrk's output is not understood:\n{out}")
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    kinds = ("connect", "read", "write", "timeout")
-    socket_errors = dict(zip(kinds, map(int, sock.groups()), strict=True)) if sock else {}
-    return {
-        "rps": float(rps[1]),
-        "requests": int(total[1]),
-        "seconds": to_ms(total[2]) / 1000,
-        "p50_ms": pct[50],
-        "p75_ms": pct.get(75),
-        "p90_ms": pct.get(90),
-        "p99_ms": pct[99],
-        "http_errors": int(non2xx[1]) if non2xx else 0,
-        "socket_errors": socket_errors,
-        "errors": (int(non2xx[1]) if non2xx else 0) + sum(socket_errors.values()),
-    }
 
 
 def wrk_command(wrk: str, t: Target, script: Path, c: int, seconds: int) -> list[str]:
@@ -892,7 +849,7 @@ def run_wrk(wrk: str, t: Target, script: Path, c: int, seconds: int) -> dict[str
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:
         raise RuntimeError(f"wrk exited with {done.returncode}: {done.stderr or done.stdout}")
-    return {**parse_wrk(done.stdout), "stdout": done.stdout}
+    return {**B.parse_wrk(done.stdout), "stdout": done.stdout}
 
 
 # ---------------------------------------------------------------------------------- report
@@ -1007,7 +964,7 @@ def main() -> int:
     args = ap.parse_args()
     if min(args.runs, args.seconds) < 1:
         ap.error("--runs and --seconds must be >= 1")
-    wrk = wrk_binary()
+    wrk = B.wrk_binary()
     B.install_sigterm()
     started = time.perf_counter()
     info = B.host_info()

@@ -5,11 +5,11 @@ it returns 0 with every component healthy; ``lakehub down`` between runs (not ti
 first start builds the notebook environment and is reported on its own line.
 
 Anchor, same run: the same four programs started bare and in parallel by this script:
-``weed mini`` with the product's flags and an s3.config file, ``configurable-http-proxy``,
-``jupyterhub`` with a minimal config (dummy authenticator, ``should_start=False`` pointed at the
-proxy we started: the same topology as LakeHub) and a trivial uvicorn FastAPI app, timed until
-each answers its health URL. Everything is killed by process group after each run and the
-benchmark checks that no process is left.
+``weed mini`` with the product's flags and an s3.config file, ``traefik`` with LakeHub's static
+configuration, ``jupyterhub`` with a minimal config (dummy authenticator, its ``traefik_file``
+proxy pointed at that Traefik: the same topology as LakeHub) and a trivial uvicorn FastAPI app,
+timed until each answers its health URL. Everything is killed by process group after each run
+and the benchmark checks that no process is left.
 
 LakeHub and anchor runs alternate, so a change in machine load hits both alike.
 
@@ -55,9 +55,12 @@ ANCHOR_HUB_CONFIG = """\
 c = get_config()  # noqa: F821
 c.JupyterHub.bind_url = "http://127.0.0.1:{proxy}/"
 c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub}"
-c.ConfigurableHTTPProxy.should_start = False
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api}"
-c.ConfigurableHTTPProxy.auth_token = "{token}"
+c.JupyterHub.proxy_class = "traefik_file"
+c.TraefikFileProviderProxy.should_start = False
+c.TraefikFileProviderProxy.traefik_api_url = "http://127.0.0.1:{proxy_api}"
+c.TraefikFileProviderProxy.traefik_api_username = "bench"
+c.TraefikFileProviderProxy.traefik_api_password = "{token}"
+c.TraefikFileProviderProxy.dynamic_config_file = "{dir}/routes/routes.toml"
 c.JupyterHub.authenticator_class = "dummy"
 c.Authenticator.allow_all = True
 c.JupyterHub.db_url = "sqlite:///{dir}/jupyterhub.sqlite"
@@ -211,7 +214,7 @@ class Anchor:
     def __init__(self, root: Path, marker: str) -> None:
         self.dir = root / "anchor"
         self.marker = marker
-        for sub in ("lake", "hub", "api"):
+        for sub in ("lake", "hub", "api", "hub/routes"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         (self.dir / "api" / "benchapp.py").write_text(ANCHOR_APP)
         ident = {
@@ -228,6 +231,15 @@ class Anchor:
         cfg.write_text(json.dumps({"identities": [ident]}))
         cfg.chmod(0o600)
         self.token = secrets.token_hex(32)
+
+    def _traefik(self, p: dict[str, int]) -> Path:
+        """Traefik's static configuration, as LakeHub writes it (routes kept by the hub)."""
+        from lakehub.server.front_door import traefik
+
+        path = self.dir / "traefik.yaml"
+        routes = self.dir / "hub" / "routes"
+        path.write_text(json.dumps(traefik("127.0.0.1", p["proxy"], p["proxy_api"], routes)))
+        return path
 
     def start(self, label: str, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
         p = {
@@ -274,24 +286,10 @@ class Anchor:
             ),
             (
                 "proxy",
-                [
-                    str(B.VENV_BIN / "configurable-http-proxy"),
-                    "--ip",
-                    "127.0.0.1",
-                    "--port",
-                    str(p["proxy"]),
-                    "--api-ip",
-                    "127.0.0.1",
-                    "--api-port",
-                    str(p["proxy_api"]),
-                    "--default-target",
-                    f"http://127.0.0.1:{p['hub']}",
-                    "--error-target",
-                    f"http://127.0.0.1:{p['hub']}/hub/error",
-                ],
-                {"CONFIGPROXY_AUTH_TOKEN": self.token},
+                [str(B.VENV_BIN / "traefik"), f"--configfile={self._traefik(p)}"],
+                {},
                 self.dir,
-                f"http://127.0.0.1:{p['proxy_api']}/api/routes",
+                f"http://127.0.0.1:{p['proxy_api']}/ping",
             ),
             (
                 "hub",

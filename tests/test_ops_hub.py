@@ -64,7 +64,7 @@ def test_every_component_is_scraped_and_a_server_is_its_owner_s(
 ) -> None:
     hub, _ = watched
     admin = hub.http("admin")
-    scraped = {"api", "hub", "lake", "ingest", "metrics"}  # each serves a metrics page
+    scraped = {"api", "hub", "lake", "ingest", "metrics", "proxy"}  # each serves a metrics page
     wait_for("every page scraped", lambda: scraped <= set(query(admin, "up == 1")))
     # those without a page of their own: the control plane's health probes
     probed = {"proxy", "gateway", "warm", "lake"}

@@ -22,7 +22,7 @@ import urllib.parse
 from pathlib import Path
 from typing import IO, Protocol
 
-from lakehub.server import leftovers
+from lakehub.server import front_door, leftovers
 from lakehub.server.compute.dask_gateway import gateway_url
 from lakehub.server.config import Settings, SettingsError
 from lakehub.server.lake import lake_class, open_lake
@@ -128,7 +128,7 @@ def preflight(settings: Settings) -> None:
     for port, what, host in checks:
         if port and not _wait_free(host, port, 5.0 if swept else 0.0):
             raise UpError(f"port {port} for the {what} is already in use")
-    for name in ("jupyterhub", "configurable-http-proxy"):
+    for name in ("jupyterhub", "traefik"):
         _bin(name)
     if settings.isolated:
         _check_traversable(settings.data_dir)
@@ -180,7 +180,6 @@ def prepare(settings: Settings, say: Say) -> None:
 
 
 def components(settings: Settings, rt: Runtime, lake: Lake) -> list[Component]:
-    tok = tokens(settings)
     p = rt.ports
     logs = settings.log_dir
     base_env = {
@@ -208,25 +207,10 @@ def components(settings: Settings, rt: Runtime, lake: Lake) -> list[Component]:
     comps += [
         Component(
             "proxy",
-            [
-                _bin("configurable-http-proxy"),
-                "--ip",
-                settings.host,
-                "--port",
-                str(settings.port),
-                "--api-ip",
-                "127.0.0.1",
-                "--api-port",
-                str(p["proxy_api"]),
-                "--default-target",
-                f"http://127.0.0.1:{p['hub']}",
-                "--error-target",
-                f"http://127.0.0.1:{p['hub']}/hub/error",
-            ],
+            [_bin("traefik"), f"--configfile={front_door.static_config(settings, p['proxy_api'])}"],
             logs / "proxy.log",
             rt.front_url,
-            f"tcp:127.0.0.1:{p['proxy_api']}",
-            env={"CONFIGPROXY_AUTH_TOKEN": tok.proxy},
+            front_door.health_url(p["proxy_api"]),
         ),
         Component(
             "hub",

@@ -5,6 +5,9 @@ import os
 import sys
 from pathlib import Path
 
+import bcrypt
+
+from lakehub.server import front_door
 from lakehub.server.config import load_settings
 from lakehub.server.notebooks.authenticator import LakeHubAuthenticator
 from lakehub.server.notebooks.roles import ADMIN_GROUP, ADMIN_ROLE, ADMIN_SCOPES, CONTROL_SCOPES
@@ -19,12 +22,21 @@ assert runtime is not None, "start JupyterHub through 'lakehub up'"
 tok = tokens(settings)
 p = runtime.ports
 
-# The front door: our own proxy process, started and watched by the supervisor.
+# The front door: Traefik, started and watched by the supervisor (lakehub.server.front_door);
+# the hub keeps its routes in a file Traefik watches.
 c.JupyterHub.bind_url = f"http://{settings.host}:{settings.port}/"
 c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{p['hub']}"
-c.ConfigurableHTTPProxy.should_start = False
-c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{p['proxy_api']}"
-c.ConfigurableHTTPProxy.auth_token = tok.proxy
+c.JupyterHub.proxy_class = "traefik_file"
+c.TraefikFileProviderProxy.should_start = False
+c.TraefikFileProviderProxy.traefik_api_url = f"http://127.0.0.1:{p['proxy_api']}"
+c.TraefikFileProviderProxy.traefik_api_username = front_door.API_USER
+c.TraefikFileProviderProxy.traefik_api_password = tok.proxy
+# a random token on loopback: bcrypt's lowest cost is enough, and Traefik checks it on every call
+# of the hub's (several per server started) in well under a millisecond
+c.TraefikFileProviderProxy.traefik_api_hashed_password = bcrypt.hashpw(
+    tok.proxy.encode(), bcrypt.gensalt(4)
+).decode()
+c.TraefikFileProviderProxy.dynamic_config_file = str(front_door.routes_file(settings))
 c.JupyterHub.db_url = f"sqlite:///{settings.state_dir / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(settings.state_dir / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(settings.run_dir / "jupyterhub.pid")

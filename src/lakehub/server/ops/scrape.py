@@ -3,8 +3,8 @@
 Every series gets the label ``component`` (the job's name) unless it has one (the control
 plane's figures about the other components). Pages that need a token are read
 with the metrics token (``state/metrics.token``, a file the store reads: the token is never in
-the configuration itself). Components without a page of their own (the proxy, the gateway, the
-warm starter) are watched by the control plane's ``lakehub_component_up`` (:mod:`.figures`).
+the configuration itself). Components without a page of their own (the gateway, the warm
+starter) are watched by the control plane's ``lakehub_component_up`` (:mod:`.figures`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ def jobs(settings: Settings, rt: Runtime, lake_metrics: bool) -> list[dict[str, 
         ("api", p["api"], "/services/lakehub/metrics", True),
         ("hub", p["hub"], "/hub/metrics", True),
         ("metrics", p["metrics"], "/metrics", False),
+        ("proxy", p["proxy_api"], "/metrics", False),  # Traefik, the front door
     ]
     if lake_metrics:
         pages.append(("lake", p["lake_metrics"], "/metrics", False))
