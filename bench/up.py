@@ -104,6 +104,9 @@ class LakeHub:
             proc.kill()
             code = None
         elapsed = time.perf_counter() - t0
+        # ready is a login; the rest settles after (each component answered once)
+        settled = code == 0 and B.wait_until(lambda: (self.runtime() or {}).get("settled"), 180)
+        all_healthy = time.perf_counter() - t0 if settled else None
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         per_pid = B.cpu_by_process(self.marker)
         cli_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
@@ -112,6 +115,7 @@ class LakeHub:
         sampler.finish()
         result: dict[str, Any] = {
             "seconds": elapsed,
+            "all_healthy_seconds": all_healthy,
             "exit": code,
             "wall_start": wall0,
             "cpu_seconds": cpu,
@@ -124,7 +128,9 @@ class LakeHub:
                 checks[name] = B.http_status(comp["health_url"], 2.0)
         result["health_after"] = checks
         result["ok"] = (
-            code == 0 and bool(checks) and all(v is not None and v < 500 for v in checks.values())
+            bool(settled)
+            and bool(checks)
+            and all(v is not None and v < 500 for v in checks.values())
         )
         if not result["ok"]:
             result["output"] = (
@@ -404,9 +410,16 @@ def breakdown_table(lake_runs: list[dict[str, Any]], anchor_runs: list[dict[str,
         rows.append([k, B.fmt(B.summary(a)["median"]), B.fmt(B.summary(b)["median"])])
     rows.append(
         [
-            "returned / all healthy",
+            "returned (ready: a login) / all healthy",
             B.fmt(B.summary([r["seconds"] for r in lake_runs if r["ok"]])["median"]),
             B.fmt(B.summary([r["seconds"] for r in anchor_runs if r["ok"]])["median"]),
+        ]
+    )
+    rows.append(
+        [
+            "every component answered (LakeHub)",
+            B.fmt(B.summary([r["all_healthy_seconds"] for r in lake_runs if r["ok"]])["median"]),
+            "",
         ]
     )
     return B.table(["median seconds after launch", "LakeHub", "anchor"], rows)
@@ -423,7 +436,7 @@ def cpu_table(lake_runs: list[dict[str, Any]], anchor_runs: list[dict[str, Any]]
         a = [r["cpu_by_process"][k] for r in lake_runs if k in r.get("cpu_by_process", {})]
         b = [r["cpu_by_process"][k] for r in anchor_runs if k in r.get("cpu_by_process", {})]
         rows.append([k, B.fmt(B.summary(a)["median"]), B.fmt(B.summary(b)["median"])])
-    return B.table(["median CPU seconds until ready, by process", "LakeHub", "anchor"], rows)
+    return B.table(["median CPU seconds until all answer, by process", "LakeHub", "anchor"], rows)
 
 
 def main() -> int:
@@ -487,15 +500,18 @@ def main() -> int:
     an = [a["seconds"] for a in anchor_runs if a["ok"]]
     cols = ["median", "p95", "min", "max"]
     print()
+    every = [r["all_healthy_seconds"] for r in lake_runs if r["ok"]]
     print("lakehub up, second and later starts on an existing data dir (seconds)")
     print(
         B.table(
             ["", "n", *cols],
-            B.stats_rows("lakehub up --detach", lh, "anchor: bare components, parallel", an, cols),
+            B.stats_rows("lakehub up --detach (ready)", lh, "anchor: bare, parallel", an, cols)
+            # the anchor's four all answer; so do LakeHub's, a little after it is ready
+            + B.stats_rows("LakeHub, all answering", every, "", an, cols)[::2],
         )
     )
     print()
-    print("CPU seconds used by all started processes until ready (less sensitive to machine load)")
+    print("CPU seconds of all started processes until every one answers (less load-sensitive)")
     print(
         B.table(
             ["", "n", *cols],

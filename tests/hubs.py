@@ -194,6 +194,8 @@ class Hub(ApiUser):
             )
             raise AssertionError(f"lakehub up failed: {proc.stderr}{tails}")
         self.passwords["admin"] = self.admin_password
+        # ready is a login; the tests use every component: each has answered once
+        self.wait(lambda: self.runtime().get("settled"), timeout, "every component to answer")
 
     def down(self, timeout: float = 120) -> list[str]:
         """The clients handed out closed, then ``lakehub down``; what went wrong (nothing

@@ -255,6 +255,13 @@ def test_sigterm_stops_a_foreground_hub(life: Hub) -> None:
                 break
         assert any("LakeHub is up" in ln for ln in lines), "".join(lines)
         assert not any(h.admin_password in ln for ln in lines)
+        # ready: a login page and the API through the front door; the rest answers or is coming
+        assert httpx.get(f"{h.url}/hub/login", timeout=10).status_code == 200
+        assert httpx.get(f"{h.url}/services/lakehub/api/health", timeout=10).status_code == 200
+        status = h.status()
+        assert status["state"] == "ready", status
+        assert {c["state"] for c in status["components"].values()} <= {"healthy", "starting"}
+        # stopped while the others may still be starting: nothing stays
         pids = [c["pid"] for c in h.runtime()["components"].values()]
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)

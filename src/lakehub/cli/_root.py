@@ -31,7 +31,7 @@ def main() -> None:
 @main.command()
 @DATA_DIR
 @click.option("--port", type=int, default=None, help="Front door port [default: 8000]")
-@click.option("--detach", is_flag=True, help="Return once every component is healthy")
+@click.option("--detach", is_flag=True, help="Return once a user can log in")
 def up(data_dir: Path | None, port: int | None, detach: bool) -> None:
     """Start the hub (foreground unless --detach)."""
     from lakehub.server.up import UpError, serve
@@ -70,6 +70,9 @@ def down(data_dir: Path | None) -> None:
 def status(data_dir: Path | None, as_json: bool) -> None:
     """Show each component, its health, URL and log file.
 
+    The hub is "ready" once a user can log in (the front door, the hub, the control plane); the
+    other components are "starting" until each answers. The exit code is 0 once all answer.
+
     A hub whose supervisor died while some of its processes still run is "degraded", not
     "stopped": those processes are listed, and 'lakehub down' or 'lakehub up' stops them.
     """
@@ -84,8 +87,11 @@ def status(data_dir: Path | None, as_json: bool) -> None:
     comps = {}
     if rt is not None and running:
         for name, c in rt.components.items():
+            healthy = probe(c["health_url"])
             comps[name] = {
-                "healthy": probe(c["health_url"]),
+                "healthy": healthy,
+                # not answering yet, and the hub has not settled: still starting, not down
+                "state": "healthy" if healthy else ("down" if rt.settled else "starting"),
                 "url": c["url"],
                 "log": c["log"],
                 "pid": c["pid"],
@@ -119,7 +125,7 @@ def status(data_dir: Path | None, as_json: bool) -> None:
             click.echo("  'lakehub down' stops them; 'lakehub up' stops them and starts the hub")
         width = max(map(len, comps), default=0)
         for name, c in comps.items():
-            mark = "healthy" if c["healthy"] else "DOWN"
+            mark = "DOWN" if c["state"] == "down" else c["state"]
             click.echo(f"  {name:<{width}} {mark:<8} {c['url']:<40} {c['log']}")
     if not running or not all(c["healthy"] for c in comps.values()):
         sys.exit(1)

@@ -68,6 +68,9 @@ class Runtime:
     supervisor_pid: int = 0
     state: str = "starting"  # starting | ready | stopping | failed
     reason: str = ""
+    # "ready" is the front door, the hub and the control plane (a user can log in); the other
+    # components are "starting" until each has answered once (or the start's deadline passed)
+    settled: bool = False
     components: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property

@@ -44,6 +44,7 @@ from lakehub.server.vault import Vault
 
 log = logging.getLogger("lakehub.server.up")
 READY_TIMEOUT = 90.0
+READY_WITH = ("proxy", "hub", "api")  # "ready": the front door, a login, the portal and the API
 
 
 class Say(Protocol):
@@ -304,13 +305,14 @@ def components(settings: Settings, rt: Runtime, lake: Lake) -> list[Component]:
     return comps
 
 
-def _front_door_routes(settings: Settings) -> list[str]:
-    """What must answer through the proxy before the hub says it is ready. JupyterHub answers
+def _front_door_routes(settings: Settings) -> tuple[str, str]:
+    """The control plane's and the gateway's health through the front door: the first must
+    answer before the hub says it is ready, the second before it is settled. JupyterHub answers
     its health check before it has added its services' routes to the proxy; until then a
     request for a service reaches the hub itself and is redirected."""
     host = _probe_host(settings.host)
     front = f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
-    return [front + "/services/lakehub/api/health", front + "/services/dask-gateway/api/health"]
+    return front + "/services/lakehub/api/health", front + "/services/dask-gateway/api/health"
 
 
 def routed(url: str, timeout: float = 1.0) -> bool:
@@ -391,7 +393,7 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
     db = None
     try:
         # JupyterHub is the slowest to start and waits for the control plane: both go first
-        sup.start_all(("hub", "proxy", "api"))
+        sup.start_all(READY_WITH)
         prepare(settings, say)
         from lakehub.server.db import Database
         from lakehub.server.identity.users import Directory, home_bucket
@@ -399,20 +401,22 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
         db = Database(settings.database_url)
         directory = Directory(db, vault, lake)
         directory.prepare_lake()
-        sup.start_all()
+        sup.start_all()  # the others start meanwhile, at a lower priority (nice)
         deadline = time.monotonic() + READY_TIMEOUT
-        routes = _front_door_routes(settings)
-        sup.watch(
+        first = [c for c in comps if c.name in READY_WITH]
+        lakehub, gateway = _front_door_routes(settings)
+        sup.watch(  # ready: a user can log in, and the portal and the API answer
             until=lambda: (
-                (all(c.healthy(0.5) for c in comps) and all(routed(u, 0.5) for u in routes))
+                (all(c.healthy(0.5) for c in first) and routed(lakehub, 0.5))
                 or time.monotonic() > deadline
             ),
             interval=0.05,
         )
         if sup.stopping:
             return 0
-        sick = [c.name for c in comps if not c.healthy()]
-        sick += [f"the front door's route to {u}" for u in routes if not routed(u)]
+        sick = [c.name for c in first if not c.healthy()]
+        if not routed(lakehub):
+            sick.append(f"the front door's route to {lakehub}")
         if sick:
             rt.state, rt.reason = "failed", f"not healthy in time: {', '.join(sick)} (see logs)"
             rt.save(settings)
@@ -421,10 +425,6 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
         rt.state = "ready"
         rt.save(settings)
         store = open_store(settings, rt)
-        if not isinstance(store, NoStore):
-            first_sample(store, settings, rt)
-            store.close()
-        say(f"LakeHub is up: {rt.front_url}  (data in {settings.data_dir})")
         if isinstance(store, NoStore):
             say(f"note: no dashboards or alerts: {store.reason}")
         if not (settings.envs_dir / "datascience").exists():
@@ -432,6 +432,28 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
                 "notebook environments are being built in the background (a few minutes the "
                 "first time): see 'lakehub environment ls'"
             )
+        coming = [c.name for c in comps if c not in first and not c.healthy(0.5)]
+        say(
+            f"LakeHub is up: {rt.front_url}  (data in {settings.data_dir})"
+            + (f"; still starting: {', '.join(coming)} ('lakehub status')" if coming else "")
+        )
+        sup.watch(
+            until=lambda: (
+                (all(c.healthy(0.5) for c in comps) and routed(gateway, 0.5))
+                or time.monotonic() > deadline + READY_TIMEOUT
+            ),
+            interval=0.1,
+        )
+        if sup.stopping:
+            return 0
+        rt.settled = True
+        rt.save(settings)
+        sick = [c.name for c in comps if not c.healthy()]
+        if sick:
+            say(f"warning: not healthy in time: {', '.join(sick)} (see their logs)")
+        if not isinstance(store, NoStore):
+            first_sample(store, settings, rt)
+            store.close()
         try:  # users made while the lake was down (the first admin) get their bucket now
             for ident in directory.identities():
                 lake.ensure_bucket(home_bucket(ident.name))
