@@ -275,6 +275,7 @@ def serve_platform(**overrides: Any) -> Iterator[InProc]:
         platform.quotas.start()
         platform.purge.start()
         server, thread, ip.url = _serve(create_app(platform), runtime.ports["api"])
+        runtime.settled = True  # no supervisor starting things: background work may begin
         runtime.save(settings)  # what the administrator's commands read to find the API
         yield ip
     finally:

@@ -339,6 +339,7 @@ def test_a_killed_supervisor_takes_its_hub_along_and_up_starts_at_once(life: Hub
     proc = h.cli("up", "--port", str(h.port), "--detach", check=False, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert holder.wait(timeout=5) == -signal.SIGKILL
+    h.wait(lambda: h.runtime().get("settled"), 120, "every component to answer")
     status = h.status()
     assert status["state"] == "ready"
     assert all(c["healthy"] for c in status["components"].values()), status

@@ -70,7 +70,7 @@ from lakehub.server.publish.base import PublishError
 from lakehub.server.publish.published import Publications, PublicationView, check_name
 from lakehub.server.publish.render import ProcessRenderer
 from lakehub.server.quotas import Quotas
-from lakehub.server.runtime import Runtime, Tokens, load_runtime, tokens
+from lakehub.server.runtime import Runtime, Tokens, load_runtime, settled, tokens
 from lakehub.server.serving import metrics as serving_metrics
 from lakehub.server.serving.ailib import Library
 from lakehub.server.serving.endpoints import Endpoints
@@ -186,7 +186,8 @@ class Platform:
         self.quotas.start()
         self.purge.start()
         await self.run(self.environments.sync_builtins)
-        self.environments.start()
+        # after the hub's start: a build's CPU would slow it
+        self.environments.start(partial(settled, self.settings))
         for engine in self.compute.values():
             await self.run(engine.open)
         await self.serving.start()

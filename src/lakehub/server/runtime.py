@@ -90,6 +90,14 @@ class Runtime:
         write_private(runtime_file(settings), json.dumps(asdict(self), indent=2).encode())
 
 
+def settled(settings: Settings) -> bool:
+    """Whether the hub's start is over (every component answered once): background work that
+    would compete with it for the CPU (environment builds, pool fills) waits for this. True
+    where no supervisor runs (the in-process layer)."""
+    rt = load_runtime(settings)
+    return rt is None or rt.settled
+
+
 def runtime_file(settings: Settings) -> Path:
     return settings.run_dir / "runtime.json"
 

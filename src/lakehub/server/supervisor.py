@@ -183,13 +183,14 @@ class Supervisor:
         log.info("started %s (pid %d)", c.name, c.proc.pid)
 
     def watch(self, until: Callable[[], bool] | None = None, interval: float = 0.2) -> None:
-        """Restart dead components until stopped (or ``until()`` is true)."""
+        """Restart dead components until stopped (or ``until()`` is true). One never started is
+        left for :meth:`start_all` (``up`` starts some once the hub is ready)."""
         while not self._stopping.is_set() and not (until and until()):
             now = time.monotonic()
             changed = False
             for c in self.components:
                 if c.proc is None:
-                    if now >= c.next_start:
+                    if c.started_at and now >= c.next_start:
                         self._start(c)
                         c.restarts += 1
                         changed = True

@@ -44,7 +44,11 @@ from lakehub.server.vault import Vault
 
 log = logging.getLogger("lakehub.server.up")
 READY_TIMEOUT = 90.0
-READY_WITH = ("proxy", "hub", "api")  # "ready": the front door, a login, the portal and the API
+# "ready": the front door, a login, the portal and the API. They start first with the gateway
+# (JupyterHub waits for its services to answer before it adds their routes), then the lake (once
+# its identities are written); the others once the hub is ready, each at its nice
+READY_WITH = ("proxy", "hub", "api")
+FIRST = (*READY_WITH, "gateway")
 
 
 class Say(Protocol):
@@ -393,7 +397,7 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
     db = None
     try:
         # JupyterHub is the slowest to start and waits for the control plane: both go first
-        sup.start_all(READY_WITH)
+        sup.start_all(FIRST)
         prepare(settings, say)
         from lakehub.server.db import Database
         from lakehub.server.identity.users import Directory, home_bucket
@@ -401,7 +405,7 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
         db = Database(settings.database_url)
         directory = Directory(db, vault, lake)
         directory.prepare_lake()
-        sup.start_all()  # the others start meanwhile, at a lower priority (nice)
+        sup.start_all(("lake",))
         deadline = time.monotonic() + READY_TIMEOUT
         first = [c for c in comps if c.name in READY_WITH]
         lakehub, gateway = _front_door_routes(settings)
@@ -432,6 +436,7 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
                 "notebook environments are being built in the background (a few minutes the "
                 "first time): see 'lakehub environment ls'"
             )
+        sup.start_all()  # what a login does not need: the CPU was the hub's until now
         coming = [c.name for c in comps if c not in first and not c.healthy(0.5)]
         say(
             f"LakeHub is up: {rt.front_url}  (data in {settings.data_dir})"

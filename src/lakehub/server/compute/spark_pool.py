@@ -38,6 +38,7 @@ from lakehub.server.compute.base import ClusterRequest
 from lakehub.server.compute.spark_connect import DRIVER_MEMORY
 from lakehub.server.compute.spark_procs import HEAD_MEMORY, Ids, alive, private_dir
 from lakehub.server.leftovers import POOL_DIR
+from lakehub.server.runtime import settled
 
 if TYPE_CHECKING:
     from lakehub.server.config import Settings
@@ -281,6 +282,8 @@ class SparkPool:
         busy = self._filling is not None and self._filling.is_alive()
         short = len(pooled) < self.size
         if busy or not short or current is None or free < self.cap():
+            return
+        if not settled(e.settings):  # the hub's own start first: a fill is JVMs' worth of CPU
             return
         if self._wait > 0:  # the last fills failed (their logs say why): not every pass
             self._wait -= 1

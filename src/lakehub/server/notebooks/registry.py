@@ -189,7 +189,9 @@ class Environments:
         return row
 
     # the builder ---------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, begin: Callable[[], bool] = lambda: True) -> None:
+        """Build in the background, from when ``begin()`` is true (polled every second)."""
+        self._begin = begin
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="lakehub-builds", daemon=True)
         self._thread.start()
@@ -201,6 +203,8 @@ class Environments:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        while not self._begin() and not self._stop.wait(1):
+            pass
         while not self._stop.is_set():
             if not self.build_next():
                 self._wake.wait(30)
