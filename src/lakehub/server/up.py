@@ -29,7 +29,7 @@ from lakehub.server.lake import lake_class, open_lake
 from lakehub.server.lake.base import Lake, LakeUnavailable
 from lakehub.server.notebooks.environments import ensure_environment
 from lakehub.server.ops.base import NoStore
-from lakehub.server.ops.monitor import first_sample, open_store
+from lakehub.server.ops.victoria import open_store
 from lakehub.server.runtime import (
     Runtime,
     allocate,
@@ -428,6 +428,9 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
             return 1
         rt.state = "ready"
         rt.save(settings)
+        # imported here, not before the components start (the metadata layer, half a second)
+        from lakehub.server.ops.monitor import first_sample
+
         store = open_store(settings, rt)
         if isinstance(store, NoStore):
             say(f"note: no dashboards or alerts: {store.reason}")

@@ -25,7 +25,7 @@ from lakehub.server.ops import dashboards, figures
 from lakehub.server.ops.alerts import Alerts, Notifier
 from lakehub.server.ops.base import MetricsStore, NoStore, OpsError, Series
 from lakehub.server.ops.tables import OpsAlert
-from lakehub.server.ops.victoria import VictoriaMetrics, binary
+from lakehub.server.ops.victoria import open_store
 from lakehub.server.runtime import Runtime, load_runtime, tokens
 
 log = logging.getLogger("lakehub.server.ops")
@@ -62,19 +62,6 @@ def _labelled(page: str, **defaults: str) -> bytes:
             )
             lines.append(f"{s.name}{{{text}}} {s.value!r}")
     return ("\n".join(lines) + "\n").encode()
-
-
-def open_store(settings: Settings, rt: Runtime, lake_metrics: bool = True) -> MetricsStore:
-    """The embedded store, or why there is none (``lake_metrics``: the lake runs here and has
-    a metrics page)."""
-    if not settings.metrics:
-        return NoStore("monitoring is off (the setting 'metrics' is false)")
-    if binary() is None:
-        return NoStore(
-            "the metrics store is not installed: install Debian's victoria-metrics "
-            "(./dev up does) and restart the hub"
-        )
-    return VictoriaMetrics(settings, rt, lake_metrics)
 
 
 class Monitoring:

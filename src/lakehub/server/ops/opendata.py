@@ -25,6 +25,7 @@ its code is :mod:`.anomaly_job`) runs the AI library's anomaly detector on each 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import io
@@ -34,16 +35,17 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from sqlalchemy import select
 
 from lakehub.server.db import Database, Event
 from lakehub.server.jobs.tables import Job, JobRun
 from lakehub.server.ops.base import MetricsStore
 from lakehub.server.ops.tables import OpsAlert
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger("lakehub.server.ops")
 SPACE = "opsdata"
@@ -75,20 +77,29 @@ ALLOWLIST = (
 )
 NAMED = ("user", "space", "name", "server", "stream", "job_name", "endpoint")
 DROPPED = ("__name__", "job", "instance", "exported_component")
-TABLES = {
-    "metrics": pa.schema(
-        [("ts", pa.timestamp("s", tz="UTC")), ("metric", pa.string()),
-         ("labels", pa.string()), ("value", pa.float64())]
-    ),
-    "alerts": pa.schema(
-        [("fired_at", pa.timestamp("ms", tz="UTC")), ("resolved_at", pa.timestamp("ms", tz="UTC")),
-         ("rule", pa.string()), ("severity", pa.string()), ("labels", pa.string()),
-         ("silenced", pa.bool_())]
-    ),
-    "events": pa.schema(
-        [("ts", pa.timestamp("ms", tz="UTC")), ("kind", pa.string()), ("subject", pa.string())]
-    ),
-}  # fmt: skip
+
+
+@functools.cache
+def schema(name: str) -> pa.Schema:
+    """The export's tables (pyarrow imported on first use: not at the control plane's start)."""
+    import pyarrow as pa
+
+    return {
+        "metrics": pa.schema(
+            [("ts", pa.timestamp("s", tz="UTC")), ("metric", pa.string()),
+             ("labels", pa.string()), ("value", pa.float64())]
+        ),
+        "alerts": pa.schema(
+            [("fired_at", pa.timestamp("ms", tz="UTC")),
+             ("resolved_at", pa.timestamp("ms", tz="UTC")), ("rule", pa.string()),
+             ("severity", pa.string()), ("labels", pa.string()), ("silenced", pa.bool_())]
+        ),
+        "events": pa.schema(
+            [("ts", pa.timestamp("ms", tz="UTC")), ("kind", pa.string()), ("subject", pa.string())]
+        ),
+    }[name]  # fmt: skip
+
+
 DESCRIPTIONS = {
     "metrics": "The hub's own metrics, one sample a minute, pseudonymised (LakeHub operations "
     "data).",
@@ -118,6 +129,8 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 
 
 def metrics(store: MetricsStore, day: date, names: Pseudonyms) -> pa.Table:
+    import pyarrow as pa
+
     start, end = day_bounds(day)
     cols: dict[str, list[Any]] = {"ts": [], "metric": [], "labels": [], "value": []}
     last = end.timestamp() - STEP_S
@@ -130,13 +143,15 @@ def metrics(store: MetricsStore, day: date, names: Pseudonyms) -> pa.Table:
                 cols["metric"].append(metric)
                 cols["labels"].append(labels)
                 cols["value"].append(float(v))
-    return pa.table(cols, schema=TABLES["metrics"])
+    return pa.table(cols, schema=schema("metrics"))
 
 
 def alerts(db: Database, day: date, names: Pseudonyms) -> pa.Table:
+    import pyarrow as pa
+
     start, end = (int(t.timestamp() * 1000) for t in day_bounds(day))
     ms = lambda x: None if x is None else datetime.fromtimestamp(x / 1000, UTC)  # noqa: E731
-    cols: dict[str, list[Any]] = {k: [] for k in TABLES["alerts"].names}
+    cols: dict[str, list[Any]] = {k: [] for k in schema("alerts").names}
     with db.session() as s:
         for a in s.scalars(
             select(OpsAlert).where(OpsAlert.fired_ms >= start, OpsAlert.fired_ms < end)
@@ -147,11 +162,13 @@ def alerts(db: Database, day: date, names: Pseudonyms) -> pa.Table:
             cols["severity"].append(a.severity)
             cols["labels"].append(names.labels(json.loads(a.labels)))
             cols["silenced"].append(a.silence_id is not None)
-    return pa.table(cols, schema=TABLES["alerts"])
+    return pa.table(cols, schema=schema("alerts"))
 
 
 def events(db: Database, store: MetricsStore, day: date, names: Pseudonyms) -> pa.Table:
     """Restarts (from the supervisor's counter), job runs that failed, the audit trail."""
+    import pyarrow as pa
+
     start, end = day_bounds(day)
     rows: list[tuple[datetime, str, str]] = []
     span = end.timestamp() - STEP_S
@@ -181,10 +198,12 @@ def events(db: Database, store: MetricsStore, day: date, names: Pseudonyms) -> p
         "kind": [r[1] for r in rows],
         "subject": [r[2] for r in rows],
     }
-    return pa.table(cols, schema=TABLES["events"])
+    return pa.table(cols, schema=schema("events"))
 
 
 def parquet(table: pa.Table) -> bytes:
+    import pyarrow.parquet as pq
+
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     return buf.getvalue()

@@ -25,7 +25,7 @@ import orjson
 
 from lakehub.server.config import Settings
 from lakehub.server.ops import scrape
-from lakehub.server.ops.base import MetricsStore, OpsError, Series, StoreProcess
+from lakehub.server.ops.base import MetricsStore, NoStore, OpsError, Series, StoreProcess
 from lakehub.server.runtime import Runtime
 
 TIMEOUT_S = 30.0
@@ -167,3 +167,16 @@ def _short(message: str) -> str:
     if message.startswith("error when executing query=") and "): " in message:
         message = message.split("): ", 1)[1]
     return message[:500]
+
+
+def open_store(settings: Settings, rt: Runtime, lake_metrics: bool = True) -> MetricsStore:
+    """The embedded store, or why there is none (``lake_metrics``: the lake runs here and has
+    a metrics page)."""
+    if not settings.metrics:
+        return NoStore("monitoring is off (the setting 'metrics' is false)")
+    if binary() is None:
+        return NoStore(
+            "the metrics store is not installed: install Debian's victoria-metrics "
+            "(./dev up does) and restart the hub"
+        )
+    return VictoriaMetrics(settings, rt, lake_metrics)
