@@ -680,3 +680,26 @@ def test_a_link_left_in_a_runs_folder_is_not_read_for_its_owner(
     assert run["state"] == "succeeded", run
     log = c.get(f"{API}/swap/runs/{run['id']}/log.txt")
     assert secret.read_text() not in log.text
+
+
+def test_a_runs_folder_is_removed_never_through_a_link(tmp_path: Path) -> None:
+    """The hub (root) removes a run's folder below the owner's home: a link the owner planted
+    above it (``.lakehub/jobs -> elsewhere``) is not followed, so what it points to stays."""
+    from lakehub.server.compute.spark_procs import remove_beneath
+
+    home, elsewhere = tmp_path / "home", tmp_path / "not-theirs"
+    (elsewhere / "7-1-1").mkdir(parents=True)
+    (elsewhere / "7-1-1" / "kept.txt").write_text("kept")
+    (home / ".lakehub").mkdir(parents=True)
+    (home / ".lakehub" / "jobs").symlink_to(elsewhere)
+    remove_beneath(home / ".lakehub" / "jobs" / "7-1-1")
+    assert (elsewhere / "7-1-1" / "kept.txt").read_text() == "kept"
+    # a real folder there goes, with what is in it (a link inside it is removed, not followed)
+    (home / ".lakehub" / "jobs").unlink()
+    run = home / ".lakehub" / "jobs" / "7-1-1"
+    run.mkdir(parents=True)
+    (run / "out.txt").write_text("x")
+    (run / "to-elsewhere").symlink_to(elsewhere)
+    remove_beneath(run)
+    assert not run.exists() and (elsewhere / "7-1-1" / "kept.txt").exists()
+    remove_beneath(run)  # nothing there: nothing to do
