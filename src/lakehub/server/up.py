@@ -396,7 +396,7 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     db = None
     try:
-        # JupyterHub is the slowest to start and waits for the control plane: both go first
+        # JupyterHub is the slowest to start and waits for its services: they all go first
         sup.start_all(FIRST)
         prepare(settings, say)
         from lakehub.server.db import Database
