@@ -36,7 +36,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from lakehub.server.compute.base import ClusterRequest
 from lakehub.server.compute.spark_connect import DRIVER_MEMORY
-from lakehub.server.compute.spark_procs import HEAD_MEMORY, Ids, alive, private_dir
+from lakehub.server.compute.spark_procs import (
+    HEAD_MEMORY,
+    Ids,
+    alive,
+    private_dir,
+    replace_private,
+)
 from lakehub.server.leftovers import POOL_DIR
 from lakehub.server.runtime import settled
 
@@ -228,22 +234,16 @@ class SparkPool:
     def _write_keys(self, rec: dict[str, Any], ids: Ids | None, lake: dict[str, str]) -> None:
         """The owner's keys in the file the cluster's processes read (never through a link)."""
         path = keys_file(rec)
+        text = (
+            "[default]\n"
+            f"aws_access_key_id = {lake['AWS_ACCESS_KEY_ID']}\n"
+            f"aws_secret_access_key = {lake['AWS_SECRET_ACCESS_KEY']}\n"
+        )
         work_fd = private_dir(path.parent, ids)
         try:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path.name, dir_fd=work_fd)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-            fd = os.open(path.name, flags, 0o600, dir_fd=work_fd)
+            replace_private(work_fd, path.name, ids, text)
         finally:
             os.close(work_fd)
-        with os.fdopen(fd, "w") as f:
-            if ids is not None:
-                os.fchown(f.fileno(), ids[0], ids[1])
-            f.write(
-                "[default]\n"
-                f"aws_access_key_id = {lake['AWS_ACCESS_KEY_ID']}\n"
-                f"aws_secret_access_key = {lake['AWS_SECRET_ACCESS_KEY']}\n"
-            )
 
     def new(self) -> dict[str, Any]:
         """A pooled cluster's first fields: its name (its account's too), its home, the lake."""

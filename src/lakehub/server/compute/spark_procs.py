@@ -138,13 +138,21 @@ def create_beneath(work: Path, name: str) -> BinaryIO:
     descriptors (never through a link) and given to the folder's owner; open for writing."""
     work_fd = _open_beneath(work)
     try:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        fd = os.open(name, flags, 0o600, dir_fd=work_fd)
         owner = os.fstat(work_fd)
+        fd = _new_file(work_fd, name, (owner.st_uid, owner.st_gid))
     finally:
         os.close(work_fd)
-    os.fchown(fd, owner.st_uid, owner.st_gid)
     return os.fdopen(fd, "wb")
+
+
+def _new_file(dir_fd: int, name: str, owner: tuple[int, int] | None) -> int:
+    """A new file ``name`` (0600) in the folder open as ``dir_fd``, never through a link, given
+    to ``owner`` (uid, gid) before anything is written; open for writing."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+    if owner is not None:
+        os.fchown(fd, *owner)
+    return fd
 
 
 def remove_beneath(work: Path) -> None:
@@ -178,15 +186,18 @@ def _open_beneath(work: Path, levels: int = 3) -> int:
 
 def write_private(path: Path, user: Ids | None, props: dict[str, str], dir_fd: int) -> None:
     """A Spark properties file only ``user`` can read, ``path.name`` in the folder open as
-    ``dir_fd`` (a new file: never through a link)."""
+    ``dir_fd``."""
+    replace_private(dir_fd, path.name, user, "".join(f"{k} {v}\n" for k, v in props.items()))
+
+
+def replace_private(dir_fd: int, name: str, user: Ids | None, text: str) -> None:
+    """``name`` in the folder open as ``dir_fd`` made anew with ``text``, only ``user`` (None:
+    this account) can read it (a new file: never through a link)."""
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path.name, dir_fd=dir_fd)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-    fd = os.open(path.name, flags, 0o600, dir_fd=dir_fd)
+        os.unlink(name, dir_fd=dir_fd)
+    fd = _new_file(dir_fd, name, None if user is None else (user[0], user[1]))
     with os.fdopen(fd, "w") as f:
-        if user is not None:
-            os.fchown(f.fileno(), user[0], user[1])
-        f.write("".join(f"{k} {v}\n" for k, v in props.items()))
+        f.write(text)
 
 
 def spawn_as(

@@ -48,7 +48,8 @@ class Replica:
 class Runner(ABC):
     @abstractmethod
     def files_dir(self, owner: str, key: str) -> Path:
-        """An empty directory of ``owner``'s for one replica set's model files."""
+        """An empty directory for one replica set's model files, readable by ``owner``'s
+        replicas once :meth:`start` runs (the local runner hands it over then)."""
 
     @abstractmethod
     def start(self, spec: ReplicaSpec) -> Replica:
