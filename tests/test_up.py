@@ -53,6 +53,17 @@ def test_front_door_serves_login_portal_and_api_docs(hub: Hub) -> None:
         # the portal asks a browser to log in through the hub
         r = c.get("/services/lakehub/", follow_redirects=False)
         assert r.status_code == 302 and "/hub/api/oauth2/authorize" in r.headers["location"]
+    # the front door's own API lists every route (user names in them): the hub's password only;
+    # its ping and its metrics (counts per answer, no route, no user) are open on loopback
+    api = f"http://127.0.0.1:{hub.runtime()['ports']['proxy_api']}"
+    token = hub.token("admin")
+    wrong = base64.b64encode(b"lakehub:not-the-password").decode()
+    for headers in ({}, {"Authorization": f"Bearer {token}"}, {"Authorization": f"Basic {wrong}"}):
+        assert httpx.get(f"{api}/api/http/routers", headers=headers).status_code == 401
+    assert httpx.get(f"{api}/ping").status_code == 200
+    metrics = httpx.get(f"{api}/metrics").text
+    assert "traefik_entrypoint_requests_total" in metrics
+    assert "router=" not in metrics and "service=" not in metrics
 
 
 def test_everything_listens_on_loopback_only(hub: Hub) -> None:
