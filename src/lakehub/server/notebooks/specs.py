@@ -105,9 +105,12 @@ BUILTIN_ENVIRONMENTS = (
         "pandas, pyarrow, scikit-learn, Zarr and MLflow's client",
         "3.11",
         (
-            "dask[dataframe]",
-            "distributed",
-            "dask-gateway",
+            # the versions the hub's gateway runs: client, scheduler and workers must match
+            # (unpinned, dask 2026.11.0 came with no distributed of its own and the resolver
+            # paired it with distributed 2021.4.1)
+            "dask[dataframe]==2026.8.0",
+            "distributed==2026.8.0",
+            "dask-gateway==2026.3.0",
             "bokeh>=3.1",  # the dashboard
             "pyarrow",
             "scikit-learn",
