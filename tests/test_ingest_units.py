@@ -15,6 +15,8 @@ import msgpack
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyarrow.fs import LocalFileSystem
 
 from lakehub.server.ingest.base import Batch, Entry, Fmt, LogFull, Stream
@@ -281,3 +283,55 @@ def test_counts_come_from_the_durable_log_and_are_taken_again_after_a_crash(tmp_
 )
 def test_two_tag_patterns_overlap_when_some_tag_matches_both(p: str, q: str, meet: bool) -> None:
     assert overlap(p, q) is meet and overlap(q, p) is meet
+
+
+_SCALARS = [
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.integers(-1000, 1000),
+    st.floats(allow_nan=False),
+    st.text(max_size=3),
+    st.sampled_from(["7", "2.5", "007", "two"]),
+    st.binary(max_size=2),
+]
+_ANY = st.recursive(
+    st.one_of(st.none(), *_SCALARS),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.sampled_from("xy"), inner),
+    max_leaves=4,
+)
+
+
+@st.composite
+def _records(draw: Any) -> list[dict[str, Any]]:
+    """Records whose fields mostly keep one kind (so Arrow takes them at once), sometimes not."""
+    n = draw(st.integers(1, 6))
+    cols = {}
+    for key in draw(st.lists(st.sampled_from(["a", "b", "c", "_tag"]), max_size=3, unique=True)):
+        kind = draw(st.sampled_from([*_SCALARS, _ANY]))
+        cols[key] = draw(st.lists(st.none() | kind, min_size=n, max_size=n))
+    present = draw(
+        st.lists(st.lists(st.booleans(), min_size=4, max_size=4), min_size=n, max_size=n)
+    )
+    return [
+        {k: v[i] for j, (k, v) in enumerate(cols.items()) if present[i][j] or v[i] is not None}
+        for i in range(n)
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(before=_records(), batch=_records())
+def test_records_converted_at_once_give_the_table_a_column_at_a_time_gives(
+    before: list[dict[str, Any]], batch: list[dict[str, Any]]
+) -> None:
+    def make(recs: list[dict[str, Any]], settled: Any, at_once: bool) -> tuple[Any, Any]:
+        moved: dict[str, Any] = {}
+        t0 = [1_700_000_000.0] * len(recs)
+        built = table(t0, ["t"] * len(recs), recs, settled, moved, at_once=at_once)
+        return built, moved
+
+    settled = conform(make(before, None, False)[0], None)[1]
+    for known in (None, settled):
+        fast, fast_moved = make(batch, known, True)
+        slow, slow_moved = make(batch, known, False)
+        assert fast.equals(slow, check_metadata=True), (fast.schema, slow.schema)
+        assert repr(fast_moved) == repr(slow_moved)

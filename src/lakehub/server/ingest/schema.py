@@ -93,6 +93,16 @@ def misfits(values: list[Any], settled: Any) -> tuple[list[Any], list[Any]] | No
     return (keep, moved) if any(v is not None for v in moved) or keep != values else None
 
 
+def fits(t: Any, settled: Any) -> bool:
+    """Whether :func:`misfits` leaves alone a column that Arrow converted whole to type ``t``:
+    one type means one kind, so only a settled number or boolean field can refuse it (text,
+    objects, or the other of the two)."""
+    kind = _settled_kind(settled.type) if settled is not None else None
+    if kind is None:  # a new field takes its first value's kind, which all of ``t`` share;
+        return True  # a settled text or structure field splits nothing
+    return str(t) == "null" or _settled_kind(t) == kind
+
+
 def text(values: list[Any]) -> Any:
     """Values as one text column: strings as they are, anything else as JSON."""
     pa = _pa()
