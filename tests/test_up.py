@@ -354,6 +354,11 @@ def test_a_killed_supervisor_takes_its_hub_along_and_up_starts_at_once(life: Hub
     status = h.status()
     assert status["state"] == "ready"
     assert all(c["healthy"] for c in status["components"].values()), status
+    # started niced so that JupyterHub comes first, the control plane then answers people at
+    # the normal priority, above what runs in the background (the metrics store, builds)
+    comps = status["components"]
+    assert _nices(comps["api"]["pid"]) == {0}
+    assert _nices(comps["metrics"]["pid"]) == {10}
     with httpx.Client(base_url=h.url, timeout=30) as c:
         assert c.get("/hub/login").status_code == 200
     client = lakehub.connect(h.url, h.token("keeper"))
@@ -365,6 +370,13 @@ def test_a_killed_supervisor_takes_its_hub_along_and_up_starts_at_once(life: Hub
     finally:
         k.close()
     assert (err, out.strip()) == (None, "kept")
+
+
+def _nices(pid: int) -> set[int]:
+    """The priorities of a process's threads."""
+    return {
+        os.getpriority(os.PRIO_PROCESS, int(t.name)) for t in Path(f"/proc/{pid}/task").iterdir()
+    }
 
 
 def keep_files(h: Hub) -> None:

@@ -51,6 +51,7 @@ class Component:
     env: dict[str, str] = field(default_factory=dict)
     inherit_env: bool = True  # False: the child sees only ``env``
     nice: int = 0
+    settled_nice: int | None = None  # its priority once the hub's start is over (see settle)
     cwd: Path | None = None
     pid_file: Path | None = None
     # runtime
@@ -157,6 +158,15 @@ class Supervisor:
             if c.proc is None and (not names or c.name in names):
                 self._start(c)
         self._on_change()
+
+    def settle(self) -> None:
+        """The hub's start is over: components niced only so as not to slow it (those with a
+        ``settled_nice``) get their priority back, now and when restarted."""
+        for c in self.components:
+            if c.settled_nice is not None:
+                c.nice = c.settled_nice
+                if c.proc is not None:
+                    renice(c.proc.pid, c.nice)
 
     def _start(self, c: Component) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -267,6 +277,15 @@ def _child_setup(parent: int, nice: int) -> Callable[[], None]:
             os.nice(nice)
 
     return setup
+
+
+def renice(pid: int, nice: int) -> None:
+    """Every thread of ``pid`` to ``nice`` (a thread's priority is its own on Linux; lowering
+    it needs root, and a process that is gone or not ours is left as it is)."""
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
 
 
 def _signal_group(pgid: int, sig: int) -> None:

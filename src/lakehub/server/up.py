@@ -244,7 +244,8 @@ def components(settings: Settings, rt: Runtime, lake: Lake) -> list[Component]:
             rt.front_url + "/services/lakehub/",
             rt.api_url + "/api/health",
             env=base_env,
-            nice=5,  # JupyterHub's start comes first
+            nice=5,  # JupyterHub's start comes first; then users' requests come before
+            settled_nice=0,  # what runs in the background (pool fills, builds, the store)
         ),
     ]
     comps.append(
@@ -456,6 +457,7 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
             return 0
         rt.settled = True
         rt.save(settings)
+        sup.settle()
         sick = [c.name for c in comps if not c.healthy()]
         if sick:
             say(f"warning: not healthy in time: {', '.join(sick)} (see their logs)")

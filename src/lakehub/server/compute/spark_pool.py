@@ -45,6 +45,7 @@ from lakehub.server.compute.spark_procs import (
 )
 from lakehub.server.leftovers import POOL_DIR
 from lakehub.server.runtime import settled
+from lakehub.server.supervisor import renice
 
 if TYPE_CHECKING:
     from lakehub.server.config import Settings
@@ -174,13 +175,10 @@ def retire(rec: dict[str, Any]) -> None:
     shutil.rmtree(rec["home"], ignore_errors=True)
 
 
-def renice(uid: int, nice: int) -> None:
+def renice_user(uid: int, nice: int) -> None:
     """Every thread of every process of ``uid`` to ``nice`` (root may lower it again)."""
     for pid in _processes_of(uid):
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                with contextlib.suppress(OSError):
-                    os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
+        renice(pid, nice)
 
 
 class SparkPool:
@@ -221,7 +219,7 @@ class SparkPool:
             ids = account_ids(e.settings, rec)
             self._write_keys(rec, ids, e.lake_env(owner))
             if ids is not None:
-                renice(ids[0], 0)  # the owner's work runs at the priority of everyone's
+                renice_user(ids[0], 0)  # the owner's work runs at the priority of everyone's
             pooled = e._path("", rec["name"])
             rec.update(owner=owner, idle_timeout=idle_timeout, started=time.time())
             rec["last_busy"] = time.time()

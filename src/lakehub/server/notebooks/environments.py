@@ -48,6 +48,7 @@ DEFAULT_PACKAGES = (  # the server environment
     "httpx",
 )
 BUILD_TIMEOUT = 1800  # seconds for one uv step
+BUILD_NICE = 10  # builds run in the background, below the hub's own processes
 BUILD_ID = re.compile(r"[0-9a-f]{12}(-[0-9a-f]{3})?")  # a spec hash, and a rebuild's suffix
 
 
@@ -181,9 +182,13 @@ def _build_server_environment(
 
 def _run(argv: list[str], log: Path | None = None) -> str:
     """Run a build step; its output goes to ``log`` (appended) when given."""
-    try:
+    try:  # niced: what people wait for (the portal, the API, their servers) comes first
         proc = subprocess.run(
-            argv, capture_output=True, text=True, check=False, timeout=BUILD_TIMEOUT
+            ["nice", "-n", str(BUILD_NICE), *argv],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=BUILD_TIMEOUT,
         )
     except subprocess.TimeoutExpired:
         raise BuildError(f"{' '.join(argv[:3])} took over {BUILD_TIMEOUT} s") from None
