@@ -77,11 +77,9 @@ class Board:
                 if err.status == 503:
                     raise
                 return {**out, "series": [], "error": str(err)}
-            found.sort(key=lambda s: legend(p.legend, s))
-            out["series"] = [
-                {"name": legend(p.legend, s), "points": s.points} for s in found[:MAX_SERIES]
-            ]
-            out["cut"] = max(0, len(found) - MAX_SERIES)
+            named = sorted(((legend(p.legend, s), s.points) for s in found), key=lambda n: n[0])
+            out["series"] = [{"name": n, "points": points} for n, points in named[:MAX_SERIES]]
+            out["cut"] = max(0, len(named) - MAX_SERIES)
             return out
 
         return list(_pool().map(one, self.panels))
@@ -92,14 +90,17 @@ def step_for(span: float, interval: float) -> float:
     return float(max(interval, math.ceil(span / MAX_POINTS)))
 
 
-def legend(template: str, s: Series) -> str:
-    class Missing(dict[str, str]):
-        def __missing__(self, key: str) -> str:
-            return ""
+class _Blank(dict[str, str]):
+    """Labels where a missing one reads as empty."""
 
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def legend(template: str, s: Series) -> str:
     if not template:
         return ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()) if k != "__name__")
-    return template.format_map(Missing(s.labels)) or "(none)"
+    return template.format_map(_Blank(s.labels)) or "(none)"
 
 
 def load(path: Path = DASHBOARDS) -> dict[str, Board]:
