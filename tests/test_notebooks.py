@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import signal
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -160,6 +162,29 @@ def test_other_users_cannot_reach_a_server(hub: Hub, running, new_user) -> None:
         base_url=hub.url, timeout=30, headers={"Authorization": f"token {hub.token(a)}"}
     ) as c:
         assert c.get(f"/user/{a}/api/status").status_code == 200
+
+
+def test_a_server_that_died_gets_the_hubs_page_not_the_front_doors(hub: Hub, running) -> None:
+    """Until JupyterHub notices, the dead server's route stays: the front door answers it with
+    the hub's page for a server that is down, in LakeHub's look (Traefik's own is plain text)."""
+    if not ROOT:
+        pytest.skip("the server's processes are found by their account")
+    name = running("gone")
+    with httpx.Client(
+        base_url=hub.url, timeout=30, headers={"Authorization": f"token {hub.token(name)}"}
+    ) as c:
+        assert c.get(f"/user/{name}/api/status").status_code == 200
+        pids = subprocess.run(
+            ["pgrep", "-u", f"lh-{name}"], capture_output=True, text=True
+        ).stdout.split()
+        assert pids
+        for pid in pids:
+            os.kill(int(pid), signal.SIGKILL)
+        answer = c.get(f"/user/{name}/api/status")
+    assert answer.status_code == 502, answer.text[:300]
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "Your server appears to be down" in answer.text
+    assert "/services/lakehub/assets/lakehub.css" in answer.text  # LakeHub's look
 
 
 def test_servers_inherit_no_hub_secrets(hub: Hub, running) -> None:

@@ -21,6 +21,7 @@ from lakehub.server.config import Settings
 ENTRY = "http"  # the entry point's name jupyterhub-traefik-proxy gives its routes (plain HTTP)
 API_ENTRY = "auth_api"  # ... and the one it reaches Traefik's API on
 API_USER = "lakehub"
+ERRORS = "lakehub-errors"  # the middleware of a notebook server's routes (and its service)
 ENCODED = (  # encoded in a path and passed on as they are (a NUL is not: it names no file)
     "allowEncodedSlash",
     "allowEncodedBackSlash",
@@ -37,12 +38,13 @@ def routes_file(settings: Settings) -> Path:
     return settings.state_dir / "front-door" / "routes.toml"
 
 
-def static_config(settings: Settings, api_port: int) -> Path:
+def static_config(settings: Settings, api_port: int, hub_port: int) -> Path:
     """Traefik's static configuration for this hub, written; its path. The routes of an earlier
     run (other ports) are dropped: JupyterHub adds this run's as it starts."""
     routes = routes_file(settings)
     routes.parent.mkdir(mode=0o700, exist_ok=True)
     routes.unlink(missing_ok=True)
+    (routes.parent / "errors.yaml").write_text(json.dumps(errors(hub_port)))
     path = settings.state_dir / "traefik.yaml"
     path.write_text(json.dumps(traefik(settings.host, settings.port, api_port, routes.parent)))
     return path
@@ -75,6 +77,28 @@ def traefik(host: str, port: int, api_port: int, routes: Path) -> dict[str, Any]
             "providersThrottleDuration": "0s",  # a new server's route applies at once
             "file": {"directory": str(routes), "watch": True},
         },
+    }
+
+
+def errors(hub_port: int) -> dict[str, Any]:
+    """The middleware :data:`ERRORS` (in the routes' folder): a route's 502-504 answered with
+    JupyterHub's page for a server that is down (``/hub/error/503``), in LakeHub's look; the
+    status stays what it was."""
+    return {
+        "http": {
+            "middlewares": {
+                ERRORS: {
+                    "errors": {
+                        "status": ["502-504"],
+                        "service": ERRORS,
+                        "query": "/hub/error/503",
+                    }
+                }
+            },
+            "services": {
+                ERRORS: {"loadBalancer": {"servers": [{"url": f"http://127.0.0.1:{hub_port}"}]}}
+            },
+        }
     }
 
 

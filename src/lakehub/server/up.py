@@ -212,7 +212,10 @@ def components(settings: Settings, rt: Runtime, lake: Lake) -> list[Component]:
     comps += [
         Component(
             "proxy",
-            [_bin("traefik"), f"--configfile={front_door.static_config(settings, p['proxy_api'])}"],
+            [
+                _bin("traefik"),
+                f"--configfile={front_door.static_config(settings, p['proxy_api'], p['hub'])}",
+            ],
             logs / "proxy.log",
             rt.front_url,
             front_door.health_url(p["proxy_api"]),

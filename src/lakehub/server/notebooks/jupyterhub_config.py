@@ -26,7 +26,7 @@ p = runtime.ports
 # the hub keeps its routes in a file Traefik watches.
 c.JupyterHub.bind_url = f"http://{settings.host}:{settings.port}/"
 c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{p['hub']}"
-c.JupyterHub.proxy_class = "traefik_file"
+c.JupyterHub.proxy_class = "lakehub.server.notebooks.front_door_routes.FrontDoorRoutes"
 c.TraefikFileProviderProxy.should_start = False
 c.TraefikFileProviderProxy.traefik_api_url = f"http://127.0.0.1:{p['proxy_api']}"
 c.TraefikFileProviderProxy.traefik_api_username = front_door.API_USER
