@@ -169,6 +169,9 @@ def test_a_request_of_the_pools_shape_gets_a_warm_cluster_with_its_owners_keys(
 ) -> None:
     ip = pool
     warm = pooled(ip)
+    line = next(ln for ln in ip.cli("compute", "pool").stdout.splitlines() if warm["name"] in ln)
+    assert line.split()[0] == "spark" and line.split()[2] == "running", line
+    assert f"{warm['workers']} x {warm['cores']:g} cores" in line, line
     ann, ann_creds = user_with_sales(ip, "ann")
     bob, bob_creds = user_with_sales(ip, "bob")
     argv = [sys.executable, "-c", CLIENT, ip.url, ip.token(ann)]
@@ -187,6 +190,7 @@ def test_a_request_of_the_pools_shape_gets_a_warm_cluster_with_its_owners_keys(
     assert rec["owner"] == ann and rec["pool"]
     with ip.admin_http() as c:
         assert warm["name"] not in {p["name"] for p in c.get("/compute-pool").json()}
+    assert warm["name"] not in ip.cli("compute", "pool").stdout
     # ann's keys: in the cluster's private file, on no command line, in no environment
     keys = Path(rec["work"]) / "lake.keys"
     assert ann_creds["access_key_id"] in keys.read_text()
@@ -324,3 +328,5 @@ def test_the_pool_is_shown_to_administrators_only(inproc: InProc, inproc_user: A
     with inproc.admin_http() as c:
         r = c.get("/compute-pool")
         assert r.status_code == 200 and isinstance(r.json(), list), r.text
+    shown = inproc.cli("compute", "pool").stdout
+    assert shown.strip() == "no cluster in the pool (its size: the setting compute_pool_spark)"

@@ -1,13 +1,15 @@
 """``lakehub compute ls|start|stop``: your own clusters, as you (``--hub``/``--token`` or the
-notebook's environment), like ``lakehub server``."""
+notebook's environment), like ``lakehub server``; ``lakehub compute pool``: the clusters started
+ahead of anyone's request, for the hub's operator (``--data-dir``)."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 
-from lakehub.cli._common import HUB, TOKEN, call, hub_client
+from lakehub.cli._common import DATA_DIR, HUB, TOKEN, as_admin, call, hub_client
 
 
 @click.group()
@@ -72,3 +74,17 @@ def compute_stop(kind: str, name: str, hub: str | None, token: str | None) -> No
     with hub_client(hub, token) as c:
         call(stop, kind, name, client=c)
     click.echo(f"stopping {kind} cluster {name}")
+
+
+@compute.command("pool")
+@DATA_DIR
+def compute_pool(data_dir: Path | None) -> None:
+    """The clusters started ahead of any request, nobody's yet: their shape and state. The pool
+    fills in the background once the hub has settled, and empties under memory pressure."""
+    found = as_admin(data_dir, "GET", "/compute-pool")
+    if not found:
+        click.echo("no cluster in the pool (its size: the setting compute_pool_spark)")
+    for x in found:
+        shape = f"{x['workers']} x {x['cores']:g} cores, {x['memory'] / 2**30:g} GiB"
+        age = f"{(time.time() - x['started']) / 60:.0f} min" if x["started"] else "-"
+        click.echo(f"{x['kind']:<6} {x['name']:<34} {x['status']:<9} {age:>7}  {shape}")
