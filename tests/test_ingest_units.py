@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +26,11 @@ from hypothesis import strategies as st
 from pyarrow.fs import LocalFileSystem
 
 from lakehub.server.ingest.base import Batch, Entry, Fmt, LogFull, Stream
+from lakehub.server.ingest.encode import table
 from lakehub.server.ingest.log import LogWriter, scan, seg_name
 from lakehub.server.ingest.park import Park
 from lakehub.server.ingest.schema import conform, dumps, loads
-from lakehub.server.ingest.sinks import PartlyRejected, RecordSink, table
+from lakehub.server.ingest.sinks import LakeWriteError, PartlyRejected, RecordSink
 from lakehub.server.ingest.tags import overlap
 from lakehub.tables import open_dataset
 
@@ -79,7 +86,23 @@ class Lake:
         self.objects[key] = body
 
 
-def test_every_format_becomes_rows_and_bad_entries_go_aside() -> None:
+@pytest.fixture
+def sink() -> Iterator[Callable[[Any], RecordSink]]:
+    """A record sink over a lake; its encoding process ended after the test."""
+    made: list[RecordSink] = []
+
+    def make(lake: Any) -> RecordSink:
+        made.append(RecordSink(lake))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def test_every_format_becomes_rows_and_bad_entries_go_aside(
+    sink: Callable[[Any], RecordSink],
+) -> None:
     now = time.time()
     rec = [
         entry(2),
@@ -101,7 +124,7 @@ def test_every_format_becomes_rows_and_bad_entries_go_aside() -> None:
     lake = Lake()
     stream = Stream(1, "s", "o", "records", "b", "streams/s", ("t.*",))
     with pytest.raises(PartlyRejected) as err:
-        RecordSink(lake).write(Batch(stream, "000000000001-000000000000", rec))  # type: ignore[arg-type]
+        sink(lake).write(Batch(stream, "000000000001-000000000000", rec))
     assert err.value.records == 10
     bad = [k for k in lake.objects if "/_rejected/" in k]
     assert len(bad) == 1 and lake.objects[bad[0]] == rec[-1].data
@@ -114,6 +137,45 @@ def test_every_format_becomes_rows_and_bad_entries_go_aside() -> None:
         for k in lake.objects
         if k not in bad and k != "streams/s/_common_metadata"
     )
+
+
+def test_a_killed_encoder_fails_its_batch_whole_and_the_next_try_writes_it(
+    sink: Callable[[Any], RecordSink],
+) -> None:
+    """The records are encoded in a process of their own: killed, the batch is refused whole
+    (nothing put, tried again as when the lake is down), and a new process takes the retry."""
+    lake, stream = Lake(), Stream(1, "s", "o", "records", "b", "streams/s", ("t.*",))
+    records = sink(lake)
+    records.start()
+    (encoder,) = multiprocessing.active_children()
+    os.kill(encoder.pid, signal.SIGKILL)
+    encoder.join(10)
+    batch = Batch(stream, "000000000001-000000000000", [entry(3)])
+    with pytest.raises(LakeWriteError) as err:
+        records.write(batch)
+    assert err.value.unreachable and lake.objects == {}
+    written = records.write(batch)
+    files = {k.rsplit("/", 1)[1]: v for k, v in lake.objects.items()}
+    assert sorted(files) == ["_common_metadata", "part-000000000001-000000000000.parquet"]
+    assert written == (3, len(files["part-000000000001-000000000000.parquet"]))
+
+
+def test_the_encoder_ends_with_a_killed_receivers_process() -> None:
+    code = (
+        "import multiprocessing, os, time\n"
+        "from lakehub.server.ingest.encode import Encoder\n"
+        "Encoder().start()\n"
+        "while not multiprocessing.active_children(): time.sleep(0.01)\n"
+        "print(multiprocessing.active_children()[0].pid, flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    child = int(done.stdout)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text()
 
 
 def test_parked_batches_count_against_the_bound_and_survive_a_restart(tmp_path: Path) -> None:
@@ -144,8 +206,11 @@ def test_parked_batches_count_against_the_bound_and_survive_a_restart(tmp_path: 
     again.close()
 
 
-def test_batches_whose_types_drift_read_as_one_table_and_lose_nothing(tmp_path: Path) -> None:
+def test_batches_whose_types_drift_read_as_one_table_and_lose_nothing(
+    tmp_path: Path, sink: Callable[[Any], RecordSink]
+) -> None:
     lake = Lake()
+    records = sink(lake)
     stream = Stream(1, "s", "o", "records", "b", "streams/s", ("t.*",))
     t0 = 1_700_000_000.0
 
@@ -153,7 +218,7 @@ def test_batches_whose_types_drift_read_as_one_table_and_lose_nothing(tmp_path: 
         e = Entry(1, 7, Fmt.JSON, t0 + i, "t.x", json.dumps(recs).encode())
         batch = Batch(stream, f"000000000001-{i:012d}", [e], before)
         try:
-            RecordSink(lake).write(batch)  # type: ignore[arg-type]
+            records.write(batch)
         except PartlyRejected as err:  # written; the message is the stream's error
             notes.append(str(err))
         return batch.schema

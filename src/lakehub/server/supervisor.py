@@ -263,6 +263,15 @@ def _prctl() -> Any:
     return fn
 
 
+def die_with(parent: int) -> None:
+    """This process gets SIGTERM when ``parent`` (its parent) ends, even by ``kill -9``; if that
+    has happened already, it ends now."""
+    if _prctl()(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _child_setup(parent: int, nice: int) -> Callable[[], None]:
     """What a component's process does between fork and exec: get SIGTERM when ``parent`` dies,
     then lower its priority by ``nice``. Looked up here, in the parent, so the child only calls."""

@@ -69,6 +69,8 @@ class Mover:
         self.backoff = 0.5
 
     def start(self) -> None:
+        for sink in self.sinks.values():
+            sink.start()
         self.parked.start()
         self._thread.start()
 
@@ -77,10 +79,10 @@ class Mover:
         self.wake.set()
         self._thread.join(timeout)
         self.parked.stop(timeout)
+        for sink in self.sinks.values():
+            sink.close()
 
     def _run(self) -> None:
-        import pyarrow.parquet  # noqa: F401 (loaded before the first batch waits on it)
-
         while not self._stop.is_set():
             try:
                 moved = self.step()

@@ -8,7 +8,6 @@ was given, and stops. ``kill -9`` at any moment loses nothing acknowledged (see 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import ssl
@@ -90,11 +89,9 @@ async def run(settings: Settings) -> None:
     # uvicorn takes SIGTERM/SIGINT while it serves and raises them again when it ends, so the
     # handlers above run either way
     web_task = asyncio.create_task(web.serve())
-    # the lake writer makes and drops millions of small objects (a dict per record): with the
-    # default thresholds the collector runs every 700 of them and its full passes walk every
-    # object imported so far, about a tenth of the writer's time (bench/ingest.py)
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    # the other threads (the log's fsyncs, the lake writer's puts) hand the interpreter back
+    # every 0.5 ms, not 5: a receiver waiting for it holds its sender's acknowledgment
+    sys.setswitchinterval(0.0005)
     log.info(
         "receiving: Forward on %s:%d%s, HTTP on %s:%d",
         settings.ingest_host,
