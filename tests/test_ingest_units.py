@@ -146,7 +146,8 @@ def test_a_killed_encoder_fails_its_batch_whole_and_the_next_try_writes_it(
     (nothing put, tried again as when the lake is down), and a new process takes the retry."""
     lake, stream = Lake(), Stream(1, "s", "o", "records", "b", "streams/s", ("t.*",))
     records = sink(lake)
-    records.start()
+    records.write(Batch(stream, "000000000000-000000000000", [entry(1)]))
+    lake.objects.clear()
     (encoder,) = multiprocessing.active_children()
     os.kill(encoder.pid, signal.SIGKILL)
     encoder.join(10)

@@ -135,9 +135,6 @@ class Sink(ABC):
     def write(self, batch: Batch) -> tuple[int, int]:
         """Write the batch; returns (records, bytes) written."""
 
-    def start(self) -> None:  # noqa: B027 (optional)
-        """Before the first batch (the lake writer's start): get ready, e.g. start a helper."""
-
     def close(self) -> None:  # noqa: B027 (optional)
         """After the last batch (the lake writer's stop)."""
 

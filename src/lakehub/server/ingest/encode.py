@@ -273,9 +273,9 @@ def _begin(parent: int) -> None:
 
 
 class Encoder:
-    """Runs :func:`encode_records` in a process of its own, started at the first use (or by
-    :meth:`start`) and again after it died. Spawned, not forked: the receivers' process has
-    threads. One process: batches are encoded one at a time, as they are written."""
+    """Runs :func:`encode_records` in a process of its own, started at the first batch (a hub
+    that ingests nothing never starts it) and again after it died. Spawned, not forked: the
+    receivers' process has threads. One process: batches are encoded one at a time."""
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
@@ -288,7 +288,7 @@ class Encoder:
                 self._pool = ProcessPoolExecutor(
                     1, mp_context=ctx, initializer=_begin, initargs=(os.getpid(),)
                 )
-                self._pool.submit(int)  # the process starts now, not at the first batch
+                self._pool.submit(int)  # the process starts now, not with a batch waiting
             return self._pool
 
     def run(

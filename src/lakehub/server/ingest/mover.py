@@ -69,8 +69,6 @@ class Mover:
         self.backoff = 0.5
 
     def start(self) -> None:
-        for sink in self.sinks.values():
-            sink.start()
         self.parked.start()
         self._thread.start()
 

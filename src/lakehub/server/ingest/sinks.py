@@ -70,9 +70,6 @@ class RecordSink(Sink):
         super().__init__(writer, limit)
         self.encoder = Encoder()
 
-    def start(self) -> None:
-        self.encoder.start()
-
     def close(self) -> None:
         self.encoder.stop()
 
