@@ -102,13 +102,15 @@ spark.stop()
 """
 
 
-def warm_up(rec: dict[str, Any], ids: Ids | None, timeout: float) -> None:
-    """Run the first query on a pooled cluster; raises with its output if it fails."""
+def warm_up(rec: dict[str, Any], ids: Ids | None, timeout: float, marker: dict[str, str]) -> None:
+    """Run the first query on a pooled cluster; raises with its output if it fails. ``marker``:
+    the hub's (see :mod:`lakehub.server.leftovers`), so a hub that dies meanwhile has it reaped."""
     python = Path(rec["env"]) / "bin" / "python"
     who: dict[str, Any] = {}
     if ids is not None:
         who = {"user": ids[0], "group": ids[1], "extra_groups": ids[2]}
     env = {"PATH": f"{python.parent}:/usr/bin:/bin", "HOME": rec["home"], "LANG": "C.UTF-8"}
+    env |= marker
     done = subprocess.run(  # noqa: S603 (the environment's own interpreter)
         ["nice", "-n", str(POOL_NICE), str(python), "-c", WARM_UP, _remote(rec)],
         input=rec["connect_token"],

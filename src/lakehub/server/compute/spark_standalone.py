@@ -70,9 +70,9 @@ from lakehub.server.compute.spark_procs import (
     write_private,
 )
 from lakehub.server.config import Settings
+from lakehub.server.leftovers import MARKER
 
 log = logging.getLogger("lakehub.compute.spark")
-MARKER = "LAKEHUB_HUB_ID"
 DEFAULT_IDLE = 1800.0
 START_TIMEOUT = 120.0
 START_GRACE = 300.0  # seconds a new cluster has for its first application, whatever its timeout
@@ -505,7 +505,8 @@ class SparkEngine(Engine):
 
             self._until(serves, deadline, rec, "start its Spark Connect server")
             if rec.get("pool"):  # ready means ready for a first query in a second
-                warm_up(rec, user, max(1.0, deadline - time.monotonic()))
+                marker = {MARKER: str(self.settings.data_dir)}
+                warm_up(rec, user, max(1.0, deadline - time.monotonic()), marker)
         rec["status"], rec["last_busy"] = "running", time.time()
         self._save(rec, only_existing=True)
 
