@@ -70,7 +70,10 @@ def make(env: Path, timeout: float = 300.0) -> list[str]:
 
     home = Path(pyspark.__file__ or "").parent
     final = archive(env, "master").parent
-    work = Path(tempfile.mkdtemp(prefix="lakehub-cds-"))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # in the environment, not in /tmp: a build stopped midway (the hub went down) leaves nothing
+    # outside what is removed with it
+    work = Path(tempfile.mkdtemp(prefix=".lakehub-cds-", dir=final.parent))
     os.chdir(work)  # whatever Spark writes beside it goes with it
     made = work / "made"
     made.mkdir()
