@@ -263,12 +263,12 @@ def _prctl() -> Any:
     return fn
 
 
-def die_with(parent: int) -> None:
+def die_with(parent: int, prctl: Any = None) -> None:
     """This process gets SIGTERM when ``parent`` (its parent) ends, even by ``kill -9``; if that
-    has happened already, it ends now."""
-    if _prctl()(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+    has happened already, it ends now. ``prctl``: looked up beforehand (see _child_setup)."""
+    if (prctl or _prctl())(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent:
+    if os.getppid() != parent:  # the parent died before the signal was set
         os._exit(1)
 
 
@@ -278,10 +278,7 @@ def _child_setup(parent: int, nice: int) -> Callable[[], None]:
     prctl = _prctl()
 
     def setup() -> None:
-        if prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-        if os.getppid() != parent:  # the supervisor died before the signal was set
-            os._exit(1)
+        die_with(parent, prctl)
         if nice:
             os.nice(nice)
 
