@@ -5,7 +5,10 @@ own lake credentials from ``GET /api/lake/credentials`` (with the user's API tok
 bucket-scoped identity every notebook gets. Objects go to the user's bucket ``NAME-bench``.
 
 Anchor, same run: the same ``weed`` process with the lake administrator's key (from the hub's
-state directory, ``runtime.tokens()``), in a bucket ``bench-raw``: raw SeaweedFS, no scoping.
+state directory, ``runtime.tokens()``): raw SeaweedFS, no scoping. It writes to the same bucket
+under its own prefix, so both sides' objects sit in one collection on the same volume servers
+and the key is the only difference (a bucket of its own is another collection, whose volumes a
+cluster may place on other servers).
 
 ``--lake s3-iam``: the lake is an S3 service LakeHub does not run (SeaweedFS with its IAM API,
 started by the benchmark as an operator would, ``tests/hubs.py`` ``S3Service``); the user's key
@@ -19,7 +22,8 @@ and ``weed mini`` on one host with its operator's key.
 
 Each round measures, for both sides, in alternating order:
   * small objects: N PUTs of 4 KiB from a pool of T threads, one boto3 client each (PUT/s);
-  * large object: upload and download of one file with boto3's transfer manager (MB/s).
+  * large object: upload of one file with boto3's transfer manager, then its download twice,
+    the sides in mirrored order (A B B A), a side's figure the mean of its two (MB/s).
 
     .venv/bin/python bench/lake.py [--rounds 5] [--objects 2000] [--large-mib 512]
                                    [--lake seaweedfs|s3-iam|cluster] [--keep]
@@ -67,8 +71,10 @@ def admin_credentials(hub: B.Hub) -> dict[str, str]:
 class Side:
     """One set of keys and a bucket: T clients for small objects, one for the large file."""
 
-    def __init__(self, label: str, creds: dict[str, str], bucket: str, threads: int) -> None:
-        self.label, self.bucket = label, bucket
+    def __init__(
+        self, label: str, creds: dict[str, str], bucket: str, threads: int, prefix: str = ""
+    ) -> None:
+        self.label, self.bucket, self.prefix = label, bucket, prefix
         self.clients = [B.s3_for(creds, max_pool_connections=16) for _ in range(threads)]
         self.small: list[float] = []
         self.upload: list[float] = []
@@ -77,7 +83,7 @@ class Side:
     def small_puts(self, n: int, round_no: int) -> float:
         body = os.urandom(SMALL)
         t = len(self.clients)
-        keys = [f"small/r{round_no}/{i:06d}" for i in range(n)]
+        keys = [f"{self.prefix}small/r{round_no}/{i:06d}" for i in range(n)]
 
         def work(i: int) -> None:
             s3 = self.clients[i]
@@ -95,20 +101,23 @@ class Side:
             s3.delete_objects(Bucket=self.bucket, Delete={"Objects": objs, "Quiet": True})
         return rate
 
-    def large(self, path: Path, back: Path, check: bool) -> tuple[float, float]:
-        s3, size = self.clients[0], path.stat().st_size
+    def upload_large(self, path: Path) -> float:
         t0 = time.perf_counter()
-        s3.upload_file(str(path), self.bucket, "large.bin")
-        up = size / MB / (time.perf_counter() - t0)
+        self.clients[0].upload_file(str(path), self.bucket, f"{self.prefix}large.bin")
+        up = path.stat().st_size / MB / (time.perf_counter() - t0)
+        self.upload.append(up)
+        return up
+
+    def download_large(self, path: Path, back: Path, check: bool) -> float:
+        size = path.stat().st_size
         t0 = time.perf_counter()
-        s3.download_file(self.bucket, "large.bin", str(back))
+        self.clients[0].download_file(self.bucket, f"{self.prefix}large.bin", str(back))
         down = size / MB / (time.perf_counter() - t0)
         if back.stat().st_size != size or (check and digest(back) != digest(path)):
             raise RuntimeError(f"{self.label}: the downloaded file differs from the uploaded one")
         back.unlink()
-        self.upload.append(up)
         self.download.append(down)
-        return up, down
+        return down
 
 
 def digest(path: Path) -> str:
@@ -166,11 +175,11 @@ def main() -> int:
         lh = Side("LakeHub: user's keys", user, f"{name}-bench", args.threads)
         label = {"seaweedfs": "raw SeaweedFS, admin key", "s3-iam": "the service, operator's key",
                  "cluster": "the cluster, operator's key"}[args.lake]  # fmt: skip
-        sides = [lh, Side(f"anchor: {label}", admin, RAW_BUCKET, args.threads)]
+        sides = [lh, Side(f"anchor: {label}", admin, lh.bucket, args.threads, "anchor/")]
         if args.lake == "cluster" and service:
             one = Side("anchor: weed mini, one host", service.admin(), RAW_BUCKET, args.threads)
             sides.append(one)
-        for side in sides:
+        for side in (lh, *sides[2:]):
             side.clients[0].create_bucket(Bucket=side.bucket)
         big, back = root / "large.bin", root / "large.back"
         with big.open("wb") as f:
@@ -186,8 +195,14 @@ def main() -> int:
             for side in order:
                 line[side.label] = f"{side.small_puts(args.objects, r):7.0f} PUT/s"
             for side in order:
-                up, down = side.large(big, back, check=r == 0)
-                line[side.label] += f"  up {up:6.1f} MB/s  down {down:6.1f} MB/s"
+                line[side.label] += f"  up {side.upload_large(big):6.1f} MB/s"
+            # downloads twice, in mirrored order (A B B A): a round's drift in the machine's
+            # load weighs on both sides alike; a side's round figure is the mean of its two
+            for side in [*order, *order[::-1]]:
+                side.download_large(big, back, check=r == 0)
+            for side in order:
+                side.download[-2:] = [sum(side.download[-2:]) / 2]
+                line[side.label] += f"  down {side.download[-1]:6.1f} MB/s"
             print(
                 f"  round {r + 1}/{args.rounds} (load {loads[-1][0]:.2f}): "
                 + " | ".join(f"{k.split(',')[0]} {v}" for k, v in line.items()),
