@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import orjson
 import pytest
 
 from endpoints_kit import serving  # noqa: F401 (the environment, the accounts removed after)
@@ -152,6 +154,49 @@ def test_every_shipped_rule_and_panel_is_promql_the_store_takes(metrics_store: I
     assert refused == {}
     status = admin.get(f"{OPS}/status").json()
     assert status["store"] is True and "ComponentDown" in status["rules"]
+
+
+def test_range_points_sent_on_as_written_equal_the_decoded_ones(metrics_store: InProc) -> None:
+    """Range answers' points go out as the store wrote them, cut out of its answer; the cut is
+    checked against the store's answer decoded whole, with label values that spell the
+    separators it cuts at."""
+    from lakehub.server.ops.victoria import split_matrix
+
+    store = metrics_store.platform.monitoring.store
+    values = ['{"metric":{', '},"values":[[1,"2"]]}', 'a\\"b', "ünï\ncode"]
+    text = [v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") for v in values]
+    page = "".join(f'lakehub_test_cut{{case="{i}",v="{v}"}} {i}.5\n' for i, v in enumerate(text))
+    store.push(page.encode(), {"test": "cut"})
+    end = time.time() + 5
+    expr, start, step = 'lakehub_test_cut{test="cut"}', end - 60, 1.0
+
+    def by_case(found: list[Any]) -> list[Any]:
+        return sorted(found, key=lambda s: s[0]["case"])
+
+    def decoded() -> list[Any]:
+        return by_case([(s.labels, s.points) for s in store.query_range(expr, start, end, step)])
+
+    found = wait_for("the pushed series", lambda: len(decoded()) == len(values) and decoded())
+    assert [labels["v"] for labels, _ in found] == values
+    # the store's own answer is in the layout that is cut, not decoded whole
+    params = {"query": expr, "start": start, "end": end, "step": "1s"}
+    raw = httpx.get(f"{store.url}/api/v1/query_range", params=params).content
+    cut = split_matrix(raw)
+    assert cut is not None, raw[:300]
+    assert by_case([(s.labels, orjson.loads(s.points)) for s in cut]) == found
+    json_path = store.query_range_json(expr, start, end, step)
+    assert by_case([(s.labels, orjson.loads(s.points)) for s in json_path]) == found
+    # through the API, as an administrator: the same labels and points
+    admin = metrics_store.http(metrics_store.platform.settings.admin_user)
+    params = {"expr": expr, "start": start, "end": end, "step": step}
+    r = admin.get(f"{OPS}/query", params=params)
+    assert r.status_code == 200, r.text
+    assert by_case([(s["labels"], s["points"]) for s in r.json()["series"]]) == found
+    # layouts it does not cut (the caller decodes them whole); no series
+    assert split_matrix(orjson.dumps(orjson.loads(raw), option=orjson.OPT_INDENT_2)) is None
+    partial = raw.replace(b'"success",', b'"success","isPartial":true,', 1)
+    assert partial != raw and split_matrix(partial) is None
+    assert split_matrix(b'{"status":"success","data":{"resultType":"matrix","result":[]}}') == []
 
 
 def test_a_failing_job_fires_is_told_silenced_and_kept(

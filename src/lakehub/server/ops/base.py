@@ -3,9 +3,11 @@
 A store keeps what the scrape configuration (:mod:`.scrape`) names and answers PromQL over the
 Prometheus query API. The rules every store keeps:
 
-- ``query`` / ``query_range`` answer lists of :class:`Series`; a query the store refuses (bad
-  PromQL, too many points) is an :class:`OpsError` with status 400 and the store's own message;
-  a store that does not answer is an :class:`OpsError` with status 503.
+- ``query`` / ``query_range`` answer lists of :class:`Series`; ``query_range_json`` the same
+  series with their points as JSON text, for answers that send them on as they are (a store
+  that can cut them out of its answer without decoding them overrides it). A query the store
+  refuses (bad PromQL, too many points) is an :class:`OpsError` with status 400 and the store's
+  own message; a store that does not answer is an :class:`OpsError` with status 503.
 - ``only`` restricts every series a query reads to those carrying these labels (e.g.
   ``{"user": "alice"}``), whatever the query names: the store enforces it, not the caller's
   PromQL, so a user's query cannot reach another user's series. A store that cannot enforce it
@@ -18,6 +20,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
+
+import orjson
 
 
 class OpsError(RuntimeError):
@@ -38,6 +43,13 @@ class Series:
     @property
     def last(self) -> float:
         return float(self.points[-1][1])
+
+
+class SeriesJson(NamedTuple):
+    """A series' labels and its points as JSON text (``[[t,"v"],...]``), as a store wrote them."""
+
+    labels: dict[str, str]
+    points: bytes
 
 
 @dataclass
@@ -62,6 +74,13 @@ class MetricsStore(ABC):
         self, expr: str, start: float, end: float, step: float, only: dict[str, str] | None = None
     ) -> list[Series]:
         """``expr`` evaluated every ``step`` seconds from ``start`` to ``end``."""
+
+    def query_range_json(
+        self, expr: str, start: float, end: float, step: float, only: dict[str, str] | None = None
+    ) -> list[SeriesJson]:
+        """:meth:`query_range`'s series, their points as JSON text."""
+        found = self.query_range(expr, start, end, step, only)
+        return [SeriesJson(s.labels, orjson.dumps(s.points)) for s in found]
 
     def push(self, page: bytes, labels: dict[str, str]) -> None:  # noqa: B027 (optional)
         """Store a metrics page now, as if scraped, with ``labels`` (a store that cannot takes

@@ -23,7 +23,7 @@ from lakehub.server.db import Database, Quota
 from lakehub.server.notebooks import limits
 from lakehub.server.ops import dashboards, figures
 from lakehub.server.ops.alerts import Alerts, Notifier
-from lakehub.server.ops.base import MetricsStore, NoStore, OpsError, Series
+from lakehub.server.ops.base import MetricsStore, NoStore, OpsError, Series, SeriesJson
 from lakehub.server.ops.tables import OpsAlert
 from lakehub.server.ops.victoria import open_store
 from lakehub.server.runtime import Runtime, load_runtime, tokens
@@ -100,6 +100,11 @@ class Monitoring:
         self, expr: str, start: float, end: float, step: float, viewer: str, admin: bool
     ) -> list[Series]:
         return self.store.query_range(expr, start, end, step, _only(viewer, admin))
+
+    def query_range_json(
+        self, expr: str, start: float, end: float, step: float, viewer: str, admin: bool
+    ) -> list[SeriesJson]:
+        return self.store.query_range_json(expr, start, end, step, _only(viewer, admin))
 
     def findings(self, points: list[tuple[float, str, float]]) -> None:
         """Anomalies found in the operations data, stored as ``lakehub_ops_anomalies`` at their

@@ -25,7 +25,14 @@ import orjson
 
 from lakehub.server.config import Settings
 from lakehub.server.ops import scrape
-from lakehub.server.ops.base import MetricsStore, NoStore, OpsError, Series, StoreProcess
+from lakehub.server.ops.base import (
+    MetricsStore,
+    NoStore,
+    OpsError,
+    Series,
+    SeriesJson,
+    StoreProcess,
+)
 from lakehub.server.runtime import Runtime
 
 TIMEOUT_S = 30.0
@@ -123,9 +130,12 @@ class VictoriaMetrics(MetricsStore):
                 conn.close()
             self._conns.clear()
 
-    def _get(self, path: str, params: Params, only: Only) -> Any:
+    def _answer(self, path: str, params: Params, only: Only) -> bytes:
+        """The store's answer to a query as it wrote it; a refusal is an OpsError."""
         params += [("extra_label", f"{k}={v}") for k, v in sorted((only or {}).items())]
         status, raw = self._call("GET", path, params)
+        if status < 400 and raw.startswith(b'{"status":"success"'):
+            return raw  # not decoded here: a dashboard's points may go out as they are
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -134,7 +144,10 @@ class VictoriaMetrics(MetricsStore):
             raise OpsError(f"the metrics store failed: {body.get('error', '')[:200]}", 503)
         if status >= 400 or body.get("status") != "success":
             raise OpsError(_short(str(body.get("error") or raw[:500])), 400)
-        return body["data"]
+        return raw
+
+    def _get(self, path: str, params: Params, only: Only) -> Any:
+        return orjson.loads(self._answer(path, params, only))["data"]
 
     def push(self, page: bytes, labels: dict[str, str]) -> None:
         params: Params = [("extra_label", f"{k}={v}") for k, v in sorted(labels.items())]
@@ -151,14 +164,66 @@ class VictoriaMetrics(MetricsStore):
     def query_range(
         self, expr: str, start: float, end: float, step: float, only: dict[str, str] | None = None
     ) -> list[Series]:
-        params: Params = [
-            ("query", expr),
-            ("start", f"{start:.3f}"),
-            ("end", f"{end:.3f}"),
-            ("step", f"{step:g}s"),
-        ]
-        data = self._get("/api/v1/query_range", params, only)
+        data = self._get("/api/v1/query_range", _range(expr, start, end, step), only)
         return [Series(r["metric"], r["values"]) for r in data["result"]]
+
+    def query_range_json(
+        self, expr: str, start: float, end: float, step: float, only: dict[str, str] | None = None
+    ) -> list[SeriesJson]:
+        raw = self._answer("/api/v1/query_range", _range(expr, start, end, step), only)
+        found = split_matrix(raw)
+        if found is None:  # a layout split_matrix does not read: decoded whole
+            result = orjson.loads(raw)["data"]["result"]
+            return [SeriesJson(r["metric"], orjson.dumps(r["values"])) for r in result]
+        return found
+
+
+def _range(expr: str, start: float, end: float, step: float) -> Params:
+    return [
+        ("query", expr),
+        ("start", f"{start:.3f}"),
+        ("end", f"{end:.3f}"),
+        ("step", f"{step:g}s"),
+    ]
+
+
+# the heads of a range answer: Debian's 1.79, and later versions' ("isPartial" added)
+MATRIX = tuple(
+    b'{"status":"success",%s"data":{"resultType":"matrix","result":[' % partial
+    for partial in (b"", b'"isPartial":false,')
+)
+SERIES, VALUES = b'{"metric":{', b'},"values":'
+
+
+def split_matrix(raw: bytes) -> list[SeriesJson] | None:
+    """A range query's answer, as VictoriaMetrics writes it, cut into its series without
+    decoding their points: each series' labels (decoded) and its points' JSON text. None when
+    the answer is not in exactly that layout (the caller then decodes it whole).
+
+    The cuts are exact: every separator holds a quote, and inside a JSON string a quote is
+    always escaped, so no label name or value can contain one."""
+    head = next((h for h in MATRIX if raw.startswith(h)), None)
+    if head is None:
+        return None
+    body = raw[len(head) :]
+    end = body.rfind(b']},"stats":{')
+    if end < 0:
+        end = len(body) - 3 if body.endswith(b"]}}") else -1
+    if end < 0:
+        return None
+    result = body[:end]
+    if not result:
+        return []
+    if not result.startswith(SERIES):
+        return None
+    found = []
+    for part in result[len(SERIES) :].split(b"," + SERIES):
+        cut = part.find(VALUES)
+        points = part[cut + len(VALUES) : -1]
+        if cut < 0 or not part.endswith(b"]}") or not points.startswith(b"["):
+            return None
+        found.append(SeriesJson(orjson.loads(b"{" + part[: cut + 1]), points))
+    return found
 
 
 def _short(message: str) -> str:
