@@ -449,13 +449,18 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
             f"LakeHub is up: {rt.front_url}  (data in {settings.data_dir})"
             + (f"; still starting: {', '.join(coming)} ('lakehub status')" if coming else "")
         )
-        sup.watch(
-            until=lambda: (
-                (all(c.healthy(0.5) for c in comps) and routed(gateway, 0.5))
-                or time.monotonic() > deadline + READY_TIMEOUT
-            ),
-            interval=0.1,
-        )
+        # the first sample as soon as the store answers, not once everything does
+        sample = [c for c in comps if c.name == "metrics" and not isinstance(store, NoStore)]
+
+        def settled() -> bool:
+            if sample and sample[0].healthy(0.5):
+                first_sample(store, settings, rt)
+                sample.clear()
+            return (
+                all(c.healthy(0.5) for c in comps) and routed(gateway, 0.5)
+            ) or time.monotonic() > deadline + READY_TIMEOUT
+
+        sup.watch(until=settled, interval=0.1)
         if sup.stopping:
             return 0
         rt.settled = True
@@ -464,9 +469,9 @@ def serve(settings: Settings, say: Say, lock: IO[str] | None = None) -> int:
         sick = [c.name for c in comps if not c.healthy()]
         if sick:
             say(f"warning: not healthy in time: {', '.join(sick)} (see their logs)")
-        if not isinstance(store, NoStore):
+        if sample:  # the store never answered while the rest came up: once more now
             first_sample(store, settings, rt)
-            store.close()
+        store.close()
         try:  # users made while the lake was down (the first admin) get their bucket now
             for ident in directory.identities():
                 lake.ensure_bucket(home_bucket(ident.name))
