@@ -292,6 +292,7 @@ def serve_platform(**overrides: Any) -> Iterator[InProc]:
             thread.join(30)
         platform.quotas.stop()
         platform.purge.stop()
+        platform.monitoring.close()  # its kept-alive connections to the store
         platform.db.engine.dispose()
         ip.stop_lake()
         standin.stop()
@@ -382,7 +383,7 @@ def metrics_store(inproc: InProc) -> Iterator[InProc]:
         mon.start()
         yield inproc
     finally:
-        mon.alerts.stop()
+        mon.close()  # the rules' loop, and the connections to the store
         for p in procs:
             p.terminate()
             p.wait(20)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,6 +198,32 @@ def test_range_points_sent_on_as_written_equal_the_decoded_ones(metrics_store: I
     partial = raw.replace(b'"success",', b'"success","isPartial":true,', 1)
     assert partial != raw and split_matrix(partial) is None
     assert split_matrix(b'{"status":"success","data":{"resultType":"matrix","result":[]}}') == []
+
+
+def test_connections_to_the_store_do_not_pile_up_with_threads(metrics_store: InProc) -> None:
+    """The control plane queries from threads that come and go (the event loop's workers):
+    their kept-alive connections to the store are shared and bounded, not one per thread
+    that ever asked, and closing the store closes them."""
+    import psutil
+
+    from lakehub.server.ops.victoria import IDLE_MAX
+
+    store = metrics_store.platform.monitoring.store
+    port = store.port  # type: ignore[attr-defined]
+
+    def open_to_store() -> int:
+        conns = psutil.Process().net_connections("tcp")
+        return sum(
+            1 for c in conns if c.raddr and c.raddr.port == port and c.status == "ESTABLISHED"
+        )
+
+    for _ in range(3 * IDLE_MAX):
+        t = threading.Thread(target=store.query, args=("up", time.time()))
+        t.start()
+        t.join()
+    assert open_to_store() <= IDLE_MAX + 1  # + one the rules' loop may hold at this moment
+    store.close()
+    assert open_to_store() <= 1
 
 
 def test_a_failing_job_fires_is_told_silenced_and_kept(

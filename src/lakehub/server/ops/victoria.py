@@ -38,6 +38,7 @@ from lakehub.server.runtime import Runtime
 TIMEOUT_S = 30.0
 Only = dict[str, str] | None
 Params = list[tuple[str, str | int | float | bool | None]]
+IDLE_MAX = 8  # kept-alive connections: a dashboard's panels are queried 8 at once
 CACHE_BYTES = "48MiB"  # the store's caches: its whole footprint stays well under 100 MB
 
 
@@ -51,9 +52,8 @@ class VictoriaMetrics(MetricsStore):
         self.port = rt.ports["metrics"]
         self.url = f"http://127.0.0.1:{self.port}"
         self.dir = settings.data_dir / "metrics"
-        self._local = threading.local()
         self._lock = threading.Lock()
-        self._conns: list[http.client.HTTPConnection] = []
+        self._idle: list[http.client.HTTPConnection] = []
 
     # the components --------------------------------------------------------------------------
     def process(self) -> list[tuple[str, StoreProcess]]:
@@ -97,38 +97,44 @@ class VictoriaMetrics(MetricsStore):
         return [("metrics", store), ("metrics-agent", agent)]
 
     # queries ---------------------------------------------------------------------------------
-    # One kept-alive connection per thread, plain http.client: a dashboard sends its panels'
-    # queries at once from a few threads, and a heavier client's own work per request would
-    # cost more than the store's answer. Answers are not compressed (the store is local).
-    def _conn(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
-            self._local.conn = conn
-            with self._lock:
-                self._conns.append(conn)
-        return conn
+    # Kept-alive connections shared by the threads that query (taken, used, given back; at
+    # most IDLE_MAX kept), plain http.client: a dashboard sends its panels' queries at once
+    # from a few threads, and a heavier client's own work per request would cost more than the
+    # store's answer. Answers are not compressed (the store is local). Threads come and go
+    # (the event loop's workers), so a connection is not a thread's: it would outlive it.
+    def _new(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
 
     def _call(self, method: str, path: str, params: Params, body: bytes | None = None) -> Any:
         url = f"{path}?{urlencode(params)}"
         for attempt in (1, 2):  # a kept-alive connection the store closed: once more, afresh
-            conn = self._conn()
+            with self._lock:
+                conn = self._idle.pop() if self._idle and attempt == 1 else None
+            conn = conn or self._new()
             try:
                 conn.request(method, url, body=body, headers={"Accept-Encoding": "identity"})
                 r = conn.getresponse()
-                return r.status, r.read()
+                answer = r.status, r.read()
             except (http.client.HTTPException, OSError) as err:
                 conn.close()
-                self._local.conn = None
                 if attempt == 2:
                     raise OpsError(f"the metrics store does not answer: {err}", 503) from None
+                continue
+            with self._lock:
+                kept = len(self._idle) < IDLE_MAX
+                if kept:
+                    self._idle.append(conn)
+            if not kept:
+                conn.close()
+            return answer
         raise AssertionError("unreachable")
 
     def close(self) -> None:
+        """Closes the kept-alive connections (a later query opens one again)."""
         with self._lock:
-            for conn in self._conns:
-                conn.close()
-            self._conns.clear()
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     def _answer(self, path: str, params: Params, only: Only) -> bytes:
         """The store's answer to a query as it wrote it; a refusal is an OpsError."""
