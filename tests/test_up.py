@@ -414,6 +414,8 @@ def test_down_stops_everything_including_notebooks(life: Hub) -> None:
         time.sleep(0.1)
     assert _descendants_alive(pids) == []
     assert tagged(h.data_dir) == []
+    # the lake's local sockets were beside its data, none left in /tmp (weed never removes them)
+    assert not list(Path("/tmp").glob(f"seaweedfs-*-{rt['ports']['s3']}.sock"))
     assert h.cli("status", check=False).returncode != 0
     assert "no hub is running" in h.cli("down").stdout
 

@@ -40,6 +40,7 @@ GRANT_ACTIONS = {"read": ("Read", "List"), "write": ("Read", "Write", "List", "T
 REREAD = 60.0  # seconds: how often the read-only rules are read back from the filer
 BUCKETS = "/buckets/"  # where weed's S3 gateway keeps buckets in the filer
 GENERATION = "lakehub-generation"  # an identity with no rights whose key changes at every write
+SOCKET_DIR_MAX = 90  # a unix socket's path is at most 107 bytes: its folder, then "filer.sock"
 
 
 def weed_binary(configured: str | None = None) -> str:
@@ -125,6 +126,9 @@ class SeaweedFS(Lake):
             "-volume.max=0",
             "-master.volumeSizeLimitMB=256",
         ]
+        if len(str(self.dir)) < SOCKET_DIR_MAX:  # its local sockets beside its data, not left
+            # in /tmp for good (weed never removes them); a socket's path has a length limit
+            argv += [f"-{x}.localSocket={self.dir / f'{x}.sock'}" for x in ("s3", "filer")]
         env = {"WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"}
         return LakeProcess(argv, env, cwd=self.dir, pid_file=self.pid_file)
 
