@@ -77,6 +77,8 @@ def test_objects_outlive_a_volume_host_and_the_isolation_holds(
             else:
                 s3.put_object(Bucket=f"{name}-home", Key=key, Body=body)
         written[name] = objects
+    # the gateway's local sockets are in its folder: none in the machine's /tmp for good
+    assert {p.name for p in (rendered.gateway.folder / "data").glob("*.sock")} >= {"s3.sock"}
     # the internal ports want the cluster's tokens: no object without one
     assert httpx.get(f"http://{gw}:8888/buckets/{users[0]}-home/obj/1").status_code == 401
     for volume in rendered.volumes:
