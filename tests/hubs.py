@@ -284,7 +284,7 @@ class S3Service:
 
     def start(self, timeout: float = 60) -> S3Service:
         from lakehub.server.lake.cluster import operator_identities
-        from lakehub.server.lake.seaweedfs import weed_binary
+        from lakehub.server.lake.seaweedfs import local_sockets, weed_binary
         from lakehub.server.vault import write_private
 
         config = self.root / "s3.json"
@@ -294,9 +294,7 @@ class S3Service:
                 "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.config={config}",
                 "-s3.iam.readOnly=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
                 "-webdav=false", "-admin.ui=false", "-master.telemetry=false", "-volume.max=0",
-                "-master.volumeSizeLimitMB=256",
-                f"-s3.localSocket={self.root / 'weed' / 's3.sock'}",
-                f"-filer.localSocket={self.root / 'weed' / 'filer.sock'}"]  # fmt: skip
+                "-master.volumeSizeLimitMB=256", *local_sockets(self.root / "weed")]  # fmt: skip
         for name, port in ports.items():
             argv += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
         (self.root / "weed").mkdir(parents=True, exist_ok=True)

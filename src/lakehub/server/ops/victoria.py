@@ -213,8 +213,8 @@ def split_matrix(raw: bytes) -> list[SeriesJson] | None:
         return None
     body = raw[len(head) :]
     end = body.rfind(b']},"stats":{')
-    if end < 0:
-        end = len(body) - 3 if body.endswith(b"]}}") else -1
+    if end < 0 and body.endswith(b"]}}"):
+        end = len(body) - 3
     if end < 0:
         return None
     result = body[:end]
