@@ -25,6 +25,7 @@ import lakehub
 import lakehub.compute
 from conftest import Hub, creds_of, s3_for
 from kernel import Kernel
+from lakehub.client import tls_context
 
 API = "/services/lakehub/api"
 
@@ -55,6 +56,14 @@ def _showing(marker: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def _parent(pid: int) -> int:
+    """The parent of process ``pid`` (0 once it is gone)."""
+    try:  # the field after the command's closing parenthesis: state, then the parent's pid
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _record(hub: Hub, owner: str, name: str) -> dict[str, Any]:
@@ -151,7 +160,9 @@ def test_a_job_reads_the_users_parquet_and_writes_a_result_back(
     # every JVM of the cluster mapped its role's class-data archive from the spark environment
     master, *workers = rec["pids"]
     mapped = [("master", _maps(master))] + [("worker", _maps(w)) for w in workers]
-    mapped += [("executor", m) for p in _showing("CoarseGrainedExecutorBackend") if (m := _maps(p))]
+    # this cluster's executors: its workers' children (other tests' clusters may run beside it)
+    executors = [p for p in _showing("CoarseGrainedExecutorBackend") if _parent(p) in workers]
+    mapped += [("executor", m) for p in executors if (m := _maps(p))]
     assert [r for r, _ in mapped].count("executor") >= 1, "no executor found"
     for role, maps in mapped:
         assert f"/share/lakehub-cds/{role}.jsa" in maps, role
@@ -258,7 +269,7 @@ def test_clusters_outlive_a_restart_of_the_control_plane(
 
     def answers() -> bool:
         try:
-            return httpx.get(api["health_url"]).status_code == 200
+            return httpx.get(api["health_url"], verify=tls_context()).status_code == 200
         except httpx.TransportError:
             return False
 

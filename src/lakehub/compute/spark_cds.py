@@ -6,6 +6,9 @@ environment's 280 jars. HotSpot maps the classes a JVM of the same class path lo
 an archive instead (``-XX:SharedArchiveFile``). ``python -m lakehub.compute.spark_cds`` (run by
 the environment build, in the environment) makes one archive per role by running each once with
 ``-XX:ArchiveClassesAtExit``: a master, a worker, and one small application's driver and executor.
+The executor's archive is asked of it while it still runs (``jcmd <pid> VM.cds dynamic_dump``):
+its worker stops it as the application ends and kills it if it has not exited soon after, which
+left no archive when writing one took longer than that (a busy host).
 
 An archive serves only a JVM of the same Java whose class path starts like the one it was made
 with (the same environment); any other JVM ignores it (``-Xshare:auto``) and starts as before.
@@ -59,6 +62,19 @@ def _listens(port: int) -> bool:
         return False
 
 
+def _executors(group: int) -> list[int]:
+    """The Spark executors in process group ``group`` (a worker's)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            pid = int(proc.name)
+            if os.getpgid(pid) == group and b"Executor" in (proc / "cmdline").read_bytes():
+                found.append(pid)
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def make(env: Path, timeout: float = 300.0) -> list[str]:
     """Make ``env``'s archives (this interpreter must be ``env``'s): start a master and a worker,
     run one application (SQL, an aggregation, Parquet written and read, Python workers), stop
@@ -82,6 +98,11 @@ def make(env: Path, timeout: float = 300.0) -> list[str]:
 
     def dump(role: str) -> str:
         return f"-XX:ArchiveClassesAtExit={made / f'{role}.jsa'} {QUIET}"
+
+    java = shutil.which("java")
+    jcmd = Path(os.path.realpath(java)).with_name("jcmd") if java else None
+    if jcmd is None or not jcmd.is_file():
+        jcmd = None  # a Java without its tools: the executor writes its archive at exit
 
     base = {
         **os.environ,
@@ -119,7 +140,9 @@ def make(env: Path, timeout: float = 300.0) -> list[str]:
         builder = SparkSession.builder.master(url).appName("lakehub-cds")
         settings = {
             "spark.executor.memory": "512m",
-            "spark.executor.extraJavaOptions": dump("executor"),
+            "spark.executor.extraJavaOptions": (
+                f"-XX:+RecordDynamicDumpInfo {QUIET}" if jcmd else dump("executor")
+            ),
             **({"spark.executor.extraClassPath": ":".join(jars)} if jars else {}),
         }
         for key, value in settings.items():
@@ -132,6 +155,12 @@ def make(env: Path, timeout: float = 300.0) -> list[str]:
         summed = spark.sparkContext.parallelize(range(100), 2).map(lambda x: x * 2).sum()
         if (counted, summed) != (7, 9900):
             raise RuntimeError(f"the application computed {counted}, {summed}: not 7, 9900")
+        for pid in _executors(procs[1].pid) if jcmd else []:
+            subprocess.run(  # noqa: S603 (this Java's own tool)
+                [str(jcmd), str(pid), "VM.cds", "dynamic_dump", str(made / "executor.jsa")],
+                stdout=log, stderr=subprocess.STDOUT, timeout=max(5.0, deadline - time.monotonic()),
+                check=True,
+            )  # fmt: skip
         spark.stop()
         # the driver's JVM exits (writing its archive) once its standard input closes
         from pyspark import SparkContext
