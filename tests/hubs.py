@@ -32,6 +32,8 @@ from typing import Any
 
 import httpx
 
+from lakehub.client import tls_context
+
 LAKEHUB = [sys.executable, "-m", "lakehub.cli"]
 API = "/services/lakehub/api"
 
@@ -108,7 +110,9 @@ class ApiUser:
     def http(self, name: str | None = None) -> httpx.Client:
         """A client for ``name`` (none: anonymous), with the front door as base URL."""
         headers = {"Authorization": f"token {self.token(name)}"} if name else {}
-        return self._keep(httpx.Client(base_url=self.url, headers=headers, timeout=60))
+        return self._keep(
+            httpx.Client(base_url=self.url, headers=headers, timeout=60, verify=tls_context())
+        )
 
     def credentials(self, name: str) -> dict[str, str]:
         """The lake credentials the API hands ``name`` (never to be cached on the way)."""
@@ -232,6 +236,7 @@ class Hub(ApiUser):
             base_url=self.api,
             headers={"Authorization": f"token {self.service_token()}"},
             timeout=60,
+            verify=tls_context(),
         )
 
     def token(self, name: str) -> str:
@@ -241,7 +246,9 @@ class Hub(ApiUser):
 
     def browser_login(self, name: str, password: str | None = None) -> httpx.Client:
         """A cookie session as a browser would have after logging in on the hub's page."""
-        c = self._keep(httpx.Client(base_url=self.url, follow_redirects=True, timeout=60))
+        c = self._keep(
+            httpx.Client(base_url=self.url, follow_redirects=True, timeout=60, verify=tls_context())
+        )
         c.get("/hub/login")
         r = c.post(
             "/hub/login",
@@ -377,7 +384,7 @@ def lake_cluster(root: Path) -> Iterator[tuple[Any, dict[str, subprocess.Popen[b
 def answers(url: str) -> bool:
     """True if something answers HTTP at ``url`` (any status)."""
     try:
-        httpx.get(url, timeout=1)
+        httpx.get(url, timeout=1, verify=tls_context())
     except httpx.TransportError:
         return False
     return True

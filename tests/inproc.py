@@ -56,6 +56,7 @@ import pytest
 import uvicorn
 
 from hubs import ApiUser, answers
+from lakehub.client import tls_context
 from standins.jupyterhub import JupyterHubStandIn
 
 API_PREFIX = "/services/lakehub/api"
@@ -114,7 +115,12 @@ class InProc(ApiUser):
         """The local administrator (the service token), with the API as base URL."""
         token = self.platform.tokens.service
         return self._keep(
-            httpx.Client(base_url=self.api, headers={"Authorization": f"token {token}"}, timeout=60)
+            httpx.Client(
+                base_url=self.api,
+                headers={"Authorization": f"token {token}"},
+                timeout=60,
+                verify=tls_context(),
+            )
         )
 
     def token(self, name: str) -> str:
@@ -130,7 +136,9 @@ class InProc(ApiUser):
         OAuth callback sets (the exchange itself needs JupyterHub: real hubs test it)."""
         from lakehub.server.web.auth import TOKEN_COOKIE
 
-        c = self._keep(httpx.Client(base_url=self.url, follow_redirects=True, timeout=60))
+        c = self._keep(
+            httpx.Client(base_url=self.url, follow_redirects=True, timeout=60, verify=tls_context())
+        )
         cookie = self.platform.vault.encrypt(self.token(name))
         c.cookies.set(TOKEN_COOKIE, cookie, domain="127.0.0.1", path=self.platform.prefix)
         return c

@@ -12,12 +12,14 @@ from typing import Any
 import httpx
 import websocket
 
+from lakehub.client import tls_context
+
 
 def start_server(hub_url: str, name: str, token: str, timeout: float = 90) -> float:
     """Ask JupyterHub for ``name``'s server and wait until it answers; returns seconds taken."""
     headers = {"Authorization": f"token {token}"}
     t0 = time.monotonic()
-    with httpx.Client(base_url=hub_url, headers=headers, timeout=60) as c:
+    with httpx.Client(base_url=hub_url, headers=headers, timeout=60, verify=tls_context()) as c:
         r = c.post(f"/hub/api/users/{name}/server")
         assert r.status_code in (201, 202, 400), r.text  # 400: already running
         deadline = t0 + timeout
@@ -33,7 +35,10 @@ def start_server(hub_url: str, name: str, token: str, timeout: float = 90) -> fl
 
 def stop_server(hub_url: str, name: str, token: str) -> None:
     with httpx.Client(
-        base_url=hub_url, headers={"Authorization": f"token {token}"}, timeout=60
+        base_url=hub_url,
+        headers={"Authorization": f"token {token}"},
+        timeout=60,
+        verify=tls_context(),
     ) as c:
         c.delete(f"/hub/api/users/{name}/server")
         for _ in range(300):
@@ -47,7 +52,11 @@ class Kernel:
         self.base = f"{hub_url}/user/{name}/{server + '/' if server else ''}api"
         self.headers = {"Authorization": f"token {token}"}
         r = httpx.post(
-            f"{self.base}/kernels", headers=self.headers, json={"name": "python3"}, timeout=60
+            f"{self.base}/kernels",
+            headers=self.headers,
+            json={"name": "python3"},
+            timeout=60,
+            verify=tls_context(),
         )
         assert r.status_code == 201, r.text
         self.id = r.json()["id"]
@@ -100,7 +109,9 @@ class Kernel:
 
     def close(self) -> None:
         self.ws.close()
-        httpx.delete(f"{self.base}/kernels/{self.id}", headers=self.headers, timeout=30)
+        httpx.delete(
+            f"{self.base}/kernels/{self.id}", headers=self.headers, timeout=30, verify=tls_context()
+        )
 
 
 class Terminal:
@@ -109,7 +120,9 @@ class Terminal:
     def __init__(self, hub_url: str, name: str, token: str) -> None:
         self.base = f"{hub_url}/user/{name}/api"
         self.headers = {"Authorization": f"token {token}"}
-        r = httpx.post(f"{self.base}/terminals", headers=self.headers, timeout=60)
+        r = httpx.post(
+            f"{self.base}/terminals", headers=self.headers, timeout=60, verify=tls_context()
+        )
         assert r.status_code == 200, r.text
         self.name = r.json()["name"]
         ws_url = self.base.replace("http://", "ws://").removesuffix("/api")
@@ -135,7 +148,12 @@ class Terminal:
 
     def close(self) -> None:
         self.ws.close()
-        httpx.delete(f"{self.base}/terminals/{self.name}", headers=self.headers, timeout=30)
+        httpx.delete(
+            f"{self.base}/terminals/{self.name}",
+            headers=self.headers,
+            timeout=30,
+            verify=tls_context(),
+        )
 
 
 def tiny_wheel(module: str, version: str = "0.1") -> bytes:

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Hub, start_hub, stop_hub
 from kernel import start_server, stop_server
+from lakehub.client import tls_context
 from lakehub.server.config import SettingsError, load_settings
 
 TIMEOUT = 45  # long enough for the steps before the cull on a busy machine
@@ -38,6 +39,7 @@ def metrics(hub: Hub, token: str) -> dict[str, float]:
         f"{hub.url}/services/lakehub/metrics",
         headers={"Authorization": f"Bearer {token}"},
         timeout=30,
+        verify=tls_context(),
     )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/plain")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +13,15 @@ from urllib.parse import quote
 import httpx
 
 API_PREFIX = "/services/lakehub"
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """httpx's default TLS settings (certifi's bundle, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``),
+    made once per process and shared by its clients (``verify=tls_context()``): httpx otherwise
+    reads the whole bundle for every client it makes, 44 ms of CPU each on a 2-core host, even
+    for a plain ``http://`` call."""
+    return httpx.create_ssl_context()
 
 
 class LakeHubError(RuntimeError):
@@ -219,7 +230,10 @@ class Client:
         self.url = url.rstrip("/")
         self.token = token
         self._http = httpx.Client(
-            base_url=self.url, timeout=timeout, headers={"Authorization": f"token {token}"}
+            base_url=self.url,
+            timeout=timeout,
+            headers={"Authorization": f"token {token}"},
+            verify=tls_context(),
         )
         self.lake = Lake(self)
         self.connections = Connections(self)

@@ -257,6 +257,8 @@ class Notices:
     def _webhooks(self) -> int:
         import httpx
 
+        from lakehub.client import tls_context
+
         now = self.clock.now_ms()
         with self.db.session() as s:
             due = s.execute(
@@ -273,7 +275,13 @@ class Notices:
             try:
                 url = self.vault.decrypt(sealed)
                 self.check(url)  # again: what a name resolves to may have changed
-                r = httpx.post(url, json=payload, timeout=TIMEOUT_S, follow_redirects=False)
+                r = httpx.post(
+                    url,
+                    json=payload,
+                    timeout=TIMEOUT_S,
+                    follow_redirects=False,
+                    verify=tls_context(),
+                )
                 if not r.is_success:
                     error = f"answered {r.status_code}"
             except JobsError as err:

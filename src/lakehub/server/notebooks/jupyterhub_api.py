@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from lakehub.client import tls_context
 from lakehub.server.notebooks.roles import ADMIN_GROUP
 
 TOKEN_ID = re.compile(r"[a-z][0-9]{1,18}")
@@ -25,6 +26,7 @@ class JupyterHubAPI:
             base_url=api_url.rstrip("/") + "/",
             headers={"Authorization": f"token {token}"},
             timeout=30,
+            verify=tls_context(),
         )
 
     async def aclose(self) -> None:
@@ -84,6 +86,7 @@ class JupyterHubAPI:
                 headers={"Authorization": client.headers["Authorization"]},
                 json={"note": note, "expires_in": expires_in},
                 timeout=30,
+                verify=tls_context(),
             )
         except httpx.TransportError as err:
             raise HubAPIError(f"JupyterHub is not answering ({err.__class__.__name__})") from err

@@ -28,6 +28,7 @@ from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from jupyterhub.utils import random_port
 from traitlets import Bool, Unicode, default
 
+from lakehub.client import tls_context
 from lakehub.server.notebooks import limits, records, warm
 from lakehub.server.notebooks.accounts import ensure_account, unix_name
 from lakehub.server.notebooks.specs import CLUSTER_ENVIRONMENTS
@@ -63,7 +64,7 @@ class LakeHubSpawner(LocalProcessSpawner):
         return checked_at_start
 
     async def _control(self, method: str, path: str, body: Any) -> Any:
-        async with httpx.AsyncClient(timeout=30) as client:
+        async with httpx.AsyncClient(timeout=30, verify=tls_context()) as client:
             resp = await client.request(
                 method,
                 f"{self.lakehub_api_url}/api/internal/{path}/{self.user.name}",
@@ -292,7 +293,7 @@ class LakeHubSpawner(LocalProcessSpawner):
 
 async def render_form(spawner: LakeHubSpawner) -> str:
     """The spawn form: the environments and sizes this user may pick, variables to add."""
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx.AsyncClient(timeout=30, verify=tls_context()) as client:
         resp = await client.get(
             f"{spawner.lakehub_api_url}/api/internal/spawn-options/{spawner.user.name}",
             headers={"Authorization": f"token {spawner.lakehub_token}"},

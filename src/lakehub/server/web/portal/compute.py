@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from lakehub.client import tls_context
 from lakehub.server.web.api.compute import call, stop_cluster
 from lakehub.server.web.api.spark import engine
 from lakehub.server.web.deps import Browser, State
@@ -42,7 +43,7 @@ async def spark_ui(name: str, path: str, request: Request, who: Browser, state: 
     """The cluster's Spark UI (master, workers, applications), for its owner only."""
     info = await call(state, engine(state).connect, who.name, name)
     url = f"{info['ui_url']}/{path}"
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx.AsyncClient(timeout=30, verify=tls_context()) as client:
         try:
             upstream = await client.get(url, params=request.query_params)
         except httpx.TransportError as err:
