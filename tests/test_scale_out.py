@@ -109,6 +109,11 @@ def test_a_dask_worker_on_another_host_joins_a_users_cluster(
             # ...and held by the worker on the other host (fetching them back is not checked:
             # on this machine that read hung once, for a reason not yet found)
             assert set(client.who_has(squares).values()) == {(far,)}
+            # the gateway counts its own workers only: neither it nor the gateway's one was
+            # retired for being one more than asked for (dask-gateway's scheduler retires at once)
+            names = sorted(w.get("name") for w in client.scheduler_info()["workers"].values())
+            assert len(names) == 2 and "far-away" in names, names
+            assert proc.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
         finally:
             if proc is not None:
                 proc.terminate()

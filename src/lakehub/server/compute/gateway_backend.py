@@ -81,6 +81,20 @@ class _Planned(HasTraits):
         """The ids a cluster's processes run as (the gateway's own, unless overridden)."""
         return os.getuid(), os.getgid(), os.getgroups()
 
+    def get_scheduler_command(self, cluster: Any) -> Any:
+        """Upstream's, with :mod:`lakehub.compute.dask_outside` loaded after dask-gateway's
+        preload: a worker that joins from another host is neither retired nor counted. Not in
+        an environment built before that module (until its rebuild): a missing preload would
+        stop the scheduler."""
+        cmd = list(super().get_scheduler_command(cluster))  # type: ignore[misc]
+        env = Path(cmd[0]).parent.parent  # the environment's bin/dask
+        if any(env.glob("lib/python3*/site-packages/lakehub/compute/dask_outside.py")):
+            # right after it, before its options: what follows the first option the scheduler
+            # does not know is handed to the preloads (and dask-gateway's refuses any other)
+            at = cmd.index("dask_gateway.scheduler_preload") + 1
+            cmd[at:at] = ["--preload", "lakehub.compute.dask_outside"]
+        return cmd
+
     def get_worker_command(
         self, cluster: Any, worker_name: str, scheduler_address: Any = None
     ) -> Any:
