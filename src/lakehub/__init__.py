@@ -16,9 +16,12 @@ The SDK::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+# not ``typing``: every interpreter of every environment imports this package at its start
+# (``lakehub-profiles.pth``), and ``typing`` alone is a few milliseconds of it
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from lakehub.client import Client
 
 __all__ = ["arrays", "compute", "connect", "datasets", "models", "streams"]

@@ -15,13 +15,16 @@ changes shape, nothing is patched and the standard rules apply.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.abc
-import importlib.machinery
 import sys
-from collections.abc import Sequence
-from types import ModuleType
-from typing import Any
+
+# only what every interpreter has loaded already: this runs at the start of every Python
+# process of every environment (``typing`` and ``importlib.abc`` cost about 25 ms)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+    from typing import Any
 
 MARKER = "lakehub_connection"
 TARGET = "botocore.configprovider"
@@ -45,19 +48,25 @@ def patch(module: ModuleType) -> bool:
     return True
 
 
-class _Finder(importlib.abc.MetaPathFinder):
+class _Finder:
+    """A meta path finder (duck-typed: ``importlib.abc`` is not imported for it)."""
+
     def find_spec(
         self, name: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
+    ) -> ModuleSpec | None:
         if name != TARGET:
             return None
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path)
         loader = getattr(spec, "loader", None)
         run = getattr(loader, "exec_module", None)
         if spec is None or run is None:
             return spec
 
         def exec_module(module: ModuleType) -> None:
+            import contextlib
+
             run(module)
             with contextlib.suppress(Exception):  # never break botocore's import
                 patch(module)
