@@ -20,6 +20,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from distributed import KilledWorker
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -67,6 +68,21 @@ def _read(bucket: str, key: str) -> bytes:
 def _slow(i: int) -> int:
     time.sleep(0.5)
     return i * i
+
+
+def _hold(mib: int) -> int:
+    """Runs on a worker: holds ``mib`` MiB (every page touched) for a while."""
+    import numpy as np
+
+    block = np.ones(mib << 20, dtype=np.uint8)
+    time.sleep(10)
+    return int(block[-1])
+
+
+def _blas_threads() -> list[int]:
+    import threadpoolctl
+
+    return [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
 
 
 def _gateway_pid(hub: Hub) -> int:
@@ -191,6 +207,16 @@ def test_limits_are_checked_before_a_cluster_starts(dask_ready: Hub, new_user) -
         # what fits: a 512 MiB scheduler and 512 MiB workers under 1.5 GiB: at most 2 workers
         client = lakehub.compute.dask(workers=1, memory="512 MiB", client=c)
         try:
+            # the worker (forked from its nanny) has numpy's BLAS on one thread, as a spawned
+            # one would; a task that takes more than the worker's memory gets it restarted
+            # by the nanny, each try, until the task is given up
+            threads = client.run(lambda: _blas_threads())
+            assert threads and all(set(t) == {1} for t in threads.values()), threads
+            first = set(client.run(os.getpid).values())
+            with pytest.raises(KilledWorker):
+                client.submit(lambda: _hold(640), pure=False).result(timeout=120)
+            client.wait_for_workers(1, timeout=30)
+            assert set(client.run(os.getpid).values()).isdisjoint(first)
             with pytest.warns(Warning, match="exceed resource limit of 2 workers"):
                 client.cluster.scale(5)
         finally:

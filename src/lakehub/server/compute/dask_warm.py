@@ -28,6 +28,14 @@ from pathlib import Path
 from lakehub.server.notebooks import warm
 
 log = logging.getLogger("lakehub.compute")
+# distributed's ``nanny.pre-spawn-environ``: read when numpy and the C library load, which is
+# in the starter (a cluster's workers are forked from their nanny, and nannies from the starter)
+PRE_SPAWN = {
+    "MALLOC_TRIM_THRESHOLD_": "65536",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+}
 MODULES = {"scheduler": "distributed.cli.dask_scheduler", "worker": "distributed.cli.dask_worker"}
 READY_TIMEOUT = 30.0
 
@@ -52,6 +60,7 @@ class WarmStarter:
             "PATH": f"{python.parent}:/usr/local/bin:/usr/bin:/bin",
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             "PYTHONUNBUFFERED": "1",
+            **PRE_SPAWN,
             # `lakehub down` stops it with the hub; every process it forks carries the marker
             **{k: os.environ[k] for k in ("LAKEHUB_HUB_ID",) if k in os.environ},
         }

@@ -39,7 +39,7 @@ from dask_gateway_server.models import User
 from traitlets import HasTraits, Unicode
 
 from lakehub.server.compute.dashboards import Dashboards
-from lakehub.server.compute.dask_warm import WarmStarter
+from lakehub.server.compute.dask_warm import PRE_SPAWN, WarmStarter
 from lakehub.server.notebooks.accounts import ensure_account, unix_name
 
 ENV_TTL = 60.0
@@ -88,10 +88,13 @@ class _Planned(HasTraits):
         stop the scheduler."""
         cmd = list(super().get_scheduler_command(cluster))  # type: ignore[misc]
         env = Path(cmd[0]).parent.parent  # the environment's bin/dask
-        if any(env.glob("lib/python3*/site-packages/lakehub/compute/dask_outside.py")):
+        upstream = "dask_gateway.scheduler_preload"
+        if upstream in cmd and any(
+            env.glob("lib/python3*/site-packages/lakehub/compute/dask_outside.py")
+        ):
             # right after it, before its options: what follows the first option the scheduler
             # does not know is handed to the preloads (and dask-gateway's refuses any other)
-            at = cmd.index("dask_gateway.scheduler_preload") + 1
+            at = cmd.index(upstream) + 1
             cmd[at:at] = ["--preload", "lakehub.compute.dask_outside"]
         return cmd
 
@@ -185,7 +188,16 @@ class _Planned(HasTraits):
         # with its event loop's monotonic clock, so it never fires with current distributed:
         # distributed's own check (one clock) stops an idle scheduler instead
         idle = f"{float(cluster.config.idle_timeout or 0):g}s"
-        return {**env, **owner, "DASK_DISTRIBUTED__SCHEDULER__IDLE_TIMEOUT": idle}
+        return {
+            **env,
+            **owner,
+            "DASK_DISTRIBUTED__SCHEDULER__IDLE_TIMEOUT": idle,
+            # a worker forked from its nanny, which has imported everything already: half a
+            # second of a new interpreter saved on every worker's start (the nanny still
+            # watches the worker's memory and restarts it)
+            "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD": "fork",
+            **PRE_SPAWN,
+        }
 
     async def _check_cluster_proxied(self, cluster: Any) -> None:
         """Upstream's, less the route from the proxy to the dashboard (see the module's doc)."""
