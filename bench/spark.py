@@ -233,7 +233,9 @@ def main() -> None:
 
         # the driver as in a notebook: the spark environment's own Python, whose JVMs map the
         # class-data archives made with it; "no archives" moves them aside for that run only
-        spark_env = (hub.data_dir / "envs" / "spark").resolve()
+        from lakehub.server.config import load_settings  # its envs_dir, shared or its own
+
+        spark_env = (load_settings(data_dir=hub.data_dir).envs_dir / "spark").resolve()
         archives = spark_env / "share" / "lakehub-cds"
         aside = archives.with_name("lakehub-cds.aside")
         has_archives = archives.is_dir()
