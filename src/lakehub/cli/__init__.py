@@ -6,6 +6,12 @@ import `_common`, and nothing outside this package imports it (see ``[tool.impor
 pyproject.toml; ``./dev check`` enforces both).
 """
 
-from lakehub.cli._root import main
+import sys
+
+# httpx imports its own command line (rich, pygments, click's pager) whenever they are installed,
+# a sixth of this command's start; this command never runs it (httpx then offers a stub)
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+from lakehub.cli._root import main  # noqa: E402
 
 __all__ = ["main"]
