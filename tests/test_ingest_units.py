@@ -401,3 +401,62 @@ def test_records_converted_at_once_give_the_table_a_column_at_a_time_gives(
         slow, slow_moved = make(batch, known, False)
         assert fast.equals(slow, check_metadata=True), (fast.schema, slow.schema)
         assert repr(fast_moved) == repr(slow_moved)
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)  # beyond 64 bits: the scan refuses, the full parse takes
+    | st.floats(allow_nan=True, allow_infinity=True)  # NaN: the same
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+# what a sender gets wrong: control characters, broken escapes and UTF-8, stray separators
+_SLIPS = [
+    *(b"\x00", b"\x1f", b"\\", b"\\u", b"\\ud800", b'"', b"{", b"}", b"[", b"]", b",", b":"),
+    *(b"\n", b"\n\n", b" ", b"\xff", b"\xc0\x80", b"\xef\xbb\xbf", b"NaN", b"1e999", b"00"),
+]
+_HOW = ("before", "over", "in a string")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    values=st.lists(_JSON, max_size=4),
+    slips=st.lists(
+        st.tuples(st.integers(0, 10**6), st.sampled_from(_SLIPS), st.sampled_from(_HOW)),
+        max_size=3,
+    ),
+    ndjson=st.booleans(),
+)
+def test_the_door_counts_what_the_writer_reads_and_takes_nothing_it_cannot(
+    values: list[Any], slips: list[tuple[int, bytes, str]], ndjson: bool
+) -> None:
+    """The HTTP receiver checks a JSON or NDJSON body without building its records; whatever it
+    takes, the lake writer's parse reads as that many records (nothing acknowledged fails
+    later), and a body of objects is taken whole."""
+    from lakehub.server.ingest.base import Refused
+    from lakehub.server.ingest.encode import decode
+    from lakehub.server.ingest.http import check
+
+    fmt = Fmt.NDJSON if ndjson else Fmt.JSON
+    lines = [json.dumps(v, ensure_ascii=False).encode() for v in values]
+    body = bytearray(b"\n".join(lines) if ndjson else b"[" + b",".join(lines) + b"]")
+    objects = all(type(v) is dict for v in values) and bool(values)
+    for at, slip, how in slips:
+        quotes = [i + 1 for i, c in enumerate(body) if c == ord('"')]
+        if how == "in a string" and quotes:
+            at = quotes[at % len(quotes)]
+        at %= len(body) + 1
+        body[at : at + (len(slip) if how == "over" else 0)] = slip
+    try:
+        taken = check(fmt, bytes(body))
+    except Refused:
+        assert slips or not objects  # a body of objects, untouched, is never refused
+        return
+    _, records = decode(Entry(1, 1, fmt, 0.0, "t", bytes(body), ""))
+    assert taken == len(records)
+    if objects and not slips:
+        assert taken == len(values)

@@ -98,7 +98,7 @@ def _times(times: Any) -> list[float]:
 
 
 def _maps(recs: Any) -> list[dict[str, Any]]:
-    if set(map(type, recs)) != {dict}:
+    if set(map(type, recs)) - {dict}:  # none at all is no records (a JSON body ``[]``)
         raise ValueError("a record is not a map")
     return list(recs)
 
