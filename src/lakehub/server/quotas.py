@@ -8,17 +8,13 @@ working there, so deleting brings usage back under the limit and the next pass l
 
 The bound on overshoot: writes the lake accepts between the moment a limit is crossed and the
 moment the block is in force, that is at most one interval plus one measuring pass plus the time
-to apply the block (about 0.3 s), times the rate at which the target is written to. The interval
-is a second, or nine times the last pass when passes take longer than a tenth of a second: the
-listing takes at most a tenth of the lake's time, so a space of millions of objects is measured
-every few tens of seconds instead of without pause.
+to apply the block (about 0.3 s), times the rate at which the target is written to.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -30,8 +26,7 @@ from lakehub.server.schema import Instant
 from lakehub.sizes import human
 
 KINDS = ("user", "space")
-INTERVAL = 1.0  # seconds between two measuring passes (at least)
-PASS_SHARE = 0.1  # of the time, at most, spent measuring
+INTERVAL = 1.0  # seconds between two measuring passes
 LARGEST = 2**63 - 1  # what the database holds
 log = logging.getLogger("lakehub.server.quotas")
 
@@ -101,12 +96,6 @@ def over(
     return (max_bytes is not None and used_bytes >= max_bytes) or (
         max_objects is not None and used_objects >= max_objects
     )
-
-
-def pause(interval: float, took: float) -> float:
-    """Seconds to wait after a pass that took ``took``: the interval, or as long as keeps the
-    passes to ``PASS_SHARE`` of the time."""
-    return max(interval, took * (1 - PASS_SHARE) / PASS_SHARE)
 
 
 def pattern(kind: str, name: str) -> str:
@@ -260,7 +249,6 @@ class Quotas:
     def _run(self) -> None:
         failures = 0
         while not self._stop.is_set():
-            started = time.monotonic()
             try:
                 self.enforce()
                 failures, self._last_error = 0, ""
@@ -269,7 +257,7 @@ class Quotas:
                 if failures >= 5 and str(err) != self._last_error:  # say so once it lasts
                     log.warning("quota pass failed %d times in a row: %s", failures, err)
                     self._last_error = str(err)
-            self._wake.wait(pause(self.interval, time.monotonic() - started))
+            self._wake.wait(self.interval)
             self._wake.clear()
 
     @staticmethod
