@@ -126,6 +126,15 @@ def test_a_cluster_runs_as_its_owner_on_their_data_and_nobody_else_reaches_it(
                 lambda: __import__("dask").config.get("distributed.scheduler.idle-timeout")
             )
             assert idle == "1800s"  # compute_idle_timeout's default (dask's own: none)
+            # temporary files (spilled data) in the cluster's own directory, not the machine's
+            # /tmp; removed with the cluster
+            scratch = {
+                Path(d)
+                for d in client.run(lambda dask_worker: dask_worker.local_directory).values()
+            }
+            scratch |= {Path(d) for d in client.run(__import__("tempfile").gettempdir).values()}
+            scratch.add(Path(client.run_on_scheduler(__import__("tempfile").gettempdir)))
+            assert all(d.is_relative_to(hub.data_dir) and name in str(d) for d in scratch), scratch
             total = client.submit(lambda b: _sum_and_write(b), a_bucket).result(timeout=60)
             assert total == sum(range(1000))
             out = (
@@ -188,6 +197,7 @@ def test_a_cluster_runs_as_its_owner_on_their_data_and_nobody_else_reaches_it(
             client.close()
         lakehub.compute.stop("dask", name, client=a)
         hub.wait(lambda: lakehub.compute.clusters(client=a) == [], 30, "the cluster to stop")
+        hub.wait(lambda: not any(d.exists() for d in scratch), 30, "its files to be removed")
 
 
 def test_limits_are_checked_before_a_cluster_starts(dask_ready: Hub, new_user) -> None:

@@ -188,9 +188,14 @@ class _Planned(HasTraits):
         # with its event loop's monotonic clock, so it never fires with current distributed:
         # distributed's own check (one clock) stops an idle scheduler instead
         idle = f"{float(cluster.config.idle_timeout or 0):g}s"
+        # the cluster's temporary files (workers' spilled data included) in its own working
+        # directory, the owner's alone and removed with the cluster: not the machine's /tmp
+        workdir = (cluster.state or {}).get("workdir")
+        private = {"TMPDIR": workdir, "DASK_TEMPORARY_DIRECTORY": workdir} if workdir else {}
         return {
             **env,
             **owner,
+            **private,
             "DASK_DISTRIBUTED__SCHEDULER__IDLE_TIMEOUT": idle,
             # a worker forked from its nanny, which has imported everything already: half a
             # second of a new interpreter saved on every worker's start (the nanny still

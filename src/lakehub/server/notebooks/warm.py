@@ -117,6 +117,8 @@ def _child(conn: socket.socket, profile: str, import_env: dict[str, str]) -> Non
         os.environ.update(request["env"])
         if "dask" in sys.modules:  # its settings were read from the starter's environment
             sys.modules["dask"].config.refresh()
+        if "tempfile" in sys.modules:  # so was TMPDIR, if an import asked for it
+            sys.modules["tempfile"].tempdir = None  # type: ignore[attr-defined]
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         sys.argv = list(request["argv"])
