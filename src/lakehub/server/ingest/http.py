@@ -101,10 +101,10 @@ def _scanned(text: bytes) -> int | None:
 
 def check(fmt: Fmt, body: bytes) -> int:
     """Cheap validation of a structured body; returns the number of records."""
-    if not body.strip():
+    array = body.strip()  # a copy of the body: made once
+    if not array:
         raise Refused("empty body")
     if fmt in (Fmt.JSON, Fmt.NDJSON):
-        array = body.strip()
         if fmt == Fmt.NDJSON:  # the lines joined as the lake writer joins them (a blank line
             array = b"[" + array.replace(b"\n", b",") + b"]"  # is not read here, but below)
         elif array.startswith(b"{"):
