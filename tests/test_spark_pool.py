@@ -196,7 +196,20 @@ def test_a_request_of_the_pools_shape_gets_a_warm_cluster_with_its_owners_keys(
     assert ann_creds["access_key_id"] in keys.read_text()
     assert keys.stat().st_mode & 0o777 == 0o600
     pids = [p for p in rec["pids"] if Path(f"/proc/{p}").exists()]
-    assert len(pids) == 3  # master, worker, Connect server
+    assert len(pids) == 1 and rec["local"]  # one process: the Connect server, its executor inside
+    # its heap: the driver's 1 GiB and its worker's executor's 4/5 of 1 GiB (not spark-submit's
+    # 512 MiB for daemons, which a Connect server is to it)
+    assert b"\0-Xmx1843m\0" in Path(f"/proc/{pids[0]}/cmdline").read_bytes()
+    # its UI (its driver's: the sessions' jobs) through the portal, for ann alone
+    ui = f"{ip.platform.prefix}compute/spark/{warm['name']}/ui/jobs/"
+    page = ip.browser_login(ann).get(ui)
+    assert page.status_code == 200 and "Spark Jobs" in page.text, page.text[-500:]
+    assert f"/compute/spark/{warm['name']}/ui/" in page.text  # its links lead back through it
+    assert ip.browser_login(bob).get(ui).status_code == 404
+    with ip.http(ann) as c:  # what a classic driver would join it with: nothing (no master)
+        info = c.get(f"{API_PREFIX}/compute/spark/{warm['name']}/connect").json()
+    assert "master" not in info and "secret" not in info, info
+    assert info["remote"].startswith("sc://localhost:") and info["token"]
     assert not showing(ann_creds["secret_access_key"], processes_of(os.geteuid()) + pids)
     if ROOT:  # an account of the cluster's own, now at everyone's priority
         account = pwd.getpwnam(f"lh-{warm['name']}")
@@ -268,6 +281,7 @@ def test_the_connect_servers_settings_for_an_owner_and_for_the_pool(tmp_path: Pa
         "connect_token": secrets.token_urlsafe(16),
         "work": str(tmp_path / "pool-1"),
         "endpoint": "http://127.0.0.1:8333",
+        "workers": 2,
     }
     keys = {"AWS_ENDPOINT_URL": rec["endpoint"], "AWS_ACCESS_KEY_ID": "AKANN"}
     keys["AWS_SECRET_ACCESS_KEY"] = secrets.token_urlsafe(16)
@@ -275,12 +289,15 @@ def test_the_connect_servers_settings_for_an_owner_and_for_the_pool(tmp_path: Pa
         work.mkdir()
         fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            path = connect_conf(work, None, rec, "spark://127.0.0.1:7077", lake, 1, 1024, fd)
+            path = connect_conf(work, None, rec, lake, 1, 1024, fd)
         finally:
             os.close(fd)
         assert path.stat().st_mode & 0o777 == 0o600
         props = dict(line.split(" ", 1) for line in path.read_text().splitlines())
         assert props["spark.connect.authenticate.token"] == rec["connect_token"]
+        # one process: the workers' cores and their executors' memory (4/5 of 1 GiB) inside it
+        assert props["spark.master"] == "local[2]"
+        assert props["spark.driver.memory"] == f"{1024 + 2 * 819}m"
         assert props["spark.authenticate.secret"] == rec["secret"]
         assert f"-Djava.io.tmpdir={work / 'tmp'} " in props["spark.driver.extraJavaOptions"]
         assert props["spark.local.dir"] == str(work / "tmp")

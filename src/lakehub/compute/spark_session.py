@@ -232,7 +232,7 @@ def session(
         start_jvm(info["jars"], conf)
         _wait_for_master(info["master"])  # it starts with the server, in the background
     else:
-        from lakehub.client import default
+        from lakehub.client import LakeHubError, default
 
         hub = default(client)
 
@@ -262,6 +262,13 @@ def session(
         if "error" in result:
             raise result["error"]
         info, creds = result["info"], result["creds"]
+        if "master" not in info:
+            raise LakeHubError(
+                409,
+                f"Spark cluster {info['name']} is a Spark Connect cluster (one process, no "
+                "master for a driver here to join): open it with lakehub.compute.spark("
+                f"connect=True, name={info['name']!r})",
+            )
     return _build(SparkSession, info, creds, app_name, conf)
 
 
@@ -276,11 +283,11 @@ def remote_session(
 ) -> Any:
     """A Spark Connect session on a cluster of yours with a Spark Connect server (started with
     one if none of this shape has it). The token goes in the gRPC call's metadata only."""
-    from pyspark.sql.connect.client import DefaultChannelBuilder
-    from pyspark.sql.connect.session import SparkSession as RemoteSession
-
     from lakehub.client import LakeHubError, default
 
+    # pyspark's client (pandas, pyarrow, grpc: a second's import) loads while the cluster starts
+    loading = threading.Thread(target=_load_connect_client, name="lakehub-spark-import")
+    loading.start()
     info = connect_info(
         default(client),
         2 if workers is None else workers,
@@ -292,6 +299,10 @@ def remote_session(
     )
     if "remote" not in info:
         raise LakeHubError(409, f"Spark cluster {info['name']} has no Spark Connect server")
+    loading.join()
+    from pyspark.sql.connect.client import DefaultChannelBuilder
+    from pyspark.sql.connect.session import SparkSession as RemoteSession
+
     channel = DefaultChannelBuilder(info["remote"])
     channel.set("token", info["token"])
     builder = RemoteSession.builder.channelBuilder(channel)
@@ -333,3 +344,11 @@ def _build(
     for key, value in settings.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def _load_connect_client() -> None:
+    """Import Spark Connect's client ahead; an error shows where it is imported for use."""
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        import pyspark.sql.connect.session  # noqa: F401

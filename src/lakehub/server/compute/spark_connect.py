@@ -2,8 +2,9 @@
 gets a ``SparkSession`` over gRPC without a JVM of its own.
 
 The server (``SparkConnectServer`` from the environment's pyspark, through ``spark-submit``) runs
-as the cluster's owner beside its master, with the owner's lake keys and the cluster's
-``spark.authenticate`` secret, bound to the cluster's address. It answers only a client that
+as the cluster's owner, its executor inside it (a ``local[n]`` master) or beside a standalone
+master, with the owner's lake keys and the cluster's ``spark.authenticate`` secret, bound to the
+cluster's address. It answers only a client that
 sends the cluster's Connect token (``spark.connect.authenticate.token``); the token, like the
 secret and the keys, is written only to a properties file private to the owner, never to a
 command line. Without TLS, Spark Connect's Python client sends a token only to ``localhost``:
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lakehub.compute.spark_session import executor_options, java_options, lake_conf
+from lakehub.compute.spark_session import java_options, lake_conf
 from lakehub.server.compute.spark_procs import Ids, lake_jars, private_subdir, write_private
 
 # the AWS SDK's reader of a credentials file (the one ``AWS_CREDENTIAL_PROFILES_FILE`` names),
@@ -30,47 +31,51 @@ DRIVER_MEMORY = 1 << 30
 
 
 def connect_conf(
-    work: Path, user: Ids | None, rec: dict[str, Any], master: str, lake: dict[str, str],
-    cores: int, memory_mb: int, work_fd: int,
+    work: Path, user: Ids | None, rec: dict[str, Any], lake: dict[str, str],
+    cores: int, memory_mb: int, work_fd: int, ui_base: str = "",
 ) -> Path:  # fmt: skip
-    """The server's settings, in a file private to the owner: its cluster, its port and token,
-    the owner's lake keys, the executors' shape. ``work_fd``: ``work``, open (see
-    :func:`.spark_procs.private_dir`)."""
+    """The server's settings, in a file private to the owner: its port and token, the owner's
+    lake keys, its executor (inside it: a ``local[n]`` master with the workers' cores, the
+    heap of :func:`heap_mb`; ``cores`` and ``memory_mb`` a worker's). ``work_fd``: ``work``,
+    open (see :func:`.spark_procs.private_dir`). ``ui_base``: where its UI is reached through
+    the front door (its links are made below it)."""
     env = Path(rec["env"])
     jars = lake_jars(Path(rec["spark_home"]).parent)
     scratch = work / "tmp"  # the driver's temporary files (Spark Connect's model cache too)
     private_subdir(work_fd, scratch.name, user)
     props = {
-        "spark.master": master,
+        "spark.master": f"local[{cores * rec['workers']}]",
+        "spark.driver.memory": f"{heap_mb(rec, memory_mb)}m",
         "spark.app.name": connect_app(rec["name"]),
         "spark.authenticate": "true",
         "spark.authenticate.secret": rec["secret"],
-        "spark.network.crypto.enabled": "true",
+        # Spark's RPC here carries the executor's fetches from its own driver, over loopback:
+        # authenticated (SASL), not encrypted. With AES, the driver's side of a new connection
+        # loaded a cipher class while the executor that opened it held the class loader it
+        # fetched for: a task hung 120 s, on one in four cold starts under load (thread dumps)
+        "spark.network.crypto.enabled": "false",
         "spark.driver.host": rec["host"],
         "spark.driver.bindAddress": rec["host"],
-        "spark.driver.memory": f"{DRIVER_MEMORY >> 20}m",
         "spark.ui.port": str(rec["connect_ui_port"]),
         "spark.connect.grpc.binding.address": rec["host"],
         "spark.connect.grpc.binding.port": str(rec["connect_port"]),
         "spark.connect.authenticate.token": rec["connect_token"],
         "spark.pyspark.python": str(env / "bin" / "python"),
         "spark.local.dir": str(scratch),
-        "spark.executor.cores": str(cores),
-        "spark.executor.memory": f"{max(512, int(memory_mb * 0.8))}m",
         **lake_conf(
             lake.get("AWS_ENDPOINT_URL", ""),
             lake.get("AWS_ACCESS_KEY_ID", ""),
             lake.get("AWS_SECRET_ACCESS_KEY", ""),
         ),
     }
+    if ui_base:
+        props["spark.ui.proxyBase"] = ui_base
     if jars:
         props["spark.driver.extraClassPath"] = ":".join(jars)
-        props["spark.executor.extraClassPath"] = ":".join(jars)
     # not the machine's /tmp, which every user's server would share
     props["spark.driver.extraJavaOptions"] = f"-Djava.io.tmpdir={scratch} " + java_options(
         env, "driver"
     )
-    props.update(executor_options(env))
     if "AWS_CREDENTIAL_PROFILES_FILE" in lake:  # a pooled server: keys from a file, later
         for key in ("access.key", "secret.key"):
             del props[f"spark.hadoop.fs.s3a.{key}"]
@@ -78,6 +83,12 @@ def connect_conf(
     conf = work / "connect.conf"
     write_private(conf, user, props, work_fd)
     return conf
+
+
+def heap_mb(rec: dict[str, Any], memory_mb: int) -> int:
+    """A one-process Connect cluster's heap: its driver's and its workers' executors' together
+    (``memory_mb`` a worker's memory, of which its executor gets four fifths)."""
+    return (DRIVER_MEMORY >> 20) + rec["workers"] * max(512, int(memory_mb * 0.8))
 
 
 def connect_app(cluster: str) -> str:

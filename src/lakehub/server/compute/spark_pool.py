@@ -1,7 +1,7 @@
 """Warm Spark Connect clusters: started before anyone asks, each handed to one user, once.
 
 Rules:
-- A pooled cluster (a master, the pool's workers, a Spark Connect server) starts as an account
+- A pooled cluster (a Spark Connect server: one process) starts as an account
   of its own, ``lh-pool-<hex>`` with its home below ``<data dir>/pool`` (when the hub is root;
   else as the hub's account), at low priority, and with no lake keys: its S3A and its
   executors' Python read the keys from a file their environment names

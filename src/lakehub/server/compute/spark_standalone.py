@@ -2,6 +2,10 @@
 
 A cluster is one master and N workers (``spark-class ...deploy.master.Master|worker.Worker``)
 bound to one address (loopback by default), on free ports, with the REST submission port off.
+A Spark Connect cluster runs on the hub's loopback only (see :mod:`.spark_connect`), so its
+workers would share this machine anyway: it is one process, the Connect server with its
+executor inside (Spark's ``local[workers x cores]``), its heap the driver's and the workers'
+executors' together; nothing attaches to it but Connect sessions.
 
 Isolation: a standalone master accepts any driver that reaches it, so every cluster has its own
 ``spark.authenticate`` secret (with AES-based RPC encryption), written only to a properties file
@@ -11,7 +15,8 @@ so ``lakehub down`` stops them. Secrets never reach a command line, a log or ``C
 
 Records (``run/compute/spark/<owner>--<name>.json``) keep pids and ports, so clusters outlive a
 restart of the control plane; a reaper stops clusters that ran no application for their idle
-timeout (read from the master's ``/json/``) and marks those whose master died as failed.
+timeout (read from the master's ``/json/``, or a Connect server's jobs) and marks those whose
+master (or Connect server) died as failed.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from lakehub.server.compute.spark_connect import (
     connect_app,
     connect_argv,
     connect_conf,
+    heap_mb,
     last_job,
 )
 from lakehub.server.compute.spark_pool import (
@@ -213,14 +219,16 @@ class SparkEngine(Engine):
             "spark_home": str(pyspark_home(env_dir)),
             "secret": secrets.token_urlsafe(32),
             "pids": [],
-            "master_port": free_port(self.host),
-            "ui_port": free_port(self.host),
             "connect": request.connect,
         }
-        if request.connect:
+        if request.connect:  # on this machine only (loopback): one JVM does what workers would
             rec["connect_port"] = free_port(self.host)
-            rec["connect_ui_port"] = free_port(self.host)
+            rec["ui_port"] = rec["connect_ui_port"] = free_port(self.host)  # its driver's UI
             rec["connect_token"] = secrets.token_urlsafe(32)
+            rec["local"] = True
+        else:
+            rec["master_port"] = free_port(self.host)
+            rec["ui_port"] = free_port(self.host)
         return rec
 
     def _run(self, rec: dict[str, Any]) -> None:
@@ -242,13 +250,14 @@ class SparkEngine(Engine):
 
     # beyond the contract ----------------------------------------------------------------------
     def connect(self, owner: str, name: str) -> dict[str, Any]:
-        """What the owner's driver needs: master URL, secret, the executors' Python and jars."""
+        """What the owner's driver needs: master URL, secret, the executors' Python and jars;
+        of a Spark Connect cluster (no master: one process), its address and token."""
         rec = self._record(owner, name)
         env = Path(rec["env"])
+        classic = {"master": self._master_url(rec), "secret": rec["secret"]}
         return {
             "name": name,
-            "master": self._master_url(rec),
-            "secret": rec["secret"],
+            **({} if rec.get("local") else classic),
             "python": str(env / "bin" / "python"),
             "jars": lake_jars(Path(rec["spark_home"]).parent),
             "cores": self._cores(rec),
@@ -341,19 +350,19 @@ class SparkEngine(Engine):
                 continue
             if not self._master_alive(rec):
                 if rec["status"] == "running":
-                    rec["status"], rec["reason"] = "failed", "its master stopped"
+                    head = "Spark Connect server" if rec.get("local") else "master"
+                    rec["status"], rec["reason"] = "failed", f"its {head} stopped"
                     self._kill(rec)
                     self._save(rec, only_existing=True)
                 continue
-            state = master_json(rec["host"], rec["ui_port"])
             now = time.time()
-            if state is None:
+            busy = self._busy_since(rec, now)
+            if busy is None:  # it does not answer just now
                 continue
             # until its first application, a new cluster gets at least START_GRACE seconds
             limit = (
                 rec["idle_timeout"] if rec.get("had_app") else max(rec["idle_timeout"], START_GRACE)
             )
-            busy = self._busy_since(rec, state, now)
             if busy > rec["last_busy"]:
                 rec["last_busy"], rec["had_app"] = busy, True
                 self._save(rec, only_existing=True)
@@ -368,9 +377,15 @@ class SparkEngine(Engine):
                 stopped.append(rec["name"])
         return stopped
 
-    def _busy_since(self, rec: dict[str, Any], state: dict[str, Any], now: float) -> float:
+    def _busy_since(self, rec: dict[str, Any], now: float) -> float | None:
         """When the cluster was last busy (``now`` while it is): an application attached, other
-        than its Connect server; for that server, its last job (its sessions may idle)."""
+        than its Connect server; for that server, its last job (its sessions may idle). None
+        if it does not answer."""
+        if rec.get("local"):
+            return last_job(rec["host"], rec["connect_ui_port"])
+        state = master_json(rec["host"], rec["ui_port"])
+        if state is None:
+            return None
         mine = connect_app(rec["name"])
         if any(a.get("name") != mine for a in state.get("activeapps") or ()):
             return now
@@ -406,6 +421,60 @@ class SparkEngine(Engine):
             os.close(work_fd)
 
     def _start(self, rec: dict[str, Any], work: Path, user: Ids | None, work_fd: int) -> None:
+        env = self._env(rec, user)
+        logs = self.settings.log_dir / "spark"
+        logs.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        rec["pids"] = []
+        if rec.get("connect"):
+            self._start_connect(rec, work, user, work_fd, env, logs, deadline)
+        else:
+            self._start_standalone(rec, work, user, work_fd, env, logs, deadline)
+        rec["status"], rec["last_busy"] = "running", time.time()
+        self._save(rec, only_existing=True)
+
+    def _start_connect(
+        self,
+        rec: dict[str, Any],
+        work: Path,
+        user: Ids | None,
+        work_fd: int,
+        env: dict[str, str],
+        logs: Path,
+        deadline: float,
+    ) -> None:
+        """The Connect server, its executor inside; returns once it serves (a pooled one: once
+        it answered a first query)."""
+        lake = pool_lake_env(rec) if rec.get("pool") else self.lake_env(rec["owner"])
+        shape = (self._cores(rec), self._memory_mb(rec))
+        ui = self.ui_proxy(rec["owner"], rec["name"]) if self.ui_proxy else ""
+        conf = connect_conf(work, user, rec, lake, *shape, work_fd, ui_base=ui)
+        # spark-submit gives a Connect server the daemons' heap, not spark.driver.memory
+        server_env = {**env, **lake, "SPARK_DAEMON_MEMORY": f"{heap_mb(rec, shape[1])}m"}
+        argv = connect_argv(Path(rec["spark_home"]), conf)
+        log_file = logs / f"{rec['name']}-connect.log"
+        rec["pids"].append(self._spawn(argv, server_env, work, log_file, user))
+        self._save(rec, only_existing=True)
+
+        def serves() -> bool:
+            return listening(rec["host"], rec["connect_port"])
+
+        self._until(serves, deadline, rec, "start its Spark Connect server")
+        if rec.get("pool"):  # ready means ready for a first query in a second
+            marker = {MARKER: str(self.settings.data_dir)}
+            warm_up(rec, user, max(1.0, deadline - time.monotonic()), marker)
+
+    def _start_standalone(
+        self,
+        rec: dict[str, Any],
+        work: Path,
+        user: Ids | None,
+        work_fd: int,
+        env: dict[str, str],
+        logs: Path,
+        deadline: float,
+    ) -> None:
+        """The master, then the workers once it listens; returns once the master leads."""
         owner, home = rec["owner"], Path(rec["spark_home"])
         props = work / "spark.conf"
         write_private(
@@ -426,9 +495,6 @@ class SparkEngine(Engine):
             },
             work_fd,
         )
-        env = self._env(rec, user)
-        logs = self.settings.log_dir / "spark"
-        logs.mkdir(parents=True, exist_ok=True)
         spark_class = str(home / "bin" / "spark-class")
         env_dir = Path(rec["env"])
         master = self._spawn(
@@ -449,13 +515,12 @@ class SparkEngine(Engine):
             logs / f"{rec['name']}-master.log",
             user,
         )
-        rec["pids"] = [master]
+        rec["pids"].append(master)
         self._save(rec, only_existing=True)
-        deadline = time.monotonic() + START_TIMEOUT
         # workers go once the master listens: a worker that finds no master retries much later
         self._until(lambda: listening(rec["host"], rec["master_port"]), deadline, rec, "listen")
         # executors inherit it: Python code reaches the lake
-        env.update(pool_lake_env(rec) if rec.get("pool") else self.lake_env(owner))
+        env = {**env, **(pool_lake_env(rec) if rec.get("pool") else self.lake_env(owner))}
         for i in range(rec["workers"]):
             rec["pids"].append(
                 self._spawn(
@@ -491,24 +556,6 @@ class SparkEngine(Engine):
             return bool(state and state.get("status") == "ALIVE")
 
         self._until(leads, deadline, rec, "elect its master")
-        if rec.get("connect"):
-            lake = pool_lake_env(rec) if rec.get("pool") else self.lake_env(owner)
-            url = self._master_url(rec)
-            cores, memory_mb = self._cores(rec), self._memory_mb(rec)
-            conf = connect_conf(work, user, rec, url, lake, cores, memory_mb, work_fd)
-            log_file = logs / f"{rec['name']}-connect.log"
-            rec["pids"].append(self._spawn(connect_argv(home, conf), env, work, log_file, user))
-            self._save(rec, only_existing=True)
-
-            def serves() -> bool:
-                return listening(rec["host"], rec["connect_port"])
-
-            self._until(serves, deadline, rec, "start its Spark Connect server")
-            if rec.get("pool"):  # ready means ready for a first query in a second
-                marker = {MARKER: str(self.settings.data_dir)}
-                warm_up(rec, user, max(1.0, deadline - time.monotonic()), marker)
-        rec["status"], rec["last_busy"] = "running", time.time()
-        self._save(rec, only_existing=True)
 
     def _until(
         self, ready: Callable[[], bool], deadline: float, rec: dict[str, Any], what: str
@@ -559,6 +606,7 @@ class SparkEngine(Engine):
             retire(rec)
 
     def _master_alive(self, rec: dict[str, Any]) -> bool:
+        """Its first process (the master, or a Connect cluster's one process) runs."""
         return bool(rec["pids"]) and alive(rec["pids"][0]) and self._ours(rec["pids"][0])
 
     def _ours(self, pid: int) -> bool:
@@ -634,6 +682,8 @@ class SparkEngine(Engine):
         return rec
 
     def _master_url(self, rec: dict[str, Any]) -> str:
+        if rec.get("local"):  # no master: the address its sessions open
+            return f"sc://localhost:{rec['connect_port']}"
         return f"spark://{rec['host']}:{rec['master_port']}"
 
     @staticmethod
@@ -648,7 +698,10 @@ class SparkEngine(Engine):
         detail: dict[str, Any] = {
             k: rec[k] for k in ("server", "idle_timeout", "host", "connect") if k in rec
         }
-        up = sum(alive(p) for p in rec["pids"][1 : 1 + rec["workers"]])
+        if rec.get("local"):  # its workers' share runs inside the one process
+            up = rec["workers"] if rec["pids"] and alive(rec["pids"][0]) else 0
+        else:
+            up = sum(alive(p) for p in rec["pids"][1 : 1 + rec["workers"]])
         detail["workers_alive"] = up
         if rec.get("reason"):
             detail["reason"] = rec["reason"]
