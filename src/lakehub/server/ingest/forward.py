@@ -322,7 +322,7 @@ class Connection:
         if hit is not None:
             return hit
         source = self.source or self.intake.open_source(tag)
-        stream = self.intake.route(source, tag)
+        stream = self.intake.route(source, tag, read=False)
         self.routed = True
         if len(self.streams) < 1000:
             self.streams[tag] = (source, stream)

@@ -210,8 +210,8 @@ def app(intake: Intake, metrics_token: str = "") -> Starlette:
         tag = request.path_params["tag"].strip("/").replace("/", ".")
         stream = None
         try:
-            source = intake.by_token(_token(request))
-            stream = intake.route(source, tag)
+            source = intake.by_token(_token(request))  # the registry's stamp read here
+            stream = intake.route(source, tag, read=False)
             ctype = request.headers.get("content-type", "application/octet-stream")
             ctype = ctype.split(";")[0].strip().lower()
             fmt = FORMATS.get(ctype, Fmt.RAW)

@@ -210,20 +210,22 @@ class Intake:
                 break
         raise Refused("shared key mismatch", 401)
 
-    def current(self, source: Source) -> Source:
+    def current(self, source: Source, read: bool = True) -> Source:
         """``source`` as the registry has it now; refused once it was deleted (or its owner
-        removed), even on a connection that authenticated before."""
-        self.fresh()
+        removed), even on a connection that authenticated before. ``read``: read the registry's
+        stamp first (False: the caller just did, for the same message)."""
+        if read:
+            self.fresh()
         now = self._by_id.get(source.id)
         if now is None:
             raise Refused(f"source {source.name!r} no longer exists", 401)
         return now
 
-    def route(self, source: Source, tag: str) -> Stream:
+    def route(self, source: Source, tag: str, read: bool = True) -> Stream:
         """The first stream (by position) of the source's owner that takes ``tag`` and lives in
         a bucket its owner may still write. Never another user's stream: a grant lets its
-        holder write a space, it never moves anyone's records."""
-        source = self.current(source)
+        holder write a space, it never moves anyone's records. ``read``: as for :meth:`current`."""
+        source = self.current(source, read)
         if not source.allows(tag):
             raise Refused(f"source {source.name!r} may not send tag {tag!r}", 403)
         for attempt in (0, 1):
