@@ -2,9 +2,9 @@
 gets a ``SparkSession`` over gRPC without a JVM of its own.
 
 The server (``SparkConnectServer`` from the environment's pyspark, through ``spark-submit``) runs
-as the cluster's owner, its executor inside it (a ``local[n]`` master) or beside a standalone
-master, with the owner's lake keys and the cluster's ``spark.authenticate`` secret, bound to the
-cluster's address. It answers only a client that
+as the cluster's owner with its executor inside it (a ``local[n]`` master: the cluster is this
+one process), with the owner's lake keys and the cluster's ``spark.authenticate`` secret, bound
+to the cluster's address. It answers only a client that
 sends the cluster's Connect token (``spark.connect.authenticate.token``); the token, like the
 secret and the keys, is written only to a properties file private to the owner, never to a
 command line. Without TLS, Spark Connect's Python client sends a token only to ``localhost``:
@@ -52,7 +52,7 @@ def connect_conf(
         # Spark's RPC here carries the executor's fetches from its own driver, over loopback:
         # authenticated (SASL), not encrypted. With AES, the driver's side of a new connection
         # loaded a cipher class while the executor that opened it held the class loader it
-        # fetched for: a task hung 120 s, on one in four cold starts under load (thread dumps)
+        # fetched for: a task hung 120 s, on some cold starts under load (a thread dump showed it)
         "spark.network.crypto.enabled": "false",
         "spark.driver.host": rec["host"],
         "spark.driver.bindAddress": rec["host"],
