@@ -426,7 +426,7 @@ class SparkEngine(Engine):
         logs.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + START_TIMEOUT
         rec["pids"] = []
-        if rec.get("connect"):
+        if rec.get("local"):
             self._start_connect(rec, work, user, work_fd, env, logs, deadline)
         else:
             self._start_standalone(rec, work, user, work_fd, env, logs, deadline)
