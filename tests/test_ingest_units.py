@@ -207,6 +207,25 @@ def test_parked_batches_count_against_the_bound_and_survive_a_restart(tmp_path: 
     again.close()
 
 
+def test_entries_that_are_parked_count_once_toward_their_owners_share(tmp_path: Path) -> None:
+    """Parking moves entries' bytes from the log's count to the parked count in one step: the
+    share a failing owner may hold is never reached by counting the same bytes twice."""
+    log = LogWriter(tmp_path, 1 << 20, 1 << 30)
+    log.open((0, 0))
+    park = Park(tmp_path / "parked", log)
+    park.open((0, 0), {})
+    first, later = entry(3, stream=5), entry(2, stream=5)
+    assert log.append(first).result(10) and log.append(later).result(10)
+    assert log.in_log(5) == len(first.data) + len(later.data)
+    key = "000000000001-000000000000"
+    park.put(5, key, [first], "NoSuchBucket")
+    parked = log.parked(5)[0]
+    assert parked > len(first.data) and log.in_log(5) == len(later.data)
+    park.put(5, key, [first], "NoSuchBucket")  # the batch's commit failed: parked again
+    assert log.parked(5)[0] == parked and log.in_log(5) == len(later.data)
+    log.close()
+
+
 def test_batches_whose_types_drift_read_as_one_table_and_lose_nothing(
     tmp_path: Path, sink: Callable[[Any], RecordSink]
 ) -> None:

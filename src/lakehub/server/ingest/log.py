@@ -207,13 +207,17 @@ class LogWriter:
             self._lock.notify()
             return fut
 
-    def set_parked(self, stream: int, nbytes: int, why: str = "") -> None:
-        """What is parked for ``stream`` (0: nothing), counted against the bound."""
+    def set_parked(self, stream: int, nbytes: int, why: str = "", from_log: int = 0) -> None:
+        """What is parked for ``stream`` (0: nothing), counted against the bound; ``from_log``:
+        bytes of its entries in the log that were just parked, no longer counted as in the log
+        (in the same step, or for a moment they would count twice and refuse what fits)."""
         with self._lock:
             if nbytes:
                 self._parked[stream] = (nbytes, why)
             else:
                 self._parked.pop(stream, None)
+            if from_log:
+                self._count(stream, -from_log)
 
     def parked(self, stream: int) -> tuple[int, str]:
         """Bytes parked for ``stream`` and why its sink failed."""

@@ -174,8 +174,9 @@ class Mover:
             if batch.schema != settled.get(sid):
                 schemas[sid] = batch.schema
         for sid, (group, why) in parked.items():  # durable before the checkpoint passes them
-            self.park.put(sid, key, group, why)
-        self._commit(seg, new_off, counts, errors, schemas, left)
+            self.park.put(sid, key, group, why)  # counted as parked, no longer as in the log
+        moved = {sid: n for sid, n in left.items() if sid not in parked}
+        self._commit(seg, new_off, counts, errors, schemas, moved)
         return True
 
     def _answers(self) -> bool:

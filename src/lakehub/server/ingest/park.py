@@ -100,11 +100,14 @@ class Park:
         os.replace(tmp, path)
         fsync_dir(self.dir)
         with self._lock:
-            files = [p for p in self._files.get(stream, []) if p.key != key]
+            before = self._files.get(stream, [])
+            files = [p for p in before if p.key != key]
             self._files[stream] = [*files, Parked(stream, key, path, len(data))]
             self._why[stream] = why or self._why.get(stream, "")
             self._due.setdefault(stream, time.monotonic() + FIRST_BACKOFF)
-            self._account(stream)
+            # parked again (the batch's commit failed): its entries left the log's count before
+            fresh = len(files) == len(before)
+            self._account(stream, sum(len(e.data) for e in entries) if fresh else 0)
 
     def due(self) -> list[tuple[int, Parked]]:
         """The oldest parked batch of every stream whose time to try again has come."""
@@ -167,6 +170,6 @@ class Park:
         self._backoff.pop(stream, None)
         self._why.pop(stream, None)
 
-    def _account(self, stream: int) -> None:
+    def _account(self, stream: int, from_log: int = 0) -> None:
         size = sum(p.size for p in self._files.get(stream, []))
-        self.log.set_parked(stream, size, self._why.get(stream, ""))
+        self.log.set_parked(stream, size, self._why.get(stream, ""), from_log)
