@@ -8,13 +8,16 @@ the ingest process)."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from typing import Any
 
+import httpx
 import pytest
 
 from inproc import API_PREFIX as API
 from inproc import InProc
+from lakehub.client import tls_context
 
 LONE = "\ud800"  # a lone surrogate: json.dumps spells it "\\ud800", valid JSON, not Unicode
 
@@ -112,3 +115,27 @@ def test_odd_json_gets_a_422_naming_the_field(
     assert field in str([e["loc"] for e in detail]), detail
     assert all(e["msg"] and "input" not in e for e in detail), detail  # nothing echoed back
     assert snapshot(inproc, owner) == before
+
+
+def test_every_operation_is_reached_by_its_path_and_nothing_else(inproc: InProc) -> None:
+    """Each area's routes are tried only by paths that begin as one of them does
+    (``server/web/routing.py``): every operation of the API's document is still found (without
+    a token: its own 401, never the router's 404), a path of no area is a 404, a known path with
+    another method a 405 naming the allowed ones."""
+    with httpx.Client(base_url=inproc.url, timeout=60, verify=tls_context()) as c:
+        doc = c.get("/services/lakehub/openapi.json").json()
+        missed = []
+        for path, ops in doc["paths"].items():
+            concrete = re.sub(r"\{[^}]+\}", "x", path)
+            for method in ops:
+                r = c.request(method.upper(), concrete)
+                if r.status_code in (404, 405) and r.json().get("detail") in (
+                    "Not Found",
+                    "Method Not Allowed",
+                ):
+                    missed.append(f"{method.upper()} {path}: {r.status_code}")
+        assert len(doc["paths"]) > 80 and not missed, missed
+        r = c.get(f"{API}/nowhere/at/all")
+        assert (r.status_code, r.json()["detail"]) == (404, "Not Found")
+        r = c.delete(f"{API}/ops/dashboards")
+        assert r.status_code == 405 and r.headers["allow"] == "GET", r.headers

@@ -62,6 +62,7 @@ from lakehub.server.web.portal import spaces as space_pages
 from lakehub.server.web.portal import streams as stream_pages
 from lakehub.server.web.portal import variables as variable_pages
 from lakehub.server.web.requests import CountRequests, RequestCounts
+from lakehub.server.web.routing import Room
 from lakehub.server.web.schema import ERRORS
 from lakehub.server.web.signup_limit import SignupLimit
 
@@ -142,8 +143,8 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         monitoring_pages.router,
         docs.router,
     )
-    for router in routers:
-        app.include_router(router, prefix=base, responses=ERRORS)
+    for router in routers:  # each in a room of its own: tried only by the paths it has
+        app.include_router(Room(router, base), prefix=base, responses=ERRORS)
     app.add_exception_handler(RequestValidationError, _as_page(guards.validation_error))
     app.add_exception_handler(StarletteHTTPException, _as_page(guards.http_error))
     app.state.requests = RequestCounts()
