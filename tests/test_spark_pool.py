@@ -200,6 +200,8 @@ def test_a_request_of_the_pools_shape_gets_a_warm_cluster_with_its_owners_keys(
     # its heap: the driver's 1 GiB and its worker's executor's 4/5 of 1 GiB (not spark-submit's
     # 512 MiB for daemons, which a Connect server is to it)
     assert b"\0-Xmx1843m\0" in Path(f"/proc/{pids[0]}/cmdline").read_bytes()
+    # it mapped the class-data archive its environment's build made for Connect servers
+    assert "/share/lakehub-cds/connect.jsa" in Path(f"/proc/{pids[0]}/maps").read_text()
     # its UI (its driver's: the sessions' jobs) through the portal, for ann alone
     ui = f"{ip.platform.prefix}compute/spark/{warm['name']}/ui/jobs/"
     page = ip.browser_login(ann).get(ui)
@@ -299,7 +301,9 @@ def test_the_connect_servers_settings_for_an_owner_and_for_the_pool(tmp_path: Pa
         assert props["spark.master"] == "local[2]"
         assert props["spark.driver.memory"] == f"{1024 + 2 * 819}m"
         assert props["spark.authenticate.secret"] == rec["secret"]
-        assert f"-Djava.io.tmpdir={work / 'tmp'} " in props["spark.driver.extraJavaOptions"]
+        assert (
+            props["spark.driver.extraJavaOptions"].split()[0] == f"-Djava.io.tmpdir={work / 'tmp'}"
+        )
         assert props["spark.local.dir"] == str(work / "tmp")
         provider = props["spark.hadoop.fs.s3a.aws.credentials.provider"]
         if lake is keys:

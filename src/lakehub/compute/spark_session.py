@@ -33,7 +33,7 @@ S3A_NUMBERS = {
 
 
 # class-data archives of an environment's JVMs, one per role (made by lakehub.compute.spark_cds)
-ROLES = ("master", "worker", "driver", "executor")
+ROLES = ("master", "worker", "driver", "executor", "connect")
 QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"  # a mismatch is not an error: nothing to say
 
 

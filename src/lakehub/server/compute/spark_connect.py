@@ -73,9 +73,9 @@ def connect_conf(
     if jars:
         props["spark.driver.extraClassPath"] = ":".join(jars)
     # not the machine's /tmp, which every user's server would share
-    props["spark.driver.extraJavaOptions"] = f"-Djava.io.tmpdir={scratch} " + java_options(
-        env, "driver"
-    )
+    # its own class-data archive (the gRPC service, the planner), else the classic driver's
+    archived = java_options(env, "connect") or java_options(env, "driver")
+    props["spark.driver.extraJavaOptions"] = f"-Djava.io.tmpdir={scratch} {archived}".rstrip()
     if "AWS_CREDENTIAL_PROFILES_FILE" in lake:  # a pooled server: keys from a file, later
         for key in ("access.key", "secret.key"):
             del props[f"spark.hadoop.fs.s3a.{key}"]
