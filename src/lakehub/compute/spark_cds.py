@@ -184,7 +184,10 @@ def make(env: Path, timeout: float = 300.0) -> list[str]:
     try:  # the others' archives stand without this one
         _connect(home, jars, work, base, dump("connect"), deadline)
     except (OSError, RuntimeError, subprocess.SubprocessError) as err:
-        print(f"no class-data archive for Spark Connect's server: {err}", file=sys.stderr)
+        log_path = work / "connect.log"
+        said = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
+        tail = "\n".join([line for line in said if "[cds]" not in line][-30:])
+        print(f"no class-data archive for Spark Connect's server: {err}\n{tail}", file=sys.stderr)
     final.mkdir(parents=True, exist_ok=True, mode=0o755)
     roles = []
     for role in ROLES:
