@@ -39,9 +39,9 @@ class Room(APIRouter):
     def __init__(self, area: APIRouter, prefix: str) -> None:
         super().__init__()
         self.include_router(area)
-        self.heads = tuple(
-            sorted({prefix + fixed(r.path) for r in area.routes if hasattr(r, "path")})
-        )
+        paths: list[str | None] = [getattr(r, "path", None) for r in area.routes]
+        # a route matched by something else than its path (a host): every request may be its
+        self.heads = tuple({prefix + fixed(p) if p is not None else "" for p in paths})
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if not route_path(scope).startswith(self.heads):
