@@ -221,20 +221,14 @@ def _connect(
     """A Spark Connect server started as a user's Connect cluster is (its settings in a file,
     ``spark-submit``, the same class path), one query from the Connect client, then stopped:
     the JVM writes its archive as it exits."""
+    from lakehub.compute.spark_session import connect_argv, connect_server_conf
+
     port, ui_port, token = _port(), _port(), secrets.token_urlsafe(24)
     props = {
         "spark.master": "local[1]",
-        "spark.authenticate": "true",
-        "spark.authenticate.secret": secrets.token_hex(16),
-        "spark.network.crypto.enabled": "false",
-        "spark.driver.host": "127.0.0.1",
-        "spark.driver.bindAddress": "127.0.0.1",
-        "spark.ui.port": str(ui_port),
-        "spark.connect.grpc.binding.address": "127.0.0.1",
-        "spark.connect.grpc.binding.port": str(port),
-        "spark.connect.authenticate.token": token,
-        "spark.pyspark.python": sys.executable,
-        "spark.local.dir": str(work),
+        **connect_server_conf(
+            "127.0.0.1", port, ui_port, token, secrets.token_hex(16), sys.executable, work
+        ),
         "spark.driver.extraJavaOptions": f"-Djava.io.tmpdir={work} {dump}",
         **({"spark.driver.extraClassPath": ":".join(jars)} if jars else {}),
     }
@@ -244,9 +238,7 @@ def _connect(
         f.writelines(f"{k} {v}\n" for k, v in props.items())
     log = open(work / "connect.log", "ab")  # noqa: SIM115 (closed below)
     server = subprocess.Popen(  # noqa: S603 (the environment's own Spark)
-        [str(home / "bin" / "spark-submit"), "--class",
-         "org.apache.spark.sql.connect.service.SparkConnectServer",
-         "--properties-file", str(conf), "spark-internal"],
+        connect_argv(home, conf),
         env={**base, "SPARK_DAEMON_MEMORY": "1g"},
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip

@@ -54,6 +54,39 @@ def executor_options(env: Path | str) -> dict[str, str]:
     return {"spark.executor.extraJavaOptions": options} if options else {}
 
 
+CONNECT_SERVER = "org.apache.spark.sql.connect.service.SparkConnectServer"
+
+
+def connect_argv(spark_home: Path, props: Path) -> list[str]:
+    """How a Spark Connect server is launched: ``spark-submit`` with its settings in a file."""
+    submit = str(Path(spark_home) / "bin" / "spark-submit")
+    return [submit, "--class", CONNECT_SERVER, "--properties-file", str(props), "spark-internal"]
+
+
+def connect_server_conf(
+    host: str, port: int, ui_port: int, token: str, secret: str, python: str, scratch: Path
+) -> dict[str, str]:
+    """A Spark Connect server's own settings, bound to ``host``: its gRPC port and the token a
+    client must send, its driver's RPC secret, its UI, its Python and its scratch directory."""
+    return {
+        "spark.authenticate": "true",
+        "spark.authenticate.secret": secret,
+        # Spark's RPC here carries the executor's fetches from its own driver, over loopback:
+        # authenticated (SASL), not encrypted. With AES, the driver's side of a new connection
+        # loaded a cipher class while the executor that opened it held the class loader it
+        # fetched for: a task hung 120 s, on some cold starts under load (a thread dump showed it)
+        "spark.network.crypto.enabled": "false",
+        "spark.driver.host": host,
+        "spark.driver.bindAddress": host,
+        "spark.ui.port": str(ui_port),
+        "spark.connect.grpc.binding.address": host,
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.connect.authenticate.token": token,
+        "spark.pyspark.python": python,
+        "spark.local.dir": str(scratch),
+    }
+
+
 def local_jars() -> list[str]:
     """The s3a jars beside this interpreter's pyspark (from the sagemaker_pyspark package)."""
     spec = importlib.util.find_spec("sagemaker_pyspark")

@@ -20,13 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lakehub.compute.spark_session import java_options, lake_conf
+from lakehub.compute.spark_session import connect_server_conf, java_options, lake_conf
 from lakehub.server.compute.spark_procs import Ids, lake_jars, private_subdir, write_private
 
 # the AWS SDK's reader of a credentials file (the one ``AWS_CREDENTIAL_PROFILES_FILE`` names),
 # read when S3A first needs keys, not before
 PROFILE_PROVIDER = "com.amazonaws.auth.profile.ProfileCredentialsProvider"
-SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 DRIVER_MEMORY = 1 << 30
 
 
@@ -47,21 +46,15 @@ def connect_conf(
         "spark.master": f"local[{cores * rec['workers']}]",
         "spark.driver.memory": f"{heap_mb(rec, memory_mb)}m",
         "spark.app.name": connect_app(rec["name"]),
-        "spark.authenticate": "true",
-        "spark.authenticate.secret": rec["secret"],
-        # Spark's RPC here carries the executor's fetches from its own driver, over loopback:
-        # authenticated (SASL), not encrypted. With AES, the driver's side of a new connection
-        # loaded a cipher class while the executor that opened it held the class loader it
-        # fetched for: a task hung 120 s, on some cold starts under load (a thread dump showed it)
-        "spark.network.crypto.enabled": "false",
-        "spark.driver.host": rec["host"],
-        "spark.driver.bindAddress": rec["host"],
-        "spark.ui.port": str(rec["connect_ui_port"]),
-        "spark.connect.grpc.binding.address": rec["host"],
-        "spark.connect.grpc.binding.port": str(rec["connect_port"]),
-        "spark.connect.authenticate.token": rec["connect_token"],
-        "spark.pyspark.python": str(env / "bin" / "python"),
-        "spark.local.dir": str(scratch),
+        **connect_server_conf(
+            rec["host"],
+            rec["connect_port"],
+            rec["connect_ui_port"],
+            rec["connect_token"],
+            rec["secret"],
+            str(env / "bin" / "python"),
+            scratch,
+        ),
         **lake_conf(
             lake.get("AWS_ENDPOINT_URL", ""),
             lake.get("AWS_ACCESS_KEY_ID", ""),
@@ -93,17 +86,6 @@ def heap_mb(rec: dict[str, Any], memory_mb: int) -> int:
 
 def connect_app(cluster: str) -> str:
     return f"lakehub-connect-{cluster}"
-
-
-def connect_argv(spark_home: Path, props: Path) -> list[str]:
-    return [
-        str(spark_home / "bin" / "spark-submit"),
-        "--class",
-        SERVER_CLASS,
-        "--properties-file",
-        str(props),
-        "spark-internal",
-    ]
 
 
 def last_job(host: str, ui_port: int, timeout: float = 2.0) -> float | None:

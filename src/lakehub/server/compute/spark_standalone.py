@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lakehub.compute.spark_session import java_options
+from lakehub.compute.spark_session import connect_argv, java_options
 from lakehub.server.compute.base import (
     Cluster,
     ClusterRequest,
@@ -48,7 +48,6 @@ from lakehub.server.compute.base import (
 from lakehub.server.compute.spark_connect import (
     DRIVER_MEMORY,
     connect_app,
-    connect_argv,
     connect_conf,
     heap_mb,
     last_job,
