@@ -5,9 +5,12 @@ Prometheus query API. The rules every store keeps:
 
 - ``query`` / ``query_range`` answer lists of :class:`Series`; ``query_range_json`` the same
   series with their points as JSON text, for answers that send them on as they are (a store
-  that can cut them out of its answer without decoding them overrides it). A query the store
-  refuses (bad PromQL, too many points) is an :class:`OpsError` with status 400 and the store's
-  own message; a store that does not answer is an :class:`OpsError` with status 503.
+  that can cut them out of its answer without decoding them overrides it);
+  ``query_range_json_async`` the same from an event loop (by default in a thread; a store with
+  an asynchronous client overrides it, so a dashboard's panels go out at once without a thread
+  each). A query the store refuses (bad PromQL, too many points) is an :class:`OpsError` with
+  status 400 and the store's own message; a store that does not answer is an
+  :class:`OpsError` with status 503.
 - ``only`` restricts every series a query reads to those carrying these labels (e.g.
   ``{"user": "alice"}``), whatever the query names: the store enforces it, not the caller's
   PromQL, so a user's query cannot reach another user's series. A store that cannot enforce it
@@ -17,6 +20,7 @@ Prometheus query API. The rules every store keeps:
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +85,12 @@ class MetricsStore(ABC):
         """:meth:`query_range`'s series, their points as JSON text."""
         found = self.query_range(expr, start, end, step, only)
         return [SeriesJson(s.labels, orjson.dumps(s.points)) for s in found]
+
+    async def query_range_json_async(
+        self, expr: str, start: float, end: float, step: float, only: dict[str, str] | None = None
+    ) -> list[SeriesJson]:
+        """:meth:`query_range_json`, awaited."""
+        return await asyncio.to_thread(self.query_range_json, expr, start, end, step, only)
 
     def push(self, page: bytes, labels: dict[str, str]) -> None:  # noqa: B027 (optional)
         """Store a metrics page now, as if scraped, with ``labels`` (a store that cannot takes

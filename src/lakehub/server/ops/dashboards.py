@@ -12,8 +12,8 @@ the start and a test, not a page; :meth:`Board.data` runs a dashboard's panels a
 
 from __future__ import annotations
 
+import asyncio
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,15 +29,6 @@ KINDS = ("line", "stat")
 AUDIENCES = ("admin", "own")
 MAX_POINTS = 480  # per series: a step at least range / MAX_POINTS
 MAX_SERIES = 50  # per panel: more are cut, and the panel says so
-
-
-_POOL: list[ThreadPoolExecutor] = []  # made at the first dashboard, kept: threads are not free
-
-
-def _pool() -> ThreadPoolExecutor:
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(8, thread_name_prefix="dashboard"))
-    return _POOL[0]
 
 
 @dataclass(frozen=True)
@@ -63,7 +54,7 @@ class Board:
     def restriction(self, viewer: str) -> dict[str, str] | None:
         return {"user": viewer} if self.audience == "own" else None
 
-    def data(
+    async def data(
         self,
         store: MetricsStore,
         viewer: str,
@@ -73,32 +64,27 @@ class Board:
         as_json: bool = False,
     ) -> list[dict[str, Any]]:
         """Every panel's series over [start, end], queried together. ``as_json``: each series'
-        points as the store wrote them (``orjson.Fragment``), for an answer that sends them on."""
+        points as the store wrote them (``orjson.Fragment``), for an answer that sends them on;
+        else decoded (``[[t, "v"], ...]``)."""
         step = step_for(end - start, interval)
         only = self.restriction(viewer)
 
-        def one(p: Panel) -> dict[str, Any]:
+        async def one(p: Panel) -> dict[str, Any]:
             out: dict[str, Any] = {"title": p.title, "unit": p.unit, "kind": p.kind}
-            found: list[tuple[dict[str, str], Any]]
             try:
-                if as_json:
-                    raw = store.query_range_json(p.expr, start, end, step, only)
-                    found = [(s.labels, orjson.Fragment(s.points)) for s in raw]
-                else:
-                    found = [
-                        (s.labels, s.points)
-                        for s in store.query_range(p.expr, start, end, step, only)
-                    ]
+                raw = await store.query_range_json_async(p.expr, start, end, step, only)
             except OpsError as err:
                 if err.status == 503:
                     raise
                 return {**out, "series": [], "error": str(err)}
+            points = orjson.Fragment if as_json else orjson.loads
+            found = [(s.labels, points(s.points)) for s in raw]
             named = sorted(((legend(p.legend, lb), pts) for lb, pts in found), key=lambda n: n[0])
             out["series"] = [{"name": n, "points": points} for n, points in named[:MAX_SERIES]]
             out["cut"] = max(0, len(named) - MAX_SERIES)
             return out
 
-        return list(_pool().map(one, self.panels))
+        return list(await asyncio.gather(*(one(p) for p in self.panels)))
 
 
 def step_for(span: float, interval: float) -> float:

@@ -15,12 +15,15 @@ would hide the last half-minute from dashboards and alerts).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import http.client
 import shutil
 import threading
 from typing import Any
 from urllib.parse import urlencode
 
+import httptools
 import orjson
 
 from lakehub.server.config import Settings
@@ -54,6 +57,9 @@ class VictoriaMetrics(MetricsStore):
         self.dir = settings.data_dir / "metrics"
         self._lock = threading.Lock()
         self._idle: list[http.client.HTTPConnection] = []
+        self._aidle: list[
+            tuple[asyncio.AbstractEventLoop, asyncio.StreamReader, asyncio.StreamWriter]
+        ] = []
 
     # the components --------------------------------------------------------------------------
     def process(self) -> list[tuple[str, StoreProcess]]:
@@ -102,6 +108,8 @@ class VictoriaMetrics(MetricsStore):
     # from a few threads, and a heavier client's own work per request would cost more than the
     # store's answer. Answers are not compressed (the store is local). Threads come and go
     # (the event loop's workers), so a connection is not a thread's: it would outlive it.
+    # From an event loop (a dashboard's panels, all at once), asyncio streams and httptools'
+    # parser over connections kept per loop: ~2 ms less for the overview than a thread each.
     def _new(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
 
@@ -130,27 +138,20 @@ class VictoriaMetrics(MetricsStore):
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        """Closes the kept-alive connections (a later query opens one again)."""
+        """Closes the kept-alive connections (a later query opens one again); the event loops'
+        ones by their loops, which must still run."""
         with self._lock:
             idle, self._idle = self._idle, []
+            aidle, self._aidle = self._aidle, []
         for conn in idle:
             conn.close()
+        for loop, _, writer in aidle:
+            with contextlib.suppress(RuntimeError):  # its loop has ended
+                loop.call_soon_threadsafe(writer.close)
 
     def _answer(self, path: str, params: Params, only: Only) -> bytes:
         """The store's answer to a query as it wrote it; a refusal is an OpsError."""
-        params += [("extra_label", f"{k}={v}") for k, v in sorted((only or {}).items())]
-        status, raw = self._call("GET", path, params)
-        if status < 400 and raw.startswith(b'{"status":"success"'):
-            return raw  # not decoded here: a dashboard's points may go out as they are
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = {"error": raw.decode(errors="replace").strip()[:500]}
-        if status >= 500:
-            raise OpsError(f"the metrics store failed: {body.get('error', '')[:200]}", 503)
-        if status >= 400 or body.get("status") != "success":
-            raise OpsError(_short(str(body.get("error") or raw[:500])), 400)
-        return raw
+        return _checked(*self._call("GET", path, _restricted(params, only)))
 
     def _get(self, path: str, params: Params, only: Only) -> Any:
         return orjson.loads(self._answer(path, params, only))["data"]
@@ -176,12 +177,100 @@ class VictoriaMetrics(MetricsStore):
     def query_range_json(
         self, expr: str, start: float, end: float, step: float, only: dict[str, str] | None = None
     ) -> list[SeriesJson]:
-        raw = self._answer("/api/v1/query_range", _range(expr, start, end, step), only)
-        found = split_matrix(raw)
-        if found is None:  # a layout split_matrix does not read: decoded whole
-            result = orjson.loads(raw)["data"]["result"]
-            return [SeriesJson(r["metric"], orjson.dumps(r["values"])) for r in result]
-        return found
+        return _series(self._answer("/api/v1/query_range", _range(expr, start, end, step), only))
+
+    async def query_range_json_async(
+        self, expr: str, start: float, end: float, step: float, only: dict[str, str] | None = None
+    ) -> list[SeriesJson]:
+        params = _restricted(_range(expr, start, end, step), only)
+        return _series(_checked(*await self._acall(f"/api/v1/query_range?{urlencode(params)}")))
+
+    async def _acall(self, url: str) -> tuple[int, bytes]:
+        """GET ``url`` from the event loop over a kept-alive connection of this loop's."""
+        loop = asyncio.get_running_loop()
+        request = f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: identity\r\n\r\n"
+        for attempt in (1, 2):  # a kept-alive connection the store closed: once more, afresh
+            with self._lock:
+                kept = [c for c in self._aidle if c[0] is loop]
+                conn = kept[-1] if kept and attempt == 1 else None
+                if conn is not None:
+                    self._aidle.remove(conn)
+            try:
+                if conn is None:
+                    opened = asyncio.open_connection("127.0.0.1", self.port)
+                    conn = (loop, *await asyncio.wait_for(opened, TIMEOUT_S))
+                exchange = _exchange(conn[1], conn[2], request.encode())
+                status, body, keep = await asyncio.wait_for(exchange, TIMEOUT_S)
+            except (OSError, TimeoutError, httptools.HttpParserError) as err:
+                if conn is not None:
+                    conn[2].close()
+                if attempt == 2:
+                    raise OpsError(f"the metrics store does not answer: {err!r}", 503) from None
+                continue
+            except BaseException:  # cancelled (the caller went away): the exchange is cut
+                if conn is not None:
+                    conn[2].close()
+                raise
+            with self._lock:
+                keep = keep and len(self._aidle) < IDLE_MAX
+                if keep:
+                    self._aidle.append(conn)
+            if not keep:
+                conn[2].close()
+            return status, body
+        raise AssertionError("unreachable")
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bytes, bool]:
+    """One request and its whole answer (length-delimited or chunked): status, body, and
+    whether the connection may be used again."""
+    parts: list[bytes] = []
+    keep: list[bool] = []  # asked as the answer ends (the parser forgets it after)
+
+    class Answer:
+        def on_body(self, body: bytes) -> None:
+            parts.append(body)
+
+        def on_message_complete(self) -> None:
+            keep.append(parser.should_keep_alive())
+
+    parser = httptools.HttpResponseParser(Answer())
+    writer.write(request)
+    while not keep:
+        data = await reader.read(1 << 18)
+        if not data:
+            raise ConnectionResetError("the store closed the connection")
+        parser.feed_data(data)
+    return parser.get_status_code(), b"".join(parts), keep[0]
+
+
+def _series(raw: bytes) -> list[SeriesJson]:
+    found = split_matrix(raw)
+    if found is None:  # a layout split_matrix does not read: decoded whole
+        result = orjson.loads(raw)["data"]["result"]
+        return [SeriesJson(r["metric"], orjson.dumps(r["values"])) for r in result]
+    return found
+
+
+def _restricted(params: Params, only: Only) -> Params:
+    return params + [("extra_label", f"{k}={v}") for k, v in sorted((only or {}).items())]
+
+
+def _checked(status: int, raw: bytes) -> bytes:
+    """A query's answer, as the store wrote it; a refusal is an OpsError."""
+    if status < 400 and raw.startswith(b'{"status":"success"'):
+        return raw  # not decoded here: a dashboard's points may go out as they are
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = {"error": raw.decode(errors="replace").strip()[:500]}
+    if status >= 500:
+        raise OpsError(f"the metrics store failed: {body.get('error', '')[:200]}", 503)
+    if status >= 400 or body.get("status") != "success":
+        raise OpsError(_short(str(body.get("error") or raw[:500])), 400)
+    return raw
 
 
 def _range(expr: str, start: float, end: float, step: float) -> Params:

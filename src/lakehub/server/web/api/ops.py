@@ -101,7 +101,7 @@ async def dashboard(
     end = time.time() if end is None else end
     start = end - hours * 3600
     interval = state.settings.metrics_interval
-    panels = await state.run(board.data, mon.store, who.name, start, end, interval, True)
+    panels = await board.data(mon.store, who.name, start, end, interval, as_json=True)
     out = {"name": board.name, "title": board.title, "start": start, "end": end, "panels": panels}
     return _json(out)
 

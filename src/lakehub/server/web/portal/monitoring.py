@@ -83,8 +83,8 @@ async def dashboard(
     end = time.time()
     error, panels = "", []
     try:
-        args = (mon.store, who.name, end - hours * 3600, end, state.settings.metrics_interval)
-        panels = await state.run(board.data, *args)
+        start, interval = end - hours * 3600, state.settings.metrics_interval
+        panels = await board.data(mon.store, who.name, start, end, interval)
     except OpsError as err:
         error = str(err)
     for p in panels:
