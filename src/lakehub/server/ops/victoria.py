@@ -190,7 +190,8 @@ class VictoriaMetrics(MetricsStore):
         loop = asyncio.get_running_loop()
         request = f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: identity\r\n\r\n"
         for attempt in (1, 2):  # a kept-alive connection the store closed: once more, afresh
-            with self._lock:
+            with self._lock:  # (a closed loop's are dropped: their sockets ended with it)
+                self._aidle = [c for c in self._aidle if not c[0].is_closed()]
                 kept = [c for c in self._aidle if c[0] is loop]
                 conn = kept[-1] if kept and attempt == 1 else None
                 if conn is not None:
