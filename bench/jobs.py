@@ -36,10 +36,16 @@ NOTEBOOK = {
     "nbformat_minor": 5,
     "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
     "cells": [
-        {"cell_type": "code", "metadata": {}, "id": "a", "execution_count": None,
-         "outputs": [], "source": "x = sum(range(10**6))\nprint(x)"},
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "id": "a",
+            "execution_count": None,
+            "outputs": [],
+            "source": "x = sum(range(10**6))\nprint(x)",
+        },
     ],
-}  # fmt: skip
+}
 
 
 def wait_runs(api: httpx.Client, name: str, n: int, timeout: float) -> list[dict[str, Any]]:
@@ -70,8 +76,13 @@ def lateness(
     times = [first + i * spacing for i in range(runs)]
     for i, t in enumerate(times):
         at = datetime.fromtimestamp(t).astimezone().isoformat(timespec="milliseconds")
-        body = {"name": f"late{i}", "code_name": "late.py", "code": SCRIPT, "schedule": "once",
-                "expr": at}  # fmt: skip
+        body = {
+            "name": f"late{i}",
+            "code_name": "late.py",
+            "code": SCRIPT,
+            "schedule": "once",
+            "expr": at,
+        }
         api.post("/jobs", json=body).raise_for_status()
     lakehub = []
     for i, t in enumerate(times):
@@ -108,14 +119,19 @@ def throughput(api: httpx.Client, python: str, work: Path, burst: int) -> dict[s
     t = time.perf_counter()
     pending = list(range(burst))
     while pending:
-        batch = [subprocess.Popen([python, str(work / "burst.py")], stdout=subprocess.DEVNULL)
-                 for _ in pending[:2]]  # fmt: skip
+        batch = [
+            subprocess.Popen([python, str(work / "burst.py")], stdout=subprocess.DEVNULL)
+            for _ in pending[:2]
+        ]
         for p in batch:
             p.wait(60)
         pending = pending[2:]
     bare = time.perf_counter() - t
-    return {"lakehub_per_min": 60 * burst / took, "bare_per_min": 60 * burst / bare,
-            "failed": failed}  # fmt: skip
+    return {
+        "lakehub_per_min": 60 * burst / took,
+        "bare_per_min": 60 * burst / bare,
+        "failed": failed,
+    }
 
 
 def overhead(api: httpx.Client, python: str, work: Path, repeat: int) -> dict[str, list[float]]:
@@ -125,8 +141,12 @@ def overhead(api: httpx.Client, python: str, work: Path, repeat: int) -> dict[st
     (work / "same.py").write_text(code)
     api.post("/jobs", json={"name": "nb", "code_name": "nb.ipynb", "code": nb}).raise_for_status()
     api.post("/jobs", json={"name": "py", "code_name": "same.py", "code": code}).raise_for_status()
-    out: dict[str, list[float]] = {"notebook job": [], "raw papermill": [], "script job": [],
-                                   "bare script": []}  # fmt: skip
+    out: dict[str, list[float]] = {
+        "notebook job": [],
+        "raw papermill": [],
+        "script job": [],
+        "bare script": [],
+    }
     for i in range(repeat):
         for name, key in (("nb", "notebook job"), ("py", "script job")):
             t = time.perf_counter()
@@ -135,10 +155,21 @@ def overhead(api: httpx.Client, python: str, work: Path, repeat: int) -> dict[st
             assert next(r for r in runs if r["id"] == run["id"])["state"] == "succeeded"
             out[key].append(time.perf_counter() - t)
         for argv, key in (
-            ([python, "-m", "papermill", "-k", "python3", "--no-progress-bar", "nb.ipynb",
-              "out.ipynb"], "raw papermill"),
+            (
+                [
+                    python,
+                    "-m",
+                    "papermill",
+                    "-k",
+                    "python3",
+                    "--no-progress-bar",
+                    "nb.ipynb",
+                    "out.ipynb",
+                ],
+                "raw papermill",
+            ),
             ([python, "same.py"], "bare script"),
-        ):  # fmt: skip
+        ):
             t = time.perf_counter()
             subprocess.run(argv, cwd=work, check=True, capture_output=True, timeout=300)
             out[key].append(time.perf_counter() - t)
@@ -169,14 +200,23 @@ def main() -> None:
         python = str(hub.data_dir / "envs" / "datascience" / "bin" / "python")
         work = root / "work"
         work.mkdir()
-        with httpx.Client(base_url=f"{url}{B.API}", timeout=60,
-                          headers={"Authorization": f"token {token}"}) as api:  # fmt: skip
+        with httpx.Client(
+            base_url=f"{url}{B.API}", timeout=60, headers={"Authorization": f"token {token}"}
+        ) as api:
             late = lateness(api, python, work, args.runs, args.spacing)
             results["lateness"] = late
-            rows = [[k, B.fmt(B.percentile(v, 0.5) * 1000, " ms", 0),
-                     B.fmt(B.percentile(v, 0.99) * 1000, " ms", 0), str(len(v))]
-                    for k, v in (("LakeHub scheduler", late["lakehub"]),
-                                 ("bare sleep-and-start loop", late["bare"]))]  # fmt: skip
+            rows = [
+                [
+                    k,
+                    B.fmt(B.percentile(v, 0.5) * 1000, " ms", 0),
+                    B.fmt(B.percentile(v, 0.99) * 1000, " ms", 0),
+                    str(len(v)),
+                ]
+                for k, v in (
+                    ("LakeHub scheduler", late["lakehub"]),
+                    ("bare sleep-and-start loop", late["bare"]),
+                )
+            ]
             print(f"\nstart lateness ({args.runs} runs {args.spacing} s apart; goal p99 <= 1 s)")
             print(B.table(["", "p50", "p99", "runs"], rows))
             burst = throughput(api, python, work, args.burst)

@@ -165,16 +165,21 @@ def main() -> int:
         hub.add_user(name)
         user = hub.credentials(name)
         if lake:
-            admin = {"endpoint_url": lake["lake_endpoint_url"],
-                     "access_key_id": lake["lake_admin_key_id"],
-                     "secret_access_key": lake["lake_admin_secret"]}  # fmt: skip
+            admin = {
+                "endpoint_url": lake["lake_endpoint_url"],
+                "access_key_id": lake["lake_admin_key_id"],
+                "secret_access_key": lake["lake_admin_secret"],
+            }
         else:
             admin = admin_credentials(hub)
         if user["endpoint_url"] != admin["endpoint_url"]:
             raise RuntimeError(f"two endpoints: {user['endpoint_url']} {admin['endpoint_url']}")
         lh = Side("LakeHub: user's keys", user, f"{name}-bench", args.threads)
-        label = {"seaweedfs": "raw SeaweedFS, admin key", "s3-iam": "the service, operator's key",
-                 "cluster": "the cluster, operator's key"}[args.lake]  # fmt: skip
+        label = {
+            "seaweedfs": "raw SeaweedFS, admin key",
+            "s3-iam": "the service, operator's key",
+            "cluster": "the cluster, operator's key",
+        }[args.lake]
         sides = [lh, Side(f"anchor: {label}", admin, lh.bucket, args.threads, "anchor/")]
         if args.lake == "cluster" and service:
             one = Side("anchor: weed mini, one host", service.admin(), RAW_BUCKET, args.threads)

@@ -78,8 +78,13 @@ def backfill(store: str, end: float) -> int:
         series.append(("lakehub_stream_received_records_total", f'user="u{u}",stream="s{u}"'))
     for kind in ("dask", "spark"):
         series.append(("lakehub_clusters", f'user="u1",kind="{kind}"'))
-    for name in ("lakehub_users_active", "lakehub_ingest_buffer_bytes", "lakehub_disk_free_bytes",
-                 "lakehub_disk_size_bytes", "lakehub_quota_used_bytes"):  # fmt: skip
+    for name in (
+        "lakehub_users_active",
+        "lakehub_ingest_buffer_bytes",
+        "lakehub_disk_free_bytes",
+        "lakehub_disk_size_bytes",
+        "lakehub_quota_used_bytes",
+    ):
         series.append((name, 'component="api"'))
     start = int(end - 7 * DAY)
     total = 0
@@ -136,11 +141,17 @@ def bare_first_sample(config: Path, root: Path) -> tuple[float, float, subproces
     first stored sample, its RSS then (MB), the process."""
     port = free_port()
     proc = subprocess.Popen(
-        [shutil.which("victoria-metrics") or "victoria-metrics", f"-storageDataPath={root}",
-         f"-httpListenAddr=127.0.0.1:{port}", f"-promscrape.config={config}",
-         "-loggerLevel=ERROR"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        [
+            shutil.which("victoria-metrics") or "victoria-metrics",
+            f"-storageDataPath={root}",
+            f"-httpListenAddr=127.0.0.1:{port}",
+            f"-promscrape.config={config}",
+            "-loggerLevel=ERROR",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     t0 = time.perf_counter()
     url = f"http://127.0.0.1:{port}"
     B.wait_until(lambda: stored(url, "lakehub_component_up"), 60, interval=0.02)
@@ -209,28 +220,50 @@ def main() -> None:
             c["pid"] for n, c in rt["components"].items() if n.startswith("metrics") and c["pid"]
         ]
         stack = sum(rss_mb(p) for p in pids)
-        results |= {"samples": samples, "dashboard": {"lakehub": lakehub_s, "direct": direct_s},
-                    "stack_mb": stack, "series_drawn": drawn}  # fmt: skip
+        results |= {
+            "samples": samples,
+            "dashboard": {"lakehub": lakehub_s, "direct": direct_s},
+            "stack_mb": stack,
+            "series_drawn": drawn,
+        }
         f50, b50 = B.percentile(firsts, 0.5), B.percentile(bares, 0.5)
         l50, d50 = B.percentile(lakehub_s, 0.5), B.percentile(direct_s, 0.5)
-        print(f"monitoring, {args.ups} starts, {args.runs} dashboard runs; {samples:,} samples "
-              f"over 7 days imported, {drawn} series drawn by the overview")  # fmt: skip
-        print(B.table(
-            ["measure", "LakeHub (median)", "anchor (median)", "ratio", "goal"],
-            [
-                ["first stored sample after up", B.fmt(f50, " s"),
-                 f"bare store from its start: {B.fmt(b50, ' s')}", B.fmt(B.ratio(f50, b50), "x"),
-                 "<= 1 s"],
-                ["overview, 7 days at 15 s", B.fmt(l50 * 1000, " ms", 0),
-                 f"its queries direct: {B.fmt(d50 * 1000, ' ms', 0)}",
-                 B.fmt(B.ratio(l50, d50), "x"),
-                 "<= 1.2x"],
-                ["monitoring stack memory (RSS)", B.fmt(stack, " MB", 0),
-                 f"bare store, a few samples: {B.fmt(bare_mb, ' MB', 0)}", "", "<= 100 MB"],
-            ],
-        ))  # fmt: skip
-        print(f"p90: overview {B.fmt(B.percentile(lakehub_s, 0.9) * 1000, ' ms', 0)}, direct "
-              f"{B.fmt(B.percentile(direct_s, 0.9) * 1000, ' ms', 0)}")  # fmt: skip
+        print(
+            f"monitoring, {args.ups} starts, {args.runs} dashboard runs; {samples:,} samples "
+            f"over 7 days imported, {drawn} series drawn by the overview"
+        )
+        print(
+            B.table(
+                ["measure", "LakeHub (median)", "anchor (median)", "ratio", "goal"],
+                [
+                    [
+                        "first stored sample after up",
+                        B.fmt(f50, " s"),
+                        f"bare store from its start: {B.fmt(b50, ' s')}",
+                        B.fmt(B.ratio(f50, b50), "x"),
+                        "<= 1 s",
+                    ],
+                    [
+                        "overview, 7 days at 15 s",
+                        B.fmt(l50 * 1000, " ms", 0),
+                        f"its queries direct: {B.fmt(d50 * 1000, ' ms', 0)}",
+                        B.fmt(B.ratio(l50, d50), "x"),
+                        "<= 1.2x",
+                    ],
+                    [
+                        "monitoring stack memory (RSS)",
+                        B.fmt(stack, " MB", 0),
+                        f"bare store, a few samples: {B.fmt(bare_mb, ' MB', 0)}",
+                        "",
+                        "<= 100 MB",
+                    ],
+                ],
+            )
+        )
+        print(
+            f"p90: overview {B.fmt(B.percentile(lakehub_s, 0.9) * 1000, ' ms', 0)}, direct "
+            f"{B.fmt(B.percentile(direct_s, 0.9) * 1000, ' ms', 0)}"
+        )
     finally:
         problems += B.hub_down(hub, root, args.keep)
     B.write_results("ops", results)

@@ -36,15 +36,23 @@ def make_notebook(path: Path, megabytes: int) -> int:
     cells = []
     for i in range((megabytes * 2**20) // (image * 4 // 3 + 2048)):
         png = base64.b64encode(rng.randbytes(image)).decode()
-        cells.append({
-            "cell_type": "code", "id": f"c{i}", "metadata": {}, "execution_count": i + 1,
-            "source": f"plot(df.sample({i}))",
-            "outputs": [
-                {"output_type": "stream", "name": "stdout", "text": f"row {i}: " + "x" * 1900},
-                {"output_type": "display_data", "metadata": {},
-                 "data": {"image/png": png, "text/plain": "<Figure size 640x480>"}},
-            ],
-        })  # fmt: skip
+        cells.append(
+            {
+                "cell_type": "code",
+                "id": f"c{i}",
+                "metadata": {},
+                "execution_count": i + 1,
+                "source": f"plot(df.sample({i}))",
+                "outputs": [
+                    {"output_type": "stream", "name": "stdout", "text": f"row {i}: " + "x" * 1900},
+                    {
+                        "output_type": "display_data",
+                        "metadata": {},
+                        "data": {"image/png": png, "text/plain": "<Figure size 640x480>"},
+                    },
+                ],
+            }
+        )
     nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}
     path.write_text(json.dumps(nb))
     return path.stat().st_size
@@ -78,10 +86,27 @@ def main() -> None:
         for mb in (int(x) for x in args.sizes.split(",")):
             src = Path(tmp) / f"nb{mb}.ipynb"
             size = make_notebook(src, mb)
-            ours = [sys.executable, "-m", "lakehub.server.publish.render", str(src),
-                    str(Path(tmp) / f"nb{mb}.fragment.html")]  # fmt: skip
-            plain = [sys.executable, "-m", "nbconvert", "--to", "html", "--log-level", "ERROR",
-                     "--output-dir", tmp, "--output", f"nb{mb}.plain", str(src)]  # fmt: skip
+            ours = [
+                sys.executable,
+                "-m",
+                "lakehub.server.publish.render",
+                str(src),
+                str(Path(tmp) / f"nb{mb}.fragment.html"),
+            ]
+            plain = [
+                sys.executable,
+                "-m",
+                "nbconvert",
+                "--to",
+                "html",
+                "--log-level",
+                "ERROR",
+                "--output-dir",
+                tmp,
+                "--output",
+                f"nb{mb}.plain",
+                str(src),
+            ]
             got: dict[str, list[tuple[float, float]]] = {"lakehub": [], "nbconvert": []}
             for _ in range(args.runs):  # interleaved: both see the same machine
                 for label, argv in (("lakehub", ours), ("nbconvert", plain)):
@@ -101,18 +126,32 @@ def main() -> None:
             for label, name in (("lakehub", "LakeHub render"), ("nbconvert", "plain nbconvert")):
                 walls = [w for w, _ in got[label]]
                 rss = [m for _, m in got[label]]
-                rows.append([name, B.fmt(B.percentile(walls, 0.5), " s"),
-                             B.fmt(B.percentile(rss, 0.5), " MB", 0), str(len(walls))])  # fmt: skip
+                rows.append(
+                    [
+                        name,
+                        B.fmt(B.percentile(walls, 0.5), " s"),
+                        B.fmt(B.percentile(rss, 0.5), " MB", 0),
+                        str(len(walls)),
+                    ]
+                )
             lw = B.percentile([w for w, _ in got["lakehub"]], 0.5)
             pw = B.percentile([w for w, _ in got["nbconvert"]], 0.5)
             lm = B.percentile([m for _, m in got["lakehub"]], 0.5)
             pm = B.percentile([m for _, m in got["nbconvert"]], 0.5)
-            rows.append(["ratio LakeHub/anchor", B.fmt(B.ratio(lw, pw), "x"),
-                         B.fmt(B.ratio(lm, pm), "x"), ""])  # fmt: skip
+            rows.append(
+                [
+                    "ratio LakeHub/anchor",
+                    B.fmt(B.ratio(lw, pw), "x"),
+                    B.fmt(B.ratio(lm, pm), "x"),
+                    "",
+                ]
+            )
             r = results["sizes"][mb]
             ours_mb, plain_mb = ((r[k] or 0) / 2**20 for k in ("page_bytes", "plain_bytes"))
-            print(f"\n{mb} MB notebook ({size / 2**20:.1f} MiB): LakeHub's page "
-                  f"{ours_mb:.1f} MiB, plain nbconvert's {plain_mb:.1f} MiB")  # fmt: skip
+            print(
+                f"\n{mb} MB notebook ({size / 2**20:.1f} MiB): LakeHub's page "
+                f"{ours_mb:.1f} MiB, plain nbconvert's {plain_mb:.1f} MiB"
+            )
             print(B.table(["", "median wall", "median peak RSS", "runs"], rows))
     path = B.write_results("publish", results)
     print(f"\nresults: {path}")

@@ -223,6 +223,7 @@ def artifacts() -> Path:
 # the in-process layer (tests/inproc.py): a platform without a hub, for the API's matrices
 # model endpoints on the in-process layer (tests/endpoints_kit.py): replicas' environment, MLflow
 from endpoints_kit import mlflow_env, remove_accounts, serving  # noqa: E402, F401
+from ingest_client import Forward  # noqa: E402
 from inproc import (  # noqa: E402, F401
     full_quota,
     inproc,
@@ -231,3 +232,10 @@ from inproc import (  # noqa: E402, F401
     metrics_store,
     slow_spawner,
 )
+
+
+@pytest.fixture(autouse=True)
+def _forward_connections_closed() -> Iterator[None]:
+    """The Forward connections a test opened are closed after it, however it ended."""
+    yield
+    Forward.close_all()

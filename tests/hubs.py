@@ -297,11 +297,24 @@ class S3Service:
         config = self.root / "s3.json"
         write_private(config, operator_identities(self.key, self.secret))
         ports = {name: free_port() for name in ("master", "volume", "filer", "s3", "admin")}
-        argv = [weed_binary(), "-logtostderr", "mini", f"-dir={self.root / 'weed'}",
-                "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.config={config}",
-                "-s3.iam.readOnly=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-                "-webdav=false", "-admin.ui=false", "-master.telemetry=false", "-volume.max=0",
-                "-master.volumeSizeLimitMB=256", *local_sockets(self.root / "weed")]  # fmt: skip
+        argv = [
+            weed_binary(),
+            "-logtostderr",
+            "mini",
+            f"-dir={self.root / 'weed'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.config={config}",
+            "-s3.iam.readOnly=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-master.telemetry=false",
+            "-volume.max=0",
+            "-master.volumeSizeLimitMB=256",
+            *local_sockets(self.root / "weed"),
+        ]
         for name, port in ports.items():
             argv += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
         (self.root / "weed").mkdir(parents=True, exist_ok=True)
@@ -326,8 +339,11 @@ class S3Service:
 
     def admin(self) -> dict[str, str]:
         """The operator's credentials, in the shape the API hands a user's."""
-        return {"endpoint_url": self.url, "access_key_id": self.key,
-                "secret_access_key": self.secret}  # fmt: skip
+        return {
+            "endpoint_url": self.url,
+            "access_key_id": self.key,
+            "secret_access_key": self.secret,
+        }
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -365,8 +381,12 @@ def lake_cluster(root: Path) -> Iterator[tuple[Any, dict[str, subprocess.Popen[b
             for (ns, _), host in zip(hosts, rendered.hosts, strict=True):
                 with open(root / f"{host.address}.log", "ab") as log:
                     procs[host.address] = subprocess.Popen(
-                        ["ip", "netns", "exec", ns, *host.argv], cwd=host.folder,
-                        env={**os.environ, **host.env}, stdout=log, stderr=log)  # fmt: skip
+                        ["ip", "netns", "exec", ns, *host.argv],
+                        cwd=host.folder,
+                        env={**os.environ, **host.env},
+                        stdout=log,
+                        stderr=log,
+                    )
             deadline = time.monotonic() + 90
             while nodes(gw) < len(volumes) or not answers(f"http://{gw}:{S3_PORT}/"):
                 dead = [a for a, p in procs.items() if p.poll() is not None]

@@ -21,6 +21,10 @@ API = "/services/lakehub/api"
 
 
 class Forward:
+    """A Forward connection; every one opened is closed after its test (:func:`close_all`)."""
+
+    opened: list[Forward] = []
+
     def __init__(
         self,
         port: int,
@@ -31,6 +35,7 @@ class Forward:
     ) -> None:
         """``tls``: an ``ssl.SSLContext`` to speak TLS with."""
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        Forward.opened.append(self)
         if tls is not None:
             self.sock = tls.wrap_socket(self.sock, server_hostname="localhost")
         self.unpacker = msgpack.Unpacker(raw=False)
@@ -73,6 +78,11 @@ class Forward:
 
     def close(self) -> None:
         self.sock.close()
+
+    @classmethod
+    def close_all(cls) -> None:
+        while cls.opened:
+            cls.opened.pop().close()
 
 
 def entries(records: list[dict[str, Any]], t: float | None = None) -> bytes:

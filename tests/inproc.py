@@ -384,8 +384,11 @@ def metrics_store(inproc: InProc) -> Iterator[InProc]:
     try:
         for name, proc in mon.store.process():
             log = open(inproc.data_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
-            procs.append(subprocess.Popen(proc.argv, env={**os.environ, **proc.env}, cwd=proc.cwd,
-                                          stdout=log, stderr=log))  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    proc.argv, env={**os.environ, **proc.env}, cwd=proc.cwd, stdout=log, stderr=log
+                )
+            )
             log.close()
             _wait(lambda url=proc.health_url: answers(url), f"the store's {name}")
         mon.start()

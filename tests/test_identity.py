@@ -12,12 +12,12 @@ from inproc import InProc
 
 
 def login_post(hub: Hub, name: str, password: str) -> httpx.Response:
-    c = httpx.Client(base_url=hub.url, follow_redirects=True, timeout=60)
-    c.get("/hub/login")
-    return c.post(
-        "/hub/login",
-        data={"username": name, "password": password, "_xsrf": c.cookies.get("_xsrf", "")},
-    )
+    with httpx.Client(base_url=hub.url, follow_redirects=True, timeout=60) as c:
+        c.get("/hub/login")
+        return c.post(
+            "/hub/login",
+            data={"username": name, "password": password, "_xsrf": c.cookies.get("_xsrf", "")},
+        )
 
 
 def test_first_admin_lands_on_portal(hub: Hub) -> None:

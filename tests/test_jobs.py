@@ -39,14 +39,22 @@ def wall(t: int, tz: ZoneInfo = PARIS) -> str:
     ("expr", "start", "end", "expected"),
     [
         # autumn: 02:30 comes twice on 25 October; the job runs once, at the first
-        ("30 2 * * *", (2026, 10, 24), (2026, 10, 27), ["10-24 02:30+0200", "10-25 02:30+0200",
-                                                       "10-26 02:30+0100"]),
+        (
+            "30 2 * * *",
+            (2026, 10, 24),
+            (2026, 10, 27),
+            ["10-24 02:30+0200", "10-25 02:30+0200", "10-26 02:30+0100"],
+        ),
         # spring: 02:30 does not exist on 29 March; the job runs at the jump, once
-        ("30 2 * * *", (2026, 3, 28), (2026, 3, 31), ["03-28 02:30+0100", "03-29 03:00+0200",
-                                                     "03-30 02:30+0200"]),
+        (
+            "30 2 * * *",
+            (2026, 3, 28),
+            (2026, 3, 31),
+            ["03-28 02:30+0100", "03-29 03:00+0200", "03-30 02:30+0200"],
+        ),
         ("0 9 * * 1-5", (2026, 12, 4), (2026, 12, 8), ["12-04 09:00+0100", "12-07 09:00+0100"]),
     ],
-)  # fmt: skip
+)
 def test_cron_follows_the_wall_clock(
     expr: str, start: tuple[int, ...], end: tuple[int, ...], expected: list[str]
 ) -> None:
@@ -298,12 +306,24 @@ NOTEBOOK = {
     "nbformat_minor": 5,
     "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
     "cells": [
-        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "id": "p",
-         "source": "day = 'monday'\nn = 2", "outputs": [], "execution_count": None},
-        {"cell_type": "code", "metadata": {}, "source": "print(f'{day}:{n * 21}')",
-         "outputs": [], "execution_count": None, "id": "q"},
+        {
+            "cell_type": "code",
+            "metadata": {"tags": ["parameters"]},
+            "id": "p",
+            "source": "day = 'monday'\nn = 2",
+            "outputs": [],
+            "execution_count": None,
+        },
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "source": "print(f'{day}:{n * 21}')",
+            "outputs": [],
+            "execution_count": None,
+            "id": "q",
+        },
     ],
-}  # fmt: skip
+}
 
 
 def test_a_notebook_with_parameters_and_what_a_stranger_sees(
@@ -496,9 +516,13 @@ def test_a_failure_is_told_in_the_portal_and_to_a_webhook(
         assert clocked.notices.deliver() == 1
         assert [p["event"] for p in receiver.received] == ["failed", "failed"]
         assert receiver.received[1] | {"at": None} == {
-            "job": "alarm", "owner": ann, "run": run["id"], "event": "failed",
-            "message": notice["message"], "at": None,
-        }  # fmt: skip
+            "job": "alarm",
+            "owner": ann,
+            "run": run["id"],
+            "event": "failed",
+            "message": notice["message"],
+            "at": None,
+        }
         (notice,) = c.get("/services/lakehub/api/notices").json()
         assert notice["webhook"] == "sent"
         page = serving.browser_login(ann).get("/services/lakehub/jobs")
@@ -530,8 +554,19 @@ def test_the_command_line(
 
     script = tmp_path / "greet.py"
     script.write_text("import lakehub.jobs\nprint('hello', lakehub.jobs.parameters()['who'])\n")
-    made = cli("create", "greet", str(script), "--cron", "0 6 * * 1", "--tz", "Europe/Paris",
-               "-p", "who=world", "-p", "n=3")  # fmt: skip
+    made = cli(
+        "create",
+        "greet",
+        str(script),
+        "--cron",
+        "0 6 * * 1",
+        "--tz",
+        "Europe/Paris",
+        "-p",
+        "who=world",
+        "-p",
+        "n=3",
+    )
     assert made.returncode == 0 and "cron 0 6 * * 1 (Europe/Paris)" in made.stdout, made.stderr
     assert "greet" in cli("ls").stdout
     stop = threading.Event()
@@ -577,8 +612,15 @@ def test_a_missed_deadline_and_a_stale_job_are_told(
     bad = c.post(API, json={"name": "d", "code_name": "d.py", "code": "1", "deadline": "7h"})
     assert bad.status_code == 400 and "bad deadline" in bad.text
     fragile = "import os\nraise SystemExit(0 if os.path.exists('/nonexistent') else 1)"
-    make_job(c, "report", fragile, schedule="cron", expr="0 6 * * *", timezone="Europe/Paris",
-             deadline="07:00")  # fmt: skip
+    make_job(
+        c,
+        "report",
+        fragile,
+        schedule="cron",
+        expr="0 6 * * *",
+        timezone="Europe/Paris",
+        deadline="07:00",
+    )
     clocked.clock.at = ms(2026, 12, 7, 6, 0, 1)
     drive(clocked, c, "report", ended)
     assert events() == ["failed"]  # 06:00's run failed; the deadline is not there yet

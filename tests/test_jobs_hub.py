@@ -66,8 +66,13 @@ def test_a_killed_control_plane_neither_loses_nor_doubles_a_run(hub: Hub, new_us
         assert log.count("begun") == 1 and "ended" in log, log
 
         # a schedule every 10 s, the control plane killed between two of its runs
-        body = {"name": "tick", "code_name": "tick.py", "code": "print('tick')",
-                "schedule": "interval", "expr": "10s"}  # fmt: skip
+        body = {
+            "name": "tick",
+            "code_name": "tick.py",
+            "code": "print('tick')",
+            "schedule": "interval",
+            "expr": "10s",
+        }
         assert c.post(API, json=body).status_code == 201
         first = _until(c, "tick", lambda f: any(r["state"] == "succeeded" for r in f), 40)
         _kill_control_plane(hub)
@@ -97,8 +102,14 @@ def test_a_run_gets_a_dask_cluster_of_its_own_stopped_after_it(hub: Hub, new_use
     user = new_user("clus")
     headers = {"Authorization": f"token {hub.token(user)}"}
     with httpx.Client(base_url=hub.url, headers=headers, timeout=60) as c:
-        body = {"name": "fit", "code_name": "fit.py", "code": CLUSTERED, "environment": "dask",
-                "cluster": "dask", "cluster_workers": 1}  # fmt: skip
+        body = {
+            "name": "fit",
+            "code_name": "fit.py",
+            "code": CLUSTERED,
+            "environment": "dask",
+            "cluster": "dask",
+            "cluster_workers": 1,
+        }
         made = c.post(API, json=body)
         assert made.status_code == 201, made.text
         assert (made.json()["cluster"], made.json()["cluster_workers"]) == ("dask", 1)

@@ -42,17 +42,27 @@ def service() -> Iterator[dict[str, str]]:
     try:
         svc.start()
         _iam(svc.url, svc.key, svc.secret).create_user(UserName="outsider")
-        yield {"url": svc.url, "key": svc.key, "secret": svc.secret, "prefix": PREFIX,
-               **svc.settings(PREFIX)}  # fmt: skip
+        yield {
+            "url": svc.url,
+            "key": svc.key,
+            "secret": svc.secret,
+            "prefix": PREFIX,
+            **svc.settings(PREFIX),
+        }
     finally:
         svc.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
 def _iam(url: str, key: str, secret: str) -> Any:
-    return boto3.client("iam", endpoint_url=url, region_name="us-east-1",
-                        aws_access_key_id=key, aws_secret_access_key=secret,
-                        config=Config(retries={"max_attempts": 1}))  # fmt: skip
+    return boto3.client(
+        "iam",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1}),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +121,17 @@ def test_each_user_is_a_user_of_the_service_limited_to_their_buckets(
     _refused(lambda: s3b.delete_object(Bucket=f"{alice}-home", Key="a.txt"))
     _refused(lambda: s3b.create_bucket(Bucket=f"{alice}-bobs"))
     # nor a bucket policy opening her own bucket to anyone
-    public = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
-              "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bob}-home/*"}]}  # fmt: skip
+    public = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bob}-home/*",
+            }
+        ],
+    }
     _refused(lambda: s3b.put_bucket_policy(Bucket=f"{bob}-home", Policy=json.dumps(public)))
     # nor the service's IAM: no user of her own making, no key for another
     iam_b = _iam(cb["endpoint_url"], cb["access_key_id"], cb["secret_access_key"])
@@ -120,9 +139,13 @@ def test_each_user_is_a_user_of_the_service_limited_to_their_buckets(
     _refused(lambda: iam_b.create_access_key(UserName=PREFIX + alice))
     # awscli, with alice's keys only
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env |= {"AWS_ACCESS_KEY_ID": ca["access_key_id"], "AWS_SECRET_ACCESS_KEY":
-            ca["secret_access_key"], "AWS_DEFAULT_REGION": "us-east-1", "HOME": str(tmp_path),
-            "AWS_CONFIG_FILE": str(tmp_path / "none")}  # fmt: skip
+    env |= {
+        "AWS_ACCESS_KEY_ID": ca["access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": ca["secret_access_key"],
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "HOME": str(tmp_path),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+    }
     (tmp_path / "up.txt").write_text("from awscli")
 
     def aws(*args: str) -> subprocess.CompletedProcess[str]:
@@ -148,8 +171,11 @@ def test_rotation_and_removal_end_every_old_key(hub: InProc, admin_iam: Any) -> 
     # a key carol mints for herself through the service's IAM (SeaweedFS lets a user do so)
     iam_c = _iam(old["endpoint_url"], old["access_key_id"], old["secret_access_key"])
     minted = iam_c.create_access_key()["AccessKey"]
-    mine = {**old, "access_key_id": minted["AccessKeyId"],
-            "secret_access_key": minted["SecretAccessKey"]}  # fmt: skip
+    mine = {
+        **old,
+        "access_key_id": minted["AccessKeyId"],
+        "secret_access_key": minted["SecretAccessKey"],
+    }
     assert s3_for(mine).get_object(Bucket=f"{carol}-home", Key="k")["Body"].read() == b"v"
     with hub.http(carol) as c:
         r = c.post(f"{API}/lake/credentials/rotate")
@@ -189,8 +215,12 @@ def test_space_grants_and_quotas_become_policies(hub: InProc) -> None:
         assert c.put(grants, json={"user": reader, "access": "write"}).status_code == 200
         s3r.put_object(Bucket=bucket, Key="r.txt", Body=b"x")
         big = io.BytesIO(os.urandom(11 * 2**20))  # three parts
-        s3r.upload_fileobj(big, bucket, "big", Config=TransferConfig(multipart_threshold=5 * 2**20,
-                           multipart_chunksize=5 * 2**20))  # fmt: skip
+        s3r.upload_fileobj(
+            big,
+            bucket,
+            "big",
+            Config=TransferConfig(multipart_threshold=5 * 2**20, multipart_chunksize=5 * 2**20),
+        )
         assert s3o.head_object(Bucket=bucket, Key="big")["ETag"].strip('"').endswith("-3")
         assert c.delete(grants, params={"user": reader}).status_code == 204
         _refused(lambda: s3r.get_object(Bucket=bucket, Key="shared.txt"))
@@ -256,8 +286,12 @@ def test_the_lake_port_is_only_checked_for_a_lake_run_here() -> None:
             base = {"data_dir": root / "data", "lake_port": port, "port": free_port()}
             with pytest.raises(UpError, match=f"port {port} for the lake is already in use"):
                 preflight(load_settings(**base))
-            elsewhere = {"lake_backend": "s3-iam", "lake_endpoint_url": f"http://127.0.0.1:{port}",
-                         "lake_admin_key_id": "K", "lake_admin_secret": "S"}  # fmt: skip
+            elsewhere = {
+                "lake_backend": "s3-iam",
+                "lake_endpoint_url": f"http://127.0.0.1:{port}",
+                "lake_admin_key_id": "K",
+                "lake_admin_secret": "S",
+            }
             preflight(load_settings(**base, **elsewhere))
     finally:
         shutil.rmtree(root, ignore_errors=True)

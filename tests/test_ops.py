@@ -265,10 +265,12 @@ def test_a_failing_job_fires_is_told_silenced_and_kept(
 
     def told(status: str) -> list[dict[str, Any]]:
         return [
-            b for b in sink.got
-            if b["status"] == status and b["commonLabels"].get("job_name") == "feed"
+            b
+            for b in sink.got
+            if b["status"] == status
+            and b["commonLabels"].get("job_name") == "feed"
             and b["commonLabels"].get("user") == ann
-        ]  # fmt: skip
+        ]
 
     (body,) = wait_for("the webhook", lambda: told("firing"))
     assert body["version"] == "4" and body["alerts"][0]["labels"]["alertname"] == "JobFailing"
@@ -386,15 +388,23 @@ def test_remote_write_is_a_setting(metrics_store: InProc, tmp_path: Path) -> Non
     assert [name for name, _ in comps] == ["metrics", "metrics-agent"]
     procs = [
         subprocess.Popen(
-            ["victoria-metrics", f"-storageDataPath={tmp_path / 'remote'}",
-             f"-httpListenAddr=127.0.0.1:{remote_port}", "-search.latencyOffset=1s"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "victoria-metrics",
+                f"-storageDataPath={tmp_path / 'remote'}",
+                f"-httpListenAddr=127.0.0.1:{remote_port}",
+                "-search.latencyOffset=1s",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-    ]  # fmt: skip
+    ]
     try:
         for _, proc in comps:
-            procs.append(subprocess.Popen(proc.argv, cwd=proc.cwd, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL))  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    proc.argv, cwd=proc.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+            )
 
         def scraped(url: str) -> bool:
             try:
@@ -447,8 +457,14 @@ def test_the_operations_data_is_open_and_names_no_one(
     with pytest.raises(ClientError):
         s3.put_object(Bucket=BUCKET, Key=f"metrics/date={today}/x.parquet", Body=b"x")
     # the documented schema, and no name nor secret anywhere
-    secrets = [ann, bob, stream, ip.platform.tokens.service, ip.platform.tokens.metrics,
-               ip.credentials(ann)["secret_access_key"]]  # fmt: skip
+    secrets = [
+        ann,
+        bob,
+        stream,
+        ip.platform.tokens.service,
+        ip.platform.tokens.metrics,
+        ip.credentials(ann)["secret_access_key"],
+    ]
     found: dict[str, list[dict[str, Any]]] = {}
     for key in keys:
         body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()

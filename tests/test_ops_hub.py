@@ -116,10 +116,12 @@ def test_a_killed_component_fires_its_alert_and_it_resolves(
 
     def told(status: str) -> list[dict[str, Any]]:
         return [
-            b for b in sink.got[before:]
-            if b["status"] == status and b["commonLabels"].get("alertname") == "ComponentDown"
+            b
+            for b in sink.got[before:]
+            if b["status"] == status
+            and b["commonLabels"].get("alertname") == "ComponentDown"
             and b["commonLabels"].get("component") == "ingest"
-        ]  # fmt: skip
+        ]
 
     (fired,) = wait_for("the webhook told it fired", lambda: told("firing"), timeout=30)
     assert fired["alerts"][0]["annotations"]["summary"] == "ingest does not answer"

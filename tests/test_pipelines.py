@@ -38,8 +38,11 @@ def test_a_pipeline_runs_each_step_once_and_goes_on_from_the_failed_one(
     assert report["after"] == ["clean", "extract"]
     assert c.get(f"{API}/extract").json()["then"] == ["clean", "report"]
     # not a DAG of your jobs: refused with the reason
-    for after, message in [(["report"], "cycle"), (["clean", "nosuch"], "no job of yours"),
-                           (["extract"], "itself")]:  # fmt: skip
+    for after, message in [
+        (["report"], "cycle"),
+        (["clean", "nosuch"], "no job of yours"),
+        (["extract"], "itself"),
+    ]:
         r = c.patch(f"{API}/extract", json={"after": after})
         assert r.status_code == 400 and message in r.text, r.text
     r = c.delete(f"{API}/extract")
@@ -86,8 +89,15 @@ def test_a_backfill_plans_a_range_and_keeps_to_its_parallelism(
     user = inproc_user()
     c = serving.http(user)
     client = connect(serving.url, serving.token(user))
-    make_job(c, "daily", "import time\ntime.sleep(1)\n" + STEP, schedule="cron",
-             expr="0 3 * * *", concurrency="allow", backfill_parallelism=2)  # fmt: skip
+    make_job(
+        c,
+        "daily",
+        "import time\ntime.sleep(1)\n" + STEP,
+        schedule="cron",
+        expr="0 3 * * *",
+        concurrency="allow",
+        backfill_parallelism=2,
+    )
     make_job(c, "after-daily", STEP, after=["daily"])
     n = jobs.backfill("daily", "2026-11-01T00:00Z", "2026-11-05T23:59Z", client=client)
     assert n == 5
@@ -107,8 +117,10 @@ def test_a_backfill_plans_a_range_and_keeps_to_its_parallelism(
     assert [r["planned_at"][:10] for r in daily] == [f"2026-11-0{d}" for d in range(1, 7)]
     assert {r["trigger"] for r in daily} == {"backfill"}
     assert {r["state"] for r in daily + runs_of(c, "after-daily")} == {"succeeded"}
-    for bad, message in [(("2026-11-05T00:00Z", "2026-11-01T00:00Z"), "end comes after"),
-                         (("2020-01-01T00:00Z", "2026-01-01T00:00Z"), "at most 1000")]:  # fmt: skip
+    for bad, message in [
+        (("2026-11-05T00:00Z", "2026-11-01T00:00Z"), "end comes after"),
+        (("2020-01-01T00:00Z", "2026-01-01T00:00Z"), "at most 1000"),
+    ]:
         with pytest.raises(LakeHubError, match=message):
             jobs.backfill("daily", *bad, client=client)
     with pytest.raises(LakeHubError, match="cron or interval"):

@@ -177,7 +177,7 @@ def test_who_may_open_each_audience(inproc: InProc, inproc_user: Any) -> None:
         links[audience] = r.json()["url"]
     for audience in links:
         rendered(a, audience)
-    anonymous = httpx.Client(base_url=inproc.url)
+    anonymous = inproc.http()
     expected = {  # audience: (owner, the space's reader, another user, nobody logged in)
         "private": (200, 404, 404, "login"),
         "space": (200, 200, 404, "login"),
@@ -193,12 +193,20 @@ def test_who_may_open_each_audience(inproc: InProc, inproc_user: Any) -> None:
     # what others see listed: what is published for them, never a private or public one
     listed = inproc.http(member).get(API, params={"shared": True}).json()
     assert sorted(p["name"] for p in listed if p["owner"] == ann) == ["hub", "space"]
-    assert not [p for p in inproc.http(other).get(API, params={"shared": True}).json()
-                if p["owner"] == ann and p["name"] == "space"]  # fmt: skip
+    assert not [
+        p
+        for p in inproc.http(other).get(API, params={"shared": True}).json()
+        if p["owner"] == ann and p["name"] == "space"
+    ]
     # a stranger cannot read, change, move or remove another's publication
     o = inproc.http(other)
-    tries = [("GET", "/hub"), ("PATCH", "/hub"), ("POST", "/hub/link"), ("DELETE", "/hub"),
-             ("GET", "/hub/versions/1/notebook.ipynb")]  # fmt: skip
+    tries = [
+        ("GET", "/hub"),
+        ("PATCH", "/hub"),
+        ("POST", "/hub/link"),
+        ("DELETE", "/hub"),
+        ("GET", "/hub/versions/1/notebook.ipynb"),
+    ]
     for method, path in tries:
         r = o.request(method, API + path, json={} if method == "PATCH" else None)
         assert r.status_code == 404 and "does not exist" in r.text, (method, path, r.text)
@@ -221,9 +229,14 @@ def test_who_may_open_each_audience(inproc: InProc, inproc_user: Any) -> None:
     ],
 )
 def test_bad_input_is_refused_with_a_reason(
-    inproc: InProc, inproc_user: Any, name: str, body: Any, params: dict[str, str], status: int,
+    inproc: InProc,
+    inproc_user: Any,
+    name: str,
+    body: Any,
+    params: dict[str, str],
+    status: int,
     message: str,
-) -> None:  # fmt: skip
+) -> None:
     c = inproc.http(inproc_user())
     content = body if isinstance(body, str) else json.dumps(body)
     r = c.put(f"{API}/{name}", content=content, params=params)
@@ -274,7 +287,7 @@ def test_the_page_s_limits_cut_and_leave_out_with_notices() -> None:
                     "text/plain": "IntSlider(value=3)",
                 }
             ),
-        ),  # fmt: skip
+        ),
         *[code("many", shown({"text/plain": "y" * 200_000})) for _ in range(150)],  # 30 MB
     )
     budget = render.prepare(nb)
@@ -350,8 +363,15 @@ def test_xss_payloads_stay_inert_in_chromium(
     for bad in ("<script", "onerror", "onload", "javascript:", "<iframe", "<form", "<style>b"):
         assert bad not in body.split('<section class="nb"')[1], bad
     context = browser.new_context()
-    context.add_cookies([{"name": TOKEN_COOKIE, "url": inproc.url + PORTAL,
-                          "value": inproc.platform.vault.encrypt(inproc.token(bob))}])  # fmt: skip
+    context.add_cookies(
+        [
+            {
+                "name": TOKEN_COOKIE,
+                "url": inproc.url + PORTAL,
+                "value": inproc.platform.vault.encrypt(inproc.token(bob)),
+            }
+        ]
+    )
     tab = context.new_page()
     try:
         tab.goto(inproc.url + PORTAL + url)
@@ -382,16 +402,22 @@ def test_the_cli_publishes_lists_and_unpublishes(
     cli = [sys.executable, "-m", "lakehub.cli", "publish"]
     auth = ["--hub", inproc.url, "--token", inproc.token(ann)]
     nb = write(tmp_path, REPORT, "Q3 Report.ipynb")
-    out = subprocess.run([*cli, str(nb), "--to", "public", *auth], capture_output=True,
-                         text=True, env=env, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [*cli, str(nb), "--to", "public", *auth],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("q3-report: v1 ready, for public, 0 views")
     link = out.stdout.strip().splitlines()[-1]
     assert "1234" in httpx.get(link).text  # anyone with the link
     listed = subprocess.run([*cli, "ls", *auth], capture_output=True, text=True, env=env)
     assert "q3-report" in listed.stdout and link in listed.stdout
-    bad = subprocess.run([*cli, str(nb), "--to", "friends", *auth], capture_output=True,
-                         text=True, env=env)  # fmt: skip
+    bad = subprocess.run(
+        [*cli, str(nb), "--to", "friends", *auth], capture_output=True, text=True, env=env
+    )
     assert bad.returncode != 0 and "--to is" in bad.stderr and "Traceback" not in bad.stderr
     gone = subprocess.run([*cli, "rm", "nosuch", *auth], capture_output=True, text=True, env=env)
     assert gone.returncode != 0 and "does not exist" in gone.stderr
@@ -405,8 +431,15 @@ def test_the_portal_page_publishes_lists_and_keeps_a_refused_form(
 ) -> None:
     ann = inproc_user()
     c = inproc.browser_login(ann)
-    r = c.post(PORTAL + "published", data={"name": "Bad Name", "lake": "s3://nowhere/x.ipynb",
-                                           "title": "My title", "audience": "public"})  # fmt: skip
+    r = c.post(
+        PORTAL + "published",
+        data={
+            "name": "Bad Name",
+            "lake": "s3://nowhere/x.ipynb",
+            "title": "My title",
+            "audience": "public",
+        },
+    )
     assert r.status_code == 400 and "bad name" in r.text
     assert 'value="My title"' in r.text and 'value="s3://nowhere/x.ipynb"' in r.text
     assert '<option value="public" selected>' in r.text
@@ -418,8 +451,10 @@ def test_the_portal_page_publishes_lists_and_keeps_a_refused_form(
     assert 'data-pub="weekly"' in listed and "v1 ready" in listed and "Week 49" in listed
     link = inproc.http(ann).get(f"{API}/weekly").json()["url"]
     assert f'href="{PORTAL}{link}"' in listed
-    r = c.post(PORTAL + "published/weekly/change", data={"title": "Week 49", "audience": "space",
-                                                         "space": "nosuch"})  # fmt: skip
+    r = c.post(
+        PORTAL + "published/weekly/change",
+        data={"title": "Week 49", "audience": "space", "space": "nosuch"},
+    )
     assert "not in a space" in r.text
     r = c.post(PORTAL + "published-run", data={"job": "nosuch", "run": "1", "name": "x"})
     assert "does not exist" in r.text

@@ -174,7 +174,7 @@ def test_space_grants_decide_and_requests_are_guarded(inproc: InProc, inproc_use
     r = c.post(uploads(f"space-{space}"), json={"key": "x", "size": 10**13})
     assert r.status_code == 413 and "lakehub lake cp" in r.json()["detail"]
     # without a session, nothing happens
-    anon = httpx.Client(base_url=inproc.url, timeout=30)
+    anon = inproc.http()
     r = anon.post(uploads(f"space-{space}"), json={"key": "x", "size": 1})
     assert r.status_code in (302, 303, 401)
     keys = [

@@ -56,8 +56,17 @@ def test_the_starter_keeps_nothing_of_what_it_starts(tmp_path: Path) -> None:
             log = tmp_path / f"replica-{n}.log"
             request = {
                 # no such model: the replica says so in its log and leaves
-                "argv": ["serve", "--model", str(tmp_path / "none"), "--name", "m",
-                         "--version", "1", "--port", "1"],
+                "argv": [
+                    "serve",
+                    "--model",
+                    str(tmp_path / "none"),
+                    "--name",
+                    "m",
+                    "--version",
+                    "1",
+                    "--port",
+                    "1",
+                ],
                 "env": {"LAKEHUB_REPLICA_KEY": needle, "PATH": env["PATH"]},
                 "cwd": str(tmp_path),
                 "uid": os.getuid(),
@@ -65,7 +74,7 @@ def test_the_starter_keeps_nothing_of_what_it_starts(tmp_path: Path) -> None:
                 "groups": os.getgroups(),
                 "cgroups": [],
                 "log": str(log),
-            }  # fmt: skip
+            }
             pids.append(warm.spawn(str(sock), request))
             deadline = time.monotonic() + 60
             while Path(f"/proc/{pids[-1]}").exists() or not log.read_text():

@@ -64,17 +64,37 @@ PLANTED = (  # the first reports of every sample; example() files duplicates of 
     (1003, "Login page shows a blank screen in Firefox"),
 )
 COMPONENTS = (
-    "notebook server", "login page", "dataset catalog", "model registry", "file browser",
-    "dask cluster", "portal", "API", "stream ingest", "quota page",
-)  # fmt: skip
+    "notebook server",
+    "login page",
+    "dataset catalog",
+    "model registry",
+    "file browser",
+    "dask cluster",
+    "portal",
+    "API",
+    "stream ingest",
+    "quota page",
+)
 SYMPTOMS = (
-    "hangs", "returns an error 500", "is very slow", "shows the wrong owner", "times out",
-    "loses unsaved changes", "displays garbled text", "ignores the selected size",
-)  # fmt: skip
+    "hangs",
+    "returns an error 500",
+    "is very slow",
+    "shows the wrong owner",
+    "times out",
+    "loses unsaved changes",
+    "displays garbled text",
+    "ignores the selected size",
+)
 WHEN = (
-    "after an upgrade", "when the name has spaces", "for users in a space", "on the second try",
-    "with an expired token", "when the list is empty", "in dark mode", "behind a proxy",
-)  # fmt: skip
+    "after an upgrade",
+    "when the name has spaces",
+    "for users in a space",
+    "on the second try",
+    "with an expired token",
+    "when the list is empty",
+    "in dark mode",
+    "behind a proxy",
+)
 
 
 def sample(n: int) -> pd.DataFrame:

@@ -50,9 +50,14 @@ def compute_ls(hub: str | None, token: str | None) -> None:
 @HUB
 @TOKEN
 def compute_start(
-    kind: str, workers: int, cores: float, memory: str, connect: bool, hub: str | None,
+    kind: str,
+    workers: int,
+    cores: float,
+    memory: str,
+    connect: bool,
+    hub: str | None,
     token: str | None,
-) -> None:  # fmt: skip
+) -> None:
     """Start a cluster of KIND; connect to it from Python with its name."""
     body = {"workers": workers, "cores": cores, "memory": memory, "connect": connect}
     with hub_client(hub, token) as c:

@@ -28,9 +28,13 @@ def _when(ms: int | None) -> str:
 @HUB
 @TOKEN
 def query(
-    expr: str, hours: float | None, step: float | None, as_json: bool, hub: str | None,
+    expr: str,
+    hours: float | None,
+    step: float | None,
+    as_json: bool,
+    hub: str | None,
     token: str | None,
-) -> None:  # fmt: skip
+) -> None:
     """Evaluate the PromQL EXPR: one line per series, with its latest value."""
     from lakehub.monitoring import query as run
 
@@ -89,9 +93,13 @@ def alerts(firing: bool, hub: str | None, token: str | None) -> None:
 @HUB
 @TOKEN
 def silence(
-    reason: str, rule: str, labels: tuple[str, ...], hours: float, hub: str | None,
+    reason: str,
+    rule: str,
+    labels: tuple[str, ...],
+    hours: float,
+    hub: str | None,
     token: str | None,
-) -> None:  # fmt: skip
+) -> None:
     """Keep matching alerts' notices from going out for a while."""
     from lakehub.monitoring import silence as make
 

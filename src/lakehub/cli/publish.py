@@ -67,9 +67,15 @@ def _check_to(to: str | None) -> None:
 @HUB
 @TOKEN
 def publish_notebook(
-    source: str, name: str | None, title: str | None, to: str | None, expires: str | None,
-    no_wait: bool, hub: str | None, token: str | None,
-) -> None:  # fmt: skip
+    source: str,
+    name: str | None,
+    title: str | None,
+    to: str | None,
+    expires: str | None,
+    no_wait: bool,
+    hub: str | None,
+    token: str | None,
+) -> None:
     """Publish SOURCE (a notebook file, or s3://bucket/key.ipynb in the lake); again: a new
     version at the same link."""
     import os
@@ -81,9 +87,15 @@ def publish_notebook(
         fail(f"no notebook file at {source}")
     with hub_client(hub, token) as c:
         page = call(
-            notebook, source, name=name, title=title, to=to, expires=_expiry(expires),
-            wait=0 if no_wait else 300, client=c,
-        )  # fmt: skip
+            notebook,
+            source,
+            name=name,
+            title=title,
+            to=to,
+            expires=_expiry(expires),
+            wait=0 if no_wait else 300,
+            client=c,
+        )
     _say(page)
 
 
@@ -95,9 +107,15 @@ def publish_notebook(
 @HUB
 @TOKEN
 def publish_run(
-    job: str, run_id: int, name: str | None, title: str | None, to: str | None,
-    expires: str | None, hub: str | None, token: str | None,
-) -> None:  # fmt: skip
+    job: str,
+    run_id: int,
+    name: str | None,
+    title: str | None,
+    to: str | None,
+    expires: str | None,
+    hub: str | None,
+    token: str | None,
+) -> None:
     """Publish the output notebook of run RUN_ID of your job JOB."""
     from lakehub.publish import run
 
@@ -152,9 +170,13 @@ def publish_show(name: str, hub: str | None, token: str | None) -> None:
 @HUB
 @TOKEN
 def publish_set(
-    name: str, title: str | None, to: str | None, expires: str | None, hub: str | None,
+    name: str,
+    title: str | None,
+    to: str | None,
+    expires: str | None,
+    hub: str | None,
     token: str | None,
-) -> None:  # fmt: skip
+) -> None:
     """Change its title, audience or expiry."""
     from lakehub.publish import update
 

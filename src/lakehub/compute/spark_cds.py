@@ -124,23 +124,47 @@ def make(env: Path, timeout: float = 300.0) -> list[str]:
     try:
         procs.append(
             subprocess.Popen(  # noqa: S603 (the environment's own Spark)
-                [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                 "--port", str(master_port), "--webui-port", str(ui_port)],
+                [
+                    spark_class,
+                    "org.apache.spark.deploy.master.Master",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(master_port),
+                    "--webui-port",
+                    str(ui_port),
+                ],
                 env={**base, "SPARK_DAEMON_JAVA_OPTS": dump("master")},
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
-        )  # fmt: skip
+        )
         _wait(lambda: _listens(master_port), "master", deadline)
         url = f"spark://127.0.0.1:{master_port}"
         procs.append(
             subprocess.Popen(  # noqa: S603
-                [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-                 "--webui-port", "0", "--cores", "1", "--memory", "1g",
-                 "--work-dir", str(work / "worker"), url],
+                [
+                    spark_class,
+                    "org.apache.spark.deploy.worker.Worker",
+                    "--host",
+                    "127.0.0.1",
+                    "--webui-port",
+                    "0",
+                    "--cores",
+                    "1",
+                    "--memory",
+                    "1g",
+                    "--work-dir",
+                    str(work / "worker"),
+                    url,
+                ],
                 env={**base, "SPARK_DAEMON_JAVA_OPTS": dump("worker")},
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
-        )  # fmt: skip
+        )
         start_jvm(jars, {"spark.driver.extraJavaOptions": dump("driver")})
         builder = SparkSession.builder.master(url).appName("lakehub-cds")
         settings = {
@@ -163,9 +187,11 @@ def make(env: Path, timeout: float = 300.0) -> list[str]:
         for pid in _executors(procs[1].pid) if jcmd else []:
             subprocess.run(  # noqa: S603 (this Java's own tool)
                 [str(jcmd), str(pid), "VM.cds", "dynamic_dump", str(made / "executor.jsa")],
-                stdout=log, stderr=subprocess.STDOUT, timeout=max(5.0, deadline - time.monotonic()),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=max(5.0, deadline - time.monotonic()),
                 check=True,
-            )  # fmt: skip
+            )
         spark.stop()
         # the driver's JVM exits (writing its archive) once its standard input closes
         from pyspark import SparkContext
@@ -240,16 +266,20 @@ def _connect(
     server = subprocess.Popen(  # noqa: S603 (the environment's own Spark)
         connect_argv(home, conf),
         env={**base, "SPARK_DAEMON_MEMORY": "1g"},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         _wait(lambda: _listens(port), "Spark Connect server", deadline)
         subprocess.run(  # noqa: S603 (this interpreter)
             [sys.executable, "-c", CLIENT, f"sc://localhost:{port}", str(work / "connected")],
             env={**base, "LAKEHUB_CDS_TOKEN": token, "PYTHONWARNINGS": "ignore"},
-            stdout=log, stderr=subprocess.STDOUT,
-            timeout=max(5.0, deadline - time.monotonic()), check=True,
-        )  # fmt: skip
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=max(5.0, deadline - time.monotonic()),
+            check=True,
+        )
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGTERM)

@@ -90,9 +90,13 @@ class WarmStarter:
         return self.sock
 
     async def spawn(
-        self, cmd: list[str], env: dict[str, str], cwd: str, ids: tuple[int, int, list[int]],
+        self,
+        cmd: list[str],
+        env: dict[str, str],
+        cwd: str,
+        ids: tuple[int, int, list[int]],
         log_path: str,
-    ) -> int | None:  # fmt: skip
+    ) -> int | None:
         """The pid of ``cmd`` forked from the starter, or None (start it plain)."""
         module = MODULES.get(cmd[1]) if len(cmd) > 1 else None
         sock = await self.socket() if module else None

@@ -30,9 +30,15 @@ DRIVER_MEMORY = 1 << 30
 
 
 def connect_conf(
-    work: Path, user: Ids | None, rec: dict[str, Any], lake: dict[str, str],
-    cores: int, memory_mb: int, work_fd: int, ui_base: str = "",
-) -> Path:  # fmt: skip
+    work: Path,
+    user: Ids | None,
+    rec: dict[str, Any],
+    lake: dict[str, str],
+    cores: int,
+    memory_mb: int,
+    work_fd: int,
+    ui_base: str = "",
+) -> Path:
     """The server's settings, in a file private to the owner: its port and token, the owner's
     lake keys, its executor (inside it: a ``local[n]`` master with the workers' cores, the
     heap of :func:`heap_mb`; ``cores`` and ``memory_mb`` a worker's). ``work_fd``: ``work``,

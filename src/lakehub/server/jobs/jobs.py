@@ -351,10 +351,23 @@ class Jobs:
 
     def _apply(self, s: Session, who: Reader, job: Job, changes: dict[str, Any], now: int) -> None:
         unknown = set(changes) - {
-            "name", "code", "code_name", "parameters", "environment", "size", "schedule",
-            "expr", "timezone", "paused", "webhook", "deadline", "email", "after", *CHOICES,
+            "name",
+            "code",
+            "code_name",
+            "parameters",
+            "environment",
+            "size",
+            "schedule",
+            "expr",
+            "timezone",
+            "paused",
+            "webhook",
+            "deadline",
+            "email",
+            "after",
+            *CHOICES,
             *LIMITS,
-        }  # fmt: skip
+        }
         if unknown:
             raise JobsError(f"unknown fields: {', '.join(sorted(unknown))}")
         if "parameters" in changes:
@@ -378,8 +391,11 @@ class Jobs:
             zone = str(changes.get("timezone", job.timezone))
             new = sched.parse(kind, expr, zone, now)
             job.schedule, job.expr, job.timezone, job.start_ms = (
-                new.kind, new.expr, new.timezone, new.start_ms,
-            )  # fmt: skip
+                new.kind,
+                new.expr,
+                new.timezone,
+                new.start_ms,
+            )
             job.planned_ms = now  # the new schedule counts from now
         for key, allowed in CHOICES.items():
             if key in changes:

@@ -60,9 +60,13 @@ class SmtpMailer(Mailer):
             return None
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
         return cls(
-            settings.smtp_host, settings.smtp_port, settings.smtp_from,
-            settings.smtp_starttls, settings.smtp_user, password,
-        )  # fmt: skip
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_from,
+            settings.smtp_starttls,
+            settings.smtp_user,
+            password,
+        )
 
     def send(self, to: str, subject: str, body: str) -> None:
         import smtplib
@@ -182,10 +186,13 @@ class Notices:
                 job.deadline_checked_ms = due
                 if self._last_success(s, job, after=due - 86_400_000) is None:
                     self.record(
-                        s, job, None, "deadline",
+                        s,
+                        job,
+                        None,
+                        "deadline",
                         f"no successful run by {job.deadline} ({job.timezone}) on "
                         f"{from_ms(due):%Y-%m-%d}",
-                    )  # fmt: skip
+                    )
         step = (
             None
             if job.stale_told
@@ -198,10 +205,13 @@ class Notices:
             if now - last > 2 * step:
                 job.stale_told = True
                 self.record(
-                    s, job, None, "stale",
+                    s,
+                    job,
+                    None,
+                    "stale",
                     f"no successful run since {from_ms(last):%Y-%m-%d %H:%M}Z (or a change), "
                     f"more than twice its interval ({step // 1000} s)",
-                )  # fmt: skip
+                )
 
     @staticmethod
     def _last_success(s: Session, job: Job, after: int = 0) -> int | None:

@@ -192,10 +192,13 @@ class Scheduler:
         )
         if skipped:
             self.notices.record(
-                s, job, None, "missed",
+                s,
+                job,
+                None,
+                "missed",
                 f"{len(skipped)} planned time(s) missed while the hub was down, the last at "
                 f"{from_ms(skipped[-1]):%Y-%m-%d %H:%M}Z (missed policy: {job.missed})",
-            )  # fmt: skip
+            )
         for t in kept:
             if t in taken:
                 continue

@@ -118,20 +118,42 @@ def render(
         common = [weed, "-logtostderr"]
         if address == gw:
             write_private(folder / "s3.json", operator_identities(key, secret))
-            argv = [*common, "server", f"-ip={gw}", f"-ip.bind={gw}", "-dir=data",
-                    "-volume=false", f"-master.port={MASTER_PORT}",
-                    f"-master.defaultReplication={replication}",
-                    f"-master.volumeSizeLimitMB={volume_size_mb}", "-master.telemetry=false",
-                    "-filer", "-s3", f"-s3.port={S3_PORT}", "-s3.config=s3.json",
-                    "-s3.iam.readOnly=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-                    *local_sockets(Path("data"))]  # fmt: skip
+            argv = [
+                *common,
+                "server",
+                f"-ip={gw}",
+                f"-ip.bind={gw}",
+                "-dir=data",
+                "-volume=false",
+                f"-master.port={MASTER_PORT}",
+                f"-master.defaultReplication={replication}",
+                f"-master.volumeSizeLimitMB={volume_size_mb}",
+                "-master.telemetry=false",
+                "-filer",
+                "-s3",
+                f"-s3.port={S3_PORT}",
+                "-s3.config=s3.json",
+                "-s3.iam.readOnly=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                *local_sockets(Path("data")),
+            ]
             # one volume per new bucket (and its copies), whatever the replication
             env = {f"WEED_MASTER_VOLUME_GROWTH_COPY_{n}": "1" for n in (1, 2, 3)}
             env["WEED_MASTER_VOLUME_GROWTH_COPY_OTHER"] = "1"
         else:
-            argv = [*common, "volume", f"-ip={address}", f"-ip.bind={address}",
-                    f"-port={VOLUME_PORT}", f"-mserver={gw}:{MASTER_PORT}", "-dir=data",
-                    "-max=0", "-dataCenter=dc1", f"-rack={rack}"]  # fmt: skip
+            argv = [
+                *common,
+                "volume",
+                f"-ip={address}",
+                f"-ip.bind={address}",
+                f"-port={VOLUME_PORT}",
+                f"-mserver={gw}:{MASTER_PORT}",
+                "-dir=data",
+                "-max=0",
+                "-dataCenter=dc1",
+                f"-rack={rack}",
+            ]
             env = {}
         (folder / "data").mkdir(exist_ok=True)
         hosts.append(Host(address, folder, argv, env))

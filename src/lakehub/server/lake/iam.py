@@ -241,13 +241,21 @@ class IamLake(Lake):
                     continue  # and this user is applied again with it
                 for key in keys:
                     if key != ident.access_key:
-                        self._call("delete_access_key", UserName=self.prefix + ident.name,
-                                   AccessKeyId=key)  # fmt: skip
+                        self._call(
+                            "delete_access_key", UserName=self.prefix + ident.name, AccessKeyId=key
+                        )
                         removed_keys.append(key)
-                self._call("put_user_policy", UserName=self.prefix + ident.name,
-                           PolicyName=POLICY, PolicyDocument=json.dumps(doc))  # fmt: skip
-                self._call("attach_user_policy", UserName=self.prefix + ident.name,
-                           PolicyArn=self._guard(state))  # fmt: skip
+                self._call(
+                    "put_user_policy",
+                    UserName=self.prefix + ident.name,
+                    PolicyName=POLICY,
+                    PolicyDocument=json.dumps(doc),
+                )
+                self._call(
+                    "attach_user_policy",
+                    UserName=self.prefix + ident.name,
+                    PolicyArn=self._guard(state),
+                )
                 users[ident.name] = {
                     "key": ident.access_key,
                     "policy": digest,

@@ -86,18 +86,27 @@ def schema(name: str) -> pa.Schema:
 
     return {
         "metrics": pa.schema(
-            [("ts", pa.timestamp("s", tz="UTC")), ("metric", pa.string()),
-             ("labels", pa.string()), ("value", pa.float64())]
+            [
+                ("ts", pa.timestamp("s", tz="UTC")),
+                ("metric", pa.string()),
+                ("labels", pa.string()),
+                ("value", pa.float64()),
+            ]
         ),
         "alerts": pa.schema(
-            [("fired_at", pa.timestamp("ms", tz="UTC")),
-             ("resolved_at", pa.timestamp("ms", tz="UTC")), ("rule", pa.string()),
-             ("severity", pa.string()), ("labels", pa.string()), ("silenced", pa.bool_())]
+            [
+                ("fired_at", pa.timestamp("ms", tz="UTC")),
+                ("resolved_at", pa.timestamp("ms", tz="UTC")),
+                ("rule", pa.string()),
+                ("severity", pa.string()),
+                ("labels", pa.string()),
+                ("silenced", pa.bool_()),
+            ]
         ),
         "events": pa.schema(
             [("ts", pa.timestamp("ms", tz="UTC")), ("kind", pa.string()), ("subject", pa.string())]
         ),
-    }[name]  # fmt: skip
+    }[name]
 
 
 DESCRIPTIONS = {
@@ -261,9 +270,12 @@ class OpenData:
     def export(self, day: date) -> dict[str, int]:
         """Write ``day``'s three tables (again, if they are there); rows per table."""
         self._prepare()
-        self.put("DATASHEET.md", DATASHEET.format(
-            metrics=", ".join(ALLOWLIST), named=", ".join(NAMED), licence=LICENCE
-        ).encode())  # fmt: skip
+        self.put(
+            "DATASHEET.md",
+            DATASHEET.format(
+                metrics=", ".join(ALLOWLIST), named=", ".join(NAMED), licence=LICENCE
+            ).encode(),
+        )
         tables = {
             "metrics": metrics(self.store, day, self.names),
             "alerts": alerts(self.db, day, self.names),
@@ -307,9 +319,15 @@ class OpenData:
 
 
 def for_platform(
-    settings: Any, db: Database, store: MetricsStore, directory: Any, spaces: Any,
-    catalog: Any, files: Any, jobs: Any,
-) -> OpenData:  # fmt: skip
+    settings: Any,
+    db: Database,
+    store: MetricsStore,
+    directory: Any,
+    spaces: Any,
+    catalog: Any,
+    files: Any,
+    jobs: Any,
+) -> OpenData:
     """The export over the platform's services: the space owned by the first administrator,
     written and registered with that administrator's own keys and rights."""
     from lakehub.server.identity.users import EVERYONE as GROUP
@@ -323,9 +341,10 @@ def for_platform(
 
         with db.session() as s:
             name = s.scalar(
-                select(User.name).where(User.admin.is_(True), User.status == "active")
+                select(User.name)
+                .where(User.admin.is_(True), User.status == "active")
                 .order_by(User.name != settings.admin_user, User.id)
-            )  # fmt: skip
+            )
         if name is None:
             raise RuntimeError("no administrator to own the operations data")
         return str(name)
@@ -344,10 +363,18 @@ def for_platform(
         spaces.grant(SPACE, "read", who, True, group=GROUP)
         try:  # the AI library's anomaly detector on each day, half an hour after its export
             code = Path(__file__).with_name("anomaly_job.py").read_text()
-            jobs.create(Reader(who), {
-                "name": JOB, "code_name": f"{JOB}.py", "code": code, "schedule": "cron",
-                "expr": "30 0 * * *", "timezone": "UTC", "environment": "datascience",
-            })  # fmt: skip
+            jobs.create(
+                Reader(who),
+                {
+                    "name": JOB,
+                    "code_name": f"{JOB}.py",
+                    "code": code,
+                    "schedule": "cron",
+                    "expr": "30 0 * * *",
+                    "timezone": "UTC",
+                    "environment": "datascience",
+                },
+            )
         except JobsError as err:  # there (409), or its environment is not built yet: next time
             if err.status != 409:
                 log.warning("the job %s is not made yet: %s", JOB, err)
@@ -358,10 +385,14 @@ def for_platform(
     def register(name: str, path: str, description: str) -> None:
         try:
             catalog.register(
-                name, path, "parquet", owner(), partitioning=["date"],
+                name,
+                path,
+                "parquet",
+                owner(),
+                partitioning=["date"],
                 description=f"{description} See s3://{BUCKET}/DATASHEET.md.",
                 tags=["operations", "open-data", LICENCE],
-            )  # fmt: skip
+            )
         except UserError as err:
             if err.status != 409:
                 raise

@@ -22,13 +22,18 @@ class RequestCounts:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.count = Counter(
-            "lakehub_api_requests", "Requests answered by the control plane",
-            ["route", "method", "code"], registry=self.registry,
-        )  # fmt: skip
+            "lakehub_api_requests",
+            "Requests answered by the control plane",
+            ["route", "method", "code"],
+            registry=self.registry,
+        )
         self.seconds = Histogram(
-            "lakehub_api_request_duration_seconds", "From a request's arrival to its answer",
-            ["route"], buckets=BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "lakehub_api_request_duration_seconds",
+            "From a request's arrival to its answer",
+            ["route"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
 
     def page(self) -> bytes:
         return generate_latest(self.registry)

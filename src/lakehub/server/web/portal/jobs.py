@@ -46,16 +46,27 @@ async def jobs(
 
 
 async def _jobs_page(
-    request: Request, who: Principal, state: State, form: dict[str, Any], status: int = 200,
+    request: Request,
+    who: Principal,
+    state: State,
+    form: dict[str, Any],
+    status: int = 200,
     **ctx: Any,
-) -> Response:  # fmt: skip
+) -> Response:
     found = await state.run(state.jobs.owned, _reader(who))
     choices = await state.run(state.policies.choices, who.name, who.admin)
     notices = await state.run(state.jobs.scheduler.notices.of, _reader(who).name)
     return page(
-        request, "jobs.html", status=status, who=who, jobs=found, form=form, choices=choices,
-        notices=notices, **ctx,
-    )  # fmt: skip
+        request,
+        "jobs.html",
+        status=status,
+        who=who,
+        jobs=found,
+        form=form,
+        choices=choices,
+        notices=notices,
+        **ctx,
+    )
 
 
 @router.post("/jobs", response_class=HTMLResponse)

@@ -66,9 +66,14 @@ async def index(request: Request, who: Browser, state: State) -> Response:
     boards = [b for b in mon.boards.values() if b.visible_to(who.admin)]
     firing = await state.run(mon.alerts.history, who.name, who.admin, True, 50)
     return page(
-        request, "monitoring.html", who=who, boards=boards, firing=firing,
-        store=mon.running, reason=getattr(mon.store, "reason", ""),
-    )  # fmt: skip
+        request,
+        "monitoring.html",
+        who=who,
+        boards=boards,
+        firing=firing,
+        store=mon.running,
+        reason=getattr(mon.store, "reason", ""),
+    )
 
 
 @router.get("/monitoring/{name}", response_class=HTMLResponse)
@@ -90,9 +95,15 @@ async def dashboard(
     for p in panels:
         p["spec"], p["last"] = _spec(p), _last(p)
     return page(
-        request, "dashboard.html", who=who, board=board, panels=panels, hours=hours,
-        ranges=RANGES, error=error,
-    )  # fmt: skip
+        request,
+        "dashboard.html",
+        who=who,
+        board=board,
+        panels=panels,
+        hours=hours,
+        ranges=RANGES,
+        error=error,
+    )
 
 
 @router.get("/alerts", response_class=HTMLResponse)
@@ -103,17 +114,28 @@ async def alerts(
 
 
 async def _alerts_page(
-    request: Request, who: Principal, state: State, form: dict[str, Any], status: int = 200,
+    request: Request,
+    who: Principal,
+    state: State,
+    form: dict[str, Any],
+    status: int = 200,
     **ctx: Any,
-) -> Response:  # fmt: skip
+) -> Response:
     a = state.monitoring.alerts
     history = await state.run(a.history, who.name, who.admin, False, 300)
     silences = await state.run(a.silences, who.name, who.admin)
     rules = sorted({r.name for r in a.rules})
     return page(
-        request, "alerts.html", status=status, who=who, history=history, silences=silences,
-        rules=rules, form=form, **ctx,
-    )  # fmt: skip
+        request,
+        "alerts.html",
+        status=status,
+        who=who,
+        history=history,
+        silences=silences,
+        rules=rules,
+        form=form,
+        **ctx,
+    )
 
 
 @router.post("/alerts/silence", response_class=HTMLResponse)

@@ -73,15 +73,25 @@ async def published(
 
 
 async def _page(
-    request: Request, who: Principal, state: State, form: dict[str, Any], status: int = 200,
+    request: Request,
+    who: Principal,
+    state: State,
+    form: dict[str, Any],
+    status: int = 200,
     **ctx: Any,
-) -> Response:  # fmt: skip
+) -> Response:
     mine = await state.run(state.published.owned, _reader(who))
     shared = await state.run(state.published.shared, _reader(who))
     return page(
-        request, "published.html", status=status, who=who, mine=mine, shared=shared, form=form,
+        request,
+        "published.html",
+        status=status,
+        who=who,
+        mine=mine,
+        shared=shared,
+        form=form,
         **ctx,
-    )  # fmt: skip
+    )
 
 
 @router.post("/published", response_class=HTMLResponse)
@@ -103,9 +113,14 @@ async def publish(
         if notebook is not None and notebook.filename:
             data = await notebook.read(MAX_NOTEBOOK + 1)
             view = await state.run(
-                state.published.publish, _reader(who), name.strip(), BytesIO(data),
-                len(data), f"uploaded {notebook.filename}", opts,
-            )  # fmt: skip
+                state.published.publish,
+                _reader(who),
+                name.strip(),
+                BytesIO(data),
+                len(data),
+                f"uploaded {notebook.filename}",
+                opts,
+            )
         else:
             view = await state.run(
                 state.publish_from, _reader(who), name.strip(), {"lake": lake.strip()}, opts
@@ -193,9 +208,14 @@ async def _show(request: Request, link: str, version: int | None, state: State) 
     except PublishError as err:
         raise HTTPException(err.status, str(err)) from None
     resp = page(
-        request, "published_page.html", p=shown, link=link, body=shown.body.decode(), css=_css(),
+        request,
+        "published_page.html",
+        p=shown,
+        link=link,
+        body=shown.body.decode(),
+        css=_css(),
         published=datetime.fromtimestamp(shown.published_at / 1000, UTC),
-    )  # fmt: skip
+    )
     resp.headers["Content-Security-Policy"] = PAGE_POLICY
     resp.headers["Referrer-Policy"] = "no-referrer"  # its link is its key: never sent on
     resp.headers["X-Robots-Tag"] = "noindex"
