@@ -138,6 +138,12 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
             raise RuntimeError(
                 f"slapd exited with code {proc.returncode} during startup: {_tail(log)}"
             )
+        try:  # listening yet? (ldap3 leaves the socket of a refused connection open)
+            socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), 1).close()
+        except OSError as err:
+            last_error = repr(err)
+            time.sleep(0.05)
+            continue
         try:
             conn = ldap3.Connection(
                 ldap3.Server(url, connect_timeout=1),

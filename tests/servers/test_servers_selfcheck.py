@@ -63,6 +63,7 @@ def test_slapd_bind_and_search(slapd: SlapdServer) -> None:
     bad = ldap3.Connection(server, user=user_dn, password="wrong", receive_timeout=10)
     assert not bad.bind()
     assert bad.result["description"] == "invalidCredentials"
+    bad.unbind()
 
     pid = slapd.process.pid
     slapd.stop()
