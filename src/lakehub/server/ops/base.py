@@ -8,9 +8,11 @@ Prometheus query API. The rules every store keeps:
   that can cut them out of its answer without decoding them overrides it);
   ``query_range_json_async`` the same from an event loop (by default in a thread; a store with
   an asynchronous client overrides it, so a dashboard's panels go out at once without a thread
-  each). A query the store refuses (bad PromQL, too many points) is an :class:`OpsError` with
-  status 400 and the store's own message; a store that does not answer is an
-  :class:`OpsError` with status 503.
+  each); ``query_ranges_json_async`` several expressions over one range, each one's series or
+  its own refusal (by default one query each, at once; a store that can evaluate them in one
+  query overrides it, and answers exactly what each would alone). A query the store refuses
+  (bad PromQL, too many points) is an :class:`OpsError` with status 400 and the store's own
+  message; a store that does not answer is an :class:`OpsError` with status 503.
 - ``only`` restricts every series a query reads to those carrying these labels (e.g.
   ``{"user": "alice"}``), whatever the query names: the store enforces it, not the caller's
   PromQL, so a user's query cannot reach another user's series. A store that cannot enforce it
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -91,6 +94,27 @@ class MetricsStore(ABC):
     ) -> list[SeriesJson]:
         """:meth:`query_range_json`, awaited."""
         return await asyncio.to_thread(self.query_range_json, expr, start, end, step, only)
+
+    async def query_ranges_json_async(
+        self,
+        exprs: Sequence[str],
+        start: float,
+        end: float,
+        step: float,
+        only: dict[str, str] | None = None,
+    ) -> list[list[SeriesJson] | OpsError]:
+        """Each of ``exprs`` over the same range, in their order: its series, or its refusal
+        (an OpsError of status 400). A store that does not answer raises (503)."""
+
+        async def one(expr: str) -> list[SeriesJson] | OpsError:
+            try:
+                return await self.query_range_json_async(expr, start, end, step, only)
+            except OpsError as err:
+                if err.status == 503:
+                    raise
+                return err
+
+        return list(await asyncio.gather(*(one(e) for e in exprs)))
 
     def push(self, page: bytes, labels: dict[str, str]) -> None:  # noqa: B027 (optional)
         """Store a metrics page now, as if scraped, with ``labels`` (a store that cannot takes

@@ -12,7 +12,6 @@ the start and a test, not a page; :meth:`Board.data` runs a dashboard's panels a
 
 from __future__ import annotations
 
-import asyncio
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,28 +62,29 @@ class Board:
         interval: float,
         as_json: bool = False,
     ) -> list[dict[str, Any]]:
-        """Every panel's series over [start, end], queried together. ``as_json``: each series'
-        points as the store wrote them (``orjson.Fragment``), for an answer that sends them on;
-        else decoded (``[[t, "v"], ...]``)."""
+        """Every panel's series over [start, end], queried together (in one query where the
+        store can). ``as_json``: each series' points as the store wrote them
+        (``orjson.Fragment``), for an answer that sends them on; else decoded
+        (``[[t, "v"], ...]``). A panel the store refuses carries its error; the others draw."""
         step = step_for(end - start, interval)
-        only = self.restriction(viewer)
-
-        async def one(p: Panel) -> dict[str, Any]:
-            out: dict[str, Any] = {"title": p.title, "unit": p.unit, "kind": p.kind}
-            try:
-                raw = await store.query_range_json_async(p.expr, start, end, step, only)
-            except OpsError as err:
-                if err.status == 503:
-                    raise
-                return {**out, "series": [], "error": str(err)}
-            points = orjson.Fragment if as_json else orjson.loads
-            found = [(s.labels, points(s.points)) for s in raw]
-            named = sorted(((legend(p.legend, lb), pts) for lb, pts in found), key=lambda n: n[0])
-            out["series"] = [{"name": n, "points": points} for n, points in named[:MAX_SERIES]]
-            out["cut"] = max(0, len(named) - MAX_SERIES)
-            return out
-
-        return list(await asyncio.gather(*(one(p) for p in self.panels)))
+        exprs = [p.expr for p in self.panels]
+        answers = await store.query_ranges_json_async(
+            exprs, start, end, step, self.restriction(viewer)
+        )
+        points = orjson.Fragment if as_json else orjson.loads
+        out = []
+        for p, answer in zip(self.panels, answers, strict=True):
+            panel: dict[str, Any] = {"title": p.title, "unit": p.unit, "kind": p.kind}
+            if isinstance(answer, OpsError):
+                out.append({**panel, "series": [], "error": str(answer)})
+                continue
+            named = sorted(
+                ((legend(p.legend, s.labels), s.points) for s in answer), key=lambda n: n[0]
+            )
+            panel["series"] = [{"name": n, "points": points(pts)} for n, pts in named[:MAX_SERIES]]
+            panel["cut"] = max(0, len(named) - MAX_SERIES)
+            out.append(panel)
+        return out
 
 
 def step_for(span: float, interval: float) -> float:

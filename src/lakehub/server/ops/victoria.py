@@ -20,6 +20,7 @@ import contextlib
 import http.client
 import shutil
 import threading
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -42,6 +43,8 @@ TIMEOUT_S = 30.0
 Only = dict[str, str] | None
 Params = list[tuple[str, str | int | float | bool | None]]
 IDLE_MAX = 8  # kept-alive connections: a dashboard's panels are queried 8 at once
+TAG = "lakehub_query"  # the label that tells a batched query's parts apart
+MAX_QUERY = 16_000  # characters of a batched query (the store refuses past 16 KiB)
 CACHE_BYTES = "48MiB"  # the store's caches: its whole footprint stays well under 100 MB
 
 
@@ -185,6 +188,33 @@ class VictoriaMetrics(MetricsStore):
         params = _restricted(_range(expr, start, end, step), only)
         return _series(_checked(*await self._acall(f"/api/v1/query_range?{urlencode(params)}")))
 
+    async def query_ranges_json_async(
+        self,
+        exprs: Sequence[str],
+        start: float,
+        end: float,
+        step: float,
+        only: dict[str, str] | None = None,
+    ) -> list[list[SeriesJson] | OpsError]:
+        """All of ``exprs`` in one MetricsQL query, ``union`` of each one's series tagged with
+        its place (``label_set``), cut apart again by that tag: one round trip, the parts
+        evaluated by the store at once, faster than the same queries sent together (measured
+        in ``bench/ops.py``). Refused as a whole (one expression is bad PromQL), or too long
+        together, the expressions are asked one by one, so each refusal is its own."""
+        query = union_of(exprs)
+        if len(exprs) < 2 or len(query) > MAX_QUERY:
+            return await super().query_ranges_json_async(exprs, start, end, step, only)
+        try:
+            found = await self.query_range_json_async(query, start, end, step, only)
+        except OpsError as err:
+            if err.status == 503:
+                raise
+            return await super().query_ranges_json_async(exprs, start, end, step, only)
+        parts: list[list[SeriesJson]] = [[] for _ in exprs]
+        for labels, points in found:
+            parts[int(labels.pop(TAG))].append(SeriesJson(labels, points))
+        return [*parts]
+
     async def _acall(self, url: str) -> tuple[int, bytes]:
         """GET ``url`` from the event loop over a kept-alive connection of this loop's."""
         loop = asyncio.get_running_loop()
@@ -245,6 +275,13 @@ async def _exchange(
             raise ConnectionResetError("the store closed the connection")
         parser.feed_data(data)
     return parser.get_status_code(), b"".join(parts), keep[0]
+
+
+def union_of(exprs: Sequence[str]) -> str:
+    """One MetricsQL query answering every one of ``exprs``, each series tagged with the place
+    of the expression it answers (label ``TAG``)."""
+    tagged = ",".join(f'label_set({e}, "{TAG}", "{i}")' for i, e in enumerate(exprs))
+    return f"union({tagged})"
 
 
 def _series(raw: bytes) -> list[SeriesJson]:
