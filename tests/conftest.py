@@ -175,8 +175,13 @@ def stop_hub(hub: Hub) -> None:
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     """The worker's hub for whole flows. Ingestion tests share it: short batches and a small
-    buffer bound, so what they wait for happens within a test (a hub start is some 20 CPU-s)."""
-    h = start_hub(ingest_batch_seconds="0.2", ingest_buffer_max_bytes=str(4 * 2**20))
+    buffer bound, so what they wait for happens within a test (a hub start is some 20 CPU-s).
+    No metrics store: monitoring's flows have their hubs (test_ops_hub, test_up) and its
+    matrices the in-process layer, and a store scraping every component costs each of the
+    workers' hubs CPU for the whole run."""
+    h = start_hub(
+        ingest_batch_seconds="0.2", ingest_buffer_max_bytes=str(4 * 2**20), metrics="false"
+    )
     yield h
     stop_hub(h)
 
@@ -203,7 +208,9 @@ def new_user(hub: Hub) -> Any:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium for a module's browser tests (each test makes its own contexts)."""
+    """Headless Chromium for a module's browser tests (each test makes its own contexts). Not
+    one per worker: while Playwright's sync API is open, its event loop counts as running in
+    this thread, and the other modules' ``asyncio.run()`` would refuse to start."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} missing: run scripts/install-system-packages.sh test")
     from playwright.sync_api import sync_playwright
