@@ -238,18 +238,28 @@ def test_a_dashboards_panels_in_one_query_answer_what_each_answers_alone(
                 found.append(err)
         return found
 
-    def comparable(answers: list[Any]) -> list[Any]:
+    def comparable(exprs: list[str], answers: list[Any]) -> list[Any]:
         """Labels, times and values to 9 digits (a sum's last digit depends on the order the
-        store adds in, which varies between two runs of one query)."""
+        store adds in, which varies between two runs of one query); of a ``topk``, the values
+        at each time (it picks among equal values as it likes, again from run to run)."""
 
         def points(raw: bytes) -> list[tuple[float, str]]:
             return [(t, f"{float(v):.9g}") for t, v in orjson.loads(raw)]
 
+        def by_time(found: list[Any]) -> list[Any]:
+            at: dict[float, list[str]] = {}
+            for s in found:
+                for t, v in points(s.points):
+                    at.setdefault(t, []).append(v)
+            return sorted((t, sorted(vs)) for t, vs in at.items())
+
         return [
             repr(a)
             if isinstance(a, OpsError)
+            else by_time(a)
+            if "topk(" in e
             else sorted((sorted(s.labels.items()), points(s.points)) for s in a)
-            for a in answers
+            for e, a in zip(exprs, answers, strict=True)
         ]
 
     async def batched(exprs: list[str], only: dict[str, str] | None, how: Any = None) -> Any:
@@ -263,7 +273,7 @@ def test_a_dashboards_panels_in_one_query_answer_what_each_answers_alone(
         exprs = [p.expr for p in board.panels]
         for only in (None, {"user": ann}):
             together = asyncio.run(batched(exprs, only))
-            assert comparable(together) == comparable(alone(exprs, only)), (board.name, only)
+            assert comparable(exprs, together) == comparable(exprs, alone(exprs, only)), board.name
             drawn += sum(len(a) for a in together if not isinstance(a, OpsError))
     assert drawn >= 5  # series were there to compare
     # one bad expression: refused alone, the others still answer, in their places
@@ -274,7 +284,7 @@ def test_a_dashboards_panels_in_one_query_answer_what_each_answers_alone(
     # the contract's own way (one query each), for stores that cannot batch: the same answers
     base = MetricsStore.query_ranges_json_async.__get__(store)
     one_each = asyncio.run(batched(exprs, None, base))
-    assert comparable(one_each) == comparable(alone(exprs, None))
+    assert comparable(exprs, one_each) == comparable(exprs, alone(exprs, None))
 
 
 def test_connections_to_the_store_do_not_pile_up_with_threads(metrics_store: InProc) -> None:
