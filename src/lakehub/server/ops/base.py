@@ -10,7 +10,7 @@ Prometheus query API. The rules every store keeps:
   an asynchronous client overrides it, so a dashboard's panels go out at once without a thread
   each); ``query_ranges_json_async`` several expressions over one range, each one's series or
   its own refusal (by default one query each, at once; a store that can evaluate them in one
-  query overrides it, and answers exactly what each would alone). A query the store refuses
+  query overrides it, and answers with the series each would get alone). A query the store refuses
   (bad PromQL, too many points) is an :class:`OpsError` with status 400 and the store's own
   message; a store that does not answer is an :class:`OpsError` with status 503.
 - ``only`` restricts every series a query reads to those carrying these labels (e.g.

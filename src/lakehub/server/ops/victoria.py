@@ -42,7 +42,7 @@ from lakehub.server.runtime import Runtime
 TIMEOUT_S = 30.0
 Only = dict[str, str] | None
 Params = list[tuple[str, str | int | float | bool | None]]
-IDLE_MAX = 8  # kept-alive connections: a dashboard's panels are queried 8 at once
+IDLE_MAX = 8  # kept-alive connections, per kind (threads', event loops')
 TAG = "lakehub_query"  # the label that tells a batched query's parts apart
 MAX_QUERY = 16_000  # characters of a batched query (the store refuses past 16 KiB)
 CACHE_BYTES = "48MiB"  # the store's caches: its whole footprint stays well under 100 MB
