@@ -224,7 +224,11 @@ def test_a_dashboards_panels_in_one_query_answer_what_each_answers_alone(
     assert r.status_code == 201, r.text
     store = ip.platform.monitoring.store
     metric = "lakehub_stream_received_records_total"
-    wait_for("ann's stream scraped", lambda: store.query(metric, time.time(), {"user": ann}))
+
+    def seen() -> Any:  # 10 s ago: the range compared below ends 3 s ago, a step after it began
+        return store.query(metric, time.time() - 10, {"user": ann})
+
+    wait_for("ann's stream scraped 10 s ago", seen, timeout=45)
     wait_for("scrapes some seconds old", lambda: len(store.query("up", time.time() - 5)) >= 2)
     end = time.time() - 3  # samples stored by now; later ones would land between the queries
     start, step = end - 600, 5.0
